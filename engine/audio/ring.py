@@ -1,0 +1,98 @@
+"""Audio ring buffer on the session's media clock (absolute 48 kHz sample indices)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+
+class AudioRing:
+    """Mono float32 samples indexed by absolute media-clock sample.
+
+    Writers append at the write cursor. A live writer whose audio arrives after the reader already
+    took silence in its place continues at the read cursor: the gap stays silence and nothing
+    afterwards shifts. Readers take [start, start + n), zero-filled where nothing was written.
+    """
+
+    def __init__(self, max_backlog_samples: int) -> None:
+        self.max_backlog_samples = max_backlog_samples
+        self._buf = np.zeros(1 << 16, np.float32)
+        self._base = 0  # absolute index of self._buf[0]
+        self.write_cursor = 0
+        self.read_cursor = 0
+        self.dropped_samples = 0
+        self.ended = False
+        self._arrived = asyncio.Event()
+
+    @property
+    def backlog_samples(self) -> int:
+        return max(0, self.write_cursor - self.read_cursor)
+
+    def write(self, samples: np.ndarray) -> int:
+        """Append samples; returns how many were dropped for exceeding the backlog bound."""
+        self.write_cursor = max(self.write_cursor, self.read_cursor)
+        room = self.max_backlog_samples - self.backlog_samples
+        dropped = max(0, len(samples) - room)
+        if dropped:
+            samples = samples[: len(samples) - dropped]
+            self.dropped_samples += dropped
+        end = self.write_cursor + len(samples)
+        self._ensure_capacity(end)
+        lo = self.write_cursor - self._base
+        self._buf[lo : lo + len(samples)] = samples
+        self.write_cursor = end
+        self._arrived.set()
+        return dropped
+
+    def end(self) -> None:
+        self.ended = True
+        self._arrived.set()
+
+    def has(self, end_sample: int) -> bool:
+        return self.write_cursor >= end_sample
+
+    async def wait_for(self, end_sample: int, timeout_s: float | None) -> bool:
+        """Wait until samples up to end_sample are written, input ended, or the timeout passes."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while not self.has(end_sample) and not self.ended:
+            self._arrived.clear()
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return self.has(end_sample)
+        return self.has(end_sample)
+
+    def read(self, start: int, n: int) -> tuple[np.ndarray, int]:
+        """Samples [start, start + n) and how many of them were missing (silence stands in)."""
+        out = np.zeros(n, np.float32)
+        lo, hi = max(start, self._base), min(start + n, self.write_cursor)
+        if hi > lo:
+            out[lo - start : hi - start] = self._buf[lo - self._base : hi - self._base]
+        missing = n - max(0, hi - lo)
+        self.read_cursor = max(self.read_cursor, start + n)
+        self._compact()
+        return out, missing
+
+    def clear(self) -> None:
+        """Barge-in: forget unread audio."""
+        self.write_cursor = self.read_cursor
+
+    def _ensure_capacity(self, end: int) -> None:
+        need = end - self._base
+        if need > len(self._buf):
+            grown = np.zeros(max(need, 2 * len(self._buf)), np.float32)
+            grown[: len(self._buf)] = self._buf
+            self._buf = grown
+
+    def _compact(self) -> None:
+        # Drop what was read once it is more than half the buffer, so memory stays bounded.
+        consumed = self.read_cursor - self._base
+        if consumed > len(self._buf) // 2:
+            keep = max(0, self.write_cursor - self.read_cursor)
+            self._buf[:keep] = self._buf[consumed : consumed + keep]
+            self._base = self.read_cursor

@@ -1,0 +1,91 @@
+"""Blueprint: storyline + audio features -> per-frame rig controls (the paper's blueprint video).
+
+Storyline-driven controls (blinks, head motion, expression targets) are laid out as keyframes
+for the whole planned horizon whenever a storyline arrives; audio-driven controls (the jaw)
+are added per window as its features come in. Filters carry state from window to window, so
+the motion is continuous across windows and across re-plans.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from engine.types import FPS, N_CONTROLS, Control, FeatureFrame, MotionWindow, Storyline
+
+# A blink: fast close, short hold, slower open (frames at 48 fps, ~170 ms).
+BLINK_CURVE = np.array([0.45, 0.9, 1.0, 1.0, 0.8, 0.55, 0.3, 0.12], np.float32)
+
+# Expression targets per emotion: (smile, brow raise).
+EMOTION_TARGETS = {
+    "neutral": (0.0, 0.0), "happy": (0.7, 0.15), "excited": (0.8, 0.4), "calm": (0.2, 0.0),
+    "surprised": (0.1, 0.9), "serious": (0.0, -0.4), "sad": (0.0, -0.2),
+}
+
+
+def idle_head_deg(frame_index: np.ndarray) -> np.ndarray:
+    """Slow, non-repeating head sway (yaw, pitch, roll in degrees) as a function of media time.
+
+    Frequencies are incommensurate and slow (< 0.2 Hz), so consecutive frames differ by a few
+    hundredths of a pixel: alive over seconds, still from frame to frame.
+    """
+    t = frame_index.astype(np.float64) / FPS
+    yaw = 1.4 * np.sin(2 * np.pi * 0.067 * t) + 0.5 * np.sin(2 * np.pi * 0.151 * t + 1.3)
+    pitch = 0.8 * np.sin(2 * np.pi * 0.089 * t + 0.4) + 0.3 * np.sin(2 * np.pi * 0.173 * t)
+    roll = 0.9 * np.sin(2 * np.pi * 0.053 * t + 2.1)
+    return np.stack([yaw, pitch, roll], axis=1).astype(np.float32)
+
+
+class Blueprint:
+    def __init__(self, jaw_attack: float = 0.7, jaw_release: float = 0.35) -> None:
+        self.jaw_attack = jaw_attack  # share of the way to a higher target taken per frame
+        self.jaw_release = jaw_release  # ... to a lower one: slower, so syllables do not flicker
+        self._plan_from = 0
+        self._targets = np.zeros((0, N_CONTROLS), np.float32)
+        self._jaw = 0.0
+        self._expr = np.zeros(2, np.float32)  # eased (smile, brow)
+
+    @property
+    def planned_to_frame(self) -> int:
+        return self._plan_from + len(self._targets)
+
+    def update(self, storyline: Storyline) -> None:
+        """Lay out keyframes for the storyline's horizon (replaces any older plan from its start)."""
+        start, end = storyline.planned_from_frame, storyline.planned_to_frame
+        frames = np.arange(start, end)
+        targets = np.zeros((len(frames), N_CONTROLS), np.float32)
+        head = idle_head_deg(frames)
+        targets[:, Control.HEAD_YAW], targets[:, Control.HEAD_PITCH] = head[:, 0], head[:, 1]
+        targets[:, Control.HEAD_ROLL] = head[:, 2]
+        for beat in storyline.beats:
+            lo, hi = max(beat.start_frame, start) - start, min(beat.end_frame, end) - start
+            if beat.blink:
+                curve = BLINK_CURVE[lo - (beat.start_frame - start):][: max(0, hi - lo)]
+                for c in (Control.BLINK_LEFT, Control.BLINK_RIGHT):
+                    targets[lo : lo + len(curve), c] = np.maximum(targets[lo : lo + len(curve), c], curve)
+            elif hi > lo:
+                smile, brow = EMOTION_TARGETS.get(beat.emotion, (0.0, 0.0))
+                targets[lo:hi, Control.SMILE] = smile * beat.intensity
+                targets[lo:hi, Control.BROW_RAISE] = brow * beat.intensity
+        self._plan_from, self._targets = start, targets
+
+    def covers(self, start_frame: int, n_frames: int) -> bool:
+        return self._plan_from <= start_frame and start_frame + n_frames <= self.planned_to_frame
+
+    def window(self, features: list[FeatureFrame]) -> MotionWindow:
+        """Controls for the frames of `features` (consecutive); the plan must cover them."""
+        start, n = features[0].frame_index, len(features)
+        if not self.covers(start, n):
+            raise ValueError(f"blueprint plan [{self._plan_from}, {self.planned_to_frame}) "
+                             f"does not cover frames [{start}, {start + n})")
+        controls = self._targets[start - self._plan_from : start - self._plan_from + n].copy()
+        for i, f in enumerate(features):
+            target = float(np.clip((f.energy_db + 45.0) / 25.0, 0.0, 1.0)) * f.voice_activity
+            rate = self.jaw_attack if target > self._jaw else self.jaw_release
+            self._jaw += rate * (target - self._jaw)
+            controls[i, Control.JAW_OPEN] = self._jaw
+            self._expr += 0.08 * (controls[i, [Control.SMILE, Control.BROW_RAISE]] - self._expr)
+            controls[i, Control.SMILE], controls[i, Control.BROW_RAISE] = self._expr
+        audio = np.concatenate([f.audio for f in features])
+        return MotionWindow(start, controls, audio, sum(f.filled for f in features), time.monotonic())

@@ -1,0 +1,22 @@
+"""Engine configuration: one dataclass, each field commented (built by streaming.config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class EngineConfig:
+    avatar_path: str | None = None  # None: the embedded default portrait (skimage's astronaut)
+    max_side_px: int = 720  # longer side of the output video; the portrait is scaled down to it
+    window_frames: int = 4  # frames per sub-clip window (4 = 83 ms)
+    pipeline_delay_s: float = 0.14  # live: audio sample arrives -> its frame is due for output
+    render_reserve_s: float = 0.04  # live: a window starts rendering this long before it is due
+    max_live_backlog_s: float = 0.5  # live mic: audio beyond this backlog is dropped (counted)
+    max_pushed_backlog_s: float = 600.0  # pushed/offline audio is buffered, never dropped, up to this
+    director: str = "rules"  # rules (embedded); vllm comes with the director issue
+    generator: str = "warp"  # warp (torch, CPU or GPU)
+    render_threads: int = 1  # torch intra-op threads per render call
+    seed: int = 0  # blinks and idle motion are random but reproducible
+    replan_interval_s: float = 1.0  # director re-plans this often
+    plan_horizon_s: float = 4.0  # ... for this far ahead

@@ -1,0 +1,31 @@
+"""The director protocol: context in, storyline out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from engine.types import Storyline
+
+EMOTIONS = ("neutral", "happy", "excited", "calm", "surprised", "serious", "sad")
+HEAD_MOTIONS = ("idle", "nod", "shake", "tilt", "turn")
+
+
+@dataclass
+class DirectorContext:
+    """What a director may look at when it plans [from_frame, to_frame)."""
+
+    from_frame: int
+    to_frame: int
+    speaking_ratio: float = 0.0  # share of recent frames with voice activity
+    mean_energy_db: float = -100.0  # over recent frames
+    instructions: list[str] = field(default_factory=list)  # host instructions, data, never prompt
+    persona: str = ""
+
+
+class Director(Protocol):
+    name: str
+
+    async def plan(self, context: DirectorContext) -> Storyline:
+        """Return beats covering [context.from_frame, context.to_frame)."""
+        ...

@@ -1,0 +1,30 @@
+"""Per-session engine counters. Every degradation (late audio, fallbacks, late windows) is counted."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class SessionMetrics:
+    audio_samples_in: int = 0  # after resampling to 48 kHz mono
+    audio_samples_dropped: int = 0  # live backlog overflow
+    audio_samples_filled: int = 0  # missing when a frame was due; silence stood in
+    frames_rendered: int = 0
+    windows_rendered: int = 0
+    windows_late: int = 0  # finished after their first frame was due (live only)
+    render_ms_total: float = 0.0
+    render_ms_max: float = 0.0
+    director_plans: int = 0
+    director_failures: int = 0  # errors and timeouts
+    director_fallbacks: int = 0  # windows planned by the rule fallback because no plan covered them
+    audio_to_window_ms_max: float = 0.0  # window's last audio ready -> window rendered
+
+    @property
+    def render_ms_per_frame(self) -> float:
+        return self.render_ms_total / self.frames_rendered if self.frames_rendered else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        d = asdict(self)
+        d["render_ms_per_frame"] = round(self.render_ms_per_frame, 3)
+        return d

@@ -1,0 +1,244 @@
+"""A session: one host's avatar, wiring the stages of DESIGN.md as asyncio tasks with bounded queues.
+
+    push_audio ─► ingest ─► AudioRing ─► features ─► blueprint ◄─ director (rolling storyline)
+                                                         │
+                                          generator (window, first-frame condition)
+                                                         │
+                                                  windows() ─► pacer / file egress
+
+Live sessions run on a MediaClock: a frame's audio is awaited until shortly before the frame is
+due, then silence stands in (counted), so the output never waits for the input. Offline sessions
+(live=False) wait for every sample and run as fast as the generator can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import av
+import numpy as np
+
+from engine.audio.features import FeatureExtractor
+from engine.audio.ingest import AudioIngest
+from engine.audio.ring import AudioRing
+from engine.blueprint import Blueprint
+from engine.clock import MediaClock
+from engine.config import EngineConfig
+from engine.director import DirectorContext, RuleDirector, make_director
+from engine.generator import PreparedAvatar, make_generator
+from engine.metrics import SessionMetrics
+from engine.types import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, FeatureFrame, MotionWindow, RenderedWindow, Storyline
+
+log = logging.getLogger(__name__)
+
+
+class _End:
+    """End of stream: overtakes nothing, closes each queue after the data before it."""
+
+
+END = _End()
+
+
+class AvatarSession:
+    def __init__(self, avatar: PreparedAvatar, config: EngineConfig, *, live: bool, session_id: str = "") -> None:
+        self.id = session_id
+        self.avatar = avatar
+        self.config = config
+        self.live = live
+        self.window_frames = config.window_frames
+        self.clock: MediaClock | None = None
+        backlog_s = config.max_live_backlog_s if live else config.max_pushed_backlog_s
+        self.ring = AudioRing(int(backlog_s * SAMPLE_RATE_HZ))
+        self.metrics = SessionMetrics()
+        self._ingest = AudioIngest()
+        self._features = FeatureExtractor()
+        self._director = make_director(config.director, seed=config.seed)
+        self._fallback = self._director if isinstance(self._director, RuleDirector) else RuleDirector(config.seed)
+        self._blueprint = Blueprint()
+        self._generator = make_generator(config.generator, avatar, threads=config.render_threads)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"render-{session_id}")
+        n = self.window_frames
+        self._feature_q: asyncio.Queue[FeatureFrame | _End] = asyncio.Queue(maxsize=2 * n)
+        self._motion_q: asyncio.Queue[MotionWindow | _End] = asyncio.Queue(maxsize=2)
+        self._rendered_q: asyncio.Queue[RenderedWindow | _End] = asyncio.Queue(maxsize=2)
+        self._recent: deque[FeatureFrame] = deque(maxlen=2 * FPS)
+        self._progress_frame = 0
+        self._next_plan_frame = 0
+        self._pending: Storyline | None = None
+        self._director_wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.error: BaseException | None = None
+        self.closed = False
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.avatar.size
+
+    # ---- input -------------------------------------------------------------------------------
+    def push_audio_frame(self, frame: av.AudioFrame) -> None:
+        """Audio from a transport (any format, rate and layout PyAV knows)."""
+        self._write(self._ingest.convert_frame(frame))
+
+    def push_audio(self, pcm: np.ndarray, sample_rate_hz: int, channels: int = 1) -> None:
+        """Audio as int16 or float32 PCM, interleaved or shaped (n, channels)."""
+        self._write(self._ingest.convert_pcm(pcm, sample_rate_hz, channels))
+
+    def end_input(self) -> None:
+        """No more audio (offline): the last frame is padded with silence and the stream ends."""
+        self._write(self._ingest.flush())
+        self.ring.end()
+
+    def clear_buffer(self) -> None:
+        """Barge-in: drop audio not yet turned into features."""
+        self.ring.clear()
+
+    def _write(self, mono: np.ndarray) -> None:
+        if len(mono):
+            self.metrics.audio_samples_in += len(mono)
+            self.metrics.audio_samples_dropped += self.ring.write(mono)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.live:
+            self.clock = MediaClock(delay_s=self.config.pipeline_delay_s)
+        horizon = int(self.config.plan_horizon_s * FPS)
+        self._blueprint.update(self._fallback.plan_now(DirectorContext(0, horizon)))
+        self._next_plan_frame = int(self.config.replan_interval_s * FPS)
+        for name, coro in (("features", self._run_features()), ("blueprint", self._run_blueprint()),
+                           ("director", self._run_director()), ("generator", self._run_generator())):
+            self._tasks.append(asyncio.create_task(self._guard(name, coro), name=f"{self.id}:{name}"))
+
+    async def windows(self) -> AsyncIterator[RenderedWindow]:
+        """Rendered windows in frame order; ends after end_input() (offline) or aclose()."""
+        while True:
+            item = await self._rendered_q.get()
+            if isinstance(item, _End):
+                if self.error is not None:
+                    raise RuntimeError(f"session {self.id} failed: {self.error}") from self.error
+                return
+            yield item
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(asyncio.QueueFull):
+            self._rendered_q.put_nowait(END)
+
+    async def _guard(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.exception("session %s: stage %s failed", self.id, name)
+            self.error = e
+            while not self._rendered_q.empty():  # make room so the reader sees the end at once
+                self._rendered_q.get_nowait()
+            self._rendered_q.put_nowait(END)
+
+    # ---- stages ------------------------------------------------------------------------------
+    async def _run_features(self) -> None:
+        n = self.window_frames
+        k = 0
+        while True:
+            end_sample = (k + 1) * SAMPLES_PER_FRAME
+            timeout = None
+            if self.clock is not None:
+                window_start = k - k % n
+                timeout = self.clock.frame_due_s(window_start) - self.config.render_reserve_s - time.monotonic()
+            await self.ring.wait_for(end_sample, max(0.0, timeout) if timeout is not None else None)
+            if self.ring.ended and self.ring.write_cursor <= k * SAMPLES_PER_FRAME:
+                await self._feature_q.put(END)
+                return
+            samples, missing = self.ring.read(k * SAMPLES_PER_FRAME, SAMPLES_PER_FRAME)
+            if not self.ring.ended:  # the silence padding the very last frame is not a loss
+                self.metrics.audio_samples_filled += missing
+            await self._feature_q.put(self._features.process(k, samples, filled=missing > 0))
+            k += 1
+
+    async def _run_blueprint(self) -> None:
+        batch: list[FeatureFrame] = []
+        while True:
+            item = await self._feature_q.get()
+            if not isinstance(item, _End):
+                batch.append(item)
+                self._recent.append(item)
+            if batch and (len(batch) == self.window_frames or isinstance(item, _End)):
+                await self._motion_q.put(self._plan_window(batch))
+                batch = []
+            if isinstance(item, _End):
+                await self._motion_q.put(END)
+                return
+
+    def _plan_window(self, batch: list[FeatureFrame]) -> MotionWindow:
+        start = batch[0].frame_index
+        self._progress_frame = start
+        self._director_wakeup.set()
+        if self._pending is not None:
+            self._blueprint.update(self._pending)
+            self._pending = None
+        if not self._blueprint.covers(start, len(batch)):
+            self.metrics.director_fallbacks += 1
+            horizon = int(self.config.plan_horizon_s * FPS)
+            self._blueprint.update(self._fallback.plan_now(self._context(start, start + horizon)))
+        return self._blueprint.window(batch)
+
+    def _context(self, from_frame: int, to_frame: int) -> DirectorContext:
+        recent = list(self._recent)
+        speaking = float(np.mean([f.voice_activity > 0.5 for f in recent])) if recent else 0.0
+        energy = float(np.mean([f.energy_db for f in recent])) if recent else -100.0
+        return DirectorContext(from_frame, to_frame, speaking, energy)
+
+    async def _run_director(self) -> None:
+        replan = int(self.config.replan_interval_s * FPS)
+        horizon = int(self.config.plan_horizon_s * FPS)
+        while True:
+            await self._director_wakeup.wait()
+            self._director_wakeup.clear()
+            start = self._progress_frame
+            if start < self._next_plan_frame:
+                continue
+            self._next_plan_frame = start + replan
+            try:
+                story = await asyncio.wait_for(self._director.plan(self._context(start, start + horizon)),
+                                               timeout=self.config.replan_interval_s)
+            except Exception:
+                self.metrics.director_failures += 1
+                log.warning("session %s: director %s failed; the current plan carries on",
+                            self.id, self._director.name, exc_info=True)
+                continue
+            self.metrics.director_plans += 1
+            self._pending = story
+
+    async def _run_generator(self) -> None:
+        loop = asyncio.get_running_loop()
+        condition = self._generator.first_frame()
+        while True:
+            item = await self._motion_q.get()
+            if isinstance(item, _End):
+                await self._rendered_q.put(END)
+                return
+            rendered, condition = await loop.run_in_executor(self._executor, self._generator.render,
+                                                             item, condition)
+            m = self.metrics
+            m.windows_rendered += 1
+            m.frames_rendered += rendered.n_frames
+            m.render_ms_total += rendered.render_ms
+            m.render_ms_max = max(m.render_ms_max, rendered.render_ms)
+            m.audio_to_window_ms_max = max(m.audio_to_window_ms_max,
+                                           (time.monotonic() - item.created_t_s) * 1000.0)
+            if self.clock is not None and time.monotonic() > self.clock.frame_due_s(item.start_frame):
+                m.windows_late += 1
+            await self._rendered_q.put(rendered)

@@ -1,0 +1,147 @@
+"""The typed units that flow between the engine's stages, one per hop.
+
+Everything is stamped on the session's media clock: audio sample index at 48 kHz, and video
+frame k covers samples [1000k, 1000k + 1000) (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+SAMPLE_RATE_HZ = 48_000
+FPS = 48
+SAMPLES_PER_FRAME = SAMPLE_RATE_HZ // FPS  # 1000
+
+
+def frame_t_s(frame_index: int) -> float:
+    return frame_index / FPS
+
+
+@dataclass(slots=True)
+class AudioChunk:
+    """Mono float32 audio in [-1, 1] on the media clock (ingest -> ring buffer)."""
+
+    start_sample: int
+    samples: np.ndarray  # (n,) float32
+    sample_rate_hz: int = SAMPLE_RATE_HZ
+
+    @property
+    def end_sample(self) -> int:
+        return self.start_sample + len(self.samples)
+
+    def __str__(self) -> str:
+        return f"AudioChunk[{self.start_sample}:{self.end_sample}]"
+
+
+@dataclass(slots=True)
+class FeatureFrame:
+    """Audio features of one video frame (audio -> blueprint, director)."""
+
+    frame_index: int
+    rms: float  # linear RMS of the frame's 1000 samples
+    energy_db: float  # 20*log10(rms), floored at -100
+    voice_activity: float  # 0..1, probability that the host is speaking
+    audio: np.ndarray  # (1000,) float32, the frame's own samples, carried so output stays in sync
+    filled: bool = False  # True when the samples were missing and silence stands in
+
+    @property
+    def t_s(self) -> float:
+        return frame_t_s(self.frame_index)
+
+    def __str__(self) -> str:
+        return f"FeatureFrame#{self.frame_index} {self.energy_db:.0f}dB vad={self.voice_activity:.2f}"
+
+
+@dataclass(slots=True)
+class StoryBeat:
+    """One timed beat of the storyline (director -> blueprint)."""
+
+    start_frame: int
+    end_frame: int
+    emotion: str = "neutral"
+    intensity: float = 0.0  # 0..1
+    head_motion: str = "idle"  # idle | nod | shake | tilt | turn
+    blink: bool = False  # a single blink starting at start_frame
+    note: str = ""
+
+    def __str__(self) -> str:
+        return f"Beat[{self.start_frame}:{self.end_frame}] {self.emotion} {self.head_motion}"
+
+
+@dataclass(slots=True)
+class Storyline:
+    """The director's rolling plan: beats covering [planned_from_frame, planned_to_frame)."""
+
+    planned_from_frame: int
+    planned_to_frame: int
+    beats: list[StoryBeat] = field(default_factory=list)
+    source: str = "rules"
+
+
+class Control(IntEnum):
+    """Rig controls, one column each in a MotionWindow. Ranges: see engine.generator.rig."""
+
+    JAW_OPEN = 0  # 0 closed .. 1 fully open
+    MOUTH_WIDTH = 1  # -1 rounded/narrow .. 1 wide
+    SMILE = 2  # 0 .. 1
+    BLINK_LEFT = 3  # 0 open .. 1 closed
+    BLINK_RIGHT = 4
+    BROW_RAISE = 5  # -1 furrow .. 1 raise
+    HEAD_YAW = 6  # degrees, + turns to the image's right
+    HEAD_PITCH = 7  # degrees, + looks down (nod)
+    HEAD_ROLL = 8  # degrees, + tilts clockwise
+
+
+N_CONTROLS = len(Control)
+
+
+@dataclass(slots=True)
+class MotionWindow:
+    """Per-frame rig controls for frames [start_frame, start_frame + N) (blueprint -> generator)."""
+
+    start_frame: int
+    controls: np.ndarray  # (N, N_CONTROLS) float32
+    audio: np.ndarray  # (N * 1000,) float32, the audio these frames show
+    filled_frames: int = 0  # frames whose audio was missing (silence stood in)
+    created_t_s: float = 0.0  # monotonic time the last audio of the window was ready
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.controls.shape[0])
+
+    def __str__(self) -> str:
+        return f"MotionWindow[{self.start_frame}:{self.start_frame + self.n_frames}]"
+
+
+@dataclass(slots=True)
+class FirstFrame:
+    """The condition a window starts from: the previous window's last frame and its controls."""
+
+    frame_index: int
+    rgb: np.ndarray  # (H, W, 3) uint8
+    controls: np.ndarray  # (N_CONTROLS,) float32
+
+
+@dataclass(slots=True)
+class RenderedWindow:
+    """Rendered frames and their audio (generator -> pacer / egress)."""
+
+    start_frame: int
+    frames_rgb: np.ndarray  # (N, H, W, 3) uint8
+    audio: np.ndarray  # (N * 1000,) float32 mono at 48 kHz
+    render_ms: float = 0.0
+    created_t_s: float = 0.0  # copied from the MotionWindow, for latency accounting
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.frames_rgb.shape[0])
+
+    @property
+    def end_frame(self) -> int:
+        return self.start_frame + self.n_frames
+
+    def __str__(self) -> str:
+        return f"RenderedWindow[{self.start_frame}:{self.end_frame}] {self.render_ms:.1f}ms"

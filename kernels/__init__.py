@@ -1,0 +1,1 @@
+"""Hot per-pixel kernels. Each has a torch reference (the CPU path and the test oracle)."""
