@@ -34,7 +34,15 @@ from engine.config import EngineConfig
 from engine.director import DirectorContext, RuleDirector, make_director
 from engine.generator import PreparedAvatar, make_generator
 from engine.metrics import SessionMetrics
-from engine.types import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, FeatureFrame, MotionWindow, RenderedWindow, Storyline
+from engine.types import (
+    FPS,
+    SAMPLE_RATE_HZ,
+    SAMPLES_PER_FRAME,
+    FeatureFrame,
+    MotionWindow,
+    RenderedWindow,
+    Storyline,
+)
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
 from engine.generator.rig import RigGeometry, build_rig
-from kernels.warp import warp_composite
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
+from kernels.warp import warp_composite
 
 CAVITY_RGB = (0.24, 0.07, 0.08)
 TEETH_RGB = (0.86, 0.83, 0.77)

@@ -1,0 +1,109 @@
+"""avatar-engine: serve the live avatar over WebRTC, or render audio to an MP4 offline.
+
+    python server.py                      # same as: avatar-engine serve (http://127.0.0.1:8080)
+    avatar-engine serve --avatar me.jpg --host 0.0.0.0 --ice-host 203.0.113.7
+    avatar-engine render --audio talk.wav --out talk.mp4 [--avatar me.jpg]
+    avatar-engine prepare me.jpg          # check a portrait: face found, size
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+
+from engine.generator import AvatarError, prepare_avatar
+from streaming.config import ServerConfig, load_config
+
+log = logging.getLogger("avatar-engine")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="TOML file with settings (flags and AVATAR_ENGINE_* env win)")
+    common.add_argument("--avatar", dest="avatar_path", help="portrait photo (JPEG/PNG/WebP); default: embedded")
+    common.add_argument("--window-frames", type=int, help="frames per sub-clip window (default 4)")
+    common.add_argument("-v", "--verbose", action="store_true")
+    p = argparse.ArgumentParser(prog="avatar-engine", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", parents=[common], help="run the HTTP + WebRTC server")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.add_argument("--ice-host", help="address offered in ICE candidates (default: the bound host)")
+    serve.add_argument("--max-sessions", type=int, help="concurrent sessions before 503 (default 4)")
+    render = sub.add_parser("render", parents=[common], help="render an audio file to an MP4, offline")
+    render.add_argument("--audio", required=True, help="speech audio (WAV, MP3, ... anything FFmpeg reads)")
+    render.add_argument("--out", required=True, help="output .mp4 (H.264 + AAC, 48 fps)")
+    prepare = sub.add_parser("prepare", parents=[common], help="check and prepare a portrait")
+    prepare.add_argument("image", help="portrait photo")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    keys = ("avatar_path", "window_frames", "host", "port", "ice_host", "max_sessions")
+    return load_config(args.config, {k: getattr(args, k, None) for k in keys})
+
+
+def serve(cfg: ServerConfig) -> None:
+    from aiohttp import web
+
+    from streaming.app import build_app
+    from streaming.webrtc import use_fixed_bitrate, use_ice_addresses
+
+    t0 = time.monotonic()
+    avatar = prepare_avatar(cfg.engine.avatar_path, cfg.engine.max_side_px)
+    log.info("avatar %s ready (%dx%d) in %.1f s", avatar.name, *avatar.size, time.monotonic() - t0)
+    addresses = cfg.ice_addresses()
+    if addresses is not None:
+        use_ice_addresses(addresses)
+    use_fixed_bitrate(cfg.video_bitrate_bps)
+    log.info("serving on http://%s:%d (ICE candidates: %s)", cfg.host, cfg.port, addresses or "all interfaces")
+    web.run_app(build_app(cfg, avatar), host=cfg.host, port=cfg.port, print=None, shutdown_timeout=5.0)
+
+
+def render(cfg: ServerConfig, audio: str, out: str) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from streaming.egress_file import render_to_file
+
+    avatar = prepare_avatar(cfg.engine.avatar_path, cfg.engine.max_side_px)
+    t0 = time.monotonic()
+    with Progress(TextColumn("rendering"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
+                  TimeRemainingColumn(), transient=True) as progress:
+        task = progress.add_task("render", total=None)
+        result = asyncio.run(render_to_file(avatar, audio, out, cfg.engine,
+                                            lambda done, total: progress.update(task, completed=done, total=total)))
+    wall = time.monotonic() - t0
+    print(f"{out}: {result['frames']} frames ({result['duration_s']:.2f} s) in {wall:.1f} s "
+          f"= {result['frames'] / max(wall, 1e-9):.0f} fps, render {result['render_ms_per_frame']:.1f} ms/frame")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in ("serve", "render", "prepare", "-h", "--help"):
+        argv = ["serve", *argv]  # `python server.py [flags]` serves, like `avatar-engine serve`
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aioice", "aiortc", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        cfg = config_from_args(args)
+        if args.command == "serve":
+            serve(cfg)
+        elif args.command == "render":
+            render(cfg, args.audio, args.out)
+        elif args.command == "prepare":
+            avatar = prepare_avatar(args.image, cfg.engine.max_side_px)
+            print(f"{args.image}: ok, {avatar.size[0]}x{avatar.size[1]}, face found")
+    except (AvatarError, ValueError, OSError) as e:
+        print(f"avatar-engine: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

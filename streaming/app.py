@@ -1,0 +1,103 @@
+"""The aiohttp application: web client, WebRTC signaling, session list and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from engine.generator import PreparedAvatar
+from engine.session import AvatarSession
+from streaming.config import ServerConfig
+from streaming.webrtc import OfferError, PeerSession, new_session_id, parse_offer
+
+log = logging.getLogger(__name__)
+WEB_DIR = Path(__file__).resolve().parent / "web"
+MAX_OFFER_BYTES = 256 * 1024
+
+
+class SessionRegistry:
+    def __init__(self, max_sessions: int) -> None:
+        self.max_sessions = max_sessions
+        self.active: dict[str, PeerSession] = {}
+        self.ended = 0
+
+    def add(self, peer: PeerSession) -> None:
+        self.active[peer.id] = peer
+
+    def remove(self, peer: PeerSession) -> None:
+        if self.active.pop(peer.id, None) is not None:
+            self.ended += 1
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
+    app = web.Application(client_max_size=MAX_OFFER_BYTES)
+    registry = SessionRegistry(config.max_sessions)
+
+    async def index(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEB_DIR / "index.html")
+
+    async def health(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def offer(request: web.Request) -> web.Response:
+        try:
+            desc = parse_offer(await request.read())
+        except OfferError as e:
+            return json_error(400, str(e))
+        if len(registry.active) >= registry.max_sessions:
+            return json_error(503, f"server is at its limit of {registry.max_sessions} sessions; try again later")
+        sid = new_session_id()
+        peer = PeerSession(AvatarSession(avatar, config.engine, live=True, session_id=sid), registry.remove)
+        registry.add(peer)
+        try:
+            answer = await peer.answer(desc, config.connect_timeout_s)
+        except OfferError as e:
+            await peer.close()
+            return json_error(400, str(e))
+        except Exception:
+            log.exception("session %s: failed to answer", sid)
+            await peer.close()
+            return json_error(500, "internal error while answering the offer; see the server log")
+        log.info("session %s: answered (%d active)", sid, len(registry.active))
+        return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": sid})
+
+    async def close_session(request: web.Request) -> web.Response:
+        peer = registry.active.get(request.match_info["sid"])
+        if peer is None:
+            return json_error(404, f"no active session {request.match_info['sid']!r}")
+        await peer.close()
+        return web.json_response({"closed": True})
+
+    async def sessions(_: web.Request) -> web.Response:
+        return web.json_response({"sessions": [p.info() for p in registry.active.values()]})
+
+    async def metrics(_: web.Request) -> web.Response:
+        lines = ["# TYPE avatar_sessions_active gauge", f"avatar_sessions_active {len(registry.active)}",
+                 "# TYPE avatar_sessions_ended_total counter", f"avatar_sessions_ended_total {registry.ended}"]
+        per_session = [(p.id, p.info()) for p in registry.active.values()]
+        keys = sorted({k for _, info in per_session for k, v in info.items() if isinstance(v, int | float)})
+        for key in keys:
+            lines.append(f"# TYPE avatar_{key} gauge")
+            lines += [f'avatar_{key}{{session="{sid}"}} {info[key]}' for sid, info in per_session if key in info]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+    async def on_shutdown(_: web.Application) -> None:
+        await asyncio.gather(*(p.close() for p in list(registry.active.values())), return_exceptions=True)
+
+    app.router.add_get("/", index)
+    app.router.add_get("/health", health)
+    app.router.add_post("/offer", offer)
+    app.router.add_post("/sessions/{sid}/close", close_session)
+    app.router.add_get("/api/sessions", sessions)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_static("/static", WEB_DIR)
+    app.on_shutdown.append(on_shutdown)
+    app["registry"] = registry
+    return app

@@ -1,0 +1,78 @@
+"""One configuration object, built from (lowest to highest priority) defaults, an optional TOML
+file, AVATAR_ENGINE_* environment variables, and command-line flags."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from engine.config import EngineConfig
+
+ENV_PREFIX = "AVATAR_ENGINE_"
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    ice_host: str | None = None  # address for ICE host candidates; default: host, or all when 0.0.0.0
+    max_sessions: int = 4  # further offers get 503: each live session costs ~half a core here
+    video_bitrate_bps: int = 1_500_000  # fixed: a moving target rebuilds the encoder (keyframes)
+    connect_timeout_s: float = 20.0  # a session whose peer never connects is freed after this
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+    def ice_addresses(self) -> list[str] | None:
+        """None lets aioice pick every interface (server bound to all of them)."""
+        if self.ice_host:
+            return [self.ice_host]
+        if self.host in ("0.0.0.0", "::", ""):
+            return None
+        return ["127.0.0.1" if self.host == "localhost" else self.host]
+
+
+def _coerce(value: str, like: Any) -> Any:
+    if isinstance(like, bool):
+        return value.lower() in ("1", "true", "yes", "on")
+    if isinstance(like, int):
+        return int(value)
+    if isinstance(like, float):
+        return float(value)
+    return value
+
+
+def _apply(target: Any, values: dict[str, Any], origin: str) -> None:
+    names = {f.name for f in fields(target)}
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key not in names:
+            raise ValueError(f"{origin}: unknown setting {key!r}; known: {', '.join(sorted(names))}")
+        current = getattr(target, key)
+        if isinstance(value, str) and current is not None and not isinstance(current, str):
+            value = _coerce(value, current)
+        setattr(target, key, value)
+
+
+def load_config(toml_path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                environ: dict[str, str] | None = None) -> ServerConfig:
+    """overrides: CLI values (None means 'not given'); keys of EngineConfig go to .engine."""
+    cfg = ServerConfig()
+    engine_names = {f.name for f in fields(EngineConfig)}
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if toml_path:
+        data = tomllib.loads(Path(toml_path).read_text())
+        engine = data.pop("engine", {})
+        layers += [(str(toml_path), data), (f"{toml_path} [engine]", {"engine": engine})]
+    env = os.environ if environ is None else environ
+    env_values = {k[len(ENV_PREFIX):].lower(): v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    layers.append(("environment", env_values))
+    layers.append(("command line", {k: v for k, v in (overrides or {}).items() if v is not None}))
+    for origin, values in layers:
+        values = dict(values)
+        nested = values.pop("engine", {})
+        nested.update({k: values.pop(k) for k in list(values) if k in engine_names})
+        _apply(cfg, values, origin)
+        _apply(cfg.engine, nested, origin)
+    return cfg

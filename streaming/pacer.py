@@ -1,0 +1,122 @@
+"""The pacer: hands each frame and its audio out on the session's 48 fps media clock.
+
+Rendered windows land in a small store keyed by frame index. A consumer asks for frame k and
+gets it when it is due; if the window is late, the previous picture is repeated (counted) and
+the late frame is dropped when it arrives, so video and audio stay on the clock: the stream
+slows down for nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from engine.clock import MediaClock
+from engine.session import AvatarSession
+from engine.types import SAMPLES_PER_FRAME
+
+
+@dataclass
+class PacerMetrics:
+    frames_sent: int = 0
+    frames_repeated: int = 0  # due, not rendered yet: previous picture sent again
+    frames_skipped: int = 0  # the consumer fell behind the clock and resynced
+    audio_samples_sent: int = 0
+    audio_samples_silent: int = 0  # due, not rendered yet: silence sent
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Pacer:
+    def __init__(self, session: AvatarSession, clock: MediaClock, max_ahead_frames: int = 24,
+                 audio_grace_s: float = 0.02, max_behind_frames: int = 12) -> None:
+        self.session = session
+        self.clock = clock
+        self.max_ahead_frames = max_ahead_frames  # bounds the store; backpressure reaches the engine
+        self.audio_grace_s = audio_grace_s
+        self.max_behind_frames = max_behind_frames
+        self.metrics = PacerMetrics()
+        self._video: dict[int, np.ndarray] = {}
+        self._audio: dict[int, np.ndarray] = {}
+        self._last_rgb: np.ndarray = session.avatar.rgb
+        self._arrived = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"{self.session.id}:pacer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        async for window in self.session.windows():
+            while len(self._video) >= self.max_ahead_frames:
+                await asyncio.sleep(1 / 96)
+            now = self.clock.frame_now()
+            for i in range(window.n_frames):
+                k = window.start_frame + i
+                if k >= now:  # frames already due were repeated in their slot: drop them
+                    self._video[k] = window.frames_rgb[i]
+                self._audio[k] = window.audio[i * SAMPLES_PER_FRAME : (i + 1) * SAMPLES_PER_FRAME]
+            for k in [k for k in self._audio if k < now - 4]:
+                del self._audio[k]
+            async with self._arrived:
+                self._arrived.notify_all()
+
+    async def _sleep_until(self, t_s: float) -> None:
+        delay = t_s - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def first_frame_index(self) -> int:
+        return max(0, self.clock.frame_now())
+
+    async def video_frame(self, k: int) -> tuple[int, np.ndarray]:
+        """Frame k's picture at its due time. Returns (index, rgb): a consumer more than
+        max_behind_frames late is moved forward to the frame due now."""
+        now = self.clock.frame_now()
+        if now - k > self.max_behind_frames:
+            self.metrics.frames_skipped += now - k
+            for old in [i for i in self._video if i < now]:
+                del self._video[old]
+            k = now
+        await self._sleep_until(self.clock.frame_due_s(k))
+        for old in [i for i in self._video if i < k]:
+            del self._video[old]
+        rgb = self._video.pop(k, None)
+        if rgb is None:
+            self.metrics.frames_repeated += 1
+        else:
+            self._last_rgb = rgb
+        self.metrics.frames_sent += 1
+        return k, self._last_rgb
+
+    async def audio(self, start_sample: int, n: int) -> np.ndarray:
+        """Samples [start_sample, start_sample + n) at their due time; silence where not rendered."""
+        due = self.clock.sample_due_s(start_sample)
+        await self._sleep_until(due)
+        first, last = start_sample // SAMPLES_PER_FRAME, (start_sample + n - 1) // SAMPLES_PER_FRAME
+        if any(k not in self._audio for k in range(first, last + 1)):
+            async with self._arrived:
+                try:
+                    await asyncio.wait_for(self._arrived.wait_for(
+                        lambda: all(k in self._audio for k in range(first, last + 1))),
+                        timeout=max(0.0, due + self.audio_grace_s - time.monotonic()))
+                except TimeoutError:
+                    pass
+        out = np.zeros(n, np.float32)
+        for k in range(first, last + 1):
+            block = self._audio.get(k)
+            lo, hi = max(start_sample, k * SAMPLES_PER_FRAME), min(start_sample + n, (k + 1) * SAMPLES_PER_FRAME)
+            if block is None:
+                self.metrics.audio_samples_silent += hi - lo
+            else:
+                out[lo - start_sample : hi - start_sample] = block[lo - k * SAMPLES_PER_FRAME : hi - k * SAMPLES_PER_FRAME]
+        self.metrics.audio_samples_sent += n
+        return out

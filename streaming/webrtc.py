@@ -1,0 +1,154 @@
+"""WebRTC: offer validation, ICE and bitrate settings, and one engine session per peer connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import aioice.ice
+import aiortc.codecs.h264
+import aiortc.codecs.vpx
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from engine.session import AvatarSession
+from streaming.pacer import Pacer
+from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack
+
+log = logging.getLogger(__name__)
+
+
+class OfferError(ValueError):
+    """A client's offer is unusable; the message is sent back with HTTP 400."""
+
+
+def use_ice_addresses(addresses: list[str]) -> None:
+    """Gather ICE host candidates only on these addresses.
+
+    aioice leaves 127.0.0.1 out of its host candidates, so on a loopback-only machine ICE would
+    never connect; and a server bound to one address should not offer the others.
+    """
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(addresses)
+
+
+def use_fixed_bitrate(bps: int) -> None:
+    """Pin the encoders' bitrate: aiortc rebuilds the encoder (and sends a keyframe) each time its
+    estimate moves by 10%, which churned 9-12 keyframes per 20 s on loopback (media-stack.md)."""
+    for codec in (aiortc.codecs.vpx, aiortc.codecs.h264):
+        codec.DEFAULT_BITRATE = codec.MIN_BITRATE = codec.MAX_BITRATE = bps
+
+
+def parse_offer(body: bytes) -> RTCSessionDescription:
+    try:
+        params = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise OfferError(f"request body is not valid JSON: {e}") from e
+    if not isinstance(params, dict):
+        raise OfferError('expected a JSON object {"sdp": ..., "type": "offer"}')
+    sdp, kind = params.get("sdp"), params.get("type")
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise OfferError("missing 'sdp': expected a JSON object {\"sdp\": ..., \"type\": \"offer\"}")
+    if kind != "offer":
+        raise OfferError(f"'type' must be \"offer\", got {kind!r}")
+    if not sdp.lstrip().startswith("v=0"):
+        raise OfferError("'sdp' is not a session description (it must start with v=0)")
+    media = [line.split()[0][2:] for line in sdp.splitlines() if line.startswith("m=")]
+    if "audio" not in media:
+        raise OfferError("offer has no audio m-line: the engine needs the host's microphone as an audio track")
+    if "video" not in media:
+        raise OfferError("offer has no video m-line: add a recvonly video transceiver to receive the avatar")
+    return RTCSessionDescription(sdp=sdp, type="offer")
+
+
+class PeerSession:
+    """A peer connection and the engine session that answers it."""
+
+    def __init__(self, session: AvatarSession, on_closed: Callable[[PeerSession], None]) -> None:
+        self.id = session.id
+        self.session = session
+        self.pc = RTCPeerConnection()
+        self.pacer: Pacer | None = None
+        self.state = "new"
+        self._on_closed = on_closed
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing: asyncio.Task[None] | None = None
+
+    async def answer(self, offer: RTCSessionDescription, connect_timeout_s: float) -> RTCSessionDescription:
+        pc = self.pc
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio":
+                self._tasks.append(asyncio.create_task(self._read_mic(track), name=f"{self.id}:mic"))
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            log.info("session %s: connection %s", self.id, pc.connectionState)
+            if pc.connectionState == "connected":
+                self.state = "streaming"
+            elif pc.connectionState in ("failed", "closed"):
+                self.close_soon()
+
+        try:
+            await pc.setRemoteDescription(offer)
+        except Exception as e:  # aiortc raises many kinds on malformed SDP (aiortc#114)
+            raise OfferError(f"invalid SDP: {type(e).__name__}: {e}") from e
+        await self.session.start()
+        assert self.session.clock is not None
+        self.pacer = Pacer(self.session, self.session.clock)
+        self.pacer.start()
+        pc.addTrack(AvatarAudioTrack(self.pacer))
+        pc.addTrack(AvatarVideoTrack(self.pacer))
+        try:
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as e:
+            raise OfferError(f"cannot answer this offer: {type(e).__name__}: {e}") from e
+        self.state = "connecting"
+        self._tasks.append(asyncio.create_task(self._expire_if_unconnected(connect_timeout_s)))
+        return pc.localDescription
+
+    async def _read_mic(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                self.session.push_audio_frame(await track.recv())
+
+    async def _expire_if_unconnected(self, timeout_s: float) -> None:
+        await asyncio.sleep(timeout_s)
+        if self.pc.connectionState != "connected":
+            log.warning("session %s: not connected after %.0f s, closing", self.id, timeout_s)
+            self.close_soon()
+
+    def close_soon(self) -> None:
+        if self._closing is None:
+            self._closing = asyncio.create_task(self.close())
+
+    async def close(self) -> None:
+        if self.state == "closed":
+            return
+        self.state = "closed"
+        self._on_closed(self)
+        current = asyncio.current_task()
+        for t in self._tasks:
+            if t is not current:
+                t.cancel()
+        if self.pacer is not None:
+            await self.pacer.stop()
+        await self.session.aclose()
+        try:  # pc.close() can hang (aiortc#283)
+            await asyncio.wait_for(self.pc.close(), timeout=5.0)
+        except TimeoutError:
+            log.warning("session %s: peer connection close timed out", self.id)
+        self._tasks.clear()
+
+    def info(self) -> dict[str, Any]:
+        pacer = self.pacer.metrics.as_dict() if self.pacer else {}
+        return {"id": self.id, "state": self.state, **pacer, **self.session.metrics.as_dict()}
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex[:12]
