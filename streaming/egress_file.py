@@ -78,8 +78,7 @@ async def render_to_file(avatar: PreparedAvatar, audio_path: str | Path, out_pat
     async def feed() -> None:
         step = SAMPLE_RATE_HZ  # one second at a time keeps the ring's memory small
         for i in range(0, len(audio), step):
-            while session.ring.backlog_samples > 4 * step:
-                await asyncio.sleep(0.005)
+            await session.ring.wait_below(4 * step)
             session.push_audio(audio[i : i + step], SAMPLE_RATE_HZ)
         session.end_input()
 

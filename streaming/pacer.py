@@ -44,6 +44,7 @@ class Pacer:
         self._audio: dict[int, np.ndarray] = {}
         self._last_rgb: np.ndarray = session.avatar.rgb
         self._arrived = asyncio.Condition()
+        self._taken = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -57,7 +58,8 @@ class Pacer:
     async def _run(self) -> None:
         async for window in self.session.windows():
             while len(self._video) >= self.max_ahead_frames:
-                await asyncio.sleep(1 / 96)
+                self._taken.clear()
+                await self._taken.wait()
             now = self.clock.frame_now()
             for i in range(window.n_frames):
                 k = window.start_frame + i
@@ -90,6 +92,7 @@ class Pacer:
         for old in [i for i in self._video if i < k]:
             del self._video[old]
         rgb = self._video.pop(k, None)
+        self._taken.set()
         if rgb is None:
             self.metrics.frames_repeated += 1
         else:
@@ -113,10 +116,11 @@ class Pacer:
         out = np.zeros(n, np.float32)
         for k in range(first, last + 1):
             block = self._audio.get(k)
-            lo, hi = max(start_sample, k * SAMPLES_PER_FRAME), min(start_sample + n, (k + 1) * SAMPLES_PER_FRAME)
+            base = k * SAMPLES_PER_FRAME
+            lo, hi = max(start_sample, base), min(start_sample + n, base + SAMPLES_PER_FRAME)
             if block is None:
                 self.metrics.audio_samples_silent += hi - lo
             else:
-                out[lo - start_sample : hi - start_sample] = block[lo - k * SAMPLES_PER_FRAME : hi - k * SAMPLES_PER_FRAME]
+                out[lo - start_sample : hi - start_sample] = block[lo - base : hi - base]
         self.metrics.audio_samples_sent += n
         return out

@@ -97,7 +97,8 @@ class PeerSession:
         try:
             await pc.setRemoteDescription(offer)
         except Exception as e:  # aiortc raises many kinds on malformed SDP (aiortc#114)
-            raise OfferError(f"invalid SDP: {type(e).__name__}: {e}") from e
+            detail = str(e) or "the SDP parser rejected it"
+            raise OfferError(f"invalid SDP: {detail} ({type(e).__name__})") from e
         await self.session.start()
         assert self.session.clock is not None
         self.pacer = Pacer(self.session, self.session.clock)

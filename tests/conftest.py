@@ -11,10 +11,14 @@ import urllib.request
 import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from engine.generator import prepare_avatar
+from engine.generator.rig import LOWER_INNER_LIP, MOUTH_LEFT, MOUTH_RIGHT, UPPER_INNER_LIP
 
 REPO = Path(__file__).resolve().parent.parent
 RATE_HZ = 48_000
@@ -118,3 +122,13 @@ def speech_then_silence(lead_silence_s: float, speech_s: float, tail_silence_s: 
 def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2 s silence, 4 s speech, 4 s silence, 48 kHz mono WAV."""
     return write_wav(tmp_path_factory.mktemp("audio") / "speech.wav", speech_then_silence(2.0, 4.0, 4.0))
+
+
+@cache
+def mouth_box() -> tuple[int, int, int, int]:
+    """The mouth region of the embedded default avatar, in its pixels (x0, y0, x1, y1)."""
+    lm = prepare_avatar().landmarks
+    x0, x1 = lm[MOUTH_LEFT, 0], lm[MOUTH_RIGHT, 0]
+    pad = 0.3 * (x1 - x0)
+    y0, y1 = lm[UPPER_INNER_LIP, 1] - pad, lm[LOWER_INNER_LIP, 1] + 2 * pad
+    return int(x0 - pad), int(y0), int(x1 + pad), int(y1)

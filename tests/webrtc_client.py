@@ -79,6 +79,7 @@ async def stream_session(base_url: str, wav: Path, duration_s: float,
     status, answer = await loop.run_in_executor(
         None, post_json, base_url + "/offer", {"sdp": pc.localDescription.sdp, "type": "offer"})
     if status != 200:
+        player.audio.stop()
         await pc.close()
         raise RuntimeError(f"offer refused: {status} {answer}")
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))

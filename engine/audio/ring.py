@@ -24,6 +24,7 @@ class AudioRing:
         self.dropped_samples = 0
         self.ended = False
         self._arrived = asyncio.Event()
+        self._consumed = asyncio.Event()
 
     @property
     def backlog_samples(self) -> int:
@@ -67,6 +68,12 @@ class AudioRing:
                 return self.has(end_sample)
         return self.has(end_sample)
 
+    async def wait_below(self, backlog_samples: int) -> None:
+        """For producers that run ahead of real time (files, TTS): wait until the reader catches up."""
+        while self.backlog_samples > backlog_samples:
+            self._consumed.clear()
+            await self._consumed.wait()
+
     def read(self, start: int, n: int) -> tuple[np.ndarray, int]:
         """Samples [start, start + n) and how many of them were missing (silence stands in)."""
         out = np.zeros(n, np.float32)
@@ -75,6 +82,7 @@ class AudioRing:
             out[lo - start : hi - start] = self._buf[lo - self._base : hi - self._base]
         missing = n - max(0, hi - lo)
         self.read_cursor = max(self.read_cursor, start + n)
+        self._consumed.set()
         self._compact()
         return out, missing
 

@@ -1,0 +1,139 @@
+"""The live path end to end: a real aiortc peer on 127.0.0.1 sends speech, receives the avatar."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from aiortc import RTCPeerConnection
+
+from tests.conftest import ServerProcess, mouth_box, start_server, stop_server
+from tests.webrtc_client import Received, stream_session
+
+pytestmark = pytest.mark.webrtc
+
+# speech_wav: 2 s silence, 4 s speech, 4 s silence. Intervals in media time, with margins for the
+# session's start-up offset (the clock starts before the first microphone packet arrives).
+SILENCE_BEFORE = (0.6, 1.6)
+SPEECH = (2.8, 5.6)
+SILENCE_AFTER = (7.2, 9.5)
+
+
+def media_t_s(got: Received) -> np.ndarray:
+    return (np.array(got.video_pts) - got.video_pts[0]) / 90_000
+
+
+def fps_over(got: Received, skip_s: float = 0.5) -> tuple[float, float]:
+    t = np.array(got.video_wall_s)
+    t = t[t >= t[0] + skip_s]
+    return (len(t) - 1) / (t[-1] - t[0]), t[-1] - t[0]
+
+
+def test_live_session_streams_48fps_lip_synced(server: ServerProcess, speech_wav) -> None:
+    box = mouth_box()
+    got, _ = asyncio.run(stream_session(server.url, speech_wav, duration_s=10.5, crop_box=box))
+
+    fps, span_s = fps_over(got)
+    assert span_s >= 8.0, f"only {span_s:.1f} s of video received"
+    assert abs(fps - 48.0) <= 0.5, f"received {fps:.2f} fps over {span_s:.1f} s"
+    steps = np.diff(got.video_pts)
+    assert np.median(steps) == 1875, f"pts steps {np.unique(steps)}"
+    assert got.video_size == (512, 512)
+
+    # Mouth motion: mean absolute luma change between consecutive frames, inside the mouth box.
+    motion = np.abs(np.diff(np.stack(got.crops), axis=0)).mean(axis=(1, 2))
+    t = media_t_s(got)[1:]
+
+    def mean_in(span: tuple[float, float], values: np.ndarray, times: np.ndarray) -> float:
+        sel = (times > span[0]) & (times < span[1])
+        assert sel.sum() > 20, f"too few samples in {span}"
+        return float(values[sel].mean())
+
+    speech, quiet = mean_in(SPEECH, motion, t), max(mean_in(SILENCE_BEFORE, motion, t),
+                                                    mean_in(SILENCE_AFTER, motion, t))
+    assert speech > 4 * quiet, f"mouth motion {speech:.2f} while speaking vs {quiet:.2f} in silence"
+    assert quiet < 1.5, f"mouth region changes by {quiet:.2f} grey levels per frame in silence"
+
+    # The host's audio comes back, speech where speech was sent.
+    rms = np.array(got.audio_rms)
+    at = np.arange(len(rms)) * 0.02
+    assert len(rms) > 8 / 0.02
+    assert mean_in(SPEECH, rms, at) > 10 * max(mean_in(SILENCE_AFTER, rms, at), 1e-4)
+
+
+def post_raw(url: str, body: bytes) -> tuple[int, str]:
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read()).get("error", "")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())["error"]
+
+
+async def offer_without_audio() -> str:
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+BAD_OFFERS = [
+    (b"this is not json", "not valid JSON"),
+    (json.dumps({"type": "offer"}).encode(), "missing 'sdp'"),
+    (json.dumps({"sdp": "hello world", "type": "offer"}).encode(), "not a session description"),
+    (json.dumps({"sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nm=video 9 nonsense\r\n",
+                 "type": "offer"}).encode(), "invalid SDP"),
+]
+
+
+def test_bad_offers_get_400_while_a_session_keeps_streaming(server: ServerProcess, speech_wav) -> None:
+    async def scenario() -> tuple[Received, list[tuple[int, str, str]], float, float]:
+        streaming = asyncio.create_task(stream_session(server.url, speech_wav, duration_s=9.0))
+        await asyncio.sleep(3.0)  # the good session is up and streaming
+        loop = asyncio.get_running_loop()
+        offers = [*BAD_OFFERS, (json.dumps({"sdp": await offer_without_audio(), "type": "offer"}).encode(),
+                                "no audio m-line")]
+        t_start = time.monotonic()
+        answers = []
+        for body, expected in offers:
+            status, message = await loop.run_in_executor(None, post_raw, server.url + "/offer", body)
+            answers.append((status, message, expected))
+        t_end = time.monotonic()
+        got, _ = await streaming
+        return got, answers, t_start, t_end
+
+    got, answers, t_start, t_end = asyncio.run(scenario())
+    for status, message, expected in answers:
+        assert status == 400, (status, message)
+        assert expected in message, f"{message!r} does not say {expected!r}"
+    fps, _ = fps_over(got)
+    assert abs(fps - 48.0) <= 0.5, f"the running session dropped to {fps:.2f} fps"
+    wall = np.array(got.video_wall_s)
+    during = wall[(wall >= t_start - 0.5) & (wall <= t_end + 0.5)]
+    assert len(during) > 10
+    assert np.diff(during).max() < 0.15, "the running session stalled while bad offers were answered"
+
+
+def test_overload_answers_503_with_a_reason(tmp_path, speech_wav) -> None:
+    srv = start_server(tmp_path, "--max-sessions", "1")
+    try:
+        async def scenario() -> tuple[Received, int, str]:
+            first = asyncio.create_task(stream_session(srv.url, speech_wav, duration_s=4.0))
+            await asyncio.sleep(2.0)
+            with pytest.raises(RuntimeError, match="503") as refused:
+                await stream_session(srv.url, speech_wav, duration_s=1.0)
+            got, _ = await first
+            return got, 503, str(refused.value)
+
+        got, _, message = asyncio.run(scenario())
+        assert "limit of 1 sessions" in message
+        assert len(got.video_wall_s) > 48, "the admitted session kept streaming"
+    finally:
+        stop_server(srv)
