@@ -13,6 +13,7 @@ class SessionMetrics:
     frames_rendered: int = 0
     windows_rendered: int = 0
     windows_late: int = 0  # finished after their first frame was due (live only)
+    frames_skipped: int = 0  # live: never rendered, the generator was too far behind the clock
     render_ms_total: float = 0.0
     render_ms_max: float = 0.0
     director_plans: int = 0

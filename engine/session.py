@@ -36,6 +36,7 @@ from engine.generator import PreparedAvatar, make_generator
 from engine.metrics import SessionMetrics
 from engine.types import (
     FPS,
+    N_CONTROLS,
     SAMPLE_RATE_HZ,
     SAMPLES_PER_FRAME,
     FeatureFrame,
@@ -81,6 +82,7 @@ class AvatarSession:
         self._next_plan_frame = 0
         self._pending: Storyline | None = None
         self._director_wakeup = asyncio.Event()
+        self._render_s_avg = 0.0  # recent render time per window, moving average
         self._tasks: list[asyncio.Task[None]] = []
         self.error: BaseException | None = None
         self.closed = False
@@ -114,6 +116,7 @@ class AvatarSession:
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        await self._warm_up()
         if self.live:
             self.clock = MediaClock(delay_s=self.config.pipeline_delay_s)
         horizon = int(self.config.plan_horizon_s * FPS)
@@ -122,6 +125,16 @@ class AvatarSession:
         for name, coro in (("features", self._run_features()), ("blueprint", self._run_blueprint()),
                            ("director", self._run_director()), ("generator", self._run_generator())):
             self._tasks.append(asyncio.create_task(self._guard(name, coro), name=f"{self.id}:{name}"))
+
+    async def _warm_up(self) -> None:
+        """Render two throw-away windows: the first call allocates; the second says how long one takes."""
+        n = self.window_frames
+        idle = MotionWindow(0, np.zeros((n, N_CONTROLS), np.float32), np.zeros(n * SAMPLES_PER_FRAME, np.float32))
+        loop = asyncio.get_running_loop()
+        for _ in range(2):
+            t0 = time.monotonic()
+            await loop.run_in_executor(self._executor, self._generator.render, idle, self._generator.first_frame())
+            self._render_s_avg = time.monotonic() - t0
 
     async def windows(self) -> AsyncIterator[RenderedWindow]:
         """Rendered windows in frame order; ends after end_input() (offline) or aclose()."""
@@ -165,7 +178,7 @@ class AvatarSession:
             timeout = None
             if self.clock is not None:
                 window_start = k - k % n
-                timeout = self.clock.frame_due_s(window_start) - self.config.render_reserve_s - time.monotonic()
+                timeout = self.clock.frame_due_s(window_start) - self._lead_s() - time.monotonic()
             await self.ring.wait_for(end_sample, max(0.0, timeout) if timeout is not None else None)
             if self.ring.ended and self.ring.write_cursor <= k * SAMPLES_PER_FRAME:
                 await self._feature_q.put(END)
@@ -175,6 +188,10 @@ class AvatarSession:
                 self.metrics.audio_samples_filled += missing
             await self._feature_q.put(self._features.process(k, samples, filled=missing > 0))
             k += 1
+
+    def _lead_s(self) -> float:
+        """How long before its first frame is due a window must start rendering."""
+        return max(self.config.render_reserve_s, 1.25 * self._render_s_avg)
 
     async def _run_blueprint(self) -> None:
         batch: list[FeatureFrame] = []
@@ -238,8 +255,17 @@ class AvatarSession:
             if isinstance(item, _End):
                 await self._rendered_q.put(END)
                 return
+            if self.clock is not None and time.monotonic() + self._render_s_avg > self.clock.frame_due_s(
+                    item.start_frame):
+                # Too late to be shown: skipping it lets the next window be on time, so the picture
+                # keeps moving when the generator cannot keep up (the pacer repeats frames meanwhile).
+                self.metrics.frames_skipped += item.n_frames
+                continue
+            t0 = time.monotonic()
             rendered, condition = await loop.run_in_executor(self._executor, self._generator.render,
                                                              item, condition)
+            # Wall time, not the renderer's own timing: waiting for a busy core counts too.
+            self._render_s_avg += 0.3 * (time.monotonic() - t0 - self._render_s_avg)
             m = self.metrics
             m.windows_rendered += 1
             m.frames_rendered += rendered.n_frames

@@ -1,4 +1,4 @@
-"""Audio ingest: any sample rate, format and channel count -> mono float32 at 48 kHz."""
+"""Audio ingest: any sample rate, sample format and channel count -> mono float32 at 48 kHz."""
 
 from __future__ import annotations
 
@@ -7,51 +7,66 @@ import numpy as np
 
 from engine.types import SAMPLE_RATE_HZ
 
+_INT_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0, np.dtype(np.uint8): 128.0}
+
+
+def to_mono_float(pcm: np.ndarray, channels: int, planar: bool = False) -> np.ndarray:
+    """Average the channels (a sum would clip: a stereo microphone sends the same signal twice)."""
+    pcm = np.asarray(pcm)
+    frames = pcm.reshape(channels, -1).T if planar else pcm.reshape(-1, channels)
+    mono = frames.astype(np.float32).mean(axis=1)
+    if pcm.dtype == np.uint8:
+        mono -= 128.0
+    scale = _INT_SCALE.get(pcm.dtype)
+    return mono / scale if scale else mono
+
 
 class AudioIngest:
-    """Converts incoming audio to the media clock's format with PyAV's streaming resampler.
+    """Downmixes, then resamples with PyAV's streaming resampler when the rate is not 48 kHz.
 
-    The resampler keeps filter state between calls, so chunk boundaries leave no clicks; it is
-    rebuilt only when the input format changes.
+    The resampler keeps its filter state between calls, so chunk boundaries leave no clicks; it is
+    rebuilt only when the input rate changes.
     """
 
     def __init__(self) -> None:
         self._resampler: av.AudioResampler | None = None
-        self._input_key: tuple[str, str, int] | None = None
+        self._input_rate_hz: int | None = None
 
     def convert_frame(self, frame: av.AudioFrame) -> np.ndarray:
-        key = (frame.format.name, frame.layout.name, frame.sample_rate)
-        if key != self._input_key:
-            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE_HZ)
-            self._input_key = key
-        assert self._resampler is not None
-        frame.pts = None  # arrival order is the clock here; pts jumps would make the resampler pad
-        out = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
-        return np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros(0, np.float32)
+        channels = len(frame.layout.channels)
+        mono = to_mono_float(frame.to_ndarray(), channels, planar=frame.format.is_planar)
+        return self._resample(mono, frame.sample_rate)
 
     def convert_pcm(self, pcm: np.ndarray, sample_rate_hz: int, channels: int = 1) -> np.ndarray:
         """pcm: int16 or float32, interleaved (n * channels,) or shaped (n, channels)."""
         pcm = np.asarray(pcm)
         if pcm.ndim == 2:
             channels = pcm.shape[1]
-        interleaved = pcm.reshape(1, -1)
-        if pcm.dtype == np.int16:
-            fmt = "s16"
-        else:
-            fmt, interleaved = "flt", interleaved.astype(np.float32, copy=False)
-        layout = {1: "mono", 2: "stereo"}.get(channels)
-        if layout is None:  # PyAV packed frames need a known layout: downmix wider input here
-            mono = interleaved.reshape(-1, channels).astype(np.float32).mean(axis=1)
-            if fmt == "s16":
-                mono /= 32768.0
-            interleaved, fmt, layout = mono.reshape(1, -1), "flt", "mono"
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(interleaved), format=fmt, layout=layout)
-        frame.sample_rate = sample_rate_hz
-        return self.convert_frame(frame)
+        return self._resample(to_mono_float(pcm, channels), sample_rate_hz)
+
+    def _resample(self, mono: np.ndarray, rate_hz: int) -> np.ndarray:
+        if rate_hz != self._input_rate_hz:
+            tail = self.flush()
+            self._input_rate_hz = rate_hz
+            if rate_hz != SAMPLE_RATE_HZ:
+                self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE_HZ)
+            if len(tail):
+                return np.concatenate([tail, self._resample(mono, rate_hz)])
+        if self._resampler is None:
+            return mono.astype(np.float32, copy=False)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(mono, np.float32).reshape(1, -1),
+                                           format="flt", layout="mono")
+        frame.sample_rate = rate_hz
+        return self._collect(self._resampler.resample(frame))
 
     def flush(self) -> np.ndarray:
-        if self._resampler is None:
+        """Samples still inside the resampler's filter (call at the end of input)."""
+        out = self._collect(self._resampler.resample(None)) if self._resampler else np.zeros(0, np.float32)
+        self._resampler, self._input_rate_hz = None, None
+        return out
+
+    @staticmethod
+    def _collect(frames: list[av.AudioFrame]) -> np.ndarray:
+        if not frames:
             return np.zeros(0, np.float32)
-        out = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(None)]
-        self._resampler, self._input_key = None, None
-        return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+        return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32, copy=False)

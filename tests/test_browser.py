@@ -1,0 +1,155 @@
+"""The web client in a real headless Chromium: fake microphone in, 48 fps avatar out, clean stop.
+
+Sync Playwright in plain test functions: pytest-asyncio (asyncio_mode=auto) runs no event loop
+around them, so Playwright's own loop does not clash with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ServerProcess, speech_then_silence, write_wav
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's build; never `playwright install`
+
+
+def chromium_args(wav: Path) -> list[str]:
+    """Flags that work headless as root with every packet on 127.0.0.1 (media-stack.md)."""
+    return [
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--allow-loopback-in-peer-connection",  # else Chromium offers no loopback ICE candidate
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}",  # the fake microphone plays this WAV, looped
+    ]
+
+
+@contextlib.contextmanager
+def chromium_page(user_data_dir: Path, wav: Path, viewport: tuple[int, int] = (1000, 720)) -> Iterator:
+    """A Playwright page in a fresh headless Chromium whose microphone plays `wav`."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(user_data_dir), executable_path=CHROMIUM, headless=True, args=chromium_args(wav),
+            viewport={"width": viewport[0], "height": viewport[1]}, timeout=60_000,
+        )
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def stats(page) -> dict:
+    return page.evaluate("() => ({...window.avatarStats})")
+
+
+def sample_at_update(page, timeout_s: float = 3.0) -> tuple[float, int]:
+    """(monotonic time, framesDecoded) taken right after the page's stats poll moves the count.
+
+    The page refreshes avatarStats every 500 ms; sampling on that edge keeps the staleness of
+    each sample to a few ms instead of up to half a second.
+    """
+    before = stats(page)["framesDecoded"]
+    page.wait_for_function("n => window.avatarStats.framesDecoded !== n", arg=before,
+                           timeout=timeout_s * 1000)
+    t = time.monotonic()
+    return t, stats(page)["framesDecoded"]
+
+
+def test_page_streams_48fps_and_stops_cleanly(server: ServerProcess, tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "mic.wav", speech_then_silence(1.0, 6.0, 1.0))
+    errors: list[str] = []
+    with chromium_page(tmp_path / "profile", wav) as page:
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url + "/", timeout=15_000)
+        assert page.title().startswith("Avatar engine")
+        assert stats(page)["state"] == "idle"
+        assert page.text_content("#stat-state") == "idle"
+
+        page.click("#start")
+        page.wait_for_function("() => window.avatarStats.state === 'streaming'", timeout=30_000)
+        assert page.text_content("#stat-state") == "streaming"
+        sid = page.text_content("#stat-session")
+
+        # The server sees the same session, streaming.
+        listed = {s["id"]: s for s in get_json(server.url + "/api/sessions")["sessions"]}
+        assert sid in listed, f"session {sid!r} not in {list(listed)}"
+        assert listed[sid]["state"] == "streaming"
+
+        # Warm-up: let the jitter buffer settle and the page's 2 s fps window fill with streaming.
+        page.wait_for_timeout(2500)
+        t0, f0 = sample_at_update(page)
+        audio0 = stats(page)["audioPacketsReceived"]
+        page.wait_for_timeout(4500)
+        t1, f1 = sample_at_update(page)
+        fps, window_s = (f1 - f0) / (t1 - t0), t1 - t0
+        final = stats(page)
+        page_fps_text = page.text_content("#stat-fps")
+        print(f"\nbrowser received {fps:.2f} fps over {window_s:.2f} s (page shows {page_fps_text}); "
+              f"{final['width']}x{final['height']}, rtt {final['rttMs']} ms, "
+              f"{final['audioPacketsReceived']} audio packets")
+
+        assert window_s >= 4.0
+        assert fps >= 45.0, f"Chromium decoded {fps:.2f} fps over {window_s:.1f} s"
+        assert final["fps"] is not None and final["fps"] >= 45.0, f"page reports {final['fps']} fps"
+        assert float(page_fps_text) >= 45.0 and page_fps_text == f"{final['fps']:.1f}"
+        assert final["width"] > 0 and final["height"] > 0
+        assert page.text_content("#stat-resolution") == f"{final['width']}x{final['height']}"
+        assert final["audioPacketsReceived"] > audio0 > 0, "the avatar's audio is not arriving"
+
+        page.click("#stop")
+        page.wait_for_function("() => window.avatarStats.state === 'closed'", timeout=10_000)
+        assert page.text_content("#stat-state") == "closed"
+        assert page.is_enabled("#start") and not page.is_enabled("#stop")
+
+        deadline = time.monotonic() + 10.0
+        while (left := get_json(server.url + "/api/sessions")["sessions"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert left == [], f"sessions still active 10 s after Stop: {left}"
+    assert errors == [], f"errors in the page: {errors}"
+
+
+def test_page_shows_the_servers_error(server: ServerProcess, tmp_path: Path) -> None:
+    """A refused offer (here a 503, as at the session limit) shows the server's message."""
+    wav = write_wav(tmp_path / "mic.wav", speech_then_silence(0.5, 1.0, 0.5))
+    message = "server is at its limit of 4 sessions; try again later"
+    with chromium_page(tmp_path / "profile", wav) as page:
+        page.route("**/offer", lambda route: route.fulfill(
+            status=503, content_type="application/json", body=json.dumps({"error": message})))
+        page.goto(server.url + "/", timeout=15_000)
+        page.click("#start")
+        page.wait_for_function("() => window.avatarStats.state.startsWith('error')", timeout=15_000)
+        assert page.text_content("#stat-state") == f"error: {message}"
+        assert page.is_enabled("#start") and not page.is_enabled("#stop")
+    assert get_json(server.url + "/api/sessions")["sessions"] == []
+
+
+def test_leaving_the_page_frees_the_session(server: ServerProcess, tmp_path: Path) -> None:
+    """Closing or leaving the tab (pagehide: beacon + pc.close) frees the server's session at once,
+    not after the ~30 s it takes ICE consent to fail."""
+    wav = write_wav(tmp_path / "mic.wav", speech_then_silence(0.5, 2.0, 0.5))
+    with chromium_page(tmp_path / "profile", wav) as page:
+        page.goto(server.url + "/", timeout=15_000)
+        page.click("#start")
+        page.wait_for_function("() => window.avatarStats.state === 'streaming'", timeout=30_000)
+        assert len(get_json(server.url + "/api/sessions")["sessions"]) == 1
+        page.goto("about:blank", timeout=15_000)
+        deadline = time.monotonic() + 5.0
+        while (left := get_json(server.url + "/api/sessions")["sessions"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert left == [], f"sessions still active 5 s after leaving the page: {left}"

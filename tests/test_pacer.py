@@ -1,0 +1,85 @@
+"""The pacer keeps 48 fps on the media clock even when windows are late."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+
+from engine.config import EngineConfig
+from engine.session import AvatarSession
+from streaming.pacer import Pacer
+from tests.test_session import avatar
+
+
+async def pace(seconds: float, render_delay_s: float = 0.0
+               ) -> tuple[list[tuple[int, float, bool]], Pacer, np.ndarray]:
+    """Run a live session with a paced consumer; per frame: (index, seconds after due, fresh picture)."""
+    session = AvatarSession(avatar(), EngineConfig(pipeline_delay_s=0.12), live=True, session_id="p")
+    if render_delay_s:
+        render = session._generator.render
+
+        def slow_render(window, condition):  # a generator that cannot keep up, e.g. an overloaded GPU
+            time.sleep(render_delay_s)
+            return render(window, condition)
+
+        session._generator.render = slow_render  # type: ignore[method-assign]
+    await session.start()
+    assert session.clock is not None
+    pacer = Pacer(session, session.clock)
+    pacer.start()
+    tone = (0.3 * np.sin(np.arange(960) / 48000 * 2 * np.pi * 200)).astype(np.float32)
+    got: list[tuple[int, float, bool]] = []
+    audio: list[np.ndarray] = []
+    k = pacer.first_frame_index()
+
+    async def mic() -> None:
+        for _ in range(int(seconds * 50)):
+            session.push_audio(tone, 48000)
+            await asyncio.sleep(0.02)
+
+    async def speaker() -> None:
+        sample = k * 1000
+        for _ in range(int(seconds * 50) - 5):
+            audio.append(await pacer.audio(sample, 960))
+            sample += 960
+
+    feeders = [asyncio.create_task(mic()), asyncio.create_task(speaker())]
+    previous = None
+    for _ in range(int(seconds * 48)):
+        k, rgb = await pacer.video_frame(k)
+        got.append((k, time.monotonic() - session.clock.frame_due_s(k), rgb is not previous))
+        previous = rgb
+        k += 1
+    await asyncio.gather(*feeders)
+    await pacer.stop()
+    await session.aclose()
+    return got, pacer, np.concatenate(audio)
+
+
+def test_frames_come_out_on_the_clock_in_order() -> None:
+    got, pacer, audio = asyncio.run(pace(2.0))
+    indices = [k for k, _, _ in got]
+    assert indices == list(range(indices[0], indices[0] + len(indices)))
+    lateness = np.array([late for _, late, _ in got])
+    assert np.percentile(lateness, 95) < 0.01, f"frames handed out late: p95 {np.percentile(lateness, 95):.4f}s"
+    assert pacer.metrics.frames_repeated <= 4  # at most one window late on a busy 2-core machine
+    assert np.sqrt(np.mean(audio[len(audio) // 2 :] ** 2)) > 0.15, "the microphone's tone is not in the output"
+
+
+def test_late_windows_repeat_frames_and_the_stream_keeps_its_rate() -> None:
+    # Rendering a 4-frame window (83 ms) takes 120 ms: the generator is always late.
+    got, pacer, _ = asyncio.run(pace(3.0, render_delay_s=0.12))
+    indices = [k for k, _, _ in got]
+    assert indices == list(range(indices[0], indices[0] + len(indices))), "frame slots were skipped"
+    lateness = np.array([late for _, late, _ in got])
+    assert np.percentile(lateness, 95) < 0.01, "a late window delayed the output"
+    assert pacer.metrics.frames_repeated > 10
+    # ... but the engine skips what it cannot make in time, so the picture keeps moving.
+    # The generator makes 4 frames per 120 ms (33 fps), so in steady state (the second half) about
+    # every other window can be shown in time.
+    steady = [fresh for _, _, fresh in got[len(got) // 2 :]]
+    assert sum(steady) > 0.3 * len(steady), f"only {sum(steady)} fresh frames of {len(steady)}"
+    assert pacer.session.metrics.frames_skipped > 0
+    assert pacer.metrics.frames_sent == len(got)

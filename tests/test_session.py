@@ -1,0 +1,105 @@
+"""The engine session through its public API: push audio, iterate rendered windows."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from functools import cache
+
+import numpy as np
+
+from engine.config import EngineConfig
+from engine.generator import PreparedAvatar, prepare_avatar
+from engine.session import AvatarSession
+from engine.types import Control
+from tests.conftest import espeak
+
+
+@cache
+def avatar() -> PreparedAvatar:
+    return prepare_avatar()
+
+
+def speechlike(seconds: float) -> np.ndarray:
+    """Syllable-rate amplitude bursts on a voiced tone: loud and quiet parts, 48 kHz."""
+    t = np.arange(int(seconds * 48000)) / 48000
+    envelope = np.clip(np.sin(2 * np.pi * 3.0 * t), 0, None)
+    return (0.3 * envelope * np.sin(2 * np.pi * 160 * t)).astype(np.float32)
+
+
+async def render_offline(audio: np.ndarray, rate_hz: int = 48000, **cfg: object) -> tuple[list, AvatarSession]:
+    session = AvatarSession(avatar(), EngineConfig(**cfg), live=False)  # type: ignore[arg-type]
+    await session.start()
+    for i in range(0, len(audio), 4096):
+        session.push_audio(audio[i : i + 4096], rate_hz)
+    session.end_input()
+    windows = [w async for w in session.windows()]
+    await session.aclose()
+    return windows, session
+
+
+def test_offline_windows_are_contiguous_and_carry_the_exact_audio() -> None:
+    audio = speechlike(1.3)
+    windows, session = asyncio.run(render_offline(audio))
+    starts = [w.start_frame for w in windows]
+    assert starts == list(range(0, 63, 4))[: len(windows)]
+    frames = sum(w.n_frames for w in windows)
+    assert frames == int(np.ceil(len(audio) / 1000))
+    out = np.concatenate([w.audio for w in windows])
+    np.testing.assert_array_equal(out[: len(audio)], audio)
+    assert not out[len(audio) :].any()
+    assert session.metrics.audio_samples_filled == 0
+    assert windows[0].frames_rgb.shape[1:] == (512, 512, 3)
+
+
+def test_window_seams_are_no_rougher_than_inside_windows() -> None:
+    speech = espeak("Welcome back everyone. Let me show you three new colours and tell you the price.")
+    windows, _ = asyncio.run(render_offline(speech))
+    frames = np.concatenate([w.frames_rgb for w in windows]).astype(np.float32)
+    diffs = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
+    seam = np.array([(i + 1) % 4 == 0 for i in range(len(diffs))])
+    assert diffs[seam].mean() <= 1.1 * diffs[~seam].mean() + 1e-3
+
+
+def test_silence_leaves_the_portrait_still_and_speech_moves_it() -> None:
+    audio = np.concatenate([np.zeros(48000, np.float32), speechlike(1.0)])
+    windows, _ = asyncio.run(render_offline(audio))
+    frames = np.concatenate([w.frames_rgb for w in windows]).astype(np.float32)
+    change = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
+    assert change[48:].mean() > 5 * change[:40].mean()
+
+
+def test_live_session_keeps_rendering_on_the_clock_without_any_input() -> None:
+    """No microphone audio at all: windows still come, on time, and the missing audio is counted."""
+
+    async def scenario() -> tuple[list[tuple[int, float]], AvatarSession]:
+        session = AvatarSession(avatar(), EngineConfig(pipeline_delay_s=0.15), live=True, session_id="t")
+        await session.start()
+        assert session.clock is not None
+        got = []
+        async for w in session.windows():
+            got.append((w.start_frame, time.monotonic() - session.clock.frame_due_s(w.start_frame)))
+            if len(got) == 24:  # 2 s of video
+                break
+        await session.aclose()
+        return got, session
+
+    got, session = asyncio.run(scenario())
+    assert [k for k, _ in got] == list(range(0, 96, 4))
+    lateness = np.array([late for _, late in got])
+    assert (lateness < 0).all(), f"windows finished after they were due: {lateness.max():.3f}s"
+    assert session.metrics.audio_samples_filled >= 90 * 1000
+
+
+def test_storyline_blinks_close_the_eyes() -> None:
+    windows, session = asyncio.run(render_offline(np.zeros(48000 * 6, np.float32), seed=3))
+    assert session.metrics.director_plans >= 4
+    lm = avatar().landmarks
+    # Luma in a box over the left eye: lids (skin) are brighter than the iris and lashes.
+    x0, x1 = int(lm[33, 0]), int(lm[133, 0])
+    y0, y1 = int(lm[159, 1]) - 1, int(lm[145, 1]) + 1
+    frames = np.concatenate([w.frames_rgb for w in windows])
+    eye = frames[:, y0:y1, x0:x1].astype(np.float32).mean(axis=(1, 2, 3))
+    open_level = eye[0]
+    assert (eye > open_level + 8).sum() >= 3, "no blink in 6 s"
+    assert Control.BLINK_LEFT.value == 3
