@@ -11,7 +11,7 @@ class EngineConfig:
     max_side_px: int = 720  # longer side of the output video; the portrait is scaled down to it
     window_frames: int = 4  # frames per sub-clip window (4 = 83 ms)
     pipeline_delay_s: float = 0.14  # live: audio sample arrives -> its frame is due for output
-    render_reserve_s: float = 0.04  # live: a window starts rendering this long before it is due
+    render_reserve_s: float = 0.05  # live: a window starts rendering this long before it is due
     max_live_backlog_s: float = 0.5  # live mic: audio beyond this backlog is dropped (counted)
     max_pushed_backlog_s: float = 600.0  # pushed/offline audio is buffered, never dropped, up to this
     director: str = "rules"  # rules (embedded); vllm comes with the director issue

@@ -58,6 +58,19 @@ def stats(page) -> dict:
     return page.evaluate("() => ({...window.avatarStats})")
 
 
+def wait_for_state(page, server: ServerProcess, condition: str, timeout_s: float) -> None:
+    """Wait until `condition` (JS, on `s` = window.avatarStats) holds; on timeout say what the page
+    and the server were doing."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(f"() => {{ const s = window.avatarStats; return {condition}; }}",
+                               timeout=timeout_s * 1000)
+    except PlaywrightTimeout:
+        pytest.fail(f"page did not reach `{condition}` in {timeout_s:.0f} s; avatarStats = {stats(page)}\n"
+                    f"server log (tail):\n{server.log()[-3000:]}")
+
+
 def sample_at_update(page, timeout_s: float = 3.0) -> tuple[float, int]:
     """(monotonic time, framesDecoded) taken right after the page's stats poll moves the count.
 
@@ -82,7 +95,7 @@ def test_page_streams_48fps_and_stops_cleanly(server: ServerProcess, tmp_path: P
         assert page.text_content("#stat-state") == "idle"
 
         page.click("#start")
-        page.wait_for_function("() => window.avatarStats.state === 'streaming'", timeout=30_000)
+        wait_for_state(page, server, "s.state === 'streaming'", 30)
         assert page.text_content("#stat-state") == "streaming"
         sid = page.text_content("#stat-session")
 
@@ -113,7 +126,7 @@ def test_page_streams_48fps_and_stops_cleanly(server: ServerProcess, tmp_path: P
         assert final["audioPacketsReceived"] > audio0 > 0, "the avatar's audio is not arriving"
 
         page.click("#stop")
-        page.wait_for_function("() => window.avatarStats.state === 'closed'", timeout=10_000)
+        wait_for_state(page, server, "s.state === 'closed'", 10)
         assert page.text_content("#stat-state") == "closed"
         assert page.is_enabled("#start") and not page.is_enabled("#stop")
 
@@ -133,7 +146,7 @@ def test_page_shows_the_servers_error(server: ServerProcess, tmp_path: Path) -> 
             status=503, content_type="application/json", body=json.dumps({"error": message})))
         page.goto(server.url + "/", timeout=15_000)
         page.click("#start")
-        page.wait_for_function("() => window.avatarStats.state.startsWith('error')", timeout=15_000)
+        wait_for_state(page, server, "s.state.startsWith('error')", 15)
         assert page.text_content("#stat-state") == f"error: {message}"
         assert page.is_enabled("#start") and not page.is_enabled("#stop")
     assert get_json(server.url + "/api/sessions")["sessions"] == []
@@ -146,7 +159,7 @@ def test_leaving_the_page_frees_the_session(server: ServerProcess, tmp_path: Pat
     with chromium_page(tmp_path / "profile", wav) as page:
         page.goto(server.url + "/", timeout=15_000)
         page.click("#start")
-        page.wait_for_function("() => window.avatarStats.state === 'streaming'", timeout=30_000)
+        wait_for_state(page, server, "s.state === 'streaming'", 30)
         assert len(get_json(server.url + "/api/sessions")["sessions"]) == 1
         page.goto("about:blank", timeout=15_000)
         deadline = time.monotonic() + 5.0
