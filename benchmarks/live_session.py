@@ -45,7 +45,7 @@ def main() -> None:
     sampler = threading.Thread(target=sample_cpu)
     sampler.start()
     try:
-        got, sid = asyncio.run(stream_session(server.url, wav, duration_s=args.seconds))
+        got, _ = asyncio.run(stream_session(server.url, wav, duration_s=args.seconds))
     finally:
         done.set()
         sampler.join()

@@ -82,17 +82,23 @@ class Storyline:
 
 
 class Control(IntEnum):
-    """Rig controls, one column each in a MotionWindow. Ranges: see engine.generator.rig."""
+    """Rig controls, one column each in a MotionWindow; `engine/generator/rig.py` documents what
+    each one moves. Unit ranges unless stated; head angles in degrees."""
 
-    JAW_OPEN = 0  # 0 closed .. 1 fully open
-    MOUTH_WIDTH = 1  # -1 rounded/narrow .. 1 wide
-    SMILE = 2  # 0 .. 1
-    BLINK_LEFT = 3  # 0 open .. 1 closed
-    BLINK_RIGHT = 4
-    BROW_RAISE = 5  # -1 furrow .. 1 raise
-    HEAD_YAW = 6  # degrees, + turns to the image's right
-    HEAD_PITCH = 7  # degrees, + looks down (nod)
-    HEAD_ROLL = 8  # degrees, + tilts clockwise
+    JAW_OPEN = 0  # 0 closed .. 1 fully open (lower lip and chin drop, the mouth interior shows)
+    MOUTH_WIDTH = 1  # -1 narrow .. 1 wide (stretched lips, as in /i/ /e/)
+    MOUTH_ROUND = 2  # 0 .. 1 rounded, corners drawn in (as in /u/ /o/)
+    LIP_PRESS = 3  # 0 .. 1 lips pressed together and thinned (/m/ /b/ /p/, determination)
+    SMILE = 4  # 0 .. 1 mouth corners up and out
+    BROW_RAISE = 5  # -1 furrow (brows down) .. 1 raised (surprise)
+    BLINK_LEFT = 6  # 0 open .. 1 closed, the eye on the image's left
+    BLINK_RIGHT = 7  # ... on the image's right
+    GAZE_X = 8  # -1 .. 1 irises toward the image's left .. right
+    GAZE_Y = 9  # -1 up .. 1 down
+    HEAD_YAW = 10  # degrees, + turns toward the image's right
+    HEAD_PITCH = 11  # degrees, + looks down (nod)
+    HEAD_ROLL = 12  # degrees, + tilts clockwise
+    BREATH = 13  # 0 exhaled .. 1 inhaled: the head and shoulders rise a little
 
 
 N_CONTROLS = len(Control)

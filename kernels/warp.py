@@ -1,4 +1,4 @@
-"""Warp + composite: sample a source image through a backward map, then blend an overlay over it.
+"""Warp + composite: sample a source image through a backward map, then blend an overlay over a box.
 
 This is the renderer's per-pixel hot loop. The torch version here runs on CPU and CUDA and is the
 oracle for faster kernels.
@@ -10,11 +10,14 @@ import torch
 import torch.nn.functional as F
 
 
-def warp_composite(src: torch.Tensor, grid: torch.Tensor, overlay: torch.Tensor,
-                   alpha: torch.Tensor) -> torch.Tensor:
-    """src (3, h, w) float; grid (N, h, w, 2) source (x, y) in [-1, 1] (align_corners=True);
-    overlay (N, 3, h, w); alpha (N, 1, h, w) in [0, 1]  ->  (N, 3, h, w)."""
+def warp_composite(src: torch.Tensor, grid: torch.Tensor, overlay: torch.Tensor, alpha: torch.Tensor,
+                   box: tuple[int, int, int, int]) -> torch.Tensor:
+    """src (3, h, w) float in [0, 1]; grid (N, h, w, 2): source (x, y) in [-1, 1] (align_corners=True);
+    overlay (N, 3, bh, bw) and alpha (N, 1, bh, bw) in [0, 1], covering box = (x0, y0, x1, y1) of
+    the output  ->  (N, 3, h, w)."""
     n = grid.shape[0]
-    warped = F.grid_sample(src.unsqueeze(0).expand(n, -1, -1, -1), grid, mode="bilinear",
-                           padding_mode="border", align_corners=True)
-    return torch.lerp(warped, overlay, alpha)
+    out = F.grid_sample(src.unsqueeze(0).expand(n, -1, -1, -1), grid, mode="bilinear",
+                        padding_mode="border", align_corners=True)
+    x0, y0, x1, y1 = box
+    out[:, :, y0:y1, x0:x1] = torch.lerp(out[:, :, y0:y1, x0:x1], overlay, alpha)
+    return out

@@ -11,7 +11,6 @@ import numpy as np
 from engine.config import EngineConfig
 from engine.generator import PreparedAvatar, prepare_avatar
 from engine.session import AvatarSession
-from engine.types import Control
 from tests.conftest import espeak
 
 
@@ -105,4 +104,3 @@ def test_storyline_blinks_close_the_eyes() -> None:
     eye = frames[:, y0:y1, x0:x1].astype(np.float32).mean(axis=(1, 2, 3))
     open_level = eye[0]
     assert (eye > open_level + 8).sum() >= 3, "no blink in 6 s"
-    assert Control.BLINK_LEFT.value == 3

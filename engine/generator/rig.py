@@ -1,20 +1,33 @@
-"""Rig geometry: the handful of measurements the warp needs, read from mediapipe's face mesh.
+"""The motion rig: measurements read from mediapipe's 478-point face mesh, and what each control moves.
 
-Landmark indices follow mediapipe's canonical 478-point mesh (refined with irises).
+Controls (engine.types.Control) and the landmarks they move:
+- JAW_OPEN: lower lip, chin and jaw line drop by up to 0.85 mouth half-widths; the neck stretches;
+  the mouth interior (cavity, upper teeth, tongue) shows between the lips.
+- MOUTH_WIDTH / MOUTH_ROUND: the lips stretch sideways / draw in toward the mouth centre.
+- LIP_PRESS: both lips move toward the lip line and thin.
+- SMILE: the mouth corners (61, 291) move up and out; the cheeks follow.
+- BROW_RAISE: the brows (105, 334) and the skin between brow and lid move up (or down when < 0).
+- BLINK_LEFT / BLINK_RIGHT: the upper lid (159 / 386) slides down to the lower lid (145 / 374).
+- GAZE_X / GAZE_Y: the irises (468 / 473) move inside the eye opening; the lids stay.
+- HEAD_YAW / PITCH / ROLL, BREATH: the head region moves rigidly, feathered into the still body.
+
+All geometry is in portrait pixels; `shifted` gives it in the coordinates of a sub-image.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
 MOUTH_LEFT, MOUTH_RIGHT = 61, 291  # outer corners (image left, image right)
-CHIN, FOREHEAD = 152, 10
-CHEEK_LEFT, CHEEK_RIGHT = 234, 454
-# eye: (outer corner, inner corner, upper lid, lower lid, brow)
-EYES = ((33, 133, 159, 145, 105), (362, 263, 386, 374, 334))
+CHIN = 152
+# eye on the image's left, then right: (outer corner, inner corner, upper lid, lower lid, brow, iris)
+EYES = ((33, 133, 159, 145, 105, 468), (362, 263, 386, 374, 334, 473))
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
 
 
 @dataclass(frozen=True)
@@ -25,14 +38,22 @@ class Eye:
     y_top: float  # upper lid at the centre
     y_bottom: float  # lower lid at the centre
     y_brow: float
+    iris_x: float
+    iris_y: float
+
+    @property
+    def half_w(self) -> float:
+        return (self.x1 - self.x0) / 2
+
+    @property
+    def cx(self) -> float:
+        return (self.x0 + self.x1) / 2
 
 
 @dataclass(frozen=True)
 class RigGeometry:
-    """Measurements in portrait pixels, plus the region of interest that the warp touches."""
-
     mouth_x: float
-    mouth_y: float  # lip line (between inner lips)
+    mouth_y: float  # lip line (between the inner lips)
     mouth_half_w: float
     upper_lip_y: float
     lower_lip_y: float
@@ -40,21 +61,46 @@ class RigGeometry:
     chin_y: float
     face_cx: float
     face_cy: float
+    face_w: float
     face_rx: float  # head ellipse radii (hair and jaw included)
     face_ry: float
     eyes: tuple[Eye, Eye]
-    roi: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), clipped to the image
 
     def shifted(self, dx: float, dy: float) -> RigGeometry:
-        """The same geometry in ROI coordinates (origin at the ROI's top-left corner)."""
-        eyes = tuple(Eye(e.x0 - dx, e.x1 - dx, e.y_corner - dy, e.y_top - dy, e.y_bottom - dy,
-                         e.y_brow - dy) for e in self.eyes)
-        return RigGeometry(self.mouth_x - dx, self.mouth_y - dy, self.mouth_half_w, self.upper_lip_y - dy,
-                           self.lower_lip_y - dy, self.corner_y - dy, self.chin_y - dy, self.face_cx - dx,
-                           self.face_cy - dy, self.face_rx, self.face_ry, eyes, self.roi)  # type: ignore[arg-type]
+        """The same geometry with the origin moved to (dx, dy)."""
+        eyes = tuple(dataclasses.replace(e, x0=e.x0 - dx, x1=e.x1 - dx, y_corner=e.y_corner - dy, y_top=e.y_top - dy,
+                                         y_bottom=e.y_bottom - dy, y_brow=e.y_brow - dy, iris_x=e.iris_x - dx,
+                                         iris_y=e.iris_y - dy) for e in self.eyes)
+        return dataclasses.replace(
+            self, mouth_x=self.mouth_x - dx, mouth_y=self.mouth_y - dy, upper_lip_y=self.upper_lip_y - dy,
+            lower_lip_y=self.lower_lip_y - dy, corner_y=self.corner_y - dy, chin_y=self.chin_y - dy,
+            face_cx=self.face_cx - dx, face_cy=self.face_cy - dy, eyes=eyes)  # type: ignore[arg-type]
+
+    def head_box(self, width: int, height: int) -> Box:
+        """Where the head motion is non-zero (the feathered ellipse), clipped to the image."""
+        reach = 1.42
+        return _clip((self.face_cx - reach * self.face_rx, self.face_cy - reach * self.face_ry,
+                      self.face_cx + reach * self.face_rx, self.face_cy + reach * self.face_ry), width, height)
+
+    def mouth_box(self, width: int, height: int, margin: float) -> Box:
+        """Where the mouth controls and the jaw move anything (their fields vanish outside)."""
+        mw = self.mouth_half_w
+        return _clip((self.mouth_x - 3.6 * mw - margin, self.mouth_y - 1.6 * mw - margin,
+                      self.mouth_x + 3.6 * mw + margin, self.chin_y + 0.95 * (self.chin_y - self.mouth_y) + margin),
+                     width, height)
+
+    def eye_box(self, eye: Eye, width: int, height: int, margin: float) -> Box:
+        return _clip((eye.x0 - 1.2 * eye.half_w - margin, eye.y_brow - 2.0 * eye.half_w - margin,
+                      eye.x1 + 1.2 * eye.half_w + margin, eye.y_bottom + 0.3 * eye.half_w + margin), width, height)
 
 
-def build_rig(landmarks: np.ndarray, width: int, height: int) -> RigGeometry:
+def _clip(box: tuple[float, float, float, float], width: int, height: int) -> Box:
+    x0, y0, x1, y1 = box
+    return (int(max(0, np.floor(x0))), int(max(0, np.floor(y0))),
+            int(min(width, np.ceil(x1))), int(min(height, np.ceil(y1))))
+
+
+def build_rig(landmarks: np.ndarray) -> RigGeometry:
     lm = landmarks.astype(np.float64)
     up, lo = lm[UPPER_INNER_LIP], lm[LOWER_INNER_LIP]
     ml, mr = lm[MOUTH_LEFT], lm[MOUTH_RIGHT]
@@ -62,19 +108,14 @@ def build_rig(landmarks: np.ndarray, width: int, height: int) -> RigGeometry:
     x_max, y_max = lm.max(axis=0)
     face_w, face_h = x_max - x_min, y_max - y_min
     eyes = []
-    for outer, inner, top, bottom, brow in EYES:
+    for outer, inner, top, bottom, brow, iris in EYES:
         xa, xb = sorted((lm[outer, 0], lm[inner, 0]))
         eyes.append(Eye(float(xa), float(xb), float((lm[outer, 1] + lm[inner, 1]) / 2), float(lm[top, 1]),
-                        float(lm[bottom, 1]), float(lm[brow, 1])))
-    face_cx, face_cy = (x_min + x_max) / 2, (y_min + y_max) / 2
-    # The head ellipse covers hair and jaw; the ROI covers its feathered edge with a margin.
-    rx, ry = 0.72 * face_w, 0.68 * face_h
-    reach = 1.45
-    roi = (int(max(0, np.floor(face_cx - reach * rx))), int(max(0, np.floor(face_cy - reach * ry))),
-           int(min(width, np.ceil(face_cx + reach * rx))), int(min(height, np.ceil(face_cy + reach * ry))))
+                        float(lm[bottom, 1]), float(lm[brow, 1]), float(lm[iris, 0]), float(lm[iris, 1])))
     return RigGeometry(
         mouth_x=float((up[0] + lo[0]) / 2), mouth_y=float((up[1] + lo[1]) / 2),
         mouth_half_w=float(abs(mr[0] - ml[0]) / 2), upper_lip_y=float(up[1]), lower_lip_y=float(lo[1]),
-        corner_y=float((ml[1] + mr[1]) / 2), chin_y=float(lm[CHIN, 1]), face_cx=float(face_cx),
-        face_cy=float(face_cy), face_rx=float(rx), face_ry=float(ry), eyes=(eyes[0], eyes[1]), roi=roi,
+        corner_y=float((ml[1] + mr[1]) / 2), chin_y=float(lm[CHIN, 1]), face_cx=float((x_min + x_max) / 2),
+        face_cy=float((y_min + y_max) / 2), face_w=float(face_w), face_rx=float(0.72 * face_w),
+        face_ry=float(0.68 * face_h), eyes=(eyes[0], eyes[1]),
     )

@@ -11,10 +11,11 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
-from engine.generator.rig import RigGeometry, build_rig
+from engine.generator.rig import Eye, RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
 from kernels.warp import warp_composite
 
@@ -29,109 +30,165 @@ def smoothstep(e0: float | torch.Tensor, e1: float | torch.Tensor, x: torch.Tens
 
 
 class WarpRenderer(nn.Module):
-    """(N, N_CONTROLS) controls -> (N, H, W, 3) uint8 frames of the prepared portrait."""
+    """(N, N_CONTROLS) controls -> (N, H, W, 3) uint8 frames of the prepared portrait.
 
-    def __init__(self, avatar: PreparedAvatar) -> None:
+    Only the head's box is warped. The backward map (output pixel -> portrait pixel) is built on
+    a field grid, coarser than the pixels for large faces (fields are smooth), from a rigid head
+    motion over the whole box plus expression fields computed only inside the mouth and eye
+    boxes, where they are non-zero.
+    """
+
+    def __init__(self, avatar: PreparedAvatar, field_px_per_face: float = 120.0) -> None:
         super().__init__()
         h, w = avatar.rgb.shape[:2]
-        rig = build_rig(avatar.landmarks, w, h)
-        x0, y0, x1, y1 = rig.roi
-        self.roi = rig.roi
+        rig = build_rig(avatar.landmarks)
+        self.roi = rig.head_box(w, h)
+        x0, y0, x1, y1 = self.roi
+        rw, rh = x1 - x0, y1 - y0
         self.g: RigGeometry = rig.shifted(x0, y0)
+        self.stride = max(1, round(rig.face_w / field_px_per_face))
+        # Field samples sit on every stride-th pixel; the last may lie past the box (cropped later).
+        gx = torch.arange(math.ceil((rw - 1) / self.stride) + 1, dtype=torch.float32) * self.stride
+        gy = torch.arange(math.ceil((rh - 1) / self.stride) + 1, dtype=torch.float32) * self.stride
         self.register_buffer("portrait", torch.from_numpy(avatar.rgb.copy()), persistent=False)
         roi = torch.from_numpy(avatar.rgb[y0:y1, x0:x1].astype(np.float32) / 255.0).permute(2, 0, 1)
         self.register_buffer("roi_src", roi.contiguous(), persistent=False)
-        ys, xs = torch.meshgrid(torch.arange(y1 - y0, dtype=torch.float32),
-                                torch.arange(x1 - x0, dtype=torch.float32), indexing="ij")
-        self.register_buffer("X", xs[None], persistent=False)  # (1, h, w)
-        self.register_buffer("Y", ys[None], persistent=False)
+        Y, X = torch.meshgrid(gy, gx, indexing="ij")
+        self.register_buffer("X", X[None].contiguous(), persistent=False)  # (1, fh, fw) ROI pixel coords
+        self.register_buffer("Y", Y[None].contiguous(), persistent=False)
+        g = self.g
+        d = torch.sqrt(((X - g.face_cx) / g.face_rx) ** 2 + ((Y - g.face_cy) / g.face_ry) ** 2)
+        self.register_buffer("head_mask", (1.0 - smoothstep(1.0, 1.4, d))[None], persistent=False)
+        # Head motion moves the face a few pixels: the expression boxes are padded by that much.
+        margin = 0.12 * g.face_w
+        self.mouth_slices = self._slices(g.mouth_box(rw, rh, margin))
+        ys, xs = self.mouth_slices  # the same box in pixels: field samples land exactly on its corners
+        s = self.stride
+        self.mouth_box_px = (xs.start * s, ys.start * s, min(rw, (min(xs.stop, len(gx)) - 1) * s + 1),
+                             min(rh, (min(ys.stop, len(gy)) - 1) * s + 1))
+        self.eye_slices = [self._slices(g.eye_box(e, rw, rh, margin)) for e in g.eyes]
+
+    def _slices(self, box: tuple[int, int, int, int]) -> tuple[slice, slice]:
+        x0, y0, x1, y1 = box
+        s = self.stride
+        return slice(y0 // s, -(-y1 // s) + 1), slice(x0 // s, -(-x1 // s) + 1)
 
     def forward(self, controls: torch.Tensor) -> torch.Tensor:
-        g = self.g
         c = controls.to(self.X.dtype)[:, :, None, None]  # (N, C, 1, 1)
-        qx, qy = self._head_pose(c)
+        n = controls.shape[0]
+        qx, qy = self._head_pose(c)  # (N, fh, fw): where each output pixel is in the still portrait
         sx, sy = qx.clone(), qy.clone()
-        jaw_amp = c[:, Control.JAW_OPEN] * 0.85 * g.mouth_half_w
-        sx, sy = self._mouth(c, qx, qy, sx, sy, jaw_amp)
-        sy = self._eyes_and_brows(c, qx, qy, sy)
-        overlay, alpha = self._cavity(qx, qy, jaw_amp)
-        h, w = self.X.shape[1:]
-        grid = torch.stack([sx / (w - 1) * 2 - 1, sy / (h - 1) * 2 - 1], dim=-1)  # (N, h, w, 2)
-        roi = warp_composite(self.roi_src, grid, overlay, alpha)  # (N, 3, h, w)
-        frames = self.portrait.unsqueeze(0).repeat(controls.shape[0], 1, 1, 1)
+        jaw_amp = c[:, Control.JAW_OPEN] * 0.85 * self.g.mouth_half_w
+        ys, xs = self.mouth_slices
+        mqx, mqy = qx[:, ys, xs], qy[:, ys, xs]
+        ox, oy = self._mouth(c, mqx, mqy, jaw_amp)
+        sx[:, ys, xs] += ox
+        sy[:, ys, xs] += oy
+        overlay, alpha = self._cavity(c, mqx, mqy, jaw_amp)
+        for eye, blink, (ys, xs) in zip(self.g.eyes, (Control.BLINK_LEFT, Control.BLINK_RIGHT), self.eye_slices,
+                                        strict=True):
+            ox, oy = self._eye(eye, c, c[:, blink], qx[:, ys, xs], qy[:, ys, xs])
+            sx[:, ys, xs] += ox
+            sy[:, ys, xs] += oy
+        rh, rw = self.roi_src.shape[1:]
+        # (N, fh, fw, 2) viewed as channels-last (N, 2, fh, fw): upsampling keeps that layout, so the
+        # grid reaches grid_sample as (N, h, w, 2) without another copy.
+        grid = torch.stack([sx * (2.0 / (rw - 1)) - 1, sy * (2.0 / (rh - 1)) - 1], dim=-1).permute(0, 3, 1, 2)
+        box = self.mouth_box_px
+        if self.stride > 1:  # fields are smooth: interpolate them up to the pixels
+            grid = self._upsample(grid)[:, :, :rh, :rw]
+            overlay = self._upsample(overlay)[:, :, : box[3] - box[1], : box[2] - box[0]]
+            alpha = self._upsample(alpha)[:, :, : box[3] - box[1], : box[2] - box[0]]
+        roi = warp_composite(self.roi_src, grid.permute(0, 2, 3, 1), overlay, alpha, box)  # (N, 3, rh, rw)
+        frames = self.portrait.unsqueeze(0).repeat(n, 1, 1, 1)
         x0, y0, x1, y1 = self.roi
-        frames[:, y0:y1, x0:x1] = (roi.permute(0, 2, 3, 1) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8)
+        # Round to bytes while still planar (in place), then one strided byte copy into the frames.
+        roi_u8 = roi.mul_(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8)
+        frames[:, y0:y1, x0:x1] = roi_u8.permute(0, 2, 3, 1)
         return frames
+
+    def _upsample(self, field: torch.Tensor) -> torch.Tensor:
+        h, w = field.shape[2:]
+        size = ((h - 1) * self.stride + 1, (w - 1) * self.stride + 1)
+        return F.interpolate(field, size=size, mode="bilinear", align_corners=True)
 
     def _head_pose(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Output pixel -> portrait pixel for a small rigid head motion, feathered into the body."""
         g = self.g
         yaw, pitch, roll = c[:, Control.HEAD_YAW], c[:, Control.HEAD_PITCH], c[:, Control.HEAD_ROLL]
-        tx, ty = yaw * 0.02 * g.face_rx, pitch * 0.018 * g.face_ry
+        tx = yaw * 0.02 * g.face_rx
+        ty = pitch * 0.018 * g.face_ry - c[:, Control.BREATH] * 0.012 * g.face_ry
         px, py = g.face_cx, g.chin_y + 0.3 * g.face_ry  # pivot near the top of the neck
         th = roll * (math.pi / 180.0)
         dx, dy = self.X - tx - px, self.Y - ty - py
         cos, sin = torch.cos(th), torch.sin(th)
         rx, ry = cos * dx + sin * dy + px, -sin * dx + cos * dy + py
-        d = torch.sqrt(((self.X - g.face_cx) / g.face_rx) ** 2 + ((self.Y - g.face_cy) / g.face_ry) ** 2)
-        m = 1.0 - smoothstep(1.0, 1.4, d)
-        return self.X + m * (rx - self.X), self.Y + m * (ry - self.Y)
+        return self.X + self.head_mask * (rx - self.X), self.Y + self.head_mask * (ry - self.Y)
 
-    def _mouth(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor,
+    def _mouth(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor,
                jaw_amp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Source offsets of the jaw, lips and mouth corners (zero outside the mouth box)."""
         g = self.g
         mw = g.mouth_half_w
+        dx, dy = qx - g.mouth_x, qy - g.mouth_y
         # Jaw: everything from the lip line down to the chin drops; the neck below stretches.
         # Between the lips the ramp is short (the cavity covers the fold it makes); beside the
         # mouth it widens into the cheeks so the skin stretches instead of tearing.
-        lens = torch.clamp(1 - ((qx - g.mouth_x) / (1.1 * mw)) ** 2, 0.0, 1.0)
+        lens = torch.clamp(1 - (dx / (1.1 * mw)) ** 2, 0.0, 1.0)
         spread = 1.3 * mw * (1.0 - lens)
         ramp_end = g.mouth_y + 0.6 * (g.lower_lip_y - g.mouth_y) + 1.0
         below = smoothstep(g.mouth_y - spread, ramp_end + spread, qy)
         neck = 1.0 - smoothstep(g.chin_y, g.chin_y + 0.9 * (g.chin_y - g.mouth_y), qy)
-        across = torch.exp(-0.5 * ((qx - g.mouth_x) / (1.7 * mw)) ** 4)
-        sy = sy - jaw_amp * below * neck * across
-        # Width (visemes): stretch or pinch around the mouth centre.
-        around = torch.exp(-((qx - g.mouth_x) / (1.4 * mw)) ** 2 - ((qy - g.mouth_y) / (0.9 * mw)) ** 2)
-        sx = sx - c[:, Control.MOUTH_WIDTH] * 0.2 * (qx - g.mouth_x) * around
+        across = torch.exp(-0.5 * (dx / (1.7 * mw)) ** 4)
+        oy = -jaw_amp * below * neck * across
+        # Width and rounding: stretch or draw in the lips around the mouth centre.
+        around = torch.exp(-(dx / (1.4 * mw)) ** 2 - (dy / (0.9 * mw)) ** 2)
+        ox = (0.3 * c[:, Control.MOUTH_ROUND] - 0.2 * c[:, Control.MOUTH_WIDTH]) * dx * around
+        # Press: both lips move toward the lip line.
+        lips = torch.exp(-(dx / (1.2 * mw)) ** 2 - (dy / (0.8 * mw)) ** 2)
+        oy = oy + c[:, Control.LIP_PRESS] * 0.35 * dy * lips
         # Smile: corners up and out.
-        corner = torch.exp(-(((qx - g.mouth_x).abs() - mw) ** 2 + (qy - g.corner_y) ** 2) / (0.6 * mw) ** 2)
+        corner = torch.exp(-((dx.abs() - mw) ** 2 + (qy - g.corner_y) ** 2) / (0.6 * mw) ** 2)
         smile = c[:, Control.SMILE]
-        sy = sy + smile * 0.18 * mw * corner
-        sx = sx - smile * 0.1 * (qx - g.mouth_x) * corner
-        return sx, sy
+        return ox - smile * 0.1 * dx * corner, oy + smile * 0.18 * mw * corner
 
-    def _eyes_and_brows(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
-        """Blinks slide the upper-lid skin down over the eye; brows move up or down."""
-        for eye, ctl in zip(self.g.eyes, (Control.BLINK_LEFT, Control.BLINK_RIGHT), strict=True):
-            half, ex = (eye.x1 - eye.x0) / 2, (eye.x0 + eye.x1) / 2
-            u = (qx - ex) / half
-            lens = torch.clamp(1 - u * u, 0.0, 1.0)
-            top = eye.y_corner + (eye.y_top - eye.y_corner) * lens
-            bottom = eye.y_corner + (eye.y_bottom - eye.y_corner) * lens
-            brow = eye.y_brow + 0.35 * (eye.y_top - eye.y_brow)
-            lid = top + c[:, ctl] * 0.97 * (bottom - top)  # where the upper lid edge is now
-            upper = brow + (qy - brow) * (top - brow) / torch.clamp(lid - brow, min=1e-3)
-            lower = top + (qy - lid) * (bottom - top) / torch.clamp(bottom - lid, min=1e-3)
-            src = torch.where(qy < lid, upper, lower)
-            inside = (qy >= brow) & (qy <= bottom)
-            fade = 1.0 - smoothstep(0.9, 1.3, u.abs())
-            sy = sy + torch.where(inside, (src - qy) * fade, torch.zeros_like(qy))
-            brow_w = torch.exp(-((qx - ex) / (1.2 * half)) ** 2 - ((qy - eye.y_brow) / (0.8 * half)) ** 2)
-            sy = sy + c[:, Control.BROW_RAISE] * 0.25 * half * brow_w
-        return sy
+    def _eye(self, eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
+             qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Blink (the upper-lid skin slides down over the eye), gaze and brow offsets."""
+        u = (qx - eye.cx) / eye.half_w
+        lens = torch.clamp(1 - u * u, 0.0, 1.0)
+        top = eye.y_corner + (eye.y_top - eye.y_corner) * lens
+        bottom = eye.y_corner + (eye.y_bottom - eye.y_corner) * lens
+        # Gaze: shift what is inside the opening; the lids stay where they are.
+        inside_opening = (smoothstep(top, top + 1.5, qy) * (1.0 - smoothstep(bottom - 1.5, bottom, qy))
+                          * (1.0 - smoothstep(0.55, 0.95, u.abs())))
+        ox = -c[:, Control.GAZE_X] * 0.3 * eye.half_w * inside_opening
+        gy = -c[:, Control.GAZE_Y] * 0.2 * (eye.y_bottom - eye.y_top) * inside_opening
+        # Blink: rows between brow and lid stretch down to the lid's new edge, the eye compresses below it.
+        brow = eye.y_brow + 0.35 * (eye.y_top - eye.y_brow)
+        lid = top + blink * 0.97 * (bottom - top)
+        upper = brow + (qy - brow) * (top - brow) / torch.clamp(lid - brow, min=1e-3)
+        lower = top + (qy - lid) * (bottom - top) / torch.clamp(bottom - lid, min=1e-3)
+        src = torch.where(qy < lid, upper, lower)
+        in_band = (qy >= brow) & (qy <= bottom)
+        fade = 1.0 - smoothstep(0.9, 1.3, u.abs())
+        oy = torch.where(in_band, (src - qy) * fade, torch.zeros_like(qy)) + gy * (1.0 - blink)
+        brow_w = torch.exp(-((qx - eye.cx) / (1.2 * eye.half_w)) ** 2 - ((qy - eye.y_brow) / (0.8 * eye.half_w)) ** 2)
+        return ox * (1.0 - blink), oy + c[:, Control.BROW_RAISE] * 0.25 * eye.half_w * brow_w
 
-    def _cavity(self, qx: torch.Tensor, qy: torch.Tensor, jaw_amp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _cavity(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor,
+                jaw_amp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mouth interior where the lips part: dark cavity, upper teeth, tongue, soft edges."""
         g = self.g
-        u = (qx - g.mouth_x) / (0.9 * g.mouth_half_w)
+        half_w = 0.9 * g.mouth_half_w * (1.0 + 0.2 * c[:, Control.MOUTH_WIDTH] - 0.3 * c[:, Control.MOUTH_ROUND])
+        u = (qx - g.mouth_x) / half_w
         lens = torch.clamp(1 - u * u, 0.0, 1.0)
         top = g.corner_y + (g.mouth_y - g.corner_y) * lens
-        opening = jaw_amp * lens  # (N, h, w): lip gap in pixels at this column
+        opening = jaw_amp * lens * (1.0 - c[:, Control.LIP_PRESS])  # lip gap in pixels at this column
         bottom = top + opening
         soft = 0.7
         a = torch.sigmoid((qy - top) / soft) * torch.sigmoid((bottom - qy) / soft)
-        a = a * torch.clamp(opening / 2.0, 0.0, 1.0) * smoothstep(1.0, 0.8, u.abs())
+        a = a * torch.clamp(opening / 2.0, 0.0, 1.0) * (1.0 - smoothstep(0.8, 1.0, u.abs()))
         depth = qy - top
         teeth = torch.sigmoid((torch.clamp(0.3 * opening, max=0.32 * g.mouth_half_w) - depth) / soft)
         tongue = torch.sigmoid((qy - (bottom - 0.3 * opening)) / soft) * lens
