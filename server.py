@@ -14,7 +14,9 @@ import logging
 import sys
 import time
 
-from engine.generator import AvatarError, prepare_avatar
+from engine.config import EngineConfig
+from engine.generator import AvatarError, PreparedAvatar, prepare_avatar
+from engine.generator.avatar import DEFAULT_CACHE_DIR
 from streaming.config import ServerConfig, load_config
 
 log = logging.getLogger("avatar-engine")
@@ -47,6 +49,19 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return load_config(args.config, {k: getattr(args, k, None) for k in keys})
 
 
+def load_avatar(engine: EngineConfig, path: str | None = None) -> PreparedAvatar:
+    """Prepare the portrait, showing each step (finding the face takes a second; the cache, none)."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    cache = {"": DEFAULT_CACHE_DIR, "off": None}.get(engine.avatar_cache_dir, Path(engine.avatar_cache_dir))
+    path = path if path is not None else engine.avatar_path
+    with Console(stderr=True).status(f"preparing avatar {path or '(embedded default)'}") as status:
+        return prepare_avatar(path, engine.max_side_px, cache_dir=cache,
+                              on_step=lambda step: status.update(f"preparing avatar: {step}"))
+
+
 def serve(cfg: ServerConfig) -> None:
     from aiohttp import web
 
@@ -54,7 +69,7 @@ def serve(cfg: ServerConfig) -> None:
     from streaming.webrtc import use_fixed_bitrate, use_ice_addresses
 
     t0 = time.monotonic()
-    avatar = prepare_avatar(cfg.engine.avatar_path, cfg.engine.max_side_px)
+    avatar = load_avatar(cfg.engine)
     log.info("avatar %s ready (%dx%d) in %.1f s", avatar.name, *avatar.size, time.monotonic() - t0)
     addresses = cfg.ice_addresses()
     if addresses is not None:
@@ -69,7 +84,7 @@ def render(cfg: ServerConfig, audio: str, out: str) -> None:
 
     from streaming.egress_file import render_to_file
 
-    avatar = prepare_avatar(cfg.engine.avatar_path, cfg.engine.max_side_px)
+    avatar = load_avatar(cfg.engine)
     t0 = time.monotonic()
     with Progress(TextColumn("rendering"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
                   TimeRemainingColumn(), transient=True) as progress:
@@ -97,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "render":
             render(cfg, args.audio, args.out)
         elif args.command == "prepare":
-            avatar = prepare_avatar(args.image, cfg.engine.max_side_px)
-            print(f"{args.image}: ok, {avatar.size[0]}x{avatar.size[1]}, face found")
+            avatar = load_avatar(cfg.engine, args.image)
+            print(f"{args.image}: ok, {avatar.size[0]}x{avatar.size[1]}, face found and prepared (cached)")
     except (AvatarError, ValueError, OSError) as e:
         print(f"avatar-engine: error: {e}", file=sys.stderr)
         return 2

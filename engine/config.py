@@ -9,6 +9,7 @@ from dataclasses import dataclass
 class EngineConfig:
     avatar_path: str | None = None  # None: the embedded default portrait (skimage's astronaut)
     max_side_px: int = 720  # longer side of the output video; the portrait is scaled down to it
+    avatar_cache_dir: str = ""  # prepared avatars are cached here; "" = ~/.cache/avatar-engine/avatars, "off" = none
     window_frames: int = 4  # frames per sub-clip window (4 = 83 ms)
     pipeline_delay_s: float = 0.14  # live: audio sample arrives -> its frame is due for output
     render_reserve_s: float = 0.05  # live: a window starts rendering this long before it is due

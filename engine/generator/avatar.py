@@ -1,8 +1,13 @@
-"""Avatar preparation: load a portrait photo, find the face and its 478 landmarks (mediapipe)."""
+"""Avatar preparation: load a portrait photo, find the face and its 478 landmarks (mediapipe),
+and cache the result next to the photo's content hash so that the next start is instant."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +18,8 @@ log = logging.getLogger(__name__)
 
 MAX_INPUT_PIXELS = 50_000_000  # larger images are refused before decoding (decompression bombs)
 MIN_FACE_WIDTH_PX = 48  # smaller faces have too few pixels to animate believably
+PREP_VERSION = 1  # bump when what is cached changes meaning
+DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "avatar-engine" / "avatars"
 
 
 class AvatarError(ValueError):
@@ -37,12 +44,12 @@ def load_portrait(path: str | Path | None, max_side_px: int) -> tuple[str, np.nd
 
         return "astronaut (embedded default)", _fit(Image.fromarray(data.astronaut()), max_side_px)
     p = Path(path)
-    if not p.is_file():
-        raise AvatarError(f"avatar image not found: {p}")
-    Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS
     try:
-        with Image.open(p) as im:
-            if im.width * im.height > MAX_INPUT_PIXELS:
+        with warnings.catch_warnings():  # PIL warns on big images; the check right below refuses them
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(p)
+        with im:
+            if im.width * im.height > MAX_INPUT_PIXELS:  # checked on the header, before decoding
                 raise AvatarError(f"{p}: {im.width}x{im.height} is over the {MAX_INPUT_PIXELS:,}-pixel limit")
             im.load()
             rgb = ImageOps.exif_transpose(im).convert("RGB")
@@ -81,8 +88,52 @@ def detect_landmarks(rgb: np.ndarray, name: str) -> np.ndarray:
     return pts
 
 
-def prepare_avatar(path: str | Path | None = None, max_side_px: int = 720) -> PreparedAvatar:
+def cache_key(path: str | Path | None, max_side_px: int) -> str:
+    """Content hash of the photo (not its name or date) and of what preparation depends on."""
+    h = hashlib.sha256(f"v{PREP_VERSION}:{max_side_px}:".encode())
+    if path is None:
+        h.update(b"embedded:skimage.astronaut")
+    else:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:20]
+
+
+def prepare_avatar(path: str | Path | None = None, max_side_px: int = 720, cache_dir: Path | None = DEFAULT_CACHE_DIR,
+                   on_step: Callable[[str], None] | None = None) -> PreparedAvatar:
+    """Load, check and landmark a portrait. Every problem is an AvatarError that names it.
+
+    cache_dir: where prepared avatars are kept (None: no cache). on_step: told each step's name.
+    """
+    step = on_step or (lambda _: None)
+    if path is not None and not Path(path).is_file():
+        raise AvatarError(f"avatar image not found: {path}")
+    cached = None
+    if cache_dir is not None:
+        step("hashing")
+        cached = Path(cache_dir) / f"{cache_key(path, max_side_px)}.npz"
+        if cached.is_file():
+            try:
+                with np.load(cached) as z:
+                    avatar = PreparedAvatar(str(z["name"]), z["rgb"], z["landmarks"])
+                log.info("avatar %s: %dx%d, from cache %s", avatar.name, *avatar.size, cached)
+                return avatar
+            except (OSError, ValueError, KeyError):
+                log.warning("ignoring unreadable avatar cache %s", cached)
+    step("reading image")
     name, rgb = load_portrait(path, max_side_px)
+    step("finding the face")
     landmarks = detect_landmarks(rgb, name)
+    avatar = PreparedAvatar(name, rgb, landmarks)
+    if cached is not None:
+        step("caching")
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(".tmp.npz")
+            np.savez(tmp, name=np.array(name), rgb=rgb, landmarks=landmarks)
+            tmp.replace(cached)  # atomic: a concurrent start never reads half a file
+        except OSError as e:
+            log.warning("could not cache the prepared avatar in %s: %s", cached.parent, e)
     log.info("avatar %s: %dx%d, face found", name, rgb.shape[1], rgb.shape[0])
-    return PreparedAvatar(name, rgb, landmarks)
+    return avatar
