@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from engine.audio.visemes import SHAPE_MATRIX
 from engine.types import FPS, N_CONTROLS, Control, FeatureFrame, MotionWindow, Storyline
 
 # A blink: fast close, short hold, slower open (frames at 48 fps, ~170 ms).
@@ -38,13 +39,15 @@ def idle_head_deg(frame_index: np.ndarray) -> np.ndarray:
 
 
 class Blueprint:
-    def __init__(self, jaw_attack: float = 0.7, jaw_release: float = 0.35) -> None:
+    def __init__(self, jaw_attack: float = 0.7, jaw_release: float = 0.45) -> None:
         self.jaw_attack = jaw_attack  # share of the way to a higher target taken per frame
         self.jaw_release = jaw_release  # ... to a lower one: slower, so syllables do not flicker
         self._plan_from = 0
         self._targets = np.zeros((0, N_CONTROLS), np.float32)
         self._jaw = 0.0
         self._expr = np.zeros(2, np.float32)  # eased (smile, brow)
+        self._shape = np.zeros(2, np.float32)  # eased (width, rounding)
+        self.shape_rate = 0.5
 
     @property
     def planned_to_frame(self) -> int:
@@ -73,19 +76,36 @@ class Blueprint:
     def covers(self, start_frame: int, n_frames: int) -> bool:
         return self._plan_from <= start_frame and start_frame + n_frames <= self.planned_to_frame
 
-    def window(self, features: list[FeatureFrame]) -> MotionWindow:
-        """Controls for the frames of `features` (consecutive); the plan must cover them."""
+    def window(self, features: list[FeatureFrame], lookahead: list[FeatureFrame] | None = None) -> MotionWindow:
+        """Controls for the frames of `features` (consecutive); the plan must cover them.
+
+        lookahead: the frames that follow (at most a couple): the jaw starts to open just before
+        a loud onset, as lips do, and the frames after the window need not be rendered yet.
+        """
         start, n = features[0].frame_index, len(features)
         if not self.covers(start, n):
             raise ValueError(f"blueprint plan [{self._plan_from}, {self.planned_to_frame}) "
                              f"does not cover frames [{start}, {start + n})")
         controls = self._targets[start - self._plan_from : start - self._plan_from + n].copy()
+        frames = features + (lookahead or [])
+        openness = [self._openness(f) for f in frames]
         for i, f in enumerate(features):
-            target = float(np.clip((f.energy_db + 45.0) / 25.0, 0.0, 1.0)) * f.voice_activity
+            ahead = openness[i + 1 : i + 3]
+            target = max([openness[i], *(w * o for w, o in zip((0.6, 0.3), ahead, strict=False))])
             rate = self.jaw_attack if target > self._jaw else self.jaw_release
             self._jaw += rate * (target - self._jaw)
+            _, width, rounding = f.voice_activity * (f.visemes @ SHAPE_MATRIX)
+            self._shape += self.shape_rate * (np.array([width, rounding], np.float32) - self._shape)
             controls[i, Control.JAW_OPEN] = self._jaw
+            controls[i, Control.MOUTH_WIDTH], controls[i, Control.MOUTH_ROUND] = self._shape
             self._expr += 0.08 * (controls[i, [Control.SMILE, Control.BROW_RAISE]] - self._expr)
             controls[i, Control.SMILE], controls[i, Control.BROW_RAISE] = self._expr
         audio = np.concatenate([f.audio for f in features])
         return MotionWindow(start, controls, audio, sum(f.filled for f in features), time.monotonic())
+
+    @staticmethod
+    def _openness(f: FeatureFrame) -> float:
+        """Jaw target of one frame: loudness, gated by voice activity, shaped by the vowel."""
+        loud = float(np.clip((f.energy_db + 45.0) / 25.0, 0.0, 1.0))
+        jaw_share = float(f.visemes @ SHAPE_MATRIX[:, 0])
+        return loud * f.voice_activity * (0.4 + 0.6 * jaw_share)

@@ -11,9 +11,10 @@ class EngineConfig:
     max_side_px: int = 720  # longer side of the output video; the portrait is scaled down to it
     avatar_cache_dir: str = ""  # prepared avatars are cached here; "" = ~/.cache/avatar-engine/avatars, "off" = none
     window_frames: int = 4  # frames per sub-clip window (4 = 83 ms)
-    pipeline_delay_s: float = 0.14  # live: audio sample arrives -> its frame is due for output
+    lookahead_frames: int = 1  # audio frames the mouth may anticipate (0..2); each adds 21 ms of delay
+    pipeline_delay_s: float = 0.2  # live: audio sample arrives -> its frame is due for output
     render_reserve_s: float = 0.05  # live: a window starts rendering this long before it is due
-    max_live_backlog_s: float = 0.5  # live mic: audio beyond this backlog is dropped (counted)
+    max_live_backlog_s: float = 0.3  # live mic: audio beyond this backlog is dropped (counted)
     max_pushed_backlog_s: float = 600.0  # pushed/offline audio is buffered, never dropped, up to this
     director: str = "rules"  # rules (embedded); vllm comes with the director issue
     generator: str = "warp"  # warp (torch, CPU or GPU)
@@ -21,3 +22,17 @@ class EngineConfig:
     seed: int = 0  # blinks and idle motion are random but reproducible
     replan_interval_s: float = 1.0  # director re-plans this often
     plan_horizon_s: float = 4.0  # ... for this far ahead
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first inconsistent setting."""
+        if self.window_frames < 1:
+            raise ValueError(f"window_frames must be >= 1, got {self.window_frames}")
+        if not 0 <= self.lookahead_frames <= 2:
+            raise ValueError(f"lookahead_frames must be 0, 1 or 2, got {self.lookahead_frames}")
+        budget = (self.window_frames + self.lookahead_frames) / 48 + self.render_reserve_s
+        if self.pipeline_delay_s < budget:
+            raise ValueError(f"pipeline_delay_s {self.pipeline_delay_s} is below what a window needs: "
+                             f"(window_frames + lookahead_frames) / 48 + render_reserve_s = {budget:.3f} s")

@@ -10,6 +10,7 @@ class SessionMetrics:
     audio_samples_in: int = 0  # after resampling to 48 kHz mono
     audio_samples_dropped: int = 0  # live backlog overflow
     audio_samples_filled: int = 0  # missing when a frame was due; silence stood in
+    audio_samples_lost: int = 0  # gaps in the input's timestamps (lost packets), filled with silence
     frames_rendered: int = 0
     windows_rendered: int = 0
     windows_late: int = 0  # finished after their first frame was due (live only)

@@ -93,7 +93,12 @@ class AvatarSession:
 
     # ---- input -------------------------------------------------------------------------------
     def push_audio_frame(self, frame: av.AudioFrame) -> None:
-        """Audio from a transport (any format, rate and layout PyAV knows)."""
+        """Audio from a transport (any format, rate and layout PyAV knows). Gaps in its pts (lost
+        packets) become silence on the media clock, so later audio is not shifted earlier."""
+        gap = self._ingest.gap_samples(frame)
+        if gap:
+            self.metrics.audio_samples_lost += gap
+            self.ring.skip(min(gap, self.ring.max_backlog_samples))
         self._write(self._ingest.convert_frame(frame))
 
     def push_audio(self, pcm: np.ndarray, sample_rate_hz: int, channels: int = 1) -> None:
@@ -112,7 +117,9 @@ class AvatarSession:
     def _write(self, mono: np.ndarray) -> None:
         if len(mono):
             self.metrics.audio_samples_in += len(mono)
-            self.metrics.audio_samples_dropped += self.ring.write(mono)
+            # Live: anchor the input to its arrival time on the clock (see AudioRing.write).
+            arrival = self.clock.live_sample_now() - len(mono) if self.clock is not None else None
+            self.metrics.audio_samples_dropped += self.ring.write(mono, arrival)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -176,8 +183,9 @@ class AvatarSession:
         while True:
             end_sample = (k + 1) * SAMPLES_PER_FRAME
             timeout = None
-            if self.clock is not None:
-                window_start = k - k % n
+            if self.clock is not None:  # frame k is needed by the window it looks ahead for
+                needed_by = max(0, k - self.config.lookahead_frames)
+                window_start = needed_by - needed_by % n
                 timeout = self.clock.frame_due_s(window_start) - self._lead_s() - time.monotonic()
             await self.ring.wait_for(end_sample, max(0.0, timeout) if timeout is not None else None)
             if self.ring.ended and self.ring.write_cursor <= k * SAMPLES_PER_FRAME:
@@ -194,20 +202,21 @@ class AvatarSession:
         return max(self.config.render_reserve_s, 1.25 * self._render_s_avg)
 
     async def _run_blueprint(self) -> None:
+        n, ahead = self.window_frames, self.config.lookahead_frames
         batch: list[FeatureFrame] = []
         while True:
             item = await self._feature_q.get()
             if not isinstance(item, _End):
                 batch.append(item)
                 self._recent.append(item)
-            if batch and (len(batch) == self.window_frames or isinstance(item, _End)):
-                await self._motion_q.put(self._plan_window(batch))
-                batch = []
+            while len(batch) >= n + ahead or (batch and isinstance(item, _End)):
+                await self._motion_q.put(self._plan_window(batch[:n], batch[n : n + ahead]))
+                batch = batch[n:]
             if isinstance(item, _End):
                 await self._motion_q.put(END)
                 return
 
-    def _plan_window(self, batch: list[FeatureFrame]) -> MotionWindow:
+    def _plan_window(self, batch: list[FeatureFrame], lookahead: list[FeatureFrame]) -> MotionWindow:
         start = batch[0].frame_index
         self._progress_frame = start
         self._director_wakeup.set()
@@ -218,7 +227,7 @@ class AvatarSession:
             self.metrics.director_fallbacks += 1
             horizon = int(self.config.plan_horizon_s * FPS)
             self._blueprint.update(self._fallback.plan_now(self._context(start, start + horizon)))
-        return self._blueprint.window(batch)
+        return self._blueprint.window(batch, lookahead)
 
     def _context(self, from_frame: int, to_frame: int) -> DirectorContext:
         recent = list(self._recent)

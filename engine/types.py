@@ -46,6 +46,8 @@ class FeatureFrame:
     voice_activity: float  # 0..1, probability that the host is speaking
     audio: np.ndarray  # (1000,) float32, the frame's own samples, carried so output stays in sync
     filled: bool = False  # True when the samples were missing and silence stands in
+    visemes: np.ndarray = field(default_factory=lambda: np.full(5, 0.2, np.float32))  # A I U E O weights
+    pitch_hz: float = 0.0  # 0 when unvoiced
 
     @property
     def t_s(self) -> float:

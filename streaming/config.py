@@ -75,4 +75,5 @@ def load_config(toml_path: str | Path | None = None, overrides: dict[str, Any] |
         nested.update({k: values.pop(k) for k in list(values) if k in engine_names})
         _apply(cfg, values, origin)
         _apply(cfg.engine, nested, origin)
+    cfg.engine.validate()
     return cfg

@@ -16,7 +16,7 @@ from tests.test_session import avatar
 async def pace(seconds: float, render_delay_s: float = 0.0
                ) -> tuple[list[tuple[int, float, bool]], Pacer, np.ndarray]:
     """Run a live session with a paced consumer; per frame: (index, seconds after due, fresh picture)."""
-    session = AvatarSession(avatar(), EngineConfig(pipeline_delay_s=0.12), live=True, session_id="p")
+    session = AvatarSession(avatar(), EngineConfig(), live=True, session_id="p")
     if render_delay_s:
         render = session._generator.render
 

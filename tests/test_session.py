@@ -72,7 +72,7 @@ def test_live_session_keeps_rendering_on_the_clock_without_any_input() -> None:
     """No microphone audio at all: windows still come, on time, and the missing audio is counted."""
 
     async def scenario() -> tuple[list[tuple[int, float]], AvatarSession]:
-        session = AvatarSession(avatar(), EngineConfig(pipeline_delay_s=0.15), live=True, session_id="t")
+        session = AvatarSession(avatar(), EngineConfig(), live=True, session_id="t")
         await session.start()
         assert session.clock is not None
         got = []

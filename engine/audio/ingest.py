@@ -31,6 +31,18 @@ class AudioIngest:
     def __init__(self) -> None:
         self._resampler: av.AudioResampler | None = None
         self._input_rate_hz: int | None = None
+        self._next_pts: int | None = None
+
+    def gap_samples(self, frame: av.AudioFrame) -> int:
+        """48 kHz samples missing before this frame, judged by its pts (RTP timestamps show lost
+        packets); 0 for the first frame, for frames without pts, and for overlaps."""
+        if frame.pts is None or frame.time_base is None:
+            return 0
+        expected, self._next_pts = self._next_pts, frame.pts + frame.samples * frame.time_base.denominator // (
+            frame.sample_rate * frame.time_base.numerator)
+        if expected is None or frame.pts <= expected:
+            return 0
+        return int((frame.pts - expected) * frame.time_base * SAMPLE_RATE_HZ)
 
     def convert_frame(self, frame: av.AudioFrame) -> np.ndarray:
         channels = len(frame.layout.channels)

@@ -30,9 +30,17 @@ class AudioRing:
     def backlog_samples(self) -> int:
         return max(0, self.write_cursor - self.read_cursor)
 
-    def write(self, samples: np.ndarray) -> int:
-        """Append samples; returns how many were dropped for exceeding the backlog bound."""
+    def write(self, samples: np.ndarray, arrival_sample: int | None = None, resync_samples: int = 1920) -> int:
+        """Append samples; returns how many were dropped for exceeding the backlog bound.
+
+        arrival_sample: for a live source, where on the media clock its first sample belongs by
+        arrival time. When the stream has fallen more than resync_samples behind that (its start,
+        or a stall), writing jumps forward to it and the skipped span stays silence, so the audio
+        keeps the slack the pipeline delay gives it instead of arriving just in time.
+        """
         self.write_cursor = max(self.write_cursor, self.read_cursor)
+        if arrival_sample is not None and arrival_sample - self.write_cursor > resync_samples:
+            self.skip(arrival_sample - self.write_cursor)
         room = self.max_backlog_samples - self.backlog_samples
         dropped = max(0, len(samples) - room)
         if dropped:
@@ -45,6 +53,14 @@ class AudioRing:
         self.write_cursor = end
         self._arrived.set()
         return dropped
+
+    def skip(self, n: int) -> None:
+        """Advance the write cursor by n samples of silence (lost packets, a late start)."""
+        self.write_cursor = max(self.write_cursor, self.read_cursor)
+        self._ensure_capacity(self.write_cursor + n)
+        lo = self.write_cursor - self._base
+        self._buf[lo : lo + n] = 0.0
+        self.write_cursor += n
 
     def end(self) -> None:
         self.ended = True
