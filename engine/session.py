@@ -63,8 +63,8 @@ class AvatarSession:
         self.live = live
         self.window_frames = config.window_frames
         self.clock: MediaClock | None = None
-        backlog_s = config.max_live_backlog_s if live else config.max_pushed_backlog_s
-        self.ring = AudioRing(int(backlog_s * SAMPLE_RATE_HZ))
+        self.ring = AudioRing(int(config.max_live_backlog_s * SAMPLE_RATE_HZ))
+        self._pushed_backlog = int(config.max_pushed_backlog_s * SAMPLE_RATE_HZ)
         self.metrics = SessionMetrics()
         self._ingest = AudioIngest()
         self._features = FeatureExtractor()
@@ -93,33 +93,41 @@ class AvatarSession:
 
     # ---- input -------------------------------------------------------------------------------
     def push_audio_frame(self, frame: av.AudioFrame) -> None:
-        """Audio from a transport (any format, rate and layout PyAV knows). Gaps in its pts (lost
-        packets) become silence on the media clock, so later audio is not shifted earlier."""
+        """A live source's audio (a transport's microphone), any format PyAV knows.
+
+        Live sessions anchor it to its arrival time and bound its backlog (a sender whose clock
+        runs fast loses the excess, counted); gaps in its pts (lost packets) become silence, so
+        later audio is not shifted earlier.
+        """
         gap = self._ingest.gap_samples(frame)
         if gap:
             self.metrics.audio_samples_lost += gap
             self.ring.skip(min(gap, self.ring.max_backlog_samples))
-        self._write(self._ingest.convert_frame(frame))
+        mono = self._ingest.convert_frame(frame)
+        arrival = self.clock.live_sample_now() - len(mono) if self.clock is not None else None
+        self._write(mono, arrival, None if self.live else self._pushed_backlog)
 
     def push_audio(self, pcm: np.ndarray, sample_rate_hz: int, channels: int = 1) -> None:
-        """Audio as int16 or float32 PCM, interleaved or shaped (n, channels)."""
-        self._write(self._ingest.convert_pcm(pcm, sample_rate_hz, channels))
+        """Pushed audio (TTS, files): int16 or float32 PCM, interleaved or shaped (n, channels).
+
+        It may come faster than real time: it is buffered and played on the clock, never dropped
+        (up to max_pushed_backlog_s).
+        """
+        self._write(self._ingest.convert_pcm(pcm, sample_rate_hz, channels), None, self._pushed_backlog)
 
     def end_input(self) -> None:
         """No more audio (offline): the last frame is padded with silence and the stream ends."""
-        self._write(self._ingest.flush())
+        self._write(self._ingest.flush(), None, self._pushed_backlog)
         self.ring.end()
 
     def clear_buffer(self) -> None:
         """Barge-in: drop audio not yet turned into features."""
         self.ring.clear()
 
-    def _write(self, mono: np.ndarray) -> None:
+    def _write(self, mono: np.ndarray, arrival: int | None, max_backlog: int | None) -> None:
         if len(mono):
             self.metrics.audio_samples_in += len(mono)
-            # Live: anchor the input to its arrival time on the clock (see AudioRing.write).
-            arrival = self.clock.live_sample_now() - len(mono) if self.clock is not None else None
-            self.metrics.audio_samples_dropped += self.ring.write(mono, arrival)
+            self.metrics.audio_samples_dropped += self.ring.write(mono, arrival, max_backlog_samples=max_backlog)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:

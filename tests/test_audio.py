@@ -140,3 +140,46 @@ def test_lost_packets_become_silence_and_later_audio_keeps_its_place() -> None:
     assert missing == 0
     np.testing.assert_allclose(audio[2 * 960 : 3 * 960], 0.0)
     np.testing.assert_allclose(audio[3 * 960 :], 4000 / 32768, rtol=1e-3)
+
+
+def test_drift_between_sender_and_clock_is_bounded_and_counted() -> None:
+    """A live sender 2% fast loses only its excess; one 2% slow gets silence in its gaps; the
+    reader's clock never moves."""
+    for speed, expect_drop in ((1.02, True), (0.98, False)):
+        ring = AudioRing(max_backlog_samples=9600)
+        arrival = 0.0
+        for step in range(1500):  # 30 s of 20 ms reads
+            sent = int(960 * speed)
+            ring.write(np.ones(sent, np.float32), arrival_sample=int(arrival))
+            arrival += 960  # arrivals follow the receiver's clock; the sender packs more or fewer samples
+            if step >= 5:
+                ring.read((step - 5) * 960, 960)
+        assert ring.read_cursor == (1500 - 5) * 960
+        assert (ring.dropped_samples > 0) == expect_drop
+        assert ring.backlog_samples <= 9600
+
+
+def test_pushed_audio_faster_than_real_time_is_played_on_the_clock_not_dropped() -> None:
+    from engine.config import EngineConfig
+    from engine.generator import prepare_avatar
+    from engine.session import AvatarSession
+
+    speech = espeak("Three new colours, all in stock today.")
+
+    async def scenario() -> tuple[np.ndarray, AvatarSession, float]:
+        session = AvatarSession(prepare_avatar(), EngineConfig(), live=True, session_id="tts")
+        await session.start()
+        session.push_audio(speech, 48000)  # the whole utterance at once, as TTS delivers it
+        out, t0 = [], asyncio.get_running_loop().time()
+        async for w in session.windows():
+            out.append(w.audio)
+            if sum(len(a) for a in out) >= len(speech):
+                break
+        elapsed = asyncio.get_running_loop().time() - t0
+        await session.aclose()
+        return np.concatenate(out), session, elapsed
+
+    out, session, elapsed = asyncio.run(scenario())
+    assert session.metrics.audio_samples_dropped == 0
+    np.testing.assert_array_equal(out[: len(speech)], speech)
+    assert elapsed > 0.8 * len(speech) / 48000, "pushed audio must play on the clock, not as fast as it came"

@@ -30,18 +30,21 @@ class AudioRing:
     def backlog_samples(self) -> int:
         return max(0, self.write_cursor - self.read_cursor)
 
-    def write(self, samples: np.ndarray, arrival_sample: int | None = None, resync_samples: int = 1920) -> int:
+    def write(self, samples: np.ndarray, arrival_sample: int | None = None, resync_samples: int = 1920,
+              max_backlog_samples: int | None = None) -> int:
         """Append samples; returns how many were dropped for exceeding the backlog bound.
 
         arrival_sample: for a live source, where on the media clock its first sample belongs by
         arrival time. When the stream has fallen more than resync_samples behind that (its start,
         or a stall), writing jumps forward to it and the skipped span stays silence, so the audio
         keeps the slack the pipeline delay gives it instead of arriving just in time.
+        max_backlog_samples: overrides the ring's bound for this write (pushed audio may run ahead).
         """
         self.write_cursor = max(self.write_cursor, self.read_cursor)
         if arrival_sample is not None and arrival_sample - self.write_cursor > resync_samples:
             self.skip(arrival_sample - self.write_cursor)
-        room = self.max_backlog_samples - self.backlog_samples
+        limit = self.max_backlog_samples if max_backlog_samples is None else max_backlog_samples
+        room = limit - self.backlog_samples
         dropped = max(0, len(samples) - room)
         if dropped:
             samples = samples[: len(samples) - dropped]
