@@ -21,6 +21,15 @@ class SessionMetrics:
     director_failures: int = 0  # errors and timeouts
     director_fallbacks: int = 0  # windows planned by the rule fallback because no plan covered them
     audio_to_window_ms_max: float = 0.0  # window's last audio ready -> window rendered
+    audio_path_delay_ms_max: float = 0.0  # a frame's last sample arrives -> its features and lookahead are ready
+    audio_path_delay_ms_total: float = 0.0
+    audio_path_frames: int = 0
+
+    def note_audio_path_delay(self, delay_s: float) -> None:
+        ms = max(0.0, delay_s * 1000.0)
+        self.audio_path_delay_ms_max = max(self.audio_path_delay_ms_max, ms)
+        self.audio_path_delay_ms_total += ms
+        self.audio_path_frames += 1
 
     @property
     def render_ms_per_frame(self) -> float:
@@ -29,4 +38,5 @@ class SessionMetrics:
     def as_dict(self) -> dict[str, float]:
         d = asdict(self)
         d["render_ms_per_frame"] = round(self.render_ms_per_frame, 3)
+        d["audio_path_delay_ms_mean"] = round(self.audio_path_delay_ms_total / max(1, self.audio_path_frames), 3)
         return d

@@ -202,7 +202,10 @@ class AvatarSession:
             samples, missing = self.ring.read(k * SAMPLES_PER_FRAME, SAMPLES_PER_FRAME)
             if not self.ring.ended:  # the silence padding the very last frame is not a loss
                 self.metrics.audio_samples_filled += missing
-            await self._feature_q.put(self._features.process(k, samples, filled=missing > 0))
+            arrived = self.ring.arrival_time(end_sample - 1) if not missing else None
+            features = self._features.process(k, samples, filled=missing > 0)
+            features.arrived_t_s = arrived if arrived is not None else time.monotonic()
+            await self._feature_q.put(features)
             k += 1
 
     def _lead_s(self) -> float:
@@ -217,6 +220,8 @@ class AvatarSession:
             if not isinstance(item, _End):
                 batch.append(item)
                 self._recent.append(item)
+                if len(batch) > ahead:  # this frame completes the lookahead of the one `ahead` before it
+                    self.metrics.note_audio_path_delay(time.monotonic() - batch[-1 - ahead].arrived_t_s)
             while len(batch) >= n + ahead or (batch and isinstance(item, _End)):
                 await self._motion_q.put(self._plan_window(batch[:n], batch[n : n + ahead]))
                 batch = batch[n:]

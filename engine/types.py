@@ -48,6 +48,7 @@ class FeatureFrame:
     filled: bool = False  # True when the samples were missing and silence stands in
     visemes: np.ndarray = field(default_factory=lambda: np.full(5, 0.2, np.float32))  # A I U E O weights
     pitch_hz: float = 0.0  # 0 when unvoiced
+    arrived_t_s: float = 0.0  # monotonic time its last sample arrived (or silence stood in)
 
     @property
     def t_s(self) -> float:

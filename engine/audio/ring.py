@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import deque
 
 import numpy as np
 
@@ -25,6 +27,7 @@ class AudioRing:
         self.ended = False
         self._arrived = asyncio.Event()
         self._consumed = asyncio.Event()
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=512)  # (write end sample, monotonic time)
 
     @property
     def backlog_samples(self) -> int:
@@ -54,6 +57,7 @@ class AudioRing:
         lo = self.write_cursor - self._base
         self._buf[lo : lo + len(samples)] = samples
         self.write_cursor = end
+        self._arrivals.append((end, time.monotonic()))
         self._arrived.set()
         return dropped
 
@@ -65,6 +69,13 @@ class AudioRing:
         self._buf[lo : lo + n] = 0.0
         self.write_cursor += n
 
+    def arrival_time(self, sample: int) -> float | None:
+        """When the write holding `sample` arrived (monotonic s); None if not remembered or never written."""
+        for end, t in self._arrivals:
+            if end > sample:
+                return t
+        return None
+
     def end(self) -> None:
         self.ended = True
         self._arrived.set()
@@ -74,17 +85,14 @@ class AudioRing:
 
     async def wait_for(self, end_sample: int, timeout_s: float | None) -> bool:
         """Wait until samples up to end_sample are written, input ended, or the timeout passes."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout_s is None else loop.time() + timeout_s
-        while not self.has(end_sample) and not self.ended:
-            self._arrived.clear()
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                return False
-            try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
-            except TimeoutError:
-                return self.has(end_sample)
+        deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                while not self.has(end_sample) and not self.ended:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+        except TimeoutError:
+            pass
         return self.has(end_sample)
 
     async def wait_below(self, backlog_samples: int) -> None:

@@ -1,0 +1,114 @@
+"""A contact sheet of rendered frames: one row per portrait, one column per pose.
+
+    python -m benchmarks.contact_sheet [--out docs/contact_sheet.png] [--avatar PATH ...] [--height 220]
+
+Portraits: the embedded astronaut and every JPEG in tests/data/portraits/ (as benchmarks.quality).
+Each frame is rendered through `WarpRenderer` with the controls named in its column, cropped to the
+face region (the same box for a whole row, so motion shows) and scaled to a common height.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from benchmarks.quality import EMBEDDED, controls, default_portraits, load, render
+from engine.generator.warp import WarpRenderer
+from engine.types import N_CONTROLS
+
+# (label, {control name: value}); names from engine.types.Control
+POSES: tuple[tuple[str, dict[str, float]], ...] = (
+    ("neutral", {}),
+    ("jaw 0.5", {"JAW_OPEN": 0.5}),
+    ("jaw 1", {"JAW_OPEN": 1.0}),
+    ("blink", {"BLINK_LEFT": 1.0, "BLINK_RIGHT": 1.0}),
+    ("smile", {"SMILE": 1.0, "JAW_OPEN": 0.15}),
+    ("turn 8° + roll 6°", {"HEAD_YAW": 8.0, "HEAD_ROLL": 6.0}),
+)
+LABEL_W = 190
+HEADER_H = 30
+BG = (24, 24, 28)
+FG = (235, 235, 235)
+DIM = (150, 150, 160)
+
+
+def pose_controls() -> np.ndarray:
+    c = np.zeros((len(POSES), N_CONTROLS), np.float32)
+    for i, (_, values) in enumerate(POSES):
+        c[i] = controls(1, **values)[0]
+    return c
+
+
+def face_box(landmarks: np.ndarray, width: int, height: int, scale: float = 1.7) -> tuple[int, int, int, int]:
+    """A box around the face, 4:5 (w:h), `scale` times the landmarks' extent, shifted to stay inside the image."""
+    x0, y0 = landmarks.min(axis=0)
+    x1, y1 = landmarks.max(axis=0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 + 0.05 * (y1 - y0)
+    h = min(height, scale * max(y1 - y0, 1.25 * (x1 - x0)))
+    w = min(width, 0.8 * h)
+    h = min(h, 1.25 * w)
+    left = int(min(max(cx - w / 2, 0), width - w) + 0.5)
+    top = int(min(max(cy - h / 2, 0), height - h) + 0.5)
+    return left, top, left + int(w), top + int(h)
+
+
+def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    for path in ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",):
+        if Path(path).is_file():
+            return ImageFont.truetype(path, size)
+    return ImageFont.load_default(size)
+
+
+def row_images(portrait: str, height: int, max_side_px: int) -> tuple[str, list[Image.Image]]:
+    avatar = load(portrait, max_side_px)
+    frames = render(WarpRenderer(avatar).eval(), pose_controls())
+    box = face_box(avatar.landmarks, *avatar.size)
+    tiles = []
+    for f in frames:
+        tile = Image.fromarray(f).crop(box)
+        tiles.append(tile.resize((round(tile.width * height / tile.height), height), Image.Resampling.LANCZOS))
+    name = "astronaut (embedded)" if portrait == EMBEDDED else Path(portrait).name
+    return f"{name}\n{avatar.size[0]}x{avatar.size[1]}", tiles
+
+
+def contact_sheet(portraits: list[str], height: int = 220, max_side_px: int = 1280) -> Image.Image:
+    rows = [row_images(p, height, max_side_px) for p in portraits]
+    col_w = [max(tiles[i].width for _, tiles in rows) for i in range(len(POSES))]
+    gap = 6
+    sheet = Image.new("RGB", (LABEL_W + sum(col_w) + gap * len(POSES), HEADER_H + len(rows) * (height + gap)), BG)
+    draw = ImageDraw.Draw(sheet)
+    small, big = font(15), font(16)
+    x = LABEL_W
+    for (label, _), w in zip(POSES, col_w, strict=True):
+        draw.text((x + w // 2, HEADER_H // 2), label, fill=FG, font=big, anchor="mm")
+        x += w + gap
+    for r, (label, tiles) in enumerate(rows):
+        y = HEADER_H + r * (height + gap)
+        name, size = label.split("\n")
+        draw.text((10, y + height // 2 - 12), name, fill=FG, font=small, anchor="lm")
+        draw.text((10, y + height // 2 + 12), size, fill=DIM, font=small, anchor="lm")
+        x = LABEL_W
+        for tile, w in zip(tiles, col_w, strict=True):
+            sheet.paste(tile, (x + (w - tile.width) // 2, y))
+            x += w + gap
+    return sheet
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("docs/contact_sheet.png"))
+    ap.add_argument("--avatar", nargs="+", help=f"portraits ('{EMBEDDED}' = the astronaut); default: all")
+    ap.add_argument("--height", type=int, default=220, help="height of each frame in the sheet, px")
+    ap.add_argument("--max-side", type=int, default=1280, help="longer side the portrait is scaled down to")
+    args = ap.parse_args()
+    sheet = contact_sheet(args.avatar or default_portraits(), args.height, args.max_side)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(args.out, optimize=True)
+    print(f"{args.out}: {sheet.width}x{sheet.height}")
+
+
+if __name__ == "__main__":
+    main()
