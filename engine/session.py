@@ -27,6 +27,7 @@ import numpy as np
 
 from engine.audio.features import FeatureExtractor
 from engine.audio.ingest import AudioIngest
+from engine.audio.prosody import analyse as analyse_prosody
 from engine.audio.ring import AudioRing
 from engine.blueprint import Blueprint
 from engine.clock import MediaClock
@@ -243,10 +244,7 @@ class AvatarSession:
         return self._blueprint.window(batch, lookahead)
 
     def _context(self, from_frame: int, to_frame: int) -> DirectorContext:
-        recent = list(self._recent)
-        speaking = float(np.mean([f.voice_activity > 0.5 for f in recent])) if recent else 0.0
-        energy = float(np.mean([f.energy_db for f in recent])) if recent else -100.0
-        return DirectorContext(from_frame, to_frame, speaking, energy)
+        return DirectorContext(from_frame, to_frame, prosody=analyse_prosody(list(self._recent)))
 
     async def _run_director(self) -> None:
         replan = int(self.config.replan_interval_s * FPS)

@@ -49,6 +49,7 @@ class FeatureFrame:
     visemes: np.ndarray = field(default_factory=lambda: np.full(5, 0.2, np.float32))  # A I U E O weights
     pitch_hz: float = 0.0  # 0 when unvoiced
     arrived_t_s: float = 0.0  # monotonic time its last sample arrived (or silence stood in)
+    mfcc: np.ndarray | None = None  # (13,) of the last 25 ms
 
     @property
     def t_s(self) -> float:

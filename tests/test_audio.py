@@ -183,3 +183,21 @@ def test_pushed_audio_faster_than_real_time_is_played_on_the_clock_not_dropped()
     assert session.metrics.audio_samples_dropped == 0
     np.testing.assert_array_equal(out[: len(speech)], speech)
     assert elapsed > 0.8 * len(speech) / 48000, "pushed audio must play on the clock, not as fast as it came"
+
+
+def test_prosody_finds_speech_pauses_and_stressed_syllables() -> None:
+    from engine.audio.prosody import analyse
+
+    fx = FeatureExtractor()
+    quiet = np.zeros(24000, np.float32)
+    # Two phrases with a half-second pause; the second word of the second is shouted.
+    a, b, c = espeak("we have three colours"), espeak("and"), espeak("TODAY") * 2.5
+    audio = np.concatenate([quiet, a, quiet, b, np.zeros(4800, np.float32), np.clip(c, -1, 1), quiet])
+    frames = [fx.process(k, audio[k * 1000 : (k + 1) * 1000]) for k in range(len(audio) // 1000)]
+    p = analyse(frames)
+    assert p.pauses >= 1 and p.longest_pause_s >= 0.4
+    assert 1.5 < p.syllables_per_s < 9
+    assert not p.speaking  # it ends in silence
+    shout_start = (len(audio) - len(quiet) - len(c)) // 1000
+    assert p.stressed_frames and all(k >= shout_start - 2 for k in p.stressed_frames[-1:])
+    assert "pauses" in p.summary()

@@ -11,7 +11,7 @@ import numpy as np
 
 from engine.audio.spectral import ANALYSIS_RATE_HZ, WINDOW, log_mel, mfcc, pitch_hz
 from engine.audio.vad import make_vad
-from engine.audio.visemes import VisemeClassifier
+from engine.audio.visemes import VisemeClassifier, VisemeModel
 from engine.types import SAMPLE_RATE_HZ, FeatureFrame
 
 PITCH_WINDOW = 640  # 40 ms at 16 kHz: two periods of a 50 Hz voice
@@ -24,12 +24,13 @@ class FeatureExtractor:
     is learned within seconds, while the short pauses between words keep speech from raising it.
     """
 
-    def __init__(self, min_speech_db: float = -45.0, margin_db: float = 10.0, use_vad_model: bool = True) -> None:
+    def __init__(self, min_speech_db: float = -45.0, margin_db: float = 10.0, use_vad_model: bool = True,
+                 visemes: VisemeModel | None = None) -> None:
         self.min_speech_db = min_speech_db
         self.margin_db = margin_db
         self.noise_floor_db = -70.0
         self._vad = make_vad() if use_vad_model else None
-        self._visemes = VisemeClassifier()
+        self._visemes = visemes or VisemeClassifier()
         self._resampler = av.AudioResampler(format="flt", layout="mono", rate=ANALYSIS_RATE_HZ)
         self._history = np.zeros(PITCH_WINDOW, np.float32)  # newest 40 ms at 16 kHz
 
@@ -59,4 +60,4 @@ class FeatureExtractor:
         coeffs = mfcc(log_mel(self._history[-WINDOW:]))
         visemes = self._visemes.weights(coeffs, voiced=voice > 0.5)
         pitch = pitch_hz(self._history) if voice > 0.5 else 0.0
-        return FeatureFrame(frame_index, rms, energy_db, voice, samples, filled, visemes, pitch)
+        return FeatureFrame(frame_index, rms, energy_db, voice, samples, filled, visemes, pitch, mfcc=coeffs)

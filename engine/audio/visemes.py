@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -26,6 +27,15 @@ MOUTH_SHAPES = {
     "O": (0.7, -0.3, 0.75),
 }
 SHAPE_MATRIX = np.array([MOUTH_SHAPES[v] for v in VOWELS], np.float32)  # (5, 3)
+
+
+class VisemeModel(Protocol):
+    """What the feature stage needs from a viseme source. A learned audio encoder (wav2vec2/HuBERT
+    features with a small head, weights supplied by the user) can stand in for the templates."""
+
+    def weights(self, mfcc: np.ndarray, voiced: bool) -> np.ndarray:
+        """(n_mfcc,) MFCCs of one frame -> (5,) weights over A, I, U, E, O (sum 1)."""
+        ...
 
 
 class VisemeClassifier:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from engine.audio.prosody import Prosody
 from engine.types import Storyline
 
 EMOTIONS = ("neutral", "happy", "excited", "calm", "surprised", "serious", "sad")
@@ -17,8 +18,7 @@ class DirectorContext:
 
     from_frame: int
     to_frame: int
-    speaking_ratio: float = 0.0  # share of recent frames with voice activity
-    mean_energy_db: float = -100.0  # over recent frames
+    prosody: Prosody | None = None  # of the recent speech (the last ~2 s)
     instructions: list[str] = field(default_factory=list)  # host instructions, data, never prompt
     persona: str = ""
 
