@@ -18,6 +18,9 @@ from engine.types import FPS, N_CONTROLS, Control, FeatureFrame, MotionWindow, S
 # A blink: fast close, short hold, slower open (frames at 48 fps, ~170 ms).
 BLINK_CURVE = np.array([0.45, 0.9, 1.0, 1.0, 0.8, 0.55, 0.3, 0.12], np.float32)
 
+# An emphasis nod on a stressed syllable: head pitch in degrees per frame (down, then back, ~0.3 s).
+NOD_CURVE = np.array([0.3, 0.8, 1.3, 1.7, 1.9, 1.9, 1.7, 1.4, 1.1, 0.8, 0.5, 0.3, 0.15, 0.05], np.float32)
+
 # Expression targets per emotion: (smile, brow raise).
 EMOTION_TARGETS = {
     "neutral": (0.0, 0.0), "happy": (0.7, 0.15), "excited": (0.8, 0.4), "calm": (0.2, 0.0),
@@ -39,7 +42,9 @@ def idle_head_deg(frame_index: np.ndarray) -> np.ndarray:
 
 
 class Blueprint:
-    def __init__(self, jaw_attack: float = 0.7, jaw_release: float = 0.45) -> None:
+    def __init__(self, lookahead_frames: int = 1, jaw_attack: float = 0.7, jaw_release: float = 0.45,
+                 nod_scale: float = 1.0, stress_db: float = 5.0, min_nod_gap_s: float = 0.8) -> None:
+        self.lookahead_frames = lookahead_frames  # how far ahead the jaw may anticipate a loud onset
         self.jaw_attack = jaw_attack  # share of the way to a higher target taken per frame
         self.jaw_release = jaw_release  # ... to a lower one: slower, so syllables do not flicker
         self._plan_from = 0
@@ -47,6 +52,13 @@ class Blueprint:
         self._jaw = 0.0
         self._expr = np.zeros(2, np.float32)  # eased (smile, brow)
         self._shape = np.zeros(2, np.float32)  # eased (width, rounding)
+        self.nod_scale = nod_scale  # emphasis nods on stressed syllables (0: none)
+        self.stress_db = stress_db  # a syllable this much louder than the running speech level is stressed
+        self.min_nod_frames = int(min_nod_gap_s * FPS)
+        self._speech_db = -30.0  # running loudness of voiced frames
+        self._prev_db = -100.0
+        self._last_nod = -(10**9)
+        self._nods: dict[int, float] = {}  # frame index -> extra head pitch (degrees) still to show
         self.shape_rate = 0.5
 
     @property
@@ -90,18 +102,36 @@ class Blueprint:
         frames = features + (lookahead or [])
         openness = [self._openness(f) for f in frames]
         for i, f in enumerate(features):
-            ahead = openness[i + 1 : i + 3]
+            ahead = openness[i + 1 : i + 1 + self.lookahead_frames]
             target = max([openness[i], *(w * o for w, o in zip((0.6, 0.3), ahead, strict=False))])
             rate = self.jaw_attack if target > self._jaw else self.jaw_release
             self._jaw += rate * (target - self._jaw)
             _, width, rounding = f.voice_activity * (f.visemes @ SHAPE_MATRIX)
             self._shape += self.shape_rate * (np.array([width, rounding], np.float32) - self._shape)
+            nxt = frames[i + 1].energy_db if i + 1 < len(frames) else -100.0
+            self._maybe_nod(f, nxt)
+            controls[i, Control.HEAD_PITCH] += self._nods.pop(f.frame_index, 0.0)
             controls[i, Control.JAW_OPEN] = self._jaw
             controls[i, Control.MOUTH_WIDTH], controls[i, Control.MOUTH_ROUND] = self._shape
             self._expr += 0.08 * (controls[i, [Control.SMILE, Control.BROW_RAISE]] - self._expr)
             controls[i, Control.SMILE], controls[i, Control.BROW_RAISE] = self._expr
         audio = np.concatenate([f.audio for f in features])
         return MotionWindow(start, controls, audio, sum(f.filled for f in features), time.monotonic())
+
+    def _maybe_nod(self, f: FeatureFrame, next_db: float) -> None:
+        """A loudness peak well above the running speech level starts an emphasis nod."""
+        db, prev = f.energy_db, self._prev_db
+        self._prev_db = db
+        if f.voice_activity <= 0.5:
+            return
+        self._speech_db += 0.05 * (db - self._speech_db)
+        peak = db >= prev and db > next_db
+        if (self.nod_scale > 0 and peak and db >= self._speech_db + self.stress_db
+                and f.frame_index - self._last_nod >= self.min_nod_frames):
+            self._last_nod = f.frame_index
+            for j, deg in enumerate(NOD_CURVE):
+                k = f.frame_index + j
+                self._nods[k] = self._nods.get(k, 0.0) + self.nod_scale * float(deg)
 
     @staticmethod
     def _openness(f: FeatureFrame) -> float:

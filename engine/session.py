@@ -71,7 +71,7 @@ class AvatarSession:
         self._features = FeatureExtractor()
         self._director = make_director(config.director, seed=config.seed)
         self._fallback = self._director if isinstance(self._director, RuleDirector) else RuleDirector(config.seed)
-        self._blueprint = Blueprint()
+        self._blueprint = Blueprint(lookahead_frames=config.lookahead_frames)
         self._generator = make_generator(config.generator, avatar, threads=config.render_threads)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"render-{session_id}")
         n = self.window_frames

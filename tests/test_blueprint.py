@@ -1,0 +1,64 @@
+"""The blueprint turns features and the storyline into rig controls."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.blueprint import Blueprint, idle_head_deg
+from engine.types import Control, FeatureFrame, StoryBeat, Storyline
+
+
+def frame(k: int, db: float, voiced: bool, vowel: int = 0) -> FeatureFrame:
+    visemes = np.zeros(5, np.float32)
+    visemes[vowel] = 1.0
+    return FeatureFrame(k, 10 ** (db / 20), db, 1.0 if voiced else 0.0, np.zeros(1000, np.float32),
+                        visemes=visemes)
+
+
+def controls_for(frames: list[FeatureFrame], beats: list[StoryBeat] | None = None) -> np.ndarray:
+    bp = Blueprint()
+    bp.update(Storyline(0, len(frames) + 8, beats or []))
+    out = []
+    for i in range(0, len(frames), 4):
+        out.append(bp.window(frames[i : i + 4], frames[i + 4 : i + 5]).controls)
+    return np.concatenate(out)
+
+
+def test_stressed_syllables_nod_and_silence_does_not() -> None:
+    # 1 s of silence, then speech at -30 dB with one syllable 10 dB louder at frame 80.
+    frames = [frame(k, -90, False) for k in range(48)]
+    frames += [frame(k, -30 + 2 * np.sin(k), True) for k in range(48, 120)]
+    frames[80] = frame(80, -18, True)
+    c = controls_for(frames)
+    nod = c[:, Control.HEAD_PITCH] - idle_head_deg(np.arange(len(frames)))[:, 1]
+    assert np.abs(nod[:48]).max() < 1e-4
+    assert nod[82:90].max() > 1.0, "no emphasis nod after the stressed syllable"
+    assert nod[80:96].argmax() + 80 > 80, "the nod peaks after its syllable starts"
+
+
+def test_jaw_opens_with_loudness_and_closes_in_silence() -> None:
+    frames = [frame(k, -90, False) for k in range(20)] + [frame(k, -20, True) for k in range(20, 40)]
+    frames += [frame(k, -90, False) for k in range(40, 60)]
+    jaw = controls_for(frames)[:, Control.JAW_OPEN]
+    assert jaw[:19].max() == 0.0, "the jaw may anticipate the onset by the lookahead (1 frame), no more"
+    assert jaw[19] > 0.0
+    assert jaw[25:40].min() > 0.5
+    assert jaw[48:].max() < 0.02, "the lips must close within a few frames of silence"
+
+
+def test_vowels_shape_the_mouth() -> None:
+    def shape(vowel: int) -> np.ndarray:
+        c = controls_for([frame(k, -20, True, vowel) for k in range(24)])
+        return c[-4:, [Control.MOUTH_WIDTH, Control.MOUTH_ROUND]].mean(axis=0)
+
+    a, i, u = shape(0), shape(1), shape(2)
+    assert i[0] > a[0] > u[0], "I spreads the lips, U draws them in"
+    assert u[1] > 0.5 and i[1] < 0.1
+
+
+def test_storyline_blinks_and_emotions_reach_the_controls() -> None:
+    beats = [StoryBeat(0, 48, emotion="happy", intensity=1.0), StoryBeat(10, 18, blink=True)]
+    c = controls_for([frame(k, -90, False) for k in range(48)], beats)
+    assert c[12, Control.BLINK_LEFT] == 1.0 and c[12, Control.BLINK_RIGHT] == 1.0
+    assert c[0, Control.BLINK_LEFT] == 0.0
+    assert c[-1, Control.SMILE] > 0.5, "a happy beat eases into a smile"
