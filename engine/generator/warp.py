@@ -164,12 +164,12 @@ class WarpRenderer(nn.Module):
                           * (1.0 - smoothstep(0.55, 0.95, u.abs())))
         ox = -c[:, Control.GAZE_X] * 0.3 * eye.half_w * inside_opening
         gy = -c[:, Control.GAZE_Y] * 0.2 * (eye.y_bottom - eye.y_top) * inside_opening
-        # Blink: rows between brow and lid stretch down to the lid's new edge, the eye compresses below it.
+        # Blink: the skin between brow and lid stretches down to the lid's new edge like a curtain,
+        # its lash line leading; below the edge the eye stays where it was (covered, not squeezed).
         brow = eye.y_brow + 0.35 * (eye.y_top - eye.y_brow)
-        lid = top + blink * 0.97 * (bottom - top)
+        lid = top + blink * (bottom - top)
         upper = brow + (qy - brow) * (top - brow) / torch.clamp(lid - brow, min=1e-3)
-        lower = top + (qy - lid) * (bottom - top) / torch.clamp(bottom - lid, min=1e-3)
-        src = torch.where(qy < lid, upper, lower)
+        src = torch.where(qy < lid, upper, qy)
         in_band = (qy >= brow) & (qy <= bottom)
         fade = 1.0 - smoothstep(0.9, 1.3, u.abs())
         oy = torch.where(in_band, (src - qy) * fade, torch.zeros_like(qy)) + gy * (1.0 - blink)
