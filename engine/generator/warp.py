@@ -18,6 +18,7 @@ from engine.generator.avatar import PreparedAvatar
 from engine.generator.rig import Eye, RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
 from kernels.warp import warp_composite
+from kernels.warp_cv2 import remap_composite, upsample
 
 CAVITY_RGB = (0.24, 0.07, 0.08)
 TEETH_RGB = (0.86, 0.83, 0.77)
@@ -47,9 +48,11 @@ class WarpRenderer(nn.Module):
         rw, rh = x1 - x0, y1 - y0
         self.g: RigGeometry = rig.shifted(x0, y0)
         self.stride = max(1, round(rig.face_w / field_px_per_face))
-        # Field samples sit on every stride-th pixel; the last may lie past the box (cropped later).
-        gx = torch.arange(math.ceil((rw - 1) / self.stride) + 1, dtype=torch.float32) * self.stride
-        gy = torch.arange(math.ceil((rh - 1) / self.stride) + 1, dtype=torch.float32) * self.stride
+        # A field sample stands for a stride x stride cell, at its centre: where cv2.resize and
+        # interpolate(align_corners=False) put it when upsampling. The last cells may pass the box.
+        s = self.stride
+        gx = torch.arange(math.ceil(rw / s), dtype=torch.float32) * s + (s - 1) / 2
+        gy = torch.arange(math.ceil(rh / s), dtype=torch.float32) * s + (s - 1) / 2
         self.register_buffer("portrait", torch.from_numpy(avatar.rgb.copy()), persistent=False)
         roi = torch.from_numpy(avatar.rgb[y0:y1, x0:x1].astype(np.float32) / 255.0).permute(2, 0, 1)
         self.register_buffer("roi_src", roi.contiguous(), persistent=False)
@@ -62,10 +65,9 @@ class WarpRenderer(nn.Module):
         # Head motion moves the face a few pixels: the expression boxes are padded by that much.
         margin = 0.12 * g.face_w
         self.mouth_slices = self._slices(g.mouth_box(rw, rh, margin))
-        ys, xs = self.mouth_slices  # the same box in pixels: field samples land exactly on its corners
-        s = self.stride
-        self.mouth_box_px = (xs.start * s, ys.start * s, min(rw, (min(xs.stop, len(gx)) - 1) * s + 1),
-                             min(rh, (min(ys.stop, len(gy)) - 1) * s + 1))
+        ys, xs = self.mouth_slices  # the same box in pixels: the cells of those field samples
+        self.mouth_box_px = (xs.start * s, ys.start * s, min(rw, min(xs.stop, len(gx)) * s),
+                             min(rh, min(ys.stop, len(gy)) * s))
         self.eye_slices = [self._slices(g.eye_box(e, rw, rh, margin)) for e in g.eyes]
 
     def _slices(self, box: tuple[int, int, int, int]) -> tuple[slice, slice]:
@@ -73,9 +75,10 @@ class WarpRenderer(nn.Module):
         s = self.stride
         return slice(y0 // s, -(-y1 // s) + 1), slice(x0 // s, -(-x1 // s) + 1)
 
-    def forward(self, controls: torch.Tensor) -> torch.Tensor:
+    def fields(self, controls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The backward map and the mouth overlay on the field grid: sx, sy (N, fh, fw) in ROI pixels;
+        overlay (N, 3, mh, mw) and alpha (N, 1, mh, mw) over the mouth cells (`mouth_box_px`)."""
         c = controls.to(self.X.dtype)[:, :, None, None]  # (N, C, 1, 1)
-        n = controls.shape[0]
         qx, qy = self._head_pose(c)  # (N, fh, fw): where each output pixel is in the still portrait
         sx, sy = qx.clone(), qy.clone()
         jaw_amp = c[:, Control.JAW_OPEN] * 0.85 * self.g.mouth_half_w
@@ -90,6 +93,11 @@ class WarpRenderer(nn.Module):
             ox, oy = self._eye(eye, c, c[:, blink], qx[:, ys, xs], qy[:, ys, xs])
             sx[:, ys, xs] += ox
             sy[:, ys, xs] += oy
+        return sx, sy, overlay, alpha
+
+    def forward(self, controls: torch.Tensor) -> torch.Tensor:
+        sx, sy, overlay, alpha = self.fields(controls)
+        n = controls.shape[0]
         rh, rw = self.roi_src.shape[1:]
         # (N, fh, fw, 2) viewed as channels-last (N, 2, fh, fw): upsampling keeps that layout, so the
         # grid reaches grid_sample as (N, h, w, 2) without another copy.
@@ -108,9 +116,7 @@ class WarpRenderer(nn.Module):
         return frames
 
     def _upsample(self, field: torch.Tensor) -> torch.Tensor:
-        h, w = field.shape[2:]
-        size = ((h - 1) * self.stride + 1, (w - 1) * self.stride + 1)
-        return F.interpolate(field, size=size, mode="bilinear", align_corners=True)
+        return F.interpolate(field, scale_factor=self.stride, mode="bilinear", align_corners=False)
 
     def _head_pose(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Output pixel -> portrait pixel for a small rigid head motion, feathered into the body."""
@@ -213,6 +219,8 @@ class WarpGenerator:
         self.renderer = WarpRenderer(avatar).eval()
         # Process-wide in torch: the server keeps cores for encoding and other sessions.
         torch.set_num_threads(threads)
+        x0, y0, x1, y1 = self.renderer.roi
+        self._roi_u8 = np.ascontiguousarray(avatar.rgb[y0:y1, x0:x1])
 
     def first_frame(self) -> FirstFrame:
         return FirstFrame(-1, self.avatar.rgb, np.zeros(N_CONTROLS, np.float32))
@@ -227,9 +235,26 @@ class WarpGenerator:
         controls = window.controls.copy()
         step = np.clip(controls[0] - condition.controls, -self.max_seam_step, self.max_seam_step)
         controls[0] = condition.controls + step
-        with torch.inference_mode():
-            frames = self.renderer(torch.from_numpy(controls)).numpy()
+        frames = self._frames(controls)
         rendered = RenderedWindow(window.start_frame, frames, window.audio,
                                   (time.perf_counter() - t0) * 1000.0, window.created_t_s)
         last = FirstFrame(rendered.end_frame - 1, frames[-1], controls[-1])
         return rendered, last
+
+    def _frames(self, controls: np.ndarray) -> np.ndarray:
+        """Fields from the torch module; pixels by OpenCV's byte remap (kernels.warp_cv2), which
+        matches the module's own float path within 1/255 at about a third of the cost."""
+        r = self.renderer
+        with torch.inference_mode():
+            sx, sy, overlay, alpha = (t.numpy() for t in r.fields(torch.from_numpy(controls)))
+        frames = np.repeat(self.avatar.rgb[None], len(controls), axis=0)
+        x0, y0, x1, y1 = r.roi
+        rh, rw = y1 - y0, x1 - x0
+        box = r.mouth_box_px
+        bh, bw = box[3] - box[1], box[2] - box[0]
+        overlay = np.ascontiguousarray(overlay.transpose(0, 2, 3, 1))
+        for i in range(len(controls)):
+            remap_composite(self._roi_u8, upsample(sx[i], r.stride, rh, rw), upsample(sy[i], r.stride, rh, rw),
+                            upsample(overlay[i], r.stride, bh, bw), upsample(alpha[i, 0], r.stride, bh, bw),
+                            box, frames[i, y0:y1, x0:x1])
+        return frames
