@@ -53,8 +53,8 @@ import torch
 
 from engine.config import EngineConfig
 from engine.generator import PreparedAvatar, prepare_avatar
-from engine.generator.warp import WarpRenderer
-from engine.types import N_CONTROLS, Control
+from engine.generator.warp import WarpGenerator, WarpRenderer
+from engine.types import N_CONTROLS, Control, MotionWindow
 
 REPO = Path(__file__).resolve().parent.parent
 PORTRAIT_DIR = REPO / "tests" / "data" / "portraits"
@@ -372,17 +372,19 @@ def motion_controls(n: int, start: int = 0) -> np.ndarray:
 
 
 def measure_cost(avatar: PreparedAvatar, renderer: WarpRenderer, n: int, runs: int = 7) -> Metric:
+    """Time the production path: WarpGenerator.render (torch fields + OpenCV byte remap), one thread."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    generator = WarpGenerator(avatar, threads=1)
+    condition = generator.first_frame()
     try:
-        batches = [torch.from_numpy(motion_controls(n, i * n)) for i in range(runs + 2)]
+        windows = [MotionWindow(i * n, motion_controls(n, i * n), np.zeros(n * 1000, np.float32))
+                   for i in range(runs + 2)]
         times = []
-        with torch.inference_mode():
-            for i, b in enumerate(batches):
-                t0 = time.perf_counter()
-                renderer(b)
-                if i >= 2:  # the first two are burn-in
-                    times.append((time.perf_counter() - t0) * 1000.0 / n)
+        for i, window in enumerate(windows):
+            t0 = time.perf_counter()
+            _, condition = generator.render(window, condition)
+            if i >= 2:  # the first two are burn-in
+                times.append((time.perf_counter() - t0) * 1000.0 / n)
     finally:
         torch.set_num_threads(threads)
     ms = statistics.median(times)
