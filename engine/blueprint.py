@@ -28,6 +28,41 @@ EMOTION_TARGETS = {
 }
 
 
+# Facial expressions on top of the emotion: control -> value.
+EXPRESSION_TARGETS: dict[str, dict[Control, float]] = {
+    "smile": {Control.SMILE: 0.8}, "grin": {Control.SMILE: 1.0, Control.MOUTH_WIDTH: 0.4},
+    "frown": {Control.BROW_RAISE: -0.8, Control.LIP_PRESS: 0.4}, "raised_brows": {Control.BROW_RAISE: 1.0},
+    "pout": {Control.MOUTH_ROUND: 0.8, Control.LIP_PRESS: 0.3},
+}
+GAZE_TARGETS = {"camera": (0.0, 0.0), "left": (-0.8, 0.0), "right": (0.8, 0.0), "up": (0.0, -0.7),
+                "down": (0.0, 0.7), "product": (-0.4, 0.6)}
+
+
+def ease_in_out(t_s: np.ndarray, duration_s: float, ramp_s: float = 0.25) -> np.ndarray:
+    """0 -> 1 over ramp_s, held, back to 0 over the last ramp_s of duration_s (smooth both ways)."""
+    ramp = min(ramp_s, duration_s / 2)
+    up = np.clip(t_s / ramp, 0, 1)
+    down = np.clip((duration_s - t_s) / ramp, 0, 1)
+    x = np.minimum(up, down)
+    return x * x * (3 - 2 * x)
+
+
+def head_motion_deg(kind: str, t_s: np.ndarray, duration_s: float, intensity: float) -> tuple[Control, np.ndarray]:
+    """A beat's head gesture as (control, degrees per frame) at times t_s since the beat started."""
+    a = 0.4 + 0.6 * intensity
+    span = min(duration_s, 1.0)  # nods and shakes: at most two cycles, then stillness
+    inside = (t_s < span).astype(np.float32)
+    if kind == "nod":
+        return Control.HEAD_PITCH, a * 5.0 * np.sin(np.pi * t_s / 0.5) ** 2 * inside
+    if kind == "shake":
+        return Control.HEAD_YAW, a * 6.0 * np.sin(2 * np.pi * t_s / 0.5) * np.sin(np.pi * t_s / span) * inside
+    if kind == "tilt":
+        return Control.HEAD_ROLL, a * 6.0 * ease_in_out(t_s, duration_s)
+    if kind == "turn":
+        return Control.HEAD_YAW, a * 8.0 * ease_in_out(t_s, duration_s)
+    return Control.HEAD_YAW, np.zeros_like(t_s)
+
+
 def idle_head_deg(frame_index: np.ndarray) -> np.ndarray:
     """Slow, non-repeating head sway (yaw, pitch, roll in degrees) as a function of media time.
 
@@ -83,6 +118,18 @@ class Blueprint:
                 smile, brow = EMOTION_TARGETS.get(beat.emotion, (0.0, 0.0))
                 targets[lo:hi, Control.SMILE] = smile * beat.intensity
                 targets[lo:hi, Control.BROW_RAISE] = brow * beat.intensity
+                for control, value in EXPRESSION_TARGETS.get(beat.expression, {}).items():
+                    targets[lo:hi, control] = np.clip(targets[lo:hi, control] + value * max(beat.intensity, 0.5), -1, 1)
+                t_s = (np.arange(lo, hi) + start - beat.start_frame) / FPS
+                duration_s = (beat.end_frame - beat.start_frame) / FPS
+                if beat.head_motion != "idle":
+                    control, deg = head_motion_deg(beat.head_motion, t_s, duration_s, beat.intensity)
+                    targets[lo:hi, control] += deg
+                gx, gy = GAZE_TARGETS.get(beat.gaze, (0.0, 0.0))
+                if gx or gy:
+                    env = ease_in_out(t_s, duration_s, ramp_s=0.12)  # eyes move fast
+                    targets[lo:hi, Control.GAZE_X] += gx * env
+                    targets[lo:hi, Control.GAZE_Y] += gy * env
         self._plan_from, self._targets = start, targets
 
     def covers(self, start_frame: int, n_frames: int) -> bool:

@@ -70,6 +70,8 @@ class StoryBeat:
     head_motion: str = "idle"  # idle | nod | shake | tilt | turn
     blink: bool = False  # a single blink starting at start_frame
     note: str = ""
+    expression: str = ""  # "" | smile | grin | frown | raised_brows | pout (on top of the emotion)
+    gaze: str = "camera"  # camera | left | right | up | down | product
 
     def __str__(self) -> str:
         return f"Beat[{self.start_frame}:{self.end_frame}] {self.emotion} {self.head_motion}"

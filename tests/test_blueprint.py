@@ -62,3 +62,19 @@ def test_storyline_blinks_and_emotions_reach_the_controls() -> None:
     assert c[12, Control.BLINK_LEFT] == 1.0 and c[12, Control.BLINK_RIGHT] == 1.0
     assert c[0, Control.BLINK_LEFT] == 0.0
     assert c[-1, Control.SMILE] > 0.5, "a happy beat eases into a smile"
+
+
+def test_head_gestures_and_gaze_follow_their_beats() -> None:
+    beats = [StoryBeat(48, 96, head_motion="nod", intensity=1.0), StoryBeat(144, 192, head_motion="shake"),
+             StoryBeat(192, 288, head_motion="tilt", gaze="left")]
+    c = controls_for([frame(k, -90, False) for k in range(300)], beats)
+    idle = idle_head_deg(np.arange(300))
+    pitch = c[:, Control.HEAD_PITCH] - idle[:, 1]
+    yaw = c[:, Control.HEAD_YAW] - idle[:, 0]
+    roll = c[:, Control.HEAD_ROLL] - idle[:, 2]
+    assert np.abs(pitch[:48]).max() < 0.5 and pitch[48:96].max() > 3.0, "nod"
+    assert yaw[144:192].max() > 2.0 and yaw[144:192].min() < -2.0, "shake goes both ways"
+    assert roll[220:260].min() > 2.0 and abs(roll[-5:]).max() < 1e-3, "tilt holds, then returns"
+    assert c[230, Control.GAZE_X] < -0.5 and c[100, Control.GAZE_X] == 0.0
+    # Eased: no frame-to-frame jump larger than a degree anywhere.
+    assert np.abs(np.diff(c[:, [Control.HEAD_YAW, Control.HEAD_PITCH, Control.HEAD_ROLL]], axis=0)).max() < 1.0
