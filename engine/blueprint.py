@@ -115,9 +115,10 @@ class Blueprint:
                 for c in (Control.BLINK_LEFT, Control.BLINK_RIGHT):
                     targets[lo : lo + len(curve), c] = np.maximum(targets[lo : lo + len(curve), c], curve)
             elif hi > lo:
-                smile, brow = EMOTION_TARGETS.get(beat.emotion, (0.0, 0.0))
-                targets[lo:hi, Control.SMILE] = smile * beat.intensity
-                targets[lo:hi, Control.BROW_RAISE] = brow * beat.intensity
+                if beat.emotion:  # later beats override the mood of earlier ones
+                    smile, brow = EMOTION_TARGETS.get(beat.emotion, (0.0, 0.0))
+                    targets[lo:hi, Control.SMILE] = smile * beat.intensity
+                    targets[lo:hi, Control.BROW_RAISE] = brow * beat.intensity
                 for control, value in EXPRESSION_TARGETS.get(beat.expression, {}).items():
                     targets[lo:hi, control] = np.clip(targets[lo:hi, control] + value * max(beat.intensity, 0.5), -1, 1)
                 t_s = (np.arange(lo, hi) + start - beat.start_frame) / FPS

@@ -84,6 +84,9 @@ class AvatarSession:
         self._pending: Storyline | None = None
         self._director_wakeup = asyncio.Event()
         self._render_s_avg = 0.0  # recent render time per window, moving average
+        self.persona = ""
+        self._instructions: deque[tuple[str, int]] = deque(maxlen=16)  # (text, frame it arrived at)
+        self._new_instructions: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.error: BaseException | None = None
         self.closed = False
@@ -120,6 +123,18 @@ class AvatarSession:
         """No more audio (offline): the last frame is padded with silence and the stream ends."""
         self._write(self._ingest.flush(), None, self._pushed_backlog)
         self.ring.end()
+
+    def instruct(self, text: str) -> None:
+        """A host instruction ("smile", "nod", "look left", ...): the director re-plans at once."""
+        self._instructions.append((text, self._progress_frame))
+        self._new_instructions.append(text)
+        self._next_plan_frame = 0
+        self._director_wakeup.set()
+
+    def set_persona(self, text: str) -> None:
+        self.persona = text
+        self._next_plan_frame = 0
+        self._director_wakeup.set()
 
     def clear_buffer(self) -> None:
         """Barge-in: drop audio not yet turned into features."""
@@ -244,7 +259,10 @@ class AvatarSession:
         return self._blueprint.window(batch, lookahead)
 
     def _context(self, from_frame: int, to_frame: int) -> DirectorContext:
-        return DirectorContext(from_frame, to_frame, prosody=analyse_prosody(list(self._recent)))
+        recent = [text for text, frame in self._instructions if frame >= from_frame - 10 * FPS]
+        new, self._new_instructions = self._new_instructions, []
+        return DirectorContext(from_frame, to_frame, prosody=analyse_prosody(list(self._recent)),
+                               instructions=recent, persona=self.persona, new_instructions=new)
 
     async def _run_director(self) -> None:
         replan = int(self.config.replan_interval_s * FPS)
@@ -256,13 +274,17 @@ class AvatarSession:
             if start < self._next_plan_frame:
                 continue
             self._next_plan_frame = start + replan
+            context = self._context(start, start + horizon)
             try:
-                story = await asyncio.wait_for(self._director.plan(self._context(start, start + horizon)),
-                                               timeout=self.config.replan_interval_s)
+                story = await asyncio.wait_for(self._director.plan(context), timeout=self.config.replan_interval_s)
             except Exception:
                 self.metrics.director_failures += 1
                 log.warning("session %s: director %s failed; the current plan carries on",
                             self.id, self._director.name, exc_info=True)
+                if context.new_instructions and self._fallback is not self._director:
+                    # The host's command must not be lost with the call: the rule director takes it.
+                    self.metrics.director_fallbacks += 1
+                    self._pending = self._fallback.plan_now(context)
                 continue
             self.metrics.director_plans += 1
             self._pending = story

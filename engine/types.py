@@ -65,7 +65,7 @@ class StoryBeat:
 
     start_frame: int
     end_frame: int
-    emotion: str = "neutral"
+    emotion: str = "neutral"  # "" keeps the mood of the beats under it (a gesture alone)
     intensity: float = 0.0  # 0..1
     head_motion: str = "idle"  # idle | nod | shake | tilt | turn
     blink: bool = False  # a single blink starting at start_frame

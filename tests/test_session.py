@@ -104,3 +104,35 @@ def test_storyline_blinks_close_the_eyes() -> None:
     eye = frames[:, y0:y1, x0:x1].astype(np.float32).mean(axis=(1, 2, 3))
     open_level = eye[0]
     assert (eye > open_level + 8).sum() >= 3, "no blink in 6 s"
+
+
+def test_host_commands_reach_the_picture_within_half_a_second() -> None:
+    """A live session: 'smile' arrives, and the mouth corners move in frames due < 0.5 s later."""
+
+    async def scenario() -> tuple[list, int]:
+        session = AvatarSession(avatar(), EngineConfig(), live=True, session_id="cmd")
+        await session.start()
+        assert session.clock is not None
+        windows = []
+        command_frame = -1
+        async for w in session.windows():
+            windows.append(w)
+            if len(windows) == 12 and command_frame < 0:  # 1 s in: the host asks for a smile
+                session.instruct("big smile please")
+                command_frame = session.clock.frame_now()
+            if len(windows) == 30:
+                break
+        await session.aclose()
+        return windows, command_frame
+
+    windows, command_frame = asyncio.run(scenario())
+    frames = {w.start_frame + i: f for w in windows for i, f in enumerate(w.frames_rgb)}
+    lm = avatar().landmarks
+    x0, x1 = int(lm[61, 0]) - 6, int(lm[291, 0]) + 6  # mouth, corners included
+    y0, y1 = int(lm[13, 1]) - 10, int(lm[14, 1]) + 8
+    before = frames[command_frame - 1][y0:y1, x0:x1].astype(np.float32)
+    changed = [k for k in sorted(frames) if k >= command_frame
+               and np.abs(frames[k][y0:y1, x0:x1].astype(np.float32) - before).mean() > 2.0]
+    assert changed, "the smile never showed"
+    print(f"smile visible {(changed[0] - command_frame) / 48:.3f} s after the command")
+    assert (changed[0] - command_frame) / 48 < 0.5, f"the smile showed {(changed[0] - command_frame) / 48:.2f} s later"

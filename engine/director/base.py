@@ -19,8 +19,9 @@ class DirectorContext:
     from_frame: int
     to_frame: int
     prosody: Prosody | None = None  # of the recent speech (the last ~2 s)
-    instructions: list[str] = field(default_factory=list)  # host instructions, data, never prompt
+    instructions: list[str] = field(default_factory=list)  # recent host instructions (data, never prompt)
     persona: str = ""
+    new_instructions: list[str] = field(default_factory=list)  # those that arrived since the last plan
 
 
 class Director(Protocol):
