@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 
@@ -16,6 +17,28 @@ from streaming.webrtc import OfferError, PeerSession, new_session_id, parse_offe
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 MAX_OFFER_BYTES = 256 * 1024
+MAX_CONTROL_BYTES = 4096
+MAX_CONTROL_TEXT = 500
+
+
+def apply_control(session: AvatarSession, raw: str) -> dict[str, object]:
+    """One control message -> the reply. Texts are data for the director, never instructions to us."""
+    try:
+        msg = json.loads(raw)
+    except json.JSONDecodeError as e:
+        return {"ok": False, "error": f"not valid JSON: {e}"}
+    if not isinstance(msg, dict) or msg.get("type") not in ("instruction", "persona"):
+        return {"ok": False, "error": 'expected {"type": "instruction" or "persona", "text": "..."}'}
+    text = msg.get("text")
+    if not isinstance(text, str) or not text.strip():
+        return {"ok": False, "error": "'text' must be a non-empty string"}
+    if len(text) > MAX_CONTROL_TEXT:
+        return {"ok": False, "error": f"'text' is longer than {MAX_CONTROL_TEXT} characters"}
+    if msg["type"] == "instruction":
+        session.instruct(text.strip())
+    else:
+        session.set_persona(text.strip())
+    return {"ok": True, "type": msg["type"]}
 
 
 class SessionRegistry:
@@ -75,6 +98,22 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
         await peer.close()
         return web.json_response({"closed": True})
 
+    async def control(request: web.Request) -> web.StreamResponse:
+        """Live control of one session: JSON messages {"type": "instruction"|"persona", "text": ...}."""
+        peer = registry.active.get(request.match_info["sid"])
+        if peer is None:
+            return json_error(404, f"no active session {request.match_info['sid']!r}")
+        ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_CONTROL_BYTES)
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type != web.WSMsgType.TEXT:
+                continue
+            reply = apply_control(peer.session, msg.data)
+            await ws.send_json(reply)
+            if peer.state == "closed":
+                break
+        return ws
+
     async def sessions(_: web.Request) -> web.Response:
         return web.json_response({"sessions": [p.info() for p in registry.active.values()]})
 
@@ -95,6 +134,7 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_post("/offer", offer)
     app.router.add_post("/sessions/{sid}/close", close_session)
+    app.router.add_get("/sessions/{sid}/control", control)
     app.router.add_get("/api/sessions", sessions)
     app.router.add_get("/metrics", metrics)
     app.router.add_static("/static", WEB_DIR)

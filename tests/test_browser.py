@@ -125,6 +125,13 @@ def test_page_streams_48fps_and_stops_cleanly(server: ServerProcess, tmp_path: P
         assert page.text_content("#stat-resolution") == f"{final['width']}x{final['height']}"
         assert final["audioPacketsReceived"] > audio0 > 0, "the avatar's audio is not arriving"
 
+        # Directing the host: a quick button goes over the control WebSocket and is accepted.
+        page.wait_for_function("() => document.getElementById('control-state').textContent === 'ready'",
+                               timeout=10_000)
+        page.click("button[data-say='smile']")
+        page.wait_for_function(
+            "() => document.getElementById('control-state').textContent === 'sent (instruction)'", timeout=10_000)
+
         page.click("#stop")
         wait_for_state(page, server, "s.state === 'closed'", 10)
         assert page.text_content("#stat-state") == "closed"

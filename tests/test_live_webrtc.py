@@ -137,3 +137,35 @@ def test_overload_answers_503_with_a_reason(tmp_path, speech_wav) -> None:
         assert len(got.video_wall_s) > 48, "the admitted session kept streaming"
     finally:
         stop_server(srv)
+
+
+def test_control_channel_takes_instructions_and_refuses_bad_messages(server: ServerProcess, speech_wav) -> None:
+    import aiohttp
+
+    replies: list[dict] = []
+
+    async def direct(session_id: str) -> None:
+        await asyncio.sleep(1.0)
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(f"{server.url}/sessions/{session_id}/control") as ws:
+                for message in ({"type": "instruction", "text": "smile and nod"},
+                                {"type": "persona", "text": "an energetic skincare seller"},
+                                {"type": "dance", "text": "x"}, {"type": "instruction", "text": ""},
+                                {"type": "instruction", "text": "x" * 600}):
+                    await ws.send_json(message)
+                    replies.append(await asyncio.wait_for(ws.receive_json(), 5))
+                await ws.send_str("not json")
+                replies.append(await asyncio.wait_for(ws.receive_json(), 5))
+            async with http.get(f"{server.url}/sessions/nope/control") as r:
+                replies.append({"status": r.status, **(await r.json())})
+
+    got, _ = asyncio.run(stream_session(server.url, speech_wav, duration_s=4.0, during=direct))
+    assert replies[0] == {"ok": True, "type": "instruction"}
+    assert replies[1] == {"ok": True, "type": "persona"}
+    assert "expected" in replies[2]["error"]
+    assert "non-empty" in replies[3]["error"]
+    assert "longer than" in replies[4]["error"]
+    assert "not valid JSON" in replies[5]["error"]
+    assert replies[6]["status"] == 404
+    fps, _ = fps_over(got)
+    assert abs(fps - 48.0) <= 0.5

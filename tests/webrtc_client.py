@@ -7,6 +7,7 @@ import contextlib
 import json
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,10 +38,11 @@ def post_json(url: str, payload: object, timeout_s: float = 30.0) -> tuple[int, 
 
 
 async def stream_session(base_url: str, wav: Path, duration_s: float,
-                         crop_box: tuple[int, int, int, int] | None = None) -> tuple[Received, str]:
+                         crop_box: tuple[int, int, int, int] | None = None,
+                         during: Callable[[str], Awaitable[object]] | None = None) -> tuple[Received, str]:
     """Connect, send `wav` as the microphone for duration_s, record video and audio, close.
 
-    Returns what was received and the session id the server gave.
+    during(session_id) runs while the session streams. Returns what was received and the session id.
     """
     pc = RTCPeerConnection()
     player = MediaPlayer(str(wav))
@@ -83,7 +85,10 @@ async def stream_session(base_url: str, wav: Path, duration_s: float,
         await pc.close()
         raise RuntimeError(f"offer refused: {status} {answer}")
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
-    await asyncio.sleep(duration_s)
+    if during is not None:
+        await asyncio.gather(asyncio.sleep(duration_s), during(answer["session_id"]))
+    else:
+        await asyncio.sleep(duration_s)
     await loop.run_in_executor(None, post_json, f"{base_url}/sessions/{answer['session_id']}/close", {})
     for t in readers:
         t.cancel()

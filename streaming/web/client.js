@@ -110,6 +110,7 @@ async function start() {
     }
     ui.session.textContent = run.sessionId;
     await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
+    openControl(run);
     pollStats(run);
   } catch (err) {
     fail(run, err.message || String(err));
@@ -152,9 +153,42 @@ async function closeOnServer(sessionId) {
   }
 }
 
+// The control channel: instructions and persona go to the session's director as data.
+function openControl(run) {
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  const ws = new WebSocket(`${scheme}://${location.host}/sessions/${encodeURIComponent(run.sessionId)}/control`);
+  run.control = ws;
+  ws.onopen = () => { $('control-state').textContent = 'ready'; };
+  ws.onclose = () => { if (run === current) $('control-state').textContent = 'control channel closed'; };
+  ws.onmessage = (event) => {
+    const reply = JSON.parse(event.data);
+    $('control-state').textContent = reply.ok ? `sent (${reply.type})` : `refused: ${reply.error}`;
+  };
+}
+
+function sendControl(type, text) {
+  const ws = current && current.control;
+  if (!ws || ws.readyState !== WebSocket.OPEN || !text.trim()) return;
+  ws.send(JSON.stringify({ type, text }));
+}
+
+document.querySelectorAll('[data-say]').forEach((button) => {
+  button.addEventListener('click', () => sendControl('instruction', button.dataset.say));
+});
+$('instruct').addEventListener('submit', (event) => {
+  event.preventDefault();
+  sendControl('instruction', $('instruction').value);
+  $('instruction').value = '';
+});
+$('persona-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  sendControl('persona', $('persona').value);
+});
+
 // Idempotent: safe to call from any path that ends a run.
 function teardown(run) {
   run.stopped = true;
+  if (run.control) run.control.close();
   clearTimeout(run.timer);
   if (run.mic) run.mic.getTracks().forEach((t) => t.stop());
   if (run.pc) run.pc.close();
