@@ -39,13 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", parents=[common], help="render an audio file to an MP4, offline")
     render.add_argument("--audio", required=True, help="speech audio (WAV, MP3, ... anything FFmpeg reads)")
     render.add_argument("--out", required=True, help="output .mp4 (H.264 + AAC, 48 fps)")
+    render.add_argument("--instructions", dest="persona", help="persona and standing instructions for the director")
+    render.add_argument("--storyline", dest="storyline_path", help="a scripted show: JSON beats in seconds")
     prepare = sub.add_parser("prepare", parents=[common], help="check and prepare a portrait")
     prepare.add_argument("image", help="portrait photo")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    keys = ("avatar_path", "window_frames", "host", "port", "ice_host", "max_sessions")
+    keys = ("avatar_path", "window_frames", "host", "port", "ice_host", "max_sessions", "persona", "storyline_path")
     return load_config(args.config, {k: getattr(args, k, None) for k in keys})
 
 

@@ -17,6 +17,8 @@ class EngineConfig:
     max_live_backlog_s: float = 0.3  # live mic: audio beyond this backlog is dropped (counted)
     max_pushed_backlog_s: float = 600.0  # pushed/offline audio is buffered, never dropped, up to this
     director: str = "rules"  # rules (embedded); vllm comes with the director issue
+    storyline_path: str | None = None  # a scripted show (JSON beats in seconds); the rule director fills the rest
+    persona: str = ""  # the host's persona and standing instructions, read by the director
     generator: str = "warp"  # warp (torch, CPU or GPU)
     render_threads: int = 1  # torch intra-op threads per render call
     seed: int = 0  # blinks and idle motion are random but reproducible

@@ -33,6 +33,7 @@ from engine.blueprint import Blueprint
 from engine.clock import MediaClock
 from engine.config import EngineConfig
 from engine.director import DirectorContext, RuleDirector, make_director
+from engine.director.base import InstantDirector
 from engine.generator import PreparedAvatar, make_generator
 from engine.metrics import SessionMetrics
 from engine.types import (
@@ -69,8 +70,9 @@ class AvatarSession:
         self.metrics = SessionMetrics()
         self._ingest = AudioIngest()
         self._features = FeatureExtractor()
-        self._director = make_director(config.director, seed=config.seed)
-        self._fallback = self._director if isinstance(self._director, RuleDirector) else RuleDirector(config.seed)
+        self._director = make_director(config.director, seed=config.seed, storyline_path=config.storyline_path)
+        self._fallback: InstantDirector = (self._director if isinstance(self._director, InstantDirector)
+                                           else RuleDirector(config.seed))
         self._blueprint = Blueprint(lookahead_frames=config.lookahead_frames)
         self._generator = make_generator(config.generator, avatar, threads=config.render_threads)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"render-{session_id}")
@@ -84,7 +86,7 @@ class AvatarSession:
         self._pending: Storyline | None = None
         self._director_wakeup = asyncio.Event()
         self._render_s_avg = 0.0  # recent render time per window, moving average
-        self.persona = ""
+        self.persona = config.persona
         self._instructions: deque[tuple[str, int]] = deque(maxlen=16)  # (text, frame it arrived at)
         self._new_instructions: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []

@@ -72,6 +72,8 @@ async def render_to_file(avatar: PreparedAvatar, audio_path: str | Path, out_pat
     total_frames = -(-n_samples // SAMPLES_PER_FRAME)
     session = AvatarSession(avatar, config, live=False, session_id="render")
     await session.start()
+    if config.persona:  # standing instructions: the mood, and any command in them, from the first frame
+        session.instruct(config.persona)
     width, height = avatar.size
     writer = Mp4Writer(out_path, width, height)
 

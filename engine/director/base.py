@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from engine.audio.prosody import Prosody
 from engine.types import Storyline
@@ -30,3 +30,12 @@ class Director(Protocol):
     async def plan(self, context: DirectorContext) -> Storyline:
         """Return beats covering [context.from_frame, context.to_frame)."""
         ...
+
+
+@runtime_checkable
+class InstantDirector(Protocol):
+    """A director that plans synchronously in microseconds: usable as the fallback."""
+
+    name: str
+
+    def plan_now(self, context: DirectorContext) -> Storyline: ...

@@ -62,6 +62,10 @@ class WarpRenderer(nn.Module):
         g = self.g
         d = torch.sqrt(((X - g.face_cx) / g.face_rx) ** 2 + ((Y - g.face_cy) / g.face_ry) ** 2)
         self.register_buffer("head_mask", (1.0 - smoothstep(1.0, 1.4, d))[None], persistent=False)
+        # A depth proxy for parallax: 1 at the face centre (about the nose), falling to 0 at its
+        # outline, so turning and nodding move the nose more than the cheeks and the chin.
+        fd = ((X - g.face_cx) / (0.5 * g.face_w)) ** 2 + ((Y - g.face_cy) / (0.62 * g.face_w)) ** 2
+        self.register_buffer("depth", torch.sqrt(torch.clamp(1.0 - fd, min=0.0))[None], persistent=False)
         # Head motion moves the face a few pixels: the expression boxes are padded by that much.
         margin = 0.12 * g.face_w
         self.mouth_slices = self._slices(g.mouth_box(rw, rh, margin))
@@ -119,11 +123,13 @@ class WarpRenderer(nn.Module):
         return F.interpolate(field, scale_factor=self.stride, mode="bilinear", align_corners=False)
 
     def _head_pose(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Output pixel -> portrait pixel for a small rigid head motion, feathered into the body."""
+        """Output pixel -> portrait pixel for a small head motion, feathered into the body: a rigid
+        shift and roll, plus depth parallax so that yaw and pitch read as turns, not slides."""
         g = self.g
         yaw, pitch, roll = c[:, Control.HEAD_YAW], c[:, Control.HEAD_PITCH], c[:, Control.HEAD_ROLL]
-        tx = yaw * 0.02 * g.face_rx
-        ty = pitch * 0.018 * g.face_ry - c[:, Control.BREATH] * 0.012 * g.face_ry
+        parallax = 0.5 * g.face_w * (math.pi / 180.0) * self.depth  # px per degree at each point
+        tx = yaw * 0.012 * g.face_rx + yaw * parallax
+        ty = pitch * 0.01 * g.face_ry + pitch * parallax - c[:, Control.BREATH] * 0.012 * g.face_ry
         px, py = g.face_cx, g.chin_y + 0.3 * g.face_ry  # pivot near the top of the neck
         th = roll * (math.pi / 180.0)
         dx, dy = self.X - tx - px, self.Y - ty - py
