@@ -65,16 +65,29 @@ def parse_offer(body: bytes) -> RTCSessionDescription:
     return RTCSessionDescription(sdp=sdp, type="offer")
 
 
+def shorten_audio_prefetch(receiver: object, packets: int) -> None:
+    """aiortc holds 4 audio packets (80 ms) before it decodes the first; the engine's own ring
+    buffer absorbs jitter on the media clock, so that wait is only delay. aiortc has no setting
+    for it: this reaches its private jitter buffer, and does nothing if aiortc changes."""
+    buffer = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
+    if buffer is not None and hasattr(buffer, "_prefetch"):
+        buffer._prefetch = packets
+    else:
+        log.warning("aiortc's audio jitter buffer has changed; microphone audio keeps its default prefetch")
+
+
 class PeerSession:
     """A peer connection and the engine session that answers it."""
 
-    def __init__(self, session: AvatarSession, on_closed: Callable[[PeerSession], None]) -> None:
+    def __init__(self, session: AvatarSession, on_closed: Callable[[PeerSession], None],
+                 mic_prefetch_packets: int = 1) -> None:
         self.id = session.id
         self.session = session
         self.pc = RTCPeerConnection()
         self.pacer: Pacer | None = None
         self.state = "new"
         self._on_closed = on_closed
+        self.mic_prefetch_packets = mic_prefetch_packets
         self._tasks: list[asyncio.Task[None]] = []
         self._closing: asyncio.Task[None] | None = None
 
@@ -84,6 +97,9 @@ class PeerSession:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio":
+                for receiver in pc.getReceivers():
+                    if receiver.track is track:
+                        shorten_audio_prefetch(receiver, self.mic_prefetch_packets)
                 self._tasks.append(asyncio.create_task(self._read_mic(track), name=f"{self.id}:mic"))
 
         @pc.on("connectionstatechange")

@@ -1,0 +1,185 @@
+"""Glass-to-glass latency over real WebRTC on 127.0.0.1.
+
+    python -m benchmarks.latency [--bursts 20] [--env AVATAR_ENGINE_PIPELINE_DELAY_S=0.12 ...] [--json out.json]
+
+An aiortc peer sends silence with short speech bursts at known times (espeak-ng syllables);
+the server is started as a user would (`python server.py`, environment overrides allowed). For
+each burst the peer notes when its first sample left, when the mouth starts to open in the
+received, decoded video, and when the burst comes back in the received audio:
+glass-to-glass = mouth moving - burst sent; A/V offset = mouth moving - burst heard.
+The per-stage split comes from the session's own counters (/api/sessions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fractions
+import json
+import os
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from rich.console import Console
+from rich.table import Table
+
+from tests.conftest import espeak, mouth_box, start_server, stop_server
+from tests.webrtc_client import post_json
+
+PERIOD_S = 1.5  # a burst every 1.5 s: the mouth closes fully in between
+
+
+class BurstTrack(MediaStreamTrack):
+    """Microphone stand-in: 20 ms frames of silence, with a speech burst every PERIOD_S."""
+
+    kind = "audio"
+
+    def __init__(self, burst: np.ndarray, bursts: int) -> None:
+        super().__init__()
+        period = int(PERIOD_S * 48000)
+        self.signal = np.zeros(period * (bursts + 1), np.float32)
+        self.burst_starts = [period // 2 + i * period for i in range(bursts)]
+        for s in self.burst_starts:
+            self.signal[s : s + len(burst)] = burst[: period // 2]
+        self.sent_at: dict[int, float] = {}  # burst start sample -> wall time its frame was handed to aiortc
+        self._sample = 0
+        self._t0: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        # Pace like a microphone: a frame is ready when its last sample has been "spoken".
+        await asyncio.sleep(max(0.0, self._t0 + (self._sample + 960) / 48000 - time.monotonic()))
+        chunk = self.signal[self._sample : self._sample + 960]
+        if len(chunk) < 960:
+            chunk = np.pad(chunk, (0, 960 - len(chunk)))
+        for s in self.burst_starts:
+            if self._sample <= s < self._sample + 960:
+                self.sent_at[s] = time.monotonic() - (self._sample + 960 - s) / 48000  # when its first sample existed
+        frame = av.AudioFrame.from_ndarray((chunk * 32767).astype(np.int16).reshape(1, -1), format="s16",
+                                           layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, self._sample, fractions.Fraction(1, 48000)
+        self._sample += 960
+        return frame
+
+
+async def measure(url: str, bursts: int) -> tuple[list[float], list[float], list[float], dict]:
+    burst = np.clip(espeak("ba ba") * 1.5, -1, 1)[:24000]
+    mic = BurstTrack(burst, bursts)
+    pc = RTCPeerConnection()
+    pc.addTrack(mic)
+    pc.addTransceiver("video", direction="recvonly")
+    box = mouth_box()
+    video: list[tuple[float, np.ndarray]] = []  # (wall time decoded, mouth region luma)
+    audio: list[tuple[float, float]] = []  # (wall time received, rms)
+
+    async def read_video(track: MediaStreamTrack) -> None:
+        while True:
+            frame = await track.recv()
+            x0, y0, x1, y1 = box
+            video.append((time.monotonic(), frame.to_ndarray(format="gray")[y0:y1, x0:x1].astype(np.float32)))
+
+    async def read_audio(track: MediaStreamTrack) -> None:
+        while True:
+            frame = await track.recv()
+            pcm = frame.to_ndarray().astype(np.float32) / 32768
+            audio.append((time.monotonic(), float(np.sqrt(np.mean(pcm**2)))))
+
+    tasks: list[asyncio.Task[None]] = []
+
+    @pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        tasks.append(asyncio.create_task(read_video(track) if track.kind == "video" else read_audio(track)))
+
+    await pc.setLocalDescription(await pc.createOffer())
+    loop = asyncio.get_running_loop()
+    status, answer = await loop.run_in_executor(None, post_json, url + "/offer",
+                                                {"sdp": pc.localDescription.sdp, "type": "offer"})
+    if status != 200:
+        raise RuntimeError(f"offer refused: {answer}")
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+    await asyncio.sleep(PERIOD_S * (bursts + 1) + 1.0)
+    counters = await loop.run_in_executor(None, session_counters, url)
+    for t in tasks:
+        t.cancel()
+    await pc.close()
+
+    v_t = np.array([t for t, _ in video])
+    crops = np.stack([c for _, c in video])
+    a_t, a_r = np.array([t for t, _ in audio]), np.array([r for _, r in audio])
+    g2g, returned, offsets = [], [], []
+    for s in mic.burst_starts:
+        sent = mic.sent_at.get(s)
+        if sent is None:
+            continue
+        # The closed mouth just before the burst is the reference; "moving" is a clear change from it.
+        before = crops[(v_t > sent - 0.25) & (v_t <= sent)]
+        if not len(before):
+            continue
+        change = np.abs(crops - before.mean(axis=0)).mean(axis=(1, 2))
+        quiet = change[(v_t > sent - 0.25) & (v_t <= sent)]
+        threshold = max(1.5, 3 * float(quiet.max()))
+        moving = np.nonzero((v_t > sent) & (v_t < sent + PERIOD_S * 0.9) & (change > threshold))[0]
+        heard = np.nonzero((a_t > sent) & (a_t < sent + PERIOD_S * 0.9) & (a_r > 0.02))[0]
+        if len(moving):
+            g2g.append(v_t[moving[0]] - sent)
+        if len(heard):
+            returned.append(a_t[heard[0]] - sent)
+        if len(moving) and len(heard):
+            offsets.append(v_t[moving[0]] - a_t[heard[0]])
+    return g2g, returned, offsets, counters
+
+
+def session_counters(url: str) -> dict:
+    with urllib.request.urlopen(url + "/api/sessions", timeout=5) as r:
+        return json.loads(r.read())["sessions"][0]
+
+
+def pct(values: list[float], q: float) -> str:
+    return f"{np.percentile(values, q) * 1000:.0f}" if values else "-"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bursts", type=int, default=20)
+    ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server (engine settings)")
+    ap.add_argument("--json", help="write the numbers here")
+    args = ap.parse_args()
+    for item in args.env:
+        name, _, value = item.partition("=")
+        os.environ[name] = value  # the server process inherits them
+    server = start_server(Path(tempfile.mkdtemp(prefix="latency-")))
+    try:
+        g2g, returned, offsets, counters = asyncio.run(measure(server.url, args.bursts))
+    finally:
+        stop_server(server)
+    settings = ", ".join(args.env) or "embedded defaults"
+    table = Table(title=f"glass-to-glass over WebRTC on 127.0.0.1 ({settings}), {len(g2g)}/{args.bursts} bursts")
+    for col in ("measure", "p50 (ms)", "p95 (ms)", "p99 (ms)"):
+        table.add_column(col, justify="right")
+    table.add_row("burst sent -> mouth moving in received video", pct(g2g, 50), pct(g2g, 95), pct(g2g, 99))
+    table.add_row("burst sent -> burst in received audio", pct(returned, 50), pct(returned, 95), pct(returned, 99))
+    table.add_row("A/V offset: mouth moving - burst heard", pct(offsets, 50), pct(offsets, 95), pct(offsets, 99))
+    Console(width=140).print(table)
+    stages = Table(title="where the time goes (session counters)")
+    stages.add_column("stage")
+    stages.add_column("ms", justify="right")
+    stages.add_row("audio path (last sample in -> features + lookahead ready), mean",
+                   f"{counters['audio_path_delay_ms_mean']:.1f}")
+    per_window = counters["render_ms_total"] / max(1, counters["windows_rendered"])
+    stages.add_row("render per window, mean", f"{per_window:.1f}")
+    stages.add_row("frames repeated (late) / sent", f"{counters['frames_repeated']} / {counters['frames_sent']}")
+    stages.add_row("pipeline delay (configured: sample in -> frame due)", "see settings")
+    Console(width=140).print(stages)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"glass_to_glass_s": g2g, "audio_return_s": returned,
+                                               "av_offset_s": offsets, "counters": counters}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
