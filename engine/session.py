@@ -93,6 +93,11 @@ class AvatarSession:
         self.error: BaseException | None = None
         self.closed = False
 
+    def queue_depths(self) -> dict[str, int]:
+        """Items waiting between the stages (bounded): a growing one shows where a session lags."""
+        return {"queue_features": self._feature_q.qsize(), "queue_motion": self._motion_q.qsize(),
+                "queue_rendered": self._rendered_q.qsize(), "audio_backlog_samples": self.ring.backlog_samples}
+
     @property
     def size(self) -> tuple[int, int]:
         return self.avatar.size
