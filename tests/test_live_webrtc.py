@@ -169,3 +169,31 @@ def test_control_channel_takes_instructions_and_refuses_bad_messages(server: Ser
     assert replies[6]["status"] == 404
     fps, _ = fps_over(got)
     assert abs(fps - 48.0) <= 0.5
+
+
+def test_metrics_endpoint_reports_live_counters(server: ServerProcess, speech_wav) -> None:
+    import aiohttp
+
+    pages: list[str] = []
+
+    async def scrape(session_id: str) -> None:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(2):
+                await asyncio.sleep(1.5)
+                async with http.get(f"{server.url}/metrics") as r:
+                    assert r.status == 200 and r.content_type == "text/plain"
+                    pages.append(await r.text())
+        pages.append(session_id)
+
+    asyncio.run(stream_session(server.url, speech_wav, duration_s=3.5, during=scrape))
+    first, second, sid = pages
+
+    def value(page: str, name: str) -> float:
+        line = next(x for x in page.splitlines() if x.startswith(f'{name}{{session="{sid}"}}'))
+        return float(line.split()[-1])
+
+    assert "avatar_sessions_active 1" in first
+    assert value(second, "avatar_frames_sent") > value(first, "avatar_frames_sent") > 0
+    for name in ("avatar_frames_repeated", "avatar_windows_late", "avatar_queue_motion", "avatar_director_plans",
+                 "avatar_audio_path_delay_ms_mean", "avatar_render_ms_per_frame"):
+        value(second, name)  # present for the live session
