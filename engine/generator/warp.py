@@ -179,7 +179,7 @@ class WarpRenderer(nn.Module):
         # Blink: the skin between brow and lid stretches down to the lid's new edge like a curtain,
         # its lash line leading; below the edge the eye stays where it was (covered, not squeezed).
         brow = eye.y_brow + 0.35 * (eye.y_top - eye.y_brow)
-        lid = top + blink * (bottom - top)
+        lid = top + blink * 1.15 * (bottom - top)  # a little past the lower lid: no sliver of eye stays
         upper = brow + (qy - brow) * (top - brow) / torch.clamp(lid - brow, min=1e-3)
         src = torch.where(qy < lid, upper, qy)
         in_band = (qy >= brow) & (qy <= bottom)
