@@ -27,6 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--config", help="TOML file with settings (flags and AVATAR_ENGINE_* env win)")
     common.add_argument("--avatar", dest="avatar_path", help="portrait photo (JPEG/PNG/WebP); default: embedded")
     common.add_argument("--window-frames", type=int, help="frames per sub-clip window (default 4)")
+    common.add_argument("--director", help="rules (default, embedded) or vllm (an OpenAI-compatible server)")
+    common.add_argument("--director-url", help="vllm director: base URL, e.g. http://127.0.0.1:8000/v1")
+    common.add_argument("--director-model", help="vllm director: model name as the server serves it")
+    common.add_argument("--director-no-image", dest="director_image", action="store_const", const=False,
+                        help="vllm director: do not send the portrait")
     common.add_argument("-v", "--verbose", action="store_true")
     p = argparse.ArgumentParser(prog="avatar-engine", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    keys = ("avatar_path", "window_frames", "host", "port", "ice_host", "max_sessions", "persona", "storyline_path")
+    keys = ("avatar_path", "window_frames", "host", "port", "ice_host", "max_sessions", "persona", "storyline_path",
+            "director", "director_url", "director_model", "director_image")
     return load_config(args.config, {k: getattr(args, k, None) for k in keys})
 
 

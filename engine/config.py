@@ -17,6 +17,13 @@ class EngineConfig:
     max_live_backlog_s: float = 0.3  # live mic: audio beyond this backlog is dropped (counted)
     max_pushed_backlog_s: float = 600.0  # pushed/offline audio is buffered, never dropped, up to this
     director: str = "rules"  # rules (embedded); vllm comes with the director issue
+    director_url: str = ""  # vllm director: the OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1
+    director_model: str = ""  # vllm director: the model name the server serves
+    director_image: bool = True  # vllm director: send the portrait (text-only models refuse it once, then never)
+    director_audio: bool = False  # vllm director: send recent speech as input_audio (omni models)
+    director_transcribe_model: str = ""  # vllm director: a Whisper model on the same server for transcripts
+    director_timeout_s: float = 10.0  # vllm director: the HTTP client's own limit per request
+    director_max_tokens: int = 1024  # vllm director: reply budget
     storyline_path: str | None = None  # a scripted show (JSON beats in seconds); the rule director fills the rest
     persona: str = ""  # the host's persona and standing instructions, read by the director
     generator: str = "warp"  # warp (torch, CPU or GPU)
@@ -34,6 +41,11 @@ class EngineConfig:
             raise ValueError(f"window_frames must be >= 1, got {self.window_frames}")
         if not 0 <= self.lookahead_frames <= 2:
             raise ValueError(f"lookahead_frames must be 0, 1 or 2, got {self.lookahead_frames}")
+        if self.director not in ("rules", "vllm"):
+            raise ValueError(f"director must be 'rules' or 'vllm', got {self.director!r}")
+        if self.director == "vllm" and not (self.director_url and self.director_model):
+            raise ValueError("the vllm director needs director_url (--director-url, e.g. http://127.0.0.1:8000/v1) "
+                             "and director_model (--director-model)")
         budget = (self.window_frames + self.lookahead_frames) / 48 + self.render_reserve_s
         if self.pipeline_delay_s < budget:
             raise ValueError(f"pipeline_delay_s {self.pipeline_delay_s} is below what a window needs: "

@@ -57,6 +57,18 @@ class _End:
 END = _End()
 
 
+def director_options(config: EngineConfig, avatar: PreparedAvatar) -> dict[str, object]:
+    """Settings for a model-served director (the rule director takes none)."""
+    if config.director != "vllm":
+        return {}
+    from engine.director.vllm import jpeg_bytes
+
+    return {"url": config.director_url, "model": config.director_model, "timeout_s": config.director_timeout_s,
+            "max_tokens": config.director_max_tokens, "send_image": config.director_image,
+            "image_jpeg": jpeg_bytes(avatar.rgb) if config.director_image else None,
+            "send_audio": config.director_audio, "transcribe_model": config.director_transcribe_model}
+
+
 class AvatarSession:
     def __init__(self, avatar: PreparedAvatar, config: EngineConfig, *, live: bool, session_id: str = "") -> None:
         self.id = session_id
@@ -70,7 +82,8 @@ class AvatarSession:
         self.metrics = SessionMetrics()
         self._ingest = AudioIngest()
         self._features = FeatureExtractor()
-        self._director = make_director(config.director, seed=config.seed, storyline_path=config.storyline_path)
+        self._director = make_director(config.director, seed=config.seed, storyline_path=config.storyline_path,
+                                       **director_options(config, avatar))
         self._fallback: InstantDirector = (self._director if isinstance(self._director, InstantDirector)
                                            else RuleDirector(config.seed))
         self._blueprint = Blueprint(lookahead_frames=config.lookahead_frames)
@@ -192,6 +205,10 @@ class AvatarSession:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        close = getattr(self._director, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
         with contextlib.suppress(asyncio.QueueFull):
             self._rendered_q.put_nowait(END)
 
@@ -268,8 +285,19 @@ class AvatarSession:
     def _context(self, from_frame: int, to_frame: int) -> DirectorContext:
         recent = [text for text, frame in self._instructions if frame >= from_frame - 10 * FPS]
         new, self._new_instructions = self._new_instructions, []
-        return DirectorContext(from_frame, to_frame, prosody=analyse_prosody(list(self._recent)),
-                               instructions=recent, persona=self.persona, new_instructions=new)
+        frames = list(self._recent)
+        audio = None
+        if frames and (self.config.director_audio or self.config.director_transcribe_model):
+            from engine.director.vllm import wav_bytes
+
+            audio = wav_bytes(np.concatenate([f.audio for f in frames]))
+        return DirectorContext(from_frame, to_frame, prosody=analyse_prosody(frames), instructions=recent,
+                               persona=self.persona, new_instructions=new, audio_wav=audio)
+
+    def director_stats(self) -> dict[str, object]:
+        """The director's own counters (calls, failures, latency, ...) when it keeps any."""
+        stats = getattr(self._director, "stats", None)
+        return {f"director_{k}": v for k, v in stats().items()} if callable(stats) else {}
 
     async def _run_director(self) -> None:
         replan = int(self.config.replan_interval_s * FPS)

@@ -77,7 +77,11 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
         if len(registry.active) >= registry.max_sessions:
             return json_error(503, f"server is at its limit of {registry.max_sessions} sessions; try again later")
         sid = new_session_id()
-        peer = PeerSession(AvatarSession(avatar, config.engine, live=True, session_id=sid), registry.remove)
+        try:
+            peer = PeerSession(AvatarSession(avatar, config.engine, live=True, session_id=sid), registry.remove)
+        except Exception:
+            log.exception("session %s: could not be created", sid)
+            return json_error(500, "internal error while creating the session; see the server log")
         registry.add(peer)
         try:
             answer = await peer.answer(desc, config.connect_timeout_s)

@@ -165,7 +165,7 @@ class PeerSession:
     def info(self) -> dict[str, Any]:
         pacer = self.pacer.metrics.as_dict() if self.pacer else {}
         return {"id": self.id, "state": self.state, **pacer, **self.session.metrics.as_dict(),
-                **self.session.queue_depths()}
+                **self.session.queue_depths(), **self.session.director_stats()}
 
 
 def new_session_id() -> str:

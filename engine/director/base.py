@@ -22,6 +22,9 @@ class DirectorContext:
     instructions: list[str] = field(default_factory=list)  # recent host instructions (data, never prompt)
     persona: str = ""
     new_instructions: list[str] = field(default_factory=list)  # those that arrived since the last plan
+    transcript: str = ""  # what the host said recently, when known (data, never prompt)
+    image_jpeg: bytes | None = None  # the portrait, for directors that look at it (vision models)
+    audio_wav: bytes | None = None  # the recent speech as WAV, for omni models or transcription
 
 
 class Director(Protocol):

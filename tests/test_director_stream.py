@@ -1,0 +1,60 @@
+"""The stream never waits for the director: 48 fps while a model-served director is slow, wrong or gone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.request
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from tests.conftest import start_server, stop_server
+from tests.director_server import ScriptedServer
+from tests.webrtc_client import stream_session
+
+
+@pytest.fixture
+def scripted() -> Iterator[tuple[ScriptedServer, asyncio.AbstractEventLoop]]:
+    """An OpenAI-compatible stand-in on 127.0.0.1, in its own thread and event loop."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = asyncio.run_coroutine_threadsafe(ScriptedServer("slow", delay_s=5.0).start(), loop).result(10)
+    yield server, loop
+    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+
+
+def test_stream_holds_48fps_while_the_director_is_slow_invalid_or_down(tmp_path, speech_wav, scripted) -> None:
+    director, director_loop = scripted
+    srv = start_server(tmp_path, "--director", "vllm", "--director-url", director.base_url,
+                       "--director-model", "scripted")
+    counters: dict = {}
+
+    async def misbehave(session_id: str) -> None:
+        await asyncio.sleep(3.0)  # 5 s replies under a 1 s re-plan limit: timeouts
+        director.mode = "invalid_json"
+        await asyncio.sleep(2.5)
+        loop = asyncio.get_running_loop()  # (blocking waits go to a thread: this loop receives the video)
+        await loop.run_in_executor(None, lambda: asyncio.run_coroutine_threadsafe(director.stop(),
+                                                                                  director_loop).result(10))  # down
+        await asyncio.sleep(3.0)
+        text = await loop.run_in_executor(None, lambda: urllib.request.urlopen(srv.url + "/api/sessions").read())
+        counters.update(json.loads(text)["sessions"][0])
+
+    try:
+        got, _ = asyncio.run(stream_session(srv.url, speech_wav, duration_s=9.0, during=misbehave))
+    finally:
+        stop_server(srv)
+    wall = np.array(got.video_wall_s)
+    wall = wall[wall >= wall[0] + 0.5]
+    fps = (len(wall) - 1) / (wall[-1] - wall[0])
+    assert abs(fps - 48.0) <= 0.5, f"{fps:.2f} fps while the director misbehaved"
+    assert np.diff(wall).max() < 0.15, "the stream stalled"
+    assert counters["director_failures"] >= 3, counters
+    assert counters["director_calls"] >= 3 and counters["director_invalid_replies"] >= 1, counters
+    assert counters["frames_repeated"] <= 4
