@@ -100,8 +100,12 @@ class Blueprint:
     def planned_to_frame(self) -> int:
         return self._plan_from + len(self._targets)
 
-    def update(self, storyline: Storyline) -> None:
-        """Lay out keyframes for the storyline's horizon (replaces any older plan from its start)."""
+    def update(self, storyline: Storyline, keep_until_frame: int | None = None) -> None:
+        """Lay out keyframes for the storyline's horizon, replacing the older plan from its start.
+
+        keep_until_frame: the older plan stays committed before this frame (where it covers it), so a
+        re-plan never changes what is about to be shown.
+        """
         start, end = storyline.planned_from_frame, storyline.planned_to_frame
         frames = np.arange(start, end)
         targets = np.zeros((len(frames), N_CONTROLS), np.float32)
@@ -131,6 +135,10 @@ class Blueprint:
                     env = ease_in_out(t_s, duration_s, ramp_s=0.12)  # eyes move fast
                     targets[lo:hi, Control.GAZE_X] += gx * env
                     targets[lo:hi, Control.GAZE_Y] += gy * env
+        if keep_until_frame is not None:
+            lo, hi = max(start, self._plan_from), min(keep_until_frame, end, self.planned_to_frame)
+            if hi > lo:
+                targets[lo - start : hi - start] = self._targets[lo - self._plan_from : hi - self._plan_from]
         self._plan_from, self._targets = start, targets
 
     def covers(self, start_frame: int, n_frames: int) -> bool:

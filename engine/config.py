@@ -31,6 +31,7 @@ class EngineConfig:
     seed: int = 0  # blinks and idle motion are random but reproducible
     replan_interval_s: float = 1.0  # director re-plans this often
     plan_horizon_s: float = 4.0  # ... for this far ahead
+    commit_s: float = 0.5  # a re-plan leaves this much of the current plan as it is (host commands: none)
 
     def __post_init__(self) -> None:
         self.validate()

@@ -97,6 +97,7 @@ class AvatarSession:
         self._progress_frame = 0
         self._next_plan_frame = 0
         self._pending: Storyline | None = None
+        self._pending_immediate = False  # a host command's plan: shown at once, not after the committed span
         self._director_wakeup = asyncio.Event()
         self._render_s_avg = 0.0  # recent render time per window, moving average
         self.persona = config.persona
@@ -274,7 +275,8 @@ class AvatarSession:
         self._progress_frame = start
         self._director_wakeup.set()
         if self._pending is not None:
-            self._blueprint.update(self._pending)
+            commit = 0 if self._pending_immediate else int(self.config.commit_s * FPS)
+            self._blueprint.update(self._pending, keep_until_frame=start + commit)
             self._pending = None
         if not self._blueprint.covers(start, len(batch)):
             self.metrics.director_fallbacks += 1
@@ -319,10 +321,10 @@ class AvatarSession:
                 if context.new_instructions and self._fallback is not self._director:
                     # The host's command must not be lost with the call: the rule director takes it.
                     self.metrics.director_fallbacks += 1
-                    self._pending = self._fallback.plan_now(context)
+                    self._pending, self._pending_immediate = self._fallback.plan_now(context), True
                 continue
             self.metrics.director_plans += 1
-            self._pending = story
+            self._pending, self._pending_immediate = story, bool(context.new_instructions)
 
     async def _run_generator(self) -> None:
         loop = asyncio.get_running_loop()

@@ -78,3 +78,17 @@ def test_head_gestures_and_gaze_follow_their_beats() -> None:
     assert c[230, Control.GAZE_X] < -0.5 and c[100, Control.GAZE_X] == 0.0
     # Eased: no frame-to-frame jump larger than a degree anywhere.
     assert np.abs(np.diff(c[:, [Control.HEAD_YAW, Control.HEAD_PITCH, Control.HEAD_ROLL]], axis=0)).max() < 1.0
+
+
+def test_replans_leave_the_committed_span_as_it_was() -> None:
+    frames = [frame(k, -90, False) for k in range(200)]
+    bp = Blueprint()
+    bp.update(Storyline(0, 200, [StoryBeat(0, 200, head_motion="turn", intensity=1.0)]))
+    before = bp._targets.copy()
+    # A re-plan at frame 40 with nothing in it, committed until frame 64: frames 40..63 keep the turn.
+    bp.update(Storyline(40, 240, []), keep_until_frame=64)
+    c = np.concatenate([bp.window(frames[i : i + 4], frames[i + 4 : i + 5]).controls for i in range(40, 96, 4)])
+    yaw = c[:, Control.HEAD_YAW] - idle_head_deg(np.arange(40, 96))[:, 0]
+    np.testing.assert_allclose(yaw[:24], before[40:64, Control.HEAD_YAW] - idle_head_deg(np.arange(40, 64))[:, 0],
+                               atol=1e-5)
+    assert np.abs(yaw[24:]).max() < 1e-4, "after the committed span the new plan rules"
