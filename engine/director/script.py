@@ -1,5 +1,8 @@
 """A scripted show: beats from a JSON file, on the media clock, with the rule director's blinks.
 
+The words are the LLM director's (engine.director.schema); the beats are absolute and unbounded in
+number, where a model's plan covers a few seconds.
+
     {"beats": [{"start_s": 1.0, "end_s": 3.0, "emotion": "happy", "intensity": 0.8,
                 "expression": "smile", "head_motion": "nod", "gaze": "camera", "note": "greeting"}]}
 """
@@ -13,10 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from engine.director.base import EMOTIONS, HEAD_MOTIONS, DirectorContext
 from engine.director.rules import RuleDirector
+from engine.director.schema import EXPRESSIONS as LLM_EXPRESSIONS
+from engine.director.schema import GAZES
 from engine.types import FPS, StoryBeat, Storyline
 
-EXPRESSIONS = ("", "smile", "grin", "frown", "raised_brows", "pout")
-GAZES = ("camera", "left", "right", "up", "down", "product")
+# The model's vocabulary (engine.director.schema); a script may also leave the expression out.
+EXPRESSIONS = ("", *LLM_EXPRESSIONS)
 
 
 class ScriptBeat(BaseModel):
