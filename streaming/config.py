@@ -3,6 +3,7 @@ file, AVATAR_ENGINE_* environment variables, and command-line flags."""
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -12,6 +13,8 @@ from typing import Any
 from engine.config import EngineConfig
 
 ENV_PREFIX = "AVATAR_ENGINE_"
+NOT_SETTINGS = {"director_api_key", "vllm_test"}  # read where they are used, never stored in the config
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,7 +69,13 @@ def load_config(toml_path: str | Path | None = None, overrides: dict[str, Any] |
         engine = data.pop("engine", {})
         layers += [(str(toml_path), data), (f"{toml_path} [engine]", {"engine": engine})]
     env = os.environ if environ is None else environ
+    known = {f.name for f in fields(ServerConfig)} | engine_names
     env_values = {k[len(ENV_PREFIX):].lower(): v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    for name in sorted(set(env_values) - known):
+        # The prefix is shared with secrets and test switches (AVATAR_ENGINE_DIRECTOR_API_KEY, ...).
+        if name not in NOT_SETTINGS:
+            log.warning("ignoring %s%s: not a setting", ENV_PREFIX, name.upper())
+        del env_values[name]
     layers.append(("environment", env_values))
     layers.append(("command line", {k: v for k, v in (overrides or {}).items() if v is not None}))
     for origin, values in layers:
