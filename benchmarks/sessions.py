@@ -1,0 +1,105 @@
+"""How many live sessions this machine holds at 48 fps: ramp up until frames come late.
+
+    python -m benchmarks.sessions [--max 8] [--seconds 10] [--json out.json]
+
+For N = 1, 2, ... a fresh `python server.py` serves N aiortc peers at once (each sends espeak-ng
+speech and receives the avatar) for --seconds; the server's own counters say how many frames were
+late (repeated) or skipped. The ramp stops at the first N with more than 0.1% late frames.
+The peers run on the same machine and take CPU from the server: on a 2-core box this measures the
+pair, so read it as a lower bound for a dedicated server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from tests.conftest import speech_then_silence, start_server, stop_server, write_wav
+from tests.webrtc_client import stream_session
+
+
+def ramp_step(n: int, seconds: float, wav: Path, tmp: Path) -> dict:
+    server = start_server(tmp, "--max-sessions", str(n))
+    proc = psutil.Process(server.proc.pid)
+    cpu: list[float] = []
+    counters: list[dict] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        proc.cpu_percent(None)
+        while not done.wait(1.0):
+            cpu.append(proc.cpu_percent(None))
+
+    async def last_look(_: str) -> None:
+        await asyncio.sleep(seconds - 0.5)
+        loop = asyncio.get_running_loop()
+        text = await loop.run_in_executor(None, lambda: urllib.request.urlopen(server.url + "/api/sessions").read())
+        counters.extend(json.loads(text)["sessions"])
+
+    async def all_peers() -> list:
+        # Only the first peer reads the counters, once every session has streamed for a while.
+        return await asyncio.gather(*(stream_session(server.url, wav, seconds, during=last_look if i == 0 else None)
+                                      for i in range(n)))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        results = asyncio.run(all_peers())
+    finally:
+        done.set()
+        sampler.join()
+        stop_server(server)
+    sent = sum(c["frames_sent"] for c in counters)
+    late = sum(c["frames_repeated"] + c["frames_skipped"] for c in counters)
+    received = []
+    for got, _ in results:
+        t = np.array(got.video_wall_s)
+        t = t[t >= t[0] + 1.0]
+        received.append((len(t) - 1) / (t[-1] - t[0]) if len(t) > 2 else 0.0)
+    return {"sessions": n, "frames_sent": sent, "late_frames": late, "late_share": late / max(1, sent),
+            "received_fps_min": min(received), "server_cpu_percent": float(np.mean(cpu[1:])) if len(cpu) > 1 else 0.0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--max", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="sessions-"))
+    wav = write_wav(tmp / "talk.wav", speech_then_silence(0.5, args.seconds, 0.5))
+    rows = []
+    for n in range(1, args.max + 1):
+        t0 = time.monotonic()
+        row = ramp_step(n, args.seconds, wav, tmp)
+        row["wall_s"] = time.monotonic() - t0
+        rows.append(row)
+        if row["late_share"] > 0.001 or row["received_fps_min"] < 47.5:
+            break
+    table = Table(title=f"concurrent live sessions, {psutil.cpu_count()} cores, server and peers on one machine")
+    for col in ("sessions", "late frames", "late share", "min received fps", "server CPU %", "holds 48 fps"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        ok = r["late_share"] <= 0.001 and r["received_fps_min"] >= 47.5
+        table.add_row(str(r["sessions"]), str(r["late_frames"]), f"{r['late_share']:.2%}",
+                      f"{r['received_fps_min']:.1f}", f"{r['server_cpu_percent']:.0f}", "yes" if ok else "no")
+    Console(width=140).print(table)
+    held = [r["sessions"] for r in rows if r["late_share"] <= 0.001 and r["received_fps_min"] >= 47.5]
+    print(f"most sessions held: {max(held) if held else 0}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
