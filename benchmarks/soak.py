@@ -104,10 +104,12 @@ def realtime(minutes: float) -> list[dict]:
                     sessions = json.loads(r.read())["sessions"]
             except OSError:
                 continue
-            s = sessions[0] if sessions else {}
+            if not sessions:  # before the peer connected or after it left
+                continue
+            s = sessions[0]
             rows.append({"wall_s": time.monotonic() - t0, "rss_mb": proc.memory_info().rss / 2**20,
-                         "frames_sent": s.get("frames_sent", 0), "frames_repeated": s.get("frames_repeated", 0),
-                         "windows_late": s.get("windows_late", 0)})
+                         "frames_sent": s["frames_sent"], "frames_repeated": s["frames_repeated"],
+                         "windows_late": s["windows_late"]})
 
     sampler = threading.Thread(target=sample)
     sampler.start()
