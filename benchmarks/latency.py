@@ -1,6 +1,6 @@
 """Glass-to-glass latency over real WebRTC on 127.0.0.1.
 
-    python -m benchmarks.latency [--bursts 20] [--env AVATAR_ENGINE_PIPELINE_DELAY_S=0.12 ...] [--json out.json]
+    python -m benchmarks.latency [--bursts 20] [--env AVATAR_ENGINE_PIPELINE_DELAY_S=0.12 ...] [--out latency]
 
 An aiortc peer sends silence with short speech bursts at known times (espeak-ng syllables);
 the server is started as a user would (`python server.py`, environment overrides allowed). For
@@ -28,6 +28,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.plots import histograms
 from tests.conftest import espeak, mouth_box, start_server, stop_server
 from tests.webrtc_client import post_json
 
@@ -148,7 +149,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bursts", type=int, default=20)
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server (engine settings)")
-    ap.add_argument("--json", help="write the numbers here")
+    ap.add_argument("--out", default="latency", help="writes OUT.json and OUT.png")
     args = ap.parse_args()
     for item in args.env:
         name, _, value = item.partition("=")
@@ -176,9 +177,14 @@ def main() -> None:
     stages.add_row("frames repeated (late) / sent", f"{counters['frames_repeated']} / {counters['frames_sent']}")
     stages.add_row("pipeline delay (configured: sample in -> frame due)", "see settings")
     Console(width=140).print(stages)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"glass_to_glass_s": g2g, "audio_return_s": returned,
-                                               "av_offset_s": offsets, "counters": counters}, indent=1))
+    out = Path(args.out)
+    out.with_suffix(".json").write_text(json.dumps({"settings": args.env, "glass_to_glass_s": g2g,
+                                                    "audio_return_s": returned, "av_offset_s": offsets,
+                                                    "counters": counters}, indent=1))
+    histograms(out.with_suffix(".png"), {"burst sent -> mouth moving": [x * 1000 for x in g2g],
+                                         "burst sent -> burst heard": [x * 1000 for x in returned]},
+               "ms", f"glass-to-glass on 127.0.0.1 ({settings})")
+    print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.json')}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """How many live sessions this machine holds at 48 fps: ramp up until frames come late.
 
-    python -m benchmarks.sessions [--max 8] [--seconds 10] [--json out.json]
+    python -m benchmarks.sessions [--max 8] [--seconds 10] [--out sessions]
 
 For N = 1, 2, ... a fresh `python server.py` serves N aiortc peers at once (each sends espeak-ng
 speech and receives the avatar) for --seconds; the server's own counters say how many frames were
@@ -25,6 +25,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.plots import bars
 from tests.conftest import speech_then_silence, start_server, stop_server, write_wav
 from tests.webrtc_client import stream_session
 
@@ -75,7 +76,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--max", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--json")
+    ap.add_argument("--out", default="sessions", help="writes OUT.json and OUT.png")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="sessions-"))
     wav = write_wav(tmp / "talk.wav", speech_then_silence(0.5, args.seconds, 0.5))
@@ -97,8 +98,11 @@ def main() -> None:
     Console(width=140).print(table)
     held = [r["sessions"] for r in rows if r["late_share"] <= 0.001 and r["received_fps_min"] >= 47.5]
     print(f"most sessions held: {max(held) if held else 0}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+    out = Path(args.out)
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    bars(out.with_suffix(".png"), [str(r["sessions"]) for r in rows], [100 * r["late_share"] for r in rows],
+         "late frames (%)", "late frames by number of concurrent sessions")
+    print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.json')}")
 
 
 if __name__ == "__main__":

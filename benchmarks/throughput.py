@@ -1,6 +1,6 @@
 """Render throughput per core: frames/s of each generator variant at 512x512, 720x1280, 1080x1920.
 
-    python -m benchmarks.throughput [--variants warp ...] [--window 8] [--json out.json]
+    python -m benchmarks.throughput [--variants warp ...] [--window 8] [--out throughput]
 
 One thread, whole windows through the generator protocol (what a session calls), burn-in first,
 then the median of timed windows; on CUDA the timing is synchronised. 720x1280 is a real portrait
@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.plots import bars
 from engine.blueprint import idle_head_deg
 from engine.generator import make_generator, prepare_avatar
 from engine.types import N_CONTROLS, Control, MotionWindow
@@ -69,7 +70,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["warp"])
     ap.add_argument("--window", type=int, default=8)
     ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--json")
+    ap.add_argument("--out", default="throughput", help="writes OUT.json and OUT.png")
     args = ap.parse_args()
     table = Table(title=f"render throughput, one thread, windows of {args.window} "
                         f"({'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'})")
@@ -87,8 +88,11 @@ def main() -> None:
                 results.append({"variant": variant, "resolution": name, "fps": fps})
                 table.add_row(variant, name, f"{fps:.0f}", f"{1000 / fps:.2f}", f"{fps / 48:.1f}")
     Console(width=140).print(table)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+    out = Path(args.out)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    bars(out.with_suffix(".png"), [f"{r['variant']} {r['resolution']}" for r in results],
+         [r["fps"] for r in results], "frames/s per core", "render throughput, one thread")
+    print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.json')}")
 
 
 if __name__ == "__main__":
