@@ -146,6 +146,7 @@ class RenderedWindow:
     audio: np.ndarray  # (N * 1000,) float32 mono at 48 kHz
     render_ms: float = 0.0
     created_t_s: float = 0.0  # copied from the MotionWindow, for latency accounting
+    frames_i420: np.ndarray | None = None  # (N, H * 3 // 2, W) uint8 planar YUV 4:2:0, what encoders take
 
     @property
     def n_frames(self) -> int:

@@ -47,9 +47,12 @@ class Mp4Writer:
         self.audio.bit_rate = 128_000
         self._frame = 0
 
-    def write(self, frames_rgb: np.ndarray, audio: np.ndarray) -> None:
-        for rgb in frames_rgb:
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+    def write(self, frames_rgb: np.ndarray, audio: np.ndarray, frames_i420: np.ndarray | None = None) -> None:
+        for i, rgb in enumerate(frames_rgb):
+            if frames_i420 is not None:  # already what x264 takes: no colour conversion here
+                frame = av.VideoFrame.from_ndarray(frames_i420[i], format="yuv420p")
+            else:
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = self._frame
             self.container.mux(self.video.encode(frame))
             self._frame += 1
@@ -89,7 +92,7 @@ async def render_to_file(avatar: PreparedAvatar, audio_path: str | Path, out_pat
     done = 0
     try:
         async for window in session.windows():
-            await loop.run_in_executor(None, writer.write, window.frames_rgb, window.audio)
+            await loop.run_in_executor(None, writer.write, window.frames_rgb, window.audio, window.frames_i420)
             done += window.n_frames
             if on_progress is not None:
                 on_progress(done, total_frames)

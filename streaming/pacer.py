@@ -64,7 +64,8 @@ class Pacer:
             for i in range(window.n_frames):
                 k = window.start_frame + i
                 if k >= now:  # frames already due were repeated in their slot: drop them
-                    self._video[k] = window.frames_rgb[i]
+                    pictures = window.frames_i420 if window.frames_i420 is not None else window.frames_rgb
+                    self._video[k] = pictures[i]
                 self._audio[k] = window.audio[i * SAMPLES_PER_FRAME : (i + 1) * SAMPLES_PER_FRAME]
             for k in [k for k in self._audio if k < now - 4]:
                 del self._audio[k]
@@ -80,8 +81,9 @@ class Pacer:
         return max(0, self.clock.frame_now())
 
     async def video_frame(self, k: int) -> tuple[int, np.ndarray]:
-        """Frame k's picture at its due time. Returns (index, rgb): a consumer more than
-        max_behind_frames late is moved forward to the frame due now."""
+        """Frame k's picture at its due time: (index, picture), the picture planar YUV 4:2:0 (H*3/2, W)
+        when the generator made one, else RGB (H, W, 3). A consumer more than max_behind_frames late
+        is moved forward to the frame due now."""
         now = self.clock.frame_now()
         if now - k > self.max_behind_frames:
             self.metrics.frames_skipped += now - k

@@ -32,10 +32,11 @@ class AvatarVideoTrack(MediaStreamTrack):
     async def recv(self) -> av.VideoFrame:
         if self._k is None:
             self._k = self.pacer.first_frame_index()
-        k, rgb = await self.pacer.video_frame(self._k)
+        k, picture = await self.pacer.video_frame(self._k)
         self._k = k + 1
-        # cv2's RGB->I420 is ~4x faster than the encoder's own reformat (media-stack.md).
-        frame = av.VideoFrame.from_ndarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
+        if picture.ndim == 3:  # RGB (the still portrait before the first window): cv2 beats swscale ~4x
+            picture = cv2.cvtColor(picture, cv2.COLOR_RGB2YUV_I420)
+        frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
         frame.pts = k * TICKS_PER_FRAME
         frame.time_base = VIDEO_TIME_BASE
         return frame

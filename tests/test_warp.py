@@ -43,3 +43,16 @@ def test_render_returns_the_next_condition_and_keeps_the_seam_smooth() -> None:
     seam = np.abs(window2.frames_rgb[0].astype(int) - condition.rgb.astype(int)).mean()
     inside = np.abs(window2.frames_rgb[1].astype(int) - window2.frames_rgb[0].astype(int)).mean()
     assert seam <= inside * 1.5 + 0.05
+
+
+def test_windows_carry_yuv420_for_the_encoder() -> None:
+    import cv2
+
+    gen = WarpGenerator(prepare_avatar())
+    c = np.zeros((3, N_CONTROLS), np.float32)
+    c[:, Control.JAW_OPEN] = [0.2, 0.5, 0.8]
+    window, _ = gen.render(MotionWindow(0, c, np.zeros(3000, np.float32)), gen.first_frame())
+    h, w = window.frames_rgb.shape[1:3]
+    assert window.frames_i420 is not None and window.frames_i420.shape == (3, h * 3 // 2, w)
+    for rgb, yuv in zip(window.frames_rgb, window.frames_i420, strict=True):
+        np.testing.assert_array_equal(yuv, cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -242,8 +243,10 @@ class WarpGenerator:
         step = np.clip(controls[0] - condition.controls, -self.max_seam_step, self.max_seam_step)
         controls[0] = condition.controls + step
         frames = self._frames(controls)
+        # Encoders want YUV 4:2:0: converting here, in the render thread, keeps it off the event loop.
+        i420 = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420) for f in frames])
         rendered = RenderedWindow(window.start_frame, frames, window.audio,
-                                  (time.perf_counter() - t0) * 1000.0, window.created_t_s)
+                                  (time.perf_counter() - t0) * 1000.0, window.created_t_s, i420)
         last = FirstFrame(rendered.end_frame - 1, frames[-1], controls[-1])
         return rendered, last
 
