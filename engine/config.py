@@ -26,7 +26,7 @@ class EngineConfig:
     director_max_tokens: int = 1024  # vllm director: reply budget
     storyline_path: str | None = None  # a scripted show (JSON beats in seconds); the rule director fills the rest
     persona: str = ""  # the host's persona and standing instructions, read by the director
-    generator: str = "warp"  # warp (torch, CPU or GPU)
+    generator: str = "warp"  # warp (CPU fast path), torch, compile, onnx, tensorrt: engine/generator/variants.py
     render_threads: int = 1  # torch intra-op threads per render call
     seed: int = 0  # blinks and idle motion are random but reproducible
     replan_interval_s: float = 1.0  # director re-plans this often
@@ -42,6 +42,8 @@ class EngineConfig:
             raise ValueError(f"window_frames must be >= 1, got {self.window_frames}")
         if not 0 <= self.lookahead_frames <= 2:
             raise ValueError(f"lookahead_frames must be 0, 1 or 2, got {self.lookahead_frames}")
+        if self.generator not in ("warp", "torch", "compile", "onnx", "tensorrt"):
+            raise ValueError(f"generator must be warp, torch, compile, onnx or tensorrt, got {self.generator!r}")
         if self.director not in ("rules", "vllm"):
             raise ValueError(f"director must be 'rules' or 'vllm', got {self.director!r}")
         if self.director == "vllm" and not (self.director_url and self.director_model):

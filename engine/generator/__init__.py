@@ -6,11 +6,24 @@ from engine.generator.avatar import AvatarError, PreparedAvatar, prepare_avatar
 from engine.generator.base import Generator
 from engine.generator.warp import WarpGenerator
 
+GENERATORS = ("warp", "torch", "compile", "onnx", "tensorrt")
+
 
 def make_generator(name: str, avatar: PreparedAvatar, threads: int = 1) -> Generator:
+    """warp: the CPU fast path (default); torch, compile, onnx, tensorrt: see engine.generator.variants."""
     if name == "warp":
         return WarpGenerator(avatar, threads=threads)
-    raise ValueError(f"unknown generator {name!r}: this build has 'warp'")
+    from engine.generator import variants
+
+    if name == "torch":
+        return variants.TorchGenerator(avatar, threads)
+    if name == "compile":
+        return variants.CompiledGenerator(avatar, threads)
+    if name == "onnx":
+        return variants.OnnxGenerator(avatar, threads)
+    if name == "tensorrt":
+        return variants.tensorrt_generator(avatar, threads)
+    raise ValueError(f"unknown generator {name!r}: choose one of {', '.join(GENERATORS)}")
 
 
 __all__ = ["AvatarError", "Generator", "PreparedAvatar", "WarpGenerator", "make_generator", "prepare_avatar"]

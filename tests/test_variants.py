@@ -1,0 +1,58 @@
+"""Generator variants: the ONNX export matches the torch module; missing GPU pieces are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.generator import make_generator, prepare_avatar
+from engine.types import N_CONTROLS, Control, MotionWindow
+from tests.conftest import REPO
+
+
+def varied_controls(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    c = np.zeros((n, N_CONTROLS), np.float32)
+    c[:, Control.JAW_OPEN] = rng.uniform(0, 1, n)
+    c[:, Control.BLINK_LEFT] = c[:, Control.BLINK_RIGHT] = rng.uniform(0, 1, n)
+    c[:, Control.SMILE] = rng.uniform(0, 1, n)
+    c[:, Control.GAZE_X] = rng.uniform(-1, 1, n)
+    c[:, Control.HEAD_ROLL] = rng.uniform(-4, 4, n)
+    c[:, Control.HEAD_YAW] = rng.uniform(-4, 4, n)
+    return c
+
+
+@pytest.mark.parametrize("portrait", [None, REPO / "tests/data/portraits/hopper.jpg"], ids=["stride1", "stride2"])
+def test_onnx_export_matches_torch_within_one_level(portrait, tmp_path: Path, monkeypatch) -> None:
+    from engine.generator import variants
+
+    monkeypatch.setattr(variants, "CACHE_DIR", tmp_path)
+    avatar = prepare_avatar(portrait)
+    onnx_gen = variants.OnnxGenerator(avatar, cache_dir=tmp_path / "onnx")
+    torch_gen = make_generator("torch", avatar)
+    for n, seed in ((8, 0), (3, 1)):  # a whole window and a short last one: the window length is dynamic
+        c = varied_controls(n, seed)
+        got = onnx_gen._frames(c).astype(np.int16)
+        want = torch_gen._frames(c).astype(np.int16)
+        assert got.shape == want.shape == (n, *avatar.rgb.shape)
+        assert np.abs(got - want).mean() < 1.0, "mean absolute error must stay under 1/255 of full scale"
+    # The export is cached next to a key of the avatar: the next start loads it.
+    assert onnx_gen.onnx_path.is_file() and onnx_gen.onnx_path.parent == tmp_path / "onnx"
+
+
+def test_variants_render_windows_through_the_generator_protocol() -> None:
+    gen = make_generator("torch", prepare_avatar())
+    window, cond = gen.render(MotionWindow(0, varied_controls(4, 2), np.zeros(4000, np.float32)), gen.first_frame())
+    assert window.frames_rgb.shape[0] == 4 and window.frames_i420 is not None and cond.frame_index == 3
+
+
+def test_missing_gpu_pieces_are_named() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the message for a missing GPU cannot be shown here")
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        make_generator("tensorrt", prepare_avatar())
+    with pytest.raises(ValueError, match="unknown generator 'wrap'"):
+        make_generator("wrap", prepare_avatar())
