@@ -17,6 +17,10 @@ except ImportError:  # CPU-only installs: the torch reference is the path there
     triton = None  # type: ignore[assignment]
 
 
+def triton_available() -> bool:
+    return triton is not None
+
+
 def _missing() -> RuntimeError:
     return RuntimeError("the Triton kernel needs triton: pip install -e '.[gpu]' (CUDA), or use kernels.warp")
 

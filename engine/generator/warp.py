@@ -20,6 +20,7 @@ from engine.generator.rig import Eye, RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
 from kernels.warp import warp_composite
 from kernels.warp_cv2 import remap_composite, upsample
+from kernels.warp_triton import triton_available, warp_composite_triton
 
 CAVITY_RGB = (0.24, 0.07, 0.08)
 TEETH_RGB = (0.86, 0.83, 0.77)
@@ -112,7 +113,8 @@ class WarpRenderer(nn.Module):
             grid = self._upsample(grid)[:, :, :rh, :rw]
             overlay = self._upsample(overlay)[:, :, : box[3] - box[1], : box[2] - box[0]]
             alpha = self._upsample(alpha)[:, :, : box[3] - box[1], : box[2] - box[0]]
-        roi = warp_composite(self.roi_src, grid.permute(0, 2, 3, 1), overlay, alpha, box)  # (N, 3, rh, rw)
+        composite = warp_composite_triton if self.roi_src.is_cuda and triton_available() else warp_composite
+        roi = composite(self.roi_src, grid.permute(0, 2, 3, 1), overlay, alpha, box)  # (N, 3, rh, rw)
         frames = self.portrait.unsqueeze(0).repeat(n, 1, 1, 1)
         x0, y0, x1, y1 = self.roi
         # Round to bytes while still planar (in place), then one strided byte copy into the frames.
