@@ -54,7 +54,11 @@ def test_stream_holds_48fps_while_the_director_is_slow_invalid_or_down(tmp_path,
     wall = wall[wall >= wall[0] + 0.5]
     fps = (len(wall) - 1) / (wall[-1] - wall[0])
     assert abs(fps - 48.0) <= 0.5, f"{fps:.2f} fps while the director misbehaved"
-    assert np.diff(wall).max() < 0.15, "the stream stalled"
+    gaps = np.diff(wall)
+    print(f"largest gap {gaps.max() * 1000:.0f} ms at {wall[gaps.argmax()] - wall[0]:.1f} s; "
+          f"server repeated {counters['frames_repeated']}, skipped {counters['frames_skipped']}")
+    # The server's own counters say whether it kept its clock; the peer's receive gaps say the same end to end.
+    assert counters["frames_repeated"] + counters["frames_skipped"] <= 4, counters
+    assert gaps.max() < 0.15, "the stream stalled"
     assert counters["director_failures"] >= 3, counters
     assert counters["director_calls"] >= 3 and counters["director_invalid_replies"] >= 1, counters
-    assert counters["frames_repeated"] <= 4

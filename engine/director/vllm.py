@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib
 import io
 import json
 import logging
@@ -155,6 +156,10 @@ class VllmDirector:
         self.max_tokens, self.temperature, self.seed = max_tokens, temperature, seed
         self.response_format = "json_schema"  # becomes "json_object" if the server rejects json_schema
         self.media_ok = True  # becomes False if the server rejects image/audio parts
+        # The openai package imports its resources and response types on first use: ~60 ms that would
+        # otherwise stall the event loop (and the stream) during the first plan. Do it now, before it streams.
+        _ = self.client.chat.completions, self.client.audio.transcriptions
+        importlib.import_module("openai.types.chat.chat_completion")
         self._previous: Storyline | None = None
         # Counters for metrics.
         self.calls = 0
