@@ -7,7 +7,8 @@ Controls (engine.types.Control) and the landmarks they move:
 - LIP_PRESS: both lips move toward the lip line and thin.
 - SMILE: the mouth corners (61, 291) move up and out; the cheeks follow.
 - BROW_RAISE: the brows (105, 334) and the skin between brow and lid move up (or down when < 0).
-- BLINK_LEFT / BLINK_RIGHT: the upper lid (159 / 386) slides down to the lower lid (145 / 374).
+- BLINK_LEFT / BLINK_RIGHT: the upper lid's skin slides down over the whole eye opening (the lid contours
+  of the mesh, fitted per eye) to a closed line just above the lower lid, which rises to meet it.
 - GAZE_X / GAZE_Y: the irises (468 / 473) move inside the eye opening; the lids stay.
 - HEAD_YAW / PITCH / ROLL, BREATH: the head region moves rigidly, feathered into the still body.
 
@@ -26,6 +27,9 @@ MOUTH_LEFT, MOUTH_RIGHT = 61, 291  # outer corners (image left, image right)
 CHIN = 152
 # eye on the image's left, then right: (outer corner, inner corner, upper lid, lower lid, brow, iris)
 EYES = ((33, 133, 159, 145, 105, 468), (362, 263, 386, 374, 334, 473))
+# the lid contours of those eyes, corner to corner without the corners: (upper lid, lower lid)
+LID_CONTOURS = (((246, 161, 160, 159, 158, 157, 173), (7, 163, 144, 145, 153, 154, 155)),
+                ((398, 384, 385, 386, 387, 388, 466), (382, 381, 380, 374, 373, 390, 249)))
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
 
@@ -40,6 +44,12 @@ class Eye:
     y_brow: float
     iris_x: float
     iris_y: float
+    # Lid contours as y(u), u = (x - cx) / half_w in [-1, 1]: the chord between the corners (y_c0 at x0,
+    # y_c1 at x1) plus (1 - u^2) (k0 + k1 u + k2 u^2); fitted to the mesh's lid points (`lid_curve`).
+    y_c0: float = 0.0
+    y_c1: float = 0.0
+    upper: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    lower: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @property
     def half_w(self) -> float:
@@ -70,7 +80,8 @@ class RigGeometry:
         """The same geometry with the origin moved to (dx, dy)."""
         eyes = tuple(dataclasses.replace(e, x0=e.x0 - dx, x1=e.x1 - dx, y_corner=e.y_corner - dy, y_top=e.y_top - dy,
                                          y_bottom=e.y_bottom - dy, y_brow=e.y_brow - dy, iris_x=e.iris_x - dx,
-                                         iris_y=e.iris_y - dy) for e in self.eyes)
+                                         iris_y=e.iris_y - dy, y_c0=e.y_c0 - dy, y_c1=e.y_c1 - dy)
+                     for e in self.eyes)
         return dataclasses.replace(
             self, mouth_x=self.mouth_x - dx, mouth_y=self.mouth_y - dy, upper_lip_y=self.upper_lip_y - dy,
             lower_lip_y=self.lower_lip_y - dy, corner_y=self.corner_y - dy, chin_y=self.chin_y - dy,
@@ -100,6 +111,22 @@ def _clip(box: tuple[float, float, float, float], width: int, height: int) -> Bo
             int(min(width, np.ceil(x1))), int(min(height, np.ceil(y1))))
 
 
+def _fit_lid(points: np.ndarray, cx: float, half_w: float, y0: float, y1: float) -> tuple[float, float, float]:
+    """Least-squares (k0, k1, k2) of y(u) = chord(u) + (1 - u^2)(k0 + k1 u + k2 u^2) through the lid points."""
+    u = np.clip((points[:, 0] - cx) / half_w, -0.98, 0.98)
+    d = points[:, 1] - (y0 + (y1 - y0) * (u + 1) / 2)
+    lens = 1 - u * u
+    k = np.linalg.lstsq(np.stack([lens, lens * u, lens * u * u], axis=1), d, rcond=None)[0]
+    return float(k[0]), float(k[1]), float(k[2])
+
+
+def lid_curve(eye: Eye, u: np.ndarray, coef: tuple[float, float, float]) -> np.ndarray:
+    """y of a lid contour (eye.upper or eye.lower) at u (numpy; the renderer has its torch twin)."""
+    uc = np.clip(u, -1.0, 1.0)
+    chord = eye.y_c0 + (eye.y_c1 - eye.y_c0) * (uc + 1) / 2
+    return chord + (1 - uc * uc) * (coef[0] + coef[1] * uc + coef[2] * uc * uc)
+
+
 def build_rig(landmarks: np.ndarray) -> RigGeometry:
     lm = landmarks.astype(np.float64)
     up, lo = lm[UPPER_INNER_LIP], lm[LOWER_INNER_LIP]
@@ -108,10 +135,12 @@ def build_rig(landmarks: np.ndarray) -> RigGeometry:
     x_max, y_max = lm.max(axis=0)
     face_w, face_h = x_max - x_min, y_max - y_min
     eyes = []
-    for outer, inner, top, bottom, brow, iris in EYES:
-        xa, xb = sorted((lm[outer, 0], lm[inner, 0]))
-        eyes.append(Eye(float(xa), float(xb), float((lm[outer, 1] + lm[inner, 1]) / 2), float(lm[top, 1]),
-                        float(lm[bottom, 1]), float(lm[brow, 1]), float(lm[iris, 0]), float(lm[iris, 1])))
+    for (outer, inner, top, bottom, brow, iris), (upper, lower) in zip(EYES, LID_CONTOURS, strict=True):
+        (xa, ya), (xb, yb) = sorted((tuple(lm[outer]), tuple(lm[inner])))
+        cx, half_w = (xa + xb) / 2, (xb - xa) / 2
+        eyes.append(Eye(float(xa), float(xb), float((ya + yb) / 2), float(lm[top, 1]), float(lm[bottom, 1]),
+                        float(lm[brow, 1]), float(lm[iris, 0]), float(lm[iris, 1]), float(ya), float(yb),
+                        _fit_lid(lm[list(upper)], cx, half_w, ya, yb), _fit_lid(lm[list(lower)], cx, half_w, ya, yb)))
     return RigGeometry(
         mouth_x=float((up[0] + lo[0]) / 2), mouth_y=float((up[1] + lo[1]) / 2),
         mouth_half_w=float(abs(mr[0] - ml[0]) / 2), upper_lip_y=float(up[1]), lower_lip_y=float(lo[1]),

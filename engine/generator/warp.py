@@ -169,24 +169,43 @@ class WarpRenderer(nn.Module):
 
     def _eye(self, eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
              qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Blink (the upper-lid skin slides down over the eye), gaze and brow offsets."""
+        """Blink (the upper lid's skin slides down over the eye, the lower lid rises), gaze and brow offsets."""
         u = (qx - eye.cx) / eye.half_w
-        lens = torch.clamp(1 - u * u, 0.0, 1.0)
-        top = eye.y_corner + (eye.y_top - eye.y_corner) * lens
-        bottom = eye.y_corner + (eye.y_bottom - eye.y_corner) * lens
+        uc = torch.clamp(u, -1.0, 1.0)
+        lens = 1 - uc * uc
+        chord = eye.y_c0 + (eye.y_c1 - eye.y_c0) * 0.5 * (uc + 1)
+        k, m = eye.upper, eye.lower
+        top = chord + lens * (k[0] + uc * (k[1] + uc * k[2]))  # the lid contours at this column (rig.lid_curve)
+        bottom = chord + lens * (m[0] + uc * (m[1] + uc * m[2]))
+        bottom = torch.maximum(bottom, top)
+        h = bottom - top
         # Gaze: shift what is inside the opening; the lids stay where they are.
         inside_opening = (smoothstep(top, top + 1.5, qy) * (1.0 - smoothstep(bottom - 1.5, bottom, qy))
                           * (1.0 - smoothstep(0.55, 0.95, u.abs())))
         ox = -c[:, Control.GAZE_X] * 0.3 * eye.half_w * inside_opening
         gy = -c[:, Control.GAZE_Y] * 0.2 * (eye.y_bottom - eye.y_top) * inside_opening
-        # Blink: the skin between brow and lid stretches down to the lid's new edge like a curtain,
-        # its lash line leading; below the edge the eye stays where it was (covered, not squeezed).
+        # Blink: a piecewise-linear map per column, from knots (output y -> source y) that are the identity
+        # when open. Closed, top to bottom: the skin between brow and lashes stretches down over the whole
+        # opening; the lash band, thinned to a dark line, lies on the lower lid, which rises a little and
+        # is sampled from below its margin. Nothing of the eye itself (iris, sclera) is sampled. Part
+        # closed, the lid's edge is part way down and the eye shows, unsqueezed, between the lids.
         brow = eye.y_brow + 0.35 * (eye.y_top - eye.y_brow)
-        lid = top + blink * 1.15 * (bottom - top)  # a little past the lower lid: no sliver of eye stays
-        upper = brow + (qy - brow) * (top - brow) / torch.clamp(lid - brow, min=1e-3)
-        src = torch.where(qy < lid, upper, qy)
-        in_band = (qy >= brow) & (qy <= bottom)
-        fade = 1.0 - smoothstep(0.9, 1.3, u.abs())
+        lash = torch.clamp(0.15 * h, min=0.75)  # the lash band above the upper lid's margin (source)
+        closed = bottom - 0.1 * h  # where the lids meet
+        edge = top + blink * (closed - top)  # the upper lid's edge now (output)
+        line = lash + blink * (torch.clamp(0.15 * h, min=0.75) - lash)  # the lash band's height now (output)
+        lower_edge = bottom + blink * (closed - bottom)
+        src_bottom = bottom + blink * torch.clamp(0.25 * h, min=0.5)  # the lower lid's skin, below its margin
+        low_end = bottom + 0.3 * eye.half_w
+
+        def seg(o0: torch.Tensor | float, o1: torch.Tensor, s0: torch.Tensor | float, s1: torch.Tensor) -> torch.Tensor:
+            return s0 + (qy - o0) * (s1 - s0) / torch.clamp(o1 - o0, min=1e-3)
+
+        src = torch.where(qy < edge - line, seg(brow, edge - line, brow, top - lash),
+                          torch.where(qy < edge, seg(edge - line, edge, top - lash, top),
+                                      torch.where(qy < lower_edge, qy, seg(lower_edge, low_end, src_bottom, low_end))))
+        in_band = (qy >= brow) & (qy <= low_end)
+        fade = 1.0 - smoothstep(1.0, 1.35, u.abs())
         oy = torch.where(in_band, (src - qy) * fade, torch.zeros_like(qy)) + gy * (1.0 - blink)
         brow_w = torch.exp(-((qx - eye.cx) / (1.2 * eye.half_w)) ** 2 - ((qy - eye.y_brow) / (0.8 * eye.half_w)) ** 2)
         return ox * (1.0 - blink), oy + c[:, Control.BROW_RAISE] * 0.25 * eye.half_w * brow_w
