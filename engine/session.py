@@ -25,6 +25,7 @@ from typing import Any
 import av
 import numpy as np
 
+from engine.audio.anchor import LiveAnchor
 from engine.audio.features import FeatureExtractor
 from engine.audio.ingest import AudioIngest
 from engine.audio.prosody import analyse as analyse_prosody
@@ -78,6 +79,7 @@ class AvatarSession:
         self.window_frames = config.window_frames
         self.clock: MediaClock | None = None
         self.ring = AudioRing(int(config.max_live_backlog_s * SAMPLE_RATE_HZ))
+        self._anchor = LiveAnchor()
         self._pushed_backlog = int(config.max_pushed_backlog_s * SAMPLE_RATE_HZ)
         self.metrics = SessionMetrics()
         self._ingest = AudioIngest()
@@ -120,17 +122,21 @@ class AvatarSession:
     def push_audio_frame(self, frame: av.AudioFrame) -> None:
         """A live source's audio (a transport's microphone), any format PyAV knows.
 
-        Live sessions anchor it to its arrival time and bound its backlog (a sender whose clock
-        runs fast loses the excess, counted); gaps in its pts (lost packets) become silence, so
-        later audio is not shifted earlier.
+        Live sessions place it on the clock by its timestamps and its least delayed arrivals
+        (engine/audio/anchor.py), so jitter and packets queued at start-up add no lasting delay, and
+        bound its backlog (a sender whose clock runs fast loses the excess, counted); gaps in its pts
+        (lost packets) become silence, so later audio is not shifted earlier.
         """
         gap = self._ingest.gap_samples(frame)
-        if gap:
-            self.metrics.audio_samples_lost += gap
-            self.ring.skip(min(gap, self.ring.max_backlog_samples))
+        self.metrics.audio_samples_lost += gap
         mono = self._ingest.convert_frame(frame)
-        arrival = self.clock.live_sample_now() - len(mono) if self.clock is not None else None
-        self._write(mono, arrival, None if self.live else self._pushed_backlog)
+        if self.clock is None:  # offline: contiguous, with lost packets as silence
+            if gap:
+                self.ring.skip(min(gap, self.ring.max_backlog_samples))
+            self._write(mono, None, None if self.live else self._pushed_backlog)
+            return
+        at = self._anchor.place(len(mono), self.clock.live_sample_now(), frame.pts, frame.time_base)
+        self._write(mono, at, None)
 
     def push_audio(self, pcm: np.ndarray, sample_rate_hz: int, channels: int = 1) -> None:
         """Pushed audio (TTS, files): int16 or float32 PCM, interleaved or shaped (n, channels).
@@ -161,10 +167,10 @@ class AvatarSession:
         """Barge-in: drop audio not yet turned into features."""
         self.ring.clear()
 
-    def _write(self, mono: np.ndarray, arrival: int | None, max_backlog: int | None) -> None:
+    def _write(self, mono: np.ndarray, at: int | None, max_backlog: int | None) -> None:
         if len(mono):
             self.metrics.audio_samples_in += len(mono)
-            self.metrics.audio_samples_dropped += self.ring.write(mono, arrival, max_backlog_samples=max_backlog)
+            self.metrics.audio_samples_dropped += self.ring.write(mono, at, max_backlog_samples=max_backlog)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:

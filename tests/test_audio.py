@@ -8,6 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from engine.audio.anchor import LiveAnchor
 from engine.audio.features import FeatureExtractor
 from engine.audio.ingest import AudioIngest
 from engine.audio.ring import AudioRing
@@ -107,17 +108,54 @@ def test_visemes_tell_the_open_vowels_apart_across_languages() -> None:
             assert winner == expected, f"{voice} {text!r}: heard {winner}, expected {expected}"
 
 
-def test_live_audio_is_anchored_to_its_arrival_and_keeps_its_slack() -> None:
+def test_live_audio_goes_where_it_belongs_on_the_clock() -> None:
     ring = AudioRing(max_backlog_samples=48000)
     ring.read(0, 5000)  # the reader already took silence for the first 5000 samples
     # The microphone starts late: its first chunk belongs where it arrives on the clock.
-    ring.write(np.ones(960, np.float32), arrival_sample=9000)
+    ring.write(np.ones(960, np.float32), at=9000)
     assert ring.write_cursor == 9960
     chunk, missing = ring.read(5000, 4000)
     assert missing == 0 and not chunk.any(), "the skipped span must read as silence"
-    # Jitter within the resync tolerance keeps the stream contiguous.
-    ring.write(np.full(960, 2.0, np.float32), arrival_sample=9960 + 1500)
+    # A resampler's few extra samples keep the stream contiguous ...
+    ring.write(np.full(960, 2.0, np.float32), at=9960 + 100)
     assert ring.write_cursor == 9960 + 960
+    # ... a chunk that belongs 500 samples earlier loses its overlapping head, counted.
+    assert ring.write(np.full(960, 3.0, np.float32), at=9960 + 960 - 500) == 500
+    assert ring.write_cursor == 9960 + 960 + 460
+
+
+def _packets(arrivals: list[int], n: int = 960) -> list[int]:
+    """Where a LiveAnchor places 20 ms packets with pts 0, 960, ... whose last samples arrive at `arrivals`."""
+    anchor = LiveAnchor()
+    return [anchor.place(n, arrived, pts=i * n, time_base=Fraction(1, 48000)) for i, arrived in enumerate(arrivals)]
+
+
+def test_packets_queued_at_start_add_no_lasting_delay() -> None:
+    """Ten packets queued while the session started arrive at once; later ones arrive on time. The
+    anchor ends up at the least delayed arrivals: nothing of the start-up queue stays as delay."""
+    t0 = 100_000
+    arrivals = [t0] * 10 + [t0 + 960 * i for i in range(1, 40)]
+    at = _packets(arrivals)
+    prompt = [a - 960 for a in arrivals[10:]]  # where an on-time packet belongs: it arrived as it ended
+    assert at[10:] == prompt
+
+
+def test_a_stall_keeps_later_audio_in_its_place() -> None:
+    """Packets 20-24 are held up 100 ms (a busy event loop) and come together: they, and every packet
+    after them, keep their place by pts; the stall costs slack, not lasting delay."""
+    arrivals = [50_000 + 960 * i for i in range(60)]
+    for i in range(20, 25):
+        arrivals[i] = max(arrivals[i], 50_000 + 960 * 24 + 4800)
+    at = _packets(arrivals)
+    assert at == [50_000 + 960 * (i - 1) for i in range(60)]
+
+
+def test_rtp_timestamps_that_wrap_keep_counting() -> None:
+    anchor = LiveAnchor()
+    start = (1 << 32) - 960 * 3
+    at = [anchor.place(960, 10_000 + 960 * i, pts=(start + 960 * i) % (1 << 32), time_base=Fraction(1, 48000))
+          for i in range(8)]
+    assert np.diff(at).tolist() == [960] * 7
 
 
 def test_lost_packets_become_silence_and_later_audio_keeps_its_place() -> None:
@@ -146,12 +184,12 @@ def test_drift_between_sender_and_clock_is_bounded_and_counted() -> None:
     """A live sender 2% fast loses only its excess; one 2% slow gets silence in its gaps; the
     reader's clock never moves."""
     for speed, expect_drop in ((1.02, True), (0.98, False)):
-        ring = AudioRing(max_backlog_samples=9600)
-        arrival = 0.0
+        ring, anchor = AudioRing(max_backlog_samples=9600), LiveAnchor()
+        arrival = 0
         for step in range(1500):  # 30 s of 20 ms reads
             sent = int(960 * speed)
-            ring.write(np.ones(sent, np.float32), arrival_sample=int(arrival))
             arrival += 960  # arrivals follow the receiver's clock; the sender packs more or fewer samples
+            ring.write(np.ones(sent, np.float32), at=anchor.place(sent, arrival))
             if step >= 5:
                 ring.read((step - 5) * 960, 960)
         assert ring.read_cursor == (1500 - 5) * 960

@@ -33,25 +33,32 @@ class AudioRing:
     def backlog_samples(self) -> int:
         return max(0, self.write_cursor - self.read_cursor)
 
-    def write(self, samples: np.ndarray, arrival_sample: int | None = None, resync_samples: int = 1920,
+    def write(self, samples: np.ndarray, at: int | None = None, tolerance_samples: int = 240,
               max_backlog_samples: int | None = None) -> int:
-        """Append samples; returns how many were dropped for exceeding the backlog bound.
+        """Append samples; returns how many were dropped (overlap or backlog bound).
 
-        arrival_sample: for a live source, where on the media clock its first sample belongs by
-        arrival time. When the stream has fallen more than resync_samples behind that (its start,
-        or a stall), writing jumps forward to it and the skipped span stays silence, so the audio
-        keeps the slack the pipeline delay gives it instead of arriving just in time.
+        at: for a live source, where on the media clock its first sample belongs (engine.audio.anchor).
+        When the write cursor is more than tolerance_samples away from it, writing moves there: ahead
+        leaves silence in between (a late start, lost packets), behind drops the overlapping head (audio
+        that arrived too late for its place, or a backlog the anchor has since caught up with). The
+        tolerance absorbs the few samples a resampler adds or keeps per frame.
         max_backlog_samples: overrides the ring's bound for this write (pushed audio may run ahead).
         """
         self.write_cursor = max(self.write_cursor, self.read_cursor)
-        if arrival_sample is not None and arrival_sample - self.write_cursor > resync_samples:
-            self.skip(arrival_sample - self.write_cursor)
+        dropped = 0
+        if at is not None:
+            if at - self.write_cursor > tolerance_samples:
+                self.skip(at - self.write_cursor)
+            elif self.write_cursor - at > tolerance_samples:
+                dropped = min(len(samples), self.write_cursor - at)
+                samples = samples[dropped:]
         limit = self.max_backlog_samples if max_backlog_samples is None else max_backlog_samples
         room = limit - self.backlog_samples
-        dropped = max(0, len(samples) - room)
-        if dropped:
-            samples = samples[: len(samples) - dropped]
-            self.dropped_samples += dropped
+        over = max(0, len(samples) - room)
+        if over:
+            samples = samples[: len(samples) - over]
+        dropped += over
+        self.dropped_samples += dropped
         end = self.write_cursor + len(samples)
         self._ensure_capacity(end)
         lo = self.write_cursor - self._base
