@@ -1,0 +1,35 @@
+"""benchmarks/browser_latency's page-side probe on the real web client: it finds the bursts and its
+times are physically possible (the configured pipeline delay is a floor for glass-to-glass)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.browser_latency import measure
+from tests.conftest import ServerProcess
+
+pytestmark = pytest.mark.browser
+
+PIPELINE_DELAY_MS = 200  # engine default: a microphone sample -> its frame due for output
+
+
+def test_probe_finds_the_bursts_in_mic_audio_and_video(server: ServerProcess, tmp_path: Path) -> None:
+    result, stats0, stats1, page_errors = measure(server.url, 4, tmp_path)
+    assert page_errors == [] and result["page_errors"] == []
+    assert result["mic_onsets"] >= 3, f"the microphone tap found {result['mic_onsets']} bursts"
+    g2g, heard, offsets = result["glass_to_glass_ms"], result["audio_return_ms"], result["av_offset_ms"]
+    assert len(g2g) >= 3 and len(heard) >= 3 and len(offsets) >= 3, result["bursts"]
+    assert np.isfinite(g2g + heard + offsets).all()
+    # The mouth may anticipate the sound by a frame or two of lookahead, never the whole pipeline delay;
+    # a wrong clock mapping (context time vs performance.now()) would land far outside these bounds.
+    assert PIPELINE_DELAY_MS - 50 < np.median(g2g) < 1000, g2g
+    assert PIPELINE_DELAY_MS - 50 < np.median(heard) < 1000, heard
+    assert abs(np.median(offsets)) < 250, offsets
+    assert result["clock"]["residual_ms"] < 10, result["clock"]
+    assert result["video"]["frames_shown"] > 0
+    # the page's getStats() answered for both inbound streams
+    assert stats1["inbound-video"]["framesDecoded"] > stats0["inbound-video"]["framesDecoded"]
+    assert stats1["inbound-audio"]["jitterBufferEmittedCount"] > stats0["inbound-audio"]["jitterBufferEmittedCount"]
