@@ -249,23 +249,34 @@ def onsets_s(blocks: dict, rate: int) -> np.ndarray:
     return np.asarray(out)
 
 
-def clock_map(clock: list[list[float]]) -> tuple[np.ndarray, float, float, float]:
-    """Context time -> performance.now() (ms) from getOutputTimestamp samples: a least-squares line
-    (slope in ms per s, intercept), its residual (ms, RMS) and the render-ahead (ms, median): from a
-    block being processed (currentTime, at performance.now()) to its output time."""
+def clock_map(clock: list[list[float]]):
+    """Context time (s) -> performance.now() (ms) from getOutputTimestamp samples (every 100 ms).
+
+    A loaded machine makes the context clock glitch against performance.now() (steps, drift), so the
+    mapping is local: the median offset of the samples within +-0.5 s of the event. Returns the map,
+    the local jitter (ms, median absolute deviation around it), the spread of the offset over the run
+    (ms) and the render-ahead (ms, median): from a block being processed (currentTime, at
+    performance.now()) to its output time."""
     c = np.asarray([row for row in clock if row[3] > 0], np.float64)
     if len(c) < 5:
         raise RuntimeError(f"AudioContext.getOutputTimestamp gave {len(c)} usable samples: {clock[:5]}")
-    coef = np.polyfit(c[:, 2], c[:, 3], 1)
-    residual = float(np.sqrt(np.mean((np.polyval(coef, c[:, 2]) - c[:, 3]) ** 2)))
-    ahead = float(np.median(np.polyval(coef, c[:, 1]) - c[:, 0]))
-    return coef, residual, ahead, float(coef[0])
+    ctx_t, offset = c[:, 2], c[:, 3] - c[:, 2] * 1000
+
+    def local(t: float) -> float:
+        near = np.abs(ctx_t - t) < 0.5
+        return float(np.median(offset[near] if near.any() else offset[np.argmin(np.abs(ctx_t - t))]))
+
+    def to_perf(t):
+        return np.asarray([tt * 1000 + local(tt) for tt in np.atleast_1d(t)])
+
+    jitter = float(np.median([abs(o - local(t)) for t, o in zip(ctx_t, offset, strict=True)]))
+    ahead = float(np.median(to_perf(c[:, 1]) - c[:, 0]))
+    return to_perf, jitter, float(np.ptp(offset)), ahead
 
 
 def analyse(data: dict, lead_s: float, t_from: float, t_to: float, playout_ms: float | None) -> dict:
     rate = int(data["sampleRate"])
-    coef, residual_ms, ahead_ms, slope = clock_map(data["clock"])
-    to_perf = lambda t: np.polyval(coef, t)  # noqa: E731
+    to_perf, jitter_ms, spread_ms, ahead_ms = clock_map(data["clock"])
     # "burst's first sample": the over-threshold onset taken back by its known lead inside the burst
     mic = to_perf(onsets_s(data["mic"], rate)) - ahead_ms - lead_s * 1000  # reached the audio graph
     heard = to_perf(onsets_s(data["remote"], rate)) - lead_s * 1000  # output time of that block
@@ -327,7 +338,7 @@ def analyse(data: dict, lead_s: float, t_from: float, t_to: float, playout_ms: f
     return {"bursts": bursts, "glass_to_glass_ms": g2g, "audio_return_ms": returned, "av_offset_ms": offsets,
             "audio_played_ms": played_ms, "av_offset_played_ms": offsets_played, "playout_delay_ms": playout_ms,
             "mic_onsets": int(((mic >= t_from) & (mic <= t_to)).sum()),
-            "clock": {"residual_ms": residual_ms, "render_ahead_ms": ahead_ms, "slope_ms_per_s": slope,
+            "clock": {"jitter_ms": jitter_ms, "offset_spread_ms": spread_ms, "render_ahead_ms": ahead_ms,
                       "base_latency_s": data["baseLatency"],
                       "output_latency_s": float(np.median(data["outputLatency"])) if data["outputLatency"] else None,
                       "burst_lead_ms": lead_s * 1000},
@@ -467,8 +478,8 @@ def main() -> None:
                 f"{(clock['base_latency_s'] or 0) * 1000:.1f} / {(clock['output_latency_s'] or 0) * 1000:.1f}")
     ctx.add_row("render-ahead: block processed -> output (getOutputTimestamp), median ms",
                 f"{clock['render_ahead_ms']:.1f}")
-    ctx.add_row("context -> performance clock fit: RMS residual ms / slope ms per s",
-                f"{clock['residual_ms']:.2f} / {clock['slope_ms_per_s']:.3f}")
+    ctx.add_row("context -> performance clock: local jitter / drift+steps over the run (ms)",
+                f"{clock['jitter_ms']:.2f} / {clock['offset_spread_ms']:.1f}")
     gap = [b["heard_ms"] - b["played_ms"] for b in result["bursts"] if "heard_ms" in b and "played_ms" in b]
     ctx.add_row("burst heard (Web Audio tap) - burst played (RTP receiver + playout delay), median ms",
                 f"{np.median(gap):.1f}" if gap else "-")
