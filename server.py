@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(args)
         if args.command == "serve":
+            cfg.engine.validate_live()
             serve(cfg)
         elif args.command == "render":
             render(cfg, args.audio, args.out)

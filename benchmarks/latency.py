@@ -20,6 +20,7 @@ import os
 import tempfile
 import time
 import urllib.request
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import av
@@ -29,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.plots import histograms
+from streaming.rtp_receive import release_frames_promptly
 from tests.conftest import espeak, mouth_box, start_server, stop_server
 from tests.webrtc_client import post_json
 
@@ -69,21 +71,22 @@ class BurstTrack(MediaStreamTrack):
         return frame
 
 
-async def measure(url: str, bursts: int) -> tuple[list[float], list[float], list[float], dict]:
+async def measure(url: str, bursts: int) -> tuple[Result, dict]:
     burst = np.clip(espeak("ba ba") * 1.5, -1, 1)[:24000]
     mic = BurstTrack(burst, bursts)
     pc = RTCPeerConnection()
     pc.addTrack(mic)
     pc.addTransceiver("video", direction="recvonly")
     box = mouth_box()
-    video: list[tuple[float, np.ndarray]] = []  # (wall time decoded, mouth region luma)
+    video: list[tuple[float, int, np.ndarray]] = []  # (wall time decoded, pts, mouth region luma)
     audio: list[tuple[float, float]] = []  # (wall time received, rms)
 
     async def read_video(track: MediaStreamTrack) -> None:
         while True:
             frame = await track.recv()
             x0, y0, x1, y1 = box
-            video.append((time.monotonic(), frame.to_ndarray(format="gray")[y0:y1, x0:x1].astype(np.float32)))
+            crop = frame.to_ndarray(format="gray")[y0:y1, x0:x1].astype(np.float32)
+            video.append((time.monotonic(), frame.pts, crop))
 
     async def read_audio(track: MediaStreamTrack) -> None:
         while True:
@@ -95,6 +98,10 @@ async def measure(url: str, bursts: int) -> tuple[list[float], list[float], list
 
     @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
+        # Like a browser, decode a frame once its last packet is in (aiortc waits for the next one).
+        for receiver in pc.getReceivers():
+            if receiver.track is track:
+                release_frames_promptly(receiver)
         tasks.append(asyncio.create_task(read_video(track) if track.kind == "video" else read_audio(track)))
 
     await pc.setLocalDescription(await pc.createOffer())
@@ -110,10 +117,16 @@ async def measure(url: str, bursts: int) -> tuple[list[float], list[float], list
         t.cancel()
     await pc.close()
 
-    v_t = np.array([t for t, _ in video])
-    crops = np.stack([c for _, c in video])
+    v_t = np.array([t for t, _, _ in video])
+    crops = np.stack([c for _, _, c in video])
+    # Frame indices from RTP timestamps (the server's pts is k * 1875 from its first sent frame), and
+    # each frame's due time on the server's clock: time.monotonic is shared on one machine.
+    pts = np.array([p for _, p, _ in video], np.int64)
+    k_video = counters["first_sent_frame"] + np.round((pts - pts[0]) / 1875).astype(np.int64)
+    clock0 = counters["clock_start_s"] + counters["pipeline_delay_s"]
+    due = clock0 + k_video / 48
     a_t, a_r = np.array([t for t, _ in audio]), np.array([r for _, r in audio])
-    g2g, returned, offsets = [], [], []
+    r = Result(to_peer=list(v_t - due))
     for s in mic.burst_starts:
         sent = mic.sent_at.get(s)
         if sent is None:
@@ -127,13 +140,38 @@ async def measure(url: str, bursts: int) -> tuple[list[float], list[float], list
         threshold = max(1.5, 3 * float(quiet.max()))
         moving = np.nonzero((v_t > sent) & (v_t < sent + PERIOD_S * 0.9) & (change > threshold))[0]
         heard = np.nonzero((a_t > sent) & (a_t < sent + PERIOD_S * 0.9) & (a_r > 0.02))[0]
-        if len(moving):
-            g2g.append(v_t[moving[0]] - sent)
         if len(heard):
-            returned.append(a_t[heard[0]] - sent)
-        if len(moving) and len(heard):
-            offsets.append(v_t[moving[0]] - a_t[heard[0]])
-    return g2g, returned, offsets, counters
+            r.returned.append(a_t[heard[0]] - sent)
+        if not len(moving):
+            continue
+        i = moving[0]
+        r.g2g.append(v_t[i] - sent)
+        # Where the server put the burst's first sample: the mic's pts (its sample count, first
+        # packet 0) plus the server's input offset; then that frame's due time.
+        placed = s + counters["mic_offset_samples"]
+        r.mic.append(counters["clock_start_s"] + placed / 48000 - sent)
+        burst_due = clock0 + (placed // 1000) / 48
+        r.to_due.append(burst_due - sent)
+        r.lip.append(due[i] - burst_due)
+        r.peer.append(v_t[i] - due[i])
+        if len(heard):
+            r.offsets.append(v_t[i] - a_t[heard[0]])
+    return r, counters
+
+
+@dataclass
+class Result:
+    """Seconds per burst; g2g = to_due + lip + peer exactly (the split of each burst's latency);
+    to_due = mic path + pipeline delay - the burst's position inside its frame."""
+
+    to_peer: list[float]  # every frame: due on the server -> decoded by the peer
+    g2g: list[float] = field(default_factory=list)  # burst sent -> mouth moving in the decoded video
+    mic: list[float] = field(default_factory=list)  # burst sent -> its place on the server's clock
+    to_due: list[float] = field(default_factory=list)  # burst sent -> the frame holding its start is due
+    lip: list[float] = field(default_factory=list)  # that frame -> the first visibly moving frame (on the clock)
+    peer: list[float] = field(default_factory=list)  # the moving frame: due -> decoded by the peer
+    returned: list[float] = field(default_factory=list)  # burst sent -> heard in the received audio
+    offsets: list[float] = field(default_factory=list)  # mouth moving - burst heard
 
 
 def session_counters(url: str) -> dict:
@@ -143,6 +181,10 @@ def session_counters(url: str) -> dict:
 
 def pct(values: list[float], q: float) -> str:
     return f"{np.percentile(values, q) * 1000:.0f}" if values else "-"
+
+
+def row(table: Table, name: str, values: list[float]) -> None:
+    table.add_row(name, pct(values, 50), pct(values, 95), pct(values, 99))
 
 
 def main() -> None:
@@ -156,33 +198,40 @@ def main() -> None:
         os.environ[name] = value  # the server process inherits them
     server = start_server(Path(tempfile.mkdtemp(prefix="latency-")))
     try:
-        g2g, returned, offsets, counters = asyncio.run(measure(server.url, args.bursts))
+        r, c = asyncio.run(measure(server.url, args.bursts))
     finally:
         stop_server(server)
     settings = ", ".join(args.env) or "embedded defaults"
-    table = Table(title=f"glass-to-glass over WebRTC on 127.0.0.1 ({settings}), {len(g2g)}/{args.bursts} bursts")
+    console = Console(width=140)
+    table = Table(title=f"glass-to-glass over WebRTC on 127.0.0.1 ({settings}), {len(r.g2g)}/{args.bursts} bursts")
     for col in ("measure", "p50 (ms)", "p95 (ms)", "p99 (ms)"):
         table.add_column(col, justify="right")
-    table.add_row("burst sent -> mouth moving in received video", pct(g2g, 50), pct(g2g, 95), pct(g2g, 99))
-    table.add_row("burst sent -> burst in received audio", pct(returned, 50), pct(returned, 95), pct(returned, 99))
-    table.add_row("A/V offset: mouth moving - burst heard", pct(offsets, 50), pct(offsets, 95), pct(offsets, 99))
-    Console(width=140).print(table)
-    stages = Table(title="where the time goes (session counters)")
-    stages.add_column("stage")
-    stages.add_column("ms", justify="right")
-    stages.add_row("audio path (last sample in -> features + lookahead ready), mean",
-                   f"{counters['audio_path_delay_ms_mean']:.1f}")
-    per_window = counters["render_ms_total"] / max(1, counters["windows_rendered"])
-    stages.add_row("render per window, mean", f"{per_window:.1f}")
-    stages.add_row("frames repeated (late) / sent", f"{counters['frames_repeated']} / {counters['frames_sent']}")
-    stages.add_row("pipeline delay (configured: sample in -> frame due)", "see settings")
-    Console(width=140).print(stages)
+    row(table, "burst sent -> mouth moving in received video", r.g2g)
+    row(table, "  = burst sent -> the frame holding its start is due", r.to_due)
+    row(table, "    of which: sent -> placed on the server's clock (mic path)", r.mic)
+    row(table, "  + that frame -> first visibly moving frame (lip response, on the clock)", r.lip)
+    row(table, "  + moving frame due -> decoded by the peer (encode, RTP, decode)", r.peer)
+    row(table, "every frame: due -> decoded by the peer", r.to_peer)
+    row(table, "burst sent -> burst in received audio", r.returned)
+    row(table, "A/V offset: mouth moving - burst heard (aiortc peer: no A/V sync)", r.offsets)
+    console.print(table)
+    stages = Table(title=f"inside the pipeline delay ({c['pipeline_delay_s'] * 1000:.0f} ms): the session's counters")
+    for col in ("stage", "mean (ms)", "worst (ms)"):
+        stages.add_column(col, justify="right")
+    stages.add_row("audio path: a frame's last sample in -> its features and lookahead ready",
+                   f"{c['audio_path_delay_ms_mean']:.1f}", f"{c['audio_path_delay_ms_max']:.1f}")
+    stages.add_row("render, per window", f"{c['render_ms_total'] / max(1, c['windows_rendered']):.1f}",
+                   f"{c['render_ms_max']:.1f}")
+    stages.add_row("slack: window rendered -> its first frame due", f"{c['window_slack_ms_mean']:.1f}",
+                   f"{c['window_slack_ms_min']:.1f}")
+    stages.add_row("frames repeated (late) / sent", f"{c['frames_repeated']} / {c['frames_sent']}", "")
+    stages.add_row("audio samples late (silence stood in) / in", f"{c['audio_samples_filled']} / "
+                   f"{c['audio_samples_in']}", "")
+    console.print(stages)
     out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps({"settings": args.env, "glass_to_glass_s": g2g,
-                                                    "audio_return_s": returned, "av_offset_s": offsets,
-                                                    "counters": counters}, indent=1))
-    histograms(out.with_suffix(".png"), {"burst sent -> mouth moving": [x * 1000 for x in g2g],
-                                         "burst sent -> burst heard": [x * 1000 for x in returned]},
+    out.with_suffix(".json").write_text(json.dumps({"settings": args.env, **asdict(r), "counters": c}, indent=1))
+    histograms(out.with_suffix(".png"), {"burst sent -> mouth moving": [x * 1000 for x in r.g2g],
+                                         "burst sent -> burst heard": [x * 1000 for x in r.returned]},
                "ms", f"glass-to-glass on 127.0.0.1 ({settings})")
     print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.json')}")
 

@@ -10,10 +10,13 @@ class EngineConfig:
     avatar_path: str | None = None  # None: the embedded default portrait (skimage's astronaut)
     max_side_px: int = 720  # longer side of the output video; the portrait is scaled down to it
     avatar_cache_dir: str = ""  # prepared avatars are cached here; "" = ~/.cache/avatar-engine/avatars, "off" = none
-    window_frames: int = 4  # frames per sub-clip window (4 = 83 ms)
+    # Live latency is bounded below by (window_frames + lookahead_frames) / 48 + one 20 ms audio packet +
+    # render_reserve_s: the defaults leave ~18 ms for late packets in a 100 ms pipeline delay
+    # (benchmarks/latency.py). Offline rendering is faster with longer windows (8: ~20% more fps).
+    window_frames: int = 1  # frames per sub-clip window (1 = 21 ms)
     lookahead_frames: int = 1  # audio frames the mouth may anticipate (0..2); each adds 21 ms of delay
-    pipeline_delay_s: float = 0.2  # live: audio sample arrives -> its frame is due for output
-    render_reserve_s: float = 0.05  # live: a window starts rendering this long before it is due
+    pipeline_delay_s: float = 0.1  # live: audio sample spoken -> its frame is due for output
+    render_reserve_s: float = 0.02  # live: a window starts rendering at least this long before it is due
     max_live_backlog_s: float = 0.3  # live mic: audio beyond this backlog is dropped (counted)
     max_pushed_backlog_s: float = 600.0  # pushed/offline audio is buffered, never dropped, up to this
     director: str = "rules"  # rules (embedded); vllm comes with the director issue
@@ -49,7 +52,11 @@ class EngineConfig:
         if self.director == "vllm" and not (self.director_url and self.director_model):
             raise ValueError("the vllm director needs director_url (--director-url, e.g. http://127.0.0.1:8000/v1) "
                              "and director_model (--director-model)")
+
+    def validate_live(self) -> None:
+        """Raise ValueError if a live session cannot keep its clock with these settings (offline
+        rendering has no clock, so any window length goes)."""
         budget = (self.window_frames + self.lookahead_frames) / 48 + self.render_reserve_s
         if self.pipeline_delay_s < budget:
-            raise ValueError(f"pipeline_delay_s {self.pipeline_delay_s} is below what a window needs: "
+            raise ValueError(f"pipeline_delay_s {self.pipeline_delay_s} is below what a live window needs: "
                              f"(window_frames + lookahead_frames) / 48 + render_reserve_s = {budget:.3f} s")

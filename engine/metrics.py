@@ -24,12 +24,19 @@ class SessionMetrics:
     audio_path_delay_ms_max: float = 0.0  # a frame's last sample arrives -> its features and lookahead are ready
     audio_path_delay_ms_total: float = 0.0
     audio_path_frames: int = 0
+    window_slack_ms_min: float = 0.0  # live: a window rendered -> its first frame due (the margin left)
+    window_slack_ms_total: float = 0.0
 
     def note_audio_path_delay(self, delay_s: float) -> None:
         ms = max(0.0, delay_s * 1000.0)
         self.audio_path_delay_ms_max = max(self.audio_path_delay_ms_max, ms)
         self.audio_path_delay_ms_total += ms
         self.audio_path_frames += 1
+
+    def note_window_slack(self, slack_s: float) -> None:
+        ms = slack_s * 1000.0
+        self.window_slack_ms_min = ms if self.windows_rendered <= 1 else min(self.window_slack_ms_min, ms)
+        self.window_slack_ms_total += ms
 
     @property
     def render_ms_per_frame(self) -> float:
@@ -39,4 +46,5 @@ class SessionMetrics:
         d = asdict(self)
         d["render_ms_per_frame"] = round(self.render_ms_per_frame, 3)
         d["audio_path_delay_ms_mean"] = round(self.audio_path_delay_ms_total / max(1, self.audio_path_frames), 3)
+        d["window_slack_ms_mean"] = round(self.window_slack_ms_total / max(1, self.windows_rendered), 3)
         return d

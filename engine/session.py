@@ -72,6 +72,8 @@ def director_options(config: EngineConfig, avatar: PreparedAvatar) -> dict[str, 
 
 class AvatarSession:
     def __init__(self, avatar: PreparedAvatar, config: EngineConfig, *, live: bool, session_id: str = "") -> None:
+        if live:
+            config.validate_live()
         self.id = session_id
         self.avatar = avatar
         self.config = config
@@ -113,6 +115,11 @@ class AvatarSession:
         """Items waiting between the stages (bounded): a growing one shows where a session lags."""
         return {"queue_features": self._feature_q.qsize(), "queue_motion": self._motion_q.qsize(),
                 "queue_rendered": self._rendered_q.qsize(), "audio_backlog_samples": self.ring.backlog_samples}
+
+    @property
+    def input_offset_samples(self) -> int | None:
+        """Live input: media-clock index minus the input's own timestamp (48 kHz), once audio came."""
+        return self._anchor.offset_samples
 
     @property
     def size(self) -> tuple[int, int]:
@@ -358,6 +365,8 @@ class AvatarSession:
             m.render_ms_max = max(m.render_ms_max, rendered.render_ms)
             m.audio_to_window_ms_max = max(m.audio_to_window_ms_max,
                                            (time.monotonic() - item.created_t_s) * 1000.0)
-            if self.clock is not None and time.monotonic() > self.clock.frame_due_s(item.start_frame):
-                m.windows_late += 1
+            if self.clock is not None:
+                slack = self.clock.frame_due_s(item.start_frame) - time.monotonic()
+                m.note_window_slack(slack)
+                m.windows_late += int(slack < 0)
             await self._rendered_q.put(rendered)

@@ -46,6 +46,7 @@ class Pacer:
         self._arrived = asyncio.Condition()
         self._taken = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.first_sent_frame: int | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"{self.session.id}:pacer")
@@ -78,7 +79,12 @@ class Pacer:
             await asyncio.sleep(delay)
 
     def first_frame_index(self) -> int:
-        return max(0, self.clock.frame_now())
+        """Where a track starts: the frame due now. The first answer is kept for measurements
+        (a peer maps RTP timestamps to frame indices with it)."""
+        k = max(0, self.clock.frame_now())
+        if self.first_sent_frame is None:
+            self.first_sent_frame = k
+        return k
 
     async def video_frame(self, k: int) -> tuple[int, np.ndarray]:
         """Frame k's picture at its due time: (index, picture), the picture planar YUV 4:2:0 (H*3/2, W)

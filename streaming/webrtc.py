@@ -18,6 +18,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from engine.session import AvatarSession
 from streaming.pacer import Pacer
+from streaming.rtp_receive import release_frames_promptly
 from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack
 
 log = logging.getLogger(__name__)
@@ -65,29 +66,16 @@ def parse_offer(body: bytes) -> RTCSessionDescription:
     return RTCSessionDescription(sdp=sdp, type="offer")
 
 
-def shorten_audio_prefetch(receiver: object, packets: int) -> None:
-    """aiortc holds 4 audio packets (80 ms) before it decodes the first; the engine's own ring
-    buffer absorbs jitter on the media clock, so that wait is only delay. aiortc has no setting
-    for it: this reaches its private jitter buffer, and does nothing if aiortc changes."""
-    buffer = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
-    if buffer is not None and hasattr(buffer, "_prefetch"):
-        buffer._prefetch = packets
-    else:
-        log.warning("aiortc's audio jitter buffer has changed; microphone audio keeps its default prefetch")
-
-
 class PeerSession:
     """A peer connection and the engine session that answers it."""
 
-    def __init__(self, session: AvatarSession, on_closed: Callable[[PeerSession], None],
-                 mic_prefetch_packets: int = 1) -> None:
+    def __init__(self, session: AvatarSession, on_closed: Callable[[PeerSession], None]) -> None:
         self.id = session.id
         self.session = session
         self.pc = RTCPeerConnection()
         self.pacer: Pacer | None = None
         self.state = "new"
         self._on_closed = on_closed
-        self.mic_prefetch_packets = mic_prefetch_packets
         self._tasks: list[asyncio.Task[None]] = []
         self._closing: asyncio.Task[None] | None = None
 
@@ -99,7 +87,7 @@ class PeerSession:
             if track.kind == "audio":
                 for receiver in pc.getReceivers():
                     if receiver.track is track:
-                        shorten_audio_prefetch(receiver, self.mic_prefetch_packets)
+                        release_frames_promptly(receiver)
                 self._tasks.append(asyncio.create_task(self._read_mic(track), name=f"{self.id}:mic"))
 
         @pc.on("connectionstatechange")
@@ -164,6 +152,13 @@ class PeerSession:
 
     def info(self) -> dict[str, Any]:
         pacer = self.pacer.metrics.as_dict() if self.pacer else {}
+        clock = self.session.clock
+        if clock is not None and self.pacer is not None:
+            # Frame k is due at clock_start_s + pipeline_delay_s + k / 48 (time.monotonic, which a peer
+            # on the same machine shares: benchmarks.latency splits its latency with it).
+            pacer |= {"clock_start_s": clock.start_s, "pipeline_delay_s": clock.delay_s,
+                      "first_sent_frame": self.pacer.first_sent_frame,
+                      "mic_offset_samples": self.session.input_offset_samples}
         return {"id": self.id, "state": self.state, **pacer, **self.session.metrics.as_dict(),
                 **self.session.queue_depths(), **self.session.director_stats()}
 

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from benchmarks.browser_latency import measure
+from engine.config import EngineConfig
 from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.browser
 
-PIPELINE_DELAY_MS = 200  # engine default: a microphone sample -> its frame due for output
+PIPELINE_DELAY_MS = EngineConfig().pipeline_delay_s * 1000  # a microphone sample -> its frame due for output
 
 
 def test_probe_finds_the_bursts_in_mic_audio_and_video(server: ServerProcess, tmp_path: Path) -> None:

@@ -13,10 +13,10 @@ from streaming.pacer import Pacer
 from tests.test_session import avatar
 
 
-async def pace(seconds: float, render_delay_s: float = 0.0
+async def pace(seconds: float, render_delay_s: float = 0.0, **cfg: object
                ) -> tuple[list[tuple[int, float, bool]], Pacer, np.ndarray]:
     """Run a live session with a paced consumer; per frame: (index, seconds after due, fresh picture)."""
-    session = AvatarSession(avatar(), EngineConfig(), live=True, session_id="p")
+    session = AvatarSession(avatar(), EngineConfig(**cfg), live=True, session_id="p")  # type: ignore[arg-type]
     if render_delay_s:
         render = session._generator.render
 
@@ -70,7 +70,7 @@ def test_frames_come_out_on_the_clock_in_order() -> None:
 
 def test_late_windows_repeat_frames_and_the_stream_keeps_its_rate() -> None:
     # Rendering a 4-frame window (83 ms) takes 120 ms: the generator is always late.
-    got, pacer, _ = asyncio.run(pace(3.0, render_delay_s=0.12))
+    got, pacer, _ = asyncio.run(pace(3.0, render_delay_s=0.12, window_frames=4, pipeline_delay_s=0.2))
     indices = [k for k, _, _ in got]
     assert indices == list(range(indices[0], indices[0] + len(indices))), "frame slots were skipped"
     lateness = np.array([late for _, late, _ in got])

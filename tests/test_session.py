@@ -39,7 +39,7 @@ async def render_offline(audio: np.ndarray, rate_hz: int = 48000, **cfg: object)
 
 def test_offline_windows_are_contiguous_and_carry_the_exact_audio() -> None:
     audio = speechlike(1.3)
-    windows, session = asyncio.run(render_offline(audio))
+    windows, session = asyncio.run(render_offline(audio, window_frames=4))
     starts = [w.start_frame for w in windows]
     assert starts == list(range(0, 63, 4))[: len(windows)]
     frames = sum(w.n_frames for w in windows)
@@ -53,7 +53,7 @@ def test_offline_windows_are_contiguous_and_carry_the_exact_audio() -> None:
 
 def test_window_seams_are_no_rougher_than_inside_windows() -> None:
     speech = espeak("Welcome back everyone. Let me show you three new colours and tell you the price.")
-    windows, _ = asyncio.run(render_offline(speech))
+    windows, _ = asyncio.run(render_offline(speech, window_frames=4))
     frames = np.concatenate([w.frames_rgb for w in windows]).astype(np.float32)
     diffs = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
     seam = np.array([(i + 1) % 4 == 0 for i in range(len(diffs))])
@@ -78,18 +78,18 @@ def test_live_session_keeps_rendering_on_the_clock_without_any_input() -> None:
         got = []
         async for w in session.windows():
             got.append((w.start_frame, time.monotonic() - session.clock.frame_due_s(w.start_frame)))
-            if len(got) == 24:  # 2 s of video
+            if len(got) == 96:  # 2 s of video in one-frame windows (the default)
                 break
         await session.aclose()
         return got, session
 
     got, session = asyncio.run(scenario())
-    assert [k for k, _ in got] == list(range(0, 96, 4))
+    assert [k for k, _ in got] == list(range(96))
     lateness = np.array([late for _, late in got])
     # A late window costs repeated frames (counted), never the stream: allow a busy 2-core machine
-    # an occasional one, but none later than one window.
-    assert (lateness > 0).sum() <= 2, f"windows finished after they were due: {np.round(lateness, 3)}"
-    assert lateness.max() < 4 / 48
+    # an occasional one, but none later than two frames.
+    assert (lateness > 0).sum() <= 3, f"windows finished after they were due: {np.round(lateness, 3)}"
+    assert lateness.max() < 2 / 48
     assert session.metrics.audio_samples_filled >= 90 * 1000
 
 
