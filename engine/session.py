@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -108,6 +108,7 @@ class AvatarSession:
         self._instructions: deque[tuple[str, int]] = deque(maxlen=16)  # (text, frame it arrived at)
         self._new_instructions: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._audio_listeners: list[Callable[[int, np.ndarray], None]] = []
         self.error: BaseException | None = None
         self.closed = False
 
@@ -201,6 +202,12 @@ class AvatarSession:
             await loop.run_in_executor(self._executor, self._generator.render, idle, self._generator.first_frame())
             self._render_s_avg = time.monotonic() - t0
 
+    def on_audio(self, listener: Callable[[int, np.ndarray], None]) -> None:
+        """listener(frame_index, samples) gets each frame's audio (1000 samples) as soon as it is read
+        from the input, before its window is rendered: a live transport plays it from there, so the
+        sound neither waits for nor drops out with the picture."""
+        self._audio_listeners.append(listener)
+
     async def windows(self) -> AsyncIterator[RenderedWindow]:
         """Rendered windows in frame order; ends after end_input() (offline) or aclose()."""
         while True:
@@ -257,6 +264,8 @@ class AvatarSession:
             if not self.ring.ended:  # the silence padding the very last frame is not a loss
                 self.metrics.audio_samples_filled += missing
             arrived = self.ring.arrival_time(end_sample - 1) if not missing else None
+            for listener in self._audio_listeners:
+                listener(k, samples)
             features = self._features.process(k, samples, filled=missing > 0)
             features.arrived_t_s = arrived if arrived is not None else time.monotonic()
             await self._feature_q.put(features)

@@ -78,7 +78,8 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
             return json_error(503, f"server is at its limit of {registry.max_sessions} sessions; try again later")
         sid = new_session_id()
         try:
-            peer = PeerSession(AvatarSession(avatar, config.engine, live=True, session_id=sid), registry.remove)
+            peer = PeerSession(AvatarSession(avatar, config.engine, live=True, session_id=sid), registry.remove,
+                               audio_lead_s=config.audio_lead_s)
         except Exception:
             log.exception("session %s: could not be created", sid)
             return json_error(500, "internal error while creating the session; see the server log")

@@ -24,8 +24,21 @@ class ServerConfig:
     ice_host: str | None = None  # address for ICE host candidates; default: host, or all when 0.0.0.0
     max_sessions: int = 4  # further offers get 503: each live session costs ~half a core here
     video_bitrate_bps: int = 1_500_000  # fixed: a moving target rebuilds the encoder (keyframes)
+    # WebRTC: the returned audio is sent this much before its picture. The mouth anticipates the sound
+    # by lookahead_frames, and browsers play audio through a deeper buffer than video while leaving
+    # A/V differences under ~30 ms uncorrected; one frame puts them within +/- 10 ms in Chromium
+    # (benchmarks/browser_latency.py). At most pipeline_delay_s - 1/48 - 0.02: the sound must be in.
+    audio_lead_s: float = 0.021
     connect_timeout_s: float = 20.0  # a session whose peer never connects is freed after this
     engine: EngineConfig = field(default_factory=EngineConfig)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first inconsistent setting (the engine's too)."""
+        self.engine.validate()
+        most = self.engine.pipeline_delay_s - 1 / 48 - 0.02
+        if not 0 <= self.audio_lead_s <= most:
+            raise ValueError(f"audio_lead_s must be between 0 and pipeline_delay_s - 1/48 - 0.02 = {most:.3f} s "
+                             f"(the microphone's audio must have arrived), got {self.audio_lead_s}")
 
     def ice_addresses(self) -> list[str] | None:
         """None lets aioice pick every interface (server bound to all of them)."""
@@ -84,5 +97,5 @@ def load_config(toml_path: str | Path | None = None, overrides: dict[str, Any] |
         nested.update({k: values.pop(k) for k in list(values) if k in engine_names})
         _apply(cfg, values, origin)
         _apply(cfg.engine, nested, origin)
-    cfg.engine.validate()
+    cfg.validate()
     return cfg

@@ -3,12 +3,14 @@
 Rendered windows land in a small store keyed by frame index. A consumer asks for frame k and
 gets it when it is due; if the window is late, the previous picture is repeated (counted) and
 the late frame is dropped when it arrives, so video and audio stay on the clock: the stream
-slows down for nobody.
+slows down for nobody. The audio comes straight from the session's input (it needs no
+rendering), so it keeps playing through late windows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import asdict, dataclass
 
@@ -16,7 +18,7 @@ import numpy as np
 
 from engine.clock import MediaClock
 from engine.session import AvatarSession
-from engine.types import SAMPLES_PER_FRAME
+from engine.types import FPS, SAMPLES_PER_FRAME
 
 
 @dataclass
@@ -33,20 +35,22 @@ class PacerMetrics:
 
 class Pacer:
     def __init__(self, session: AvatarSession, clock: MediaClock, max_ahead_frames: int = 24,
-                 audio_grace_s: float = 0.02, max_behind_frames: int = 12) -> None:
+                 audio_grace_s: float = 0.02, max_behind_frames: int = 12, audio_lead_s: float = 0.0) -> None:
         self.session = session
         self.clock = clock
         self.max_ahead_frames = max_ahead_frames  # bounds the store; backpressure reaches the engine
         self.audio_grace_s = audio_grace_s
         self.max_behind_frames = max_behind_frames
+        self.audio_lead_s = audio_lead_s  # audio is handed out this much before its picture is due
         self.metrics = PacerMetrics()
         self._video: dict[int, np.ndarray] = {}
         self._audio: dict[int, np.ndarray] = {}
         self._last_rgb: np.ndarray = session.avatar.rgb
-        self._arrived = asyncio.Condition()
+        self._audio_arrived = asyncio.Event()
         self._taken = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.first_sent_frame: int | None = None
+        session.on_audio(self._take_audio)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"{self.session.id}:pacer")
@@ -67,11 +71,14 @@ class Pacer:
                 if k >= now:  # frames already due were repeated in their slot: drop them
                     pictures = window.frames_i420 if window.frames_i420 is not None else window.frames_rgb
                     self._video[k] = pictures[i]
-                self._audio[k] = window.audio[i * SAMPLES_PER_FRAME : (i + 1) * SAMPLES_PER_FRAME]
-            for k in [k for k in self._audio if k < now - 4]:
-                del self._audio[k]
-            async with self._arrived:
-                self._arrived.notify_all()
+
+    def _take_audio(self, k: int, samples: np.ndarray) -> None:
+        # Straight from the session's input, not from rendered windows: the sound keeps playing
+        # when a window is late or skipped (and may be sent ahead of its picture, audio_lead_s).
+        self._audio[k] = samples
+        for old in [i for i in self._audio if i < k - 2 * FPS]:  # 2 s back is plenty
+            del self._audio[old]
+        self._audio_arrived.set()
 
     async def _sleep_until(self, t_s: float) -> None:
         delay = t_s - time.monotonic()
@@ -109,18 +116,16 @@ class Pacer:
         return k, self._last_rgb
 
     async def audio(self, start_sample: int, n: int) -> np.ndarray:
-        """Samples [start_sample, start_sample + n) at their due time; silence where not rendered."""
-        due = self.clock.sample_due_s(start_sample)
+        """Samples [start_sample, start_sample + n) at their due time less audio_lead_s; silence where
+        the input has not delivered them by then (plus audio_grace_s)."""
+        due = self.clock.sample_due_s(start_sample) - self.audio_lead_s
         await self._sleep_until(due)
         first, last = start_sample // SAMPLES_PER_FRAME, (start_sample + n - 1) // SAMPLES_PER_FRAME
-        if any(k not in self._audio for k in range(first, last + 1)):
-            async with self._arrived:
-                try:
-                    await asyncio.wait_for(self._arrived.wait_for(
-                        lambda: all(k in self._audio for k in range(first, last + 1))),
-                        timeout=max(0.0, due + self.audio_grace_s - time.monotonic()))
-                except TimeoutError:
-                    pass
+        deadline = due + self.audio_grace_s
+        while any(k not in self._audio for k in range(first, last + 1)) and time.monotonic() < deadline:
+            self._audio_arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._audio_arrived.wait(), timeout=max(0.0, deadline - time.monotonic()))
         out = np.zeros(n, np.float32)
         for k in range(first, last + 1):
             block = self._audio.get(k)

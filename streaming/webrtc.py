@@ -69,13 +69,15 @@ def parse_offer(body: bytes) -> RTCSessionDescription:
 class PeerSession:
     """A peer connection and the engine session that answers it."""
 
-    def __init__(self, session: AvatarSession, on_closed: Callable[[PeerSession], None]) -> None:
+    def __init__(self, session: AvatarSession, on_closed: Callable[[PeerSession], None],
+                 audio_lead_s: float = 0.0) -> None:
         self.id = session.id
         self.session = session
         self.pc = RTCPeerConnection()
         self.pacer: Pacer | None = None
         self.state = "new"
         self._on_closed = on_closed
+        self.audio_lead_s = audio_lead_s
         self._tasks: list[asyncio.Task[None]] = []
         self._closing: asyncio.Task[None] | None = None
 
@@ -105,7 +107,7 @@ class PeerSession:
             raise OfferError(f"invalid SDP: {detail} ({type(e).__name__})") from e
         await self.session.start()
         assert self.session.clock is not None
-        self.pacer = Pacer(self.session, self.session.clock)
+        self.pacer = Pacer(self.session, self.session.clock, audio_lead_s=self.audio_lead_s)
         self.pacer.start()
         pc.addTrack(AvatarAudioTrack(self.pacer))
         pc.addTrack(AvatarVideoTrack(self.pacer))
