@@ -10,6 +10,7 @@ class SessionMetrics:
     audio_samples_in: int = 0  # after resampling to 48 kHz mono
     audio_samples_dropped: int = 0  # live backlog overflow
     audio_samples_filled: int = 0  # missing when a frame was due; silence stood in
+    audio_frames_late: int = 0  # live: the input was flowing but this frame's audio missed its deadline
     audio_samples_lost: int = 0  # gaps in the input's timestamps (lost packets), filled with silence
     frames_rendered: int = 0
     windows_rendered: int = 0
@@ -24,6 +25,8 @@ class SessionMetrics:
     audio_path_delay_ms_max: float = 0.0  # a frame's last sample arrives -> its features and lookahead are ready
     audio_path_delay_ms_total: float = 0.0
     audio_path_frames: int = 0
+    pipeline_delay_raises: int = 0  # live: late windows made the session add a frame of delay
+    pipeline_delay_lowers: int = 0  # ... and a long run on time took one back
     window_slack_ms_min: float = 0.0  # live: a window rendered -> its first frame due (the margin left)
     window_slack_ms_total: float = 0.0
 

@@ -104,6 +104,7 @@ class AvatarSession:
         self._pending_immediate = False  # a host command's plan: shown at once, not after the committed span
         self._director_wakeup = asyncio.Event()
         self._render_s_avg = 0.0  # recent render time per window, moving average
+        self._delay_changed_s = 0.0  # when the live pipeline delay last changed (monotonic)
         self.persona = config.persona
         self._instructions: deque[tuple[str, int]] = deque(maxlen=16)  # (text, frame it arrived at)
         self._new_instructions: list[str] = []
@@ -263,6 +264,10 @@ class AvatarSession:
             samples, missing = self.ring.read(k * SAMPLES_PER_FRAME, SAMPLES_PER_FRAME)
             if not self.ring.ended:  # the silence padding the very last frame is not a loss
                 self.metrics.audio_samples_filled += missing
+            if missing and self.clock is not None and time.monotonic() - self.ring.last_write_s < 0.1:
+                # The input is flowing, just not in time for this frame: more delay would have saved it.
+                self.metrics.audio_frames_late += 1
+                self._adapt_delay(late=True)
             arrived = self.ring.arrival_time(end_sample - 1) if not missing else None
             for listener in self._audio_listeners:
                 listener(k, samples)
@@ -348,6 +353,27 @@ class AvatarSession:
             self.metrics.director_plans += 1
             self._pending, self._pending_immediate = story, bool(context.new_instructions)
 
+    def _adapt_delay(self, late: bool) -> None:
+        """A late window adds a frame of pipeline delay (at most one a second, up to
+        max_pipeline_delay_s); delay_relax_s without one takes a frame back, down to pipeline_delay_s.
+        The clock moves, so every stage follows: the picture holds for a frame, the sound gets a
+        21 ms gap that receivers conceal, and the stream keeps its rate instead of repeating frames."""
+        assert self.clock is not None
+        now, cfg, frame_s = time.monotonic(), self.config, 1 / FPS
+        if self._delay_changed_s == 0.0:
+            self._delay_changed_s = now
+        can_raise = self.clock.delay_s + frame_s <= cfg.max_pipeline_delay_s + 1e-9
+        can_lower = self.clock.delay_s - frame_s >= cfg.pipeline_delay_s - 1e-9
+        if late and can_raise and now - self._delay_changed_s >= 1.0:
+            self.clock.delay_s += frame_s
+            self.metrics.pipeline_delay_raises += 1
+            self._delay_changed_s = now
+            log.info("session %s: windows come late; pipeline delay now %.0f ms", self.id, self.clock.delay_s * 1e3)
+        elif not late and can_lower and now - self._delay_changed_s >= cfg.delay_relax_s:
+            self.clock.delay_s -= frame_s
+            self.metrics.pipeline_delay_lowers += 1
+            self._delay_changed_s = now
+
     async def _run_generator(self) -> None:
         loop = asyncio.get_running_loop()
         condition = self._generator.first_frame()
@@ -361,6 +387,7 @@ class AvatarSession:
                 # Too late to be shown: skipping it lets the next window be on time, so the picture
                 # keeps moving when the generator cannot keep up (the pacer repeats frames meanwhile).
                 self.metrics.frames_skipped += item.n_frames
+                self._adapt_delay(late=True)
                 continue
             t0 = time.monotonic()
             rendered, condition = await loop.run_in_executor(self._executor, self._generator.render,
@@ -378,4 +405,5 @@ class AvatarSession:
                 slack = self.clock.frame_due_s(item.start_frame) - time.monotonic()
                 m.note_window_slack(slack)
                 m.windows_late += int(slack < 0)
+                self._adapt_delay(late=slack < 0)
             await self._rendered_q.put(rendered)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from fractions import Fraction
 from functools import cache
 
 import numpy as np
+import pytest
 
 from engine.config import EngineConfig
 from engine.generator import PreparedAvatar, prepare_avatar
@@ -136,3 +138,51 @@ def test_host_commands_reach_the_picture_within_half_a_second() -> None:
     assert changed, "the smile never showed"
     print(f"smile visible {(changed[0] - command_frame) / 48:.3f} s after the command")
     assert (changed[0] - command_frame) / 48 < 0.5, f"the smile showed {(changed[0] - command_frame) / 48:.2f} s later"
+
+
+async def jittery_mic(session: AvatarSession, seconds: float, late_every: int, late_s: float) -> list[int]:
+    """A live microphone: 20 ms frames (pts in 1/48000), every `late_every`-th one delivered late_s late
+    and the ones behind it held up with it (a delay spike; the jitter buffer keeps their order).
+    Returns audio_frames_late as it stood after each second."""
+    import av
+
+    t0, late_per_second = time.monotonic(), []
+    pending: list[tuple[float, av.AudioFrame]] = []
+    for i in range(int(seconds * 50)):
+        frame = av.AudioFrame.from_ndarray(np.full((1, 960), 3000, np.int16), format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, i * 960, Fraction(1, 48000)
+        due = t0 + (i + 1) * 0.02 + (late_s if i % late_every == 0 else 0.0)
+        pending.append((max(due, pending[-1][0]) if pending else due, frame))
+    for when, frame in pending:
+        await asyncio.sleep(max(0.0, when - time.monotonic()))
+        session.push_audio_frame(frame)
+        if len(late_per_second) < int(when - t0):
+            late_per_second.append(session.metrics.audio_frames_late)
+    return late_per_second
+
+
+def test_a_session_whose_audio_comes_late_raises_its_delay_until_it_is_in_time() -> None:
+    """Every fifth microphone packet is 45 ms late, more than the default delay leaves for it: those
+    frames would get silence. The session adds frames of delay until they are in time; with the
+    delay held fixed they keep missing."""
+
+    async def scenario(**cfg: object) -> tuple[list[int], AvatarSession]:
+        session = AvatarSession(avatar(), EngineConfig(**cfg), live=True, session_id="j")  # type: ignore[arg-type]
+        await session.start()
+        consumer = asyncio.create_task(drain(session))
+        late = await jittery_mic(session, 6.0, late_every=5, late_s=0.045)
+        consumer.cancel()
+        await session.aclose()
+        return late, session
+
+    async def drain(session: AvatarSession) -> None:
+        async for _ in session.windows():
+            pass
+
+    late, session = asyncio.run(scenario())
+    raised = session.metrics.pipeline_delay_raises
+    assert raised >= 1 and session.clock is not None
+    assert session.clock.delay_s == pytest.approx(EngineConfig().pipeline_delay_s + raised / 48)
+    assert late[-1] == late[-3], f"audio still late after adapting: {late}"
+    fixed, _ = asyncio.run(scenario(max_pipeline_delay_s=EngineConfig().pipeline_delay_s))
+    assert fixed[-1] > fixed[-3], f"a fixed delay was enough, the test proves nothing: {fixed}"

@@ -25,6 +25,7 @@ class AudioRing:
         self.read_cursor = 0
         self.dropped_samples = 0
         self.ended = False
+        self.last_write_s = 0.0  # monotonic time of the last write: is the input flowing?
         self._arrived = asyncio.Event()
         self._consumed = asyncio.Event()
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=512)  # (write end sample, monotonic time)
@@ -64,7 +65,8 @@ class AudioRing:
         lo = self.write_cursor - self._base
         self._buf[lo : lo + len(samples)] = samples
         self.write_cursor = end
-        self._arrivals.append((end, time.monotonic()))
+        self.last_write_s = time.monotonic()
+        self._arrivals.append((end, self.last_write_s))
         self._arrived.set()
         return dropped
 
