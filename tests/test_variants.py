@@ -65,3 +65,19 @@ def test_compiled_module_matches_torch() -> None:
     for n, seed in ((6, 0), (3, 1)):  # dynamic window length: no recompile for the short one
         c = varied_controls(n, seed)
         assert np.abs(compiled._frames(c).astype(np.int16) - reference._frames(c).astype(np.int16)).max() <= 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT needs a CUDA GPU")
+def test_tensorrt_engine_matches_torch_within_one_level(tmp_path: Path) -> None:
+    pytest.importorskip("tensorrt")
+    from engine.generator import variants
+
+    avatar = prepare_avatar()
+    trt_gen = variants.TensorRTGenerator(avatar, cache_dir=tmp_path)
+    reference = make_generator("torch", avatar)
+    for n, seed in ((8, 0), (1, 1), (20, 2)):  # inside the profile, its minimum, and split in two
+        c = varied_controls(n, seed)
+        got, want = trt_gen._frames(c).astype(np.int16), reference._frames(c).astype(np.int16)
+        assert got.shape == want.shape
+        assert np.abs(got - want).mean() < 1.0
+    assert trt_gen.plan_path.is_file()  # cached: the next start loads it instead of building

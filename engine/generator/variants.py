@@ -3,7 +3,8 @@
 - torch     the nn.Module's own forward (float pipeline; CPU or CUDA)
 - compile   the same module through torch.compile
 - onnx      the module exported to ONNX (dynamic window length), run by onnxruntime (CUDA if present)
-- tensorrt  an engine built from that ONNX export, cached per GPU and shape (needs CUDA and TensorRT)
+- tensorrt  an engine built from that ONNX export, cached per GPU and shape (needs CUDA and TensorRT;
+            written against TensorRT 10, not yet run: no GPU with TensorRT was available)
 
 The default `warp` (engine.generator.warp.WarpGenerator) is the CPU fast path; all of them share the
 renderer and its parity: ONNX is tested against torch within 1/255 (tests/test_variants.py).
@@ -99,4 +100,84 @@ def tensorrt_generator(avatar: PreparedAvatar, threads: int = 1) -> WarpGenerato
     except ImportError as e:
         raise ValueError("the tensorrt generator needs TensorRT: pip install tensorrt (CUDA 12), "
                          "or use 'onnx', which runs on onnxruntime's CUDA provider") from e
-    raise ValueError("the tensorrt engine build is not written yet: use 'onnx' (onnxruntime, CUDA if present)")
+    return TensorRTGenerator(avatar, threads)
+
+
+TRT_MAX_WINDOW = 16  # the engine's optimisation profile covers windows of 1..16 frames; longer ones are split
+
+
+def engine_path(cache_dir: Path, avatar: PreparedAvatar, trt_version: str) -> Path:
+    """An engine is only valid for the GPU model and TensorRT version that built it, and its shapes."""
+    major, minor = torch.cuda.get_device_capability()
+    gpu = "".join(c if c.isalnum() else "-" for c in torch.cuda.get_device_name()).strip("-")
+    return cache_dir / f"warp-{model_key(avatar)}-{gpu}-sm{major}{minor}-trt{trt_version}-n1-{TRT_MAX_WINDOW}.plan"
+
+
+def build_engine(onnx_path: Path, plan_path: Path) -> None:
+    """Parse the ONNX export and build a serialized engine for windows of 1..TRT_MAX_WINDOW frames."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    # Explicit batch is the only mode in TensorRT 10 (the flag is accepted and ignored there) and
+    # must be asked for in 8.x.
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ValueError(f"TensorRT cannot parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape("controls", (1, N_CONTROLS), (4, N_CONTROLS), (TRT_MAX_WINDOW, N_CONTROLS))
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ValueError(f"TensorRT could not build an engine from {onnx_path} (see its log above)")
+    plan_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = plan_path.with_suffix(".tmp")
+    tmp.write_bytes(bytes(serialized))
+    tmp.replace(plan_path)  # atomic: a concurrent start never loads half an engine
+
+
+class TensorRTGenerator(WarpGenerator):
+    """The ONNX export built into a TensorRT engine (cached per avatar, GPU, TensorRT version and
+    shape range), run on torch's current CUDA stream. Written against TensorRT 10's tensor API."""
+
+    name = "tensorrt"
+
+    def __init__(self, avatar: PreparedAvatar, threads: int = 1, cache_dir: Path = CACHE_DIR) -> None:
+        super().__init__(avatar, threads)
+        import tensorrt as trt
+
+        onnx_path = cache_dir / "onnx" / f"warp-{model_key(avatar)}.onnx"
+        if not onnx_path.is_file():
+            export_onnx(self, onnx_path)
+        self.plan_path = engine_path(cache_dir / "tensorrt", avatar, trt.__version__)
+        if not self.plan_path.is_file():
+            log.info("building a TensorRT engine for this avatar and GPU (once; minutes): %s", self.plan_path)
+            build_engine(onnx_path, self.plan_path)
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._engine = self._runtime.deserialize_cuda_engine(self.plan_path.read_bytes())
+        if self._engine is None:
+            raise ValueError(f"TensorRT cannot load {self.plan_path}: delete it to rebuild")
+        self._context = self._engine.create_execution_context()
+        dtypes = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32,
+                  trt.uint8: torch.uint8}
+        self._out_dtype = dtypes[self._engine.get_tensor_dtype("frames")]
+
+    def _frames(self, controls: np.ndarray) -> np.ndarray:
+        parts = [self._run(controls[i : i + TRT_MAX_WINDOW]) for i in range(0, len(controls), TRT_MAX_WINDOW)]
+        return np.concatenate(parts)
+
+    def _run(self, controls: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(controls, np.float32)).cuda()
+        ctx = self._context
+        ctx.set_input_shape("controls", tuple(x.shape))
+        out = torch.empty(tuple(ctx.get_tensor_shape("frames")), dtype=self._out_dtype, device="cuda")
+        ctx.set_tensor_address("controls", x.data_ptr())
+        ctx.set_tensor_address("frames", out.data_ptr())
+        stream = torch.cuda.current_stream()
+        if not ctx.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError("TensorRT failed to run the engine")
+        stream.synchronize()
+        return out.cpu().numpy()
