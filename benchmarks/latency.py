@@ -225,6 +225,8 @@ def main() -> None:
     stages.add_row("slack: window rendered -> its first frame due", f"{c['window_slack_ms_mean']:.1f}",
                    f"{c['window_slack_ms_min']:.1f}")
     stages.add_row("frames repeated (late) / sent", f"{c['frames_repeated']} / {c['frames_sent']}", "")
+    stages.add_row("pipeline delay raised / lowered (adapting to a busy machine)",
+                   f"{c['pipeline_delay_raises']} / {c['pipeline_delay_lowers']}", "")
     stages.add_row("audio samples late (silence stood in) / in", f"{c['audio_samples_filled']} / "
                    f"{c['audio_samples_in']}", "")
     console.print(stages)
