@@ -176,7 +176,8 @@ class Result:
 
 def session_counters(url: str) -> dict:
     with urllib.request.urlopen(url + "/api/sessions", timeout=5) as r:
-        return json.loads(r.read())["sessions"][0]
+        reply = json.loads(r.read())
+    return reply["sessions"][0] | reply["server"]
 
 
 def pct(values: list[float], q: float) -> str:
@@ -225,6 +226,9 @@ def main() -> None:
     stages.add_row("slack: window rendered -> its first frame due", f"{c['window_slack_ms_mean']:.1f}",
                    f"{c['window_slack_ms_min']:.1f}")
     stages.add_row("frames repeated (late) / sent", f"{c['frames_repeated']} / {c['frames_sent']}", "")
+    stages.add_row("server event loop: worst wake-up lag / lags over 10 ms / over 30 ms",
+                   f"{c['event_loop_lag_ms_max']:.1f}",
+                   f"{c['event_loop_lags_over_10ms']} / {c['event_loop_lags_over_30ms']}")
     stages.add_row("pipeline delay raised / lowered (adapting to a busy machine)",
                    f"{c['pipeline_delay_raises']} / {c['pipeline_delay_lowers']}", "")
     stages.add_row("audio samples late (silence stood in) / in", f"{c['audio_samples_filled']} / "

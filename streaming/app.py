@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from pathlib import Path
@@ -12,6 +13,7 @@ from aiohttp import web
 from engine.generator import PreparedAvatar
 from engine.session import AvatarSession
 from streaming.config import ServerConfig
+from streaming.loop_monitor import LoopMonitor
 from streaming.webrtc import OfferError, PeerSession, new_session_id, parse_offer
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ def json_error(status: int, message: str) -> web.Response:
 def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
     app = web.Application(client_max_size=MAX_OFFER_BYTES)
     registry = SessionRegistry(config.max_sessions)
+    loop_monitor = LoopMonitor()
 
     async def index(_: web.Request) -> web.FileResponse:
         return web.FileResponse(WEB_DIR / "index.html")
@@ -78,11 +81,16 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
             return json_error(503, f"server is at its limit of {registry.max_sessions} sessions; try again later")
         sid = new_session_id()
         try:
-            peer = PeerSession(AvatarSession(avatar, config.engine, live=True, session_id=sid), registry.remove,
-                               audio_lead_s=config.audio_lead_s)
+            # Building a session (renderer fields, voice-activity model) takes 30-60 ms of CPU: off the
+            # event loop, so the sessions already streaming do not stall for it.
+            session = await asyncio.get_running_loop().run_in_executor(
+                None, functools.partial(AvatarSession, avatar, config.engine, live=True, session_id=sid))
+            peer = PeerSession(session, registry.remove, audio_lead_s=config.audio_lead_s)
         except Exception:
             log.exception("session %s: could not be created", sid)
             return json_error(500, "internal error while creating the session; see the server log")
+        if len(registry.active) >= registry.max_sessions:  # another offer took the last place meanwhile
+            return json_error(503, f"server is at its limit of {registry.max_sessions} sessions; try again later")
         registry.add(peer)
         try:
             answer = await peer.answer(desc, config.connect_timeout_s)
@@ -120,11 +128,14 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
         return ws
 
     async def sessions(_: web.Request) -> web.Response:
-        return web.json_response({"sessions": [p.info() for p in registry.active.values()]})
+        return web.json_response({"sessions": [p.info() for p in registry.active.values()],
+                                  "server": loop_monitor.as_dict()})
 
     async def metrics(_: web.Request) -> web.Response:
         lines = ["# TYPE avatar_sessions_active gauge", f"avatar_sessions_active {len(registry.active)}",
                  "# TYPE avatar_sessions_ended_total counter", f"avatar_sessions_ended_total {registry.ended}"]
+        for key, value in loop_monitor.as_dict().items():
+            lines += [f"# TYPE avatar_{key} gauge", f"avatar_{key} {value}"]
         per_session = [(p.id, p.info()) for p in registry.active.values()]
         keys = sorted({k for _, info in per_session for k, v in info.items() if isinstance(v, int | float)})
         for key in keys:
@@ -132,7 +143,11 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
             lines += [f'avatar_{key}{{session="{sid}"}} {info[key]}' for sid, info in per_session if key in info]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
+    async def on_startup(_: web.Application) -> None:
+        loop_monitor.start()
+
     async def on_shutdown(_: web.Application) -> None:
+        await loop_monitor.stop()
         await asyncio.gather(*(p.close() for p in list(registry.active.values())), return_exceptions=True)
 
     app.router.add_get("/", index)
@@ -143,6 +158,7 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
     app.router.add_get("/api/sessions", sessions)
     app.router.add_get("/metrics", metrics)
     app.router.add_static("/static", WEB_DIR)
+    app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
     app["registry"] = registry
     return app

@@ -35,18 +35,23 @@ class PacerMetrics:
 
 class Pacer:
     def __init__(self, session: AvatarSession, clock: MediaClock, max_ahead_frames: int = 24,
-                 audio_grace_s: float = 0.02, max_behind_frames: int = 12, audio_lead_s: float = 0.0) -> None:
+                 audio_grace_s: float = 0.02, max_behind_frames: int = 12, audio_lead_s: float = 0.0,
+                 video_grace_s: float = 0.01) -> None:
         self.session = session
         self.clock = clock
         self.max_ahead_frames = max_ahead_frames  # bounds the store; backpressure reaches the engine
         self.audio_grace_s = audio_grace_s
         self.max_behind_frames = max_behind_frames
         self.audio_lead_s = audio_lead_s  # audio is handed out this much before its picture is due
+        # A frame this late is still sent, a little late, rather than the previous picture again: a
+        # window that finished a hair before its due time may still be on its way through the loop.
+        self.video_grace_s = video_grace_s
         self.metrics = PacerMetrics()
         self._video: dict[int, np.ndarray] = {}
         self._audio: dict[int, np.ndarray] = {}
         self._last_rgb: np.ndarray = session.avatar.rgb
         self._audio_arrived = asyncio.Event()
+        self._video_arrived = asyncio.Event()
         self._taken = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.first_sent_frame: int | None = None
@@ -71,6 +76,7 @@ class Pacer:
                 if k >= now:  # frames already due were repeated in their slot: drop them
                     pictures = window.frames_i420 if window.frames_i420 is not None else window.frames_rgb
                     self._video[k] = pictures[i]
+            self._video_arrived.set()
 
     def _take_audio(self, k: int, samples: np.ndarray) -> None:
         # Straight from the session's input, not from rendered windows: the sound keeps playing
@@ -103,7 +109,12 @@ class Pacer:
             for old in [i for i in self._video if i < now]:
                 del self._video[old]
             k = now
-        await self._sleep_until(self.clock.frame_due_s(k))
+        due = self.clock.frame_due_s(k)
+        await self._sleep_until(due)
+        while k not in self._video and time.monotonic() < due + self.video_grace_s:
+            self._video_arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._video_arrived.wait(), timeout=due + self.video_grace_s - time.monotonic())
         for old in [i for i in self._video if i < k]:
             del self._video[old]
         rgb = self._video.pop(k, None)

@@ -76,7 +76,8 @@ def test_late_windows_repeat_frames_and_the_stream_keeps_its_rate() -> None:
     indices = [k for k, _, _ in got]
     assert indices == list(range(indices[0], indices[0] + len(indices))), "frame slots were skipped"
     lateness = np.array([late for _, late, _ in got])
-    assert np.percentile(lateness, 95) < 0.01, "a late window delayed the output"
+    # A missing frame waits at most the pacer's short grace, then the previous picture goes out.
+    assert np.percentile(lateness, 95) < pacer.video_grace_s + 0.005, "a late window delayed the output"
     assert pacer.metrics.frames_repeated > 10
     # ... but the engine skips what it cannot make in time, so the picture keeps moving.
     # The generator makes 4 frames per 120 ms (33 fps), so in steady state (the second half) about
