@@ -101,7 +101,8 @@ def realtime(minutes: float) -> list[dict]:
         while not stop.wait(STEP_S):
             try:
                 with urllib.request.urlopen(server.url + "/api/sessions", timeout=5) as r:
-                    sessions = json.loads(r.read())["sessions"]
+                    reply = json.loads(r.read())
+                    sessions = reply["sessions"]
             except OSError:
                 continue
             if not sessions:  # before the peer connected or after it left
@@ -109,7 +110,9 @@ def realtime(minutes: float) -> list[dict]:
             s = sessions[0]
             rows.append({"wall_s": time.monotonic() - t0, "rss_mb": proc.memory_info().rss / 2**20,
                          "frames_sent": s["frames_sent"], "frames_repeated": s["frames_repeated"],
-                         "windows_late": s["windows_late"]})
+                         "windows_late": s["windows_late"], "audio_frames_late": s["audio_frames_late"],
+                         "pipeline_delay_ms": s["pipeline_delay_s"] * 1000,
+                         "event_loop_lag_ms_max": reply["server"]["event_loop_lag_ms_max"]})
 
     sampler = threading.Thread(target=sample)
     sampler.start()
@@ -147,10 +150,15 @@ def main() -> None:
     out = Path(args.out)
     if args.realtime:
         rows = realtime(args.minutes)
-        plot(rows, out.with_suffix(".png"), "wall_s", ["rss_mb", "frames_repeated", "windows_late"])
+        plot(rows, out.with_suffix(".png"), "wall_s", ["rss_mb", "frames_repeated", "pipeline_delay_ms"])
         fps = (rows[-1]["frames_sent"] - rows[0]["frames_sent"]) / (rows[-1]["wall_s"] - rows[0]["wall_s"])
-        summary = {"minutes": args.minutes, "fps": fps, "frames_repeated": rows[-1]["frames_repeated"],
-                   "rss_mb_first": rows[0]["rss_mb"], "rss_mb_last": rows[-1]["rss_mb"]}
+        last = rows[-1]
+        summary = {"minutes": args.minutes, "fps": fps, "frames_sent": last["frames_sent"],
+                   "frames_repeated": last["frames_repeated"], "windows_late": last["windows_late"],
+                   "audio_frames_late": last["audio_frames_late"],
+                   "pipeline_delay_ms_max": max(r["pipeline_delay_ms"] for r in rows),
+                   "event_loop_lag_ms_max": last["event_loop_lag_ms_max"],
+                   "rss_mb_first": rows[0]["rss_mb"], "rss_mb_last": last["rss_mb"]}
     else:
         rows = asyncio.run(offline(args.minutes))
         plot(rows, out.with_suffix(".png"), "media_s", ["rss_mb", "render_ms_per_frame", "drift_px"])
