@@ -25,8 +25,7 @@ class SessionMetrics:
     audio_path_delay_ms_max: float = 0.0  # a frame's last sample arrives -> its features and lookahead are ready
     audio_path_delay_ms_total: float = 0.0
     audio_path_frames: int = 0
-    pipeline_delay_raises: int = 0  # live: late windows made the session add a frame of delay
-    pipeline_delay_lowers: int = 0  # ... and a long run on time took one back
+    pipeline_delay_raises: int = 0  # live: late windows or late audio made the session add a frame of delay
     window_slack_ms_min: float = 0.0  # live: a window rendered -> its first frame due (the margin left)
     window_slack_ms_total: float = 0.0
 

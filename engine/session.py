@@ -354,25 +354,20 @@ class AvatarSession:
             self._pending, self._pending_immediate = story, bool(context.new_instructions)
 
     def _adapt_delay(self, late: bool) -> None:
-        """A late window adds a frame of pipeline delay (at most one a second, up to
-        max_pipeline_delay_s); delay_relax_s without one takes a frame back, down to pipeline_delay_s.
-        The clock moves, so every stage follows: the picture holds for a frame, the sound gets a
-        21 ms gap that receivers conceal, and the stream keeps its rate instead of repeating frames."""
-        assert self.clock is not None
-        now, cfg, frame_s = time.monotonic(), self.config, 1 / FPS
-        if self._delay_changed_s == 0.0:
-            self._delay_changed_s = now
-        can_raise = self.clock.delay_s + frame_s <= cfg.max_pipeline_delay_s + 1e-9
-        can_lower = self.clock.delay_s - frame_s >= cfg.pipeline_delay_s - 1e-9
-        if late and can_raise and now - self._delay_changed_s >= 1.0:
-            self.clock.delay_s += frame_s
-            self.metrics.pipeline_delay_raises += 1
-            self._delay_changed_s = now
-            log.info("session %s: windows come late; pipeline delay now %.0f ms", self.id, self.clock.delay_s * 1e3)
-        elif not late and can_lower and now - self._delay_changed_s >= cfg.delay_relax_s:
-            self.clock.delay_s -= frame_s
-            self.metrics.pipeline_delay_lowers += 1
-            self._delay_changed_s = now
+        """A late window, or late input audio, adds a frame of pipeline delay (at most one a second, up
+        to max_pipeline_delay_s). The clock moves, so every stage follows: the picture holds for a
+        frame, the sound gets a 21 ms gap that receivers conceal, and the stream keeps its rate
+        instead of repeating frames. The delay is not lowered again within the session: frames in
+        flight were planned on the old clock, so lowering would make one late."""
+        if not late or self.clock is None:
+            return
+        now, frame_s = time.monotonic(), 1 / FPS
+        if self.clock.delay_s + frame_s > self.config.max_pipeline_delay_s + 1e-9 or now - self._delay_changed_s < 1.0:
+            return
+        self.clock.delay_s += frame_s
+        self.metrics.pipeline_delay_raises += 1
+        self._delay_changed_s = now
+        log.info("session %s: running late; pipeline delay now %.0f ms", self.id, self.clock.delay_s * 1e3)
 
     async def _run_generator(self) -> None:
         loop = asyncio.get_running_loop()
