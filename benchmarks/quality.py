@@ -335,7 +335,7 @@ def session_frames(avatar: PreparedAvatar, speech: np.ndarray, window_frames: in
     from engine.session import AvatarSession
 
     async def run() -> list[np.ndarray]:
-        session = AvatarSession(avatar, EngineConfig(window_frames=window_frames), live=False)
+        session = AvatarSession(avatar, EngineConfig(offline_window_frames=window_frames), live=False)
         await session.start()
         for i in range(0, len(speech), 4096):
             session.push_audio(speech[i : i + 4096], 48000)

@@ -14,6 +14,7 @@ class EngineConfig:
     # render_reserve_s: the defaults leave ~18 ms for late packets in a 100 ms pipeline delay
     # (benchmarks/latency.py). Offline rendering is faster with longer windows (8: ~20% more fps).
     window_frames: int = 1  # frames per sub-clip window (1 = 21 ms)
+    offline_window_frames: int = 8  # ... when rendering offline (render, pushed files): no latency to keep
     lookahead_frames: int = 1  # audio frames the mouth may anticipate (0..2); each adds 21 ms of delay
     pipeline_delay_s: float = 0.1  # live: audio sample spoken -> its frame is due for output
     max_pipeline_delay_s: float = 0.25  # live: a session that runs late raises its delay a frame at a time
@@ -43,8 +44,9 @@ class EngineConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first inconsistent setting."""
-        if self.window_frames < 1:
-            raise ValueError(f"window_frames must be >= 1, got {self.window_frames}")
+        if self.window_frames < 1 or self.offline_window_frames < 1:
+            raise ValueError(f"window_frames and offline_window_frames must be >= 1, got {self.window_frames} "
+                             f"and {self.offline_window_frames}")
         if not 0 <= self.lookahead_frames <= 2:
             raise ValueError(f"lookahead_frames must be 0, 1 or 2, got {self.lookahead_frames}")
         if self.generator not in ("warp", "torch", "compile", "onnx", "tensorrt"):

@@ -78,7 +78,7 @@ class AvatarSession:
         self.avatar = avatar
         self.config = config
         self.live = live
-        self.window_frames = config.window_frames
+        self.window_frames = config.window_frames if live else config.offline_window_frames
         self.clock: MediaClock | None = None
         self.ring = AudioRing(int(config.max_live_backlog_s * SAMPLE_RATE_HZ))
         self._anchor = LiveAnchor()

@@ -41,7 +41,7 @@ async def render_offline(audio: np.ndarray, rate_hz: int = 48000, **cfg: object)
 
 def test_offline_windows_are_contiguous_and_carry_the_exact_audio() -> None:
     audio = speechlike(1.3)
-    windows, session = asyncio.run(render_offline(audio, window_frames=4))
+    windows, session = asyncio.run(render_offline(audio, offline_window_frames=4))
     starts = [w.start_frame for w in windows]
     assert starts == list(range(0, 63, 4))[: len(windows)]
     frames = sum(w.n_frames for w in windows)
@@ -55,7 +55,7 @@ def test_offline_windows_are_contiguous_and_carry_the_exact_audio() -> None:
 
 def test_window_seams_are_no_rougher_than_inside_windows() -> None:
     speech = espeak("Welcome back everyone. Let me show you three new colours and tell you the price.")
-    windows, _ = asyncio.run(render_offline(speech, window_frames=4))
+    windows, _ = asyncio.run(render_offline(speech, offline_window_frames=4))
     frames = np.concatenate([w.frames_rgb for w in windows]).astype(np.float32)
     diffs = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
     seam = np.array([(i + 1) % 4 == 0 for i in range(len(diffs))])
