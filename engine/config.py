@@ -14,7 +14,7 @@ class EngineConfig:
     # render_reserve_s: the defaults leave ~18 ms for late packets in a 100 ms pipeline delay
     # (benchmarks/latency.py). Offline rendering is faster with longer windows (8: ~20% more fps).
     window_frames: int = 1  # frames per sub-clip window (1 = 21 ms)
-    offline_window_frames: int = 8  # ... when rendering offline (render, pushed files): no latency to keep
+    offline_window_frames: int = 8  # ... in offline sessions (live=False, e.g. `render`): no latency to keep
     lookahead_frames: int = 1  # audio frames the mouth may anticipate (0..2); each adds 21 ms of delay
     pipeline_delay_s: float = 0.1  # live: audio sample spoken -> its frame is due for output
     max_pipeline_delay_s: float = 0.25  # live: a session that runs late raises its delay a frame at a time
