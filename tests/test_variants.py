@@ -81,3 +81,14 @@ def test_tensorrt_engine_matches_torch_within_one_level(tmp_path: Path) -> None:
         assert got.shape == want.shape
         assert np.abs(got - want).mean() < 1.0
     assert trt_gen.plan_path.is_file()  # cached: the next start loads it instead of building
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_torch_variant_on_cuda_matches_the_cpu_module() -> None:
+    from engine.generator.variants import TorchGenerator
+
+    avatar = prepare_avatar()
+    gpu, cpu = TorchGenerator(avatar), TorchGenerator(avatar, device="cpu")
+    assert gpu.renderer.roi_src.is_cuda  # so the renderer takes the Triton warp + composite
+    c = varied_controls(8, 3)
+    assert np.abs(gpu._frames(c).astype(np.int16) - cpu._frames(c).astype(np.int16)).mean() < 1.0

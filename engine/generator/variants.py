@@ -29,13 +29,19 @@ CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "av
 
 
 class TorchGenerator(WarpGenerator):
-    """The module's float forward: the reference every other path is checked against."""
+    """The module's float forward: the reference every other path is checked against. On a CUDA
+    machine it runs on the GPU (warp + composite through the Triton kernel), else on the CPU."""
 
     name = "torch"
 
+    def __init__(self, avatar: PreparedAvatar, threads: int = 1, device: str | None = None) -> None:
+        super().__init__(avatar, threads)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.renderer.to(self.device)
+
     def _frames(self, controls: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return self.renderer(torch.from_numpy(controls)).numpy()
+            return self.renderer(torch.from_numpy(controls).to(self.device)).cpu().numpy()
 
 
 class CompiledGenerator(TorchGenerator):
@@ -48,7 +54,7 @@ class CompiledGenerator(TorchGenerator):
 
     def _frames(self, controls: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return self._compiled(torch.from_numpy(controls)).numpy()
+            return self._compiled(torch.from_numpy(controls).to(self.device)).cpu().numpy()
 
 
 def export_onnx(generator: WarpGenerator, path: Path) -> Path:
