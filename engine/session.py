@@ -362,7 +362,8 @@ class AvatarSession:
         if not late or self.clock is None:
             return
         now, frame_s = time.monotonic(), 1 / FPS
-        if self.clock.delay_s + frame_s > self.config.max_pipeline_delay_s + 1e-9 or now - self._delay_changed_s < 1.0:
+        cap = max(self.config.max_pipeline_delay_s, self.config.pipeline_delay_s)
+        if self.clock.delay_s + frame_s > cap + 1e-9 or now - self._delay_changed_s < 1.0:
             return
         self.clock.delay_s += frame_s
         self.metrics.pipeline_delay_raises += 1
