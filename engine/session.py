@@ -267,7 +267,7 @@ class AvatarSession:
             if missing and self.clock is not None and time.monotonic() - self.ring.last_write_s < 0.1:
                 # The input is flowing, just not in time for this frame: more delay would have saved it.
                 self.metrics.audio_frames_late += 1
-                self._adapt_delay(late=True)
+                self._fell_behind()
             arrived = self.ring.arrival_time(end_sample - 1) if not missing else None
             for listener in self._audio_listeners:
                 listener(k, samples)
@@ -353,13 +353,13 @@ class AvatarSession:
             self.metrics.director_plans += 1
             self._pending, self._pending_immediate = story, bool(context.new_instructions)
 
-    def _adapt_delay(self, late: bool) -> None:
+    def _fell_behind(self) -> None:
         """A late window, or late input audio, adds a frame of pipeline delay (at most one a second, up
         to max_pipeline_delay_s). The clock moves, so every stage follows: the picture holds for a
         frame, the sound gets a 21 ms gap that receivers conceal, and the stream keeps its rate
         instead of repeating frames. The delay is not lowered again within the session: frames in
         flight were planned on the old clock, so lowering would make one late."""
-        if not late or self.clock is None:
+        if self.clock is None:
             return
         now, frame_s = time.monotonic(), 1 / FPS
         cap = max(self.config.max_pipeline_delay_s, self.config.pipeline_delay_s)
@@ -383,7 +383,7 @@ class AvatarSession:
                 # Too late to be shown: skipping it lets the next window be on time, so the picture
                 # keeps moving when the generator cannot keep up (the pacer repeats frames meanwhile).
                 self.metrics.frames_skipped += item.n_frames
-                self._adapt_delay(late=True)
+                self._fell_behind()
                 continue
             t0 = time.monotonic()
             rendered, condition = await loop.run_in_executor(self._executor, self._generator.render,
@@ -400,6 +400,7 @@ class AvatarSession:
             if self.clock is not None:
                 slack = self.clock.frame_due_s(item.start_frame) - time.monotonic()
                 m.note_window_slack(slack)
-                m.windows_late += int(slack < 0)
-                self._adapt_delay(late=slack < 0)
+                if slack < 0:
+                    m.windows_late += 1
+                    self._fell_behind()
             await self._rendered_q.put(rendered)

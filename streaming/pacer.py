@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -91,6 +92,14 @@ class Pacer:
         if delay > 0:
             await asyncio.sleep(delay)
 
+    @staticmethod
+    async def _wait_until(ready: Callable[[], bool], arrived: asyncio.Event, deadline_s: float) -> None:
+        """Until ready() holds or the deadline passes, waking whenever `arrived` is set."""
+        while not ready() and time.monotonic() < deadline_s:
+            arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), timeout=max(0.0, deadline_s - time.monotonic()))
+
     def first_frame_index(self) -> int:
         """Where a track starts: the frame due now. The first answer is kept for measurements
         (a peer maps RTP timestamps to frame indices with it)."""
@@ -111,10 +120,7 @@ class Pacer:
             k = now
         due = self.clock.frame_due_s(k)
         await self._sleep_until(due)
-        while k not in self._video and time.monotonic() < due + self.video_grace_s:
-            self._video_arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._video_arrived.wait(), timeout=due + self.video_grace_s - time.monotonic())
+        await self._wait_until(lambda: k in self._video, self._video_arrived, due + self.video_grace_s)
         for old in [i for i in self._video if i < k]:
             del self._video[old]
         rgb = self._video.pop(k, None)
@@ -132,11 +138,8 @@ class Pacer:
         due = self.clock.sample_due_s(start_sample) - self.audio_lead_s
         await self._sleep_until(due)
         first, last = start_sample // SAMPLES_PER_FRAME, (start_sample + n - 1) // SAMPLES_PER_FRAME
-        deadline = due + self.audio_grace_s
-        while any(k not in self._audio for k in range(first, last + 1)) and time.monotonic() < deadline:
-            self._audio_arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._audio_arrived.wait(), timeout=max(0.0, deadline - time.monotonic()))
+        await self._wait_until(lambda: all(k in self._audio for k in range(first, last + 1)), self._audio_arrived,
+                               due + self.audio_grace_s)
         out = np.zeros(n, np.float32)
         for k in range(first, last + 1):
             block = self._audio.get(k)
