@@ -229,8 +229,9 @@ def main() -> None:
     stages.add_row("server event loop: worst wake-up lag / lags over 10 ms / over 30 ms",
                    f"{c['event_loop_lag_ms_max']:.1f}",
                    f"{c['event_loop_lags_over_10ms']} / {c['event_loop_lags_over_30ms']}")
-    stages.add_row("pipeline delay raised (adapting to a busy machine): times, delay at the end (ms)",
-                   f"{c['pipeline_delay_raises']}", f"{c['pipeline_delay_s'] * 1000:.0f}")
+    stages.add_row("pipeline delay raised / lowered (adapting to the machine), delay at the end (ms)",
+                   f"{c['pipeline_delay_raises']} / {c['pipeline_delay_lowers']}",
+                   f"{c['pipeline_delay_s'] * 1000:.0f}")
     stages.add_row("audio samples late (silence stood in) / in", f"{c['audio_samples_filled']} / "
                    f"{c['audio_samples_in']}", "")
     console.print(stages)

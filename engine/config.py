@@ -19,6 +19,7 @@ class EngineConfig:
     pipeline_delay_s: float = 0.1  # live: audio sample spoken -> its frame is due for output
     max_pipeline_delay_s: float = 0.25  # live: a session that runs late raises its delay a frame at a time
     # up to this, so a busy machine costs latency, not repeated frames; <= pipeline_delay_s keeps it fixed
+    delay_relax_s: float = 30.0  # live: ... and takes a frame back after this long on time with a frame to spare
     render_reserve_s: float = 0.02  # live: a window starts rendering at least this long before it is due
     max_live_backlog_s: float = 0.3  # live mic: audio beyond this backlog is dropped (counted)
     max_pushed_backlog_s: float = 600.0  # pushed/offline audio is buffered, never dropped, up to this

@@ -26,6 +26,7 @@ class SessionMetrics:
     audio_path_delay_ms_total: float = 0.0
     audio_path_frames: int = 0
     pipeline_delay_raises: int = 0  # live: late windows or late audio made the session add a frame of delay
+    pipeline_delay_lowers: int = 0  # live: ... and a long run with slack to spare took one back
     window_slack_ms_min: float = 0.0  # live: a window rendered -> its first frame due (the margin left)
     window_slack_ms_total: float = 0.0
 

@@ -105,6 +105,8 @@ class AvatarSession:
         self._director_wakeup = asyncio.Event()
         self._render_s_avg = 0.0  # recent render time per window, moving average
         self._delay_changed_s = 0.0  # when the live pipeline delay last changed (monotonic)
+        self._slack_per_s: deque[tuple[int, float]] = deque()  # (second, least window slack in it), recent
+        self._late_s = 0.0  # when the session last ran late (monotonic)
         self.persona = config.persona
         self._instructions: deque[tuple[str, int]] = deque(maxlen=16)  # (text, frame it arrived at)
         self._new_instructions: list[str] = []
@@ -250,7 +252,9 @@ class AvatarSession:
     async def _run_features(self) -> None:
         n = self.window_frames
         k = 0
-        while True:
+        # Not `while True`: on Python 3.11 a cancel that lands as asyncio.timeout expires is swallowed
+        # (fixed in 3.12), and aclose() would wait for this loop forever; closed ends it regardless.
+        while not self.closed:
             end_sample = (k + 1) * SAMPLES_PER_FRAME
             timeout = None
             if self.clock is not None:  # frame k is needed by the window it looks ahead for
@@ -331,7 +335,7 @@ class AvatarSession:
     async def _run_director(self) -> None:
         replan = int(self.config.replan_interval_s * FPS)
         horizon = int(self.config.plan_horizon_s * FPS)
-        while True:
+        while not self.closed:  # asyncio.wait_for below may swallow a cancel on 3.11, as in _run_features
             await self._director_wakeup.wait()
             self._director_wakeup.clear()
             start = self._progress_frame
@@ -357,11 +361,11 @@ class AvatarSession:
         """A late window, or late input audio, adds a frame of pipeline delay (at most one a second, up
         to max_pipeline_delay_s). The clock moves, so every stage follows: the picture holds for a
         frame, the sound gets a 21 ms gap that receivers conceal, and the stream keeps its rate
-        instead of repeating frames. The delay is not lowered again within the session: frames in
-        flight were planned on the old clock, so lowering would make one late."""
+        instead of repeating frames. _spare_slack() takes frames back."""
         if self.clock is None:
             return
         now, frame_s = time.monotonic(), 1 / FPS
+        self._late_s = now
         cap = max(self.config.max_pipeline_delay_s, self.config.pipeline_delay_s)
         if self.clock.delay_s + frame_s > cap + 1e-9 or now - self._delay_changed_s < 1.0:
             return
@@ -369,6 +373,28 @@ class AvatarSession:
         self.metrics.pipeline_delay_raises += 1
         self._delay_changed_s = now
         log.info("session %s: running late; pipeline delay now %.0f ms", self.id, self.clock.delay_s * 1e3)
+
+    def _spare_slack(self, slack_s: float) -> None:
+        """A window was on time. After delay_relax_s of that, with every window more than a frame (and
+        10 ms) early, a raised delay gives one frame back: moved earlier by a frame, even the
+        tightest of those windows would still have been on time."""
+        assert self.clock is not None
+        now, frame_s, relax = time.monotonic(), 1 / FPS, self.config.delay_relax_s
+        second, recent = int(now), self._slack_per_s
+        if recent and recent[-1][0] == second:
+            recent[-1] = (second, min(recent[-1][1], slack_s))
+        else:
+            recent.append((second, slack_s))
+        while recent[0][0] < now - relax - 1:
+            recent.popleft()
+        if (self.clock.delay_s - frame_s >= self.config.pipeline_delay_s - 1e-9
+                and now - max(self._delay_changed_s, self._late_s) >= relax
+                and min(s for _, s in recent) > frame_s + 0.01):
+            self.clock.delay_s -= frame_s
+            self.metrics.pipeline_delay_lowers += 1
+            self._delay_changed_s = now
+            recent.clear()
+            log.info("session %s: on time; pipeline delay back to %.0f ms", self.id, self.clock.delay_s * 1e3)
 
     async def _run_generator(self) -> None:
         loop = asyncio.get_running_loop()
@@ -403,4 +429,6 @@ class AvatarSession:
                 if slack < 0:
                     m.windows_late += 1
                     self._fell_behind()
+                else:
+                    self._spare_slack(slack)
             await self._rendered_q.put(rendered)

@@ -140,7 +140,8 @@ def test_host_commands_reach_the_picture_within_half_a_second() -> None:
     assert (changed[0] - command_frame) / 48 < 0.5, f"the smile showed {(changed[0] - command_frame) / 48:.2f} s later"
 
 
-async def jittery_mic(session: AvatarSession, seconds: float, late_every: int, late_s: float) -> list[int]:
+async def jittery_mic(session: AvatarSession, seconds: float, late_every: int, late_s: float,
+                      jitter_until_s: float = float("inf")) -> list[int]:
     """A live microphone: 20 ms frames (pts in 1/48000), every `late_every`-th one delivered late_s late
     and the ones behind it held up with it (a delay spike; the jitter buffer keeps their order).
     Returns audio_frames_late as it stood after each second."""
@@ -151,7 +152,8 @@ async def jittery_mic(session: AvatarSession, seconds: float, late_every: int, l
     for i in range(int(seconds * 50)):
         frame = av.AudioFrame.from_ndarray(np.full((1, 960), 3000, np.int16), format="s16", layout="mono")
         frame.sample_rate, frame.pts, frame.time_base = 48000, i * 960, Fraction(1, 48000)
-        due = t0 + (i + 1) * 0.02 + (late_s if i % late_every == 0 else 0.0)
+        late = i % late_every == 0 and i * 0.02 < jitter_until_s
+        due = t0 + (i + 1) * 0.02 + (late_s if late else 0.0)
         pending.append((max(due, pending[-1][0]) if pending else due, frame))
     for when, frame in pending:
         await asyncio.sleep(max(0.0, when - time.monotonic()))
@@ -166,11 +168,11 @@ def test_a_session_whose_audio_comes_late_raises_its_delay_until_it_is_in_time()
     frames would get silence. The session adds frames of delay until they are in time; with the
     delay held fixed they keep missing."""
 
-    async def scenario(**cfg: object) -> tuple[list[int], AvatarSession]:
+    async def scenario(jitter_until_s: float = float("inf"), **cfg: object) -> tuple[list[int], AvatarSession]:
         session = AvatarSession(avatar(), EngineConfig(**cfg), live=True, session_id="j")  # type: ignore[arg-type]
         await session.start()
         consumer = asyncio.create_task(drain(session))
-        late = await jittery_mic(session, 6.0, late_every=5, late_s=0.045)
+        late = await jittery_mic(session, 6.0, late_every=5, late_s=0.045, jitter_until_s=jitter_until_s)
         consumer.cancel()
         await session.aclose()
         return late, session
@@ -186,3 +188,9 @@ def test_a_session_whose_audio_comes_late_raises_its_delay_until_it_is_in_time()
     assert late[-1] == late[-3], f"audio still late after adapting: {late}"
     fixed, _ = asyncio.run(scenario(max_pipeline_delay_s=EngineConfig().pipeline_delay_s))
     assert fixed[-1] > fixed[-3], f"a fixed delay was enough, the test proves nothing: {fixed}"
+
+    # The congestion passes after 2 s: with 2 s to relax, the frame of delay comes back.
+    late, relaxed = asyncio.run(scenario(jitter_until_s=2.0, delay_relax_s=2.0))
+    assert relaxed.metrics.pipeline_delay_raises >= 1 and relaxed.metrics.pipeline_delay_lowers >= 1
+    assert relaxed.clock is not None and relaxed.clock.delay_s == pytest.approx(EngineConfig().pipeline_delay_s)
+    assert late[-1] == late[-3] and relaxed.metrics.windows_late == 0, late
