@@ -36,10 +36,8 @@ with RTCP sender reports, which the aiortc peer of benchmarks/latency.py does no
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +46,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.cli import burst_benchmark_args
 from benchmarks.plots import histograms
 from tests.conftest import espeak, mouth_box, start_server, stop_server, write_wav
 from tests.test_browser import chromium_page
@@ -401,15 +400,11 @@ def stats_table(stats0: dict, stats1: dict) -> Table:
     t.add_column("video", justify="right")
     t.add_column("audio", justify="right")
     v, a = "inbound-video", "inbound-audio"
-    t.add_row("jitter buffer delay per emitted frame/sample (ms)",
-              per(stats0, stats1, v, "jitterBufferDelay", "jitterBufferEmittedCount"),
-              per(stats0, stats1, a, "jitterBufferDelay", "jitterBufferEmittedCount"))
-    t.add_row("jitter buffer target delay per emitted (ms)",
-              per(stats0, stats1, v, "jitterBufferTargetDelay", "jitterBufferEmittedCount"),
-              per(stats0, stats1, a, "jitterBufferTargetDelay", "jitterBufferEmittedCount"))
-    t.add_row("jitter buffer minimum delay per emitted (ms)",
-              per(stats0, stats1, v, "jitterBufferMinimumDelay", "jitterBufferEmittedCount"),
-              per(stats0, stats1, a, "jitterBufferMinimumDelay", "jitterBufferEmittedCount"))
+    for what, stat in (("delay per emitted frame/sample", "jitterBufferDelay"),
+                       ("target delay per emitted", "jitterBufferTargetDelay"),
+                       ("minimum delay per emitted", "jitterBufferMinimumDelay")):
+        t.add_row(f"jitter buffer {what} (ms)", per(stats0, stats1, v, stat, "jitterBufferEmittedCount"),
+                  per(stats0, stats1, a, stat, "jitterBufferEmittedCount"))
     t.add_row("processing delay per frame/sample (ms, receive -> decoded)",
               per(stats0, stats1, v, "totalProcessingDelay", "framesDecoded"),
               per(stats0, stats1, a, "totalProcessingDelay", "jitterBufferEmittedCount"))
@@ -439,14 +434,7 @@ def stats_table(stats0: dict, stats1: dict) -> Table:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bursts", type=int, default=20)
-    ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server (engine settings)")
-    ap.add_argument("--out", default="browser_latency", help="writes OUT.json and OUT.png")
-    args = ap.parse_args()
-    for item in args.env:
-        name, _, value = item.partition("=")
-        os.environ[name] = value  # the server process inherits them
+    args = burst_benchmark_args(__doc__, "browser_latency")
     work = Path(tempfile.mkdtemp(prefix="browser-latency-"))
     server = start_server(work)
     try:

@@ -12,11 +12,9 @@ The per-stage split comes from the session's own counters (/api/sessions).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import fractions
 import json
-import os
 import tempfile
 import time
 import urllib.request
@@ -29,6 +27,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.cli import burst_benchmark_args
 from benchmarks.plots import histograms
 from streaming.rtp_receive import release_frames_promptly
 from tests.conftest import espeak, mouth_box, start_server, stop_server
@@ -189,14 +188,7 @@ def row(table: Table, name: str, values: list[float]) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bursts", type=int, default=20)
-    ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server (engine settings)")
-    ap.add_argument("--out", default="latency", help="writes OUT.json and OUT.png")
-    args = ap.parse_args()
-    for item in args.env:
-        name, _, value = item.partition("=")
-        os.environ[name] = value  # the server process inherits them
+    args = burst_benchmark_args(__doc__, "latency")
     server = start_server(Path(tempfile.mkdtemp(prefix="latency-")))
     try:
         r, c = asyncio.run(measure(server.url, args.bursts))
