@@ -49,6 +49,12 @@ class SessionRegistry:
         self.active: dict[str, PeerSession] = {}
         self.ended = 0
 
+    def full(self) -> bool:
+        return len(self.active) >= self.max_sessions
+
+    def full_error(self) -> web.Response:
+        return json_error(503, f"server is at its limit of {self.max_sessions} sessions; try again later")
+
     def add(self, peer: PeerSession) -> None:
         self.active[peer.id] = peer
 
@@ -77,8 +83,8 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
             desc = parse_offer(await request.read())
         except OfferError as e:
             return json_error(400, str(e))
-        if len(registry.active) >= registry.max_sessions:
-            return json_error(503, f"server is at its limit of {registry.max_sessions} sessions; try again later")
+        if registry.full():
+            return registry.full_error()
         sid = new_session_id()
         try:
             # Building a session (renderer fields, voice-activity model) takes 30-60 ms of CPU: off the
@@ -89,8 +95,8 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
         except Exception:
             log.exception("session %s: could not be created", sid)
             return json_error(500, "internal error while creating the session; see the server log")
-        if len(registry.active) >= registry.max_sessions:  # another offer took the last place meanwhile
-            return json_error(503, f"server is at its limit of {registry.max_sessions} sessions; try again later")
+        if registry.full():  # another offer took the last place while this session was built
+            return registry.full_error()
         registry.add(peer)
         try:
             answer = await peer.answer(desc, config.connect_timeout_s)
