@@ -27,7 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="TOML file with settings (flags and AVATAR_ENGINE_* env win)")
     common.add_argument("--avatar", dest="avatar_path", help="portrait photo (JPEG/PNG/WebP); default: embedded")
-    common.add_argument("--window-frames", type=int, help="frames per sub-clip window (default 4)")
+    common.add_argument("--window-frames", type=int,
+                        help="frames per live sub-clip window (default 1; render uses offline_window_frames, 8)")
+    common.add_argument("--generator", help="renderer: warp (default), torch, compile, onnx or tensorrt")
+    common.add_argument("--max-side", dest="max_side_px", type=int,
+                        help="longer side of the output video in px; the portrait is scaled to it (default 720)")
     common.add_argument("--director", help="rules (default, embedded) or vllm (an OpenAI-compatible server)")
     common.add_argument("--director-url", help="vllm director: base URL, e.g. http://127.0.0.1:8000/v1")
     common.add_argument("--director-model", help="vllm director: model name as the server serves it")
@@ -53,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    keys = ("avatar_path", "window_frames", "host", "port", "ice_host", "max_sessions", "persona", "storyline_path",
-            "director", "director_url", "director_model", "director_image")
+    keys = ("avatar_path", "window_frames", "generator", "max_side_px", "host", "port", "ice_host", "max_sessions",
+            "persona", "storyline_path", "director", "director_url", "director_model", "director_image")
     return load_config(args.config, {k: getattr(args, k, None) for k in keys})
 
 

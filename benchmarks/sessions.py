@@ -1,6 +1,8 @@
 """How many live sessions this machine holds at 48 fps: ramp up until frames come late.
 
-    python -m benchmarks.sessions [--max 8] [--seconds 10] [--out sessions]
+    python -m benchmarks.sessions [--max 8] [--seconds 15] [--out sessions]
+    python -m benchmarks.sessions --gpu            # GPU mode: compile variant, 1080x1920 portrait
+
 
 For N = 1, 2, ... a fresh `python server.py` serves N aiortc peers at once (each sends espeak-ng
 speech and receives the avatar) for --seconds; the server's own counters say how many frames were
@@ -10,6 +12,10 @@ the table shows the delay they settled at. The ramp stops at the first N with mo
 frames.
 The peers run on the same machine and take CPU from the server: on a 2-core box this measures the
 pair, so read it as a lower bound for a dedicated server.
+
+`--generator` and `--max-side` go to the server as its flags. `--gpu` (CUDA only) is the sessions-per-GPU
+mode: the `compile` variant renders on the GPU and the portrait is the 1080x1920 one of
+benchmarks.throughput; encoding (VP8 in aiortc) still runs on the CPU cores, which may be the limit.
 """
 
 from __future__ import annotations
@@ -33,8 +39,8 @@ from tests.conftest import speech_then_silence, start_server, stop_server, write
 from tests.webrtc_client import stream_session
 
 
-def ramp_step(n: int, seconds: float, settle_s: float, wav: Path, tmp: Path) -> dict:
-    server = start_server(tmp, "--max-sessions", str(n))
+def ramp_step(n: int, seconds: float, settle_s: float, wav: Path, tmp: Path, server_args: list[str]) -> dict:
+    server = start_server(tmp, "--max-sessions", str(n), *server_args)
     proc = psutil.Process(server.proc.pid)
     cpu: list[float] = []
     counters: list[list[dict]] = []  # after settling, at the end
@@ -83,24 +89,53 @@ def ramp_step(n: int, seconds: float, settle_s: float, wav: Path, tmp: Path) -> 
             "received_fps_min": min(received), "server_cpu_percent": float(np.mean(cpu[1:])) if len(cpu) > 1 else 0.0}
 
 
+def gpu_name() -> str:
+    import torch
+
+    return f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+
+
+def server_flags(args: argparse.Namespace, tmp: Path) -> list[str]:
+    """The server's --generator / --max-side / --avatar for this run; --gpu fills them in (CUDA only)."""
+    generator, max_side, avatar = args.generator, args.max_side, None
+    if args.gpu:
+        if not gpu_name():
+            raise SystemExit("--gpu needs CUDA (torch.cuda.is_available() is False here); "
+                             "run without --gpu to measure the CPU server")
+        from benchmarks.throughput import portraits
+
+        _, avatar, max_side = portraits(tmp)[-1]  # the 1080x1920 portrait
+        generator = generator or "compile"
+    flags = ["--generator", generator] if generator else []
+    flags += ["--max-side", str(max_side)] if max_side else []
+    return flags + (["--avatar", str(avatar)] if avatar else [])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--max", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--settle", type=float, default=5.0, help="seconds before late frames count")
+    ap.add_argument("--generator", help="server renderer (default: the server's, warp)")
+    ap.add_argument("--max-side", type=int, help="server output size, longer side px (default: the server's, 720)")
+    ap.add_argument("--gpu", action="store_true", help="sessions per GPU: --generator compile on a 1080x1920 portrait")
     ap.add_argument("--out", default="sessions", help="writes OUT.json and OUT.png")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="sessions-"))
+    server_args = server_flags(args, tmp)
     wav = write_wav(tmp / "talk.wav", speech_then_silence(0.5, args.seconds, 0.5))
     rows = []
     for n in range(1, args.max + 1):
         t0 = time.monotonic()
-        row = ramp_step(n, args.seconds, args.settle, wav, tmp)
+        row = ramp_step(n, args.seconds, args.settle, wav, tmp, server_args)
         row["wall_s"] = time.monotonic() - t0
+        row["server_args"] = server_args
         rows.append(row)
         if row["late_share"] > 0.001 or row["received_fps_min"] < 47.5:
             break
-    table = Table(title=f"concurrent live sessions, {psutil.cpu_count()} cores, server and peers on one machine")
+    setup = " ".join(server_args) or "server defaults"
+    table = Table(title=f"concurrent live sessions, {psutil.cpu_count()} cores{gpu_name()}, server and peers on "
+                        f"one machine ({setup})")
     for col in ("sessions", "late frames (settling)", "late after settling", "late share", "pipeline delay ms",
                 "min received fps", "server CPU %", "holds 48 fps"):
         table.add_column(col, justify="right")

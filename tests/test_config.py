@@ -41,3 +41,15 @@ def test_ice_addresses_follow_the_bound_host() -> None:
     assert load_config(None, {"host": "0.0.0.0"}, environ={}).ice_addresses() is None
     assert load_config(None, {"host": "0.0.0.0", "ice_host": "203.0.113.7"}, environ={}).ice_addresses() == [
         "203.0.113.7"]
+
+
+def test_command_line_flags_reach_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    from server import build_parser, config_from_args
+
+    monkeypatch.delenv("AVATAR_ENGINE_GENERATOR", raising=False)
+    monkeypatch.delenv("AVATAR_ENGINE_MAX_SIDE_PX", raising=False)
+    args = build_parser().parse_args(["serve", "--generator", "onnx", "--max-side", "1920", "--window-frames", "2"])
+    cfg = config_from_args(args)
+    assert (cfg.engine.generator, cfg.engine.max_side_px, cfg.engine.window_frames) == ("onnx", 1920, 2)
+    with pytest.raises(ValueError, match="generator must be"):
+        config_from_args(build_parser().parse_args(["serve", "--generator", "cuda"]))
