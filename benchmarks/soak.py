@@ -7,7 +7,8 @@ Offline: speech and pauses (espeak-ng) stream through an offline session as fast
 every 10 s of media it records the process RSS and render time, and in pauses it measures the
 face (mediapipe) against the portrait: the mean landmark distance in neutral frames is the drift.
 Realtime: `python server.py` and an aiortc peer; the server's RSS, fps and late/repeated frames.
-Writes OUT.png (plot) and OUT.json, prints a table.
+Writes OUT.png (plot) and OUT.json, prints a table. `--generator compile` (or torch, onnx, tensorrt)
+soaks a compiled variant: on a CUDA machine that is the GPU mode.
 """
 
 from __future__ import annotations
@@ -45,10 +46,10 @@ def media_block(rng: np.random.Generator) -> np.ndarray:
     return np.concatenate([speech, np.zeros(int(STEP_S * 48000) - len(speech), np.float32)])
 
 
-async def offline(minutes: float) -> list[dict]:
+async def offline(minutes: float, generator: str) -> list[dict]:
     avatar = prepare_avatar()
     reference = find_face(avatar.rgb)
-    session = AvatarSession(avatar, EngineConfig(), live=False, session_id="soak")
+    session = AvatarSession(avatar, EngineConfig(generator=generator), live=False, session_id="soak")
     await session.start()
     rng = np.random.default_rng(0)
     blocks = int(minutes * 60 / STEP_S)
@@ -88,10 +89,10 @@ async def offline(minutes: float) -> list[dict]:
     return rows
 
 
-def realtime(minutes: float) -> list[dict]:
+def realtime(minutes: float, generator: str) -> list[dict]:
     tmp = Path(tempfile.mkdtemp(prefix="soak-rt-"))
     wav = write_wav(tmp / "talk.wav", np.tile(speech_then_silence(1.0, 6.0, 3.0), 1))
-    server = start_server(tmp)
+    server = start_server(tmp, "--generator", generator)
     proc = psutil.Process(server.proc.pid)
     rows: list[dict] = []
     stop = threading.Event()
@@ -145,24 +146,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--realtime", action="store_true")
+    ap.add_argument("--generator", default="warp", help="renderer variant (warp, torch, compile, onnx, tensorrt)")
     ap.add_argument("--out", default="soak")
     args = ap.parse_args()
     out = Path(args.out)
     if args.realtime:
-        rows = realtime(args.minutes)
+        rows = realtime(args.minutes, args.generator)
         plot(rows, out.with_suffix(".png"), "wall_s", ["rss_mb", "frames_repeated", "pipeline_delay_ms"])
         fps = (rows[-1]["frames_sent"] - rows[0]["frames_sent"]) / (rows[-1]["wall_s"] - rows[0]["wall_s"])
         last = rows[-1]
-        summary = {"minutes": args.minutes, "fps": fps, "frames_sent": last["frames_sent"],
+        summary = {"minutes": args.minutes, "generator": args.generator, "fps": fps, "frames_sent": last["frames_sent"],
                    "frames_repeated": last["frames_repeated"], "windows_late": last["windows_late"],
                    "audio_frames_late": last["audio_frames_late"],
                    "pipeline_delay_ms_max": max(r["pipeline_delay_ms"] for r in rows),
                    "event_loop_lag_ms_max": last["event_loop_lag_ms_max"],
                    "rss_mb_first": rows[0]["rss_mb"], "rss_mb_last": last["rss_mb"]}
     else:
-        rows = asyncio.run(offline(args.minutes))
+        rows = asyncio.run(offline(args.minutes, args.generator))
         plot(rows, out.with_suffix(".png"), "media_s", ["rss_mb", "render_ms_per_frame", "drift_px"])
-        summary = {"media_minutes": args.minutes, "wall_minutes": rows[-1]["wall_s"] / 60,
+        summary = {"media_minutes": args.minutes, "generator": args.generator, "wall_minutes": rows[-1]["wall_s"] / 60,
                    "rss_mb_first": rows[0]["rss_mb"], "rss_mb_last": rows[-1]["rss_mb"],
                    "drift_px_first": rows[0]["drift_px"], "drift_px_last": rows[-1]["drift_px"],
                    "drift_px_max": max(r["drift_px"] for r in rows)}
