@@ -11,12 +11,15 @@ class EngineConfig:
     max_side_px: int = 720  # longer side of the output video; the portrait is scaled down to it
     avatar_cache_dir: str = ""  # prepared avatars are cached here; "" = ~/.cache/avatar-engine/avatars, "off" = none
     # Live latency is bounded below by (window_frames + lookahead_frames) / 48 + one 20 ms audio packet +
-    # render_reserve_s: the defaults leave ~18 ms for late packets in a 100 ms pipeline delay
+    # render_reserve_s: the defaults leave ~18 ms for late packets in an 80 ms pipeline delay
     # (benchmarks/latency.py). Offline rendering is faster with longer windows (8: ~20% more fps).
     window_frames: int = 1  # frames per sub-clip window (1 = 21 ms)
     offline_window_frames: int = 8  # ... in offline sessions (live=False, e.g. `render`): no latency to keep
-    lookahead_frames: int = 1  # audio frames the mouth may anticipate (0..2); each adds 21 ms of delay
-    pipeline_delay_s: float = 0.1  # live: audio sample spoken -> its frame is due for output
+    # A frame of lookahead lets the jaw start opening a frame before a loud onset, as lips do, but costs
+    # 21 ms of delay, and browsers sync video to their (slower) audio path anyway: off in live sessions.
+    lookahead_frames: int = 0  # audio frames the mouth may anticipate (0..2); each adds 21 ms of delay
+    offline_lookahead_frames: int = 1  # ... in offline sessions, where it costs nothing (lip sync at lag 0)
+    pipeline_delay_s: float = 0.08  # live: audio sample spoken -> its frame is due for output
     max_pipeline_delay_s: float = 0.25  # live: a session that runs late raises its delay a frame at a time
     # up to this, so a busy machine costs latency, not repeated frames; <= pipeline_delay_s keeps it fixed
     delay_relax_s: float = 30.0  # live: ... and takes a frame back after this long on time with a frame to spare
@@ -48,8 +51,9 @@ class EngineConfig:
         if self.window_frames < 1 or self.offline_window_frames < 1:
             raise ValueError(f"window_frames and offline_window_frames must be >= 1, got {self.window_frames} "
                              f"and {self.offline_window_frames}")
-        if not 0 <= self.lookahead_frames <= 2:
-            raise ValueError(f"lookahead_frames must be 0, 1 or 2, got {self.lookahead_frames}")
+        for name in ("lookahead_frames", "offline_lookahead_frames"):
+            if not 0 <= getattr(self, name) <= 2:
+                raise ValueError(f"{name} must be 0, 1 or 2, got {getattr(self, name)}")
         if self.generator not in ("warp", "torch", "compile", "onnx", "tensorrt"):
             raise ValueError(f"generator must be warp, torch, compile, onnx or tensorrt, got {self.generator!r}")
         if self.director not in ("rules", "vllm"):

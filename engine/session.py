@@ -79,6 +79,7 @@ class AvatarSession:
         self.config = config
         self.live = live
         self.window_frames = config.window_frames if live else config.offline_window_frames
+        self.lookahead_frames = config.lookahead_frames if live else config.offline_lookahead_frames
         self.clock: MediaClock | None = None
         self.ring = AudioRing(int(config.max_live_backlog_s * SAMPLE_RATE_HZ))
         self._anchor = LiveAnchor()
@@ -90,7 +91,7 @@ class AvatarSession:
                                        **director_options(config, avatar))
         self._fallback: InstantDirector = (self._director if isinstance(self._director, InstantDirector)
                                            else RuleDirector(config.seed))
-        self._blueprint = Blueprint(lookahead_frames=config.lookahead_frames)
+        self._blueprint = Blueprint(lookahead_frames=self.lookahead_frames)
         self._generator = make_generator(config.generator, avatar, threads=config.render_threads)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"render-{session_id}")
         n = self.window_frames
@@ -258,7 +259,7 @@ class AvatarSession:
             end_sample = (k + 1) * SAMPLES_PER_FRAME
             timeout = None
             if self.clock is not None:  # frame k is needed by the window it looks ahead for
-                needed_by = max(0, k - self.config.lookahead_frames)
+                needed_by = max(0, k - self.lookahead_frames)
                 window_start = needed_by - needed_by % n
                 timeout = self.clock.frame_due_s(window_start) - self._lead_s() - time.monotonic()
             await self.ring.wait_for(end_sample, max(0.0, timeout) if timeout is not None else None)
@@ -285,7 +286,7 @@ class AvatarSession:
         return max(self.config.render_reserve_s, 1.25 * self._render_s_avg)
 
     async def _run_blueprint(self) -> None:
-        n, ahead = self.window_frames, self.config.lookahead_frames
+        n, ahead = self.window_frames, self.lookahead_frames
         batch: list[FeatureFrame] = []
         while True:
             item = await self._feature_q.get()

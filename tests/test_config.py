@@ -29,7 +29,7 @@ def test_bad_settings_are_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="lookahead_frames must be 0, 1 or 2"):
         load_config(None, {"lookahead_frames": 3}, environ={})
     with pytest.raises(ValueError, match="pipeline_delay_s"):  # fine offline, not for a live session
-        load_config(None, {"pipeline_delay_s": 0.05}, environ={}).engine.validate_live()
+        load_config(None, {"pipeline_delay_s": 0.03}, environ={}).engine.validate_live()
     with pytest.raises(ValueError, match="audio_lead_s"):
         load_config(None, {"audio_lead_s": 0.5}, environ={})
     with pytest.raises(ValueError, match="director_url"):
