@@ -91,7 +91,7 @@ async def offline(minutes: float, generator: str) -> list[dict]:
 
 def realtime(minutes: float, generator: str) -> list[dict]:
     tmp = Path(tempfile.mkdtemp(prefix="soak-rt-"))
-    wav = write_wav(tmp / "talk.wav", np.tile(speech_then_silence(1.0, 6.0, 3.0), 1))
+    wav = write_wav(tmp / "talk.wav", speech_then_silence(1.0, 6.0, 3.0))  # looped: 6 s talk in every 10 s
     server = start_server(tmp, "--generator", generator)
     proc = psutil.Process(server.proc.pid)
     rows: list[dict] = []
@@ -113,12 +113,13 @@ def realtime(minutes: float, generator: str) -> list[dict]:
                          "frames_sent": s["frames_sent"], "frames_repeated": s["frames_repeated"],
                          "windows_late": s["windows_late"], "audio_frames_late": s["audio_frames_late"],
                          "pipeline_delay_ms": s["pipeline_delay_s"] * 1000,
-                         "event_loop_lag_ms_max": reply["server"]["event_loop_lag_ms_max"]})
+                         "event_loop_lag_ms_max": reply["server"]["event_loop_lag_ms_max"],
+                         "session": s})  # every counter, to tell a slow machine from a stalled input
 
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        asyncio.run(stream_session(server.url, wav, duration_s=minutes * 60))  # the player loops the WAV
+        asyncio.run(stream_session(server.url, wav, duration_s=minutes * 60, loop=True))
     finally:
         stop.set()
         sampler.join()

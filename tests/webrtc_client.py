@@ -39,13 +39,15 @@ def post_json(url: str, payload: object, timeout_s: float = 30.0) -> tuple[int, 
 
 async def stream_session(base_url: str, wav: Path, duration_s: float,
                          crop_box: tuple[int, int, int, int] | None = None,
-                         during: Callable[[str], Awaitable[object]] | None = None) -> tuple[Received, str]:
+                         during: Callable[[str], Awaitable[object]] | None = None,
+                         loop: bool = False) -> tuple[Received, str]:
     """Connect, send `wav` as the microphone for duration_s, record video and audio, close.
 
-    during(session_id) runs while the session streams. Returns what was received and the session id.
+    during(session_id) runs while the session streams. Without `loop` the microphone goes quiet (no
+    packets) once the WAV ends. Returns what was received and the session id.
     """
     pc = RTCPeerConnection()
-    player = MediaPlayer(str(wav))
+    player = MediaPlayer(str(wav), loop=loop)
     pc.addTrack(player.audio)
     pc.addTransceiver("video", direction="recvonly")
     got = Received()
