@@ -108,6 +108,7 @@ class AvatarSession:
         self._delay_changed_s = 0.0  # when the live pipeline delay last changed (monotonic)
         self._slack_per_s: deque[tuple[int, float]] = deque()  # (second, least window slack in it), recent
         self._late_s = 0.0  # when the session last ran late (monotonic)
+        self._last_filled_frame = -1  # the newest frame whose input audio was missing (silence stood in)
         self.persona = config.persona
         self._instructions: deque[tuple[str, int]] = deque(maxlen=16)  # (text, frame it arrived at)
         self._new_instructions: list[str] = []
@@ -269,6 +270,8 @@ class AvatarSession:
             samples, missing = self.ring.read(k * SAMPLES_PER_FRAME, SAMPLES_PER_FRAME)
             if not self.ring.ended:  # the silence padding the very last frame is not a loss
                 self.metrics.audio_samples_filled += missing
+            if missing:
+                self._last_filled_frame = k
             if missing and self.clock is not None and time.monotonic() - self.ring.last_write_s < 0.1:
                 # The input is flowing, just not in time for this frame: more delay would have saved it.
                 self.metrics.audio_frames_late += 1
@@ -375,6 +378,13 @@ class AvatarSession:
         self._delay_changed_s = now
         log.info("session %s: running late; pipeline delay now %.0f ms", self.id, self.clock.delay_s * 1e3)
 
+    def _window_late(self, window: MotionWindow) -> None:
+        """A late (or skipped) window raises the delay, unless its input audio was missing: then the
+        features stage waited for it until the last moment (due - _lead_s()), which any delay would
+        have done as well, so more delay buys nothing and a quiet microphone would ratchet it up."""
+        if self._last_filled_frame < window.start_frame:
+            self._fell_behind()
+
     def _spare_slack(self, slack_s: float) -> None:
         """A window was on time. After delay_relax_s of that, with every window more than a frame (and
         10 ms) early, a raised delay gives one frame back: moved earlier by a frame, even the
@@ -410,7 +420,7 @@ class AvatarSession:
                 # Too late to be shown: skipping it lets the next window be on time, so the picture
                 # keeps moving when the generator cannot keep up (the pacer repeats frames meanwhile).
                 self.metrics.frames_skipped += item.n_frames
-                self._fell_behind()
+                self._window_late(item)
                 continue
             t0 = time.monotonic()
             rendered, condition = await loop.run_in_executor(self._executor, self._generator.render,
@@ -429,7 +439,7 @@ class AvatarSession:
                 m.note_window_slack(slack)
                 if slack < 0:
                     m.windows_late += 1
-                    self._fell_behind()
+                    self._window_late(item)
                 else:
                     self._spare_slack(slack)
             await self._rendered_q.put(rendered)

@@ -13,6 +13,7 @@ import pytest
 from engine.config import EngineConfig
 from engine.generator import PreparedAvatar, prepare_avatar
 from engine.session import AvatarSession
+from engine.types import N_CONTROLS, MotionWindow
 from tests.conftest import espeak
 
 
@@ -93,6 +94,40 @@ def test_live_session_keeps_rendering_on_the_clock_without_any_input() -> None:
     assert (lateness > 0).sum() <= 3, f"windows finished after they were due: {np.round(lateness, 3)}"
     assert lateness.max() < 2 / 48
     assert session.metrics.audio_samples_filled >= 90 * 1000
+
+
+def test_a_quiet_microphone_does_not_ratchet_the_delay_up() -> None:
+    """Without input audio every window waits for it until the last moment, whatever the delay; a slow
+    render then makes windows late, but more delay would not have helped, so none is added. A late
+    window whose audio was there does add a frame."""
+
+    async def scenario() -> AvatarSession:
+        session = AvatarSession(avatar(), EngineConfig(), live=True, session_id="q")
+        render = session._generator.render
+
+        def slow_render(*args: object) -> object:
+            time.sleep(0.03)  # longer than render_reserve_s (20 ms): the first windows miss their time
+            return render(*args)  # type: ignore[arg-type]
+
+        session._generator.render = slow_render  # type: ignore[method-assign]
+        await session.start()
+        count = 0
+        async for _ in session.windows():
+            count += 1
+            if count == 48:
+                break
+        await session.aclose()
+        return session
+
+    session = asyncio.run(scenario())
+    assert session.metrics.windows_late + session.metrics.frames_skipped >= 1, "nothing was late: proves nothing"
+    assert session.metrics.pipeline_delay_raises == 0
+    assert session.clock is not None and session.clock.delay_s == EngineConfig().pipeline_delay_s
+    # The same late window with its audio in time is the machine's fault: a frame of delay is added.
+    session._delay_changed_s = 0.0
+    session._window_late(MotionWindow(session._last_filled_frame + 1, np.zeros((1, N_CONTROLS), np.float32),
+                                      np.zeros(1000, np.float32)))
+    assert session.metrics.pipeline_delay_raises == 1
 
 
 def test_storyline_blinks_close_the_eyes() -> None:
