@@ -24,12 +24,11 @@ class ServerConfig:
     ice_host: str | None = None  # address for ICE host candidates; default: host, or all when 0.0.0.0
     max_sessions: int = 4  # further offers get 503: each live session costs ~half a core here
     video_bitrate_bps: int = 1_500_000  # fixed: a moving target rebuilds the encoder (keyframes)
-    # WebRTC: the returned audio may be sent this much before its picture, to cancel a mouth that
-    # anticipates the sound (lookahead_frames: 1/48 s each). Chromium syncs video to its slower audio
-    # path by the RTCP sender reports, so with no lookahead 0 keeps the mouth 11-13 ms ahead of the
-    # sound there (benchmarks/browser_latency.py). At most pipeline_delay_s - 1/48 - 0.02: the sound
-    # must have arrived.
-    audio_lead_s: float = 0.0
+    # WebRTC: the returned audio is sent this much before its picture, and its RTCP sender reports say
+    # it is presented with the picture (streaming/rtp_send.py). Browsers' audio path is slower than
+    # their video path and they sync the two, so without the lead the picture waits for the sound.
+    # At most pipeline_delay_s - 1/48 - 0.02: the microphone's sound must have arrived.
+    audio_lead_s: float = 0.03
     connect_timeout_s: float = 20.0  # a session whose peer never connects is freed after this
     engine: EngineConfig = field(default_factory=EngineConfig)
 

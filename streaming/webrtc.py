@@ -19,6 +19,7 @@ from aiortc.mediastreams import MediaStreamError
 from engine.session import AvatarSession
 from streaming.pacer import Pacer
 from streaming.rtp_receive import release_frames_promptly
+from streaming.rtp_send import present_ahead
 from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,8 @@ class PeerSession:
         assert self.session.clock is not None
         self.pacer = Pacer(self.session, self.session.clock, audio_lead_s=self.audio_lead_s)
         self.pacer.start()
-        pc.addTrack(AvatarAudioTrack(self.pacer))
+        # The sound goes out audio_lead_s before its picture, labelled for the browser as presented with it.
+        present_ahead(pc.addTrack(AvatarAudioTrack(self.pacer)), self.audio_lead_s)
         pc.addTrack(AvatarVideoTrack(self.pacer))
         try:
             await pc.setLocalDescription(await pc.createAnswer())
