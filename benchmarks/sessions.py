@@ -3,7 +3,6 @@
     python -m benchmarks.sessions [--max 8] [--seconds 15] [--out sessions]
     python -m benchmarks.sessions --gpu            # GPU mode: compile variant, 1080x1920 portrait
 
-
 For N = 1, 2, ... a fresh `python server.py` serves N aiortc peers at once (each sends espeak-ng
 speech and receives the avatar) for --seconds; the server's own counters say how many frames were
 late (repeated) or skipped. Sessions adapt their pipeline delay to a busy machine (a frame at a

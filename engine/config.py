@@ -16,7 +16,7 @@ class EngineConfig:
     window_frames: int = 1  # frames per sub-clip window (1 = 21 ms)
     offline_window_frames: int = 8  # ... in offline sessions (live=False, e.g. `render`): no latency to keep
     # A frame of lookahead lets the jaw start opening a frame before a loud onset, as lips do, but costs
-    # 21 ms of delay, and browsers sync video to their (slower) audio path anyway: off in live sessions.
+    # 21 ms of delay: off in live sessions, where glass-to-glass latency matters more.
     lookahead_frames: int = 0  # audio frames the mouth may anticipate (0..2); each adds 21 ms of delay
     offline_lookahead_frames: int = 1  # ... in offline sessions, where it costs nothing (lip sync at lag 0)
     pipeline_delay_s: float = 0.08  # live: audio sample spoken -> its frame is due for output
