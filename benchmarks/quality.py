@@ -17,8 +17,9 @@ untouched portrait whose mean landmarks are the reference. Metrics and targets (
 - blink: BLINK_LEFT = BLINK_RIGHT held at 1; eye aperture |159-145| / |33-133| (image-left eye) and
   |386-374| / |362-263| (image-right eye) while closed, relative to the open reference: < 30 %
   (the worse eye is reported). Beside it, a control: the portrait with both eye openings inpainted
-  (nothing of the eye left), fed the same way. Where the control reads >= 30 % as well, the mesh
-  cannot see a closed eye on that face (measured: 87-100 % on the hopper portraits, with glasses).
+  and a lash line drawn where the lids meet, fed the same way. Where the control reads >= 30 % as
+  well, the mesh cannot see a closed eye on that face (measured: 85-88 % on the hopper portraits,
+  with glasses; 69 % on luispedro, small and turned; 25 % on the astronaut).
 - stillness: with every control 0, and with only the jaw moving (the jaw sweep), the landmarks in
   STABLE_LANDMARKS (forehead, temples and upper face oval down to the cheekbones, nose bridge; none
   of them driven by the jaw, the eyes or the brows) stay within 1 px of the reference: max and mean

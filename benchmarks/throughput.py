@@ -53,6 +53,11 @@ def talking_controls(n: int, start: int) -> np.ndarray:
     return c
 
 
+def talking_window(i: int, window: int) -> MotionWindow:
+    """The i-th window of `window` frames of talking controls (silent audio: the renderer ignores it)."""
+    return MotionWindow(i * window, talking_controls(window, i * window), np.zeros(window * 1000, np.float32))
+
+
 def _sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -64,10 +69,9 @@ def window_times_s(variant: str, path: str | None, max_side: int, window: int, r
     condition = generator.first_frame()
     times = []
     for i in range(runs + 2):
-        w = MotionWindow(i * window, talking_controls(window, i * window), np.zeros(window * 1000, np.float32))
         _sync()
         t0 = time.perf_counter()
-        _, condition = generator.render(w, condition)
+        _, condition = generator.render(talking_window(i, window), condition)
         _sync()
         if i >= 2:
             times.append(time.perf_counter() - t0)
@@ -84,8 +88,7 @@ def concurrent_fps(variant: str, path: str | None, max_side: int, window: int, r
         g = generators[k]
         condition = g.first_frame()
         for i in range(runs):
-            w = MotionWindow(i * window, talking_controls(window, i * window), np.zeros(window * 1000, np.float32))
-            _, condition = g.render(w, condition)
+            _, condition = g.render(talking_window(i, window), condition)
 
     with ThreadPoolExecutor(streams) as pool:
         list(pool.map(run, range(streams)))  # burn-in: compile, autotune, caches
