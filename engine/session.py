@@ -33,9 +33,9 @@ from engine.audio.ring import AudioRing
 from engine.blueprint import Blueprint
 from engine.clock import MediaClock
 from engine.config import EngineConfig
-from engine.director import DirectorContext, RuleDirector, make_director
+from engine.director import DirectorContext, RuleDirector, director_for
 from engine.director.base import InstantDirector
-from engine.generator import PreparedAvatar, make_generator
+from engine.generator import PreparedAvatar, generator_for
 from engine.metrics import SessionMetrics
 from engine.types import (
     FPS,
@@ -58,18 +58,6 @@ class _End:
 END = _End()
 
 
-def director_options(config: EngineConfig, avatar: PreparedAvatar) -> dict[str, object]:
-    """Settings for a model-served director (the rule director takes none)."""
-    if config.director != "vllm":
-        return {}
-    from engine.director.vllm import jpeg_bytes
-
-    return {"url": config.director_url, "model": config.director_model, "timeout_s": config.director_timeout_s,
-            "max_tokens": config.director_max_tokens, "send_image": config.director_image,
-            "image_jpeg": jpeg_bytes(avatar.rgb) if config.director_image else None,
-            "send_audio": config.director_audio, "transcribe_model": config.director_transcribe_model}
-
-
 class AvatarSession:
     def __init__(self, avatar: PreparedAvatar, config: EngineConfig, *, live: bool, session_id: str = "") -> None:
         if live:
@@ -87,12 +75,11 @@ class AvatarSession:
         self.metrics = SessionMetrics()
         self._ingest = AudioIngest()
         self._features = FeatureExtractor()
-        self._director = make_director(config.director, seed=config.seed, storyline_path=config.storyline_path,
-                                       **director_options(config, avatar))
+        self._director = director_for(config, avatar.rgb)
         self._fallback: InstantDirector = (self._director if isinstance(self._director, InstantDirector)
                                            else RuleDirector(config.seed))
         self._blueprint = Blueprint(lookahead_frames=self.lookahead_frames)
-        self._generator = make_generator(config.generator, avatar, threads=config.render_threads)
+        self._generator = generator_for(config, avatar)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"render-{session_id}")
         n = self.window_frames
         self._feature_q: asyncio.Queue[FeatureFrame | _End] = asyncio.Queue(maxsize=2 * n)

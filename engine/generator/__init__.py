@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from engine.config import EngineConfig
 from engine.generator.avatar import AvatarError, PreparedAvatar, prepare_avatar
 from engine.generator.base import Generator
 from engine.generator.warp import WarpGenerator
@@ -26,4 +27,9 @@ def make_generator(name: str, avatar: PreparedAvatar, threads: int = 1) -> Gener
     raise ValueError(f"unknown generator {name!r}: choose one of {', '.join(GENERATORS)}")
 
 
-__all__ = ["AvatarError", "Generator", "PreparedAvatar", "WarpGenerator", "make_generator", "prepare_avatar"]
+def generator_for(config: EngineConfig, avatar: PreparedAvatar) -> Generator:
+    """The generator a session of this configuration renders with."""
+    return make_generator(config.generator, avatar, threads=config.render_threads)
+
+
+__all__ = ["AvatarError", "Generator", "PreparedAvatar", "WarpGenerator", "generator_for", "make_generator", "prepare_avatar"]
