@@ -32,4 +32,6 @@ def generator_for(config: EngineConfig, avatar: PreparedAvatar) -> Generator:
     return make_generator(config.generator, avatar, threads=config.render_threads)
 
 
-__all__ = ["AvatarError", "Generator", "PreparedAvatar", "WarpGenerator", "generator_for", "make_generator", "prepare_avatar"]
+__all__ = [
+    "AvatarError", "Generator", "PreparedAvatar", "WarpGenerator", "generator_for", "make_generator", "prepare_avatar",
+]
