@@ -1,0 +1,99 @@
+"""A real aiortc peer for tests and benchmarks: sends a WAV as the microphone, records what returns."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaPlayer
+from aiortc.mediastreams import MediaStreamError
+
+
+@dataclass
+class Received:
+    video_wall_s: list[float] = field(default_factory=list)
+    video_pts: list[int] = field(default_factory=list)
+    video_size: tuple[int, int] = (0, 0)
+    crops: list[np.ndarray] = field(default_factory=list)  # the watched region of each frame, grey
+    audio_wall_s: list[float] = field(default_factory=list)
+    audio_rms: list[float] = field(default_factory=list)
+
+
+def post_json(url: str, payload: object, timeout_s: float = 30.0) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+async def stream_session(base_url: str, wav: Path, duration_s: float,
+                         crop_box: tuple[int, int, int, int] | None = None,
+                         during: Callable[[str], Awaitable[object]] | None = None,
+                         loop: bool = False) -> tuple[Received, str]:
+    """Connect, send `wav` as the microphone for duration_s, record video and audio, close.
+
+    during(session_id) runs while the session streams. Without `loop` the microphone goes quiet (no
+    packets) once the WAV ends. Returns what was received and the session id.
+    """
+    pc = RTCPeerConnection()
+    player = MediaPlayer(str(wav), loop=loop)
+    pc.addTrack(player.audio)
+    pc.addTransceiver("video", direction="recvonly")
+    got = Received()
+    readers: list[asyncio.Task[None]] = []
+
+    async def read_video(track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                got.video_wall_s.append(time.monotonic())
+                got.video_pts.append(int(frame.pts))
+                got.video_size = (frame.width, frame.height)
+                if crop_box is not None:
+                    x0, y0, x1, y1 = crop_box
+                    # The Y plane is the picture's luma: enough to see the mouth move.
+                    luma = frame.to_ndarray(format="gray")
+                    got.crops.append(luma[y0:y1, x0:x1].astype(np.float32))
+
+    async def read_audio(track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                pcm = frame.to_ndarray().astype(np.float32) / 32768.0
+                got.audio_wall_s.append(time.monotonic())
+                got.audio_rms.append(float(np.sqrt(np.mean(pcm**2))))
+
+    @pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        readers.append(asyncio.create_task(read_video(track) if track.kind == "video" else read_audio(track)))
+
+    await pc.setLocalDescription(await pc.createOffer())
+    loop = asyncio.get_running_loop()
+    status, answer = await loop.run_in_executor(
+        None, post_json, base_url + "/offer", {"sdp": pc.localDescription.sdp, "type": "offer"})
+    if status != 200:
+        player.audio.stop()
+        await pc.close()
+        raise RuntimeError(f"offer refused: {status} {answer}")
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+    if during is not None:
+        await asyncio.gather(asyncio.sleep(duration_s), during(answer["session_id"]))
+    else:
+        await asyncio.sleep(duration_s)
+    await loop.run_in_executor(None, post_json, f"{base_url}/sessions/{answer['session_id']}/close", {})
+    for t in readers:
+        t.cancel()
+    await asyncio.wait_for(pc.close(), timeout=10)
+    player.audio.stop()
+    return got, answer["session_id"]
