@@ -33,7 +33,7 @@ from harness.faces import mouth_box
 from harness.server import start_server, stop_server
 from harness.speech import espeak
 from harness.webrtc_client import post_json
-from streaming.rtp_receive import release_frames_promptly
+from streaming.patches import release_frames_promptly
 
 PERIOD_S = 1.5  # a burst every 1.5 s: the mouth closes fully in between
 
