@@ -79,7 +79,7 @@ def serve(cfg: ServerConfig) -> None:
     from aiohttp import web
 
     from streaming.app import build_app
-    from streaming.webrtc import use_fixed_bitrate, use_ice_addresses
+    from streaming.patches import use_fixed_bitrate, use_ice_addresses
 
     t0 = time.monotonic()
     avatar = load_avatar(cfg.engine)

@@ -20,7 +20,7 @@ from rich.table import Table
 from engine.config import EngineConfig
 from engine.generator import prepare_avatar
 from engine.session import AvatarSession
-from tests.conftest import speech_then_silence
+from harness.speech import speech_then_silence
 
 
 async def run(lookahead: int, seconds: float, speech: np.ndarray) -> dict[str, float]:

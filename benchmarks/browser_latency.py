@@ -48,8 +48,10 @@ from rich.table import Table
 
 from benchmarks.cli import burst_benchmark_args
 from benchmarks.plots import histograms
-from tests.conftest import espeak, mouth_box, start_server, stop_server, write_wav
-from tests.test_browser import chromium_page
+from harness.browser import chromium_page
+from harness.faces import mouth_box
+from harness.server import start_server, stop_server
+from harness.speech import espeak, write_wav
 
 RATE_HZ = 48_000
 PERIOD_S = 1.5  # a burst every 1.5 s: the mouth closes fully in between

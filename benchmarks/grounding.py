@@ -24,7 +24,8 @@ from rich.table import Table
 
 from benchmarks.quality import track
 from engine.generator import prepare_avatar
-from tests.conftest import REPO, write_wav
+from harness import REPO
+from harness.speech import write_wav
 
 BEATS = [
     {"start_s": 1.5, "end_s": 4.0, "emotion": "happy", "intensity": 1.0, "expression": "smile", "note": "smile"},

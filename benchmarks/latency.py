@@ -29,9 +29,11 @@ from rich.table import Table
 
 from benchmarks.cli import burst_benchmark_args
 from benchmarks.plots import histograms
-from streaming.rtp_receive import release_frames_promptly
-from tests.conftest import espeak, mouth_box, start_server, stop_server
-from tests.webrtc_client import post_json
+from harness.faces import mouth_box
+from harness.server import start_server, stop_server
+from harness.speech import espeak
+from harness.webrtc_client import post_json
+from streaming.patches import release_frames_promptly
 
 PERIOD_S = 1.5  # a burst every 1.5 s: the mouth closes fully in between
 

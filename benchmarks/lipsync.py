@@ -25,7 +25,8 @@ from rich.table import Table
 
 from benchmarks.quality import inter_ocular, lip_gap, pearson, track
 from engine.generator import prepare_avatar
-from tests.conftest import REPO, espeak, write_wav
+from harness import REPO
+from harness.speech import espeak, write_wav
 
 SENTENCES = {
     "en": ("Hello everyone, welcome back to the show.", "Today I have a new camera for you."),

@@ -20,8 +20,9 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from tests.conftest import speech_then_silence, start_server, stop_server, write_wav
-from tests.webrtc_client import stream_session
+from harness.server import start_server, stop_server
+from harness.speech import speech_then_silence, write_wav
+from harness.webrtc_client import stream_session
 
 
 def main() -> None:

@@ -467,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)
     speech = None
     if not args.no_seams:
-        from tests.conftest import espeak
+        from harness.speech import espeak
 
         speech = espeak(SPEECH)
     table = Table(title="generator quality, measured with mediapipe's face mesh on rendered frames")

@@ -13,8 +13,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.conftest import speech_then_silence, start_server, stop_server, write_wav
-from tests.test_browser import chromium_page
+from harness.browser import chromium_page
+from harness.server import start_server, stop_server
+from harness.speech import speech_then_silence, write_wav
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,8 +34,9 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.plots import bars
-from tests.conftest import speech_then_silence, start_server, stop_server, write_wav
-from tests.webrtc_client import stream_session
+from harness.server import start_server, stop_server
+from harness.speech import speech_then_silence, write_wav
+from harness.webrtc_client import stream_session
 
 
 def ramp_step(n: int, seconds: float, settle_s: float, wav: Path, tmp: Path, server_args: list[str]) -> dict:

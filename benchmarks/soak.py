@@ -31,8 +31,9 @@ from benchmarks.quality import FaceTracker, find_face
 from engine.config import EngineConfig
 from engine.generator import prepare_avatar
 from engine.session import AvatarSession
-from tests.conftest import espeak, speech_then_silence, start_server, stop_server, write_wav
-from tests.webrtc_client import stream_session
+from harness.server import start_server, stop_server
+from harness.speech import espeak, speech_then_silence, write_wav
+from harness.webrtc_client import stream_session
 
 STEP_S = 10.0
 SENTENCES = ["Welcome back everyone, this is the evening show.", "This serum has vitamin C and a light texture.",

@@ -25,7 +25,7 @@ class ServerConfig:
     max_sessions: int = 4  # further offers get 503: each live session costs ~half a core here
     video_bitrate_bps: int = 1_500_000  # fixed: a moving target rebuilds the encoder (keyframes)
     # WebRTC: the returned audio is sent this much before its picture, and its RTCP sender reports say
-    # it is presented with the picture (streaming/rtp_send.py). Browsers' audio path is slower than
+    # it is presented with the picture (streaming/patches.py, present_ahead). Browsers' audio path is slower than
     # their video path and they sync the two, so without the lead the picture waits for the sound.
     # At most pipeline_delay_s - 1/48 - 0.02: the microphone's sound must have arrived.
     audio_lead_s: float = 0.03

@@ -10,6 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from engine.audio.ingest import AudioIngest
 from engine.config import EngineConfig
 from engine.generator import PreparedAvatar
 from engine.session import AvatarSession
@@ -25,11 +26,9 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     with container:
         if not container.streams.audio:
             raise ValueError(f"{path}: has no audio stream")
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE_HZ)
-        chunks = [f.to_ndarray().reshape(-1) for frame in container.decode(audio=0)
-                  for f in resampler.resample(frame)]
-        chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+        ingest = AudioIngest()  # the conversion live input gets: channels averaged, resampled to 48 kHz
+        chunks = [ingest.convert_frame(frame) for frame in container.decode(audio=0)]
+    audio = np.concatenate([*chunks, ingest.flush()])
     return audio, len(audio)
 
 

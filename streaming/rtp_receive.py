@@ -5,16 +5,13 @@ and holds 4 audio packets before the first: every microphone packet waits 20 ms 
 (80 ms at the start), every received video frame one frame interval. Browsers finish a video frame
 on its RTP marker bit and decode audio packets as they come. The engine's ring buffer absorbs
 jitter on the media clock (engine/audio/anchor.py), so for it that wait is pure delay; the
-benchmark peers use the same buffer so that they measure what a browser would.
+benchmark peers use the same buffer so that they measure what a browser would. It goes into aiortc's
+receivers by a patch (streaming/patches.py, release_frames_promptly).
 """
 
 from __future__ import annotations
 
-import logging
-
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
-
-log = logging.getLogger(__name__)
 
 AUDIO_HOLE_PACKETS = 2  # audio packets waiting behind a missing one before it is given up as lost
 
@@ -50,16 +47,3 @@ class PromptJitterBuffer(JitterBuffer):
         self.remove(len(packets))
         return frame
 
-
-def release_frames_promptly(receiver: object) -> bool:
-    """Give an aiortc RTCRtpReceiver the prompt buffer, before media flows (from the "track" event).
-
-    aiortc has no setting for this: it swaps the receiver's private buffer, and logs and leaves
-    aiortc's own if a future aiortc renames it."""
-    attr = "_RTCRtpReceiver__jitter_buffer"
-    old = getattr(receiver, attr, None)
-    if not isinstance(old, JitterBuffer) or not hasattr(old, "_is_video"):
-        log.warning("aiortc's jitter buffer has changed; received frames keep aiortc's own timing")
-        return False
-    setattr(receiver, attr, PromptJitterBuffer(capacity=old.capacity, is_video=old._is_video))
-    return True

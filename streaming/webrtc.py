@@ -1,4 +1,4 @@
-"""WebRTC: offer validation, ICE and bitrate settings, and one engine session per peer connection."""
+"""WebRTC: offer validation and one engine session per peer connection."""
 
 from __future__ import annotations
 
@@ -10,16 +10,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import aioice.ice
-import aiortc.codecs.h264
-import aiortc.codecs.vpx
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from engine.session import AvatarSession
 from streaming.pacer import Pacer
-from streaming.rtp_receive import release_frames_promptly
-from streaming.rtp_send import present_ahead
+from streaming.patches import present_ahead, release_frames_promptly
 from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack
 
 log = logging.getLogger(__name__)
@@ -27,22 +23,6 @@ log = logging.getLogger(__name__)
 
 class OfferError(ValueError):
     """A client's offer is unusable; the message is sent back with HTTP 400."""
-
-
-def use_ice_addresses(addresses: list[str]) -> None:
-    """Gather ICE host candidates only on these addresses.
-
-    aioice leaves 127.0.0.1 out of its host candidates, so on a loopback-only machine ICE would
-    never connect; and a server bound to one address should not offer the others.
-    """
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(addresses)
-
-
-def use_fixed_bitrate(bps: int) -> None:
-    """Pin the encoders' bitrate: aiortc rebuilds the encoder (and sends a keyframe) each time its
-    estimate moves by 10%, which churned 9-12 keyframes per 20 s on loopback (media-stack.md)."""
-    for codec in (aiortc.codecs.vpx, aiortc.codecs.h264):
-        codec.DEFAULT_BITRATE = codec.MIN_BITRATE = codec.MAX_BITRATE = bps
 
 
 def parse_offer(body: bytes) -> RTCSessionDescription:

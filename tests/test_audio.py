@@ -1,4 +1,4 @@
-"""Audio front end: ingest resampling, the media-clock ring buffer, per-frame features."""
+"""Audio front end: resampling, ingest, the media-clock ring buffer, per-frame features."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import pytest
 from engine.audio.anchor import LiveAnchor
 from engine.audio.features import FeatureExtractor
 from engine.audio.ingest import AudioIngest
+from engine.audio.resample import Resampler, resample
 from engine.audio.ring import AudioRing
 from engine.audio.visemes import VOWELS
+from engine.types import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, FeatureFrame
 from tests.conftest import espeak
 
 
@@ -34,6 +36,20 @@ def test_ingest_converts_any_rate_and_layout_to_48k_mono(rate_hz: int, channels:
     peak_hz = np.argmax(spectrum) * 48000 / len(mono[4800:-4800])
     assert abs(peak_hz - 440) < 2
     assert abs(np.sqrt(np.mean(mono[4800:-4800] ** 2)) - 0.5 / np.sqrt(2)) < 0.02
+
+
+def test_resampling_in_chunks_equals_resampling_at_once_across_a_rate_change() -> None:
+    """The filter state carries over chunk boundaries, and a new input rate first empties the old filter."""
+    rng = np.random.default_rng(0)
+    a, b = (0.1 * rng.standard_normal(n).astype(np.float32) for n in (22050, 16000))  # 1 s each
+    resampler = Resampler(SAMPLE_RATE_HZ)
+    out = [resampler.push(a[i : i + 441], 22050) for i in range(0, len(a), 441)]
+    out += [resampler.push(b[i : i + 320], 16000) for i in range(0, len(b), 320)]
+    out.append(resampler.flush())
+    assert len(out[0]) < 960, "the filter holds some samples back"
+    np.testing.assert_array_equal(np.concatenate(out), np.concatenate([resample(a, 22050), resample(b, 16000)]))
+    assert len(np.concatenate(out)) == 2 * SAMPLE_RATE_HZ
+    np.testing.assert_array_equal(Resampler(SAMPLE_RATE_HZ).push(a, SAMPLE_RATE_HZ), a)  # no filter, no delay
 
 
 def test_ring_fills_gaps_with_silence_without_shifting_later_audio() -> None:
@@ -77,13 +93,20 @@ def test_ring_wait_for_times_out_and_wakes_on_data() -> None:
     assert asyncio.run(scenario()) == (False, True)
 
 
+def per_frame(fx: FeatureExtractor, audio: np.ndarray) -> list[FeatureFrame]:
+    """The features of each whole video frame of `audio`, in order, as a session computes them."""
+    n = len(audio) // SAMPLES_PER_FRAME
+    return [fx.process(k, audio[k * SAMPLES_PER_FRAME : (k + 1) * SAMPLES_PER_FRAME]) for k in range(n)]
+
+
 def test_features_separate_speech_from_room_noise() -> None:
     rng = np.random.default_rng(1)
     speech = espeak("Good evening, this is our new camera.")
-    audio = np.concatenate([np.zeros(96000, np.float32), speech]) + 0.003 * rng.standard_normal(96000 + len(speech))
+    audio = np.concatenate([np.zeros(2 * SAMPLE_RATE_HZ, np.float32), speech])
+    audio += 0.003 * rng.standard_normal(len(audio))
     fx = FeatureExtractor()
-    frames = [fx.process(k, audio[k * 1000 : (k + 1) * 1000].astype(np.float32)) for k in range(len(audio) // 1000)]
-    noise, talk = frames[48:96], frames[96:]
+    frames = per_frame(fx, audio)
+    noise, talk = frames[FPS : 2 * FPS], frames[2 * FPS :]
     assert max(f.voice_activity for f in noise) < 0.2
     loud = [f for f in talk if f.energy_db > -30]
     assert len(loud) > 30
@@ -97,11 +120,9 @@ def test_visemes_tell_the_open_vowels_apart_across_languages() -> None:
         fx = FeatureExtractor()
         # Calibrate the running mean on a sentence first, as a live stream would.
         warm = espeak("hola, buenos dias a todos" if voice == "es" else "안녕하세요 여러분", voice)
-        for k in range(len(warm) // 1000):
-            fx.process(k, warm[k * 1000 : (k + 1) * 1000])
+        per_frame(fx, warm)
         for expected, text in zip(VOWELS, vowels, strict=True):
-            x = espeak(text, voice)
-            frames = [fx.process(k, x[k * 1000 : (k + 1) * 1000]) for k in range(len(x) // 1000)]
+            frames = per_frame(fx, espeak(text, voice))
             voiced = [f.visemes for f in frames if f.voice_activity > 0.5 and f.energy_db > -30]
             assert voiced, f"{voice} {text}: no voiced frames"
             winner = VOWELS[int(np.argmax(np.mean(voiced, axis=0)))]
@@ -207,7 +228,7 @@ def test_pushed_audio_faster_than_real_time_is_played_on_the_clock_not_dropped()
     async def scenario() -> tuple[np.ndarray, AvatarSession, float]:
         session = AvatarSession(prepare_avatar(), EngineConfig(), live=True, session_id="tts")
         await session.start()
-        session.push_audio(speech, 48000)  # the whole utterance at once, as TTS delivers it
+        session.push_audio(speech, SAMPLE_RATE_HZ)  # the whole utterance at once, as TTS delivers it
         out, t0 = [], asyncio.get_running_loop().time()
         async for w in session.windows():
             out.append(w.audio)
@@ -220,7 +241,7 @@ def test_pushed_audio_faster_than_real_time_is_played_on_the_clock_not_dropped()
     out, session, elapsed = asyncio.run(scenario())
     assert session.metrics.audio_samples_dropped == 0
     np.testing.assert_array_equal(out[: len(speech)], speech)
-    assert elapsed > 0.8 * len(speech) / 48000, "pushed audio must play on the clock, not as fast as it came"
+    assert elapsed > 0.8 * len(speech) / SAMPLE_RATE_HZ, "pushed audio must play on the clock, not as fast as it came"
 
 
 def test_prosody_finds_speech_pauses_and_stressed_syllables() -> None:
@@ -231,11 +252,11 @@ def test_prosody_finds_speech_pauses_and_stressed_syllables() -> None:
     # Two phrases with a half-second pause; the second word of the second is shouted.
     a, b, c = espeak("we have three colours"), espeak("and"), espeak("TODAY") * 2.5
     audio = np.concatenate([quiet, a, quiet, b, np.zeros(4800, np.float32), np.clip(c, -1, 1), quiet])
-    frames = [fx.process(k, audio[k * 1000 : (k + 1) * 1000]) for k in range(len(audio) // 1000)]
+    frames = per_frame(fx, audio)
     p = analyse(frames)
     assert p.pauses >= 1 and p.longest_pause_s >= 0.4
-    assert 1.5 < p.syllables_per_s < 9
+    assert 3.0 < p.syllables_per_s < 6.0  # 8 syllables in 1.85 s of voiced frames: 4.3 a second
     assert not p.speaking  # it ends in silence
-    shout_start = (len(audio) - len(quiet) - len(c)) // 1000
+    shout_start = (len(audio) - len(quiet) - len(c)) // SAMPLES_PER_FRAME
     assert p.stressed_frames and all(k >= shout_start - 2 for k in p.stressed_frames[-1:])
     assert "pauses" in p.summary()

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from harness.webrtc_client import stream_session
 from tests.conftest import start_server, stop_server
 from tests.director_server import ScriptedServer
-from tests.webrtc_client import stream_session
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection
 
+from harness.webrtc_client import Received, stream_session
 from tests.conftest import ServerProcess, mouth_box, start_server, stop_server
-from tests.webrtc_client import Received, stream_session
 
 pytestmark = pytest.mark.webrtc
 

@@ -10,7 +10,7 @@ import aiortc.rtcrtpsender
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 
-from streaming.rtp_send import present_ahead
+from streaming.patches import present_ahead
 
 
 def test_only_the_shifted_sender_reports_ahead() -> None:

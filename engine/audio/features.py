@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import math
 
-import av
 import numpy as np
 
+from engine.audio.resample import Resampler
 from engine.audio.spectral import ANALYSIS_RATE_HZ, WINDOW, log_mel, mfcc, pitch_hz
 from engine.audio.vad import make_vad
 from engine.audio.visemes import VisemeClassifier, VisemeModel
@@ -31,14 +31,8 @@ class FeatureExtractor:
         self.noise_floor_db = -70.0
         self._vad = make_vad() if use_vad_model else None
         self._visemes = visemes or VisemeClassifier()
-        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=ANALYSIS_RATE_HZ)
+        self._to_16k = Resampler(ANALYSIS_RATE_HZ)
         self._history = np.zeros(PITCH_WINDOW, np.float32)  # newest 40 ms at 16 kHz
-
-    def _to_16k(self, samples: np.ndarray) -> np.ndarray:
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
-        frame.sample_rate = SAMPLE_RATE_HZ
-        out = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def process(self, frame_index: int, samples: np.ndarray, filled: bool = False) -> FeatureFrame:
         samples = np.ascontiguousarray(samples, np.float32)
@@ -49,7 +43,7 @@ class FeatureExtractor:
         threshold_db = max(self.min_speech_db, self.noise_floor_db + self.margin_db)
         energy_gate = 1.0 / (1.0 + math.exp(-(energy_db - threshold_db) / 2.0))
 
-        x16 = self._to_16k(samples)
+        x16 = self._to_16k.push(samples, SAMPLE_RATE_HZ)
         self._history = np.concatenate([self._history, x16])[-PITCH_WINDOW:]
         if self._vad is not None:
             # The model decides speech vs noise; the energy gate keeps its 32 ms chunks from

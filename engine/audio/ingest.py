@@ -5,6 +5,7 @@ from __future__ import annotations
 import av
 import numpy as np
 
+from engine.audio.resample import Resampler
 from engine.types import SAMPLE_RATE_HZ
 
 _INT_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0, np.dtype(np.uint8): 128.0}
@@ -22,15 +23,11 @@ def to_mono_float(pcm: np.ndarray, channels: int, planar: bool = False) -> np.nd
 
 
 class AudioIngest:
-    """Downmixes, then resamples with PyAV's streaming resampler when the rate is not 48 kHz.
-
-    The resampler keeps its filter state between calls, so chunk boundaries leave no clicks; it is
-    rebuilt only when the input rate changes.
-    """
+    """Downmixes, then resamples to 48 kHz (engine/audio/resample.py: no clicks at chunk boundaries,
+    input already at 48 kHz untouched)."""
 
     def __init__(self) -> None:
-        self._resampler: av.AudioResampler | None = None
-        self._input_rate_hz: int | None = None
+        self._resampler = Resampler(SAMPLE_RATE_HZ)
         self._next_pts: int | None = None
 
     def gap_samples(self, frame: av.AudioFrame) -> int:
@@ -47,38 +44,15 @@ class AudioIngest:
     def convert_frame(self, frame: av.AudioFrame) -> np.ndarray:
         channels = len(frame.layout.channels)
         mono = to_mono_float(frame.to_ndarray(), channels, planar=frame.format.is_planar)
-        return self._resample(mono, frame.sample_rate)
+        return self._resampler.push(mono, frame.sample_rate)
 
     def convert_pcm(self, pcm: np.ndarray, sample_rate_hz: int, channels: int = 1) -> np.ndarray:
         """pcm: int16 or float32, interleaved (n * channels,) or shaped (n, channels)."""
         pcm = np.asarray(pcm)
         if pcm.ndim == 2:
             channels = pcm.shape[1]
-        return self._resample(to_mono_float(pcm, channels), sample_rate_hz)
-
-    def _resample(self, mono: np.ndarray, rate_hz: int) -> np.ndarray:
-        if rate_hz != self._input_rate_hz:
-            tail = self.flush()
-            self._input_rate_hz = rate_hz
-            if rate_hz != SAMPLE_RATE_HZ:
-                self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE_HZ)
-            if len(tail):
-                return np.concatenate([tail, self._resample(mono, rate_hz)])
-        if self._resampler is None:
-            return mono.astype(np.float32, copy=False)
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(mono, np.float32).reshape(1, -1),
-                                           format="flt", layout="mono")
-        frame.sample_rate = rate_hz
-        return self._collect(self._resampler.resample(frame))
+        return self._resampler.push(to_mono_float(pcm, channels), sample_rate_hz)
 
     def flush(self) -> np.ndarray:
         """Samples still inside the resampler's filter (call at the end of input)."""
-        out = self._collect(self._resampler.resample(None)) if self._resampler else np.zeros(0, np.float32)
-        self._resampler, self._input_rate_hz = None, None
-        return out
-
-    @staticmethod
-    def _collect(frames: list[av.AudioFrame]) -> np.ndarray:
-        if not frames:
-            return np.zeros(0, np.float32)
-        return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32, copy=False)
+        return self._resampler.flush()
