@@ -307,6 +307,8 @@ async def test_invalid_output_is_discarded_and_counted(mode):
             await d.plan(context())
         assert (d.calls, d.failures, d.invalid_replies, d.successes) == (1, 1, 1, 0)
         assert d.last_error.startswith("invalid reply")
+        if mode == "schema":  # an emotion outside the vocabulary: the error says which words there are
+            assert "emotion 'furious' is not one of: neutral, happy, excited" in d.last_error
 
 
 async def test_slow_server_times_out_and_the_rules_carry_on():
