@@ -22,7 +22,7 @@ BLINK_CURVE = np.array([0.45, 0.9, 1.0, 1.0, 0.8, 0.55, 0.3, 0.12], np.float32)
 # An emphasis nod on a stressed syllable: head pitch in degrees per frame (down, then back, ~0.3 s).
 NOD_CURVE = np.array([0.3, 0.8, 1.3, 1.7, 1.9, 1.9, 1.7, 1.4, 1.1, 0.8, 0.5, 0.3, 0.15, 0.05], np.float32)
 
-# The tables below cover every word of their vocabulary (tests/test_blueprint.py checks): a word
+# The tables below cover every word of their vocabulary (tests/test_vocabulary.py checks): a word
 # without an entry is a KeyError, never a silent default.
 
 # Expression targets per emotion: (smile, brow raise).

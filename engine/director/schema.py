@@ -69,7 +69,6 @@ def _note(value: Any) -> Any:
     return value
 
 
-
 class LlmBeat(BaseModel):
     """One beat as the model writes it. Out-of-range numbers are clamped; unknown words are invalid."""
 

@@ -21,8 +21,9 @@ from engine.types import FPS, StoryBeat, Storyline
 from engine.vocabulary import Emotion, Expression, Gaze, HeadMotion
 
 
-def _unset_if_empty(value: Any) -> Any:
-    return None if value == "" else value  # "" was the way to leave a word out before it had a default
+def _empty_means(default: Any) -> BeforeValidator:
+    """An empty string is how files left a word out before words had defaults: it still means the default."""
+    return BeforeValidator(lambda value: default if value == "" else value)
 
 
 class ScriptBeat(BaseModel):
@@ -33,9 +34,9 @@ class ScriptBeat(BaseModel):
 
     start_s: float = Field(ge=0)
     end_s: float = Field(gt=0)
-    emotion: Annotated[Emotion | None, BeforeValidator(_unset_if_empty)] = None
+    emotion: Annotated[Emotion | None, _empty_means(None)] = None
     intensity: float = Field(default=0.8, ge=0, le=1)
-    expression: Annotated[Expression, BeforeValidator(lambda v: v or Expression.NEUTRAL)] = Expression.NEUTRAL
+    expression: Annotated[Expression, _empty_means(Expression.NEUTRAL)] = Expression.NEUTRAL
     head_motion: HeadMotion = HeadMotion.IDLE
     gaze: Gaze = Gaze.CAMERA
     note: str = Field(default="", max_length=200)
