@@ -122,6 +122,9 @@ class Registry(Generic[F, C]):
     def _plugins(self) -> dict[str, EntryPoint]:
         if self._entry_points is None:
             self._entry_points = {ep.name: ep for ep in entry_points(group=self.group)}
+            for name in self._entry_points.keys() & self._backends.keys():
+                log.warning("%s %r: the entry point %s is ignored, a registered %s has that name",
+                            self.kind, name, self._entry_points[name].value, self.kind)
         return self._entry_points
 
     def _load(self, entry_point: EntryPoint) -> Backend[F, C]:
