@@ -15,6 +15,7 @@ import logging
 import sys
 import time
 
+from engine.backends import DIRECTORS, GENERATORS
 from engine.config import EngineConfig
 from engine.generator import AvatarError, PreparedAvatar, prepare_avatar
 from engine.generator.avatar import DEFAULT_CACHE_DIR
@@ -29,10 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--avatar", dest="avatar_path", help="portrait photo (JPEG/PNG/WebP); default: embedded")
     common.add_argument("--window-frames", type=int,
                         help="frames per live sub-clip window (default 1; render uses offline_window_frames, 8)")
-    common.add_argument("--generator", help="renderer: warp (default), torch, compile, onnx or tensorrt")
+    common.add_argument("--generator", help=f"renderer: {GENERATORS.describe()}")
     common.add_argument("--max-side", dest="max_side_px", type=int,
                         help="longer side of the output video in px; the portrait is scaled to it (default 720)")
-    common.add_argument("--director", help="rules (default, embedded) or vllm (an OpenAI-compatible server)")
+    common.add_argument("--director", help=f"storyline planner: {DIRECTORS.describe()}")
     common.add_argument("--director-url", help="vllm director: base URL, e.g. http://127.0.0.1:8000/v1")
     common.add_argument("--director-model", help="vllm director: model name as the server serves it")
     common.add_argument("--director-no-image", dest="director_image", action="store_const", const=False,

@@ -14,6 +14,7 @@ import numpy as np
 
 from engine.audio.visemes import SHAPE_MATRIX
 from engine.types import FPS, N_CONTROLS, Control, FeatureFrame, MotionWindow, Storyline
+from engine.vocabulary import Emotion, Expression, Gaze, HeadMotion
 
 # A blink: fast close, short hold, slower open (frames at 48 fps, ~170 ms).
 BLINK_CURVE = np.array([0.45, 0.9, 1.0, 1.0, 0.8, 0.55, 0.3, 0.12], np.float32)
@@ -21,21 +22,27 @@ BLINK_CURVE = np.array([0.45, 0.9, 1.0, 1.0, 0.8, 0.55, 0.3, 0.12], np.float32)
 # An emphasis nod on a stressed syllable: head pitch in degrees per frame (down, then back, ~0.3 s).
 NOD_CURVE = np.array([0.3, 0.8, 1.3, 1.7, 1.9, 1.9, 1.7, 1.4, 1.1, 0.8, 0.5, 0.3, 0.15, 0.05], np.float32)
 
-# Expression targets per emotion: (smile, brow raise).
-EMOTION_TARGETS = {
-    "neutral": (0.0, 0.0), "happy": (0.7, 0.15), "excited": (0.8, 0.4), "calm": (0.2, 0.0),
-    "surprised": (0.1, 0.9), "serious": (0.0, -0.4), "sad": (0.0, -0.2),
-}
+# The tables below cover every word of their vocabulary (tests/test_vocabulary.py checks): a word
+# without an entry is a KeyError, never a silent default.
 
+# Expression targets per emotion: (smile, brow raise).
+EMOTION_TARGETS: dict[Emotion, tuple[float, float]] = {
+    Emotion.NEUTRAL: (0.0, 0.0), Emotion.HAPPY: (0.7, 0.15), Emotion.EXCITED: (0.8, 0.4), Emotion.CALM: (0.2, 0.0),
+    Emotion.SURPRISED: (0.1, 0.9), Emotion.SERIOUS: (0.0, -0.4), Emotion.SAD: (0.0, -0.2),
+}
 
 # Facial expressions on top of the emotion: control -> value.
-EXPRESSION_TARGETS: dict[str, dict[Control, float]] = {
-    "smile": {Control.SMILE: 0.8}, "grin": {Control.SMILE: 1.0, Control.MOUTH_WIDTH: 0.4},
-    "frown": {Control.BROW_RAISE: -0.8, Control.LIP_PRESS: 0.4}, "raised_brows": {Control.BROW_RAISE: 1.0},
-    "pout": {Control.MOUTH_ROUND: 0.8, Control.LIP_PRESS: 0.3},
+EXPRESSION_TARGETS: dict[Expression, dict[Control, float]] = {
+    Expression.NEUTRAL: {}, Expression.SMILE: {Control.SMILE: 0.8},
+    Expression.GRIN: {Control.SMILE: 1.0, Control.MOUTH_WIDTH: 0.4},
+    Expression.FROWN: {Control.BROW_RAISE: -0.8, Control.LIP_PRESS: 0.4},
+    Expression.RAISED_BROWS: {Control.BROW_RAISE: 1.0},
+    Expression.POUT: {Control.MOUTH_ROUND: 0.8, Control.LIP_PRESS: 0.3},
 }
-GAZE_TARGETS = {"camera": (0.0, 0.0), "left": (-0.8, 0.0), "right": (0.8, 0.0), "up": (0.0, -0.7),
-                "down": (0.0, 0.7), "product": (-0.4, 0.6)}
+GAZE_TARGETS: dict[Gaze, tuple[float, float]] = {
+    Gaze.CAMERA: (0.0, 0.0), Gaze.LEFT: (-0.8, 0.0), Gaze.RIGHT: (0.8, 0.0), Gaze.UP: (0.0, -0.7),
+    Gaze.DOWN: (0.0, 0.7), Gaze.PRODUCT: (-0.4, 0.6),
+}
 
 
 def ease_in_out(t_s: np.ndarray, duration_s: float, ramp_s: float = 0.25) -> np.ndarray:
@@ -47,20 +54,24 @@ def ease_in_out(t_s: np.ndarray, duration_s: float, ramp_s: float = 0.25) -> np.
     return x * x * (3 - 2 * x)
 
 
-def head_motion_deg(kind: str, t_s: np.ndarray, duration_s: float, intensity: float) -> tuple[Control, np.ndarray]:
+def head_motion_deg(kind: HeadMotion, t_s: np.ndarray, duration_s: float,
+                    intensity: float) -> tuple[Control, np.ndarray]:
     """A beat's head gesture as (control, degrees per frame) at times t_s since the beat started."""
     a = 0.4 + 0.6 * intensity
     span = min(duration_s, 1.0)  # nods and shakes: at most two cycles, then stillness
     inside = (t_s < span).astype(np.float32)
-    if kind == "nod":
-        return Control.HEAD_PITCH, a * 5.0 * np.sin(np.pi * t_s / 0.5) ** 2 * inside
-    if kind == "shake":
-        return Control.HEAD_YAW, a * 6.0 * np.sin(2 * np.pi * t_s / 0.5) * np.sin(np.pi * t_s / span) * inside
-    if kind == "tilt":
-        return Control.HEAD_ROLL, a * 6.0 * ease_in_out(t_s, duration_s)
-    if kind == "turn":
-        return Control.HEAD_YAW, a * 8.0 * ease_in_out(t_s, duration_s)
-    return Control.HEAD_YAW, np.zeros_like(t_s)
+    match kind:
+        case HeadMotion.IDLE:
+            return Control.HEAD_YAW, np.zeros_like(t_s)
+        case HeadMotion.NOD:
+            return Control.HEAD_PITCH, a * 5.0 * np.sin(np.pi * t_s / 0.5) ** 2 * inside
+        case HeadMotion.SHAKE:
+            return Control.HEAD_YAW, a * 6.0 * np.sin(2 * np.pi * t_s / 0.5) * np.sin(np.pi * t_s / span) * inside
+        case HeadMotion.TILT:
+            return Control.HEAD_ROLL, a * 6.0 * ease_in_out(t_s, duration_s)
+        case HeadMotion.TURN:
+            return Control.HEAD_YAW, a * 8.0 * ease_in_out(t_s, duration_s)
+    raise ValueError(f"no head motion for {kind!r}")  # a HeadMotion member without a case above
 
 
 def idle_head_deg(frame_index: np.ndarray) -> np.ndarray:
@@ -119,18 +130,18 @@ class Blueprint:
                 for c in (Control.BLINK_LEFT, Control.BLINK_RIGHT):
                     targets[lo : lo + len(curve), c] = np.maximum(targets[lo : lo + len(curve), c], curve)
             elif hi > lo:
-                if beat.emotion:  # later beats override the mood of earlier ones
-                    smile, brow = EMOTION_TARGETS.get(beat.emotion, (0.0, 0.0))
+                if beat.emotion is not None:  # later beats override the mood of earlier ones
+                    smile, brow = EMOTION_TARGETS[beat.emotion]
                     targets[lo:hi, Control.SMILE] = smile * beat.intensity
                     targets[lo:hi, Control.BROW_RAISE] = brow * beat.intensity
-                for control, value in EXPRESSION_TARGETS.get(beat.expression, {}).items():
+                for control, value in EXPRESSION_TARGETS[beat.expression].items():
                     targets[lo:hi, control] = np.clip(targets[lo:hi, control] + value * max(beat.intensity, 0.5), -1, 1)
                 t_s = (np.arange(lo, hi) + start - beat.start_frame) / FPS
                 duration_s = (beat.end_frame - beat.start_frame) / FPS
-                if beat.head_motion != "idle":
+                if beat.head_motion != HeadMotion.IDLE:
                     control, deg = head_motion_deg(beat.head_motion, t_s, duration_s, beat.intensity)
                     targets[lo:hi, control] += deg
-                gx, gy = GAZE_TARGETS.get(beat.gaze, (0.0, 0.0))
+                gx, gy = GAZE_TARGETS[beat.gaze]
                 if gx or gy:
                     env = ease_in_out(t_s, duration_s, ramp_s=0.12)  # eyes move fast
                     targets[lo:hi, Control.GAZE_X] += gx * env
@@ -172,7 +183,7 @@ class Blueprint:
             self._expr += 0.08 * (controls[i, [Control.SMILE, Control.BROW_RAISE]] - self._expr)
             controls[i, Control.SMILE], controls[i, Control.BROW_RAISE] = self._expr
         audio = np.concatenate([f.audio for f in features])
-        return MotionWindow(start, controls, audio, sum(f.filled for f in features), time.monotonic())
+        return MotionWindow(start, controls, audio, created_t_s=time.monotonic())
 
     def _maybe_nod(self, f: FeatureFrame, next_db: float) -> None:
         """A loudness peak well above the running speech level starts an emphasis nod."""

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.backends import DIRECTORS, GENERATORS
+from engine.types import FPS
+
 
 @dataclass
 class EngineConfig:
     avatar_path: str | None = None  # None: the embedded default portrait (skimage's astronaut)
     max_side_px: int = 720  # longer side of the output video; the portrait is scaled down to it
     avatar_cache_dir: str = ""  # prepared avatars are cached here; "" = ~/.cache/avatar-engine/avatars, "off" = none
-    # Live latency is bounded below by (window_frames + lookahead_frames) / 48 + one 20 ms audio packet +
+    # Live latency is bounded below by (window_frames + lookahead_frames) / FPS + one 20 ms audio packet +
     # render_reserve_s: the defaults leave ~18 ms for late packets in an 80 ms pipeline delay
     # (benchmarks/latency.py). Offline rendering is faster with longer windows (8: ~20% more fps).
     window_frames: int = 1  # frames per sub-clip window (1 = 21 ms)
@@ -26,7 +29,8 @@ class EngineConfig:
     render_reserve_s: float = 0.02  # live: a window starts rendering at least this long before it is due
     max_live_backlog_s: float = 0.3  # live mic: audio beyond this backlog is dropped (counted)
     max_pushed_backlog_s: float = 600.0  # pushed/offline audio is buffered, never dropped, up to this
-    director: str = "rules"  # rules (embedded); vllm comes with the director issue
+    director: str = "rules"  # rules (embedded), vllm, or a registered plugin (engine.backends)
+    # Directors that need a server (vllm; capabilities.needs_server) take these director_* settings.
     director_url: str = ""  # vllm director: the OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1
     director_model: str = ""  # vllm director: the model name the server serves
     director_image: bool = True  # vllm director: send the portrait (text-only models refuse it once, then never)
@@ -36,7 +40,7 @@ class EngineConfig:
     director_max_tokens: int = 1024  # vllm director: reply budget
     storyline_path: str | None = None  # a scripted show (JSON beats in seconds); the rule director fills the rest
     persona: str = ""  # the host's persona and standing instructions, read by the director
-    generator: str = "warp"  # warp (CPU fast path), torch, compile, onnx, tensorrt: engine/generator/variants.py
+    generator: str = "warp"  # warp (CPU fast path), torch, compile, onnx, tensorrt, or a plugin (engine.backends)
     render_threads: int = 1  # torch intra-op threads per render call
     seed: int = 0  # blinks and idle motion are random but reproducible
     replan_interval_s: float = 1.0  # director re-plans this often
@@ -54,18 +58,18 @@ class EngineConfig:
         for name in ("lookahead_frames", "offline_lookahead_frames"):
             if not 0 <= getattr(self, name) <= 2:
                 raise ValueError(f"{name} must be 0, 1 or 2, got {getattr(self, name)}")
-        if self.generator not in ("warp", "torch", "compile", "onnx", "tensorrt"):
-            raise ValueError(f"generator must be warp, torch, compile, onnx or tensorrt, got {self.generator!r}")
-        if self.director not in ("rules", "vllm"):
-            raise ValueError(f"director must be 'rules' or 'vllm', got {self.director!r}")
-        if self.director == "vllm" and not (self.director_url and self.director_model):
-            raise ValueError("the vllm director needs director_url (--director-url, e.g. http://127.0.0.1:8000/v1) "
-                             "and director_model (--director-model)")
+        longest = GENERATORS.get(self.generator).capabilities.max_window_frames  # ValueError naming them all
+        if longest is not None and max(self.window_frames, self.offline_window_frames) > longest:
+            raise ValueError(f"the {self.generator} generator renders at most {longest} frames a window: "
+                             f"window_frames and offline_window_frames must be <= {longest}")
+        if DIRECTORS.get(self.director).capabilities.needs_server and not (self.director_url and self.director_model):
+            raise ValueError(f"the {self.director} director needs director_url (--director-url, e.g. "
+                             "http://127.0.0.1:8000/v1) and director_model (--director-model)")
 
     def validate_live(self) -> None:
         """Raise ValueError if a live session cannot keep its clock with these settings (offline
         rendering has no clock, so any window length goes)."""
-        budget = (self.window_frames + self.lookahead_frames) / 48 + self.render_reserve_s
+        budget = (self.window_frames + self.lookahead_frames) / FPS + self.render_reserve_s
         if self.pipeline_delay_s < budget:
             raise ValueError(f"pipeline_delay_s {self.pipeline_delay_s} is below what a live window needs: "
-                             f"(window_frames + lookahead_frames) / 48 + render_reserve_s = {budget:.3f} s")
+                             f"(window_frames + lookahead_frames) / {FPS} + render_reserve_s = {budget:.3f} s")

@@ -11,29 +11,11 @@ from enum import IntEnum
 
 import numpy as np
 
+from engine.vocabulary import Emotion, Expression, Gaze, HeadMotion
+
 SAMPLE_RATE_HZ = 48_000
 FPS = 48
 SAMPLES_PER_FRAME = SAMPLE_RATE_HZ // FPS  # 1000
-
-
-def frame_t_s(frame_index: int) -> float:
-    return frame_index / FPS
-
-
-@dataclass(slots=True)
-class AudioChunk:
-    """Mono float32 audio in [-1, 1] on the media clock (ingest -> ring buffer)."""
-
-    start_sample: int
-    samples: np.ndarray  # (n,) float32
-    sample_rate_hz: int = SAMPLE_RATE_HZ
-
-    @property
-    def end_sample(self) -> int:
-        return self.start_sample + len(self.samples)
-
-    def __str__(self) -> str:
-        return f"AudioChunk[{self.start_sample}:{self.end_sample}]"
 
 
 @dataclass(slots=True)
@@ -51,10 +33,6 @@ class FeatureFrame:
     arrived_t_s: float = 0.0  # monotonic time its last sample arrived (or silence stood in)
     mfcc: np.ndarray | None = None  # (13,) of the last 25 ms
 
-    @property
-    def t_s(self) -> float:
-        return frame_t_s(self.frame_index)
-
     def __str__(self) -> str:
         return f"FeatureFrame#{self.frame_index} {self.energy_db:.0f}dB vad={self.voice_activity:.2f}"
 
@@ -65,13 +43,21 @@ class StoryBeat:
 
     start_frame: int
     end_frame: int
-    emotion: str = "neutral"  # "" keeps the mood of the beats under it (a gesture alone)
+    emotion: Emotion | None = Emotion.NEUTRAL  # None (or "") keeps the mood of the beats under it (a gesture alone)
     intensity: float = 0.0  # 0..1
-    head_motion: str = "idle"  # idle | nod | shake | tilt | turn
+    head_motion: HeadMotion = HeadMotion.IDLE
     blink: bool = False  # a single blink starting at start_frame
     note: str = ""
-    expression: str = ""  # "" | smile | grin | frown | raised_brows | pout (on top of the emotion)
-    gaze: str = "camera"  # camera | left | right | up | down | product
+    expression: Expression = Expression.NEUTRAL  # on top of the emotion ("" is neutral)
+    gaze: Gaze = Gaze.CAMERA
+
+    def __post_init__(self) -> None:
+        # Words may arrive as plain strings (a plugin director, a test): checked here, so a misspelt one
+        # raises at once, naming the allowed words, instead of never showing.
+        self.emotion = Emotion(self.emotion) if self.emotion else None
+        self.head_motion = HeadMotion(self.head_motion)
+        self.expression = Expression(self.expression or Expression.NEUTRAL)
+        self.gaze = Gaze(self.gaze)
 
     def __str__(self) -> str:
         return f"Beat[{self.start_frame}:{self.end_frame}] {self.emotion} {self.head_motion}"
@@ -117,7 +103,6 @@ class MotionWindow:
     start_frame: int
     controls: np.ndarray  # (N, N_CONTROLS) float32
     audio: np.ndarray  # (N * 1000,) float32, the audio these frames show
-    filled_frames: int = 0  # frames whose audio was missing (silence stood in)
     created_t_s: float = 0.0  # monotonic time the last audio of the window was ready
 
     @property

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import EngineConfig
+from engine.types import FPS
 
 ENV_PREFIX = "AVATAR_ENGINE_"
 NOT_SETTINGS = {"director_api_key", "vllm_test"}  # read where they are used, never stored in the config
@@ -27,7 +28,7 @@ class ServerConfig:
     # WebRTC: the returned audio is sent this much before its picture, and its RTCP sender reports say
     # it is presented with the picture (streaming/patches.py, present_ahead). Browsers' audio path is slower than
     # their video path and they sync the two, so without the lead the picture waits for the sound.
-    # At most pipeline_delay_s - 1/48 - 0.02: the microphone's sound must have arrived.
+    # At most pipeline_delay_s - 1/FPS - 0.02: the microphone's sound must have arrived.
     audio_lead_s: float = 0.03
     connect_timeout_s: float = 20.0  # a session whose peer never connects is freed after this
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -35,9 +36,9 @@ class ServerConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first inconsistent setting (the engine's too)."""
         self.engine.validate()
-        most = self.engine.pipeline_delay_s - 1 / 48 - 0.02
+        most = self.engine.pipeline_delay_s - 1 / FPS - 0.02
         if not 0 <= self.audio_lead_s <= most:
-            raise ValueError(f"audio_lead_s must be between 0 and pipeline_delay_s - 1/48 - 0.02 = {most:.3f} s "
+            raise ValueError(f"audio_lead_s must be between 0 and pipeline_delay_s - 1/{FPS} - 0.02 = {most:.3f} s "
                              f"(the microphone's audio must have arrived), got {self.audio_lead_s}")
 
     def ice_addresses(self) -> list[str] | None:

@@ -209,14 +209,14 @@ class VllmServer:
 
 def director_corpus() -> list[str]:
     """Texts to train the tiny tokenizer on: what the director sends and what it gets back."""
-    from engine.director.base import EMOTIONS, HEAD_MOTIONS
-    from engine.director.schema import EXPRESSIONS, GAZES, SPEAKING_STYLES, storyline_json_schema
+    from engine.director.schema import storyline_json_schema
     from engine.director.vllm import SYSTEM_PROMPT
+    from engine.vocabulary import Emotion, Expression, Gaze, HeadMotion, SpeakingStyle
 
     schema = json.dumps(storyline_json_schema())
     beats = [{"start_s": 0.5, "duration_s": 1.25, "emotion": e, "intensity": 0.75, "expression": x, "head_motion": h,
               "gaze": g, "blink_rate_per_min": 15, "speaking_style": s, "note": "greeting the viewers"}
-             for e, x, h, g, s in zip(EMOTIONS, EXPRESSIONS * 2, HEAD_MOTIONS * 2, GAZES * 2, SPEAKING_STYLES * 2,
+             for e, x, h, g, s in zip(Emotion, [*Expression] * 2, [*HeadMotion] * 2, [*Gaze] * 2, [*SpeakingStyle] * 2,
                                       strict=False)]
     user = {"horizon_s": 4.0, "persona": "an energetic skincare seller", "host_instructions": ["smile when greeting"],
             "new_host_instructions": ["nod on prices"], "transcript": "hello everyone, welcome to the show",

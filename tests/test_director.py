@@ -18,7 +18,8 @@ from tests.conftest import REPO, write_wav
 def test_commands_become_beats() -> None:
     beats = command_beats("Smile and nod, then look left", 100)
     kinds = {(b.expression, b.head_motion, b.gaze) for b in beats}
-    assert ("smile", "idle", "camera") in kinds and ("", "nod", "camera") in kinds and ("", "idle", "left") in kinds
+    assert ("smile", "idle", "camera") in kinds and ("neutral", "nod", "camera") in kinds
+    assert ("neutral", "idle", "left") in kinds
     assert all(b.start_frame == 100 and b.end_frame > 100 for b in beats)
     assert command_beats("tell them about the price", 0) == []
 

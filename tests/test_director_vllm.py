@@ -23,10 +23,7 @@ import pytest
 
 from engine.audio.prosody import Prosody
 from engine.director import DirectorContext, RuleDirector, make_director
-from engine.director.base import EMOTIONS, HEAD_MOTIONS
 from engine.director.schema import (
-    EXPRESSIONS,
-    GAZES,
     LlmStoryline,
     StorylineError,
     parse_reply,
@@ -36,6 +33,7 @@ from engine.director.schema import (
 )
 from engine.director.vllm import SYSTEM_PROMPT, VllmDirector, jpeg_bytes, wav_bytes
 from engine.types import FPS
+from engine.vocabulary import Emotion, Expression, Gaze, HeadMotion
 from tests.director_server import (
     ScriptedServer,
     VllmServer,
@@ -70,9 +68,9 @@ def test_schema_is_closed_and_bounded():
     props = beat_schema["properties"]
     assert schema["additionalProperties"] is False and beat_schema["additionalProperties"] is False
     assert set(beat_schema["required"]) == set(props) and schema["required"] == ["beats"]
-    assert props["emotion"]["enum"] == list(EMOTIONS)
-    assert props["head_motion"]["enum"] == list(HEAD_MOTIONS)
-    assert props["expression"]["enum"] == list(EXPRESSIONS) and props["gaze"]["enum"] == list(GAZES)
+    for field, vocabulary in (("emotion", Emotion), ("head_motion", HeadMotion), ("expression", Expression),
+                              ("gaze", Gaze)):
+        assert props[field] == {"type": "string", "enum": [*vocabulary]}  # inline: every decoder takes it
     assert (props["intensity"]["minimum"], props["intensity"]["maximum"]) == (0.0, 1.0)
     assert props["start_s"]["maximum"] < 4.0  # a beat must start inside the horizon
     assert props["note"]["maxLength"] == 80
@@ -131,7 +129,7 @@ def test_seconds_become_frames_on_the_media_clock():
     assert (line.planned_from_frame, line.planned_to_frame, line.source) == (480, 672, "vllm")
     moods = [b for b in line.beats if not b.blink]
     assert [(b.start_frame, b.end_frame) for b in moods] == [(504, 552), (648, 672)]  # clamped to the plan
-    assert moods[0].expression == "smile" and moods[1].expression == ""
+    assert moods[0].expression == Expression.SMILE and moods[1].expression == Expression.NEUTRAL
     assert moods[1].head_motion == "nod" and moods[0].note.startswith("energetic")
     blinks = [b.start_frame for b in line.beats if b.blink]
     assert blinks and all(473 <= f < 672 for f in blinks)
@@ -309,6 +307,8 @@ async def test_invalid_output_is_discarded_and_counted(mode):
             await d.plan(context())
         assert (d.calls, d.failures, d.invalid_replies, d.successes) == (1, 1, 1, 0)
         assert d.last_error.startswith("invalid reply")
+        if mode == "schema":  # an emotion outside the vocabulary: the error says which words there are
+            assert "emotion 'furious' is not one of: neutral, happy, excited" in d.last_error
 
 
 async def test_slow_server_times_out_and_the_rules_carry_on():
@@ -381,8 +381,9 @@ async def test_real_vllm_structured_storyline(vllm_server, portrait):
         assert 1 <= len(moods) <= 6
         for b in moods:
             assert ctx.from_frame <= b.start_frame < b.end_frame <= ctx.to_frame
-            assert b.emotion in EMOTIONS and b.head_motion in HEAD_MOTIONS and b.gaze in GAZES
-            assert b.expression in (*EXPRESSIONS[1:], "") and 0 <= b.intensity <= 1 and len(b.note) <= 80
+            assert (isinstance(b.emotion, Emotion) and isinstance(b.head_motion, HeadMotion)
+                    and isinstance(b.gaze, Gaze) and isinstance(b.expression, Expression))
+            assert 0 <= b.intensity <= 1 and len(b.note) <= 80
     assert (d.successes, d.failures, d.response_format) == (4, 0, "json_schema")
     assert (d.media_fallbacks, d.media_ok) == (1, False)  # tiny-director is not a multimodal model
     prompt_tokens, completion_tokens = d.last_tokens

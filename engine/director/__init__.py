@@ -1,4 +1,9 @@
-"""Directors keep a rolling storyline a few seconds ahead. `make_director` picks one by name."""
+"""Directors keep a rolling storyline a few seconds ahead.
+
+Directors are registered by name with what they can do (engine.backends: rules, vllm, and plugins);
+`make_director` builds one by name, `director_for` a session's own from its configuration. A scripted
+show (storyline_path) takes the place of the named director.
+"""
 
 from __future__ import annotations
 
@@ -6,33 +11,29 @@ from typing import Any
 
 import numpy as np
 
+from engine.backends import DIRECTORS, DirectorCapabilities, register_director
 from engine.config import EngineConfig
 from engine.director.base import Director, DirectorContext
 from engine.director.rules import RuleDirector
 
 
 def make_director(name: str, seed: int = 0, storyline_path: str | None = None, **options: Any) -> Director:
-    """`options` go to the vllm director: url, model, api_key, image_jpeg, send_image, send_audio,
-    transcribe_model, timeout_s, max_tokens, temperature (see engine.director.vllm.VllmDirector)."""
+    """`options` go to directors that need a server (vllm): url, model, api_key, image_jpeg, send_image,
+    send_audio, transcribe_model, timeout_s, max_tokens, temperature (engine.director.vllm.VllmDirector)."""
     if storyline_path:
         from engine.director.script import ScriptDirector, load_script
 
         return ScriptDirector(load_script(storyline_path), seed=seed)
-    if name == "rules":
-        return RuleDirector(seed=seed)
-    if name == "vllm":
-        try:
-            from engine.director.vllm import VllmDirector
-        except ImportError as e:
-            raise ValueError(f"the vllm director needs the openai client: pip install -e '.[director]' ({e})") from e
-        options = dict(options)
-        return VllmDirector(options.pop("url", ""), options.pop("model", ""), seed=seed, **options)
-    raise ValueError(f"unknown director {name!r}: choose 'rules' or 'vllm'")
+    director = DIRECTORS.get(name).factory(seed=seed, **options)
+    if not isinstance(director, Director):
+        raise TypeError(f"director {name!r} built {director!r}, which lacks the Director protocol "
+                        "(name, async plan: engine/director/base.py)")
+    return director
 
 
 def director_options(config: EngineConfig, portrait_rgb: np.ndarray) -> dict[str, object]:
-    """Settings for a model-served director (the rule director takes none)."""
-    if config.director != "vllm":
+    """Settings for a model-served director (those whose capabilities say needs_server; the rest take none)."""
+    if not DIRECTORS.get(config.director).capabilities.needs_server:
         return {}
     from engine.director.vllm import jpeg_bytes
 
@@ -48,4 +49,5 @@ def director_for(config: EngineConfig, portrait_rgb: np.ndarray) -> Director:
                          **director_options(config, portrait_rgb))
 
 
-__all__ = ["Director", "DirectorContext", "RuleDirector", "director_for", "make_director"]
+__all__ = ["Director", "DirectorCapabilities", "DirectorContext", "RuleDirector", "director_for", "make_director",
+           "register_director"]

@@ -8,9 +8,6 @@ from typing import Protocol, runtime_checkable
 from engine.audio.prosody import Prosody
 from engine.types import Storyline
 
-EMOTIONS = ("neutral", "happy", "excited", "calm", "surprised", "serious", "sad")
-HEAD_MOTIONS = ("idle", "nod", "shake", "tilt", "turn")
-
 
 @dataclass
 class DirectorContext:
@@ -27,6 +24,7 @@ class DirectorContext:
     audio_wav: bytes | None = None  # the recent speech as WAV, for omni models or transcription
 
 
+@runtime_checkable
 class Director(Protocol):
     name: str
 

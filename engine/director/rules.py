@@ -14,53 +14,55 @@ import numpy as np
 
 from engine.director.base import DirectorContext
 from engine.types import FPS, StoryBeat, Storyline
+from engine.vocabulary import Emotion, Expression, Gaze, HeadMotion
 
 
 @dataclass(frozen=True)
 class Rule:
     pattern: str
     seconds: float  # how long the beat lasts
-    emotion: str = ""  # "" leaves the mood as it is (a gesture alone)
-    expression: str = ""
-    head_motion: str = "idle"
-    gaze: str = "camera"
+    emotion: Emotion | None = None  # None leaves the mood as it is (a gesture alone)
+    expression: Expression = Expression.NEUTRAL
+    head_motion: HeadMotion = HeadMotion.IDLE
+    gaze: Gaze = Gaze.CAMERA
     intensity: float = 0.8
 
 
 # Host commands, matched case-insensitively anywhere in the text; every match adds a beat.
 COMMANDS = (
-    Rule(r"\bgrin", 3.0, emotion="happy", expression="grin"),
-    Rule(r"\bsmil|\bhappy|\bcheer", 3.0, emotion="happy", expression="smile"),
-    Rule(r"surpris|\bwow\b|amaz|shock", 2.0, emotion="surprised", expression="raised_brows", intensity=1.0),
-    Rule(r"excit|energ", 3.0, emotion="excited"),
-    Rule(r"serious|stern", 3.0, emotion="serious"),
-    Rule(r"\bsad\b|sorry", 3.0, emotion="sad"),
-    Rule(r"frown|angry", 2.5, expression="frown"),
-    Rule(r"\bpout", 2.0, expression="pout"),
-    Rule(r"\bnod", 1.0, head_motion="nod", intensity=1.0),
-    Rule(r"shake|\bno no\b", 1.0, head_motion="shake", intensity=1.0),
-    Rule(r"\btilt", 2.5, head_motion="tilt"),
-    Rule(r"\bturn", 2.5, head_motion="turn"),
-    Rule(r"look (to the )?left", 2.0, gaze="left"),
-    Rule(r"look (to the )?right", 2.0, gaze="right"),
-    Rule(r"look (up|above)", 2.0, gaze="up"),
-    Rule(r"look (down|at the product)|\bproduct", 2.0, gaze="product"),
+    Rule(r"\bgrin", 3.0, emotion=Emotion.HAPPY, expression=Expression.GRIN),
+    Rule(r"\bsmil|\bhappy|\bcheer", 3.0, emotion=Emotion.HAPPY, expression=Expression.SMILE),
+    Rule(r"surpris|\bwow\b|amaz|shock", 2.0, emotion=Emotion.SURPRISED, expression=Expression.RAISED_BROWS,
+         intensity=1.0),
+    Rule(r"excit|energ", 3.0, emotion=Emotion.EXCITED),
+    Rule(r"serious|stern", 3.0, emotion=Emotion.SERIOUS),
+    Rule(r"\bsad\b|sorry", 3.0, emotion=Emotion.SAD),
+    Rule(r"frown|angry", 2.5, expression=Expression.FROWN),
+    Rule(r"\bpout", 2.0, expression=Expression.POUT),
+    Rule(r"\bnod", 1.0, head_motion=HeadMotion.NOD, intensity=1.0),
+    Rule(r"shake|\bno no\b", 1.0, head_motion=HeadMotion.SHAKE, intensity=1.0),
+    Rule(r"\btilt", 2.5, head_motion=HeadMotion.TILT),
+    Rule(r"\bturn", 2.5, head_motion=HeadMotion.TURN),
+    Rule(r"look (to the )?left", 2.0, gaze=Gaze.LEFT),
+    Rule(r"look (to the )?right", 2.0, gaze=Gaze.RIGHT),
+    Rule(r"look (up|above)", 2.0, gaze=Gaze.UP),
+    Rule(r"look (down|at the product)|\bproduct", 2.0, gaze=Gaze.PRODUCT),
 )
 
 # Persona words -> the mood between commands (emotion, intensity).
 PERSONA_MOODS = (
-    (r"energetic|excit|enthusias|lively", ("excited", 0.35)),
-    (r"cheer|friendly|warm|happy|upbeat", ("happy", 0.4)),
-    (r"calm|gentle|soothing|relax", ("calm", 0.5)),
-    (r"serious|formal|professional|news", ("serious", 0.3)),
+    (r"energetic|excit|enthusias|lively", (Emotion.EXCITED, 0.35)),
+    (r"cheer|friendly|warm|happy|upbeat", (Emotion.HAPPY, 0.4)),
+    (r"calm|gentle|soothing|relax", (Emotion.CALM, 0.5)),
+    (r"serious|formal|professional|news", (Emotion.SERIOUS, 0.3)),
 )
 
 
-def persona_mood(persona: str) -> tuple[str, float]:
+def persona_mood(persona: str) -> tuple[Emotion, float]:
     for pattern, mood in PERSONA_MOODS:
         if re.search(pattern, persona, re.IGNORECASE):
             return mood
-    return "neutral", 0.0
+    return Emotion.NEUTRAL, 0.0
 
 
 class RuleDirector:
@@ -92,7 +94,7 @@ class RuleDirector:
             self._next_blink += int(self._draw_interval())
         self._blinks = [b for b in self._blinks if b >= start - FPS]
         emotion, intensity = persona_mood(context.persona)
-        beats = [StoryBeat(start, end, emotion, intensity, "idle", note="baseline")]
+        beats = [StoryBeat(start, end, emotion, intensity, note="baseline")]
         beats += [b for b in self._commands if b.start_frame < end]
         beats += [StoryBeat(b, b + 8, blink=True, note="blink") for b in self._blinks if start <= b < end]
         return Storyline(start, end, beats, source=self.name)

@@ -17,16 +17,12 @@ import json
 import math
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from engine.director.base import EMOTIONS, HEAD_MOTIONS
 from engine.types import FPS, StoryBeat, Storyline
-
-EXPRESSIONS = ("neutral", "smile", "grin", "frown", "raised_brows", "pout")
-GAZES = ("camera", "left", "right", "up", "down", "product")
-SPEAKING_STYLES = ("calm", "energetic", "warm", "serious", "playful", "whisper")
+from engine.vocabulary import Emotion, Expression, Gaze, HeadMotion, SpeakingStyle, Vocabulary
 
 MAX_BEATS = 6
 MAX_START_S = 30.0
@@ -55,20 +51,22 @@ def _clamp(lo: float, hi: float):
     return BeforeValidator(clamp)
 
 
-def _word(value: Any) -> Any:
-    """Vocabulary words compare case- and space-insensitively ("Raised Brows" -> "raised_brows")."""
-    if isinstance(value, str):
-        return value.strip().lower().replace(" ", "_").replace("-", "_")
-    return value
+def _word(vocabulary: type[Vocabulary]) -> BeforeValidator:
+    """A word of `vocabulary`, compared case- and space-insensitively ("Raised Brows" -> raised_brows);
+    an unknown one fails validation with a message that lists the allowed words."""
+
+    def lookup(value: Any) -> Any:
+        if isinstance(value, str):
+            return vocabulary(value.strip().lower().replace(" ", "_").replace("-", "_"))
+        return value  # not a string: the strict enum check rejects it
+
+    return BeforeValidator(lookup)
 
 
 def _note(value: Any) -> Any:
     if isinstance(value, str):
         return _CONTROL_CHARS.sub(" ", value).strip()[:NOTE_MAX_CHARS]
     return value
-
-
-Word = BeforeValidator(_word)
 
 
 class LlmBeat(BaseModel):
@@ -81,13 +79,13 @@ class LlmBeat(BaseModel):
                        _clamp(0.0, MAX_START_S)]
     duration_s: Annotated[float, Field(ge=MIN_DURATION_S, le=MAX_DURATION_S, description="seconds"),
                           _clamp(MIN_DURATION_S, MAX_DURATION_S)]
-    emotion: Annotated[Literal[EMOTIONS], Word]  # type: ignore[valid-type]
+    emotion: Annotated[Emotion, _word(Emotion)]
     intensity: Annotated[float, Field(ge=0.0, le=1.0), _clamp(0.0, 1.0)]
-    expression: Annotated[Literal[EXPRESSIONS], Word]  # type: ignore[valid-type]
-    head_motion: Annotated[Literal[HEAD_MOTIONS], Word]  # type: ignore[valid-type]
-    gaze: Annotated[Literal[GAZES], Word]  # type: ignore[valid-type]
+    expression: Annotated[Expression, _word(Expression)]
+    head_motion: Annotated[HeadMotion, _word(HeadMotion)]
+    gaze: Annotated[Gaze, _word(Gaze)]
     blink_rate_per_min: Annotated[float, Field(ge=0.0, le=60.0), _clamp(0.0, 60.0)]
-    speaking_style: Annotated[Literal[SPEAKING_STYLES], Word]  # type: ignore[valid-type]
+    speaking_style: Annotated[SpeakingStyle, _word(SpeakingStyle)]
     note: Annotated[str, Field(max_length=NOTE_MAX_CHARS, description="a few words: why"), BeforeValidator(_note)]
 
 
@@ -118,7 +116,15 @@ def storyline_json_schema(horizon_s: float | None = None) -> dict[str, Any]:
 
 def _build_schema() -> dict[str, Any]:
     schema = LlmStoryline.model_json_schema()
-    for model in [schema, *schema.get("$defs", {}).values()]:
+    # Vocabularies inline, as {"type": "string", "enum": [...]}: what every constrained decoder takes.
+    # (Only the words: the enums' docstrings are notes for us, not for the model.)
+    defs = schema["$defs"]
+    for prop in defs["LlmBeat"]["properties"].values():
+        if "$ref" in prop:
+            vocabulary = defs[prop.pop("$ref").removeprefix("#/$defs/")]
+            prop.update(type="string", enum=vocabulary["enum"])
+    schema["$defs"] = {"LlmBeat": defs["LlmBeat"]}
+    for model in (schema, schema["$defs"]["LlmBeat"]):
         model["additionalProperties"] = False
         model["required"] = list(model["properties"])
         model.pop("title", None)
@@ -201,8 +207,7 @@ def to_storyline(story: LlmStoryline, from_frame: int, to_frame: int, source: st
         end = min(to_frame, max(start + 1, start + round(b.duration_s * FPS)))
         note = f"{b.speaking_style}: {b.note}" if b.note else b.speaking_style
         beats.append(StoryBeat(start, end, emotion=b.emotion, intensity=float(b.intensity), head_motion=b.head_motion,
-                               note=note[:NOTE_MAX_CHARS], expression="" if b.expression == "neutral" else b.expression,
-                               gaze=b.gaze))
+                               note=note[:NOTE_MAX_CHARS], expression=b.expression, gaze=b.gaze))
         spans.append((start, end, b.blink_rate_per_min))
     if not beats:
         raise StorylineError("no beat starts inside the plan interval")
@@ -215,5 +220,5 @@ def to_storyline(story: LlmStoryline, from_frame: int, to_frame: int, source: st
         return min(MAX_BLINKS_PER_MIN, max(MIN_BLINKS_PER_MIN, rate))
 
     blinks = blink_frames(from_frame, to_frame, rate_at)
-    beats += [StoryBeat(f, f + BLINK_FRAMES, emotion="", blink=True, note="blink") for f in blinks]
+    beats += [StoryBeat(f, f + BLINK_FRAMES, emotion=None, blink=True, note="blink") for f in blinks]
     return Storyline(from_frame, to_frame, beats, source=source)

@@ -1,37 +1,56 @@
-"""Sub-clip generators: render windows of frames, each conditioned on the previous window's last frame."""
+"""Sub-clip generators: render windows of frames, each conditioned on the previous window's last frame.
+
+Generators are registered by name with what they can do (engine.backends: warp, torch, compile, onnx,
+tensorrt, and plugins). `generator_for` gives a session its generator, one per avatar shared by all
+sessions where the generator allows it; `make_generator` always builds a new one.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import threading
+
+from engine.backends import GENERATORS, GeneratorCapabilities, register_generator
 from engine.config import EngineConfig
 from engine.generator.avatar import AvatarError, PreparedAvatar, prepare_avatar
 from engine.generator.base import Generator
 from engine.generator.warp import WarpGenerator
 
-GENERATORS = ("warp", "torch", "compile", "onnx", "tensorrt")
-
 
 def make_generator(name: str, avatar: PreparedAvatar, threads: int = 1) -> Generator:
-    """warp: the CPU fast path (default); torch, compile, onnx, tensorrt: see engine.generator.variants."""
-    if name == "warp":
-        return WarpGenerator(avatar, threads=threads)
-    from engine.generator import variants
+    """A new generator of the registered kind `name` (benchmarks build one per stream)."""
+    generator = GENERATORS.get(name).factory(avatar, threads)
+    if not isinstance(generator, Generator):
+        raise TypeError(f"generator {name!r} built {generator!r}, which lacks the Generator protocol "
+                        "(name, first_frame, render: engine/generator/base.py)")
+    return generator
 
-    if name == "torch":
-        return variants.TorchGenerator(avatar, threads)
-    if name == "compile":
-        return variants.CompiledGenerator(avatar, threads)
-    if name == "onnx":
-        return variants.OnnxGenerator(avatar, threads)
-    if name == "tensorrt":
-        return variants.tensorrt_generator(avatar, threads)
-    raise ValueError(f"unknown generator {name!r}: choose one of {', '.join(GENERATORS)}")
+
+def avatar_identity(avatar: PreparedAvatar) -> tuple[str, tuple[int, int], str]:
+    """Name, size and a digest of the pixels and landmarks: equal for the same portrait prepared twice."""
+    digest = hashlib.blake2b(avatar.rgb.tobytes(), digest_size=16)
+    digest.update(avatar.landmarks.tobytes())
+    return avatar.name, avatar.size, digest.hexdigest()
+
+
+# (backend, avatar identity, threads) -> the generator its sessions share. Kept for the process's life:
+# a server has one avatar, and its next viewer must not load the weights again.
+_shared: dict[tuple[object, ...], Generator] = {}
+_shared_lock = threading.Lock()
 
 
 def generator_for(config: EngineConfig, avatar: PreparedAvatar) -> Generator:
-    """The generator a session of this configuration renders with."""
-    return make_generator(config.generator, avatar, threads=config.render_threads)
+    """The generator a session of this configuration renders with: shared by every session of the same
+    generator, avatar and thread count when its capabilities say `shareable`, else its own."""
+    backend = GENERATORS.get(config.generator)
+    if not backend.capabilities.shareable:
+        return make_generator(config.generator, avatar, config.render_threads)
+    key = (backend, avatar_identity(avatar), config.render_threads)
+    with _shared_lock:  # sessions starting together build it once
+        if key not in _shared:
+            _shared[key] = make_generator(config.generator, avatar, config.render_threads)
+        return _shared[key]
 
 
-__all__ = [
-    "AvatarError", "Generator", "PreparedAvatar", "WarpGenerator", "generator_for", "make_generator", "prepare_avatar",
-]
+__all__ = ["AvatarError", "Generator", "GeneratorCapabilities", "PreparedAvatar", "WarpGenerator", "avatar_identity",
+           "generator_for", "make_generator", "prepare_avatar", "register_generator"]
