@@ -114,7 +114,9 @@ class DirectorScheduler:
 
     async def run(self) -> None:
         """The rolling re-plan loop (a session stage): ends when cancelled or after stop()."""
-        while not self.stopped:  # asyncio.wait_for below may swallow a cancel on 3.11 (see the session)
+        # Not `while True`: on Python 3.11 a cancel that lands as asyncio.wait_for below times out is
+        # swallowed (fixed in 3.12), and the session's aclose() would wait for this loop forever.
+        while not self.stopped:
             await self._wakeup.wait()
             self._wakeup.clear()
             start = self._progress_frame
