@@ -62,13 +62,14 @@ class AvatarSession:
         self._input = SessionInput(config, self.metrics, live=live)
         self.ring = self._input.ring  # for render_to_file's back-pressure until it uses wait_backlog_below
         self._features = FeatureExtractor()
-        self._scheduler = DirectorScheduler(director or director_for(config, avatar.rgb), config, self.metrics,
-                                            session_id=session_id)
+        director = director if director is not None else director_for(config, avatar.rgb)
+        self._scheduler = DirectorScheduler(director, config, self.metrics, session_id=session_id)
         self._blueprint = Blueprint(lookahead_frames=self.lookahead_frames)
         self._policy = WindowPolicy(config, self.metrics, self._blueprint, window_frames=n,
                                     lookahead_frames=self.lookahead_frames)
         self._delay = DelayController(config, self.metrics, session_id=session_id)
-        self._renderer = Renderer(generator or generator_for(config, avatar), self._policy, self._delay, self.metrics,
+        generator = generator if generator is not None else generator_for(config, avatar)
+        self._renderer = Renderer(generator, self._policy, self._delay, self.metrics,
                                   lambda: self._input.last_filled_frame, session_id=session_id)
         self._feature_q: asyncio.Queue[FeatureFrame | _End] = asyncio.Queue(maxsize=2 * n)
         self._motion_q: asyncio.Queue[MotionWindow | _End] = asyncio.Queue(maxsize=2)
