@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from engine.types import RenderedWindow
+
 
 @dataclass
 class SessionMetrics:
@@ -29,6 +31,22 @@ class SessionMetrics:
     pipeline_delay_lowers: int = 0  # live: ... and a long run with slack to spare took one back
     window_slack_ms_min: float = 0.0  # live: a window rendered -> its first frame due (the margin left)
     window_slack_ms_total: float = 0.0
+
+    def note_audio_written(self, n_samples: int, dropped_samples: int) -> None:
+        self.audio_samples_in += n_samples
+        self.audio_samples_dropped += dropped_samples
+
+    def note_rendered(self, window: RenderedWindow, audio_to_window_s: float, slack_s: float | None) -> None:
+        """A window rendered; slack_s (live only): how long before its first frame was due (< 0: late)."""
+        self.windows_rendered += 1
+        self.frames_rendered += window.n_frames
+        self.render_ms_total += window.render_ms
+        self.render_ms_max = max(self.render_ms_max, window.render_ms)
+        self.audio_to_window_ms_max = max(self.audio_to_window_ms_max, audio_to_window_s * 1000.0)
+        if slack_s is not None:
+            self.note_window_slack(slack_s)
+            if slack_s < 0:
+                self.windows_late += 1
 
     def note_audio_path_delay(self, delay_s: float) -> None:
         ms = max(0.0, delay_s * 1000.0)

@@ -10,21 +10,17 @@ import numpy as np
 from engine.config import EngineConfig
 from engine.session import AvatarSession
 from streaming.pacer import Pacer
+from tests.fakes import FakeGenerator
 from tests.test_session import avatar
 
 
 async def pace(seconds: float, render_delay_s: float = 0.0, audio_lead_s: float = 0.0, **cfg: object
                ) -> tuple[list[tuple[int, float, bool]], Pacer, np.ndarray]:
     """Run a live session with a paced consumer; per frame: (index, seconds after due, fresh picture)."""
-    session = AvatarSession(avatar(), EngineConfig(**cfg), live=True, session_id="p")  # type: ignore[arg-type]
-    if render_delay_s:
-        render = session._generator.render
-
-        def slow_render(window, condition):  # a generator that cannot keep up, e.g. an overloaded GPU
-            time.sleep(render_delay_s)
-            return render(window, condition)
-
-        session._generator.render = slow_render  # type: ignore[method-assign]
+    # render_delay_s: a generator that cannot keep up, e.g. an overloaded GPU
+    generator = FakeGenerator(avatar().size, render_delay_s=render_delay_s) if render_delay_s else None
+    session = AvatarSession(avatar(), EngineConfig(**cfg), live=True, session_id="p",  # type: ignore[arg-type]
+                            generator=generator)
     await session.start()
     assert session.clock is not None
     pacer = Pacer(session, session.clock, audio_lead_s=audio_lead_s)

@@ -6,6 +6,7 @@ import asyncio
 import time
 from fractions import Fraction
 from functools import cache
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -13,8 +14,9 @@ import pytest
 from engine.config import EngineConfig
 from engine.generator import PreparedAvatar, prepare_avatar
 from engine.session import AvatarSession
-from engine.types import N_CONTROLS, MotionWindow
+from engine.types import Control
 from tests.conftest import espeak
+from tests.fakes import FakeDirector, FakeGenerator, frame_index_of
 
 
 @cache
@@ -29,8 +31,10 @@ def speechlike(seconds: float) -> np.ndarray:
     return (0.3 * envelope * np.sin(2 * np.pi * 160 * t)).astype(np.float32)
 
 
-async def render_offline(audio: np.ndarray, rate_hz: int = 48000, **cfg: object) -> tuple[list, AvatarSession]:
-    session = AvatarSession(avatar(), EngineConfig(**cfg), live=False)  # type: ignore[arg-type]
+async def render_offline(audio: np.ndarray, rate_hz: int = 48000, generator: FakeGenerator | None = None,
+                         director: FakeDirector | None = None, **cfg: object) -> tuple[list, AvatarSession]:
+    session = AvatarSession(avatar(), EngineConfig(**cfg), live=False,  # type: ignore[arg-type]
+                            generator=generator, director=director)
     await session.start()
     for i in range(0, len(audio), 4096):
         session.push_audio(audio[i : i + 4096], rate_hz)
@@ -98,18 +102,13 @@ def test_live_session_keeps_rendering_on_the_clock_without_any_input() -> None:
 
 def test_a_quiet_microphone_does_not_ratchet_the_delay_up() -> None:
     """Without input audio every window waits for it until the last moment, whatever the delay; a slow
-    render then makes windows late, but more delay would not have helped, so none is added. A late
-    window whose audio was there does add a frame."""
+    render then makes windows late, but more delay would not have helped, so none is added. (A late
+    window whose audio was there does add a frame: tests/test_delay_control.py.)"""
 
     async def scenario() -> AvatarSession:
-        session = AvatarSession(avatar(), EngineConfig(), live=True, session_id="q")
-        render = session._generator.render
-
-        def slow_render(*args: object) -> object:
-            time.sleep(0.03)  # longer than render_reserve_s (20 ms): the first windows miss their time
-            return render(*args)  # type: ignore[arg-type]
-
-        session._generator.render = slow_render  # type: ignore[method-assign]
+        # Slower than render_reserve_s (20 ms): the first windows miss their time.
+        generator = FakeGenerator(avatar().size, render_delay_s=0.03)
+        session = AvatarSession(avatar(), EngineConfig(), live=True, session_id="q", generator=generator)
         await session.start()
         count = 0
         async for _ in session.windows():
@@ -123,11 +122,6 @@ def test_a_quiet_microphone_does_not_ratchet_the_delay_up() -> None:
     assert session.metrics.windows_late + session.metrics.frames_skipped >= 1, "nothing was late: proves nothing"
     assert session.metrics.pipeline_delay_raises == 0
     assert session.clock is not None and session.clock.delay_s == EngineConfig().pipeline_delay_s
-    # The same late window with its audio in time is the machine's fault: a frame of delay is added.
-    session._delay_changed_s = 0.0
-    session._window_late(MotionWindow(session._last_filled_frame + 1, np.zeros((1, N_CONTROLS), np.float32),
-                                      np.zeros(1000, np.float32)))
-    assert session.metrics.pipeline_delay_raises == 1
 
 
 def test_storyline_blinks_close_the_eyes() -> None:
@@ -229,3 +223,43 @@ def test_a_session_whose_audio_comes_late_raises_its_delay_until_it_is_in_time()
     assert relaxed.metrics.pipeline_delay_raises >= 1 and relaxed.metrics.pipeline_delay_lowers >= 1
     assert relaxed.clock is not None and relaxed.clock.delay_s == pytest.approx(EngineConfig().pipeline_delay_s)
     assert late[-1] == late[-3] and relaxed.metrics.windows_late == 0, late
+
+
+def test_injected_backends_render_every_window_and_plan_the_show() -> None:
+    """A session built with a fake generator and director: every frame comes from the generator it
+    was given, each window from the previous one's last frame, and the director plans on schedule."""
+    generator, director = FakeGenerator(avatar().size, patterned=True), FakeDirector()
+    windows, session = asyncio.run(render_offline(speechlike(3.0), generator=generator, director=director))
+    assert [frame_index_of(f) for w in windows for f in w.frames_rgb] == [k % 256 for k in range(144)]
+    rendered = generator.windows[2:]  # after the two warm-up windows
+    assert [w.start_frame for w in rendered] == [w.start_frame for w in windows]
+    assert [c.frame_index for c in generator.conditions[3:]] == [w.start_frame - 1 for w in rendered[1:]]
+    # The first plan is the fallback's; the director is asked every replan_interval_s of progress after.
+    starts = [c.from_frame for c in director.contexts]
+    assert len(starts) >= 1 and starts[0] >= 48 and all(b - a >= 48 for a, b in pairwise(starts))
+    assert session.metrics.director_plans == director.calls and director.closed
+    assert all(c.prosody is not None and c.to_frame - c.from_frame == 4 * 48 for c in director.contexts)
+
+
+def test_a_failing_director_loses_neither_the_picture_nor_the_host_command() -> None:
+    """Every model call fails: the windows keep coming, and a host's "smile" reaches the rig through
+    the rule fallback."""
+
+    async def scenario() -> tuple[int, list[float], AvatarSession]:
+        generator = FakeGenerator(avatar().size)
+        director = FakeDirector([RuntimeError("the model is down")] * 100)
+        session = AvatarSession(avatar(), EngineConfig(), live=False, generator=generator, director=director)
+        await session.start()
+        session.instruct("big smile please")
+        session.push_audio(np.zeros(3 * 48000, np.float32), 48000)
+        session.end_input()
+        windows = [w async for w in session.windows()]
+        await session.aclose()
+        assert director.contexts[0].new_instructions == ["big smile please"]
+        return len(windows), [float(w.controls[:, Control.SMILE].max()) for w in generator.windows[2:]], session
+
+    n_windows, smiles, session = asyncio.run(scenario())
+    assert n_windows == len(smiles) == 3 * 48 // EngineConfig().offline_window_frames
+    assert session.metrics.director_failures >= 1 and session.metrics.director_plans == 0
+    assert session.metrics.director_fallbacks >= 1
+    assert max(smiles) > 0.3, f"the smile never reached the rig: {np.round(smiles, 2)}"
