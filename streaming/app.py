@@ -67,6 +67,9 @@ class SessionRegistry:
             self.ended += 1
 
 
+REGISTRY = web.AppKey("registry", SessionRegistry)
+
+
 def json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -178,5 +181,5 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
     app.router.add_static("/static", WEB_DIR)
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
-    app["registry"] = registry
+    app[REGISTRY] = registry
     return app

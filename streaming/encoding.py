@@ -10,11 +10,12 @@ decoder cannot use packets after a gap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import av
 import numpy as np
@@ -26,6 +27,8 @@ from streaming.fanout import FanOut, Outlet
 from streaming.sinks import PacedAudio, PacedFrame, Sink, to_video_frame
 
 log = logging.getLogger(__name__)
+
+LEAVE_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,12 @@ class _Subscriber:
     origin_s: fractions.Fraction | None = None  # media time of its first frame: its timestamps count from here
     video_from_s: fractions.Fraction | None = None  # its video starts at a keyframe at or after this
     waiting_for_keyframe: bool = True
+    frames_before: int = 0  # frames the encoder had taken before its first
+    video_packets: int = 0  # delivered to it
+    # Leaving: the frames given to the encoder until then are still in its delay; it gets those and no more.
+    last_frame: int | None = None
+    owed_frames: int = 0
+    left: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -119,6 +128,8 @@ class Encoder(Sink):
         self._container: av.container.OutputContainer | None = None
         self._streams: EncodedStreams | None = None
         self._force_keyframe = False
+        self._frames_taken = 0
+        self._last_frame_taken: int | None = None
         self._next_sample: int | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")  # codecs are not thread-safe
 
@@ -132,15 +143,29 @@ class Encoder(Sink):
         self.metrics.subscribers = len(self._subs)
 
     async def unsubscribe(self, sink: Sink) -> bool:
+        """Its file ends with the last frame encoded before now, so picture and sound end together: the frames
+        still in the encoder's delay (lookahead, B-frames) come out first (within LEAVE_TIMEOUT_S)."""
         outlet = next((o for o in self._subs if o.sink is sink), None)
         if outlet is None:
             return False
-        del self._subs[outlet]
+        sub = self._subs[outlet]
+        if sub.origin_s is not None and self._last_frame_taken is not None:
+            sub.last_frame = self._last_frame_taken
+            sub.owed_frames = self._frames_taken - sub.frames_before
+            self._check_left(sub)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sub.left.wait(), LEAVE_TIMEOUT_S)
+        self._subs.pop(outlet, None)
         self.metrics.subscribers = len(self._subs)
-        await self.subscribers.remove(sink)
+        await self.subscribers.remove(sink, drain=True)
         if not self._subs:
             self._on_idle(self)
         return True
+
+    @staticmethod
+    def _check_left(sub: _Subscriber) -> None:
+        if sub.last_frame is not None and sub.video_packets >= sub.owed_frames:
+            sub.left.set()
 
     def _subscriber_failed(self, outlet: Outlet) -> None:
         self._subs.pop(outlet, None)
@@ -226,6 +251,10 @@ class Encoder(Sink):
             for sub in self._subs.values():
                 if sub.origin_s is None:
                     sub.origin_s = sub.video_from_s = fractions.Fraction(first, FPS)
+                    sub.frames_before = self._frames_taken
+            frames = [item.frame_index for item in items if isinstance(item, PacedFrame)]
+            self._frames_taken += len(frames)
+            self._last_frame_taken = frames[-1]
         loop = asyncio.get_running_loop()
         await self._fan_out(await loop.run_in_executor(self._executor, self._encode, items, keyframe))
 
@@ -270,11 +299,16 @@ class Encoder(Sink):
                     sub.waiting_for_keyframe = False
                 if raw.kind == "audio" and not sub.founding and (t_s is None or t_s < sub.origin_s):
                     continue
+                if sub.last_frame is not None and (t_s is None or t_s >= fractions.Fraction(sub.last_frame + 1, FPS)):
+                    continue  # leaving: nothing after its last frame
                 assert self._streams is not None
                 shift = round(sub.origin_s / raw.time_base)
                 packet = EncodedPacket(raw.kind, raw.data, None if raw.pts is None else raw.pts - shift,
                                        None if raw.dts is None else raw.dts - shift, raw.duration, raw.time_base,
                                        raw.is_keyframe, self._streams)
+                if raw.kind == "video":
+                    sub.video_packets += 1
+                    self._check_left(sub)
                 if not self.live:
                     await outlet.put(packet)
                 elif outlet.offer(packet):

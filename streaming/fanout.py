@@ -216,12 +216,13 @@ class FanOut:
             self._first = outlet.metrics
         return outlet
 
-    async def remove(self, sink: Sink) -> None:
-        """Stop feeding the sink and close it (a subscriber of an encoder: the encoder goes when it has none)."""
+    async def remove(self, sink: Sink, drain: bool = False) -> None:
+        """Stop feeding the sink and close it, after what is queued for it if drain (a subscriber of an encoder
+        gets the frames still in the encoder first; the encoder goes when it has no subscribers)."""
         outlet = next((o for o in self.outlets if o.sink is sink), None)
         if outlet is not None:
             self.outlets.remove(outlet)
-            await outlet.aclose(drain=False)
+            await outlet.aclose(drain)
             self._keep(outlet)
             return
         for encoder in list(self.encoders.values()):

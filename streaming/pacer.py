@@ -66,6 +66,7 @@ class Pacer:
         self._video_arrived = asyncio.Event()
         self._taken = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
         if self.live:
             session.on_audio(self._take_audio)
 
@@ -105,6 +106,9 @@ class Pacer:
         await asyncio.shield(self._tasks[0])
 
     async def stop(self) -> None:
+        # The loops also check this: on Python 3.11 a cancel landing as an asyncio.wait_for times out is
+        # swallowed (fixed in 3.12), and a loop that missed it would never end.
+        self._stopped = True
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -159,7 +163,7 @@ class Pacer:
 
     async def _run_video(self, k: int) -> None:
         clock = self.clock
-        while True:
+        while not self._stopped:
             now = clock.frame_now()
             if now - k > self.max_behind_frames:
                 self.metrics.frames_skipped += now - k
@@ -181,7 +185,7 @@ class Pacer:
 
     async def _run_audio(self, start_sample: int) -> None:
         n = AUDIO_CHUNK_SAMPLES
-        while True:
+        while not self._stopped:
             due = self.clock.sample_due_s(start_sample)
             self.sinks.send(PacedAudio(start_sample, await self._audio_at(start_sample, n, due), due))
             start_sample += n

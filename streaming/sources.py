@@ -50,13 +50,15 @@ class PushedAudio:
 
     def __init__(self) -> None:
         self._session: AvatarSession | None = None
+        self._early: list[tuple[np.ndarray, int, int]] = []  # pushed before the stream ran this source
         self._ended = asyncio.Event()
 
     def push(self, pcm: np.ndarray, sample_rate_hz: int, channels: int = 1) -> None:
         """int16 or float32 PCM, interleaved or shaped (n, channels); may come faster than real time."""
         if self._session is None:
-            raise RuntimeError("add this source to a stream before pushing audio")
-        self._session.push_audio(pcm, sample_rate_hz, channels)
+            self._early.append((pcm, sample_rate_hz, channels))
+        else:
+            self._session.push_audio(pcm, sample_rate_hz, channels)
 
     def end(self) -> None:
         """No more audio from this source."""
@@ -64,6 +66,9 @@ class PushedAudio:
 
     async def run(self, session: AvatarSession) -> None:
         self._session = session
+        for pcm, rate_hz, channels in self._early:
+            session.push_audio(pcm, rate_hz, channels)
+        self._early.clear()
         await self._ended.wait()
 
 
