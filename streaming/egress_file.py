@@ -67,8 +67,8 @@ class _Progress(Sink):
     def __init__(self, on_progress: Callable[[int, int], None], total_frames: int) -> None:
         self.on_progress, self.total_frames, self.done = on_progress, total_frames, 0
 
-    async def on_video(self, frame: PacedFrame) -> None:
-        self.done += 1
+    async def on_batch(self, items: Sequence[object]) -> None:  # once per batch: a progress bar needs no more
+        self.done += sum(isinstance(item, PacedFrame) for item in items)
         self.on_progress(self.done, self.total_frames)
 
 

@@ -42,7 +42,7 @@ class SinkMetrics:
     frames: int = 0
     audio_chunks: int = 0
     packets: int = 0
-    dropped: int = 0  # items that waited too long in the queue (live), oldest first
+    dropped: int = 0  # live: items it had no room for (the oldest waiting go first)
     failures: int = 0
     restarts: int = 0
     first_frame_index: int | None = None  # the first frame this sink received
@@ -55,10 +55,9 @@ class SinkMetrics:
 class Outlet:
     """A sink, its queue and the task that feeds it."""
 
-    def __init__(self, sink: Sink, name: str, live: bool, on_failed: Callable[[Outlet], None]) -> None:
+    def __init__(self, sink: Sink, name: str, on_failed: Callable[[Outlet], None]) -> None:
         self.sink = sink
         self.name = name
-        self.live = live
         self.metrics = SinkMetrics()
         self.failed = False
         self._on_failed = on_failed
@@ -210,7 +209,7 @@ class FanOut:
             if on_failed is not None:
                 on_failed(outlet)
 
-        outlet = Outlet(sink, self._unique_name(sink.name), self.live, failed)
+        outlet = Outlet(sink, self._unique_name(sink.name), failed)
         self.outlets.append(outlet)
         if self._first is None:
             self._first = outlet.metrics
@@ -229,13 +228,10 @@ class FanOut:
             if await encoder.unsubscribe(sink):
                 return
 
-    def send(self, item: Item) -> list[tuple[Outlet, int]]:
-        """Live: every sink gets it at once; returns the outlets that dropped items for it, and how many."""
-        drops = []
+    def send(self, item: Item) -> None:
+        """Live: every sink gets it at once (a full queue loses its oldest item)."""
         for outlet in self.outlets:
-            if n := outlet.offer(item):
-                drops.append((outlet, n))
-        return drops
+            outlet.offer(item)
 
     async def deliver(self, item: Item) -> None:
         """Offline: every sink gets it, waiting for room in each queue."""
@@ -314,7 +310,6 @@ class FanOut:
             task = asyncio.get_running_loop().create_task(outlet.aclose(drain=False))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-
 
 
 def _subscribers(outlet: Outlet) -> FanOut | None:
