@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,7 +81,8 @@ class Live:
 
 
 async def run_live(seconds: float, sinks: list[Recorder], *, audio_lead_s: float = 0.0,
-                   during: object = None, session: AvatarSession | None = None, **cfg: object) -> Live:
+                   during: Callable[[Live], Awaitable[None]] | None = None, session: AvatarSession | None = None,
+                   **cfg: object) -> Live:
     """A live session whose microphone plays a tone for `seconds`, paced to `sinks`; during(live) runs alongside."""
     session = session or AvatarSession(avatar(), EngineConfig(**cfg), live=True, session_id="p")  # type: ignore[arg-type]
     pacer = Pacer(session, audio_lead_s=audio_lead_s)
@@ -95,7 +97,7 @@ async def run_live(seconds: float, sinks: list[Recorder], *, audio_lead_s: float
             session.push_audio(TONE, 48000)
             await asyncio.sleep(0.02)
 
-    await asyncio.gather(mic(), *([during(live)] if during is not None else []))  # type: ignore[operator]
+    await asyncio.gather(mic(), *([during(live)] if during is not None else []))
     await pacer.stop()
     await session.aclose()
     return live
@@ -122,7 +124,7 @@ def test_late_windows_repeat_frames_and_the_stream_keeps_its_rate() -> None:
 
     # Rendering a 4-frame window (83 ms) takes 120 ms: the generator is always late.
     session = AvatarSession(avatar(), EngineConfig(window_frames=4, pipeline_delay_s=0.2), live=True,
-                            session_id="slow", generator=FakeGenerator(patterned=True, render_delay_s=0.12))
+                            session_id="slow", generator=FakeGenerator(avatar().size, render_delay_s=0.12))
     rec = Recorder()
     live = asyncio.run(run_live(3.0, [rec], session=session))
     assert consecutive(rec.indices()), "frame slots were skipped"
