@@ -59,7 +59,7 @@ async def offline(minutes: float, generator: str) -> list[dict]:
 
     async def feed() -> None:
         for _ in range(blocks):
-            await session.ring.wait_below(int(2 * STEP_S * 48000))
+            await session.wait_backlog_below(int(2 * STEP_S * 48000))
             session.push_audio(media_block(rng), 48000)
         session.end_input()
 

@@ -14,6 +14,7 @@ from engine.generator import PreparedAvatar
 from engine.session import AvatarSession
 from streaming.config import ServerConfig
 from streaming.loop_monitor import LoopMonitor
+from streaming.stream import AvatarStream
 from streaming.webrtc import OfferError, PeerSession, new_session_id, parse_offer
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,11 @@ def apply_control(session: AvatarSession, raw: str) -> dict[str, object]:
 
 
 class SessionRegistry:
+    """The live streams being served, by session id."""
+
     def __init__(self, max_sessions: int) -> None:
         self.max_sessions = max_sessions
-        self.active: dict[str, PeerSession] = {}
+        self.active: dict[str, AvatarStream] = {}
         self.ended = 0
 
     def full(self) -> bool:
@@ -55,12 +58,16 @@ class SessionRegistry:
     def full_error(self) -> web.Response:
         return json_error(503, f"server is at its limit of {self.max_sessions} sessions; try again later")
 
-    def add(self, peer: PeerSession) -> None:
-        self.active[peer.id] = peer
+    def add(self, stream: AvatarStream) -> None:
+        self.active[stream.id] = stream
+        stream.on_closed(self.remove)
 
-    def remove(self, peer: PeerSession) -> None:
-        if self.active.pop(peer.id, None) is not None:
+    def remove(self, stream: AvatarStream) -> None:
+        if self.active.pop(stream.id, None) is not None:
             self.ended += 1
+
+
+REGISTRY = web.AppKey("registry", SessionRegistry)
 
 
 def json_error(status: int, message: str) -> web.Response:
@@ -91,50 +98,51 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
             # event loop, so the sessions already streaming do not stall for it.
             session = await asyncio.get_running_loop().run_in_executor(
                 None, functools.partial(AvatarSession, avatar, config.engine, live=True, session_id=sid))
-            peer = PeerSession(session, registry.remove, audio_lead_s=config.audio_lead_s)
+            stream = AvatarStream(session, audio_lead_s=config.audio_lead_s)
+            peer = PeerSession(stream)
         except Exception:
             log.exception("session %s: could not be created", sid)
             return json_error(500, "internal error while creating the session; see the server log")
         if registry.full():  # another offer took the last place while this session was built
             return registry.full_error()
-        registry.add(peer)
+        registry.add(stream)
         try:
             answer = await peer.answer(desc, config.connect_timeout_s)
         except OfferError as e:
-            await peer.close()
+            await stream.close()
             return json_error(400, str(e))
         except Exception:
             log.exception("session %s: failed to answer", sid)
-            await peer.close()
+            await stream.close()
             return json_error(500, "internal error while answering the offer; see the server log")
         log.info("session %s: answered (%d active)", sid, len(registry.active))
         return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": sid})
 
     async def close_session(request: web.Request) -> web.Response:
-        peer = registry.active.get(request.match_info["sid"])
-        if peer is None:
+        stream = registry.active.get(request.match_info["sid"])
+        if stream is None:
             return json_error(404, f"no active session {request.match_info['sid']!r}")
-        await peer.close()
+        await stream.close()
         return web.json_response({"closed": True})
 
     async def control(request: web.Request) -> web.StreamResponse:
         """Live control of one session: JSON messages {"type": "instruction"|"persona", "text": ...}."""
-        peer = registry.active.get(request.match_info["sid"])
-        if peer is None:
+        stream = registry.active.get(request.match_info["sid"])
+        if stream is None:
             return json_error(404, f"no active session {request.match_info['sid']!r}")
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_CONTROL_BYTES)
         await ws.prepare(request)
         async for msg in ws:
             if msg.type != web.WSMsgType.TEXT:
                 continue
-            reply = apply_control(peer.session, msg.data)
+            reply = apply_control(stream.session, msg.data)
             await ws.send_json(reply)
-            if peer.state == "closed":
+            if stream.state == "closed":
                 break
         return ws
 
     async def sessions(_: web.Request) -> web.Response:
-        return web.json_response({"sessions": [p.info() for p in registry.active.values()],
+        return web.json_response({"sessions": [s.info() for s in registry.active.values()],
                                   "server": loop_monitor.as_dict()})
 
     async def metrics(_: web.Request) -> web.Response:
@@ -142,11 +150,18 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
                  "# TYPE avatar_sessions_ended_total counter", f"avatar_sessions_ended_total {registry.ended}"]
         for key, value in loop_monitor.as_dict().items():
             lines += [f"# TYPE avatar_{key} gauge", f"avatar_{key} {value}"]
-        per_session = [(p.id, p.info()) for p in registry.active.values()]
+        per_session = [(s.id, s.info()) for s in registry.active.values()]
         keys = sorted({k for _, info in per_session for k, v in info.items() if isinstance(v, int | float)})
         for key in keys:
             lines.append(f"# TYPE avatar_{key} gauge")
             lines += [f'avatar_{key}{{session="{sid}"}} {info[key]}' for sid, info in per_session if key in info]
+        # Each sink's counters (queue drops, failures, ...), labelled by session and sink.
+        per_sink = [(sid, name, counters) for sid, info in per_session for name, counters in info["sinks"].items()]
+        keys = sorted({k for _, _, c in per_sink for k, v in c.items() if isinstance(v, int | float)})
+        for key in keys:
+            lines.append(f"# TYPE avatar_sink_{key} gauge")
+            lines += [f'avatar_sink_{key}{{session="{sid}",sink="{name}"}} {c[key]}'
+                      for sid, name, c in per_sink if isinstance(c.get(key), int | float)]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     async def on_startup(_: web.Application) -> None:
@@ -154,7 +169,7 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
 
     async def on_shutdown(_: web.Application) -> None:
         await loop_monitor.stop()
-        await asyncio.gather(*(p.close() for p in list(registry.active.values())), return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in list(registry.active.values())), return_exceptions=True)
 
     app.router.add_get("/", index)
     app.router.add_get("/health", health)
@@ -166,5 +181,5 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
     app.router.add_static("/static", WEB_DIR)
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
-    app["registry"] = registry
+    app[REGISTRY] = registry
     return app

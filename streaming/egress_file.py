@@ -1,103 +1,97 @@
-"""File egress: an offline session rendered as fast as it can into an H.264 + AAC MP4 at 48 fps."""
+"""File egress: an MP4 sink (H.264 + AAC at 48 fps), and the offline render of an audio file into one."""
 
 from __future__ import annotations
 
 import asyncio
-import fractions
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import av
-import numpy as np
 
-from engine.audio.ingest import AudioIngest
 from engine.config import EngineConfig
 from engine.generator import PreparedAvatar
 from engine.session import AvatarSession
-from engine.types import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
+from engine.types import FPS, SAMPLES_PER_FRAME
+from streaming.encoding import EncodedPacket, EncodingSpec
+from streaming.sinks import PacedFrame, Sink
+from streaming.sources import FileSource, read_audio
+from streaming.stream import AvatarStream
+
+__all__ = ["Mp4Sink", "read_audio", "render_to_file"]
 
 
-def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Any audio file PyAV reads -> (float32 mono at 48 kHz, number of input samples)."""
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as e:
-        raise ValueError(f"{path}: cannot read audio ({e})") from e
-    with container:
-        if not container.streams.audio:
-            raise ValueError(f"{path}: has no audio stream")
-        ingest = AudioIngest()  # the conversion live input gets: channels averaged, resampled to 48 kHz
-        chunks = [ingest.convert_frame(frame) for frame in container.decode(audio=0)]
-    audio = np.concatenate([*chunks, ingest.flush()])
-    return audio, len(audio)
+class Mp4Sink(Sink):
+    """Writes the stream to an MP4 (or any container PyAV infers from the name), from its first keyframe.
+
+    The packets come from the encoder for its settings, shared with any other sink that asks for the
+    same; a live stream's file starts at the keyframe forced when the sink joined.
+    """
+
+    name = "mp4"
+    queue_size = 512  # packets (~5 s): offline they are awaited; live, a stalled disk drops to the next keyframe
+
+    def __init__(self, path: str | Path, crf: int = 20, preset: str = "veryfast",
+                 audio_bit_rate: int = 128_000) -> None:
+        self.path = Path(path)
+        self.encoding = EncodingSpec(video_options=(("crf", str(crf)), ("preset", preset)),
+                                     audio_bit_rate=audio_bit_rate)
+        self._container: av.container.OutputContainer | None = None
+        self._streams: dict[str, av.stream.Stream] = {}
+
+    async def start(self) -> None:
+        self._container = av.open(str(self.path), mode="w")
+        self._streams = {}
+
+    async def on_batch(self, items: Sequence[object]) -> None:
+        packets = [p for p in items if isinstance(p, EncodedPacket)]
+        await asyncio.get_running_loop().run_in_executor(None, self._mux, packets)  # writes to disk
+
+    def _mux(self, packets: list[EncodedPacket]) -> None:
+        assert self._container is not None
+        for packet in packets:
+            if not self._streams:  # both streams are known from the first packet on
+                streams = packet.streams
+                self._streams = {"video": self._container.add_stream_from_template(streams.video, opaque=True),
+                                 "audio": self._container.add_stream_from_template(streams.audio, opaque=True)}
+            self._container.mux(packet.to_av(self._streams[packet.kind]))
+
+    async def close(self) -> None:
+        if self._container is not None:
+            container, self._container = self._container, None
+            await asyncio.get_running_loop().run_in_executor(None, container.close)  # writes the index
 
 
-class Mp4Writer:
-    """H.264 (yuv420p) + AAC-LC in MP4; the audio is exactly the samples each frame shows."""
+class _Progress(Sink):
+    name = "progress"
 
-    def __init__(self, path: str | Path, width: int, height: int, crf: int = 20) -> None:
-        self.container = av.open(str(path), mode="w")
-        self.video = self.container.add_stream("libx264", rate=FPS)
-        self.video.width, self.video.height, self.video.pix_fmt = width, height, "yuv420p"
-        self.video.options = {"crf": str(crf), "preset": "veryfast"}
-        self.video.codec_context.time_base = fractions.Fraction(1, FPS)
-        self.audio = self.container.add_stream("aac", rate=SAMPLE_RATE_HZ)
-        self.audio.layout = "mono"
-        self.audio.bit_rate = 128_000
-        self._frame = 0
+    def __init__(self, on_progress: Callable[[int, int], None], total_frames: int) -> None:
+        self.on_progress, self.total_frames, self.done = on_progress, total_frames, 0
 
-    def write(self, frames_rgb: np.ndarray, audio: np.ndarray, frames_i420: np.ndarray | None = None) -> None:
-        for i, rgb in enumerate(frames_rgb):
-            if frames_i420 is not None:  # already what x264 takes: no colour conversion here
-                frame = av.VideoFrame.from_ndarray(frames_i420[i], format="yuv420p")
-            else:
-                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = self._frame
-            self.container.mux(self.video.encode(frame))
-            self._frame += 1
-        pcm = audio.astype(np.float32).reshape(1, -1)
-        af = av.AudioFrame.from_ndarray(pcm, format="flt", layout="mono")
-        af.sample_rate = SAMPLE_RATE_HZ
-        af.pts = (self._frame - len(frames_rgb)) * SAMPLES_PER_FRAME
-        self.container.mux(self.audio.encode(af))
-
-    def close(self) -> None:
-        self.container.mux(self.video.encode(None))
-        self.container.mux(self.audio.encode(None))
-        self.container.close()
+    async def on_batch(self, items: Sequence[object]) -> None:  # once per batch: a progress bar needs no more
+        self.done += sum(isinstance(item, PacedFrame) for item in items)
+        self.on_progress(self.done, self.total_frames)
 
 
 async def render_to_file(avatar: PreparedAvatar, audio_path: str | Path, out_path: str | Path,
                          config: EngineConfig, on_progress: Callable[[int, int], None] | None = None) -> dict:
     """Render the audio file through an offline session into out_path; returns the session metrics."""
-    audio, n_samples = read_audio(audio_path)
-    total_frames = -(-n_samples // SAMPLES_PER_FRAME)
-    session = AvatarSession(avatar, config, live=False, session_id="render")
-    await session.start()
-    if config.persona:  # standing instructions: the mood, and any command in them, from the first frame
-        session.instruct(config.persona)
-    width, height = avatar.size
-    writer = Mp4Writer(out_path, width, height)
-
-    async def feed() -> None:
-        step = SAMPLE_RATE_HZ  # one second at a time keeps the ring's memory small
-        for i in range(0, len(audio), step):
-            await session.ring.wait_below(4 * step)
-            session.push_audio(audio[i : i + step], SAMPLE_RATE_HZ)
-        session.end_input()
-
-    feeder = asyncio.create_task(feed())
-    loop = asyncio.get_running_loop()
-    done = 0
+    source = FileSource(audio_path)
+    total_frames = -(-source.n_samples // SAMPLES_PER_FRAME)
+    stream = AvatarStream(AvatarSession(avatar, config, live=False, session_id="render"))
+    mp4 = Mp4Sink(out_path)
+    stream.add_sink(mp4)
+    if on_progress is not None:
+        stream.add_sink(_Progress(on_progress, total_frames))
     try:
-        async for window in session.windows():
-            await loop.run_in_executor(None, writer.write, window.frames_rgb, window.audio, window.frames_i420)
-            done += window.n_frames
-            if on_progress is not None:
-                on_progress(done, total_frames)
-        await feeder
+        await stream.start()
+        if config.persona:  # standing instructions: the mood, and any command in them, from the first frame
+            stream.session.instruct(config.persona)
+        stream.add_source(source)
+        await stream.wait()
     finally:
-        feeder.cancel()
-        await session.aclose()
-        await loop.run_in_executor(None, writer.close)
-    return {"frames": done, "duration_s": done / FPS, **session.metrics.as_dict()}
+        await stream.close()
+    written = stream.pacer.sinks.metrics_of(mp4)
+    if written is not None and written.error is not None:
+        raise RuntimeError(f"{out_path}: writing failed: {written.error}")
+    done = stream.pacer.metrics.frames_sent
+    return {"frames": done, "duration_s": done / FPS, **stream.session.metrics.as_dict()}

@@ -1,10 +1,16 @@
-"""The pacer: hands each frame and its audio out on the session's 48 fps media clock.
+"""The pacer: one clock, many sinks.
 
-Rendered windows land in a small store keyed by frame index. A consumer asks for frame k and
-gets it when it is due; if the window is late, the previous picture is repeated (counted) and
-the late frame is dropped when it arrives, so video and audio stay on the clock: the stream
-slows down for nobody. The audio comes straight from the session's input (it needs no
-rendering), so it keeps playing through late windows.
+Live, it runs two loops on the session's 48 fps MediaClock. At frame k's due time the video loop
+hands out frame k if it was rendered (waiting up to video_grace_s for one that is just late), else
+the previous picture again (counted); a rendered frame that comes after its slot is dropped, so the
+stream slows down for nobody. The audio loop hands out 20 ms of the session's input audio_lead_s
+before it is due, silence (counted) where the input has not delivered it within audio_grace_s:
+straight from the input, not from the windows, so the sound plays on through late windows. Every
+item goes to every sink through the sink's own small queue and task (streaming/fanout.py): a slow
+or failing sink cannot hold up the clock or the other sinks.
+
+Offline (a session without a clock) it hands out each rendered frame and its audio as soon as the
+session renders them, and waits for every sink: nothing is dropped (the file render).
 """
 
 from __future__ import annotations
@@ -20,13 +26,18 @@ import numpy as np
 from engine.clock import MediaClock
 from engine.session import AvatarSession
 from engine.types import FPS, SAMPLES_PER_FRAME
+from streaming.encoding import Encoder
+from streaming.fanout import FanOut
+from streaming.sinks import PacedAudio, PacedFrame, Sink
+
+AUDIO_CHUNK_SAMPLES = 960  # 20 ms, Opus' usual packet
 
 
 @dataclass
 class PacerMetrics:
     frames_sent: int = 0
     frames_repeated: int = 0  # due, not rendered yet: previous picture sent again
-    frames_skipped: int = 0  # the consumer fell behind the clock and resynced
+    frames_skipped: int = 0  # the pacer itself fell behind the clock (a stalled event loop) and resynced
     audio_samples_sent: int = 0
     audio_samples_silent: int = 0  # due, not rendered yet: silence sent
 
@@ -35,11 +46,10 @@ class PacerMetrics:
 
 
 class Pacer:
-    def __init__(self, session: AvatarSession, clock: MediaClock, max_ahead_frames: int = 24,
-                 audio_grace_s: float = 0.02, max_behind_frames: int = 12, audio_lead_s: float = 0.0,
-                 video_grace_s: float = 0.01) -> None:
+    def __init__(self, session: AvatarSession, *, max_ahead_frames: int = 24, audio_grace_s: float = 0.02,
+                 max_behind_frames: int = 12, audio_lead_s: float = 0.0, video_grace_s: float = 0.01) -> None:
         self.session = session
-        self.clock = clock
+        self.live = session.live
         self.max_ahead_frames = max_ahead_frames  # bounds the store; backpressure reaches the engine
         self.audio_grace_s = audio_grace_s
         self.max_behind_frames = max_behind_frames
@@ -48,34 +58,98 @@ class Pacer:
         # window that finished a hair before its due time may still be on its way through the loop.
         self.video_grace_s = video_grace_s
         self.metrics = PacerMetrics()
+        self.sinks = FanOut(self.live)
         self._video: dict[int, np.ndarray] = {}
         self._audio: dict[int, np.ndarray] = {}
-        self._last_rgb: np.ndarray = session.avatar.rgb
+        self._last_picture: np.ndarray = session.avatar.rgb
         self._audio_arrived = asyncio.Event()
         self._video_arrived = asyncio.Event()
         self._taken = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.first_sent_frame: int | None = None
-        session.on_audio(self._take_audio)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
+        if self.live:
+            session.on_audio(self._take_audio)
 
+    # ---- sinks -------------------------------------------------------------------------------
+    def add_sink(self, sink: Sink) -> None:
+        """Feed this sink from the next item on (before or while running)."""
+        self.sinks.add(sink)
+
+    async def remove_sink(self, sink: Sink) -> None:
+        await self.sinks.remove(sink)
+
+    @property
+    def encoders(self) -> list[Encoder]:
+        """One per distinct EncodingSpec among the sinks."""
+        return list(self.sinks.encoders.values())
+
+    @property
+    def first_sent_frame(self) -> int | None:
+        """The first frame the first sink attached received: a peer maps RTP timestamps to frame indices with it."""
+        return self.sinks.first_frame_index()
+
+    # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"{self.session.id}:pacer")
+        """After the session started (a live one has its clock then)."""
+        sid = self.session.id
+        if not self.live:
+            self._tasks.append(asyncio.create_task(self._run_offline(), name=f"{sid}:pacer"))
+            return
+        first = max(0, self.clock.frame_now())
+        self._tasks += [asyncio.create_task(self._run_store(), name=f"{sid}:pacer-store"),
+                        asyncio.create_task(self._run_video(first), name=f"{sid}:pacer-video"),
+                        asyncio.create_task(self._run_audio(first * SAMPLES_PER_FRAME), name=f"{sid}:pacer-audio")]
+
+    async def wait(self) -> None:
+        """Offline: until every frame went to every sink and the sinks are closed; raises if the session failed."""
+        assert not self.live and self._tasks, "wait() is for a started offline pacer"
+        await asyncio.shield(self._tasks[0])
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        # The loops also check this: on Python 3.11 a cancel landing as an asyncio.wait_for times out is
+        # swallowed (fixed in 3.12), and a loop that missed it would never end.
+        self._stopped = True
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.sinks.aclose(drain=False)
 
-    async def _run(self) -> None:
+    @property
+    def clock(self) -> MediaClock:
+        assert self.session.clock is not None, "a live session has its clock once started"
+        return self.session.clock
+
+    # ---- offline -----------------------------------------------------------------------------
+    async def _run_offline(self) -> None:
+        pending, sample = np.zeros(0, np.float32), 0
+        async for window in self.session.windows():
+            pictures = window.frames_i420 if window.frames_i420 is not None else window.frames_rgb
+            for i in range(window.n_frames):
+                await self.sinks.deliver(PacedFrame(window.start_frame + i, pictures[i], None))
+                self.metrics.frames_sent += 1
+            pending = np.concatenate([pending, window.audio])
+            while len(pending) >= AUDIO_CHUNK_SAMPLES:
+                await self._deliver_audio(sample, pending[:AUDIO_CHUNK_SAMPLES])
+                sample, pending = sample + AUDIO_CHUNK_SAMPLES, pending[AUDIO_CHUNK_SAMPLES:]
+        if len(pending):
+            await self._deliver_audio(sample, pending)
+        await self.sinks.aclose(drain=True)
+
+    async def _deliver_audio(self, start_sample: int, samples: np.ndarray) -> None:
+        await self.sinks.deliver(PacedAudio(start_sample, samples, None))
+        self.metrics.audio_samples_sent += len(samples)
+
+    # ---- live --------------------------------------------------------------------------------
+    async def _run_store(self) -> None:
         async for window in self.session.windows():
             while len(self._video) >= self.max_ahead_frames:
                 self._taken.clear()
                 await self._taken.wait()
             now = self.clock.frame_now()
+            pictures = window.frames_i420 if window.frames_i420 is not None else window.frames_rgb
             for i in range(window.n_frames):
                 k = window.start_frame + i
                 if k >= now:  # frames already due were repeated in their slot: drop them
-                    pictures = window.frames_i420 if window.frames_i420 is not None else window.frames_rgb
                     self._video[k] = pictures[i]
             self._video_arrived.set()
 
@@ -87,59 +161,43 @@ class Pacer:
             del self._audio[old]
         self._audio_arrived.set()
 
-    async def _sleep_until(self, t_s: float) -> None:
-        delay = t_s - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-    @staticmethod
-    async def _wait_until(ready: Callable[[], bool], arrived: asyncio.Event, deadline_s: float) -> None:
-        """Until ready() holds or the deadline passes, waking whenever `arrived` is set."""
-        while not ready() and time.monotonic() < deadline_s:
-            arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(arrived.wait(), timeout=max(0.0, deadline_s - time.monotonic()))
-
-    def first_frame_index(self) -> int:
-        """Where a track starts: the frame due now. The first answer is kept for measurements
-        (a peer maps RTP timestamps to frame indices with it)."""
-        k = max(0, self.clock.frame_now())
-        if self.first_sent_frame is None:
-            self.first_sent_frame = k
-        return k
-
-    async def video_frame(self, k: int) -> tuple[int, np.ndarray]:
-        """Frame k's picture at its due time: (index, picture), the picture planar YUV 4:2:0 (H*3/2, W)
-        when the generator made one, else RGB (H, W, 3). A consumer more than max_behind_frames late
-        is moved forward to the frame due now."""
-        now = self.clock.frame_now()
-        if now - k > self.max_behind_frames:
-            self.metrics.frames_skipped += now - k
-            for old in [i for i in self._video if i < now]:
+    async def _run_video(self, k: int) -> None:
+        clock = self.clock
+        while not self._stopped:
+            now = clock.frame_now()
+            if now - k > self.max_behind_frames:
+                self.metrics.frames_skipped += now - k
+                k = now
+            due = clock.frame_due_s(k)
+            await _sleep_until(due)
+            await _wait_until(lambda k=k: k in self._video, self._video_arrived, due + self.video_grace_s)
+            for old in [i for i in self._video if i < k]:
                 del self._video[old]
-            k = now
-        due = self.clock.frame_due_s(k)
-        await self._sleep_until(due)
-        await self._wait_until(lambda: k in self._video, self._video_arrived, due + self.video_grace_s)
-        for old in [i for i in self._video if i < k]:
-            del self._video[old]
-        rgb = self._video.pop(k, None)
-        self._taken.set()
-        if rgb is None:
-            self.metrics.frames_repeated += 1
-        else:
-            self._last_rgb = rgb
-        self.metrics.frames_sent += 1
-        return k, self._last_rgb
+            picture = self._video.pop(k, None)
+            self._taken.set()
+            if picture is None:
+                self.metrics.frames_repeated += 1
+            else:
+                self._last_picture = picture
+            self.metrics.frames_sent += 1
+            self.sinks.send(PacedFrame(k, self._last_picture, due, repeated=picture is None))
+            k += 1
 
-    async def audio(self, start_sample: int, n: int) -> np.ndarray:
-        """Samples [start_sample, start_sample + n) at their due time less audio_lead_s; silence where
-        the input has not delivered them by then (plus audio_grace_s)."""
-        due = self.clock.sample_due_s(start_sample) - self.audio_lead_s
-        await self._sleep_until(due)
+    async def _run_audio(self, start_sample: int) -> None:
+        n = AUDIO_CHUNK_SAMPLES
+        while not self._stopped:
+            due = self.clock.sample_due_s(start_sample)
+            self.sinks.send(PacedAudio(start_sample, await self._audio_at(start_sample, n, due), due))
+            start_sample += n
+
+    async def _audio_at(self, start_sample: int, n: int, due_s: float) -> np.ndarray:
+        """Samples [start_sample, start_sample + n) at their due time less audio_lead_s; silence where the input
+        has not delivered them by then (plus audio_grace_s)."""
+        send_s = due_s - self.audio_lead_s
+        await _sleep_until(send_s)
         first, last = start_sample // SAMPLES_PER_FRAME, (start_sample + n - 1) // SAMPLES_PER_FRAME
-        await self._wait_until(lambda: all(k in self._audio for k in range(first, last + 1)), self._audio_arrived,
-                               due + self.audio_grace_s)
+        await _wait_until(lambda: all(k in self._audio for k in range(first, last + 1)), self._audio_arrived,
+                          send_s + self.audio_grace_s)
         out = np.zeros(n, np.float32)
         for k in range(first, last + 1):
             block = self._audio.get(k)
@@ -151,3 +209,17 @@ class Pacer:
                 out[lo - start_sample : hi - start_sample] = block[lo - base : hi - base]
         self.metrics.audio_samples_sent += n
         return out
+
+
+async def _sleep_until(t_s: float) -> None:
+    delay = t_s - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+async def _wait_until(ready: Callable[[], bool], arrived: asyncio.Event, deadline_s: float) -> None:
+    """Until ready() holds or the deadline passes, waking whenever `arrived` is set."""
+    while not ready() and time.monotonic() < deadline_s:
+        arrived.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(arrived.wait(), timeout=max(0.0, deadline_s - time.monotonic()))

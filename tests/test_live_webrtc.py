@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection
 
+from engine.generator import prepare_avatar
+from harness.server import free_port
 from harness.webrtc_client import Received, stream_session
+from streaming.app import REGISTRY, build_app
+from streaming.config import ServerConfig
+from streaming.patches import use_fixed_bitrate, use_ice_addresses
+from streaming.sinks import PacedFrame, Sink
 from tests.conftest import ServerProcess, mouth_box, start_server, stop_server
 
 pytestmark = pytest.mark.webrtc
@@ -197,3 +203,57 @@ def test_metrics_endpoint_reports_live_counters(server: ServerProcess, speech_wa
     for name in ("avatar_frames_repeated", "avatar_windows_late", "avatar_queue_motion", "avatar_director_plans",
                  "avatar_audio_path_delay_ms_mean", "avatar_render_ms_per_frame"):
         value(second, name)  # present for the live session
+
+
+class FrameCounter(Sink):
+    """A new sink in a few lines: when each frame came."""
+
+    name = "counter"
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    async def on_video(self, frame: PacedFrame) -> None:
+        self.times.append(time.monotonic())
+
+
+def test_a_frame_counting_sink_beside_a_webrtc_viewer_sees_48fps(speech_wav) -> None:
+    """The server in this process (an aiohttp app on 127.0.0.1), so that a sink can be added to a live stream."""
+    from aiohttp import web
+
+    counter = FrameCounter()
+
+    async def scenario() -> tuple[Received, dict]:
+        config = ServerConfig()
+        use_ice_addresses(["127.0.0.1"])
+        use_fixed_bitrate(config.video_bitrate_bps)
+        app = build_app(config, prepare_avatar())
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        info: dict = {}
+
+        async def add_counter(session_id: str) -> None:
+            stream = app[REGISTRY].active[session_id]
+            await asyncio.sleep(1.0)  # the viewer is watching by now
+            stream.add_sink(counter)
+            await asyncio.sleep(4.0)
+            info.update(stream.info())
+
+        try:
+            got, _ = await stream_session(f"http://127.0.0.1:{port}", speech_wav, duration_s=5.5, during=add_counter)
+        finally:
+            await runner.cleanup()
+        return got, info
+
+    got, info = asyncio.run(scenario())
+    t = np.array(counter.times)
+    t = t[t >= t[0] + 0.3]
+    span_s = t[-1] - t[0]
+    fps = (len(t) - 1) / span_s
+    assert span_s >= 3.0 and fps >= 45.0, f"the counting sink got {fps:.1f} fps over {span_s:.1f} s"
+    viewer_fps, viewer_span_s = fps_over(got)
+    assert viewer_span_s >= 4.0 and viewer_fps >= 45.0, f"the viewer got {viewer_fps:.1f} fps beside the counter"
+    assert info["sinks"]["counter"]["dropped"] == 0 and info["sinks"]["webrtc"]["frames"] > info["sinks"]["counter"][
+        "frames"] > 140

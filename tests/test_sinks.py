@@ -1,0 +1,90 @@
+"""File sinks and shared encoders: sinks that ask for the same codec settings share one encode."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import av
+import numpy as np
+
+from engine.config import EngineConfig
+from engine.session import AvatarSession
+from streaming.egress_file import Mp4Sink
+from streaming.encoding import Encoder
+from streaming.sources import FileSource, PushedAudio
+from streaming.stream import AvatarStream
+from tests.conftest import write_wav
+from tests.test_session import avatar, speechlike
+
+
+def read_back(path: Path) -> tuple[list[bytes], int, float, float, bool]:
+    """(video packets, decoded frames, video seconds, audio seconds, first video packet is a keyframe)."""
+    with av.open(str(path)) as c:
+        v, a = c.streams.video[0], c.streams.audio[0]
+        packets = [p for p in c.demux(v) if p.size]
+        video_s, audio_s = float(v.duration * v.time_base), float(a.duration * a.time_base)
+    with av.open(str(path)) as c:
+        frames = sum(1 for _ in c.decode(video=0))
+    return [bytes(p) for p in packets], frames, video_s, audio_s, packets[0].is_keyframe
+
+
+def test_two_mp4_sinks_with_the_same_settings_share_one_encode(tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "in.wav", speechlike(2.0))
+
+    async def render() -> tuple[AvatarStream, list[Encoder]]:
+        stream = AvatarStream(AvatarSession(avatar(), EngineConfig(), live=False, session_id="files"))
+        for name, crf in (("a", 20), ("b", 20), ("c", 30)):
+            stream.add_sink(Mp4Sink(tmp_path / f"{name}.mp4", crf=crf))
+        encoders = stream.pacer.encoders  # the stream lets them go when it ends
+        await stream.start()
+        stream.add_source(FileSource(wav))
+        await asyncio.wait_for(stream.wait(), 120)
+        await stream.close()
+        return stream, encoders
+
+    stream, encoders = asyncio.run(render())
+    assert len(encoders) == 2, "one encoder per distinct setting"
+    assert sorted((e.metrics.subscribers, e.metrics.frames_encoded) for e in encoders) == [(1, 96), (2, 96)], (
+        "the two sinks with the same settings did not share one encode of each frame")
+    a, b, c = (read_back(tmp_path / f"{n}.mp4") for n in "abc")
+    assert a[0] == b[0], "shared packets, yet the files differ"
+    assert a[0] != c[0], "different settings, yet the same packets"
+    for packets, frames, video_s, audio_s, key_first in (a, c):
+        assert frames == len(packets) == 96 and key_first
+        assert abs(video_s - 2.0) <= 1 / 48 and abs(video_s - audio_s) <= 1 / 48
+    metrics = stream.pacer.sinks.sink_metrics()
+    assert metrics["mp4"]["packets"] == metrics["mp4_2"]["packets"] > 96 and metrics["mp4"]["dropped"] == 0
+
+
+def test_an_mp4_sink_joining_a_live_stream_starts_at_a_forced_keyframe(tmp_path: Path) -> None:
+    out = tmp_path / "joined.mp4"
+
+    async def record() -> tuple[int, int]:
+        stream = AvatarStream(AvatarSession(avatar(), EngineConfig(), live=True, session_id="rec"))
+        first = Mp4Sink(tmp_path / "first.mp4")  # encoding from the start: the joiner shares its encoder
+        stream.add_sink(first)
+        await stream.start()
+        pushed = PushedAudio()
+        stream.add_source(pushed)
+        pushed.push(speechlike(4.0), 48000)
+        await asyncio.sleep(1.0)
+        joiner = Mp4Sink(out)
+        stream.add_sink(joiner)
+        await asyncio.sleep(2.0)
+        await stream.remove_sink(joiner)  # finishes its file; the other sink goes on
+        encoder = stream.pacer.encoders[0]
+        forced, subscribers = encoder.metrics.keyframes_forced, encoder.metrics.subscribers
+        await stream.close()
+        return forced, subscribers
+
+    forced, subscribers = asyncio.run(record())
+    assert forced >= 1 and subscribers == 1
+    packets, frames, video_s, audio_s, key_first = read_back(out)
+    assert key_first, "the joiner's file does not start at a keyframe"
+    assert frames == len(packets) and abs(frames - 96) <= 12, f"{frames} frames for ~2 s"
+    assert abs(video_s - frames / 48) <= 2 / 48, "not 48 fps"
+    assert abs(audio_s - video_s) <= 2 / 48, f"audio {audio_s:.3f} s vs video {video_s:.3f} s: they do not end together"
+    with av.open(str(out)) as c:
+        sound = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+    assert np.sqrt(np.mean(sound**2)) > 0.03, "the recording has no sound"

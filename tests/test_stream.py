@@ -1,0 +1,58 @@
+"""A stream joins a session, its sources and its sinks, and closes them in order."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from engine.config import EngineConfig
+from engine.session import AvatarSession
+from streaming.sources import FileSource
+from streaming.stream import AvatarStream
+from tests.conftest import write_wav
+from tests.test_pacer import Recorder
+from tests.test_session import avatar, speechlike
+
+
+def test_a_looping_file_source_keeps_a_live_stream_talking(tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "short.wav", speechlike(0.5))
+    steps: list[str] = []
+
+    async def run() -> tuple[AvatarStream, Recorder, dict]:
+        stream = AvatarStream(AvatarSession(avatar(), EngineConfig(), live=True, session_id="loop"))
+        rec = Recorder()
+        stream.add_sink(rec)
+        stream.on_closed(lambda s: steps.append(f"closed listener, session closed: {s.session.closed}"))
+
+        async def transport_close() -> None:
+            steps.append(f"transport, session closed: {stream.session.closed}, sink closed: {rec.closes}")
+
+        stream.close_with(transport_close)
+        await stream.start()
+        stream.add_source(FileSource(wav, loop=True))
+        await asyncio.sleep(2.5)
+        info = stream.info()
+        await stream.close()
+        await stream.close()  # once is enough
+        return stream, rec, info
+
+    stream, rec, info = asyncio.run(run())
+    # 0.5 s of audio, looped: the session kept getting it for the whole run, a few seconds' backlog ahead.
+    assert stream.session.metrics.audio_samples_in >= 2.5 * 48000
+    assert rec.sound()[-48000:].std() > 0.02, "the looped file went quiet"
+    assert steps == ["closed listener, session closed: False", "transport, session closed: True, sink closed: 1"]
+    assert stream.state == "closed"
+    for key in ("id", "state", "frames_sent", "frames_repeated", "clock_start_s", "pipeline_delay_s",
+                "first_sent_frame", "mic_offset_samples", "windows_rendered", "queue_motion"):
+        assert key in info, key
+    assert info["state"] == "streaming" and info["first_sent_frame"] == rec.frames[0].frame_index
+    assert info["sinks"]["recorder"]["frames"] > 100
+
+
+def test_a_file_source_refuses_what_is_not_audio(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("no audio here")
+    with pytest.raises(ValueError, match="cannot read audio"):
+        FileSource(notes)
