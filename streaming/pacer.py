@@ -66,6 +66,7 @@ class Pacer:
         self._video_arrived = asyncio.Event()
         self._taken = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._has_sink = asyncio.Event()
         self._stopped = False
         if self.live:
             session.on_audio(self._take_audio)
@@ -74,6 +75,7 @@ class Pacer:
     def add_sink(self, sink: Sink) -> None:
         """Feed this sink from the next item on (before or while running)."""
         self.sinks.add(sink)
+        self._has_sink.set()
 
     async def remove_sink(self, sink: Sink) -> None:
         await self.sinks.remove(sink)
@@ -95,10 +97,8 @@ class Pacer:
         if not self.live:
             self._tasks.append(asyncio.create_task(self._run_offline(), name=f"{sid}:pacer"))
             return
-        first = max(0, self.clock.frame_now())
         self._tasks += [asyncio.create_task(self._run_store(), name=f"{sid}:pacer-store"),
-                        asyncio.create_task(self._run_video(first), name=f"{sid}:pacer-video"),
-                        asyncio.create_task(self._run_audio(first * SAMPLES_PER_FRAME), name=f"{sid}:pacer-audio")]
+                        asyncio.create_task(self._run_live(), name=f"{sid}:pacer")]
 
     async def wait(self) -> None:
         """Offline: until every frame went to every sink and the sinks are closed; raises if the session failed."""
@@ -160,6 +160,14 @@ class Pacer:
         for old in [i for i in self._audio if i < k - 2 * FPS]:  # 2 s back is plenty
             del self._audio[old]
         self._audio_arrived.set()
+
+    async def _run_live(self) -> None:
+        # The clock's loops start with the first sink (a WebRTC peer: once connected). Until then the
+        # store fills and its back-pressure pauses the renderer, so a session whose client never
+        # connects costs a few windows of rendering, not a core until the connect timeout.
+        await self._has_sink.wait()
+        first = max(0, self.clock.frame_now())
+        await asyncio.gather(self._run_video(first), self._run_audio(first * SAMPLES_PER_FRAME))
 
     async def _run_video(self, k: int) -> None:
         clock = self.clock

@@ -15,6 +15,7 @@ from streaming.pacer import Pacer
 from streaming.sinks import PacedAudio, PacedFrame, Sink
 from streaming.sources import PushedAudio
 from streaming.stream import AvatarStream
+from tests.fakes import FakeGenerator
 from tests.test_session import avatar, speechlike
 
 TONE = (0.3 * np.sin(np.arange(960) / 48000 * 2 * np.pi * 200)).astype(np.float32)
@@ -120,7 +121,6 @@ def test_frames_come_out_on_the_clock_in_order() -> None:
 
 
 def test_late_windows_repeat_frames_and_the_stream_keeps_its_rate() -> None:
-    from tests.fakes import FakeGenerator
 
     # Rendering a 4-frame window (83 ms) takes 120 ms: the generator is always late.
     session = AvatarSession(avatar(), EngineConfig(window_frames=4, pipeline_delay_s=0.2), live=True,

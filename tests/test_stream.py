@@ -12,6 +12,7 @@ from engine.session import AvatarSession
 from streaming.sources import FileSource
 from streaming.stream import AvatarStream
 from tests.conftest import write_wav
+from tests.fakes import FakeGenerator
 from tests.test_pacer import Recorder
 from tests.test_session import avatar, speechlike
 
@@ -56,3 +57,32 @@ def test_a_file_source_refuses_what_is_not_audio(tmp_path: Path) -> None:
     notes.write_text("no audio here")
     with pytest.raises(ValueError, match="cannot read audio"):
         FileSource(notes)
+
+
+def test_a_live_stream_without_sinks_renders_a_few_windows_then_waits_for_one() -> None:
+    """A WebRTC peer adds its sink once connected: a client that never connects must not keep a session
+    rendering until the connect timeout. The pacer's store fills and back-pressure pauses the renderer;
+    the first sink starts the clock's loops, and rendering resumes."""
+
+    async def run() -> tuple[int, int, Recorder]:
+        generator = FakeGenerator()
+        stream = AvatarStream(AvatarSession(avatar(), EngineConfig(), live=True, session_id="idle",
+                                            generator=generator))
+        await stream.start()
+        await asyncio.sleep(1.5)  # 72 frames of clock time: a running pacer would have asked for all of them
+        idle_renders = generator.calls
+        rec = Recorder()
+        stream.add_sink(rec)
+        for _ in range(300):  # bounded: 3 s at most
+            if len(rec.frames) >= 48:
+                break
+            await asyncio.sleep(0.01)
+        renders = generator.calls
+        await stream.close()
+        return idle_renders, renders, rec
+
+    idle_renders, renders, rec = asyncio.run(run())
+    # warm-up (2) + the store (24 frames) + the queues between the stages (a few one-frame windows)
+    assert idle_renders <= 40, f"{idle_renders} windows rendered with nobody watching"
+    assert len(rec.frames) >= 48 and renders > idle_renders + 24
+    assert not rec.frames[-1].repeated
