@@ -197,7 +197,6 @@ def permit(grant: Grant, rule: Rule, request: web.Request) -> None:
 
 
 AUTHORITY = web.AppKey("token_authority", TokenAuthority)
-GRANT_KEY = "auth_grant"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -222,17 +221,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return refusal(403, "this route is not open to anyone (not classified in the access policy)")
     authority = request.app[AUTHORITY]
     if rule.access == "public" or not authority.enabled:
-        request[GRANT_KEY] = Grant("operator") if not authority.enabled else None
         return await handler(request)
     token = bearer_token(request, rule)
     if token is None:
         return refusal(401, "missing bearer token")
     try:
-        grant = authority.verify(token)
-        permit(grant, rule, request)
+        permit(authority.verify(token), rule, request)
     except AuthError as e:
         return refusal(e.status, str(e))
-    request[GRANT_KEY] = grant
     return await handler(request)
 
 

@@ -99,6 +99,8 @@ async def upgrade_status(http: aiohttp.ClientSession, url: str, token: str | Non
 async def test_every_route_refuses_missing_wrong_expired_and_misscoped_tokens(avatar: PreparedAvatar) -> None:
     app = build_app(ServerConfig(token=SECRET), avatar)
     assert unclassified_routes(app) == [], "every route must be classified in streaming/auth.py POLICY"
+    public = {key for key, rule in POLICY.items() if rule.access == "public"}
+    assert public == {("GET", "/"), ("GET", "/health"), ("GET", "/static")}, "only the page and /health are public"
     authority = app[AUTHORITY]
     foreign = TokenAuthority(secrets.token_urlsafe(32))
     checked: set[tuple[str, str]] = set()
@@ -191,7 +193,7 @@ async def test_minted_tokens_are_scoped_signed_and_expire(avatar: PreparedAvatar
     with pytest.raises(AuthError, match="expired"):
         authority.verify(authority.mint(SID, "view", 1, now=time.time() - 10)[0])
     head, payload, sig = minted["token"].split(".")
-    forged = jwt.encode({**claims, "role": "publish"}, "not the key", algorithm="HS256").split(".")[1]
+    forged = jwt.encode({**claims, "role": "publish"}, "not the key " * 4, algorithm="HS256").split(".")[1]
     for tampered in (f"{head}.{forged}.{sig}", f"{head}.{payload}.{sig[:-2]}AA",
                      jwt.encode(claims, secrets.token_urlsafe(32), algorithm="HS256"),
                      f'{"eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"}.{payload}.'):  # alg "none"
