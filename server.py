@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg.engine.validate_live()
             for warning in check_exposure(cfg):  # before the avatar is loaded: a refusal comes at once
                 log.warning("%s", warning)
+            if cfg.token:
+                log.info("access control on: the operator token or a scoped token is required")
             serve(cfg)
         elif args.command == "render":
             render(cfg, args.audio, args.out)
