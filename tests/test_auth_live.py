@@ -103,6 +103,7 @@ def test_the_page_works_with_a_token_in_its_url(secured: ServerProcess, tmp_path
     wav = write_wav(tmp_path / "mic.wav", speech_then_silence(0.5, 4.0, 0.5))
     publish = mint(secured, "*", "publish")
     errors: list[str] = []
+    closes_before = closes_logged(secured)
     with chromium_page(tmp_path / "profile", wav) as page:
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{secured.url}/?token={publish}", timeout=15_000)
@@ -124,7 +125,18 @@ def test_the_page_works_with_a_token_in_its_url(secured: ServerProcess, tmp_path
         assert len(get(secured.url + "/api/sessions", SECRET)[1]["sessions"]) == 1
         page.goto("about:blank", timeout=15_000)
         assert sessions_left(secured, 5.0) == [], "leaving the page freed the session"
+    # Both closes were the page's own authorised requests (Stop, then the keepalive fetch on pagehide),
+    # not the peer connection's end noticed later.
+    deadline = time.monotonic() + 5.0
+    while closes_logged(secured) < closes_before + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert closes_logged(secured) == closes_before + 2, secured.log()[-3000:]
     assert errors == [], f"errors in the page: {errors}"
+
+
+def closes_logged(srv: ServerProcess) -> int:
+    """Successful POST /sessions/{id}/close in the access log (on with -v)."""
+    return len(re.findall(r"POST /sessions/[0-9a-f]{32}/close 200", srv.log()))
 
 
 def test_no_token_reaches_the_log(secured: ServerProcess) -> None:
