@@ -19,6 +19,7 @@ from engine.backends import DIRECTORS, GENERATORS
 from engine.config import EngineConfig
 from engine.generator import AvatarError, PreparedAvatar, prepare_avatar
 from engine.generator.avatar import DEFAULT_CACHE_DIR
+from streaming.auth import check_exposure
 from streaming.config import ServerConfig, load_config
 
 log = logging.getLogger("avatar-engine")
@@ -47,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8080)")
     serve.add_argument("--ice-host", help="address offered in ICE candidates (default: the bound host)")
     serve.add_argument("--max-sessions", type=int, help="concurrent sessions before 503 (default 4)")
+    serve.add_argument("--token", help="operator secret, 32+ characters (visible in `ps`: prefer AVATAR_ENGINE_TOKEN); "
+                                       "required unless bound to loopback")
+    serve.add_argument("--insecure", action="store_const", const=True,
+                       help="serve a non-loopback address without a token (anyone who reaches it may do anything)")
+    serve.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                       help="an origin (https://host[:port]) whose pages may call the API; repeat for more "
+                            "(default: same origin only)")
     render = sub.add_parser("render", parents=[common], help="render an audio file to an MP4, offline")
     render.add_argument("--audio", required=True, help="speech audio (WAV, MP3, ... anything FFmpeg reads)")
     render.add_argument("--out", required=True, help="output .mp4 (H.264 + AAC, 48 fps)")
@@ -59,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     keys = ("avatar_path", "window_frames", "generator", "max_side_px", "host", "port", "ice_host", "max_sessions",
+            "token", "insecure", "allow_origin",
             "persona", "storyline_path", "director", "director_url", "director_model", "director_image")
     return load_config(args.config, {k: getattr(args, k, None) for k in keys})
 
@@ -79,6 +88,7 @@ def load_avatar(engine: EngineConfig, path: str | None = None) -> PreparedAvatar
 def serve(cfg: ServerConfig) -> None:
     from aiohttp import web
 
+    from streaming.access_log import RedactedAccessLogger
     from streaming.app import build_app
     from streaming.patches import use_fixed_bitrate, use_ice_addresses
 
@@ -96,7 +106,8 @@ def serve(cfg: ServerConfig) -> None:
     # Frozen, they are skipped: sessions' own objects are still collected.
     gc.collect()
     gc.freeze()
-    web.run_app(app, host=cfg.host, port=cfg.port, print=None, shutdown_timeout=5.0)
+    web.run_app(app, host=cfg.host, port=cfg.port, print=None, shutdown_timeout=5.0,
+                access_log_class=RedactedAccessLogger)
 
 
 def render(cfg: ServerConfig, audio: str, out: str) -> None:
@@ -123,12 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("aioice", "aiortc", "aiohttp.access"):
+    for noisy in ("aioice", "aiortc", *(() if args.verbose else ("aiohttp.access",))):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         cfg = config_from_args(args)
         if args.command == "serve":
             cfg.engine.validate_live()
+            for warning in check_exposure(cfg):  # before the avatar is loaded: a refusal comes at once
+                log.warning("%s", warning)
+            if cfg.token:
+                log.info("access control on: the operator token or a scoped token is required")
             serve(cfg)
         elif args.command == "render":
             render(cfg, args.audio, args.out)

@@ -27,9 +27,13 @@ class Received:
     audio_rms: list[float] = field(default_factory=list)
 
 
-def post_json(url: str, payload: object, timeout_s: float = 30.0) -> tuple[int, dict]:
+def auth_header(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def post_json(url: str, payload: object, timeout_s: float = 30.0, token: str | None = None) -> tuple[int, dict]:
     req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **auth_header(token)})
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as r:
             return r.status, json.loads(r.read())
@@ -40,11 +44,13 @@ def post_json(url: str, payload: object, timeout_s: float = 30.0) -> tuple[int, 
 async def stream_session(base_url: str, wav: Path, duration_s: float,
                          crop_box: tuple[int, int, int, int] | None = None,
                          during: Callable[[str], Awaitable[object]] | None = None,
-                         loop: bool = False) -> tuple[Received, str]:
+                         loop: bool = False, token: str | None = None) -> tuple[Received, str]:
     """Connect, send `wav` as the microphone for duration_s, record video and audio, close.
 
     during(session_id) runs while the session streams. Without `loop` the microphone goes quiet (no
-    packets) once the WAV ends. Returns what was received and the session id.
+    packets) once the WAV ends. `token` (the operator's or a publish token) goes on the offer as a
+    bearer token; the session is closed with the token the answer hands back for it. Returns what was
+    received and the session id.
     """
     pc = RTCPeerConnection()
     player = MediaPlayer(str(wav), loop=loop)
@@ -81,7 +87,7 @@ async def stream_session(base_url: str, wav: Path, duration_s: float,
     await pc.setLocalDescription(await pc.createOffer())
     loop = asyncio.get_running_loop()
     status, answer = await loop.run_in_executor(
-        None, post_json, base_url + "/offer", {"sdp": pc.localDescription.sdp, "type": "offer"})
+        None, post_json, base_url + "/offer", {"sdp": pc.localDescription.sdp, "type": "offer"}, 30.0, token)
     if status != 200:
         player.audio.stop()
         await pc.close()
@@ -91,7 +97,9 @@ async def stream_session(base_url: str, wav: Path, duration_s: float,
         await asyncio.gather(asyncio.sleep(duration_s), during(answer["session_id"]))
     else:
         await asyncio.sleep(duration_s)
-    await loop.run_in_executor(None, post_json, f"{base_url}/sessions/{answer['session_id']}/close", {})
+    close_token = answer.get("session_token", token)
+    await loop.run_in_executor(None, post_json, f"{base_url}/sessions/{answer['session_id']}/close", {}, 30.0,
+                               close_token)
     for t in readers:
         t.cancel()
     await asyncio.wait_for(pc.close(), timeout=10)

@@ -12,8 +12,10 @@ from aiohttp import web
 
 from engine.generator import PreparedAvatar
 from engine.session import AvatarSession
+from streaming.auth import install_auth, session_token
 from streaming.config import ServerConfig
 from streaming.loop_monitor import LoopMonitor
+from streaming.origin import install_origin_check
 from streaming.stream import AvatarStream
 from streaming.webrtc import OfferError, PeerSession, new_session_id, parse_offer
 
@@ -116,7 +118,8 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
             await stream.close()
             return json_error(500, "internal error while answering the offer; see the server log")
         log.info("session %s: answered (%d active)", sid, len(registry.active))
-        return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": sid})
+        return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": sid,
+                                  **session_token(request, sid)})
 
     async def close_session(request: web.Request) -> web.Response:
         stream = registry.active.get(request.match_info["sid"])
@@ -179,6 +182,8 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
     app.router.add_get("/api/sessions", sessions)
     app.router.add_get("/metrics", metrics)
     app.router.add_static("/static", WEB_DIR)
+    install_auth(app, config)  # every route above must be classified in streaming/auth.py POLICY
+    install_origin_check(app, config)
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
     app[REGISTRY] = registry

@@ -12,6 +12,8 @@ from typing import Any
 
 from engine.config import EngineConfig
 from engine.types import FPS
+from streaming.auth import check_secret
+from streaming.origin import normalise_origin
 
 ENV_PREFIX = "AVATAR_ENGINE_"
 NOT_SETTINGS = {"director_api_key", "vllm_test"}  # read where they are used, never stored in the config
@@ -31,11 +33,19 @@ class ServerConfig:
     # At most pipeline_delay_s - 1/FPS - 0.02: the microphone's sound must have arrived.
     audio_lead_s: float = 0.03
     connect_timeout_s: float = 20.0  # a session whose peer never connects is freed after this
+    # Access control (streaming/auth.py): the operator secret, 32+ characters. Never shown by repr or logs.
+    # Without it the server serves only loopback (with a warning), unless `insecure`.
+    token: str | None = field(default=None, repr=False)
+    insecure: bool = False  # serve a non-loopback address without a token (loudly warned)
+    allow_origin: list[str] = field(default_factory=list)  # origins whose pages may call the API; default: same
     engine: EngineConfig = field(default_factory=EngineConfig)
 
     def validate(self) -> None:
         """Raise ValueError naming the first inconsistent setting (the engine's too)."""
         self.engine.validate()
+        check_secret(self.token)
+        for origin in self.allow_origin:
+            normalise_origin(origin)
         most = self.engine.pipeline_delay_s - 1 / FPS - 0.02
         if not 0 <= self.audio_lead_s <= most:
             raise ValueError(f"audio_lead_s must be between 0 and pipeline_delay_s - 1/{FPS} - 0.02 = {most:.3f} s "
@@ -51,6 +61,8 @@ class ServerConfig:
 
 
 def _coerce(value: str, like: Any) -> Any:
+    if isinstance(like, list):  # AVATAR_ENGINE_ALLOW_ORIGIN="https://a.example, https://b.example"
+        return [v.strip() for v in value.split(",") if v.strip()]
     if isinstance(like, bool):
         return value.lower() in ("1", "true", "yes", "on")
     if isinstance(like, int):

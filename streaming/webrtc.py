@@ -118,4 +118,4 @@ class PeerSession:
 
 
 def new_session_id() -> str:
-    return uuid.uuid4().hex[:12]
+    return uuid.uuid4().hex  # all 122 random bits: an id must not be guessable

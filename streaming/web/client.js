@@ -2,6 +2,28 @@
 // live receive statistics. Plain JS, no build step; it only talks to the page's own origin.
 'use strict';
 
+// Access control: where the server has an operator token, the page is opened as /?token=... (the
+// operator secret or a publish token). The token is moved out of the address bar at once (it would
+// otherwise sit in history and in anything copied from there) and kept for this tab only. Without it
+// the page sends no credential, as a server on loopback without a token expects.
+const TOKEN_KEY = 'avatar-engine-token';
+const PAGE_TOKEN = readPageToken();
+
+function readPageToken() {
+  const params = new URLSearchParams(location.search);
+  const fromUrl = params.get('token');
+  if (!fromUrl) return sessionStorage.getItem(TOKEN_KEY);
+  sessionStorage.setItem(TOKEN_KEY, fromUrl);
+  params.delete('token');
+  const rest = params.toString();
+  history.replaceState(null, '', location.pathname + (rest ? `?${rest}` : '') + location.hash);
+  return fromUrl;
+}
+
+function authHeaders(token) {
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
 const STATS_INTERVAL_MS = 500;
 const FPS_WINDOW_MS = 2000;          // fps over the last ~2 s: steady to read, quick to follow
 const ICE_GATHER_TIMEOUT_MS = 5000;  // then send the candidates we have rather than hang
@@ -66,7 +88,8 @@ function iceGatheringComplete(pc, timeoutMs) {
 
 async function start() {
   if (current) return;
-  const run = { pc: null, mic: null, sessionId: null, stopped: false, samples: [], timer: null };
+  // run.token: the page's token until the server hands back one for this session alone.
+  const run = { pc: null, mic: null, sessionId: null, token: PAGE_TOKEN, stopped: false, samples: [], timer: null };
   current = run;
   window.avatarStats = freshStats('connecting');
   setState('connecting');
@@ -97,15 +120,16 @@ async function start() {
 
     const res = await fetch('/offer', {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
+      headers: { 'Content-Type': 'application/json', ...authHeaders(run.token) },
       body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type }),
       signal: AbortSignal.timeout(OFFER_TIMEOUT_MS),
     });
     const answer = await res.json().catch(() => ({}));
     if (!res.ok) throw new Error(answer.error || `server answered HTTP ${res.status}`);
     run.sessionId = answer.session_id;
+    if (answer.session_token) run.token = answer.session_token;  // close and direct this session only
     if (run.stopped) {  // Stop was pressed while the server was answering: free its session too
-      closeOnServer(run.sessionId);
+      closeOnServer(run);
       return teardown(run);
     }
     ui.session.textContent = run.sessionId;
@@ -126,7 +150,7 @@ async function stop() {
   ui.stop.disabled = true;
   // Tell the server first so it frees the session at once, instead of waiting ~30 s for
   // ICE consent to fail; then close our side.
-  if (run.sessionId) await closeOnServer(run.sessionId);
+  if (run.sessionId) await closeOnServer(run);
   teardown(run);
   setState('closed');
   setRunning(false);
@@ -136,16 +160,17 @@ function fail(run, message) {
   if (run !== current) return;  // a stale run: it was stopped already
   current = null;
   run.stopped = true;
-  if (run.sessionId) closeOnServer(run.sessionId);
+  if (run.sessionId) closeOnServer(run);
   teardown(run);
   setState(`error: ${message}`);
   setRunning(false);
 }
 
-async function closeOnServer(sessionId) {
+async function closeOnServer(run) {
+  const sessionId = run.sessionId;
   try {
     const res = await fetch(`/sessions/${encodeURIComponent(sessionId)}/close`, {
-      method: 'POST', signal: AbortSignal.timeout(CLOSE_TIMEOUT_MS),
+      method: 'POST', headers: authHeaders(run.token), signal: AbortSignal.timeout(CLOSE_TIMEOUT_MS),
     });
     if (!res.ok) console.warn('close session', sessionId, 'answered', res.status);
   } catch (err) {
@@ -156,7 +181,9 @@ async function closeOnServer(sessionId) {
 // The control channel: instructions and persona go to the session's director as data.
 function openControl(run) {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  const ws = new WebSocket(`${scheme}://${location.host}/sessions/${encodeURIComponent(run.sessionId)}/control`);
+  // Browsers cannot set headers on a WebSocket upgrade: the token goes as the `token` query parameter.
+  const query = run.token ? `?token=${encodeURIComponent(run.token)}` : '';
+  const ws = new WebSocket(`${scheme}://${location.host}/sessions/${encodeURIComponent(run.sessionId)}/control${query}`);
   run.control = ws;
   ws.onopen = () => { $('control-state').textContent = 'ready'; };
   ws.onclose = () => { if (run === current) $('control-state').textContent = 'control channel closed'; };
@@ -240,12 +267,20 @@ function applyStats(run, report) {
 
 ui.start.addEventListener('click', start);
 ui.stop.addEventListener('click', stop);
-// Closing the tab: a beacon still gets out while the page unloads, where fetch may not.
+// Closing the tab: a beacon still gets out while the page unloads, where a plain fetch may not. A beacon
+// cannot carry a header, so with a token the same is done by a keepalive fetch, which outlives the page too.
 window.addEventListener('pagehide', () => {
   const run = current;
   if (!run) return;
   current = null;
-  if (run.sessionId) navigator.sendBeacon(`/sessions/${encodeURIComponent(run.sessionId)}/close`);
+  if (run.sessionId) {
+    const url = `/sessions/${encodeURIComponent(run.sessionId)}/close`;
+    if (run.token) {
+      fetch(url, { method: 'POST', keepalive: true, headers: authHeaders(run.token) }).catch(() => {});
+    } else {
+      navigator.sendBeacon(url);
+    }
+  }
   teardown(run);
 });
 render();
