@@ -149,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             render(cfg, args.audio, args.out)
         elif args.command == "prepare":
             avatar = load_avatar(cfg.engine, args.image)
+            for note in avatar.notes:  # the status line that showed it is gone: say it where it stays
+                print(f"{args.image}: note: {note}")
             print(f"{args.image}: ok, {avatar.size[0]}x{avatar.size[1]}, face found and prepared (cached)")
     except (AvatarError, ValueError, OSError) as e:
         print(f"avatar-engine: error: {e}", file=sys.stderr)

@@ -39,6 +39,10 @@ EXPRESSION_TARGETS: dict[Expression, dict[Control, float]] = {
     Expression.RAISED_BROWS: {Control.BROW_RAISE: 1.0},
     Expression.POUT: {Control.MOUTH_ROUND: 0.8, Control.LIP_PRESS: 0.3},
 }
+# The controls the storyline sets as held targets: eased toward them frame by frame, so a beat's start
+# or end never jumps (the mouth's width and rounding get the speech shape added on top).
+EXPRESSION_CONTROLS = [Control.SMILE, Control.BROW_RAISE, Control.MOUTH_WIDTH, Control.MOUTH_ROUND, Control.LIP_PRESS]
+_WIDTH, _ROUND = EXPRESSION_CONTROLS.index(Control.MOUTH_WIDTH), EXPRESSION_CONTROLS.index(Control.MOUTH_ROUND)
 GAZE_TARGETS: dict[Gaze, tuple[float, float]] = {
     Gaze.CAMERA: (0.0, 0.0), Gaze.LEFT: (-0.8, 0.0), Gaze.RIGHT: (0.8, 0.0), Gaze.UP: (0.0, -0.7),
     Gaze.DOWN: (0.0, 0.7), Gaze.PRODUCT: (-0.4, 0.6),
@@ -96,7 +100,7 @@ class Blueprint:
         self._plan_from = 0
         self._targets = np.zeros((0, N_CONTROLS), np.float32)
         self._jaw = 0.0
-        self._expr = np.zeros(2, np.float32)  # eased (smile, brow)
+        self._expr = np.zeros(len(EXPRESSION_CONTROLS), np.float32)  # the storyline's targets, eased
         self._shape = np.zeros(2, np.float32)  # eased (width, rounding)
         self.nod_scale = nod_scale  # emphasis nods on stressed syllables (0: none)
         self.stress_db = stress_db  # a syllable this much louder than the running speech level is stressed
@@ -179,9 +183,11 @@ class Blueprint:
             self._maybe_nod(f, nxt)
             controls[i, Control.HEAD_PITCH] += self._nods.pop(f.frame_index, 0.0)
             controls[i, Control.JAW_OPEN] = self._jaw
-            controls[i, Control.MOUTH_WIDTH], controls[i, Control.MOUTH_ROUND] = self._shape
-            self._expr += 0.08 * (controls[i, [Control.SMILE, Control.BROW_RAISE]] - self._expr)
-            controls[i, Control.SMILE], controls[i, Control.BROW_RAISE] = self._expr
+            self._expr += 0.08 * (controls[i, EXPRESSION_CONTROLS] - self._expr)
+            controls[i, EXPRESSION_CONTROLS] = self._expr
+            # The speech shape adds to the expression's, so a grin stays wider and a pout rounder while speaking.
+            controls[i, Control.MOUTH_WIDTH] = np.clip(self._expr[_WIDTH] + self._shape[0], -1.0, 1.0)
+            controls[i, Control.MOUTH_ROUND] = np.clip(self._expr[_ROUND] + self._shape[1], 0.0, 1.0)
         audio = np.concatenate([f.audio for f in features])
         return MotionWindow(start, controls, audio, created_t_s=time.monotonic())
 

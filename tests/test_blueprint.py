@@ -92,3 +92,25 @@ def test_replans_leave_the_committed_span_as_it_was() -> None:
     np.testing.assert_allclose(yaw[:24], before[40:64, Control.HEAD_YAW] - idle_head_deg(np.arange(40, 64))[:, 0],
                                atol=1e-5)
     assert np.abs(yaw[24:]).max() < 1e-4, "after the committed span the new plan rules"
+
+
+def test_a_grin_widens_and_a_pout_rounds_the_mouth_in_silence_and_while_speaking() -> None:
+    vowels = [0, 2, 4, 3, 1]  # A U O E I, a few frames each
+    frames = [frame(k, -90, False) for k in range(48)]
+    frames += [frame(k, -20, True, vowels[(k // 6) % 5]) for k in range(48, 144)]
+    plain = controls_for(frames)
+    silence, speech = slice(30, 48), slice(60, 144)
+    for expression, control, lo, hi in (("grin", Control.MOUTH_WIDTH, -1.0, 1.0),
+                                        ("pout", Control.MOUTH_ROUND, 0.0, 1.0)):
+        c = controls_for(frames, [StoryBeat(0, 152, emotion="happy", intensity=0.8, expression=expression)])
+        more = c[:, control] - plain[:, control]
+        assert more[silence].min() > 0.25, f"{expression}: no change in silence"
+        unclipped = plain[speech, control] < hi - 0.4  # where the speech shape leaves room under the limit
+        assert unclipped.sum() > 20 and more[speech][unclipped].min() > 0.25, f"{expression}: lost while speaking"
+        assert c[:, control].min() >= lo and c[:, control].max() <= hi
+        np.testing.assert_array_equal(c[:, Control.JAW_OPEN], plain[:, Control.JAW_OPEN])
+    # The speech shape still shapes the mouth under a grin: I spreads, U draws in.
+    grin = controls_for(frames, [StoryBeat(0, 152, emotion="happy", intensity=0.8, expression="grin")])
+    i_frames = [k for k in range(60, 144) if vowels[(k // 6) % 5] == 1 and k % 6 == 5]
+    u_frames = [k for k in range(60, 144) if vowels[(k // 6) % 5] == 2 and k % 6 == 5]
+    assert grin[i_frames, Control.MOUTH_WIDTH].mean() > grin[u_frames, Control.MOUTH_WIDTH].mean() + 0.5

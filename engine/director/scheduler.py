@@ -88,7 +88,8 @@ class DirectorScheduler:
     def first_plan(self) -> Storyline:
         """The fallback's plan a session starts with; the director's first call is due an interval later."""
         self._next_plan_frame = self.replan_frames
-        return self.fallback.plan_now(DirectorContext(0, self.horizon_frames))
+        # The persona is standing: its mood shows from the first frame, not from the first re-plan.
+        return self.fallback.plan_now(DirectorContext(0, self.horizon_frames, persona=self.persona))
 
     def fallback_plan(self, start_frame: int) -> Storyline:
         """The fallback's plan from start_frame, for a window no plan covers."""

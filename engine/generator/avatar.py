@@ -1,5 +1,9 @@
 """Avatar preparation: load a portrait photo, find the face and its 478 landmarks (mediapipe),
-and cache the result next to the photo's content hash so that the next start is instant."""
+and cache the result next to the photo's content hash so that the next start is instant.
+
+A photo with several faces animates the largest and says so; a face too small or too turned for
+the rig is refused with the reason (engine.generator.faces).
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from engine.generator.faces import MAX_YAW_DEG, MIN_FACE_WIDTH_PX, estimate_yaw_deg, face_mesh, find_faces, mesh_width
+
 log = logging.getLogger(__name__)
 
 MAX_INPUT_PIXELS = 50_000_000  # larger images are refused before decoding (decompression bombs)
-MIN_FACE_WIDTH_PX = 48  # smaller faces have too few pixels to animate believably
-PREP_VERSION = 1  # bump when what is cached changes meaning
+PREP_VERSION = 2  # bump when what is cached changes meaning
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "avatar-engine" / "avatars"
 
 
@@ -31,6 +36,7 @@ class PreparedAvatar:
     name: str
     rgb: np.ndarray  # (H, W, 3) uint8, scaled so that the longer side <= max_side_px, even sizes
     landmarks: np.ndarray  # (478, 2) float32, pixel coordinates in rgb
+    notes: tuple[str, ...] = ()  # what the user should know about the choice made ("3 faces found; ...")
 
     @property
     def size(self) -> tuple[int, int]:
@@ -38,11 +44,12 @@ class PreparedAvatar:
         return int(self.rgb.shape[1]), int(self.rgb.shape[0])
 
 
-def load_portrait(path: str | Path | None, max_side_px: int) -> tuple[str, np.ndarray]:
+def load_portrait(path: str | Path | None, max_side_px: int) -> tuple[str, np.ndarray, float]:
+    """(name, rgb scaled to fit max_side_px, that scale: output pixels per photo pixel)."""
     if path is None:
         from skimage import data
 
-        return "astronaut (embedded default)", _fit(Image.fromarray(data.astronaut()), max_side_px)
+        return "astronaut (embedded default)", *_fit(Image.fromarray(data.astronaut()), max_side_px)
     p = Path(path)
     try:
         with warnings.catch_warnings():  # PIL warns on big images; the check right below refuses them
@@ -59,33 +66,58 @@ def load_portrait(path: str | Path | None, max_side_px: int) -> tuple[str, np.nd
         raise AvatarError(f"{p}: image is over the {MAX_INPUT_PIXELS:,}-pixel limit") from e
     except OSError as e:
         raise AvatarError(f"{p}: corrupt or truncated image ({e})") from e
-    return p.name, _fit(rgb, max_side_px)
+    return p.name, *_fit(rgb, max_side_px)
 
 
-def _fit(im: Image.Image, max_side_px: int) -> np.ndarray:
+def _fit(im: Image.Image, max_side_px: int) -> tuple[np.ndarray, float]:
     scale = min(1.0, max_side_px / max(im.width, im.height))
     # Video encoders need even sizes.
     w, h = int(im.width * scale) // 2 * 2, int(im.height * scale) // 2 * 2
     if (w, h) != im.size:
         im = im.resize((w, h), Image.Resampling.LANCZOS, box=(0, 0, w / scale, h / scale))
-    return np.asarray(im, dtype=np.uint8).copy()
+    return np.asarray(im, dtype=np.uint8).copy(), scale
 
 
-def detect_landmarks(rgb: np.ndarray, name: str) -> np.ndarray:
-    import mediapipe as mp
+def _too_small(name: str, width_px: float, scale: float) -> AvatarError:
+    photo = f"{width_px / scale:.0f} px wide ({width_px:.0f} px at the output size)" if scale < 1 else \
+        f"{width_px:.0f} px wide"
+    return AvatarError(f"{name}: face too small: the face is {photo}; at least {MIN_FACE_WIDTH_PX} px needed "
+                       "at the output size (use a photo cropped closer to the face)")
 
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
-                                         refine_landmarks=True, min_detection_confidence=0.5) as mesh:
-        result = mesh.process(rgb)
-    if not result.multi_face_landmarks:
-        raise AvatarError(f"{name}: no face found; use a photo with one clearly visible, frontal face")
-    h, w = rgb.shape[:2]
-    pts = np.array([(p.x * w, p.y * h) for p in result.multi_face_landmarks[0].landmark], np.float32)
-    face_w = float(pts[:, 0].max() - pts[:, 0].min())
-    if face_w < MIN_FACE_WIDTH_PX:
-        raise AvatarError(f"{name}: the face is only {face_w:.0f} px wide after scaling; "
-                          f"at least {MIN_FACE_WIDTH_PX} px are needed (use a closer crop)")
-    return pts
+
+def detect_landmarks(rgb: np.ndarray, name: str, scale: float = 1.0) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The largest face's (478, 2) landmarks in rgb's pixels, and notes on the choice (several faces).
+
+    scale: rgb's pixels per photo pixel, so that messages give sizes and places in the photo's own pixels."""
+    faces = find_faces(rgb)
+    notes: tuple[str, ...] = ()
+    if len(faces) > 1:
+        cx, cy = faces[0].centre
+        notes = (f"{len(faces)} faces found; animating the largest (at {cx / scale:.0f},{cy / scale:.0f}, "
+                 f"{faces[0].w / scale:.0f} px wide)",)
+    # The mesh on the whole photo where it finds the chosen face (a portrait: the landmarks as before),
+    # else on a crop around that face (small, or one of several).
+    pts = face_mesh(rgb)
+    if faces and (pts is None or not faces[0].holds(*pts[:, :2].mean(axis=0))):
+        pts = face_mesh(rgb, faces[0])
+    if pts is None:
+        if faces and faces[0].w < MIN_FACE_WIDTH_PX:
+            raise _too_small(name, faces[0].w, scale)
+        if faces:
+            cx, cy = faces[0].centre
+            raise AvatarError(f"{name}: no face found whose features can be traced (the face-like region at "
+                              f"{cx / scale:.0f},{cy / scale:.0f} may be turned away, covered or blurred); use a "
+                              "photo with one clearly visible face toward the camera")
+        raise AvatarError(f"{name}: no face found; use a photo with one clearly visible face toward the camera")
+    if mesh_width(pts) < MIN_FACE_WIDTH_PX:
+        raise _too_small(name, mesh_width(pts), scale)
+    yaw = estimate_yaw_deg(pts)
+    if abs(yaw) > MAX_YAW_DEG:
+        side = "right" if yaw > 0 else "left"
+        raise AvatarError(f"{name}: face too turned: about {abs(yaw):.0f} degrees toward the image's {side}; "
+                          f"at most {MAX_YAW_DEG:.0f} degrees (three-quarter view) can be animated: use a photo "
+                          "facing the camera more")
+    return pts[:, :2].copy(), notes
 
 
 def cache_key(path: str | Path | None, max_side_px: int) -> str:
@@ -116,22 +148,27 @@ def prepare_avatar(path: str | Path | None = None, max_side_px: int = 720, cache
         if cached.is_file():
             try:
                 with np.load(cached) as z:
-                    avatar = PreparedAvatar(str(z["name"]), z["rgb"], z["landmarks"])
+                    avatar = PreparedAvatar(str(z["name"]), z["rgb"], z["landmarks"], tuple(map(str, z["notes"])))
                 log.info("avatar %s: %dx%d, from cache %s", avatar.name, *avatar.size, cached)
+                for note in avatar.notes:
+                    log.warning("avatar %s: %s", avatar.name, note)
                 return avatar
             except (OSError, ValueError, KeyError):
                 log.warning("ignoring unreadable avatar cache %s", cached)
     step("reading image")
-    name, rgb = load_portrait(path, max_side_px)
+    name, rgb, scale = load_portrait(path, max_side_px)
     step("finding the face")
-    landmarks = detect_landmarks(rgb, name)
-    avatar = PreparedAvatar(name, rgb, landmarks)
+    landmarks, notes = detect_landmarks(rgb, name, scale)
+    for note in notes:
+        log.warning("avatar %s: %s", name, note)
+        step(note)
+    avatar = PreparedAvatar(name, rgb, landmarks, notes)
     if cached is not None:
         step("caching")
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_suffix(".tmp.npz")
-            np.savez(tmp, name=np.array(name), rgb=rgb, landmarks=landmarks)
+            np.savez(tmp, name=np.array(name), rgb=rgb, landmarks=landmarks, notes=np.array(notes, dtype=str))
             tmp.replace(cached)  # atomic: a concurrent start never reads half a file
         except OSError as e:
             log.warning("could not cache the prepared avatar in %s: %s", cached.parent, e)

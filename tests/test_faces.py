@@ -1,0 +1,142 @@
+"""`prepare` finds faces as a person would: the largest of several, "too small" with the size needed, and
+"too turned" with the angle. Real photos: the embedded astronaut and tests/data/portraits (SOURCES.md).
+
+No real three-quarter or profile photo with a known licence is in the packages the project uses, and a
+squeezed or warped frontal face is not a turned face: the turn estimate is tested on landmark arrays,
+a real face's own 3D mesh (mediapipe's depth estimates) turned about the vertical axis and projected.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from engine.generator.avatar import AvatarError, prepare_avatar
+from engine.generator.faces import MAX_YAW_DEG, MIN_FACE_WIDTH_PX, estimate_yaw_deg, face_mesh, mesh_width
+from tests.conftest import REPO
+
+PORTRAITS = REPO / "tests" / "data" / "portraits"
+
+
+def photo(name: str) -> Image.Image:
+    return Image.fromarray(data.astronaut()) if name == "astronaut" else Image.open(PORTRAITS / name).convert("RGB")
+
+
+def face_width(im: Image.Image) -> float:
+    pts = face_mesh(np.asarray(im))
+    assert pts is not None
+    return mesh_width(pts)
+
+
+def scaled(im: Image.Image, face_px: float) -> Image.Image:
+    """The photo scaled so that its face is face_px wide."""
+    k = face_px / face_width(im)
+    return im.resize((round(im.width * k), round(im.height * k)), Image.Resampling.LANCZOS)
+
+
+def test_a_group_photo_animates_the_largest_face_and_says_so(tmp_path: Path) -> None:
+    # Three people side by side, faces 90, 110 and 70 px wide (mesh width), on a 1100 px wide photo.
+    canvas = Image.new("RGB", (1100, 660), (128, 128, 128))
+    x, spans = 20, {}
+    for name, face_px in (("hopper.jpg", 90), ("astronaut", 110), ("luispedro.jpg", 70)):
+        im = scaled(photo(name), face_px)
+        canvas.paste(im, (x, 20))
+        spans[name] = (x, x + im.width)
+        x += im.width + 30
+    assert x < canvas.width
+    path = tmp_path / "group.png"
+    canvas.save(path)
+    steps: list[str] = []
+    avatar = prepare_avatar(path, max_side_px=720, cache_dir=None, on_step=steps.append)
+    lo, hi = spans["astronaut"]
+    k = avatar.size[0] / canvas.width  # the photo is scaled to 720 px; the note speaks in the photo's pixels
+    assert lo * k < avatar.landmarks[:, 0].min() and avatar.landmarks[:, 0].max() < hi * k, "not the largest face"
+    (note,) = avatar.notes
+    found = re.fullmatch(r"3 faces found; animating the largest \(at (\d+),(\d+), (\d+) px wide\)", note)
+    assert found, note
+    assert lo < int(found[1]) < hi and 90 < int(found[3]) < 150
+    assert note in steps
+    # The same through the CLI, from the cache the second time too.
+    for _ in range(2):
+        result = subprocess.run([sys.executable, str(REPO / "server.py"), "prepare", str(path)],
+                                capture_output=True, text=True, timeout=120, cwd=REPO,
+                                env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+        assert result.returncode == 0, result.stderr
+        assert "3 faces found; animating the largest" in result.stdout
+
+
+@pytest.mark.parametrize(("canvas_px", "face_px", "max_side_px"), [(1600, 80, 720), (700, 40, 720)])
+def test_a_small_face_is_too_small_with_the_size_it_needs(tmp_path: Path, canvas_px: int, face_px: int,
+                                                          max_side_px: int) -> None:
+    canvas = Image.new("RGB", (canvas_px, canvas_px), (90, 100, 110))
+    canvas.paste(scaled(photo("hopper.jpg"), face_px), (canvas_px // 3, canvas_px // 4))
+    path = tmp_path / "far.png"
+    canvas.save(path)
+    with pytest.raises(AvatarError, match="face too small") as err:
+        prepare_avatar(path, max_side_px=max_side_px, cache_dir=None)
+    said = re.search(r"the face is (\d+) px wide.*; at least (\d+) px needed", str(err.value))
+    assert said, str(err.value)
+    assert abs(int(said[1]) - face_px) <= 0.15 * face_px and int(said[2]) == MIN_FACE_WIDTH_PX
+    assert "far.png" in str(err.value)
+
+
+def test_a_small_face_in_a_large_frame_is_found_when_big_enough(tmp_path: Path) -> None:
+    # 80 px wide in a 720 px frame: the mesh's own detector misses it; the full-range detector does not.
+    canvas = Image.new("RGB", (720, 720), (90, 100, 110))
+    canvas.paste(scaled(photo("hopper.jpg"), 80), (400, 300))
+    path = tmp_path / "small.png"
+    canvas.save(path)
+    avatar = prepare_avatar(path, max_side_px=720, cache_dir=None)
+    assert 400 < avatar.landmarks[:, 0].min() and abs(mesh_width(avatar.landmarks) - 80) < 12
+    assert avatar.notes == ()
+
+
+def turned(points3d: np.ndarray, yaw_deg: float, roll_deg: float = 0.0) -> np.ndarray:
+    """A 3D mesh turned by yaw (+: toward the image's right) and rolled, seen orthographically: (478, 2)."""
+    c = points3d.mean(axis=0)
+    x, y, z = (points3d - c).T
+    t = math.radians(yaw_deg)
+    # z grows away from the camera (mediapipe): turning toward the image's right brings the nose (z < 0) right.
+    xr = x * math.cos(t) - z * math.sin(t)
+    r = math.radians(roll_deg)
+    return np.stack([xr * math.cos(r) - y * math.sin(r), xr * math.sin(r) + y * math.cos(r)], axis=1) + c[:2]
+
+
+@pytest.mark.parametrize("name", ["astronaut", "hopper.jpg"])
+def test_the_turn_estimate_follows_a_turned_mesh(name: str) -> None:
+    mesh = face_mesh(np.asarray(photo(name)))
+    assert mesh is not None
+    frontal = estimate_yaw_deg(mesh)
+    assert abs(frontal) < 10, "these portraits face the camera"
+    for yaw in (-70, -50, -30, -15, 0, 15, 30, 50, 70):
+        for roll in (0, 20):
+            got = estimate_yaw_deg(turned(mesh, yaw, roll))
+            assert abs(got - frontal - yaw) < 6 + 0.1 * abs(yaw), (yaw, roll, got)
+            assert (abs(got) > MAX_YAW_DEG) == (abs(yaw + frontal) > MAX_YAW_DEG) or abs(abs(yaw) - 45) <= 5
+
+
+@pytest.mark.parametrize(("name", "lo", "hi"), [("astronaut", 0, 8), ("hopper.jpg", 0, 8),
+                                               ("hopper_tall_exif6.jpg", 0, 8), ("luispedro.jpg", 20, MAX_YAW_DEG - 5)])
+def test_real_portraits_are_accepted_with_no_notes(name: str, lo: float, hi: float) -> None:
+    # luispedro looks about 30 degrees to the image's left (his right ear in full view): turned, but animated.
+    avatar = prepare_avatar(None if name == "astronaut" else PORTRAITS / name, cache_dir=None)
+    assert avatar.notes == ()
+    assert lo <= abs(estimate_yaw_deg(avatar.landmarks)) <= hi
+
+
+def test_a_profile_is_too_turned(tmp_path: Path) -> None:
+    # skimage's "camera" (CC0, Lav Varshney, in the scikit-image wheel): a man in near profile at a tripod
+    # camera. The mesh fits a profile badly and reads it as about 52 degrees, still beyond the limit.
+    path = tmp_path / "cameraman.png"
+    Image.fromarray(data.camera()).convert("RGB").save(path)
+    with pytest.raises(AvatarError, match=r"face too turned: about (\d+) degrees toward the image's right; at most 45"):
+        prepare_avatar(path, cache_dir=None)
