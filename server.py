@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8080)")
     serve.add_argument("--ice-host", help="address offered in ICE candidates (default: the bound host)")
     serve.add_argument("--max-sessions", type=int, help="concurrent sessions before 503 (default 4)")
+    serve.add_argument("--max-pending-sessions", type=int,
+                       help="sessions answered but not yet connected before 503 (default 2)")
     render = sub.add_parser("render", parents=[common], help="render an audio file to an MP4, offline")
     render.add_argument("--audio", required=True, help="speech audio (WAV, MP3, ... anything FFmpeg reads)")
     render.add_argument("--out", required=True, help="output .mp4 (H.264 + AAC, 48 fps)")
@@ -59,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     keys = ("avatar_path", "window_frames", "generator", "max_side_px", "host", "port", "ice_host", "max_sessions",
-            "persona", "storyline_path", "director", "director_url", "director_model", "director_image")
+            "max_pending_sessions", "persona", "storyline_path", "director", "director_url", "director_model",
+            "director_image")
     return load_config(args.config, {k: getattr(args, k, None) for k in keys})
 
 
@@ -79,6 +82,7 @@ def load_avatar(engine: EngineConfig, path: str | None = None) -> PreparedAvatar
 def serve(cfg: ServerConfig) -> None:
     from aiohttp import web
 
+    from streaming.admission import server_options
     from streaming.app import build_app
     from streaming.patches import use_fixed_bitrate, use_ice_addresses
 
@@ -96,7 +100,7 @@ def serve(cfg: ServerConfig) -> None:
     # Frozen, they are skipped: sessions' own objects are still collected.
     gc.collect()
     gc.freeze()
-    web.run_app(app, host=cfg.host, port=cfg.port, print=None, shutdown_timeout=5.0)
+    web.run_app(app, host=cfg.host, port=cfg.port, print=None, shutdown_timeout=5.0, **server_options(cfg))
 
 
 def render(cfg: ServerConfig, audio: str, out: str) -> None:
