@@ -3,7 +3,7 @@
 Each connection has a message-rate bucket (an over-rate message is answered "rate limited"; one that
 keeps going is closed with 1008), messages are at most MAX_CONTROL_BYTES (aiohttp closes with 1009),
 JSON is parsed by pydantic (bounded nesting: a 2,000-deep message is an error reply, not a dead
-handler), a client address holds at most MAX_SOCKETS_PER_CLIENT of them, and the socket is closed
+handler), a client address holds at most ControlLimits.sockets_per_client of them, and each is closed
 with 1001 when its session ends.
 """
 
@@ -29,6 +29,7 @@ MAX_CONTROL_TEXT = 500
 SHAPE = 'expected {"type": "instruction" or "persona", "text": "..."}'
 CLOSE_POLICY = 1008  # RFC 6455: policy violation
 CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011
 
 
 class ControlMessage(BaseModel):
@@ -73,11 +74,14 @@ def apply_control(session: AvatarSession, raw: str | bytes) -> dict[str, object]
 
 
 class ControlSockets:
-    """The control sockets open now, per client address, for the per-client cap."""
+    """The control sockets open now: per client address (for the cap) and per stream (closed with it)."""
 
     def __init__(self, limits: ControlLimits) -> None:
         self.limits = limits
         self.by_client: Counter[str] = Counter()
+        # One listener per stream, not per socket: a client that reconnects all day adds nothing to the stream.
+        self._by_stream: dict[AvatarStream, set[web.WebSocketResponse]] = {}
+        self._closing: set[asyncio.Task[bool]] = set()
 
     def full(self, client: str) -> bool:
         return self.by_client[client] >= self.limits.sockets_per_client
@@ -86,24 +90,35 @@ class ControlSockets:
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_CONTROL_BYTES)
         await ws.prepare(request)
         self.by_client[client] += 1
-        closing: set[asyncio.Task[bool]] = set()
-
-        def session_ended(_: AvatarStream) -> None:
-            if not ws.closed:
-                task = asyncio.create_task(ws.close(code=CLOSE_GOING_AWAY, message=b"session ended"))
-                closing.add(task)
-                task.add_done_callback(closing.discard)
-
-        stream.on_closed(session_ended)
         try:
+            if stream.state == "closed":  # it ended during the handshake
+                await ws.close(code=CLOSE_GOING_AWAY, message=b"session ended")
+                return ws
+            self._watch(stream).add(ws)
             await self._answer(ws, stream)
         except CLIENT_GONE as e:
             log.info("control %s: client %s went away (%s)", stream.id, client, type(e).__name__)
+        except Exception:  # the response is a WebSocket by now: no HTTP error can follow it
+            log.exception("control %s: failed", stream.id)
+            await ws.close(code=CLOSE_INTERNAL_ERROR, message=b"internal error")
         finally:
+            self._by_stream.get(stream, set()).discard(ws)
             self.by_client[client] -= 1
             if self.by_client[client] <= 0:
                 del self.by_client[client]
         return ws
+
+    def _watch(self, stream: AvatarStream) -> set[web.WebSocketResponse]:
+        if stream not in self._by_stream:
+            self._by_stream[stream] = set()
+            stream.on_closed(self._stream_closed)
+        return self._by_stream[stream]
+
+    def _stream_closed(self, stream: AvatarStream) -> None:
+        for ws in self._by_stream.pop(stream, set()):
+            task = asyncio.create_task(ws.close(code=CLOSE_GOING_AWAY, message=b"session ended"))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def _answer(self, ws: web.WebSocketResponse, stream: AvatarStream) -> None:
         bucket = TokenBucket(self.limits.rate_per_s, self.limits.burst)
