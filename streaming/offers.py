@@ -67,7 +67,7 @@ def _body_error(e: ValidationError) -> str:
     if where == ("sdp",):
         if kind == "string_too_long":
             return f"'sdp' is longer than {MAX_SDP_CHARS} characters"
-        return f"missing 'sdp' (a string): {SHAPE}"
+        return f"missing 'sdp': {SHAPE}" if kind == "missing" else f"'sdp' must be a string: {SHAPE}"
     if where == ("type",):
         return "'type' must be \"offer\""
     return f"{'.'.join(map(str, where)) or 'body'}: {first['msg']}"
