@@ -210,8 +210,8 @@ def mutated_sdp(draw: st.DrawFn, seeds: list[str]) -> str:
     weird_token = st.sampled_from(NASTY) | st.text(max_size=12) | st.integers().map(str)
     for _ in range(draw(st.integers(1, 4))):
         i = draw(st.integers(0, max(0, len(lines) - 1)))
-        op = draw(st.sampled_from(["delete", "duplicate", "swap", "replace", "insert", "char", "token", "token",
-                                   "truncate", "repeat"]))
+        op = draw(st.sampled_from(["delete", "duplicate", "swap", "replace", "insert", "char", "char", "token",
+                                   "token", "truncate", "repeat"]))
         if not lines:
             lines = [draw(weird_line)]
         elif op == "delete":
@@ -249,40 +249,51 @@ def mutated_sdp(draw: st.DrawFn, seeds: list[str]) -> str:
     return draw(st.sampled_from(["\r\n", "\r\n", "\r\n", "\n"])).join(lines)
 
 
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=12)
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | \
+    st.text(max_size=20)
+JSON_VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+    st.text(max_size=8), inner, max_size=4), max_leaves=12)
 
 
 def deep(n: int, inner: str = "") -> str:
     return "[" * n + inner + "]" * n
 
 
-def offer_bodies(seeds: list[str]) -> st.SearchStrategy[bytes]:
-    """Request bodies for POST /offer: mostly well-formed JSON around a mutated SDP, the rest structural
-    mutations of the JSON itself."""
-    sdp = mutated_sdp(seeds)
-    kind = st.sampled_from(["offer", "offer", "offer", "answer", "OFFER", "", "pranswer"]) | JSON_VALUES
-    extra = st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=3)
-    well_formed = st.builds(lambda s, t, x: json.dumps({**x, "sdp": s, "type": t}).encode(), sdp, kind, extra)
-    structural = st.one_of(
+def structural_bodies(sdp: st.SearchStrategy[str]) -> st.SearchStrategy[bytes]:
+    """Mutations of the JSON around the SDP."""
+    well_formed = sdp.map(lambda s: json.dumps({"sdp": s, "type": "offer"}).encode())
+    return st.one_of(
         JSON_VALUES.map(lambda v: json.dumps(v).encode()),  # any JSON at all
-        st.builds(lambda v: json.dumps({"sdp": v, "type": "offer"}).encode(), JSON_VALUES),  # sdp not a string
-        st.builds(lambda s: json.dumps({"sdp": s}).encode(), sdp),  # no type
-        st.builds(lambda s: json.dumps({"type": "offer", "spd": s}).encode(), sdp),  # no sdp
+        JSON_VALUES.map(lambda v: json.dumps({"sdp": v, "type": "offer"}).encode()),  # sdp not a string
+        (st.sampled_from(["answer", "OFFER", "", "pranswer"]) | JSON_VALUES).flatmap(
+            lambda t: sdp.map(lambda s: json.dumps({"sdp": s, "type": t}).encode())),  # type not "offer"
+        sdp.map(lambda s: json.dumps({"sdp": s}).encode()),  # no type
+        sdp.map(lambda s: json.dumps({"type": "offer", "spd": s}).encode()),  # no sdp
         st.integers(1, 5000).map(lambda n: f'{{"sdp": {deep(n)}, "type": "offer"}}'.encode()),
         st.integers(1, 5000).map(lambda n: f'{{"type": "offer", "sdp": "v=0", "x": {deep(n, "1")}}}'.encode()),
         st.integers(20, 6000).map(lambda n: b'{"sdp": "v=0", "type": "offer", "n": ' + b"7" * n + b"}"),
         st.integers(20, 6000).map(lambda n: b'{"sdp": "v=0", "type": "offer", "n": 1e' + b"7" * n + b"}"),
-        st.builds(lambda b, cut: b[:cut], well_formed, st.integers(0, 4000)),  # truncated
-        st.builds(lambda b, junk: b + junk, well_formed, st.binary(min_size=1, max_size=8)),  # trailing junk
-        st.builds(lambda s: b'{"sdp": "' + s.encode()[:40] + b'\xff\xfe", "type": "offer"}', sdp),  # bad UTF-8
-        st.builds(lambda s: json.dumps({"sdp": s, "type": "offer"}).encode("utf-16"), sdp),
+        st.sampled_from([b"NaN", b"Infinity", b"-Infinity"]).map(lambda v: b'{"sdp": "v=0", "type": "offer", "n": '
+                                                                 + v + b"}"),
+        st.tuples(well_formed, st.integers(0, 4000)).map(lambda bc: bc[0][:bc[1]]),  # truncated
+        st.tuples(well_formed, st.binary(min_size=1, max_size=8)).map(lambda bj: bj[0] + bj[1]),  # trailing junk
+        sdp.map(lambda s: b'{"sdp": "' + s.encode()[:40] + b'\xff\xfe", "type": "offer"}'),  # bad UTF-8
+        sdp.map(lambda s: json.dumps({"sdp": s, "type": "offer"}).encode("utf-16")),
+        st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=3).flatmap(  # extra keys: ignored
+            lambda x: sdp.map(lambda s: json.dumps({**x, "sdp": s, "type": "offer"}).encode())),
         st.binary(max_size=300),
         st.text(max_size=300).map(str.encode),
     )
-    return st.one_of(well_formed, well_formed, well_formed, structural)
+
+
+@st.composite
+def offer_bodies(draw: st.DrawFn, seeds: list[str]) -> bytes:
+    """Request bodies for POST /offer: four in five are well-formed JSON around a mutated SDP, the rest
+    structural mutations of the JSON itself."""
+    sdp = mutated_sdp(seeds)
+    if draw(st.integers(0, 4)):
+        return json.dumps({"sdp": draw(sdp), "type": "offer"}).encode()
+    return draw(structural_bodies(sdp))
 
 
 def control_messages() -> st.SearchStrategy[str]:
