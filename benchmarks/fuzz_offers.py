@@ -17,6 +17,7 @@ import asyncio
 import http.client
 import json
 import os
+import re
 import tempfile
 import time
 from collections import Counter
@@ -36,7 +37,7 @@ def in_process(body: bytes) -> str:
     try:
         parse_offer(body)
     except OfferError as e:
-        return "refused: " + str(e).split(":")[0][:50]
+        return "refused: " + re.sub(r"\d+", "N", str(e).split(":")[0][:50])
     except Exception as e:
         return f"CRASH {type(e).__name__}"
     return "admitted"
