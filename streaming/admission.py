@@ -45,6 +45,14 @@ def check_rate(limiter: RateLimiter, request: web.Request, what: str) -> None:
                               {"Retry-After": retry_after(wait_s)})
 
 
+def require_json(request: web.Request) -> None:
+    """415 unless the body is declared JSON. A cross-site page can POST text/plain without asking; a JSON
+    POST from another origin needs the browser's CORS preflight first, which this server does not grant."""
+    if request.content_type != "application/json":
+        raise json_http_error(web.HTTPUnsupportedMediaType,
+                              f"Content-Type must be application/json, got {request.content_type!r}")
+
+
 async def read_body(request: web.Request, timeout_s: float) -> bytes:
     """The whole body within timeout_s (else 408), no larger than the app's client_max_size (else 413)."""
     try:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from engine.generator import PreparedAvatar
 from engine.session import AvatarSession
-from streaming.admission import check_rate, client_key, read_body
+from streaming.admission import check_rate, client_key, read_body, require_json
 from streaming.config import ServerConfig
 from streaming.control import ControlLimits, ControlSockets
 from streaming.errors import contain_errors
@@ -52,6 +52,7 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
         # Cheapest first: the client's rate, the body (bounded in size and time), the offer parsed and
         # checked whole, the caps; only then is a session built.
         check_rate(offer_limit, request, "offers")
+        require_json(request)
         try:
             desc = parse_offer(await read_body(request, config.body_timeout_s))
         except OfferError as e:

@@ -92,6 +92,7 @@ def nine_media(sdp: str) -> str:
     return sdp + "".join(copies)
 
 
+JSON = {"Content-Type": "application/json"}
 CANDIDATE = "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host"
 # (what, body from the real offer's SDP, what the 400 must say)
 BAD: list[tuple[str, Callable[[str], bytes], str]] = [
@@ -135,7 +136,7 @@ BAD: list[tuple[str, Callable[[str], bytes], str]] = [
 async def test_a_bad_offer_gets_400_with_its_reason_before_a_session_is_built(
         what: str, make: Callable[[str], bytes], says: str, offer_sdp: str) -> None:
     async with serving(offer_burst=100) as (url, app), aiohttp.ClientSession() as http:
-        async with http.post(url + "/offer", data=make(offer_sdp)) as r:
+        async with http.post(url + "/offer", data=make(offer_sdp), headers=JSON) as r:
             status, answer = r.status, await r.json()
         registry: SessionRegistry = app[REGISTRY]
         assert status == 400, (what, status, answer)
@@ -147,13 +148,22 @@ async def test_a_bad_offer_gets_400_with_its_reason_before_a_session_is_built(
 async def test_the_real_offer_builds_a_session(offer_sdp: str) -> None:
     """The control for the test above: the unmutated offer gets through and a session is built."""
     async with serving() as (url, app), aiohttp.ClientSession() as http:
-        async with http.post(url + "/offer", data=body_of(offer_sdp)) as r:
+        async with http.post(url + "/offer", data=body_of(offer_sdp), headers=JSON) as r:
             assert r.status == 200, await r.text()
             sid = (await r.json())["session_id"]
         assert list(app[REGISTRY].active) == [sid]
         async with http.post(f"{url}/sessions/{sid}/close") as r:
             assert r.status == 200
         assert app[REGISTRY].active == {} and app[REGISTRY].ended == 1
+
+
+async def test_an_offer_not_declared_json_gets_415(offer_sdp: str) -> None:
+    """A foreign page can send a cross-site text/plain POST without asking the browser; not a JSON one."""
+    async with serving() as (url, app), aiohttp.ClientSession() as http:
+        async with http.post(url + "/offer", data=body_of(offer_sdp), headers={"Content-Type": "text/plain"}) as r:
+            assert r.status == 415
+            assert "Content-Type must be application/json, got 'text/plain'" in (await r.json())["error"]
+        assert (len(app[REGISTRY].active), app[REGISTRY].ended) == (0, 0)
 
 
 @pytest.mark.parametrize("sdp_of", [lambda s: extra_lines(s, CANDIDATE, 3300), nine_media,
@@ -191,7 +201,7 @@ async def test_offers_over_the_rate_get_429_with_retry_after() -> None:
     async with serving(offer_burst=3, offer_rate_per_s=1.0) as (url, _), aiohttp.ClientSession() as http:
         statuses = []
         for _ in range(4):
-            async with http.post(url + "/offer", data=b"garbage") as r:
+            async with http.post(url + "/offer", data=b"garbage", headers=JSON) as r:
                 statuses.append(r.status)
                 last = (r.headers.get("Retry-After"), await r.json())
         assert statuses == [400, 400, 400, 429]
@@ -199,11 +209,12 @@ async def test_offers_over_the_rate_get_429_with_retry_after() -> None:
         assert wait_s == "1" and "too many offers" in answer["error"]
         # Another client address (127.0.0.2 is loopback too) has its own bucket.
         other = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
-        async with aiohttp.ClientSession(connector=other) as http2, http2.post(url + "/offer", data=b"x") as r:
-            assert r.status == 400
+        async with aiohttp.ClientSession(connector=other) as http2:
+            async with http2.post(url + "/offer", data=b"x", headers=JSON) as r:
+                assert r.status == 400
         # After Retry-After the first client is let through again.
         await asyncio.sleep(float(wait_s))
-        async with http.post(url + "/offer", data=b"garbage") as r:
+        async with http.post(url + "/offer", data=b"garbage", headers=JSON) as r:
             assert r.status == 400
 
 
@@ -224,10 +235,10 @@ async def test_pending_sessions_have_their_own_cap_render_little_and_are_freed(o
             aiohttp.ClientSession() as http:
         registry: SessionRegistry = app[REGISTRY]
         try:
-            async with http.post(url + "/offer", data=await offer_nobody_answers()) as r:
+            async with http.post(url + "/offer", data=await offer_nobody_answers(), headers=JSON) as r:
                 assert r.status == 200
                 sid = (await r.json())["session_id"]
-            async with http.post(url + "/offer", data=await offer_nobody_answers()) as r:
+            async with http.post(url + "/offer", data=await offer_nobody_answers(), headers=JSON) as r:
                 assert r.status == 503 and r.headers["Retry-After"] == "2"
                 assert "1 sessions are still connecting" in (await r.json())["error"]
             t0 = time.monotonic()
@@ -239,7 +250,7 @@ async def test_pending_sessions_have_their_own_cap_render_little_and_are_freed(o
                 assert rendered <= 48, f"a pending session rendered {rendered} frames in 2 s (96 at 48 fps)"
             assert await until(lambda: sid not in registry.active, 8.0 - (time.monotonic() - t0)), \
                 "the pending session was not freed after connect_timeout_s"
-            async with http.post(url + "/offer", data=await offer_nobody_answers()) as r:
+            async with http.post(url + "/offer", data=await offer_nobody_answers(), headers=JSON) as r:
                 assert r.status == 200, "a pending place came free"
         finally:
             await asyncio.gather(*(pc.close() for pc in peers))
@@ -267,7 +278,7 @@ def test_max_sessions_port_and_limits_are_validated(capsys: pytest.CaptureFixtur
 async def test_body_size_slow_bodies_and_client_aborts(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     async with serving(body_timeout_s=1.0) as (url, _), aiohttp.ClientSession() as http:
-        async with http.post(url + "/offer", data=b"x" * 300_000) as r:
+        async with http.post(url + "/offer", data=b"x" * 300_000, headers=JSON) as r:
             assert r.status == 413 and "larger than 262144 bytes" in (await r.json())["error"]
         port = int(url.rsplit(":", 1)[1])
         head = b"POST /offer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
