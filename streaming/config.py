@@ -38,9 +38,9 @@ class ServerConfig:
     # get 429 with Retry-After, before the body is read.
     offer_rate_per_s: float = 1.0
     offer_burst: int = 5
-    body_timeout_s: float = 10.0  # a request body that has not arrived by then: 408
+    body_timeout_s: float = 5.0  # a request body that has not arrived by then: 408 (then up to 2 s to say so)
     # A connection with no request in progress (idle, or its headers still trickling in) is closed after this.
-    idle_timeout_s: float = 15.0
+    idle_timeout_s: float = 8.0
     control_rate_per_s: float = 20.0  # control WebSocket messages per connection; over it: "rate limited"
     control_burst: int = 10
     engine: EngineConfig = field(default_factory=EngineConfig)
