@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -338,6 +339,50 @@ async def test_idle_connections_and_trickled_headers_are_closed() -> None:
         assert 0.8 <= slow_s < 4.0, f"a connection trickling its headers was closed after {slow_s:.1f} s"
         async with http.get(url + "/health") as r:  # a normal client is served as before
             assert r.status == 200
+
+
+async def test_a_thousand_slow_loris_connections_are_cut_within_10_s() -> None:
+    """With the default timeouts: 500 connections trickle their headers a byte a second, 500 send headers and
+    trickle a body that never ends; a normal client is served meanwhile; all are closed within 10 s and the
+    file descriptors come back."""
+    # (offer_burst raised: one client's 500 POSTs would otherwise mostly get a quick 429)
+    async with serving(offer_burst=1000) as (url, _), aiohttp.ClientSession() as http:
+        port = int(url.rsplit(":", 1)[1])
+        fds_before = len(os.listdir("/proc/self/fd"))
+        conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(1000)]
+        t0 = time.monotonic()
+        post = b"POST /offer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+        for i, (_, writer) in enumerate(conns):
+            writer.write(b"GET /health HTTP/1.1\r\nX-Slow: " if i % 2 else post + b'{"sdp": "')
+
+        async def trickle() -> None:
+            for _ in range(15):
+                await asyncio.sleep(1.0)
+                for _, writer in conns:
+                    if not writer.is_closing():
+                        writer.write(b"a")
+
+        async def closed_after(reader: asyncio.StreamReader) -> tuple[float, bytes]:
+            answer = b""
+            with contextlib.suppress(ConnectionError):
+                answer = await asyncio.wait_for(reader.read(), 15)
+            return time.monotonic() - t0, answer[:12]
+
+        trickling = asyncio.create_task(trickle())
+        t_health = time.monotonic()
+        async with http.get(url + "/health") as r:
+            assert r.status == 200 and time.monotonic() - t_health < 2.0, "a normal client waited"
+        closed = await asyncio.gather(*(closed_after(reader) for reader, _ in conns))
+        trickling.cancel()
+        for _, writer in conns:
+            writer.close()
+        slow_bodies, slow_headers = closed[0::2], closed[1::2]
+        assert {answer for _, answer in slow_bodies} == {b"HTTP/1.1 408"}
+        assert {answer for _, answer in slow_headers} == {b""}
+        last = max(t for t, _ in closed)
+        assert last < 10.0, f"the last slow connection was cut after {last:.1f} s"
+        assert await until(lambda: len(os.listdir("/proc/self/fd")) <= fds_before + 2, 3.0), \
+            f"{len(os.listdir('/proc/self/fd'))} file descriptors open, {fds_before} before"
 
 
 async def test_a_failing_handler_is_a_logged_500_without_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
