@@ -39,7 +39,9 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
     app = web.Application(client_max_size=MAX_OFFER_BYTES, middlewares=[contain_errors])
     registry = SessionRegistry(config.max_sessions, config.max_pending_sessions)
     offer_limit = RateLimiter(config.offer_rate_per_s, config.offer_burst)
-    controls = ControlSockets(ControlLimits(config.control_rate_per_s, config.control_burst))
+    controls = ControlSockets(ControlLimits(config.control_rate_per_s, config.control_burst,
+                                            connects_per_s=config.offer_rate_per_s,
+                                            connect_burst=config.offer_burst))
     loop_monitor = LoopMonitor()
 
     async def index(_: web.Request) -> web.FileResponse:
@@ -97,6 +99,7 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
         stream = registry.active.get(request.match_info["sid"])
         if stream is None:
             return json_error(404, f"no active session {request.match_info['sid']!r}")
+        check_rate(controls.connects, request, "control connections")
         client = client_key(request)
         if controls.full(client):
             return json_error(429, f"{client} has {controls.limits.sockets_per_client} control sockets open "

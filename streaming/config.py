@@ -35,13 +35,13 @@ class ServerConfig:
     audio_lead_s: float = 0.03
     connect_timeout_s: float = 10.0  # a session whose peer never connects is freed after this
     # Per client address (token bucket): offers beyond offer_burst at once, or offer_rate_per_s sustained,
-    # get 429 with Retry-After, before the body is read.
+    # get 429 with Retry-After, before the body is read. The same limit applies to new control sockets.
     offer_rate_per_s: float = 1.0
     offer_burst: int = 5
     body_timeout_s: float = 5.0  # a request body that has not arrived by then: 408 (then up to 2 s to say so)
     # A connection with no request in progress (idle, or its headers still trickling in) is closed after this.
     idle_timeout_s: float = 8.0
-    control_rate_per_s: float = 20.0  # control WebSocket messages per connection; over it: "rate limited"
+    control_rate_per_s: float = 20.0  # control WebSocket messages per client address; over it: "rate limited"
     control_burst: int = 10
     engine: EngineConfig = field(default_factory=EngineConfig)
 

@@ -1,7 +1,8 @@
 """The control WebSocket of a session: instructions and persona for its director, bounded.
 
-Each connection has a message-rate bucket (an over-rate message is answered "rate limited"; one that
-keeps going is closed with 1008), messages are at most MAX_CONTROL_BYTES (aiohttp closes with 1009),
+Each client address has a message-rate bucket shared by its sockets, so that reconnecting does not refill
+it (an over-rate message is answered "rate limited"; a socket that keeps going is closed with 1008) and a
+connection-rate bucket (more connections: 429), messages are at most MAX_CONTROL_BYTES (aiohttp closes with 1009),
 JSON is parsed by pydantic (bounded nesting: a 2,000-deep message is an error reply, not a dead
 handler), a client address holds at most ControlLimits.sockets_per_client of them, and each is closed
 with 1001 when its session ends.
@@ -20,7 +21,7 @@ from pydantic import BaseModel, StringConstraints, ValidationError
 
 from engine.session import AvatarSession
 from streaming.errors import CLIENT_GONE
-from streaming.ratelimit import TokenBucket
+from streaming.ratelimit import RateLimiter
 from streaming.stream import AvatarStream
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,12 @@ class ControlMessage(BaseModel):
 
 @dataclass
 class ControlLimits:
-    rate_per_s: float = 20.0
+    rate_per_s: float = 20.0  # messages per client address, all its sockets together
     burst: int = 10
     strikes: int = 20  # over-rate messages in a row before the socket is closed with 1008
     sockets_per_client: int = 4
+    connects_per_s: float = 1.0  # new sockets per client address
+    connect_burst: int = 5
 
 
 def parse_control(raw: str | bytes) -> ControlMessage | str:
@@ -79,6 +82,8 @@ class ControlSockets:
     def __init__(self, limits: ControlLimits) -> None:
         self.limits = limits
         self.by_client: Counter[str] = Counter()
+        self.messages = RateLimiter(limits.rate_per_s, limits.burst)
+        self.connects = RateLimiter(limits.connects_per_s, limits.connect_burst)
         # One listener per stream, not per socket: a client that reconnects all day adds nothing to the stream.
         self._by_stream: dict[AvatarStream, set[web.WebSocketResponse]] = {}
         self._closing: set[asyncio.Task[bool]] = set()
@@ -95,7 +100,7 @@ class ControlSockets:
                 await ws.close(code=CLOSE_GOING_AWAY, message=b"session ended")
                 return ws
             self._watch(stream).add(ws)
-            await self._answer(ws, stream)
+            await self._answer(ws, stream, client)
         except CLIENT_GONE as e:
             log.info("control %s: client %s went away (%s)", stream.id, client, type(e).__name__)
         except Exception:  # the response is a WebSocket by now: no HTTP error can follow it
@@ -120,13 +125,12 @@ class ControlSockets:
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
-    async def _answer(self, ws: web.WebSocketResponse, stream: AvatarStream) -> None:
-        bucket = TokenBucket(self.limits.rate_per_s, self.limits.burst)
+    async def _answer(self, ws: web.WebSocketResponse, stream: AvatarStream, client: str) -> None:
         strikes = 0
         async for msg in ws:
             if msg.type not in (web.WSMsgType.TEXT, web.WSMsgType.BINARY):
                 continue
-            if bucket.take():
+            if self.messages.take(client):
                 strikes += 1
                 if strikes > self.limits.strikes:
                     await ws.close(code=CLOSE_POLICY, message=b"message rate limit exceeded")

@@ -451,6 +451,21 @@ async def test_control_messages_over_the_rate_are_refused_then_the_socket_is_clo
         assert ws.close_code == 1008
 
 
+async def test_reconnecting_does_not_refill_the_message_rate_and_connections_are_rate_limited() -> None:
+    async with controlled(offer_burst=2, offer_rate_per_s=0.2) as (url, _, http):
+        async with http.ws_connect(url) as ws:
+            for _ in range(40):
+                await ws.send_json({"type": "instruction", "text": "smile"})
+            await replies_until_closed(ws)
+            assert ws.close_code == 1008
+        async with http.ws_connect(url) as ws:  # a new socket, the same client: the same bucket
+            await ws.send_json({"type": "instruction", "text": "smile"})
+            assert await asyncio.wait_for(ws.receive_json(), 10) == {"ok": False, "error": "rate limited"}
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:  # a third socket within 5 s
+            await http.ws_connect(url)
+        assert refused.value.status == 429 and refused.value.headers["Retry-After"] in ("4", "5")
+
+
 async def test_control_messages_at_a_human_pace_are_all_taken() -> None:
     async with controlled() as (url, _, http), http.ws_connect(url) as ws:
         replies = []
