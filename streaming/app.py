@@ -112,7 +112,13 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
 
     async def metrics(_: web.Request) -> web.Response:
         lines = ["# TYPE avatar_sessions_active gauge", f"avatar_sessions_active {len(registry.active)}",
-                 "# TYPE avatar_sessions_ended_total counter", f"avatar_sessions_ended_total {registry.ended}"]
+                 "# TYPE avatar_sessions_ended_total counter", f"avatar_sessions_ended_total {registry.ended}",
+                 "# TYPE avatar_sessions_pending gauge", f"avatar_sessions_pending {registry.pending()}"]
+        # Requests refused by the per-client rate limits (429 / "rate limited"): a flood shows here.
+        for name, limiter in (("offers", offer_limit), ("control_connections", controls.connects),
+                              ("control_messages", controls.messages)):
+            lines += [f"# TYPE avatar_{name}_rate_limited_total counter",
+                      f"avatar_{name}_rate_limited_total {limiter.refused}"]
         for key, value in loop_monitor.as_dict().items():
             lines += [f"# TYPE avatar_{key} gauge", f"avatar_{key} {value}"]
         per_session = [(s.id, s.info()) for s in registry.active.values()]

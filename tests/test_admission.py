@@ -464,6 +464,11 @@ async def test_reconnecting_does_not_refill_the_message_rate_and_connections_are
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:  # a third socket within 5 s
             await http.ws_connect(url)
         assert refused.value.status == 429 and refused.value.headers["Retry-After"] in ("4", "5")
+        async with http.get(url.split("/sessions/")[0] + "/metrics") as r:
+            metrics = await r.text()
+        assert "avatar_control_connections_rate_limited_total 1\n" in metrics
+        counted = re.search(r"avatar_control_messages_rate_limited_total (\d+)", metrics)
+        assert counted and int(counted.group(1)) >= 22  # 20 strikes, the one that closed it, the one on the new one
 
 
 async def test_control_messages_at_a_human_pace_are_all_taken() -> None:
