@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-origin", action="append", metavar="ORIGIN",
                        help="an origin (https://host[:port]) whose pages may call the API; repeat for more "
                             "(default: same origin only)")
+    serve.add_argument("--max-pending-sessions", type=int,
+                       help="sessions answered but not yet connected before 503 (default 2)")
     render = sub.add_parser("render", parents=[common], help="render an audio file to an MP4, offline")
     render.add_argument("--audio", required=True, help="speech audio (WAV, MP3, ... anything FFmpeg reads)")
     render.add_argument("--out", required=True, help="output .mp4 (H.264 + AAC, 48 fps)")
@@ -67,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     keys = ("avatar_path", "window_frames", "generator", "max_side_px", "host", "port", "ice_host", "max_sessions",
-            "token", "insecure", "allow_origin",
+            "token", "insecure", "allow_origin", "max_pending_sessions",
             "persona", "storyline_path", "director", "director_url", "director_model", "director_image")
     return load_config(args.config, {k: getattr(args, k, None) for k in keys})
 
@@ -89,6 +91,7 @@ def serve(cfg: ServerConfig) -> None:
     from aiohttp import web
 
     from streaming.access_log import RedactedAccessLogger
+    from streaming.admission import server_options
     from streaming.app import build_app
     from streaming.patches import use_fixed_bitrate, use_ice_addresses
 
@@ -107,7 +110,7 @@ def serve(cfg: ServerConfig) -> None:
     gc.collect()
     gc.freeze()
     web.run_app(app, host=cfg.host, port=cfg.port, print=None, shutdown_timeout=5.0,
-                access_log_class=RedactedAccessLogger)
+                access_log_class=RedactedAccessLogger, **server_options(cfg))
 
 
 def render(cfg: ServerConfig, audio: str, out: str) -> None:

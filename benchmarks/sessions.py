@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 import threading
 import time
@@ -40,7 +41,9 @@ from harness.webrtc_client import stream_session
 
 
 def ramp_step(n: int, seconds: float, settle_s: float, wav: Path, tmp: Path, server_args: list[str]) -> dict:
-    server = start_server(tmp, "--max-sessions", str(n), *server_args)
+    # All N peers offer at once from 127.0.0.1: one client, as far as the server's admission limits can tell.
+    os.environ["AVATAR_ENGINE_OFFER_BURST"] = str(max(5, n))
+    server = start_server(tmp, "--max-sessions", str(n), "--max-pending-sessions", str(n), *server_args)
     proc = psutil.Process(server.proc.pid)
     cpu: list[float] = []
     counters: list[list[dict]] = []  # after settling, at the end

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 from pathlib import Path
 
@@ -13,72 +12,38 @@ from aiohttp import web
 from engine.generator import PreparedAvatar
 from engine.session import AvatarSession
 from streaming.auth import install_auth, session_token
+from streaming.admission import check_rate, client_key, read_body, require_json
 from streaming.config import ServerConfig
+from streaming.control import ControlLimits, ControlSockets
+from streaming.errors import contain_errors
 from streaming.loop_monitor import LoopMonitor
 from streaming.origin import install_origin_check
+from streaming.offers import OfferError, parse_offer
+from streaming.ratelimit import RateLimiter
+from streaming.registry import SessionRegistry
 from streaming.stream import AvatarStream
-from streaming.webrtc import OfferError, PeerSession, new_session_id, parse_offer
+from streaming.webrtc import PeerSession, new_session_id
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 MAX_OFFER_BYTES = 256 * 1024
-MAX_CONTROL_BYTES = 4096
-MAX_CONTROL_TEXT = 500
-
-
-def apply_control(session: AvatarSession, raw: str) -> dict[str, object]:
-    """One control message -> the reply. Texts are data for the director, never instructions to us."""
-    try:
-        msg = json.loads(raw)
-    except json.JSONDecodeError as e:
-        return {"ok": False, "error": f"not valid JSON: {e}"}
-    if not isinstance(msg, dict) or msg.get("type") not in ("instruction", "persona"):
-        return {"ok": False, "error": 'expected {"type": "instruction" or "persona", "text": "..."}'}
-    text = msg.get("text")
-    if not isinstance(text, str) or not text.strip():
-        return {"ok": False, "error": "'text' must be a non-empty string"}
-    if len(text) > MAX_CONTROL_TEXT:
-        return {"ok": False, "error": f"'text' is longer than {MAX_CONTROL_TEXT} characters"}
-    if msg["type"] == "instruction":
-        session.instruct(text.strip())
-    else:
-        session.set_persona(text.strip())
-    return {"ok": True, "type": msg["type"]}
-
-
-class SessionRegistry:
-    """The live streams being served, by session id."""
-
-    def __init__(self, max_sessions: int) -> None:
-        self.max_sessions = max_sessions
-        self.active: dict[str, AvatarStream] = {}
-        self.ended = 0
-
-    def full(self) -> bool:
-        return len(self.active) >= self.max_sessions
-
-    def full_error(self) -> web.Response:
-        return json_error(503, f"server is at its limit of {self.max_sessions} sessions; try again later")
-
-    def add(self, stream: AvatarStream) -> None:
-        self.active[stream.id] = stream
-        stream.on_closed(self.remove)
-
-    def remove(self, stream: AvatarStream) -> None:
-        if self.active.pop(stream.id, None) is not None:
-            self.ended += 1
 
 
 REGISTRY = web.AppKey("registry", SessionRegistry)
 
 
-def json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def json_error(status: int, message: str, retry_after_s: int | None = None) -> web.Response:
+    headers = None if retry_after_s is None else {"Retry-After": str(retry_after_s)}
+    return web.json_response({"error": message}, status=status, headers=headers)
 
 
 def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
-    app = web.Application(client_max_size=MAX_OFFER_BYTES)
-    registry = SessionRegistry(config.max_sessions)
+    app = web.Application(client_max_size=MAX_OFFER_BYTES, middlewares=[contain_errors])
+    registry = SessionRegistry(config.max_sessions, config.max_pending_sessions)
+    offer_limit = RateLimiter(config.offer_rate_per_s, config.offer_burst)
+    controls = ControlSockets(ControlLimits(config.control_rate_per_s, config.control_burst,
+                                            connects_per_s=config.offer_rate_per_s,
+                                            connect_burst=config.offer_burst))
     loop_monitor = LoopMonitor()
 
     async def index(_: web.Request) -> web.FileResponse:
@@ -88,25 +53,29 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
         return web.Response(text="ok")
 
     async def offer(request: web.Request) -> web.Response:
+        # Cheapest first: the client's rate, the body (bounded in size and time), the offer parsed and
+        # checked whole, the caps; only then is a session built.
+        check_rate(offer_limit, request, "offers")
+        require_json(request)
         try:
-            desc = parse_offer(await request.read())
+            desc = parse_offer(await read_body(request, config.body_timeout_s))
         except OfferError as e:
             return json_error(400, str(e))
-        if registry.full():
-            return registry.full_error()
+        refusal = registry.refusal()
+        if refusal is not None:
+            return json_error(503, refusal, retry_after_s=2)
         sid = new_session_id()
         try:
-            # Building a session (renderer fields, voice-activity model) takes 30-60 ms of CPU: off the
-            # event loop, so the sessions already streaming do not stall for it.
-            session = await asyncio.get_running_loop().run_in_executor(
-                None, functools.partial(AvatarSession, avatar, config.engine, live=True, session_id=sid))
+            with registry.reserve():
+                # Building a session (renderer fields, voice-activity model) takes 30-60 ms of CPU: off the
+                # event loop, so the sessions already streaming do not stall for it.
+                session = await asyncio.get_running_loop().run_in_executor(
+                    None, functools.partial(AvatarSession, avatar, config.engine, live=True, session_id=sid))
             stream = AvatarStream(session, audio_lead_s=config.audio_lead_s)
             peer = PeerSession(stream)
         except Exception:
             log.exception("session %s: could not be created", sid)
             return json_error(500, "internal error while creating the session; see the server log")
-        if registry.full():  # another offer took the last place while this session was built
-            return registry.full_error()
         registry.add(stream)
         try:
             answer = await peer.answer(desc, config.connect_timeout_s)
@@ -133,16 +102,12 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
         stream = registry.active.get(request.match_info["sid"])
         if stream is None:
             return json_error(404, f"no active session {request.match_info['sid']!r}")
-        ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_CONTROL_BYTES)
-        await ws.prepare(request)
-        async for msg in ws:
-            if msg.type != web.WSMsgType.TEXT:
-                continue
-            reply = apply_control(stream.session, msg.data)
-            await ws.send_json(reply)
-            if stream.state == "closed":
-                break
-        return ws
+        check_rate(controls.connects, request, "control connections")
+        client = client_key(request)
+        if controls.full(client):
+            return json_error(429, f"{client} has {controls.limits.sockets_per_client} control sockets open "
+                                   "(the limit)")
+        return await controls.serve(request, stream, client)
 
     async def sessions(_: web.Request) -> web.Response:
         return web.json_response({"sessions": [s.info() for s in registry.active.values()],
@@ -150,7 +115,13 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
 
     async def metrics(_: web.Request) -> web.Response:
         lines = ["# TYPE avatar_sessions_active gauge", f"avatar_sessions_active {len(registry.active)}",
-                 "# TYPE avatar_sessions_ended_total counter", f"avatar_sessions_ended_total {registry.ended}"]
+                 "# TYPE avatar_sessions_ended_total counter", f"avatar_sessions_ended_total {registry.ended}",
+                 "# TYPE avatar_sessions_pending gauge", f"avatar_sessions_pending {registry.pending()}"]
+        # Requests refused by the per-client rate limits (429 / "rate limited"): a flood shows here.
+        for name, limiter in (("offers", offer_limit), ("control_connections", controls.connects),
+                              ("control_messages", controls.messages)):
+            lines += [f"# TYPE avatar_{name}_rate_limited_total counter",
+                      f"avatar_{name}_rate_limited_total {limiter.refused}"]
         for key, value in loop_monitor.as_dict().items():
             lines += [f"# TYPE avatar_{key} gauge", f"avatar_{key} {value}"]
         per_session = [(s.id, s.info()) for s in registry.active.values()]

@@ -26,13 +26,25 @@ class ServerConfig:
     port: int = 8080
     ice_host: str | None = None  # address for ICE host candidates; default: host, or all when 0.0.0.0
     max_sessions: int = 4  # further offers get 503: each live session costs ~half a core here
+    # Answered but not yet connected sessions (a client that vanished, or never meant to connect): further
+    # offers get 503 until one connects or is freed after connect_timeout_s.
+    max_pending_sessions: int = 2
     video_bitrate_bps: int = 1_500_000  # fixed: a moving target rebuilds the encoder (keyframes)
     # WebRTC: the returned audio is sent this much before its picture, and its RTCP sender reports say
     # it is presented with the picture (streaming/patches.py, present_ahead). Browsers' audio path is slower than
     # their video path and they sync the two, so without the lead the picture waits for the sound.
     # At most pipeline_delay_s - 1/FPS - 0.02: the microphone's sound must have arrived.
     audio_lead_s: float = 0.03
-    connect_timeout_s: float = 20.0  # a session whose peer never connects is freed after this
+    connect_timeout_s: float = 10.0  # a session whose peer never connects is freed after this
+    # Per client address (token bucket): offers beyond offer_burst at once, or offer_rate_per_s sustained,
+    # get 429 with Retry-After, before the body is read. The same limit applies to new control sockets.
+    offer_rate_per_s: float = 1.0
+    offer_burst: int = 5
+    body_timeout_s: float = 5.0  # a request body that has not arrived by then: 408 (then up to 2 s to say so)
+    # A connection with no request in progress (idle, or its headers still trickling in) is closed after this.
+    idle_timeout_s: float = 8.0
+    control_rate_per_s: float = 20.0  # control WebSocket messages per client address; over it: "rate limited"
+    control_burst: int = 10
     # Access control (streaming/auth.py): the operator secret, 32+ characters. Never shown by repr or logs.
     # Without it the server serves only loopback (with a warning), unless `insecure`.
     token: str | None = field(default=None, repr=False)
@@ -46,6 +58,15 @@ class ServerConfig:
         check_secret(self.token)
         for origin in self.allow_origin:
             normalise_origin(origin)
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"port must be between 1 and 65535, got {self.port}")
+        for name in ("max_sessions", "max_pending_sessions", "offer_burst", "control_burst"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("connect_timeout_s", "offer_rate_per_s", "body_timeout_s", "idle_timeout_s",
+                     "control_rate_per_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be greater than 0, got {getattr(self, name)}")
         most = self.engine.pipeline_delay_s - 1 / FPS - 0.02
         if not 0 <= self.audio_lead_s <= most:
             raise ValueError(f"audio_lead_s must be between 0 and pipeline_delay_s - 1/{FPS} - 0.02 = {most:.3f} s "

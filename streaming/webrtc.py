@@ -1,46 +1,21 @@
-"""WebRTC: offer validation, ICE and bitrate settings, and the adapter that joins a peer connection to a stream."""
+"""WebRTC: the adapter that joins a peer connection to a stream (offers are checked in streaming/offers.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
+from streaming.offers import OfferError
 from streaming.patches import present_ahead, release_frames_promptly
 from streaming.sources import TrackSource
 from streaming.stream import AvatarStream
 from streaming.tracks import WebRtcSink
 
 log = logging.getLogger(__name__)
-
-
-class OfferError(ValueError):
-    """A client's offer is unusable; the message is sent back with HTTP 400."""
-
-
-def parse_offer(body: bytes) -> RTCSessionDescription:
-    try:
-        params = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise OfferError(f"request body is not valid JSON: {e}") from e
-    if not isinstance(params, dict):
-        raise OfferError('expected a JSON object {"sdp": ..., "type": "offer"}')
-    sdp, kind = params.get("sdp"), params.get("type")
-    if not isinstance(sdp, str) or not sdp.strip():
-        raise OfferError("missing 'sdp': expected a JSON object {\"sdp\": ..., \"type\": \"offer\"}")
-    if kind != "offer":
-        raise OfferError(f"'type' must be \"offer\", got {kind!r}")
-    if not sdp.lstrip().startswith("v=0"):
-        raise OfferError("'sdp' is not a session description (it must start with v=0)")
-    media = [line.split()[0][2:] for line in sdp.splitlines() if line.startswith("m=")]
-    if "audio" not in media:
-        raise OfferError("offer has no audio m-line: the engine needs the host's microphone as an audio track")
-    if "video" not in media:
-        raise OfferError("offer has no video m-line: add a recvonly video transceiver to receive the avatar")
-    return RTCSessionDescription(sdp=sdp, type="offer")
+CLOSE_TIMEOUT_S = 5.0
 
 
 class PeerSession:
@@ -111,10 +86,12 @@ class PeerSession:
             if t is not current:
                 t.cancel()
         self._tasks.clear()
-        try:  # pc.close() can hang (aiortc#283)
-            await asyncio.wait_for(self.pc.close(), timeout=5.0)
+        try:  # pc.close() can hang (aiortc#283), and raises after a failed createAnswer
+            await asyncio.wait_for(self.pc.close(), timeout=CLOSE_TIMEOUT_S)
         except TimeoutError:
-            log.warning("session %s: peer connection close timed out", self.id)
+            log.warning("session %s: peer connection close timed out after %.0f s", self.id, CLOSE_TIMEOUT_S)
+        except Exception as e:
+            log.warning("session %s: peer connection close failed: %s: %s", self.id, type(e).__name__, e)
 
 
 def new_session_id() -> str:

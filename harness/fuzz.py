@@ -1,0 +1,311 @@
+"""Fuzzing inputs for the signaling endpoints (hypothesis strategies), shared by tests/test_fuzz.py and
+benchmarks/fuzz_offers.py.
+
+Offers are mutations of real ones: one made by aiortc's RTCPeerConnection.createOffer at run time, and two
+written here in the shape Chromium and Firefox send (their candidates moved to 127.0.0.1; mDNS names left
+out so that nothing resolves off the machine). Janus' and mediasoup's fuzzing corpora are not on this
+machine (nothing is downloaded at run time). Mutations work on lines, tokens and characters, plus
+structural mutations of the JSON body around the SDP.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiortc import RTCPeerConnection
+from hypothesis import strategies as st
+
+from streaming.patches import use_ice_addresses
+
+
+async def aiortc_offer() -> str:
+    """A real offer as aiortc's createOffer makes it: microphone sendrecv, video recvonly, loopback candidates."""
+    use_ice_addresses(["127.0.0.1"])
+    pc = RTCPeerConnection()
+    pc.addTransceiver("audio", direction="sendrecv")
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+CHROME_FINGERPRINT = ("a=fingerprint:sha-256 6A:9D:2C:58:0F:41:73:B1:6E:92:AA:0C:E4:31:5D:7F:18:C2:93:4B:E0:55:AC:"
+                      "1D:3F:86:20:7B:94:E1:C8:02")
+CHROME_OFFER = "\r\n".join([
+    "v=0",
+    "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
+    "s=-",
+    "t=0 0",
+    "a=group:BUNDLE 0 1",
+    "a=extmap-allow-mixed",
+    "a=msid-semantic: WMS 6b4f1b6a-0c1f-4d49-9b1e-4a1f1b7d5f10",
+    "m=audio 50114 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126",
+    "c=IN IP4 127.0.0.1",
+    "a=rtcp:9 IN IP4 0.0.0.0",
+    "a=candidate:2999745851 1 udp 2122260223 127.0.0.1 50114 typ host generation 0 network-id 1",
+    "a=candidate:4233069003 1 tcp 1518280447 127.0.0.1 9 typ host tcptype active generation 0 network-id 1",
+    "a=ice-ufrag:Vq5B",
+    "a=ice-pwd:H8h2KjC5sWq9p3tYf0v1aXzr",
+    "a=ice-options:trickle",
+    CHROME_FINGERPRINT,
+    "a=setup:actpass",
+    "a=mid:0",
+    "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+    "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+    "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+    "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid",
+    "a=sendrecv",
+    "a=msid:6b4f1b6a-0c1f-4d49-9b1e-4a1f1b7d5f10 0d1e5a8c-2f7b-4f0e-8c7a-93a1b2c3d4e5",
+    "a=rtcp-mux",
+    "a=rtcp-rsize",
+    "a=rtpmap:111 opus/48000/2",
+    "a=rtcp-fb:111 transport-cc",
+    "a=fmtp:111 minptime=10;useinbandfec=1",
+    "a=rtpmap:63 red/48000/2",
+    "a=fmtp:63 111/111",
+    "a=rtpmap:9 G722/8000",
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:8 PCMA/8000",
+    "a=rtpmap:13 CN/8000",
+    "a=rtpmap:110 telephone-event/48000",
+    "a=rtpmap:126 telephone-event/8000",
+    "a=ssrc:3735928559 cname:k3Yq2tZx8pLmN0aB",
+    "a=ssrc:3735928559 msid:6b4f1b6a-0c1f-4d49-9b1e-4a1f1b7d5f10 0d1e5a8c-2f7b-4f0e-8c7a-93a1b2c3d4e5",
+    "m=video 50115 UDP/TLS/RTP/SAVPF 96 97 102 103 45 46",
+    "c=IN IP4 127.0.0.1",
+    "a=rtcp:9 IN IP4 0.0.0.0",
+    "a=candidate:2999745851 1 udp 2122260223 127.0.0.1 50115 typ host generation 0 network-id 1",
+    "a=ice-ufrag:Vq5B",
+    "a=ice-pwd:H8h2KjC5sWq9p3tYf0v1aXzr",
+    "a=ice-options:trickle",
+    CHROME_FINGERPRINT,
+    "a=setup:actpass",
+    "a=mid:1",
+    "a=extmap:14 urn:ietf:params:rtp-hdrext:toffset",
+    "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+    "a=extmap:13 urn:3gpp:video-orientation",
+    "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid",
+    "a=recvonly",
+    "a=rtcp-mux",
+    "a=rtcp-rsize",
+    "a=rtpmap:96 VP8/90000",
+    "a=rtcp-fb:96 goog-remb",
+    "a=rtcp-fb:96 transport-cc",
+    "a=rtcp-fb:96 ccm fir",
+    "a=rtcp-fb:96 nack",
+    "a=rtcp-fb:96 nack pli",
+    "a=rtpmap:97 rtx/90000",
+    "a=fmtp:97 apt=96",
+    "a=rtpmap:102 H264/90000",
+    "a=rtcp-fb:102 nack",
+    "a=rtcp-fb:102 nack pli",
+    "a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+    "a=rtpmap:103 rtx/90000",
+    "a=fmtp:103 apt=102",
+    "a=rtpmap:45 AV1/90000",
+    "a=fmtp:45 level-idx=5;profile=0;tier=0",
+    "a=rtpmap:46 rtx/90000",
+    "a=fmtp:46 apt=45",
+    "",
+])
+
+# Firefox puts the fingerprint, ICE options and credentials at session level.
+FIREFOX_OFFER = "\r\n".join([
+    "v=0",
+    "o=mozilla...THIS_IS_SDPARTA-99.0 5327395719335633414 0 IN IP4 0.0.0.0",
+    "s=-",
+    "t=0 0",
+    "a=fingerprint:sha-256 1B:0C:92:6E:3A:55:F0:71:8D:4C:B2:19:E7:60:3F:A8:2D:95:C4:1E:7B:08:F3:66:5A:D1:90:2C:4E:B7:"
+    "13:A9",
+    "a=group:BUNDLE 0 1",
+    "a=ice-options:trickle",
+    "a=msid-semantic:WMS *",
+    "m=audio 9 UDP/TLS/RTP/SAVPF 109 9 0 8 101",
+    "c=IN IP4 0.0.0.0",
+    "a=candidate:0 1 UDP 2122252543 127.0.0.1 41234 typ host",
+    "a=sendrecv",
+    "a=end-of-candidates",
+    "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+    "a=extmap:3 urn:ietf:params:rtp-hdrext:sdes:mid",
+    "a=fmtp:109 maxplaybackrate=48000;stereo=1;useinbandfec=1",
+    "a=fmtp:101 0-15",
+    "a=ice-pwd:4c7e5bb1e3a3b8ca0dcd2c1a0b9e1f33",
+    "a=ice-ufrag:7e2a1c9d",
+    "a=mid:0",
+    "a=msid:{5f3c0d8e-1a2b-4c3d-9e8f-7a6b5c4d3e2f} {a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d}",
+    "a=rtcp-mux",
+    "a=rtpmap:109 opus/48000/2",
+    "a=rtpmap:9 G722/8000/1",
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:8 PCMA/8000",
+    "a=rtpmap:101 telephone-event/8000/1",
+    "a=setup:actpass",
+    "a=ssrc:2401034577 cname:{0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d}",
+    "m=video 9 UDP/TLS/RTP/SAVPF 120 124 121 125 126 127 97 98",
+    "c=IN IP4 0.0.0.0",
+    "a=candidate:0 1 UDP 2122252543 127.0.0.1 41235 typ host",
+    "a=recvonly",
+    "a=end-of-candidates",
+    "a=extmap:3 urn:ietf:params:rtp-hdrext:sdes:mid",
+    "a=extmap:4 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+    "a=extmap:5 urn:ietf:params:rtp-hdrext:toffset",
+    "a=fmtp:126 profile-level-id=42e01f;level-asymmetry-allowed=1;packetization-mode=1",
+    "a=fmtp:97 profile-level-id=42e01f;level-asymmetry-allowed=1",
+    "a=fmtp:120 max-fs=12288;max-fr=60",
+    "a=fmtp:124 apt=120",
+    "a=fmtp:121 max-fs=12288;max-fr=60",
+    "a=fmtp:125 apt=121",
+    "a=fmtp:127 apt=126",
+    "a=fmtp:98 apt=97",
+    "a=ice-pwd:4c7e5bb1e3a3b8ca0dcd2c1a0b9e1f33",
+    "a=ice-ufrag:7e2a1c9d",
+    "a=mid:1",
+    "a=rtcp-fb:120 nack",
+    "a=rtcp-fb:120 nack pli",
+    "a=rtcp-fb:120 ccm fir",
+    "a=rtcp-fb:120 goog-remb",
+    "a=rtcp-fb:126 nack",
+    "a=rtcp-fb:126 nack pli",
+    "a=rtcp-mux",
+    "a=rtcp-rsize",
+    "a=rtpmap:120 VP8/90000",
+    "a=rtpmap:124 rtx/90000",
+    "a=rtpmap:121 VP9/90000",
+    "a=rtpmap:125 rtx/90000",
+    "a=rtpmap:126 H264/90000",
+    "a=rtpmap:127 rtx/90000",
+    "a=rtpmap:97 H264/90000",
+    "a=rtpmap:98 rtx/90000",
+    "a=setup:actpass",
+    "a=ssrc:3133713371 cname:{0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d}",
+    "",
+])
+
+# Values that have broken parsers: numbers past every limit, signs, separators, non-ASCII, control characters.
+NASTY = ["", " ", "0", "-1", "65536", "4294967296", "1e999", "NaN", "9" * 40, "9" * 5001, "\x00", "\t", "\u2028",
+         "\u0660\u0661", "é", "ﬀ", "\ud7ff", ":", "::", "/", " / ", "=", "a=", "m=", "IN IP4", "IN IP9 x", "*",
+         "{}", "[", "%s%n", "..", "0x1F", "true"]
+SDP_LINES = ["m=audio 9 UDP/TLS/RTP/SAVPF 111", "m=video 9 UDP/TLS/RTP/SAVPF 96", "m=application 9 UDP/DTLS/SCTP "
+             "webrtc-datachannel", "m=text 9 RTP/AVP 0", "m=audio 9 nonsense", "m=audio x UDP/TLS/RTP/SAVPF 111",
+             "m=audio 9 UDP/TLS/RTP/SAVPF 300", "a=mid:", "a=mid:0", "a=setup:bogus", "a=setup:active",
+             "a=fingerprint:", "a=fingerprint:sha-256", "a=ice-ufrag:", "a=ice-pwd:", "a=rtcp-mux",
+             "a=rtpmap:96", "a=rtpmap:96 VP8", "a=rtpmap:111 opus/x", "a=fmtp:999 apt=1",
+             "a=fmtp:102 profile-level-id=zzzzzz", "a=rtcp-fb:96", "a=ssrc:abc cname:x", "a=ssrc:1",
+             "a=ssrc-group:FID x", "a=group:BUNDLE 7", "a=group:BUNDLE", "a=extmap:x y", "a=extmap:1",
+             "a=extmap:1/sendonly urn:x", "a=candidate:", "a=candidate:1 1 udp 1 127.0.0.1 9 typ host",
+             "a=candidate:1 1 udp x 127.0.0.1 9 typ host", "a=candidate:1 1 udp 1 ::1 99999 typ host",
+             "a=candidate:1 1 udp 1 127.0.0.1 9 typ relay raddr 127.0.0.1 rport x", "a=end-of-candidates",
+             "a=rtcp:x", "a=rtcp:9 IN IP4", "c=IN IP4", "c=IN IP4 127.0.0.1", "a=max-message-size:x",
+             "a=sctp-port:x", "a=sctpmap:x y", "a=sendonly", "a=recvonly", "a=inactive", "a=sendrecv",
+             "a=ice-lite", "a=msid-semantic:", "v=0", "v=x", "o=", "s=", "t=", "a="]
+SEPARATORS = [" ", ":", "/", "=", ";"]
+
+
+@st.composite
+def mutated_sdp(draw: st.DrawFn, seeds: list[str]) -> str:
+    """A seed offer with one to four mutations of its lines, tokens or characters."""
+    lines = draw(st.sampled_from(seeds)).split("\r\n")
+    weird_line = st.sampled_from(SDP_LINES) | st.text(max_size=60)
+    weird_token = st.sampled_from(NASTY) | st.text(max_size=12) | st.integers().map(str)
+    for _ in range(draw(st.integers(1, 4))):
+        i = draw(st.integers(0, max(0, len(lines) - 1)))
+        op = draw(st.sampled_from(["delete", "duplicate", "swap", "replace", "insert", "char", "char", "token",
+                                   "token", "truncate", "repeat"]))
+        if not lines:
+            lines = [draw(weird_line)]
+        elif op == "delete":
+            del lines[i]
+        elif op == "duplicate":
+            lines.insert(i, lines[i])
+        elif op == "swap":
+            j = draw(st.integers(0, len(lines) - 1))
+            lines[i], lines[j] = lines[j], lines[i]
+        elif op == "replace":
+            lines[i] = draw(weird_line)
+        elif op == "insert":
+            lines.insert(i, draw(weird_line))
+        elif op == "char":
+            line = lines[i]
+            p = draw(st.integers(0, len(line)))
+            kind = draw(st.sampled_from(["set", "insert", "delete"]))
+            ch = draw(st.characters() | st.sampled_from("0123456789 :/=\r\n"))
+            if kind == "set":
+                lines[i] = line[:p] + ch + line[p + 1:]
+            elif kind == "insert":
+                lines[i] = line[:p] + ch + line[p:]
+            else:
+                lines[i] = line[:p] + line[p + 1:]
+        elif op == "token":
+            sep = draw(st.sampled_from(SEPARATORS))
+            tokens = lines[i].split(sep)
+            k = draw(st.integers(0, len(tokens) - 1))
+            tokens[k] = draw(weird_token)
+            lines[i] = sep.join(tokens)
+        elif op == "truncate":
+            lines = lines[:i]
+        else:  # repeat: past the bounds on lines, m-lines and candidates
+            lines[i:i + 1] = [lines[i]] * draw(st.sampled_from([2, 9, 65, 300, 1200]))
+    return draw(st.sampled_from(["\r\n", "\r\n", "\r\n", "\n"])).join(lines)
+
+
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | \
+    st.text(max_size=20)
+JSON_VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+    st.text(max_size=8), inner, max_size=4), max_leaves=12)
+
+
+def deep(n: int, inner: str = "") -> str:
+    return "[" * n + inner + "]" * n
+
+
+def structural_bodies(sdp: st.SearchStrategy[str]) -> st.SearchStrategy[bytes]:
+    """Mutations of the JSON around the SDP."""
+    well_formed = sdp.map(lambda s: json.dumps({"sdp": s, "type": "offer"}).encode())
+    return st.one_of(
+        JSON_VALUES.map(lambda v: json.dumps(v).encode()),  # any JSON at all
+        JSON_VALUES.map(lambda v: json.dumps({"sdp": v, "type": "offer"}).encode()),  # sdp not a string
+        (st.sampled_from(["answer", "OFFER", "", "pranswer"]) | JSON_VALUES).flatmap(
+            lambda t: sdp.map(lambda s: json.dumps({"sdp": s, "type": t}).encode())),  # type not "offer"
+        sdp.map(lambda s: json.dumps({"sdp": s}).encode()),  # no type
+        sdp.map(lambda s: json.dumps({"type": "offer", "spd": s}).encode()),  # no sdp
+        st.integers(1, 5000).map(lambda n: f'{{"sdp": {deep(n)}, "type": "offer"}}'.encode()),
+        st.integers(1, 5000).map(lambda n: f'{{"type": "offer", "sdp": "v=0", "x": {deep(n, "1")}}}'.encode()),
+        st.integers(20, 6000).map(lambda n: b'{"sdp": "v=0", "type": "offer", "n": ' + b"7" * n + b"}"),
+        st.integers(20, 6000).map(lambda n: b'{"sdp": "v=0", "type": "offer", "n": 1e' + b"7" * n + b"}"),
+        st.sampled_from([b"NaN", b"Infinity", b"-Infinity"]).map(lambda v: b'{"sdp": "v=0", "type": "offer", "n": '
+                                                                 + v + b"}"),
+        st.tuples(well_formed, st.integers(0, 4000)).map(lambda bc: bc[0][:bc[1]]),  # truncated
+        st.tuples(well_formed, st.binary(min_size=1, max_size=8)).map(lambda bj: bj[0] + bj[1]),  # trailing junk
+        sdp.map(lambda s: b'{"sdp": "' + s.encode()[:40] + b'\xff\xfe", "type": "offer"}'),  # bad UTF-8
+        sdp.map(lambda s: json.dumps({"sdp": s, "type": "offer"}).encode("utf-16")),
+        st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=3).flatmap(  # extra keys: ignored
+            lambda x: sdp.map(lambda s: json.dumps({**x, "sdp": s, "type": "offer"}).encode())),
+        st.binary(max_size=300),
+        st.text(max_size=300).map(str.encode),
+    )
+
+
+@st.composite
+def offer_bodies(draw: st.DrawFn, seeds: list[str]) -> bytes:
+    """Request bodies for POST /offer: four in five are well-formed JSON around a mutated SDP, the rest
+    structural mutations of the JSON itself."""
+    sdp = mutated_sdp(seeds)
+    if draw(st.integers(0, 4)):
+        return json.dumps({"sdp": draw(sdp), "type": "offer"}).encode()
+    return draw(structural_bodies(sdp))
+
+
+def control_messages() -> st.SearchStrategy[str]:
+    """Text messages for the control WebSocket, all under its 4,096-byte limit."""
+    text = st.text(max_size=600) | st.sampled_from(["", " ", "smile", "x" * 501, "\u2028", "\x00"])
+    msg_type = st.sampled_from(["instruction", "persona", "dance", ""]) | JSON_VALUES
+    shaped = st.builds(lambda t, x, extra: json.dumps({**extra, "type": t, "text": x}),
+                       msg_type, text | JSON_VALUES, st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=2))
+    return st.one_of(
+        shaped, shaped,
+        JSON_VALUES.map(json.dumps),
+        st.integers(1, 2000).map(deep),
+        st.integers(20, 4000).map(lambda n: '{"type": "instruction", "text": "x", "n": ' + "9" * n + "}"),
+        st.text(max_size=400),
+    ).filter(lambda m: len(m.encode()) <= 4000)
