@@ -11,14 +11,14 @@ from aiohttp import web
 
 from engine.generator import PreparedAvatar
 from engine.session import AvatarSession
-from streaming.auth import install_auth, session_token
 from streaming.admission import check_rate, client_key, read_body, require_json
+from streaming.auth import install_auth, session_token
 from streaming.config import ServerConfig
 from streaming.control import ControlLimits, ControlSockets
 from streaming.errors import contain_errors
 from streaming.loop_monitor import LoopMonitor
-from streaming.origin import install_origin_check
 from streaming.offers import OfferError, parse_offer
+from streaming.origin import install_origin_check
 from streaming.ratelimit import RateLimiter
 from streaming.registry import SessionRegistry
 from streaming.stream import AvatarStream
