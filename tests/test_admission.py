@@ -25,6 +25,7 @@ from engine.session import AvatarSession
 from harness.fuzz import aiortc_offer
 from streaming.admission import server_options
 from streaming.app import REGISTRY, build_app
+from streaming.auth import POLICY, PUBLIC
 from streaming.config import ServerConfig, load_config
 from streaming.offers import MAX_CANDIDATES, MAX_MEDIA, OfferError, parse_offer
 from streaming.ratelimit import RateLimiter, TokenBucket, retry_after
@@ -282,7 +283,7 @@ async def test_body_size_slow_bodies_and_client_aborts(caplog: pytest.LogCapture
         async with http.post(url + "/offer", data=b"x" * 300_000, headers=JSON) as r:
             assert r.status == 413 and "larger than 262144 bytes" in (await r.json())["error"]
         port = int(url.rsplit(":", 1)[1])
-        head = b"POST /offer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        head = b"POST /offer HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
 
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(head + b'{"sdp": "v')  # and nothing more
@@ -351,7 +352,7 @@ async def test_a_thousand_slow_loris_connections_are_cut_within_10_s() -> None:
         fds_before = len(os.listdir("/proc/self/fd"))
         conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(1000)]
         t0 = time.monotonic()
-        post = b"POST /offer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+        post = b"POST /offer HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
         for i, (_, writer) in enumerate(conns):
             writer.write(b"GET /health HTTP/1.1\r\nX-Slow: " if i % 2 else post + b'{"sdp": "')
 
@@ -385,9 +386,12 @@ async def test_a_thousand_slow_loris_connections_are_cut_within_10_s() -> None:
             f"{len(os.listdir('/proc/self/fd'))} file descriptors open, {fds_before} before"
 
 
-async def test_a_failing_handler_is_a_logged_500_without_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_failing_handler_is_a_logged_500_without_a_traceback(caplog: pytest.LogCaptureFixture,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     async def boom(_: web.Request) -> web.Response:
         raise RuntimeError("boom: internal detail")
+
+    monkeypatch.setitem(POLICY, ("GET", "/boom"), PUBLIC)  # a new route is refused until it is classified
 
     async with serving(lambda app: app.router.add_get("/boom", boom)) as (url, _), aiohttp.ClientSession() as http:
         async with http.get(url + "/boom") as r:
