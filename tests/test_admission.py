@@ -283,7 +283,8 @@ async def test_body_size_slow_bodies_and_client_aborts(caplog: pytest.LogCapture
         async with http.post(url + "/offer", data=b"x" * 300_000, headers=JSON) as r:
             assert r.status == 413 and "larger than 262144 bytes" in (await r.json())["error"]
         port = int(url.rsplit(":", 1)[1])
-        head = b"POST /offer HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        head = (b"POST /offer HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\n\r\n")
 
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(head + b'{"sdp": "v')  # and nothing more
@@ -352,7 +353,8 @@ async def test_a_thousand_slow_loris_connections_are_cut_within_10_s() -> None:
         fds_before = len(os.listdir("/proc/self/fd"))
         conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(1000)]
         t0 = time.monotonic()
-        post = b"POST /offer HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+        post = (b"POST /offer HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100000\r\n\r\n")
         for i, (_, writer) in enumerate(conns):
             writer.write(b"GET /health HTTP/1.1\r\nX-Slow: " if i % 2 else post + b'{"sdp": "')
 
