@@ -100,6 +100,7 @@ class AvatarStream:
                 await aclose()
             except Exception:
                 log.exception("stream %s: closing its transport failed", self.id)
+        log.info("stream %s: closed (%d frames sent)", self.id, self.pacer.metrics.frames_sent)
 
     def info(self) -> dict[str, Any]:
         """For /api/sessions and /metrics: the pacer's, the session's and each sink's counters."""
