@@ -16,6 +16,7 @@ from streaming.auth import install_auth, session_token
 from streaming.config import ServerConfig
 from streaming.loop_monitor import LoopMonitor
 from streaming.origin import install_origin_check
+from streaming.reclaim import Reclaimer
 from streaming.stream import AvatarStream
 from streaming.webrtc import OfferError, PeerSession, new_session_id, parse_offer
 
@@ -49,10 +50,11 @@ def apply_control(session: AvatarSession, raw: str) -> dict[str, object]:
 class SessionRegistry:
     """The live streams being served, by session id."""
 
-    def __init__(self, max_sessions: int) -> None:
+    def __init__(self, max_sessions: int, reclaimer: Reclaimer | None = None) -> None:
         self.max_sessions = max_sessions
         self.active: dict[str, AvatarStream] = {}
         self.ended = 0
+        self.reclaimer = reclaimer
 
     def full(self) -> bool:
         return len(self.active) >= self.max_sessions
@@ -63,6 +65,13 @@ class SessionRegistry:
     def add(self, stream: AvatarStream) -> None:
         self.active[stream.id] = stream
         stream.on_closed(self.remove)
+        if self.reclaimer is not None:
+            reclaimer = self.reclaimer
+
+            async def reclaim() -> None:  # the stream's last closer: its peer connection is closed by now
+                reclaimer.soon()
+
+            stream.close_with(reclaim)
 
     def remove(self, stream: AvatarStream) -> None:
         if self.active.pop(stream.id, None) is not None:
@@ -78,7 +87,7 @@ def json_error(status: int, message: str) -> web.Response:
 
 def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
     app = web.Application(client_max_size=MAX_OFFER_BYTES)
-    registry = SessionRegistry(config.max_sessions)
+    registry = SessionRegistry(config.max_sessions, Reclaimer())
     loop_monitor = LoopMonitor()
 
     async def index(_: web.Request) -> web.FileResponse:
@@ -145,8 +154,10 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
         return ws
 
     async def sessions(_: web.Request) -> web.Response:
+        reclaim = ({"reclaim_runs": registry.reclaimer.runs, "reclaim_last_ms": round(registry.reclaimer.last_ms, 1)}
+                   if registry.reclaimer is not None else {})
         return web.json_response({"sessions": [s.info() for s in registry.active.values()],
-                                  "server": loop_monitor.as_dict()})
+                                  "server": {**loop_monitor.as_dict(), **reclaim}})
 
     async def metrics(_: web.Request) -> web.Response:
         lines = ["# TYPE avatar_sessions_active gauge", f"avatar_sessions_active {len(registry.active)}",
@@ -171,8 +182,15 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
         loop_monitor.start()
 
     async def on_shutdown(_: web.Application) -> None:
+        # SIGTERM/SIGINT: aiohttp has stopped accepting; every stream closes its sinks (finishing their files)
+        # and its peer connection before the process exits.
+        streams = list(registry.active.values())
+        log.info("shutting down: closing %d sessions", len(streams))
         await loop_monitor.stop()
-        await asyncio.gather(*(s.close() for s in list(registry.active.values())), return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in streams), return_exceptions=True)
+        if registry.reclaimer is not None:
+            registry.reclaimer.cancel()
+        log.info("shutting down: sessions closed")
 
     app.router.add_get("/", index)
     app.router.add_get("/health", health)
