@@ -69,18 +69,21 @@ class Renderer:
 
     async def render(self, window: MotionWindow) -> RenderedWindow | None:
         """The window rendered (or its fallback, when the generator raised), or None when it was too late to be
-        shown (skipped, counted)."""
+        shown (skipped, counted) or the generator cannot even give a first frame."""
         if self.policy.too_late(window):
             self.delay.window_late(window.start_frame, self.last_filled_frame())
             return None
-        condition = self._condition if self._condition is not None else self.generator.first_frame()
+        condition = self._condition
         t0 = time.monotonic()
         try:
+            if condition is None:
+                condition = self.generator.first_frame()
             rendered, self._condition = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self.generator.render, window, condition)
         except Exception as e:
             self._failed(e)
-            return self._fallback(window, condition)
+            # Without even a first frame there is nothing to hold: the pacer repeats its last picture.
+            return None if condition is None else self._fallback(window, condition)
         self._recovered()
         self._i420 = rendered.frames_i420 is not None
         slack = self.policy.rendered(window, time.monotonic() - t0)

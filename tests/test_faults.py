@@ -64,11 +64,13 @@ async def test_a_generator_failing_now_and_then_or_always_keeps_its_stream_and_l
         assert counter.fps() >= MIN_FPS, f"{name}: {counter.fps():.1f} fps"
         assert counter.t_s[-1] - counter.t_s[0] >= RUN_S - 0.5, f"{name}: the frames stopped"
         assert info["state"] == "streaming", name
-    # Every failure is counted; the flaky stream's are a third of its renders and it is not called degraded.
-    assert flaky_info["generator_failures"] == flaky.failures >= 40, flaky_info
+    # Every failure is counted (one render may still be in flight when the counters are read); the flaky
+    # stream's are a third of its renders and it is not called degraded.
+    assert flaky.failures - 1 <= flaky_info["generator_failures"] <= flaky.failures and flaky.failures >= 40, flaky_info
     assert flaky_info["windows_rendered"] >= 2 * flaky.failures - 4 and flaky_info["error"] is None, flaky_info
     # The broken one shows its held frame (not repeats: fallback windows reach the pacer in time), and says why.
-    assert broken_info["generator_failures"] == broken.failures >= 3 * 48, broken_info
+    assert broken.failures - 1 <= broken_info["generator_failures"] <= broken.failures, broken_info
+    assert broken.failures >= 3 * 48, broken_info
     assert broken_info["windows_rendered"] == 0 and broken_info["frames_fallback"] >= 3 * 48, broken_info
     assert broken_info["error"] is not None and "scripted generator failure" in broken_info["error"], broken_info
     assert broken.failures >= DEGRADED_AFTER

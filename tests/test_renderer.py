@@ -11,7 +11,7 @@ from engine.config import EngineConfig
 from engine.delay_control import DelayController
 from engine.metrics import SessionMetrics
 from engine.renderer import DEGRADED_AFTER, Renderer
-from engine.types import N_CONTROLS, MotionWindow, StoryBeat, Storyline
+from engine.types import N_CONTROLS, FirstFrame, MotionWindow, StoryBeat, Storyline
 from engine.window_policy import WindowPolicy
 from tests.fakes import FakeGenerator
 
@@ -136,4 +136,15 @@ async def test_failures_in_a_row_mark_the_renderer_degraded_until_a_window_rende
     generator.fail_every = 0
     await r.render(window(4 * DEGRADED_AFTER + 4))
     assert r.degraded is None and r.failures_in_a_row == 0
+    r.close()
+
+
+async def test_a_generator_without_even_a_first_frame_leaves_the_window_to_the_pacer() -> None:
+    class NoFirstFrame(FakeGenerator):
+        def first_frame(self) -> FirstFrame:
+            raise RuntimeError("no portrait")
+
+    r, _, _ = renderer(NoFirstFrame(), live=False)
+    assert await r.render(window(0)) is None
+    assert r.metrics.generator_failures == 1 and r.metrics.frames_fallback == 0
     r.close()
