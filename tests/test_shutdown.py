@@ -9,8 +9,18 @@ import subprocess
 import time
 from pathlib import Path
 
+from aiohttp import web
+
+from engine.session import AvatarSession
 from harness.webrtc_client import stream_session
+from streaming.app import REGISTRY, build_app
+from streaming.config import ServerConfig
+from streaming.egress_file import Mp4Sink
+from streaming.sources import PushedAudio
+from streaming.stream import AvatarStream
 from tests.conftest import start_server, stop_server
+from tests.test_session import avatar, speechlike
+from tests.test_sinks import read_back
 
 EXIT_WITHIN_S = 10.0
 
@@ -44,3 +54,26 @@ def test_sigterm_closes_a_live_session_and_exits_0(tmp_path: Path, speech_wav: P
     closed = re.search(rf"stream {sid}: closed \((\d+) frames sent\)", log)
     assert closed is not None and int(closed.group(1)) >= 48, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
+
+
+async def test_the_shutdown_hook_finishes_a_live_recording(tmp_path: Path) -> None:
+    """What SIGTERM runs (aiohttp's shutdown, the app's on_shutdown) closes each stream's sinks: an MP4 sink on a
+    live session ends as a complete, playable file."""
+    config = ServerConfig()
+    app = build_app(config, avatar())
+    runner = web.AppRunner(app)
+    await runner.setup()
+    stream = AvatarStream(AvatarSession(avatar(), config.engine, live=True, session_id="recorded"))
+    out = tmp_path / "live.mp4"
+    stream.add_sink(Mp4Sink(out))
+    await stream.start()
+    pushed = PushedAudio()
+    stream.add_source(pushed)
+    pushed.push(speechlike(3.0), 48000)
+    app[REGISTRY].add(stream)
+    await asyncio.sleep(2.0)  # the recording runs on the stream's clock meanwhile
+    await runner.cleanup()
+    assert stream.state == "closed" and not app[REGISTRY].active
+    packets, frames, video_s, audio_s, key_first = read_back(out)
+    assert key_first and frames == len(packets) and abs(frames - 96) <= 14, f"{frames} frames for ~2 s"
+    assert abs(audio_s - video_s) <= 2 / 48, f"audio {audio_s:.3f} s vs video {video_s:.3f} s"
