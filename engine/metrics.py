@@ -18,6 +18,8 @@ class SessionMetrics:
     windows_rendered: int = 0
     windows_late: int = 0  # finished after their first frame was due (live only)
     frames_skipped: int = 0  # live: never rendered, the generator was too far behind the clock
+    generator_failures: int = 0  # windows whose render raised (warm-up included)
+    frames_fallback: int = 0  # ... and the frames shown instead: the condition's picture held
     render_ms_total: float = 0.0
     render_ms_max: float = 0.0
     director_plans: int = 0

@@ -93,6 +93,13 @@ class AvatarSession:
         """Live input: media-clock index minus the input's own timestamp (48 kHz), once audio came."""
         return self._input.offset_samples
 
+    @property
+    def problem(self) -> str | None:
+        """Why the session is failed or degraded (a failing generator it streams through), or None when well."""
+        if self.error is not None:
+            return f"{type(self.error).__name__}: {self.error}"
+        return self._renderer.degraded
+
     def queue_depths(self) -> dict[str, int]:
         """Items waiting between the stages (bounded): a growing one shows where a session lags."""
         return {"queue_features": self._feature_q.qsize(), "queue_motion": self._motion_q.qsize(),

@@ -44,13 +44,15 @@ def post_json(url: str, payload: object, timeout_s: float = 30.0, token: str | N
 async def stream_session(base_url: str, wav: Path, duration_s: float,
                          crop_box: tuple[int, int, int, int] | None = None,
                          during: Callable[[str], Awaitable[object]] | None = None,
-                         loop: bool = False, token: str | None = None) -> tuple[Received, str]:
+                         loop: bool = False, token: str | None = None, close_session: bool = True
+                         ) -> tuple[Received, str]:
     """Connect, send `wav` as the microphone for duration_s, record video and audio, close.
 
     during(session_id) runs while the session streams. Without `loop` the microphone goes quiet (no
     packets) once the WAV ends. `token` (the operator's or a publish token) goes on the offer as a
     bearer token; the session is closed with the token the answer hands back for it. Returns what was
-    received and the session id.
+    received and the session id. close_session=False: an abrupt end, the client only closes its own
+    peer connection (the server learns of it from the connection, not from /sessions/{id}/close).
     """
     pc = RTCPeerConnection()
     player = MediaPlayer(str(wav), loop=loop)
@@ -97,9 +99,10 @@ async def stream_session(base_url: str, wav: Path, duration_s: float,
         await asyncio.gather(asyncio.sleep(duration_s), during(answer["session_id"]))
     else:
         await asyncio.sleep(duration_s)
-    close_token = answer.get("session_token", token)
-    await loop.run_in_executor(None, post_json, f"{base_url}/sessions/{answer['session_id']}/close", {}, 30.0,
-                               close_token)
+    if close_session:
+        close_token = answer.get("session_token", token)
+        await loop.run_in_executor(None, post_json, f"{base_url}/sessions/{answer['session_id']}/close", {}, 30.0,
+                                   close_token)
     for t in readers:
         t.cancel()
     await asyncio.wait_for(pc.close(), timeout=10)

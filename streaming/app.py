@@ -20,6 +20,7 @@ from streaming.loop_monitor import LoopMonitor
 from streaming.offers import OfferError, parse_offer
 from streaming.origin import install_origin_check
 from streaming.ratelimit import RateLimiter
+from streaming.reclaim import Reclaimer
 from streaming.registry import SessionRegistry
 from streaming.stream import AvatarStream
 from streaming.webrtc import PeerSession, new_session_id
@@ -39,7 +40,7 @@ def json_error(status: int, message: str, retry_after_s: int | None = None) -> w
 
 def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
     app = web.Application(client_max_size=MAX_OFFER_BYTES, middlewares=[contain_errors])
-    registry = SessionRegistry(config.max_sessions, config.max_pending_sessions)
+    registry = SessionRegistry(config.max_sessions, config.max_pending_sessions, Reclaimer())
     offer_limit = RateLimiter(config.offer_rate_per_s, config.offer_burst)
     controls = ControlSockets(ControlLimits(config.control_rate_per_s, config.control_burst,
                                             connects_per_s=config.offer_rate_per_s,
@@ -110,8 +111,10 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
         return await controls.serve(request, stream, client)
 
     async def sessions(_: web.Request) -> web.Response:
+        reclaim = ({"reclaim_runs": registry.reclaimer.runs, "reclaim_last_ms": round(registry.reclaimer.last_ms, 1)}
+                   if registry.reclaimer is not None else {})
         return web.json_response({"sessions": [s.info() for s in registry.active.values()],
-                                  "server": loop_monitor.as_dict()})
+                                  "server": {**loop_monitor.as_dict(), **reclaim}})
 
     async def metrics(_: web.Request) -> web.Response:
         lines = ["# TYPE avatar_sessions_active gauge", f"avatar_sessions_active {len(registry.active)}",
@@ -142,8 +145,15 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
         loop_monitor.start()
 
     async def on_shutdown(_: web.Application) -> None:
+        # SIGTERM/SIGINT: aiohttp has stopped accepting; every stream closes its sinks (finishing their files)
+        # and its peer connection before the process exits.
+        streams = list(registry.active.values())
+        log.info("shutting down: closing %d sessions", len(streams))
         await loop_monitor.stop()
-        await asyncio.gather(*(s.close() for s in list(registry.active.values())), return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in streams), return_exceptions=True)
+        if registry.reclaimer is not None:
+            registry.reclaimer.cancel()
+        log.info("shutting down: sessions closed")
 
     app.router.add_get("/", index)
     app.router.add_get("/health", health)

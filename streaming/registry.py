@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from streaming.reclaim import Reclaimer
 from streaming.stream import AvatarStream
 
 PENDING_STATES = ("new", "connecting")  # answered (or being answered), peer not connected yet
@@ -14,8 +15,9 @@ class SessionRegistry:
     """The live streams being served, by session id. A session being built holds its place (reserve), so
     that the caps are exact however many offers arrive at once."""
 
-    def __init__(self, max_sessions: int, max_pending: int | None = None) -> None:
+    def __init__(self, max_sessions: int, max_pending: int | None = None, reclaimer: Reclaimer | None = None) -> None:
         self.max_sessions = max_sessions
+        self.reclaimer = reclaimer  # gives a closed session's memory back (streaming/reclaim.py)
         self.max_pending = max_sessions if max_pending is None else max_pending
         self.active: dict[str, AvatarStream] = {}
         self.ended = 0
@@ -47,6 +49,13 @@ class SessionRegistry:
     def add(self, stream: AvatarStream) -> None:
         self.active[stream.id] = stream
         stream.on_closed(self.remove)
+        if self.reclaimer is not None:
+            reclaimer = self.reclaimer
+
+            async def reclaim() -> None:  # the stream's last closer: its peer connection is closed by now
+                reclaimer.soon()
+
+            stream.close_with(reclaim)
 
     def remove(self, stream: AvatarStream) -> None:
         if self.active.pop(stream.id, None) is not None:

@@ -100,10 +100,12 @@ class AvatarStream:
                 await aclose()
             except Exception:
                 log.exception("stream %s: closing its transport failed", self.id)
+        log.info("stream %s: closed (%d frames sent)", self.id, self.pacer.metrics.frames_sent)
 
     def info(self) -> dict[str, Any]:
         """For /api/sessions and /metrics: the pacer's, the session's and each sink's counters."""
-        out: dict[str, Any] = {"id": self.id, "state": self.state, **self.pacer.metrics.as_dict()}
+        out: dict[str, Any] = {"id": self.id, "state": self.state, "error": self.session.problem,
+                               **self.pacer.metrics.as_dict()}
         clock = self.session.clock
         if clock is not None:
             # Frame k is due at clock_start_s + pipeline_delay_s + k / 48 (time.monotonic, which a peer

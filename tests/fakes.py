@@ -26,11 +26,14 @@ class FakeGenerator:
     name = "fake"
 
     def __init__(self, size: tuple[int, int] = (64, 48), colour: tuple[int, int, int] = (40, 120, 200), *,
-                 patterned: bool = False, render_delay_s: float | Callable[[MotionWindow], float] = 0.0) -> None:
+                 patterned: bool = False, render_delay_s: float | Callable[[MotionWindow], float] = 0.0,
+                 fail_every: int = 0) -> None:
         self.width, self.height = size  # even, as I420 needs
         self.colour = colour
         self.patterned = patterned
         self.render_delay_s = render_delay_s  # a number, or per window: a generator that cannot keep up
+        self.fail_every = fail_every  # every n-th render() call raises (1: all of them; 0: none)
+        self.failures = 0
         self.windows: list[MotionWindow] = []  # every window rendered, warm-up included
         self.conditions: list[FirstFrame] = []  # ... and the condition each one started from
 
@@ -45,6 +48,9 @@ class FakeGenerator:
         t0 = time.perf_counter()
         self.windows.append(window)
         self.conditions.append(condition)
+        if self.fail_every and len(self.windows) % self.fail_every == 0:
+            self.failures += 1
+            raise RuntimeError(f"scripted generator failure {self.failures}")
         delay = self.render_delay_s(window) if callable(self.render_delay_s) else self.render_delay_s
         if delay:
             time.sleep(delay)  # render() runs on the session's render thread, as a real generator does

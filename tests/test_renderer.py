@@ -10,8 +10,8 @@ from engine.clock import MediaClock
 from engine.config import EngineConfig
 from engine.delay_control import DelayController
 from engine.metrics import SessionMetrics
-from engine.renderer import Renderer
-from engine.types import N_CONTROLS, MotionWindow, StoryBeat, Storyline
+from engine.renderer import DEGRADED_AFTER, Renderer
+from engine.types import N_CONTROLS, FirstFrame, MotionWindow, StoryBeat, Storyline
 from engine.window_policy import WindowPolicy
 from tests.fakes import FakeGenerator
 
@@ -103,4 +103,48 @@ async def test_a_window_on_time_notes_its_slack() -> None:
     assert await r.render(window(48)) is not None
     assert r.metrics.windows_late == 0 and r.metrics.window_slack_ms_min == pytest.approx(50.0)
     assert r.metrics.pipeline_delay_raises == 0
+    r.close()
+
+
+async def test_a_failing_render_holds_the_condition_frame_and_the_next_window_retries_from_it() -> None:
+    generator = FakeGenerator(patterned=True)
+    r, _, _ = renderer(generator, live=False)
+    first = await r.render(window(0))
+    assert first is not None and first.frames_i420 is not None
+    generator.fail_every = 1
+    held = await r.render(window(4))
+    assert held is not None and held.start_frame == 4 and held.n_frames == 4
+    assert (held.frames_rgb == first.frames_rgb[-1]).all(), "the fallback is the last good frame, held"
+    assert held.frames_i420 is not None and (held.frames_i420 == first.frames_i420[-1]).all()
+    assert r.metrics.generator_failures == 1 and r.metrics.frames_fallback == 4 and r.metrics.windows_rendered == 1
+    generator.fail_every = 0
+    again = await r.render(window(8))
+    assert again is not None and (again.frames_rgb != first.frames_rgb[-1]).any()
+    assert [c.frame_index for c in generator.conditions] == [-1, 3, 3], "the retry starts from the kept condition"
+    r.close()
+
+
+async def test_failures_in_a_row_mark_the_renderer_degraded_until_a_window_renders() -> None:
+    generator = FakeGenerator(fail_every=1)
+    r, _, _ = renderer(generator, live=False)
+    for k in range(DEGRADED_AFTER - 1):
+        await r.render(window(4 * k))
+    assert r.degraded is None
+    await r.render(window(4 * DEGRADED_AFTER))
+    assert r.degraded is not None and "scripted generator failure" in r.degraded
+    assert r.metrics.generator_failures == DEGRADED_AFTER
+    generator.fail_every = 0
+    await r.render(window(4 * DEGRADED_AFTER + 4))
+    assert r.degraded is None and r.failures_in_a_row == 0
+    r.close()
+
+
+async def test_a_generator_without_even_a_first_frame_leaves_the_window_to_the_pacer() -> None:
+    class NoFirstFrame(FakeGenerator):
+        def first_frame(self) -> FirstFrame:
+            raise RuntimeError("no portrait")
+
+    r, _, _ = renderer(NoFirstFrame(), live=False)
+    assert await r.render(window(0)) is None
+    assert r.metrics.generator_failures == 1 and r.metrics.frames_fallback == 0
     r.close()

@@ -1,0 +1,98 @@
+"""A failing generator or director never stops a stream, and never touches another stream in the process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from engine.config import EngineConfig
+from engine.director.base import DirectorContext
+from engine.renderer import DEGRADED_AFTER
+from engine.session import AvatarSession
+from engine.types import Storyline
+from streaming.sinks import PacedFrame, Sink
+from streaming.stream import AvatarStream
+from tests.fakes import FakeDirector, FakeGenerator
+from tests.test_session import avatar
+
+RUN_S = 3.5
+MIN_FPS = 45.0
+
+
+class FrameCounter(Sink):
+    """Arrival times of every frame slot, and how many were the previous picture again."""
+
+    def __init__(self) -> None:
+        self.t_s: list[float] = []
+        self.repeated = 0
+
+    async def on_video(self, frame: PacedFrame) -> None:
+        self.t_s.append(time.monotonic())
+        self.repeated += frame.repeated
+
+    def fps(self) -> float:
+        """Over the run after its first half second (the clock's start)."""
+        t = [x for x in self.t_s if x >= self.t_s[0] + 0.5]
+        return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 else 0.0
+
+
+def live_stream(sid: str, generator: FakeGenerator, director: FakeDirector | None = None,
+                config: EngineConfig | None = None) -> tuple[AvatarStream, FrameCounter]:
+    session = AvatarSession(avatar(), config or EngineConfig(), live=True, session_id=sid, generator=generator,
+                            director=director)
+    stream = AvatarStream(session)
+    counter = FrameCounter()
+    stream.add_sink(counter)
+    return stream, counter
+
+
+async def run_streams(streams: list[AvatarStream], seconds: float) -> list[dict]:
+    for s in streams:
+        await s.start()
+    await asyncio.sleep(seconds)  # the streams run on their own clock meanwhile: this is the observation span
+    infos = [s.info() for s in streams]
+    await asyncio.gather(*(s.close() for s in streams))
+    return infos
+
+
+async def test_a_generator_failing_now_and_then_or_always_keeps_its_stream_and_leaves_the_other_alone() -> None:
+    flaky, broken, healthy = FakeGenerator(fail_every=3), FakeGenerator(fail_every=1), FakeGenerator()
+    pairs = [live_stream("flaky", flaky), live_stream("broken", broken), live_stream("healthy", healthy)]
+    infos = await run_streams([s for s, _ in pairs], RUN_S)
+    (flaky_info, broken_info, healthy_info), counters = infos, [c for _, c in pairs]
+    for name, counter, info in zip(("flaky", "broken", "healthy"), counters, infos, strict=True):
+        assert counter.fps() >= MIN_FPS, f"{name}: {counter.fps():.1f} fps"
+        assert counter.t_s[-1] - counter.t_s[0] >= RUN_S - 0.5, f"{name}: the frames stopped"
+        assert info["state"] == "streaming", name
+    # Every failure is counted (one render may still be in flight when the counters are read); the flaky
+    # stream's are a third of its renders and it is not called degraded.
+    assert flaky.failures - 1 <= flaky_info["generator_failures"] <= flaky.failures and flaky.failures >= 40, flaky_info
+    assert flaky_info["windows_rendered"] >= 2 * flaky.failures - 4 and flaky_info["error"] is None, flaky_info
+    # The broken one shows its held frame (not repeats: fallback windows reach the pacer in time), and says why.
+    assert broken.failures - 1 <= broken_info["generator_failures"] <= broken.failures, broken_info
+    assert broken.failures >= 3 * 48, broken_info
+    assert broken_info["windows_rendered"] == 0 and broken_info["frames_fallback"] >= 3 * 48, broken_info
+    assert broken_info["error"] is not None and "scripted generator failure" in broken_info["error"], broken_info
+    assert broken.failures >= DEGRADED_AFTER
+    assert healthy_info["generator_failures"] == 0 and healthy_info["error"] is None, healthy_info
+    assert counters[2].repeated <= 4, f"the healthy stream repeated {counters[2].repeated} frames"
+
+
+async def test_a_director_raising_on_every_call_leaves_the_stream_at_48fps_on_rule_plans() -> None:
+    def down(_: DirectorContext) -> Storyline:
+        raise RuntimeError("the model is down")
+
+    director = FakeDirector([down] * 10_000)
+    config = EngineConfig(replan_interval_s=0.25)
+    stream, counter = live_stream("no-director", FakeGenerator(), director, config)
+    await stream.start()
+    await asyncio.sleep(1.5)
+    stream.session.instruct("smile")  # the rule director must take the command the failing call loses
+    await asyncio.sleep(RUN_S - 1.5)
+    info = stream.info()
+    await stream.close()
+    assert counter.fps() >= MIN_FPS, f"{counter.fps():.1f} fps"
+    assert counter.repeated <= 4, f"{counter.repeated} repeated frames"
+    assert director.calls >= 5 and info["director_failures"] == director.calls, info
+    assert info["director_plans"] == 0 and info["director_fallbacks"] >= 1, info
+    assert info["error"] is None and director.closed
