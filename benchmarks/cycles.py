@@ -105,7 +105,9 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         wav = write_wav(Path(tmp) / "speech.wav", speech_then_silence(0.2, 2.0, 0.2))
-        srv = start_server(Path(tmp))
+        config = Path(tmp) / "cycles.toml"  # one client offering faster than a stranger may (1/s)
+        config.write_text("offer_rate_per_s = 100.0\n")
+        srv = start_server(Path(tmp), "--config", str(config))
         try:
             start = snapshot(srv.proc.pid)
             print(f"start: {start}")

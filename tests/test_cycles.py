@@ -20,7 +20,10 @@ RSS_MARGIN_MB = 100.0
 
 def test_forty_cycles_half_abrupt_leave_no_sessions_threads_fds_or_memory(tmp_path: Path) -> None:
     wav = write_wav(tmp_path / "speech.wav", speech_then_silence(0.2, 2.0, 0.2))
-    srv = start_server(tmp_path)
+    # One client offering again and again, faster than the per-client offer rate (1/s) allows a stranger.
+    config = tmp_path / "cycles.toml"
+    config.write_text("offer_rate_per_s = 100.0\n")
+    srv = start_server(tmp_path, "--config", str(config))
     try:
         start = snapshot(srv.proc.pid)
         cycles = asyncio.run(run_cycles(srv.url, srv.proc.pid, wav, CYCLES, stream_s=0.5, free_wait_s=40.0))
