@@ -22,9 +22,35 @@ from kernels.warp import warp_composite
 from kernels.warp_cv2 import remap_composite, upsample
 from kernels.warp_triton import triton_available, warp_composite_triton
 
-CAVITY_RGB = (0.24, 0.07, 0.08)
-TEETH_RGB = (0.86, 0.83, 0.77)
-TONGUE_RGB = (0.62, 0.25, 0.27)
+# MediaPipe face-mesh points on the lips' red (outer contour) and on the cheeks: the mouth interior is
+# coloured from these, so it is lit and white-balanced like the photo instead of one palette for every face.
+LIP_POINTS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409)
+CHEEK_POINTS = (50, 280, 101, 330, 205, 425)
+
+
+def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray) -> dict[str, tuple[float, float, float]]:
+    """Cavity, tongue and teeth colours (0..1 RGB) from the portrait's own lips and skin.
+
+    The cavity is the lips' hue in deep shade and the tongue a lighter one; the teeth are an off-white
+    at the skin's brightness, tinted a quarter of the way toward the skin's colour (the photo's light).
+    """
+    h, w = rgb.shape[:2]
+
+    def median_at(points: tuple[int, ...]) -> np.ndarray:
+        samples = []
+        for i in points:
+            x, y = round(float(landmarks[i, 0])), round(float(landmarks[i, 1]))
+            samples.append(rgb[max(0, y - 1) : min(h, y + 2), max(0, x - 1) : min(w, x + 2)].reshape(-1, 3))
+        return np.median(np.concatenate(samples), axis=0).astype(np.float64) / 255.0
+
+    lip, skin = median_at(LIP_POINTS), median_at(CHEEK_POINTS)
+    # Lip samples mix in skin at the lip line: push them away from the skin colour to keep the lips' red.
+    lip = np.clip(skin + 1.8 * (lip - skin), 0.0, 1.0)
+    luma = float(skin @ (0.299, 0.587, 0.114))
+    tint = skin / max(float(skin.max()), 1e-3)
+    teeth = np.clip(min(0.92, 0.35 + 0.75 * luma) * (0.75 + 0.25 * tint), 0.0, 1.0)
+    return {"cavity": tuple(float(v) for v in 0.28 * lip), "tongue": tuple(float(v) for v in 0.8 * lip),
+            "teeth": tuple(float(v) for v in teeth)}
 
 
 def smoothstep(e0: float | torch.Tensor, e1: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -75,6 +101,7 @@ class WarpRenderer(nn.Module):
         self.mouth_box_px = (xs.start * s, ys.start * s, min(rw, min(xs.stop, len(gx)) * s),
                              min(rh, min(ys.stop, len(gy)) * s))
         self.eye_slices = [self._slices(g.eye_box(e, rw, rh, margin)) for e in g.eyes]
+        self.palette = mouth_palette(avatar.rgb, avatar.landmarks)
 
     def _slices(self, box: tuple[int, int, int, int]) -> tuple[slice, slice]:
         x0, y0, x1, y1 = box
@@ -229,8 +256,9 @@ class WarpRenderer(nn.Module):
         shade = 0.55 + 0.45 * lens
         rgb = []
         for k in range(3):
-            v = CAVITY_RGB[k] + (TONGUE_RGB[k] - CAVITY_RGB[k]) * tongue
-            v = v + (TEETH_RGB[k] * (0.75 + 0.25 * lens) - v) * teeth
+            cavity, tongue_k, teeth_k = (self.palette[part][k] for part in ("cavity", "tongue", "teeth"))
+            v = cavity + (tongue_k - cavity) * tongue
+            v = v + (teeth_k * (0.75 + 0.25 * lens) - v) * teeth
             rgb.append(v * shade)
         return torch.stack(rgb, dim=1), a.unsqueeze(1)
 
