@@ -56,3 +56,18 @@ def test_windows_carry_yuv420_for_the_encoder() -> None:
     assert window.frames_i420 is not None and window.frames_i420.shape == (3, h * 3 // 2, w)
     for rgb, yuv in zip(window.frames_rgb, window.frames_i420, strict=True):
         np.testing.assert_array_equal(yuv, cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420))
+
+
+def test_the_mouth_interior_takes_its_colours_from_the_portrait() -> None:
+    """The cavity is a deep shade of the photo's own lips, and the teeth follow its light: the same
+    portrait darkened gives darker teeth, tinted toward a red cast gives a redder cavity."""
+    from engine.generator.warp import mouth_palette
+
+    avatar = prepare_avatar()
+    base = mouth_palette(avatar.rgb, avatar.landmarks)
+    dim = mouth_palette((avatar.rgb * 0.6).astype(np.uint8), avatar.landmarks)
+    warm = mouth_palette(np.clip(avatar.rgb * (1.0, 0.8, 0.7), 0, 255).astype(np.uint8), avatar.landmarks)
+    r, g, b = base["cavity"]
+    assert r > g and r > b and max(base["cavity"]) < 0.35, base  # dark, in the lips' red
+    assert sum(dim["teeth"]) < 0.9 * sum(base["teeth"]), (dim, base)
+    assert warm["cavity"][0] / max(warm["cavity"][2], 1e-3) > base["cavity"][0] / max(base["cavity"][2], 1e-3)
