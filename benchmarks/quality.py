@@ -156,16 +156,11 @@ class FaceTracker:
 
 
 def find_face(rgb: np.ndarray) -> np.ndarray | None:
-    """Landmarks of one still image (static mode), or None."""
-    import mediapipe as mp
+    """Landmarks of one still image (static mode): (478, 2) pixel coordinates, or None."""
+    from engine.generator.faces import face_mesh
 
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-                                         min_detection_confidence=0.5) as mesh:
-        result = mesh.process(np.ascontiguousarray(rgb))
-    if not result.multi_face_landmarks:
-        return None
-    h, w = rgb.shape[:2]
-    return np.array([(p.x * w, p.y * h) for p in result.multi_face_landmarks[0].landmark], np.float64)
+    mesh = face_mesh(rgb)
+    return None if mesh is None else mesh[:, :2].astype(np.float64)
 
 
 @dataclass
