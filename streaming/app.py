@@ -24,6 +24,8 @@ from streaming.reclaim import Reclaimer
 from streaming.registry import SessionRegistry
 from streaming.stream import AvatarStream
 from streaming.webrtc import PeerSession, new_session_id
+from streaming.whep import install_whep
+from streaming.whip import install_whip
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"
@@ -163,6 +165,8 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
     app.router.add_get("/api/sessions", sessions)
     app.router.add_get("/metrics", metrics)
     app.router.add_static("/static", WEB_DIR)
+    install_whep(app, registry, config, offer_limit)  # WHEP viewers and the watch page
+    install_whip(app, registry, config, offer_limit)  # WHIP publishers
     install_auth(app, config)  # every route above must be classified in streaming/auth.py POLICY
     install_origin_check(app, config)
     app.on_startup.append(on_startup)

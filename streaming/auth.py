@@ -70,6 +70,11 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/offer"): Rule("stream", roles=("publish",)),
     ("POST", "/sessions/{sid}/close"): Rule("stream", roles=("publish", "control"), stream_param="sid"),
     ("GET", "/sessions/{sid}/control"): Rule("stream", roles=("control",), stream_param="sid", websocket=True),
+    ("GET", "/watch/{sid}"): PUBLIC,  # the watch page holds no secret: its viewer token comes in its URL
+    ("POST", "/streams/{sid}/whep"): Rule("stream", roles=("view",), stream_param="sid"),
+    ("DELETE", "/streams/{sid}/whep/{vid}"): Rule("stream", roles=("view",), stream_param="sid"),
+    ("POST", "/streams/{sid}/whip"): Rule("stream", roles=("publish",), stream_param="sid"),
+    ("DELETE", "/streams/{sid}/whip/{pid}"): Rule("stream", roles=("publish",), stream_param="sid"),
 }
 
 

@@ -108,6 +108,7 @@ class EncoderMetrics:
     audio_samples_encoded: int = 0
     audio_samples_filled: int = 0  # silence put where chunks were dropped before the encoder
     keyframes_forced: int = 0
+    keyframes_requested: int = 0  # by subscribers whose decoder lost its place (a WebRTC viewer's PLI/FIR)
     packets: int = 0
     subscribers: int = 0
 
@@ -141,6 +142,12 @@ class Encoder(Sink):
         self._subs[outlet] = _Subscriber(founding=self._streams is None)
         self._force_keyframe = self._streams is not None  # a joiner of a running encode starts at once
         self.metrics.subscribers = len(self._subs)
+
+    def request_keyframe(self) -> None:
+        """The next frame is a keyframe (a subscriber's decoder lost its place: a WebRTC viewer's PLI or FIR).
+        Callers rate-limit it: every request is a keyframe for all subscribers."""
+        self.metrics.keyframes_requested += 1
+        self._force_keyframe = True
 
     async def unsubscribe(self, sink: Sink) -> bool:
         """Its file ends with the last frame encoded before now, so picture and sound end together: the frames

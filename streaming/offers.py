@@ -98,18 +98,44 @@ def _parse_sdp(sdp: str) -> SessionDescription:
         raise OfferError(f"invalid SDP: {detail} ({type(e).__name__})") from None
 
 
+def check_sdp(sdp: str) -> SessionDescription:
+    """An offer sent as bare SDP (WHIP, WHEP), checked as far as any answer needs: bounded, parsed, every
+    m-line answerable. Which m-lines it must have is the caller's to check. OfferError says why not."""
+    _check_size(sdp)
+    description = _parse_sdp(sdp)
+    _check_kinds(description)
+    _check_sections(description)
+    return description
+
+
+def _check_kinds(description: SessionDescription) -> None:
+    for i, m in enumerate(description.media):
+        if m.kind not in KINDS:
+            raise OfferError(f"m-line {i} is {m.kind!r}: only audio, video and application are supported")
+
+
 def _check_answerable(description: SessionDescription) -> None:
     """What aiortc's setRemoteDescription and createAnswer need, and what the engine needs."""
     media = description.media
-    for i, m in enumerate(media):
-        if m.kind not in KINDS:
-            raise OfferError(f"m-line {i} is {m.kind!r}: only audio, video and application are supported")
+    _check_kinds(description)
     audio = [m for m in media if m.kind == "audio"]
     video = [m for m in media if m.kind == "video"]
     if not audio:
         raise OfferError("offer has no audio m-line: the engine needs the host's microphone as an audio track")
     if not video:
         raise OfferError("offer has no video m-line: add a recvonly video transceiver to receive the avatar")
+    _check_sections(description)
+    # The server's tracks go to the first audio and the first video m-line (aiortc's addTrack).
+    if audio[0].direction != "sendrecv":
+        raise OfferError(f"the first audio m-line is {audio[0].direction}: it must be sendrecv (the microphone "
+                         "goes up, the host's voice comes back)")
+    if video[0].direction not in ("sendrecv", "recvonly"):
+        raise OfferError(f"the first video m-line is {video[0].direction}: it must be recvonly or sendrecv "
+                         "to receive the avatar")
+
+
+def _check_sections(description: SessionDescription) -> None:
+    media = description.media
     for i, m in enumerate(media):
         _check_media(i, m)
     mids = Counter(m.rtp.muxId for m in media)
@@ -121,13 +147,6 @@ def _check_answerable(description: SessionDescription) -> None:
             unknown = [item for item in group.items if item not in mids]
             if unknown:
                 raise OfferError(f"a=group:BUNDLE names mid {unknown[0]}, which no m-line has")
-    # The server's tracks go to the first audio and the first video m-line (aiortc's addTrack).
-    if audio[0].direction != "sendrecv":
-        raise OfferError(f"the first audio m-line is {audio[0].direction}: it must be sendrecv (the microphone "
-                         "goes up, the host's voice comes back)")
-    if video[0].direction not in ("sendrecv", "recvonly"):
-        raise OfferError(f"the first video m-line is {video[0].direction}: it must be recvonly or sendrecv "
-                         "to receive the avatar")
 
 
 def _check_media(i: int, m: MediaDescription) -> None:

@@ -79,7 +79,7 @@ class OriginPolicy:
 
     def cors_headers(self, origin: str) -> dict[str, str]:
         return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
-                "Access-Control-Expose-Headers": "WWW-Authenticate"}
+                "Access-Control-Expose-Headers": "WWW-Authenticate, Location"}  # Location: WHIP/WHEP
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -98,7 +98,7 @@ class OriginPolicy:
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
             return web.Response(status=204, headers={
                 **self.cors_headers(origin),
-                "Access-Control-Allow-Methods": "GET, POST",
+                "Access-Control-Allow-Methods": "GET, POST, DELETE",
                 "Access-Control-Allow-Headers": ALLOWED_HEADERS,
                 "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_S)})
         try:

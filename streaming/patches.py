@@ -12,12 +12,14 @@ and the installed version, when an upgrade moves it.
 | release_frames_promptly   | RTCRtpReceiver's private jitter buffer                    | one receiver   |
 | present_ahead             | aiortc.rtcrtpsender.clock (a pass-through for senders not | one sender     |
 |                           | shifted) and RTCRtpSender._run_rtp                        |                |
+| on_keyframe_request       | RTCRtpSender._send_keyframe                               | one sender     |
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aioice.ice
@@ -113,3 +115,10 @@ def present_ahead(sender: RTCRtpSender, ahead_s: float) -> None:
         await run_rtp(codec)
 
     sender._run_rtp = run_rtp_ahead  # type: ignore[method-assign]
+
+
+def on_keyframe_request(sender: RTCRtpSender, request: Callable[[], None]) -> None:
+    """A receiver's keyframe requests (RTCP PLI and FIR) to `sender` call request(). aiortc only sets a flag
+    that its own encoder reads, so a sender of pre-encoded packets (streaming/whep.py) would never pass one
+    on to the encoder that made them."""
+    sender._send_keyframe = request  # type: ignore[method-assign]

@@ -58,6 +58,11 @@ class AvatarStream:
         if not self.session.live and not self._sources and self.state != "closed":
             self.session.end_input()  # the last source of a render ended: so does the render
 
+    @property
+    def source_names(self) -> list[str]:
+        """The sources feeding it now (an ingest refuses a second live voice)."""
+        return [source.name for source in self._sources.values()]
+
     def add_sink(self, sink: Sink) -> None:
         """Feed it from the next frame on (before or while running)."""
         self.pacer.add_sink(sink)
@@ -105,6 +110,7 @@ class AvatarStream:
     def info(self) -> dict[str, Any]:
         """For /api/sessions and /metrics: the pacer's, the session's and each sink's counters."""
         out: dict[str, Any] = {"id": self.id, "state": self.state, "error": self.session.problem,
+                               "encoders": len(self.pacer.encoders),  # one per codec, however many watch
                                **self.pacer.metrics.as_dict()}
         clock = self.session.clock
         if clock is not None:

@@ -1,15 +1,20 @@
-"""The WebRTC sink: aiortc media tracks fed by the pacer, 48 fps video (90 kHz pts) and 48 kHz audio in 20 ms.
+"""The WebRTC sinks: aiortc media tracks fed by the pacer, 48 fps video (90 kHz pts) and 48 kHz audio in 20 ms.
 
-aiortc pulls each track (recv) from its sender's task and encodes per peer connection. The sink
-puts what the pacer hands it in a small queue per track; recv() takes from it, so it never blocks
-the event loop and the pacing stays the pacer's. A track that cannot keep up (a slow encoder) loses
-its oldest items, so its delay stays bounded instead of growing (aiortc#1192).
+WebRtcSink: aiortc pulls each track (recv) from its sender's task and encodes per peer connection.
+The sink puts what the pacer hands it in a small queue per track; recv() takes from it, so it never
+blocks the event loop and the pacing stays the pacer's. A track that cannot keep up (a slow encoder)
+loses its oldest items, so its delay stays bounded instead of growing (aiortc#1192).
+
+EncodedWebRtcSink: the same for packets encoded once for every viewer (streaming/encoding.py): a
+track's recv() returns an av.Packet, which aiortc's sender only packetises (RTCRtpSender
+_next_encoded_frame: an av.Packet goes to the codec's pack(), not its encoder).
 """
 
 from __future__ import annotations
 
 import asyncio
 import fractions
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import av
@@ -18,6 +23,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from engine.types import FPS, SAMPLE_RATE_HZ
+from streaming.encoding import EncodedPacket, EncodingSpec
 from streaming.sinks import PacedAudio, PacedFrame, Sink, to_video_frame
 
 VIDEO_CLOCK_HZ = 90_000
@@ -40,6 +46,11 @@ class _Latest(Generic[T]):
             self._queue.get_nowait()
             self.dropped += 1
         self._queue.put_nowait(item)
+
+    def clear(self) -> None:
+        """Drop what waits (not counted: the caller says why)."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
 
     async def get(self) -> T:
         item = await self._queue.get()
@@ -110,3 +121,91 @@ class WebRtcSink(Sink):
 
     def info(self) -> dict[str, int | float | str | None]:
         return {"track_frames_dropped": self._video.dropped, "track_audio_dropped": self._audio.dropped}
+
+
+class EncodedTrack(MediaStreamTrack):
+    """A track of packets encoded elsewhere: aiortc's sender packetises each as it comes (no pacing of its own)."""
+
+    def __init__(self, kind: str, queue: _Latest[av.Packet]) -> None:
+        super().__init__()
+        self.kind = kind
+        self._queue = queue
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        return await self._queue.get()
+
+
+class EncodedWebRtcSink(Sink):
+    """One WebRTC viewer of the stream's shared encode (WHEP): add `video` and `audio` to its RTCPeerConnection.
+
+    Sinks with the same spec share one encoder, so a hundred viewers cost one encode. A video packet the
+    track had no room for breaks the picture until the next keyframe: the track then drops what it holds,
+    skips to a keyframe and asks for one (`on_lost`, rate-limited by its caller), as its encoder does for
+    its own queue (streaming/encoding.py).
+    """
+
+    name = "whep"
+    queue_size = 96  # packets, video and audio (~100 a second): a viewer's sender may stall ~1 s before drops
+
+    def __init__(self, spec: EncodingSpec, on_lost: Callable[[], None] = lambda: None,
+                 video_queue_packets: int = 24, audio_queue_packets: int = 25) -> None:
+        self.encoding = spec
+        self._on_lost = on_lost
+        self._h264 = "264" in spec.video_codec
+        self._video: _Latest[av.Packet] = _Latest(video_queue_packets)
+        self._audio: _Latest[av.Packet] = _Latest(audio_queue_packets)
+        self.video = EncodedTrack("video", self._video)
+        self.audio = EncodedTrack("audio", self._audio)
+        self._waiting_for_keyframe = True
+        self.keyframes = 0
+        self.video_packets_skipped = 0  # after a loss, until a keyframe
+
+    async def on_packet(self, packet: EncodedPacket) -> None:
+        if packet.pts is None:
+            return
+        if packet.kind == "audio":
+            self._audio.put(_to_av(packet.data, packet))
+            return
+        if self._waiting_for_keyframe and not packet.is_keyframe:
+            self.video_packets_skipped += 1
+            return
+        data = packet.data
+        if packet.is_keyframe:
+            self._waiting_for_keyframe = False
+            self.keyframes += 1
+            if self._h264 and not _has_sps(data):
+                # The shared encoder puts SPS and PPS out of band (its global header, as MP4 and FLV want
+                # them); a WebRTC receiver needs them in band, before each keyframe (RFC 6184).
+                data = bytes(packet.streams.video.codec_context.extradata or b"") + data
+        dropped = self._video.dropped
+        self._video.put(_to_av(data, packet))
+        if self._video.dropped > dropped:
+            self._video.clear()
+            self._waiting_for_keyframe = True
+            self._on_lost()
+
+    async def close(self) -> None:
+        self._video.put(None)
+        self._audio.put(None)
+
+    def info(self) -> dict[str, int | float | str | None]:
+        return {"track_packets_dropped": self._video.dropped, "track_audio_dropped": self._audio.dropped,
+                "keyframes": self.keyframes, "video_packets_skipped": self.video_packets_skipped}
+
+
+def _to_av(data: bytes, packet: EncodedPacket) -> av.Packet:
+    out = av.Packet(data)
+    out.pts = out.dts = packet.pts
+    out.time_base = packet.time_base
+    return out
+
+
+def _has_sps(annex_b: bytes) -> bool:
+    """Whether an H.264 access unit (Annex B: NAL units after 00 00 01 start codes) carries a sequence parameter
+    set (NAL type 7)."""
+    i = annex_b.find(b"\x00\x00\x01")
+    while i != -1 and i + 3 < len(annex_b):
+        if annex_b[i + 3] & 0x1F == 7:
+            return True
+        i = annex_b.find(b"\x00\x00\x01", i + 3)
+    return False

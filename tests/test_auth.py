@@ -100,7 +100,8 @@ async def test_every_route_refuses_missing_wrong_expired_and_misscoped_tokens(av
     app = build_app(ServerConfig(token=SECRET), avatar)
     assert unclassified_routes(app) == [], "every route must be classified in streaming/auth.py POLICY"
     public = {key for key, rule in POLICY.items() if rule.access == "public"}
-    assert public == {("GET", "/"), ("GET", "/health"), ("GET", "/static")}, "only the page and /health are public"
+    assert public == {("GET", "/"), ("GET", "/health"), ("GET", "/static"), ("GET", "/watch/{sid}")}, \
+        "only the pages and /health are public"
     authority = app[AUTHORITY]
     foreign = TokenAuthority(secrets.token_urlsafe(32))
     checked: set[tuple[str, str]] = set()

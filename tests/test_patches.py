@@ -129,3 +129,13 @@ def test_present_ahead_fits_aiortc() -> None:
         "RTCRtpSender.send starting self._run_rtp in a task of its own (asyncio.ensure_future)":
             looks_up(getattr(RTCRtpSender, "send", None), "_run_rtp", "ensure_future"),
     })
+
+
+def test_on_keyframe_request_fits_aiortc() -> None:
+    handler = getattr(RTCRtpSender, "_handle_rtcp_packet", None)
+    fits("on_keyframe_request", {
+        "RTCRtpSender._send_keyframe()": params(getattr(RTCRtpSender, "_send_keyframe", None)) == ["self"],
+        "RTCRtpSender._handle_rtcp_packet calling self._send_keyframe on PLI/FIR": looks_up(handler, "_send_keyframe"),
+        "RTCRtpSender._next_encoded_frame packing an av.Packet with the encoder's pack()": looks_up(
+            getattr(RTCRtpSender, "_next_encoded_frame", None), "pack"),
+    })

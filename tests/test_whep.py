@@ -1,0 +1,184 @@
+"""WHEP egress and WHIP ingest over real sockets: aiortc viewers and publishers against the app on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp import web
+
+from engine.generator import PreparedAvatar, prepare_avatar
+from engine.session import AvatarSession
+from harness.faces import mouth_box
+from harness.server import free_port
+from harness.webrtc_client import stream_session
+from harness.whep_client import SdpRefused, WhepViewer, WhipPublisher, post_sdp
+from streaming.app import REGISTRY, build_app
+from streaming.config import ServerConfig
+from streaming.patches import use_fixed_bitrate, use_ice_addresses
+from streaming.stream import AvatarStream
+from streaming.webrtc import new_session_id
+from tests.conftest import ServerProcess
+
+pytestmark = pytest.mark.webrtc
+
+
+@pytest.fixture(scope="module")
+def avatar() -> PreparedAvatar:
+    return prepare_avatar()
+
+
+@contextlib.asynccontextmanager
+async def serving(avatar: PreparedAvatar,
+                  config: ServerConfig | None = None) -> AsyncIterator[tuple[str, web.Application]]:
+    config = config or ServerConfig()
+    use_ice_addresses(["127.0.0.1"])
+    use_fixed_bitrate(config.video_bitrate_bps)
+    app = build_app(config, avatar)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        await runner.cleanup()
+
+
+def fps(wall_s: list[float], after_s: float) -> tuple[float, float]:
+    t = np.array(wall_s)
+    t = t[t >= after_s]
+    if len(t) < 2:
+        return 0.0, 0.0
+    return (len(t) - 1) / (t[-1] - t[0]), t[-1] - t[0]
+
+
+def session_info(server: ServerProcess, sid: str) -> dict:
+    with urllib.request.urlopen(server.url + "/api/sessions", timeout=10) as r:
+        return next(s for s in json.loads(r.read())["sessions"] if s["id"] == sid)
+
+
+async def test_viewers_share_one_encode_and_one_leaves(server: ServerProcess, speech_wav: Path) -> None:
+    """Two H.264 viewers and a VP8 one of a POST /offer stream: ~48 fps each, a keyframe soon after joining,
+    one encoder per codec; DELETE ends one viewer while the others stream on."""
+    results: dict = {}
+    loop = asyncio.get_running_loop()
+
+    async def watch(sid: str) -> None:
+        url = f"{server.url}/streams/{sid}/whep"
+        await asyncio.sleep(1.0)
+        a, b, c = WhepViewer(), WhepViewer(), WhepViewer(video_codec="video/VP8")
+        await asyncio.gather(a.start(url), b.start(url), c.start(url))
+        await asyncio.sleep(3.0)
+        results["info_three"] = await loop.run_in_executor(None, session_info, server, sid)
+        results["delete"] = await c.stop()
+        results["t_left"] = time.monotonic()
+        await asyncio.sleep(2.5)
+        results["info_two"] = await loop.run_in_executor(None, session_info, server, sid)
+        for v in (a, b):
+            await v.stop()
+        results["viewers"] = (a, b, c)
+
+    host, _ = await stream_session(server.url, speech_wav, duration_s=8.5, during=watch)
+    a, b, c = results["viewers"]
+    three, two = results["info_three"], results["info_two"]
+    for name, v in (("a", a), ("b", b), ("c", c)):
+        first = v.first_frame_after_s()
+        assert first is not None and first < 2.0, f"viewer {name}: first picture {first} s after the answer"
+        rate, span = fps(v.got.video_wall_s, v.got.video_wall_s[0] + 0.5)
+        print(f"viewer {name}: first picture {first:.2f} s after the answer, {rate:.2f} fps over {span:.1f} s, "
+              f"{len(v.got.audio_rms)} audio frames, {v.keyframes} keyframes")
+        assert span > 1.5 and rate >= 44.0, f"viewer {name}: {rate:.1f} fps over {span:.1f} s; {three['sinks']}"
+        assert v.got.video_size == (512, 512)
+        assert len(v.got.audio_rms) > 40, f"viewer {name}: {len(v.got.audio_rms)} audio frames"
+    assert a.keyframes >= 1 and b.keyframes >= 1, "H.264 viewers decode from a keyframe"
+    assert three["encoders"] == 2, "one encoder for the H.264 viewers, one for the VP8 one"
+    whep = {name: s for name, s in three["sinks"].items() if name.startswith("whep")}
+    assert len(whep) == 3
+    encoders = {name: s for name, s in three["sinks"].items() if name.startswith("encoder_")}
+    assert sorted(s["subscribers"] for s in encoders.values()) == [1, 2], encoders
+    assert results["delete"] == 200
+    assert two["encoders"] == 1, "the VP8 encoder goes with its last viewer"
+    for v in (a, b):  # the others went on after the third left
+        rate, span = fps(v.got.video_wall_s, results["t_left"] + 0.2)
+        assert span > 1.5 and rate >= 44.0, f"{rate:.1f} fps after a viewer left"
+    rate, _ = fps(host.video_wall_s, host.video_wall_s[0] + 0.5)
+    assert rate >= 45.0, f"the host's own view fell to {rate:.1f} fps"
+
+
+async def test_refusals(avatar: PreparedAvatar) -> None:
+    async with serving(avatar) as (base, _):
+        viewer = WhepViewer()
+        await viewer.pc.setLocalDescription(await viewer.pc.createOffer())
+        good = viewer.pc.localDescription.sdp
+        await viewer.pc.close()
+        with pytest.raises(SdpRefused) as unknown:
+            await post_sdp(f"{base}/streams/{'0' * 32}/whep", good)
+        assert unknown.value.status == 404 and "no live stream" in unknown.value.message
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{base}/streams/x/whep", data=good, headers={"Content-Type": "text/plain"}) as r:
+                assert r.status in (404, 415)
+            async with http.delete(f"{base}/streams/x/whep/y") as r:
+                assert r.status == 404
+
+
+async def browserless_stream(app: web.Application, avatar: PreparedAvatar) -> AvatarStream:
+    """A live stream with no source and no sink, as POST /streams makes one."""
+    config = ServerConfig()
+    session = AvatarSession(avatar, config.engine, live=True, session_id=new_session_id())
+    stream = AvatarStream(session, audio_lead_s=config.audio_lead_s)
+    await stream.start()
+    app[REGISTRY].add(stream)
+    return stream
+
+
+def mean_between(t: np.ndarray, values: np.ndarray, lo: float, hi: float) -> float:
+    sel = (t > lo) & (t < hi)
+    assert sel.sum() > 20, f"too few samples in ({lo:.1f}, {hi:.1f})"
+    return float(values[sel].mean())
+
+
+async def test_whip_voice_drives_the_mouth_and_one_publisher_at_a_time(avatar: PreparedAvatar,
+                                                                      speech_wav: Path) -> None:
+    """An aiortc publisher's speech (2 s silence, 4 s speech, 4 s silence) moves the mouth a WHEP viewer sees,
+    as the microphone does; a second publisher meanwhile gets 409; after DELETE a new one is taken."""
+    async with serving(avatar) as (base, app):
+        stream = await browserless_stream(app, avatar)
+        viewer = WhepViewer(crop_box=mouth_box())
+        await viewer.start(f"{base}/streams/{stream.id}/whep")
+        await asyncio.sleep(1.0)
+        whip = f"{base}/streams/{stream.id}/whip"
+        publisher = WhipPublisher(speech_wav)
+        await publisher.start(whip)
+        t0 = time.monotonic()
+        second = WhipPublisher(speech_wav)
+        with pytest.raises(SdpRefused) as refused:
+            await second.start(whip)
+        await asyncio.sleep(1.0)
+        audio_in_1s = stream.info()["audio_samples_in"]
+        await asyncio.sleep(9.0)
+        info = stream.info()
+        assert await publisher.stop() == 200
+        third = WhipPublisher(speech_wav)
+        await third.start(whip)  # the voice is free again
+        await third.stop()
+        await viewer.stop()
+        await stream.close()
+    assert refused.value.status == 409 and "already has a WHIP publisher" in refused.value.message
+    assert info["audio_samples_in"] > audio_in_1s > 0, "the published audio reaches the session's input"
+    assert info["audio_samples_in"] >= 8 * 48_000
+    crops, wall = viewer.got.crops, np.array(viewer.got.video_wall_s)
+    motion = np.abs(np.diff(np.stack(crops), axis=0)).mean(axis=(1, 2))
+    t = wall[1:] - t0  # seconds since the publisher was answered; speech from ~2 s (+ the pipeline delay)
+    speaking = mean_between(t, motion, 2.8, 5.6)
+    quiet = max(mean_between(t, motion, 0.3, 1.6), mean_between(t, motion, 7.2, 9.5))
+    print(f"mouth motion {speaking:.2f} while the publisher speaks, {quiet:.2f} in its silences")
+    assert speaking > 4 * quiet, f"mouth motion {speaking:.2f} while speaking vs {quiet:.2f} in silence"
