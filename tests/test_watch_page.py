@@ -1,0 +1,118 @@
+"""The watch page in a real headless Chromium: two tabs and an aiortc WHEP viewer on one stream, all at ~48 fps,
+fed by one encoder; no microphone asked for; muted autoplay with an unmute button; leaving frees the viewer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.browser import chromium_page
+from harness.webrtc_client import stream_session
+from harness.whep_client import WhepViewer
+from tests.conftest import ServerProcess, speech_then_silence, write_wav
+
+pytestmark = pytest.mark.browser
+
+# Counts calls to getUserMedia: the watch page must never ask for a microphone.
+NO_MIC_SPY = """
+window.__micRequests = 0;
+if (navigator.mediaDevices) {
+  const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = (c) => { window.__micRequests += 1; return real(c); };
+}
+"""
+
+
+def session_info(server: ServerProcess, sid: str) -> dict:
+    with urllib.request.urlopen(server.url + "/api/sessions", timeout=10) as r:
+        return next(s for s in json.loads(r.read())["sessions"] if s["id"] == sid)
+
+
+def frames_at_update(page) -> tuple[float, int]:
+    """(monotonic time, framesDecoded) right after the page's 500 ms stats poll moves the count."""
+    before = page.evaluate("() => window.watchStats.framesDecoded")
+    page.wait_for_function("n => window.watchStats.framesDecoded !== n", arg=before, timeout=3000)
+    return time.monotonic(), page.evaluate("() => window.watchStats.framesDecoded")
+
+
+def watch_in_chromium(server: ServerProcess, sid: str, profile: Path, wav: Path) -> dict:
+    """Two watch tabs for ~4 s of measurement; returns what they saw."""
+    out: dict = {}
+    with chromium_page(profile, wav, viewport=(640, 360)) as page:
+        page.context.add_init_script(NO_MIC_SPY)
+        second = page.context.new_page()
+        errors: list[str] = []
+        for p in (page, second):
+            p.on("pageerror", lambda e: errors.append(str(e)))
+            p.goto(f"{server.url}/watch/{sid}?token=unused", timeout=15_000)
+            p.wait_for_function("() => window.watchStats.state === 'playing'", timeout=30_000)
+        out["url_after_load"] = page.url
+        page.wait_for_timeout(1500)
+        starts = [frames_at_update(p) for p in (page, second)]
+        page.wait_for_timeout(4000)
+        ends = [frames_at_update(p) for p in (page, second)]
+        out["fps"] = [(f1 - f0) / (t1 - t0) for (t0, f0), (t1, f1) in zip(starts, ends, strict=True)]
+        out["stats"] = [p.evaluate("() => ({...window.watchStats})") for p in (page, second)]
+        out["info"] = session_info(server, sid)
+        out["mic_requests"] = page.evaluate("() => window.__micRequests")
+        out["unmute_visible"] = page.is_visible("#unmute")
+        page.click("#unmute")
+        out["muted_after_click"] = page.evaluate("() => document.getElementById('video').muted")
+        box = page.evaluate("() => { const r = document.getElementById('video').getBoundingClientRect(); "
+                            "return [r.width, r.height]; }")
+        out["video_box"] = box
+        second.close()  # pagehide: the tab DELETEs its viewer
+        deadline = time.monotonic() + 5
+        while (left := subscribers(server, sid)) != 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        out["subscribers_after_close"] = left
+        out["errors"] = errors
+    return out
+
+
+def subscribers(server: ServerProcess, sid: str) -> int:
+    """The viewers of the stream's (one) encoder."""
+    return sum(s["subscribers"] for n, s in session_info(server, sid)["sinks"].items()
+               if n.startswith("encoder_") and s["subscribers"])
+
+
+def test_watch_page_and_an_aiortc_viewer_share_one_encode(server: ServerProcess, tmp_path: Path,
+                                                          speech_wav: Path) -> None:
+    mic = write_wav(tmp_path / "unused-mic.wav", speech_then_silence(0.2, 0.5, 0.2))
+    result: dict = {}
+
+    async def during(sid: str) -> None:
+        await asyncio.sleep(1.0)
+        viewer = WhepViewer()
+        await viewer.start(f"{server.url}/streams/{sid}/whep")
+        loop = asyncio.get_running_loop()
+        result.update(await loop.run_in_executor(None, watch_in_chromium, server, sid, tmp_path / "profile", mic))
+        await viewer.stop()
+        result["aiortc"] = viewer
+
+    asyncio.run(stream_session(server.url, speech_wav, duration_s=2.0, during=during))
+    for i, (fps, stats) in enumerate(zip(result["fps"], result["stats"], strict=True)):
+        print(f"\ntab {i}: {fps:.2f} fps, {stats['codec']}, {stats['width']}x{stats['height']}, "
+              f"{stats['audioPacketsReceived']} audio packets")
+        assert fps >= 44.0, f"watch tab {i} decoded {fps:.1f} fps"
+        assert stats["codec"] == "video/H264" and (stats["width"], stats["height"]) == (512, 512)
+        assert stats["audioPacketsReceived"] > 100
+    viewer: WhepViewer = result["aiortc"]
+    t = np.array(viewer.got.video_wall_s)
+    assert len(t) > 48 * 4, "the aiortc viewer beside the tabs got too few frames"
+    info = result["info"]
+    assert info["encoders"] == 1, "three H.264 viewers, one encoder"
+    encoder = next(s for n, s in info["sinks"].items() if n.startswith("encoder_"))
+    assert encoder["subscribers"] == 3
+    assert result["mic_requests"] == 0, "the watch page asked for a microphone"
+    assert result["unmute_visible"] and result["muted_after_click"] is False
+    assert "token" not in result["url_after_load"], "the token stays in the address bar"
+    assert result["video_box"] == [640, 360], "the picture fills the window"
+    assert result["subscribers_after_close"] == 2, "closing a tab frees its viewer at once"
+    assert result["errors"] == []
