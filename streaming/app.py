@@ -23,6 +23,7 @@ from streaming.ratelimit import RateLimiter
 from streaming.reclaim import Reclaimer
 from streaming.registry import SessionRegistry
 from streaming.stream import AvatarStream
+from streaming.streams_api import add_stream_routes
 from streaming.webrtc import PeerSession, new_session_id
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
     app.router.add_get("/api/sessions", sessions)
     app.router.add_get("/metrics", metrics)
     app.router.add_static("/static", WEB_DIR)
+    add_stream_routes(app, config, registry, avatar, offer_limit)  # /streams: streams without a browser
     install_auth(app, config)  # every route above must be classified in streaming/auth.py POLICY
     install_origin_check(app, config)
     app.on_startup.append(on_startup)
