@@ -23,6 +23,7 @@ from streaming.ratelimit import RateLimiter
 from streaming.reclaim import Reclaimer
 from streaming.registry import SessionRegistry
 from streaming.stream import AvatarStream
+from streaming.streams_api import add_stream_routes
 from streaming.webrtc import PeerSession, new_session_id
 from streaming.whep import install_whep
 from streaming.whip import install_whip
@@ -165,6 +166,7 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
     app.router.add_get("/api/sessions", sessions)
     app.router.add_get("/metrics", metrics)
     app.router.add_static("/static", WEB_DIR)
+    add_stream_routes(app, config, registry, avatar, offer_limit)  # /streams: streams without a browser
     install_whep(app, registry, config, offer_limit)  # WHEP viewers and the watch page
     install_whip(app, registry, config, offer_limit)  # WHIP publishers
     install_auth(app, config)  # every route above must be classified in streaming/auth.py POLICY

@@ -70,6 +70,10 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/offer"): Rule("stream", roles=("publish",)),
     ("POST", "/sessions/{sid}/close"): Rule("stream", roles=("publish", "control"), stream_param="sid"),
     ("GET", "/sessions/{sid}/control"): Rule("stream", roles=("control",), stream_param="sid", websocket=True),
+    ("POST", "/streams"): OPERATOR,  # a stream without a browser: it runs until deleted
+    ("GET", "/streams"): OPERATOR,  # lists stream ids
+    ("DELETE", "/streams/{sid}"): OPERATOR,
+    ("GET", "/streams/{sid}/audio"): Rule("stream", roles=("publish",), stream_param="sid", websocket=True),  # TTS
     ("GET", "/watch/{sid}"): PUBLIC,  # the watch page holds no secret: its viewer token comes in its URL
     ("POST", "/streams/{sid}/whep"): Rule("stream", roles=("view",), stream_param="sid"),
     ("DELETE", "/streams/{sid}/whep/{vid}"): Rule("stream", roles=("view",), stream_param="sid"),

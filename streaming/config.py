@@ -45,6 +45,15 @@ class ServerConfig:
     idle_timeout_s: float = 8.0
     control_rate_per_s: float = 20.0  # control WebSocket messages per client address; over it: "rate limited"
     control_burst: int = 10
+    # The TTS WebSocket (/streams/{id}/audio, streaming/audio_socket.py): with more than this much audio queued
+    # the server answers {"type": "backlog"} and stops reading binary messages (TCP back-pressure) until it
+    # has played down to it.
+    stream_audio_backlog_s: float = 10.0
+    audio_message_rate_per_s: float = 500.0  # messages per TTS WebSocket; over it: "rate limited", then 1008
+    audio_message_burst: int = 500
+    audio_max_message_bytes: int = 1 << 20  # a larger message closes the socket with 1009
+    # POST /streams may name an audio file to play only inside this folder (None: no file over the API).
+    media_dir: str | None = None
     # Access control (streaming/auth.py): the operator secret, 32+ characters. Never shown by repr or logs.
     # Without it the server serves only loopback (with a warning), unless `insecure`.
     token: str | None = field(default=None, repr=False)
@@ -60,11 +69,12 @@ class ServerConfig:
             normalise_origin(origin)
         if not 1 <= self.port <= 65535:
             raise ValueError(f"port must be between 1 and 65535, got {self.port}")
-        for name in ("max_sessions", "max_pending_sessions", "offer_burst", "control_burst"):
+        for name in ("max_sessions", "max_pending_sessions", "offer_burst", "control_burst", "audio_message_burst",
+                     "audio_max_message_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("connect_timeout_s", "offer_rate_per_s", "body_timeout_s", "idle_timeout_s",
-                     "control_rate_per_s"):
+                     "control_rate_per_s", "stream_audio_backlog_s", "audio_message_rate_per_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be greater than 0, got {getattr(self, name)}")
         most = self.engine.pipeline_delay_s - 1 / FPS - 0.02

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -19,7 +21,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from engine.audio.ingest import AudioIngest
 from engine.session import AvatarSession
-from engine.types import SAMPLE_RATE_HZ
+from engine.types import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 
 
 class Source(Protocol):
@@ -44,33 +46,170 @@ class TrackSource:
                 session.push_audio_frame(await self.track.recv())
 
 
+FEED_AHEAD_S = 0.04  # live: pushed audio enters the session this far ahead of the clock's live position
+
+
+@dataclass
+class PushedStats:
+    samples_in: int = 0  # 48 kHz mono samples pushed (after conversion)
+    samples_fed: int = 0  # ... handed to the session on its clock
+    samples_dropped: int = 0  # ... dropped by interrupt() before they were played
+    samples_padded: int = 0  # silence added to end an utterance on a whole frame
+    interrupts: int = 0
+    flushes: int = 0
+    underruns: int = 0  # the queue ran dry mid-frame before its frame was due (a sender slower than real time)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
 class PushedAudio:
-    """PCM pushed by the application (a TTS, say): a thin adapter over session.push_audio."""
+    """PCM pushed by the application (a TTS, say): any rate, mono or stereo, faster than real time.
+
+    Live, the audio waits here and is handed to the session on its media clock, feed_ahead_s ahead of
+    the live position, as a microphone would deliver it. The session then never reads far ahead of what
+    is due, so interrupt() (barge-in: drop what is queued) silences the avatar within the pipeline delay
+    instead of after everything already rendered ahead. The end of an utterance (flush(), or the queue
+    running dry) is padded with silence to a whole frame, so its last frame is not missing audio.
+    Offline (no clock), it goes straight into the session.
+    """
 
     name = "pushed"
 
-    def __init__(self) -> None:
+    def __init__(self, feed_ahead_s: float = FEED_AHEAD_S) -> None:
+        self.feed_ahead_samples = int(feed_ahead_s * SAMPLE_RATE_HZ)
+        self.stats = PushedStats()
         self._session: AvatarSession | None = None
-        self._early: list[tuple[np.ndarray, int, int]] = []  # pushed before the stream ran this source
+        self._ingest = AudioIngest()  # its own, so flush() and interrupt() reset it without touching the session
+        self._queue: deque[np.ndarray | None] = deque()  # None: end of an utterance (pad to a frame there)
+        self._queued = 0
         self._ended = asyncio.Event()
+        self._arrived = asyncio.Event()
+        self._consumed = asyncio.Event()
+
+    @property
+    def backlog_samples(self) -> int:
+        """Audio pushed and not yet played (48 kHz): what waits here plus what the session holds unread."""
+        held = self._session.ring.backlog_samples if self._session is not None else 0
+        return self._queued + held
 
     def push(self, pcm: np.ndarray, sample_rate_hz: int, channels: int = 1) -> None:
         """int16 or float32 PCM, interleaved or shaped (n, channels); may come faster than real time."""
-        if self._session is None:
-            self._early.append((pcm, sample_rate_hz, channels))
-        else:
-            self._session.push_audio(pcm, sample_rate_hz, channels)
+        self._enqueue(self._ingest.convert_pcm(pcm, sample_rate_hz, channels))
+
+    def flush(self) -> None:
+        """End of an utterance: what the resampler holds goes out, and the last frame is completed with silence."""
+        self.stats.flushes += 1
+        self._enqueue(self._ingest.flush())
+        self._queue.append(None)
+        self._arrived.set()
+
+    def interrupt(self) -> None:
+        """Barge-in: drop every sample not yet read by the session; the mouth closes with the sound."""
+        self.stats.interrupts += 1
+        dropped = self._queued + (self._session.ring.backlog_samples if self._session is not None else 0)
+        self.stats.samples_dropped += dropped
+        self._queue.clear()
+        self._queued = 0
+        self._ingest = AudioIngest()
+        if self._session is not None:
+            self._session.clear_buffer()
+        self._consumed.set()
 
     def end(self) -> None:
-        """No more audio from this source."""
+        """No more audio from this source (an offline stream ends after it)."""
         self._ended.set()
+        self._arrived.set()
+
+    async def wait_backlog_below(self, samples: int, poll_s: float = 0.05) -> None:
+        """Until backlog_samples <= samples (for producers faster than real time)."""
+        while self.backlog_samples > samples:
+            self._consumed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._consumed.wait(), poll_s)  # the session also drains on its own
+
+    def _enqueue(self, mono: np.ndarray) -> None:
+        if not len(mono):
+            return
+        self.stats.samples_in += len(mono)
+        if self._session is not None and not self._session.live:
+            self._session.push_audio(mono, SAMPLE_RATE_HZ)
+            return
+        self._queue.append(mono)
+        self._queued += len(mono)
+        self._arrived.set()
 
     async def run(self, session: AvatarSession) -> None:
         self._session = session
-        for pcm, rate_hz, channels in self._early:
-            session.push_audio(pcm, rate_hz, channels)
-        self._early.clear()
-        await self._ended.wait()
+        if not session.live:
+            for chunk in self._queue:
+                if chunk is not None:
+                    session.push_audio(chunk, SAMPLE_RATE_HZ)
+            self._queue.clear()
+            self._queued = 0
+            await self._ended.wait()
+            tail = self._ingest.flush()
+            if len(tail):
+                session.push_audio(tail, SAMPLE_RATE_HZ)
+            return
+        await self._feed(session)
+
+    async def _feed(self, session: AvatarSession) -> None:
+        for _ in range(6000):  # added before the stream started: its clock comes with the start (a minute at most)
+            if session.clock is not None:
+                break
+            await asyncio.sleep(0.01)  # the session has no event for its start
+        if session.clock is None:
+            raise RuntimeError(f"session {session.id}: not started a minute after its pushed audio was added")
+        clock, ring = session.clock, session.ring
+        while True:
+            position = max(ring.write_cursor, ring.read_cursor)  # where the session writes next
+            if not self._queue:
+                if self._ended.is_set():
+                    return
+                self._arrived.clear()
+                if position % SAMPLES_PER_FRAME == 0:
+                    await self._arrived.wait()
+                    continue
+                # Stopped mid-frame: wait for more until that frame would have been fed whole, then pad it.
+                frame_end = position - position % SAMPLES_PER_FRAME + SAMPLES_PER_FRAME
+                wait_s = (frame_end - clock.live_sample_now() - self.feed_ahead_samples) / SAMPLE_RATE_HZ
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), max(0.0, wait_s))
+                if not self._queue:
+                    self.stats.underruns += 1
+                    self._pad(session)
+                continue
+            room = clock.live_sample_now() + self.feed_ahead_samples - position
+            if room <= 0:
+                await asyncio.sleep(max(0.005, -room / SAMPLE_RATE_HZ))
+                continue
+            self._feed_now(session, room)
+
+    def _feed_now(self, session: AvatarSession, room: int) -> None:
+        while room > 0 and self._queue:
+            head = self._queue[0]
+            if head is None:
+                self._queue.popleft()
+                self._pad(session)
+                continue
+            chunk = head[:room]
+            if len(head) > room:
+                self._queue[0] = head[room:]
+            else:
+                self._queue.popleft()
+            session.push_audio(chunk, SAMPLE_RATE_HZ)
+            self._queued -= len(chunk)
+            self.stats.samples_fed += len(chunk)
+            room -= len(chunk)
+        self._consumed.set()
+
+    def _pad(self, session: AvatarSession) -> None:
+        position = max(session.ring.write_cursor, session.ring.read_cursor)
+        n = -position % SAMPLES_PER_FRAME
+        if n:
+            session.push_audio(np.zeros(n, np.float32), SAMPLE_RATE_HZ)
+            self.stats.samples_padded += n
 
 
 class FileSource:
