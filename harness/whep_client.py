@@ -50,6 +50,7 @@ class WhepViewer:
         self.got = Received()
         self.location: str | None = None
         self.answered_s: float | None = None
+        self.connected_s: float | None = None
         self.keyframes = 0  # decoded frames flagged key (H.264)
         video = self.pc.addTransceiver("video", direction="recvonly")
         if video_codec is not None:  # e.g. "video/VP8": the viewer offers only that
@@ -58,6 +59,11 @@ class WhepViewer:
         self.pc.addTransceiver("audio", direction="recvonly")
         self._readers: list[asyncio.Task[None]] = []
         self.pc.on("track", self._on_track)
+
+        @self.pc.on("connectionstatechange")
+        def on_state() -> None:
+            if self.pc.connectionState == "connected" and self.connected_s is None:
+                self.connected_s = time.monotonic()
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         self._readers.append(asyncio.create_task(self._read(track)))
@@ -91,11 +97,18 @@ class WhepViewer:
         self.answered_s = time.monotonic()
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
+    async def send_pli(self) -> None:
+        """Ask the sender for a keyframe (RTCP PLI), as a receiver does when its decoder lost its place."""
+        receiver = next(t.receiver for t in self.pc.getTransceivers() if t.kind == "video")
+        for source in receiver.getSynchronizationSources():
+            await receiver._send_rtcp_pli(source.source)  # aiortc's own sender of PLI (private; a test peer)
+
     def first_frame_after_s(self) -> float | None:
-        """Seconds from the answer to the first decoded picture (a decoder shows nothing before a keyframe)."""
-        if not self.got.video_wall_s or self.answered_s is None:
+        """Seconds from the connection (ICE and DTLS done: media can flow) to the first decoded picture (a decoder
+        shows nothing before a keyframe)."""
+        if not self.got.video_wall_s or self.connected_s is None:
             return None
-        return self.got.video_wall_s[0] - self.answered_s
+        return self.got.video_wall_s[0] - self.connected_s
 
     async def stop(self, token: str | None = None, send_delete: bool = True) -> int | None:
         status = await delete(self.location, token) if send_delete and self.location else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from fractions import Fraction
 
 import av
@@ -31,6 +32,7 @@ from streaming.ratelimit import RateLimiter
 from streaming.registry import SessionRegistry
 from streaming.sdp_exchange import PeerResource, Resources, location, read_sdp_offer, refuse_sdp, sdp_created
 from streaming.stream import AvatarStream
+from streaming.streams_api import AUDIO_SOCKETS
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +77,23 @@ def publisher_media(description: SessionDescription) -> None:
 class WhipIngest:
     """The WHIP publishers of every stream of a server: at most one live per stream."""
 
-    def __init__(self, connect_timeout_s: float) -> None:
+    def __init__(self, connect_timeout_s: float, other_voice: Callable[[str], bool] | None = None) -> None:
         self.connect_timeout_s = connect_timeout_s
         self.publishers = Resources("whip")
+        self.other_voice = other_voice  # whether another ingest (the TTS WebSocket) is feeding a stream now
 
     def conflict(self, stream: AvatarStream) -> str | None:
         """Why the stream takes no publisher now (HTTP 409), or None."""
         if self.publishers.of(stream.id):
             return (f"stream {stream.id} already has a WHIP publisher: one voice at a time (the live one must "
                     "DELETE its resource, or drop, first)")
-        if "microphone" in stream.source_names:
+        sources = stream.source_names
+        if "microphone" in sources:
             return f"stream {stream.id} takes its voice from its host's browser microphone (POST /offer)"
+        if "file" in sources:
+            return f"stream {stream.id} plays the audio file it was created with"
+        if self.other_voice is not None and self.other_voice(stream.id):
+            return f"stream {stream.id} has a TTS publisher on its audio WebSocket (one voice at a time)"
         return None
 
     async def add_publisher(self, stream: AvatarStream, sdp: str, description: SessionDescription) -> tuple[str, str]:
@@ -137,7 +145,11 @@ WHIP = web.AppKey("whip", WhipIngest)
 
 
 def install_whip(app: web.Application, registry: SessionRegistry, config: ServerConfig, limiter: RateLimiter) -> None:
-    ingest = app[WHIP] = WhipIngest(config.connect_timeout_s)
+    def tts_busy(sid: str) -> bool:
+        sockets = app.get(AUDIO_SOCKETS)
+        return sockets is not None and sockets.busy(sid)
+
+    ingest = app[WHIP] = WhipIngest(config.connect_timeout_s, tts_busy)
 
     async def whip(request: web.Request) -> web.Response:
         check_rate(limiter, request, "offers")
