@@ -217,3 +217,7 @@ async def test_whip_voice_drives_the_mouth_and_one_publisher_at_a_time(avatar: P
     quiet = max(mean_between(t, motion, 0.3, 1.6), mean_between(t, motion, 7.2, 9.5))
     print(f"mouth motion {speaking:.2f} while the publisher speaks, {quiet:.2f} in its silences")
     assert speaking > 4 * quiet, f"mouth motion {speaking:.2f} while speaking vs {quiet:.2f} in silence"
+    # The voice comes back to the viewer, through the shared Opus encode.
+    rms, at = np.array(viewer.got.audio_rms), np.array(viewer.got.audio_wall_s) - t0
+    loud, hush = mean_between(at, rms, 2.8, 5.6), mean_between(at, rms, 7.2, 9.5)
+    assert loud > 10 * max(hush, 1e-4), f"the viewer hears {loud:.4f} RMS in speech, {hush:.4f} in silence"
