@@ -63,6 +63,7 @@ class PeerResource:
         self.stream = stream
         self.pc = RTCPeerConnection()
         self.connected = asyncio.Event()
+        self.on_connected: list[Callable[[], None]] = []  # called once, when media can first flow
         self._on_gone = on_gone
         self._closing: asyncio.Task[None] | None = None
         self._expiry: asyncio.Task[None] | None = None
@@ -70,8 +71,10 @@ class PeerResource:
         @self.pc.on("connectionstatechange")
         async def on_state() -> None:
             log.info("stream %s: %s %s %s", stream.id, kind, self.id[:8], self.pc.connectionState)
-            if self.pc.connectionState == "connected":
+            if self.pc.connectionState == "connected" and not self.connected.is_set():
                 self.connected.set()
+                for callback in self.on_connected:
+                    callback()
             elif self.pc.connectionState in ("failed", "closed"):
                 self.close_soon()
 

@@ -171,12 +171,11 @@ class WhepEgress:
             await viewer.close()
             raise
 
-        async def watch_when_connected() -> None:
-            await viewer.connected.wait()
+        def watch() -> None:
             if stream.state != "closed" and self.viewers.find(stream.id, viewer.id) is viewer:
                 stream.add_sink(sink)  # its encoder forces a keyframe for it: the picture starts at once
 
-        asyncio.create_task(watch_when_connected())  # noqa: RUF006 (ends with the viewer's connection)
+        viewer.on_connected.append(watch)
         viewer.expire_unless_connected(self.connect_timeout_s)
         log.info("stream %s: WHEP viewer %s (%s), %d viewers", stream.id, viewer.id[:8], spec.video_codec,
                  len(self.viewers.of(stream.id)))
