@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 import urllib.request
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from harness.browser import chromium_page
 from harness.webrtc_client import stream_session
 from harness.whep_client import WhepViewer
-from tests.conftest import ServerProcess, speech_then_silence, write_wav
+from tests.conftest import ServerProcess, speech_then_silence, start_server, stop_server, write_wav
 
 pytestmark = pytest.mark.browser
 
@@ -29,9 +30,22 @@ if (navigator.mediaDevices) {
 """
 
 
+SECRET = secrets.token_urlsafe(32)
+OPERATOR = {"Authorization": f"Bearer {SECRET}"}
+
+
 def session_info(server: ServerProcess, sid: str) -> dict:
-    with urllib.request.urlopen(server.url + "/api/sessions", timeout=10) as r:
+    req = urllib.request.Request(server.url + "/api/sessions", headers=OPERATOR)
+    with urllib.request.urlopen(req, timeout=10) as r:
         return next(s for s in json.loads(r.read())["sessions"] if s["id"] == sid)
+
+
+def view_token(server: ServerProcess, sid: str) -> str:
+    body = json.dumps({"stream": sid, "role": "view", "ttl_s": 600}).encode()
+    req = urllib.request.Request(server.url + "/tokens", data=body, method="POST",
+                                 headers={"Content-Type": "application/json", **OPERATOR})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return str(json.loads(r.read())["token"])
 
 
 def frames_at_update(page) -> tuple[float, int]:
@@ -44,13 +58,14 @@ def frames_at_update(page) -> tuple[float, int]:
 def watch_in_chromium(server: ServerProcess, sid: str, profile: Path, wav: Path) -> dict:
     """Two watch tabs for ~4 s of measurement; returns what they saw."""
     out: dict = {}
+    token = view_token(server, sid)
     with chromium_page(profile, wav, viewport=(640, 360)) as page:
         page.context.add_init_script(NO_MIC_SPY)
         second = page.context.new_page()
         errors: list[str] = []
         for p in (page, second):
             p.on("pageerror", lambda e: errors.append(str(e)))
-            p.goto(f"{server.url}/watch/{sid}?token=unused", timeout=15_000)
+            p.goto(f"{server.url}/watch/{sid}?token={token}", timeout=15_000)
             p.wait_for_function("() => window.watchStats.state === 'playing'", timeout=30_000)
         out["url_after_load"] = page.url
         page.wait_for_timeout(1500)
@@ -82,21 +97,25 @@ def subscribers(server: ServerProcess, sid: str) -> int:
                if n.startswith("encoder_") and s["subscribers"])
 
 
-def test_watch_page_and_an_aiortc_viewer_share_one_encode(server: ServerProcess, tmp_path: Path,
-                                                          speech_wav: Path) -> None:
+def test_watch_page_and_an_aiortc_viewer_share_one_encode(tmp_path: Path, speech_wav: Path) -> None:
+    """With access control on: the page sends the view token of its URL as a bearer token."""
     mic = write_wav(tmp_path / "unused-mic.wav", speech_then_silence(0.2, 0.5, 0.2))
     result: dict = {}
+    server = start_server(tmp_path, "--token", SECRET)
 
     async def during(sid: str) -> None:
         await asyncio.sleep(1.0)
         viewer = WhepViewer()
-        await viewer.start(f"{server.url}/streams/{sid}/whep")
+        await viewer.start(f"{server.url}/streams/{sid}/whep", SECRET)
         loop = asyncio.get_running_loop()
         result.update(await loop.run_in_executor(None, watch_in_chromium, server, sid, tmp_path / "profile", mic))
-        await viewer.stop()
+        await viewer.stop(SECRET)
         result["aiortc"] = viewer
 
-    asyncio.run(stream_session(server.url, speech_wav, duration_s=2.0, during=during))
+    try:
+        asyncio.run(stream_session(server.url, speech_wav, duration_s=2.0, during=during, token=SECRET))
+    finally:
+        stop_server(server)
     for i, (fps, stats) in enumerate(zip(result["fps"], result["stats"], strict=True)):
         print(f"\ntab {i}: {fps:.2f} fps, {stats['codec']}, {stats['width']}x{stats['height']}, "
               f"{stats['audioPacketsReceived']} audio packets")
