@@ -72,6 +72,7 @@ def test_page_streams_48fps_and_stops_cleanly(server: ServerProcess, tmp_path: P
         listed = {s["id"]: s for s in get_json(server.url + "/api/sessions")["sessions"]}
         assert sid in listed, f"session {sid!r} not in {list(listed)}"
         assert listed[sid]["state"] == "streaming"
+        assert page.get_attribute("#watch-link", "href") == f"{server.url}/watch/{sid}", "the audience's link"
 
         # Warm-up: let the jitter buffer settle and the page's 2 s fps window fill with streaming.
         page.wait_for_timeout(2500)

@@ -134,6 +134,7 @@ async function start() {
     }
     ui.session.textContent = run.sessionId;
     await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
+    shareWatchLink(run);
     openControl(run);
     pollStats(run);
   } catch (err) {
@@ -176,6 +177,31 @@ async function closeOnServer(run) {
   } catch (err) {
     console.warn('close session', sessionId, 'failed:', err);  // our pc.close() still ends it
   }
+}
+
+// The audience's link: the watch page of this session. With access control on it needs a view token, which
+// only the operator may mint: the page tries with its own token and otherwise says where one comes from.
+async function shareWatchLink(run) {
+  const link = $('watch-link'), note = $('share-note');
+  const url = `${location.origin}/watch/${encodeURIComponent(run.sessionId)}`;
+  let token = null;
+  if (PAGE_TOKEN) {
+    try {
+      const res = await fetch('/tokens', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', ...authHeaders(PAGE_TOKEN) },
+        body: JSON.stringify({ stream: run.sessionId, role: 'view', ttl_s: 12 * 3600 }),
+      });
+      if (res.ok) token = (await res.json()).token;
+    } catch (err) {
+      console.warn('minting a view token failed:', err);
+    }
+  }
+  if (run !== current) return;
+  link.href = link.textContent = token ? `${url}?token=${encodeURIComponent(token)}` : url;
+  note.textContent = PAGE_TOKEN && !token
+    ? 'viewers need a view token for this session (the operator mints one: POST /tokens) as ?token='
+    : 'WHEP: POST an SDP offer to ' + `/streams/${run.sessionId}/whep`;
 }
 
 // The control channel: instructions and persona go to the session's director as data.
