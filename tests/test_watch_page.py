@@ -135,3 +135,74 @@ def test_watch_page_and_an_aiortc_viewer_share_one_encode(tmp_path: Path, speech
     assert result["video_box"] == [640, 360], "the picture fills the window"
     assert result["subscribers_after_close"] == 2, "closing a tab frees its viewer at once"
     assert result["errors"] == []
+
+
+PUBLISH_JS = """
+async (whip) => {
+  const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver(mic.getAudioTracks()[0], { direction: 'sendonly' });
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') resolve(); };
+    setTimeout(resolve, 5000);
+  });
+  const res = await fetch(whip, { method: 'POST', headers: { 'Content-Type': 'application/sdp' },
+                                  body: pc.localDescription.sdp });
+  if (res.status !== 201) return { status: res.status, error: await res.text() };
+  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  window.__publisher = pc;
+  return { status: 201, location: res.headers.get('Location') };
+}
+"""
+
+
+def test_chromium_publishes_the_voice_over_whip(server: ServerProcess, tmp_path: Path) -> None:
+    """Chromium's own WHIP offer (its fake microphone plays speech) drives the mouth of a POST /streams stream."""
+    from tests.test_whep import mean_between
+
+    speech = write_wav(tmp_path / "speech.wav", speech_then_silence(0.0, 8.0, 0.0))
+    req = urllib.request.Request(server.url + "/streams", data=b"{}", method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        sid = json.loads(r.read())["id"]
+    result: dict = {}
+
+    async def watch() -> None:
+        from harness.faces import mouth_box
+
+        viewer = WhepViewer(crop_box=mouth_box())
+        await viewer.start(f"{server.url}/streams/{sid}/whep")
+        result["idle"] = (time.monotonic() + 0.5, time.monotonic() + 3.0)
+        await asyncio.sleep(3.0)  # idle, silent
+        loop = asyncio.get_running_loop()
+        result["publish"] = await loop.run_in_executor(None, publish, sid)
+        await viewer.stop()
+        result["viewer"] = viewer
+
+    def publish(sid: str) -> dict:
+        with chromium_page(tmp_path / "profile", speech) as page:
+            page.goto(server.url + "/", timeout=15_000)  # same origin: the page may POST to the server
+            answer = page.evaluate(PUBLISH_JS, f"/streams/{sid}/whip")
+            result["published_s"] = time.monotonic()
+            page.wait_for_timeout(5000)
+            answer["audio_in"] = session_info_open(server, sid)["audio_samples_in"]
+            return answer
+
+    asyncio.run(watch())
+    publish_answer = result["publish"]
+    assert publish_answer["status"] == 201, publish_answer
+    assert publish_answer["audio_in"] > 3 * 48_000, "Chromium's voice reaches the session"
+    viewer: WhepViewer = result["viewer"]
+    motion = np.abs(np.diff(np.stack(viewer.got.crops), axis=0)).mean(axis=(1, 2))
+    t = np.array(viewer.got.video_wall_s)[1:]
+    before = mean_between(t, motion, *result["idle"])
+    during = mean_between(t, motion, result["published_s"] + 1.0, result["published_s"] + 4.5)
+    print(f"\nmouth motion {during:.2f} while Chromium publishes speech, {before:.2f} before")
+    assert during > 4 * before, f"mouth motion {during:.2f} while Chromium speaks vs {before:.2f} before"
+
+
+def session_info_open(server: ServerProcess, sid: str) -> dict:
+    with urllib.request.urlopen(server.url + "/api/sessions", timeout=10) as r:
+        return next(s for s in json.loads(r.read())["sessions"] if s["id"] == sid)
