@@ -181,9 +181,9 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
             return error(404, f"no active stream {sid!r}")
         if live.pushed is None:
             return error(409, f"stream {sid!r} plays the file it was created with, not pushed audio")
-        check_rate(audio_connects, request, "audio connections")
         if sockets.busy(sid):
             return error(409, f"stream {sid!r} already has an audio publisher connected (one at a time)")
+        check_rate(audio_connects, request, "audio connections")
         return await sockets.serve(request, live)
 
     app.router.add_post("/streams", create)
