@@ -97,11 +97,25 @@ class IdleMotion:
     """The idle layer of the rig controls for any frames: controls(frames) -> (N, N_CONTROLS), zeros where it
     sets nothing (jaw, lips, blinks, expression)."""
 
+    BLOCK_FRAMES = 10 * FPS  # computed ahead in blocks: a re-plan each second costs a slice, not ~3 ms of numpy
+
     def __init__(self, seed: int = 0, gaze_at_camera: float = 0.65) -> None:
         self.seed = seed
         self.gaze_at_camera = gaze_at_camera
+        self._block_from = 0
+        self._block = np.zeros((0, N_CONTROLS), np.float32)
 
     def controls(self, frame_index: np.ndarray) -> np.ndarray:
+        frames = np.asarray(frame_index, np.int64)
+        if len(frames) == 0 or not np.array_equal(frames, np.arange(frames[0], frames[0] + len(frames))):
+            return self._compute(frames)
+        lo, hi = int(frames[0]), int(frames[0]) + len(frames)
+        if not (self._block_from <= lo and hi <= self._block_from + len(self._block)):
+            self._block_from = lo
+            self._block = self._compute(np.arange(lo, max(hi, lo + self.BLOCK_FRAMES)))
+        return self._block[lo - self._block_from : hi - self._block_from].copy()
+
+    def _compute(self, frame_index: np.ndarray) -> np.ndarray:
         t = np.asarray(frame_index, np.int64).astype(np.float64) / FPS
         out = np.zeros((len(t), N_CONTROLS), np.float32)
         out[:, list(SWAY)] = self.head_deg(frame_index)

@@ -202,7 +202,7 @@ async def test_pushed_audio_5x_real_time_plays_at_1x_without_gap_or_drop(avatar:
             await asyncio.sleep(seconds + 0.6)  # played out on the clock meanwhile
             listener.cancel()
         assert [r["type"] for r in replies] == ["started", "flushed"], replies
-        first, heard = recorder.sound()
+        _, heard = recorder.sound()
         live = np.flatnonzero(np.abs(heard) > 1e-4)
         span = heard[live[0] : live[-1] + 1]
         expected = resample(np.round(tone * 32767) / 32767, rate_hz)
