@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
+import av
 import numpy as np
 import pytest
 import websockets
@@ -325,3 +326,40 @@ async def test_bad_audio_is_refused_and_other_streams_play_on(avatar: PreparedAv
         await asyncio.sleep(0.5)
         rate = (other.pacer.metrics.frames_sent - sent0) / (time.monotonic() - t0)
         assert rate > 40 and a in app[REGISTRY].active, f"the other stream slowed to {rate:.1f} fps"
+
+
+def opus_packets(x: np.ndarray) -> list[bytes]:
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = SAMPLE_RATE_HZ, "mono", "s16"
+    encoder.open()
+    packets: list[bytes] = []
+    pcm = (np.clip(x, -1, 1) * 32767).astype(np.int16)
+    for i in range(0, len(pcm) - 959, 960):
+        frame = av.AudioFrame.from_ndarray(pcm[None, i : i + 960], format="s16", layout="mono")
+        frame.sample_rate, frame.pts = SAMPLE_RATE_HZ, i
+        packets += [bytes(p) for p in encoder.encode(frame)]
+    return packets + [bytes(p) for p in encoder.encode(None)]
+
+
+async def test_opus_packets_play_like_pcm(avatar: PreparedAvatar) -> None:
+    t = np.arange(int(1.5 * SAMPLE_RATE_HZ)) / SAMPLE_RATE_HZ
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    async with serving(config(), avatar) as (base, app), aiohttp.ClientSession() as http:
+        sid = str((await create(http, base))["id"])
+        recorder = Recorder()
+        app[REGISTRY].active[sid].add_sink(recorder)
+        async with connect(f"ws://{base.removeprefix('http://')}/streams/{sid}/audio") as ws:
+            await ws.send(json.dumps({"type": "start", "format": "opus", "sample_rate_hz": 48000, "channels": 1}))
+            assert json.loads(await ws.recv())["type"] == "started"
+            for packet in opus_packets(tone):
+                await ws.send(packet)
+            await ws.send(json.dumps({"type": "flush"}))
+            assert json.loads(await ws.recv())["type"] == "flushed"
+            await asyncio.sleep(2.2)
+            await ws.send(b"\xff\xfe not opus")
+            assert "not an Opus packet" in json.loads(await ws.recv())["error"]
+        _, heard = recorder.sound()
+        loud = np.flatnonzero(np.abs(heard) > 0.05)
+        assert abs((loud[-1] - loud[0]) / SAMPLE_RATE_HZ - 1.5) < 0.05, "not 1.5 s of tone"
+        middle = heard[loud[0] + 4800 : loud[-1] - 4800]
+        assert abs(np.sqrt(np.mean(middle**2)) - 0.3 / np.sqrt(2)) < 0.03, "the tone did not come through"
