@@ -117,7 +117,7 @@ def pcm16(x: np.ndarray) -> bytes:
 
 
 async def test_create_list_delete_and_the_caps(avatar: PreparedAvatar) -> None:
-    cfg = config(max_sessions=2, offer_burst=4, offer_rate_per_s=0.01)
+    cfg = config(max_sessions=2, offer_burst=4, offer_rate_per_s=0.01)  # audio sockets take from a bucket alike
     async with serving(cfg, avatar) as (base, app), aiohttp.ClientSession() as http:
         made = await create(http, base, {"persona": "a calm science host"})
         sid = str(made["id"])
@@ -143,8 +143,15 @@ async def test_create_list_delete_and_the_caps(avatar: PreparedAvatar) -> None:
             assert r.status == 503
         async with http.post(f"{base}/streams", json={}) as r:
             assert r.status == 429 and int(r.headers["Retry-After"]) >= 1
-        async with http.delete(f"{base}/streams/{sid}") as r:
-            assert r.status == 200 and (await r.json())["closed"]
+        async with connect(f"ws://{base.removeprefix('http://')}/streams/{sid}/audio") as ws:
+            await ws.send(json.dumps({"type": "start", "format": "pcm_s16le", "sample_rate_hz": 16000,
+                                      "channels": 1}))
+            assert json.loads(await ws.recv())["type"] == "started"
+            async with http.delete(f"{base}/streams/{sid}") as r:
+                assert r.status == 200 and (await r.json())["closed"]
+            with pytest.raises(websockets.ConnectionClosed):  # its publisher is told the stream ended
+                await asyncio.wait_for(ws.recv(), 5)
+            assert ws.close_code == 1001
         assert stream.state == "closed" and sid not in app[REGISTRY].active
         async with http.delete(f"{base}/streams/{sid}") as r:
             assert r.status == 404 and sid in (await r.json())["error"]
