@@ -136,10 +136,10 @@ async def start_live_stream(live: LiveStream, persona: str | None = None) -> Non
     try:
         if persona:
             stream.session.set_persona(persona)
-        await stream.start()
         stream.add_sink(ClockSink())
-        if live.outputs is not None:
+        if live.outputs is not None:  # before the start: an output canvas must be set before the first frame
             outputs_module().attach_outputs(stream, live.outputs)
+        await stream.start()
         source = live._file if live._file is not None else live.pushed
         assert source is not None
         stream.add_source(_Tracked(source, live.audio_done))

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import av
@@ -370,3 +372,27 @@ async def test_opus_packets_play_like_pcm(avatar: PreparedAvatar) -> None:
         assert abs((loud[-1] - loud[0]) / SAMPLE_RATE_HZ - 1.5) < 0.05, "not 1.5 s of tone"
         middle = heard[loud[0] + 4800 : loud[-1] - 4800]
         assert abs(np.sqrt(np.mean(middle**2)) - 0.3 / np.sqrt(2)) < 0.03, "the tone did not come through"
+
+
+async def test_outputs_record_the_stream_or_are_refused_without_the_module(avatar: PreparedAvatar,
+                                                                           tmp_path: Path) -> None:
+    outputs = {"record_dir": str(tmp_path / "rec"), "size": "360x640"}
+    async with serving(config(), avatar) as (base, _), aiohttp.ClientSession() as http:
+        if importlib.util.find_spec("streaming.outputs") is None:
+            async with http.post(f"{base}/streams", json={"outputs": outputs}) as r:
+                assert r.status == 501 and "streaming.outputs" in (await r.json())["error"]
+            return
+        async with http.post(f"{base}/streams", json={"outputs": {"rtmp": ["http://not-rtmp"]}}) as r:
+            assert r.status == 400 and "rtmp" in (await r.json())["error"]
+        sid = str((await create(http, base, {"outputs": outputs}))["id"])
+        await asyncio.sleep(2.5)
+        async with http.get(f"{base}/streams") as r:
+            listed = (await r.json())["streams"][0]
+        assert listed["outputs"]["size"] == "360x640" and listed["outputs"]["recording"] is not None
+        async with http.delete(f"{base}/streams/{sid}") as r:
+            assert r.status == 200
+    files = list((tmp_path / "rec").glob("*.mp4"))
+    assert len(files) == 1 and files[0].name.startswith(sid)
+    with av.open(str(files[0])) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) >= 48 * 2 and (frames[0].width, frames[0].height) == (360, 640)
