@@ -4,6 +4,7 @@
     avatar-engine serve --avatar me.jpg --host 0.0.0.0 --ice-host 203.0.113.7
     avatar-engine render --audio talk.wav --out talk.mp4 [--avatar me.jpg]
     avatar-engine prepare me.jpg          # check a portrait: face found, size
+    avatar-engine live --audio show.wav --loop --rtmp rtmp://127.0.0.1/live/key --record recordings/
 """
 
 from __future__ import annotations
@@ -62,6 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", required=True, help="output .mp4 (H.264 + AAC, 48 fps)")
     render.add_argument("--instructions", dest="persona", help="persona and standing instructions for the director")
     render.add_argument("--storyline", dest="storyline_path", help="a scripted show: JSON beats in seconds")
+    live = sub.add_parser("live", parents=[common], help="run one stream on the media clock (a 24/7 loop or a "
+                                                         "scripted show) to RTMP and/or a recording")
+    live.add_argument("--audio", required=True, help="the show's audio: a file (or URL of one) FFmpeg reads")
+    live.add_argument("--loop", action="store_true", help="start the audio over at its end, until stopped")
+    live.add_argument("--rtmp", action="append", metavar="URL", help="push to this RTMP/RTMPS ingest; repeatable")
+    live.add_argument("--record", metavar="DIR", help="record the stream to an MP4 in this folder")
+    live.add_argument("--size", metavar="WxH", help="output canvas, e.g. 720x1280 (default: the portrait's size)")
+    live.add_argument("--fit", choices=("fit", "fill"), help="the portrait fitted into the canvas or filling it")
+    live.add_argument("--background", metavar="IMAGE", help="an image behind the portrait on the canvas")
+    live.add_argument("--duration", type=float, metavar="S",
+                      help="stop after this many seconds (default: when the audio ends; never with --loop)")
+    live.add_argument("--instructions", dest="persona", help="persona and standing instructions for the director")
+    live.add_argument("--storyline", dest="storyline_path", help="a scripted show: JSON beats in seconds")
     prepare = sub.add_parser("prepare", parents=[common], help="check and prepare a portrait")
     prepare.add_argument("image", help="portrait photo")
     return p
@@ -130,9 +144,19 @@ def render(cfg: ServerConfig, audio: str, out: str) -> None:
           f"= {result['frames'] / max(wall, 1e-9):.0f} fps, render {result['render_ms_per_frame']:.1f} ms/frame")
 
 
+def live(cfg: ServerConfig, args: argparse.Namespace) -> None:
+    from streaming.live_cli import LiveShow, outputs_from_args
+
+    # The flags and the audio first: a bad one is refused at once, not after the avatar is prepared.
+    show = LiveShow(cfg, args.audio, loop=args.loop, outputs=outputs_from_args(args), duration_s=args.duration)
+    summary = asyncio.run(show.run(load_avatar(cfg.engine)))
+    print(f"live: {summary['frames_sent']} frames in {summary['seconds']:.1f} s "
+          f"({summary['frames_repeated']} repeated); ended: {summary['reason']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("serve", "render", "prepare", "-h", "--help"):
+    if not argv or argv[0] not in ("serve", "render", "prepare", "live", "-h", "--help"):
         argv = ["serve", *argv]  # `python server.py [flags]` serves, like `avatar-engine serve`
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -150,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             serve(cfg)
         elif args.command == "render":
             render(cfg, args.audio, args.out)
+        elif args.command == "live":
+            cfg.engine.validate_live()
+            live(cfg, args)
         elif args.command == "prepare":
             avatar = load_avatar(cfg.engine, args.image)
             for note in avatar.notes:  # the status line that showed it is gone: say it where it stays

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from engine.audio.visemes import SHAPE_MATRIX
+from engine.idle import IdleMotion
 from engine.types import FPS, N_CONTROLS, Control, FeatureFrame, MotionWindow, Storyline
 from engine.vocabulary import Emotion, Expression, Gaze, HeadMotion
 
@@ -78,25 +79,22 @@ def head_motion_deg(kind: HeadMotion, t_s: np.ndarray, duration_s: float,
     raise ValueError(f"no head motion for {kind!r}")  # a HeadMotion member without a case above
 
 
-def idle_head_deg(frame_index: np.ndarray) -> np.ndarray:
-    """Slow, non-repeating head sway (yaw, pitch, roll in degrees) as a function of media time.
-
-    Frequencies are incommensurate and slow (< 0.2 Hz), so consecutive frames differ by a few
-    hundredths of a pixel: alive over seconds, still from frame to frame.
-    """
-    t = frame_index.astype(np.float64) / FPS
-    yaw = 1.4 * np.sin(2 * np.pi * 0.067 * t) + 0.5 * np.sin(2 * np.pi * 0.151 * t + 1.3)
-    pitch = 0.8 * np.sin(2 * np.pi * 0.089 * t + 0.4) + 0.3 * np.sin(2 * np.pi * 0.173 * t)
-    roll = 0.9 * np.sin(2 * np.pi * 0.053 * t + 2.1)
-    return np.stack([yaw, pitch, roll], axis=1).astype(np.float32)
+def idle_head_deg(frame_index: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The idle layer's head motion (yaw, pitch, roll in degrees) at these frames (engine/idle.py)."""
+    return IdleMotion(seed).head_deg(frame_index)
 
 
 class Blueprint:
     def __init__(self, lookahead_frames: int = 1, jaw_attack: float = 0.7, jaw_release: float = 0.45,
-                 nod_scale: float = 1.0, stress_db: float = 5.0, min_nod_gap_s: float = 0.8) -> None:
+                 nod_scale: float = 1.0, stress_db: float = 5.0, min_nod_gap_s: float = 0.8, jaw_cut: float = 0.75,
+                 seed: int = 0) -> None:
         self.lookahead_frames = lookahead_frames  # how far ahead the jaw may anticipate a loud onset
         self.jaw_attack = jaw_attack  # share of the way to a higher target taken per frame
         self.jaw_release = jaw_release  # ... to a lower one: slower, so syllables do not flicker
+        # ... when the audio has stopped altogether (no samples: an interrupt, the end of pushed speech): the
+        # mouth shuts with the sound, within two frames, instead of trailing it by syllable-length decay.
+        self.jaw_cut = jaw_cut
+        self._idle = IdleMotion(seed)  # breathing, head and gaze shifts: under everything, speech included
         self._plan_from = 0
         self._targets = np.zeros((0, N_CONTROLS), np.float32)
         self._jaw = 0.0
@@ -123,10 +121,7 @@ class Blueprint:
         """
         start, end = storyline.planned_from_frame, storyline.planned_to_frame
         frames = np.arange(start, end)
-        targets = np.zeros((len(frames), N_CONTROLS), np.float32)
-        head = idle_head_deg(frames)
-        targets[:, Control.HEAD_YAW], targets[:, Control.HEAD_PITCH] = head[:, 0], head[:, 1]
-        targets[:, Control.HEAD_ROLL] = head[:, 2]
+        targets = self._idle.controls(frames)
         for beat in storyline.beats:
             lo, hi = max(beat.start_frame, start) - start, min(beat.end_frame, end) - start
             if beat.blink:
@@ -146,10 +141,10 @@ class Blueprint:
                     control, deg = head_motion_deg(beat.head_motion, t_s, duration_s, beat.intensity)
                     targets[lo:hi, control] += deg
                 gx, gy = GAZE_TARGETS[beat.gaze]
-                if gx or gy:
+                if gx or gy:  # the beat's look takes over from the idle eyes, and hands back
                     env = ease_in_out(t_s, duration_s, ramp_s=0.12)  # eyes move fast
-                    targets[lo:hi, Control.GAZE_X] += gx * env
-                    targets[lo:hi, Control.GAZE_Y] += gy * env
+                    for control, g in ((Control.GAZE_X, gx), (Control.GAZE_Y, gy)):
+                        targets[lo:hi, control] += env * (g - targets[lo:hi, control])
         if keep_until_frame is not None:
             lo, hi = max(start, self._plan_from), min(keep_until_frame, end, self.planned_to_frame)
             if hi > lo:
@@ -175,7 +170,7 @@ class Blueprint:
         for i, f in enumerate(features):
             ahead = openness[i + 1 : i + 1 + self.lookahead_frames]
             target = max([openness[i], *(w * o for w, o in zip((0.6, 0.3), ahead, strict=False))])
-            rate = self.jaw_attack if target > self._jaw else self.jaw_release
+            rate = self.jaw_attack if target > self._jaw else self.jaw_cut if f.filled else self.jaw_release
             self._jaw += rate * (target - self._jaw)
             _, width, rounding = f.voice_activity * (f.visemes @ SHAPE_MATRIX)
             self._shape += self.shape_rate * (np.array([width, rounding], np.float32) - self._shape)

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
@@ -64,7 +65,9 @@ class AvatarSession:
         self._features = FeatureExtractor()
         director = director if director is not None else director_for(config, avatar.rgb)
         self._scheduler = DirectorScheduler(director, config, self.metrics, session_id=session_id)
-        self._blueprint = Blueprint(lookahead_frames=self.lookahead_frames)
+        # Idle motion seeded per session: two streams of one portrait side by side do not move in lockstep.
+        self._blueprint = Blueprint(lookahead_frames=self.lookahead_frames,
+                                    seed=config.seed + zlib.crc32(session_id.encode()))
         self._policy = WindowPolicy(config, self.metrics, self._blueprint, window_frames=n,
                                     lookahead_frames=self.lookahead_frames)
         self._delay = DelayController(config, self.metrics, session_id=session_id)

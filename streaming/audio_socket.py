@@ -116,21 +116,25 @@ class AudioSockets:
         self.limits = limits
         self.by_stream: dict[str, web.WebSocketResponse] = {}
         self.closed_for_errors = 0
+        self._closing: set[asyncio.Task[bool]] = set()
 
     def busy(self, stream_id: str) -> bool:
         return stream_id in self.by_stream
+
+    def stream_closed(self, stream_id: str) -> None:
+        """The stream ended: its publisher is told with 1001 (called once per stream, not per socket, so a
+        publisher that reconnects all day adds nothing to the stream)."""
+        ws = self.by_stream.get(stream_id)
+        if ws is not None:
+            task = asyncio.get_running_loop().create_task(ws.close(code=CLOSE_GOING_AWAY, message=b"stream ended"))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def serve(self, request: web.Request, live: LiveStream) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=self.limits.max_message_bytes)
         await ws.prepare(request)
         sid = live.id
         self.by_stream[sid] = ws
-
-        def stream_closed(_: object) -> None:
-            if self.by_stream.get(sid) is ws:
-                asyncio.get_running_loop().create_task(ws.close(code=CLOSE_GOING_AWAY, message=b"stream ended"))
-
-        live.stream.on_closed(stream_closed)
         try:
             if live.stream.state == "closed":
                 await ws.close(code=CLOSE_GOING_AWAY, message=b"stream ended")

@@ -78,6 +78,7 @@ class LiveStream:
     outputs: Any = None  # the OutputsSpec it was given
     created_at: float = field(default_factory=time.time)
     _file: FileSource | None = field(default=None, repr=False)
+    audio_done: asyncio.Event = field(default_factory=asyncio.Event)  # its file has been read to the end (no loop)
 
     @property
     def id(self) -> str:
@@ -107,6 +108,19 @@ async def build_session(avatar: PreparedAvatar, config: ServerConfig, sid: str) 
         None, functools.partial(AvatarSession, avatar, config.engine, live=True, session_id=sid))
 
 
+class _Tracked:
+    """A source that says when it has ended."""
+
+    def __init__(self, source: FileSource | PushedAudio, done: asyncio.Event) -> None:
+        self.source, self.done, self.name = source, done, source.name
+
+    async def run(self, session: AvatarSession) -> None:
+        try:
+            await self.source.run(session)
+        finally:
+            self.done.set()
+
+
 def live_stream(session: AvatarSession, config: ServerConfig, audio: FileSource | None = None,
                 outputs: Any = None) -> LiveStream:
     """A live stream around a session (not started): fed by `audio` (a file), or by pushed audio (its `pushed`)."""
@@ -122,13 +136,13 @@ async def start_live_stream(live: LiveStream, persona: str | None = None) -> Non
     try:
         if persona:
             stream.session.set_persona(persona)
-        await stream.start()
         stream.add_sink(ClockSink())
-        if live.outputs is not None:
+        if live.outputs is not None:  # before the start: an output canvas must be set before the first frame
             outputs_module().attach_outputs(stream, live.outputs)
+        await stream.start()
         source = live._file if live._file is not None else live.pushed
         assert source is not None
-        stream.add_source(source)
+        stream.add_source(_Tracked(source, live.audio_done))
     except BaseException:
         await stream.close()
         raise

@@ -36,6 +36,7 @@ from streaming.live_stream import (
 from streaming.ratelimit import RateLimiter
 from streaming.registry import SessionRegistry
 from streaming.sources import FileSource
+from streaming.stream import AvatarStream
 from streaming.webrtc import new_session_id
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,10 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
                                        config.audio_message_burst, config.audio_max_message_bytes))
     audio_connects = RateLimiter(config.offer_rate_per_s, config.offer_burst)
 
+    def forget(stream: AvatarStream) -> None:
+        lives.pop(stream.id, None)
+        sockets.stream_closed(stream.id)
+
     async def create(request: web.Request) -> web.Response:
         check_rate(creations, request, "stream creations")
         require_json(request)
@@ -143,7 +148,7 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
             return error(500, "internal error while creating the stream; see the server log")
         registry.add(live.stream)  # no await since the reservation: the caps stay exact
         lives[sid] = live
-        live.stream.on_closed(lambda s: lives.pop(s.id, None))
+        live.stream.on_closed(forget)
         try:
             await start_live_stream(live, body.persona)
         except Exception:
@@ -181,9 +186,9 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
             return error(404, f"no active stream {sid!r}")
         if live.pushed is None:
             return error(409, f"stream {sid!r} plays the file it was created with, not pushed audio")
-        check_rate(audio_connects, request, "audio connections")
         if sockets.busy(sid):
             return error(409, f"stream {sid!r} already has an audio publisher connected (one at a time)")
+        check_rate(audio_connects, request, "audio connections")
         return await sockets.serve(request, live)
 
     app.router.add_post("/streams", create)

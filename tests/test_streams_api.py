@@ -1,0 +1,398 @@
+"""Streams without a browser (issue 14): POST/GET/DELETE /streams and the TTS WebSocket, on the real app over
+real sockets of 127.0.0.1, with the `websockets` package as the TTS client and the real warp generator.
+
+A recording sink attached in-process hears and sees what every output would (the pacer hands all sinks the
+same items); the generator is the warp generator behind a probe that notes each frame's jaw control."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import av
+import numpy as np
+import pytest
+import websockets
+from aiohttp import web
+from websockets.asyncio.client import connect
+
+from engine.audio.resample import resample
+from engine.backends import GeneratorCapabilities, register_generator
+from engine.config import EngineConfig
+from engine.generator import PreparedAvatar, WarpGenerator, prepare_avatar
+from engine.types import SAMPLE_RATE_HZ, Control, FirstFrame, MotionWindow, RenderedWindow
+from harness.server import free_port
+from harness.speech import espeak
+from streaming.app import REGISTRY, build_app
+from streaming.config import ServerConfig
+from streaming.sinks import PacedAudio, PacedFrame, Sink
+from streaming.stream import AvatarStream
+from streaming.streams_api import LIVES
+
+PROBES: list[JawProbe] = []
+
+
+class JawProbe:
+    """The warp generator, noting each rendered frame's jaw control and the loudness of its audio."""
+
+    name = "jawprobe"
+
+    def __init__(self, avatar: PreparedAvatar, threads: int = 1) -> None:
+        self.inner = WarpGenerator(avatar)
+        self.jaw: dict[int, float] = {}
+        self.rms: dict[int, float] = {}
+        PROBES.append(self)
+
+    def first_frame(self) -> FirstFrame:
+        return self.inner.first_frame()
+
+    def render(self, window: MotionWindow, condition: FirstFrame) -> tuple[RenderedWindow, FirstFrame]:
+        audio = window.audio.reshape(window.n_frames, -1)
+        for i in range(window.n_frames):
+            self.jaw[window.start_frame + i] = float(window.controls[i, Control.JAW_OPEN])
+            self.rms[window.start_frame + i] = float(np.sqrt(np.mean(audio[i] ** 2)))
+        return self.inner.render(window, condition)
+
+
+register_generator("jawprobe", JawProbe, GeneratorCapabilities(description="warp, noting the jaw (a test probe)"))
+
+
+@dataclass
+class Recorder(Sink):
+    name: str = "recorder"
+    queue_size: int = 256
+    frames: list[int] = field(default_factory=list)
+    chunks: list[tuple[int, np.ndarray, float]] = field(default_factory=list)  # (start sample, samples, received)
+
+    async def on_batch(self, items: Sequence[object]) -> None:
+        now = time.monotonic()
+        for item in items:
+            if isinstance(item, PacedFrame):
+                self.frames.append(item.frame_index)
+            elif isinstance(item, PacedAudio):
+                self.chunks.append((item.start_sample, item.samples, now))
+
+    def sound(self) -> tuple[int, np.ndarray]:
+        """(first sample index, the contiguous sound heard)."""
+        assert [c[0] for c in self.chunks] == list(range(self.chunks[0][0], self.chunks[-1][0] + 1, 960)), "a hole"
+        return self.chunks[0][0], np.concatenate([c[1] for c in self.chunks])
+
+
+@pytest.fixture(scope="module")
+def avatar() -> PreparedAvatar:
+    return prepare_avatar(None, 320)
+
+
+def config(**kw: object) -> ServerConfig:
+    return ServerConfig(engine=EngineConfig(generator="jawprobe", max_side_px=320), **kw)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def serving(cfg: ServerConfig, avatar: PreparedAvatar) -> AsyncIterator[tuple[str, web.Application]]:
+    app = build_app(cfg, avatar)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        await runner.cleanup()
+
+
+async def create(http: aiohttp.ClientSession, base: str, body: dict[str, object] | None = None) -> dict[str, object]:
+    async with http.post(f"{base}/streams", json=body or {}) as r:
+        assert r.status == 201, await r.text()
+        assert r.headers["Location"].startswith("/streams/")
+        return await r.json()
+
+
+def pcm16(x: np.ndarray) -> bytes:
+    return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+async def test_create_list_delete_and_the_caps(avatar: PreparedAvatar) -> None:
+    cfg = config(max_sessions=2, offer_burst=4, offer_rate_per_s=0.01)  # audio sockets take from a bucket alike
+    async with serving(cfg, avatar) as (base, app), aiohttp.ClientSession() as http:
+        made = await create(http, base, {"persona": "a calm science host"})
+        sid = str(made["id"])
+        urls = made["urls"]
+        assert isinstance(urls, dict) and urls["audio"].endswith(f"/streams/{sid}/audio")
+        assert urls["audio"].startswith("ws://127.0.0.1:") and urls["watch"].endswith(f"/watch/{sid}")
+        assert set(urls) == {"audio", "whep", "watch", "control"}
+        stream: AvatarStream = app[REGISTRY].active[sid]
+        # Nobody watches, yet the stream is on its clock: frames go out at 48 fps to its clock sink.
+        t0, sent0 = time.monotonic(), stream.pacer.metrics.frames_sent
+        await asyncio.sleep(1.5)
+        rate = (stream.pacer.metrics.frames_sent - sent0) / (time.monotonic() - t0)
+        assert 40 <= rate <= 52, f"{rate:.1f} fps without a viewer"
+        async with http.get(f"{base}/streams") as r:
+            listed = (await r.json())["streams"]
+        assert [(s["id"], s["kind"], s["state"]) for s in listed] == [(sid, "api", "streaming")]
+        assert listed[0]["audio"]["source"] == "websocket"
+        # The caps: a second stream fits, a third gets 503, and past its burst the client gets 429.
+        await create(http, base)
+        async with http.post(f"{base}/streams", json={}) as r:
+            assert r.status == 503 and "limit of 2" in (await r.json())["error"] and r.headers["Retry-After"]
+        async with http.post(f"{base}/streams", json={}) as r:
+            assert r.status == 503
+        async with http.post(f"{base}/streams", json={}) as r:
+            assert r.status == 429 and int(r.headers["Retry-After"]) >= 1
+        async with connect(f"ws://{base.removeprefix('http://')}/streams/{sid}/audio") as ws:
+            await ws.send(json.dumps({"type": "start", "format": "pcm_s16le", "sample_rate_hz": 16000,
+                                      "channels": 1}))
+            assert json.loads(await ws.recv())["type"] == "started"
+            async with http.delete(f"{base}/streams/{sid}") as r:
+                assert r.status == 200 and (await r.json())["closed"]
+            with pytest.raises(websockets.ConnectionClosed):  # its publisher is told the stream ended
+                await asyncio.wait_for(ws.recv(), 5)
+            assert ws.close_code == 1001
+        assert stream.state == "closed" and sid not in app[REGISTRY].active
+        async with http.delete(f"{base}/streams/{sid}") as r:
+            assert r.status == 404 and sid in (await r.json())["error"]
+
+
+async def test_bad_requests_get_clear_errors(avatar: PreparedAvatar, tmp_path: object) -> None:
+    async with serving(config(offer_burst=20), avatar) as (base, app), aiohttp.ClientSession() as http:
+        for body, status, words in (({"avatar": "me.jpg"}, 400, "own prepared portrait"),
+                                    ({"loop": True}, 400, "needs audio_file"),
+                                    ({"audio_file": "../../etc/passwd"}, 400, "media_dir"),
+                                    ({"persona": "x" * 5000}, 400, "persona"),
+                                    ({"colour": "red"}, 400, "colour")):
+            async with http.post(f"{base}/streams", json=body) as r:
+                error = (await r.json())["error"]
+                assert r.status == status and words in error, (body, r.status, error)
+        async with http.post(f"{base}/streams", data="{}", headers={"Content-Type": "text/plain"}) as r:
+            assert r.status == 415
+        async with http.post(f"{base}/streams", data=b"{" + b" " * 20000 + b"}",
+                             headers={"Content-Type": "application/json"}) as r:
+            assert r.status == 413
+        assert not app[REGISTRY].active, "a refused request left a stream behind"
+
+
+async def test_pushed_audio_5x_real_time_plays_at_1x_without_gap_or_drop(avatar: PreparedAvatar) -> None:
+    rate_hz, seconds = 24_000, 3.0
+    t = np.arange(int(seconds * rate_hz)) / rate_hz
+    tone = (0.3 * np.cos(2 * np.pi * 330 * t) * (0.6 + 0.4 * np.cos(2 * np.pi * 1.3 * t))).astype(np.float32)
+    async with serving(config(), avatar) as (base, app), aiohttp.ClientSession() as http:
+        sid = str((await create(http, base))["id"])
+        stream: AvatarStream = app[REGISTRY].active[sid]
+        recorder = Recorder()
+        stream.add_sink(recorder)
+        replies: list[dict[str, object]] = []
+        ready = asyncio.Event()
+        ready.set()
+        async with connect(f"ws://{base.removeprefix('http://')}/streams/{sid}/audio") as ws:
+            async def listen() -> None:
+                async for raw in ws:
+                    replies.append(json.loads(raw))
+                    if replies[-1]["type"] == "backlog":
+                        ready.clear()
+                    elif replies[-1]["type"] == "ready":
+                        ready.set()
+
+            listener = asyncio.create_task(listen())
+            await ws.send(json.dumps({"type": "start", "format": "pcm_s16le", "sample_rate_hz": rate_hz,
+                                      "channels": 1}))
+            step = rate_hz // 10  # 100 ms a message, one every 20 ms: 5x real time
+            t_first = time.monotonic()
+            for i in range(0, len(tone), step):
+                await asyncio.wait_for(ready.wait(), 10)  # a polite client pauses on "backlog"
+                await ws.send(pcm16(tone[i : i + step]))
+                await asyncio.sleep(0.02)
+            await ws.send(json.dumps({"type": "flush"}))
+            pushed_s = time.monotonic() - t_first
+            await asyncio.sleep(seconds + 0.6)  # played out on the clock meanwhile
+            listener.cancel()
+        assert [r["type"] for r in replies] == ["started", "flushed"], replies
+        _, heard = recorder.sound()
+        live = np.flatnonzero(np.abs(heard) > 1e-4)
+        span = heard[live[0] : live[-1] + 1]
+        expected = resample(np.round(tone * 32767) / 32767, rate_hz)
+        # Every sample, once, in order: no gap, no drop, no repeat (the resampler's edges aside).
+        assert abs(len(span) - len(expected)) <= 48, (len(span), len(expected))
+        n = min(len(span), len(expected)) - 96
+        assert np.abs(span[48:n] - expected[48:n]).max() < 2e-3, "the sound heard is not the sound pushed"
+        # Played at 1x: the chunks carrying it were handed out over its own duration, not as fast as it came.
+        carried = [c for c in recorder.chunks if np.abs(c[1]).max() > 1e-4]
+        played_s = carried[-1][2] - carried[0][2]
+        assert pushed_s < 0.6 * seconds and abs(played_s - seconds) < 0.15, (pushed_s, played_s)
+        metrics = stream.session.metrics
+        pushed = app[LIVES][sid].pushed
+        assert metrics.audio_samples_dropped == 0 and metrics.audio_frames_late == 0
+        assert pushed.stats.underruns == 0 and pushed.stats.samples_fed == pushed.stats.samples_in
+        assert recorder.frames == list(range(recorder.frames[0], recorder.frames[-1] + 1)), "frame slots missing"
+
+
+async def test_a_backlog_holds_the_sender_back_and_loses_nothing(avatar: PreparedAvatar) -> None:
+    limit_s, seconds = 0.5, 2.5
+    async with (serving(config(stream_audio_backlog_s=limit_s), avatar) as (base, app),
+                aiohttp.ClientSession() as http):
+        sid = str((await create(http, base))["id"])
+        pushed = app[LIVES][sid].pushed
+        most = 0
+        async with connect(f"ws://{base.removeprefix('http://')}/streams/{sid}/audio") as ws:
+            await ws.send(json.dumps({"type": "start", "format": "pcm_s16le", "sample_rate_hz": 16000,
+                                      "channels": 1}))
+            noise = np.random.default_rng(1).uniform(-0.2, 0.2, int(seconds * 16000)).astype(np.float32)
+            for i in range(0, len(noise), 1600):  # 100 ms a message, all at once: a client that never waits
+                await ws.send(pcm16(noise[i : i + 1600]))
+            replies = []
+            deadline = time.monotonic() + seconds + 3
+            while pushed.stats.samples_fed < int(seconds * SAMPLE_RATE_HZ) - 2000 and time.monotonic() < deadline:
+                most = max(most, pushed.backlog_samples)
+                with contextlib.suppress(TimeoutError):
+                    replies.append(json.loads(await asyncio.wait_for(ws.recv(), 0.01)))
+        kinds = [r["type"] for r in replies]
+        assert kinds[0] == "started" and "backlog" in kinds and kinds[-1] == "ready", kinds
+        # The server read no further than the limit and the message that crossed it; nothing was lost.
+        assert most <= (limit_s + 0.1 + 0.05) * SAMPLE_RATE_HZ, most / SAMPLE_RATE_HZ
+        assert pushed.stats.samples_dropped == 0 and pushed.stats.samples_in >= int(seconds * SAMPLE_RATE_HZ) - 100
+
+
+async def test_interrupt_closes_the_mouth_within_two_windows(avatar: PreparedAvatar) -> None:
+    speech = espeak("Hello everyone, welcome to the show. Today we are looking at a brand new camera, and "
+                    "it is very good indeed.")
+    async with serving(config(), avatar) as (base, app), aiohttp.ClientSession() as http:
+        PROBES.clear()
+        sid = str((await create(http, base))["id"])
+        stream: AvatarStream = app[REGISTRY].active[sid]
+        probe = PROBES[-1]
+        async with connect(f"ws://{base.removeprefix('http://')}/streams/{sid}/audio") as ws:
+            await ws.send(json.dumps({"type": "start", "format": "pcm_s16le", "sample_rate_hz": SAMPLE_RATE_HZ,
+                                      "channels": 1}))
+            assert json.loads(await ws.recv())["type"] == "started"
+            await ws.send(pcm16(speech))  # all of it at once: far faster than real time
+            await asyncio.sleep(2.0)
+            t_interrupt = time.monotonic()
+            await ws.send(json.dumps({"type": "interrupt"}))
+            reply = json.loads(await ws.recv())
+            assert reply["type"] == "interrupted" and reply["dropped_s"] > 0.5
+            await asyncio.sleep(1.0)
+        clock = stream.session.clock
+        assert clock is not None
+        spoken = [k for k, rms in probe.rms.items() if rms > 1e-3 and clock.frame_due_s(k) < t_interrupt + 0.5]
+        last = max(spoken)
+        # The sound stops within the pipeline delay (plus the 40 ms fed ahead and a loaded machine's slack) ...
+        assert clock.frame_due_s(last) - t_interrupt < clock.delay_s + 0.04 + 0.1
+        assert all(rms < 1e-4 for k, rms in probe.rms.items() if k > last), "sound after the interrupt"
+        # ... and the mouth, open while it spoke, closes with it: within two windows (one frame each here).
+        assert max(probe.jaw[k] for k in spoken) > 0.3
+        after = [probe.jaw[k] for k in sorted(probe.jaw) if last + 2 <= k <= last + 48]
+        assert len(after) > 24 and max(after) <= 0.1, [round(j, 2) for j in after[:6]]
+
+
+async def test_bad_audio_is_refused_and_other_streams_play_on(avatar: PreparedAvatar) -> None:
+    async with serving(config(offer_burst=20), avatar) as (base, app), aiohttp.ClientSession() as http:
+        a, b = str((await create(http, base))["id"]), str((await create(http, base))["id"])
+        other: AvatarStream = app[REGISTRY].active[b]
+        await asyncio.sleep(1.0)  # both on their clocks
+        t0, sent0 = time.monotonic(), other.pacer.metrics.frames_sent
+        host = base.removeprefix("http://")
+        with pytest.raises(websockets.InvalidStatus) as unknown:
+            async with connect(f"ws://{host}/streams/{'0' * 32}/audio"):
+                pass
+        assert unknown.value.response.status_code == 404
+        for header, words in (("{not json", "not valid JSON"),
+                              (json.dumps({"type": "start", "format": "mp3", "sample_rate_hz": 16000, "channels": 1}),
+                               "format"),
+                              (json.dumps({"type": "start", "format": "pcm_s16le", "sample_rate_hz": 16000,
+                                           "channels": 6}), "channels")):
+            async with connect(f"ws://{host}/streams/{a}/audio") as ws:
+                await ws.send(header)
+                error = json.loads(await ws.recv())
+                assert error["type"] == "error" and words in error["error"], error
+                with pytest.raises(websockets.ConnectionClosed):
+                    await ws.recv()
+                assert ws.close_code == 1007
+        async with connect(f"ws://{host}/streams/{a}/audio") as ws:
+            await ws.send(b"\x00\x01")  # audio before the header
+            assert "before the start header" in json.loads(await ws.recv())["error"]
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+            assert ws.close_code == 1007
+        async with connect(f"ws://{host}/streams/{a}/audio") as ws:
+            await ws.send(json.dumps({"type": "start", "format": "pcm_s16le", "sample_rate_hz": 16000,
+                                      "channels": 2}))
+            assert json.loads(await ws.recv())["type"] == "started"
+            with pytest.raises(websockets.InvalidStatus) as second:  # one publisher at a time
+                async with connect(f"ws://{host}/streams/{a}/audio"):
+                    pass
+            assert second.value.response.status_code == 409
+            await ws.send(b"\x00" * 4002)  # not a whole number of 2-channel s16 samples
+            error = json.loads(await ws.recv())
+            assert "multiple of 4 bytes" in error["error"]
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+            assert ws.close_code == 1007
+        await asyncio.sleep(0.5)
+        rate = (other.pacer.metrics.frames_sent - sent0) / (time.monotonic() - t0)
+        assert rate > 40 and a in app[REGISTRY].active, f"the other stream slowed to {rate:.1f} fps"
+
+
+def opus_packets(x: np.ndarray) -> list[bytes]:
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = SAMPLE_RATE_HZ, "mono", "s16"
+    encoder.open()
+    packets: list[bytes] = []
+    pcm = (np.clip(x, -1, 1) * 32767).astype(np.int16)
+    for i in range(0, len(pcm) - 959, 960):
+        frame = av.AudioFrame.from_ndarray(pcm[None, i : i + 960], format="s16", layout="mono")
+        frame.sample_rate, frame.pts = SAMPLE_RATE_HZ, i
+        packets += [bytes(p) for p in encoder.encode(frame)]
+    return packets + [bytes(p) for p in encoder.encode(None)]
+
+
+async def test_opus_packets_play_like_pcm(avatar: PreparedAvatar) -> None:
+    t = np.arange(int(1.5 * SAMPLE_RATE_HZ)) / SAMPLE_RATE_HZ
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    async with serving(config(), avatar) as (base, app), aiohttp.ClientSession() as http:
+        sid = str((await create(http, base))["id"])
+        recorder = Recorder()
+        app[REGISTRY].active[sid].add_sink(recorder)
+        async with connect(f"ws://{base.removeprefix('http://')}/streams/{sid}/audio") as ws:
+            await ws.send(json.dumps({"type": "start", "format": "opus", "sample_rate_hz": 48000, "channels": 1}))
+            assert json.loads(await ws.recv())["type"] == "started"
+            for packet in opus_packets(tone):
+                await ws.send(packet)
+            await ws.send(json.dumps({"type": "flush"}))
+            assert json.loads(await ws.recv())["type"] == "flushed"
+            await asyncio.sleep(2.2)
+            await ws.send(b"\xff\xfe not opus")
+            assert "not an Opus packet" in json.loads(await ws.recv())["error"]
+        _, heard = recorder.sound()
+        loud = np.flatnonzero(np.abs(heard) > 0.05)
+        assert abs((loud[-1] - loud[0]) / SAMPLE_RATE_HZ - 1.5) < 0.05, "not 1.5 s of tone"
+        middle = heard[loud[0] + 4800 : loud[-1] - 4800]
+        assert abs(np.sqrt(np.mean(middle**2)) - 0.3 / np.sqrt(2)) < 0.03, "the tone did not come through"
+
+
+async def test_outputs_record_the_stream_or_are_refused_without_the_module(avatar: PreparedAvatar,
+                                                                           tmp_path: Path) -> None:
+    outputs = {"record_dir": str(tmp_path / "rec"), "size": "360x640"}
+    async with serving(config(), avatar) as (base, _), aiohttp.ClientSession() as http:
+        if importlib.util.find_spec("streaming.outputs") is None:
+            async with http.post(f"{base}/streams", json={"outputs": outputs}) as r:
+                assert r.status == 501 and "streaming.outputs" in (await r.json())["error"]
+            return
+        async with http.post(f"{base}/streams", json={"outputs": {"rtmp": ["http://not-rtmp"]}}) as r:
+            assert r.status == 400 and "rtmp" in (await r.json())["error"]
+        sid = str((await create(http, base, {"outputs": outputs}))["id"])
+        await asyncio.sleep(2.5)
+        async with http.get(f"{base}/streams") as r:
+            listed = (await r.json())["streams"][0]
+        assert listed["outputs"]["size"] == "360x640" and listed["outputs"]["recording"] is not None
+        async with http.delete(f"{base}/streams/{sid}") as r:
+            assert r.status == 200
+    files = list((tmp_path / "rec").glob("*.mp4"))
+    assert len(files) == 1 and files[0].name.startswith(sid)
+    with av.open(str(files[0])) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) >= 48 * 2 and (frames[0].width, frames[0].height) == (360, 640)
