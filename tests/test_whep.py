@@ -74,8 +74,10 @@ async def test_viewers_share_one_encode_and_one_leaves(server: ServerProcess, sp
         url = f"{server.url}/streams/{sid}/whep"
         await asyncio.sleep(1.0)
         a, b, c = WhepViewer(), WhepViewer(), WhepViewer(video_codec="video/VP8")
-        await asyncio.gather(a.start(url), b.start(url), c.start(url))
-        await asyncio.sleep(3.0)
+        await asyncio.gather(a.start(url), c.start(url))
+        await asyncio.sleep(1.0)
+        await b.start(url)  # joins a running encode: a keyframe is forced for it
+        await asyncio.sleep(2.5)
         results["info_three"] = await loop.run_in_executor(None, session_info, server, sid)
         keyframes_before = a.keyframes
         await a.send_pli()  # its decoder lost its place: the shared encoder makes a keyframe for everyone
@@ -109,6 +111,7 @@ async def test_viewers_share_one_encode_and_one_leaves(server: ServerProcess, sp
     assert len(whep) == 3
     encoders = {name: s for name, s in three["sinks"].items() if name.startswith("encoder_")}
     assert sorted(s["subscribers"] for s in encoders.values()) == [1, 2], encoders
+    assert encoders["encoder_libx264_libopus"]["keyframes_forced"] >= 1, "the late joiner's keyframe"
     print({name: {k: s[k] for k in ("frames_encoded", "keyframes_forced", "keyframes_requested", "dropped")}
            for name, s in encoders.items()})
     requested = [s["keyframes_requested"] for n, s in results["info_pli"]["sinks"].items() if n.startswith("encoder_")
