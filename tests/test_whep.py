@@ -24,6 +24,7 @@ from harness.whep_client import SDP, SdpRefused, WhepViewer, WhipPublisher, post
 from streaming.app import REGISTRY, build_app
 from streaming.config import ServerConfig
 from streaming.patches import use_fixed_bitrate, use_ice_addresses
+from streaming.whep import KeyframeGate
 from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.webrtc
@@ -224,3 +225,18 @@ async def test_whip_voice_drives_the_mouth_and_one_publisher_at_a_time(avatar: P
     rms, at = np.array(viewer.got.audio_rms), np.array(viewer.got.audio_wall_s) - t0
     loud, hush = mean_between(at, rms, 2.8, 5.6), mean_between(at, rms, 7.2, 9.5)
     assert loud > 10 * max(hush, 1e-4), f"the viewer hears {loud:.4f} RMS in speech, {hush:.4f} in silence"
+
+
+async def test_keyframe_requests_are_gated() -> None:
+    """Many viewers' PLIs within the interval make one keyframe now and one at the interval's end, not one each."""
+    fired: list[float] = []
+    gate = KeyframeGate(lambda: fired.append(time.monotonic()), interval_s=0.2)
+    t0 = time.monotonic()
+    for _ in range(10):
+        gate.request()
+    await asyncio.sleep(0.1)
+    for _ in range(10):
+        gate.request()
+    await asyncio.sleep(0.6)
+    assert gate.requests == 20 and len(fired) == 2, fired
+    assert fired[0] - t0 < 0.05 and 0.18 <= fired[1] - fired[0] < 0.5
