@@ -1,7 +1,9 @@
 """The warp generator: animates one portrait photo with a dense backward warp of the head region.
 
 `WarpRenderer` is a torch.nn.Module: controls for N frames -> N frames, batched. Only the head's
-region of interest is warped; the rest of the picture is the still portrait.
+region of interest is warped: there the person, as a layer with its matte, moves over a background
+plate made once at prepare (engine.generator.matte), so the background never moves; the rest of the
+picture is the still portrait.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
+from engine.generator.head_motion import depth_proxy, head_weight, layer_box, pivot
+from engine.generator.matte import person_layer, premultiplied_layer
 from engine.generator.rig import Eye, RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
 from kernels.warp import warp_composite
@@ -71,7 +75,10 @@ class WarpRenderer(nn.Module):
         super().__init__()
         h, w = avatar.rgb.shape[:2]
         rig = build_rig(avatar.landmarks)
-        self.roi = rig.head_box(w, h)
+        matte, plate = avatar.matte, avatar.plate
+        if matte is None or plate is None:  # an avatar made without prepare_avatar: make its layer now
+            matte, plate = person_layer(avatar.rgb, avatar.landmarks)
+        self.roi = layer_box(rig, matte, w, h)
         x0, y0, x1, y1 = self.roi
         rw, rh = x1 - x0, y1 - y0
         self.g: RigGeometry = rig.shifted(x0, y0)
@@ -82,18 +89,20 @@ class WarpRenderer(nn.Module):
         gx = torch.arange(math.ceil(rw / s), dtype=torch.float32) * s + (s - 1) / 2
         gy = torch.arange(math.ceil(rh / s), dtype=torch.float32) * s + (s - 1) / 2
         self.register_buffer("portrait", torch.from_numpy(avatar.rgb.copy()), persistent=False)
-        roi = torch.from_numpy(avatar.rgb[y0:y1, x0:x1].astype(np.float32) / 255.0).permute(2, 0, 1)
-        self.register_buffer("roi_src", roi.contiguous(), persistent=False)
+        # The person as a premultiplied layer (colour x alpha, alpha) over a still background plate: the
+        # head moves its layer, and wherever it uncovers the background the plate shows, not dragged wall.
+        self.layer_u8 = premultiplied_layer(avatar.rgb[y0:y1, x0:x1], matte[y0:y1, x0:x1], plate[y0:y1, x0:x1])
+        self.plate_u8 = np.ascontiguousarray(plate[y0:y1, x0:x1])
+        layer = torch.from_numpy(self.layer_u8.astype(np.float32) / 255.0).permute(2, 0, 1)
+        self.register_buffer("roi_src", layer.contiguous(), persistent=False)
+        plate_t = torch.from_numpy(self.plate_u8.astype(np.float32) / 255.0).permute(2, 0, 1)
+        self.register_buffer("plate", plate_t.contiguous(), persistent=False)
         Y, X = torch.meshgrid(gy, gx, indexing="ij")
         self.register_buffer("X", X[None].contiguous(), persistent=False)  # (1, fh, fw) ROI pixel coords
         self.register_buffer("Y", Y[None].contiguous(), persistent=False)
         g = self.g
-        d = torch.sqrt(((X - g.face_cx) / g.face_rx) ** 2 + ((Y - g.face_cy) / g.face_ry) ** 2)
-        self.register_buffer("head_mask", (1.0 - smoothstep(1.0, 1.4, d))[None], persistent=False)
-        # A depth proxy for parallax: 1 at the face centre (about the nose), falling to 0 at its
-        # outline, so turning and nodding move the nose more than the cheeks and the chin.
-        fd = ((X - g.face_cx) / (0.5 * g.face_w)) ** 2 + ((Y - g.face_cy) / (0.62 * g.face_w)) ** 2
-        self.register_buffer("depth", torch.sqrt(torch.clamp(1.0 - fd, min=0.0))[None], persistent=False)
+        self.register_buffer("head_mask", head_weight(g, X, Y)[None], persistent=False)
+        self.register_buffer("depth", depth_proxy(g, X, Y)[None], persistent=False)
         # Head motion moves the face a few pixels: the expression boxes are padded by that much.
         margin = 0.12 * g.face_w
         self.mouth_slices = self._slices(g.mouth_box(rw, rh, margin))
@@ -141,7 +150,7 @@ class WarpRenderer(nn.Module):
             overlay = self._upsample(overlay)[:, :, : box[3] - box[1], : box[2] - box[0]]
             alpha = self._upsample(alpha)[:, :, : box[3] - box[1], : box[2] - box[0]]
         composite = warp_composite_triton if self.roi_src.is_cuda and triton_available() else warp_composite
-        roi = composite(self.roi_src, grid.permute(0, 2, 3, 1), overlay, alpha, box)  # (N, 3, rh, rw)
+        roi = composite(self.roi_src, grid.permute(0, 2, 3, 1), overlay, alpha, box, self.plate)  # (N, 3, rh, rw)
         frames = self.portrait.unsqueeze(0).repeat(n, 1, 1, 1)
         x0, y0, x1, y1 = self.roi
         # Round to bytes while still planar (in place), then one strided byte copy into the frames.
@@ -153,14 +162,15 @@ class WarpRenderer(nn.Module):
         return F.interpolate(field, scale_factor=self.stride, mode="bilinear", align_corners=False)
 
     def _head_pose(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Output pixel -> portrait pixel for a small head motion, feathered into the body: a rigid
-        shift and roll, plus depth parallax so that yaw and pitch read as turns, not slides."""
+        """Output pixel -> portrait pixel for a small head motion of the person layer (head, hair and
+        neck; head_motion.head_weight): a rigid shift and roll, plus depth parallax so that yaw and
+        pitch read as turns, not slides. The background is a still plate under this layer."""
         g = self.g
         yaw, pitch, roll = c[:, Control.HEAD_YAW], c[:, Control.HEAD_PITCH], c[:, Control.HEAD_ROLL]
         parallax = 0.5 * g.face_w * (math.pi / 180.0) * self.depth  # px per degree at each point
         tx = yaw * 0.012 * g.face_rx + yaw * parallax
         ty = pitch * 0.01 * g.face_ry + pitch * parallax - c[:, Control.BREATH] * 0.012 * g.face_ry
-        px, py = g.face_cx, g.chin_y + 0.3 * g.face_ry  # pivot near the top of the neck
+        px, py = pivot(g)
         th = roll * (math.pi / 180.0)
         dx, dy = self.X - tx - px, self.Y - ty - py
         cos, sin = torch.cos(th), torch.sin(th)
@@ -275,8 +285,6 @@ class WarpGenerator:
         self.renderer = WarpRenderer(avatar).eval()
         # Process-wide in torch: the server keeps cores for encoding and other sessions.
         torch.set_num_threads(threads)
-        x0, y0, x1, y1 = self.renderer.roi
-        self._roi_u8 = np.ascontiguousarray(avatar.rgb[y0:y1, x0:x1])
 
     def first_frame(self) -> FirstFrame:
         return FirstFrame(-1, self.avatar.rgb, np.zeros(N_CONTROLS, np.float32))
@@ -312,7 +320,7 @@ class WarpGenerator:
         bh, bw = box[3] - box[1], box[2] - box[0]
         overlay = np.ascontiguousarray(overlay.transpose(0, 2, 3, 1))
         for i in range(len(controls)):
-            remap_composite(self._roi_u8, upsample(sx[i], r.stride, rh, rw), upsample(sy[i], r.stride, rh, rw),
-                            upsample(overlay[i], r.stride, bh, bw), upsample(alpha[i, 0], r.stride, bh, bw),
-                            box, frames[i, y0:y1, x0:x1])
+            remap_composite(self.renderer.layer_u8, upsample(sx[i], r.stride, rh, rw),
+                            upsample(sy[i], r.stride, rh, rw), upsample(overlay[i], r.stride, bh, bw),
+                            upsample(alpha[i, 0], r.stride, bh, bw), box, frames[i, y0:y1, x0:x1], r.plate_u8)
         return frames
