@@ -20,15 +20,34 @@ def _smoothstep(e0: float, e1: float, x: torch.Tensor) -> torch.Tensor:
     return t * t * (3 - 2 * t)
 
 
-def head_weight(g: RigGeometry, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+JAW_ANGLES = (172, 397)  # face-mesh points at the jaw's corners, under the ears
+
+
+def jaw_line(landmarks: np.ndarray, dx: float = 0.0, dy: float = 0.0) -> tuple[float, float, float]:
+    """(x of the left jaw corner, x of the right one, their mean y), origin moved to (dx, dy)."""
+    (xl, yl), (xr, yr) = landmarks[list(JAW_ANGLES)].astype(np.float64)
+    return float(min(xl, xr) - dx), float(max(xl, xr) - dx), float((yl + yr) / 2 - dy)
+
+
+def head_weight(g: RigGeometry, X: torch.Tensor, Y: torch.Tensor,
+                jaw: tuple[float, float, float] | None = None) -> torch.Tensor:
     """How much of the head's motion each point takes, 0..1, at pixel coordinates X, Y (g's origin).
 
-    Rigid over the head ellipse grown to hold hair and a hat (1.2 radii), fading out by 1.45; under
-    the chin a neck column about a jaw wide, fading out over 0.4 face heights."""
+    Rigid over the head ellipse grown to hold hair and a hat (1.2 radii), fading out by 1.45. Below the
+    jaw line (a curve through the chin and the jaw's corners, level beyond them: `jaw_line`), where a
+    collar or a suit's ring may rise beside the neck, only a neck column about a jaw wide follows,
+    fading out over 0.4 face heights."""
     d = torch.sqrt(((X - g.face_cx) / g.face_rx) ** 2 + ((Y - g.face_cy) / g.face_ry) ** 2)
     head = 1.0 - _smoothstep(1.2, 1.45, d)
     face_h = g.face_ry / 0.68
-    below = _smoothstep(g.chin_y - 0.05 * face_h, g.chin_y + 0.1 * face_h, Y)
+    if jaw is None:
+        cut: torch.Tensor | float = g.chin_y
+    else:
+        xl, xr, y_corner = jaw
+        u = torch.clamp((X - (xl + xr) / 2) / max((xr - xl) / 2, 1.0), -1.0, 1.0)
+        cut = g.chin_y + (y_corner - g.chin_y) * u * u
+    below = torch.clamp((Y - cut + 0.05 * face_h) / (0.15 * face_h), 0.0, 1.0)
+    below = below * below * (3 - 2 * below)
     neck = ((1.0 - _smoothstep(0.3 * g.face_w, 0.5 * g.face_w, (X - g.face_cx).abs()))
             * (1.0 - _smoothstep(g.chin_y, g.chin_y + 0.4 * face_h, Y)))
     return head * (1.0 - below + below * neck)
@@ -46,14 +65,15 @@ def pivot(g: RigGeometry) -> tuple[float, float]:
     return g.face_cx, g.chin_y + 0.3 * g.face_ry
 
 
-def layer_box(rig: RigGeometry, matte: np.ndarray, width: int, height: int, step: int = 4) -> Box:
+def layer_box(rig: RigGeometry, matte: np.ndarray, landmarks: np.ndarray, width: int, height: int,
+              step: int = 4) -> Box:
     """The box the renderer warps and composites: every person pixel the head motion moves, grown by
     the farthest any of them can travel at MAX_HEAD_DEG, and the mouth's box (the jaw drops below the chin).
     Outside it every pixel is the photo's own, so nothing there is computed per frame."""
     ys = torch.arange(0, height, step, dtype=torch.float32)
     xs = torch.arange(0, width, step, dtype=torch.float32)
     Y, X = torch.meshgrid(ys, xs, indexing="ij")
-    weight = head_weight(rig, X, Y)
+    weight = head_weight(rig, X, Y, jaw_line(landmarks))
     moving = (weight > 2e-3) & torch.from_numpy(matte[::step, ::step][: len(ys), : len(xs)] > 0)
     if not bool(moving.any()):
         return rig.head_box(width, height)

@@ -66,14 +66,37 @@ def person_matte(rgb: np.ndarray) -> np.ndarray:
 def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24) -> np.ndarray:
     """The photo with the person filled in from the background around it, (H, W, 3) uint8.
 
-    The hole is the matte grown by a few pixels (its edge pixels mix in hair and skin); coarse-to-fine
-    inpainting fills it with the wall's low frequencies first, then refines near the outline."""
+    The hole is the matte grown by a few pixels (its edge pixels mix in hair and skin). A band of
+    band_px inside the outline, what a moving head uncovers, is the wall next to it reflected across
+    the outline: it keeps the wall's texture and colour (stripes, stars, window frames) where a
+    diffusion fill would streak the outline's colours inward. Deeper in, coarse-to-fine inpainting
+    spreads the wall's colour smoothly. Equal to the photo wherever the matte is zero."""
     h, w = matte.shape
-    side = max(h, w)
-    grow = max(2, round(side / 200))
-    hole = cv2.dilate((matte > 0).astype(np.uint8), cv2.getStructuringElement(
-        cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-    plate = _inpaint_pyramid(rgb, hole, band_px)
+    grow = max(2, round(max(h, w) / 200))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    # A smooth outline: a hair-level ragged one would reflect into noise.
+    hole = cv2.morphologyEx(cv2.dilate((matte > 0).astype(np.uint8), disk), cv2.MORPH_CLOSE,
+                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * grow + 1, 4 * grow + 1)))
+    smooth = _inpaint_pyramid(rgb, hole, band_px)
+    plate = smooth
+    if (hole == 0).any():
+        dist, labels = cv2.distanceTransformWithLabels(hole, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+        known = np.argwhere(hole == 0)  # labels number the known pixels in raster order, from 1
+        near = known[labels.astype(np.int64) - 1]  # (H, W, 2): the nearest known pixel (y, x)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        # The reflection of each hole pixel across its nearest outline point; the map smoothed, so that
+        # where the outline bends (an ear, the neck) it stretches the wall instead of tearing it.
+        sigma = max(1.0, band_px / 8)
+        my = cv2.GaussianBlur(2 * near[..., 0].astype(np.float32) - yy, (0, 0), sigma)
+        mx = cv2.GaussianBlur(2 * near[..., 1].astype(np.float32) - xx, (0, 0), sigma)
+        mirrored = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        inside = cv2.remap(hole.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        # Where the reflection lands on the person again (a narrow strip of wall), the smooth fill stands in.
+        mirrored = np.where((inside < 0.01)[..., None], mirrored, smooth)
+        t = np.clip((dist - 0.6 * band_px) / (0.4 * band_px), 0.0, 1.0)[..., None]
+        weight = 1.0 - t * t * (3 - 2 * t)
+        plate = np.where(hole[..., None] > 0, weight * mirrored + (1.0 - weight) * smooth, rgb)
+        plate = (plate + 0.5).astype(np.uint8)
     keep = matte == 0
     plate[keep] = rgb[keep]
     return plate

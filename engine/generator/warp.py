@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
-from engine.generator.head_motion import depth_proxy, head_weight, layer_box, pivot
+from engine.generator.head_motion import depth_proxy, head_weight, jaw_line, layer_box, pivot
 from engine.generator.matte import person_layer, premultiplied_layer
 from engine.generator.rig import Eye, RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
@@ -78,7 +78,7 @@ class WarpRenderer(nn.Module):
         matte, plate = avatar.matte, avatar.plate
         if matte is None or plate is None:  # an avatar made without prepare_avatar: make its layer now
             matte, plate = person_layer(avatar.rgb, avatar.landmarks)
-        self.roi = layer_box(rig, matte, w, h)
+        self.roi = layer_box(rig, matte, avatar.landmarks, w, h)
         x0, y0, x1, y1 = self.roi
         rw, rh = x1 - x0, y1 - y0
         self.g: RigGeometry = rig.shifted(x0, y0)
@@ -101,7 +101,8 @@ class WarpRenderer(nn.Module):
         self.register_buffer("X", X[None].contiguous(), persistent=False)  # (1, fh, fw) ROI pixel coords
         self.register_buffer("Y", Y[None].contiguous(), persistent=False)
         g = self.g
-        self.register_buffer("head_mask", head_weight(g, X, Y)[None], persistent=False)
+        weight = head_weight(g, X, Y, jaw_line(avatar.landmarks, x0, y0))
+        self.register_buffer("head_mask", weight[None], persistent=False)
         self.register_buffer("depth", depth_proxy(g, X, Y)[None], persistent=False)
         # Head motion moves the face a few pixels: the expression boxes are padded by that much.
         margin = 0.12 * g.face_w
