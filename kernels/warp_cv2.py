@@ -11,16 +11,18 @@ import cv2
 import numpy as np
 
 
-def upsample(field: np.ndarray, stride: int, height: int, width: int) -> np.ndarray:
-    """A field sampled at pixel centres every `stride` pixels -> every pixel (bilinear), cropped to h x w.
+def upsample(field: np.ndarray, stride: int, height: int, width: int, offset: int = 0) -> np.ndarray:
+    """A field sampled at pixel centres every `stride` pixels -> every pixel (bilinear), cropped to h x w
+    from (offset, offset) (a field padded with samples outside the box starts there).
 
     Coarse sample i sits at pixel i * stride + (stride - 1) / 2: exactly where cv2.resize (and
     torch's interpolate with align_corners=False) puts the centre of source pixel i.
     """
     if stride == 1:
-        return field[:height, :width]
+        return field[offset : offset + height, offset : offset + width]
     fh, fw = field.shape[:2]
-    return cv2.resize(field, (fw * stride, fh * stride), interpolation=cv2.INTER_LINEAR)[:height, :width]
+    up = cv2.resize(field, (fw * stride, fh * stride), interpolation=cv2.INTER_LINEAR)
+    return up[offset : offset + height, offset : offset + width]
 
 
 def remap_composite(src: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, overlay: np.ndarray,

@@ -91,8 +91,14 @@ def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24) -> n
         mx = cv2.GaussianBlur(2 * near[..., 1].astype(np.float32) - xx, (0, 0), sigma)
         mirrored = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         inside = cv2.remap(hole.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        # Where the reflection lands on the person again (a narrow strip of wall), the smooth fill stands in.
-        mirrored = np.where((inside < 0.01)[..., None], mirrored, smooth)
+        # Where the outline folds (between an ear and a shoulder) the smoothed reflection squeezes a
+        # patch of wall into rings: where it is not about area-preserving, and where it lands on the
+        # person again, the smooth fill stands in.
+        (mx_y, mx_x), (my_y, my_x) = np.gradient(mx), np.gradient(my)
+        det = np.abs(mx_x * my_y - mx_y * my_x)
+        ratio = np.minimum(det, 1.0 / np.maximum(det, 1e-6))
+        clean = (np.clip((ratio - 0.5) / 0.3, 0.0, 1.0) * np.clip(1.0 - 20.0 * inside, 0.0, 1.0))[..., None]
+        mirrored = clean * mirrored + (1.0 - clean) * smooth
         t = np.clip((dist - 0.6 * band_px) / (0.4 * band_px), 0.0, 1.0)[..., None]
         weight = 1.0 - t * t * (3 - 2 * t)
         plate = np.where(hole[..., None] > 0, weight * mirrored + (1.0 - weight) * smooth, rgb)

@@ -84,10 +84,13 @@ class WarpRenderer(nn.Module):
         self.g: RigGeometry = rig.shifted(x0, y0)
         self.stride = max(1, round(rig.face_w / field_px_per_face))
         # A field sample stands for a stride x stride cell, at its centre: where cv2.resize and
-        # interpolate(align_corners=False) put it when upsampling. The last cells may pass the box.
+        # interpolate(align_corners=False) put it when upsampling. The last cells may pass the box. With
+        # a stride, one more sample on every side, so that the box's edge pixels are interpolated, not
+        # clamped half a cell off: the still frame is then the photo up to the box's very edge.
         s = self.stride
-        gx = torch.arange(math.ceil(rw / s), dtype=torch.float32) * s + (s - 1) / 2
-        gy = torch.arange(math.ceil(rh / s), dtype=torch.float32) * s + (s - 1) / 2
+        self.pad = pad = 1 if s > 1 else 0
+        gx = (torch.arange(math.ceil(rw / s) + 2 * pad, dtype=torch.float32) - pad) * s + (s - 1) / 2
+        gy = (torch.arange(math.ceil(rh / s) + 2 * pad, dtype=torch.float32) - pad) * s + (s - 1) / 2
         self.register_buffer("portrait", torch.from_numpy(avatar.rgb.copy()), persistent=False)
         # The person as a premultiplied layer (colour x alpha, alpha) over a still background plate: the
         # head moves its layer, and wherever it uncovers the background the plate shows, not dragged wall.
@@ -108,15 +111,16 @@ class WarpRenderer(nn.Module):
         margin = 0.12 * g.face_w
         self.mouth_slices = self._slices(g.mouth_box(rw, rh, margin))
         ys, xs = self.mouth_slices  # the same box in pixels: the cells of those field samples
-        self.mouth_box_px = (xs.start * s, ys.start * s, min(rw, min(xs.stop, len(gx)) * s),
-                             min(rh, min(ys.stop, len(gy)) * s))
+        self.mouth_box_px = ((xs.start - pad) * s, (ys.start - pad) * s, min(rw, (min(xs.stop, len(gx)) - pad) * s),
+                             min(rh, (min(ys.stop, len(gy)) - pad) * s))
         self.eye_slices = [self._slices(g.eye_box(e, rw, rh, margin)) for e in g.eyes]
         self.palette = mouth_palette(avatar.rgb, avatar.landmarks)
 
     def _slices(self, box: tuple[int, int, int, int]) -> tuple[slice, slice]:
         x0, y0, x1, y1 = box
         s = self.stride
-        return slice(y0 // s, -(-y1 // s) + 1), slice(x0 // s, -(-x1 // s) + 1)
+        p = self.pad
+        return slice(y0 // s + p, -(-y1 // s) + 1 + p), slice(x0 // s + p, -(-x1 // s) + 1 + p)
 
     def fields(self, controls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The backward map and the mouth overlay on the field grid: sx, sy (N, fh, fw) in ROI pixels;
@@ -147,7 +151,8 @@ class WarpRenderer(nn.Module):
         grid = torch.stack([sx * (2.0 / (rw - 1)) - 1, sy * (2.0 / (rh - 1)) - 1], dim=-1).permute(0, 3, 1, 2)
         box = self.mouth_box_px
         if self.stride > 1:  # fields are smooth: interpolate them up to the pixels
-            grid = self._upsample(grid)[:, :, :rh, :rw]
+            o = self.pad * self.stride
+            grid = self._upsample(grid)[:, :, o : o + rh, o : o + rw]
             overlay = self._upsample(overlay)[:, :, : box[3] - box[1], : box[2] - box[0]]
             alpha = self._upsample(alpha)[:, :, : box[3] - box[1], : box[2] - box[0]]
         composite = warp_composite_triton if self.roi_src.is_cuda and triton_available() else warp_composite
@@ -320,8 +325,9 @@ class WarpGenerator:
         box = r.mouth_box_px
         bh, bw = box[3] - box[1], box[2] - box[0]
         overlay = np.ascontiguousarray(overlay.transpose(0, 2, 3, 1))
+        o = r.pad * r.stride
         for i in range(len(controls)):
-            remap_composite(self.renderer.layer_u8, upsample(sx[i], r.stride, rh, rw),
-                            upsample(sy[i], r.stride, rh, rw), upsample(overlay[i], r.stride, bh, bw),
+            remap_composite(self.renderer.layer_u8, upsample(sx[i], r.stride, rh, rw, o),
+                            upsample(sy[i], r.stride, rh, rw, o), upsample(overlay[i], r.stride, bh, bw),
                             upsample(alpha[i, 0], r.stride, bh, bw), box, frames[i, y0:y1, x0:x1], r.plate_u8)
         return frames
