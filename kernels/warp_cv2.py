@@ -38,7 +38,7 @@ def remap_composite(src: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, overl
     else:
         # layer + (255 - alpha) / 255 x plate, all in saturating byte arithmetic (one pass each).
         uncovered = cv2.cvtColor(cv2.bitwise_not(cv2.extractChannel(warped, 3)), cv2.COLOR_GRAY2RGB)
-        out[:] = cv2.add(cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB), cv2.multiply(plate, uncovered, scale=1.0 / 255.0))
+        cv2.add(cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB), cv2.multiply(plate, uncovered, scale=1.0 / 255.0), dst=out)
     x0, y0, x1, y1 = box
     a = alpha[..., None]
     region = out[y0:y1, x0:x1].astype(np.float32)

@@ -319,8 +319,12 @@ class WarpGenerator:
         r = self.renderer
         with torch.inference_mode():
             sx, sy, overlay, alpha = (t.numpy() for t in r.fields(torch.from_numpy(controls)))
-        frames = np.repeat(self.avatar.rgb[None], len(controls), axis=0)
         x0, y0, x1, y1 = r.roi
+        # The photo around the warped box; the box itself is written whole by remap_composite.
+        rgb = self.avatar.rgb
+        frames = np.empty((len(controls), *rgb.shape), np.uint8)
+        frames[:, :y0], frames[:, y1:] = rgb[:y0], rgb[y1:]
+        frames[:, y0:y1, :x0], frames[:, y0:y1, x1:] = rgb[y0:y1, :x0], rgb[y0:y1, x1:]
         rh, rw = y1 - y0, x1 - x0
         box = r.mouth_box_px
         bh, bw = box[3] - box[1], box[2] - box[0]
