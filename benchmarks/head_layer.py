@@ -139,7 +139,7 @@ def main() -> None:
                 outside = np.maximum(outside, np.where(background(avatar.rgb, frame, 3), diff, 0).astype(np.uint8))
             diff_img = np.repeat(np.clip(outside.astype(np.int32) * 4, 0, 255).astype(np.uint8)[..., None], 3, 2)
             plate = getattr(avatar, "plate", None)
-            plate = avatar.rgb if plate is None else plate
+            plate = avatar.rgb if plate is None or build == "before" else plate  # before: no plate, the photo
             tiles = [tile(f, box) for f in frames] + [tile(plate, box), tile(diff_img, box)]
             rows.append(row_image(f"{name}\n{build}", tiles, header if not rows else None))
     Console(width=140).print(table)
