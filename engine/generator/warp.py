@@ -106,7 +106,13 @@ class WarpRenderer(nn.Module):
         g = self.g
         weight = head_weight(g, X, Y, jaw_line(avatar.landmarks, x0, y0))
         self.register_buffer("head_mask", weight[None], persistent=False)
-        self.register_buffer("depth", depth_proxy(g, X, Y)[None], persistent=False)
+        # Pixels per degree of yaw and of pitch at each point: a rigid shift plus depth parallax (more at the nose).
+        parallax = 0.5 * g.face_w * (math.pi / 180.0) * depth_proxy(g, X, Y)[None]
+        self.register_buffer("yaw_px", 0.012 * g.face_rx + parallax, persistent=False)
+        self.register_buffer("pitch_px", 0.01 * g.face_ry + parallax, persistent=False)
+        px, py = pivot(g)  # field coordinates relative to the roll's pivot
+        self.register_buffer("Xp", self.X - px, persistent=False)
+        self.register_buffer("Yp", self.Y - py, persistent=False)
         # Head motion moves the face a few pixels: the expression boxes are padded by that much.
         margin = 0.12 * g.face_w
         self.mouth_slices = self._slices(g.mouth_box(rw, rh, margin))
@@ -171,17 +177,15 @@ class WarpRenderer(nn.Module):
         """Output pixel -> portrait pixel for a small head motion of the person layer (head, hair and
         neck; head_motion.head_weight): a rigid shift and roll, plus depth parallax so that yaw and
         pitch read as turns, not slides. The background is a still plate under this layer."""
-        g = self.g
         yaw, pitch, roll = c[:, Control.HEAD_YAW], c[:, Control.HEAD_PITCH], c[:, Control.HEAD_ROLL]
-        parallax = 0.5 * g.face_w * (math.pi / 180.0) * self.depth  # px per degree at each point
-        tx = yaw * 0.012 * g.face_rx + yaw * parallax
-        ty = pitch * 0.01 * g.face_ry + pitch * parallax - c[:, Control.BREATH] * 0.012 * g.face_ry
-        px, py = pivot(g)
+        dx = self.Xp - yaw * self.yaw_px  # (N, fh, fw), from the pivot
+        dy = self.Yp - pitch * self.pitch_px + c[:, Control.BREATH] * (0.012 * self.g.face_ry)
         th = roll * (math.pi / 180.0)
-        dx, dy = self.X - tx - px, self.Y - ty - py
         cos, sin = torch.cos(th), torch.sin(th)
-        rx, ry = cos * dx + sin * dy + px, -sin * dx + cos * dy + py
-        return self.X + self.head_mask * (rx - self.X), self.Y + self.head_mask * (ry - self.Y)
+        # The rotated point minus the output pixel (both from the pivot), scaled by the head's weight.
+        ox = cos * dx + sin * dy - self.Xp
+        oy = cos * dy - sin * dx - self.Yp
+        return self.X + self.head_mask * ox, self.Y + self.head_mask * oy
 
     def _mouth(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor,
                jaw_amp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
