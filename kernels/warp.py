@@ -11,13 +11,16 @@ import torch.nn.functional as F
 
 
 def warp_composite(src: torch.Tensor, grid: torch.Tensor, overlay: torch.Tensor, alpha: torch.Tensor,
-                   box: tuple[int, int, int, int]) -> torch.Tensor:
-    """src (3, h, w) float in [0, 1]; grid (N, h, w, 2): source (x, y) in [-1, 1] (align_corners=True);
-    overlay (N, 3, bh, bw) and alpha (N, 1, bh, bw) in [0, 1], covering box = (x0, y0, x1, y1) of
-    the output  ->  (N, 3, h, w)."""
+                   box: tuple[int, int, int, int], plate: torch.Tensor | None = None) -> torch.Tensor:
+    """src (3, h, w) float in [0, 1], or with a plate (4, h, w): a premultiplied layer (colour x alpha,
+    alpha) that is laid over plate (3, h, w) after warping; grid (N, h, w, 2): source (x, y) in [-1, 1]
+    (align_corners=True); overlay (N, 3, bh, bw) and alpha (N, 1, bh, bw) in [0, 1], covering
+    box = (x0, y0, x1, y1) of the output  ->  (N, 3, h, w)."""
     n = grid.shape[0]
     out = F.grid_sample(src.unsqueeze(0).expand(n, -1, -1, -1), grid, mode="bilinear",
                         padding_mode="border", align_corners=True)
+    if plate is not None:  # premultiplied over: what the layer does not cover is the still plate
+        out = torch.addcmul(out[:, :3], 1.0 - out[:, 3:4], plate.unsqueeze(0))
     x0, y0, x1, y1 = box
     out[:, :, y0:y1, x0:x1] = torch.lerp(out[:, :, y0:y1, x0:x1], overlay, alpha)
     return out

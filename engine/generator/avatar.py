@@ -19,11 +19,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.generator.faces import MAX_YAW_DEG, MIN_FACE_WIDTH_PX, estimate_yaw_deg, face_mesh, find_faces, mesh_width
+from engine.generator.matte import person_layer
 
 log = logging.getLogger(__name__)
 
 MAX_INPUT_PIXELS = 50_000_000  # larger images are refused before decoding (decompression bombs)
-PREP_VERSION = 2  # bump when what is cached changes meaning
+PREP_VERSION = 3  # bump when what is cached changes meaning (3: the person matte and background plate)
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "avatar-engine" / "avatars"
 
 
@@ -37,6 +38,10 @@ class PreparedAvatar:
     rgb: np.ndarray  # (H, W, 3) uint8, scaled so that the longer side <= max_side_px, even sizes
     landmarks: np.ndarray  # (478, 2) float32, pixel coordinates in rgb
     notes: tuple[str, ...] = ()  # what the user should know about the choice made ("3 faces found; ...")
+    # The person as a layer over a still background (engine.generator.matte): (H, W) uint8 alpha and the
+    # (H, W, 3) uint8 photo with the person filled in. None: the renderer makes them when it starts.
+    matte: np.ndarray | None = None
+    plate: np.ndarray | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -148,7 +153,8 @@ def prepare_avatar(path: str | Path | None = None, max_side_px: int = 720, cache
         if cached.is_file():
             try:
                 with np.load(cached) as z:
-                    avatar = PreparedAvatar(str(z["name"]), z["rgb"], z["landmarks"], tuple(map(str, z["notes"])))
+                    avatar = PreparedAvatar(str(z["name"]), z["rgb"], z["landmarks"], tuple(map(str, z["notes"])),
+                                            z["matte"], z["plate"])
                 log.info("avatar %s: %dx%d, from cache %s", avatar.name, *avatar.size, cached)
                 for note in avatar.notes:
                     log.warning("avatar %s: %s", avatar.name, note)
@@ -162,13 +168,16 @@ def prepare_avatar(path: str | Path | None = None, max_side_px: int = 720, cache
     for note in notes:
         log.warning("avatar %s: %s", name, note)
         step(note)
-    avatar = PreparedAvatar(name, rgb, landmarks, notes)
+    step("separating the person from the background")
+    matte, plate = person_layer(rgb, landmarks)
+    avatar = PreparedAvatar(name, rgb, landmarks, notes, matte, plate)
     if cached is not None:
         step("caching")
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_suffix(".tmp.npz")
-            np.savez(tmp, name=np.array(name), rgb=rgb, landmarks=landmarks, notes=np.array(notes, dtype=str))
+            np.savez(tmp, name=np.array(name), rgb=rgb, landmarks=landmarks, notes=np.array(notes, dtype=str),
+                     matte=matte, plate=plate)
             tmp.replace(cached)  # atomic: a concurrent start never reads half a file
         except OSError as e:
             log.warning("could not cache the prepared avatar in %s: %s", cached.parent, e)

@@ -1,7 +1,9 @@
 """The warp generator: animates one portrait photo with a dense backward warp of the head region.
 
 `WarpRenderer` is a torch.nn.Module: controls for N frames -> N frames, batched. Only the head's
-region of interest is warped; the rest of the picture is the still portrait.
+region of interest is warped: there the person, as a layer with its matte, moves over a background
+plate made once at prepare (engine.generator.matte), so the background never moves; the rest of the
+picture is the still portrait.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
+from engine.generator.head_motion import depth_proxy, head_weight, jaw_line, layer_box, pivot
+from engine.generator.matte import person_layer, premultiplied_layer
 from engine.generator.rig import Eye, RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
 from kernels.warp import warp_composite
@@ -71,42 +75,58 @@ class WarpRenderer(nn.Module):
         super().__init__()
         h, w = avatar.rgb.shape[:2]
         rig = build_rig(avatar.landmarks)
-        self.roi = rig.head_box(w, h)
+        matte, plate = avatar.matte, avatar.plate
+        if matte is None or plate is None:  # an avatar made without prepare_avatar: make its layer now
+            matte, plate = person_layer(avatar.rgb, avatar.landmarks)
+        self.roi = layer_box(rig, matte, avatar.landmarks, w, h)
         x0, y0, x1, y1 = self.roi
         rw, rh = x1 - x0, y1 - y0
         self.g: RigGeometry = rig.shifted(x0, y0)
         self.stride = max(1, round(rig.face_w / field_px_per_face))
         # A field sample stands for a stride x stride cell, at its centre: where cv2.resize and
-        # interpolate(align_corners=False) put it when upsampling. The last cells may pass the box.
+        # interpolate(align_corners=False) put it when upsampling. The last cells may pass the box. With
+        # a stride, one more sample on every side, so that the box's edge pixels are interpolated, not
+        # clamped half a cell off: the still frame is then the photo up to the box's very edge.
         s = self.stride
-        gx = torch.arange(math.ceil(rw / s), dtype=torch.float32) * s + (s - 1) / 2
-        gy = torch.arange(math.ceil(rh / s), dtype=torch.float32) * s + (s - 1) / 2
+        self.pad = pad = 1 if s > 1 else 0
+        gx = (torch.arange(math.ceil(rw / s) + 2 * pad, dtype=torch.float32) - pad) * s + (s - 1) / 2
+        gy = (torch.arange(math.ceil(rh / s) + 2 * pad, dtype=torch.float32) - pad) * s + (s - 1) / 2
         self.register_buffer("portrait", torch.from_numpy(avatar.rgb.copy()), persistent=False)
-        roi = torch.from_numpy(avatar.rgb[y0:y1, x0:x1].astype(np.float32) / 255.0).permute(2, 0, 1)
-        self.register_buffer("roi_src", roi.contiguous(), persistent=False)
+        # The person as a premultiplied layer (colour x alpha, alpha) over a still background plate: the
+        # head moves its layer, and wherever it uncovers the background the plate shows, not dragged wall.
+        self.layer_u8 = premultiplied_layer(avatar.rgb[y0:y1, x0:x1], matte[y0:y1, x0:x1], plate[y0:y1, x0:x1])
+        self.plate_u8 = np.ascontiguousarray(plate[y0:y1, x0:x1])
+        layer = torch.from_numpy(self.layer_u8.astype(np.float32) / 255.0).permute(2, 0, 1)
+        self.register_buffer("roi_src", layer.contiguous(), persistent=False)
+        plate_t = torch.from_numpy(self.plate_u8.astype(np.float32) / 255.0).permute(2, 0, 1)
+        self.register_buffer("plate", plate_t.contiguous(), persistent=False)
         Y, X = torch.meshgrid(gy, gx, indexing="ij")
         self.register_buffer("X", X[None].contiguous(), persistent=False)  # (1, fh, fw) ROI pixel coords
         self.register_buffer("Y", Y[None].contiguous(), persistent=False)
         g = self.g
-        d = torch.sqrt(((X - g.face_cx) / g.face_rx) ** 2 + ((Y - g.face_cy) / g.face_ry) ** 2)
-        self.register_buffer("head_mask", (1.0 - smoothstep(1.0, 1.4, d))[None], persistent=False)
-        # A depth proxy for parallax: 1 at the face centre (about the nose), falling to 0 at its
-        # outline, so turning and nodding move the nose more than the cheeks and the chin.
-        fd = ((X - g.face_cx) / (0.5 * g.face_w)) ** 2 + ((Y - g.face_cy) / (0.62 * g.face_w)) ** 2
-        self.register_buffer("depth", torch.sqrt(torch.clamp(1.0 - fd, min=0.0))[None], persistent=False)
+        weight = head_weight(g, X, Y, jaw_line(avatar.landmarks, x0, y0))
+        self.register_buffer("head_mask", weight[None], persistent=False)
+        # Pixels per degree of yaw and of pitch at each point: a rigid shift plus depth parallax (more at the nose).
+        parallax = 0.5 * g.face_w * (math.pi / 180.0) * depth_proxy(g, X, Y)[None]
+        self.register_buffer("yaw_px", 0.012 * g.face_rx + parallax, persistent=False)
+        self.register_buffer("pitch_px", 0.01 * g.face_ry + parallax, persistent=False)
+        px, py = pivot(g)  # field coordinates relative to the roll's pivot
+        self.register_buffer("Xp", self.X - px, persistent=False)
+        self.register_buffer("Yp", self.Y - py, persistent=False)
         # Head motion moves the face a few pixels: the expression boxes are padded by that much.
         margin = 0.12 * g.face_w
         self.mouth_slices = self._slices(g.mouth_box(rw, rh, margin))
         ys, xs = self.mouth_slices  # the same box in pixels: the cells of those field samples
-        self.mouth_box_px = (xs.start * s, ys.start * s, min(rw, min(xs.stop, len(gx)) * s),
-                             min(rh, min(ys.stop, len(gy)) * s))
+        self.mouth_box_px = ((xs.start - pad) * s, (ys.start - pad) * s, min(rw, (min(xs.stop, len(gx)) - pad) * s),
+                             min(rh, (min(ys.stop, len(gy)) - pad) * s))
         self.eye_slices = [self._slices(g.eye_box(e, rw, rh, margin)) for e in g.eyes]
         self.palette = mouth_palette(avatar.rgb, avatar.landmarks)
 
     def _slices(self, box: tuple[int, int, int, int]) -> tuple[slice, slice]:
         x0, y0, x1, y1 = box
         s = self.stride
-        return slice(y0 // s, -(-y1 // s) + 1), slice(x0 // s, -(-x1 // s) + 1)
+        p = self.pad
+        return slice(y0 // s + p, -(-y1 // s) + 1 + p), slice(x0 // s + p, -(-x1 // s) + 1 + p)
 
     def fields(self, controls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The backward map and the mouth overlay on the field grid: sx, sy (N, fh, fw) in ROI pixels;
@@ -137,11 +157,12 @@ class WarpRenderer(nn.Module):
         grid = torch.stack([sx * (2.0 / (rw - 1)) - 1, sy * (2.0 / (rh - 1)) - 1], dim=-1).permute(0, 3, 1, 2)
         box = self.mouth_box_px
         if self.stride > 1:  # fields are smooth: interpolate them up to the pixels
-            grid = self._upsample(grid)[:, :, :rh, :rw]
+            o = self.pad * self.stride
+            grid = self._upsample(grid)[:, :, o : o + rh, o : o + rw]
             overlay = self._upsample(overlay)[:, :, : box[3] - box[1], : box[2] - box[0]]
             alpha = self._upsample(alpha)[:, :, : box[3] - box[1], : box[2] - box[0]]
         composite = warp_composite_triton if self.roi_src.is_cuda and triton_available() else warp_composite
-        roi = composite(self.roi_src, grid.permute(0, 2, 3, 1), overlay, alpha, box)  # (N, 3, rh, rw)
+        roi = composite(self.roi_src, grid.permute(0, 2, 3, 1), overlay, alpha, box, self.plate)  # (N, 3, rh, rw)
         frames = self.portrait.unsqueeze(0).repeat(n, 1, 1, 1)
         x0, y0, x1, y1 = self.roi
         # Round to bytes while still planar (in place), then one strided byte copy into the frames.
@@ -153,19 +174,18 @@ class WarpRenderer(nn.Module):
         return F.interpolate(field, scale_factor=self.stride, mode="bilinear", align_corners=False)
 
     def _head_pose(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Output pixel -> portrait pixel for a small head motion, feathered into the body: a rigid
-        shift and roll, plus depth parallax so that yaw and pitch read as turns, not slides."""
-        g = self.g
+        """Output pixel -> portrait pixel for a small head motion of the person layer (head, hair and
+        neck; head_motion.head_weight): a rigid shift and roll, plus depth parallax so that yaw and
+        pitch read as turns, not slides. The background is a still plate under this layer."""
         yaw, pitch, roll = c[:, Control.HEAD_YAW], c[:, Control.HEAD_PITCH], c[:, Control.HEAD_ROLL]
-        parallax = 0.5 * g.face_w * (math.pi / 180.0) * self.depth  # px per degree at each point
-        tx = yaw * 0.012 * g.face_rx + yaw * parallax
-        ty = pitch * 0.01 * g.face_ry + pitch * parallax - c[:, Control.BREATH] * 0.012 * g.face_ry
-        px, py = g.face_cx, g.chin_y + 0.3 * g.face_ry  # pivot near the top of the neck
+        dx = self.Xp - yaw * self.yaw_px  # (N, fh, fw), from the pivot
+        dy = self.Yp - pitch * self.pitch_px + c[:, Control.BREATH] * (0.012 * self.g.face_ry)
         th = roll * (math.pi / 180.0)
-        dx, dy = self.X - tx - px, self.Y - ty - py
         cos, sin = torch.cos(th), torch.sin(th)
-        rx, ry = cos * dx + sin * dy + px, -sin * dx + cos * dy + py
-        return self.X + self.head_mask * (rx - self.X), self.Y + self.head_mask * (ry - self.Y)
+        # The rotated point minus the output pixel (both from the pivot), scaled by the head's weight.
+        ox = cos * dx + sin * dy - self.Xp
+        oy = cos * dy - sin * dx - self.Yp
+        return self.X + self.head_mask * ox, self.Y + self.head_mask * oy
 
     def _mouth(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor,
                jaw_amp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,8 +295,6 @@ class WarpGenerator:
         self.renderer = WarpRenderer(avatar).eval()
         # Process-wide in torch: the server keeps cores for encoding and other sessions.
         torch.set_num_threads(threads)
-        x0, y0, x1, y1 = self.renderer.roi
-        self._roi_u8 = np.ascontiguousarray(avatar.rgb[y0:y1, x0:x1])
 
     def first_frame(self) -> FirstFrame:
         return FirstFrame(-1, self.avatar.rgb, np.zeros(N_CONTROLS, np.float32))
@@ -305,14 +323,19 @@ class WarpGenerator:
         r = self.renderer
         with torch.inference_mode():
             sx, sy, overlay, alpha = (t.numpy() for t in r.fields(torch.from_numpy(controls)))
-        frames = np.repeat(self.avatar.rgb[None], len(controls), axis=0)
         x0, y0, x1, y1 = r.roi
+        # The photo around the warped box; the box itself is written whole by remap_composite.
+        rgb = self.avatar.rgb
+        frames = np.empty((len(controls), *rgb.shape), np.uint8)
+        frames[:, :y0], frames[:, y1:] = rgb[:y0], rgb[y1:]
+        frames[:, y0:y1, :x0], frames[:, y0:y1, x1:] = rgb[y0:y1, :x0], rgb[y0:y1, x1:]
         rh, rw = y1 - y0, x1 - x0
         box = r.mouth_box_px
         bh, bw = box[3] - box[1], box[2] - box[0]
         overlay = np.ascontiguousarray(overlay.transpose(0, 2, 3, 1))
+        o = r.pad * r.stride
         for i in range(len(controls)):
-            remap_composite(self._roi_u8, upsample(sx[i], r.stride, rh, rw), upsample(sy[i], r.stride, rh, rw),
-                            upsample(overlay[i], r.stride, bh, bw), upsample(alpha[i, 0], r.stride, bh, bw),
-                            box, frames[i, y0:y1, x0:x1])
+            remap_composite(self.renderer.layer_u8, upsample(sx[i], r.stride, rh, rw, o),
+                            upsample(sy[i], r.stride, rh, rw, o), upsample(overlay[i], r.stride, bh, bw),
+                            upsample(alpha[i, 0], r.stride, bh, bw), box, frames[i, y0:y1, x0:x1], r.plate_u8)
         return frames

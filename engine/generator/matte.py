@@ -1,0 +1,177 @@
+"""The person as a layer: a matte from mediapipe's selfie segmentation and a background plate behind it.
+
+Made once at `prepare` (and cached with the avatar), so that the renderer can move the head over a
+background that never moves: where a turned head uncovers what was behind it, the plate shows wall,
+filled from the wall around the person, not the head's own pixels dragged along.
+
+- `person_matte`: mediapipe's general selfie-segmentation model (it ships in the 0.10.21 wheel), its
+  coarse mask sharpened along the photo's own edges by a colour guided filter (He et al., "Guided
+  Image Filtering", 2010), so hair and ears keep soft, true edges. 0..255.
+- `background_plate`: the photo with the person removed, filled by OpenCV's inpainting (Telea 2004)
+  from coarse to fine, so the fill carries the wall's colour and shading a long way in instead of
+  streaking the outline's colours; equal to the photo wherever the matte is zero.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def selfie_mask(rgb: np.ndarray) -> np.ndarray:
+    """mediapipe's person probability at each pixel, (H, W) float32 in [0, 1]."""
+    from mediapipe.python.solutions.selfie_segmentation import SelfieSegmentation
+
+    # model_selection=0: the general (256x256) model, which keeps hair and shoulders better than the
+    # landscape one on portrait photos.
+    with SelfieSegmentation(model_selection=0) as seg:
+        mask = seg.process(np.ascontiguousarray(rgb)).segmentation_mask
+    if mask is None:
+        return np.zeros(rgb.shape[:2], np.float32)
+    return np.clip(mask.astype(np.float32), 0.0, 1.0)
+
+
+def _box(x: np.ndarray, r: int) -> np.ndarray:
+    return cv2.blur(x, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
+
+
+def guided_filter(guide: np.ndarray, p: np.ndarray, r: int, eps: float, subsample: int = 1) -> np.ndarray:
+    """He et al.'s guided filter with a colour guide: guide (H, W, 3) and p (H, W) float32 -> (H, W).
+
+    Locally, the output is an affine function of the guide's colour: edges in p snap to edges in the photo.
+    subsample > 1: the fast variant (He and Sun, 2015): the affine coefficients are fitted on a smaller
+    copy and applied to the full-size guide, so the edges stay sharp at a fraction of the cost."""
+    h, w = p.shape
+    small_guide, small_p, rs = guide, p, r
+    if subsample > 1:
+        size = (max(1, w // subsample), max(1, h // subsample))
+        small_guide = cv2.resize(guide, size, interpolation=cv2.INTER_AREA)
+        small_p = cv2.resize(p, size, interpolation=cv2.INTER_AREA)
+        rs = max(1, round(r / subsample))
+    gh, gw = small_p.shape
+    mean_i = _box(small_guide, rs)
+    mean_p = _box(small_p, rs)
+    cov_ip = _box(small_guide * small_p[..., None], rs) - mean_i * mean_p[..., None]
+    outer = np.einsum("hwi,hwj->hwij", small_guide, small_guide).reshape(gh, gw, 9)
+    sigma = (_box(outer, rs).reshape(gh, gw, 3, 3) - np.einsum("hwi,hwj->hwij", mean_i, mean_i)
+             + eps * np.eye(3, dtype=np.float32))
+    a = np.linalg.solve(sigma, cov_ip[..., None])[..., 0]  # (h, w, 3)
+    b = mean_p - np.einsum("hwi,hwi->hw", a, mean_i)
+    mean_a, mean_b = _box(a, rs), _box(b, rs)
+    if subsample > 1:
+        mean_a = cv2.resize(mean_a, (w, h), interpolation=cv2.INTER_LINEAR)
+        mean_b = cv2.resize(mean_b, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.einsum("hwi,hwi->hw", mean_a, guide) + mean_b
+
+
+def person_matte(rgb: np.ndarray) -> np.ndarray:
+    """The person's alpha, (H, W) uint8: 255 on the person, 0 on the background, soft at hair and edges."""
+    mask = selfie_mask(rgb)
+    side = max(rgb.shape[:2])
+    guide = rgb.astype(np.float32) / 255.0
+    alpha = guided_filter(guide, mask, r=max(2, round(side / 128)), eps=1e-3, subsample=max(1, side // 400))
+    # Far from the outline the coarse mask is right; the filter only decides the edge.
+    alpha = np.where(mask > 0.97, 1.0, np.where(mask < 0.03, 0.0, alpha))
+    alpha = np.clip((alpha - 0.04) / 0.92, 0.0, 1.0)
+    return (alpha * 255.0 + 0.5).astype(np.uint8)
+
+
+def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24) -> np.ndarray:
+    """The photo with the person filled in from the background around it, (H, W, 3) uint8.
+
+    The hole is the matte grown by a few pixels (its edge pixels mix in hair and skin). A band of
+    band_px inside the outline, what a moving head uncovers, is the wall next to it reflected across
+    the outline: it keeps the wall's texture and colour (stripes, stars, window frames) where a
+    diffusion fill would streak the outline's colours inward. Deeper in, coarse-to-fine inpainting
+    spreads the wall's colour smoothly. Equal to the photo wherever the matte is zero."""
+    h, w = matte.shape
+    grow = max(2, round(max(h, w) / 200))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    # A smooth outline: a hair-level ragged one would reflect into noise.
+    hole = cv2.morphologyEx(cv2.dilate((matte > 0).astype(np.uint8), disk), cv2.MORPH_CLOSE,
+                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * grow + 1, 4 * grow + 1)))
+    smooth = _inpaint_pyramid(rgb, hole, band_px)
+    plate = smooth
+    if (hole == 0).any():
+        dist, labels = cv2.distanceTransformWithLabels(hole, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+        known = np.argwhere(hole == 0)  # labels number the known pixels in raster order, from 1
+        near = known[labels.astype(np.int64) - 1]  # (H, W, 2): the nearest known pixel (y, x)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        # The reflection of each hole pixel across its nearest outline point; the map smoothed, so that
+        # where the outline bends (an ear, the neck) it stretches the wall instead of tearing it.
+        sigma = max(1.0, band_px / 8)
+        my = cv2.GaussianBlur(2 * near[..., 0].astype(np.float32) - yy, (0, 0), sigma)
+        mx = cv2.GaussianBlur(2 * near[..., 1].astype(np.float32) - xx, (0, 0), sigma)
+        mirrored = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        inside = cv2.remap(hole.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        # Where the outline folds (between an ear and a shoulder) the smoothed reflection squeezes a
+        # patch of wall into rings: where it is not about area-preserving, and where it lands on the
+        # person again, the smooth fill stands in.
+        (mx_y, mx_x), (my_y, my_x) = np.gradient(mx), np.gradient(my)
+        det = np.abs(mx_x * my_y - mx_y * my_x)
+        ratio = np.minimum(det, 1.0 / np.maximum(det, 1e-6))
+        clean = (np.clip((ratio - 0.5) / 0.3, 0.0, 1.0) * np.clip(1.0 - 20.0 * inside, 0.0, 1.0))[..., None]
+        mirrored = clean * mirrored + (1.0 - clean) * smooth
+        t = np.clip((dist - 0.6 * band_px) / (0.4 * band_px), 0.0, 1.0)[..., None]
+        weight = 1.0 - t * t * (3 - 2 * t)
+        plate = np.where(hole[..., None] > 0, weight * mirrored + (1.0 - weight) * smooth, rgb)
+        plate = (plate + 0.5).astype(np.uint8)
+    keep = matte == 0
+    plate[keep] = rgb[keep]
+    return plate
+
+
+def _inpaint_pyramid(rgb: np.ndarray, hole: np.ndarray, band_px: int, coarse_side: int = 96) -> np.ndarray:
+    """Telea inpainting from a small copy up to full size: each level starts from the coarser level's
+    fill, so the inside of a large hole is the wall's colour spread smoothly, and a band of band_px
+    along the outline (what a moving head can uncover) is inpainted again at each finer level."""
+    levels = [(rgb, hole)]
+    while max(levels[-1][1].shape) > coarse_side:
+        img, m = levels[-1]
+        small = cv2.resize(img, (img.shape[1] // 2 + img.shape[1] % 2, img.shape[0] // 2 + img.shape[0] % 2),
+                           interpolation=cv2.INTER_AREA)
+        # A coarse pixel is known only if all of it was: no person colour leaks into the wall.
+        small_hole = cv2.resize(m.astype(np.float32), (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
+        levels.append((small, (small_hole > 0).astype(np.uint8)))
+    fill = cv2.inpaint(levels[-1][0], levels[-1][1], 3, cv2.INPAINT_TELEA)
+    for level, (img, m) in reversed(list(enumerate(levels[:-1]))):
+        # The reflection covers the band a head uncovers: this fill only needs sane colours there.
+        depth = max(2, min(16, band_px >> level))
+        up = cv2.resize(fill, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+        # Only a band inside the outline is inpainted again at this level; deeper in, the coarse fill stays.
+        band = m - cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * depth + 1, 2 * depth + 1)))
+        start = np.where(m[..., None] > 0, up, img)
+        fine = cv2.inpaint(start, band, 3, cv2.INPAINT_TELEA)
+        fill = np.where(m[..., None] > 0, fine, img)
+    return fill
+
+
+def face_hull(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) uint8, 255 inside the face mesh's outline: the face is on the person layer even where
+    the segmentation misses it (a face mask, a hand, an odd light)."""
+    hull = np.zeros(shape, np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.round(landmarks).astype(np.int32)), 255)
+    return hull
+
+
+def person_layer(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(matte (H, W) uint8, plate (H, W, 3) uint8): what `prepare_avatar` stores with a portrait."""
+    matte = np.maximum(person_matte(rgb), face_hull(rgb.shape[:2], landmarks))
+    x0, x1 = landmarks[:, 0].min(), landmarks[:, 0].max()
+    # The head moves the plate's outline band into view: up to about a third of a face width.
+    return matte, background_plate(rgb, matte, band_px=max(4, round(0.35 * (x1 - x0))))
+
+
+def premultiplied_layer(rgb: np.ndarray, matte: np.ndarray, plate: np.ndarray) -> np.ndarray:
+    """The person as (colour x alpha, alpha), (H, W, 4) uint8, such that layer + (1 - alpha) x plate = photo.
+
+    Unmixing the photo against its own plate makes the still frame exact and keeps the plate's colour
+    out of the moving edge. Where the matte is too thin to explain the photo over the plate (a dark hat
+    with alpha 0.5 over a bright sky), alpha is raised to the least that can: 0 <= colour <= 1 holds."""
+    i = rgb.astype(np.float32)
+    p = plate.astype(np.float32)
+    # I = a F + (1 - a) P with 0 <= F <= 255 needs a >= 1 - I / P and a >= (I - P) / (255 - P), per channel.
+    need = np.maximum(1.0 - i / np.maximum(p, 1e-3), (i - p) / np.maximum(255.0 - p, 1e-3)).max(axis=2)
+    a = np.where(matte > 0, np.maximum(matte.astype(np.float32), np.ceil(255.0 * np.clip(need, 0.0, 1.0))), 0.0)
+    fg = np.clip(i - (1.0 - a[..., None] / 255.0) * p, 0.0, a[..., None])
+    return (np.concatenate([fg, a[..., None]], axis=2) + 0.5).astype(np.uint8)

@@ -1,0 +1,130 @@
+"""Head motion over a still background (issue 13): the person is a layer over a plate made at prepare.
+
+The head turns, nods and rolls by several pixels at the nose, while the wall behind it does not move
+(optical flow and pixel values), what the head uncovers is filled from the plate in the wall's colours,
+the shoulders stay, the still frame is the photo, and the layer is cached with the prepared avatar.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.head_layer import MARGIN_PX, background, measure
+from engine.generator import PreparedAvatar, prepare_avatar
+from engine.generator.warp import WarpGenerator
+from engine.types import N_CONTROLS, Control
+from kernels.warp_cv2 import upsample
+from tests.conftest import REPO
+
+PORTRAITS = {"astronaut": None, "hopper": REPO / "tests/data/portraits/hopper.jpg"}
+POSES = {"turn": (Control.HEAD_YAW, 8.0), "nod": (Control.HEAD_PITCH, 6.0), "roll": (Control.HEAD_ROLL, 6.0)}
+
+
+@cache
+def rendered(portrait: str) -> tuple[PreparedAvatar, WarpGenerator, np.ndarray, np.ndarray]:
+    """The avatar, its generator, the pose controls (rest, then POSES) and their frames."""
+    avatar = prepare_avatar(PORTRAITS[portrait], cache_dir=None)
+    gen = WarpGenerator(avatar)
+    c = np.zeros((1 + len(POSES), N_CONTROLS), np.float32)
+    for i, (control, value) in enumerate(POSES.values()):
+        c[1 + i, control] = value
+    return avatar, gen, c, gen._frames(c)
+
+
+def layer_alpha(gen: WarpGenerator, controls: np.ndarray) -> np.ndarray:
+    """Where the moved person layer covers each frame, (N, H, W) uint8 (the renderer's own fields)."""
+    r = gen.renderer
+    with torch.inference_mode():
+        sx, sy, _, _ = (t.numpy() for t in r.fields(torch.from_numpy(controls)))
+    x0, y0, x1, y1 = r.roi
+    out = np.repeat(gen.avatar.matte[None], len(controls), axis=0)
+    a = np.ascontiguousarray(r.layer_u8[..., 3])
+    for i in range(len(controls)):
+        o = r.pad * r.stride
+        out[i, y0:y1, x0:x1] = cv2.remap(a, upsample(sx[i], r.stride, y1 - y0, x1 - x0, o),
+                                         upsample(sy[i], r.stride, y1 - y0, x1 - x0, o), cv2.INTER_LINEAR,
+                                         borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
+@pytest.mark.parametrize("portrait", PORTRAITS)
+def test_the_head_moves_and_the_background_does_not(portrait: str) -> None:
+    avatar, _, _, frames = rendered(portrait)
+    for (pose, _), frame in zip(POSES.items(), frames[1:], strict=True):
+        m = measure(avatar.rgb, frame, avatar.landmarks[1])
+        assert m["nose_px"] >= 3.0, f"{pose}: the nose moved only {m['nose_px']:.1f} px"
+        # Background in the photo and the frame, >= MARGIN_PX from the person: p99 of optical flow.
+        assert m["bg_flow_p99_px"] <= 1.0, f"{pose}: background flow p99 {m['bg_flow_p99_px']:.2f} px"
+        # Closer in (3 px from the person), the wall keeps its pixels; the few that change are the
+        # hair's soft fringe, which mediapipe calls background and which moves with the head.
+        assert m["bg_changed_pct"] <= 1.5, f"{pose}: {m['bg_changed_pct']:.2f}% of the background changed"
+        far = background(avatar.rgb, frame, MARGIN_PX)
+        diff = np.abs(frame.astype(np.int16) - avatar.rgb.astype(np.int16)).max(axis=2)
+        assert np.percentile(diff[far], 99.9) <= 1, f"{pose}: the wall's pixels changed"
+
+
+@pytest.mark.parametrize("portrait", PORTRAITS)
+def test_uncovered_wall_comes_from_the_plate_in_the_walls_colours(portrait: str) -> None:
+    avatar, gen, c, frames = rendered(portrait)
+    alphas = layer_alpha(gen, c)
+    photo = cv2.cvtColor(avatar.rgb, cv2.COLOR_RGB2LAB).astype(np.float64)
+    lab = [cv2.cvtColor(f, cv2.COLOR_RGB2LAB).astype(np.float64) for f in frames]
+    face_w = float(np.ptp(avatar.landmarks[:, 0]))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.3 * face_w) | 1,) * 2)
+    uncovered_somewhere = False
+    for i, pose in enumerate(POSES, start=1):
+        uncovered = (avatar.matte >= 250) & (alphas[i] < 25)  # the person was there; the moved layer is not
+        if uncovered.sum() < 30:
+            continue
+        uncovered_somewhere = True
+        # Shown from the plate, not the head's own pixels dragged along.
+        shown = np.abs(frames[i][uncovered].astype(np.int16) - avatar.plate[uncovered].astype(np.int16))
+        assert shown.mean() <= 3.0, f"{pose}: the uncovered region is not the plate"
+        wall = (cv2.dilate(uncovered.astype(np.uint8), disk) > 0) & (avatar.matte == 0)
+        wall_mean = photo[wall].mean(axis=0)
+        filled = np.linalg.norm(lab[i][uncovered].mean(axis=0) - wall_mean)
+        was = np.linalg.norm(photo[uncovered].mean(axis=0) - wall_mean)  # the person that stood there
+        print(f"{pose}: {uncovered.sum()} px uncovered; fill {filled:.1f}, person {was:.1f} Lab units from the wall")
+        # Within half the wall's own spread of colour (a flag varies a lot; a plain wall hardly at all).
+        limit = max(15.0, 0.5 * float(np.linalg.norm(photo[wall].std(axis=0))))
+        assert filled <= limit, f"{pose}: the fill is {filled:.0f} Lab units from the wall around it (> {limit:.0f})"
+        assert lab[i][uncovered].std(axis=0)[0] <= 1.5 * photo[wall].std(axis=0)[0] + 5.0, f"{pose}: a streaky fill"
+    assert uncovered_somewhere, "no pose uncovered any wall: the test proves nothing"
+
+
+@pytest.mark.parametrize("portrait", PORTRAITS)
+def test_the_still_frame_is_the_photo_and_the_shoulders_stay(portrait: str) -> None:
+    avatar, _, _, frames = rendered(portrait)
+    rest = np.abs(frames[0].astype(np.int16) - avatar.rgb.astype(np.int16))
+    assert rest.max() <= 2 and rest.mean() < 0.05
+    lm = avatar.landmarks
+    chin_y, face_h = lm[152, 1], np.ptp(lm[:, 1])
+    h = avatar.matte.shape[0]
+    shoulders = (avatar.matte == 255) & (np.arange(h)[:, None] > chin_y + 0.6 * face_h)
+    assert shoulders.sum() > 500
+    for frame in frames[1:]:
+        moved = np.abs(frame.astype(np.int16) - avatar.rgb.astype(np.int16)).max(axis=2)[shoulders]
+        assert np.percentile(moved, 99) <= 2
+
+
+def test_the_layer_is_prepared_once_and_cached(tmp_path: Path) -> None:
+    first = prepare_avatar(REPO / "tests/data/portraits/luispedro.jpg", cache_dir=tmp_path)
+    assert first.matte is not None and first.plate is not None
+    assert first.matte.shape == first.rgb.shape[:2] and first.plate.shape == first.rgb.shape
+    # The person covers the face; the plate is the photo wherever the matte is zero.
+    x, y = np.round(first.landmarks[1]).astype(int)
+    assert first.matte[y, x] == 255
+    bg = first.matte == 0
+    assert bg.mean() > 0.1 and (first.plate[bg] == first.rgb[bg]).all()
+    again = prepare_avatar(REPO / "tests/data/portraits/luispedro.jpg", cache_dir=tmp_path)
+    np.testing.assert_array_equal(again.matte, first.matte)
+    np.testing.assert_array_equal(again.plate, first.plate)
+    # An avatar made without prepare_avatar gets its layer when the renderer starts.
+    bare = WarpGenerator(PreparedAvatar(first.name, first.rgb, first.landmarks))
+    np.testing.assert_array_equal(bare.renderer.plate_u8, WarpGenerator(first).renderer.plate_u8)
