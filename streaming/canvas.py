@@ -9,6 +9,7 @@ one copy of the background, and nothing when the sizes already agree.
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,15 @@ def parse_size(text: str) -> tuple[int, int]:
         if not MIN_SIDE <= side <= MAX_SIDE or side % 2:
             raise ValueError(f"size {text!r}: each side must be even and {MIN_SIDE}..{MAX_SIDE}")
     return width, height
+
+
+def add_canvas_arguments(parser: argparse.ArgumentParser) -> None:
+    """--size, --fit, --background: for `render` and `live` (streaming.outputs.spec_from_args reads them)."""
+    parser.add_argument("--size", help="output canvas WIDTHxHEIGHT, e.g. 720x1280 (vertical), 1280x720, 1080x1920 "
+                                       "(default: the portrait's own size)")
+    parser.add_argument("--fit", choices=("fit", "fill"), default="fit",
+                        help="fit: the whole portrait, background around it (default); fill: the canvas covered")
+    parser.add_argument("--background", type=Path, help="image behind a fitted portrait (default black)")
 
 
 def _planes(i420: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

