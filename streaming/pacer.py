@@ -88,6 +88,7 @@ class Pacer:
             raise RuntimeError("the output canvas must be set before the stream's first frame")
         self._canvas = canvas
         self._last_picture = canvas(self.session.avatar.rgb)
+        self._video = {k: canvas(picture) for k, picture in self._video.items()}  # rendered before any sink came
 
     def _framed(self, picture: np.ndarray) -> np.ndarray:
         return picture if self._canvas is None else self._canvas(picture)
