@@ -81,10 +81,15 @@ def recording_path(record_dir: Path, stream_id: str, started: float | None = Non
 
 
 def attach_outputs(stream: AvatarStream, spec: OutputsSpec) -> list[Sink]:
-    """Add the spec's sinks to the stream (and its canvas: before the stream's first frame). Returns the sinks."""
+    """Add the spec's sinks to the stream (and its canvas: before the stream's first frame, else ValueError; right
+    after stream.start() and its first add_sink is early enough). Returns the sinks."""
+    previous = _attached.get(stream)
     canvas = canvas_for(spec)
     if canvas is not None:
+        if stream.pacer.metrics.frames_sent:
+            raise ValueError(f"size {spec.size}: a stream's output size is chosen before its first frame")
         stream.pacer.set_canvas(canvas)
+    canvas = canvas or (previous.canvas if previous else None)  # a later call adds sinks at the size already set
     width, height = (canvas.width, canvas.height) if canvas is not None else _portrait_size(stream)
     encoding = live_encoding(bit_rate_for(width, height))
     sinks: list[Sink] = [RtmpSink(url, encoding) for url in spec.rtmp]
@@ -93,9 +98,7 @@ def attach_outputs(stream: AvatarStream, spec: OutputsSpec) -> list[Sink]:
         sinks.append(Mp4Sink(recording_path(spec.record_dir, stream.id), encoding=encoding, fragmented=True))
     for sink in sinks:
         stream.add_sink(sink)
-    previous = _attached.get(stream)
-    _attached[stream] = _Attached(spec, canvas or (previous.canvas if previous else None),
-                                  [*(previous.sinks if previous else []), *sinks])
+    _attached[stream] = _Attached(spec, canvas, [*(previous.sinks if previous else []), *sinks])
     return sinks
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ from harness import REPO
 from harness.nginx_rtmp import NginxRtmp, available
 from streaming.canvas import Canvas, parse_size
 from streaming.egress_file import Mp4Sink
+from streaming.egress_rtmp import RtmpSink
 from streaming.outputs import OutputsSpec, attach_outputs, describe_outputs
 from streaming.sinks import PacedAudio, PacedFrame, Sink
 from streaming.sources import PushedAudio
@@ -232,6 +234,38 @@ def test_an_rtmp_url_that_refuses_is_an_error_state_and_the_stream_goes_on(tmp_p
     assert "refused" in rtmp["last_error"].lower(), rtmp
     assert "secret-key" not in str(described) and "secret-key" not in str(info), "the stream key leaked"
     assert fps > 40, f"the other sink got {fps:.1f} fps while the push was refused"
+
+
+def test_an_ingest_that_accepts_and_then_stays_silent_is_cut_off_without_stalling_the_stream() -> None:
+    # FFmpeg's RTMP handshake blocks with the GIL held: in-process, this ingest would freeze every thread.
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(silent.accept()[0]), daemon=True).start()
+    url = f"rtmp://127.0.0.1:{silent.getsockname()[1]}/live/key"
+
+    async def run() -> tuple[dict, list[float]]:
+        stream = live_stream("rtmp_silent")
+        times = FrameTimes()
+        stream.add_sink(times)
+        sink = RtmpSink(url, connect_timeout_s=2.0)
+        stream.add_sink(sink)
+        await stream.start()
+        await until(lambda: sink.metrics.connect_failures >= 1, 15)
+        info = sink.info()
+        await stream.close()
+        return info, times.arrived
+
+    try:
+        info, arrived = asyncio.run(run())
+    finally:
+        silent.close()
+        for s in held:
+            s.close()
+    assert held, "the push never reached the silent ingest"
+    assert info["connects"] == 0 and info["last_error"] == "no connection for 2 s", info
+    gaps = np.diff(arrived)
+    assert gaps.max() < 0.5 and len(arrived) / (arrived[-1] - arrived[0]) > 40, (
+        f"the stream stalled while the push hung (longest gap {gaps.max():.2f} s)")
 
 
 def test_outputs_spec_refuses_bad_values_clearly(tmp_path: Path) -> None:
