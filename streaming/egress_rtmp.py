@@ -85,6 +85,7 @@ def check_url(url: str) -> str:
 @dataclass
 class RtmpMetrics:
     state: str = "idle"  # idle -> connecting -> live; retrying (waiting out a backoff); closed
+    up: int = 0  # 1 while live (the state, as a number for /metrics)
     connects: int = 0  # connections that took the stream (the first, and every reconnect)
     reconnects: int = 0  # connects after the first
     connect_failures: int = 0  # attempts that ended before or while connecting (refused, timed out, ...)
@@ -307,7 +308,7 @@ class _Watch(threading.Thread):
                 last_s = time.monotonic()
                 if text == "connected":
                     self.connected_s = last_s
-                    m.state, m.connects, m.last_error = "live", m.connects + 1, None
+                    m.state, m.up, m.connects, m.last_error = "live", 1, m.connects + 1, None
                     m.reconnects += int(m.connects > 1)
                     log.info("rtmp %s: connected", redact(self.sink.url))
                 elif text.startswith("sent "):
@@ -322,6 +323,7 @@ class _Watch(threading.Thread):
                 self.child.kill()
         self.ended_s = time.monotonic()
         self.child.wait()
+        m.up = 0
         if self.connected_s is None:
             m.connect_failures += 1
         elif not self.sink._stop.is_set():

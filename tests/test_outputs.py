@@ -406,3 +406,22 @@ def test_an_offline_stream_at_an_output_size_writes_every_frame_at_that_size(tmp
     assert len(frames) == 48 and frames[0].shape == (1280, 720, 3)
     last = frames[-1].astype(int)  # 64x48 fitted to 720 wide: 720x540 in the middle, black above and below
     assert close(last[400:880, 20:700], (200, 40, 40), tol=16) and close(last[:350], (0, 0, 0), tol=16)
+
+
+def test_render_puts_the_video_on_the_canvas_given_by_size_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    from tests.conftest import write_wav
+
+    wav = write_wav(tmp_path / "a.wav", speechlike(0.5))
+    out = tmp_path / "vertical.mp4"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(REPO / "server.py"), "render", "--audio", str(wav), *args],
+                              capture_output=True, text=True, timeout=300, cwd=REPO)
+
+    bad = cli("--out", str(tmp_path / "bad.mp4"), "--size", "721x1280")
+    assert bad.returncode == 2 and "721x1280" in bad.stderr and "even" in bad.stderr
+    good = cli("--out", str(out), "--size", "360x640", "--fit", "fill")
+    assert good.returncode == 0, good.stderr
+    with av.open(str(out)) as c:
+        frame = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    assert frame.shape == (640, 360, 3) and frame[:20].mean() > 40, "filled: no black bars at the top"
