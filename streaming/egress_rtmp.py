@@ -112,6 +112,7 @@ class RtmpSink(Sink):
         self.metrics = RtmpMetrics()
         self._packets: queue.Queue[EncodedPacket | None] = queue.Queue(QUEUE_PACKETS)
         self._resync = False  # the queue overflowed: drop until the next keyframe (a decoder cannot bridge a gap)
+        self._dropped_here = 0  # by the event loop's side (the writer thread counts its own in metrics)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._gop: list[EncodedPacket] = []  # from the latest keyframe on (writer thread only)
@@ -130,33 +131,46 @@ class RtmpSink(Sink):
                 continue
             if self._resync:
                 if not (packet.kind == "video" and packet.is_keyframe):
-                    self.metrics.packets_dropped += 1
+                    self._dropped_here += 1
                     continue
                 self._resync = False
             try:
                 self._packets.put_nowait(packet)
             except queue.Full:
-                self.metrics.packets_dropped += 1
+                self._dropped_here += 1
                 self._resync = True
 
     async def close(self) -> None:
+        """Ends the push: the child gets end-of-file and unpublishes; one stuck in a write is killed after 2 s."""
         self._stop.set()
         with contextlib.suppress(queue.Full):
             self._packets.put_nowait(None)
         thread, self._thread = self._thread, None
         if thread is not None:
-            await asyncio.get_running_loop().run_in_executor(None, thread.join, 5.0)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, thread.join, 2.0)
+            child = self._child
+            if thread.is_alive() and child is not None:
+                child.kill()
+                await loop.run_in_executor(None, thread.join, 2.0)
         self.metrics.state = "closed"
 
     def info(self) -> dict[str, int | float | str | None]:
-        return {"url": redact(self.url), **asdict(self.metrics)}
+        out: dict[str, int | float | str | None] = {"url": redact(self.url), **asdict(self.metrics)}
+        out["packets_dropped"] = self.metrics.packets_dropped + self._dropped_here
+        return out
 
     # ---- the writer thread --------------------------------------------------------------------
     def _run(self) -> None:
         backoff = 1.0
         while not self._stop.is_set():
             self.metrics.state, self.metrics.backoff_s = "connecting", 0.0
-            live_for = self._connection()
+            try:
+                live_for = self._connection()
+            except Exception as e:  # could not even start a connection (no process to be had): retry like a refusal
+                log.exception("rtmp %s: starting a connection failed", redact(self.url))
+                self.metrics.connect_failures += 1
+                self.metrics.last_error, live_for = f"{type(e).__name__}: {e}", 0.0
             if self._stop.is_set():
                 break
             backoff = 1.0 if live_for >= STAYED_UP_S else backoff
