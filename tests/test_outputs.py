@@ -31,8 +31,9 @@ from streaming.egress_file import Mp4Sink
 from streaming.egress_rtmp import RtmpSink
 from streaming.outputs import OutputsSpec, attach_outputs, describe_outputs
 from streaming.sinks import PacedAudio, PacedFrame, Sink
-from streaming.sources import PushedAudio
+from streaming.sources import FileSource, PushedAudio
 from streaming.stream import AvatarStream
+from tests.conftest import espeak, write_wav
 from tests.fakes import FakeGenerator
 from tests.test_session import avatar, speechlike
 
@@ -83,30 +84,33 @@ async def until(condition: object, timeout_s: float, step_s: float = 0.05) -> fl
     return time.monotonic()
 
 
-def flv_timeline(path: Path) -> tuple[list[float], list[float], list[float], np.ndarray, float]:
-    """(video packet times, red mean of each decoded frame, ..., audio samples, first audio time) of an FLV."""
+def flv_timeline(path: Path) -> tuple[list[float], list[float], np.ndarray, np.ndarray, float]:
+    """(video packet times, decoded frame times, their (red, green) means, audio samples, first audio time)."""
     with av.open(str(path)) as c:
         assert c.streams.video[0].codec_context.name == "h264" and c.streams.audio[0].codec_context.name == "aac"
         assert c.streams.audio[0].rate == 48000
         video_t = [float(p.pts * p.time_base) for p in c.demux(video=0) if p.dts is not None]
-    reds, frame_t = [], []
+    colours, frame_t = [], []
     with av.open(str(path)) as c:
         for f in c.decode(video=0):
             frame_t.append(float(f.pts * f.time_base))
-            reds.append(float(f.to_ndarray(format="rgb24")[..., 0].mean()))
+            colours.append(f.to_ndarray(format="rgb24")[..., :2].reshape(-1, 2).mean(0))
     with av.open(str(path)) as c:
         frames = list(c.decode(audio=0))
         sound = np.concatenate([f.to_ndarray()[0] for f in frames])
         audio_start = float(frames[0].pts * frames[0].time_base)
-    return video_t, frame_t, reds, sound, audio_start
+    return video_t, frame_t, np.array(colours), sound, audio_start
 
 
 # ---- RTMP ------------------------------------------------------------------------------------
 @needs_nginx
-def test_an_rtmp_push_reaches_nginx_whole_at_48_fps_with_sound_in_step(tmp_path: Path) -> None:
-    pcm = np.zeros(int(3.0 * 48000), np.float32)  # a tone 1 s in: where the FLV has it says where the sound is
-    t = np.arange(int(0.5 * 48000)) / 48000
-    pcm[48000:48000 + len(t)] = 0.5 * np.sin(2 * np.pi * 440 * t)
+def test_an_rtmp_push_reaches_nginx_whole_at_48_fps_with_sound_and_mouth_in_step(tmp_path: Path) -> None:
+    # A WAV: a tone 1 s in (where the FLV has it says where the sound is), then speech (the mouth follows it).
+    tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(int(0.3 * 48000)) / 48000)
+    speech = espeak("Hello everyone, welcome to the show. Today we look at a camera.")
+    wav = write_wav(tmp_path / "show.wav", np.concatenate([np.zeros(48000), tone, np.zeros(24000), speech]))
+    speech_from_s = 1.8
+    seconds = speech_from_s + len(speech) / 48000
 
     async def push(ingest: NginxRtmp) -> tuple[dict, dict, int | None, dict]:
         stream = live_stream("rtmp_whole")
@@ -114,13 +118,13 @@ def test_an_rtmp_push_reaches_nginx_whole_at_48_fps_with_sound_in_step(tmp_path:
         stream.add_sink(onset)
         [sink] = attach_outputs(stream, OutputsSpec(rtmp=[ingest.url("whole")], size="320x240"))
         await stream.start()
-        source = PushedAudio()
-        stream.add_source(source)
-        source.push(pcm, 48000)
+        stream.add_source(FileSource(wav))
         await until(lambda: sink.metrics.state == "live", 15)
         relayed = await asyncio.to_thread(read_relay, ingest.url("whole"))  # a viewer of nginx's live relay
         await until(lambda: onset.sample is not None, 5)
-        await until(lambda: sink.metrics.packets_sent > 400, 15)
+        assert onset.sample is not None
+        end_frame = onset.sample // 1000 + round((seconds - 1.0) * 48) + 12
+        await until(lambda: stream.pacer.metrics.frames_sent > end_frame, seconds + 15)
         info = stream.info()["sinks"]
         await stream.close()
         return info, sink.info(), onset.sample, relayed
@@ -132,7 +136,7 @@ def test_an_rtmp_push_reaches_nginx_whole_at_48_fps_with_sound_in_step(tmp_path:
     assert abs(relayed["fps"] - 48) < 0.5, relayed
     assert rtmp["connects"] == 1 and rtmp["packets_dropped"] == 0 and rtmp["last_error"] is None, rtmp
 
-    video_t, frame_t, reds, sound, audio_start = flv_timeline(recording)
+    video_t, frame_t, colours, sound, audio_start = flv_timeline(recording)
     # Whole: every packet the connection reported sent is in nginx's recording, frames 1/48 s apart.
     assert len(video_t) + int(len(sound) / 1024 + 0.5) >= rtmp["packets_sent"] - 2
     steps = np.diff(video_t)
@@ -141,7 +145,7 @@ def test_an_rtmp_push_reaches_nginx_whole_at_48_fps_with_sound_in_step(tmp_path:
     # The FLV starts at the encoder's first frame k0: the frame at time t is k0 + 48 t (its red channel says so) ...
     assert onset_sample is not None
     k0 = sinks["encoder_libx264_aac"]["first_frame_index"]
-    patterned = [(round(k0 + 48 * t), red) for t, red in zip(frame_t, reds, strict=True) if t > 0.5]
+    patterned = [(round(k0 + 48 * t), red) for t, red in zip(frame_t, colours[:, 0], strict=True) if t > 0.5]
     # (The red channel reads back within +-1 of what was drawn; a frame not rendered in time repeats the previous
     # picture, so some (a loaded machine: runs of several) show an earlier index.)
     behind = [(k - round(red) + 128) % 256 - 128 for k, red in patterned]
@@ -151,6 +155,18 @@ def test_an_rtmp_push_reaches_nginx_whole_at_48_fps_with_sound_in_step(tmp_path:
     heard_s = audio_start + np.argmax(np.abs(sound) > 0.1) / 48000
     expected_s = (onset_sample / 1000 - k0) / 48
     assert abs(heard_s - expected_s) <= 1 / 48, f"tone at {heard_s:.3f} s, its frames at {expected_s:.3f} s"
+    # The mouth (the green channel: the jaw opening each frame was rendered with) follows the speech's loudness
+    # as both come out of the FLV: best correlated at a lag of at most one frame.
+    first = round((heard_s + speech_from_s - 1.0) * 48)
+    n = round(len(speech) / 48000 * 48) - 6
+    start = round(first * 1000 - audio_start * 48000)  # where frame `first` starts in the decoded sound
+    blocks = sound[start:start + n * 1000]
+    loudness = np.sqrt((blocks[:len(blocks) // 1000 * 1000].reshape(-1, 1000) ** 2).mean(1))
+    jaw = colours[first:first + len(loudness), 1]
+    lags = range(-3, 4)  # the jaw at frame k against the loudness at frame k - lag
+    r = [np.corrcoef(jaw[3 + lag:len(jaw) - 3 + lag], loudness[3:len(loudness) - 3])[0, 1] for lag in lags]
+    best = list(lags)[int(np.argmax(r))]
+    assert max(r) > 0.5 and abs(best) <= 1, f"mouth vs loudness: r {np.round(r, 2)} at lags {list(lags)}"
 
 
 def read_relay(url: str, seconds: float = 1.0) -> dict:
@@ -284,8 +300,9 @@ from pathlib import Path
 from engine.config import EngineConfig
 from engine.session import AvatarSession
 from streaming.outputs import OutputsSpec, attach_outputs
-from streaming.sources import PushedAudio
+from streaming.sources import FileSource, PushedAudio
 from streaming.stream import AvatarStream
+from tests.conftest import espeak, write_wav
 from tests.fakes import FakeGenerator
 from tests.test_session import avatar, speechlike
 
@@ -409,8 +426,6 @@ def test_an_offline_stream_at_an_output_size_writes_every_frame_at_that_size(tmp
 
 
 def test_render_puts_the_video_on_the_canvas_given_by_size_and_refuses_a_bad_one(tmp_path: Path) -> None:
-    from tests.conftest import write_wav
-
     wav = write_wav(tmp_path / "a.wav", speechlike(0.5))
     out = tmp_path / "vertical.mp4"
 
