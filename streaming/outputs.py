@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from streaming.canvas import Canvas, add_canvas_arguments, parse_size
+from streaming.canvas import Canvas, parse_size
 from streaming.egress_file import Mp4Sink
 from streaming.egress_rtmp import RtmpSink, bit_rate_for, check_url, live_encoding
 from streaming.sinks import Sink
@@ -119,17 +119,9 @@ def describe_outputs(stream: AvatarStream) -> dict[str, Any]:
     return out
 
 
-def add_output_arguments(parser: argparse.ArgumentParser) -> None:
-    """--rtmp (repeatable), --record and the canvas' flags: for `live`."""
-    parser.add_argument("--rtmp", action="append", default=[], metavar="URL",
-                        help="push to this rtmp:// or rtmps:// ingest URL (stream key included); repeat for more")
-    parser.add_argument("--record", dest="record_dir", type=Path, metavar="DIR",
-                        help="record a fragmented MP4 per stream into DIR (<stream id>-<UTC start>.mp4)")
-    add_canvas_arguments(parser)
-
-
 def spec_from_args(args: argparse.Namespace) -> OutputsSpec:
-    """The OutputsSpec of the flags above (raises pydantic's ValidationError, a ValueError, on bad values)."""
+    """The OutputsSpec of streaming.canvas.add_canvas_arguments' flags, and of --rtmp/--record where a command has
+    them (raises pydantic's ValidationError, a ValueError, on bad values)."""
     return OutputsSpec(rtmp=getattr(args, "rtmp", None) or [], record_dir=getattr(args, "record_dir", None),
                        size=args.size, fit=args.fit, background=args.background)
 
