@@ -110,7 +110,7 @@ class RtmpSink(Sink):
         self.connect_timeout_s = connect_timeout_s
         self.stall_timeout_s = stall_timeout_s
         self.metrics = RtmpMetrics()
-        self._packets: queue.Queue[EncodedPacket | None] = queue.Queue(QUEUE_PACKETS)
+        self._packets: queue.Queue[EncodedPacket] = queue.Queue(QUEUE_PACKETS)
         self._resync = False  # the queue overflowed: drop until the next keyframe (a decoder cannot bridge a gap)
         self._dropped_here = 0  # by the event loop's side (the writer thread counts its own in metrics)
         self._stop = threading.Event()
@@ -141,18 +141,17 @@ class RtmpSink(Sink):
                 self._resync = True
 
     async def close(self) -> None:
-        """Ends the push: the child gets end-of-file and unpublishes; one stuck in a write is killed after 2 s."""
+        """Ends the push: what is queued goes out, the child gets end-of-file and unpublishes; one that has not ended
+        within 2.5 s (a slow or stuck ingest) is killed."""
         self._stop.set()
-        with contextlib.suppress(queue.Full):
-            self._packets.put_nowait(None)
         thread, self._thread = self._thread, None
         if thread is not None:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, thread.join, 2.0)
+            await loop.run_in_executor(None, thread.join, 2.5)
             child = self._child
             if thread.is_alive() and child is not None:
                 child.kill()
-                await loop.run_in_executor(None, thread.join, 2.0)
+                await loop.run_in_executor(None, thread.join, 1.5)
         self.metrics.state = "closed"
 
     def info(self) -> dict[str, int | float | str | None]:
@@ -185,9 +184,7 @@ class RtmpSink(Sink):
         """Wait out a backoff while keeping the latest keyframe and what follows it (the next connection's start)."""
         while not self._stop.is_set() and (left := started_s + for_s - time.monotonic()) > 0:
             with contextlib.suppress(queue.Empty):
-                packet = self._packets.get(timeout=min(left, 0.2))
-                if packet is not None:
-                    self._cache(packet)
+                self._cache(self._packets.get(timeout=min(left, 0.2)))
 
     def _cache(self, packet: EncodedPacket) -> None:
         if packet.kind == "video" and packet.is_keyframe:
@@ -205,9 +202,7 @@ class RtmpSink(Sink):
         """One child, fed until it fails or the sink closes; returns how long it was live (0: never connected)."""
         while not self._gop and not self._stop.is_set():  # a connection starts at a keyframe
             with contextlib.suppress(queue.Empty):
-                packet = self._packets.get(timeout=0.2)
-                if packet is not None:
-                    self._cache(packet)
+                self._cache(self._packets.get(timeout=0.2))
         if self._stop.is_set():
             return 0.0
         child = self._child = subprocess.Popen(
@@ -223,10 +218,10 @@ class RtmpSink(Sink):
                 self._send(writer, packet)
             while not self._stop.is_set() and child.poll() is None:
                 with contextlib.suppress(queue.Empty):
-                    packet = self._packets.get(timeout=0.2)
-                    if packet is not None:
-                        self._send(writer, packet)
-            if self._stop.is_set():
+                    self._send(writer, self._packets.get(timeout=0.2))
+            if self._stop.is_set() and child.poll() is None:  # the stream ended: what is queued still goes out
+                while (packet := self._next_queued()) is not None:
+                    self._send(writer, packet)
                 writer.close()  # the FLV trailer; then EOF ends the child
         except Exception as e:  # the child went away under a write (the thread itself must live on)
             watch.note(f"{type(e).__name__}: {e}")
@@ -234,6 +229,12 @@ class RtmpSink(Sink):
             self._end_child()
             watch.join(2.0)
         return watch.live_for()
+
+    def _next_queued(self) -> EncodedPacket | None:
+        try:
+            return self._packets.get_nowait()
+        except queue.Empty:
+            return None
 
     def _send(self, writer: _FlvWriter, packet: EncodedPacket) -> None:
         writer.mux(packet)  # what comes before the connection's first keyframe (AAC priming) is left out by design
