@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
 import av
 
@@ -71,9 +72,23 @@ LIVE_ENCODING = live_encoding()
 
 
 def redact(url: str) -> str:
-    """The URL without its stream key (the last path part and any query): keys are secrets, URLs get logged."""
-    match = re.match(r"^(rtmps?://[^/?#]+(?:/[^/?#]+)?)", url)
-    return f"{match[1]}/****" if match else "****"
+    """The URL without its stream key (the path after the app, and any query) or credentials: keys are secrets, and
+    URLs end up in logs and API answers. rtmp://a.rtmp.youtube.com/live2/KEY -> rtmp://a.rtmp.youtube.com/live2/****"""
+    try:
+        parts = urlsplit(url)
+        host = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+    except ValueError:
+        return "****"
+    if parts.scheme not in ("rtmp", "rtmps") or not host:
+        return "****"
+    segments = [s for s in parts.path.split("/") if s]
+    app = f"/{segments[0]}" if len(segments) > 1 else ""
+    return f"{parts.scheme}://{host}{app}/****"
+
+
+def scrub(text: str) -> str:
+    """Every RTMP URL in a message (an FFmpeg error names the one it failed on) redacted."""
+    return re.sub(r"rtmps?://[^\s'\"]+", lambda m: redact(m[0]), text)
 
 
 def check_url(url: str) -> str:
@@ -345,7 +360,7 @@ class _Watch(threading.Thread):
             m.drops += 1
         if not self.sink._stop.is_set():
             error = self._error or f"the connection ended (exit status {self.child.returncode})"
-            m.last_error = error.replace(self.sink.url, redact(self.sink.url))
+            m.last_error = scrub(error)
 
 
 def _package_root() -> str:

@@ -30,7 +30,7 @@ MAX_RTMP = 8
 class OutputsSpec(BaseModel):
     """What a stream sends out besides its WebRTC/WHEP viewers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # an ingest URL carries its stream key
 
     rtmp: list[str] = []  # rtmp:// or rtmps:// ingest URLs, stream key included
     record_dir: Path | None = None  # a fragmented MP4 per stream here: <stream id>-<UTC start>.mp4

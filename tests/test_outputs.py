@@ -28,7 +28,7 @@ from harness import REPO
 from harness.nginx_rtmp import NginxRtmp, available
 from streaming.canvas import Canvas, parse_size
 from streaming.egress_file import Mp4Sink
-from streaming.egress_rtmp import RtmpSink
+from streaming.egress_rtmp import RtmpSink, redact, scrub
 from streaming.outputs import OutputsSpec, attach_outputs, describe_outputs
 from streaming.sinks import PacedAudio, PacedFrame, Sink
 from streaming.sources import FileSource, PushedAudio
@@ -291,6 +291,12 @@ def test_outputs_spec_refuses_bad_values_clearly(tmp_path: Path) -> None:
             OutputsSpec.model_validate(bad)
     spec = OutputsSpec.model_validate({"rtmp": ["rtmps://live.example.com:443/app/KEY"], "size": " 720X1280 "})
     assert spec.size == "720x1280"
+    # Stream keys and credentials never show: YouTube/Twitch style, a push code with a signed query, no app, a user.
+    assert redact("rtmp://a.rtmp.youtube.com/live2/KEY") == "rtmp://a.rtmp.youtube.com/live2/****"
+    assert redact("rtmp://push.example.com/stage/stream-1?expire=1&sign=KEY") == "rtmp://push.example.com/stage/****"
+    assert redact("rtmp://127.0.0.1:1935/KEY") == "rtmp://127.0.0.1:1935/****"
+    assert redact("rtmps://user:KEY@host/app/x") == "rtmps://host/app/****"
+    assert "KEY" not in scrub("Broken pipe: 'rtmp://host/app/KEY?x=KEY' and rtmp://h/KEY")
 
 
 # ---- recording -------------------------------------------------------------------------------
