@@ -112,13 +112,16 @@ def test_an_rtmp_push_reaches_nginx_whole_at_48_fps_with_sound_and_mouth_in_step
     speech_from_s = 1.8
     seconds = speech_from_s + len(speech) / 48000
 
-    async def push(ingest: NginxRtmp) -> tuple[dict, dict, int | None, dict]:
+    async def push(ingest: NginxRtmp) -> tuple[dict, dict, int | None, dict, Path]:
         stream = live_stream("rtmp_whole")
         onset = Onset()
         stream.add_sink(onset)
-        [sink] = attach_outputs(stream, OutputsSpec(rtmp=[ingest.url("whole")], size="320x240"))
+        sink, recording = attach_outputs(stream, OutputsSpec(rtmp=[ingest.url("whole")], record_dir=tmp_path / "rec",
+                                                             size="320x240"))
         await stream.start()
         stream.add_source(FileSource(wav))
+        assert isinstance(sink, RtmpSink) and isinstance(recording, Mp4Sink)
+        assert [e.metrics.subscribers for e in stream.pacer.encoders] == [2], "the push and the recording: one encode"
         await until(lambda: sink.metrics.state == "live", 15)
         relayed = await asyncio.to_thread(read_relay, ingest.url("whole"))  # a viewer of nginx's live relay
         await until(lambda: onset.sample is not None, 5)
@@ -127,10 +130,10 @@ def test_an_rtmp_push_reaches_nginx_whole_at_48_fps_with_sound_and_mouth_in_step
         await until(lambda: stream.pacer.metrics.frames_sent > end_frame, seconds + 15)
         info = stream.info()["sinks"]
         await stream.close()
-        return info, sink.info(), onset.sample, relayed
+        return info, sink.info(), onset.sample, relayed, recording.path
 
     with NginxRtmp(tmp_path / "nginx") as ingest:
-        sinks, rtmp, onset_sample, relayed = asyncio.run(push(ingest))
+        sinks, rtmp, onset_sample, relayed, mp4 = asyncio.run(push(ingest))
         [recording] = ingest.recordings("whole")
     assert relayed["video"] == "h264" and relayed["audio"] == "aac", relayed
     assert abs(relayed["fps"] - 48) < 0.5, relayed
@@ -142,6 +145,8 @@ def test_an_rtmp_push_reaches_nginx_whole_at_48_fps_with_sound_and_mouth_in_step
     steps = np.diff(video_t)
     assert steps.max() <= 0.0215 and abs((len(video_t) - 1) / (video_t[-1] - video_t[0]) - 48) < 0.05
     assert len(frame_t) == len(video_t), "frames that did not decode"
+    with av.open(str(mp4)) as c:  # the recording of the same encode: the same frames, and it plays
+        assert abs(sum(1 for _ in c.decode(video=0)) - len(video_t)) <= 2
     # The FLV starts at the encoder's first frame k0: the frame at time t is k0 + 48 t (its red channel says so) ...
     assert onset_sample is not None
     k0 = sinks["encoder_libx264_aac"]["first_frame_index"]
