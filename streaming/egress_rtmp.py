@@ -341,7 +341,7 @@ class _Watch(threading.Thread):
                     m.state, m.up, m.connects, m.last_error = "live", 1, m.connects + 1, None
                     m.reconnects += int(m.connects > 1)
                     log.info("rtmp %s: connected", redact(self.sink.url))
-                elif text.startswith("sent "):
+                elif text.startswith("sent ") and text[5:].isdigit():
                     m.packets_sent = sent_before + int(text[5:])
                 elif text.startswith("error "):
                     self.note(text[6:])
@@ -354,13 +354,13 @@ class _Watch(threading.Thread):
         self.ended_s = time.monotonic()
         self.child.wait()
         m.up = 0
+        if self.sink._stop.is_set():  # the sink closed it: no failure
+            return
         if self.connected_s is None:
             m.connect_failures += 1
-        elif not self.sink._stop.is_set():
+        else:
             m.drops += 1
-        if not self.sink._stop.is_set():
-            error = self._error or f"the connection ended (exit status {self.child.returncode})"
-            m.last_error = scrub(error)
+        m.last_error = scrub(self._error or f"the connection ended (exit status {self.child.returncode})")
 
 
 def _package_root() -> str:
