@@ -5,7 +5,11 @@
         ...
         ingest.recordings("key")  # every publish is also recorded, whole, as an FLV (one file per publish)
 
-.ci/run installs the packages (`nginx-light libnginx-mod-rtmp`); `available()` says whether they are here.
+    with NginxRtmp(tmp_path) as ingest, TlsFront(tmp_path / "tls", ingest.port) as tls:
+        RtmpSink(tls.url("key"))  # rtmps://, through stunnel's TLS to the same nginx
+
+.ci/run installs the packages (`nginx-light libnginx-mod-rtmp stunnel4 openssl`); `available()` and
+`tls_available()` say whether they are here.
 """
 
 from __future__ import annotations
@@ -27,6 +31,14 @@ def available() -> str | None:
         return "nginx is not installed (apt: nginx-light)"
     if not MODULE.exists():
         return f"{MODULE} is missing (apt: libnginx-mod-rtmp)"
+    return None
+
+
+def tls_available() -> str | None:
+    """None when stunnel and openssl (a TLS front for rtmps://) are installed, else what is missing."""
+    for exe, package in (("stunnel", "stunnel4"), ("openssl", "openssl")):
+        if shutil.which(exe) is None:
+            return f"{exe} is not installed (apt: {package})"
     return None
 
 
@@ -108,3 +120,47 @@ rtmp {{
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+class TlsFront:
+    """stunnel terminating TLS (a self-signed certificate made here) in front of a plain RTMP port: rtmps://."""
+
+    def __init__(self, root: Path, rtmp_port: int) -> None:
+        self.root = Path(root)
+        self.rtmp_port = rtmp_port
+        self.port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def url(self, key: str, app: str = "live") -> str:
+        return f"rtmps://127.0.0.1:{self.port}/{app}/{key}"
+
+    def __enter__(self) -> TlsFront:
+        self.root.mkdir(parents=True, exist_ok=True)
+        cert, key = self.root / "cert.pem", self.root / "key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                        str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+        conf = self.root / "stunnel.conf"
+        conf.write_text(f"foreground = yes\npid =\n[rtmps]\naccept = 127.0.0.1:{self.port}\n"
+                        f"connect = 127.0.0.1:{self.rtmp_port}\ncert = {cert}\nkey = {key}\n")
+        self._process = subprocess.Popen(["stunnel", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"stunnel exited ({self._process.returncode})")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.05)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"stunnel did not listen on {self.port} within {START_TIMEOUT_S} s")
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(5.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

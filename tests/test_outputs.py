@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from engine.config import EngineConfig
 from engine.session import AvatarSession
 from harness import REPO
-from harness.nginx_rtmp import NginxRtmp, available
+from harness.nginx_rtmp import NginxRtmp, TlsFront, available, tls_available
 from streaming.canvas import Canvas, parse_size
 from streaming.egress_file import Mp4Sink
 from streaming.egress_rtmp import RtmpSink, redact, scrub
@@ -186,6 +186,28 @@ def read_relay(url: str, seconds: float = 1.0) -> dict:
                 break
         return {"video": video.codec_context.name, "audio": audio.codec_context.name,
                 "fps": (len(times) - 1) / (times[-1] - times[0])}
+
+
+@needs_nginx
+@pytest.mark.skipif(tls_available() is not None, reason=f"TLS front: {tls_available()}")
+def test_an_rtmps_push_goes_through_tls(tmp_path: Path) -> None:
+    async def push(url: str) -> dict:
+        stream = live_stream("rtmps")
+        [sink] = attach_outputs(stream, OutputsSpec(rtmp=[url]))
+        await stream.start()
+        source = PushedAudio()
+        stream.add_source(source)
+        source.push(speechlike(10.0), 48000)
+        await until(lambda: sink.info()["packets_sent"] > 100, 15)  # type: ignore[operator]
+        await stream.close()
+        return sink.info()
+
+    with NginxRtmp(tmp_path / "nginx") as ingest, TlsFront(tmp_path / "tls", ingest.port) as tls:
+        rtmp = asyncio.run(push(tls.url("secure")))
+        [recording] = ingest.recordings("secure")
+    assert rtmp["url"].startswith("rtmps://") and rtmp["connects"] == 1 and rtmp["last_error"] is None, rtmp
+    with av.open(str(recording)) as c:
+        assert sum(1 for _ in c.decode(video=0)) >= 40
 
 
 @needs_nginx
