@@ -84,12 +84,15 @@ async def until(condition: object, timeout_s: float, step_s: float = 0.05) -> fl
     return time.monotonic()
 
 
-def flv_timeline(path: Path) -> tuple[list[float], list[float], np.ndarray, np.ndarray, float]:
-    """(video packet times, decoded frame times, their (red, green) means, audio samples, first audio time)."""
+def flv_timeline(path: Path) -> tuple[list[float], int, list[float], np.ndarray, np.ndarray, float]:
+    """(video packet times, audio packets, decoded frame times, their (red, green) means, audio samples, first audio
+    time) of an FLV."""
     with av.open(str(path)) as c:
         assert c.streams.video[0].codec_context.name == "h264" and c.streams.audio[0].codec_context.name == "aac"
         assert c.streams.audio[0].rate == 48000
-        video_t = [float(p.pts * p.time_base) for p in c.demux(video=0) if p.dts is not None]
+        packets = [p for p in c.demux() if p.dts is not None]
+        video_t = [float(p.pts * p.time_base) for p in packets if p.stream.type == "video"]
+        audio_packets = sum(p.stream.type == "audio" for p in packets)
     colours, frame_t = [], []
     with av.open(str(path)) as c:
         for f in c.decode(video=0):
@@ -99,7 +102,7 @@ def flv_timeline(path: Path) -> tuple[list[float], list[float], np.ndarray, np.n
         frames = list(c.decode(audio=0))
         sound = np.concatenate([f.to_ndarray()[0] for f in frames])
         audio_start = float(frames[0].pts * frames[0].time_base)
-    return video_t, frame_t, np.array(colours), sound, audio_start
+    return video_t, audio_packets, frame_t, np.array(colours), sound, audio_start
 
 
 # ---- RTMP ------------------------------------------------------------------------------------
@@ -128,9 +131,8 @@ def test_an_rtmp_push_reaches_nginx_whole_at_48_fps_with_sound_and_mouth_in_step
         assert onset.sample is not None
         end_frame = onset.sample // 1000 + round((seconds - 1.0) * 48) + 12
         await until(lambda: stream.pacer.metrics.frames_sent > end_frame, seconds + 15)
-        info = stream.info()["sinks"]
         await stream.close()
-        return info, sink.info(), onset.sample, relayed, recording.path
+        return stream.info()["sinks"], sink.info(), onset.sample, relayed, recording.path
 
     with NginxRtmp(tmp_path / "nginx") as ingest:
         sinks, rtmp, onset_sample, relayed, mp4 = asyncio.run(push(ingest))
@@ -139,11 +141,15 @@ def test_an_rtmp_push_reaches_nginx_whole_at_48_fps_with_sound_and_mouth_in_step
     assert abs(relayed["fps"] - 48) < 0.5, relayed
     assert rtmp["connects"] == 1 and rtmp["packets_dropped"] == 0 and rtmp["last_error"] is None, rtmp
 
-    video_t, frame_t, colours, sound, audio_start = flv_timeline(recording)
-    # Whole: every packet the connection reported sent is in nginx's recording, frames 1/48 s apart.
-    assert len(video_t) + int(len(sound) / 1024 + 0.5) >= rtmp["packets_sent"] - 2
-    steps = np.diff(video_t)
-    assert steps.max() <= 0.0215 and abs((len(video_t) - 1) / (video_t[-1] - video_t[0]) - 48) < 0.05
+    video_t, audio_packets, frame_t, colours, sound, audio_start = flv_timeline(recording)
+    # Whole: every packet the encoder handed the push is in nginx's recording (less the AAC priming before the first
+    # keyframe), frames 1/48 s apart (unless the encoder itself lost some on a loaded machine: it counts them).
+    handed = sinks["rtmp"]["packets"]
+    assert handed - 2 <= len(video_t) + audio_packets <= handed, (len(video_t), audio_packets, sinks["rtmp"])
+    steps, encoder_dropped = np.diff(video_t), sinks["encoder_libx264_aac"]["dropped"]
+    fps = (len(video_t) - 1) / (video_t[-1] - video_t[0])
+    assert (steps.max() <= 0.0215 and abs(fps - 48) < 0.05) or encoder_dropped, (
+        f"frames missing from the push: longest step {steps.max():.4f} s, {fps:.2f} fps")
     assert len(frame_t) == len(video_t), "frames that did not decode"
     with av.open(str(mp4)) as c:  # the recording of the same encode: the same frames, and it plays
         assert abs(sum(1 for _ in c.decode(video=0)) - len(video_t)) <= 2
