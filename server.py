@@ -2,7 +2,7 @@
 
     python server.py                      # same as: avatar-engine serve (http://127.0.0.1:8080)
     avatar-engine serve --avatar me.jpg --host 0.0.0.0 --ice-host 203.0.113.7
-    avatar-engine render --audio talk.wav --out talk.mp4 [--avatar me.jpg]
+    avatar-engine render --audio talk.wav --out talk.mp4 [--avatar me.jpg] [--size 720x1280 [--fit fill]]
     avatar-engine prepare me.jpg          # check a portrait: face found, size
     avatar-engine live --audio show.wav --loop --rtmp rtmp://127.0.0.1/live/key --record recordings/
 """
@@ -21,6 +21,7 @@ from engine.config import EngineConfig
 from engine.generator import AvatarError, PreparedAvatar, prepare_avatar
 from engine.generator.avatar import DEFAULT_CACHE_DIR
 from streaming.auth import check_exposure
+from streaming.canvas import add_canvas_arguments
 from streaming.config import ServerConfig, load_config
 
 log = logging.getLogger("avatar-engine")
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", required=True, help="output .mp4 (H.264 + AAC, 48 fps)")
     render.add_argument("--instructions", dest="persona", help="persona and standing instructions for the director")
     render.add_argument("--storyline", dest="storyline_path", help="a scripted show: JSON beats in seconds")
+    add_canvas_arguments(render)
     live = sub.add_parser("live", parents=[common], help="run one stream on the media clock (a 24/7 loop or a "
                                                          "scripted show) to RTMP and/or a recording")
     live.add_argument("--audio", required=True, help="the show's audio: a file (or URL of one) FFmpeg reads")
@@ -127,18 +129,21 @@ def serve(cfg: ServerConfig) -> None:
                 access_log_class=RedactedAccessLogger, **server_options(cfg))
 
 
-def render(cfg: ServerConfig, audio: str, out: str) -> None:
+def render(cfg: ServerConfig, audio: str, out: str, args: argparse.Namespace) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from streaming.egress_file import render_to_file
+    from streaming.outputs import canvas_for, spec_from_args
 
+    canvas = canvas_for(spec_from_args(args))  # a bad background image fails here, before the avatar is prepared
     avatar = load_avatar(cfg.engine)
     t0 = time.monotonic()
     with Progress(TextColumn("rendering"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
                   TimeRemainingColumn(), transient=True) as progress:
         task = progress.add_task("render", total=None)
         result = asyncio.run(render_to_file(avatar, audio, out, cfg.engine,
-                                            lambda done, total: progress.update(task, completed=done, total=total)))
+                                            lambda done, total: progress.update(task, completed=done, total=total),
+                                            canvas=canvas))
     wall = time.monotonic() - t0
     print(f"{out}: {result['frames']} frames ({result['duration_s']:.2f} s) in {wall:.1f} s "
           f"= {result['frames'] / max(wall, 1e-9):.0f} fps, render {result['render_ms_per_frame']:.1f} ms/frame")
@@ -173,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("access control on: the operator token or a scoped token is required")
             serve(cfg)
         elif args.command == "render":
-            render(cfg, args.audio, args.out)
+            render(cfg, args.audio, args.out, args)
         elif args.command == "live":
             cfg.engine.validate_live()
             live(cfg, args)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import av
+import numpy as np
 
 from engine.config import EngineConfig
 from engine.generator import PreparedAvatar
@@ -20,27 +21,48 @@ from streaming.stream import AvatarStream
 __all__ = ["Mp4Sink", "read_audio", "render_to_file"]
 
 
+# Fragmented MP4: an empty index up front, then a self-contained fragment (moof + mdat) at every keyframe and at
+# least every half second, each flushed to the file as it is written, so a killed process leaves a file that plays
+# up to its last fragment.
+FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "500000",
+              "flush_packets": "1"}
+
+
 class Mp4Sink(Sink):
     """Writes the stream to an MP4 (or any container PyAV infers from the name), from its first keyframe.
 
     The packets come from the encoder for its settings, shared with any other sink that asks for the
-    same; a live stream's file starts at the keyframe forced when the sink joined.
+    same; a live stream's file starts at the keyframe forced when the sink joined. fragmented=True
+    (recordings of live streams) writes a fragmented MP4 that survives a crash or SIGKILL, minus its
+    last half second or so.
     """
 
     name = "mp4"
     queue_size = 512  # packets (~5 s): offline they are awaited; live, a stalled disk drops to the next keyframe
 
     def __init__(self, path: str | Path, crf: int = 20, preset: str = "veryfast",
-                 audio_bit_rate: int = 128_000) -> None:
+                 audio_bit_rate: int = 128_000, *, encoding: EncodingSpec | None = None,
+                 fragmented: bool = False) -> None:
         self.path = Path(path)
-        self.encoding = EncodingSpec(video_options=(("crf", str(crf)), ("preset", preset)),
-                                     audio_bit_rate=audio_bit_rate)
+        self.encoding = encoding or EncodingSpec(video_options=(("crf", str(crf)), ("preset", preset)),
+                                                 audio_bit_rate=audio_bit_rate)
+        self.fragmented = fragmented
         self._container: av.container.OutputContainer | None = None
         self._streams: dict[str, av.stream.Stream] = {}
 
     async def start(self) -> None:
-        self._container = av.open(str(self.path), mode="w")
+        if self.fragmented:
+            self._container = av.open(str(self.path), mode="w", format="mp4", options=FRAGMENTED)
+        else:
+            self._container = av.open(str(self.path), mode="w")
         self._streams = {}
+
+    def info(self) -> dict[str, int | float | str | None]:
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            size = None
+        return {"path": str(self.path), "bytes": size}
 
     async def on_batch(self, items: Sequence[object]) -> None:
         packets = [p for p in items if isinstance(p, EncodedPacket)]
@@ -73,11 +95,15 @@ class _Progress(Sink):
 
 
 async def render_to_file(avatar: PreparedAvatar, audio_path: str | Path, out_path: str | Path,
-                         config: EngineConfig, on_progress: Callable[[int, int], None] | None = None) -> dict:
-    """Render the audio file through an offline session into out_path; returns the session metrics."""
+                         config: EngineConfig, on_progress: Callable[[int, int], None] | None = None,
+                         canvas: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+    """Render the audio file through an offline session into out_path (on the canvas, if one is given: an output
+    size, streaming/canvas.py); returns the session metrics."""
     source = FileSource(audio_path)
     total_frames = -(-source.n_samples // SAMPLES_PER_FRAME)
     stream = AvatarStream(AvatarSession(avatar, config, live=False, session_id="render"))
+    if canvas is not None:
+        stream.pacer.set_canvas(canvas)
     mp4 = Mp4Sink(out_path)
     stream.add_sink(mp4)
     if on_progress is not None:

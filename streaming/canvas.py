@@ -1,0 +1,148 @@
+"""The output canvas: every picture of a stream at one chosen size (720x1280 for a vertical platform, ...).
+
+The generator renders the portrait at its own size (the render cost stays per face); the canvas puts
+each rendered picture into a WxH frame, fitted (whole portrait, the rest background) or filled (the
+frame covered, the portrait's overflow cropped), over a background image or a plain colour. It works
+on I420 planes (what the encoders take), so a frame costs one resize of the portrait's planes and
+one copy of the background, and nothing when the sizes already agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+Fit = Literal["fit", "fill"]
+MIN_SIDE, MAX_SIDE = 16, 4096
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'720x1280' -> (720, 1280); even sides (I420 halves them), MIN_SIDE..MAX_SIDE."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if match is None:
+        raise ValueError(f"size {text!r}: expected WIDTHxHEIGHT, e.g. 720x1280")
+    width, height = int(match[1]), int(match[2])
+    for side in (width, height):
+        if not MIN_SIDE <= side <= MAX_SIDE or side % 2:
+            raise ValueError(f"size {text!r}: each side must be even and {MIN_SIDE}..{MAX_SIDE}")
+    return width, height
+
+
+def add_canvas_arguments(parser: argparse.ArgumentParser) -> None:
+    """--size, --fit, --background: for `render` and `live` (streaming.outputs.spec_from_args reads them)."""
+    parser.add_argument("--size", help="output canvas WIDTHxHEIGHT, e.g. 720x1280 (vertical), 1280x720, 1080x1920 "
+                                       "(default: the portrait's own size)")
+    parser.add_argument("--fit", choices=("fit", "fill"), default="fit",
+                        help="fit: the whole portrait, background around it (default); fill: the canvas covered")
+    parser.add_argument("--background", type=Path, help="image behind a fitted portrait (default black)")
+
+
+def _planes(i420: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y, U and V planes of a (H * 3 // 2, W) I420 buffer."""
+    flat = i420.reshape(-1)
+    y_size, c_size = width * height, (width // 2) * (height // 2)
+    return (flat[:y_size].reshape(height, width),
+            flat[y_size:y_size + c_size].reshape(height // 2, width // 2),
+            flat[y_size + c_size:y_size + 2 * c_size].reshape(height // 2, width // 2))
+
+
+def to_i420(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a source of one size goes: its crop (fill), and the rectangle it covers on the canvas (even)."""
+
+    crop: tuple[int, int, int, int]  # x, y, w, h in the source
+    place: tuple[int, int, int, int]  # x, y, w, h on the canvas
+
+
+def _even(v: float) -> int:
+    return max(2, round(v / 2) * 2)
+
+
+def layout(src_w: int, src_h: int, width: int, height: int, fit: Fit) -> _Layout:
+    if fit == "fit":  # all of the portrait, centred; the rest is background
+        scale = min(width / src_w, height / src_h)
+        w, h = min(width, _even(src_w * scale)), min(height, _even(src_h * scale))
+        return _Layout((0, 0, src_w, src_h), ((width - w) // 2 // 2 * 2, (height - h) // 2 // 2 * 2, w, h))
+    # fill: the canvas covered; crop the source to the canvas' aspect first, so the resize does no wasted work
+    scale = max(width / src_w, height / src_h)
+    cw, ch = min(src_w, _even(width / scale)), min(src_h, _even(height / scale))
+    return _Layout(((src_w - cw) // 2 // 2 * 2, (src_h - ch) // 2 // 2 * 2, cw, ch), (0, 0, width, height))
+
+
+class Canvas:
+    """canvas(picture) -> the picture on a fresh (H * 3 // 2, W) I420 canvas; picture is RGB (h, w, 3) or I420."""
+
+    def __init__(self, width: int, height: int, fit: Fit = "fit", background: Path | str | np.ndarray | None = None,
+                 colour: tuple[int, int, int] = (0, 0, 0)) -> None:
+        if fit not in ("fit", "fill"):
+            raise ValueError(f"fit {fit!r}: 'fit' or 'fill'")
+        parse_size(f"{width}x{height}")
+        self.width, self.height, self.fit = width, height, fit
+        self.background = background if isinstance(background, Path | str) else None
+        rgb = _load_background(background) if background is not None else None
+        if rgb is None:
+            rgb = np.empty((height, width, 3), np.uint8)
+            rgb[:] = colour
+        else:
+            rgb = _cover(rgb, width, height)
+        self._base = to_i420(rgb)  # copied for every frame: sinks keep the pictures they were handed
+        self._layouts: dict[tuple[int, int], _Layout] = {}
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    def __call__(self, picture: np.ndarray) -> np.ndarray:
+        if picture.ndim == 3:
+            src_h, src_w = picture.shape[:2]
+            picture = to_i420(picture)
+        else:
+            src_h, src_w = picture.shape[0] * 2 // 3, picture.shape[1]
+        if (src_w, src_h) == (self.width, self.height):
+            return picture
+        lay = self._layouts.get((src_w, src_h))
+        if lay is None:
+            lay = self._layouts[(src_w, src_h)] = layout(src_w, src_h, self.width, self.height, self.fit)
+        covers = lay.place == (0, 0, self.width, self.height)
+        out = np.empty_like(self._base) if covers else self._base.copy()
+        cx, cy, cw, ch = lay.crop
+        px, py, pw, ph = lay.place
+        for i, (src, dst) in enumerate(zip(_planes(picture, src_w, src_h), _planes(out, self.width, self.height),
+                                           strict=True)):
+            d = 1 if i == 0 else 2  # chroma planes are half size
+            part = src[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d]
+            size = (pw // d, ph // d)
+            if part.shape[::-1] != size:
+                # Shrinking: INTER_AREA averages (no aliasing); growing: bilinear is the cheap, smooth choice.
+                shrink = size[0] < part.shape[1]
+                part = cv2.resize(part, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            dst[py // d:py // d + size[1], px // d:px // d + size[0]] = part
+        return out
+
+
+def _load_background(background: Path | str | np.ndarray) -> np.ndarray:
+    if isinstance(background, np.ndarray):
+        return background
+    bgr = cv2.imread(str(background), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"background {background}: not an image OpenCV can read")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _cover(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The image scaled and centre-cropped to cover width x height."""
+    h, w = rgb.shape[:2]
+    scale = max(width / w, height / h)
+    cw, ch = min(w, round(width / scale)), min(h, round(height / scale))
+    x, y = (w - cw) // 2, (h - ch) // 2
+    return cv2.resize(np.ascontiguousarray(rgb[y:y + ch, x:x + cw]), (width, height), interpolation=cv2.INTER_AREA)

@@ -1,0 +1,138 @@
+"""A stream's outputs besides its viewers (RTMP pushes, a recording, the output canvas): one spec, turned into sinks.
+
+    spec = OutputsSpec(rtmp=["rtmp://a.rtmp.youtube.com/live2/KEY"], record_dir=Path("recordings"), size="720x1280")
+    attach_outputs(stream, spec)   # before stream.start() when a size is given
+    describe_outputs(stream)       # for an API answer and /health: states and counters, stream keys hidden
+
+Every output here shares one encode (live_encoding, its bit rate from the canvas size): a recording is
+the same packets as the pushes, written to a fragmented MP4 that survives a killed process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from streaming.canvas import Canvas, parse_size
+from streaming.egress_file import Mp4Sink
+from streaming.egress_rtmp import RtmpSink, bit_rate_for, check_url, live_encoding
+from streaming.sinks import Sink
+from streaming.stream import AvatarStream
+
+MAX_RTMP = 8
+
+
+class OutputsSpec(BaseModel):
+    """What a stream sends out besides its WebRTC/WHEP viewers."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # an ingest URL carries its stream key
+
+    rtmp: list[str] = []  # rtmp:// or rtmps:// ingest URLs, stream key included
+    record_dir: Path | None = None  # a fragmented MP4 per stream here: <stream id>-<UTC start>.mp4
+    size: str | None = None  # "WxH" output canvas, e.g. 720x1280; None: the portrait's own size
+    fit: Literal["fit", "fill"] = "fit"  # the whole portrait (background around it), or the canvas covered
+    background: Path | None = None  # an image behind a fitted portrait (default black)
+
+    @field_validator("rtmp")
+    @classmethod
+    def _urls(cls, urls: list[str]) -> list[str]:
+        if len(urls) > MAX_RTMP:
+            raise ValueError(f"at most {MAX_RTMP} RTMP outputs per stream")
+        return [check_url(u) for u in urls]
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, size: str | None) -> str | None:
+        if size is None:
+            return None
+        width, height = parse_size(size)
+        return f"{width}x{height}"
+
+    @field_validator("background")
+    @classmethod
+    def _background(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"background {path}: no such file")
+        return path
+
+
+class _Attached:
+    def __init__(self, spec: OutputsSpec, canvas: Canvas | None, sinks: list[Sink]) -> None:
+        self.spec, self.canvas, self.sinks = spec, canvas, sinks
+
+
+_attached: weakref.WeakKeyDictionary[AvatarStream, _Attached] = weakref.WeakKeyDictionary()
+
+
+def recording_path(record_dir: Path, stream_id: str, started: float | None = None) -> Path:
+    """<dir>/<stream id>-<UTC start, to the second>.mp4 (a second recording within the same second gets -2, ...)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
+    safe_id = "".join(c if c.isalnum() or c in "-_" else "_" for c in stream_id) or "stream"
+    path, n = record_dir / f"{safe_id}-{stamp}.mp4", 1
+    while path.exists():
+        n += 1
+        path = record_dir / f"{safe_id}-{stamp}-{n}.mp4"
+    return path
+
+
+def attach_outputs(stream: AvatarStream, spec: OutputsSpec) -> list[Sink]:
+    """Add the spec's sinks to the stream (and its canvas: before the stream's first frame, else ValueError; right
+    after stream.start() and its first add_sink is early enough). Returns the sinks."""
+    previous = _attached.get(stream)
+    canvas = canvas_for(spec)
+    if canvas is not None:
+        if stream.pacer.metrics.frames_sent:
+            raise ValueError(f"size {spec.size}: a stream's output size is chosen before its first frame")
+        stream.pacer.set_canvas(canvas)
+    canvas = canvas or (previous.canvas if previous else None)  # a later call adds sinks at the size already set
+    width, height = (canvas.width, canvas.height) if canvas is not None else _portrait_size(stream)
+    encoding = live_encoding(bit_rate_for(width, height))
+    sinks: list[Sink] = [RtmpSink(url, encoding) for url in spec.rtmp]
+    if spec.record_dir is not None:
+        spec.record_dir.mkdir(parents=True, exist_ok=True)
+        sinks.append(Mp4Sink(recording_path(spec.record_dir, stream.id), encoding=encoding, fragmented=True))
+    for sink in sinks:
+        stream.add_sink(sink)
+    _attached[stream] = _Attached(spec, canvas, [*(previous.sinks if previous else []), *sinks])
+    return sinks
+
+
+def describe_outputs(stream: AvatarStream) -> dict[str, Any]:
+    """The outputs attach_outputs gave this stream: canvas, each push's state and counters, the recording."""
+    attached = _attached.get(stream)
+    if attached is None:
+        return {"size": None, "rtmp": [], "recording": None}
+    out: dict[str, Any] = {"size": attached.canvas.size if attached.canvas else None,
+                           "fit": attached.canvas.fit if attached.canvas else None, "rtmp": [], "recording": None}
+    for sink in attached.sinks:
+        queue = stream.pacer.sinks.metrics_of(sink)
+        extra = {"queue_dropped": queue.dropped, "error": queue.error} if queue is not None else {}
+        if isinstance(sink, RtmpSink):
+            out["rtmp"].append({**sink.info(), **extra})
+        elif isinstance(sink, Mp4Sink):
+            out["recording"] = {**sink.info(), **extra}
+    return out
+
+
+def spec_from_args(args: argparse.Namespace) -> OutputsSpec:
+    """The OutputsSpec of streaming.canvas.add_canvas_arguments' flags, and of --rtmp/--record where a command has
+    them (raises pydantic's ValidationError, a ValueError, on bad values)."""
+    return OutputsSpec(rtmp=getattr(args, "rtmp", None) or [], record_dir=getattr(args, "record_dir", None),
+                       size=args.size, fit=args.fit, background=args.background)
+
+
+def canvas_for(spec: OutputsSpec) -> Canvas | None:
+    if spec.size is None:
+        return None
+    width, height = parse_size(spec.size)
+    return Canvas(width, height, spec.fit, spec.background)
+
+
+def _portrait_size(stream: AvatarStream) -> tuple[int, int]:
+    height, width = stream.session.avatar.rgb.shape[:2]
+    return width, height
