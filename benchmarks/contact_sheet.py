@@ -32,7 +32,7 @@ POSES: tuple[tuple[str, dict[str, float]], ...] = (
     ("smile", {"SMILE": 1.0, "JAW_OPEN": 0.15}),
     ("turn 8° + roll 6°", {"HEAD_YAW": 8.0, "HEAD_ROLL": 6.0}),
 )
-LABEL_W = 190
+LABEL_W = 235
 HEADER_H = 30
 BG = (24, 24, 28)
 FG = (235, 235, 235)
@@ -139,8 +139,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/contact_sheet.png"))
     ap.add_argument("--mouth-out", type=Path, default=Path("docs/mouth_sheet.png"), help="the mouth close-ups")
     ap.add_argument("--avatar", nargs="+", help=f"portraits ('{EMBEDDED}' = the astronaut); default: all")
-    ap.add_argument("--height", type=int, default=220, help="height of each frame in the sheet, px")
-    ap.add_argument("--mouth-height", type=int, default=150, help="height of each mouth close-up, px")
+    ap.add_argument("--height", type=int, default=200, help="height of each frame in the sheet, px")
+    ap.add_argument("--mouth-height", type=int, default=140, help="height of each mouth close-up, px")
     ap.add_argument("--max-side", type=int, default=1280, help="longer side the portrait is scaled down to")
     args = ap.parse_args()
     rows = [portrait_rows(p, args.height, args.max_side, args.mouth_height) for p in args.avatar or default_portraits()]

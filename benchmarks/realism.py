@@ -1,6 +1,7 @@
 """Does it look like a person? Issue 13's numbers, measured with mediapipe on MP4s rendered by the engine.
 
     python -m benchmarks.realism [--quick] [--avatar PATH ...] [--json docs/bench/realism.json]
+    python -m benchmarks.realism --markdown docs/bench/realism.json   # the README's tables from a run
 
 Every video is rendered the way `avatar-engine render` does it (streaming.egress_file.render_to_file:
 an offline AvatarSession, the rule director, H.264 at 48 fps, the portrait at 720 px on its longer
@@ -392,6 +393,29 @@ def measure_portrait(portrait: str, plan: Plan, voice: np.ndarray, speech: np.nd
     return avatar, metrics
 
 
+def markdown(results: dict) -> str:
+    """The README's tables from a results JSON: one row per portrait, then the global rows."""
+
+    def cell(metrics: list[dict], prefix: str) -> str:
+        m = next((m for m in metrics if m["name"].startswith(prefix)), None)
+        if m is None:
+            return "-"
+        return f"{m['shown']} {'PASS' if m['passed'] else '**FAIL**'}"
+
+    lines = ["| portrait | lips closed in silence, real voice (>= 95%) | lip gap vs loudness, real voice "
+             "(r >= 0.6, lag <= 1) | same, espeak | background flow p99 outside the person, head moving "
+             "(<= 1 px; nose >= 3 px) |", "| --- | --- | --- | --- | --- |"]
+    for name, r in results["portraits"].items():
+        ms = r["metrics"]
+        lines.append(f"| {name} ({r['size']}) | {cell(ms, 'lips closed in silence (real')} | "
+                     f"{cell(ms, 'lip gap vs loudness (real')} | {cell(ms, 'lip gap vs loudness (espeak')} | "
+                     f"{cell(ms, 'background flow')} |")
+    lines += ["", "| measure | value | target | |", "| --- | --- | --- | --- |"]
+    for m in results["global"]:
+        lines.append(f"| {m['name']} | {m['shown']} | {m['target']} | {'PASS' if m['passed'] else '**FAIL**'} |")
+    return "\n".join(lines)
+
+
 def status(passed: bool, value: float) -> str:
     return "n/a" if isinstance(value, float) and math.isnan(value) else ("PASS" if passed else "FAIL")
 
@@ -405,7 +429,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-cost", action="store_true", help="skip the render cost rows")
     ap.add_argument("--debug-dir", type=Path, help="write each portrait's worst background-flow frame here")
     ap.add_argument("--strict", action="store_true", help="exit 1 when any metric misses its target")
+    ap.add_argument("--markdown", type=Path, metavar="JSON", help="print the README's tables from a results JSON "
+                                                                  "written by an earlier run, and exit")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
 
     from rich.console import Console
     from rich.table import Table
