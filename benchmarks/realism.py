@@ -140,14 +140,14 @@ def plan_for(quick: bool, portraits: list[str] | None) -> Plan:
 
 # ---- audio and rendering -----------------------------------------------------------------------------
 def read_voice(seconds: float | None = None) -> np.ndarray:
-    """The real voice as float32 mono at 48 kHz; cut at the quietest 0.1 s within a second after `seconds`,
+    """The real voice as float32 mono at 48 kHz; cut at the quietest 0.1 s within 1.5 s after `seconds`,
     so a shortened clip ends in a pause, not mid-word."""
     with wave.open(str(VOICE)) as w:
         rate = w.getframerate()
         pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768.0
     if seconds is not None and seconds * rate < len(pcm):
         block = rate // 10
-        starts = np.arange(int(seconds * rate), min(len(pcm) - block, int((seconds + 1.0) * rate)), block // 4)
+        starts = np.arange(int(seconds * rate), min(len(pcm) - block, int((seconds + 1.5) * rate)), block // 4)
         if len(starts):
             quietest = min(starts, key=lambda s: float(np.mean(pcm[s : s + block] ** 2)))
             pcm = pcm[: quietest + block // 2]
