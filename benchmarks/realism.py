@@ -10,8 +10,9 @@ side) and decoded back. Measures and targets:
 - lips closed in silence, every portrait: the real voice (tests/data/voice, Allison Smith) between
   1.5 s of silence on each side. A frame is silent when it and the 4 before it are below -55 dBFS; the
   lips count as closed when the inner-lip gap (mean of mediapipe pairs 13-14, 82-87, 312-317) is below
-  0.03 of the inter-ocular distance, an absolute measure: a portrait that smiles with its teeth apart
-  does not pass by keeping the photo's mouth. Target >= 95% of silent frames.
+  0.03 of the inter-ocular distance, or below 1 px where that is less (a 160 px photo: the mesh does not
+  resolve a fraction of a pixel), an absolute measure: a portrait that smiles with its teeth apart does
+  not pass by keeping the photo's mouth. Target >= 95% of silent frames.
 - lip sync, every portrait: Pearson r between that lip gap and the loudness (dB, clipped at -50) at the
   best lag in -6..6 frames (+ = the mouth trails the sound), on the real voice; and on espeak-ng speech
   on the astronaut and hopper. Target r >= 0.6 at |lag| <= 1.
@@ -93,7 +94,7 @@ STANDING_SMILE = "Keep a big warm smile the whole time."
 INNER_LIP_PAIRS = ((13, 14), (82, 87), (312, 317))
 MOUTH_CORNERS, NOSE_TIP, FACE_TOP, CHIN = (61, 291), 1, 10, 152
 
-CLOSED_GAP_MAX = 0.03  # of the inter-ocular distance
+CLOSED_GAP_MAX, CLOSED_GAP_FLOOR_PX = 0.03, 1.0  # of the inter-ocular distance; but never under 1 px
 CLOSED_SHARE_MIN = 0.95
 SYNC_R_MIN, SYNC_LAG_MAX, MAX_LAG = 0.6, 1, 6
 BACKGROUND_P99_MAX_PX, NOSE_MOTION_MIN_PX = 1.0, 3.0
@@ -218,12 +219,14 @@ def speech_metrics(avatar: PreparedAvatar, audio: np.ndarray, tmp: Path, name: s
     quiet = db < SILENCE_DB
     settled = np.array([quiet[max(0, k - 4) : k + 1].all() for k in range(len(frames))])
     silent = settled & t.found
-    closed = float((gap[silent] < CLOSED_GAP_MAX).mean()) if silent.any() else math.nan
+    closed_max = max(CLOSED_GAP_MAX, CLOSED_GAP_FLOOR_PX / iod)
+    closed = float((gap[silent] < closed_max).mean()) if silent.any() else math.nan
     closed_metric = Metric(f"lips closed in silence ({label})", closed,
                            f"{closed:.0%} of {int(silent.sum())} frames (median gap {np.nanmedian(gap[silent]):.3f})"
                            if silent.any() else "no silent frame", f">= {CLOSED_SHARE_MIN:.0%}",
                            bool(closed >= CLOSED_SHARE_MIN),
-                           {"silent_frames": int(silent.sum()), "median_gap_iod": float(np.nanmedian(gap[silent]))
+                           {"silent_frames": int(silent.sum()), "closed_below_iod": closed_max,
+                            "median_gap_iod": float(np.nanmedian(gap[silent]))
                             if silent.any() else math.nan, "photo_gap_iod": float(lip_gap_iod(t.reference, iod))})
     mouth = np.where(t.found, gap, np.nanmean(gap))
     r, lag = best_lag(mouth, np.clip(db, LOUD_FLOOR_DB, None))
