@@ -103,6 +103,7 @@ ROTATION_DEG, ROTATION_RATIO_TOL = 15.0, 0.10
 SMILE_LIFT_MIN = 0.01
 COST_TARGET_MS = {"512x512": 4.0, "720x1280": 10.0}
 SILENCE_DB, LOUD_FLOOR_DB = -55.0, -50.0
+INFORMATION = "(information)"  # the target of a row shown beside the others, with none of its own
 
 
 @dataclass
@@ -380,7 +381,7 @@ def cost_metrics(runs: int) -> list[Metric]:
             target = COST_TARGET_MS[label]
             ms = m.value
             out.append(Metric(f"render cost {label}, windows of {n}, 1 core", ms, f"{ms:.2f} ms/frame",
-                              f"<= {target:g} ms/frame" if n == 8 else "(information)",
+                              f"<= {target:g} ms/frame" if n == 8 else INFORMATION,
                               bool(ms <= target) if n == 8 else True, m.details))
     return out
 
@@ -415,7 +416,8 @@ def markdown(results: dict) -> str:
                      f"{cell(ms, 'background flow')} |")
     lines += ["", "| measure | value | target | |", "| --- | --- | --- | --- |"]
     for m in results["global"]:
-        lines.append(f"| {m['name']} | {m['shown']} | {m['target']} | {'PASS' if m['passed'] else '**FAIL**'} |")
+        verdict = "" if m["target"] == INFORMATION else "PASS" if m["passed"] else "**FAIL**"
+        lines.append(f"| {m['name']} | {m['shown']} | {m['target']} | {verdict} |")
     return "\n".join(lines)
 
 
@@ -472,7 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_cost:
         glob += cost_metrics(plan.cost_runs)
     for k, m in enumerate(glob):
-        table.add_row("all" if k == 0 else "", "", m.name, m.shown, m.target, status(m.passed, m.value))
+        table.add_row("all" if k == 0 else "", "", m.name, m.shown, m.target,
+                      "" if m.target == INFORMATION else status(m.passed, m.value))
         failed += not m.passed
     results["global"] = [asdict(m) for m in glob]
     results["seconds"] = time.perf_counter() - t_start
