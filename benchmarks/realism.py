@@ -387,11 +387,19 @@ def cost_metrics(runs: int) -> list[Metric]:
 
 
 # ---- running -------------------------------------------------------------------------------------------
+def same_portrait(portrait: str, among: Sequence[str]) -> bool:
+    """Whether the portrait is one of `among`, however its path is written."""
+    def key(p: str) -> str:
+        return p if p == EMBEDDED else str(Path(p).resolve())
+
+    return key(portrait) in {key(p) for p in among}
+
+
 def measure_portrait(portrait: str, plan: Plan, voice: np.ndarray, speech: np.ndarray,
                      tmp: Path, debug_dir: Path | None = None) -> tuple[PreparedAvatar, list[Metric]]:
     avatar = load(portrait, 720)
     metrics = list(speech_metrics(avatar, with_silence(voice), tmp, "voice", "real voice"))
-    if portrait in plan.espeak_portraits:
+    if same_portrait(portrait, plan.espeak_portraits):
         metrics += speech_metrics(avatar, with_silence(speech), tmp, "espeak", "espeak")
     metrics.append(background_metric(avatar, tmp, plan.storyline_s, debug_dir))
     return avatar, metrics
