@@ -1,10 +1,13 @@
-"""A contact sheet of rendered frames: one row per portrait, one column per pose.
+"""Contact sheets of rendered frames: one row per portrait, one column per pose.
 
-    python -m benchmarks.contact_sheet [--out docs/contact_sheet.png] [--avatar PATH ...] [--height 220]
+    python -m benchmarks.contact_sheet [--out docs/contact_sheet.png] [--mouth-out docs/mouth_sheet.png]
+                                       [--avatar PATH ...] [--height 220]
 
 Portraits: the embedded astronaut and every JPEG in tests/data/portraits/ (as benchmarks.quality).
-Each frame is rendered through `WarpRenderer` with the controls named in its column, cropped to the
-face region (the same box for a whole row, so motion shows) and scaled to a common height.
+Each frame is rendered through `WarpRenderer` with the controls named in its column. The face sheet
+crops it to the face region (the same box for a whole row, so motion shows); the mouth sheet crops the
+same frames around the mouth and enlarges them, to judge the lips, teeth and cavity as a viewer of a
+full-screen stream would. Both are scaled to a common row height.
 """
 
 from __future__ import annotations
@@ -21,14 +24,15 @@ from engine.types import N_CONTROLS
 
 # (label, {control name: value}); names from engine.types.Control
 POSES: tuple[tuple[str, dict[str, float]], ...] = (
-    ("neutral", {}),
-    ("jaw 0.5", {"JAW_OPEN": 0.5}),
+    ("rest", {}),
+    ("jaw 0.3", {"JAW_OPEN": 0.3}),
+    ("jaw 0.6", {"JAW_OPEN": 0.6}),
     ("jaw 1", {"JAW_OPEN": 1.0}),
     ("blink", {"BLINK_LEFT": 1.0, "BLINK_RIGHT": 1.0}),
     ("smile", {"SMILE": 1.0, "JAW_OPEN": 0.15}),
     ("turn 8° + roll 6°", {"HEAD_YAW": 8.0, "HEAD_ROLL": 6.0}),
 )
-LABEL_W = 190
+LABEL_W = 235
 HEADER_H = 30
 BG = (24, 24, 28)
 FG = (235, 235, 235)
@@ -55,6 +59,20 @@ def face_box(landmarks: np.ndarray, width: int, height: int, scale: float = 1.7)
     return left, top, left + int(w), top + int(h)
 
 
+def mouth_box(landmarks: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
+    """A 4:3 box around the mouth: corners and outer lips plus a margin that leaves room for the open jaw."""
+    from engine.generator.rig import MOUTH_LEFT, MOUTH_RIGHT
+
+    left, right = landmarks[MOUTH_LEFT], landmarks[MOUTH_RIGHT]
+    w = 1.9 * float(np.linalg.norm(right - left))
+    h = 0.75 * w
+    cx, cy = (left + right) / 2 + np.array([0.0, 0.12 * w])  # below the corners: the jaw opens downward
+    w, h = min(w, width), min(h, height)
+    x0 = int(min(max(cx - w / 2, 0), width - w) + 0.5)
+    y0 = int(min(max(cy - h / 2, 0), height - h) + 0.5)
+    return x0, y0, x0 + int(w), y0 + int(h)
+
+
 def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     for path in ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",):
         if Path(path).is_file():
@@ -62,20 +80,39 @@ def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size)
 
 
-def row_images(portrait: str, height: int, max_side_px: int) -> tuple[str, list[Image.Image]]:
-    avatar = load(portrait, max_side_px)
-    frames = render(WarpRenderer(avatar).eval(), pose_controls())
-    box = face_box(avatar.landmarks, *avatar.size)
+Row = tuple[str, list[Image.Image]]
+
+
+def crop_row(frames: np.ndarray, box: tuple[int, int, int, int], height: int) -> list[Image.Image]:
     tiles = []
     for f in frames:
         tile = Image.fromarray(f).crop(box)
-        tiles.append(tile.resize((round(tile.width * height / tile.height), height), Image.Resampling.LANCZOS))
-    name = "astronaut (embedded)" if portrait == EMBEDDED else Path(portrait).name
-    return f"{name}\n{avatar.size[0]}x{avatar.size[1]}", tiles
+        # Enlarged crops (the mouth) use bicubic: Lanczos rings on the pixel edges of a small photo.
+        method = Image.Resampling.LANCZOS if tile.height >= height else Image.Resampling.BICUBIC
+        tiles.append(tile.resize((round(tile.width * height / tile.height), height), method))
+    return tiles
+
+
+def portrait_rows(portrait: str, height: int, max_side_px: int, mouth_height: int) -> tuple[Row, Row]:
+    """(face row, mouth row) of one portrait, from the same rendered frames."""
+    avatar = load(portrait, max_side_px)
+    frames = render(WarpRenderer(avatar).eval(), pose_controls())
+    name = "astronaut (embedded)" if portrait == EMBEDDED else Path(portrait).stem
+    label = f"{name}\n{avatar.size[0]}x{avatar.size[1]}"
+    face = crop_row(frames, face_box(avatar.landmarks, *avatar.size), height)
+    mouth = crop_row(frames, mouth_box(avatar.landmarks, *avatar.size), mouth_height)
+    return (label, face), (label, mouth)
+
+
+def row_images(portrait: str, height: int, max_side_px: int) -> Row:
+    return portrait_rows(portrait, height, max_side_px, height)[0]
 
 
 def contact_sheet(portraits: list[str], height: int = 220, max_side_px: int = 1280) -> Image.Image:
-    rows = [row_images(p, height, max_side_px) for p in portraits]
+    return sheet_of([row_images(p, height, max_side_px) for p in portraits], height)
+
+
+def sheet_of(rows: list[Row], height: int) -> Image.Image:
     col_w = [max(tiles[i].width for _, tiles in rows) for i in range(len(POSES))]
     gap = 6
     sheet = Image.new("RGB", (LABEL_W + sum(col_w) + gap * len(POSES), HEADER_H + len(rows) * (height + gap)), BG)
@@ -100,14 +137,18 @@ def contact_sheet(portraits: list[str], height: int = 220, max_side_px: int = 12
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("docs/contact_sheet.png"))
+    ap.add_argument("--mouth-out", type=Path, default=Path("docs/mouth_sheet.png"), help="the mouth close-ups")
     ap.add_argument("--avatar", nargs="+", help=f"portraits ('{EMBEDDED}' = the astronaut); default: all")
-    ap.add_argument("--height", type=int, default=220, help="height of each frame in the sheet, px")
+    ap.add_argument("--height", type=int, default=200, help="height of each frame in the sheet, px")
+    ap.add_argument("--mouth-height", type=int, default=140, help="height of each mouth close-up, px")
     ap.add_argument("--max-side", type=int, default=1280, help="longer side the portrait is scaled down to")
     args = ap.parse_args()
-    sheet = contact_sheet(args.avatar or default_portraits(), args.height, args.max_side)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.out, optimize=True)
-    print(f"{args.out}: {sheet.width}x{sheet.height}")
+    rows = [portrait_rows(p, args.height, args.max_side, args.mouth_height) for p in args.avatar or default_portraits()]
+    for out, sheet in ((args.out, sheet_of([face for face, _ in rows], args.height)),
+                       (args.mouth_out, sheet_of([mouth for _, mouth in rows], args.mouth_height))):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sheet.save(out, optimize=True)
+        print(f"{out}: {sheet.width}x{sheet.height}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@
 
 Beats: a smile, a nod, a surprised look, each between neutral stretches (silent audio, so the
 mouth is moved by the beats alone). Measured per interval: mouth-corner lift, a head-pitch proxy
-and brow height, each against the neutral intervals.
+and brow height, each against the neutral intervals. Brow height is measured from the upper lids,
+so frames of a blink (an eye under 70% of the photo's opening) are left out of it: the director's
+blinks fall where they fall, and one inside a neutral interval would move that interval's mean
+and so the neutral spread the beat is compared with.
 
 Standing instructions: ~10 s of espeak-ng speech rendered twice, with no instructions and with
 `--instructions "Keep a big warm smile the whole time."`; the mouth corners' height is compared frame
@@ -27,7 +30,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.quality import track
+from benchmarks.quality import EYE_LEFT, EYE_RIGHT, Track, eye_aperture, track
 from engine.generator import prepare_avatar
 from harness import REPO
 from harness.speech import speech_then_silence, write_wav
@@ -64,6 +67,13 @@ def measures(lm: np.ndarray) -> dict[str, np.ndarray]:
         "head pitch (nose-eyes / chin-eyes)": (lm[:, NOSE_TIP, 1] - eye_y) / (lm[:, CHIN, 1] - eye_y),
         "brow height": (lm[:, list(UPPER_LIDS), 1].mean(axis=1) - lm[:, list(BROWS), 1].mean(axis=1)) / iod,
     }
+
+
+def blink_frames(t: Track, open_share: float = 0.7) -> np.ndarray:
+    """Frames where either eye is open less than open_share of the photo's own opening."""
+    share = np.minimum(eye_aperture(t.frames, EYE_LEFT) / eye_aperture(t.reference, EYE_LEFT),
+                       eye_aperture(t.frames, EYE_RIGHT) / eye_aperture(t.reference, EYE_RIGHT))
+    return share < open_share
 
 
 def render_cli(wav: Path, out: Path, *flags: str) -> np.ndarray:
@@ -116,6 +126,7 @@ def main() -> None:
     portrait = prepare_avatar(args.avatar).rgb
     t = track(portrait, frames_of(out))
     series = measures(t.frames)
+    series["brow height"] = np.where(blink_frames(t), np.nan, series["brow height"])
     checks = [("smile", "mouth-corner lift", (2.2, 3.8)), ("nod", "head pitch (nose-eyes / chin-eyes)", (5.6, 6.4)),
               ("surprised", "brow height", (8.4, 9.8))]
     table = Table(title=f"storyline grounding on rendered video ({args.avatar or 'embedded avatar'})")

@@ -58,7 +58,11 @@ def test_the_engine_finds_a_face_in_each_test_portrait(path: Path) -> None:
     w, h = avatar.size
     lm = avatar.landmarks
     assert lm.shape == (478, 2)
-    assert (lm >= 0).all() and (lm[:, 0] < w).all() and (lm[:, 1] < h).all()
+    # The parts the rig moves (eyes, brows, nose, mouth) lie inside the picture; the forehead may not
+    # (pedersen_tilted: a close-up whose frame cuts the top of the head).
+    parts = lm[[33, 133, 263, 362, 105, 334, 1, 13, 14, 61, 291, 152, 468, 473]]
+    assert (parts >= 0).all() and (parts[:, 0] < w).all() and (parts[:, 1] < h).all()
+    assert ((lm >= 0).all(axis=1) & (lm[:, 0] < w) & (lm[:, 1] < h)).mean() > 0.9
     assert inter_ocular(lm) > 20
     if "exif6" in path.name:  # stored landscape, EXIF says turn it: a 720x1280 portrait, face right of centre
         assert (w, h) == (720, 1280)

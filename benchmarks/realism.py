@@ -1,0 +1,499 @@
+"""Does it look like a person? Issue 13's numbers, measured with mediapipe on MP4s rendered by the engine.
+
+    python -m benchmarks.realism [--quick] [--avatar PATH ...] [--json docs/bench/realism.json]
+    python -m benchmarks.realism --markdown docs/bench/realism.json   # the README's tables from a run
+
+Every video is rendered the way `avatar-engine render` does it (streaming.egress_file.render_to_file:
+an offline AvatarSession, the rule director, H.264 at 48 fps, the portrait at 720 px on its longer
+side) and decoded back. Measures and targets:
+
+- lips closed in silence, every portrait: the real voice (tests/data/voice, Allison Smith) between
+  1.5 s of silence on each side. A frame is silent when it and the 4 before it are below -55 dBFS; the
+  lips count as closed when the inner-lip gap (mean of mediapipe pairs 13-14, 82-87, 312-317) is below
+  0.03 of the inter-ocular distance, or below 1 px where that is less (a 160 px photo: the mesh does not
+  resolve a fraction of a pixel), an absolute measure: a portrait that smiles with its teeth apart does
+  not pass by keeping the photo's mouth. Target >= 95% of silent frames.
+- lip sync, every portrait: Pearson r between that lip gap and the loudness (dB, clipped at -50) at the
+  best lag in -6..6 frames (+ = the mouth trails the sound), on the real voice; and on espeak-ng speech
+  on the astronaut and hopper. Target r >= 0.6 at |lag| <= 1.
+- background stays: silent audio and a storyline of head motions (turn, nod, tilt, shake); dense
+  Farneback optical flow from the photo to each frame, 99th percentile of its length over the pixels
+  outside the person (mediapipe selfie segmentation of the photo and of the frame, each with the face
+  mesh's hull added, dilated by 3% of the frame's longer side), on every third frame (Farneback is the
+  costliest step here; head motion is smooth over 3 frames), worst frame. Target <= 1 px, counted
+  only where the head really moved: the nose tip (mesh point 1) must move >= 3 px from the photo's,
+  else the row says so and fails.
+  `--debug-dir DIR` writes, per portrait, the worst frame beside its flow length (white = 4 px or more)
+  with the pixels that count outlined, to see where the background moves.
+- rotated portrait: hopper (and the astronaut without --quick) turned by 15 degrees about the face centre
+  (edges reflected), a jaw sweep 0 -> 1 -> 0 rendered through WarpRenderer, the slope of lip gap / inter-
+  ocular distance against the command, rotated over upright. Target 0.9 .. 1.1.
+- standing instruction: "Keep a big warm smile the whole time." on a neutral face (hopper), speech
+  rendered with and without it; mouth-corner height (mesh 61, 291) compared frame by frame, averaged
+  over the whole render, as a share of the face height (mesh 10 to 152). Target >= 1%.
+- render cost, one core (torch.set_num_threads(1)): WarpGenerator.render on talking-like controls,
+  windows of 8 (offline) and of 1 (live) frames, median ms/frame, at 512x512 (the astronaut) and at
+  720x1280 (hopper_tall_exif6 at 1280). Target <= 4 and <= 10 ms/frame, windows of 8; the 1-frame row
+  is shown for information. Meaningful on a quiet machine only.
+
+`--quick` (about a minute): two portraits (the astronaut, which smiles with its teeth, and hopper), the
+first 6 s of the voice, one espeak sentence, a 4 s storyline, 5 s of speech for the smile, hopper only
+rotated, fewer timing runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import tempfile
+import time
+import wave
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from benchmarks.quality import (
+    EMBEDDED,
+    PORTRAIT_DIR,
+    controls,
+    default_portraits,
+    inter_ocular,
+    jaw_sweep,
+    load,
+    measure_cost,
+    pearson,
+    render,
+    track,
+)
+from engine.audio.resample import resample
+from engine.config import EngineConfig
+from engine.generator import PreparedAvatar, prepare_avatar
+from engine.generator.warp import WarpRenderer
+from engine.types import FPS, SAMPLE_RATE_HZ
+from harness import REPO
+from harness.speech import espeak, speech_then_silence, write_wav
+
+VOICE = REPO / "tests" / "data" / "voice" / "allison_demo_abouttotry.wav"
+ESPEAK_SENTENCES = ("Hello everyone, welcome back to the show.", "Today I have a new camera for you.")
+STORYLINE = [  # head gestures only: the mouth stays still on silent audio
+    {"start_s": 0.3, "end_s": 1.6, "head_motion": "turn", "intensity": 1.0},
+    {"start_s": 1.8, "end_s": 2.8, "head_motion": "nod", "intensity": 1.0},
+    {"start_s": 2.9, "end_s": 4.4, "head_motion": "tilt", "intensity": 1.0},
+    {"start_s": 4.6, "end_s": 5.6, "head_motion": "shake", "intensity": 1.0},
+]
+STANDING_SMILE = "Keep a big warm smile the whole time."
+
+# mediapipe face mesh points
+INNER_LIP_PAIRS = ((13, 14), (82, 87), (312, 317))
+MOUTH_CORNERS, NOSE_TIP, FACE_TOP, CHIN = (61, 291), 1, 10, 152
+
+CLOSED_GAP_MAX, CLOSED_GAP_FLOOR_PX = 0.03, 1.0  # of the inter-ocular distance; but never under 1 px
+CLOSED_SHARE_MIN = 0.95
+SYNC_R_MIN, SYNC_LAG_MAX, MAX_LAG = 0.6, 1, 6
+BACKGROUND_P99_MAX_PX, NOSE_MOTION_MIN_PX = 1.0, 3.0
+FLOW_STRIDE = 3
+ROTATION_DEG, ROTATION_RATIO_TOL = 15.0, 0.10
+SMILE_LIFT_MIN = 0.01
+COST_TARGET_MS = {"512x512": 4.0, "720x1280": 10.0}
+SILENCE_DB, LOUD_FLOOR_DB = -55.0, -50.0
+INFORMATION = "(information)"  # the target of a row shown beside the others, with none of its own
+
+
+@dataclass
+class Metric:
+    name: str
+    value: float
+    shown: str
+    target: str
+    passed: bool
+    details: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """What one run measures: the full run, or --quick."""
+
+    portraits: list[str]
+    voice_s: float | None  # None: the whole recording
+    espeak_sentences: tuple[str, ...]
+    espeak_portraits: tuple[str, ...]  # these portraits also get espeak
+    storyline_s: float
+    smile_s: float
+    rotated: tuple[str, ...]
+    cost_runs: int
+
+
+def plan_for(quick: bool, portraits: list[str] | None) -> Plan:
+    hopper = str(PORTRAIT_DIR / "hopper.jpg")
+    if quick:
+        return Plan(portraits or [EMBEDDED, hopper], 6.0, ESPEAK_SENTENCES[:1], (EMBEDDED, hopper), 4.0, 5.0,
+                    (hopper,), 3)
+    # espeak on two portraits only (a teeth smile and closed lips), so that the full run stays < 10 min
+    return Plan(portraits or default_portraits(), None, ESPEAK_SENTENCES, (EMBEDDED, hopper), 6.0, 10.0,
+                (hopper, EMBEDDED), 7)
+
+
+# ---- audio and rendering -----------------------------------------------------------------------------
+def read_voice(seconds: float | None = None) -> np.ndarray:
+    """The real voice as float32 mono at 48 kHz; cut at the quietest 0.1 s within 1.5 s after `seconds`,
+    so a shortened clip ends in a pause, not mid-word."""
+    with wave.open(str(VOICE)) as w:
+        rate = w.getframerate()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768.0
+    if seconds is not None and seconds * rate < len(pcm):
+        block = rate // 10
+        starts = np.arange(int(seconds * rate), min(len(pcm) - block, int((seconds + 1.5) * rate)), block // 4)
+        if len(starts):
+            quietest = min(starts, key=lambda s: float(np.mean(pcm[s : s + block] ** 2)))
+            pcm = pcm[: quietest + block // 2]
+    return resample(pcm, rate)
+
+
+def with_silence(speech: np.ndarray, lead_s: float = 1.5, tail_s: float = 1.5) -> np.ndarray:
+    return np.concatenate([np.zeros(int(lead_s * SAMPLE_RATE_HZ), np.float32), speech,
+                           np.zeros(int(tail_s * SAMPLE_RATE_HZ), np.float32)])
+
+
+def espeak_speech(sentences: Sequence[str]) -> np.ndarray:
+    pause = np.zeros(int(0.6 * SAMPLE_RATE_HZ), np.float32)
+    parts: list[np.ndarray] = []
+    for s in sentences:
+        parts += [espeak(s), pause]
+    return np.concatenate(parts[:-1])
+
+
+def frames_of(mp4: Path) -> np.ndarray:
+    with av.open(str(mp4)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def render_mp4(avatar: PreparedAvatar, audio: np.ndarray, tmp: Path, name: str, **config: object) -> np.ndarray:
+    """The audio rendered as `avatar-engine render` does, in this process; the decoded frames."""
+    from streaming.egress_file import render_to_file
+
+    wav = write_wav(tmp / f"{name}.wav", audio)
+    out = tmp / f"{name}.mp4"
+    asyncio.run(render_to_file(avatar, wav, out, EngineConfig(**config)))  # type: ignore[arg-type]
+    return frames_of(out)
+
+
+# ---- measures ------------------------------------------------------------------------------------------
+def lip_gap_iod(lm: np.ndarray, iod: float) -> np.ndarray:
+    """Inner-lip gap over the inter-ocular distance, for (..., 478, 2)."""
+    gaps = [np.linalg.norm(lm[..., a, :] - lm[..., b, :], axis=-1) for a, b in INNER_LIP_PAIRS]
+    return np.mean(gaps, axis=0) / iod
+
+
+def loudness_db(audio: np.ndarray, n_frames: int) -> np.ndarray:
+    spf = SAMPLE_RATE_HZ // FPS
+    blocks = np.pad(audio, (0, max(0, n_frames * spf - len(audio))))[: n_frames * spf].reshape(n_frames, spf)
+    return 20 * np.log10(np.sqrt(np.mean(blocks.astype(np.float64) ** 2, axis=1)) + 1e-5)
+
+
+def best_lag(mouth: np.ndarray, loud: np.ndarray) -> tuple[float, int]:
+    """(r, lag) maximising r(mouth[k], loud[k - lag]): a positive lag means the mouth trails the sound."""
+    best = (-1.0, 0)
+    for lag in range(-MAX_LAG, MAX_LAG + 1):
+        m = mouth[max(lag, 0) : len(mouth) + min(lag, 0)]
+        a = loud[max(-lag, 0) : len(loud) - max(lag, 0)]
+        r = pearson(m, a)
+        if not math.isnan(r) and r > best[0]:
+            best = (r, lag)
+    return best
+
+
+def speech_metrics(avatar: PreparedAvatar, audio: np.ndarray, tmp: Path, name: str,
+                   label: str) -> tuple[Metric, Metric]:
+    """(lips closed in silence, lip sync) on one rendered utterance."""
+    frames = render_mp4(avatar, audio, tmp, name)
+    t = track(avatar.rgb, frames)
+    iod = inter_ocular(t.reference)
+    gap = lip_gap_iod(t.frames, iod)
+    db = loudness_db(audio, len(frames))
+    quiet = db < SILENCE_DB
+    settled = np.array([quiet[max(0, k - 4) : k + 1].all() for k in range(len(frames))])
+    silent = settled & t.found
+    closed_max = max(CLOSED_GAP_MAX, CLOSED_GAP_FLOOR_PX / iod)
+    closed = float((gap[silent] < closed_max).mean()) if silent.any() else math.nan
+    closed_metric = Metric(f"lips closed in silence ({label})", closed,
+                           f"{closed:.0%} of {int(silent.sum())} frames (median gap {np.nanmedian(gap[silent]):.3f})"
+                           if silent.any() else "no silent frame", f">= {CLOSED_SHARE_MIN:.0%}",
+                           bool(closed >= CLOSED_SHARE_MIN),
+                           {"silent_frames": int(silent.sum()), "closed_below_iod": closed_max,
+                            "median_gap_iod": float(np.nanmedian(gap[silent]))
+                            if silent.any() else math.nan, "photo_gap_iod": float(lip_gap_iod(t.reference, iod))})
+    mouth = np.where(t.found, gap, np.nanmean(gap))
+    r, lag = best_lag(mouth, np.clip(db, LOUD_FLOOR_DB, None))
+    ok = r >= SYNC_R_MIN and abs(lag) <= SYNC_LAG_MAX
+    sync = Metric(f"lip gap vs loudness ({label})", r, f"r {r:.2f} at lag {lag:+d}",
+                  f"r >= {SYNC_R_MIN}, |lag| <= {SYNC_LAG_MAX}", bool(ok),
+                  {"r": r, "lag_frames": lag, "frames": len(frames), "face_found": float(t.found.mean())})
+    return closed_metric, sync
+
+
+def person_mask(rgb: np.ndarray, segmenter: object, landmarks: np.ndarray | None) -> np.ndarray:
+    """Selfie segmentation, plus the face mesh's hull: the segmenter alone misses parts of some faces
+    (on hopper, the cheek beside the flag), and a moving face must never count as background."""
+    import cv2
+
+    result = segmenter.process(np.ascontiguousarray(rgb))  # type: ignore[attr-defined]
+    mask = (result.segmentation_mask > 0.5).astype(np.uint8)
+    if landmarks is not None and not np.isnan(landmarks).any():
+        cv2.fillConvexPoly(mask, cv2.convexHull(np.round(landmarks).astype(np.int32)), 1)
+    return mask.astype(bool)
+
+
+def save_flow_picture(path: Path, frame: np.ndarray, flow_px: np.ndarray, outside: np.ndarray) -> None:
+    """The frame and its flow length side by side, the counted (background) region outlined in green."""
+    import cv2
+    from PIL import Image
+
+    heat = cv2.applyColorMap(np.clip(flow_px * 64, 0, 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
+    contours, _ = cv2.findContours(outside.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    left, right = frame.copy(), np.ascontiguousarray(heat)
+    for img in (left, right):
+        cv2.drawContours(img, contours, -1, (0, 255, 0), 1)
+    Image.fromarray(np.concatenate([left, right], axis=1)).save(path)
+
+
+def background_metric(avatar: PreparedAvatar, tmp: Path, seconds: float, debug_dir: Path | None = None) -> Metric:
+    """Flow outside the person while the storyline turns and nods the head, with the nose motion beside it."""
+    import cv2
+    import mediapipe as mp
+
+    script = tmp / "heads.json"
+    script.write_text(json.dumps({"beats": [b for b in STORYLINE if b["end_s"] <= seconds]}))
+    frames = render_mp4(avatar, np.zeros(int(seconds * SAMPLE_RATE_HZ), np.float32), tmp, "heads",
+                        storyline_path=str(script))
+    t = track(avatar.rgb, frames)
+    nose = np.linalg.norm(t.frames[:, NOSE_TIP] - t.reference[NOSE_TIP], axis=-1)
+    nose_max = float(np.nanmax(nose)) if t.found.any() else 0.0
+    h, w = avatar.rgb.shape[:2]
+    r = max(1, round(0.03 * max(h, w)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    gray0 = cv2.cvtColor(avatar.rgb, cv2.COLOR_RGB2GRAY)
+    p99s, shares = [], []
+    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+        photo_person = person_mask(avatar.rgb, seg, t.reference)
+        for f, lm in zip(frames[::FLOW_STRIDE], t.frames[::FLOW_STRIDE], strict=True):
+            if f.shape[:2] != (h, w):  # not expected: the video is rendered at the prepared portrait's size
+                f = cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA)
+                lm = np.full_like(lm, np.nan)
+            person = (photo_person | person_mask(f, seg, lm)).astype(np.uint8)
+            outside = cv2.dilate(person, kernel) == 0
+            shares.append(float(outside.mean()))
+            if outside.sum() < 0.02 * h * w:  # nearly all person: nothing to say about the background
+                continue
+            flow = cv2.calcOpticalFlowFarneback(gray0, cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), None,
+                                                0.5, 3, 15, 3, 5, 1.2, 0)
+            length = np.linalg.norm(flow, axis=-1)
+            p99s.append(float(np.percentile(length[outside], 99)))
+            if debug_dir is not None and p99s[-1] == max(p99s):
+                worst_picture = (f, length, outside)
+    if debug_dir is not None and p99s:
+        debug_dir.mkdir(parents=True, exist_ok=True)
+        save_flow_picture(debug_dir / f"background-{avatar.name.split()[0]}.png", *worst_picture)
+    if not p99s:
+        return Metric("background flow p99 outside the person, head moving", math.nan,
+                      "no background outside the person", f"<= {BACKGROUND_P99_MAX_PX:g} px", False)
+    worst, typical = max(p99s), float(np.median(p99s))
+    moved = nose_max >= NOSE_MOTION_MIN_PX
+    shown = (f"worst {worst:.2f} px, median {typical:.2f} px; nose moved {nose_max:.1f} px"
+             + ("" if moved else " (too little: not shown)"))
+    return Metric("background flow p99 outside the person, head moving", worst, shown,
+                  f"<= {BACKGROUND_P99_MAX_PX:g} px with nose >= {NOSE_MOTION_MIN_PX:g} px",
+                  bool(worst <= BACKGROUND_P99_MAX_PX and moved),
+                  {"p99_worst_px": worst, "p99_median_px": typical, "nose_max_px": nose_max,
+                   "background_share": float(np.mean(shares)), "frames": len(frames)})
+
+
+def rotated_copy(avatar: PreparedAvatar, degrees: float, path: Path) -> Path:
+    """The prepared portrait turned about its face centre (counter-clockwise by `degrees`), edges reflected."""
+    import cv2
+    from PIL import Image
+
+    cx, cy = avatar.landmarks.mean(axis=0)
+    m = cv2.getRotationMatrix2D((float(cx), float(cy)), degrees, 1.0)
+    h, w = avatar.rgb.shape[:2]
+    Image.fromarray(cv2.warpAffine(avatar.rgb, m, (w, h), flags=cv2.INTER_CUBIC,
+                                   borderMode=cv2.BORDER_REFLECT_101)).save(path)
+    return path
+
+
+def jaw_slope(avatar: PreparedAvatar) -> tuple[float, float]:
+    """(slope, Pearson r) of lip gap / inter-ocular distance against a 0 -> 1 -> 0 jaw command."""
+    jaw = jaw_sweep(48)
+    t = track(avatar.rgb, render(WarpRenderer(avatar).eval(), controls(len(jaw), JAW_OPEN=jaw)))
+    gap = lip_gap_iod(t.frames, inter_ocular(t.reference))
+    ok = t.found & ~np.isnan(gap)
+    if ok.sum() < 8:
+        return math.nan, math.nan
+    return float(np.polyfit(jaw[ok], gap[ok], 1)[0]), pearson(jaw[ok], gap[ok])
+
+
+def rotation_metric(portrait: str, tmp: Path) -> Metric:
+    upright = load(portrait, 720)
+    rotated = prepare_avatar(rotated_copy(upright, ROTATION_DEG, tmp / f"rotated-{Path(portrait).stem}.png"),
+                             max_side_px=720, cache_dir=None)
+    (s0, r0), (s1, r1) = jaw_slope(upright), jaw_slope(rotated)
+    ratio = s1 / s0 if s0 > 0 else math.nan
+    name = "astronaut" if portrait == EMBEDDED else Path(portrait).stem
+    return Metric(f"jaw response, {name} turned {ROTATION_DEG:g} deg / upright", ratio,
+                  f"{ratio:.2f} (gap/IOD per unit jaw {s1:.3f} vs {s0:.3f}; r {r1:.2f} vs {r0:.2f})",
+                  f"{1 - ROTATION_RATIO_TOL:.1f} .. {1 + ROTATION_RATIO_TOL:.1f}",
+                  bool(abs(ratio - 1) <= ROTATION_RATIO_TOL),
+                  {"slope_rotated": s1, "slope_upright": s0, "r_rotated": r1, "r_upright": r0})
+
+
+def smile_metric(tmp: Path, seconds: float) -> Metric:
+    """STANDING_SMILE against no instruction on the same speech: the mouth corners' lift over the whole render."""
+    avatar = load(str(PORTRAIT_DIR / "hopper.jpg"), 720)
+    speech = speech_then_silence(0.5, seconds - 1.0, 0.5)
+    plain = track(avatar.rgb, render_mp4(avatar, speech, tmp, "plain"))
+    smiling = track(avatar.rgb, render_mp4(avatar, speech, tmp, "smiling", persona=STANDING_SMILE))
+    face_h = float(np.linalg.norm(plain.reference[FACE_TOP] - plain.reference[CHIN]))
+    n = min(len(plain.frames), len(smiling.frames))
+    corners = list(MOUTH_CORNERS)
+    lift = (plain.frames[:n, corners, 1].mean(axis=1) - smiling.frames[:n, corners, 1].mean(axis=1)) / face_h
+    mean = float(np.nanmean(lift))
+    last = float(np.nanmean(lift[-3 * FPS :]))
+    return Metric(f'"{STANDING_SMILE}" on hopper, {n / FPS:.0f} s of speech', mean,
+                  f"{mean:+.2%} of face height (last 3 s {last:+.2%})", f">= {SMILE_LIFT_MIN:.0%}",
+                  bool(mean >= SMILE_LIFT_MIN), {"lift_mean": mean, "lift_last_3s": last, "frames": n,
+                                                 "face_height_px": face_h})
+
+
+def cost_metrics(runs: int) -> list[Metric]:
+    out = []
+    for label, portrait, side in (("512x512", EMBEDDED, 512), ("720x1280", str(PORTRAIT_DIR / "hopper_tall_exif6.jpg"),
+                                                                1280)):
+        avatar = load(portrait, side)
+        renderer = WarpRenderer(avatar).eval()
+        for n in (8, 1):
+            m = measure_cost(avatar, renderer, n, runs)
+            target = COST_TARGET_MS[label]
+            ms = m.value
+            out.append(Metric(f"render cost {label}, windows of {n}, 1 core", ms, f"{ms:.2f} ms/frame",
+                              f"<= {target:g} ms/frame" if n == 8 else INFORMATION,
+                              bool(ms <= target) if n == 8 else True, m.details))
+    return out
+
+
+# ---- running -------------------------------------------------------------------------------------------
+def same_portrait(portrait: str, among: Sequence[str]) -> bool:
+    """Whether the portrait is one of `among`, however its path is written."""
+    def key(p: str) -> str:
+        return p if p == EMBEDDED else str(Path(p).resolve())
+
+    return key(portrait) in {key(p) for p in among}
+
+
+def measure_portrait(portrait: str, plan: Plan, voice: np.ndarray, speech: np.ndarray,
+                     tmp: Path, debug_dir: Path | None = None) -> tuple[PreparedAvatar, list[Metric]]:
+    avatar = load(portrait, 720)
+    metrics = list(speech_metrics(avatar, with_silence(voice), tmp, "voice", "real voice"))
+    if same_portrait(portrait, plan.espeak_portraits):
+        metrics += speech_metrics(avatar, with_silence(speech), tmp, "espeak", "espeak")
+    metrics.append(background_metric(avatar, tmp, plan.storyline_s, debug_dir))
+    return avatar, metrics
+
+
+def markdown(results: dict) -> str:
+    """The README's tables from a results JSON: one row per portrait, then the global rows."""
+
+    def cell(metrics: list[dict], prefix: str) -> str:
+        m = next((m for m in metrics if m["name"].startswith(prefix)), None)
+        if m is None:
+            return "-"
+        return f"{m['shown']} {'PASS' if m['passed'] else '**FAIL**'}"
+
+    lines = ["| portrait | lips closed in silence, real voice (>= 95%) | lip gap vs loudness, real voice "
+             "(r >= 0.6, lag <= 1) | same, espeak | background flow p99 outside the person, head moving "
+             "(<= 1 px; nose >= 3 px) |", "| --- | --- | --- | --- | --- |"]
+    for name, r in results["portraits"].items():
+        ms = r["metrics"]
+        lines.append(f"| {name} ({r['size']}) | {cell(ms, 'lips closed in silence (real')} | "
+                     f"{cell(ms, 'lip gap vs loudness (real')} | {cell(ms, 'lip gap vs loudness (espeak')} | "
+                     f"{cell(ms, 'background flow')} |")
+    lines += ["", "| measure | value | target | |", "| --- | --- | --- | --- |"]
+    for m in results["global"]:
+        verdict = "" if m["target"] == INFORMATION else "PASS" if m["passed"] else "**FAIL**"
+        lines.append(f"| {m['name']} | {m['shown']} | {m['target']} | {verdict} |")
+    return "\n".join(lines)
+
+
+def status(passed: bool, value: float) -> str:
+    return "n/a" if isinstance(value, float) and math.isnan(value) else ("PASS" if passed else "FAIL")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="two portraits, short audio: about a minute")
+    ap.add_argument("--avatar", nargs="+", help=f"portraits ('{EMBEDDED}' = the astronaut); default: all")
+    ap.add_argument("--json", type=Path, help="write the results here (default docs/bench/realism.json, "
+                                              "realism-quick.json with --quick)")
+    ap.add_argument("--no-cost", action="store_true", help="skip the render cost rows")
+    ap.add_argument("--debug-dir", type=Path, help="write each portrait's worst background-flow frame here")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when any metric misses its target")
+    ap.add_argument("--markdown", type=Path, metavar="JSON", help="print the README's tables from a results JSON "
+                                                                  "written by an earlier run, and exit")
+    args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 170)
+    torch.set_num_threads(1)
+    plan = plan_for(args.quick, args.avatar)
+    voice, speech = read_voice(plan.voice_s), espeak_speech(plan.espeak_sentences)
+    tmp = Path(tempfile.mkdtemp(prefix="realism-"))
+    t_start = time.perf_counter()
+    results: dict[str, object] = {"quick": args.quick, "voice": VOICE.name, "voice_s": len(voice) / SAMPLE_RATE_HZ,
+                                  "portraits": {}, "global": []}
+    table = Table(title="realism on rendered video (issue 13), measured with mediapipe")
+    for col, kw in (("portrait", {}), ("size", {}), ("metric", {}), ("value", {"justify": "right"}),
+                    ("target", {}), ("", {})):
+        table.add_column(col, **kw)
+    failed = 0
+    for portrait in plan.portraits:
+        t0 = time.perf_counter()
+        avatar, metrics = measure_portrait(portrait, plan, voice, speech, tmp, args.debug_dir)
+        name = "astronaut (embedded)" if portrait == EMBEDDED else Path(portrait).name
+        size = "{}x{}".format(*avatar.size)
+        for k, m in enumerate(metrics):
+            table.add_row(name if k == 0 else "", size if k == 0 else "", m.name, m.shown, m.target,
+                          status(m.passed, m.value), end_section=k == len(metrics) - 1)
+            failed += not m.passed
+        results["portraits"][name] = {"path": portrait, "size": size,  # type: ignore[index]
+                                      "seconds": time.perf_counter() - t0, "metrics": [asdict(m) for m in metrics]}
+        console.print(f"{name}: {size}, measured in {time.perf_counter() - t0:.0f} s", style="dim")
+    glob = [rotation_metric(p, tmp) for p in plan.rotated]
+    glob.append(smile_metric(tmp, plan.smile_s))
+    if not args.no_cost:
+        glob += cost_metrics(plan.cost_runs)
+    for k, m in enumerate(glob):
+        table.add_row("all" if k == 0 else "", "", m.name, m.shown, m.target,
+                      "" if m.target == INFORMATION else status(m.passed, m.value))
+        failed += not m.passed
+    results["global"] = [asdict(m) for m in glob]
+    results["seconds"] = time.perf_counter() - t_start
+    console.print(table)
+    console.print(f"{failed} missed; {results['seconds']:.0f} s in all", style="dim")
+    out = args.json or REPO / "docs" / "bench" / ("realism-quick.json" if args.quick else "realism.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    return 1 if args.strict and failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

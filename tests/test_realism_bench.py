@@ -1,0 +1,49 @@
+"""The realism benchmark's own parts, without rendering: the real voice it reads, the lag search it
+reports, and the contact sheet's mouth crop (benchmarks/realism.py, benchmarks/contact_sheet.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.contact_sheet import mouth_box
+from benchmarks.realism import VOICE, best_lag, loudness_db, read_voice
+from engine.generator import prepare_avatar
+from engine.generator.rig import MOUTH_LEFT, MOUTH_RIGHT
+from engine.types import FPS, SAMPLE_RATE_HZ
+
+
+def test_the_real_voice_is_listed_and_reads_as_speech_with_pauses() -> None:
+    sources = (VOICE.parent / "SOURCES.md").read_text()
+    for f in VOICE.parent.glob("*.wav"):
+        assert f.name in sources
+    voice = read_voice()
+    assert 14.5 < len(voice) / SAMPLE_RATE_HZ < 16.0
+    db = loudness_db(voice, len(voice) // (SAMPLE_RATE_HZ // FPS))
+    assert (db > -30).mean() > 0.5, "mostly speech"
+    assert (db < db.max() - 30).any(), "with pauses between phrases"
+
+
+def test_a_shortened_voice_ends_in_a_pause() -> None:
+    full, short = read_voice(), read_voice(6.0)
+    assert 6.0 <= len(short) / SAMPLE_RATE_HZ <= 7.6
+    tail = loudness_db(short[-SAMPLE_RATE_HZ // 20 :], 2)
+    assert tail.max() < loudness_db(full, len(full) // 1000).max() - 20
+
+
+def test_the_lag_search_finds_a_known_delay() -> None:
+    rng = np.random.default_rng(0)
+    loud = np.convolve(rng.normal(size=400), np.ones(5) / 5, "same")
+    for delay in (-2, 0, 1, 3):
+        mouth = np.roll(loud, delay) + 0.05 * rng.normal(size=400)  # the mouth `delay` frames after the sound
+        r, lag = best_lag(mouth, loud)
+        assert lag == delay and r > 0.9
+
+
+def test_the_mouth_crop_holds_the_mouth_inside_the_picture() -> None:
+    avatar = prepare_avatar()
+    x0, y0, x1, y1 = mouth_box(avatar.landmarks, *avatar.size)
+    w, h = avatar.size
+    assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+    for corner in (MOUTH_LEFT, MOUTH_RIGHT):
+        x, y = avatar.landmarks[corner]
+        assert x0 < x < x1 and y0 < y < y1
