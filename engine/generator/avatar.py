@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.generator.faces import MAX_YAW_DEG, MIN_FACE_WIDTH_PX, estimate_yaw_deg, face_mesh, find_faces, mesh_width
+from engine.generator.rest_pose import RestPose, close_lips
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class PreparedAvatar:
     rgb: np.ndarray  # (H, W, 3) uint8, scaled so that the longer side <= max_side_px, even sizes
     landmarks: np.ndarray  # (478, 2) float32, pixel coordinates in rgb
     notes: tuple[str, ...] = ()  # what the user should know about the choice made ("3 faces found; ...")
+    rest: RestPose | None = None  # the photo as it was where the rest pose closed its lips (rest_pose)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -132,12 +134,27 @@ def cache_key(path: str | Path | None, max_side_px: int) -> str:
     return h.hexdigest()[:20]
 
 
+def with_closed_lips(avatar: PreparedAvatar) -> PreparedAvatar:
+    """The avatar with a closed rest pose where the photo's lips are apart (engine.generator.rest_pose)."""
+    closed = close_lips(avatar.rgb, avatar.landmarks)
+    if closed is None:
+        return avatar
+    rgb, landmarks, rest = closed
+    note = (f"lips apart in the photo ({100 * rest.gap:.0f}% of the mouth's width): closed for the rest pose "
+            "(keep_expression keeps the photo's expression)")
+    log.info("avatar %s: %s", avatar.name, note)
+    return PreparedAvatar(avatar.name, rgb, landmarks, avatar.notes, rest)
+
+
 def prepare_avatar(path: str | Path | None = None, max_side_px: int = 720, cache_dir: Path | None = DEFAULT_CACHE_DIR,
-                   on_step: Callable[[str], None] | None = None) -> PreparedAvatar:
+                   on_step: Callable[[str], None] | None = None, keep_expression: bool = False) -> PreparedAvatar:
     """Load, check and landmark a portrait. Every problem is an AvatarError that names it.
 
     cache_dir: where prepared avatars are kept (None: no cache). on_step: told each step's name.
+    keep_expression: animate from the photo's own expression; otherwise lips apart in the photo are
+    closed for the rest pose, so that the avatar can close its mouth (the photo's teeth still show).
     """
+    rest = (lambda a: a) if keep_expression else with_closed_lips
     step = on_step or (lambda _: None)
     if path is not None and not Path(path).is_file():
         raise AvatarError(f"avatar image not found: {path}")
@@ -152,7 +169,7 @@ def prepare_avatar(path: str | Path | None = None, max_side_px: int = 720, cache
                 log.info("avatar %s: %dx%d, from cache %s", avatar.name, *avatar.size, cached)
                 for note in avatar.notes:
                     log.warning("avatar %s: %s", avatar.name, note)
-                return avatar
+                return rest(avatar)
             except (OSError, ValueError, KeyError):
                 log.warning("ignoring unreadable avatar cache %s", cached)
     step("reading image")
@@ -173,4 +190,4 @@ def prepare_avatar(path: str | Path | None = None, max_side_px: int = 720, cache
         except OSError as e:
             log.warning("could not cache the prepared avatar in %s: %s", cached.parent, e)
     log.info("avatar %s: %dx%d, face found", name, rgb.shape[1], rgb.shape[0])
-    return avatar
+    return rest(avatar)
