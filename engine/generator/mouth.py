@@ -156,8 +156,11 @@ class MouthRig:
         # Inside, the mouth is redder than its lips (mucosa, and light that passed through it): the lips'
         # colour with its hue deepened.
         lip = np.asarray(palette["lip"], np.float64)
-        inner = lip * lip / max(float(lip.max()), 1e-3)
+        inner = lip * np.sqrt(lip / max(float(lip.max()), 1e-3))
         self.palette["inner"] = torch.tensor(inner, dtype=torch.float32)[None, :, None, None]
+        tongue = 0.5 * (lip + inner)
+        tongue = np.clip(tongue.mean() + 1.3 * (tongue - tongue.mean()), 0.0, 1.0)  # moist, more saturated
+        self.palette["tongue"] = torch.tensor(tongue, dtype=torch.float32)[None, :, None, None]
         self.photo: torch.Tensor | None = None
         if teeth is not None:
             rgb, photo_lm = teeth
@@ -237,28 +240,32 @@ class MouthRig:
         # the column and toward the corners).
         depth = torch.minimum(torch.minimum(qy - o.top, o.bottom - qy), (1.0 - o.ue.abs()) * self.hw * 0.6)
         deep = torch.exp(-torch.clamp(depth, min=0.0) / (0.14 * mw))[:, None]
-        rgb = p["inner"] * (0.12 + 0.4 * deep)
+        rgb = p["inner"] * (0.14 + 0.4 * deep)
         # Tongue: a hump on the mouth's floor, rising with the opening; its top recedes into the dark.
-        tongue_top = o.bottom - 0.42 * gap * corner ** 0.5
+        tongue_top = o.bottom - 0.3 * gap * corner ** 0.5
         on_tongue = torch.sigmoid((qy - tongue_top) / 1.0)[:, None]
         down = torch.clamp((qy - tongue_top) / torch.clamp(o.bottom - tongue_top, min=1.0), 0.0, 1.0)[:, None]
-        rgb = rgb + (p["inner"] * (0.4 + 0.4 * down) * (0.5 + 0.5 * corner[:, None]) - rgb) * on_tongue
+        rgb = rgb + (p["tongue"] * (0.4 + 0.35 * down) * (0.5 + 0.5 * corner[:, None]) - rgb) * on_tongue
         # Lower incisors: a thin band behind the lower lip, moving with the jaw.
-        lower_edge = o.bottom - 0.07 * mw * (1.0 - 2.5 * o.ue * o.ue) * torch.clamp(o.jaw / (0.5 * mw) - 0.4, 0.0, 1.0)
-        lower = (torch.sigmoid((qy - lower_edge) / edge) * (1.0 - smoothstep(0.3, 0.5, o.ue.abs())))[:, None]
-        rgb = rgb + (p["teeth"] * 0.75 - rgb) * lower
+        lower_top = o.bottom - 0.07 * mw * (1.0 - 2.5 * o.ue * o.ue) * torch.clamp(o.jaw / (0.5 * mw) - 0.4, 0.0, 1.0)
+        lower = (torch.sigmoid((qy - lower_top) / edge) * (1.0 - smoothstep(0.3, 0.5, o.ue.abs())))[:, None]
+        rgb = rgb + (p["teeth"] * 0.85 - rgb) * lower
         # Upper teeth: fixed to the head, their edge a little below the rest lip line, the arch turning away
         # (darker) toward the corners, a faint seam between neighbours, the edge a little translucent.
-        edge = o.upper + TEETH_SHOW * mw * (1.0 - 0.45 * o.u * o.u)
-        teeth = (torch.sigmoid((edge - qy) / edge) * (1.0 - smoothstep(0.8, 1.0, o.u.abs())))[:, None]
+        incisal = o.upper + TEETH_SHOW * mw * (1.0 - 0.45 * o.u * o.u)
+        teeth = (torch.sigmoid((incisal - qy) / (0.6 * edge)) * (1.0 - smoothstep(0.8, 1.0, o.u.abs())))[:, None]
         seams = sum(torch.exp(-(((o.u - g) * self.hw) / 0.6) ** 2) for g in TOOTH_GAPS)
-        tone = (1.0 - 0.6 * o.u * o.u) * (1.0 - 0.1 * seams) * (1.0 - 0.18 * smoothstep(edge - 0.05 * mw, edge, qy))
+        tone = ((1.0 - 0.6 * o.u * o.u) * (1.0 - 0.1 * seams)
+                * (1.0 - 0.1 * smoothstep(incisal - 0.04 * mw, incisal, qy)))
+        # Teeth stand forward, nearer the light than the cavity: the upper lip's shadow falls on them less.
+        tone = tone / (0.6 + 0.4 * smoothstep(0.0, 0.05 * mw + edge, qy - o.top)) ** 0.6
         rgb = rgb + (p["teeth"] * tone[:, None] - rgb) * teeth
-        if self.photo is not None:
-            rgb = self._photo_teeth(qx, qy, rgb, edge)
         # The upper lip's shadow and the corners' shade over everything inside.
-        shade = (0.55 + 0.45 * smoothstep(0.0, 0.07 * mw, qy - o.top)) * (0.35 + 0.65 * corner ** 0.5)
-        return torch.clamp(rgb * shade[:, None], 0.0, 1.0), alpha[:, None]
+        shade = (0.6 + 0.4 * smoothstep(0.0, 0.05 * mw + edge, qy - o.top)) * (0.35 + 0.65 * corner ** 0.5)
+        rgb = rgb * shade[:, None]
+        if self.photo is not None:  # lit and shaded as the photo was
+            rgb = self._photo_teeth(qx, qy, rgb, edge)
+        return torch.clamp(rgb, 0.0, 1.0), alpha[:, None]
 
     def _photo_teeth(self, qx: torch.Tensor, qy: torch.Tensor, rgb: torch.Tensor, edge: float) -> torch.Tensor:
         """Where the photo showed teeth, its own pixels, at their place on the head: uncovered, not stretched."""

@@ -126,19 +126,24 @@ def close_lips(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.n
     mw = closing.mw
     x0, x1 = int(max(0, closing.mouth_x - 3.6 * mw)), int(min(w, closing.mouth_x + 3.6 * mw + 1))
     y0, y1 = int(max(0, closing.nose_y - 0.2 * mw)), int(min(h, closing.neck_end + 0.1 * mw + 1))
-    # The warp jumps across the line where the lips meet: built at twice the resolution and averaged
-    # down, so that a slanted line has smooth edges instead of stair steps.
+    X, Y = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
+    region = cv2.remap(rgb, X.astype(np.float32), closing.backward(X, Y).astype(np.float32), cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    # The warp jumps across the line where the lips meet: there it is built at twice the resolution and
+    # averaged down, so that a slanted line has smooth edges instead of stair steps.
     ss = 2
-    X, Y = np.meshgrid(x0 + (np.arange((x1 - x0) * ss) + 0.5) / ss - 0.5,
-                       y0 + (np.arange((y1 - y0) * ss) + 0.5) / ss - 0.5)
-    sy = closing.backward(X, Y)
-    fine = cv2.remap(rgb, X.astype(np.float32), sy.astype(np.float32), cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-    # Where the lips meet: a soft line of shadow, as between closed lips, fading toward the corners.
+    Xf, Yf = np.meshgrid(x0 + (np.arange((x1 - x0) * ss) + 0.5) / ss - 0.5,
+                         y0 + (np.arange((y1 - y0) * ss) + 0.5) / ss - 0.5)
+    fine = cv2.remap(rgb, Xf.astype(np.float32), closing.backward(Xf, Yf).astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+    fine = cv2.resize(fine.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
     _, _, g, meet = closing.lines(X)
+    near = (np.exp(-(((Y - meet) / 1.5) ** 2)) * np.minimum(g, 1.0))[..., None]
+    region += (fine - region) * near
+    # Where the lips meet: a soft line of shadow, as between closed lips, fading toward the corners.
     u = (X - closing.up.cx) / closing.up.half_w
     line = 0.3 * np.exp(-(((Y - meet) / 0.9) ** 2)) * np.sqrt(np.clip(1 - u * u, 0.0, 1.0)) * np.minimum(g, 1.0)
-    region = cv2.resize(fine * (1.0 - line[..., None]), (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+    region *= 1.0 - line[..., None]
     closed = rgb.copy()
     closed[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
     lm = np.asarray(landmarks, np.float32).copy()
