@@ -55,7 +55,7 @@ def row(portrait: str, height: int, keep_expression: bool) -> tuple[str, list[Im
     return name, tiles
 
 
-def sheet(portraits: list[str], height: int = 200, keep_expression: bool = False) -> Image.Image:
+def sheet(portraits: list[str], height: int = 160, keep_expression: bool = False) -> Image.Image:
     rows = [row(p, height, keep_expression) for p in portraits]
     labels = ["photo", *(label for label, _ in POSES)]
     col_w = max(t.width for _, tiles in rows for t in tiles)
@@ -75,10 +75,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="docs/mouth_closeup.png")
     ap.add_argument("--avatar", nargs="+", help="portraits (default: the embedded one and tests/data/portraits)")
-    ap.add_argument("--height", type=int, default=200)
+    ap.add_argument("--height", type=int, default=160)
     ap.add_argument("--keep-expression", action="store_true", help="animate from the photos' own expressions")
     args = ap.parse_args()
-    sheet(args.avatar or default_portraits(), args.height, args.keep_expression).save(args.out)
+    sheet(args.avatar or default_portraits(), args.height, args.keep_expression).save(args.out, optimize=True)
     print(args.out)
 
 

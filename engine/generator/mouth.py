@@ -63,7 +63,7 @@ def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
     luma = float(skin @ (0.299, 0.587, 0.114))
     tint = skin / max(float(skin.max()), 1e-3)
     # Teeth are never paper white: a little yellow (less blue) reads as enamel in any light.
-    teeth = np.clip(min(0.88, 0.35 + 0.72 * luma) * (0.75 + 0.25 * tint) * (1.0, 0.97, 0.88), 0.0, 1.0)
+    teeth = np.clip(min(0.9, 0.42 + 0.72 * luma) * (0.8 + 0.2 * tint) * (1.0, 0.97, 0.88), 0.0, 1.0)
     if teeth_rgb is not None:
         teeth = np.clip(np.asarray(teeth_rgb, np.float64), 0.0, 1.0)
     return {"lip": tuple(float(v) for v in lip), "cavity": tuple(float(v) for v in 0.28 * lip),
@@ -186,7 +186,7 @@ class MouthRig:
         gap = jaw * torch.clamp(1.0 - c[:, Control.LIP_PRESS], 0.0, 1.0) * shape
         lift, drop = UPPER_SHARE * gap, (1.0 - UPPER_SHARE) * gap
         upper, lower = self.upper.y(u), self.lower.y(u)
-        corner = torch.exp(-(((qx - self.mouth_x).abs() - self.mw) / (0.6 * self.mw)) ** 2)
+        corner = torch.exp(-torch.square(((qx - self.mouth_x).abs() - self.mw) / (0.6 * self.mw)))
         smile = c[:, Control.SMILE] * 0.18 * self.mw * corner
         return Opening(u, ue, upper, lower, upper - lift - smile, lower + drop - smile, lift, drop, jaw)
 
@@ -200,7 +200,7 @@ class MouthRig:
         above = o.lift * smoothstep(self.nose_y, o.upper, qy + o.lift)
         # Below it: the lower lip drops with the jaw; the chin drops by the whole jaw, the skin beside and
         # under the lip stretching between; the neck below the chin takes the rest.
-        across = torch.exp(-0.5 * (dx / (1.7 * mw)) ** 4)
+        across = torch.exp(-0.5 * torch.square(torch.square(dx / (1.7 * mw))))
         neck_end = self.chin_y + 0.9 * (self.chin_y - self.mouth_y)
 
         def fall(y: torch.Tensor) -> torch.Tensor:
@@ -215,13 +215,13 @@ class MouthRig:
         oy = sy - qy
         # Width and rounding: stretch or draw in the lips around the mouth centre.
         dy = qy - self.mouth_y
-        around = torch.exp(-(dx / (1.4 * mw)) ** 2 - (dy / (0.9 * mw)) ** 2)
+        around = torch.exp(-torch.square(dx / (1.4 * mw)) - torch.square(dy / (0.9 * mw)))
         ox = (0.3 * c[:, Control.MOUTH_ROUND] - 0.2 * c[:, Control.MOUTH_WIDTH]) * dx * around
         # Press: both lips move toward the lip line.
-        lips = torch.exp(-(dx / (1.2 * mw)) ** 2 - (dy / (0.8 * mw)) ** 2)
+        lips = torch.exp(-torch.square(dx / (1.2 * mw)) - torch.square(dy / (0.8 * mw)))
         oy = oy + c[:, Control.LIP_PRESS] * 0.35 * dy * lips
         # Smile: corners up and out.
-        corner = torch.exp(-((dx.abs() - mw) ** 2 + (qy - self.corner_y) ** 2) / (0.6 * mw) ** 2)
+        corner = torch.exp(-(torch.square(dx.abs() - mw) + torch.square(qy - self.corner_y)) / (0.6 * mw) ** 2)
         smile = c[:, Control.SMILE]
         return ox - smile * 0.1 * dx * corner, oy + smile * 0.18 * mw * corner
 
@@ -242,7 +242,7 @@ class MouthRig:
         deep = torch.exp(-torch.clamp(depth, min=0.0) / (0.14 * mw))[:, None]
         rgb = p["inner"] * (0.14 + 0.4 * deep)
         # Tongue: a hump on the mouth's floor, rising with the opening; its top recedes into the dark.
-        tongue_top = o.bottom - 0.3 * gap * corner ** 0.5
+        tongue_top = o.bottom - 0.3 * gap * torch.sqrt(corner)
         on_tongue = torch.sigmoid((qy - tongue_top) / 1.0)[:, None]
         down = torch.clamp((qy - tongue_top) / torch.clamp(o.bottom - tongue_top, min=1.0), 0.0, 1.0)[:, None]
         rgb = rgb + (p["tongue"] * (0.4 + 0.35 * down) * (0.5 + 0.5 * corner[:, None]) - rgb) * on_tongue
@@ -254,14 +254,14 @@ class MouthRig:
         # (darker) toward the corners, a faint seam between neighbours, the edge a little translucent.
         incisal = o.upper + TEETH_SHOW * mw * (1.0 - 0.45 * o.u * o.u)
         teeth = (torch.sigmoid((incisal - qy) / (0.6 * edge)) * (1.0 - smoothstep(0.8, 1.0, o.u.abs())))[:, None]
-        seams = sum(torch.exp(-(((o.u - g) * self.hw) / 0.6) ** 2) for g in TOOTH_GAPS)
-        tone = ((1.0 - 0.6 * o.u * o.u) * (1.0 - 0.1 * seams)
+        seams = sum(torch.exp(-torch.square((o.u - g) * (self.hw / 0.6))) for g in TOOTH_GAPS)
+        tone = ((1.0 - 0.45 * o.u * o.u) * (1.0 - 0.1 * seams)
                 * (1.0 - 0.1 * smoothstep(incisal - 0.04 * mw, incisal, qy)))
         # Teeth stand forward, nearer the light than the cavity: the upper lip's shadow falls on them less.
         tone = tone / (0.6 + 0.4 * smoothstep(0.0, 0.05 * mw + edge, qy - o.top)) ** 0.6
         rgb = rgb + (p["teeth"] * tone[:, None] - rgb) * teeth
         # The upper lip's shadow and the corners' shade over everything inside.
-        shade = (0.6 + 0.4 * smoothstep(0.0, 0.05 * mw + edge, qy - o.top)) * (0.35 + 0.65 * corner ** 0.5)
+        shade = (0.6 + 0.4 * smoothstep(0.0, 0.05 * mw + edge, qy - o.top)) * (0.35 + 0.65 * torch.sqrt(corner))
         rgb = rgb * shade[:, None]
         if self.photo is not None:  # lit and shaded as the photo was
             rgb = self._photo_teeth(qx, qy, rgb, edge)

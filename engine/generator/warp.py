@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
-from engine.generator.mouth import JAW_REACH, MouthRig, mouth_palette
+from engine.generator.mouth import JAW_REACH, MouthRig, lip_gap, mouth_palette
+from engine.generator.rest_pose import CLOSED_GAP, RestPose
 from engine.generator.rig import Eye, RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
 from kernels.warp import warp_composite
@@ -71,6 +72,9 @@ class WarpRenderer(nn.Module):
         self.mouth_slices = self._slices(g.mouth_box(rw, rh, margin))
         self.eye_slices = [self._slices(g.eye_box(e, rw, rh, margin)) for e in g.eyes]
         rest = avatar.rest
+        gap = lip_gap(avatar.landmarks)
+        if rest is None and gap >= CLOSED_GAP:  # the photo's expression kept: its own teeth, where they are
+            rest = RestPose(avatar.rgb, avatar.landmarks, gap)
         teeth = rest.teeth_colour() if rest is not None else None
         self.palette = mouth_palette(avatar.rgb, avatar.landmarks, teeth)
         self.mouth = MouthRig(avatar.landmarks, (x0, y0), self.palette,
