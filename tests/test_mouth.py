@@ -127,3 +127,15 @@ def test_the_photos_own_teeth_are_uncovered_where_they_were_not_stretched() -> N
 
     assert diff(opened) < 12.0, diff(opened)  # the photo's teeth, at their place
     assert diff(rest) > 30.0, diff(rest)  # ... which the closed lips cover at rest
+
+
+def test_a_mouth_wide_open_in_the_photo_is_closed_and_prepare_says_it_is_a_limit(tmp_path) -> None:
+    from PIL import Image
+
+    wide = frames(WarpGenerator(prepare_avatar(keep_expression=True)), JAW_OPEN=[0.8])[0]
+    path = tmp_path / "wide_open.png"
+    Image.fromarray(wide).save(path)
+    avatar = prepare_avatar(path, cache_dir=None)
+    assert avatar.rest is not None and avatar.rest.gap > 0.25, avatar.rest
+    assert any("wide open" in note for note in avatar.notes), avatar.notes
+    assert measured_gap(frames(WarpGenerator(avatar), JAW_OPEN=[0.0])[0]) < CLOSED_GAP

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.generator.faces import MAX_YAW_DEG, MIN_FACE_WIDTH_PX, estimate_yaw_deg, face_mesh, find_faces, mesh_width
-from engine.generator.rest_pose import RestPose, close_lips
+from engine.generator.rest_pose import WIDE_GAP, RestPose, close_lips
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,12 @@ def with_closed_lips(avatar: PreparedAvatar) -> PreparedAvatar:
     note = (f"lips apart in the photo ({100 * rest.gap:.0f}% of the mouth's width): closed for the rest pose "
             "(keep_expression keeps the photo's expression)")
     log.info("avatar %s: %s", avatar.name, note)
-    return PreparedAvatar(avatar.name, rgb, landmarks, avatar.notes, rest)
+    notes = avatar.notes
+    if rest.gap > WIDE_GAP:
+        notes += (f"mouth wide open in the photo ({100 * rest.gap:.0f}% of its width): closing it for the rest pose "
+                  "stretches the lips; a photo with the mouth closed or less open animates better",)
+        log.warning("avatar %s: %s", avatar.name, notes[-1])
+    return PreparedAvatar(avatar.name, rgb, landmarks, notes, rest)
 
 
 def prepare_avatar(path: str | Path | None = None, max_side_px: int = 720, cache_dir: Path | None = DEFAULT_CACHE_DIR,

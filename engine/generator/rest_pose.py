@@ -3,11 +3,12 @@
 The rig animates offsets from the portrait as it is, so a photo with its lips apart never closes them:
 it talks with the photo's gap and stretches the photo's teeth. So at prepare, once, a backward warp
 brings the lips together and is baked into the image and its landmarks, as LivePortrait normalises an
-open source lip before animating it: each lip is stretched over half the gap (the upper lip taking the
-skin up to the nose base with it, so no one band of lip thickens), and the whole lower face, chin
-included, rises with the lower lip (Expression Flow, Yang et al. 2011: moving the lip alone leaves the
-mouth-to-chin distance wrong). A faint shadow marks where the lips meet. The photo as it was is kept:
-the mouth interior shows its own teeth, uncovered at their place on the head as the jaw opens.
+open source lip before animating it: the upper lip comes down over up to half the gap (the skin up to
+the nose taking the stretch, so no one band of lip thickens), and the whole lower face, chin included,
+rises with the lower lip by the rest (Expression Flow, Yang et al. 2011: moving the lip alone leaves the
+mouth-to-chin distance wrong; and a closing mouth is mostly the jaw rising). A faint shadow marks where
+the lips meet. The photo as it was is kept: the mouth interior shows its own teeth, uncovered at their
+place on the head as the jaw opens.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from engine.generator.mouth import (
 # Lips whose gap is under this share of the mouth's width count as closed (LivePortrait closes a source lip
 # from a lip-open ratio of 0.03).
 CLOSED_GAP = 0.03
+# Beyond this the closing stretches each lip over more than its own height: the rest pose still closes
+# them, but prepare says that a photo with the mouth closed or less open animates better.
+WIDE_GAP = 0.25
 
 
 @dataclass(frozen=True)
@@ -78,28 +82,35 @@ class _Closing:
         self.nose_y = float(min(lm[NOSE_BASE, 1], self.mouth_y - 0.3 * self.mw))
         self.chin_y = float(max(lm[CHIN, 1], self.mouth_y + 0.5 * self.mw))
         self.neck_end = self.chin_y + 0.9 * (self.chin_y - self.mouth_y)
-        self.centre_gap = float(self.lines(np.array([self.mouth_x]))[2][0])
+        _, lower, _, meet = self.lines(np.array([self.mouth_x]))
+        self.centre_rise = float(lower[0] - meet[0])
 
     def lines(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(upper edge, lower edge, gap between them, where they meet) at columns x. The edges are cut a
-        little into each lip, so that no sliver of the photo's teeth stays between the closed lips."""
+        little into each lip, so that no sliver of the photo's teeth stays between the closed lips. The
+        upper lip comes down by half the gap, but at most a fifth of its distance from the nose (more reads
+        as a stretched lip); the jaw, lower lip and chin rise by the rest, as a closing mouth does."""
         u = (x - self.up.cx) / self.up.half_w
         upper, lower = self.up.y_np(u), self.lo.y_np(u)
         g = np.maximum(lower - upper, 0.0)
         cut = 0.5 * np.minimum(g, 1.0) + 0.1 * g
-        return upper - cut, lower + cut, g + 2 * cut, (upper + lower) / 2
+        upper, lower, g = upper - cut, lower + cut, g + 2 * cut
+        down = np.minimum(0.5 * g, 0.2 * np.maximum(upper - self.nose_y, 0.0))
+        return upper, lower, g, upper + down
 
     def down(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """The upper lip's displacement (down, > 0), fading to nothing at the nose base."""
-        upper, _, g, _ = self.lines(x)
-        return 0.5 * g * _smoothstep(self.nose_y, upper, y)
+        """The upper lip's displacement (down, > 0), fading to nothing below the nose."""
+        upper, _, _, meet = self.lines(x)
+        # The skin just under the nose stays (stretching it drags the nostrils' shadow down).
+        return (meet - upper) * _smoothstep(self.nose_y + 0.3 * (upper - self.nose_y), upper, y)
 
     def up_(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """The lower face's displacement (up, < 0): the lower lip by half its gap, the chin by half the
-        centre's gap, fading beside the jaw and into the neck."""
-        _, lower, g, _ = self.lines(x)
+        """The lower face's displacement (up, < 0): the lower lip up to where the lips meet, the chin as
+        far as the centre's lower lip, fading beside the jaw and into the neck."""
+        _, lower, _, meet = self.lines(x)
+        rise = lower - meet
         across = np.exp(-0.5 * ((x - self.mouth_x) / (1.7 * self.mw)) ** 4)
-        lift = 0.5 * g + (0.5 * self.centre_gap * across - 0.5 * g) * _smoothstep(lower, self.chin_y, y)
+        lift = rise + (self.centre_rise * across - rise) * _smoothstep(lower, self.chin_y, y)
         return -lift * (1.0 - _smoothstep(self.chin_y, self.neck_end, y))
 
     def backward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
