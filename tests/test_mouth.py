@@ -79,9 +79,9 @@ def _centre_column(gen: WarpGenerator, jaw: float) -> tuple[np.ndarray, np.ndarr
         _, _, _, alpha = r.fields(torch.from_numpy(c))
     alpha = alpha[0, 0].numpy()
     x0, y0, _, _ = r.mouth_box_px
-    s = r.stride
+    s = r.overlay_stride
     col = round(r.mouth.mouth_x - x0) // s
-    rows = np.arange(alpha.shape[0]) * s + (s - 1) / 2  # cell centres, in ROI pixels
+    rows = np.arange(alpha.shape[0]) * s + (s - 1) / 2  # sample centres, in ROI pixels
     column = frame[r.roi[1] + y0 : r.roi[1] + y0 + len(rows) * s, r.roi[0] + x0 + col * s + s // 2] @ LUMA
     return column, np.interp(np.arange(len(column)), rows, alpha[:, col]), r.roi[1] + y0
 

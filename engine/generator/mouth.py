@@ -35,9 +35,9 @@ JAW_REACH = 0.85  # the chin drops this many mouth half-widths at JAW_OPEN = 1
 UPPER_SHARE = 0.15  # of the lip gap, the part the upper lip lifts by (the lower lip and jaw drop the rest)
 EDGE_PX = 0.7  # the interior's edge under the lips: a sigmoid this wide (output pixels)
 TEETH_SHOW = 0.16  # the upper incisors reach this many mouth half-widths below the rest lip line
-# Where neighbouring upper teeth meet, in inner-mouth half-widths from the centre (incisors, laterals,
-# canines, foreshortened by the arch).
-TOOTH_GAPS = (0.0, 0.34, -0.34)
+# Upper teeth meet at the centre and, this many inner-mouth half-widths to each side, between the central
+# and lateral incisors (further out the arch turns away and the seams are lost in its shade).
+TOOTH_GAP = 0.34
 
 
 def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
@@ -251,11 +251,14 @@ class MouthRig:
         lower = (torch.sigmoid((qy - lower_top) / edge) * (1.0 - smoothstep(0.3, 0.5, o.ue.abs())))[:, None]
         rgb = rgb + (p["teeth"] * 0.85 - rgb) * lower
         # Upper teeth: fixed to the head, their edge a little below the rest lip line, the arch turning away
-        # (darker) toward the corners, a faint seam between neighbours, the edge a little translucent.
-        incisal = o.upper + TEETH_SHOW * mw * (1.0 - 0.45 * o.u * o.u)
+        # (darker) toward the corners, neighbours parting toward their rounded edges (faint near the gum),
+        # the edge a little translucent.
+        au = o.u.abs()
+        seams = torch.exp(-torch.square(torch.minimum(au, (au - TOOTH_GAP).abs()) * (self.hw / 0.7)))
+        incisal = o.upper + TEETH_SHOW * mw * (1.0 - 0.45 * o.u * o.u) - 0.025 * mw * seams
         teeth = (torch.sigmoid((incisal - qy) / (0.6 * edge)) * (1.0 - smoothstep(0.8, 1.0, o.u.abs())))[:, None]
-        seams = sum(torch.exp(-torch.square((o.u - g) * (self.hw / 0.6))) for g in TOOTH_GAPS)
-        tone = ((1.0 - 0.45 * o.u * o.u) * (1.0 - 0.1 * seams)
+        near_edge = smoothstep(incisal - 0.08 * mw, incisal, qy)
+        tone = ((1.0 - 0.45 * o.u * o.u) * (1.0 - (0.04 + 0.2 * near_edge) * seams)
                 * (1.0 - 0.1 * smoothstep(incisal - 0.04 * mw, incisal, qy)))
         # Teeth stand forward, nearer the light than the cavity: the upper lip's shadow falls on them less.
         tone = tone / (0.6 + 0.4 * smoothstep(0.0, 0.05 * mw + edge, qy - o.top)) ** 0.6

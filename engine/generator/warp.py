@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
-from engine.generator.mouth import JAW_REACH, MouthRig, lip_gap, mouth_palette
+from engine.generator.mouth import JAW_REACH, UPPER_SHARE, MouthRig, lip_gap, mouth_palette
 from engine.generator.rest_pose import CLOSED_GAP, RestPose
 from engine.generator.rig import Eye, RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
@@ -80,16 +80,21 @@ class WarpRenderer(nn.Module):
         self.mouth = MouthRig(avatar.landmarks, (x0, y0), self.palette,
                               None if rest is None else (rest.photo, rest.landmarks))
         # The mouth's interior is drawn over the box the opening can reach, padded by the head's motion
-        # (`mouth_box_px`, in ROI pixels), on the field grid: about 120 samples per face at any size.
+        # (`mouth_box_px`, in ROI pixels).
         m = self.mouth
-        self.cavity_slices = self._slices((int(m.cx - 1.3 * m.hw - margin),
-                                           int(min(m.upper.y0, m.upper.y1, m.mouth_y) - 0.35 * m.mw - margin),
-                                           int(m.cx + 1.3 * m.hw + margin),
-                                           int(max(m.lower.y0, m.lower.y1, m.mouth_y) + (JAW_REACH + 0.2) * m.mw
-                                               + margin)))
+        u = torch.linspace(-1.0, 1.0, 21)
+        top, bottom = float(m.upper.y(u).min()), float(m.lower.y(u).max())
+        reach = 1.2 * m.hw + margin  # a mouth widened to the full: its corners pulled out by ~17%
+        self.cavity_slices = self._slices((max(0, int(m.cx - reach)), max(0, int(top - 0.25 * m.mw - margin)),
+                                           min(rw, int(m.cx + reach + 1)),
+                                           min(rh, int(bottom + (JAW_REACH * (1 - UPPER_SHARE) + 0.12) * m.mw
+                                                       + margin + 1))))
         ys, xs = self.cavity_slices  # the same box in pixels: the cells of those field samples
         self.mouth_box_px = (xs.start * s, ys.start * s, min(rw, min(xs.stop, len(gx)) * s),
                              min(rh, min(ys.stop, len(gy)) * s))
+        # Faces drawn at an even stride (small ones) get their interior at half of it: a field cell there
+        # is a large share of a tooth.
+        self.overlay_stride = s // 2 if s % 2 == 0 else s
 
     def _slices(self, box: tuple[int, int, int, int]) -> tuple[slice, slice]:
         x0, y0, x1, y1 = box
@@ -97,8 +102,8 @@ class WarpRenderer(nn.Module):
         return slice(y0 // s, -(-y1 // s) + 1), slice(x0 // s, -(-x1 // s) + 1)
 
     def fields(self, controls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The backward map and the mouth's interior on the field grid: sx, sy (N, fh, fw) in ROI pixels;
-        overlay (N, 3, mh, mw) and alpha (N, 1, mh, mw) over the interior's cells (`mouth_box_px`)."""
+        """The backward map on the field grid: sx, sy (N, fh, fw) in ROI pixels; the mouth's interior every
+        `overlay_stride` pixels over `mouth_box_px`: overlay (N, 3, mh, mw) and alpha (N, 1, mh, mw)."""
         c = controls.to(self.X.dtype)[:, :, None, None]  # (N, C, 1, 1)
         qx, qy = self._head_pose(c)  # (N, fh, fw): where each output pixel is in the still portrait
         sx, sy = qx.clone(), qy.clone()
@@ -124,8 +129,10 @@ class WarpRenderer(nn.Module):
         box = self.mouth_box_px
         if self.stride > 1:  # fields are smooth: interpolate them up to the pixels
             grid = self._upsample(grid)[:, :, :rh, :rw]
-            overlay = self._upsample(overlay)[:, :, : box[3] - box[1], : box[2] - box[0]]
-            alpha = self._upsample(alpha)[:, :, : box[3] - box[1], : box[2] - box[0]]
+        if self.overlay_stride > 1:
+            up = dict(scale_factor=self.overlay_stride, mode="bilinear", align_corners=False)
+            overlay = F.interpolate(overlay, **up)[:, :, : box[3] - box[1], : box[2] - box[0]]
+            alpha = F.interpolate(alpha, **up)[:, :, : box[3] - box[1], : box[2] - box[0]]
         composite = warp_composite_triton if self.roi_src.is_cuda and triton_available() else warp_composite
         roi = composite(self.roi_src, grid.permute(0, 2, 3, 1), overlay, alpha, box)  # (N, 3, rh, rw)
         frames = self.portrait.unsqueeze(0).repeat(n, 1, 1, 1)
@@ -154,10 +161,20 @@ class WarpRenderer(nn.Module):
         return self.X + self.head_mask * (rx - self.X), self.Y + self.head_mask * (ry - self.Y)
 
     def _interior(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mouth's interior over the cells of `mouth_box_px`; its edges as soft as a cell is wide, since
-        it is upsampled as the warp's own fields are (its edge lies where the warped lips are)."""
+        """The mouth's interior over `mouth_box_px`, every `overlay_stride` pixels: the head-pose map is
+        upsampled there as the warp's own fields are, so the interior's edge lies where the warped lips are."""
         ys, xs = self.cavity_slices
-        return self.mouth.interior(c, qx[:, ys, xs], qy[:, ys, xs], edge=max(0.7, 0.5 * self.stride))
+        k = self.stride // self.overlay_stride
+        if k == 1:
+            qx, qy = qx[:, ys, xs], qy[:, ys, xs]
+        else:  # with a cell more on each side: bilinear upsampling reads them at its edges
+            y0, x0 = max(0, ys.start - 1), max(0, xs.start - 1)
+            q = torch.stack([qx[:, y0 : ys.stop + 1, x0 : xs.stop + 1], qy[:, y0 : ys.stop + 1, x0 : xs.stop + 1]], 1)
+            q = F.interpolate(q, scale_factor=k, mode="bilinear", align_corners=False)
+            rows, cols = (min(ys.stop, self.X.shape[1]) - ys.start) * k, (min(xs.stop, self.X.shape[2]) - xs.start) * k
+            q = q[:, :, (ys.start - y0) * k :, (xs.start - x0) * k :][:, :, :rows, :cols]
+            qx, qy = q[:, 0], q[:, 1]
+        return self.mouth.interior(c, qx, qy, edge=max(0.7, 0.5 * self.overlay_stride))
 
     def _eye(self, eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
              qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -253,6 +270,7 @@ class WarpGenerator:
         overlay = np.ascontiguousarray(overlay.transpose(0, 2, 3, 1))
         for i in range(len(controls)):
             remap_composite(self._roi_u8, upsample(sx[i], r.stride, rh, rw), upsample(sy[i], r.stride, rh, rw),
-                            upsample(overlay[i], r.stride, bh, bw), upsample(alpha[i, 0], r.stride, bh, bw),
+                            upsample(overlay[i], r.overlay_stride, bh, bw),
+                            upsample(alpha[i, 0], r.overlay_stride, bh, bw),
                             box, frames[i, y0:y1, x0:x1])
         return frames
