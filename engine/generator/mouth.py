@@ -264,13 +264,14 @@ class MouthRig:
         tone = tone / (0.6 + 0.4 * smoothstep(0.0, 0.05 * mw + edge, qy - o.top)) ** 0.6
         rgb = rgb + (p["teeth"] * tone[:, None] - rgb) * teeth
         # The upper lip's shadow and the corners' shade over everything inside.
-        shade = (0.6 + 0.4 * smoothstep(0.0, 0.05 * mw + edge, qy - o.top)) * (0.35 + 0.65 * torch.sqrt(corner))
-        rgb = rgb * shade[:, None]
-        if self.photo is not None:  # lit and shaded as the photo was
-            rgb = self._photo_teeth(qx, qy, rgb, edge)
+        under_lip = 0.6 + 0.4 * smoothstep(0.0, 0.05 * mw + edge, qy - o.top)
+        rgb = rgb * (under_lip * (0.35 + 0.65 * torch.sqrt(corner)))[:, None]
+        if self.photo is not None:  # lit as the photo was; only the lip's shadow over a narrow opening is new
+            rgb = self._photo_teeth(qx, qy, rgb, edge, (0.7 + 0.3 * under_lip)[:, None])
         return torch.clamp(rgb, 0.0, 1.0), alpha[:, None]
 
-    def _photo_teeth(self, qx: torch.Tensor, qy: torch.Tensor, rgb: torch.Tensor, edge: float) -> torch.Tensor:
+    def _photo_teeth(self, qx: torch.Tensor, qy: torch.Tensor, rgb: torch.Tensor, edge: float,
+                     shade: torch.Tensor) -> torch.Tensor:
         """Where the photo showed teeth, its own pixels, at their place on the head: uncovered, not stretched."""
         assert self.photo is not None
         up, lo = self.photo_lines
@@ -286,4 +287,4 @@ class MouthRig:
         n = qx.shape[0]
         own = F.grid_sample(self.photo.expand(n, -1, -1, -1), torch.stack([gx, gy], dim=-1), mode="bilinear",
                             padding_mode="border", align_corners=True)
-        return rgb + (own - rgb) * w
+        return rgb + (own * shade - rgb) * w
