@@ -42,9 +42,9 @@ TOOTH_GAP = 0.34
 
 def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
                   teeth_rgb: np.ndarray | None = None) -> dict[str, tuple[float, float, float]]:
-    """Lip, cavity, tongue and teeth colours (0..1 RGB) from the portrait's own lips and skin.
+    """Lip, inner mouth, cavity, tongue and teeth colours (0..1 RGB) from the portrait's own lips and skin.
 
-    The cavity is the lips' hue in deep shade and the tongue a lighter one; the teeth are a cream at
+    The cavity is the inner mouth's hue in deep shade and the tongue a lighter one; the teeth are a cream at
     the skin's brightness, tinted a quarter of the way toward the skin's colour (the photo's light), or
     the photo's own teeth colour where it shows them (`teeth_rgb`, 0..1).
     """
@@ -66,8 +66,13 @@ def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
     teeth = np.clip(min(0.9, 0.42 + 0.72 * luma) * (0.8 + 0.2 * tint) * (1.0, 0.97, 0.88), 0.0, 1.0)
     if teeth_rgb is not None:
         teeth = np.clip(np.asarray(teeth_rgb, np.float64), 0.0, 1.0)
-    return {"lip": tuple(float(v) for v in lip), "cavity": tuple(float(v) for v in 0.28 * lip),
-            "tongue": tuple(float(v) for v in 0.8 * lip), "teeth": tuple(float(v) for v in teeth)}
+    # Inside, the mouth is redder than its lips (mucosa, and light that passed through it): the lips' colour
+    # with its hue deepened; the tongue between the two, moist, a little more saturated.
+    inner = lip * np.sqrt(lip / max(float(lip.max()), 1e-3))
+    tongue = 0.5 * (lip + inner)
+    tongue = np.clip(tongue.mean() + 1.3 * (tongue - tongue.mean()), 0.0, 1.0)
+    return {name: tuple(float(v) for v in colour) for name, colour in
+            (("lip", lip), ("inner", inner), ("cavity", 0.3 * inner), ("tongue", tongue), ("teeth", teeth))}
 
 
 def smoothstep(e0: float | torch.Tensor, e1: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -135,7 +140,7 @@ class Opening:
 
 
 class MouthRig:
-    """The mouth's fields on the field grid (`offsets`) and its interior at pixels (`interior`).
+    """The mouth's fields (`offsets`, on the field grid) and its interior (`interior`, finer on small faces).
 
     Coordinates are those of the renderer's region (head-pose mapped: `qx`, `qy`)."""
 
@@ -153,14 +158,6 @@ class MouthRig:
         self.nose_y = float(min(lm[NOSE_BASE, 1], self.mouth_y - 0.3 * self.mw))
         self.chin_y = float(max(lm[CHIN, 1], self.mouth_y + 0.5 * self.mw))
         self.palette = {k: torch.tensor(v, dtype=torch.float32)[None, :, None, None] for k, v in palette.items()}
-        # Inside, the mouth is redder than its lips (mucosa, and light that passed through it): the lips'
-        # colour with its hue deepened.
-        lip = np.asarray(palette["lip"], np.float64)
-        inner = lip * np.sqrt(lip / max(float(lip.max()), 1e-3))
-        self.palette["inner"] = torch.tensor(inner, dtype=torch.float32)[None, :, None, None]
-        tongue = 0.5 * (lip + inner)
-        tongue = np.clip(tongue.mean() + 1.3 * (tongue - tongue.mean()), 0.0, 1.0)  # moist, more saturated
-        self.palette["tongue"] = torch.tensor(tongue, dtype=torch.float32)[None, :, None, None]
         self.photo: torch.Tensor | None = None
         if teeth is not None:
             rgb, photo_lm = teeth
@@ -240,7 +237,7 @@ class MouthRig:
         # the column and toward the corners).
         depth = torch.minimum(torch.minimum(qy - o.top, o.bottom - qy), (1.0 - o.ue.abs()) * self.hw * 0.6)
         deep = torch.exp(-torch.clamp(depth, min=0.0) / (0.14 * mw))[:, None]
-        rgb = p["inner"] * (0.14 + 0.4 * deep)
+        rgb = p["cavity"] * (0.47 + 1.33 * deep)
         # Tongue: a hump on the mouth's floor, rising with the opening; its top recedes into the dark.
         tongue_top = o.bottom - 0.3 * gap * torch.sqrt(corner)
         on_tongue = torch.sigmoid((qy - tongue_top) / 1.0)[:, None]
