@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.generator import PreparedAvatar, prepare_avatar
+from engine.generator import prepare_avatar
 from engine.generator.avatar import load_portrait
 from engine.generator.faces import face_mesh
 from engine.generator.mouth import inner_lips, lip_gap
@@ -107,11 +107,12 @@ def test_the_interior_meets_the_lips_without_a_hard_edge_and_is_darker_deep_in(n
     assert column[top : bottom + 1].std() > 15, column[top : bottom + 1]
 
 
-def test_the_photos_own_teeth_are_uncovered_where_they_were_not_stretched() -> None:
-    gen = generator("astronaut")
-    avatar: PreparedAvatar = gen.avatar
-    assert avatar.rest is not None
-    up, lo = inner_lips(avatar.rest.landmarks)
+@pytest.mark.parametrize("keep_expression", [False, True], ids=["closed-rest", "kept-expression"])
+def test_the_photos_own_teeth_are_uncovered_where_they_were_not_stretched(keep_expression: bool) -> None:
+    gen = WarpGenerator(prepare_avatar(keep_expression=keep_expression)) if keep_expression else generator("astronaut")
+    _, photo, _ = load_portrait(None, 720)
+    photo_landmarks = gen.avatar.landmarks if keep_expression else gen.avatar.rest.landmarks
+    up, lo = inner_lips(photo_landmarks)
     xs = np.arange(int(up.cx - 0.4 * up.half_w), int(up.cx + 0.4 * up.half_w))
     u = (xs - up.cx) / up.half_w
     top, bottom = up.y_np(u), lo.y_np(u)
@@ -121,12 +122,15 @@ def test_the_photos_own_teeth_are_uncovered_where_they_were_not_stretched() -> N
     rest, opened = frames(gen, JAW_OPEN=[0.0, 1.0])
 
     def diff(frame: np.ndarray) -> float:
-        d = [np.abs(frame[y0 : y1 + 1, x].astype(int) - avatar.rest.photo[y0 : y1 + 1, x].astype(int)).mean()
+        d = [np.abs(frame[y0 : y1 + 1, x].astype(int) - photo[y0 : y1 + 1, x].astype(int)).mean()
              for y0, y1, x in patch if y1 >= y0]
         return float(np.mean(d))
 
     assert diff(opened) < 12.0, diff(opened)  # the photo's teeth, at their place
-    assert diff(rest) > 30.0, diff(rest)  # ... which the closed lips cover at rest
+    if keep_expression:
+        assert diff(rest) < 1.0, diff(rest)  # the photo as it is
+    else:
+        assert diff(rest) > 30.0, diff(rest)  # ... which the closed lips cover at rest
 
 
 def test_a_mouth_wide_open_in_the_photo_is_closed_and_prepare_says_it_is_a_limit(tmp_path) -> None:

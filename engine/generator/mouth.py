@@ -45,7 +45,7 @@ def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
     """Lip, inner mouth, cavity, tongue and teeth colours (0..1 RGB) from the portrait's own lips and skin.
 
     The cavity is the inner mouth's hue in deep shade and the tongue a lighter one; the teeth are a cream at
-    the skin's brightness, tinted a quarter of the way toward the skin's colour (the photo's light), or
+    the skin's brightness, tinted a fifth of the way toward the skin's colour (the photo's light), or
     the photo's own teeth colour where it shows them (`teeth_rgb`, 0..1).
     """
     h, w = rgb.shape[:2]
