@@ -179,7 +179,8 @@ class MouthRig:
         ue = u * (1.0 + k)
         t = torch.clamp(1.0 - ue * ue, min=0.0)
         shape = torch.sqrt(t * torch.sqrt(t))  # t ** 0.75, at a third of the cost of pow
-        jaw = c[:, Control.JAW_OPEN] * JAW_REACH * self.mw
+        # Bounded: the interior is drawn over the box a fully open jaw reaches (a plugin may send more).
+        jaw = torch.clamp(c[:, Control.JAW_OPEN], 0.0, 1.0) * JAW_REACH * self.mw
         gap = jaw * torch.clamp(1.0 - c[:, Control.LIP_PRESS], 0.0, 1.0) * shape
         lift, drop = UPPER_SHARE * gap, (1.0 - UPPER_SHARE) * gap
         upper, lower = self.upper.y(u), self.lower.y(u)
