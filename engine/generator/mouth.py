@@ -240,7 +240,7 @@ class MouthRig:
         deep = torch.exp(-torch.clamp(depth, min=0.0) / (0.14 * mw))[:, None]
         rgb = p["cavity"] * (0.47 + 1.33 * deep)
         # Tongue: a hump on the mouth's floor, rising with the opening; its top recedes into the dark.
-        tongue_top = o.bottom - 0.3 * gap * torch.sqrt(corner)
+        tongue_top = o.bottom - 0.15 * gap * torch.sqrt(corner)
         on_tongue = torch.sigmoid((qy - tongue_top) / 1.0)[:, None]
         down = torch.clamp((qy - tongue_top) / torch.clamp(o.bottom - tongue_top, min=1.0), 0.0, 1.0)[:, None]
         rgb = rgb + (p["tongue"] * (0.4 + 0.35 * down) * (0.5 + 0.5 * corner[:, None]) - rgb) * on_tongue
