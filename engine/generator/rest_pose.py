@@ -114,7 +114,8 @@ class _Closing:
         return -lift * (1.0 - _smoothstep(self.chin_y, self.neck_end, y))
 
     def backward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Output (x, y) -> the source y it shows (x does not move): a few fixed-point steps of y = s + f(s)."""
+        """Output (x, y) -> the source y it shows (x does not move): a few fixed-point steps of y = s + f(s).
+        x may be one row of columns, broadcast over y's rows."""
         *_, meet = self.lines(x)
         upper = y <= meet
         s = y.copy()
@@ -138,17 +139,17 @@ def close_lips(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.n
     x0, x1 = int(max(0, closing.mouth_x - 3.6 * mw)), int(min(w, closing.mouth_x + 3.6 * mw + 1))
     y0, y1 = int(max(0, closing.nose_y - 0.2 * mw)), int(min(h, closing.neck_end + 0.1 * mw + 1))
     X, Y = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
-    region = cv2.remap(rgb, X.astype(np.float32), closing.backward(X, Y).astype(np.float32), cv2.INTER_LINEAR,
+    region = cv2.remap(rgb, X.astype(np.float32), closing.backward(X[:1], Y).astype(np.float32), cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
     # The warp jumps across the line where the lips meet: there it is built at twice the resolution and
     # averaged down, so that a slanted line has smooth edges instead of stair steps.
     ss = 2
     Xf, Yf = np.meshgrid(x0 + (np.arange((x1 - x0) * ss) + 0.5) / ss - 0.5,
                          y0 + (np.arange((y1 - y0) * ss) + 0.5) / ss - 0.5)
-    fine = cv2.remap(rgb, Xf.astype(np.float32), closing.backward(Xf, Yf).astype(np.float32), cv2.INTER_LINEAR,
+    fine = cv2.remap(rgb, Xf.astype(np.float32), closing.backward(Xf[:1], Yf).astype(np.float32), cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_REPLICATE)
     fine = cv2.resize(fine.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
-    _, _, g, meet = closing.lines(X)
+    _, _, g, meet = closing.lines(X[:1])  # by column (x does not move): one row, broadcast
     near = (np.exp(-(((Y - meet) / 1.5) ** 2)) * np.minimum(g, 1.0))[..., None]
     region += (fine - region) * near
     # Where the lips meet: a soft line of shadow, as between closed lips, fading toward the corners.
