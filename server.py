@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--generator", help=f"renderer: {GENERATORS.describe()}")
     common.add_argument("--max-side", dest="max_side_px", type=int,
                         help="longer side of the output video in px; the portrait is scaled to it (default 720)")
+    common.add_argument("--keep-expression", action="store_const", const=True,
+                        help="keep the photo's expression: lips apart in the photo are not closed for the rest pose")
     common.add_argument("--director", help=f"storyline planner: {DIRECTORS.describe()}")
     common.add_argument("--director-url", help="vllm director: base URL, e.g. http://127.0.0.1:8000/v1")
     common.add_argument("--director-model", help="vllm director: model name as the server serves it")
@@ -84,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    keys = ("avatar_path", "window_frames", "generator", "max_side_px", "host", "port", "ice_host", "max_sessions",
-            "token", "insecure", "allow_origin", "max_pending_sessions",
+    keys = ("avatar_path", "window_frames", "generator", "max_side_px", "keep_expression", "host", "port", "ice_host",
+            "max_sessions", "token", "insecure", "allow_origin", "max_pending_sessions",
             "persona", "storyline_path", "director", "director_url", "director_model", "director_image")
     return load_config(args.config, {k: getattr(args, k, None) for k in keys})
 
@@ -99,7 +101,7 @@ def load_avatar(engine: EngineConfig, path: str | None = None) -> PreparedAvatar
     cache = {"": DEFAULT_CACHE_DIR, "off": None}.get(engine.avatar_cache_dir, Path(engine.avatar_cache_dir))
     path = path if path is not None else engine.avatar_path
     with Console(stderr=True).status(f"preparing avatar {path or '(embedded default)'}") as status:
-        return prepare_avatar(path, engine.max_side_px, cache_dir=cache,
+        return prepare_avatar(path, engine.max_side_px, cache_dir=cache, keep_expression=engine.keep_expression,
                               on_step=lambda step: status.update(f"preparing avatar: {step}"))
 
 
@@ -186,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             avatar = load_avatar(cfg.engine, args.image)
             for note in avatar.notes:  # the status line that showed it is gone: say it where it stays
                 print(f"{args.image}: note: {note}")
+            if avatar.rest is not None:
+                print(f"{args.image}: note: lips apart in the photo ({100 * avatar.rest.gap:.0f}% of the mouth's "
+                      "width): closed for the rest pose (--keep-expression keeps the photo's expression)")
             print(f"{args.image}: ok, {avatar.size[0]}x{avatar.size[1]}, face found and prepared (cached)")
     except (AvatarError, ValueError, OSError) as e:
         print(f"avatar-engine: error: {e}", file=sys.stderr)

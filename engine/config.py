@@ -13,6 +13,7 @@ class EngineConfig:
     avatar_path: str | None = None  # None: the embedded default portrait (skimage's astronaut)
     max_side_px: int = 720  # longer side of the output video; the portrait is scaled down to it
     avatar_cache_dir: str = ""  # prepared avatars are cached here; "" = ~/.cache/avatar-engine/avatars, "off" = none
+    keep_expression: bool = False  # animate from the photo's own expression (lips apart stay apart at rest)
     # Live latency is bounded below by (window_frames + lookahead_frames) / FPS + one 20 ms audio packet +
     # render_reserve_s: the defaults leave ~18 ms for late packets in an 80 ms pipeline delay
     # (benchmarks/latency.py). Offline rendering is faster with longer windows (8: ~20% more fps).

@@ -7,6 +7,7 @@ the rig is refused with the reason (engine.generator.faces).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -20,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.generator.faces import MAX_YAW_DEG, MIN_FACE_WIDTH_PX, estimate_yaw_deg, face_mesh, find_faces, mesh_width
 from engine.generator.matte import person_layer
+from engine.generator.rest_pose import WIDE_GAP, RestPose, close_lips
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class PreparedAvatar:
     # (H, W, 3) uint8 photo with the person filled in. None: the renderer makes them when it starts.
     matte: np.ndarray | None = None
     plate: np.ndarray | None = None
+    rest: RestPose | None = None  # the photo as it was where the rest pose closed its lips (rest_pose)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -137,12 +140,37 @@ def cache_key(path: str | Path | None, max_side_px: int) -> str:
     return h.hexdigest()[:20]
 
 
+def with_closed_lips(avatar: PreparedAvatar) -> PreparedAvatar:
+    """The avatar with a closed rest pose where the photo's lips are apart (engine.generator.rest_pose)."""
+    closed = close_lips(avatar.rgb, avatar.landmarks)
+    if closed is None:
+        return avatar
+    rgb, landmarks, rest = closed
+    note = (f"lips apart in the photo ({100 * rest.gap:.0f}% of the mouth's width): closed for the rest pose "
+            "(keep_expression keeps the photo's expression)")
+    log.info("avatar %s: %s", avatar.name, note)
+    notes = avatar.notes
+    if rest.gap > WIDE_GAP:
+        notes += (f"mouth wide open in the photo ({100 * rest.gap:.0f}% of its width): closing it for the rest pose "
+                  "stretches the lips; a photo with the mouth closed or less open animates better",)
+        log.warning("avatar %s: %s", avatar.name, notes[-1])
+    plate = avatar.plate
+    if plate is not None and avatar.matte is not None:
+        # The closing reaches below the chin, where the matte may call a collar background: the plate shows
+        # there at rest, so it takes the closed photo's pixels, and the still frame stays the closed photo.
+        plate = np.where((avatar.matte == 0)[..., None], rgb, plate)
+    return dataclasses.replace(avatar, rgb=rgb, landmarks=landmarks, notes=notes, rest=rest, plate=plate)
+
+
 def prepare_avatar(path: str | Path | None = None, max_side_px: int = 720, cache_dir: Path | None = DEFAULT_CACHE_DIR,
-                   on_step: Callable[[str], None] | None = None) -> PreparedAvatar:
+                   on_step: Callable[[str], None] | None = None, keep_expression: bool = False) -> PreparedAvatar:
     """Load, check and landmark a portrait. Every problem is an AvatarError that names it.
 
     cache_dir: where prepared avatars are kept (None: no cache). on_step: told each step's name.
+    keep_expression: animate from the photo's own expression; otherwise lips apart in the photo are
+    closed for the rest pose, so that the avatar can close its mouth (the photo's teeth still show).
     """
+    rest = (lambda a: a) if keep_expression else with_closed_lips
     step = on_step or (lambda _: None)
     if path is not None and not Path(path).is_file():
         raise AvatarError(f"avatar image not found: {path}")
@@ -158,7 +186,7 @@ def prepare_avatar(path: str | Path | None = None, max_side_px: int = 720, cache
                 log.info("avatar %s: %dx%d, from cache %s", avatar.name, *avatar.size, cached)
                 for note in avatar.notes:
                     log.warning("avatar %s: %s", avatar.name, note)
-                return avatar
+                return rest(avatar)
             except (OSError, ValueError, KeyError):
                 log.warning("ignoring unreadable avatar cache %s", cached)
     step("reading image")
@@ -182,4 +210,4 @@ def prepare_avatar(path: str | Path | None = None, max_side_px: int = 720, cache
         except OSError as e:
             log.warning("could not cache the prepared avatar in %s: %s", cached.parent, e)
     log.info("avatar %s: %dx%d, face found", name, rgb.shape[1], rgb.shape[0])
-    return avatar
+    return rest(avatar)

@@ -20,42 +20,15 @@ from torch import nn
 from engine.generator.avatar import PreparedAvatar
 from engine.generator.head_motion import depth_proxy, head_weight, jaw_line, layer_box, pivot
 from engine.generator.matte import person_layer, premultiplied_layer
+from engine.generator.mouth import JAW_REACH, UPPER_SHARE, MouthRig, lip_gap, mouth_palette
+from engine.generator.rest_pose import CLOSED_GAP, RestPose
 from engine.generator.rig import Eye, RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
 from kernels.warp import warp_composite
 from kernels.warp_cv2 import remap_composite, upsample
 from kernels.warp_triton import triton_available, warp_composite_triton
 
-# MediaPipe face-mesh points on the lips' red (outer contour) and on the cheeks: the mouth interior is
-# coloured from these, so it is lit and white-balanced like the photo instead of one palette for every face.
-LIP_POINTS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409)
-CHEEK_POINTS = (50, 280, 101, 330, 205, 425)
-
-
-def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray) -> dict[str, tuple[float, float, float]]:
-    """Cavity, tongue and teeth colours (0..1 RGB) from the portrait's own lips and skin.
-
-    The cavity is the lips' hue in deep shade and the tongue a lighter one; the teeth are an off-white
-    at the skin's brightness, tinted a quarter of the way toward the skin's colour (the photo's light).
-    """
-    h, w = rgb.shape[:2]
-
-    def median_at(points: tuple[int, ...]) -> np.ndarray:
-        samples = []
-        for i in points:
-            x, y = round(float(landmarks[i, 0])), round(float(landmarks[i, 1]))
-            samples.append(rgb[max(0, y - 1) : min(h, y + 2), max(0, x - 1) : min(w, x + 2)].reshape(-1, 3))
-        return np.median(np.concatenate(samples), axis=0).astype(np.float64) / 255.0
-
-    lip, skin = median_at(LIP_POINTS), median_at(CHEEK_POINTS)
-    # Lip samples mix in skin at the lip line: push them away from the skin colour to keep the lips' red.
-    lip = np.clip(skin + 1.8 * (lip - skin), 0.0, 1.0)
-    luma = float(skin @ (0.299, 0.587, 0.114))
-    tint = skin / max(float(skin.max()), 1e-3)
-    teeth = np.clip(min(0.92, 0.35 + 0.75 * luma) * (0.75 + 0.25 * tint), 0.0, 1.0)
-    return {"cavity": tuple(float(v) for v in 0.28 * lip), "tongue": tuple(float(v) for v in 0.8 * lip),
-            "teeth": tuple(float(v) for v in teeth)}
-
+__all__ = ["WarpGenerator", "WarpRenderer", "mouth_palette", "smoothstep"]
 
 def smoothstep(e0: float | torch.Tensor, e1: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     t = torch.clamp((x - e0) / (e1 - e0), 0.0, 1.0)
@@ -116,11 +89,31 @@ class WarpRenderer(nn.Module):
         # Head motion moves the face a few pixels: the expression boxes are padded by that much.
         margin = 0.12 * g.face_w
         self.mouth_slices = self._slices(g.mouth_box(rw, rh, margin))
-        ys, xs = self.mouth_slices  # the same box in pixels: the cells of those field samples
+        self.eye_slices = [self._slices(g.eye_box(e, rw, rh, margin)) for e in g.eyes]
+        rest = avatar.rest
+        gap = lip_gap(avatar.landmarks)
+        if rest is None and gap >= CLOSED_GAP:  # the photo's expression kept: its own teeth, where they are
+            rest = RestPose(avatar.rgb, avatar.landmarks, gap)
+        teeth = rest.teeth_colour() if rest is not None else None
+        self.palette = mouth_palette(avatar.rgb, avatar.landmarks, teeth)
+        self.mouth = MouthRig(avatar.landmarks, (x0, y0), self.palette,
+                              None if rest is None else (rest.photo, rest.landmarks))
+        # The mouth's interior is drawn over the box the opening can reach, padded by the head's motion
+        # (`mouth_box_px`, in ROI pixels).
+        m = self.mouth
+        u = torch.linspace(-1.0, 1.0, 21)
+        top, bottom = float(m.upper.y(u).min()), float(m.lower.y(u).max())
+        reach = 1.2 * m.hw + margin  # a mouth widened to the full: its corners pulled out by ~17%
+        self.cavity_slices = self._slices((max(0, int(m.cx - reach)), max(0, int(top - 0.25 * m.mw - margin)),
+                                           min(rw, int(m.cx + reach + 1)),
+                                           min(rh, int(bottom + (JAW_REACH * (1 - UPPER_SHARE) + 0.12) * m.mw
+                                                       + margin + 1))))
+        ys, xs = self.cavity_slices  # the same box in pixels: the cells of those field samples
         self.mouth_box_px = ((xs.start - pad) * s, (ys.start - pad) * s, min(rw, (min(xs.stop, len(gx)) - pad) * s),
                              min(rh, (min(ys.stop, len(gy)) - pad) * s))
-        self.eye_slices = [self._slices(g.eye_box(e, rw, rh, margin)) for e in g.eyes]
-        self.palette = mouth_palette(avatar.rgb, avatar.landmarks)
+        # Faces drawn at an even stride (small ones) get their interior at half of it: a field cell there
+        # is a large share of a tooth.
+        self.overlay_stride = s // 2 if s % 2 == 0 else s
 
     def _slices(self, box: tuple[int, int, int, int]) -> tuple[slice, slice]:
         x0, y0, x1, y1 = box
@@ -129,18 +122,16 @@ class WarpRenderer(nn.Module):
         return slice(y0 // s + p, -(-y1 // s) + 1 + p), slice(x0 // s + p, -(-x1 // s) + 1 + p)
 
     def fields(self, controls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The backward map and the mouth overlay on the field grid: sx, sy (N, fh, fw) in ROI pixels;
-        overlay (N, 3, mh, mw) and alpha (N, 1, mh, mw) over the mouth cells (`mouth_box_px`)."""
+        """The backward map on the field grid: sx, sy (N, fh, fw) in ROI pixels; the mouth's interior every
+        `overlay_stride` pixels over `mouth_box_px`: overlay (N, 3, mh, mw) and alpha (N, 1, mh, mw)."""
         c = controls.to(self.X.dtype)[:, :, None, None]  # (N, C, 1, 1)
         qx, qy = self._head_pose(c)  # (N, fh, fw): where each output pixel is in the still portrait
         sx, sy = qx.clone(), qy.clone()
-        jaw_amp = c[:, Control.JAW_OPEN] * 0.85 * self.g.mouth_half_w
         ys, xs = self.mouth_slices
-        mqx, mqy = qx[:, ys, xs], qy[:, ys, xs]
-        ox, oy = self._mouth(c, mqx, mqy, jaw_amp)
+        ox, oy = self.mouth.offsets(c, qx[:, ys, xs], qy[:, ys, xs])
         sx[:, ys, xs] += ox
         sy[:, ys, xs] += oy
-        overlay, alpha = self._cavity(c, mqx, mqy, jaw_amp)
+        overlay, alpha = self._interior(c, qx, qy)
         for eye, blink, (ys, xs) in zip(self.g.eyes, (Control.BLINK_LEFT, Control.BLINK_RIGHT), self.eye_slices,
                                         strict=True):
             ox, oy = self._eye(eye, c, c[:, blink], qx[:, ys, xs], qy[:, ys, xs])
@@ -159,8 +150,10 @@ class WarpRenderer(nn.Module):
         if self.stride > 1:  # fields are smooth: interpolate them up to the pixels
             o = self.pad * self.stride
             grid = self._upsample(grid)[:, :, o : o + rh, o : o + rw]
-            overlay = self._upsample(overlay)[:, :, : box[3] - box[1], : box[2] - box[0]]
-            alpha = self._upsample(alpha)[:, :, : box[3] - box[1], : box[2] - box[0]]
+        if self.overlay_stride > 1:
+            up = dict(scale_factor=self.overlay_stride, mode="bilinear", align_corners=False)
+            overlay = F.interpolate(overlay, **up)[:, :, : box[3] - box[1], : box[2] - box[0]]
+            alpha = F.interpolate(alpha, **up)[:, :, : box[3] - box[1], : box[2] - box[0]]
         composite = warp_composite_triton if self.roi_src.is_cuda and triton_available() else warp_composite
         roi = composite(self.roi_src, grid.permute(0, 2, 3, 1), overlay, alpha, box, self.plate)  # (N, 3, rh, rw)
         frames = self.portrait.unsqueeze(0).repeat(n, 1, 1, 1)
@@ -187,32 +180,21 @@ class WarpRenderer(nn.Module):
         oy = cos * dy - sin * dx - self.Yp
         return self.X + self.head_mask * ox, self.Y + self.head_mask * oy
 
-    def _mouth(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor,
-               jaw_amp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Source offsets of the jaw, lips and mouth corners (zero outside the mouth box)."""
-        g = self.g
-        mw = g.mouth_half_w
-        dx, dy = qx - g.mouth_x, qy - g.mouth_y
-        # Jaw: everything from the lip line down to the chin drops; the neck below stretches.
-        # Between the lips the ramp is short (the cavity covers the fold it makes); beside the
-        # mouth it widens into the cheeks so the skin stretches instead of tearing.
-        lens = torch.clamp(1 - (dx / (1.1 * mw)) ** 2, 0.0, 1.0)
-        spread = 1.3 * mw * (1.0 - lens)
-        ramp_end = g.mouth_y + 0.6 * (g.lower_lip_y - g.mouth_y) + 1.0
-        below = smoothstep(g.mouth_y - spread, ramp_end + spread, qy)
-        neck = 1.0 - smoothstep(g.chin_y, g.chin_y + 0.9 * (g.chin_y - g.mouth_y), qy)
-        across = torch.exp(-0.5 * (dx / (1.7 * mw)) ** 4)
-        oy = -jaw_amp * below * neck * across
-        # Width and rounding: stretch or draw in the lips around the mouth centre.
-        around = torch.exp(-(dx / (1.4 * mw)) ** 2 - (dy / (0.9 * mw)) ** 2)
-        ox = (0.3 * c[:, Control.MOUTH_ROUND] - 0.2 * c[:, Control.MOUTH_WIDTH]) * dx * around
-        # Press: both lips move toward the lip line.
-        lips = torch.exp(-(dx / (1.2 * mw)) ** 2 - (dy / (0.8 * mw)) ** 2)
-        oy = oy + c[:, Control.LIP_PRESS] * 0.35 * dy * lips
-        # Smile: corners up and out.
-        corner = torch.exp(-((dx.abs() - mw) ** 2 + (qy - g.corner_y) ** 2) / (0.6 * mw) ** 2)
-        smile = c[:, Control.SMILE]
-        return ox - smile * 0.1 * dx * corner, oy + smile * 0.18 * mw * corner
+    def _interior(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mouth's interior over `mouth_box_px`, every `overlay_stride` pixels: the head-pose map is
+        upsampled there as the warp's own fields are, so the interior's edge lies where the warped lips are."""
+        ys, xs = self.cavity_slices
+        k = self.stride // self.overlay_stride
+        if k == 1:
+            qx, qy = qx[:, ys, xs], qy[:, ys, xs]
+        else:  # with a cell more on each side: bilinear upsampling reads them at its edges
+            y0, x0 = max(0, ys.start - 1), max(0, xs.start - 1)
+            q = torch.stack([qx[:, y0 : ys.stop + 1, x0 : xs.stop + 1], qy[:, y0 : ys.stop + 1, x0 : xs.stop + 1]], 1)
+            q = F.interpolate(q, scale_factor=k, mode="bilinear", align_corners=False)
+            rows, cols = (min(ys.stop, self.X.shape[1]) - ys.start) * k, (min(xs.stop, self.X.shape[2]) - xs.start) * k
+            q = q[:, :, (ys.start - y0) * k :, (xs.start - x0) * k :][:, :, :rows, :cols]
+            qx, qy = q[:, 0], q[:, 1]
+        return self.mouth.interior(c, qx, qy, edge=max(0.7, 0.5 * self.overlay_stride))
 
     def _eye(self, eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
              qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -256,31 +238,6 @@ class WarpRenderer(nn.Module):
         oy = torch.where(in_band, (src - qy) * fade, torch.zeros_like(qy)) + gy * (1.0 - blink)
         brow_w = torch.exp(-((qx - eye.cx) / (1.2 * eye.half_w)) ** 2 - ((qy - eye.y_brow) / (0.8 * eye.half_w)) ** 2)
         return ox * (1.0 - blink), oy + c[:, Control.BROW_RAISE] * 0.25 * eye.half_w * brow_w
-
-    def _cavity(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor,
-                jaw_amp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mouth interior where the lips part: dark cavity, upper teeth, tongue, soft edges."""
-        g = self.g
-        half_w = 0.9 * g.mouth_half_w * (1.0 + 0.2 * c[:, Control.MOUTH_WIDTH] - 0.3 * c[:, Control.MOUTH_ROUND])
-        u = (qx - g.mouth_x) / half_w
-        lens = torch.clamp(1 - u * u, 0.0, 1.0)
-        top = g.corner_y + (g.mouth_y - g.corner_y) * lens
-        opening = jaw_amp * lens * (1.0 - c[:, Control.LIP_PRESS])  # lip gap in pixels at this column
-        bottom = top + opening
-        soft = 0.7
-        a = torch.sigmoid((qy - top) / soft) * torch.sigmoid((bottom - qy) / soft)
-        a = a * torch.clamp(opening / 2.0, 0.0, 1.0) * (1.0 - smoothstep(0.8, 1.0, u.abs()))
-        depth = qy - top
-        teeth = torch.sigmoid((torch.clamp(0.3 * opening, max=0.32 * g.mouth_half_w) - depth) / soft)
-        tongue = torch.sigmoid((qy - (bottom - 0.3 * opening)) / soft) * lens
-        shade = 0.55 + 0.45 * lens
-        rgb = []
-        for k in range(3):
-            cavity, tongue_k, teeth_k = (self.palette[part][k] for part in ("cavity", "tongue", "teeth"))
-            v = cavity + (tongue_k - cavity) * tongue
-            v = v + (teeth_k * (0.75 + 0.25 * lens) - v) * teeth
-            rgb.append(v * shade)
-        return torch.stack(rgb, dim=1), a.unsqueeze(1)
 
 
 class WarpGenerator:
@@ -336,6 +293,6 @@ class WarpGenerator:
         o = r.pad * r.stride
         for i in range(len(controls)):
             remap_composite(self.renderer.layer_u8, upsample(sx[i], r.stride, rh, rw, o),
-                            upsample(sy[i], r.stride, rh, rw, o), upsample(overlay[i], r.stride, bh, bw),
-                            upsample(alpha[i, 0], r.stride, bh, bw), box, frames[i, y0:y1, x0:x1], r.plate_u8)
+                            upsample(sy[i], r.stride, rh, rw, o), upsample(overlay[i], r.overlay_stride, bh, bw),
+                            upsample(alpha[i, 0], r.overlay_stride, bh, bw), box, frames[i, y0:y1, x0:x1], r.plate_u8)
         return frames

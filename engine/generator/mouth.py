@@ -1,0 +1,288 @@
+"""The mouth: jaw and lip fields, and a layered interior drawn between the lips of each portrait.
+
+The opening follows the mesh's own inner-lip contour (fitted per portrait), so it sits between the lips
+on every face instead of a generic lens. What shows in it is built in layers, back to front, as 2D rigs
+do: a cavity darker toward the throat and in the corners, the tongue and lower teeth moving with the
+jaw, the upper teeth fixed to the head and partly hidden by the upper lip (the photo's own teeth where
+it shows them: `PreparedAvatar.rest`), all shaded under the upper lip. Colours come from the
+portrait's lips and skin (`mouth_palette`). The interior is drawn at pixel resolution over a small box
+around the opening; the warp fields stay on the coarse field grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.generator.rig import _fit_lid
+from engine.types import Control
+
+# MediaPipe face-mesh points on the lips' red (outer contour) and on the cheeks: the mouth interior is
+# coloured from these, so it is lit and white-balanced like the photo instead of one palette for every face.
+LIP_POINTS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409)
+CHEEK_POINTS = (50, 280, 101, 330, 205, 425)
+# The inner-lip contour: its corners and the points between them on each lip (image left to right).
+INNER_CORNERS = (78, 308)
+INNER_UPPER = (191, 80, 81, 82, 13, 312, 311, 310, 415)
+INNER_LOWER = (95, 88, 178, 87, 14, 317, 402, 318, 324)
+OUTER_CORNERS = (61, 291)
+NOSE_BASE, CHIN = 2, 152
+
+JAW_REACH = 0.85  # the chin drops this many mouth half-widths at JAW_OPEN = 1
+UPPER_SHARE = 0.15  # of the lip gap, the part the upper lip lifts by (the lower lip and jaw drop the rest)
+EDGE_PX = 0.7  # the interior's edge under the lips: a sigmoid this wide (output pixels)
+TEETH_SHOW = 0.16  # the upper incisors reach this many mouth half-widths below the rest lip line
+# Upper teeth meet at the centre and, this many inner-mouth half-widths to each side, between the central
+# and lateral incisors (further out the arch turns away and the seams are lost in its shade).
+TOOTH_GAP = 0.34
+
+
+def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
+                  teeth_rgb: np.ndarray | None = None) -> dict[str, tuple[float, float, float]]:
+    """Lip, inner mouth, cavity, tongue and teeth colours (0..1 RGB) from the portrait's own lips and skin.
+
+    The cavity is the inner mouth's hue in deep shade and the tongue a lighter one; the teeth are a cream at
+    the skin's brightness, tinted a fifth of the way toward the skin's colour (the photo's light), or
+    the photo's own teeth colour where it shows them (`teeth_rgb`, 0..1).
+    """
+    h, w = rgb.shape[:2]
+
+    def median_at(points: tuple[int, ...]) -> np.ndarray:
+        samples = []
+        for i in points:
+            x, y = round(float(landmarks[i, 0])), round(float(landmarks[i, 1]))
+            samples.append(rgb[max(0, y - 1) : min(h, y + 2), max(0, x - 1) : min(w, x + 2)].reshape(-1, 3))
+        return np.median(np.concatenate(samples), axis=0).astype(np.float64) / 255.0
+
+    lip, skin = median_at(LIP_POINTS), median_at(CHEEK_POINTS)
+    # Lip samples mix in skin at the lip line: push them away from the skin colour to keep the lips' red.
+    lip = np.clip(skin + 1.8 * (lip - skin), 0.0, 1.0)
+    luma = float(skin @ (0.299, 0.587, 0.114))
+    tint = skin / max(float(skin.max()), 1e-3)
+    # Teeth are never paper white: a little yellow (less blue) reads as enamel in any light.
+    teeth = np.clip(min(0.9, 0.42 + 0.72 * luma) * (0.8 + 0.2 * tint) * (1.0, 0.97, 0.88), 0.0, 1.0)
+    if teeth_rgb is not None:
+        teeth = np.clip(np.asarray(teeth_rgb, np.float64), 0.0, 1.0)
+    # Inside, the mouth is redder than its lips (mucosa, and light that passed through it): the lips' colour
+    # with its hue deepened; the tongue between the two, moist, a little more saturated.
+    inner = lip * np.sqrt(lip / max(float(lip.max()), 1e-3))
+    tongue = 0.5 * (lip + inner)
+    tongue = np.clip(tongue.mean() + 1.3 * (tongue - tongue.mean()), 0.0, 1.0)
+    return {name: tuple(float(v) for v in colour) for name, colour in
+            (("lip", lip), ("inner", inner), ("cavity", 0.3 * inner), ("tongue", tongue), ("teeth", teeth))}
+
+
+def smoothstep(e0: float | torch.Tensor, e1: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    t = torch.clamp((x - e0) / (e1 - e0), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+@dataclass(frozen=True)
+class LipLine:
+    """One inner-lip contour as y(u), u = (x - cx) / half_w in [-1, 1] between the inner corners:
+    the chord between the corners plus (1 - u^2)(k0 + k1 u + k2 u^2), fitted to the mesh's points."""
+
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+    k: tuple[float, float, float]
+
+    @property
+    def cx(self) -> float:
+        return (self.x0 + self.x1) / 2
+
+    @property
+    def half_w(self) -> float:
+        return max((self.x1 - self.x0) / 2, 1e-3)
+
+    def y(self, u: torch.Tensor) -> torch.Tensor:
+        uc = torch.clamp(u, -1.0, 1.0)
+        k0, k1, k2 = self.k
+        return self.y0 + (self.y1 - self.y0) * 0.5 * (uc + 1) + (1 - uc * uc) * (k0 + uc * (k1 + uc * k2))
+
+    def y_np(self, u: np.ndarray) -> np.ndarray:
+        return self.y(torch.from_numpy(np.asarray(u, np.float64))).numpy()
+
+
+def inner_lips(landmarks: np.ndarray, dx: float = 0.0, dy: float = 0.0) -> tuple[LipLine, LipLine]:
+    """The upper and lower inner-lip contours (their origin moved to (dx, dy))."""
+    lm = np.asarray(landmarks, np.float64)[:, :2] - (dx, dy)
+    (xa, ya), (xb, yb) = sorted((tuple(lm[INNER_CORNERS[0]]), tuple(lm[INNER_CORNERS[1]])))
+    cx, half_w = (xa + xb) / 2, max((xb - xa) / 2, 1e-3)
+    return tuple(LipLine(float(xa), float(xb), float(ya), float(yb), _fit_lid(lm[list(points)], cx, half_w, ya, yb))
+                 for points in (INNER_UPPER, INNER_LOWER))  # type: ignore[return-value]
+
+
+def lip_gap(landmarks: np.ndarray) -> float:
+    """The inner lips' largest gap over the mouth's width (0: closed), from the mesh's contour points."""
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    gap = (lm[list(INNER_LOWER), 1] - lm[list(INNER_UPPER), 1]).max()
+    return float(max(gap, 0.0) / max(np.linalg.norm(lm[OUTER_CORNERS[1]] - lm[OUTER_CORNERS[0]]), 1e-3))
+
+
+@dataclass(frozen=True)
+class Opening:
+    """Where the lips are in the output at each column, for a batch of controls."""
+
+    u: torch.Tensor  # position across the inner mouth, -1..1 between the corners (head-fixed)
+    ue: torch.Tensor  # the same across the opening now (narrower when rounded)
+    upper: torch.Tensor  # the rest inner lips at this column
+    lower: torch.Tensor
+    top: torch.Tensor  # the output's upper and lower inner lips: the opening lies between
+    bottom: torch.Tensor
+    lift: torch.Tensor  # how far the upper lip rose, and the lower lip dropped
+    drop: torch.Tensor
+    jaw: torch.Tensor  # how far the chin drops (pixels)
+
+
+class MouthRig:
+    """The mouth's fields (`offsets`, on the field grid) and its interior (`interior`, finer on small faces).
+
+    Coordinates are those of the renderer's region (head-pose mapped: `qx`, `qy`)."""
+
+    def __init__(self, landmarks: np.ndarray, origin: tuple[float, float], palette: dict[str, tuple[float, ...]],
+                 teeth: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """landmarks: the rest pose's mesh (portrait pixels); origin: the region's corner in them.
+        teeth: (photo rgb, its landmarks) where the photo shows its own teeth (see rest_pose)."""
+        lm = np.asarray(landmarks, np.float64)[:, :2] - origin
+        self.upper, self.lower = inner_lips(lm)
+        self.cx, self.hw = self.upper.cx, self.upper.half_w
+        self.mouth_x = float((lm[13, 0] + lm[14, 0]) / 2)
+        self.mw = float(np.linalg.norm(lm[OUTER_CORNERS[1]] - lm[OUTER_CORNERS[0]]) / 2)
+        self.corner_y = float((lm[OUTER_CORNERS[0], 1] + lm[OUTER_CORNERS[1], 1]) / 2)
+        self.mouth_y = float((lm[13, 1] + lm[14, 1]) / 2)
+        self.nose_y = float(min(lm[NOSE_BASE, 1], self.mouth_y - 0.3 * self.mw))
+        self.chin_y = float(max(lm[CHIN, 1], self.mouth_y + 0.5 * self.mw))
+        self.palette = {k: torch.tensor(v, dtype=torch.float32)[None, :, None, None] for k, v in palette.items()}
+        self.photo: torch.Tensor | None = None
+        if teeth is not None:
+            rgb, photo_lm = teeth
+            self.photo_lines = inner_lips(photo_lm, *origin)
+            # Only the photo's mouth is kept, as a float texture sampled where the opening shows it.
+            pl = np.asarray(photo_lm, np.float64)[:, :2]
+            x0, y0 = (int(max(0, np.floor(v))) for v in pl[list(INNER_CORNERS)].min(axis=0) - self.mw)
+            x1, y1 = (int(np.ceil(v)) for v in pl[list(INNER_CORNERS)].max(axis=0) + self.mw)
+            crop = rgb[y0:y1, x0:x1]
+            self.photo = torch.from_numpy(crop.astype(np.float32) / 255.0).permute(2, 0, 1)[None].contiguous()
+            self.photo_origin = (origin[0] - x0, origin[1] - y0)  # region pixels -> crop pixels
+
+    # ---- where the lips are -------------------------------------------------------------------------
+    def opening(self, c: torch.Tensor, qx: torch.Tensor) -> Opening:
+        """c (N, C, 1, 1) controls; qx (N, h, w) columns."""
+        u = (qx - self.cx) / self.hw
+        # Rounding draws the corners in (and width pulls them out) as the `offsets` field moves them.
+        k = (0.3 * c[:, Control.MOUTH_ROUND] - 0.2 * c[:, Control.MOUTH_WIDTH]) * 0.72
+        ue = u * (1.0 + k)
+        t = torch.clamp(1.0 - ue * ue, min=0.0)
+        shape = torch.sqrt(t * torch.sqrt(t))  # t ** 0.75, at a third of the cost of pow
+        # Bounded: the interior is drawn over the box a fully open jaw reaches (a plugin may send more).
+        jaw = torch.clamp(c[:, Control.JAW_OPEN], 0.0, 1.0) * JAW_REACH * self.mw
+        gap = jaw * torch.clamp(1.0 - c[:, Control.LIP_PRESS], 0.0, 1.0) * shape
+        lift, drop = UPPER_SHARE * gap, (1.0 - UPPER_SHARE) * gap
+        upper, lower = self.upper.y(u), self.lower.y(u)
+        corner = torch.exp(-torch.square(((qx - self.mouth_x).abs() - self.mw) / (0.6 * self.mw)))
+        smile = c[:, Control.SMILE] * 0.18 * self.mw * corner
+        return Opening(u, ue, upper, lower, upper - lift - smile, lower + drop - smile, lift, drop, jaw)
+
+    # ---- the fields ---------------------------------------------------------------------------------
+    def offsets(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Source offsets (output pixel -> where its colour is) of the jaw, lips and corners."""
+        o = self.opening(c, qx)
+        mw = self.mw
+        dx = qx - self.mouth_x
+        # Above the opening: the upper lip rises, the skin up to the nose base taking up the stretch.
+        above = o.lift * smoothstep(self.nose_y, o.upper, qy + o.lift)
+        # Below it: the lower lip drops with the jaw; the chin drops by the whole jaw, the skin beside and
+        # under the lip stretching between; the neck below the chin takes the rest.
+        across = torch.exp(-0.5 * torch.square(torch.square(dx / (1.7 * mw))))
+        neck_end = self.chin_y + 0.9 * (self.chin_y - self.mouth_y)
+
+        def fall(y: torch.Tensor) -> torch.Tensor:
+            d = o.drop + (o.jaw * across - o.drop) * smoothstep(o.lower, self.chin_y, y)
+            return d * (1.0 - smoothstep(self.chin_y, neck_end, y))
+
+        src = qy - fall(qy - o.drop)  # one fixed-point step of the backward map: the drop varies slowly
+        # Between the lips: the inner lip lines, stretched (the interior covers them).
+        t = torch.clamp((qy - o.top) / torch.clamp(o.bottom - o.top, min=1e-3), 0.0, 1.0)
+        between = o.upper + t * (o.lower - o.upper)
+        sy = torch.where(qy < o.top, qy + above, torch.where(qy > o.bottom, src, between))
+        oy = sy - qy
+        # Width and rounding: stretch or draw in the lips around the mouth centre.
+        dy = qy - self.mouth_y
+        around = torch.exp(-torch.square(dx / (1.4 * mw)) - torch.square(dy / (0.9 * mw)))
+        ox = (0.3 * c[:, Control.MOUTH_ROUND] - 0.2 * c[:, Control.MOUTH_WIDTH]) * dx * around
+        # Press: both lips move toward the lip line.
+        lips = torch.exp(-torch.square(dx / (1.2 * mw)) - torch.square(dy / (0.8 * mw)))
+        oy = oy + c[:, Control.LIP_PRESS] * 0.35 * dy * lips
+        # Smile: corners up and out.
+        corner = torch.exp(-(torch.square(dx.abs() - mw) + torch.square(qy - self.corner_y)) / (0.6 * mw) ** 2)
+        smile = c[:, Control.SMILE]
+        return ox - smile * 0.1 * dx * corner, oy + smile * 0.18 * mw * corner
+
+    # ---- the interior ---------------------------------------------------------------------------------
+    def interior(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor,
+                 edge: float = EDGE_PX) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, h, w) colour and (N, 1, h, w) alpha of the mouth's inside at these points; `edge`: how
+        soft its edges are (pixels)."""
+        o = self.opening(c, qx)
+        mw, p = self.mw, self.palette
+        gap = torch.clamp(o.bottom - o.top, min=0.0)
+        alpha = torch.sigmoid((qy - o.top) / edge) * torch.sigmoid((o.bottom - qy) / edge)
+        alpha = alpha * torch.clamp(o.jaw / 1.5, 0.0, 1.0) * torch.clamp(gap, max=1.0)
+        corner = torch.clamp(1.0 - o.ue * o.ue, min=0.0)
+        # Cavity: lit a little near the lips, dark deep in, toward the throat (distance from the lips, in
+        # the column and toward the corners).
+        depth = torch.minimum(torch.minimum(qy - o.top, o.bottom - qy), (1.0 - o.ue.abs()) * self.hw * 0.6)
+        deep = torch.exp(-torch.clamp(depth, min=0.0) / (0.14 * mw))[:, None]
+        rgb = p["cavity"] * (0.47 + 1.33 * deep)
+        # Tongue: a hump on the mouth's floor, rising with the opening; its top recedes into the dark.
+        tongue_top = o.bottom - 0.15 * gap * torch.sqrt(corner)
+        on_tongue = torch.sigmoid((qy - tongue_top) / 1.0)[:, None]
+        down = torch.clamp((qy - tongue_top) / torch.clamp(o.bottom - tongue_top, min=1.0), 0.0, 1.0)[:, None]
+        rgb = rgb + (p["tongue"] * (0.4 + 0.35 * down) * (0.5 + 0.5 * corner[:, None]) - rgb) * on_tongue
+        # Lower incisors: a thin band behind the lower lip, moving with the jaw.
+        lower_top = o.bottom - 0.07 * mw * (1.0 - 2.5 * o.ue * o.ue) * torch.clamp(o.jaw / (0.5 * mw) - 0.4, 0.0, 1.0)
+        lower = (torch.sigmoid((qy - lower_top) / edge) * (1.0 - smoothstep(0.3, 0.5, o.ue.abs())))[:, None]
+        rgb = rgb + (p["teeth"] * 0.85 - rgb) * lower
+        # Upper teeth: fixed to the head, their edge a little below the rest lip line, the arch turning away
+        # (darker) toward the corners, neighbours parting toward their rounded edges (faint near the gum),
+        # the edge a little translucent.
+        au = o.u.abs()
+        seams = torch.exp(-torch.square(torch.minimum(au, (au - TOOTH_GAP).abs()) * (self.hw / 0.7)))
+        incisal = o.upper + TEETH_SHOW * mw * (1.0 - 0.45 * o.u * o.u) - 0.025 * mw * seams
+        teeth = (torch.sigmoid((incisal - qy) / (0.6 * edge)) * (1.0 - smoothstep(0.8, 1.0, o.u.abs())))[:, None]
+        near_edge = smoothstep(incisal - 0.08 * mw, incisal, qy)
+        tone = ((1.0 - 0.45 * o.u * o.u) * (1.0 - (0.04 + 0.2 * near_edge) * seams)
+                * (1.0 - 0.1 * smoothstep(incisal - 0.04 * mw, incisal, qy)))
+        # Teeth stand forward, nearer the light than the cavity: the upper lip's shadow falls on them less.
+        tone = tone / (0.6 + 0.4 * smoothstep(0.0, 0.05 * mw + edge, qy - o.top)) ** 0.6
+        rgb = rgb + (p["teeth"] * tone[:, None] - rgb) * teeth
+        # The upper lip's shadow and the corners' shade over everything inside.
+        under_lip = 0.6 + 0.4 * smoothstep(0.0, 0.05 * mw + edge, qy - o.top)
+        rgb = rgb * (under_lip * (0.35 + 0.65 * torch.sqrt(corner)))[:, None]
+        if self.photo is not None:  # lit as the photo was; only the lip's shadow over a narrow opening is new
+            rgb = self._photo_teeth(qx, qy, rgb, edge, (0.7 + 0.3 * under_lip)[:, None])
+        return torch.clamp(rgb, 0.0, 1.0), alpha[:, None]
+
+    def _photo_teeth(self, qx: torch.Tensor, qy: torch.Tensor, rgb: torch.Tensor, edge: float,
+                     shade: torch.Tensor) -> torch.Tensor:
+        """Where the photo showed teeth, its own pixels, at their place on the head: uncovered, not stretched."""
+        assert self.photo is not None
+        up, lo = self.photo_lines
+        u = (qx - up.cx) / up.half_w
+        top, bottom = up.y(u), lo.y(u)
+        bottom = top + 0.8 * (bottom - top)  # the photo's lower lip edge, and what moves with the jaw, left out
+        w = (torch.sigmoid((qy - top) / edge) * torch.sigmoid((bottom - qy) / edge)
+             * (1.0 - smoothstep(0.85, 1.0, u.abs())))[:, None]
+        h, wd = self.photo.shape[2:]
+        x0, y0 = self.photo_origin
+        gx = (qx + x0) * (2.0 / (wd - 1)) - 1.0
+        gy = (qy + y0) * (2.0 / (h - 1)) - 1.0
+        n = qx.shape[0]
+        own = F.grid_sample(self.photo.expand(n, -1, -1, -1), torch.stack([gx, gy], dim=-1), mode="bilinear",
+                            padding_mode="border", align_corners=True)
+        return rgb + (own * shade - rgb) * w

@@ -1,0 +1,145 @@
+"""The mouth on real portraits, as mediapipe's face mesh sees the rendered frames: lips that close at rest
+(a photo that smiles with its teeth included), an opening that grows with the jaw, an interior shaded like
+one (no hard edge under the lips, darker deep in), and the photo's own teeth uncovered, not stretched."""
+
+from __future__ import annotations
+
+import itertools
+from functools import cache
+
+import numpy as np
+import pytest
+import torch
+
+from engine.generator import prepare_avatar
+from engine.generator.avatar import load_portrait
+from engine.generator.faces import face_mesh
+from engine.generator.mouth import inner_lips, lip_gap
+from engine.generator.rest_pose import CLOSED_GAP
+from engine.generator.warp import WarpGenerator
+from engine.types import N_CONTROLS, Control
+from tests.conftest import REPO
+
+PORTRAITS = {"astronaut": None, **{p: REPO / f"tests/data/portraits/{p}.jpg"
+                                   for p in ("hopper", "hopper_tall_exif6", "luispedro")}}
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+@cache
+def generator(name: str) -> WarpGenerator:
+    return WarpGenerator(prepare_avatar(PORTRAITS[name]))
+
+
+def frames(gen: WarpGenerator, **values: list[float]) -> np.ndarray:
+    n = len(next(iter(values.values())))
+    c = np.zeros((n, N_CONTROLS), np.float32)
+    for control, v in values.items():
+        c[:, Control[control]] = v
+    return gen._frames(c)
+
+
+def measured_gap(frame: np.ndarray) -> float:
+    landmarks = face_mesh(frame)
+    assert landmarks is not None, "the face mesh lost the face"
+    return lip_gap(landmarks)
+
+
+@pytest.mark.parametrize("name", list(PORTRAITS))
+def test_lips_close_at_rest_and_part_further_as_the_jaw_opens(name: str) -> None:
+    gen = generator(name)
+    gaps = [measured_gap(f) for f in frames(gen, JAW_OPEN=[0.0, 0.3, 0.6, 1.0])]
+    assert gaps[0] < CLOSED_GAP, (name, gaps)  # the astronaut's photo: 0.16
+    assert all(b > a + 0.02 for a, b in itertools.pairwise(gaps)), (name, gaps)
+    assert gaps[-1] > 0.15, (name, gaps)
+
+
+def test_a_smile_showing_teeth_is_closed_for_the_rest_pose_unless_asked_to_keep_it() -> None:
+    _, photo, _ = load_portrait(None, 720)
+    closed = prepare_avatar()
+    kept = prepare_avatar(keep_expression=True)
+    assert closed.rest is not None and closed.rest.gap > 0.1 and lip_gap(closed.landmarks) < CLOSED_GAP
+    np.testing.assert_array_equal(closed.rest.photo, photo)
+    assert kept.rest is None
+    np.testing.assert_array_equal(kept.rgb, photo)
+    assert measured_gap(kept.rgb) > 0.1
+    # The closing moves the lower face only: nothing above the nose's base changes.
+    nose = int(closed.rest.landmarks[2, 1])
+    np.testing.assert_array_equal(closed.rgb[:nose], photo[:nose])
+    assert prepare_avatar(PORTRAITS["hopper"]).rest is None  # closed lips are left as they are
+
+
+def _centre_column(gen: WarpGenerator, jaw: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """The luminance (0..255) down the mouth's centre column of a rendered frame, the interior's alpha
+    there, and the row of the column's top in the frame."""
+    r = gen.renderer
+    c = np.zeros((1, N_CONTROLS), np.float32)
+    c[0, Control.JAW_OPEN] = jaw
+    frame = gen._frames(c)[0]
+    with torch.inference_mode():
+        _, _, _, alpha = r.fields(torch.from_numpy(c))
+    alpha = alpha[0, 0].numpy()
+    x0, y0, _, _ = r.mouth_box_px
+    s = r.overlay_stride
+    col = round(r.mouth.mouth_x - x0) // s
+    rows = np.arange(alpha.shape[0]) * s + (s - 1) / 2  # sample centres, in ROI pixels
+    column = frame[r.roi[1] + y0 : r.roi[1] + y0 + len(rows) * s, r.roi[0] + x0 + col * s + s // 2] @ LUMA
+    return column, np.interp(np.arange(len(column)), rows, alpha[:, col]), r.roi[1] + y0
+
+
+@pytest.mark.parametrize("name", ["astronaut", "hopper"])
+def test_the_interior_meets_the_lips_without_a_hard_edge_and_is_darker_deep_in(name: str) -> None:
+    column, alpha, _ = _centre_column(generator(name), 1.0)
+    inside = np.flatnonzero(alpha > 0.5)
+    top, bottom = inside[0], inside[-1]
+    assert bottom - top > 6, (top, bottom)
+    # Across each lip's edge the change is spread over pixels, not one step (a pasted shape's edge).
+    for edge in (top, bottom):
+        window = column[max(0, edge - 4) : edge + 5]
+        contrast = window.max() - window.min()
+        assert contrast > 20, (edge, window)
+        assert np.abs(np.diff(window)).max() < 0.75 * contrast, (edge, window)
+    # Deep in (the middle of the opening) darker than where light reaches, at the lips and on the teeth.
+    span = bottom - top
+    middle = column[top + span // 3 : bottom - span // 4]
+    assert middle.min() < 0.5 * column[top : top + span // 4].max(), column[top : bottom + 1]
+    assert middle.min() < 0.8 * column[bottom - 2 : bottom + 1].mean(), column[top : bottom + 1]
+    # Not a flat fill: teeth, cavity and tongue differ.
+    assert column[top : bottom + 1].std() > 15, column[top : bottom + 1]
+
+
+@pytest.mark.parametrize("keep_expression", [False, True], ids=["closed-rest", "kept-expression"])
+def test_the_photos_own_teeth_are_uncovered_where_they_were_not_stretched(keep_expression: bool) -> None:
+    gen = WarpGenerator(prepare_avatar(keep_expression=keep_expression)) if keep_expression else generator("astronaut")
+    _, photo, _ = load_portrait(None, 720)
+    photo_landmarks = gen.avatar.landmarks if keep_expression else gen.avatar.rest.landmarks
+    up, lo = inner_lips(photo_landmarks)
+    xs = np.arange(int(up.cx - 0.4 * up.half_w), int(up.cx + 0.4 * up.half_w))
+    u = (xs - up.cx) / up.half_w
+    top, bottom = up.y_np(u), lo.y_np(u)
+    # The upper half of the photo's teeth, where the opening at jaw 1 shows them.
+    patch = [(int(np.ceil(t + 1.5)), int(np.floor(t + 0.5 * (b - t))), x)
+             for t, b, x in zip(top, bottom, xs, strict=True)]
+    rest, opened = frames(gen, JAW_OPEN=[0.0, 1.0])
+
+    def diff(frame: np.ndarray) -> float:
+        d = [np.abs(frame[y0 : y1 + 1, x].astype(int) - photo[y0 : y1 + 1, x].astype(int)).mean()
+             for y0, y1, x in patch if y1 >= y0]
+        return float(np.mean(d))
+
+    assert diff(opened) < 12.0, diff(opened)  # the photo's teeth, at their place
+    if keep_expression:
+        assert diff(rest) < 1.0, diff(rest)  # the photo as it is
+    else:
+        assert diff(rest) > 30.0, diff(rest)  # ... which the closed lips cover at rest
+
+
+def test_a_mouth_wide_open_in_the_photo_is_closed_and_prepare_says_it_is_a_limit(tmp_path) -> None:
+    from PIL import Image
+
+    wide = frames(WarpGenerator(prepare_avatar(keep_expression=True)), JAW_OPEN=[0.8])[0]
+    path = tmp_path / "wide_open.png"
+    Image.fromarray(wide).save(path)
+    avatar = prepare_avatar(path, cache_dir=None)
+    assert avatar.rest is not None and avatar.rest.gap > 0.25, avatar.rest
+    assert any("wide open" in note for note in avatar.notes), avatar.notes
+    assert measured_gap(frames(WarpGenerator(avatar), JAW_OPEN=[0.0])[0]) < CLOSED_GAP
