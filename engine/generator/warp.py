@@ -115,15 +115,19 @@ class WarpRenderer(nn.Module):
         qx, qy = self._head_pose(c)  # (N, fh, fw): where each output pixel is in the still portrait
         sx, sy = qx.clone(), qy.clone()
         jaw_amp = c[:, Control.JAW_OPEN] * 0.85 * self.g.mouth_half_w
+        # The mouth and eye fields are drawn in the face's own upright frame (rig.FaceFrame): their grid
+        # points are turned into it, and their offsets turned back, so a tilted face opens along its tilt.
+        frame = self.g.frame
         ys, xs = self.mouth_slices
-        mqx, mqy = qx[:, ys, xs], qy[:, ys, xs]
-        ox, oy = self._mouth(c, mqx, mqy, jaw_amp)
+        mqx, mqy = frame.to_face(qx[:, ys, xs], qy[:, ys, xs])
+        ox, oy = frame.vector_to_image(*self._mouth(c, mqx, mqy, jaw_amp))
         sx[:, ys, xs] += ox
         sy[:, ys, xs] += oy
         overlay, alpha = self._cavity(c, mqx, mqy, jaw_amp)
         for eye, blink, (ys, xs) in zip(self.g.eyes, (Control.BLINK_LEFT, Control.BLINK_RIGHT), self.eye_slices,
                                         strict=True):
-            ox, oy = self._eye(eye, c, c[:, blink], qx[:, ys, xs], qy[:, ys, xs])
+            eqx, eqy = frame.to_face(qx[:, ys, xs], qy[:, ys, xs])
+            ox, oy = frame.vector_to_image(*self._eye(eye, c, c[:, blink], eqx, eqy))
             sx[:, ys, xs] += ox
             sy[:, ys, xs] += oy
         return sx, sy, overlay, alpha
