@@ -125,6 +125,9 @@ class Eye:
     y_c1: float = 0.0
     upper: tuple[float, float, float] = (0.0, 0.0, 0.0)
     lower: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # How far the upper lid's skin goes above its margin, k0 + k1 u + k2 u^2 pixels (eyes.lid_reach measures
+    # it on the photo; build_rig's guess: half the way to the brow).
+    reach: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @property
     def half_w(self) -> float:
@@ -222,7 +225,8 @@ def build_rig(landmarks: np.ndarray) -> RigGeometry:
         cx, half_w = (xa + xb) / 2, (xb - xa) / 2
         eyes.append(Eye(float(xa), float(xb), float((ya + yb) / 2), float(lm[top, 1]), float(lm[bottom, 1]),
                         float(lm[brow, 1]), float(lm[iris, 0]), float(lm[iris, 1]), float(ya), float(yb),
-                        _fit_lid(lm[list(upper)], cx, half_w, ya, yb), _fit_lid(lm[list(lower)], cx, half_w, ya, yb)))
+                        _fit_lid(lm[list(upper)], cx, half_w, ya, yb), _fit_lid(lm[list(lower)], cx, half_w, ya, yb),
+                        (float(0.5 * (lm[top, 1] - lm[brow, 1])), 0.0, 0.0)))
     return RigGeometry(
         mouth_x=float((up[0] + lo[0]) / 2), mouth_y=float((up[1] + lo[1]) / 2),
         mouth_half_w=float(abs(mr[0] - ml[0]) / 2), upper_lip_y=float(up[1]), lower_lip_y=float(lo[1]),

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
-from engine.generator.rig import Eye, RigGeometry, build_rig
+from engine.generator.eyes import eye_offsets, measure_lids, shade_box, shade_u8, shaded
+from engine.generator.rig import RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
 from kernels.warp import warp_composite
 from kernels.warp_cv2 import remap_composite, upsample
@@ -70,7 +71,7 @@ class WarpRenderer(nn.Module):
     def __init__(self, avatar: PreparedAvatar, field_px_per_face: float = 120.0) -> None:
         super().__init__()
         h, w = avatar.rgb.shape[:2]
-        rig = build_rig(avatar.landmarks)
+        rig = measure_lids(build_rig(avatar.landmarks), avatar.rgb)
         self.roi = rig.head_box(w, h)
         x0, y0, x1, y1 = self.roi
         rw, rh = x1 - x0, y1 - y0
@@ -101,6 +102,7 @@ class WarpRenderer(nn.Module):
         self.mouth_box_px = (xs.start * s, ys.start * s, min(rw, min(xs.stop, len(gx)) * s),
                              min(rh, min(ys.stop, len(gy)) * s))
         self.eye_slices = [self._slices(g.eye_box(e, rw, rh, margin)) for e in g.eyes]
+        self.eye_boxes_px = [shade_box(sl, s, rw, rh) for sl in self.eye_slices]
         self.palette = mouth_palette(avatar.rgb, avatar.landmarks)
 
     def _slices(self, box: tuple[int, int, int, int]) -> tuple[slice, slice]:
@@ -108,9 +110,12 @@ class WarpRenderer(nn.Module):
         s = self.stride
         return slice(y0 // s, -(-y1 // s) + 1), slice(x0 // s, -(-x1 // s) + 1)
 
-    def fields(self, controls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def fields(self, controls: torch.Tensor, lid_shade: list[torch.Tensor] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The backward map and the mouth overlay on the field grid: sx, sy (N, fh, fw) in ROI pixels;
-        overlay (N, 3, mh, mw) and alpha (N, 1, mh, mw) over the mouth cells (`mouth_box_px`)."""
+        overlay (N, 3, mh, mw) and alpha (N, 1, mh, mw) over the mouth cells (`mouth_box_px`).
+        lid_shade: if given, each eye's closed-lid gain (N, eh, ew) over its cells (`eye_boxes_px`) is
+        appended to it."""
         c = controls.to(self.X.dtype)[:, :, None, None]  # (N, C, 1, 1)
         qx, qy = self._head_pose(c)  # (N, fh, fw): where each output pixel is in the still portrait
         sx, sy = qx.clone(), qy.clone()
@@ -127,13 +132,17 @@ class WarpRenderer(nn.Module):
         for eye, blink, (ys, xs) in zip(self.g.eyes, (Control.BLINK_LEFT, Control.BLINK_RIGHT), self.eye_slices,
                                         strict=True):
             eqx, eqy = frame.to_face(qx[:, ys, xs], qy[:, ys, xs])
-            ox, oy = frame.vector_to_image(*self._eye(eye, c, c[:, blink], eqx, eqy))
+            ox, oy, gain = eye_offsets(eye, c, c[:, blink], eqx, eqy)
+            ox, oy = frame.vector_to_image(ox, oy)
             sx[:, ys, xs] += ox
             sy[:, ys, xs] += oy
+            if lid_shade is not None:
+                lid_shade.append(gain)
         return sx, sy, overlay, alpha
 
     def forward(self, controls: torch.Tensor) -> torch.Tensor:
-        sx, sy, overlay, alpha = self.fields(controls)
+        lid_shade: list[torch.Tensor] = []
+        sx, sy, overlay, alpha = self.fields(controls, lid_shade)
         n = controls.shape[0]
         rh, rw = self.roi_src.shape[1:]
         # (N, fh, fw, 2) viewed as channels-last (N, 2, fh, fw): upsampling keeps that layout, so the
@@ -146,6 +155,10 @@ class WarpRenderer(nn.Module):
             alpha = self._upsample(alpha)[:, :, : box[3] - box[1], : box[2] - box[0]]
         composite = warp_composite_triton if self.roi_src.is_cuda and triton_available() else warp_composite
         roi = composite(self.roi_src, grid.permute(0, 2, 3, 1), overlay, alpha, box)  # (N, 3, rh, rw)
+        for gain, (ex0, ey0, ex1, ey1) in zip(lid_shade, self.eye_boxes_px, strict=True):
+            if self.stride > 1:
+                gain = self._upsample(gain[:, None])[:, 0]
+            roi[:, :, ey0:ey1, ex0:ex1] *= gain[:, None, : ey1 - ey0, : ex1 - ex0]
         frames = self.portrait.unsqueeze(0).repeat(n, 1, 1, 1)
         x0, y0, x1, y1 = self.roi
         # Round to bytes while still planar (in place), then one strided byte copy into the frames.
@@ -197,49 +210,6 @@ class WarpRenderer(nn.Module):
         corner = torch.exp(-((dx.abs() - mw) ** 2 + (qy - g.corner_y) ** 2) / (0.6 * mw) ** 2)
         smile = c[:, Control.SMILE]
         return ox - smile * 0.1 * dx * corner, oy + smile * 0.18 * mw * corner
-
-    def _eye(self, eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
-             qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Blink (the upper lid's skin slides down over the eye, the lower lid rises), gaze and brow offsets."""
-        u = (qx - eye.cx) / eye.half_w
-        uc = torch.clamp(u, -1.0, 1.0)
-        lens = 1 - uc * uc
-        chord = eye.y_c0 + (eye.y_c1 - eye.y_c0) * 0.5 * (uc + 1)
-        k, m = eye.upper, eye.lower
-        top = chord + lens * (k[0] + uc * (k[1] + uc * k[2]))  # the lid contours at this column (rig.lid_curve)
-        bottom = chord + lens * (m[0] + uc * (m[1] + uc * m[2]))
-        bottom = torch.maximum(bottom, top)
-        h = bottom - top
-        # Gaze: shift what is inside the opening; the lids stay where they are.
-        inside_opening = (smoothstep(top, top + 1.5, qy) * (1.0 - smoothstep(bottom - 1.5, bottom, qy))
-                          * (1.0 - smoothstep(0.55, 0.95, u.abs())))
-        ox = -c[:, Control.GAZE_X] * 0.3 * eye.half_w * inside_opening
-        gy = -c[:, Control.GAZE_Y] * 0.2 * (eye.y_bottom - eye.y_top) * inside_opening
-        # Blink: a piecewise-linear map per column, from knots (output y -> source y) that are the identity
-        # when open. Closed, top to bottom: the skin between brow and lashes stretches down over the whole
-        # opening; the lash band, thinned to a dark line, lies on the lower lid, which rises a little and
-        # is sampled from below its margin. Nothing of the eye itself (iris, sclera) is sampled. Part
-        # closed, the lid's edge is part way down and the eye shows, unsqueezed, between the lids.
-        brow = eye.y_brow + 0.35 * (eye.y_top - eye.y_brow)
-        lash = torch.clamp(0.15 * h, min=0.75)  # the lash band above the upper lid's margin (source)
-        closed = bottom - 0.1 * h  # where the lids meet
-        edge = top + blink * (closed - top)  # the upper lid's edge now (output)
-        line = lash + blink * (torch.clamp(0.15 * h, min=0.75) - lash)  # the lash band's height now (output)
-        lower_edge = bottom + blink * (closed - bottom)
-        src_bottom = bottom + blink * torch.clamp(0.25 * h, min=0.5)  # the lower lid's skin, below its margin
-        low_end = bottom + 0.3 * eye.half_w
-
-        def seg(o0: torch.Tensor | float, o1: torch.Tensor, s0: torch.Tensor | float, s1: torch.Tensor) -> torch.Tensor:
-            return s0 + (qy - o0) * (s1 - s0) / torch.clamp(o1 - o0, min=1e-3)
-
-        src = torch.where(qy < edge - line, seg(brow, edge - line, brow, top - lash),
-                          torch.where(qy < edge, seg(edge - line, edge, top - lash, top),
-                                      torch.where(qy < lower_edge, qy, seg(lower_edge, low_end, src_bottom, low_end))))
-        in_band = (qy >= brow) & (qy <= low_end)
-        fade = 1.0 - smoothstep(1.0, 1.35, u.abs())
-        oy = torch.where(in_band, (src - qy) * fade, torch.zeros_like(qy)) + gy * (1.0 - blink)
-        brow_w = torch.exp(-((qx - eye.cx) / (1.2 * eye.half_w)) ** 2 - ((qy - eye.y_brow) / (0.8 * eye.half_w)) ** 2)
-        return ox * (1.0 - blink), oy + c[:, Control.BROW_RAISE] * 0.25 * eye.half_w * brow_w
 
     def _cavity(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor,
                 jaw_amp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,8 +277,10 @@ class WarpGenerator:
         """Fields from the torch module; pixels by OpenCV's byte remap (kernels.warp_cv2), which
         matches the module's own float path within 1/255 at about a third of the cost."""
         r = self.renderer
+        lid_shade: list[torch.Tensor] = []
         with torch.inference_mode():
-            sx, sy, overlay, alpha = (t.numpy() for t in r.fields(torch.from_numpy(controls)))
+            sx, sy, overlay, alpha = (t.numpy() for t in r.fields(torch.from_numpy(controls), lid_shade))
+        blinks = controls[:, [Control.BLINK_LEFT, Control.BLINK_RIGHT]]
         frames = np.repeat(self.avatar.rgb[None], len(controls), axis=0)
         x0, y0, x1, y1 = r.roi
         rh, rw = y1 - y0, x1 - x0
@@ -319,4 +291,7 @@ class WarpGenerator:
             remap_composite(self._roi_u8, upsample(sx[i], r.stride, rh, rw), upsample(sy[i], r.stride, rh, rw),
                             upsample(overlay[i], r.stride, bh, bw), upsample(alpha[i, 0], r.stride, bh, bw),
                             box, frames[i, y0:y1, x0:x1])
+            for k, (gain, eye_box) in enumerate(zip(lid_shade, r.eye_boxes_px, strict=True)):
+                if shaded(float(blinks[i, k])):
+                    shade_u8(frames[i, y0:y1, x0:x1], gain[i].numpy(), r.stride, eye_box)
         return frames
