@@ -67,9 +67,9 @@ def lid_reach(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> tuple[float, float
 
 
 def eye_offsets(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
-                qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Source offsets (face frame) of blink, gaze and brow at output points (qx, qy) (face frame), and the
-    closed lid's shading there (a gain, 1: unchanged)."""
+    closed lid's shading there (a gain, 1: unchanged; None where no frame of the window blinks)."""
     u = (qx - eye.cx) / eye.half_w
     uc = torch.clamp(u, -1.0, 1.0)
     lens = 1 - uc * uc
@@ -83,6 +83,12 @@ def eye_offsets(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor
                       * (1.0 - smoothstep(0.55, 0.95, u.abs())))
     ox = -c[:, Control.GAZE_X] * 0.3 * eye.half_w * inside_opening
     gy = -c[:, Control.GAZE_Y] * 0.2 * (eye.y_bottom - eye.y_top) * inside_opening
+    brow_w = torch.exp(-((qx - eye.cx) / (1.2 * eye.half_w)) ** 2 - ((qy - eye.y_brow) / (0.8 * eye.half_w)) ** 2)
+    brow = c[:, Control.BROW_RAISE] * 0.25 * eye.half_w * brow_w
+    # Most windows hold no blink: skip its two dozen passes over the box (not while tracing an export,
+    # which must keep the blink whatever its example's controls).
+    if not torch.jit.is_tracing() and not bool((blink > 0).any()):
+        return ox, gy + brow, None
     # Blink: a piecewise-linear map per column (output y -> source y), the identity when open.
     margin = torch.clamp(0.3 * h, min=0.75)  # lashes + the lid's margin: translated whole
     reach = torch.maximum(r[0] + uc * (r[1] + uc * r[2]), margin + 1.0)  # the lid's skin above its margin
@@ -107,9 +113,7 @@ def eye_offsets(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor
                                               / torch.clamp(low_end - lower_edge, min=1e-3))))
     in_band = (qy >= stop) & (qy <= low_end)
     fade = 1.0 - smoothstep(1.0, 1.35, u.abs())
-    oy = torch.where(in_band, (src - qy) * fade, torch.zeros_like(qy)) + gy * (1.0 - blink)
-    brow_w = torch.exp(-((qx - eye.cx) / (1.2 * eye.half_w)) ** 2 - ((qy - eye.y_brow) / (0.8 * eye.half_w)) ** 2)
-    oy = oy + c[:, Control.BROW_RAISE] * 0.25 * eye.half_w * brow_w
+    oy = torch.where(in_band, (src - qy) * fade, torch.zeros_like(qy)) + gy * (1.0 - blink) + brow
     # Shading: a lash line along the lid's edge, darker as the lashes gather on a closing lid, and the
     # lid's lower half a little darker (it curves away from the light), fading toward the corners.
     line_w = torch.clamp(0.12 * h, min=0.7)

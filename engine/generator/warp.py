@@ -110,12 +110,12 @@ class WarpRenderer(nn.Module):
         s = self.stride
         return slice(y0 // s, -(-y1 // s) + 1), slice(x0 // s, -(-x1 // s) + 1)
 
-    def fields(self, controls: torch.Tensor, lid_shade: list[torch.Tensor] | None = None
+    def fields(self, controls: torch.Tensor, lid_shade: list[torch.Tensor | None] | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The backward map and the mouth overlay on the field grid: sx, sy (N, fh, fw) in ROI pixels;
         overlay (N, 3, mh, mw) and alpha (N, 1, mh, mw) over the mouth cells (`mouth_box_px`).
-        lid_shade: if given, each eye's closed-lid gain (N, eh, ew) over its cells (`eye_boxes_px`) is
-        appended to it."""
+        lid_shade: if given, each eye's closed-lid gain (N, eh, ew) over its cells (`eye_boxes_px`), or None
+        where no frame blinks that eye, is appended to it."""
         c = controls.to(self.X.dtype)[:, :, None, None]  # (N, C, 1, 1)
         qx, qy = self._head_pose(c)  # (N, fh, fw): where each output pixel is in the still portrait
         sx, sy = qx.clone(), qy.clone()
@@ -141,7 +141,7 @@ class WarpRenderer(nn.Module):
         return sx, sy, overlay, alpha
 
     def forward(self, controls: torch.Tensor) -> torch.Tensor:
-        lid_shade: list[torch.Tensor] = []
+        lid_shade: list[torch.Tensor | None] = []
         sx, sy, overlay, alpha = self.fields(controls, lid_shade)
         n = controls.shape[0]
         rh, rw = self.roi_src.shape[1:]
@@ -156,6 +156,8 @@ class WarpRenderer(nn.Module):
         composite = warp_composite_triton if self.roi_src.is_cuda and triton_available() else warp_composite
         roi = composite(self.roi_src, grid.permute(0, 2, 3, 1), overlay, alpha, box)  # (N, 3, rh, rw)
         for gain, (ex0, ey0, ex1, ey1) in zip(lid_shade, self.eye_boxes_px, strict=True):
+            if gain is None:
+                continue
             if self.stride > 1:
                 gain = self._upsample(gain[:, None])[:, 0]
             roi[:, :, ey0:ey1, ex0:ex1] *= gain[:, None, : ey1 - ey0, : ex1 - ex0]
@@ -277,7 +279,7 @@ class WarpGenerator:
         """Fields from the torch module; pixels by OpenCV's byte remap (kernels.warp_cv2), which
         matches the module's own float path within 1/255 at about a third of the cost."""
         r = self.renderer
-        lid_shade: list[torch.Tensor] = []
+        lid_shade: list[torch.Tensor | None] = []
         with torch.inference_mode():
             sx, sy, overlay, alpha = (t.numpy() for t in r.fields(torch.from_numpy(controls), lid_shade))
         blinks = controls[:, [Control.BLINK_LEFT, Control.BLINK_RIGHT]]
@@ -292,6 +294,6 @@ class WarpGenerator:
                             upsample(overlay[i], r.stride, bh, bw), upsample(alpha[i, 0], r.stride, bh, bw),
                             box, frames[i, y0:y1, x0:x1])
             for k, (gain, eye_box) in enumerate(zip(lid_shade, r.eye_boxes_px, strict=True)):
-                if shaded(float(blinks[i, k])):
+                if gain is not None and shaded(float(blinks[i, k])):
                     shade_u8(frames[i, y0:y1, x0:x1], gain[i].numpy(), r.stride, eye_box)
         return frames
