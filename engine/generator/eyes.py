@@ -23,7 +23,7 @@ import torch
 from engine.generator.rig import Eye, FaceFrame, RigGeometry, lid_curve
 from engine.types import Control
 
-REACH_COLUMNS = np.linspace(-0.8, 0.8, 9)  # u of the columns where the lid's skin is measured
+REACH_COLUMNS = np.linspace(-0.95, 0.95, 17)  # u of the columns where the lid's skin is measured
 # A luminance step (0..255 per pixel, after a 0.8 px blur) this steep ends the lid's skin: a glasses' rim or
 # dark hair (45-60 measured on hopper's rim); a lid's fold (20-30 on the astronaut and luispedro) does not,
 # so the fold unfolds with the skin rather than leave a few pixels to stretch over the whole eye.
@@ -31,6 +31,10 @@ EDGE_LUMA_PER_PX = 35.0
 # Lower bounds on the skin band (in opening heights and pixels) so a blink can always close; and the
 # part of the brow-to-lid distance it may never pass.
 MIN_REACH_H, MIN_REACH_PX, MAX_REACH_BROW = 0.35, 1.5, 0.6
+# The brows' lower contours (mediapipe mesh), eyes in rig.EYES order; the lid's skin stops this share of
+# the way from the lid to them.
+BROW_LOWER, BROW_GAP = ((46, 53, 52, 65, 55), (285, 295, 282, 283, 276)), 0.5
+TRANSLATED, STRETCH_SLOPE = 0.55, 3.0  # of the lid's skin above the margin: the share that translates whole
 
 
 def smoothstep(e0: float | torch.Tensor, e1: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -38,29 +42,36 @@ def smoothstep(e0: float | torch.Tensor, e1: float | torch.Tensor, x: torch.Tens
     return t * t * (3 - 2 * t)
 
 
-def lid_reach(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> tuple[float, float, float]:
+def lid_reach(rgb: np.ndarray, eye: Eye, frame: FaceFrame, brow_lower: np.ndarray | None = None
+              ) -> tuple[float, float, float]:
     """How far above the upper lid's margin its skin goes, per column, as (k0, k1, k2) of k0 + k1 u + k2 u^2
-    pixels: up to the first strong luminance edge past the lashes (fold, brow, a glasses' rim), never
-    more than any column measured (a rim that dips at one side stops the band there too)."""
+    pixels: up to the first strong luminance edge past the lashes (a glasses' rim, dark hair), and short
+    of the brow (brow_lower: the brow's lower contour, (k, 2) points in the face frame: a dark brow on dim
+    skin need not show a strong edge); never more than any column measured (a rim that dips at one side
+    stops the band there too)."""
     gray = cv2.GaussianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 0.8)
     xs = eye.cx + REACH_COLUMNS * eye.half_w
     top = lid_curve(eye, REACH_COLUMNS, eye.upper)
     bottom = np.maximum(lid_curve(eye, REACH_COLUMNS, eye.lower), top)
     h = bottom - top
-    ceiling = MAX_REACH_BROW * max(float(np.median(top)) - eye.y_brow, 1.0)
+    ceiling = np.full(len(xs), MAX_REACH_BROW * max(float(np.median(top)) - eye.y_brow, 1.0))
+    if brow_lower is not None:
+        order = np.argsort(brow_lower[:, 0])
+        brow_y = np.interp(xs, brow_lower[order, 0], brow_lower[order, 1])
+        ceiling = np.minimum(ceiling, np.maximum(BROW_GAP * (top - brow_y), MIN_REACH_PX))
     step = 0.5
-    t = np.arange(0.0, ceiling + step, step)
+    t = np.arange(0.0, float(ceiling.max()) + step, step)
     fx, fy = np.broadcast_arrays(xs[:, None], top[:, None] - t[None, :])
     ix, iy = frame.to_image(fx, fy)
     luma = cv2.remap(gray, ix.astype(np.float32), iy.astype(np.float32), cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_REPLICATE)
     grad = np.abs(np.gradient(luma, step, axis=1))
     reach = np.empty(len(xs))
-    for i, (g, hi) in enumerate(zip(grad, h, strict=True)):
+    for i, (g, hi, top_i) in enumerate(zip(grad, h, ceiling, strict=True)):
         past_lashes = t >= max(1.0, 0.35 * hi)  # the lashes and the lid's margin are dark: their edge is expected
         strong = np.flatnonzero(past_lashes & (g > EDGE_LUMA_PER_PX))
-        found = t[strong[0]] - 1.0 if len(strong) else ceiling
-        reach[i] = min(max(found, MIN_REACH_H * hi, MIN_REACH_PX), ceiling)
+        found = t[strong[0]] - 1.5 if len(strong) else top_i
+        reach[i] = min(max(found, MIN_REACH_H * hi, MIN_REACH_PX), top_i)
     k = np.polyfit(REACH_COLUMNS, reach, 2)[::-1]
     k[0] -= max(0.0, float((np.polyval(k[::-1], REACH_COLUMNS) - reach).max()))  # stay under every column
     return float(k[0]), float(k[1]), float(k[2])
@@ -99,14 +110,17 @@ def eye_offsets(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor
     lower_edge = bottom + blink * (closed - bottom)
     src_bottom = bottom + blink * 0.25 * h  # the lower lid's skin, below its lashes
     low_end = bottom + 0.3 * eye.half_w
-    # Above the margin the skin unfolds: still at the top (the fold stays where it is), stretched more
-    # toward the margin, as the lid's hidden skin comes out of the fold: source = stop + len * f(t), t the
-    # share of the way down, f(t) = a t + (1 - a) t^2 with slope a (1 px per px at the top, up to 1.6).
-    src_len = reach - margin
-    out_len = src_len + d
-    a = torch.clamp(out_len / torch.clamp(src_len, min=1e-3), max=1.6)
-    t = torch.clamp((qy - stop) / torch.clamp(out_len, min=1e-3), 0.0, 1.0)
-    src = torch.where(qy < edge - margin, stop + src_len * t * (a + (1.0 - a) * t),
+    # Above the margin the lid's skin comes down too: its lower part (TRANSLATED of it) translates whole,
+    # keeping its texture; the part just under the fold (or the rim) stretches to let it, as a real lid's
+    # hidden skin comes out of its fold. The stretch is a cubic with slope 1 px/px at both ends (no kink
+    # where it meets the still skin above or the translated skin below), at most STRETCH_SLOPE (3: 0 px/px
+    # at its middle) in its own units.
+    shift_from = stop + (1.0 - TRANSLATED) * (reach - margin)  # source: from here down, the skin translates
+    src_len = shift_from - stop
+    slope = torch.clamp((src_len + d) / torch.clamp(src_len, min=1e-3), max=STRETCH_SLOPE)
+    t = torch.clamp((qy - stop) / torch.clamp(src_len + d, min=1e-3), 0.0, 1.0)
+    unfolded = stop + src_len * (t + (slope - 1.0) * t * (1.0 - t) * (1.0 - 2.0 * t))
+    src = torch.where(qy < shift_from + d, unfolded,
                       torch.where(qy < edge, qy - d,
                                   torch.where(qy < lower_edge, qy,
                                               src_bottom + (qy - lower_edge) * (low_end - src_bottom)
@@ -122,7 +136,13 @@ def eye_offsets(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor
     lid = (smoothstep(shade_from, torch.maximum(edge - 0.5 * line_w, shade_from + 0.5), qy) * (qy < edge)
            * (qy >= stop) * fade)
     gain = 1.0 - blink * blink * (0.45 * lash + 0.1 * lid)
-    return ox * (1.0 - blink), oy, gain
+    # Where one source row is spread over several output rows, its column-to-column changes would draw
+    # vertical streaks: each output row there takes its row from a little to the side (a fixed zigzag
+    # attached to the lid), so the spread skin keeps a skin-like grain instead.
+    spread = (qy >= stop) & (qy < shift_from + d)
+    zig = torch.sin(t * (src_len + d) * 2.4) * (4.0 * t * (1.0 - t)) ** 2 * max(0.08 * eye.half_w, 0.7)
+    ox = ox * (1.0 - blink) + torch.where(spread, zig * fade * torch.clamp(d / 2.0, 0.0, 1.0), torch.zeros_like(qx))
+    return ox, oy, gain
 
 
 def shade_box(slices: tuple[slice, slice], stride: int, width: int, height: int) -> tuple[int, int, int, int]:
@@ -146,7 +166,10 @@ def shaded(blink: float) -> bool:
     return blink * blink * 0.55 * 255 >= 0.5
 
 
-def measure_lids(rig: RigGeometry, rgb: np.ndarray) -> RigGeometry:
-    """The rig with each eye's lid reach measured on the photo (rgb: the portrait the rig was built on)."""
-    eyes = tuple(dataclasses.replace(e, reach=lid_reach(rgb, e, rig.frame)) for e in rig.eyes)
+def measure_lids(rig: RigGeometry, rgb: np.ndarray, landmarks: np.ndarray) -> RigGeometry:
+    """The rig with each eye's lid reach measured on the photo and the mesh the rig was built on."""
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    face = np.stack(rig.frame.to_face(lm[:, 0], lm[:, 1]), axis=1)
+    eyes = tuple(dataclasses.replace(e, reach=lid_reach(rgb, e, rig.frame, face[list(brow)]))
+                 for e, brow in zip(rig.eyes, BROW_LOWER, strict=True))
     return dataclasses.replace(rig, eyes=eyes)  # type: ignore[arg-type]

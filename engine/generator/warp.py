@@ -71,7 +71,7 @@ class WarpRenderer(nn.Module):
     def __init__(self, avatar: PreparedAvatar, field_px_per_face: float = 120.0) -> None:
         super().__init__()
         h, w = avatar.rgb.shape[:2]
-        rig = measure_lids(build_rig(avatar.landmarks), avatar.rgb)
+        rig = measure_lids(build_rig(avatar.landmarks), avatar.rgb, avatar.landmarks)
         self.roi = rig.head_box(w, h)
         x0, y0, x1, y1 = self.roi
         rw, rh = x1 - x0, y1 - y0
