@@ -44,6 +44,7 @@ SMALL_FACE_PX = 90.0
 JAW_LEVELS = (0.3, 0.6, 1.0)
 EYE_CENTRE = (33, 133, 362, 263)
 MOUTH_CENTRE = (13, 14, 61, 291)
+MESH_PX = 384
 
 
 def rotated(rgb: np.ndarray, landmarks: np.ndarray, deg: float) -> np.ndarray:
@@ -151,14 +152,17 @@ def lip_vector(frame: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def upright_face(frame: np.ndarray, landmarks: np.ndarray, deg: float) -> np.ndarray:
-    """The face cropped (twice its size) and turned back by deg: how its upright twin is measured."""
+    """The face cropped (twice its size), turned back by deg and enlarged to MESH_PX: how every case's lip
+    gap is read (face units: the scale cancels)."""
     cx, cy = landmarks.mean(axis=0)
     half = float(np.ptp(landmarks, axis=0).max())
     h, w = frame.shape[:2]
     x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
     crop = np.ascontiguousarray(frame[y0 : int(min(h, cy + half)), x0 : int(min(w, cx + half))])
     m = cv2.getRotationMatrix2D((float(cx - x0), float(cy - y0)), -deg, 1.0)
-    return cv2.warpAffine(crop, m, crop.shape[1::-1], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    upright = cv2.warpAffine(crop, m, crop.shape[1::-1], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    scale = MESH_PX / max(upright.shape[:2])  # the mesh reads a small face poorly: measure it enlarged
+    return cv2.resize(upright, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale > 1 else upright
 
 
 def measure(avatar: PreparedAvatar, turned_deg: float = 0.0) -> tuple[Case, np.ndarray]:
