@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import math
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from benchmarks.face_frame import downscaled, face_axes, lip_vector, prepared, rotated, upright_face
 from benchmarks.quality import EMBEDDED, PORTRAIT_DIR, controls, load, render
-from engine.generator import PreparedAvatar
+from engine.generator import AvatarError, PreparedAvatar, prepare_avatar
 from engine.generator.rig import build_rig
 from engine.generator.warp import WarpRenderer
 
@@ -86,3 +88,15 @@ def lip_vector_landmarks(frame: np.ndarray) -> np.ndarray:
     lm = face_mesh(frame)
     assert lm is not None
     return lm[:, :2]
+
+
+def test_prepare_says_when_a_head_is_tilted_and_refuses_past_the_limit(tmp_path: Path) -> None:
+    """Mouth and eyes follow any tilt; head turns do not (they are drawn along the photo's axes): a tilt
+    past NOTE_ROLL_DEG is accepted with a note, one past MAX_ROLL_DEG refused with the reason."""
+    upright = load(EMBEDDED, 720)
+    for deg in (30.0, 60.0):
+        Image.fromarray(rotated(upright.rgb, upright.landmarks, deg)).save(tmp_path / f"tilted{deg:.0f}.png")
+    avatar = prepare_avatar(tmp_path / "tilted30.png", cache_dir=None)
+    assert any("head tilted about" in note and "image's left" in note for note in avatar.notes), avatar.notes
+    with pytest.raises(AvatarError, match=r"head too tilted: about (\d+) degrees toward the image's left; at most 45"):
+        prepare_avatar(tmp_path / "tilted60.png", cache_dir=None)
