@@ -16,7 +16,8 @@
   over the open eye's, on every portrait; and on hopper (glasses) how far the pixels of the glasses'
   rim move during the blink: the backward map's displacement at the strong edges around the eyes but
   outside the eye openings (target < 1 px).
-- a contact sheet (rest, blink 0.5, blink 1, jaw 1) of every case, and an eye close-up.
+- a contact sheet (rest, blink 0.5, blink 1, jaw 1) of every case, and an eye close-up (docs/blink_closeup.png).
+  One more case: eyes already half closed in the photo (the astronaut rendered with its lids half down).
 """
 
 from __future__ import annotations
@@ -81,8 +82,12 @@ def cases() -> list[tuple[PreparedAvatar, int, float]]:
     hopper = load(str(PORTRAIT_DIR / "hopper.jpg"), 720)
     small = prepared("hopper small", downscaled(hopper.rgb, hopper.landmarks, SMALL_FACE_PX))
     small_turned = prepared(f"hopper small {ROLL_DEG:+.0f} deg", rotated(small.rgb, small.landmarks, ROLL_DEG))
+    # eyes already part closed in the photo: the astronaut with its lids lowered by the rig, as a new photo
+    half = prepared("astronaut lids half down", render(WarpRenderer(upright).eval(),
+                                                       controls(1, BLINK_LEFT=0.6, BLINK_RIGHT=0.6))[0])
     return [(upright, 0, 0.0), (turned, 0, ROLL_DEG), (turned_cw, 0, -ROLL_DEG), (small, 3, 0.0),
-            (small_turned, 3, ROLL_DEG), (hopper, 5, 0.0), (load(str(PORTRAIT_DIR / "luispedro.jpg"), 720), 6, 0.0)]
+            (small_turned, 3, ROLL_DEG), (hopper, 5, 0.0), (load(str(PORTRAIT_DIR / "luispedro.jpg"), 720), 6, 0.0),
+            (half, 7, 0.0)]
 
 
 def face_axes(lm: np.ndarray) -> tuple[np.ndarray, float]:
@@ -241,7 +246,8 @@ def main() -> None:
                            for t, f in zip(turned, frames[3:], strict=True)]
         results.append(case)
         face_rows.append((avatar.name, face_crop(avatar, frames[[0, 1, 2, 5]], 220)))
-        eye_rows.append((avatar.name, [eye_crop(avatar, f, 110) for f in frames[:3]]))
+        if "small" not in avatar.name and f"{-ROLL_DEG:+.0f}" not in avatar.name:  # the close-up: one of each kind
+            eye_rows.append((avatar.name, [eye_crop(avatar, f, 110) for f in frames[:3]]))
     print(f"{'portrait':24} {'face px':>7} {'roll':>6}  jaw gap / e2m (vs upright)  axis deg  "
           "blink EAR  rim px  pixels")
     for c, twin in zip(results, twins, strict=True):

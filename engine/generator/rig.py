@@ -7,8 +7,9 @@ Controls (engine.types.Control) and the landmarks they move:
 - LIP_PRESS: both lips move toward the lip line and thin.
 - SMILE: the mouth corners (61, 291) move up and out; the cheeks follow.
 - BROW_RAISE: the brows (105, 334) and the skin between brow and lid move up (or down when < 0).
-- BLINK_LEFT / BLINK_RIGHT: the upper lid's skin slides down over the whole eye opening (the lid contours
-  of the mesh, fitted per eye) to a closed line just above the lower lid, which rises to meet it.
+- BLINK_LEFT / BLINK_RIGHT: the upper lid's skin comes down over the whole eye opening (the lid contours
+  of the mesh, fitted per eye) to a closed line just above the lower lid, which rises to meet it; the
+  lashes translate, the skin above unfolds up to the first strong edge (engine.generator.eyes).
 - GAZE_X / GAZE_Y: the irises (468 / 473) move inside the eye opening; the lids stay.
 - HEAD_YAW / PITCH / ROLL, BREATH: the head region moves rigidly, feathered into the still body.
 
