@@ -15,10 +15,12 @@ the eye; it is not the eye squeezed. Per column of the eye, in the face's uprigh
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from engine.generator.rig import Eye, FaceFrame, RigGeometry, lid_curve
 from engine.types import Control
@@ -77,10 +79,47 @@ def lid_reach(rgb: np.ndarray, eye: Eye, frame: FaceFrame, brow_lower: np.ndarra
     return float(k[0]), float(k[1]), float(k[2])
 
 
-def eye_offsets(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
-                qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Source offsets (face frame) of blink, gaze and brow at output points (qx, qy) (face frame), and the
-    closed lid's shading there (a gain, 1: unchanged; None where no frame of the window blinks)."""
+def eye_offsets(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor,
+                cells: tuple[slice, slice] = (slice(None), slice(None))
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Source offsets (face frame) of blink, gaze and brow at output points (qx, qy) (face frame, the eye's
+    box), and the closed lid's shading over `cells` (a gain, 1: unchanged; None where no frame of the window
+    blinks). cells: the part of the box where the lids and the eye can move (`blink_cells`): the brow's
+    field covers the box, theirs only that part."""
+    brow_w = torch.exp(-((qx - eye.cx) / (1.2 * eye.half_w)) ** 2 - ((qy - eye.y_brow) / (0.8 * eye.half_w)) ** 2)
+    brow = c[:, Control.BROW_RAISE] * 0.25 * eye.half_w * brow_w
+    h, w = qx.shape[1:]
+    ys, xs = cells
+    y0, y1, _ = ys.indices(h)
+    x0, x1, _ = xs.indices(w)
+    ox, oy, gain = _lids(eye, c, blink, qx[:, y0:y1, x0:x1], qy[:, y0:y1, x0:x1])
+    pad = (x0, w - x1, y0, h - y1)  # back to the whole box (F.pad: no in-place writes, so exports trace it)
+    return F.pad(ox, pad), brow + F.pad(oy, pad), gain
+
+
+def blink_cells(eye: Eye, frame: FaceFrame, box: tuple[slice, slice], stride: int, margin: float,
+                grid: tuple[int, int]) -> tuple[slice, slice]:
+    """The field cells of an eye's box (`box`: its slices of the field grid, whose size is `grid`), relative
+    to the box, where gaze and blink can move anything or shade: the lids' band (the skin's reach above to
+    0.3 half-widths below), 1.35 half-widths either side, padded by `margin` pixels for the head's motion."""
+    us = np.linspace(-1.0, 1.0, 41)
+    top = lid_curve(eye, us, eye.upper)
+    bottom = np.maximum(lid_curve(eye, us, eye.lower), top)
+    r = eye.reach
+    reach = np.maximum(r[0] + us * (r[1] + us * r[2]), np.maximum(0.3 * (bottom - top), 0.75) + 1.0)
+    bx0, by0, bx1, by1 = frame.box_to_image((eye.cx - 1.35 * eye.half_w - margin, float((top - reach).min()) - margin,
+                                             eye.cx + 1.35 * eye.half_w + margin,
+                                             float(bottom.max()) + 0.3 * eye.half_w + margin))
+    ys, xs = box
+    h, w = min(ys.stop, grid[0]) - ys.start, min(xs.stop, grid[1]) - xs.start
+    y0, x0 = max(0, math.floor(by0 / stride) - 1 - ys.start), max(0, math.floor(bx0 / stride) - 1 - xs.start)
+    return (slice(min(y0, h), max(min(y0, h), min(h, math.ceil(by1 / stride) + 2 - ys.start))),
+            slice(min(x0, w), max(min(x0, w), min(w, math.ceil(bx1 / stride) + 2 - xs.start))))
+
+
+def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
+          qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """eye_offsets' gaze and blink, over the cells where they act."""
     u = (qx - eye.cx) / eye.half_w
     uc = torch.clamp(u, -1.0, 1.0)
     lens = 1 - uc * uc
@@ -94,12 +133,10 @@ def eye_offsets(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor
                       * (1.0 - smoothstep(0.55, 0.95, u.abs())))
     ox = -c[:, Control.GAZE_X] * 0.3 * eye.half_w * inside_opening
     gy = -c[:, Control.GAZE_Y] * 0.2 * (eye.y_bottom - eye.y_top) * inside_opening
-    brow_w = torch.exp(-((qx - eye.cx) / (1.2 * eye.half_w)) ** 2 - ((qy - eye.y_brow) / (0.8 * eye.half_w)) ** 2)
-    brow = c[:, Control.BROW_RAISE] * 0.25 * eye.half_w * brow_w
-    # Most windows hold no blink: skip its two dozen passes over the box (not while tracing an export,
-    # which must keep the blink whatever its example's controls).
+    # Most windows hold no blink: skip its two dozen passes (not while tracing an export, which must keep
+    # the blink whatever its example's controls).
     if not torch.jit.is_tracing() and not bool((blink > 0).any()):
-        return ox, gy + brow, None
+        return ox, gy, None
     # Blink: a piecewise-linear map per column (output y -> source y), the identity when open.
     margin = torch.clamp(0.3 * h, min=0.75)  # lashes + the lid's margin: translated whole
     reach = torch.maximum(r[0] + uc * (r[1] + uc * r[2]), margin + 1.0)  # the lid's skin above its margin
@@ -127,7 +164,7 @@ def eye_offsets(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor
                                               / torch.clamp(low_end - lower_edge, min=1e-3))))
     in_band = (qy >= stop) & (qy <= low_end)
     fade = 1.0 - smoothstep(1.0, 1.35, u.abs())
-    oy = torch.where(in_band, (src - qy) * fade, torch.zeros_like(qy)) + gy * (1.0 - blink) + brow
+    oy = torch.where(in_band, (src - qy) * fade, torch.zeros_like(qy)) + gy * (1.0 - blink)
     # Shading: a lash line along the lid's edge, darker as the lashes gather on a closing lid, and the
     # lid's lower half a little darker (it curves away from the light), fading toward the corners.
     line_w = torch.clamp(0.12 * h, min=0.7)
@@ -158,7 +195,7 @@ def shade_u8(out: np.ndarray, gain: np.ndarray, stride: int, box: tuple[int, int
         gain = cv2.resize(gain, None, fx=stride, fy=stride, interpolation=cv2.INTER_LINEAR)
     g = gain[: y1 - y0, : x1 - x0]
     region = out[y0 : y0 + g.shape[0], x0 : x0 + g.shape[1]]
-    region[:] = (region * g[..., None] + 0.5).astype(np.uint8)  # gain <= 1: no overflow
+    region[:] = cv2.multiply(region, cv2.merge([g, g, g]), dtype=cv2.CV_8U)  # rounded; gain <= 1: no overflow
 
 
 def shaded(blink: float) -> bool:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
-from engine.generator.eyes import eye_offsets, measure_lids, shade_box, shade_u8, shaded
+from engine.generator.eyes import blink_cells, eye_offsets, measure_lids, shade_box, shade_u8, shaded
 from engine.generator.rig import RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
 from kernels.warp import warp_composite
@@ -102,7 +102,13 @@ class WarpRenderer(nn.Module):
         self.mouth_box_px = (xs.start * s, ys.start * s, min(rw, min(xs.stop, len(gx)) * s),
                              min(rh, min(ys.stop, len(gy)) * s))
         self.eye_slices = [self._slices(g.eye_box(e, rw, rh, margin)) for e in g.eyes]
-        self.eye_boxes_px = [shade_box(sl, s, rw, rh) for sl in self.eye_slices]
+        # The lids' cells in each eye box, padded further: a head turned or nodded past `margin` still blinks
+        # whole; and their pixels, where the closed lid is shaded.
+        self.lid_cells = [blink_cells(e, g.frame, sl, s, 1.6 * margin, (len(gy), len(gx)))
+                          for e, sl in zip(g.eyes, self.eye_slices, strict=True)]
+        self.lid_boxes_px = [shade_box((slice(ys.start + cy.start, ys.start + cy.stop),
+                                        slice(xs.start + cx.start, xs.start + cx.stop)), s, rw, rh)
+                             for (ys, xs), (cy, cx) in zip(self.eye_slices, self.lid_cells, strict=True)]
         self.palette = mouth_palette(avatar.rgb, avatar.landmarks)
 
     def _slices(self, box: tuple[int, int, int, int]) -> tuple[slice, slice]:
@@ -114,7 +120,7 @@ class WarpRenderer(nn.Module):
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The backward map and the mouth overlay on the field grid: sx, sy (N, fh, fw) in ROI pixels;
         overlay (N, 3, mh, mw) and alpha (N, 1, mh, mw) over the mouth cells (`mouth_box_px`).
-        lid_shade: if given, each eye's closed-lid gain (N, eh, ew) over its cells (`eye_boxes_px`), or None
+        lid_shade: if given, each eye's closed-lid gain (N, lh, lw) over its lid cells (`lid_boxes_px`), or None
         where no frame blinks that eye, is appended to it."""
         c = controls.to(self.X.dtype)[:, :, None, None]  # (N, C, 1, 1)
         qx, qy = self._head_pose(c)  # (N, fh, fw): where each output pixel is in the still portrait
@@ -129,10 +135,10 @@ class WarpRenderer(nn.Module):
         sx[:, ys, xs] += ox
         sy[:, ys, xs] += oy
         overlay, alpha = self._cavity(c, mqx, mqy, jaw_amp)
-        for eye, blink, (ys, xs) in zip(self.g.eyes, (Control.BLINK_LEFT, Control.BLINK_RIGHT), self.eye_slices,
-                                        strict=True):
+        for eye, blink, (ys, xs), cells in zip(self.g.eyes, (Control.BLINK_LEFT, Control.BLINK_RIGHT),
+                                               self.eye_slices, self.lid_cells, strict=True):
             eqx, eqy = frame.to_face(qx[:, ys, xs], qy[:, ys, xs])
-            ox, oy, gain = eye_offsets(eye, c, c[:, blink], eqx, eqy)
+            ox, oy, gain = eye_offsets(eye, c, c[:, blink], eqx, eqy, cells)
             ox, oy = frame.vector_to_image(ox, oy)
             sx[:, ys, xs] += ox
             sy[:, ys, xs] += oy
@@ -155,7 +161,7 @@ class WarpRenderer(nn.Module):
             alpha = self._upsample(alpha)[:, :, : box[3] - box[1], : box[2] - box[0]]
         composite = warp_composite_triton if self.roi_src.is_cuda and triton_available() else warp_composite
         roi = composite(self.roi_src, grid.permute(0, 2, 3, 1), overlay, alpha, box)  # (N, 3, rh, rw)
-        for gain, (ex0, ey0, ex1, ey1) in zip(lid_shade, self.eye_boxes_px, strict=True):
+        for gain, (ex0, ey0, ex1, ey1) in zip(lid_shade, self.lid_boxes_px, strict=True):
             if gain is None:
                 continue
             if self.stride > 1:
@@ -293,7 +299,7 @@ class WarpGenerator:
             remap_composite(self._roi_u8, upsample(sx[i], r.stride, rh, rw), upsample(sy[i], r.stride, rh, rw),
                             upsample(overlay[i], r.stride, bh, bw), upsample(alpha[i, 0], r.stride, bh, bw),
                             box, frames[i, y0:y1, x0:x1])
-            for k, (gain, eye_box) in enumerate(zip(lid_shade, r.eye_boxes_px, strict=True)):
+            for k, (gain, eye_box) in enumerate(zip(lid_shade, r.lid_boxes_px, strict=True)):
                 if gain is not None and shaded(float(blinks[i, k])):
                     shade_u8(frames[i, y0:y1, x0:x1], gain[i].numpy(), r.stride, eye_box)
         return frames
