@@ -177,7 +177,9 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     # vertical streaks: each output row there takes its row from a little to the side (a fixed zigzag
     # attached to the lid), so the spread skin keeps a skin-like grain instead.
     spread = (qy >= stop) & (qy < shift_from + d)
-    zig = torch.sin(t * (src_len + d) * 2.4) * (4.0 * t * (1.0 - t)) ** 2 * max(0.08 * eye.half_w, 0.7)
+    # (its period ~0.3 eye half-widths, at least 2.6 px: over 2 field cells on a coarse grid, so not aliased)
+    period = max(2.6, 0.3 * eye.half_w)
+    zig = torch.sin(t * (src_len + d) * (6.2832 / period)) * (4.0 * t * (1.0 - t)) ** 2 * max(0.08 * eye.half_w, 0.7)
     ox = ox * (1.0 - blink) + torch.where(spread, zig * fade * torch.clamp(d / 2.0, 0.0, 1.0), torch.zeros_like(qx))
     return ox, oy, gain
 
