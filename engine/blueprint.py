@@ -17,8 +17,25 @@ from engine.idle import IdleMotion
 from engine.types import FPS, N_CONTROLS, Control, FeatureFrame, MotionWindow, Storyline
 from engine.vocabulary import Emotion, Expression, Gaze, HeadMotion
 
-# A blink: fast close, short hold, slower open (frames at 48 fps, ~170 ms).
-BLINK_CURVE = np.array([0.45, 0.9, 1.0, 1.0, 0.8, 0.55, 0.3, 0.12], np.float32)
+# A blink at 48 fps, as Live2D Cubism's eye blink and Trutoiu et al. (ACM TAP 2011) time it: the lid closes
+# in ~0.10 s, accelerating (5 frames), holds ~0.05 s (3 frames: 4-6 at 1.0), and opens more slowly,
+# ~0.15 s (7 frames), easing out. A blink is a point event: its whole curve is laid out from the beat's
+# start, whatever the beat's length.
+BLINK_CURVE = np.array([0.15, 0.4, 0.7, 0.92, 1.0, 1.0, 1.0, 0.88, 0.7, 0.52, 0.35, 0.2, 0.09, 0.02], np.float32)
+# About one blink in seven is a double blink (TalkingHead: 85 % single, 15 % double): the lid closes
+# again before it has opened; which ones is drawn from the blink's frame, so re-plans agree.
+DOUBLE_BLINK_SHARE = 0.15
+DOUBLE_BLINK_GAP = 10  # frames from the first close to the second
+
+
+def blink_curve(start_frame: int) -> np.ndarray:
+    """The blink starting at start_frame: single, or (DOUBLE_BLINK_SHARE of them) double."""
+    if np.random.default_rng(start_frame).random() >= DOUBLE_BLINK_SHARE:
+        return BLINK_CURVE
+    curve = np.zeros(DOUBLE_BLINK_GAP + len(BLINK_CURVE), np.float32)
+    curve[: len(BLINK_CURVE)] = BLINK_CURVE
+    curve[DOUBLE_BLINK_GAP:] = np.maximum(curve[DOUBLE_BLINK_GAP:], BLINK_CURVE)
+    return curve
 
 # An emphasis nod on a stressed syllable: head pitch in degrees per frame (down, then back, ~0.3 s).
 NOD_CURVE = np.array([0.3, 0.8, 1.3, 1.7, 1.9, 1.9, 1.7, 1.4, 1.1, 0.8, 0.5, 0.3, 0.15, 0.05], np.float32)
@@ -125,9 +142,11 @@ class Blueprint:
         for beat in storyline.beats:
             lo, hi = max(beat.start_frame, start) - start, min(beat.end_frame, end) - start
             if beat.blink:
-                curve = BLINK_CURVE[lo - (beat.start_frame - start):][: max(0, hi - lo)]
+                curve = blink_curve(beat.start_frame)
+                first = beat.start_frame - start  # < 0: the blink began before this plan
+                a, b = max(first, 0), min(first + len(curve), len(frames))
                 for c in (Control.BLINK_LEFT, Control.BLINK_RIGHT):
-                    targets[lo : lo + len(curve), c] = np.maximum(targets[lo : lo + len(curve), c], curve)
+                    targets[a:b, c] = np.maximum(targets[a:b, c], curve[a - first : b - first])
             elif hi > lo:
                 if beat.emotion is not None:  # later beats override the mood of earlier ones
                     smile, brow = EMOTION_TARGETS[beat.emotion]

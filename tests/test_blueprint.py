@@ -6,7 +6,7 @@ import numpy as np
 
 from engine.blueprint import Blueprint, idle_head_deg
 from engine.idle import IdleMotion
-from engine.types import Control, FeatureFrame, StoryBeat, Storyline
+from engine.types import FPS, Control, FeatureFrame, StoryBeat, Storyline
 
 
 def frame(k: int, db: float, voiced: bool, vowel: int = 0) -> FeatureFrame:
@@ -60,8 +60,8 @@ def test_vowels_shape_the_mouth() -> None:
 def test_storyline_blinks_and_emotions_reach_the_controls() -> None:
     beats = [StoryBeat(0, 48, emotion="happy", intensity=1.0), StoryBeat(10, 18, blink=True)]
     c = controls_for([frame(k, -90, False) for k in range(48)], beats)
-    assert c[12, Control.BLINK_LEFT] == 1.0 and c[12, Control.BLINK_RIGHT] == 1.0
-    assert c[0, Control.BLINK_LEFT] == 0.0
+    assert c[15, Control.BLINK_LEFT] == 1.0 and c[15, Control.BLINK_RIGHT] == 1.0
+    assert c[0, Control.BLINK_LEFT] == 0.0 and c[9, Control.BLINK_LEFT] == 0.0
     assert c[-1, Control.SMILE] > 0.5, "a happy beat eases into a smile"
 
 
@@ -116,3 +116,20 @@ def test_a_grin_widens_and_a_pout_rounds_the_mouth_in_silence_and_while_speaking
     i_frames = [k for k in range(60, 144) if vowels[(k // 6) % 5] == 1 and k % 6 == 5]
     u_frames = [k for k in range(60, 144) if vowels[(k // 6) % 5] == 2 and k % 6 == 5]
     assert grin[i_frames, Control.MOUTH_WIDTH].mean() > grin[u_frames, Control.MOUTH_WIDTH].mean() + 0.5
+
+
+def test_a_blink_closes_fast_holds_and_opens_slower() -> None:
+    """Cubism / Trutoiu timing at 48 fps: closed within ~0.10 s, held ~0.05 s, open again over ~0.15 s; and
+    about one blink in seven is double, the same ones on every plan."""
+    from engine.blueprint import BLINK_CURVE, blink_curve
+
+    closed = np.flatnonzero(BLINK_CURVE >= 0.99)
+    close_s, hold_s, open_s = (closed[0] + 1) / FPS, len(closed) / FPS, (len(BLINK_CURVE) - closed[-1] - 1) / FPS
+    assert 0.08 <= close_s <= 0.12 and 0.04 <= hold_s <= 0.07 and 0.13 <= open_s <= 0.17, (close_s, hold_s, open_s)
+    assert (np.diff(BLINK_CURVE[: closed[0] + 1]) > 0).all() and (np.diff(BLINK_CURVE[closed[-1]:]) < 0).all()
+    curves = [blink_curve(f) for f in range(0, 48 * 600, 97)]
+    double = [c for c in curves if len(c) > len(BLINK_CURVE)]
+    assert 0.08 <= len(double) / len(curves) <= 0.22
+    reopened = double[0][closed[-1] : closed[-1] + 10]  # between the two holds the lid lifts again
+    assert double[0].max() == 1.0 and (double[0] >= 0.99).sum() == 2 * len(closed) and reopened.min() < 0.8
+    assert all(np.array_equal(blink_curve(f), blink_curve(f)) for f in range(0, 4800, 97))

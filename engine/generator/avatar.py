@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -19,9 +20,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from engine.generator.faces import MAX_YAW_DEG, MIN_FACE_WIDTH_PX, estimate_yaw_deg, face_mesh, find_faces, mesh_width
+from engine.generator.faces import (
+    MAX_ROLL_DEG,
+    MAX_YAW_DEG,
+    MIN_FACE_WIDTH_PX,
+    NOTE_ROLL_DEG,
+    estimate_yaw_deg,
+    face_mesh,
+    find_faces,
+    mesh_width,
+)
 from engine.generator.matte import person_layer
 from engine.generator.rest_pose import WIDE_GAP, RestPose, close_lips
+from engine.generator.rig import face_frame
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +136,15 @@ def detect_landmarks(rgb: np.ndarray, name: str, scale: float = 1.0) -> tuple[np
         raise AvatarError(f"{name}: face too turned: about {abs(yaw):.0f} degrees toward the image's {side}; "
                           f"at most {MAX_YAW_DEG:.0f} degrees (three-quarter view) can be animated: use a photo "
                           "facing the camera more")
+    roll = math.degrees(face_frame(pts).roll)
+    side = "left" if roll > 0 else "right"  # the mouth right of below the eyes: the head leans to the image's left
+    if abs(roll) > MAX_ROLL_DEG:
+        raise AvatarError(f"{name}: head too tilted: about {abs(roll):.0f} degrees toward the image's {side}; at most "
+                          f"{MAX_ROLL_DEG:.0f} degrees can be animated (head turns and nods are drawn along the "
+                          "photo's axes): use a photo with the head more upright, or turn the photo")
+    if abs(roll) > NOTE_ROLL_DEG:
+        notes += (f"head tilted about {abs(roll):.0f} degrees toward the image's {side}: mouth and eyes follow the "
+                  "tilt, but head turns will carry some nod (they are drawn along the photo's axes)",)
     return pts[:, :2].copy(), notes
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.generator.rig import _fit_lid
+from engine.generator.rig import FaceFrame, _fit_lid
 from engine.types import Control
 
 # MediaPipe face-mesh points on the lips' red (outer contour) and on the cheeks: the mouth interior is
@@ -139,16 +139,27 @@ class Opening:
     jaw: torch.Tensor  # how far the chin drops (pixels)
 
 
+def _upright(landmarks: np.ndarray, frame: FaceFrame | None) -> np.ndarray:
+    """The mesh's (x, y) in the face's upright frame (the portrait's own without one)."""
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    if frame is None or frame.upright:
+        return lm
+    return np.stack(frame.to_face(lm[:, 0], lm[:, 1]), axis=1)
+
+
 class MouthRig:
     """The mouth's fields (`offsets`, on the field grid) and its interior (`interior`, finer on small faces).
 
     Coordinates are those of the renderer's region (head-pose mapped: `qx`, `qy`)."""
 
     def __init__(self, landmarks: np.ndarray, origin: tuple[float, float], palette: dict[str, tuple[float, ...]],
-                 teeth: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                 teeth: tuple[np.ndarray, np.ndarray] | None = None, frame: FaceFrame | None = None) -> None:
         """landmarks: the rest pose's mesh (portrait pixels); origin: the region's corner in them.
-        teeth: (photo rgb, its landmarks) where the photo shows its own teeth (see rest_pose)."""
-        lm = np.asarray(landmarks, np.float64)[:, :2] - origin
+        teeth: (photo rgb, its landmarks) where the photo shows its own teeth (see rest_pose).
+        frame: the face's upright frame (portrait pixels): the mouth is measured, and its fields are asked for,
+        in it (qx, qy turned upright), so a tilted face opens along its own axis."""
+        self.frame = None if frame is None else frame.shifted(*origin)  # in region pixels
+        lm = _upright(landmarks, frame) - origin
         self.upper, self.lower = inner_lips(lm)
         self.cx, self.hw = self.upper.cx, self.upper.half_w
         self.mouth_x = float((lm[13, 0] + lm[14, 0]) / 2)
@@ -161,7 +172,7 @@ class MouthRig:
         self.photo: torch.Tensor | None = None
         if teeth is not None:
             rgb, photo_lm = teeth
-            self.photo_lines = inner_lips(photo_lm, *origin)
+            self.photo_lines = inner_lips(_upright(photo_lm, frame), *origin)
             # Only the photo's mouth is kept, as a float texture sampled where the opening shows it.
             pl = np.asarray(photo_lm, np.float64)[:, :2]
             x0, y0 = (int(max(0, np.floor(v))) for v in pl[list(INNER_CORNERS)].min(axis=0) - self.mw)
@@ -280,8 +291,9 @@ class MouthRig:
              * (1.0 - smoothstep(0.85, 1.0, u.abs())))[:, None]
         h, wd = self.photo.shape[2:]
         x0, y0 = self.photo_origin
-        gx = (qx + x0) * (2.0 / (wd - 1)) - 1.0
-        gy = (qy + y0) * (2.0 / (h - 1)) - 1.0
+        ix, iy = (qx, qy) if self.frame is None else self.frame.to_image(qx, qy)  # the photo is not turned upright
+        gx = (ix + x0) * (2.0 / (wd - 1)) - 1.0
+        gy = (iy + y0) * (2.0 / (h - 1)) - 1.0
         n = qx.shape[0]
         own = F.grid_sample(self.photo.expand(n, -1, -1, -1), torch.stack([gx, gy], dim=-1), mode="bilinear",
                             padding_mode="border", align_corners=True)

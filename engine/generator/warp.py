@@ -18,11 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
+from engine.generator.eyes import blink_cells, eye_offsets, measure_lids, shade_box, shade_u8, shaded
 from engine.generator.head_motion import depth_proxy, head_weight, jaw_line, layer_box, pivot
 from engine.generator.matte import person_layer, premultiplied_layer
 from engine.generator.mouth import JAW_REACH, UPPER_SHARE, MouthRig, lip_gap, mouth_palette
 from engine.generator.rest_pose import CLOSED_GAP, RestPose
-from engine.generator.rig import Eye, RigGeometry, build_rig
+from engine.generator.rig import RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
 from kernels.warp import warp_composite
 from kernels.warp_cv2 import remap_composite, upsample
@@ -47,7 +48,7 @@ class WarpRenderer(nn.Module):
     def __init__(self, avatar: PreparedAvatar, field_px_per_face: float = 120.0) -> None:
         super().__init__()
         h, w = avatar.rgb.shape[:2]
-        rig = build_rig(avatar.landmarks)
+        rig = measure_lids(build_rig(avatar.landmarks), avatar.rgb, avatar.landmarks)
         matte, plate = avatar.matte, avatar.plate
         if matte is None or plate is None:  # an avatar made without prepare_avatar: make its layer now
             matte, plate = person_layer(avatar.rgb, avatar.landmarks)
@@ -96,24 +97,34 @@ class WarpRenderer(nn.Module):
             rest = RestPose(avatar.rgb, avatar.landmarks, gap)
         teeth = rest.teeth_colour() if rest is not None else None
         self.palette = mouth_palette(avatar.rgb, avatar.landmarks, teeth)
+        # The mouth is drawn in the face's upright frame (rig.FaceFrame), as the eyes are.
         self.mouth = MouthRig(avatar.landmarks, (x0, y0), self.palette,
-                              None if rest is None else (rest.photo, rest.landmarks))
+                              None if rest is None else (rest.photo, rest.landmarks), frame=rig.frame)
         # The mouth's interior is drawn over the box the opening can reach, padded by the head's motion
         # (`mouth_box_px`, in ROI pixels).
         m = self.mouth
         u = torch.linspace(-1.0, 1.0, 21)
         top, bottom = float(m.upper.y(u).min()), float(m.lower.y(u).max())
         reach = 1.2 * m.hw + margin  # a mouth widened to the full: its corners pulled out by ~17%
-        self.cavity_slices = self._slices((max(0, int(m.cx - reach)), max(0, int(top - 0.25 * m.mw - margin)),
-                                           min(rw, int(m.cx + reach + 1)),
-                                           min(rh, int(bottom + (JAW_REACH * (1 - UPPER_SHARE) + 0.12) * m.mw
-                                                       + margin + 1))))
+        bx0, by0, bx1, by1 = g.frame.box_to_image((m.cx - reach, top - 0.25 * m.mw - margin, m.cx + reach + 1,
+                                                   bottom + (JAW_REACH * (1 - UPPER_SHARE) + 0.12) * m.mw + margin + 1))
+        self.cavity_slices = self._slices((max(0, int(bx0)), max(0, int(by0)), min(rw, int(bx1) + 1),
+                                           min(rh, int(by1) + 1)))
         ys, xs = self.cavity_slices  # the same box in pixels: the cells of those field samples
         self.mouth_box_px = ((xs.start - pad) * s, (ys.start - pad) * s, min(rw, (min(xs.stop, len(gx)) - pad) * s),
                              min(rh, (min(ys.stop, len(gy)) - pad) * s))
         # Faces drawn at an even stride (small ones) get their interior at half of it: a field cell there
         # is a large share of a tooth.
         self.overlay_stride = s // 2 if s % 2 == 0 else s
+        # The lids' cells in each eye box, padded further: a head turned or nodded past `margin` still blinks
+        # whole; and their pixels, where the closed lid is shaded. (Cells counted without the grid's padding.)
+        unpadded = [(slice(ys.start - pad, ys.stop - pad), slice(xs.start - pad, xs.stop - pad))
+                    for ys, xs in self.eye_slices]
+        self.lid_cells = [blink_cells(e, g.frame, sl, s, 1.6 * margin, (len(gy) - pad, len(gx) - pad))
+                          for e, sl in zip(g.eyes, unpadded, strict=True)]
+        self.lid_boxes_px = [shade_box((slice(ys.start + cy.start, ys.start + cy.stop),
+                                        slice(xs.start + cx.start, xs.start + cx.stop)), s, rw, rh)
+                             for (ys, xs), (cy, cx) in zip(unpadded, self.lid_cells, strict=True)]
 
     def _slices(self, box: tuple[int, int, int, int]) -> tuple[slice, slice]:
         x0, y0, x1, y1 = box
@@ -121,26 +132,38 @@ class WarpRenderer(nn.Module):
         p = self.pad
         return slice(y0 // s + p, -(-y1 // s) + 1 + p), slice(x0 // s + p, -(-x1 // s) + 1 + p)
 
-    def fields(self, controls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def fields(self, controls: torch.Tensor, lid_shade: list[torch.Tensor | None] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The backward map on the field grid: sx, sy (N, fh, fw) in ROI pixels; the mouth's interior every
-        `overlay_stride` pixels over `mouth_box_px`: overlay (N, 3, mh, mw) and alpha (N, 1, mh, mw)."""
+        `overlay_stride` pixels over `mouth_box_px`: overlay (N, 3, mh, mw) and alpha (N, 1, mh, mw).
+        lid_shade: if given, each eye's closed-lid gain (N, lh, lw) over its lid cells (`lid_boxes_px`), or None
+        where no frame blinks that eye, is appended to it."""
         c = controls.to(self.X.dtype)[:, :, None, None]  # (N, C, 1, 1)
         qx, qy = self._head_pose(c)  # (N, fh, fw): where each output pixel is in the still portrait
         sx, sy = qx.clone(), qy.clone()
+        # The mouth and eye fields are drawn in the face's own upright frame (rig.FaceFrame): their grid
+        # points are turned into it, and their offsets turned back, so a tilted face opens along its tilt.
+        frame = self.g.frame
         ys, xs = self.mouth_slices
-        ox, oy = self.mouth.offsets(c, qx[:, ys, xs], qy[:, ys, xs])
+        mqx, mqy = frame.to_face(qx[:, ys, xs], qy[:, ys, xs])
+        ox, oy = frame.vector_to_image(*self.mouth.offsets(c, mqx, mqy))
         sx[:, ys, xs] += ox
         sy[:, ys, xs] += oy
         overlay, alpha = self._interior(c, qx, qy)
-        for eye, blink, (ys, xs) in zip(self.g.eyes, (Control.BLINK_LEFT, Control.BLINK_RIGHT), self.eye_slices,
-                                        strict=True):
-            ox, oy = self._eye(eye, c, c[:, blink], qx[:, ys, xs], qy[:, ys, xs])
+        for eye, blink, (ys, xs), cells in zip(self.g.eyes, (Control.BLINK_LEFT, Control.BLINK_RIGHT),
+                                               self.eye_slices, self.lid_cells, strict=True):
+            eqx, eqy = frame.to_face(qx[:, ys, xs], qy[:, ys, xs])
+            ox, oy, gain = eye_offsets(eye, c, c[:, blink], eqx, eqy, cells)
+            ox, oy = frame.vector_to_image(ox, oy)
             sx[:, ys, xs] += ox
             sy[:, ys, xs] += oy
+            if lid_shade is not None:
+                lid_shade.append(gain)
         return sx, sy, overlay, alpha
 
     def forward(self, controls: torch.Tensor) -> torch.Tensor:
-        sx, sy, overlay, alpha = self.fields(controls)
+        lid_shade: list[torch.Tensor | None] = []
+        sx, sy, overlay, alpha = self.fields(controls, lid_shade)
         n = controls.shape[0]
         rh, rw = self.roi_src.shape[1:]
         # (N, fh, fw, 2) viewed as channels-last (N, 2, fh, fw): upsampling keeps that layout, so the
@@ -156,6 +179,12 @@ class WarpRenderer(nn.Module):
             alpha = F.interpolate(alpha, **up)[:, :, : box[3] - box[1], : box[2] - box[0]]
         composite = warp_composite_triton if self.roi_src.is_cuda and triton_available() else warp_composite
         roi = composite(self.roi_src, grid.permute(0, 2, 3, 1), overlay, alpha, box, self.plate)  # (N, 3, rh, rw)
+        for gain, (ex0, ey0, ex1, ey1) in zip(lid_shade, self.lid_boxes_px, strict=True):
+            if gain is None:
+                continue
+            if self.stride > 1:
+                gain = self._upsample(gain[:, None])[:, 0]
+            roi[:, :, ey0:ey1, ex0:ex1] *= gain[:, None, : ey1 - ey0, : ex1 - ex0]
         frames = self.portrait.unsqueeze(0).repeat(n, 1, 1, 1)
         x0, y0, x1, y1 = self.roi
         # Round to bytes while still planar (in place), then one strided byte copy into the frames.
@@ -194,50 +223,9 @@ class WarpRenderer(nn.Module):
             rows, cols = (min(ys.stop, self.X.shape[1]) - ys.start) * k, (min(xs.stop, self.X.shape[2]) - xs.start) * k
             q = q[:, :, (ys.start - y0) * k :, (xs.start - x0) * k :][:, :, :rows, :cols]
             qx, qy = q[:, 0], q[:, 1]
+        qx, qy = self.g.frame.to_face(qx, qy)
         return self.mouth.interior(c, qx, qy, edge=max(0.7, 0.5 * self.overlay_stride))
 
-    def _eye(self, eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
-             qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Blink (the upper lid's skin slides down over the eye, the lower lid rises), gaze and brow offsets."""
-        u = (qx - eye.cx) / eye.half_w
-        uc = torch.clamp(u, -1.0, 1.0)
-        lens = 1 - uc * uc
-        chord = eye.y_c0 + (eye.y_c1 - eye.y_c0) * 0.5 * (uc + 1)
-        k, m = eye.upper, eye.lower
-        top = chord + lens * (k[0] + uc * (k[1] + uc * k[2]))  # the lid contours at this column (rig.lid_curve)
-        bottom = chord + lens * (m[0] + uc * (m[1] + uc * m[2]))
-        bottom = torch.maximum(bottom, top)
-        h = bottom - top
-        # Gaze: shift what is inside the opening; the lids stay where they are.
-        inside_opening = (smoothstep(top, top + 1.5, qy) * (1.0 - smoothstep(bottom - 1.5, bottom, qy))
-                          * (1.0 - smoothstep(0.55, 0.95, u.abs())))
-        ox = -c[:, Control.GAZE_X] * 0.3 * eye.half_w * inside_opening
-        gy = -c[:, Control.GAZE_Y] * 0.2 * (eye.y_bottom - eye.y_top) * inside_opening
-        # Blink: a piecewise-linear map per column, from knots (output y -> source y) that are the identity
-        # when open. Closed, top to bottom: the skin between brow and lashes stretches down over the whole
-        # opening; the lash band, thinned to a dark line, lies on the lower lid, which rises a little and
-        # is sampled from below its margin. Nothing of the eye itself (iris, sclera) is sampled. Part
-        # closed, the lid's edge is part way down and the eye shows, unsqueezed, between the lids.
-        brow = eye.y_brow + 0.35 * (eye.y_top - eye.y_brow)
-        lash = torch.clamp(0.15 * h, min=0.75)  # the lash band above the upper lid's margin (source)
-        closed = bottom - 0.1 * h  # where the lids meet
-        edge = top + blink * (closed - top)  # the upper lid's edge now (output)
-        line = lash + blink * (torch.clamp(0.15 * h, min=0.75) - lash)  # the lash band's height now (output)
-        lower_edge = bottom + blink * (closed - bottom)
-        src_bottom = bottom + blink * torch.clamp(0.25 * h, min=0.5)  # the lower lid's skin, below its margin
-        low_end = bottom + 0.3 * eye.half_w
-
-        def seg(o0: torch.Tensor | float, o1: torch.Tensor, s0: torch.Tensor | float, s1: torch.Tensor) -> torch.Tensor:
-            return s0 + (qy - o0) * (s1 - s0) / torch.clamp(o1 - o0, min=1e-3)
-
-        src = torch.where(qy < edge - line, seg(brow, edge - line, brow, top - lash),
-                          torch.where(qy < edge, seg(edge - line, edge, top - lash, top),
-                                      torch.where(qy < lower_edge, qy, seg(lower_edge, low_end, src_bottom, low_end))))
-        in_band = (qy >= brow) & (qy <= low_end)
-        fade = 1.0 - smoothstep(1.0, 1.35, u.abs())
-        oy = torch.where(in_band, (src - qy) * fade, torch.zeros_like(qy)) + gy * (1.0 - blink)
-        brow_w = torch.exp(-((qx - eye.cx) / (1.2 * eye.half_w)) ** 2 - ((qy - eye.y_brow) / (0.8 * eye.half_w)) ** 2)
-        return ox * (1.0 - blink), oy + c[:, Control.BROW_RAISE] * 0.25 * eye.half_w * brow_w
 
 
 class WarpGenerator:
@@ -278,8 +266,10 @@ class WarpGenerator:
         """Fields from the torch module; pixels by OpenCV's byte remap (kernels.warp_cv2), which
         matches the module's own float path within 1/255 at about a third of the cost."""
         r = self.renderer
+        lid_shade: list[torch.Tensor | None] = []
         with torch.inference_mode():
-            sx, sy, overlay, alpha = (t.numpy() for t in r.fields(torch.from_numpy(controls)))
+            sx, sy, overlay, alpha = (t.numpy() for t in r.fields(torch.from_numpy(controls), lid_shade))
+        blinks = controls[:, [Control.BLINK_LEFT, Control.BLINK_RIGHT]]
         x0, y0, x1, y1 = r.roi
         # The photo around the warped box; the box itself is written whole by remap_composite.
         rgb = self.avatar.rgb
@@ -295,4 +285,7 @@ class WarpGenerator:
             remap_composite(self.renderer.layer_u8, upsample(sx[i], r.stride, rh, rw, o),
                             upsample(sy[i], r.stride, rh, rw, o), upsample(overlay[i], r.overlay_stride, bh, bw),
                             upsample(alpha[i, 0], r.overlay_stride, bh, bw), box, frames[i, y0:y1, x0:x1], r.plate_u8)
+            for k, (gain, eye_box) in enumerate(zip(lid_shade, r.lid_boxes_px, strict=True)):
+                if gain is not None and shaded(float(blinks[i, k])):
+                    shade_u8(frames[i, y0:y1, x0:x1], gain[i].numpy(), r.stride, eye_box)
         return frames
