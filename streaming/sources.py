@@ -51,8 +51,9 @@ class TrackSource:
 FEED_AHEAD_S = 0.06
 # An utterance ends with this much written silence after its last frame: the session counts a frame whose
 # audio is missing within 0.1 s of a write as late input (engine/session_input.py), which an utterance's
-# end is not.
-TAIL_FRAMES = 2
+# end is not. Four frames leave ~60 ms of margin for a busy event loop; the next utterance may start that
+# much (84 ms) later, which turn-taking does anyway.
+TAIL_FRAMES = 4
 
 
 @dataclass
@@ -180,19 +181,20 @@ class PushedAudio:
                 if not self._open:  # the last utterance has ended: nothing to do until more comes
                     await self._arrived.wait()
                     continue
-                # Ran dry: wait for more until the frame it stopped in begins on the clock (a microphone would be
-                # delivering it by then), then end the utterance there; the session reads it later, at its deadline.
-                frame_start = position - position % SAMPLES_PER_FRAME
+                # Ran dry: wait for more until the frame it stopped in has ended on the clock (a microphone would
+                # have delivered it by then), then end the utterance there: still a pipeline delay before the
+                # session must read that frame, and long enough before its tail runs out not to look like late input.
+                frame_end = position - position % SAMPLES_PER_FRAME + SAMPLES_PER_FRAME
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._arrived.wait(),
-                                           max(0.0, (frame_start - clock.live_sample_now()) / SAMPLE_RATE_HZ))
+                                           max(0.0, (frame_end - clock.live_sample_now()) / SAMPLE_RATE_HZ))
                 if not self._queue:
                     self.stats.underruns += 1
                     self._pad(session)
                 continue
             room = clock.live_sample_now() + self.feed_ahead_samples - position
-            if room <= 0:
-                await asyncio.sleep(max(0.005, -room / SAMPLE_RATE_HZ))
+            if room < SAMPLES_PER_FRAME:  # a frame at a time: ~48 wake-ups a second while speaking
+                await asyncio.sleep((SAMPLES_PER_FRAME - room) / SAMPLE_RATE_HZ)
                 continue
             self._feed_now(session, room)
 
