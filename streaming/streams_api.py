@@ -98,8 +98,9 @@ async def open_media(media_dir: str | None, name: str, loop: bool) -> FileSource
         raise ValueError(f"audio_file {name!r} is over {MAX_AUDIO_FILE_BYTES >> 20} MiB")
     try:
         return await asyncio.get_running_loop().run_in_executor(None, lambda: FileSource(path, loop=loop))
-    except ValueError as e:  # its message names the server's path: the client named the file, say that
-        raise ValueError(f"audio_file {name!r}: {str(e).removeprefix(f'{path}: ')}") from e
+    except ValueError as e:  # its message names the server's path (FFmpeg's too): say the client's name instead
+        reason = str(e).removeprefix(f"{path}: ").replace(str(path), name)
+        raise ValueError(f"audio_file {name!r}: {reason}") from e
 
 
 def add_stream_routes(app: web.Application, config: ServerConfig, registry: SessionRegistry,

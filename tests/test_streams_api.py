@@ -31,7 +31,7 @@ from engine.generator import PreparedAvatar, WarpGenerator, prepare_avatar
 from engine.session import AvatarSession
 from engine.types import SAMPLE_RATE_HZ, Control, FirstFrame, MotionWindow, RenderedWindow
 from harness.server import free_port
-from harness.speech import espeak
+from harness.speech import espeak, speech_then_silence, write_wav
 from streaming.app import REGISTRY, build_app
 from streaming.config import ServerConfig
 from streaming.sinks import PacedAudio, PacedFrame, Sink
@@ -477,3 +477,34 @@ async def test_utterances_without_flush_end_cleanly_on_the_clock(avatar: Prepare
     loud = np.convolve(np.abs(heard), np.ones(32), "same") > 1e-3  # bridges the sines' zero crossings
     runs = np.diff(np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(int), [0]]))))[::2]
     assert len(runs) == 3 and all(abs(r - 14_400) <= 32 for r in runs), runs
+
+
+async def test_a_stream_plays_a_looped_file_only_from_the_media_folder(avatar: PreparedAvatar, tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    write_wav(media / "show.wav", speech_then_silence(0.1, 0.5, 0.1))
+    write_wav(tmp_path / "outside.wav", speech_then_silence(0.1, 0.5, 0.1))
+    (media / "link.wav").symlink_to(tmp_path / "outside.wav")
+    (media / "notes.txt").write_text("not audio")
+    async with (serving(config(media_dir=str(media), offer_burst=20), avatar) as (base, app),
+                aiohttp.ClientSession() as http):
+        for name, words in (("../outside.wav", "not a file inside"), ("link.wav", "not a file inside"),
+                            (str(tmp_path / "outside.wav"), "not a file inside"), ("notes.txt", "cannot read audio")):
+            async with http.post(f"{base}/streams", json={"audio_file": name}) as r:
+                error = (await r.json())["error"]
+                # It names the file as the client did, never the server's folder.
+                assert r.status == 400 and words in error and str(tmp_path) not in error.replace(name, ""), error
+        sid = str((await create(http, base, {"audio_file": "show.wav", "loop": True}))["id"])
+        stream: AvatarStream = app[REGISTRY].active[sid]
+        recorder = Recorder()
+        stream.add_sink(recorder)
+        await asyncio.sleep(1.6)  # two turns of the 0.7 s file
+        async with http.get(f"{base}/streams") as r:
+            audio = (await r.json())["streams"][0]["audio"]
+        assert audio == {"source": "file", "file": str(media / "show.wav"), "loop": True}
+        with pytest.raises(websockets.InvalidStatus) as refused:  # its sound is the file's
+            async with connect(f"ws://{base.removeprefix('http://')}/streams/{sid}/audio"):
+                pass
+        assert refused.value.response.status_code == 409
+    _, heard = recorder.sound()
+    assert np.sqrt(np.mean(heard**2)) > 0.01, "the file is not heard"
