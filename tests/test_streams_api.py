@@ -508,3 +508,27 @@ async def test_a_stream_plays_a_looped_file_only_from_the_media_folder(avatar: P
         assert refused.value.response.status_code == 409
     _, heard = recorder.sound()
     assert np.sqrt(np.mean(heard**2)) > 0.01, "the file is not heard"
+
+
+async def test_with_access_control_a_new_stream_hands_out_its_own_tokens(avatar: PreparedAvatar) -> None:
+    secret = "s" * 40
+    async with serving(config(token=secret), avatar) as (base, _), aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/streams", json={}) as r:
+            assert r.status == 401
+        async with http.post(f"{base}/streams", json={}, headers={"Authorization": f"Bearer {secret}"}) as r:
+            assert r.status == 201
+            made = await r.json()
+        tokens, sid = made["tokens"], made["id"]
+        assert set(tokens) == {"publish", "control", "view", "expires_at"}
+        audio = made["urls"]["audio"]
+        for role in ("view", "control"):
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with connect(f"{audio}?token={tokens[role]}"):
+                    pass
+            assert refused.value.response.status_code == 403, role
+        async with connect(f"{audio}?token={tokens['publish']}") as ws:  # as a browser must send it
+            await ws.send(json.dumps({"type": "start", "format": "pcm_s16le", "sample_rate_hz": 16000,
+                                      "channels": 1}))
+            assert json.loads(await ws.recv())["type"] == "started"
+        async with http.delete(f"{base}/streams/{sid}", headers={"Authorization": f"Bearer {tokens['publish']}"}) as r:
+            assert r.status == 403, "a stream's own tokens do not end it: that is the operator's"
