@@ -74,6 +74,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/streams"): OPERATOR,  # lists stream ids
     ("DELETE", "/streams/{sid}"): OPERATOR,
     ("GET", "/streams/{sid}/audio"): Rule("stream", roles=("publish",), stream_param="sid", websocket=True),  # TTS
+    ("POST", "/streams/{sid}/interrupt"): Rule("stream", roles=("publish",), stream_param="sid"),
 }
 
 

@@ -178,8 +178,8 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
         await stream.close()
         return web.json_response({"closed": True, "id": sid})
 
-    async def audio(request: web.Request) -> web.StreamResponse:
-        sid = request.match_info["sid"]
+    def pushed_stream(sid: str) -> LiveStream | web.Response:
+        """The stream that takes pushed audio, or the answer that says why this one does not."""
         live = lives.get(sid)
         if live is None:
             if sid in registry.active:
@@ -187,6 +187,20 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
             return error(404, f"no active stream {sid!r}")
         if live.pushed is None:
             return error(409, f"stream {sid!r} plays the file it was created with, not pushed audio")
+        return live
+
+    async def interrupt(request: web.Request) -> web.Response:
+        """Out of band: works even when the publisher's socket is backed up with audio it already wrote."""
+        live = pushed_stream(request.match_info["sid"])
+        if isinstance(live, web.Response):
+            return live
+        return web.json_response({"interrupted": True, "dropped_s": round(await sockets.interrupt(live), 3)})
+
+    async def audio(request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["sid"]
+        live = pushed_stream(sid)
+        if isinstance(live, web.Response):
+            return live
         if sockets.busy(sid):
             return error(409, f"stream {sid!r} already has an audio publisher connected (one at a time)")
         check_rate(audio_connects, request, "audio connections")
@@ -196,5 +210,6 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
     app.router.add_get("/streams", listing)
     app.router.add_delete("/streams/{sid}", delete)
     app.router.add_get("/streams/{sid}/audio", audio)
+    app.router.add_post("/streams/{sid}/interrupt", interrupt)
     app[LIVES] = lives
     app[AUDIO_SOCKETS] = sockets

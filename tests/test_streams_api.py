@@ -532,3 +532,35 @@ async def test_with_access_control_a_new_stream_hands_out_its_own_tokens(avatar:
             assert json.loads(await ws.recv())["type"] == "started"
         async with http.delete(f"{base}/streams/{sid}", headers={"Authorization": f"Bearer {tokens['publish']}"}) as r:
             assert r.status == 403, "a stream's own tokens do not end it: that is the operator's"
+
+
+async def test_an_out_of_band_interrupt_silences_a_backed_up_sender(avatar: PreparedAvatar) -> None:
+    """A client that never pauses on "backlog" has seconds of audio stuck in TCP before any in-band interrupt;
+    POST /streams/{id}/interrupt drops what is queued and what it already wrote, until it says "start" again."""
+    async with (serving(config(stream_audio_backlog_s=0.5), avatar) as (base, app),
+                aiohttp.ClientSession() as http):
+        sid = str((await create(http, base))["id"])
+        stream: AvatarStream = app[REGISTRY].active[sid]
+        read: dict[int, float] = {}
+        stream.session.on_audio(lambda k, x: read.__setitem__(k, float(np.sqrt(np.mean(x**2)))))
+        header = json.dumps({"type": "start", "format": "pcm_s16le", "sample_rate_hz": 16000, "channels": 1})
+        noise = np.random.default_rng(2).uniform(-0.3, 0.3, 16000 * 8).astype(np.float32)
+        async with connect(f"ws://{base.removeprefix('http://')}/streams/{sid}/audio") as ws:
+            await ws.send(header)
+            for i in range(0, len(noise), 1600):  # 8 s at once: most of it waits in TCP buffers
+                await ws.send(pcm16(noise[i : i + 1600]))
+            await asyncio.sleep(1.0)
+            t_interrupt = time.monotonic()
+            async with http.post(f"{base}/streams/{sid}/interrupt") as r:
+                assert r.status == 200 and (await r.json())["dropped_s"] > 0.3
+            await asyncio.sleep(1.5)  # the stale audio still arrives meanwhile, and is dropped
+            clock = stream.session.clock
+            assert clock is not None
+            after = [rms for k, rms in read.items() if clock.frame_due_s(k) > t_interrupt + clock.delay_s + 0.2]
+            assert after and max(after) == 0, "stale audio played after the interrupt"
+            await ws.send(header)  # a new utterance: heard again
+            await ws.send(pcm16(0.5 * noise[:8000]))
+            await asyncio.sleep(1.0)
+            assert max(read[k] for k in sorted(read)[-60:]) > 0.05, "audio after the new start is not heard"
+        async with http.post(f"{base}/streams/{'0' * 32}/interrupt") as r:
+            assert r.status == 404
