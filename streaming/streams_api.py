@@ -27,6 +27,7 @@ from streaming.config import ServerConfig
 from streaming.live_stream import (
     LiveStream,
     OutputsUnavailable,
+    StreamEnded,
     build_session,
     live_stream,
     parse_outputs,
@@ -152,6 +153,8 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
         live.stream.on_closed(forget)
         try:
             await start_live_stream(live, body.persona)
+        except StreamEnded as e:
+            return error(409, str(e))
         except Exception:
             log.exception("stream %s: could not be started", sid)
             return error(500, "internal error while starting the stream; see the server log")

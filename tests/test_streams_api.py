@@ -564,3 +564,21 @@ async def test_an_out_of_band_interrupt_silences_a_backed_up_sender(avatar: Prep
             assert max(read[k] for k in sorted(read)[-60:]) > 0.05, "audio after the new start is not heard"
         async with http.post(f"{base}/streams/{'0' * 32}/interrupt") as r:
             assert r.status == 404
+
+
+async def test_a_stream_deleted_while_it_starts_leaves_nothing_running(avatar: PreparedAvatar) -> None:
+    async with serving(config(), avatar) as (base, app), aiohttp.ClientSession() as http:
+        posting = asyncio.create_task(http.post(f"{base}/streams", json={}))
+        for _ in range(500):  # the registry holds it from before its warm-up on
+            if app[REGISTRY].active:
+                break
+            await asyncio.sleep(0.002)
+        sid = next(iter(app[REGISTRY].active))
+        async with http.delete(f"{base}/streams/{sid}") as r:
+            assert r.status == 200
+        answer = await posting
+        assert answer.status in (201, 409), answer.status  # 409 when the delete came during the warm-up
+        answer.release()
+        await asyncio.sleep(0.3)
+        left = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith(sid) and not t.done()]
+        assert not left and sid not in app[REGISTRY].active, left
