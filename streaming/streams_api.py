@@ -129,6 +129,9 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
             return error(400, reasons(e))
         except OutputsUnavailable as e:
             return error(501, str(e))
+        refusal = registry.refusal()  # before a file is decoded: a full server spends nothing on it
+        if refusal is not None:
+            return error(503, refusal, retry_after_s=2)
         audio = None
         if body.audio_file is not None:
             try:
@@ -137,7 +140,7 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
                 return error(400, str(e))
         elif body.loop:
             return error(400, "loop: needs audio_file")
-        refusal = registry.refusal()
+        refusal = registry.refusal()  # again, with no await before the reservation: the caps stay exact
         if refusal is not None:
             return error(503, refusal, retry_after_s=2)
         sid = new_session_id()
