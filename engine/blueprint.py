@@ -8,6 +8,7 @@ the motion is continuous across windows and across re-plans.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -98,7 +99,12 @@ def head_motion_deg(kind: HeadMotion, t_s: np.ndarray, duration_s: float,
 
 def idle_head_deg(frame_index: np.ndarray, seed: int = 0) -> np.ndarray:
     """The idle layer's head motion (yaw, pitch, roll in degrees) at these frames (engine/idle.py)."""
-    return IdleMotion(seed).head_deg(frame_index)
+    return _idle_of(seed).controls(frame_index)[:, [Control.HEAD_YAW, Control.HEAD_PITCH, Control.HEAD_ROLL]]
+
+
+@functools.lru_cache(maxsize=8)
+def _idle_of(seed: int) -> IdleMotion:
+    return IdleMotion(seed)  # one per seed, so its computed block serves the next call (benchmarks call per window)
 
 
 class Blueprint:

@@ -102,18 +102,19 @@ class IdleMotion:
     def __init__(self, seed: int = 0, gaze_at_camera: float = 0.65) -> None:
         self.seed = seed
         self.gaze_at_camera = gaze_at_camera
-        self._block_from = 0
-        self._block = np.zeros((0, N_CONTROLS), np.float32)
+        # (first frame, controls): one tuple, replaced whole, so a reader on another thread never mixes two blocks
+        self._block: tuple[int, np.ndarray] = (0, np.zeros((0, N_CONTROLS), np.float32))
 
     def controls(self, frame_index: np.ndarray) -> np.ndarray:
         frames = np.asarray(frame_index, np.int64)
         if len(frames) == 0 or not np.array_equal(frames, np.arange(frames[0], frames[0] + len(frames))):
             return self._compute(frames)
         lo, hi = int(frames[0]), int(frames[0]) + len(frames)
-        if not (self._block_from <= lo and hi <= self._block_from + len(self._block)):
-            self._block_from = lo
-            self._block = self._compute(np.arange(lo, max(hi, lo + self.BLOCK_FRAMES)))
-        return self._block[lo - self._block_from : hi - self._block_from].copy()
+        start, block = self._block
+        if not (start <= lo and hi <= start + len(block)):
+            start, block = lo, self._compute(np.arange(lo, max(hi, lo + self.BLOCK_FRAMES)))
+            self._block = (start, block)
+        return block[lo - start : hi - start].copy()
 
     def _compute(self, frame_index: np.ndarray) -> np.ndarray:
         t = np.asarray(frame_index, np.int64).astype(np.float64) / FPS

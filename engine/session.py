@@ -114,6 +114,8 @@ class AvatarSession:
         if self.live:
             self.clock = MediaClock(delay_s=self.config.pipeline_delay_s)
             self._input.clock = self._policy.clock = self._delay.clock = self.clock
+        if self.closed:  # closed while it warmed up (a stream deleted at once): start no stage
+            return
         self._blueprint.update(self._scheduler.first_plan())
         for name, coro in (("features", self._run_features()), ("blueprint", self._run_blueprint()),
                            ("director", self._scheduler.run()), ("generator", self._run_generator())):

@@ -10,7 +10,8 @@
     <- {"type": "backlog", "queued_s": ..., "limit_s": ...}: more than stream_audio_backlog_s is queued. The
        server reads no further audio until it has played down to the limit (TCP back-pressure), then says
        {"type": "ready", "queued_s": ...}. Text messages (an interrupt) are still read meanwhile, unless the
-       client kept sending audio: then they wait behind it, so a client should pause on "backlog".
+       client kept sending audio: then they wait behind it, so a client should pause on "backlog", or
+       interrupt out of band (POST /streams/{id}/interrupt): the socket then drops audio until "start".
     <- {"type": "error", "error": "..."}; a protocol error also closes the socket:
        1007 malformed header or audio (odd byte count, undecodable Opus, audio before "start"),
        1008 no "start" within START_TIMEOUT_S, or over the message rate for too long,
@@ -115,6 +116,7 @@ class AudioSockets:
     def __init__(self, limits: AudioLimits) -> None:
         self.limits = limits
         self.by_stream: dict[str, web.WebSocketResponse] = {}
+        self.publishers: dict[str, AudioPublisher] = {}
         self.closed_for_errors = 0
         self._closing: set[asyncio.Task[bool]] = set()
 
@@ -130,6 +132,17 @@ class AudioSockets:
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
+    async def interrupt(self, live: LiveStream) -> float:
+        """Out of band (POST /streams/{id}/interrupt): drop what is queued, and the audio the publisher already
+        wrote until it sends "start" again. Returns the seconds dropped."""
+        assert live.pushed is not None
+        dropped_s = live.pushed.backlog_samples / SAMPLE_RATE_HZ
+        live.pushed.interrupt()
+        publisher = self.publishers.get(live.id)
+        if publisher is not None:
+            await publisher.discard_until_start(dropped_s)
+        return dropped_s
+
     async def serve(self, request: web.Request, live: LiveStream) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=self.limits.max_message_bytes)
         await ws.prepare(request)
@@ -139,7 +152,8 @@ class AudioSockets:
             if live.stream.state == "closed":
                 await ws.close(code=CLOSE_GOING_AWAY, message=b"stream ended")
                 return ws
-            await AudioPublisher(ws, live, self.limits).run()
+            publisher = self.publishers[sid] = AudioPublisher(ws, live, self.limits)
+            await publisher.run()
         except CLIENT_GONE as e:
             log.info("audio %s: publisher went away (%s)", sid, type(e).__name__)
         except Exception:  # the response is a WebSocket by now: no HTTP error can follow it
@@ -148,6 +162,7 @@ class AudioSockets:
         finally:
             if self.by_stream.get(sid) is ws:
                 del self.by_stream[sid]
+                self.publishers.pop(sid, None)
             if ws.close_code in (CLOSE_INVALID_DATA, CLOSE_POLICY, 1009):
                 self.closed_for_errors += 1
         return ws
@@ -164,6 +179,13 @@ class AudioPublisher:
         self.decoder: Decoder | None = None
         self.strikes = 0
         self.paused = False
+        self.held: web.WSMessage | None = None  # audio read while paused: played once the backlog allows
+        self.discarding = False  # after an out-of-band interrupt: audio is dropped until the next "start"
+        self.discarded_bytes = 0
+
+    async def discard_until_start(self, dropped_s: float) -> None:
+        self.discarding, self.held = True, None
+        await self.ws.send_json({"type": "interrupted", "dropped_s": round(dropped_s, 3), "until": "start"})
 
     async def fail(self, code: int, message: str) -> None:
         await self.ws.send_json({"type": "error", "error": message})
@@ -189,27 +211,26 @@ class AudioPublisher:
         except ValidationError as e:
             await self.fail(CLOSE_INVALID_DATA, f"bad start header: {validation_reason(e)}; {HEADER}")
             return False
-        if self.decoder is not None:  # a new format mid-stream: what the old one left goes out first
+        if self.decoder is not None and not self.discarding:  # a new format: what the old one left goes out first
             self.pushed.flush()
-        self.decoder = Decoder(header)
+        self.decoder, self.discarding = Decoder(header), False
         await self.ws.send_json({"type": "started", "backlog_limit_s": self.limits.backlog_s})
         return True
 
     async def loop(self) -> None:
         receiving: asyncio.Task[web.WSMessage] | None = None
-        held: web.WSMessage | None = None  # audio read while paused: played once the backlog allows
         try:
             while not self.ws.closed:
                 if self.paused and self.pushed.backlog_samples <= self.limit_samples:
-                    if held is not None:
-                        message, held = held, None
+                    if self.held is not None:
+                        message, self.held = self.held, None
                         if not await self.handle(message):
                             return
                         continue
                     self.paused = False
                     await self.ws.send_json({"type": "ready", "queued_s": self.queued_s()})
                 waits: set[asyncio.Future[object]] = set()
-                if held is None:  # while audio is held, read nothing more: the sender is held back by TCP
+                if self.held is None:  # while audio is held, read nothing more: the sender is held back by TCP
                     receiving = receiving or asyncio.ensure_future(self.ws.receive())
                     waits.add(receiving)  # type: ignore[arg-type]
                 draining = None
@@ -222,8 +243,8 @@ class AudioPublisher:
                 if receiving is None or not receiving.done():
                     continue
                 message, receiving = receiving.result(), None
-                if message.type == web.WSMsgType.BINARY and self.paused:
-                    held = message
+                if message.type == web.WSMsgType.BINARY and self.paused and not self.discarding:
+                    self.held = message
                     continue
                 if not await self.handle(message):
                     return
@@ -256,6 +277,9 @@ class AudioPublisher:
             await self.fail(CLOSE_GOING_AWAY, "the stream has ended")
             return False
         if message.type == web.WSMsgType.BINARY:
+            if self.discarding:  # written before the interrupt: never played
+                self.discarded_bytes += len(message.data)
+                return True
             return await self.audio(message.data)
         return await self.command(message.data)
 

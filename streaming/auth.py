@@ -79,6 +79,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("DELETE", "/streams/{sid}/whep/{vid}"): Rule("stream", roles=("view",), stream_param="sid"),
     ("POST", "/streams/{sid}/whip"): Rule("stream", roles=("publish",), stream_param="sid"),
     ("DELETE", "/streams/{sid}/whip/{pid}"): Rule("stream", roles=("publish",), stream_param="sid"),
+    ("POST", "/streams/{sid}/interrupt"): Rule("stream", roles=("publish",), stream_param="sid"),
 }
 
 

@@ -88,11 +88,12 @@ class LiveShow:
             if self.duration_s is not None and time.monotonic() - t0 >= self.duration_s:
                 return f"--duration {self.duration_s:g} s"
             if live.audio_done.is_set() and not self.loop:
-                while ring.backlog_samples > 0 and not stop.is_set():  # what the file left is still playing
+                # The file is all in the session; its last sample goes out when the clock says it is due.
+                end_sample, clock = ring.write_cursor, live.stream.session.clock
+                while not stop.is_set() and (left_s := clock.sample_due_s(end_sample) + TAIL_S - time.monotonic()) > 0:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), 0.05)
-                await asyncio.sleep(self.config.engine.pipeline_delay_s + TAIL_S)
-                return "the audio ended"
+                        await asyncio.wait_for(stop.wait(), left_s)  # the delay may grow meanwhile: look again
+                return "stopped by a signal" if stop.is_set() else "the audio ended"
             if not done:
                 m = live.stream.pacer.metrics
                 log.info("live: %.0f s, %d frames sent (%d repeated), %.1f s of audio queued", time.monotonic() - t0,

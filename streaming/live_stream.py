@@ -45,6 +45,10 @@ class ClockSink(Sink):
         return None
 
 
+class StreamEnded(RuntimeError):
+    """The stream was closed before it finished starting."""
+
+
 class OutputsUnavailable(RuntimeError):
     """This build has no streaming.outputs (RTMP, recording, canvas)."""
 
@@ -140,6 +144,8 @@ async def start_live_stream(live: LiveStream, persona: str | None = None) -> Non
         if live.outputs is not None:  # before the start: an output canvas must be set before the first frame
             outputs_module().attach_outputs(stream, live.outputs)
         await stream.start()
+        if stream.state == "closed":  # deleted, or the server shut down, while it warmed up
+            raise StreamEnded(f"stream {stream.id} was ended while it started")
         source = live._file if live._file is not None else live.pushed
         assert source is not None
         stream.add_source(_Tracked(source, live.audio_done))

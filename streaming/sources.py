@@ -46,7 +46,14 @@ class TrackSource:
                 session.push_audio_frame(await self.track.recv())
 
 
-FEED_AHEAD_S = 0.04  # live: pushed audio enters the session this far ahead of the clock's live position
+# Live: pushed audio enters the session this far ahead of the clock's live position. It bounds how late an
+# interrupt takes effect (pipeline delay + this) and covers event-loop stalls of a busy machine.
+FEED_AHEAD_S = 0.06
+# An utterance ends with this much written silence after its last frame: the session counts a frame whose
+# audio is missing within 0.1 s of a write as late input (engine/session_input.py), which an utterance's
+# end is not. Four frames leave ~60 ms of margin for a busy event loop; the next utterance may start that
+# much (84 ms) later, which turn-taking does anyway.
+TAIL_FRAMES = 4
 
 
 @dataclass
@@ -57,7 +64,7 @@ class PushedStats:
     samples_padded: int = 0  # silence added to end an utterance on a whole frame
     interrupts: int = 0
     flushes: int = 0
-    underruns: int = 0  # the queue ran dry mid-frame before its frame was due (a sender slower than real time)
+    underruns: int = 0  # the queue ran dry before a flush (a sender slower than real time, or one that never flushes)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -83,6 +90,7 @@ class PushedAudio:
         self._ingest = AudioIngest()  # its own, so flush() and interrupt() reset it without touching the session
         self._queue: deque[np.ndarray | None] = deque()  # None: end of an utterance (pad to a frame there)
         self._queued = 0
+        self._open = False  # an utterance is being fed (audio written since the last end)
         self._ended = asyncio.Event()
         self._arrived = asyncio.Event()
         self._consumed = asyncio.Event()
@@ -101,8 +109,9 @@ class PushedAudio:
         """End of an utterance: what the resampler holds goes out, and the last frame is completed with silence."""
         self.stats.flushes += 1
         self._enqueue(self._ingest.flush())
-        self._queue.append(None)
-        self._arrived.set()
+        if self._session is None or self._session.live:  # offline, audio goes straight in: nothing to mark
+            self._queue.append(None)
+            self._arrived.set()
 
     def interrupt(self) -> None:
         """Barge-in: drop every sample not yet read by the session; the mouth closes with the sound."""
@@ -111,6 +120,7 @@ class PushedAudio:
         self.stats.samples_dropped += dropped
         self._queue.clear()
         self._queued = 0
+        self._open = False  # the session's reader finds nothing more: the mouth closes at once
         self._ingest = AudioIngest()
         if self._session is not None:
             self._session.clear_buffer()
@@ -168,21 +178,23 @@ class PushedAudio:
                 if self._ended.is_set():
                     return
                 self._arrived.clear()
-                if position % SAMPLES_PER_FRAME == 0:
+                if not self._open:  # the last utterance has ended: nothing to do until more comes
                     await self._arrived.wait()
                     continue
-                # Stopped mid-frame: wait for more until that frame would have been fed whole, then pad it.
+                # Ran dry: wait for more until the frame it stopped in has ended on the clock (a microphone would
+                # have delivered it by then), then end the utterance there: still a pipeline delay before the
+                # session must read that frame, and long enough before its tail runs out not to look like late input.
                 frame_end = position - position % SAMPLES_PER_FRAME + SAMPLES_PER_FRAME
-                wait_s = (frame_end - clock.live_sample_now() - self.feed_ahead_samples) / SAMPLE_RATE_HZ
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._arrived.wait(), max(0.0, wait_s))
+                    await asyncio.wait_for(self._arrived.wait(),
+                                           max(0.0, (frame_end - clock.live_sample_now()) / SAMPLE_RATE_HZ))
                 if not self._queue:
                     self.stats.underruns += 1
                     self._pad(session)
                 continue
             room = clock.live_sample_now() + self.feed_ahead_samples - position
-            if room <= 0:
-                await asyncio.sleep(max(0.005, -room / SAMPLE_RATE_HZ))
+            if room < SAMPLES_PER_FRAME:  # a frame at a time: ~48 wake-ups a second while speaking
+                await asyncio.sleep((SAMPLES_PER_FRAME - room) / SAMPLE_RATE_HZ)
                 continue
             self._feed_now(session, room)
 
@@ -191,7 +203,8 @@ class PushedAudio:
             head = self._queue[0]
             if head is None:
                 self._queue.popleft()
-                self._pad(session)
+                if self._open:  # a flush with nothing before it ends nothing
+                    self._pad(session)
                 continue
             chunk = head[:room]
             if len(head) > room:
@@ -199,17 +212,19 @@ class PushedAudio:
             else:
                 self._queue.popleft()
             session.push_audio(chunk, SAMPLE_RATE_HZ)
+            self._open = True
             self._queued -= len(chunk)
             self.stats.samples_fed += len(chunk)
             room -= len(chunk)
         self._consumed.set()
 
     def _pad(self, session: AvatarSession) -> None:
+        """End an utterance: silence to the end of its frame and TAIL_FRAMES more."""
         position = max(session.ring.write_cursor, session.ring.read_cursor)
-        n = -position % SAMPLES_PER_FRAME
-        if n:
-            session.push_audio(np.zeros(n, np.float32), SAMPLE_RATE_HZ)
-            self.stats.samples_padded += n
+        n = -position % SAMPLES_PER_FRAME + TAIL_FRAMES * SAMPLES_PER_FRAME
+        session.push_audio(np.zeros(n, np.float32), SAMPLE_RATE_HZ)
+        self.stats.samples_padded += n
+        self._open = False
 
 
 class FileSource:

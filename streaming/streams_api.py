@@ -27,6 +27,7 @@ from streaming.config import ServerConfig
 from streaming.live_stream import (
     LiveStream,
     OutputsUnavailable,
+    StreamEnded,
     build_session,
     live_stream,
     parse_outputs,
@@ -98,8 +99,9 @@ async def open_media(media_dir: str | None, name: str, loop: bool) -> FileSource
         raise ValueError(f"audio_file {name!r} is over {MAX_AUDIO_FILE_BYTES >> 20} MiB")
     try:
         return await asyncio.get_running_loop().run_in_executor(None, lambda: FileSource(path, loop=loop))
-    except ValueError as e:  # its message names the server's path: the client named the file, say that
-        raise ValueError(f"audio_file {name!r}: {str(e).removeprefix(f'{path}: ')}") from e
+    except ValueError as e:  # its message names the server's path (FFmpeg's too): say the client's name instead
+        reason = str(e).removeprefix(f"{path}: ").replace(str(path), name)
+        raise ValueError(f"audio_file {name!r}: {reason}") from e
 
 
 def add_stream_routes(app: web.Application, config: ServerConfig, registry: SessionRegistry,
@@ -127,6 +129,9 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
             return error(400, reasons(e))
         except OutputsUnavailable as e:
             return error(501, str(e))
+        refusal = registry.refusal()  # before a file is decoded: a full server spends nothing on it
+        if refusal is not None:
+            return error(503, refusal, retry_after_s=2)
         audio = None
         if body.audio_file is not None:
             try:
@@ -135,7 +140,7 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
                 return error(400, str(e))
         elif body.loop:
             return error(400, "loop: needs audio_file")
-        refusal = registry.refusal()
+        refusal = registry.refusal()  # again, with no await before the reservation: the caps stay exact
         if refusal is not None:
             return error(503, refusal, retry_after_s=2)
         sid = new_session_id()
@@ -151,6 +156,8 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
         live.stream.on_closed(forget)
         try:
             await start_live_stream(live, body.persona)
+        except StreamEnded as e:
+            return error(409, str(e))
         except Exception:
             log.exception("stream %s: could not be started", sid)
             return error(500, "internal error while starting the stream; see the server log")
@@ -177,8 +184,8 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
         await stream.close()
         return web.json_response({"closed": True, "id": sid})
 
-    async def audio(request: web.Request) -> web.StreamResponse:
-        sid = request.match_info["sid"]
+    def pushed_stream(sid: str) -> LiveStream | web.Response:
+        """The stream that takes pushed audio, or the answer that says why this one does not."""
         live = lives.get(sid)
         if live is None:
             if sid in registry.active:
@@ -186,6 +193,20 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
             return error(404, f"no active stream {sid!r}")
         if live.pushed is None:
             return error(409, f"stream {sid!r} plays the file it was created with, not pushed audio")
+        return live
+
+    async def interrupt(request: web.Request) -> web.Response:
+        """Out of band: works even when the publisher's socket is backed up with audio it already wrote."""
+        live = pushed_stream(request.match_info["sid"])
+        if isinstance(live, web.Response):
+            return live
+        return web.json_response({"interrupted": True, "dropped_s": round(await sockets.interrupt(live), 3)})
+
+    async def audio(request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["sid"]
+        live = pushed_stream(sid)
+        if isinstance(live, web.Response):
+            return live
         if sockets.busy(sid):
             return error(409, f"stream {sid!r} already has an audio publisher connected (one at a time)")
         check_rate(audio_connects, request, "audio connections")
@@ -195,5 +216,6 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
     app.router.add_get("/streams", listing)
     app.router.add_delete("/streams/{sid}", delete)
     app.router.add_get("/streams/{sid}/audio", audio)
+    app.router.add_post("/streams/{sid}/interrupt", interrupt)
     app[LIVES] = lives
     app[AUDIO_SOCKETS] = sockets
