@@ -54,6 +54,9 @@ class ServerConfig:
     audio_max_message_bytes: int = 1 << 20  # a larger message closes the socket with 1009
     # POST /streams may name an audio file to play only inside this folder (None: no file over the API).
     media_dir: str | None = None
+    # POST /streams may record (`outputs.record_dir`) only into this folder or a sub-folder of it (None: no
+    # recordings over the API; `avatar-engine live --record DIR` is not limited by it).
+    recordings_dir: str | None = None
     # Access control (streaming/auth.py): the operator secret, 32+ characters. Never shown by repr or logs.
     # Without it the server serves only loopback (with a warning), unless `insecure`.
     token: str | None = field(default=None, repr=False)

@@ -165,3 +165,25 @@ def safe_media_path(media_dir: str | None, name: str) -> Path:
     if not path.is_relative_to(root) or not path.is_file():
         raise ValueError(f"{name!r} is not a file inside the media folder")
     return path
+
+
+def confined_outputs(outputs: Any, config: Any) -> Any:
+    """The OutputsSpec of an API request with its paths resolved inside the server's folders: a recording
+    folder inside `recordings_dir`, a background image inside `media_dir` (ValueError otherwise). An
+    operator's token should not also be a way to write or read any path the server can reach."""
+    if outputs is None:
+        return None
+    update: dict[str, Path] = {}
+    if outputs.record_dir is not None:
+        if not config.recordings_dir:
+            raise ValueError("this server records nothing requested over the API: set recordings_dir "
+                             "(AVATAR_ENGINE_RECORDINGS_DIR, or recordings_dir in the TOML file)")
+        root = Path(config.recordings_dir).resolve()
+        path = (root / outputs.record_dir).resolve()
+        if not path.is_relative_to(root):
+            raise ValueError(f"outputs.record_dir {str(outputs.record_dir)!r} is not inside the recordings folder")
+        path.mkdir(parents=True, exist_ok=True)
+        update["record_dir"] = path
+    if outputs.background is not None:
+        update["background"] = safe_media_path(config.media_dir, str(outputs.background))
+    return outputs.model_copy(update=update)

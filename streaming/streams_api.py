@@ -29,6 +29,7 @@ from streaming.live_stream import (
     OutputsUnavailable,
     StreamEnded,
     build_session,
+    confined_outputs,
     live_stream,
     parse_outputs,
     safe_media_path,
@@ -140,6 +141,10 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
                 return error(400, str(e))
         elif body.loop:
             return error(400, "loop: needs audio_file")
+        try:
+            outputs = confined_outputs(outputs, config)
+        except ValueError as e:
+            return error(400, str(e))
         refusal = registry.refusal()  # again, with no await before the reservation: the caps stay exact
         if refusal is not None:
             return error(503, refusal, retry_after_s=2)

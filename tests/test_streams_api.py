@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib.util
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -426,14 +425,20 @@ async def test_opus_packets_play_like_pcm(avatar: PreparedAvatar) -> None:
         assert abs(np.sqrt(np.mean(middle**2)) - 0.3 / np.sqrt(2)) < 0.03, "the tone did not come through"
 
 
-async def test_outputs_record_the_stream_or_are_refused_without_the_module(avatar: PreparedAvatar,
+async def test_outputs_record_the_stream_only_inside_the_recordings_folder(avatar: PreparedAvatar,
                                                                            tmp_path: Path) -> None:
-    outputs = {"record_dir": str(tmp_path / "rec"), "size": "360x640"}
+    outputs = {"record_dir": "rec", "size": "360x640"}
+    # Without recordings_dir nothing is recorded over the API; with it, nothing outside it.
     async with serving(config(), avatar) as (base, _), aiohttp.ClientSession() as http:
-        if importlib.util.find_spec("streaming.outputs") is None:
-            async with http.post(f"{base}/streams", json={"outputs": outputs}) as r:
-                assert r.status == 501 and "streaming.outputs" in (await r.json())["error"]
-            return
+        async with http.post(f"{base}/streams", json={"outputs": outputs}) as r:
+            assert r.status == 400 and "recordings_dir" in (await r.json())["error"]
+    async with (serving(config(recordings_dir=str(tmp_path)), avatar) as (base, _),
+                aiohttp.ClientSession() as http):
+        for escape in ("../outside", str(tmp_path.parent / "outside")):
+            async with http.post(f"{base}/streams", json={"outputs": {"record_dir": escape}}) as r:
+                assert r.status == 400 and "not inside" in (await r.json())["error"], escape
+        async with http.post(f"{base}/streams", json={"outputs": {"background": "/etc/hostname"}}) as r:
+            assert r.status == 400 and "media_dir" in (await r.json())["error"]
         async with http.post(f"{base}/streams", json={"outputs": {"rtmp": ["http://not-rtmp"]}}) as r:
             assert r.status == 400 and "rtmp" in (await r.json())["error"]
         sid = str((await create(http, base, {"outputs": outputs}))["id"])
