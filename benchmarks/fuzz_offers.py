@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from rich.console import Console
 from rich.table import Table
 
-from harness.fuzz import CHROME_OFFER, FIREFOX_OFFER, aiortc_offer, offer_bodies
+from harness.fuzz import CHROME_OFFER, FIREFOX_OFFER, aiortc_offer, corpus_offers, offer_bodies
 from harness.server import start_server, stop_server
 from streaming.offers import OfferError, parse_offer
 
@@ -69,12 +69,12 @@ def over_http(port: int) -> Any:
     return check
 
 
-def run(examples: int, check: Any, seeds: list[str]) -> tuple[Counter[str], list[str], float]:
+def run(examples: int, check: Any, seeds: list[str], corpus: list[str]) -> tuple[Counter[str], list[str], float]:
     outcomes: Counter[str] = Counter()
     failures: list[str] = []
 
     @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(offer_bodies(seeds))
+    @given(offer_bodies(seeds, corpus))
     def fuzz(body: bytes) -> None:
         outcome = check(body)
         outcomes[outcome] += 1
@@ -102,7 +102,7 @@ def main() -> None:
     else:
         check = in_process
     try:
-        outcomes, failures, wall_s = run(args.examples, check, seeds)
+        outcomes, failures, wall_s = run(args.examples, check, seeds, corpus_offers())
     finally:
         if server is not None:
             stop_server(server)

@@ -1,22 +1,27 @@
 """Fuzzing inputs for the signaling endpoints (hypothesis strategies), shared by tests/test_fuzz.py and
 benchmarks/fuzz_offers.py.
 
-Offers are mutations of real ones: one made by aiortc's RTCPeerConnection.createOffer at run time, and two
+Offers are mutations of real ones: one made by aiortc's RTCPeerConnection.createOffer at run time, two
 written here in the shape Chromium and Firefox send (their candidates moved to 127.0.0.1; mDNS names left
-out so that nothing resolves off the machine). Janus' and mediasoup's fuzzing corpora are not on this
-machine (nothing is downloaded at run time). Mutations work on lines, tokens and characters, plus
-structural mutations of the JSON body around the SDP.
+out so that nothing resolves off the machine), and the SDP corpus that mediasoup and Janus keep for their
+own fuzzers (tests/data/sdp/, SOURCES.md says where from; its addresses are moved to loopback as it is
+read). Mutations work on lines, tokens and characters, plus structural mutations of the JSON body around
+the SDP, plus the two shapes of Janus' own SDP timeout reproducers (tens of thousands of tiny lines; one
+line of tens of kilobytes), made here rather than vendored.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 from aiortc import RTCPeerConnection
 from hypothesis import strategies as st
 
 from streaming.patches import use_ice_addresses
 
+CORPUS_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "sdp"
 
 async def aiortc_offer() -> str:
     """A real offer as aiortc's createOffer makes it: microphone sendrecv, video recvonly, loopback candidates."""
@@ -28,6 +33,29 @@ async def aiortc_offer() -> str:
     sdp = pc.localDescription.sdp
     await pc.close()
     return sdp
+
+
+def _to_loopback(line: str) -> str:
+    """A corpus line with its connection addresses on loopback: an answered offer's ICE checks must not
+    leave the machine (the corpus has public addresses and example.com names)."""
+    if line.startswith("a=candidate:"):
+        fields = line.split(" ")
+        if len(fields) > 4:
+            fields[4] = "::1" if ":" in fields[4] else "127.0.0.1"
+        for i, field in enumerate(fields[:-1]):
+            if field == "raddr":
+                fields[i + 1] = "127.0.0.1"
+        return " ".join(fields)
+    match = re.fullmatch(r"(c=IN IP[46] |a=rtcp:\d+ IN IP[46] )\S+", line)
+    if match:
+        return match.group(1) + ("::1" if "IP6" in match.group(1) else "127.0.0.1")
+    return line
+
+
+def corpus_offers(directory: Path = CORPUS_DIR) -> list[str]:
+    """The vendored SDP corpus, CRLF line ends (as the mutations split them), addresses on loopback."""
+    return ["\r\n".join(_to_loopback(line) for line in path.read_text(errors="replace").splitlines()) + "\r\n"
+            for path in sorted(directory.glob("*.sdp"))]
 
 
 CHROME_FINGERPRINT = ("a=fingerprint:sha-256 6A:9D:2C:58:0F:41:73:B1:6E:92:AA:0C:E4:31:5D:7F:18:C2:93:4B:E0:55:AC:"
@@ -202,16 +230,22 @@ SDP_LINES = ["m=audio 9 UDP/TLS/RTP/SAVPF 111", "m=video 9 UDP/TLS/RTP/SAVPF 96"
 SEPARATORS = [" ", ":", "/", "=", ";"]
 
 
+def seeds_from(webrtc: list[str], corpus: list[str]) -> st.SearchStrategy[str]:
+    """Half of the draws from the WebRTC offers (they pass the offer check, so their mutations reach the
+    answer path), half from the corpus (mostly SIP-era SDP that the check refuses at one place or another)."""
+    return st.sampled_from(webrtc) | st.sampled_from(corpus) if corpus else st.sampled_from(webrtc)
+
+
 @st.composite
-def mutated_sdp(draw: st.DrawFn, seeds: list[str]) -> str:
+def mutated_sdp(draw: st.DrawFn, seeds: list[str], corpus: list[str] | None = None) -> str:
     """A seed offer with one to four mutations of its lines, tokens or characters."""
-    lines = draw(st.sampled_from(seeds)).split("\r\n")
+    lines = draw(seeds_from(seeds, corpus or [])).split("\r\n")
     weird_line = st.sampled_from(SDP_LINES) | st.text(max_size=60)
     weird_token = st.sampled_from(NASTY) | st.text(max_size=12) | st.integers().map(str)
     for _ in range(draw(st.integers(1, 4))):
         i = draw(st.integers(0, max(0, len(lines) - 1)))
         op = draw(st.sampled_from(["delete", "duplicate", "swap", "replace", "insert", "char", "char", "token",
-                                   "token", "truncate", "repeat"]))
+                                   "token", "truncate", "repeat", "janus"]))
         if not lines:
             lines = [draw(weird_line)]
         elif op == "delete":
@@ -244,6 +278,9 @@ def mutated_sdp(draw: st.DrawFn, seeds: list[str]) -> str:
             lines[i] = sep.join(tokens)
         elif op == "truncate":
             lines = lines[:i]
+        elif op == "janus":  # the shapes of Janus' SDP parser timeouts, under and over the bounds
+            n = draw(st.sampled_from([1_500, 12_000, 300_000]))
+            lines[i:i] = ["a=d"] * n if draw(st.booleans()) else [lines[i] + " " * (n // 5)]
         else:  # repeat: past the bounds on lines, m-lines and candidates
             lines[i:i + 1] = [lines[i]] * draw(st.sampled_from([2, 9, 65, 300, 1200]))
     return draw(st.sampled_from(["\r\n", "\r\n", "\r\n", "\n"])).join(lines)
@@ -287,10 +324,10 @@ def structural_bodies(sdp: st.SearchStrategy[str]) -> st.SearchStrategy[bytes]:
 
 
 @st.composite
-def offer_bodies(draw: st.DrawFn, seeds: list[str]) -> bytes:
+def offer_bodies(draw: st.DrawFn, seeds: list[str], corpus: list[str] | None = None) -> bytes:
     """Request bodies for POST /offer: four in five are well-formed JSON around a mutated SDP, the rest
     structural mutations of the JSON itself."""
-    sdp = mutated_sdp(seeds)
+    sdp = mutated_sdp(seeds, corpus)
     if draw(st.integers(0, 4)):
         return json.dumps({"sdp": draw(sdp), "type": "offer"}).encode()
     return draw(structural_bodies(sdp))
@@ -309,3 +346,4 @@ def control_messages() -> st.SearchStrategy[str]:
         st.integers(20, 4000).map(lambda n: '{"type": "instruction", "text": "x", "n": ' + "9" * n + "}"),
         st.text(max_size=400),
     ).filter(lambda m: len(m.encode()) <= 4000)
+

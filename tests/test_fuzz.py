@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from websockets.sync.client import connect as ws_connect
 
 from harness.background_stream import BackgroundStream
-from harness.fuzz import CHROME_OFFER, FIREFOX_OFFER, aiortc_offer, control_messages, offer_bodies
+from harness.fuzz import CHROME_OFFER, FIREFOX_OFFER, aiortc_offer, control_messages, corpus_offers, offer_bodies
 from streaming.offers import OfferError, parse_offer
 from tests.conftest import start_server, stop_server
 
@@ -37,6 +37,13 @@ FUZZ = settings(deadline=None, database=None, suppress_health_check=list(HealthC
 @pytest.fixture(scope="module")
 def seeds() -> list[str]:
     return [asyncio.run(aiortc_offer()), CHROME_OFFER, FIREFOX_OFFER]
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[str]:
+    offers = corpus_offers()
+    assert len(offers) >= 50, "tests/data/sdp/ lost its corpus"
+    return offers
 
 
 async def answer_like_the_server(desc: RTCSessionDescription) -> str:
@@ -63,11 +70,11 @@ def test_seed_offers_are_admitted_and_answered(seeds: list[str]) -> None:
         assert "m=audio" in answer and "m=video" in answer
 
 
-def test_10000_mutated_offers_are_admitted_or_refused_with_a_reason(seeds: list[str]) -> None:
+def test_10000_mutated_offers_are_admitted_or_refused_with_a_reason(seeds: list[str], corpus: list[str]) -> None:
     outcomes: Counter[str] = Counter()
 
     @settings(FUZZ, max_examples=IN_PROCESS_EXAMPLES)
-    @given(offer_bodies(seeds))
+    @given(offer_bodies(seeds, corpus))
     def check(body: bytes) -> None:
         try:
             parse_offer(body)
@@ -85,12 +92,12 @@ def test_10000_mutated_offers_are_admitted_or_refused_with_a_reason(seeds: list[
     assert outcomes["admitted"] > 0 and sum(outcomes.values()) - outcomes["admitted"] > IN_PROCESS_EXAMPLES / 2
 
 
-def test_offers_the_check_admits_are_answered_by_aiortc(seeds: list[str]) -> None:
+def test_offers_the_check_admits_are_answered_by_aiortc(seeds: list[str], corpus: list[str]) -> None:
     """No admitted offer may fail later, in aiortc, after a session was built for it."""
     admitted = [0]
 
     @settings(FUZZ, max_examples=300)
-    @given(offer_bodies(seeds))
+    @given(offer_bodies(seeds, corpus))
     def check(body: bytes) -> None:
         try:
             desc = parse_offer(body)
@@ -134,13 +141,13 @@ def generated(strategy: st.SearchStrategy[T], n: int) -> list[T]:
 @pytest.mark.webrtc
 def test_fuzzed_offers_and_control_messages_beside_a_live_stream(tmp_path: Path, speech_wav: Path,
                                                                  monkeypatch: pytest.MonkeyPatch,
-                                                                 seeds: list[str]) -> None:
+                                                                 seeds: list[str], corpus: list[str]) -> None:
     # The fuzzer is one client sending as fast as it can: its rate limits are raised here so that every
     # input reaches the parsers (the limits have tests of their own).
     for name, value in (("OFFER_BURST", "100000"), ("OFFER_RATE_PER_S", "100000"),
                         ("CONTROL_BURST", "100000"), ("CONTROL_RATE_PER_S", "100000")):
         monkeypatch.setenv(f"AVATAR_ENGINE_{name}", value)
-    bodies = generated(offer_bodies(seeds), HTTP_EXAMPLES)
+    bodies = generated(offer_bodies(seeds, corpus), HTTP_EXAMPLES)
     messages = generated(control_messages(), WS_EXAMPLES)
     server = start_server(tmp_path)
     port = int(server.url.rsplit(":", 1)[1])
