@@ -70,7 +70,8 @@ class AvatarSession:
         self._delay = DelayController(config, self.metrics, session_id=session_id)
         generator = generator if generator is not None else generator_for(config, avatar)
         self._renderer = Renderer(generator, self._policy, self._delay, self.metrics,
-                                  lambda: self._input.last_filled_frame, session_id=session_id)
+                                  lambda: self._input.last_filled_frame, session_id=session_id,
+                                  pool_size=config.render_pool_size)
         self._feature_q: asyncio.Queue[FeatureFrame | _End] = asyncio.Queue(maxsize=2 * n)
         self._motion_q: asyncio.Queue[MotionWindow | _End] = asyncio.Queue(maxsize=2)
         self._rendered_q: asyncio.Queue[RenderedWindow | _End] = asyncio.Queue(maxsize=2)

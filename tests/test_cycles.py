@@ -1,5 +1,6 @@
 """Connect/stream/disconnect cycles, half of them abrupt, leave nothing behind in a real server process:
-no sessions, threads, file descriptors or memory (benchmarks/cycles.py runs the long version). A session
+no sessions, threads, file descriptors or memory (benchmarks/cycles.py runs the long version); sessions
+render on one bounded thread pool. A session
 is freed within 2 s of a clean close and, while the cycles run, within 35 s of a viewer that vanished
 without a word (no close, no packets: the connection's ICE consent checks expire it after ~30 s)."""
 
@@ -7,18 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
 from benchmarks.cycles import Snapshot, active_sessions, drained, run_cycles, settle, snapshot
+from engine.renderer import render_pool
 from harness.background_stream import BackgroundStream
 from harness.speech import speech_then_silence, write_wav
 from tests.conftest import start_server, stop_server
+from tests.fakes import FakeGenerator
+from tests.test_faults import live_stream
 
 CYCLES = 40
-THREADS_MARGIN = 6  # the event loop's default executor keeps up to cpu_count + 4 idle workers
+# The event loop's default executor keeps up to cpu_count + 4 idle workers; the render pool its threads.
+THREADS_MARGIN = 6 + max(4, os.cpu_count() or 1)
 FDS_MARGIN = 4
 RSS_MARGIN_MB = 100.0
 SILENT_LOSS_S = 35.0
@@ -91,3 +97,21 @@ def test_forty_cycles_half_abrupt_leave_no_sessions_threads_fds_or_memory(tmp_pa
     assert end.fds <= start.fds + FDS_MARGIN, (start, end)
     assert end.rss_mb <= first.rss_mb + RSS_MARGIN_MB, (first, end)
 
+
+async def test_sessions_render_on_one_bounded_pool_however_many_come_and_go() -> None:
+    pool = render_pool()
+    bound = pool._max_workers
+    peak = 0
+    for _ in range(3):  # 3 rounds of more sessions at once than the pool has threads
+        streams = [live_stream(f"s{i}", FakeGenerator())[0] for i in range(bound + 2)]
+        sessions = [s.session for s in streams]
+        for stream in streams:
+            await stream.start()
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and not all(s.metrics.windows_rendered >= 10 for s in sessions):
+            peak = max(peak, sum(t.name.startswith("render") for t in threading.enumerate()))
+            await asyncio.sleep(0.05)
+        await asyncio.gather(*(s.close() for s in streams))
+        assert all(s.metrics.windows_rendered >= 10 for s in sessions), [s.metrics.windows_rendered for s in sessions]
+    assert all(s._renderer._executor is pool for s in sessions)
+    assert 0 < peak <= bound, f"{peak} render threads for a pool of {bound}"
