@@ -20,12 +20,28 @@ from pathlib import Path
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs import vpx
 from aiortc.contrib.media import MediaPlayer
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 
 from harness.webrtc_client import post_json
 
 CUT = ("add table inet cut; add chain inet cut i { type filter hook input priority 0; policy drop; }; "
        "add chain inet cut o { type filter hook output priority 0; policy drop; }")
+
+
+VIDEO_BUFFER_PACKETS = 128  # ~0.7 s of the 1.5 Mbit/s stream
+
+
+def give_up_on_gaps_sooner(pc: RTCPeerConnection) -> None:
+    """aiortc's video receiver waits behind a lost packet until 512 more have come (about 3 s of this stream)
+    before it moves on and asks for a keyframe; a browser gives up within a fraction of a second. The
+    receiver gets aiortc's own buffer with room for VIDEO_BUFFER_PACKETS instead (a private attribute,
+    as streaming/patches.py release_frames_promptly swaps it)."""
+    for receiver in pc.getReceivers():
+        if receiver.track is not None and receiver.track.kind == "video":
+            attr = "_RTCRtpReceiver__jitter_buffer"
+            if isinstance(getattr(receiver, attr, None), JitterBuffer):
+                setattr(receiver, attr, JitterBuffer(capacity=VIDEO_BUFFER_PACKETS, is_video=True))
 
 
 def note_keyframes(times: list[float]) -> None:
@@ -105,6 +121,7 @@ async def view(url: str, token: str, wav: Path, seconds: float, burst_at_s: floa
 
     @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
+        give_up_on_gaps_sooner(pc)
         readers.append(asyncio.create_task(read(track)))
 
     @pc.on("connectionstatechange")
