@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from harness.offer_seeds import CHROME_OFFER, FIREFOX_OFFER, aiortc_offer, corpus_offers
 from streaming.offers import OfferError, parse_offer
+from streaming.webrtc import NO_ICE_SERVERS
 
 __all__ = ["CHROME_OFFER", "FIREFOX_OFFER", "admit", "aiortc_offer", "answer", "control_messages", "corpus_offers",
            "generated", "offer_bodies", "random_offer_bodies"]
@@ -297,7 +298,7 @@ async def answer(desc: RTCSessionDescription) -> str:
     """What streaming/webrtc.py PeerSession.answer does with an admitted offer, without a session: set it
     (aiortc's refusal is a 400 there), add an audio and a video track, answer (a failure is a 400 there
     too); then close. ICE gathers on loopback only (use_ice_addresses); nothing waits for a peer."""
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(NO_ICE_SERVERS)
     try:
         try:
             await pc.setRemoteDescription(desc)

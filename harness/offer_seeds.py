@@ -11,13 +11,14 @@ from pathlib import Path
 from aiortc import RTCPeerConnection
 
 from streaming.patches import use_ice_addresses
+from streaming.webrtc import NO_ICE_SERVERS
 
 CORPUS_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "sdp"
 
 async def aiortc_offer() -> str:
     """A real offer as aiortc's createOffer makes it: microphone sendrecv, video recvonly, loopback candidates."""
     use_ice_addresses(["127.0.0.1"])
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(NO_ICE_SERVERS)
     pc.addTransceiver("audio", direction="sendrecv")
     pc.addTransceiver("video", direction="recvonly")
     await pc.setLocalDescription(await pc.createOffer())
