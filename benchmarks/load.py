@@ -32,6 +32,7 @@ from rich.table import Table
 
 from harness.server import start_server, stop_server
 from harness.speech import speech_then_silence, write_wav
+from streaming.webrtc import NO_ICE_SERVERS
 
 WARM_UP_S = 1.0  # frames in the first second after the first one are left out of the rate
 MAX_LOSS = 0.01
@@ -86,7 +87,7 @@ async def _peer(url: str, wav: str, seconds: float, start_at: float) -> PeerResu
 
     use_ice_addresses(["127.0.0.1"])
     out = PeerResult()
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(NO_ICE_SERVERS)  # as the server: no STUN server off the machine
     player = MediaPlayer(wav, loop=True)
     pc.addTrack(player.audio)
     pc.addTransceiver("video", direction="recvonly")

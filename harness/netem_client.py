@@ -24,6 +24,7 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 
 from harness.webrtc_client import post_json
+from streaming.webrtc import NO_ICE_SERVERS
 
 CUT = ("add table inet cut; add chain inet cut i { type filter hook input priority 0; policy drop; }; "
        "add chain inet cut o { type filter hook output priority 0; policy drop; }")
@@ -103,7 +104,7 @@ async def nft(*args: str) -> None:
 async def view(url: str, token: str, wav: Path, seconds: float, burst_at_s: float, burst_s: float) -> dict:
     out: dict = {"frames": [], "keyframes": [], "burst": None, "connected": None, "error": None}
     note_keyframes(out["keyframes"])
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(NO_ICE_SERVERS)  # as the server: no STUN server off the machine
     player = MediaPlayer(str(wav), loop=True)
     pc.addTrack(player.audio)
     pc.addTransceiver("video", direction="recvonly")

@@ -24,6 +24,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from harness.background_stream import BackgroundStream
+from streaming.webrtc import NO_ICE_SERVERS
 from tests.conftest import start_server, stop_server
 
 pytestmark = pytest.mark.webrtc
@@ -87,7 +88,7 @@ async def flood_control(url: str, session_id: str, per_s: float, until: float) -
 
 async def connect_from(url: str, address: str) -> float:
     """A new viewer whose HTTP comes from `address`: seconds from its offer to a connected peer."""
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(NO_ICE_SERVERS)  # as the server: no STUN server off the machine
     connected = asyncio.Event()
 
     @pc.on("connectionstatechange")

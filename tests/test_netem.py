@@ -28,7 +28,7 @@ from harness import REPO
 pytestmark = pytest.mark.webrtc
 SERVER_IP, CLIENT_IP = "10.213.0.1", "10.213.0.2"
 PORT = 8080
-SECONDS, BURST_AT_S, BURST_S = 10.0, 4.0, 1.0
+SECONDS, BURST_AT_S, BURST_S = 12.0, 4.0, 1.0
 LOSS = "5%"
 JITTER = ["delay", "20ms", "40ms"]  # 20 ms +- 40 ms (netem clamps at 0): a 40 ms spread each way
 MIN_FPS = 45.0
