@@ -3,12 +3,12 @@
     python -m benchmarks.cycles [--cycles 1000] [--stream-s 1.0] [--out cycles.json]
 
 A fresh `python server.py` on 127.0.0.1 serves one aiortc peer at a time (looped espeak-ng speech as
-its microphone) for --stream-s, then the peer leaves: every other cycle cleanly (POST
-/sessions/{id}/close, then its peer connection), the others abruptly (only its peer connection
-closes; the server learns it from the connection). After each cycle it records how long the server
-took to drop the session from /api/sessions and the server's threads, file descriptors and resident
-memory (psutil, from /proc); after the last one it waits for the sessions to drain and reports the
-ends against the start and against the first cycle. tests/test_cycles.py runs a short version.
+its microphone) for --stream-s (and at least until the server has sent it 10 frames), then the peer
+leaves: every other cycle cleanly (POST /sessions/{id}/close, then its peer connection), the others
+abruptly (only its peer connection closes; the server learns it from the connection). After each cycle
+it records how long the server took to drop the session from /api/sessions and the server's threads,
+file descriptors and resident memory (psutil, from /proc); after the last one it waits for the sessions
+to drain and reports the ends against the start and against the first cycle. tests/test_cycles.py runs a short version.
 """
 
 from __future__ import annotations
@@ -55,6 +55,22 @@ def active_sessions(url: str) -> list[str]:
         return [s["id"] for s in json.loads(r.read())["sessions"]]
 
 
+def frames_sent(url: str, sid: str) -> int:
+    with urllib.request.urlopen(url + "/api/sessions", timeout=10) as r:
+        return next((s["frames_sent"] for s in json.loads(r.read())["sessions"] if s["id"] == sid), 0)
+
+
+async def streaming(url: str, sid: str, frames: int = 10, within_s: float = 10.0, then_s: float = 0.25) -> None:
+    """Until the server has sent `frames` frames to the session's peer (bounded), and then_s more for them to
+    arrive: on a busy machine connecting can take longer than the time a cycle streams."""
+    loop, t0 = asyncio.get_running_loop(), time.monotonic()
+    while time.monotonic() - t0 < within_s:
+        if await loop.run_in_executor(None, frames_sent, url, sid) >= frames:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(then_s)
+
+
 async def wait_freed(url: str, sid: str, within_s: float) -> float | None:
     """Seconds until `sid` is no longer listed (polled every 20 ms), or None after within_s."""
     loop, t0 = asyncio.get_running_loop(), time.monotonic()
@@ -70,7 +86,8 @@ async def run_cycles(url: str, pid: int, wav: Path, n: int, stream_s: float, fre
     out: list[Cycle] = []
     for i in range(n):
         abrupt = i % 2 == 1
-        got, sid = await stream_session(url, wav, stream_s, loop=True, close_session=not abrupt)
+        got, sid = await stream_session(url, wav, stream_s, loop=True, close_session=not abrupt,
+                                        during=lambda sid: streaming(url, sid))
         freed = await wait_freed(url, sid, free_wait_s)
         out.append(Cycle(i, abrupt, freed, len(got.video_wall_s), snapshot(pid)))
         if callable(on_cycle):

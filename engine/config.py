@@ -43,6 +43,7 @@ class EngineConfig:
     persona: str = ""  # the host's persona and standing instructions, read by the director
     generator: str = "warp"  # warp (CPU fast path), torch, compile, onnx, tensorrt, or a plugin (engine.backends)
     render_threads: int = 1  # torch intra-op threads per render call
+    render_pool_size: int = 0  # render threads shared by all sessions of a process; 0: one per core, at least 4
     seed: int = 0  # blinks and idle motion are random but reproducible
     replan_interval_s: float = 1.0  # director re-plans this often
     plan_horizon_s: float = 4.0  # ... for this far ahead
@@ -59,6 +60,8 @@ class EngineConfig:
         for name in ("lookahead_frames", "offline_lookahead_frames"):
             if not 0 <= getattr(self, name) <= 2:
                 raise ValueError(f"{name} must be 0, 1 or 2, got {getattr(self, name)}")
+        if self.render_pool_size < 0:
+            raise ValueError(f"render_pool_size must be >= 0 (0: one per CPU core), got {self.render_pool_size}")
         longest = GENERATORS.get(self.generator).capabilities.max_window_frames  # ValueError naming them all
         if longest is not None and max(self.window_frames, self.offline_window_frames) > longest:
             raise ValueError(f"the {self.generator} generator renders at most {longest} frames a window: "

@@ -20,6 +20,8 @@ class SessionMetrics:
     frames_skipped: int = 0  # live: never rendered, the generator was too far behind the clock
     generator_failures: int = 0  # windows whose render raised (warm-up included)
     frames_fallback: int = 0  # ... and the frames shown instead: the condition's picture held
+    feature_failures: int = 0  # frames whose audio features raised: silence's features stood in
+    blueprint_failures: int = 0  # windows whose planning raised: the last pose was held
     render_ms_total: float = 0.0
     render_ms_max: float = 0.0
     director_plans: int = 0

@@ -1,5 +1,10 @@
 """The generator stage's step: render a motion window off the event loop, or skip it when it is too late.
 
+Renders run on one thread pool shared by every session of the process (render_pool), bounded by
+EngineConfig.render_pool_size: a thread per session made the thread count follow the number of sessions
+ever opened until each was collected. A session has at most one render in flight (each window is
+conditioned on the previous one), so sharing keeps its windows in order.
+
 A generator that raises does not end the session: the window is shown as its condition frame held
 (fallback frames, counted as generator_failures) and the next window tries again from the same
 condition. After DEGRADED_AFTER failures in a row the session reports itself degraded (`error` in
@@ -10,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +36,23 @@ DEGRADED_AFTER = 48  # failed windows in a row (1 s at the live one-frame window
 LOG_EVERY_S = 10.0  # after the first failure (logged with its traceback), one summary line at most this often
 
 
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def render_pool(size: int = 0) -> ThreadPoolExecutor:
+    """The process's render pool, made on first use with `size` workers (0: one per CPU core, at least 4);
+    later calls get the same pool whatever they ask for."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            workers = size if size > 0 else max(4, os.cpu_count() or 1)
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="render")
+        elif size > 0 and size != _pool._max_workers:
+            log.warning("the render pool already has %d threads; %d asked for", _pool._max_workers, size)
+        return _pool
+
+
 class Renderer:
     """Runs a Generator on its own thread (heavy numeric work stays off the event loop), one window at
     a time, each from the previous window's last frame.
@@ -38,14 +62,14 @@ class Renderer:
     """
 
     def __init__(self, generator: Generator, policy: WindowPolicy, delay: DelayController, metrics: SessionMetrics,
-                 last_filled_frame: Callable[[], int], *, session_id: str = "") -> None:
+                 last_filled_frame: Callable[[], int], *, session_id: str = "", pool_size: int = 0) -> None:
         self.generator = generator
         self.policy = policy
         self.delay = delay
         self.metrics = metrics
         self.last_filled_frame = last_filled_frame
         self.session_id = session_id
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"render-{session_id}")
+        self._executor = render_pool(pool_size)
         self._condition: FirstFrame | None = None
         self._i420 = False  # the generator hands out I420 too: fallback frames match it
         self.failures_in_a_row = 0
@@ -129,4 +153,4 @@ class Renderer:
         self.failures_in_a_row, self.degraded = 0, None
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Nothing to release: the pool is shared, and a render still in flight ends on its own."""

@@ -7,6 +7,10 @@
                                                    │    on-time windows move DelayController's clock delay)
                                                 windows() ─► pacer / file egress
 
+A stage that raises on one frame or window does not end the session: features fall back to silence's
+(the sound still goes out), the blueprint holds the last pose, the renderer holds the last picture; each
+is counted, and reported in `problem` while it lasts (engine/stage_faults.py).
+
 Live sessions run on a MediaClock: a frame's audio is awaited until shortly before the frame is
 due, then silence stands in (counted), so the output never waits for the input. Offline sessions
 (live=False) wait for every sample and run as fast as the generator can. The parts, one job each:
@@ -24,6 +28,8 @@ import zlib
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
+import numpy as np
+
 from engine.audio.features import FeatureExtractor
 from engine.blueprint import Blueprint
 from engine.clock import MediaClock
@@ -35,7 +41,8 @@ from engine.generator import Generator, PreparedAvatar, generator_for
 from engine.metrics import SessionMetrics
 from engine.renderer import Renderer
 from engine.session_input import SessionInput
-from engine.types import FeatureFrame, MotionWindow, RenderedWindow
+from engine.stage_faults import StageFaults
+from engine.types import N_CONTROLS, FeatureFrame, MotionWindow, RenderedWindow
 from engine.window_policy import WindowPolicy
 
 log = logging.getLogger(__name__)
@@ -73,10 +80,14 @@ class AvatarSession:
         self._delay = DelayController(config, self.metrics, session_id=session_id)
         generator = generator if generator is not None else generator_for(config, avatar)
         self._renderer = Renderer(generator, self._policy, self._delay, self.metrics,
-                                  lambda: self._input.last_filled_frame, session_id=session_id)
+                                  lambda: self._input.last_filled_frame, session_id=session_id,
+                                  pool_size=config.render_pool_size)
         self._feature_q: asyncio.Queue[FeatureFrame | _End] = asyncio.Queue(maxsize=2 * n)
         self._motion_q: asyncio.Queue[MotionWindow | _End] = asyncio.Queue(maxsize=2)
         self._rendered_q: asyncio.Queue[RenderedWindow | _End] = asyncio.Queue(maxsize=2)
+        self._feature_faults = StageFaults("features", session_id, "frame")
+        self._blueprint_faults = StageFaults("blueprint", session_id, "window")
+        self._last_controls = np.zeros(N_CONTROLS, np.float32)  # the pose a failed blueprint window holds
         self._tasks: list[asyncio.Task[None]] = []
         self.error: BaseException | None = None
         self.closed = False
@@ -98,10 +109,10 @@ class AvatarSession:
 
     @property
     def problem(self) -> str | None:
-        """Why the session is failed or degraded (a failing generator it streams through), or None when well."""
+        """Why the session is failed or degraded (a failing stage it streams through), or None when well."""
         if self.error is not None:
             return f"{type(self.error).__name__}: {self.error}"
-        return self._renderer.degraded
+        return self._feature_faults.degraded or self._blueprint_faults.degraded or self._renderer.degraded
 
     def queue_depths(self) -> dict[str, int]:
         """Items waiting between the stages (bounded): a growing one shows where a session lags."""
@@ -168,10 +179,20 @@ class AvatarSession:
                 return
             if audio.late:  # the input is flowing, just not in time for this frame: more delay would have saved it
                 self._delay.fell_behind()
-            features = self._features.process(k, audio.samples, filled=audio.missing_samples > 0)
+            features = self._features_of(k, audio.samples, filled=audio.missing_samples > 0)
             features.arrived_t_s = audio.arrived_t_s if audio.arrived_t_s is not None else time.monotonic()
             await self._feature_q.put(features)
             k += 1
+
+    def _features_of(self, k: int, samples: np.ndarray, *, filled: bool) -> FeatureFrame:
+        try:
+            features = self._features.process(k, samples, filled=filled)
+        except Exception as e:  # silence's features stand in: the mouth rests, the sound still goes out
+            self._feature_faults.failed(e)
+            self.metrics.feature_failures += 1
+            return FeatureFrame(k, rms=0.0, energy_db=-100.0, voice_activity=0.0, audio=samples, filled=filled)
+        self._feature_faults.ok()
+        return features
 
     async def _run_blueprint(self) -> None:
         n, ahead = self.window_frames, self.lookahead_frames
@@ -192,9 +213,19 @@ class AvatarSession:
 
     def _plan_window(self, batch: list[FeatureFrame], lookahead: list[FeatureFrame]) -> MotionWindow:
         start = batch[0].frame_index
-        self._scheduler.progress(start)
-        self._policy.commit(start, len(batch), self._scheduler.take_pending(), self._scheduler.fallback_plan)
-        return self._blueprint.window(batch, lookahead)
+        try:
+            self._scheduler.progress(start)
+            self._policy.commit(start, len(batch), self._scheduler.take_pending(), self._scheduler.fallback_plan)
+            window = self._blueprint.window(batch, lookahead)
+        except Exception as e:  # the last pose held for the window: the picture stays still, the sound goes on
+            self._blueprint_faults.failed(e)
+            self.metrics.blueprint_failures += 1
+            controls = np.broadcast_to(self._last_controls, (len(batch), N_CONTROLS)).copy()
+            return MotionWindow(start, controls, np.concatenate([f.audio for f in batch]),
+                                created_t_s=time.monotonic())
+        self._blueprint_faults.ok()
+        self._last_controls = window.controls[-1].copy()
+        return window
 
     async def _run_generator(self) -> None:
         while True:

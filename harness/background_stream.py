@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import os
+import signal
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -63,3 +65,13 @@ class BackgroundStream:
             self._proc.join(timeout=10)
             if self._proc.is_alive():
                 self._proc.kill()
+
+    def vanish(self) -> None:
+        """The viewer is gone without a word, as behind a pulled cable: its process stops (SIGSTOP), so
+        its sockets stay open and nothing answers or closes them. Killed for good by kill()."""
+        if self._proc.pid is not None:
+            os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def kill(self) -> None:
+        self._proc.kill()
+        self._proc.join(timeout=10)

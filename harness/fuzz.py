@@ -1,186 +1,35 @@
-"""Fuzzing inputs for the signaling endpoints (hypothesis strategies), shared by tests/test_fuzz.py and
-benchmarks/fuzz_offers.py.
+"""Fuzzing inputs for the signaling endpoints, shared by tests/test_fuzz.py and benchmarks/fuzz_offers.py.
 
-Offers are mutations of real ones: one made by aiortc's RTCPeerConnection.createOffer at run time, and two
-written here in the shape Chromium and Firefox send (their candidates moved to 127.0.0.1; mDNS names left
-out so that nothing resolves off the machine). Janus' and mediasoup's fuzzing corpora are not on this
-machine (nothing is downloaded at run time). Mutations work on lines, tokens and characters, plus
-structural mutations of the JSON body around the SDP.
+Offer bodies are mutations of real offers (harness/offer_seeds.py: aiortc's, Chromium- and Firefox-shaped
+ones, and the public SDP corpus of mediasoup's and Janus' fuzzers): mutations of lines, tokens and
+characters, the two shapes of Janus' own SDP timeout reproducers (tens of thousands of tiny lines; one line
+of tens of kilobytes), and structural mutations of the JSON body around the SDP. One mutator makes them,
+driven by either of two sources of choices: hypothesis (offer_bodies: a strategy; it steers toward
+boundaries, ~3 ms an example) or a seeded random.Random (random_offer_bodies: ~50x faster, for the 10,000
+offers that CI runs in process).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
+import sys
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
-from aiortc import RTCPeerConnection
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streaming.patches import use_ice_addresses
+from harness.offer_seeds import CHROME_OFFER, FIREFOX_OFFER, aiortc_offer, corpus_offers
+from streaming.offers import OfferError, parse_offer
+from streaming.webrtc import NO_ICE_SERVERS
 
-
-async def aiortc_offer() -> str:
-    """A real offer as aiortc's createOffer makes it: microphone sendrecv, video recvonly, loopback candidates."""
-    use_ice_addresses(["127.0.0.1"])
-    pc = RTCPeerConnection()
-    pc.addTransceiver("audio", direction="sendrecv")
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
-
-
-CHROME_FINGERPRINT = ("a=fingerprint:sha-256 6A:9D:2C:58:0F:41:73:B1:6E:92:AA:0C:E4:31:5D:7F:18:C2:93:4B:E0:55:AC:"
-                      "1D:3F:86:20:7B:94:E1:C8:02")
-CHROME_OFFER = "\r\n".join([
-    "v=0",
-    "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
-    "s=-",
-    "t=0 0",
-    "a=group:BUNDLE 0 1",
-    "a=extmap-allow-mixed",
-    "a=msid-semantic: WMS 6b4f1b6a-0c1f-4d49-9b1e-4a1f1b7d5f10",
-    "m=audio 50114 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126",
-    "c=IN IP4 127.0.0.1",
-    "a=rtcp:9 IN IP4 0.0.0.0",
-    "a=candidate:2999745851 1 udp 2122260223 127.0.0.1 50114 typ host generation 0 network-id 1",
-    "a=candidate:4233069003 1 tcp 1518280447 127.0.0.1 9 typ host tcptype active generation 0 network-id 1",
-    "a=ice-ufrag:Vq5B",
-    "a=ice-pwd:H8h2KjC5sWq9p3tYf0v1aXzr",
-    "a=ice-options:trickle",
-    CHROME_FINGERPRINT,
-    "a=setup:actpass",
-    "a=mid:0",
-    "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
-    "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
-    "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
-    "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid",
-    "a=sendrecv",
-    "a=msid:6b4f1b6a-0c1f-4d49-9b1e-4a1f1b7d5f10 0d1e5a8c-2f7b-4f0e-8c7a-93a1b2c3d4e5",
-    "a=rtcp-mux",
-    "a=rtcp-rsize",
-    "a=rtpmap:111 opus/48000/2",
-    "a=rtcp-fb:111 transport-cc",
-    "a=fmtp:111 minptime=10;useinbandfec=1",
-    "a=rtpmap:63 red/48000/2",
-    "a=fmtp:63 111/111",
-    "a=rtpmap:9 G722/8000",
-    "a=rtpmap:0 PCMU/8000",
-    "a=rtpmap:8 PCMA/8000",
-    "a=rtpmap:13 CN/8000",
-    "a=rtpmap:110 telephone-event/48000",
-    "a=rtpmap:126 telephone-event/8000",
-    "a=ssrc:3735928559 cname:k3Yq2tZx8pLmN0aB",
-    "a=ssrc:3735928559 msid:6b4f1b6a-0c1f-4d49-9b1e-4a1f1b7d5f10 0d1e5a8c-2f7b-4f0e-8c7a-93a1b2c3d4e5",
-    "m=video 50115 UDP/TLS/RTP/SAVPF 96 97 102 103 45 46",
-    "c=IN IP4 127.0.0.1",
-    "a=rtcp:9 IN IP4 0.0.0.0",
-    "a=candidate:2999745851 1 udp 2122260223 127.0.0.1 50115 typ host generation 0 network-id 1",
-    "a=ice-ufrag:Vq5B",
-    "a=ice-pwd:H8h2KjC5sWq9p3tYf0v1aXzr",
-    "a=ice-options:trickle",
-    CHROME_FINGERPRINT,
-    "a=setup:actpass",
-    "a=mid:1",
-    "a=extmap:14 urn:ietf:params:rtp-hdrext:toffset",
-    "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
-    "a=extmap:13 urn:3gpp:video-orientation",
-    "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid",
-    "a=recvonly",
-    "a=rtcp-mux",
-    "a=rtcp-rsize",
-    "a=rtpmap:96 VP8/90000",
-    "a=rtcp-fb:96 goog-remb",
-    "a=rtcp-fb:96 transport-cc",
-    "a=rtcp-fb:96 ccm fir",
-    "a=rtcp-fb:96 nack",
-    "a=rtcp-fb:96 nack pli",
-    "a=rtpmap:97 rtx/90000",
-    "a=fmtp:97 apt=96",
-    "a=rtpmap:102 H264/90000",
-    "a=rtcp-fb:102 nack",
-    "a=rtcp-fb:102 nack pli",
-    "a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
-    "a=rtpmap:103 rtx/90000",
-    "a=fmtp:103 apt=102",
-    "a=rtpmap:45 AV1/90000",
-    "a=fmtp:45 level-idx=5;profile=0;tier=0",
-    "a=rtpmap:46 rtx/90000",
-    "a=fmtp:46 apt=45",
-    "",
-])
-
-# Firefox puts the fingerprint, ICE options and credentials at session level.
-FIREFOX_OFFER = "\r\n".join([
-    "v=0",
-    "o=mozilla...THIS_IS_SDPARTA-99.0 5327395719335633414 0 IN IP4 0.0.0.0",
-    "s=-",
-    "t=0 0",
-    "a=fingerprint:sha-256 1B:0C:92:6E:3A:55:F0:71:8D:4C:B2:19:E7:60:3F:A8:2D:95:C4:1E:7B:08:F3:66:5A:D1:90:2C:4E:B7:"
-    "13:A9",
-    "a=group:BUNDLE 0 1",
-    "a=ice-options:trickle",
-    "a=msid-semantic:WMS *",
-    "m=audio 9 UDP/TLS/RTP/SAVPF 109 9 0 8 101",
-    "c=IN IP4 0.0.0.0",
-    "a=candidate:0 1 UDP 2122252543 127.0.0.1 41234 typ host",
-    "a=sendrecv",
-    "a=end-of-candidates",
-    "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
-    "a=extmap:3 urn:ietf:params:rtp-hdrext:sdes:mid",
-    "a=fmtp:109 maxplaybackrate=48000;stereo=1;useinbandfec=1",
-    "a=fmtp:101 0-15",
-    "a=ice-pwd:4c7e5bb1e3a3b8ca0dcd2c1a0b9e1f33",
-    "a=ice-ufrag:7e2a1c9d",
-    "a=mid:0",
-    "a=msid:{5f3c0d8e-1a2b-4c3d-9e8f-7a6b5c4d3e2f} {a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d}",
-    "a=rtcp-mux",
-    "a=rtpmap:109 opus/48000/2",
-    "a=rtpmap:9 G722/8000/1",
-    "a=rtpmap:0 PCMU/8000",
-    "a=rtpmap:8 PCMA/8000",
-    "a=rtpmap:101 telephone-event/8000/1",
-    "a=setup:actpass",
-    "a=ssrc:2401034577 cname:{0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d}",
-    "m=video 9 UDP/TLS/RTP/SAVPF 120 124 121 125 126 127 97 98",
-    "c=IN IP4 0.0.0.0",
-    "a=candidate:0 1 UDP 2122252543 127.0.0.1 41235 typ host",
-    "a=recvonly",
-    "a=end-of-candidates",
-    "a=extmap:3 urn:ietf:params:rtp-hdrext:sdes:mid",
-    "a=extmap:4 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
-    "a=extmap:5 urn:ietf:params:rtp-hdrext:toffset",
-    "a=fmtp:126 profile-level-id=42e01f;level-asymmetry-allowed=1;packetization-mode=1",
-    "a=fmtp:97 profile-level-id=42e01f;level-asymmetry-allowed=1",
-    "a=fmtp:120 max-fs=12288;max-fr=60",
-    "a=fmtp:124 apt=120",
-    "a=fmtp:121 max-fs=12288;max-fr=60",
-    "a=fmtp:125 apt=121",
-    "a=fmtp:127 apt=126",
-    "a=fmtp:98 apt=97",
-    "a=ice-pwd:4c7e5bb1e3a3b8ca0dcd2c1a0b9e1f33",
-    "a=ice-ufrag:7e2a1c9d",
-    "a=mid:1",
-    "a=rtcp-fb:120 nack",
-    "a=rtcp-fb:120 nack pli",
-    "a=rtcp-fb:120 ccm fir",
-    "a=rtcp-fb:120 goog-remb",
-    "a=rtcp-fb:126 nack",
-    "a=rtcp-fb:126 nack pli",
-    "a=rtcp-mux",
-    "a=rtcp-rsize",
-    "a=rtpmap:120 VP8/90000",
-    "a=rtpmap:124 rtx/90000",
-    "a=rtpmap:121 VP9/90000",
-    "a=rtpmap:125 rtx/90000",
-    "a=rtpmap:126 H264/90000",
-    "a=rtpmap:127 rtx/90000",
-    "a=rtpmap:97 H264/90000",
-    "a=rtpmap:98 rtx/90000",
-    "a=setup:actpass",
-    "a=ssrc:3133713371 cname:{0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d}",
-    "",
-])
+__all__ = ["CHROME_OFFER", "FIREFOX_OFFER", "admit", "aiortc_offer", "answer", "control_messages", "corpus_offers",
+           "generated", "offer_bodies", "random_offer_bodies"]
+T = TypeVar("T")
 
 # Values that have broken parsers: numbers past every limit, signs, separators, non-ASCII, control characters.
 NASTY = ["", " ", "0", "-1", "65536", "4294967296", "1e999", "NaN", "9" * 40, "9" * 5001, "\x00", "\t", "\u2028",
@@ -202,98 +51,215 @@ SDP_LINES = ["m=audio 9 UDP/TLS/RTP/SAVPF 111", "m=video 9 UDP/TLS/RTP/SAVPF 96"
 SEPARATORS = [" ", ":", "/", "=", ";"]
 
 
-@st.composite
-def mutated_sdp(draw: st.DrawFn, seeds: list[str]) -> str:
+JANUS_SIZES = [1_500, 12_000, 300_000]  # under the line bound, over it, and Janus' 1 MB reproducer's size
+INTERESTING = "0123456789 :/=\r\n"
+
+
+class Choices(Protocol):
+    """Where the mutator's decisions come from."""
+
+    def integer(self, lo: int, hi: int) -> int: ...
+
+    def pick(self, options: Sequence[T]) -> T: ...
+
+    def text(self, max_size: int) -> str: ...
+
+    def char(self) -> str: ...
+
+    def blob(self, max_size: int) -> bytes: ...
+
+
+class HypothesisChoices:
+    def __init__(self, draw: st.DrawFn) -> None:
+        self.draw = draw
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self.draw(st.integers(lo, hi))
+
+    def pick(self, options: Sequence[T]) -> T:
+        return self.draw(st.sampled_from(options))
+
+    def text(self, max_size: int) -> str:
+        return self.draw(st.text(max_size=max_size))
+
+    def char(self) -> str:
+        return self.draw(st.characters() | st.sampled_from(INTERESTING))
+
+    def blob(self, max_size: int) -> bytes:
+        return self.draw(st.binary(max_size=max_size))
+
+
+class RandomChoices:
+    """Uniform choices, with hypothesis' habit of trying the ends of a range now and then."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def integer(self, lo: int, hi: int) -> int:
+        r = self.rng.random()
+        return lo if r < 0.05 else hi if r < 0.1 else self.rng.randint(lo, hi)
+
+    def pick(self, options: Sequence[T]) -> T:
+        return self.rng.choice(options)
+
+    def char(self) -> str:
+        r = self.rng.random()
+        if r < 0.3:
+            return self.rng.choice(INTERESTING)
+        if r < 0.7:
+            return chr(self.rng.randint(0x20, 0x7E))
+        code = self.rng.randint(0, sys.maxunicode)
+        return chr(code) if not 0xD800 <= code <= 0xDFFF else "\ufffd"
+
+    def text(self, max_size: int) -> str:
+        return "".join(self.char() for _ in range(self.integer(0, max_size)))
+
+    def blob(self, max_size: int) -> bytes:
+        return self.rng.randbytes(self.integer(0, max_size))
+
+
+def _weird_line(c: Choices) -> str:
+    return c.pick(SDP_LINES) if c.integer(0, 1) else c.text(60)
+
+
+def _weird_token(c: Choices) -> str:
+    kind = c.integer(0, 2)
+    return c.pick(NASTY) if kind == 0 else c.text(12) if kind == 1 else str(c.integer(-(2**70), 2**70))
+
+
+def mutate_sdp(c: Choices, seed: str) -> str:
     """A seed offer with one to four mutations of its lines, tokens or characters."""
-    lines = draw(st.sampled_from(seeds)).split("\r\n")
-    weird_line = st.sampled_from(SDP_LINES) | st.text(max_size=60)
-    weird_token = st.sampled_from(NASTY) | st.text(max_size=12) | st.integers().map(str)
-    for _ in range(draw(st.integers(1, 4))):
-        i = draw(st.integers(0, max(0, len(lines) - 1)))
-        op = draw(st.sampled_from(["delete", "duplicate", "swap", "replace", "insert", "char", "char", "token",
-                                   "token", "truncate", "repeat"]))
+    lines = seed.split("\r\n")
+    for _ in range(c.integer(1, 4)):
+        i = c.integer(0, max(0, len(lines) - 1))
+        op = c.pick(["delete", "duplicate", "swap", "replace", "insert", "char", "char", "token", "token",
+                     "truncate", "repeat", "janus"])
         if not lines:
-            lines = [draw(weird_line)]
+            lines = [_weird_line(c)]
         elif op == "delete":
             del lines[i]
         elif op == "duplicate":
             lines.insert(i, lines[i])
         elif op == "swap":
-            j = draw(st.integers(0, len(lines) - 1))
+            j = c.integer(0, len(lines) - 1)
             lines[i], lines[j] = lines[j], lines[i]
         elif op == "replace":
-            lines[i] = draw(weird_line)
+            lines[i] = _weird_line(c)
         elif op == "insert":
-            lines.insert(i, draw(weird_line))
+            lines.insert(i, _weird_line(c))
         elif op == "char":
-            line = lines[i]
-            p = draw(st.integers(0, len(line)))
-            kind = draw(st.sampled_from(["set", "insert", "delete"]))
-            ch = draw(st.characters() | st.sampled_from("0123456789 :/=\r\n"))
-            if kind == "set":
-                lines[i] = line[:p] + ch + line[p + 1:]
-            elif kind == "insert":
-                lines[i] = line[:p] + ch + line[p:]
-            else:
-                lines[i] = line[:p] + line[p + 1:]
+            line, p = lines[i], c.integer(0, len(lines[i]))
+            kind, ch = c.pick(["set", "insert", "delete"]), c.char()
+            lines[i] = (line[:p] + ch + line[p + 1:] if kind == "set" else line[:p] + ch + line[p:]
+                        if kind == "insert" else line[:p] + line[p + 1:])
         elif op == "token":
-            sep = draw(st.sampled_from(SEPARATORS))
+            sep = c.pick(SEPARATORS)
             tokens = lines[i].split(sep)
-            k = draw(st.integers(0, len(tokens) - 1))
-            tokens[k] = draw(weird_token)
+            tokens[c.integer(0, len(tokens) - 1)] = _weird_token(c)
             lines[i] = sep.join(tokens)
         elif op == "truncate":
             lines = lines[:i]
+        elif op == "janus":  # the shapes of Janus' SDP parser timeouts, under and over the bounds
+            n = c.pick(JANUS_SIZES)
+            lines[i:i] = ["a=d"] * n if c.integer(0, 1) else [lines[i] + " " * (n // 5)]
         else:  # repeat: past the bounds on lines, m-lines and candidates
-            lines[i:i + 1] = [lines[i]] * draw(st.sampled_from([2, 9, 65, 300, 1200]))
-    return draw(st.sampled_from(["\r\n", "\r\n", "\r\n", "\n"])).join(lines)
+            lines[i:i + 1] = [lines[i]] * c.pick([2, 9, 65, 300, 1200])
+    return c.pick(["\r\n", "\r\n", "\r\n", "\n"]).join(lines)
 
 
-SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | \
-    st.text(max_size=20)
-JSON_VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-    st.text(max_size=8), inner, max_size=4), max_leaves=12)
+def json_value(c: Choices, depth: int = 0) -> object:
+    """Any small JSON value."""
+    kind = c.integer(0, 7 if depth < 3 else 5)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return bool(c.integer(0, 1))
+    if kind == 2:
+        return c.integer(-(2**70), 2**70)
+    if kind == 3:
+        return c.integer(-(10**6), 10**6) / c.pick([1, 7, 1e-300, 1e300])
+    if kind in (4, 5):
+        return c.text(20)
+    if kind == 6:
+        return [json_value(c, depth + 1) for _ in range(c.integer(0, 4))]
+    return {c.text(8): json_value(c, depth + 1) for _ in range(c.integer(0, 4))}
 
 
 def deep(n: int, inner: str = "") -> str:
     return "[" * n + inner + "]" * n
 
 
-def structural_bodies(sdp: st.SearchStrategy[str]) -> st.SearchStrategy[bytes]:
-    """Mutations of the JSON around the SDP."""
-    well_formed = sdp.map(lambda s: json.dumps({"sdp": s, "type": "offer"}).encode())
-    return st.one_of(
-        JSON_VALUES.map(lambda v: json.dumps(v).encode()),  # any JSON at all
-        JSON_VALUES.map(lambda v: json.dumps({"sdp": v, "type": "offer"}).encode()),  # sdp not a string
-        (st.sampled_from(["answer", "OFFER", "", "pranswer"]) | JSON_VALUES).flatmap(
-            lambda t: sdp.map(lambda s: json.dumps({"sdp": s, "type": t}).encode())),  # type not "offer"
-        sdp.map(lambda s: json.dumps({"sdp": s}).encode()),  # no type
-        sdp.map(lambda s: json.dumps({"type": "offer", "spd": s}).encode()),  # no sdp
-        st.integers(1, 5000).map(lambda n: f'{{"sdp": {deep(n)}, "type": "offer"}}'.encode()),
-        st.integers(1, 5000).map(lambda n: f'{{"type": "offer", "sdp": "v=0", "x": {deep(n, "1")}}}'.encode()),
-        st.integers(20, 6000).map(lambda n: b'{"sdp": "v=0", "type": "offer", "n": ' + b"7" * n + b"}"),
-        st.integers(20, 6000).map(lambda n: b'{"sdp": "v=0", "type": "offer", "n": 1e' + b"7" * n + b"}"),
-        st.sampled_from([b"NaN", b"Infinity", b"-Infinity"]).map(lambda v: b'{"sdp": "v=0", "type": "offer", "n": '
-                                                                 + v + b"}"),
-        st.tuples(well_formed, st.integers(0, 4000)).map(lambda bc: bc[0][:bc[1]]),  # truncated
-        st.tuples(well_formed, st.binary(min_size=1, max_size=8)).map(lambda bj: bj[0] + bj[1]),  # trailing junk
-        sdp.map(lambda s: b'{"sdp": "' + s.encode()[:40] + b'\xff\xfe", "type": "offer"}'),  # bad UTF-8
-        sdp.map(lambda s: json.dumps({"sdp": s, "type": "offer"}).encode("utf-16")),
-        st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=3).flatmap(  # extra keys: ignored
-            lambda x: sdp.map(lambda s: json.dumps({**x, "sdp": s, "type": "offer"}).encode())),
-        st.binary(max_size=300),
-        st.text(max_size=300).map(str.encode),
-    )
+def structural_body(c: Choices, sdp: Callable[[], str]) -> bytes:
+    """A mutation of the JSON around the SDP."""
+    def offer(**fields: object) -> bytes:
+        return json.dumps(fields).encode()
+
+    kind = c.integer(0, 17)
+    if kind == 0:
+        return json.dumps(json_value(c)).encode()  # any JSON at all
+    if kind == 1:
+        return offer(sdp=json_value(c), type="offer")  # sdp not a string
+    if kind == 2:
+        return offer(sdp=sdp(), type=c.pick(["answer", "OFFER", "", "pranswer"]) if c.integer(0, 1)
+                     else json_value(c))  # type not "offer"
+    if kind == 3:
+        return offer(sdp=sdp())  # no type
+    if kind == 4:
+        return offer(type="offer", spd=sdp())  # no sdp
+    if kind == 5:
+        return f'{{"sdp": {deep(c.integer(1, 5000))}, "type": "offer"}}'.encode()
+    if kind == 6:
+        return f'{{"type": "offer", "sdp": "v=0", "x": {deep(c.integer(1, 5000), "1")}}}'.encode()
+    if kind == 7:
+        return b'{"sdp": "v=0", "type": "offer", "n": ' + b"7" * c.integer(20, 6000) + b"}"
+    if kind == 8:
+        return b'{"sdp": "v=0", "type": "offer", "n": 1e' + b"7" * c.integer(20, 6000) + b"}"
+    if kind == 9:
+        return b'{"sdp": "v=0", "type": "offer", "n": ' + c.pick([b"NaN", b"Infinity", b"-Infinity"]) + b"}"
+    if kind == 10:
+        return offer(sdp=sdp(), type="offer")[:c.integer(0, 4000)]  # truncated
+    if kind == 11:
+        return offer(sdp=sdp(), type="offer") + (c.blob(8) or b"x")  # trailing junk
+    if kind == 12:
+        return b'{"sdp": "' + sdp().encode()[:40] + b'\xff\xfe", "type": "offer"}'  # bad UTF-8
+    if kind == 13:
+        return json.dumps({"sdp": sdp(), "type": "offer"}).encode("utf-16")
+    if kind == 14:  # extra keys: ignored
+        extra = {c.text(8): json_value(c) for _ in range(c.integer(0, 3))}
+        return json.dumps({**extra, "sdp": sdp(), "type": "offer"}).encode()
+    if kind == 15:
+        return c.blob(300)
+    return c.text(300).encode(errors="surrogatepass")
+
+
+def offer_body(c: Choices, seeds: list[str], corpus: list[str]) -> bytes:
+    """A body for POST /offer: four in five are well-formed JSON around a mutated SDP, the rest structural
+    mutations of the JSON itself. Half the SDP seeds are WebRTC offers (they pass the offer check, so their
+    mutations reach the answer path), half come from the corpus (mostly SIP-era SDP, refused somewhere)."""
+    def sdp() -> str:
+        return mutate_sdp(c, c.pick(corpus) if corpus and c.integer(0, 1) else c.pick(seeds))
+
+    if c.integer(0, 4):
+        return json.dumps({"sdp": sdp(), "type": "offer"}).encode()
+    return structural_body(c, sdp)
 
 
 @st.composite
-def offer_bodies(draw: st.DrawFn, seeds: list[str]) -> bytes:
-    """Request bodies for POST /offer: four in five are well-formed JSON around a mutated SDP, the rest
-    structural mutations of the JSON itself."""
-    sdp = mutated_sdp(seeds)
-    if draw(st.integers(0, 4)):
-        return json.dumps({"sdp": draw(sdp), "type": "offer"}).encode()
-    return draw(structural_bodies(sdp))
+def offer_bodies(draw: st.DrawFn, seeds: list[str], corpus: list[str] | None = None) -> bytes:
+    """offer_body's choices made by hypothesis."""
+    return offer_body(HypothesisChoices(draw), seeds, corpus or [])
+
+
+def random_offer_bodies(seeds: list[str], corpus: list[str], n: int, seed: int = 0) -> list[bytes]:
+    """n offer bodies from a seeded random.Random: the same every run for the same seed."""
+    c = RandomChoices(random.Random(seed))
+    return [offer_body(c, seeds, corpus) for _ in range(n)]
+
+
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | \
+    st.text(max_size=20)
+JSON_VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+    st.text(max_size=8), inner, max_size=4), max_leaves=12)
 
 
 def control_messages() -> st.SearchStrategy[str]:
@@ -309,3 +275,55 @@ def control_messages() -> st.SearchStrategy[str]:
         st.integers(20, 4000).map(lambda n: '{"type": "instruction", "text": "x", "n": ' + "9" * n + "}"),
         st.text(max_size=400),
     ).filter(lambda m: len(m.encode()) <= 4000)
+
+
+
+FUZZ = settings(deadline=None, database=None, suppress_health_check=list(HealthCheck))
+
+
+def generated(strategy: st.SearchStrategy[T], n: int) -> list[T]:
+    """n examples of a strategy, made up front (hypothesis is slower than what it feeds)."""
+    out: list[T] = []
+
+    @settings(FUZZ, max_examples=n)
+    @given(strategy)
+    def collect(example: T) -> None:
+        out.append(example)
+
+    collect()
+    return out
+
+
+async def answer(desc: RTCSessionDescription) -> str:
+    """What streaming/webrtc.py PeerSession.answer does with an admitted offer, without a session: set it
+    (aiortc's refusal is a 400 there), add an audio and a video track, answer (a failure is a 400 there
+    too); then close. ICE gathers on loopback only (use_ice_addresses); nothing waits for a peer."""
+    pc = RTCPeerConnection(NO_ICE_SERVERS)
+    try:
+        try:
+            await pc.setRemoteDescription(desc)
+        except Exception as e:
+            raise OfferError(f"invalid SDP: {e or 'the SDP parser rejected it'} ({type(e).__name__})") from e
+        pc.addTrack(AudioStreamTrack())
+        pc.addTrack(VideoStreamTrack())
+        try:
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as e:
+            raise OfferError(f"cannot answer this offer: {type(e).__name__}: {e}") from e
+        return pc.localDescription.sdp
+    finally:
+        await asyncio.wait_for(pc.close(), 5)
+
+
+async def admit(body: bytes, answered: Callable[[str], None] | None = None) -> tuple[int, str]:
+    """An offer body through the server's admission (streaming/offers.py) and, once admitted, its answer path:
+    (200, "") or (400, reason) as POST /offer would say; (500, the exception) for anything else."""
+    try:
+        sdp = await answer(parse_offer(body))
+    except OfferError as e:
+        return 400, str(e)
+    except Exception as e:  # what the server would turn into a 500
+        return 500, f"{type(e).__name__}: {e}"
+    if answered is not None:
+        answered(sdp)
+    return 200, ""

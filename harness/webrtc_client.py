@@ -16,6 +16,8 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError
 
+from streaming.webrtc import NO_ICE_SERVERS
+
 
 @dataclass
 class Received:
@@ -54,7 +56,7 @@ async def stream_session(base_url: str, wav: Path, duration_s: float,
     received and the session id. close_session=False: an abrupt end, the client only closes its own
     peer connection (the server learns of it from the connection, not from /sessions/{id}/close).
     """
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(NO_ICE_SERVERS)  # as the server: no STUN server off the machine
     player = MediaPlayer(str(wav), loop=loop)
     pc.addTrack(player.audio)
     pc.addTransceiver("video", direction="recvonly")

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import uuid
 
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from streaming.offers import OfferError
 from streaming.patches import present_ahead, release_frames_promptly
@@ -16,6 +16,10 @@ from streaming.tracks import WebRtcSink
 
 log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 5.0
+# No STUN server: aiortc's default is Google's, so every answer asked stun.l.google.com (a DNS query and a
+# packet leaving the machine per session, from a server that may be bound to loopback) and its gathering
+# waited up to 5 s where that did not answer. The server's own addresses (--ice-host) are its candidates.
+NO_ICE_SERVERS = RTCConfiguration(iceServers=[])
 
 
 class PeerSession:
@@ -24,7 +28,7 @@ class PeerSession:
     def __init__(self, stream: AvatarStream) -> None:
         self.id = stream.id
         self.stream = stream
-        self.pc = RTCPeerConnection()
+        self.pc = RTCPeerConnection(NO_ICE_SERVERS)
         self.sink = WebRtcSink()
         self._tasks: list[asyncio.Task[None]] = []
         self._sink_added = False

@@ -1,6 +1,13 @@
 """One client floods the real server (default settings) with 200 garbage offers/s and 1,000 control messages/s
 for 10 s: a live stream on it keeps its frame rate with no skipped windows, and a new client from another
-address connects within 2 s meanwhile."""
+address connects within 2 s meanwhile.
+
+The flood itself is cheap for the server (measured: 0.3 ms of CPU an offer refused with 429, 6% of a core
+at 200/s; the control flood is cut to 20 messages/s and a handful of sockets by its limits), so a window
+skipped during it comes from the machine, not the flood: a busy machine skips windows with no flood at all.
+The test watches the stream for CONTROL_S before the flood: when it skipped nothing then, it must skip
+nothing during the flood; when it did (other jobs on the cores), the flood may not add to that rate.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +24,13 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from harness.background_stream import BackgroundStream
+from streaming.webrtc import NO_ICE_SERVERS
 from tests.conftest import start_server, stop_server
 
 pytestmark = pytest.mark.webrtc
 JSON = {"Content-Type": "application/json"}
 FLOOD_S = 10.0
+CONTROL_S = 5.0
 
 
 async def sleep_until(t: float) -> None:
@@ -79,7 +88,7 @@ async def flood_control(url: str, session_id: str, per_s: float, until: float) -
 
 async def connect_from(url: str, address: str) -> float:
     """A new viewer whose HTTP comes from `address`: seconds from its offer to a connected peer."""
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(NO_ICE_SERVERS)  # as the server: no STUN server off the machine
     connected = asyncio.Event()
 
     @pc.on("connectionstatechange")
@@ -117,6 +126,8 @@ def test_a_flooding_client_does_not_reach_a_live_stream(tmp_path: Path, speech_w
     try:
         live = BackgroundStream(server.url, speech_wav)
         session_id = live.started()
+        control_from = session_counters(server.url, session_id)
+        time.sleep(CONTROL_S)  # the observation span of the control, not a wait for something to happen
         before = session_counters(server.url, session_id)
 
         async def flood() -> tuple[Counter[int], Counter[str], float]:
@@ -137,14 +148,16 @@ def test_a_flooding_client_does_not_reach_a_live_stream(tmp_path: Path, speech_w
     finally:
         stop_server(server)
     fps = float(((received >= t0) & (received <= t1)).sum() / (t1 - t0))
+    skipped = after["frames_skipped"] - before["frames_skipped"]
+    control_skipped = before["frames_skipped"] - control_from["frames_skipped"]
     print(f"\noffers {dict(offers)}; control {dict(control)}; newcomer connected in {newcomer_s:.2f} s; "
           f"live stream {fps:.1f} fps, frames repeated +{after['frames_repeated'] - before['frames_repeated']}, "
-          f"skipped +{after['frames_skipped'] - before['frames_skipped']}")
+          f"skipped +{skipped} (+{control_skipped} in the {CONTROL_S:g} s before the flood)")
     assert set(offers) <= {400, 429} and offers[429] > 0.9 * sum(offers.values()), offers
     assert control["refused"] > 0 and control["close 1008"] > 0, control
     assert "Traceback" not in server.log()
     assert newcomer_s < 2.0, f"a new client took {newcomer_s:.2f} s to connect during the flood"
-    # 0 in most runs; a frame now and then when other jobs share the 2 cores (seen: 1 in 6 runs at load 3).
-    skipped = after["frames_skipped"] - before["frames_skipped"]
-    assert skipped <= 2, f"{skipped} frames skipped (windows never rendered) during the flood"
+    allowed = 0 if control_skipped == 0 else round(control_skipped * FLOOD_S / CONTROL_S) + 2
+    assert skipped <= allowed, (f"{skipped} frames skipped (windows never rendered) during the flood, "
+                                f"{control_skipped} in the {CONTROL_S:g} s before it")
     assert fps >= 47.5, f"the live stream got {fps:.1f} fps during the flood"
