@@ -142,6 +142,10 @@ class AgentAvatarStream:
         self._speaking = False
         ring = self.session.ring
         self._muted_until = max(ring.write_cursor, ring.read_cursor, self._heard_until)
+        # Sound already queued for a reader that lags is cut too; the pictures stay (the clock goes on).
+        kept = [item for item in self._queue if isinstance(item, PacedFrame)]
+        self.stats.audio_muted += len(self._queue) - len(kept)
+        self._queue = deque(kept)
 
     async def items(self) -> AsyncIterator[AgentItem]:
         """Pictures (48 a second, on the clock), their sound and segment ends, in order, until aclose()."""
