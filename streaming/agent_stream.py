@@ -33,6 +33,11 @@ from streaming.stream import AvatarStream
 log = logging.getLogger(__name__)
 
 SEGMENT_POLL_S = 0.01  # how often a segment's end is looked for while one is pending (a frame is 20.8 ms)
+# A segment's first audio is held until this much has come (or the segment ends). PushedAudio places an
+# utterance's start where the session reads, which lags the live position by the pipeline delay less the
+# render lead; a first TTS chunk shorter than that lag (40 ms at 8x real time, measured) ran dry at once and
+# got four frames of silence written after it, in the middle of the word (84 ms). 0.1 s covers the lag.
+START_BUFFER_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +108,9 @@ class AgentAvatarStream:
         self._muted_until = 0  # sound before this sample was read before an interrupt: never handed out
         self._heard_until = 0  # end of the last sound chunk handed out (or muted)
         self._skipped = 0  # samples pushed that interrupts dropped before they were fed
+        self._start: list[tuple[np.ndarray, int, int]] = []  # a segment's first audio, held (START_BUFFER_S)
+        self._start_s = 0.0
+        self._in_segment = False  # audio went to PushedAudio since the last end_segment() or interrupt()
         self._watcher: asyncio.Task[None] | None = None
         self._started = False
         self.closed = False
@@ -123,10 +131,24 @@ class AgentAvatarStream:
 
     def push(self, pcm: np.ndarray, sample_rate_hz: int, channels: int = 1) -> None:
         """int16 or float32 PCM, interleaved; any rate; faster than real time is fine (it plays on the clock)."""
-        self.pushed.push(pcm, sample_rate_hz, channels)
+        if self._in_segment:
+            self.pushed.push(pcm, sample_rate_hz, channels)
+            return
+        self._start.append((pcm, sample_rate_hz, channels))
+        self._start_s += len(pcm) / channels / sample_rate_hz
+        if self._start_s >= START_BUFFER_S:
+            self._release_start()
+
+    def _release_start(self) -> None:
+        for pcm, rate, channels in self._start:
+            self.pushed.push(pcm, rate, channels)
+        self._in_segment = bool(self._start) or self._in_segment
+        self._start, self._start_s = [], 0.0
 
     def end_segment(self, tag: Any = None) -> None:
         """The segment's audio is all pushed: items() says SegmentEnd(tag) right after its last sound."""
+        self._release_start()
+        self._in_segment = False
         self.pushed.flush()
         self.stats.segments += 1
         self._pending.append((self.pushed.stats.samples_in, self.pushed.stats.samples_padded, tag))
@@ -135,6 +157,7 @@ class AgentAvatarStream:
         """Barge-in: drop every queued sample and pending segment end; the sound stops at once (what the
         session already read is muted), the mouth closes within two windows, and the avatar idles."""
         self.stats.interrupts += 1
+        self._start, self._start_s, self._in_segment = [], 0.0, False
         self._skipped = self.pushed.stats.samples_in - self.pushed.stats.samples_fed
         self.pushed.interrupt()
         self._pending.clear()

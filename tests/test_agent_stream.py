@@ -52,8 +52,9 @@ async def test_segment_ends_after_its_sound_and_pictures_keep_coming(avatar: Pre
     reader = asyncio.create_task(read_until(agent, out, stop))
     try:
         await asyncio.sleep(0.3)
-        for i in range(0, len(speech), 960):  # 20 ms chunks, all at once: far faster than real time
-            agent.push((speech[i : i + 960] * 32767).astype(np.int16), SAMPLE_RATE_HZ)
+        for i in range(0, len(speech), 1920):  # 40 ms chunks 5 ms apart, as a TTS streams (8x real time)
+            agent.push((speech[i : i + 1920] * 32767).astype(np.int16), SAMPLE_RATE_HZ)
+            await asyncio.sleep(0.005)
         agent.end_segment("first")
         await asyncio.sleep(len(speech) / SAMPLE_RATE_HZ + 0.6)
     finally:
@@ -74,6 +75,8 @@ async def test_segment_ends_after_its_sound_and_pictures_keep_coming(avatar: Pre
     # Only the segment's sound is handed out (no idle silence before or after), all of it.
     assert len(voiced) and abs(len(sound) - end.end_sample) < 960
     assert agent.stats.audio_muted == 0 and agent.stats.dropped == 0
+    # No silence written into the speech: a first chunk shorter than the session's read lag is held (START_BUFFER_S)
+    assert agent.pushed.stats.underruns == 0
     frames = [(t, i) for t, i in out if isinstance(i, PacedFrame)]
     span = frames[-1][0] - frames[0][0]
     assert abs((len(frames) - 1) / span - 48) < 2, (len(frames), span)
