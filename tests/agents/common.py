@@ -4,10 +4,12 @@ one JSON line; tests/test_agent_frameworks.py judges it."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import itertools
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,7 @@ TTS_RATE_HZ = 24000  # what TTS services commonly send
 TTS_CHUNK_S = 0.04
 CLOSED_JAW = 0.1  # the mouth counts as closed at or below this jaw opening
 SHORT = "Hello there, nice to meet you."
+BYE = "Goodbye now."
 LONG = ("Welcome to the show. Today we are looking at a brand new camera, and it is very good indeed, "
         "with a bright lens and a quiet shutter.")
 
@@ -78,9 +81,20 @@ class Seen:
         return sum(n for t, _, n, _ in self.sounds if since_t <= t < until_t)
 
 
-def report(seen: Seen, probe: JawProbe, t_interrupt: float, extra: dict[str, Any]) -> dict[str, Any]:
+async def until_mouth_open(seen: Seen, probe: JawProbe, timeout_s: float = 5.0, jaw: float = 0.5) -> None:
+    """Until the newest picture out shows the mouth open: an interrupt then comes mid-word, not in a pause."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if seen.frames and probe.jaw.get(seen.frames[-1][1], 0.0) > jaw:
+            return
+        await asyncio.sleep(0.005)
+    raise TimeoutError("the mouth never opened")
+
+
+def report(seen: Seen, probe: JawProbe, t_interrupt: float, extra: dict[str, Any],
+           until_t: float = float("inf")) -> dict[str, Any]:
     """The numbers the test judges: rate and regularity of the pictures, sound in step with the mouth,
-    and how the interrupt was honoured."""
+    and how the interrupt was honoured (judged on what came out from it until_t, when the next speech began)."""
     times = np.array([t for t, _ in seen.frames])
     index = [k for _, k in seen.frames]
     steady = times[times > times[0] + 0.5]  # past the start-up
@@ -88,7 +102,7 @@ def report(seen: Seen, probe: JawProbe, t_interrupt: float, extra: dict[str, Any
     arrival = dict((k, t) for t, k in seen.frames)
     # Sound and picture in step: each sound chunk reaches the sink when the frame its first sample belongs to does.
     skew = [t - arrival[s // 1000] for t, s, _, _ in seen.sounds if s // 1000 in arrival]
-    after = [k for t, k in seen.frames if t >= t_interrupt]
+    after = [k for t, k in seen.frames if t_interrupt <= t < until_t]
     first_after = after[0] if after else None
     closed_from = None  # first frame after the interrupt from which the jaw stays closed
     for k in after:
@@ -97,14 +111,16 @@ def report(seen: Seen, probe: JawProbe, t_interrupt: float, extra: dict[str, Any
         elif closed_from is None and k in probe.jaw:
             closed_from = k
     before = [probe.jaw[k] for t, k in seen.frames if t < t_interrupt and k in probe.jaw]
+    at = [probe.jaw[k] for t, k in seen.frames if t_interrupt - 0.05 <= t < t_interrupt and k in probe.jaw]
     return {
         "frames": len(seen.frames), "fps": round(fps, 2), "sizes": sorted(seen.sizes),
         "index_steps": sorted({b - a for a, b in itertools.pairwise(index)}),
         "max_gap_s": round(float(np.diff(times).max()), 4) if len(times) > 1 else None,
         "av_skew_s": [round(float(min(skew)), 4), round(float(max(skew)), 4)] if skew else None,
         "jaw_max_before_interrupt": round(max(before), 3) if before else None,
+        "jaw_at_interrupt": round(max(at), 3) if at else None,  # the newest pictures out when it came
         "interrupt_to_closed_frames": None if closed_from is None or first_after is None else closed_from - first_after,
-        "sound_after_interrupt_s": seen.sound_out(t_interrupt + 0.03) / SAMPLE_RATE_HZ,
+        "sound_after_interrupt_s": seen.sound_out(t_interrupt + 0.03, until_t) / SAMPLE_RATE_HZ,
         "ends": [(round(t, 3), n) for t, n in seen.ends], "fps_target": FPS, **extra,
     }
 

@@ -3,7 +3,8 @@
     python -m tests.agents.livekit_run      # in the agent venv: python -m harness.agent_venv
 
 1. The VideoGenerator contract, driven directly: rtc.AudioFrames of a short sentence (24 kHz, 40 ms, faster
-   than real time) and AudioSegmentEnd; then a long one, cut 1.5 s into its sound by clear_buffer().
+   than real time) and AudioSegmentEnd; then a long one, cut by clear_buffer()
+   a second or more into its sound, mid-word (the mouth open in the newest picture).
    What the iteration yields is noted (tests/agents/common.report).
 2. The package's AvatarRunner with its AVSynchronizer, rtc.AudioSource and rtc.VideoSource (the native
    FFI, no server), fed by its QueueAudioOutput as an agent's audio output: capture_frame + flush for a
@@ -24,7 +25,18 @@ from livekit.agents.voice.avatar import AudioSegmentEnd, AvatarRunner, QueueAudi
 from engine.types import SAMPLE_RATE_HZ
 from streaming.livekit_avatar import AvatarVideoGenerator, avatar_options
 from streaming.sinks import PacedFrame
-from tests.agents.common import LONG, SHORT, TTS_RATE_HZ, Seen, emit, report, samples_48k, setup, tts_chunks
+from tests.agents.common import (
+    LONG,
+    SHORT,
+    TTS_RATE_HZ,
+    Seen,
+    emit,
+    report,
+    samples_48k,
+    setup,
+    tts_chunks,
+    until_mouth_open,
+)
 
 
 def audio_frames(text: str) -> tuple[list[rtc.AudioFrame], int]:
@@ -77,7 +89,8 @@ async def contract(avatar: Any, config: Any, probe: Any) -> dict[str, Any]:
         await gen.push_audio(f)
     await gen.push_audio(AudioSegmentEnd())
     await asyncio.wait_for(sounding.wait(), 5.0)
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(1.0)
+    await until_mouth_open(seen, probe)  # mid-word
     t_interrupt = time.monotonic()
     gen.clear_buffer()
     await asyncio.sleep(1.5)

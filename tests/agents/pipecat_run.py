@@ -5,8 +5,9 @@ a sink that notes what comes out. Prints one JSON line (tests/agents/common.repo
 
 The source speaks a short sentence (TTSStartedFrame, 24 kHz int16 audio faster than real time,
 TTSStoppedFrame), waits for its TTSStoppedFrame to come out of the avatar (after its sound), then a long one,
-which it interrupts 1.5 s into its sound the way pipecat's turn-taking does (broadcast_interruption); the
-pipeline is ended 1.5 s later with an EndFrame queued on the worker.
+which it interrupts a second or more into its sound, mid-word (the mouth open in the newest picture), the
+way pipecat's turn-taking does (broadcast_interruption); a second later it says goodbye, and the pipeline
+is ended right after that with an EndFrame queued on the worker: the goodbye still plays out in full.
 """
 
 from __future__ import annotations
@@ -30,7 +31,20 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 
 from streaming.pipecat_service import AvatarVideoService
-from tests.agents.common import LONG, SHORT, TTS_RATE_HZ, Seen, emit, report, samples_48k, setup, tts_chunks
+from tests.agents.common import (
+    BYE,
+    LONG,
+    SHORT,
+    TTS_RATE_HZ,
+    JawProbe,
+    Seen,
+    emit,
+    report,
+    samples_48k,
+    setup,
+    tts_chunks,
+    until_mouth_open,
+)
 
 
 class Sink(FrameProcessor):
@@ -62,9 +76,9 @@ class Sink(FrameProcessor):
 class Tts(FrameProcessor):
     """Speaks like a TTS service: started, audio faster than real time, stopped."""
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, probe: JawProbe) -> None:
         super().__init__(name="tts")
-        self.sink = sink
+        self.sink, self.probe = sink, probe
         self.script: asyncio.Task[None] | None = None
         self.timeline: dict[str, float] = {}
         self.worker: PipelineWorker | None = None
@@ -92,18 +106,23 @@ class Tts(FrameProcessor):
         self.sink.sound_started.clear()
         self.timeline["long_samples"] = await self._say(LONG)
         await asyncio.wait_for(self.sink.sound_started.wait(), 5.0)
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.0)
+        await until_mouth_open(self.sink.seen, self.probe)  # mid-word
         self.timeline["interrupt_t"] = time.monotonic()
         await self.broadcast_interruption()
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.0)
+        self.timeline["sound_before_bye"] = self.sink.seen.sound_out()
+        self.timeline["bye_start_t"] = time.monotonic()
+        self.timeline["bye_samples"] = await self._say(BYE)
+        self.timeline["end_queued_t"] = time.monotonic()
         assert self.worker is not None
-        await self.worker.queue_frame(EndFrame())  # as an application ends its pipeline
+        await self.worker.queue_frame(EndFrame())  # at once, as a bot that says goodbye and hangs up
 
 
 async def main() -> None:
     avatar, config, probe = setup()
     sink = Sink()
-    tts = Tts(sink)
+    tts = Tts(sink, probe)
     service = AvatarVideoService(avatar, config, generator=probe)
     worker = PipelineWorker(Pipeline([tts, service, sink]), params=PipelineParams(audio_out_sample_rate=48000),
                             idle_timeout_secs=None, enable_rtvi=False)
@@ -116,9 +135,11 @@ async def main() -> None:
     extra = {"run_s": round(time.monotonic() - t0, 2), **tts.timeline,
              "interrupt_seen_after_s": round(sink.t_interrupt - tts.timeline.get("interrupt_t", 0.0), 4),
              "sound_before_interrupt": seen.sound_out(0.0, sink.t_interrupt),
+             "bye_sound": seen.ends[-1][1] - tts.timeline.get("sound_before_bye", 0) if len(seen.ends) > 1 else None,
+             "last_frame_after_bye_s": round(seen.frames[-1][0] - tts.timeline.get("bye_start_t", 0.0), 3),
              "stats": vars(service.avatar.stats), "pushed": service.avatar.pushed.stats.as_dict(),
              "late_frames": service.avatar.stream.pacer.metrics.as_dict()}
-    emit(report(seen, probe, sink.t_interrupt, extra))
+    emit(report(seen, probe, sink.t_interrupt, extra, until_t=tts.timeline.get("bye_start_t", float("inf"))))
 
 
 if __name__ == "__main__":
