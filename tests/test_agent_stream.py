@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
+import importlib.util
 import time
 
 import numpy as np
@@ -114,3 +116,18 @@ async def test_interrupt_cuts_the_sound_at_once_and_drops_the_segment_end(avatar
     gap = [t for t, _ in heard if t >= t_cut]
     assert gap[0] - t_cut > 0.7, "sound of the interrupted segment came after the cut"
     assert agent.stats.interrupts == 1 and agent.pushed.stats.samples_dropped > SAMPLE_RATE_HZ
+
+
+@pytest.mark.parametrize(("module", "package"), [("streaming.pipecat_service", "pipecat"),
+                                                 ("streaming.livekit_avatar", "livekit.agents")])
+def test_an_adapter_without_its_framework_says_how_to_install_it(module: str, package: str) -> None:
+    """The frameworks are optional: the rest of the package imports without them, and an adapter's import
+    names the install command (their tests run in the agent venv: tests/test_agent_frameworks.py)."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except ModuleNotFoundError:
+        spec = None
+    if spec is not None:
+        pytest.skip(f"{package} is installed here")
+    with pytest.raises(ImportError, match=r"pip install .*protobuf>=5.29,<7"):
+        importlib.import_module(module)
