@@ -97,7 +97,7 @@ def test_livekit_video_generator_under_avatar_runner(agent_venv: Path) -> None:
     # The agent's audio output hears that the sentence played to its end, at its length ...
     position, interrupted = runner["first_playback"]
     assert not interrupted and abs(position - runner["short_s"]) < 0.1, runner
-    assert runner["first_after_s"] >= runner["short_s"]  # on the clock, not as fast as it was pushed
+    assert runner["first_after_s"] > runner["short_s"] - 0.1  # played on the clock, not as fast as it was pushed
     # ... and that the long one was cut by clear_buffer, at once, 1.5 s into it.
     position, interrupted = runner["second_playback"]
     assert interrupted and 0.8 < position < 2.5 and runner["second_after_clear_s"] < 0.5, runner
