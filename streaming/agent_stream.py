@@ -212,12 +212,20 @@ class AgentAvatarStream:
                 samples = item.samples.copy()
                 samples[: self._muted_until - item.start_sample] = 0
                 item = PacedAudio(item.start_sample, samples, item.due_t_s)
-            if not self._speaking and np.any(item.samples):
+            voiced = bool(np.any(item.samples))
+            if not self._speaking and voiced:
                 self._speaking = True
+            elif self._speaking and not voiced and self._played_out(item):
+                self._speaking = False  # a segment never ended (no end_segment): its sound is over all the same
             if self._speaking or self.all_audio:
                 self.stats.audio_chunks += 1
                 self._put(item)
         self._end_segments()
+
+    def _played_out(self, chunk: PacedAudio) -> bool:
+        """Everything pushed has been heard and no segment end is on its way."""
+        return (not self._pending and not self._ends and not self._start and self.pushed.backlog_samples == 0
+                and chunk.start_sample >= self.session.ring.write_cursor)
 
     def _end_segments(self) -> None:
         while self._ends and self._ends[0].end_sample <= self._heard_until:

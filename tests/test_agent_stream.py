@@ -131,3 +131,24 @@ def test_an_adapter_without_its_framework_says_how_to_install_it(module: str, pa
         pytest.skip(f"{package} is installed here")
     with pytest.raises(ImportError, match=r"pip install .*protobuf>=5.29,<7"):
         importlib.import_module(module)
+
+
+async def test_a_segment_never_ended_stops_sounding_once_played(avatar: PreparedAvatar) -> None:
+    """A TTS that never says the segment ended: its sound comes out, then no endless silence after it."""
+    speech = espeak("Hello there.")
+    agent = AgentAvatarStream(avatar, EngineConfig(max_side_px=320))
+    out: list[tuple[float, object]] = []
+    stop = asyncio.Event()
+    await agent.start()
+    reader = asyncio.create_task(read_until(agent, out, stop))
+    try:
+        agent.push((speech * 32767).astype(np.int16), SAMPLE_RATE_HZ)
+        await asyncio.sleep(len(speech) / SAMPLE_RATE_HZ + 1.0)
+    finally:
+        stop.set()
+        await agent.aclose()
+        await reader
+    chunks = [i for _, i in out if isinstance(i, PacedAudio)]
+    assert chunks and not any(isinstance(i, SegmentEnd) for _, i in out)
+    heard = sum(len(c.samples) for c in chunks)
+    assert len(speech) - 2000 <= heard <= len(speech) + 6000, (heard, len(speech))  # not a second of silence more
