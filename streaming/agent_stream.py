@@ -155,7 +155,8 @@ class AgentAvatarStream:
 
     def interrupt(self) -> None:
         """Barge-in: drop every queued sample and pending segment end; the sound stops at once (what the
-        session already read is muted), the mouth closes within two windows, and the avatar idles."""
+        session already read is muted) and the mouth closes with what it had read, about the pipeline delay
+        plus 60 ms later (5-7 frames measured); then the avatar idles."""
         self.stats.interrupts += 1
         self._start, self._start_s, self._in_segment = [], 0.0, False
         self._skipped = self.pushed.stats.samples_in - self.pushed.stats.samples_fed
