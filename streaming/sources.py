@@ -206,6 +206,8 @@ class PushedAudio:
                 if self._open:  # a flush with nothing before it ends nothing
                     self._pad(session)
                 continue
+            if not self._open:
+                room -= self._start_at_live_position(session)
             chunk = head[:room]
             if len(head) > room:
                 self._queue[0] = head[room:]
@@ -217,6 +219,19 @@ class PushedAudio:
             self.stats.samples_fed += len(chunk)
             room -= len(chunk)
         self._consumed.set()
+
+    def _start_at_live_position(self, session: AvatarSession) -> int:
+        """An utterance starts where a microphone's sound arriving now would: at the live position, a pipeline
+        delay before the session reads it. Started where the session reads (it reads behind the live position),
+        a first chunk shorter than that delay ran dry before the next one came, and silence was written into
+        the first word. Returns the silence written before it (samples)."""
+        assert session.clock is not None
+        position = max(session.ring.write_cursor, session.ring.read_cursor)
+        gap = session.clock.live_sample_now() - position
+        if gap <= 0:
+            return 0
+        session.push_audio(np.zeros(gap, np.float32), SAMPLE_RATE_HZ)
+        return gap
 
     def _pad(self, session: AvatarSession) -> None:
         """End an utterance: silence to the end of its frame and TAIL_FRAMES more."""
