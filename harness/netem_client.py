@@ -2,10 +2,11 @@
 own network for a while (an nftables table that drops everything in and out), then writes what it got.
 
     ip netns exec NS python -m harness.netem_client URL TOKEN WAV OUT.json [--seconds 10] [--burst-at 4]
-        [--burst-s 1]
+        [--burst-s 1] [--crop X0 Y0 X1 Y1]
 
-OUT.json: {"frames": [t, ...], "keyframes": [t, ...], "burst": [t_start, t_end], "connected": t, "error": ...}, times
-from time.monotonic (system-wide: comparable with the test's).
+OUT.json: {"frames": [t, ...], "keyframes": [t, ...], "burst": [t_start, t_end], "connected": t, "error": ...,
+"mouth_motion": [[t, mean abs change of the cropped region since the last picture], ...]}, times from
+time.monotonic (system-wide: comparable with the test's).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs import vpx
 from aiortc.contrib.media import MediaPlayer
@@ -101,8 +103,9 @@ async def nft(*args: str) -> None:
         raise RuntimeError(f"nft {' '.join(args)} failed")
 
 
-async def view(url: str, token: str, wav: Path, seconds: float, burst_at_s: float, burst_s: float) -> dict:
-    out: dict = {"frames": [], "keyframes": [], "burst": None, "connected": None, "error": None}
+async def view(url: str, token: str, wav: Path, seconds: float, burst_at_s: float, burst_s: float,
+               crop: tuple[int, int, int, int] | None = None) -> dict:
+    out: dict = {"frames": [], "keyframes": [], "burst": None, "connected": None, "error": None, "mouth_motion": []}
     note_keyframes(out["keyframes"])
     pc = RTCPeerConnection(NO_ICE_SERVERS)  # as the server: no STUN server off the machine
     player = MediaPlayer(str(wav), loop=True)
@@ -112,11 +115,18 @@ async def view(url: str, token: str, wav: Path, seconds: float, burst_at_s: floa
     readers: list[asyncio.Task[None]] = []
 
     async def read(track: MediaStreamTrack) -> None:
+        last = None
         try:
             while True:
-                await track.recv()
+                frame = await track.recv()
                 if track.kind == "video":
-                    out["frames"].append(time.monotonic())
+                    out["frames"].append(now := time.monotonic())
+                    if crop is not None:  # how much the mouth region changed since the last decoded picture
+                        x0, y0, x1, y1 = crop
+                        region = frame.to_ndarray(format="gray")[y0:y1, x0:x1].astype(np.float32)
+                        if last is not None and last.shape == region.shape:
+                            out["mouth_motion"].append((now, float(np.abs(region - last).mean())))
+                        last = region
         except MediaStreamError:
             pass
 
@@ -169,10 +179,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--burst-at", type=float, default=4.0)
     ap.add_argument("--burst-s", type=float, default=1.0)
+    ap.add_argument("--crop", type=int, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
+                    help="record the motion of this region of the picture (the mouth)")
     args = ap.parse_args()
     try:
         wait_for(args.url, 120.0)
-        result = asyncio.run(view(args.url, args.token, args.wav, args.seconds, args.burst_at, args.burst_s))
+        result = asyncio.run(view(args.url, args.token, args.wav, args.seconds, args.burst_at, args.burst_s,
+                                  tuple(args.crop) if args.crop else None))
     except Exception as e:
         result = {"frames": [], "burst": None, "connected": None, "error": f"{type(e).__name__}: {e}"}
     args.out.write_text(json.dumps(result))
