@@ -134,7 +134,9 @@ def test_fuzzed_offers_and_control_messages_beside_a_live_stream(tmp_path: Path,
             statuses[status] += 1
             assert status in (200, 400, 413, 422, 429), (status, answer, body[:300])
             if status == 200:
-                assert post(port, f"/sessions/{answer['session_id']}/close", b"{}")[0] == 200
+                # 404: the session has already ended by itself (its ICE failed at once: a fuzzed offer's
+                # candidates lead nowhere); the sessions left at the end are checked below.
+                assert post(port, f"/sessions/{answer['session_id']}/close", b"{}")[0] in (200, 404)
             else:
                 assert isinstance(answer.get("error"), str) and answer["error"], (status, answer)
         t_offers = time.monotonic()
