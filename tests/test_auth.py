@@ -3,12 +3,11 @@ expired or wrongly scoped token; tokens, the secret's rules, the Origin check an
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import aiohttp
 import jwt
@@ -17,7 +16,7 @@ from aiohttp import web
 
 import server
 from engine.generator import PreparedAvatar, prepare_avatar
-from harness.server import free_port
+from harness.server import free_port, running
 from streaming.app import build_app
 from streaming.auth import (
     AUTHORITY,
@@ -42,18 +41,6 @@ OTHER_SID = new_session_id()
 @pytest.fixture(scope="module")
 def avatar() -> PreparedAvatar:
     return prepare_avatar()
-
-
-@contextlib.asynccontextmanager
-async def running(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 def concrete_path(resource: web.AbstractResource) -> str:

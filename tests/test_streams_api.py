@@ -29,7 +29,7 @@ from engine.config import EngineConfig
 from engine.generator import PreparedAvatar, WarpGenerator, prepare_avatar
 from engine.session import AvatarSession
 from engine.types import SAMPLE_RATE_HZ, Control, FirstFrame, MotionWindow, RenderedWindow
-from harness.server import free_port
+from harness.server import running
 from harness.speech import espeak, speech_then_silence, write_wav
 from streaming.app import REGISTRY, build_app
 from streaming.config import ServerConfig
@@ -140,14 +140,8 @@ def config(**kw: object) -> ServerConfig:
 @contextlib.asynccontextmanager
 async def serving(cfg: ServerConfig, avatar: PreparedAvatar) -> AsyncIterator[tuple[str, web.Application]]:
     app = build_app(cfg, avatar)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        await runner.cleanup()
+    async with running(app) as base:
+        yield base, app
 
 
 async def create(http: aiohttp.ClientSession, base: str, body: dict[str, object] | None = None) -> dict[str, object]:

@@ -18,7 +18,7 @@ from aiortc import RTCPeerConnection
 
 from engine.generator import PreparedAvatar, prepare_avatar
 from harness.faces import mouth_box
-from harness.server import free_port
+from harness.server import running
 from harness.webrtc_client import stream_session
 from harness.whep_client import SDP, SdpRefused, WhepViewer, WhipPublisher, post_sdp
 from streaming.app import REGISTRY, build_app
@@ -42,14 +42,8 @@ async def serving(avatar: PreparedAvatar,
     use_ice_addresses(["127.0.0.1"])
     use_fixed_bitrate(config.video_bitrate_bps)
     app = build_app(config, avatar)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        await runner.cleanup()
+    async with running(app) as base:
+        yield base, app
 
 
 def fps(wall_s: list[float], after_s: float) -> tuple[float, float]:
