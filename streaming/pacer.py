@@ -37,7 +37,7 @@ AUDIO_CHUNK_SAMPLES = 960  # 20 ms, Opus' usual packet
 class PacerMetrics:
     frames_sent: int = 0
     frames_repeated: int = 0  # due, not rendered yet: previous picture sent again
-    frames_skipped: int = 0  # the pacer itself fell behind the clock (a stalled event loop) and resynced
+    frames_resynced: int = 0  # the pacer itself fell behind the clock (a stalled event loop) and jumped ahead
     audio_samples_sent: int = 0
     audio_samples_silent: int = 0  # due, not rendered yet: silence sent
 
@@ -187,7 +187,7 @@ class Pacer:
         while not self._stopped:
             now = clock.frame_now()
             if now - k > self.max_behind_frames:
-                self.metrics.frames_skipped += now - k
+                self.metrics.frames_resynced += now - k
                 k = now
             due = clock.frame_due_s(k)
             await _sleep_until(due)

@@ -86,7 +86,7 @@ def test_pipecat_service_in_pipecats_own_pipeline(agent_venv: Path) -> None:
     assert r["bye_samples"] - 1000 <= r["bye_sound"] <= r["bye_samples"] + PAD_SAMPLES, r
     assert r["last_frame_after_bye_s"] >= r["bye_samples"] / 48000 - 0.05, r  # played on the clock, not cut
     assert r["interrupt_seen_after_s"] < 0.5  # the InterruptionFrame itself passed through the avatar
-    assert r["late_frames"]["frames_skipped"] == 0
+    assert r["late_frames"]["frames_resynced"] == 0
 
 
 def test_livekit_video_generator_under_avatar_runner(agent_venv: Path) -> None:

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from engine.config import EngineConfig
+from engine.metrics import SessionMetrics
 from engine.session import AvatarSession
+from streaming.pacer import PacerMetrics
 from streaming.sources import FileSource
 from streaming.stream import AvatarStream
 from tests.conftest import write_wav
@@ -48,6 +50,9 @@ def test_a_looping_file_source_keeps_a_live_stream_talking(tmp_path: Path) -> No
     for key in ("id", "state", "frames_sent", "frames_repeated", "clock_start_s", "pipeline_delay_s",
                 "first_sent_frame", "mic_offset_samples", "windows_rendered", "queue_motion"):
         assert key in info, key
+    # The pacer's and the session's counters share one dict: a name both used would hide the pacer's.
+    assert info["frames_resynced"] == stream.pacer.metrics.frames_resynced
+    assert info["frames_skipped"] == stream.session.metrics.frames_skipped
     assert info["state"] == "streaming" and info["first_sent_frame"] == rec.frames[0].frame_index
     assert info["sinks"]["recorder"]["frames"] > 100
 
@@ -86,3 +91,8 @@ def test_a_live_stream_without_sinks_renders_a_few_windows_then_waits_for_one() 
     assert idle_renders <= 40, f"{idle_renders} windows rendered with nobody watching"
     assert len(rec.frames) >= 48 and renders > idle_renders + 24
     assert not rec.frames[-1].repeated
+
+
+def test_pacer_and_session_counters_have_distinct_names() -> None:
+    # stream.info() merges both into one dict for /metrics: a shared name would silently hide one of them.
+    assert not set(PacerMetrics().as_dict()) & set(SessionMetrics().as_dict())
