@@ -129,11 +129,9 @@ def render_label(text: str, glyph_px: int, icon: bool = False) -> tuple[np.ndarr
     with the font sized so the ink of its capitals and CJK glyphs is glyph_px tall. Returns (rgba, glyph_px)."""
     path = _font_path()
     probe = "".join(c for c in text if c.isupper() or c.isdigit() or ord(c) > 0x2E80) or text
-    size = glyph_px
-    for _ in range(4):  # the ink height is near-proportional to the font size: converge in a step or two
-        font = ImageFont.truetype(path, size)
-        left, top, right, bottom = font.getbbox(probe)
-        ink = bottom - top
+    size, ink = glyph_px, 0
+    for _ in range(8):  # the ink height is near-proportional to the font size: converge in a step or two
+        ink = _ink_rows(ImageFont.truetype(path, size), probe)
         if ink >= glyph_px:
             break
         size = max(size + 1, math.ceil(size * glyph_px / max(ink, 1)))
@@ -150,6 +148,16 @@ def render_label(text: str, glyph_px: int, icon: bool = False) -> tuple[np.ndarr
                            outline=(255, 255, 255, 235) if icon else None, width=outline)
     draw.text((pad_x - left, pad_y - top), text, font=font, fill=(255, 255, 255, 255))
     return np.asarray(image), ink
+
+
+def _ink_rows(font: ImageFont.FreeTypeFont, text: str) -> int:
+    """How many rows the text's ink covers, counting a row where some pixel is at least 3/4 covered: what a viewer
+    (or a measurement on the decoded picture) sees as the glyphs' height, anti-aliased edges left out."""
+    left, top, right, bottom = font.getbbox(text)
+    mask = Image.new("L", (right - left + 2, bottom - top + 2), 0)
+    ImageDraw.Draw(mask).text((1 - left, 1 - top), text, font=font, fill=255)
+    rows = np.nonzero((np.asarray(mask) >= 192).any(axis=1))[0]
+    return int(rows[-1] - rows[0] + 1) if len(rows) else 0
 
 
 class DisclosureLabel:
