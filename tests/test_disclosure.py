@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -36,7 +37,7 @@ from streaming.egress_file import render_to_file
 from streaming.live_stream import live_stream, parse_outputs, start_live_stream
 from streaming.patches import use_fixed_bitrate, use_ice_addresses
 from streaming.provenance import Provenance
-from tests.conftest import write_wav
+from tests.conftest import REPO, write_wav
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,7 @@ async def test_render_labelled_from_the_first_frame_with_aigc_and_c2pa(avatar: P
     assert set(aigc) == {"Label", "ContentProducer", "ProduceID", "ReservedCode1", "ContentPropagator",
                          "PropagateID", "ReservedCode2"}
     if shutil.which("ffprobe"):
-        probe = subprocess.run(  # noqa: ASYNC221 (a short probe of a finished file)["ffprobe", "-v", "error", "-show_format", "-of", "json", str(out)],
+        probe = subprocess.run(["ffprobe", "-v", "error", "-show_format", "-of", "json", str(out)],  # noqa: ASYNC221
                                capture_output=True, text=True, check=True)
         assert json.loads(json.loads(probe.stdout)["format"]["tags"]["AIGC"]) == aigc
 
@@ -251,3 +252,29 @@ async def test_a_stream_with_the_label_off_has_none_and_is_counted(avatar: Prepa
     labelled = live_stream(AvatarSession(avatar, config.engine, live=True, session_id="labelled"), config)
     assert labelled.stream.pacer.metrics.labelled == 1  # the default: on
     await labelled.stream.close()
+
+
+def test_the_rtmp_push_carries_the_aigc_label_in_onmetadata(tmp_path: Path) -> None:
+    """The push's child process (streaming/rtmp_push.py) with the label RtmpSink hands it, writing its FLV to a file
+    instead of an ingest: the onMetaData it sends carries the AIGC JSON."""
+    source = tmp_path / "in.flv"
+    with av.open(str(source), "w", format="flv") as c:
+        video = c.add_stream("libx264", rate=48, options={"g": "48"})
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = c.add_stream("aac", rate=48000, layout="mono")
+        for i in range(24):
+            c.mux(video.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 8 * i, np.uint8), format="rgb24")))
+        c.mux(video.encode(None))
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 48000
+        c.mux(audio.encode(frame))
+        c.mux(audio.encode(None))
+    metadata = Provenance(producer="Example Studio").metadata("stream-7")
+    pushed = tmp_path / "pushed.flv"
+    with source.open("rb") as stdin:
+        result = subprocess.run([sys.executable, "-m", "streaming.rtmp_push", str(pushed), json.dumps(metadata)],
+                                stdin=stdin, capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert "connected" in result.stdout and "error" not in result.stdout, result.stdout
+    with av.open(str(pushed)) as c:
+        aigc = read_aigc(c.metadata)
+    assert aigc is not None and aigc["ContentProducer"] == "Example Studio" and aigc["ProduceID"] == "stream-7"
