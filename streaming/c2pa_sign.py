@@ -51,8 +51,29 @@ class C2paSigning:
             signing = cls(Path(cert).read_bytes(), Path(key).read_bytes(), alg.lower())
         except OSError as e:
             raise ValueError(f"C2PA certificate or key: {e}") from e
+        signing.check(str(cert))
         signing.signer().close()
         return signing
+
+    def check(self, name: str = "c2pa_cert") -> None:
+        """The chain parses, its first certificate is a signer's (not a CA's) and the key is its key: c2pa's own
+        signer takes anything and fails only when it signs."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        try:
+            chain = x509.load_pem_x509_certificates(self.cert_pem)
+            key = serialization.load_pem_private_key(self.key_pem, password=None)
+        except ValueError as e:
+            raise ValueError(f"{name}: not a PEM certificate chain and unencrypted PEM private key ({e})") from e
+        pem = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        if chain[0].public_key().public_bytes(*pem) != key.public_key().public_bytes(*pem):
+            raise ValueError(f"{name}: the private key is not the key of the chain's first (signing) certificate")
+        try:
+            if chain[0].extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+                raise ValueError(f"{name}: the first certificate is a CA's; C2PA signs with an end-entity certificate")
+        except x509.ExtensionNotFound:
+            pass
 
     @classmethod
     def from_config(cls, config: Any) -> C2paSigning | None:
@@ -79,8 +100,8 @@ def manifest(title: str, aigc: dict[str, str] | None = None) -> dict[str, Any]:
 
 
 def sign_mp4(path: Path, signing: C2paSigning, aigc: dict[str, str] | None = None) -> None:
-    """Replace the MP4 at path by a copy with a signed C2PA manifest (raises on failure; the file is then left as
-    it was)."""
+    """Replace the MP4 at path by a copy with a signed C2PA manifest (ValueError on failure; the file is then left
+    as it was)."""
     c2pa = _c2pa()
     tmp = path.with_name(f".{path.name}.c2pa.tmp")
     try:
@@ -88,6 +109,8 @@ def sign_mp4(path: Path, signing: C2paSigning, aigc: dict[str, str] | None = Non
                 open(path, "rb") as source, open(tmp, "w+b") as dest:
             builder.sign(signer, "video/mp4", source, dest)
         os.replace(tmp, path)
+    except c2pa.C2paError as e:
+        raise ValueError(f"{path}: C2PA signing failed: {e}") from e
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -136,6 +136,19 @@ def test_bad_label_settings_are_refused_with_the_rule() -> None:
     assert load_config(overrides={"label": "cn", "label_height": 0.08, "label_position": "bottom-left"}).label == "cn"
 
 
+def test_a_c2pa_certificate_that_cannot_sign_is_refused_at_start(certs: dict, tmp_path: Path) -> None:
+    other = tmp_path / "other.pem"
+    other.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    with pytest.raises(ValueError, match="not the key"):
+        load_config(overrides={"c2pa_cert": str(certs["cert"]), "c2pa_key": str(other)})
+    with pytest.raises(ValueError, match="not a PEM"):
+        load_config(overrides={"c2pa_cert": str(other), "c2pa_key": str(certs["key"])})
+    with pytest.raises(ValueError, match="go together"):
+        load_config(overrides={"c2pa_cert": str(certs["cert"])})
+    assert load_config(overrides={"c2pa_cert": str(certs["cert"]), "c2pa_key": str(certs["key"])}).c2pa_cert
+
+
 def test_eu_icon_shows_first_then_again_after_a_pause_in_speech() -> None:
     label = DisclosureLabel(LabelSpec("eu", show_s=1.0, pause_s=2.0, repeat_s=600))
     voice, quiet = np.full(1000, 0.1, np.float32), np.zeros(1000, np.float32)
