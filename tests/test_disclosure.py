@@ -26,6 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from engine.config import EngineConfig
 from engine.generator import PreparedAvatar, prepare_avatar
 from harness.server import running
+from harness.webrtc_client import stream_session
 from harness.whep_client import WhepViewer
 from streaming import disclosure
 from streaming.aigc import read_aigc
@@ -211,8 +212,8 @@ async def test_render_labelled_from_the_first_frame_with_aigc_and_c2pa(avatar: P
     assert actions[0]["digitalSourceType"] == AI_SOURCE_TYPE
 
 
-async def test_recording_and_whep_viewer_labelled_from_the_first_frame(avatar: PreparedAvatar, certs: dict,
-                                                                       tmp_path: Path) -> None:
+async def test_recording_whep_and_offer_viewers_labelled_from_the_first_frame(avatar: PreparedAvatar, certs: dict,
+                                                                              short_wav: Path, tmp_path: Path) -> None:
     config = ServerConfig(label="cn", recordings_dir=str(tmp_path), c2pa_cert=str(certs["cert"]),
                           c2pa_key=str(certs["key"]), engine=EngineConfig(max_side_px=320))
     use_ice_addresses(["127.0.0.1"])
@@ -236,6 +237,9 @@ async def test_recording_and_whep_viewer_labelled_from_the_first_frame(avatar: P
             assert r.status == 200
         async with http.get(f"{base}/metrics") as r:
             assert "avatar_unlabelled_streams_total" in await r.text()
+        offered, _ = await stream_session(base, short_wav, 1.5, crop_box=(x, y, x + w, y + h))  # POST /offer
+    assert offered.crops, "the /offer viewer decoded no picture"
+    assert np.abs(offered.crops[0] - reference[y:y + h, x:x + w]).mean() > 25, "the /offer viewer's first picture"
     assert viewer.got.crops, "the viewer decoded no picture"
     first = viewer.got.crops[0]
     assert np.abs(first - reference[y:y + h, x:x + w]).mean() > 25, "the viewer's first picture has the label"
