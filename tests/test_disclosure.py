@@ -295,3 +295,37 @@ def test_the_rtmp_push_carries_the_aigc_label_in_onmetadata(tmp_path: Path) -> N
     with av.open(str(pushed)) as c:
         aigc = read_aigc(c.metadata)
     assert aigc is not None and aigc["ContentProducer"] == "Example Studio" and aigc["ProduceID"] == "stream-7"
+
+
+async def test_pictures_rendered_before_the_label_was_set_are_labelled_too(avatar: PreparedAvatar) -> None:
+    """A live stream's store fills before any sink comes; a label set then still reaches its first picture."""
+    from engine.session import AvatarSession
+    from streaming.stream import AvatarStream
+    from tests.fakes import FakeGenerator
+    from tests.test_pacer import Recorder
+
+    session = AvatarSession(avatar, EngineConfig(), live=True, session_id="early",
+                            generator=FakeGenerator((320, 240), colour=(90, 90, 90)))
+    stream = AvatarStream(session)
+    await stream.start()
+    try:
+        for _ in range(200):  # bounded: the store fills within a few windows
+            if stream.pacer._video:
+                break
+            await asyncio.sleep(0.05)
+        assert stream.pacer._video, "nothing was rendered before a sink came"
+        stream.pacer.set_label(DisclosureLabel("cn"))
+        stored = list(stream.pacer._video.values())
+        recorder = Recorder()
+        stream.add_sink(recorder)
+        for _ in range(200):
+            if recorder.frames:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await stream.close()
+    for picture, what in [*((p, "a picture stored before the label") for p in stored),
+                          (recorder.frames[0].picture, "the first picture out")]:
+        gray = picture[:240] if picture.ndim == 2 else cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY)
+        plain = np.full_like(gray, int(gray[-1, 0]))
+        assert ink_height(gray, plain) >= 0.05 * 240, f"{what} has the label"
