@@ -25,6 +25,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from engine.config import EngineConfig
 from engine.generator import PreparedAvatar, prepare_avatar
+from harness.nginx_rtmp import NginxRtmp
+from harness.nginx_rtmp import available as nginx_missing
 from harness.server import running
 from harness.webrtc_client import stream_session
 from harness.whep_client import WhepViewer
@@ -329,3 +331,29 @@ async def test_pictures_rendered_before_the_label_was_set_are_labelled_too(avata
         gray = picture[:240] if picture.ndim == 2 else cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY)
         plain = np.full_like(gray, int(gray[-1, 0]))
         assert ink_height(gray, plain) >= 0.05 * 240, f"{what} has the label"
+
+
+@pytest.mark.skipif(nginx_missing() is not None, reason=f"RTMP server: {nginx_missing()}")
+async def test_an_rtmp_push_is_labelled_from_its_first_frame(avatar: PreparedAvatar, tmp_path: Path) -> None:
+    """What nginx-rtmp recorded of a push (a real ingest): its first frame has the label."""
+    from engine.session import AvatarSession
+
+    config = ServerConfig(label="cn", engine=EngineConfig(max_side_px=320))
+    height, width = avatar.rgb.shape[:2]
+    box = label_box("cn", width, height)
+    with NginxRtmp(tmp_path / "nginx") as ingest:
+        session = AvatarSession(avatar, config.engine, live=True, session_id="pushed")
+        live = live_stream(session, config, None, parse_outputs({"rtmp": [ingest.url("labelled")]}))
+        await start_live_stream(live)
+        try:
+            for _ in range(300):  # bounded: up to 30 s for the child to connect and push a second
+                if live.stream.pacer.metrics.frames_sent > 96 and any(
+                        r["state"] == "live" for r in live.describe()["outputs"]["rtmp"]):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await live.stream.close()
+        [recording] = ingest.recordings("labelled")
+        frame = first_frame(recording)
+    reference = cv2.cvtColor(avatar.rgb, cv2.COLOR_RGB2GRAY)
+    assert region_change(frame, reference, box) > 25, "the push's first frame has the label"
