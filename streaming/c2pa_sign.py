@@ -14,6 +14,7 @@ network): the signature holds while the certificate is valid.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -80,7 +81,7 @@ class C2paSigning:
         cert, key = getattr(config, "c2pa_cert", None), getattr(config, "c2pa_key", None)
         if not cert or not key:
             return None
-        return cls.load(cert, key, getattr(config, "c2pa_alg", "es256"))
+        return _loaded(str(cert), str(key), getattr(config, "c2pa_alg", "es256"))
 
     def signer(self) -> Any:
         c2pa = _c2pa()
@@ -88,6 +89,12 @@ class C2paSigning:
             return c2pa.Signer.from_info(c2pa.C2paSignerInfo(self.alg, self.cert_pem, self.key_pem, None))
         except c2pa.C2paError as e:
             raise ValueError(f"C2PA certificate or key refused: {e}") from e
+
+
+@functools.lru_cache(maxsize=8)
+def _loaded(cert: str, key: str, alg: str) -> C2paSigning:
+    """Read and checked once per process (streams are made on the event loop); a new certificate takes a restart."""
+    return C2paSigning.load(cert, key, alg)
 
 
 def manifest(title: str, aigc: dict[str, str] | None = None) -> dict[str, Any]:
