@@ -44,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--director-model", help="vllm director: model name as the server serves it")
     common.add_argument("--director-no-image", dest="director_image", action="store_const", const=False,
                         help="vllm director: do not send the portrait")
+    common.add_argument("--label", choices=("cn", "eu", "en", "off"),
+                        help="the visible AI disclosure label on every picture: cn (AI生成, GB 45438), eu (an AI icon, "
+                             "re-shown after pauses), en (AI-generated; default), off (logged per stream)")
+    common.add_argument("--label-text", help="the label's text (cn: must hold AI and 生成 or 合成)")
+    common.add_argument("--label-position", choices=("top-left", "top-right", "bottom-left", "bottom-right"),
+                        help="the label's corner (default top-right)")
+    common.add_argument("--label-height", type=float, metavar="FRACTION",
+                        help="glyph height as a fraction of the frame's short side (default 0.05; cn: at least 0.05)")
+    common.add_argument("--c2pa-cert", help="PEM certificate chain to sign recordings and render output with C2PA")
+    common.add_argument("--c2pa-key", help="the PEM private key of --c2pa-cert")
     common.add_argument("-v", "--verbose", action="store_true")
     p = argparse.ArgumentParser(prog="avatar-engine", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     keys = ("avatar_path", "window_frames", "generator", "max_side_px", "keep_expression", "host", "port", "ice_host",
             "max_sessions", "token", "insecure", "allow_origin", "max_pending_sessions",
-            "persona", "storyline_path", "director", "director_url", "director_model", "director_image")
+            "persona", "storyline_path", "director", "director_url", "director_model", "director_image",
+            "label", "label_text", "label_position", "label_height", "c2pa_cert", "c2pa_key")
     return load_config(args.config, {k: getattr(args, k, None) for k in keys})
 
 
@@ -140,10 +151,13 @@ def serve(cfg: ServerConfig) -> None:
 def render(cfg: ServerConfig, audio: str, out: str, args: argparse.Namespace) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from streaming.disclosure import label_for, spec_from_config
     from streaming.egress_file import render_to_file
     from streaming.outputs import canvas_for, spec_from_args
+    from streaming.provenance import Provenance
 
     canvas = canvas_for(spec_from_args(args))  # a bad background image fails here, before the avatar is prepared
+    label, provenance = label_for(spec_from_config(cfg), "render"), Provenance.from_config(cfg)
     avatar = load_avatar(cfg.engine)
     t0 = time.monotonic()
     with Progress(TextColumn("rendering"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
@@ -151,7 +165,7 @@ def render(cfg: ServerConfig, audio: str, out: str, args: argparse.Namespace) ->
         task = progress.add_task("render", total=None)
         result = asyncio.run(render_to_file(avatar, audio, out, cfg.engine,
                                             lambda done, total: progress.update(task, completed=done, total=total),
-                                            canvas=canvas))
+                                            canvas=canvas, label=label, provenance=provenance))
     wall = time.monotonic() - t0
     print(f"{out}: {result['frames']} frames ({result['duration_s']:.2f} s) in {wall:.1f} s "
           f"= {result['frames'] / max(wall, 1e-9):.0f} fps, render {result['render_ms_per_frame']:.1f} ms/frame")

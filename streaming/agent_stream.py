@@ -26,6 +26,7 @@ from engine.config import EngineConfig
 from engine.director import Director
 from engine.generator import Generator, PreparedAvatar
 from engine.session import AvatarSession
+from streaming.disclosure import LabelSpec, label_for
 from streaming.sinks import PacedAudio, PacedFrame, Sink
 from streaming.sources import PushedAudio
 from streaming.stream import AvatarStream
@@ -86,16 +87,19 @@ class AgentAvatarStream:
     all_audio: hand out every 20 ms of sound, silence included; by default only the sound of segments (from
     their first non-silent chunk to their end), as a TTS output would, so a framework that starts and stops
     "speaking" on audio sees the avatar speak only when it does. queue_items: how far the reader of items()
-    may fall behind (about 2 s at 98 items a second) before the oldest items are dropped (counted).
+    may fall behind (about 2 s at 98 items a second) before the oldest items are dropped (counted). label: the
+    visible AI label's preset or spec (streaming/disclosure.py; on by default, "off" is logged).
     """
 
     def __init__(self, avatar: PreparedAvatar, config: EngineConfig | None = None, *, session_id: str = "agent",
                  generator: Generator | None = None, director: Director | None = None, all_audio: bool = False,
-                 queue_items: int = 196) -> None:
+                 queue_items: int = 196, label: LabelSpec | str = "en") -> None:
         self.avatar = avatar
         self.session = AvatarSession(avatar, config or EngineConfig(), live=True, session_id=session_id,
                                      generator=generator, director=director)
         self.stream = AvatarStream(self.session)
+        # The visible AI label on every picture the framework gets (streaming/disclosure.py; "off" is logged).
+        self.stream.pacer.set_label(label_for(LabelSpec(label) if isinstance(label, str) else label, session_id))
         self.pushed = PushedAudio()
         self.stats = AgentStats()
         self.all_audio = all_audio

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from engine.generator import PreparedAvatar
 from engine.session import AvatarSession
+from streaming import disclosure
 from streaming.admission import check_rate, client_key, read_body, require_json
 from streaming.auth import install_auth, session_token
 from streaming.config import ServerConfig
@@ -19,6 +20,7 @@ from streaming.errors import contain_errors
 from streaming.loop_monitor import LoopMonitor
 from streaming.offers import OfferError, parse_offer
 from streaming.origin import install_origin_check
+from streaming.provenance import disclose
 from streaming.ratelimit import RateLimiter
 from streaming.reclaim import Reclaimer
 from streaming.registry import SessionRegistry
@@ -76,6 +78,7 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
                 session = await asyncio.get_running_loop().run_in_executor(
                     None, functools.partial(AvatarSession, avatar, config.engine, live=True, session_id=sid))
             stream = AvatarStream(session, audio_lead_s=config.audio_lead_s)
+            disclose(stream, config)  # the visible label, on every picture its viewers get
             peer = PeerSession(stream)
         except Exception:
             log.exception("session %s: could not be created", sid)
@@ -122,7 +125,10 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
         lines = ["# TYPE avatar_sessions_active gauge", f"avatar_sessions_active {len(registry.active)}",
                  "# TYPE avatar_sessions_ended_total counter", f"avatar_sessions_ended_total {registry.ended}",
-                 "# TYPE avatar_sessions_pending gauge", f"avatar_sessions_pending {registry.pending()}"]
+                 "# TYPE avatar_sessions_pending gauge", f"avatar_sessions_pending {registry.pending()}",
+                 # Streams started without the visible AI label (label = "off"; each also logged with its id).
+                 "# TYPE avatar_unlabelled_streams_total counter",
+                 f"avatar_unlabelled_streams_total {disclosure.unlabelled_streams_total}"]
         # Requests refused by the per-client rate limits (429 / "rate limited"): a flood shows here.
         for name, limiter in (("offers", offer_limit), ("control_connections", controls.connects),
                               ("control_messages", controls.messages)):

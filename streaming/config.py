@@ -13,6 +13,8 @@ from typing import Any
 from engine.config import EngineConfig
 from engine.types import FPS
 from streaming.auth import check_secret
+from streaming.c2pa_sign import C2paSigning
+from streaming.disclosure import spec_from_config
 from streaming.origin import normalise_origin
 
 ENV_PREFIX = "AVATAR_ENGINE_"
@@ -62,12 +64,31 @@ class ServerConfig:
     token: str | None = field(default=None, repr=False)
     insecure: bool = False  # serve a non-loopback address without a token (loudly warned)
     allow_origin: list[str] = field(default_factory=list)  # origins whose pages may call the API; default: same
+    # The visible AI disclosure label drawn into every picture (streaming/disclosure.py): cn, eu, en, or off (which
+    # logs a WARNING per stream). Empty text/position and 0 height: the preset's own.
+    label: str = "en"
+    label_text: str = ""
+    label_position: str = ""  # top-left, top-right, bottom-left, bottom-right
+    label_height: float = 0.0  # glyph height as a fraction of the frame's short side (cn: at least 0.05)
+    # The hidden label (the AIGC JSON of GB 45438-2025 in MP4/FLV metadata, streaming/aigc.py): who produced it
+    # (a name or filing number) and who propagates it.
+    label_producer: str = "avatar-engine"
+    label_propagator: str = ""
+    # C2PA content credentials on recordings and `render` output (streaming/provenance.py; pip install
+    # 'avatar-engine[c2pa]'): a PEM certificate chain (signer first) and its private key. Unset: not signed.
+    c2pa_cert: str | None = None
+    c2pa_key: str | None = field(default=None, repr=False)
+    c2pa_alg: str = "es256"  # es256 es384 es512 ps256 ps384 ps512 ed25519: the key's algorithm
     engine: EngineConfig = field(default_factory=EngineConfig)
 
     def validate(self) -> None:
         """Raise ValueError naming the first inconsistent setting (the engine's too)."""
         self.engine.validate()
         check_secret(self.token)
+        spec_from_config(self).resolved()
+        if (self.c2pa_cert is None) != (self.c2pa_key is None):
+            raise ValueError("c2pa_cert and c2pa_key go together: a certificate chain and its private key")
+        C2paSigning.from_config(self)  # a missing file, a key that is not the certificate's, no c2pa-python: now
         for origin in self.allow_origin:
             normalise_origin(origin)
         if not 1 <= self.port <= 65535:

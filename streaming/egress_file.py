@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -13,6 +15,7 @@ from engine.config import EngineConfig
 from engine.generator import PreparedAvatar
 from engine.session import AvatarSession
 from engine.types import FPS, SAMPLES_PER_FRAME
+from streaming.disclosure import DisclosureLabel
 from streaming.encoding import EncodedPacket, EncodingSpec
 from streaming.sinks import PacedFrame, Sink
 from streaming.sources import FileSource, read_audio
@@ -26,6 +29,8 @@ __all__ = ["Mp4Sink", "read_audio", "render_to_file"]
 # up to its last fragment.
 FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "500000",
               "flush_packets": "1"}
+# Custom metadata keys (the AIGC hidden label, streaming/aigc.py) are kept in the MP4's udta only with this flag.
+METADATA_FLAG = "use_metadata_tags"
 
 
 class Mp4Sink(Sink):
@@ -34,7 +39,8 @@ class Mp4Sink(Sink):
     The packets come from the encoder for its settings, shared with any other sink that asks for the
     same; a live stream's file starts at the keyframe forced when the sink joined. fragmented=True
     (recordings of live streams) writes a fragmented MP4 that survives a crash or SIGKILL, minus its
-    last half second or so.
+    last half second or so. metadata: container tags (the AIGC hidden label); on_finished(path): called off the
+    event loop once the file is complete (C2PA signing, streaming/c2pa_sign.py).
     """
 
     name = "mp4"
@@ -42,8 +48,11 @@ class Mp4Sink(Sink):
 
     def __init__(self, path: str | Path, crf: int = 20, preset: str = "veryfast",
                  audio_bit_rate: int = 128_000, *, encoding: EncodingSpec | None = None,
-                 fragmented: bool = False) -> None:
+                 fragmented: bool = False, metadata: dict[str, str] | None = None,
+                 on_finished: Callable[[Path], None] | None = None) -> None:
         self.path = Path(path)
+        self.metadata = dict(metadata or {})
+        self.on_finished = on_finished
         self.encoding = encoding or EncodingSpec(video_options=(("crf", str(crf)), ("preset", preset)),
                                                  audio_bit_rate=audio_bit_rate)
         self.fragmented = fragmented
@@ -51,10 +60,14 @@ class Mp4Sink(Sink):
         self._streams: dict[str, av.stream.Stream] = {}
 
     async def start(self) -> None:
+        options = dict(FRAGMENTED) if self.fragmented else {}
+        if self.metadata and self.path.suffix.lower() in (".mp4", ".mov", ".m4v"):
+            options["movflags"] = "+".join(filter(None, (options.get("movflags"), METADATA_FLAG)))
         if self.fragmented:
-            self._container = av.open(str(self.path), mode="w", format="mp4", options=FRAGMENTED)
+            self._container = av.open(str(self.path), mode="w", format="mp4", options=options)
         else:
-            self._container = av.open(str(self.path), mode="w")
+            self._container = av.open(str(self.path), mode="w", options=options)
+        self._container.metadata.update(self.metadata)
         self._streams = {}
 
     def info(self) -> dict[str, int | float | str | None]:
@@ -81,6 +94,8 @@ class Mp4Sink(Sink):
         if self._container is not None:
             container, self._container = self._container, None
             await asyncio.get_running_loop().run_in_executor(None, container.close)  # writes the index
+            if self.on_finished is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.on_finished, self.path)
 
 
 class _Progress(Sink):
@@ -96,15 +111,25 @@ class _Progress(Sink):
 
 async def render_to_file(avatar: PreparedAvatar, audio_path: str | Path, out_path: str | Path,
                          config: EngineConfig, on_progress: Callable[[int, int], None] | None = None,
-                         canvas: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+                         canvas: Callable[[np.ndarray], np.ndarray] | None = None,
+                         label: DisclosureLabel | None = None,
+                         provenance: Any = None) -> dict:
     """Render the audio file through an offline session into out_path (on the canvas, if one is given: an output
-    size, streaming/canvas.py); returns the session metrics."""
+    size, streaming/canvas.py; with the disclosure label, if one is given: streaming/disclosure.py); the file carries
+    the AIGC hidden label, and C2PA credentials where provenance (streaming/provenance.py) has a certificate.
+    Returns the session metrics."""
+    from streaming.c2pa_sign import sign_mp4
+    from streaming.provenance import Provenance
+
     source = FileSource(audio_path)
     total_frames = -(-source.n_samples // SAMPLES_PER_FRAME)
     stream = AvatarStream(AvatarSession(avatar, config, live=False, session_id="render"))
     if canvas is not None:
         stream.pacer.set_canvas(canvas)
-    mp4 = Mp4Sink(out_path)
+    stream.pacer.set_label(label)
+    provenance = provenance or Provenance()
+    produce_id = uuid.uuid4().hex
+    mp4 = Mp4Sink(out_path, metadata=provenance.metadata(produce_id))
     stream.add_sink(mp4)
     if on_progress is not None:
         stream.add_sink(_Progress(on_progress, total_frames))
@@ -119,5 +144,8 @@ async def render_to_file(avatar: PreparedAvatar, audio_path: str | Path, out_pat
     written = stream.pacer.sinks.metrics_of(mp4)
     if written is not None and written.error is not None:
         raise RuntimeError(f"{out_path}: writing failed: {written.error}")
+    if provenance.signing is not None:  # a failure is the command's error: the user asked for credentials
+        await asyncio.get_running_loop().run_in_executor(None, sign_mp4, Path(out_path), provenance.signing,
+                                                         provenance.aigc(produce_id))
     done = stream.pacer.metrics.frames_sent
     return {"frames": done, "duration_s": done / FPS, **stream.session.metrics.as_dict()}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import json
 import logging
 import os
 import queue
@@ -118,8 +119,10 @@ class RtmpSink(Sink):
     queue_size = 64  # on_batch never waits, so this queue stays short
 
     def __init__(self, url: str, encoding: EncodingSpec = LIVE_ENCODING, *, max_backoff_s: float = MAX_BACKOFF_S,
-                 connect_timeout_s: float = CONNECT_TIMEOUT_S, stall_timeout_s: float = STALL_TIMEOUT_S) -> None:
+                 connect_timeout_s: float = CONNECT_TIMEOUT_S, stall_timeout_s: float = STALL_TIMEOUT_S,
+                 metadata: dict[str, str] | None = None) -> None:
         self.url = check_url(url)
+        self.metadata = dict(metadata or {})  # FLV onMetaData entries (the AIGC hidden label, streaming/aigc.py)
         self.encoding = encoding
         self.max_backoff_s = max_backoff_s
         self.connect_timeout_s = connect_timeout_s
@@ -220,8 +223,11 @@ class RtmpSink(Sink):
                 self._cache(self._packets.get(timeout=0.2))
         if self._stop.is_set():
             return 0.0
+        argv = [sys.executable, "-m", "streaming.rtmp_push", self.url]
+        if self.metadata:
+            argv.append(json.dumps(self.metadata))
         child = self._child = subprocess.Popen(
-            [sys.executable, "-m", "streaming.rtmp_push", self.url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, bufsize=0, cwd=_package_root())
         watch = _Watch(child, self)
         watch.start()

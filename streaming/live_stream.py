@@ -26,6 +26,7 @@ from engine.generator import PreparedAvatar
 from engine.session import AvatarSession
 from engine.types import SAMPLE_RATE_HZ
 from streaming.config import ServerConfig
+from streaming.provenance import disclose
 from streaming.sinks import PacedAudio, PacedFrame, Sink
 from streaming.sources import FileSource, PushedAudio
 from streaming.stream import AvatarStream
@@ -129,6 +130,7 @@ def live_stream(session: AvatarSession, config: ServerConfig, audio: FileSource 
                 outputs: Any = None) -> LiveStream:
     """A live stream around a session (not started): fed by `audio` (a file), or by pushed audio (its `pushed`)."""
     stream = AvatarStream(session, audio_lead_s=config.audio_lead_s)
+    disclose(stream, config, getattr(outputs, "label", None))  # the visible label from the first frame
     return LiveStream(stream, None if audio is not None else PushedAudio(),
                       str(audio.path) if audio is not None else None, bool(audio and audio.loop), outputs,
                       _file=audio)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from streaming.canvas import Canvas, parse_size
 from streaming.egress_file import Mp4Sink
 from streaming.egress_rtmp import RtmpSink, bit_rate_for, check_url, live_encoding
+from streaming.provenance import provenance_of
 from streaming.sinks import Sink
 from streaming.stream import AvatarStream
 
@@ -37,6 +38,8 @@ class OutputsSpec(BaseModel):
     size: str | None = None  # "WxH" output canvas, e.g. 720x1280; None: the portrait's own size
     fit: Literal["fit", "fill"] = "fit"  # the whole portrait (background around it), or the canvas covered
     background: Path | None = None  # an image behind a fitted portrait (default black)
+    # The stream's disclosure label preset, over the server's `label` setting (off: logged; streaming/disclosure.py)
+    label: Literal["cn", "eu", "en", "off"] | None = None
 
     @field_validator("rtmp")
     @classmethod
@@ -92,10 +95,13 @@ def attach_outputs(stream: AvatarStream, spec: OutputsSpec) -> list[Sink]:
     canvas = canvas or (previous.canvas if previous else None)  # a later call adds sinks at the size already set
     width, height = (canvas.width, canvas.height) if canvas is not None else _portrait_size(stream)
     encoding = live_encoding(bit_rate_for(width, height))
-    sinks: list[Sink] = [RtmpSink(url, encoding) for url in spec.rtmp]
+    provenance = provenance_of(stream)  # the hidden AIGC label in every file and push, C2PA on finished recordings
+    sinks: list[Sink] = [RtmpSink(url, encoding, metadata=provenance.metadata(stream.id)) for url in spec.rtmp]
     if spec.record_dir is not None:
         spec.record_dir.mkdir(parents=True, exist_ok=True)
-        sinks.append(Mp4Sink(recording_path(spec.record_dir, stream.id), encoding=encoding, fragmented=True))
+        path = recording_path(spec.record_dir, stream.id)
+        sinks.append(Mp4Sink(path, encoding=encoding, fragmented=True, metadata=provenance.metadata(path.stem),
+                             on_finished=provenance.on_finished(path.stem)))
     for sink in sinks:
         stream.add_sink(sink)
     _attached[stream] = _Attached(spec, canvas, [*(previous.sinks if previous else []), *sinks])

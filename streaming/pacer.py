@@ -25,7 +25,8 @@ import numpy as np
 
 from engine.clock import MediaClock
 from engine.session import AvatarSession
-from engine.types import FPS, SAMPLES_PER_FRAME
+from engine.types import FPS, SAMPLES_PER_FRAME, RenderedWindow
+from streaming.disclosure import DisclosureLabel
 from streaming.encoding import Encoder
 from streaming.fanout import FanOut
 from streaming.sinks import PacedAudio, PacedFrame, Sink
@@ -40,6 +41,7 @@ class PacerMetrics:
     frames_resynced: int = 0  # the pacer itself fell behind the clock (a stalled event loop) and jumped ahead
     audio_samples_sent: int = 0
     audio_samples_silent: int = 0  # due, not rendered yet: silence sent
+    labelled: int = 0  # 1 while a disclosure label is drawn into its pictures (streaming/disclosure.py)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -63,6 +65,10 @@ class Pacer:
         self._audio: dict[int, np.ndarray] = {}
         self._last_picture: np.ndarray = session.avatar.rgb
         self._canvas: Callable[[np.ndarray], np.ndarray] | None = None
+        self._label: DisclosureLabel | None = None
+        # The pictures stored before the first frame went out, as rendered: a canvas or label set meanwhile frames
+        # them again (the store fills before any sink comes).
+        self._raw: dict[int, np.ndarray] = {}
         self._audio_arrived = asyncio.Event()
         self._video_arrived = asyncio.Event()
         self._taken = asyncio.Event()
@@ -87,11 +93,31 @@ class Pacer:
         if self.metrics.frames_sent:
             raise RuntimeError("the output canvas must be set before the stream's first frame")
         self._canvas = canvas
-        self._last_picture = canvas(self.session.avatar.rgb)
-        self._video = {k: canvas(picture) for k, picture in self._video.items()}  # rendered before any sink came
+        self._reframe()
 
-    def _framed(self, picture: np.ndarray) -> np.ndarray:
-        return picture if self._canvas is None else self._canvas(picture)
+    def set_label(self, label: DisclosureLabel | None) -> None:
+        """Every picture gets label(picture, k) drawn in after the canvas, once per frame, before any sink or encoder
+        sees it (streaming/disclosure.py); None: none. Set it before the first frame: the pictures stored meanwhile
+        are labelled too."""
+        self._label = label
+        self.metrics.labelled = int(label is not None)
+        self._reframe()
+
+    def _reframe(self) -> None:
+        if self.metrics.frames_sent:
+            return
+        self._last_picture = self._framed(self.session.avatar.rgb, 0)
+        self._video = {k: self._framed(self._raw[k], k) if k in self._raw else picture  # rendered before any sink
+                       for k, picture in self._video.items()}
+
+    def _framed(self, picture: np.ndarray, k: int) -> np.ndarray:
+        if self._canvas is not None:
+            picture = self._canvas(picture)
+        return picture if self._label is None else self._label(picture, k)
+
+    def _hear(self, window: RenderedWindow, i: int) -> None:
+        if self._label is not None and not self._label.always:  # eu: speech after a pause shows the icon again
+            self._label.hear(window.start_frame + i, window.audio[i * SAMPLES_PER_FRAME:(i + 1) * SAMPLES_PER_FRAME])
 
     @property
     def encoders(self) -> list[Encoder]:
@@ -138,7 +164,9 @@ class Pacer:
         async for window in self.session.windows():
             pictures = window.frames_i420 if window.frames_i420 is not None else window.frames_rgb
             for i in range(window.n_frames):
-                await self.sinks.deliver(PacedFrame(window.start_frame + i, self._framed(pictures[i]), None))
+                self._hear(window, i)
+                k = window.start_frame + i
+                await self.sinks.deliver(PacedFrame(k, self._framed(pictures[i], k), None))
                 self.metrics.frames_sent += 1
             pending = np.concatenate([pending, window.audio])
             while len(pending) >= AUDIO_CHUNK_SAMPLES:
@@ -162,8 +190,11 @@ class Pacer:
             pictures = window.frames_i420 if window.frames_i420 is not None else window.frames_rgb
             for i in range(window.n_frames):
                 k = window.start_frame + i
+                self._hear(window, i)
                 if k >= now:  # frames already due were repeated in their slot: drop them
-                    self._video[k] = self._framed(pictures[i])
+                    self._video[k] = self._framed(pictures[i], k)
+                    if not self.metrics.frames_sent:
+                        self._raw[k] = pictures[i]
             self._video_arrived.set()
 
     def _take_audio(self, k: int, samples: np.ndarray) -> None:
@@ -195,6 +226,7 @@ class Pacer:
             for old in [i for i in self._video if i < k]:
                 del self._video[old]
             picture = self._video.pop(k, None)
+            self._raw.clear()
             self._taken.set()
             if picture is None:
                 self.metrics.frames_repeated += 1
