@@ -1,9 +1,12 @@
 """Contact sheets of rendered frames: one row per portrait, one column per pose.
 
     python -m benchmarks.contact_sheet [--out docs/contact_sheet.png] [--mouth-out docs/mouth_sheet.png]
-                                       [--avatar PATH ...] [--height 220]
+                                       [--avatar PATH ...] [--height 200] [--rows-per-sheet 7]
 
-Portraits: the embedded astronaut and every JPEG in tests/data/portraits/ (as benchmarks.quality).
+Portraits: the embedded astronaut and every JPEG in tests/data/portraits/ (as benchmarks.quality), each
+row labelled with the kinds of face it shows (benchmarks.portraits); the kinds issue 13 asks for that no
+portrait shows are printed with the reason. More rows than --rows-per-sheet are split over several
+pictures (contact_sheet.png, contact_sheet_2.png, ...), so that each stays readable at page width.
 Each frame is rendered through `WarpRenderer` with the controls named in its column. The face sheet
 crops it to the face region (the same box for a whole row, so motion shows); the mouth sheet crops the
 same frames around the mouth and enlarges them, to judge the lips, teeth and cavity as a viewer of a
@@ -18,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from benchmarks.portraits import coverage_lines, kinds_of
 from benchmarks.quality import EMBEDDED, controls, default_portraits, load, render
 from engine.generator.warp import WarpRenderer
 from engine.types import N_CONTROLS
@@ -32,7 +36,7 @@ POSES: tuple[tuple[str, dict[str, float]], ...] = (
     ("smile", {"SMILE": 1.0, "JAW_OPEN": 0.15}),
     ("turn 8° + roll 6°", {"HEAD_YAW": 8.0, "HEAD_ROLL": 6.0}),
 )
-LABEL_W = 235
+LABEL_W = 270
 HEADER_H = 30
 BG = (24, 24, 28)
 FG = (235, 235, 235)
@@ -98,7 +102,7 @@ def portrait_rows(portrait: str, height: int, max_side_px: int, mouth_height: in
     avatar = load(portrait, max_side_px)
     frames = render(WarpRenderer(avatar).eval(), pose_controls())
     name = "astronaut (embedded)" if portrait == EMBEDDED else Path(portrait).stem
-    label = f"{name}\n{avatar.size[0]}x{avatar.size[1]}"
+    label = f"{name}\n{avatar.size[0]}x{avatar.size[1]}\n{', '.join(kinds_of(portrait))}"
     face = crop_row(frames, face_box(avatar.landmarks, *avatar.size), height)
     mouth = crop_row(frames, mouth_box(avatar.landmarks, *avatar.size), mouth_height)
     return (label, face), (label, mouth)
@@ -117,21 +121,43 @@ def sheet_of(rows: list[Row], height: int) -> Image.Image:
     gap = 6
     sheet = Image.new("RGB", (LABEL_W + sum(col_w) + gap * len(POSES), HEADER_H + len(rows) * (height + gap)), BG)
     draw = ImageDraw.Draw(sheet)
-    small, big = font(15), font(16)
+    tiny, small, big = font(13), font(15), font(16)
     x = LABEL_W
     for (label, _), w in zip(POSES, col_w, strict=True):
         draw.text((x + w // 2, HEADER_H // 2), label, fill=FG, font=big, anchor="mm")
         x += w + gap
     for r, (label, tiles) in enumerate(rows):
         y = HEADER_H + r * (height + gap)
-        name, size = label.split("\n")
-        draw.text((10, y + height // 2 - 12), name, fill=FG, font=small, anchor="lm")
-        draw.text((10, y + height // 2 + 12), size, fill=DIM, font=small, anchor="lm")
+        name, size, kinds = [*label.split("\n"), ""][:3]
+        notes = [size, *wrap(kinds, LABEL_W - 16, tiny)]
+        top = y + height // 2 - 10 * len(notes)
+        draw.text((10, top), name, fill=FG, font=small, anchor="lm")
+        for k, note in enumerate(notes):
+            draw.text((10, top + 22 + 18 * k), note, fill=DIM, font=small if k == 0 else tiny, anchor="lm")
         x = LABEL_W
         for tile, w in zip(tiles, col_w, strict=True):
             sheet.paste(tile, (x + (w - tile.width) // 2, y))
             x += w + gap
     return sheet
+
+
+def wrap(text: str, width: int, face: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> list[str]:
+    """Comma-separated words in lines no wider than `width` px."""
+    lines: list[str] = []
+    for word in (w.strip() for w in text.split(",") if w.strip()):
+        joined = f"{lines[-1]}, {word}" if lines else word
+        if lines and face.getlength(joined + ",") <= width:
+            lines[-1] = joined
+        else:
+            if lines:
+                lines[-1] += ","
+            lines.append(word)
+    return lines
+
+
+def part_path(out: Path, k: int) -> Path:
+    """The k-th (0-based) picture of a sheet split in parts: out, then out_2, out_3, ..."""
+    return out if k == 0 else out.with_name(f"{out.stem}_{k + 1}{out.suffix}")
 
 
 def main() -> None:
@@ -142,13 +168,24 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=200, help="height of each frame in the sheet, px")
     ap.add_argument("--mouth-height", type=int, default=140, help="height of each mouth close-up, px")
     ap.add_argument("--max-side", type=int, default=1280, help="longer side the portrait is scaled down to")
+    ap.add_argument("--rows-per-sheet", type=int, default=7, help="portraits per picture; more are split")
     args = ap.parse_args()
-    rows = [portrait_rows(p, args.height, args.max_side, args.mouth_height) for p in args.avatar or default_portraits()]
-    for out, sheet in ((args.out, sheet_of([face for face, _ in rows], args.height)),
-                       (args.mouth_out, sheet_of([mouth for _, mouth in rows], args.mouth_height))):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        sheet.save(out, optimize=True)
-        print(f"{out}: {sheet.width}x{sheet.height}")
+    portraits = args.avatar or default_portraits()
+    rows = [portrait_rows(p, args.height, args.max_side, args.mouth_height) for p in portraits]
+    n = max(1, args.rows_per_sheet)
+    parts = [rows[i:i + n] for i in range(0, len(rows), n)]
+    for out_base, pick, height in ((args.out, 0, args.height), (args.mouth_out, 1, args.mouth_height)):
+        for k, part in enumerate(parts):
+            out = part_path(out_base, k)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            sheet = sheet_of([row[pick] for row in part], height)
+            sheet.save(out, optimize=True)
+            print(f"{out}: {sheet.width}x{sheet.height}")
+        k = len(parts)
+        while args.avatar is None and part_path(out_base, k).is_file():  # left by a run with more portraits
+            part_path(out_base, k).unlink()
+            k += 1
+    print("\n".join(coverage_lines(portraits)))
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ import av
 import numpy as np
 import torch
 
+from benchmarks.portraits import NOT_IN_RUN, coverage, coverage_lines
 from benchmarks.quality import (
     EMBEDDED,
     PORTRAIT_DIR,
@@ -448,6 +449,10 @@ def markdown(results: dict) -> str:
     for m in results["global"]:
         verdict = "" if m["target"] == INFORMATION else "PASS" if m["passed"] else "**FAIL**"
         lines.append(f"| {m['name']} | {m['shown']} | {m['target']} | {verdict} |")
+    lines += ["", "| kind of portrait (issue 13) | measured on |", "| --- | --- |"]
+    for kind, names, why in coverage([r["path"] for r in results["portraits"].values()]):
+        shown = ", ".join(names) if names else why if why.startswith(NOT_IN_RUN) else f"**not covered**: {why}"
+        lines.append(f"| {kind} | {shown} |")
     return "\n".join(lines)
 
 
@@ -510,6 +515,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["global"] = [asdict(m) for m in glob]
     results["seconds"] = time.perf_counter() - t_start
     console.print(table)
+    for line in coverage_lines(plan.portraits):
+        console.print(line, style="bold" if line.startswith("not covered") else "dim", highlight=False)
     console.print(f"{failed} missed; {results['seconds']:.0f} s in all", style="dim")
     out = args.json or REPO / "docs" / "bench" / ("realism-quick.json" if args.quick else "realism.json")
     out.parent.mkdir(parents=True, exist_ok=True)
