@@ -62,7 +62,7 @@ class Pacer:
         self._video: dict[int, np.ndarray] = {}
         self._audio: dict[int, np.ndarray] = {}
         self._last_picture: np.ndarray = session.avatar.rgb
-        self._canvas: Callable[[np.ndarray], np.ndarray] | None = None
+        self._canvas: Callable[..., np.ndarray] | None = None
         self._audio_arrived = asyncio.Event()
         self._video_arrived = asyncio.Event()
         self._taken = asyncio.Event()
@@ -81,17 +81,22 @@ class Pacer:
     async def remove_sink(self, sink: Sink) -> None:
         await self.sinks.remove(sink)
 
-    def set_canvas(self, canvas: Callable[[np.ndarray], np.ndarray]) -> None:
+    def set_canvas(self, canvas: Callable[..., np.ndarray]) -> None:
         """Every picture goes through canvas(picture) before any sink sees it (streaming/canvas.py: an output size).
-        Before the first frame only: an encoder cannot change its picture size midway."""
+        Before the first frame only: an encoder cannot change its picture size midway. A canvas with `needs_alpha`
+        (a keyed background) is called as canvas(picture, alpha) with each frame's person alpha."""
         if self.metrics.frames_sent:
             raise RuntimeError("the output canvas must be set before the stream's first frame")
         self._canvas = canvas
+        if getattr(canvas, "needs_alpha", False):
+            self.session.request_alpha()
         self._last_picture = canvas(self.session.avatar.rgb)
         self._video = {k: canvas(picture) for k, picture in self._video.items()}  # rendered before any sink came
 
-    def _framed(self, picture: np.ndarray) -> np.ndarray:
-        return picture if self._canvas is None else self._canvas(picture)
+    def _framed(self, picture: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
+        if self._canvas is None:
+            return picture
+        return self._canvas(picture) if alpha is None else self._canvas(picture, alpha)
 
     @property
     def encoders(self) -> list[Encoder]:
@@ -138,7 +143,8 @@ class Pacer:
         async for window in self.session.windows():
             pictures = window.frames_i420 if window.frames_i420 is not None else window.frames_rgb
             for i in range(window.n_frames):
-                await self.sinks.deliver(PacedFrame(window.start_frame + i, self._framed(pictures[i]), None))
+                alpha = None if window.alpha_frames is None else window.alpha_frames[i]
+                await self.sinks.deliver(PacedFrame(window.start_frame + i, self._framed(pictures[i], alpha), None))
                 self.metrics.frames_sent += 1
             pending = np.concatenate([pending, window.audio])
             while len(pending) >= AUDIO_CHUNK_SAMPLES:
@@ -163,7 +169,8 @@ class Pacer:
             for i in range(window.n_frames):
                 k = window.start_frame + i
                 if k >= now:  # frames already due were repeated in their slot: drop them
-                    self._video[k] = self._framed(pictures[i])
+                    self._video[k] = self._framed(pictures[i], None if window.alpha_frames is None
+                                                  else window.alpha_frames[i])
             self._video_arrived.set()
 
     def _take_audio(self, k: int, samples: np.ndarray) -> None:
