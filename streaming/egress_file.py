@@ -13,6 +13,7 @@ from engine.config import EngineConfig
 from engine.generator import PreparedAvatar
 from engine.session import AvatarSession
 from engine.types import FPS, SAMPLES_PER_FRAME
+from streaming.egress_alpha import alpha_file_sink
 from streaming.encoding import EncodedPacket, EncodingSpec
 from streaming.sinks import PacedFrame, Sink
 from streaming.sources import FileSource, read_audio
@@ -104,7 +105,7 @@ async def render_to_file(avatar: PreparedAvatar, audio_path: str | Path, out_pat
     stream = AvatarStream(AvatarSession(avatar, config, live=False, session_id="render"))
     if canvas is not None:
         stream.pacer.set_canvas(canvas)
-    mp4 = Mp4Sink(out_path)
+    mp4 = alpha_file_sink(out_path, canvas) or Mp4Sink(out_path)
     stream.add_sink(mp4)
     if on_progress is not None:
         stream.add_sink(_Progress(on_progress, total_frames))

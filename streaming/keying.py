@@ -175,18 +175,20 @@ class PlateSwap:
 
 
 def straight_rgba(i420: np.ndarray, alpha: np.ndarray, key: tuple[int, int, int]) -> np.ndarray:
-    """(H, W, 4) RGBA with straight (not premultiplied) colour, from a picture keyed on `key` and its alpha: the
-    person's colour un-mixed from the key, (picture - (1 - a) key) / a, as alpha video formats want it. Where
-    alpha is 0 and the picture is not the key (a label drawn over the background), the pixel is made opaque:
-    what was drawn over the picture stays visible in the file."""
-    h, w = alpha.shape
-    rgb = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420).astype(np.float32)
-    k = np.asarray(key, np.float32)
-    a = alpha.astype(np.float32)[..., None] / 255.0
-    drawn = (alpha == 0) & (np.abs(rgb - k).max(axis=2) > 24.0)
-    colour = np.where(a > 0.0, (rgb - (1.0 - a) * k) / np.maximum(a, 1.0 / 255.0), 0.0)
-    colour[drawn] = rgb[drawn]
-    out = np.empty((h, w, 4), np.uint8)
-    out[..., :3] = np.clip(colour + 0.5, 0.0, 255.0)
-    out[..., 3] = np.where(drawn, 255, alpha)
-    return out
+    """(H, W, 4) RGBA with straight (not premultiplied) colour, from a picture keyed on `key` and its alpha, as alpha
+    video formats want it: the person's colour un-mixed from the key, (picture - (1 - a) key) / a, on the soft edge;
+    black where alpha is 0 (neutral where 4:2:0 chroma mixes it into the edge, as the key's green would not be).
+    Where alpha is 0 and the picture is not the key (a label drawn over the background), the pixel is made
+    opaque: what was drawn over the picture stays visible in the file. Byte operations but for the soft edge."""
+    rgb = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+    near = cv2.inRange(rgb, tuple(max(0, c - 24) for c in key), tuple(min(255, c + 24) for c in key))
+    empty = cv2.compare(alpha, 0, cv2.CMP_EQ)
+    drawn = cv2.bitwise_and(empty, cv2.bitwise_not(near))
+    colour = cv2.bitwise_and(rgb, rgb, mask=cv2.bitwise_not(cv2.bitwise_and(empty, near)))
+    edge = cv2.findNonZero(cv2.inRange(alpha, 1, 254))
+    if edge is not None:
+        xs, ys = edge[:, 0, 0], edge[:, 0, 1]
+        a = alpha[ys, xs].astype(np.float32)[:, None] / 255.0
+        mixed = (rgb[ys, xs].astype(np.float32) - (1.0 - a) * np.asarray(key, np.float32)) / a
+        colour[ys, xs] = np.clip(mixed + 0.5, 0.0, 255.0).astype(np.uint8)
+    return cv2.merge([*cv2.split(colour), cv2.bitwise_or(alpha, drawn)])

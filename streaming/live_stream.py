@@ -171,9 +171,15 @@ def confined_outputs(outputs: Any, config: Any) -> Any:
     """The OutputsSpec of an API request with its paths resolved inside the server's folders: a recording
     folder inside `recordings_dir`, a background image inside `media_dir` (ValueError otherwise). An
     operator's token should not also be a way to write or read any path the server can reach."""
+    default = getattr(config, "background", None)
+    if default and default != "photo" and (outputs is None or outputs.background is None):
+        # The server's own background (--background, set by its operator) for a stream that names none.
+        if outputs is None:
+            return outputs_module().OutputsSpec(background=default)
+        return confined_outputs(outputs, config).model_copy(update={"background": default})
     if outputs is None:
         return None
-    update: dict[str, Path] = {}
+    update: dict[str, Any] = {}
     if outputs.record_dir is not None:
         if not config.recordings_dir:
             raise ValueError("this server records nothing requested over the API: set recordings_dir "
@@ -184,6 +190,7 @@ def confined_outputs(outputs: Any, config: Any) -> Any:
             raise ValueError(f"outputs.record_dir {str(outputs.record_dir)!r} is not inside the recordings folder")
         path.mkdir(parents=True, exist_ok=True)
         update["record_dir"] = path
-    if outputs.background is not None:
-        update["background"] = safe_media_path(config.media_dir, str(outputs.background))
+    background = outputs.mode if outputs.background is not None else None
+    if background is not None and background.path is not None:  # image:PATH (or an image path, the older form)
+        update["background"] = str(background.with_path(safe_media_path(config.media_dir, str(background.path))))
     return outputs.model_copy(update=update)
