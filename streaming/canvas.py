@@ -134,8 +134,15 @@ class Canvas:
             picture = to_i420(picture)
         else:
             src_h, src_w = picture.shape[0] * 2 // 3, picture.shape[1]
-        if self.mode is None and (src_w, src_h) == (self.width, self.height):
-            return picture
+        flat = self.mode is not None and self.mode.mode != "image"
+        if flat:
+            # A flat key: swapped in at the portrait's size, before the resize, where there are fewer pixels (the
+            # key is the same colour at any size, and resizing and the swap are both linear).
+            alpha = self._alpha_for(alpha, src_w, src_h)
+            picture = picture.copy()
+            self._swap(None, src_w, src_h)(list(_planes(picture, src_w, src_h)), alpha)
+        if (self.mode is None or flat) and (src_w, src_h) == (self.width, self.height):
+            return picture if self.mode is None or self.mode.mode != "alpha" else KeyedPicture.wrap(picture, alpha)
         lay = self._layouts.get((src_w, src_h))
         if lay is None:
             lay = self._layouts[(src_w, src_h)] = layout(src_w, src_h, self.width, self.height, self.fit)
@@ -150,13 +157,14 @@ class Canvas:
             dst = dst[py // d:(py + ph) // d, px // d:(px + pw) // d]
             _resize_into(src[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d], dst)
             placed.append(dst)
-        if self.mode is None:
+        if self.mode is None or self.mode.mode == "green":
             return out
-        # The person's alpha over the same rectangle, and the background swapped in for the plate under it.
+        # The person's alpha over the same rectangle of the canvas: a picture is swapped in at the canvas' size
+        # (it keeps its own detail), and alpha mode carries the alpha with the picture.
         alpha_placed = np.empty((ph, pw), np.uint8)
         _resize_into(self._alpha_for(alpha, src_w, src_h)[cy:cy + ch, cx:cx + cw], alpha_placed)
-        self._swap(lay, src_w, src_h)(placed, alpha_placed)
-        if self.mode.mode != "alpha":
+        if self.mode.mode == "image":
+            self._swap(lay, src_w, src_h)(placed, alpha_placed)
             return out
         full = np.zeros((self.height, self.width), np.uint8)
         full[py:py + ph, px:px + pw] = alpha_placed
@@ -170,24 +178,32 @@ class Canvas:
             return self.still.alpha
         return np.full((src_h, src_w), 255, np.uint8)  # a picture of another size: shown whole
 
-    def _swap(self, lay: _Layout, src_w: int, src_h: int) -> PlateSwap:
-        """The plate and the background over the portrait's rectangle, at canvas size (made once per source size)."""
+    def _swap(self, lay: _Layout | None, src_w: int, src_h: int) -> PlateSwap:
+        """The plate and the background under it, made once per source size: at the source's size (lay None: a
+        flat key), or over the portrait's rectangle of the canvas (lay: a picture)."""
         swap = self._swaps.get((src_w, src_h))
         if swap is None:
             assert self.still is not None
             plate = self.still.plate
             if plate.shape[:2] != (src_h, src_w):
                 plate = cv2.resize(plate, (src_w, src_h), interpolation=cv2.INTER_AREA)
+            plate_i420 = to_i420(plate)
+            if lay is None:
+                key = to_i420(np.full((2, 2, 3), self.mode.key if self.mode else (0, 0, 0), np.uint8))
+                planes = list(_planes(plate_i420, src_w, src_h))
+                base = [np.full_like(plane, key.reshape(-1)[k]) for k, plane in zip((0, 4, 5), planes, strict=True)]
+                swap = self._swaps[(src_w, src_h)] = PlateSwap(base, [np.ascontiguousarray(p) for p in planes])
+                return swap
             cx, cy, cw, ch = lay.crop
             px, py, pw, ph = lay.place
             plate_placed, base_placed = [], []
-            for i, (src, base) in enumerate(zip(_planes(to_i420(plate), src_w, src_h),
-                                                _planes(self._base, self.width, self.height), strict=True)):
+            for i, (src, base_plane) in enumerate(zip(_planes(plate_i420, src_w, src_h),
+                                                      _planes(self._base, self.width, self.height), strict=True)):
                 d = 1 if i == 0 else 2
                 dst = np.empty(((py + ph) // d - py // d, (px + pw) // d - px // d), np.uint8)
                 _resize_into(src[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d], dst)
                 plate_placed.append(dst)
-                base_placed.append(np.ascontiguousarray(base[py // d:(py + ph) // d, px // d:(px + pw) // d]))
+                base_placed.append(np.ascontiguousarray(base_plane[py // d:(py + ph) // d, px // d:(px + pw) // d]))
             swap = self._swaps[(src_w, src_h)] = PlateSwap(base_placed, plate_placed)
         return swap
 
