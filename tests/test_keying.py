@@ -23,8 +23,10 @@ from engine.generator.matte import selfie_mask
 from engine.generator.warp import WarpGenerator
 from engine.types import N_CONTROLS, Control, MotionWindow
 from streaming.canvas import Canvas
+from streaming.config import ServerConfig
 from streaming.egress_file import render_to_file
 from streaming.keying import KEY_GREEN, Background, Still, parse_background
+from streaming.live_stream import confined_outputs, parse_outputs
 from streaming.outputs import OutputsSpec, canvas_for
 from tests.conftest import REPO
 
@@ -215,3 +217,23 @@ def test_photo_mode_asks_for_nothing_and_the_forms_parse() -> None:
                 {"background": "image:/no/such.png"}, {"background": 3}):
         with pytest.raises(ValidationError):
             OutputsSpec.model_validate(bad)
+
+
+def test_api_backgrounds_read_pictures_only_inside_the_media_folder(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    cv2.imwrite(str(media / "set.png"), np.zeros((8, 8, 3), np.uint8))
+    config = ServerConfig(media_dir=str(media))
+    spec = confined_outputs(parse_outputs({"background": "image:set.png"}), config)
+    assert spec.background == f"image:{media / 'set.png'}"
+    assert confined_outputs(parse_outputs({"background": "green:#00FF00"}), config).background == "green:#00FF00"
+    for escape in ("image:../media/../x.png", f"image:{tmp_path / 'x.png'}", "image:/etc/hostname", "set.jpg"):
+        with pytest.raises((ValueError, ValidationError)):
+            confined_outputs(parse_outputs({"background": escape}), config)
+    # The server's own background (serve --background) for a stream that names none; one it names wins.
+    config = ServerConfig(background="alpha")
+    assert confined_outputs(None, config).mode.mode == "alpha"
+    assert confined_outputs(parse_outputs({"size": "360x640"}), config).mode.mode == "alpha"
+    assert confined_outputs(parse_outputs({"background": "green"}), config).mode.mode == "green"
+    with pytest.raises(ValueError):
+        ServerConfig(background="chroma").validate()
