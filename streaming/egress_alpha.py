@@ -5,8 +5,8 @@
 
 The canvas keys the picture on a colour and carries the person's alpha with it (streaming/keying.py,
 KeyedPicture); this sink un-mixes the person's straight colour from the key with that alpha (alpha video is
-not premultiplied) and encodes both, in a worker thread. A picture without an alpha (the still portrait of
-a canvas without one) is written opaque.
+not premultiplied) and encodes both, in a worker thread. A picture that lost its alpha on the way (a stage
+that drew a new picture) is keyed out of its colour instead, and counted.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import av
 import numpy as np
 
 from engine.types import FPS, SAMPLE_RATE_HZ
-from streaming.keying import KEY_GREEN, alpha_of, straight_rgba
+from streaming.keying import KEY_GREEN, alpha_from_key, alpha_of, straight_rgba
 from streaming.sinks import PacedAudio, PacedFrame, Sink
 
 # (container, video codec, its pixel format, options, audio codec, its sample format)
@@ -51,6 +51,7 @@ class AlphaFileSink(Sink):
         self.suffix = alpha_format(self.path)
         self.key = key
         self.frames = 0
+        self.keyed_from_colour = 0  # pictures that came without their alpha (counted: the canvas' is finer)
         self._container: av.container.OutputContainer | None = None
         self._video: av.VideoStream | None = None
         self._audio: av.AudioStream | None = None
@@ -67,7 +68,8 @@ class AlphaFileSink(Sink):
             size = self.path.stat().st_size
         except OSError:
             size = None
-        return {"path": str(self.path), "bytes": size, "frames": self.frames}
+        return {"path": str(self.path), "bytes": size, "frames": self.frames,
+                "keyed_from_colour": self.keyed_from_colour}
 
     async def on_batch(self, items: Sequence[object]) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._write, list(items))
@@ -100,8 +102,9 @@ class AlphaFileSink(Sink):
             rgba = np.dstack([picture, np.full(picture.shape[:2], 255, np.uint8)])
         else:
             alpha = alpha_of(picture)
-            if alpha is None or alpha.shape != (height, width):
-                alpha = np.full((height, width), 255, np.uint8)
+            if alpha is None or alpha.shape != (height, width):  # lost on the way: keyed out of the colour instead
+                self.keyed_from_colour += 1
+                alpha = alpha_from_key(np.asarray(picture), self.key)
             rgba = straight_rgba(np.asarray(picture), alpha, self.key)
         out = av.VideoFrame.from_ndarray(rgba, format="rgba")
         out.pts = frame.frame_index - self._first_frame  # in the stream's 1/FPS time base

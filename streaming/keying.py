@@ -192,3 +192,16 @@ def straight_rgba(i420: np.ndarray, alpha: np.ndarray, key: tuple[int, int, int]
         mixed = (rgb[ys, xs].astype(np.float32) - (1.0 - a) * np.asarray(key, np.float32)) / a
         colour[ys, xs] = np.clip(mixed + 0.5, 0.0, 255.0).astype(np.uint8)
     return cv2.merge([*cv2.split(colour), cv2.bitwise_or(alpha, drawn)])
+
+
+def alpha_from_key(i420: np.ndarray, key: tuple[int, int, int]) -> np.ndarray:
+    """(H, W) uint8 alpha of a picture keyed on `key` that lost the alpha it carried (a stage that drew a new
+    picture): 0 where its colour difference (U, V) is the key's, 255 beyond 0.09 of it, a ramp between, as the
+    watch page's keyer does. The canvas' own alpha is better: this is the fallback."""
+    h, w = i420.shape[0] * 2 // 3, i420.shape[1]
+    _, u, v = i420_planes(i420, w, h)
+    k = cv2.cvtColor(np.full((2, 2, 3), key, np.uint8), cv2.COLOR_RGB2YUV_I420).reshape(-1)
+    du, dv = u.astype(np.float32) - float(k[4]), v.astype(np.float32) - float(k[5])
+    distance = cv2.magnitude(du, dv) / 255.0
+    alpha = np.clip((distance - 0.04) / 0.05, 0.0, 1.0)
+    return cv2.resize((alpha * 255.0 + 0.5).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)

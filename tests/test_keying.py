@@ -25,7 +25,7 @@ from engine.types import N_CONTROLS, Control, MotionWindow
 from streaming.canvas import Canvas
 from streaming.config import ServerConfig
 from streaming.egress_file import render_to_file
-from streaming.keying import KEY_GREEN, Background, Still, parse_background
+from streaming.keying import KEY_GREEN, Background, Still, alpha_from_key, parse_background
 from streaming.live_stream import confined_outputs, parse_outputs
 from streaming.outputs import OutputsSpec, canvas_for
 from tests.conftest import REPO
@@ -213,6 +213,12 @@ def test_photo_mode_asks_for_nothing_and_the_forms_parse() -> None:
     for bad in ("green:#0f0", "green:red", "image:", "transparent", ""):
         with pytest.raises(ValueError):
             parse_background(bad)
+    # A picture that lost its alpha on the way to an alpha file is keyed out of its colour (a ramp at the edge).
+    picture = np.empty((64, 64, 3), np.uint8)
+    picture[:] = KEY_GREEN
+    picture[20:40, 20:40] = (200, 150, 120)
+    alpha = alpha_from_key(cv2.cvtColor(picture, cv2.COLOR_RGB2YUV_I420), KEY_GREEN)
+    assert alpha[:16].max() == 0 and alpha[24:36, 24:36].min() == 255
     for bad in ({"background": "green:#xyz"}, {"background": "/no/such/picture.png"},
                 {"background": "image:/no/such.png"}, {"background": 3}):
         with pytest.raises(ValidationError):
