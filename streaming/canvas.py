@@ -13,6 +13,7 @@ frame's alpha: the key colour or the picture fills the canvas, the fitted portra
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,16 +160,24 @@ class Canvas:
             placed.append(dst)
         if self.mode is None or self.mode.mode == "green":
             return out
-        # The person's alpha over the same rectangle of the canvas: a picture is swapped in at the canvas' size
-        # (it keeps its own detail), and alpha mode carries the alpha with the picture.
-        alpha_placed = np.empty((ph, pw), np.uint8)
-        _resize_into(self._alpha_for(alpha, src_w, src_h)[cy:cy + ch, cx:cx + cw], alpha_placed)
-        if self.mode.mode == "image":
-            self._swap(lay, src_w, src_h)(placed, alpha_placed)
-            return out
-        full = np.zeros((self.height, self.width), np.uint8)
-        full[py:py + ph, px:px + pw] = alpha_placed
-        return KeyedPicture.wrap(out, full)
+        if self.mode.mode == "alpha":  # the canvas-size alpha is made where it is read (the file sink's thread)
+            assert alpha is not None
+            return KeyedPicture.wrap(out, functools.partial(self._placed_alpha, alpha, lay))
+        # A picture is swapped in at the canvas' size: it keeps its own detail.
+        self._swap(lay, src_w, src_h)(placed, self._placed_alpha(self._alpha_for(alpha, src_w, src_h), lay, full=False))
+        return out
+
+    def _placed_alpha(self, alpha: np.ndarray, lay: _Layout, full: bool = True) -> np.ndarray:
+        """The source's alpha over the portrait's rectangle of the canvas (full: on the whole canvas, 0 around)."""
+        cx, cy, cw, ch = lay.crop
+        px, py, pw, ph = lay.place
+        placed = np.empty((ph, pw), np.uint8)
+        _resize_into(alpha[cy:cy + ch, cx:cx + cw], placed)
+        if not full:
+            return placed
+        out = np.zeros((self.height, self.width), np.uint8)
+        out[py:py + ph, px:px + pw] = placed
+        return out
 
     def _alpha_for(self, alpha: np.ndarray | None, src_w: int, src_h: int) -> np.ndarray:
         if alpha is not None and alpha.shape == (src_h, src_w):

@@ -20,6 +20,7 @@ I420 planes the encoders take, after the canvas' resize: a few byte operations p
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -118,23 +119,31 @@ class Still:
 
 class KeyedPicture(np.ndarray):
     """An I420 picture that also carries the person's alpha at its size (alpha mode): sinks that know it (an
-    alpha recording) read `.alpha`; the others see a plain picture keyed on the colour."""
+    alpha recording) read it with alpha_of(); the others see a plain picture keyed on the colour. The alpha may
+    be given as a function that makes it: then it is made where it is first read (a sink's thread), not on the
+    event loop where the canvas runs."""
 
-    alpha: np.ndarray | None = None
+    _alpha: np.ndarray | Callable[[], np.ndarray] | None = None
 
     @classmethod
-    def wrap(cls, i420: np.ndarray, alpha: np.ndarray) -> KeyedPicture:
+    def wrap(cls, i420: np.ndarray, alpha: np.ndarray | Callable[[], np.ndarray]) -> KeyedPicture:
         out = i420.view(cls)
-        out.alpha = alpha
+        out._alpha = alpha
         return out
 
+    @property
+    def alpha(self) -> np.ndarray | None:
+        if callable(self._alpha):
+            self._alpha = self._alpha()
+        return self._alpha
+
     def __array_finalize__(self, obj: object) -> None:
-        self.alpha = getattr(obj, "alpha", None)
+        self._alpha = getattr(obj, "_alpha", None)
 
 
 def alpha_of(picture: np.ndarray) -> np.ndarray | None:
     """The alpha a picture carries (alpha mode), or None."""
-    return getattr(picture, "alpha", None)
+    return picture.alpha if isinstance(picture, KeyedPicture) else None
 
 
 def i420_planes(i420: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
