@@ -28,10 +28,14 @@ READ_ALPHA = """
   const alpha = (x, y) => data[4 * (Math.round(y) * c.width + Math.round(x)) + 3];
   const top = [];
   for (let x = 0; x < c.width; x += 8) top.push(alpha(x, 4));
-  let transparent = 0;
-  for (let i = 3; i < data.length; i += 4) if (data[i] < 16) transparent += 1;
+  let transparent = 0, seen = 0, green = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (data[i + 3] < 16) { transparent += 1; continue; }
+    seen += 1;  // 2D canvas pixels are straight colour: green spill is green over red and blue
+    if (data[i + 1] - Math.max(data[i], data[i + 2]) > 40) green += 1;
+  }
   return { size: [c.width, c.height], top, at: points.map(([x, y]) => alpha(x, y)),
-           transparent: transparent / (c.width * c.height) };
+           transparent: transparent / (c.width * c.height), green: green / seen };
 }
 """
 
@@ -61,9 +65,11 @@ def test_the_watch_page_keys_the_green_out_for_obs(tmp_path: Path) -> None:
         assert errors == []
     finally:
         stop_server(server)
-    print(f"\nkeyed {seen['size']}: {100 * seen['transparent']:.0f}% transparent, face alpha {seen['at']}")
+    print(f"\nkeyed {seen['size']}: {100 * seen['transparent']:.0f}% transparent, face alpha {seen['at']}, "
+          f"{100 * seen['green']:.3f}% of the shown pixels green")
     assert seen["size"] == [512, 512]
     assert max(seen["top"][:12]) <= 8, "the green above the person's left is not keyed out"
     assert min(seen["at"]) >= 240, "the face is not opaque"
     assert 0.3 <= seen["transparent"] <= 0.8
+    assert seen["green"] < 0.002, f"{100 * seen['green']:.2f}% of the shown pixels are green: spill at the edge"
     assert background == "rgba(0, 0, 0, 0)", "the page behind the canvas is not transparent"

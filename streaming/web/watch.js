@@ -185,18 +185,22 @@ function parseKey(text) {
 }
 
 // Chroma key in WebGL: alpha from the distance to the key in the colour-difference plane (Cb, Cr: independent of
-// brightness), then the colour un-mixed from the key with that alpha (no green left on hair), premultiplied.
+// brightness), the colour un-mixed from the key with that alpha, then the key's own channel held to the larger of
+// the other two (spill suppression: the video's 4:2:0 edge blocks are part key), premultiplied.
 const KEY_SHADER = `
 precision mediump float;
 uniform sampler2D frame;
 uniform vec3 key;
+uniform vec3 spill;
 varying vec2 uv;
 vec2 chroma(vec3 c) { return vec2(dot(c, vec3(-0.1687, -0.3313, 0.5)), dot(c, vec3(0.5, -0.4187, -0.0813))); }
 void main() {
   vec3 c = texture2D(frame, uv).rgb;
   float a = smoothstep(0.08, 0.22, distance(chroma(c), chroma(key)));
-  vec3 person = a > 0.0 ? clamp((c - (1.0 - a) * key) / a, 0.0, 1.0) : vec3(0.0);
-  gl_FragColor = vec4(person * a, a);
+  vec3 p = a > 0.0 ? clamp((c - (1.0 - a) * key) / a, 0.0, 1.0) : vec3(0.0);
+  float others = spill.r > 0.5 ? max(p.g, p.b) : (spill.g > 0.5 ? max(p.r, p.b) : max(p.r, p.g));
+  p = mix(p, min(p, vec3(others)), spill);
+  gl_FragColor = vec4(p * a, a);
 }`;
 
 function startKeying(key) {
@@ -225,6 +229,8 @@ function startKeying(key) {
   gl.enableVertexAttribArray(at);
   gl.vertexAttribPointer(at, 2, gl.FLOAT, false, 0, 0);
   gl.uniform3fv(gl.getUniformLocation(program, 'key'), key);
+  const strongest = key.indexOf(Math.max(...key));
+  gl.uniform3fv(gl.getUniformLocation(program, 'spill'), [0, 1, 2].map((i) => (i === strongest ? 1 : 0)));
   gl.bindTexture(gl.TEXTURE_2D, gl.createTexture());
   for (const [name, value] of [[gl.TEXTURE_MIN_FILTER, gl.LINEAR], [gl.TEXTURE_MAG_FILTER, gl.LINEAR],
     [gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE], [gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE]]) {
