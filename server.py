@@ -23,6 +23,7 @@ from engine.generator.avatar import DEFAULT_CACHE_DIR
 from streaming.auth import check_exposure
 from streaming.canvas import add_canvas_arguments
 from streaming.config import ServerConfig, load_config
+from streaming.keying import MODES
 
 SWITCH_INTERVAL_S = 0.0005
 log = logging.getLogger("avatar-engine")
@@ -70,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-origin", action="append", metavar="ORIGIN",
                        help="an origin (https://host[:port]) whose pages may call the API; repeat for more "
                             "(default: same origin only)")
+    serve.add_argument("--background", metavar="MODE",
+                       help=f"behind the person in streams that name none (POST /streams): {MODES} (default photo)")
     serve.add_argument("--max-pending-sessions", type=int,
                        help="sessions answered but not yet connected before 503 (default 2)")
     render = sub.add_parser("render", parents=[common], help="render an audio file to an MP4, offline")
@@ -86,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--record", metavar="DIR", help="record the stream to an MP4 in this folder")
     live.add_argument("--size", metavar="WxH", help="output canvas, e.g. 720x1280 (default: the portrait's size)")
     live.add_argument("--fit", choices=("fit", "fill"), help="the portrait fitted into the canvas or filling it")
-    live.add_argument("--background", metavar="IMAGE", help="an image behind the portrait on the canvas")
+    live.add_argument("--background", metavar="MODE", help=f"what is behind the person: {MODES} (default photo)")
     live.add_argument("--duration", type=float, metavar="S",
                       help="stop after this many seconds (default: when the audio ends; never with --loop)")
     live.add_argument("--instructions", dest="persona", help="persona and standing instructions for the director")
@@ -98,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     keys = ("avatar_path", "window_frames", "generator", "max_side_px", "keep_expression", "host", "port", "ice_host",
-            "max_sessions", "token", "insecure", "allow_origin", "max_pending_sessions",
+            "max_sessions", "token", "insecure", "allow_origin", "max_pending_sessions", "background",
             "persona", "storyline_path", "director", "director_url", "director_model", "director_image",
             "label", "label_text", "label_position", "label_height", "c2pa_cert", "c2pa_key")
     return load_config(args.config, {k: getattr(args, k, None) for k in keys})
@@ -152,13 +155,17 @@ def render(cfg: ServerConfig, audio: str, out: str, args: argparse.Namespace) ->
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from streaming.disclosure import label_for, spec_from_config
+    from streaming.egress_alpha import alpha_format
     from streaming.egress_file import render_to_file
     from streaming.outputs import canvas_for, spec_from_args
     from streaming.provenance import Provenance
 
-    canvas = canvas_for(spec_from_args(args))  # a bad background image fails here, before the avatar is prepared
+    spec = spec_from_args(args)  # a bad background fails here, before the avatar is prepared
+    if spec.mode.mode == "alpha":
+        alpha_format(out)
     label, provenance = label_for(spec_from_config(cfg), "render"), Provenance.from_config(cfg)
     avatar = load_avatar(cfg.engine)
+    canvas = canvas_for(spec, avatar)
     t0 = time.monotonic()
     with Progress(TextColumn("rendering"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
                   TimeRemainingColumn(), transient=True) as progress:

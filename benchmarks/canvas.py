@@ -5,15 +5,20 @@
 A 512x512 portrait frame (I420, as the warp generator hands it over) put on 720x1280 (fit, fill,
 over a background image), 1280x720 and 1080x1920, one thread; then the live encoding
 (streaming.egress_rtmp.live_encoding: x264 veryfast zerolatency, 2 s GOP) of the canvas, for scale.
-Median ms per frame.
+Median ms per frame. Then the background modes (streaming/keying.py) at 720x1280: the person keyed over
+green, a picture, or green with the alpha carried (alpha), with each frame's alpha (a soft-edged head and
+shoulders), against photo mode on the same canvas: the modes' own cost is the difference.
 """
 
 from __future__ import annotations
 
 import argparse
 import fractions
+import functools
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import av
 import cv2
@@ -23,6 +28,7 @@ from rich.table import Table
 
 from streaming.canvas import Canvas, to_i420
 from streaming.egress_rtmp import bit_rate_for, live_encoding
+from streaming.keying import Still, parse_background
 
 
 def ms_per_call(fn: object, frames: int) -> float:
@@ -74,6 +80,38 @@ def main() -> None:
         table.add_row(size, fit, "image" if bg is not None else "black",
                       f"{ms_per_call(lambda c=canvas: c(portrait), args.frames):.2f}", f"{encoded[size]:.1f}")
     Console().print(table)
+    Console().print(modes_table(args.frames))
+
+
+def person(size: int) -> tuple[Still, np.ndarray]:
+    """A synthetic portrait with a soft-edged head and shoulders: its Still and one frame's alpha."""
+    rng = np.random.default_rng(1)
+    rgb = cv2.GaussianBlur(rng.integers(0, 255, (size, size, 3), np.uint8), (0, 0), 3)
+    mask = np.zeros((size, size), np.uint8)
+    cv2.ellipse(mask, (size // 2, size * 2 // 5), (size // 5, size // 4), 0, 0, 360, 255, -1)
+    cv2.ellipse(mask, (size // 2, size), (size * 2 // 5, size * 2 // 5), 0, 180, 360, 255, -1)
+    alpha = cv2.GaussianBlur(mask, (0, 0), size / 200)
+    return Still(rgb, alpha, cv2.GaussianBlur(rgb, (0, 0), 9)), np.roll(alpha, 3, axis=1)
+
+
+def modes_table(frames: int) -> Table:
+    table = Table(title="Background modes on a 720x1280 canvas, one thread (median ms/frame; + over photo)")
+    for column in ("portrait", "fit", "background", "canvas ms", "+ ms over photo"):
+        table.add_column(column)
+    rng = np.random.default_rng(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        picture = Path(tmp) / "studio.png"
+        cv2.imwrite(str(picture), rng.integers(0, 255, (1280, 720, 3), np.uint8))
+        for size, fit in ((512, "fit"), (512, "fill"), (720, "fill")):
+            still, alpha = person(size)
+            frame = to_i420(still.rgb)
+            photo = ms_per_call(functools.partial(Canvas(720, 1280, fit), frame), frames)
+            table.add_row(f"{size}x{size}", fit, "photo", f"{photo:.2f}", "")
+            for mode in ("green", f"image:{picture}", "alpha"):
+                canvas = Canvas(720, 1280, fit, mode=parse_background(mode), still=still)
+                ms = ms_per_call(functools.partial(canvas, frame, alpha), frames)
+                table.add_row("", "", mode.split(":")[0], f"{ms:.2f}", f"{ms - photo:+.2f}")
+    return table
 
 
 if __name__ == "__main__":

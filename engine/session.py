@@ -102,6 +102,15 @@ class AvatarSession:
         self.set_persona = self._scheduler.set_persona  # (text)
         self.director_stats = self._scheduler.stats  # the director's own counters, when it keeps any
 
+    def request_alpha(self) -> bool:
+        """Ask the generator for each frame's person alpha (RenderedWindow.alpha_frames: a keyed background).
+        False when it cannot make one: the still portrait's alpha then stands in."""
+        generator = self._renderer.generator
+        if not hasattr(generator, "emit_alpha"):
+            return False
+        generator.emit_alpha = True
+        return True
+
     @property
     def input_offset_samples(self) -> int | None:
         """Live input: media-clock index minus the input's own timestamp (48 kHz), once audio came."""

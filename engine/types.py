@@ -132,6 +132,9 @@ class RenderedWindow:
     render_ms: float = 0.0
     created_t_s: float = 0.0  # copied from the MotionWindow, for latency accounting
     frames_i420: np.ndarray | None = None  # (N, H * 3 // 2, W) uint8 planar YUV 4:2:0, what encoders take
+    # (N, H, W) uint8: the person's coverage of each frame (0 background, 255 person), made only when asked
+    # (a keyed background, streaming/keying.py); None: not made, the still portrait's alpha stands in.
+    alpha_frames: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:

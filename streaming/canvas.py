@@ -5,11 +5,15 @@ each rendered picture into a WxH frame, fitted (whole portrait, the rest backgro
 frame covered, the portrait's overflow cropped), over a background image or a plain colour. It works
 on I420 planes (what the encoders take), so a frame costs one resize of the portrait's planes and
 one copy of the background, and nothing when the sizes already agree.
+
+With a keyed background (streaming/keying.py: green, image, alpha) the person is composited over it with the
+frame's alpha: the key colour or the picture fills the canvas, the fitted portrait's own background included.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +21,8 @@ from typing import Literal
 
 import cv2
 import numpy as np
+
+from streaming.keying import MODES, Background, KeyedPicture, PlateSwap, Still, read_image
 
 Fit = Literal["fit", "fill"]
 MIN_SIDE, MAX_SIDE = 16, 4096
@@ -40,7 +46,9 @@ def add_canvas_arguments(parser: argparse.ArgumentParser) -> None:
                                        "(default: the portrait's own size)")
     parser.add_argument("--fit", choices=("fit", "fill"), default="fit",
                         help="fit: the whole portrait, background around it (default); fill: the canvas covered")
-    parser.add_argument("--background", type=Path, help="image behind a fitted portrait (default black)")
+    parser.add_argument("--background", metavar="MODE",
+                        help=f"what is behind the person: {MODES} (default photo; a plain image path: "
+                             "the photo as it is, the image around a fitted portrait)")
 
 
 def _planes(i420: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -80,14 +88,27 @@ def layout(src_w: int, src_h: int, width: int, height: int, fit: Fit) -> _Layout
 
 
 class Canvas:
-    """canvas(picture) -> the picture on a fresh (H * 3 // 2, W) I420 canvas; picture is RGB (h, w, 3) or I420."""
+    """canvas(picture[, alpha]) -> the picture on a fresh (H * 3 // 2, W) I420 canvas; picture is RGB (h, w, 3) or
+    I420; alpha (h, w) uint8 the person's coverage of it, for a keyed background (None: the still portrait's).
+
+    mode: a keyed Background (green, image, alpha) composites the person over it; it needs `still`, the
+    portrait's picture, alpha and plate (keying.Still.of(avatar)). Photo mode: `background`, an image or a
+    colour around a fitted portrait, as before."""
 
     def __init__(self, width: int, height: int, fit: Fit = "fit", background: Path | str | np.ndarray | None = None,
-                 colour: tuple[int, int, int] = (0, 0, 0)) -> None:
+                 colour: tuple[int, int, int] = (0, 0, 0), *, mode: Background | None = None,
+                 still: Still | None = None) -> None:
         if fit not in ("fit", "fill"):
             raise ValueError(f"fit {fit!r}: 'fit' or 'fill'")
         parse_size(f"{width}x{height}")
         self.width, self.height, self.fit = width, height, fit
+        self.mode = mode if mode is not None and mode.keyed else None
+        if self.mode is not None:
+            if still is None:
+                raise ValueError(f"background {self.mode}: a keyed background needs the portrait's alpha and plate")
+            background = self.mode.image if self.mode.mode == "image" else None
+            colour = self.mode.key
+        self.still = still
         self.background = background if isinstance(background, Path | str) else None
         rgb = _load_background(background) if background is not None else None
         if rgb is None:
@@ -97,19 +118,32 @@ class Canvas:
             rgb = _cover(rgb, width, height)
         self._base = to_i420(rgb)  # copied for every frame: sinks keep the pictures they were handed
         self._layouts: dict[tuple[int, int], _Layout] = {}
+        self._swaps: dict[tuple[int, int], PlateSwap] = {}
 
     @property
     def size(self) -> str:
         return f"{self.width}x{self.height}"
 
-    def __call__(self, picture: np.ndarray) -> np.ndarray:
+    @property
+    def needs_alpha(self) -> bool:
+        """The pacer asks the renderer for each frame's person alpha (AvatarSession.request_alpha)."""
+        return self.mode is not None
+
+    def __call__(self, picture: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
         if picture.ndim == 3:
             src_h, src_w = picture.shape[:2]
             picture = to_i420(picture)
         else:
             src_h, src_w = picture.shape[0] * 2 // 3, picture.shape[1]
-        if (src_w, src_h) == (self.width, self.height):
-            return picture
+        flat = self.mode is not None and self.mode.mode != "image"
+        if flat:
+            # A flat key: swapped in at the portrait's size, before the resize, where there are fewer pixels (the
+            # key is the same colour at any size, and resizing and the swap are both linear).
+            alpha = self._alpha_for(alpha, src_w, src_h)
+            picture = picture.copy()
+            self._swap(None, src_w, src_h)(list(_planes(picture, src_w, src_h)), alpha)
+        if (self.mode is None or flat) and (src_w, src_h) == (self.width, self.height):
+            return picture if self.mode is None or self.mode.mode != "alpha" else KeyedPicture.wrap(picture, alpha)
         lay = self._layouts.get((src_w, src_h))
         if lay is None:
             lay = self._layouts[(src_w, src_h)] = layout(src_w, src_h, self.width, self.height, self.fit)
@@ -117,26 +151,85 @@ class Canvas:
         out = np.empty_like(self._base) if covers else self._base.copy()
         cx, cy, cw, ch = lay.crop
         px, py, pw, ph = lay.place
+        placed = []
         for i, (src, dst) in enumerate(zip(_planes(picture, src_w, src_h), _planes(out, self.width, self.height),
                                            strict=True)):
             d = 1 if i == 0 else 2  # chroma planes are half size
-            part = src[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d]
-            size = (pw // d, ph // d)
-            if part.shape[::-1] != size:
-                # Shrinking: INTER_AREA averages (no aliasing); growing: bilinear is the cheap, smooth choice.
-                shrink = size[0] < part.shape[1]
-                part = cv2.resize(part, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-            dst[py // d:py // d + size[1], px // d:px // d + size[0]] = part
+            dst = dst[py // d:(py + ph) // d, px // d:(px + pw) // d]
+            _resize_into(src[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d], dst)
+            placed.append(dst)
+        if self.mode is None or self.mode.mode == "green":
+            return out
+        if self.mode.mode == "alpha":  # the canvas-size alpha is made where it is read (the file sink's thread)
+            assert alpha is not None
+            return KeyedPicture.wrap(out, functools.partial(self._placed_alpha, alpha, lay))
+        # A picture is swapped in at the canvas' size: it keeps its own detail.
+        self._swap(lay, src_w, src_h)(placed, self._placed_alpha(self._alpha_for(alpha, src_w, src_h), lay, full=False))
         return out
+
+    def _placed_alpha(self, alpha: np.ndarray, lay: _Layout, full: bool = True) -> np.ndarray:
+        """The source's alpha over the portrait's rectangle of the canvas (full: on the whole canvas, 0 around)."""
+        cx, cy, cw, ch = lay.crop
+        px, py, pw, ph = lay.place
+        placed = np.empty((ph, pw), np.uint8)
+        _resize_into(alpha[cy:cy + ch, cx:cx + cw], placed)
+        if not full:
+            return placed
+        out = np.zeros((self.height, self.width), np.uint8)
+        out[py:py + ph, px:px + pw] = placed
+        return out
+
+    def _alpha_for(self, alpha: np.ndarray | None, src_w: int, src_h: int) -> np.ndarray:
+        if alpha is not None and alpha.shape == (src_h, src_w):
+            return alpha
+        assert self.still is not None
+        if self.still.alpha.shape == (src_h, src_w):  # the still portrait, or a generator that gives no alpha
+            return self.still.alpha
+        return np.full((src_h, src_w), 255, np.uint8)  # a picture of another size: shown whole
+
+    def _swap(self, lay: _Layout | None, src_w: int, src_h: int) -> PlateSwap:
+        """The plate and the background under it, made once per source size: at the source's size (lay None: a
+        flat key), or over the portrait's rectangle of the canvas (lay: a picture)."""
+        swap = self._swaps.get((src_w, src_h))
+        if swap is None:
+            assert self.still is not None
+            plate = self.still.plate
+            if plate.shape[:2] != (src_h, src_w):
+                plate = cv2.resize(plate, (src_w, src_h), interpolation=cv2.INTER_AREA)
+            plate_i420 = to_i420(plate)
+            if lay is None:
+                key = to_i420(np.full((2, 2, 3), self.mode.key if self.mode else (0, 0, 0), np.uint8))
+                planes = list(_planes(plate_i420, src_w, src_h))
+                base = [np.full_like(plane, key.reshape(-1)[k]) for k, plane in zip((0, 4, 5), planes, strict=True)]
+                swap = self._swaps[(src_w, src_h)] = PlateSwap(base, [np.ascontiguousarray(p) for p in planes])
+                return swap
+            cx, cy, cw, ch = lay.crop
+            px, py, pw, ph = lay.place
+            plate_placed, base_placed = [], []
+            for i, (src, base_plane) in enumerate(zip(_planes(plate_i420, src_w, src_h),
+                                                      _planes(self._base, self.width, self.height), strict=True)):
+                d = 1 if i == 0 else 2
+                dst = np.empty(((py + ph) // d - py // d, (px + pw) // d - px // d), np.uint8)
+                _resize_into(src[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d], dst)
+                plate_placed.append(dst)
+                base_placed.append(np.ascontiguousarray(base_plane[py // d:(py + ph) // d, px // d:(px + pw) // d]))
+            swap = self._swaps[(src_w, src_h)] = PlateSwap(base_placed, plate_placed)
+        return swap
+
+
+def _resize_into(part: np.ndarray, dst: np.ndarray) -> None:
+    """part resized to dst's size, written into dst."""
+    if part.shape == dst.shape:
+        dst[:] = part
+        return
+    size = dst.shape[::-1]
+    # Shrinking: INTER_AREA averages (no aliasing); growing: bilinear is the cheap, smooth choice.
+    shrink = size[0] < part.shape[1]
+    dst[:] = cv2.resize(part, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def _load_background(background: Path | str | np.ndarray) -> np.ndarray:
-    if isinstance(background, np.ndarray):
-        return background
-    bgr = cv2.imread(str(background), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"background {background}: not an image OpenCV can read")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return background if isinstance(background, np.ndarray) else read_image(background)
 
 
 def _cover(rgb: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -59,6 +59,9 @@ class ServerConfig:
     # POST /streams may record (`outputs.record_dir`) only into this folder or a sub-folder of it (None: no
     # recordings over the API; `avatar-engine live --record DIR` is not limited by it).
     recordings_dir: str | None = None
+    # Behind the person in streams that name no background (POST /streams outputs.background): photo,
+    # green[:#RRGGBB], image:PATH (the operator's path, not confined to media_dir), alpha[:#RRGGBB].
+    background: str = "photo"
     # Access control (streaming/auth.py): the operator secret, 32+ characters. Never shown by repr or logs.
     # Without it the server serves only loopback (with a warning), unless `insecure`.
     token: str | None = field(default=None, repr=False)
@@ -101,6 +104,9 @@ class ServerConfig:
                      "control_rate_per_s", "stream_audio_backlog_s", "audio_message_rate_per_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be greater than 0, got {getattr(self, name)}")
+        from streaming.keying import parse_background
+
+        parse_background(self.background)
         most = self.engine.pipeline_delay_s - 1 / FPS - 0.02
         if not 0 <= self.audio_lead_s <= most:
             raise ValueError(f"audio_lead_s must be between 0 and pipeline_delay_s - 1/{FPS} - 0.02 = {most:.3f} s "

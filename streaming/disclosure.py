@@ -21,8 +21,10 @@ Presets (the rules they follow are in the README's "Disclosure" section):
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Literal
@@ -258,6 +260,9 @@ class DisclosureLabel:
                 h, w = a.shape
                 region = plane[p.y // d:p.y // d + h, p.x // d:p.x // d + w]
                 region[:] = (region.astype(np.float32) * (1 - a) + pm + 0.5).astype(np.uint8)
+            person = getattr(out, "_alpha", None)
+            if person is not None:  # an alpha-mode picture (streaming/keying.py): the label is opaque in its file too
+                out = type(out).wrap(np.asarray(out), functools.partial(_with_label_alpha, person, p))
         self.frames_labelled += 1
         return out
 
@@ -279,3 +284,12 @@ def spec_from_config(config: object, preset: str | None = None) -> LabelSpec:
     return LabelSpec(preset or getattr(config, "label", "en"), text=getattr(config, "label_text", None) or None,
                      position=getattr(config, "label_position", None) or None,
                      height=getattr(config, "label_height", 0.0) or None)
+
+
+def _with_label_alpha(person: np.ndarray | Callable[[], np.ndarray], patch: _Patch) -> np.ndarray:
+    """The person's alpha with the label's drawn over it: made where the alpha is read (the file sink's thread)."""
+    alpha = np.array(person() if callable(person) else person, copy=True)
+    h, w = patch.alpha.shape
+    region = alpha[patch.y:patch.y + h, patch.x:patch.x + w]
+    np.maximum(region, (patch.alpha * (255.0 if alpha.dtype == np.uint8 else 1.0)).astype(alpha.dtype), out=region)
+    return alpha

@@ -16,6 +16,7 @@ from engine.generator import PreparedAvatar
 from engine.session import AvatarSession
 from engine.types import FPS, SAMPLES_PER_FRAME
 from streaming.disclosure import DisclosureLabel
+from streaming.egress_alpha import alpha_file_sink
 from streaming.encoding import EncodedPacket, EncodingSpec
 from streaming.sinks import PacedFrame, Sink
 from streaming.sources import FileSource, read_audio
@@ -129,7 +130,7 @@ async def render_to_file(avatar: PreparedAvatar, audio_path: str | Path, out_pat
     stream.pacer.set_label(label)
     provenance = provenance or Provenance()
     produce_id = uuid.uuid4().hex
-    mp4 = Mp4Sink(out_path, metadata=provenance.metadata(produce_id))
+    mp4 = alpha_file_sink(out_path, canvas) or Mp4Sink(out_path, metadata=provenance.metadata(produce_id))
     stream.add_sink(mp4)
     if on_progress is not None:
         stream.add_sink(_Progress(on_progress, total_frames))

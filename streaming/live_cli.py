@@ -37,7 +37,9 @@ def outputs_from_args(args: argparse.Namespace) -> Any:
         log.warning("no outputs (--rtmp, --record): the stream runs, but nothing leaves this process")
         return None
     try:
-        return outputs_module().OutputsSpec.model_validate(given)
+        spec = outputs_module().OutputsSpec.model_validate(given)
+        outputs_module().check_files(spec)
+        return spec
     except OutputsUnavailable as e:
         raise ValueError(str(e)) from e
     except Exception as e:  # pydantic's ValidationError: name the flag's problem

@@ -173,9 +173,21 @@ def confined_outputs(outputs: Any, config: Any) -> Any:
     """The OutputsSpec of an API request with its paths resolved inside the server's folders: a recording
     folder inside `recordings_dir`, a background image inside `media_dir` (ValueError otherwise). An
     operator's token should not also be a way to write or read any path the server can reach."""
+    default = getattr(config, "background", None)
+    if default and default != "photo" and (outputs is None or outputs.background is None):
+        # The server's own background (--background, set by its operator, not confined) for a stream that names
+        # none; the request's own paths are still confined below.
+        outputs = (outputs if outputs is not None else outputs_module().OutputsSpec()).model_copy(
+            update={"background": str(outputs_module().parse_background(default))})
+        return _confined_paths(outputs, config, background=False)
     if outputs is None:
         return None
-    update: dict[str, Path] = {}
+    return _confined_paths(outputs, config, background=True)
+
+
+def _confined_paths(outputs: Any, config: Any, *, background: bool) -> Any:
+    """outputs with its record_dir (and, if `background`, its picture) resolved inside the server's folders."""
+    update: dict[str, Any] = {}
     if outputs.record_dir is not None:
         if not config.recordings_dir:
             raise ValueError("this server records nothing requested over the API: set recordings_dir "
@@ -186,6 +198,7 @@ def confined_outputs(outputs: Any, config: Any) -> Any:
             raise ValueError(f"outputs.record_dir {str(outputs.record_dir)!r} is not inside the recordings folder")
         path.mkdir(parents=True, exist_ok=True)
         update["record_dir"] = path
-    if outputs.background is not None:
-        update["background"] = safe_media_path(config.media_dir, str(outputs.background))
+    mode = outputs.mode if background and outputs.background is not None else None
+    if mode is not None and mode.path is not None:  # image:PATH (or an image path, the older form)
+        update["background"] = str(mode.with_path(safe_media_path(config.media_dir, str(mode.path))))
     return outputs.model_copy(update=update)

@@ -18,9 +18,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from engine.generator import PreparedAvatar
 from streaming.canvas import Canvas, parse_size
+from streaming.egress_alpha import AlphaFileSink
 from streaming.egress_file import Mp4Sink
 from streaming.egress_rtmp import RtmpSink, bit_rate_for, check_url, live_encoding
+from streaming.keying import Background, Still, parse_background, read_image
 from streaming.provenance import provenance_of
 from streaming.sinks import Sink
 from streaming.stream import AvatarStream
@@ -37,7 +40,9 @@ class OutputsSpec(BaseModel):
     record_dir: Path | None = None  # a fragmented MP4 per stream here: <stream id>-<UTC start>.mp4
     size: str | None = None  # "WxH" output canvas, e.g. 720x1280; None: the portrait's own size
     fit: Literal["fit", "fill"] = "fit"  # the whole portrait (background around it), or the canvas covered
-    background: Path | None = None  # an image behind a fitted portrait (default black)
+    # What is behind the person (streaming/keying.py): photo, green[:#RRGGBB], image:PATH, alpha[:#RRGGBB]; a plain
+    # image path (the older form) is the photo as it is with the image around a fitted portrait. Default: photo.
+    background: str | None = None
     # The stream's disclosure label preset, over the server's `label` setting (off: logged; streaming/disclosure.py)
     label: Literal["cn", "eu", "en", "off"] | None = None
 
@@ -56,12 +61,25 @@ class OutputsSpec(BaseModel):
         width, height = parse_size(size)
         return f"{width}x{height}"
 
-    @field_validator("background")
+    @field_validator("background", mode="before")
     @classmethod
-    def _background(cls, path: Path | None) -> Path | None:
-        if path is not None and not path.is_file():
+    def _background(cls, value: object) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str | Path):
+            raise ValueError("background: a string, e.g. green or image:studio.jpg")
+        background = parse_background(value)
+        path = background.path
+        # An absolute path must exist now; a relative one is looked for where it is resolved: the working
+        # folder on the command line (check_files), the media folder over the API (confined_outputs).
+        if path is not None and path.is_absolute() and not path.is_file():
             raise ValueError(f"background {path}: no such file")
-        return path
+        return str(background)
+
+    @property
+    def mode(self) -> Background:
+        """The parsed background."""
+        return parse_background(self.background)
 
 
 class _Attached:
@@ -72,14 +90,14 @@ class _Attached:
 _attached: weakref.WeakKeyDictionary[AvatarStream, _Attached] = weakref.WeakKeyDictionary()
 
 
-def recording_path(record_dir: Path, stream_id: str, started: float | None = None) -> Path:
+def recording_path(record_dir: Path, stream_id: str, started: float | None = None, suffix: str = ".mp4") -> Path:
     """<dir>/<stream id>-<UTC start, to the second>.mp4 (a second recording within the same second gets -2, ...)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
     safe_id = "".join(c if c.isalnum() or c in "-_" else "_" for c in stream_id) or "stream"
-    path, n = record_dir / f"{safe_id}-{stamp}.mp4", 1
+    path, n = record_dir / f"{safe_id}-{stamp}{suffix}", 1
     while path.exists():
         n += 1
-        path = record_dir / f"{safe_id}-{stamp}-{n}.mp4"
+        path = record_dir / f"{safe_id}-{stamp}-{n}{suffix}"
     return path
 
 
@@ -87,7 +105,7 @@ def attach_outputs(stream: AvatarStream, spec: OutputsSpec) -> list[Sink]:
     """Add the spec's sinks to the stream (and its canvas: before the stream's first frame, else ValueError; right
     after stream.start() and its first add_sink is early enough). Returns the sinks."""
     previous = _attached.get(stream)
-    canvas = canvas_for(spec)
+    canvas = canvas_for(spec, stream.session.avatar)
     if canvas is not None:
         if stream.pacer.metrics.frames_sent:
             raise ValueError(f"size {spec.size}: a stream's output size is chosen before its first frame")
@@ -99,9 +117,13 @@ def attach_outputs(stream: AvatarStream, spec: OutputsSpec) -> list[Sink]:
     sinks: list[Sink] = [RtmpSink(url, encoding, metadata=provenance.metadata(stream.id)) for url in spec.rtmp]
     if spec.record_dir is not None:
         spec.record_dir.mkdir(parents=True, exist_ok=True)
-        path = recording_path(spec.record_dir, stream.id)
-        sinks.append(Mp4Sink(path, encoding=encoding, fragmented=True, metadata=provenance.metadata(path.stem),
-                             on_finished=provenance.on_finished(path.stem)))
+        mode = spec.mode
+        if mode.mode == "alpha":  # the person over nothing: VP9 with alpha, its own encode (H.264 has no alpha)
+            sinks.append(AlphaFileSink(recording_path(spec.record_dir, stream.id, suffix=".webm"), mode.key))
+        else:
+            path = recording_path(spec.record_dir, stream.id)
+            sinks.append(Mp4Sink(path, encoding=encoding, fragmented=True, metadata=provenance.metadata(path.stem),
+                                 on_finished=provenance.on_finished(path.stem)))
     for sink in sinks:
         stream.add_sink(sink)
     _attached[stream] = _Attached(spec, canvas, [*(previous.sinks if previous else []), *sinks])
@@ -114,13 +136,14 @@ def describe_outputs(stream: AvatarStream) -> dict[str, Any]:
     if attached is None:
         return {"size": None, "rtmp": [], "recording": None}
     out: dict[str, Any] = {"size": attached.canvas.size if attached.canvas else None,
-                           "fit": attached.canvas.fit if attached.canvas else None, "rtmp": [], "recording": None}
+                           "fit": attached.canvas.fit if attached.canvas else None,
+                           "background": attached.spec.mode.mode, "rtmp": [], "recording": None}
     for sink in attached.sinks:
         queue = stream.pacer.sinks.metrics_of(sink)
         extra = {"queue_dropped": queue.dropped, "error": queue.error} if queue is not None else {}
         if isinstance(sink, RtmpSink):
             out["rtmp"].append({**sink.info(), **extra})
-        elif isinstance(sink, Mp4Sink):
+        elif isinstance(sink, Mp4Sink | AlphaFileSink):
             out["recording"] = {**sink.info(), **extra}
     return out
 
@@ -128,15 +151,40 @@ def describe_outputs(stream: AvatarStream) -> dict[str, Any]:
 def spec_from_args(args: argparse.Namespace) -> OutputsSpec:
     """The OutputsSpec of streaming.canvas.add_canvas_arguments' flags, and of --rtmp/--record where a command has
     them (raises pydantic's ValidationError, a ValueError, on bad values)."""
-    return OutputsSpec(rtmp=getattr(args, "rtmp", None) or [], record_dir=getattr(args, "record_dir", None),
+    spec = OutputsSpec(rtmp=getattr(args, "rtmp", None) or [], record_dir=getattr(args, "record_dir", None),
                        size=args.size, fit=args.fit, background=args.background)
+    check_files(spec)
+    return spec
 
 
-def canvas_for(spec: OutputsSpec) -> Canvas | None:
-    if spec.size is None:
+def check_files(spec: OutputsSpec) -> None:
+    """ValueError when the background names a picture that cannot be read (the command line: from the working
+    folder), before anything slow starts."""
+    path = spec.mode.path
+    if path is not None:
+        if not path.is_file():
+            raise ValueError(f"background {path}: no such file")
+        read_image(path)
+
+
+def canvas_for(spec: OutputsSpec, avatar: PreparedAvatar | None = None) -> Canvas | None:
+    """The spec's output canvas for this avatar: None when the stream's pictures go out as rendered (no size, the
+    photo's own background). A keyed background needs the avatar (its alpha and plate)."""
+    mode = spec.mode
+    if spec.size is None and not mode.keyed:
         return None
-    width, height = parse_size(spec.size)
-    return Canvas(width, height, spec.fit, spec.background)
+    if mode.keyed and avatar is None:
+        raise ValueError(f"background {mode}: the canvas is made with the avatar")
+    width, height = parse_size(spec.size) if spec.size is not None else _size_of(avatar)
+    if not mode.keyed:
+        return Canvas(width, height, spec.fit, mode.surround)
+    return Canvas(width, height, spec.fit, mode=mode, still=Still.of(avatar))
+
+
+def _size_of(avatar: PreparedAvatar | None) -> tuple[int, int]:
+    assert avatar is not None
+    height, width = avatar.rgb.shape[:2]
+    return width, height
 
 
 def _portrait_size(stream: AvatarStream) -> tuple[int, int]:

@@ -64,11 +64,11 @@ class Pacer:
         self._video: dict[int, np.ndarray] = {}
         self._audio: dict[int, np.ndarray] = {}
         self._last_picture: np.ndarray = session.avatar.rgb
-        self._canvas: Callable[[np.ndarray], np.ndarray] | None = None
+        self._canvas: Callable[..., np.ndarray] | None = None
         self._label: DisclosureLabel | None = None
-        # The pictures stored before the first frame went out, as rendered: a canvas or label set meanwhile frames
-        # them again (the store fills before any sink comes).
-        self._raw: dict[int, np.ndarray] = {}
+        # The pictures stored before the first frame went out, as rendered (with the person's alpha where a canvas
+        # wants it): a canvas or label set meanwhile frames them again (the store fills before any sink comes).
+        self._raw: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
         self._audio_arrived = asyncio.Event()
         self._video_arrived = asyncio.Event()
         self._taken = asyncio.Event()
@@ -87,12 +87,15 @@ class Pacer:
     async def remove_sink(self, sink: Sink) -> None:
         await self.sinks.remove(sink)
 
-    def set_canvas(self, canvas: Callable[[np.ndarray], np.ndarray]) -> None:
+    def set_canvas(self, canvas: Callable[..., np.ndarray]) -> None:
         """Every picture goes through canvas(picture) before any sink sees it (streaming/canvas.py: an output size).
-        Before the first frame only: an encoder cannot change its picture size midway."""
+        Before the first frame only: an encoder cannot change its picture size midway. A canvas with `needs_alpha`
+        (a keyed background) is called as canvas(picture, alpha) with each frame's person alpha."""
         if self.metrics.frames_sent:
             raise RuntimeError("the output canvas must be set before the stream's first frame")
         self._canvas = canvas
+        if getattr(canvas, "needs_alpha", False):
+            self.session.request_alpha()
         self._reframe()
 
     def set_label(self, label: DisclosureLabel | None) -> None:
@@ -106,13 +109,13 @@ class Pacer:
     def _reframe(self) -> None:
         if self.metrics.frames_sent:
             return
-        self._last_picture = self._framed(self.session.avatar.rgb, 0)
-        self._video = {k: self._framed(self._raw[k], k) if k in self._raw else picture  # rendered before any sink
+        self._last_picture = self._framed(self.session.avatar.rgb, k=0)
+        self._video = {k: self._framed(*self._raw[k], k=k) if k in self._raw else picture  # rendered before any sink
                        for k, picture in self._video.items()}
 
-    def _framed(self, picture: np.ndarray, k: int) -> np.ndarray:
+    def _framed(self, picture: np.ndarray, alpha: np.ndarray | None = None, *, k: int) -> np.ndarray:
         if self._canvas is not None:
-            picture = self._canvas(picture)
+            picture = self._canvas(picture) if alpha is None else self._canvas(picture, alpha)
         return picture if self._label is None else self._label(picture, k)
 
     def _hear(self, window: RenderedWindow, i: int) -> None:
@@ -166,7 +169,8 @@ class Pacer:
             for i in range(window.n_frames):
                 self._hear(window, i)
                 k = window.start_frame + i
-                await self.sinks.deliver(PacedFrame(k, self._framed(pictures[i], k), None))
+                alpha = None if window.alpha_frames is None else window.alpha_frames[i]
+                await self.sinks.deliver(PacedFrame(k, self._framed(pictures[i], alpha, k=k), None))
                 self.metrics.frames_sent += 1
             pending = np.concatenate([pending, window.audio])
             while len(pending) >= AUDIO_CHUNK_SAMPLES:
@@ -192,9 +196,10 @@ class Pacer:
                 k = window.start_frame + i
                 self._hear(window, i)
                 if k >= now:  # frames already due were repeated in their slot: drop them
-                    self._video[k] = self._framed(pictures[i], k)
+                    alpha = None if window.alpha_frames is None else window.alpha_frames[i]
+                    self._video[k] = self._framed(pictures[i], alpha, k=k)
                     if not self.metrics.frames_sent:
-                        self._raw[k] = pictures[i]
+                        self._raw[k] = (pictures[i], alpha)
             self._video_arrived.set()
 
     def _take_audio(self, k: int, samples: np.ndarray) -> None:

@@ -22,6 +22,7 @@ from engine.generator.eyes import blink_cells, eye_offsets, measure_lids, shade_
 from engine.generator.head_motion import depth_proxy, head_weight, jaw_line, layer_box, pivot
 from engine.generator.matte import person_layer, premultiplied_layer
 from engine.generator.mouth import JAW_REACH, UPPER_SHARE, MouthRig, lip_gap, mouth_palette
+from engine.generator.person_alpha import still_alpha
 from engine.generator.rest_pose import CLOSED_GAP, RestPose
 from engine.generator.rig import RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
@@ -238,6 +239,10 @@ class WarpGenerator:
         self.threads = threads
         self.max_seam_step = max_seam_step  # largest control change allowed across a window seam
         self.renderer = WarpRenderer(avatar).eval()
+        # Set (AvatarSession.request_alpha) when a keyed background needs the person's alpha of each frame:
+        # RenderedWindow.alpha_frames. Off, nothing of it is computed.
+        self.emit_alpha = False
+        self._still_alpha: np.ndarray | None = None
         # Process-wide in torch: the server keeps cores for encoding and other sessions.
         torch.set_num_threads(threads)
 
@@ -254,17 +259,26 @@ class WarpGenerator:
         controls = window.controls.copy()
         step = np.clip(controls[0] - condition.controls, -self.max_seam_step, self.max_seam_step)
         controls[0] = condition.controls + step
-        frames = self._frames(controls)
+        alphas = self._alpha_frames(len(controls)) if self.emit_alpha else None
+        frames = self._frames(controls, alphas)
         # Encoders want YUV 4:2:0: converting here, in the render thread, keeps it off the event loop.
         i420 = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420) for f in frames])
         rendered = RenderedWindow(window.start_frame, frames, window.audio,
-                                  (time.perf_counter() - t0) * 1000.0, window.created_t_s, i420)
+                                  (time.perf_counter() - t0) * 1000.0, window.created_t_s, i420, alphas)
         last = FirstFrame(rendered.end_frame - 1, frames[-1], controls[-1])
         return rendered, last
 
-    def _frames(self, controls: np.ndarray) -> np.ndarray:
+    def _alpha_frames(self, n: int) -> np.ndarray:
+        """(n, H, W) uint8 of the still portrait's person alpha; _frames writes the moving box of each."""
+        if self._still_alpha is None:
+            self._still_alpha = still_alpha(self.avatar)
+            self._layer_alpha = np.ascontiguousarray(self.renderer.layer_u8[..., 3])
+        return np.repeat(self._still_alpha[None], n, axis=0)
+
+    def _frames(self, controls: np.ndarray, alphas: np.ndarray | None = None) -> np.ndarray:
         """Fields from the torch module; pixels by OpenCV's byte remap (kernels.warp_cv2), which
-        matches the module's own float path within 1/255 at about a third of the cost."""
+        matches the module's own float path within 1/255 at about a third of the cost. alphas: if given,
+        each frame's person alpha is written into it (the layer's alpha through the same map)."""
         r = self.renderer
         lid_shade: list[torch.Tensor | None] = []
         with torch.inference_mode():
@@ -282,9 +296,12 @@ class WarpGenerator:
         overlay = np.ascontiguousarray(overlay.transpose(0, 2, 3, 1))
         o = r.pad * r.stride
         for i in range(len(controls)):
-            remap_composite(self.renderer.layer_u8, upsample(sx[i], r.stride, rh, rw, o),
-                            upsample(sy[i], r.stride, rh, rw, o), upsample(overlay[i], r.overlay_stride, bh, bw),
+            map_x, map_y = upsample(sx[i], r.stride, rh, rw, o), upsample(sy[i], r.stride, rh, rw, o)
+            remap_composite(self.renderer.layer_u8, map_x, map_y, upsample(overlay[i], r.overlay_stride, bh, bw),
                             upsample(alpha[i, 0], r.overlay_stride, bh, bw), box, frames[i, y0:y1, x0:x1], r.plate_u8)
+            if alphas is not None:  # the layer's alpha through the same map: where the moved person covers
+                alphas[i, y0:y1, x0:x1] = cv2.remap(self._layer_alpha, map_x, map_y, cv2.INTER_LINEAR,
+                                                    borderMode=cv2.BORDER_REPLICATE)
             for k, (gain, eye_box) in enumerate(zip(lid_shade, r.lid_boxes_px, strict=True)):
                 if gain is not None and shaded(float(blinks[i, k])):
                     shade_u8(frames[i, y0:y1, x0:x1], gain[i].numpy(), r.stride, eye_box)

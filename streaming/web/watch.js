@@ -1,6 +1,8 @@
 // The watch page: a WHEP client (POST the offer as application/sdp, 201 with the answer and a Location to
 // DELETE). It only watches: no microphone. Open it as /watch/STREAM_ID?token=VIEW_TOKEN (a view token for
 // that stream, minted on POST /tokens); add &muted=0 where the player may play sound without a click (OBS).
+// &key=green (or &key=%2300FF00, any #RRGGBB) keys that colour out (a stream with --background green or alpha):
+// the page draws the person over a transparent page, so an OBS browser source shows them over the scene.
 'use strict';
 
 const TOKEN_KEY = 'avatar-engine-watch-token';
@@ -13,6 +15,9 @@ const OFFER_TIMEOUT_MS = 30000;
 const STATS_INTERVAL_MS = 500;
 const FPS_WINDOW_MS = 2000;
 const RETRY_MS = [2000, 4000, 8000, 15000];  // a browser source runs for hours: it reconnects, backing off
+
+const KEY_COLOURS = { green: '#00B140' };  // streaming/keying.py KEY_GREEN
+const KEY = parseKey(PARAMS.get('key'));
 
 const video = document.getElementById('video');
 const unmute = document.getElementById('unmute');
@@ -172,6 +177,87 @@ function applyStats(run, report) {
   }
 }
 
+function parseKey(text) {
+  if (!text) return null;
+  const hex = (KEY_COLOURS[text.toLowerCase()] || text).replace(/^#/, '');
+  if (!/^[0-9a-fA-F]{6}$/.test(hex)) return null;
+  return [0, 2, 4].map((i) => parseInt(hex.slice(i, i + 2), 16) / 255);
+}
+
+// Chroma key in WebGL: alpha from the distance to the key in the colour-difference plane (Cb, Cr: independent of
+// brightness), the colour un-mixed from the key with that alpha, then the key's own channel held to the larger of
+// the other two (spill suppression: the video's 4:2:0 edge blocks are part key), premultiplied.
+const KEY_SHADER = `
+precision mediump float;
+uniform sampler2D frame;
+uniform vec3 key;
+uniform vec3 spill;
+varying vec2 uv;
+vec2 chroma(vec3 c) { return vec2(dot(c, vec3(-0.1687, -0.3313, 0.5)), dot(c, vec3(0.5, -0.4187, -0.0813))); }
+void main() {
+  vec3 c = texture2D(frame, uv).rgb;
+  float a = smoothstep(0.08, 0.22, distance(chroma(c), chroma(key)));
+  vec3 p = a > 0.0 ? clamp((c - (1.0 - a) * key) / a, 0.0, 1.0) : vec3(0.0);
+  float others = spill.r > 0.5 ? max(p.g, p.b) : (spill.g > 0.5 ? max(p.r, p.b) : max(p.r, p.g));
+  p = mix(p, min(p, vec3(others)), spill);
+  gl_FragColor = vec4(p * a, a);
+}`;
+
+function startKeying(key) {
+  const canvas = document.createElement('canvas');
+  canvas.id = 'keyed';
+  document.body.classList.add('keyed');
+  document.body.insertBefore(canvas, video.nextSibling);
+  const gl = canvas.getContext('webgl', { premultipliedAlpha: true, alpha: true, preserveDrawingBuffer: true });
+  window.watchStats.keyed = gl ? 'webgl' : 'unavailable';
+  window.watchStats.keyedFrames = 0;
+  if (!gl) return;  // the video shows unkeyed
+  const program = gl.createProgram();
+  for (const [type, source] of [[gl.VERTEX_SHADER,
+    'attribute vec2 p; varying vec2 uv; void main() { uv = vec2(p.x + 1.0, 1.0 - p.y) / 2.0; gl_Position = vec4(p, 0, 1); }'],
+  [gl.FRAGMENT_SHADER, KEY_SHADER]]) {
+    const shader = gl.createShader(type);
+    gl.shaderSource(shader, source);
+    gl.compileShader(shader);
+    gl.attachShader(program, shader);
+  }
+  gl.linkProgram(program);
+  gl.useProgram(program);
+  gl.bindBuffer(gl.ARRAY_BUFFER, gl.createBuffer());
+  gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([-1, -1, 1, -1, -1, 1, 1, 1]), gl.STATIC_DRAW);
+  const at = gl.getAttribLocation(program, 'p');
+  gl.enableVertexAttribArray(at);
+  gl.vertexAttribPointer(at, 2, gl.FLOAT, false, 0, 0);
+  gl.uniform3fv(gl.getUniformLocation(program, 'key'), key);
+  const strongest = key.indexOf(Math.max(...key));
+  gl.uniform3fv(gl.getUniformLocation(program, 'spill'), [0, 1, 2].map((i) => (i === strongest ? 1 : 0)));
+  gl.bindTexture(gl.TEXTURE_2D, gl.createTexture());
+  for (const [name, value] of [[gl.TEXTURE_MIN_FILTER, gl.LINEAR], [gl.TEXTURE_MAG_FILTER, gl.LINEAR],
+    [gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE], [gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE]]) {
+    gl.texParameteri(gl.TEXTURE_2D, name, value);
+  }
+  const draw = () => {
+    if (video.videoWidth && video.readyState >= 2) {
+      if (canvas.width !== video.videoWidth || canvas.height !== video.videoHeight) {
+        canvas.width = video.videoWidth;
+        canvas.height = video.videoHeight;
+        gl.viewport(0, 0, canvas.width, canvas.height);
+      }
+      gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGB, gl.RGB, gl.UNSIGNED_BYTE, video);
+      gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4);
+      window.watchStats.keyedFrames += 1;
+    }
+    next();
+  };
+  // Once per decoded frame where the browser says when (OBS' Chromium does), else once per display refresh.
+  const next = () => (video.requestVideoFrameCallback ? video.requestVideoFrameCallback(draw)
+    : requestAnimationFrame(draw));
+  next();
+}
+
 window.addEventListener('pagehide', () => { if (current) end(current); current = null; });
 if (!STREAM_ID) setState('error', 'no stream id: open /watch/STREAM_ID');
-else watch();
+else {
+  if (KEY) startKeying(KEY);
+  watch();
+}

@@ -1,0 +1,216 @@
+"""Background modes: what shows behind the person (photo, a key colour, a picture) and the alpha that separates them.
+
+    --background photo            the photo as it is (default)
+    --background green[:#RRGGBB]  a key colour everywhere outside the person (default #00B140), for a chroma key
+    --background image:PATH       a picture behind the person, covering the canvas
+    --background alpha[:#RRGGBB]  live outputs keyed on the colour as with green; recordings and `render` get a
+                                  file with an alpha channel (WebM VP9 yuva420p, or ProRes 4444 in a .mov)
+    --background PATH             (the older form) the photo as it is, the image only around a fitted portrait
+
+The person comes with the renderer's own alpha for each frame (RenderedWindow.alpha_frames: the warped
+person layer's coverage, so the matte follows the moving head), and every rendered frame is that layer
+over the photo's background plate: frame = person + (1 - alpha) x plate, the person already un-mixed from
+the photo's own background at prepare (engine.generator.matte.premultiplied_layer). Swapping the plate for
+another background is then one linear step per pixel: out = frame + (1 - alpha) x (background - plate) =
+person + (1 - alpha) x background. Hair's soft edge keeps its alpha and carries none of the old background's
+colour, so there is no spill of it, nor of the key, on the person. The step is linear, so it runs on the
+I420 planes the encoders take, after the canvas' resize: a few byte operations per pixel.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+Mode = Literal["photo", "green", "image", "alpha"]
+KEY_GREEN = (0x00, 0xB1, 0x40)  # #00B140: chroma-key green, far from skin and hair
+MODES = "photo, green[:#RRGGBB], image:PATH, alpha[:#RRGGBB]"
+
+
+@dataclass(frozen=True)
+class Background:
+    """A parsed --background value."""
+
+    mode: Mode = "photo"
+    key: tuple[int, int, int] = KEY_GREEN  # green and alpha modes: the colour outside the person (RGB)
+    image: Path | None = None  # image mode: the picture behind the person
+    surround: Path | None = None  # photo mode (the older form): an image around a fitted portrait only
+
+    @property
+    def keyed(self) -> bool:
+        """The person is composited over something other than the photo's own background."""
+        return self.mode != "photo"
+
+    @property
+    def path(self) -> Path | None:
+        """The file this mode reads, if any."""
+        return self.image if self.mode == "image" else self.surround
+
+    def with_path(self, path: Path) -> Background:
+        return replace(self, image=path) if self.mode == "image" else replace(self, surround=path)
+
+    def __str__(self) -> str:
+        if self.mode in ("green", "alpha"):
+            return self.mode if self.key == KEY_GREEN else f"{self.mode}:#{bytes(self.key).hex().upper()}"
+        if self.mode == "image":
+            return f"image:{self.image}"
+        return str(self.surround) if self.surround is not None else "photo"
+
+
+def parse_background(text: str | Path | None) -> Background:
+    """'green', 'green:#00FF00', 'image:bg.jpg', 'alpha', 'photo', or (the older form) an image path: a Background.
+    ValueError naming the accepted forms when it is none of them. Files are not opened here."""
+    if text is None:
+        return Background()
+    raw = str(text).strip()
+    head, _, rest = raw.partition(":")
+    name = head.lower()
+    if name == "photo" and not rest:
+        return Background()
+    if name in ("green", "alpha"):
+        return Background(name, _colour(rest) if rest else KEY_GREEN)  # type: ignore[arg-type]
+    if name == "image":
+        if not rest.strip():
+            raise ValueError("background 'image:': name the picture, e.g. image:studio.jpg")
+        return Background("image", image=Path(rest.strip()))
+    if not raw or name in ("photo", "key", "chroma", "transparent", "none"):
+        raise ValueError(f"background {raw!r}: expected one of {MODES}")
+    return Background(surround=Path(raw))
+
+
+def _colour(text: str) -> tuple[int, int, int]:
+    match = re.fullmatch(r"\s*#?([0-9a-fA-F]{6})\s*", text)
+    if match is None:
+        raise ValueError(f"key colour {text!r}: expected #RRGGBB, e.g. #00B140 or #00FF00")
+    r, g, b = bytes.fromhex(match[1])
+    return r, g, b
+
+
+def read_image(path: Path | str) -> np.ndarray:
+    """An image file as RGB, or ValueError."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"background {path}: not an image OpenCV can read")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@dataclass(frozen=True)
+class Still:
+    """What keying needs of a portrait: its still picture, the person's alpha on it, and the background plate
+    the renderer composites the person over (both from prepare: engine.generator.matte)."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8
+    alpha: np.ndarray  # (H, W) uint8
+    plate: np.ndarray  # (H, W, 3) uint8
+
+    @classmethod
+    def of(cls, avatar: object) -> Still:
+        from engine.generator.person_alpha import layer_of, still_alpha
+
+        _, plate = layer_of(avatar)  # type: ignore[arg-type]
+        return cls(avatar.rgb, still_alpha(avatar), plate)  # type: ignore[attr-defined,arg-type]
+
+
+class KeyedPicture(np.ndarray):
+    """An I420 picture that also carries the person's alpha at its size (alpha mode): sinks that know it (an
+    alpha recording) read it with alpha_of(); the others see a plain picture keyed on the colour. The alpha may
+    be given as a function that makes it: then it is made where it is first read (a sink's thread), not on the
+    event loop where the canvas runs."""
+
+    _alpha: np.ndarray | Callable[[], np.ndarray] | None = None
+
+    @classmethod
+    def wrap(cls, i420: np.ndarray, alpha: np.ndarray | Callable[[], np.ndarray]) -> KeyedPicture:
+        out = i420.view(cls)
+        out._alpha = alpha
+        return out
+
+    @property
+    def alpha(self) -> np.ndarray | None:
+        if callable(self._alpha):
+            self._alpha = self._alpha()
+        return self._alpha
+
+    def __array_finalize__(self, obj: object) -> None:
+        self._alpha = getattr(obj, "_alpha", None)
+
+
+def alpha_of(picture: np.ndarray) -> np.ndarray | None:
+    """The alpha a picture carries (alpha mode), or None."""
+    return picture.alpha if isinstance(picture, KeyedPicture) else None
+
+
+def i420_planes(i420: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y, U and V planes of a (H * 3 // 2, W) I420 buffer."""
+    flat = i420.reshape(-1)
+    y_size, c_size = width * height, (width // 2) * (height // 2)
+    return (flat[:y_size].reshape(height, width),
+            flat[y_size:y_size + c_size].reshape(height // 2, width // 2),
+            flat[y_size + c_size:y_size + 2 * c_size].reshape(height // 2, width // 2))
+
+
+class PlateSwap:
+    """out = frame + (1 - alpha) x (background - plate), on one rectangle of I420 planes.
+
+    background - plate is fixed for a portrait and a canvas: kept as its positive and negative parts (bytes), so a
+    frame costs, per plane, one inversion of the alpha, two scaled multiplies and a saturating add and subtract,
+    all SIMD byte loops in OpenCV. Where alpha is 0 the result is the background exactly; where it is 255,
+    the frame untouched."""
+
+    def __init__(self, background_i420: list[np.ndarray], plate_i420: list[np.ndarray]) -> None:
+        self.more, self.less = [], []
+        for b, p in zip(background_i420, plate_i420, strict=True):
+            self.more.append(cv2.subtract(b, p))  # saturating: max(b - p, 0)
+            self.less.append(cv2.subtract(p, b))
+        self._tmp = [np.empty_like(m) for m in self.more]
+
+    def __call__(self, planes: list[np.ndarray], alpha_y: np.ndarray) -> None:
+        """planes: the frame's Y, U, V over the rectangle, changed in place; alpha_y: its alpha at Y's size."""
+        h, w = alpha_y.shape
+        alpha_c = cv2.resize(alpha_y, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        inv_y, inv_c = cv2.bitwise_not(alpha_y), cv2.bitwise_not(alpha_c)
+        for plane, more, less, tmp, inv in zip(planes, self.more, self.less, self._tmp, (inv_y, inv_c, inv_c),
+                                               strict=True):
+            cv2.multiply(inv, more, dst=tmp, scale=1.0 / 255.0)
+            cv2.add(plane, tmp, dst=plane)
+            cv2.multiply(inv, less, dst=tmp, scale=1.0 / 255.0)
+            cv2.subtract(plane, tmp, dst=plane)
+
+
+def straight_rgba(i420: np.ndarray, alpha: np.ndarray, key: tuple[int, int, int]) -> np.ndarray:
+    """(H, W, 4) RGBA with straight (not premultiplied) colour, from a picture keyed on `key` and its alpha, as alpha
+    video formats want it: the person's colour un-mixed from the key, (picture - (1 - a) key) / a, on the soft edge;
+    black where alpha is 0 (neutral where 4:2:0 chroma mixes it into the edge, as the key's green would not be).
+    Where alpha is 0 and the picture is not the key (a label drawn over the background), the pixel is made
+    opaque: what was drawn over the picture stays visible in the file. Byte operations but for the soft edge."""
+    rgb = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+    near = cv2.inRange(rgb, tuple(max(0, c - 24) for c in key), tuple(min(255, c + 24) for c in key))
+    empty = cv2.compare(alpha, 0, cv2.CMP_EQ)
+    drawn = cv2.bitwise_and(empty, cv2.bitwise_not(near))
+    colour = cv2.bitwise_and(rgb, rgb, mask=cv2.bitwise_not(cv2.bitwise_and(empty, near)))
+    edge = cv2.findNonZero(cv2.inRange(alpha, 1, 254))
+    if edge is not None:
+        xs, ys = edge[:, 0, 0], edge[:, 0, 1]
+        a = alpha[ys, xs].astype(np.float32)[:, None] / 255.0
+        mixed = (rgb[ys, xs].astype(np.float32) - (1.0 - a) * np.asarray(key, np.float32)) / a
+        colour[ys, xs] = np.clip(mixed + 0.5, 0.0, 255.0).astype(np.uint8)
+    return cv2.merge([*cv2.split(colour), cv2.bitwise_or(alpha, drawn)])
+
+
+def alpha_from_key(i420: np.ndarray, key: tuple[int, int, int]) -> np.ndarray:
+    """(H, W) uint8 alpha of a picture keyed on `key` that lost the alpha it carried (a stage that drew a new
+    picture): 0 where its colour difference (U, V) is the key's, 255 beyond 0.09 of it, a ramp between, as the
+    watch page's keyer does. The canvas' own alpha is better: this is the fallback."""
+    h, w = i420.shape[0] * 2 // 3, i420.shape[1]
+    _, u, v = i420_planes(i420, w, h)
+    k = cv2.cvtColor(np.full((2, 2, 3), key, np.uint8), cv2.COLOR_RGB2YUV_I420).reshape(-1)
+    du, dv = u.astype(np.float32) - float(k[4]), v.astype(np.float32) - float(k[5])
+    distance = cv2.magnitude(du, dv) / 255.0
+    alpha = np.clip((distance - 0.04) / 0.05, 0.0, 1.0)
+    return cv2.resize((alpha * 255.0 + 0.5).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
