@@ -1,4 +1,4 @@
-"""File sinks and shared encoders: sinks that ask for the same codec settings share one encode."""
+"""File sinks and shared encoders: sinks that ask for the same codec settings share one encode per codec."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from engine.config import EngineConfig
 from engine.session import AvatarSession
 from streaming.egress_file import Mp4Sink
-from streaming.encoding import Encoder
+from streaming.encoding import CodecEncoder
 from streaming.sources import FileSource, PushedAudio
 from streaming.stream import AvatarStream
 from tests.conftest import write_wav
@@ -32,7 +32,7 @@ def read_back(path: Path) -> tuple[list[bytes], int, float, float, bool]:
 def test_two_mp4_sinks_with_the_same_settings_share_one_encode(tmp_path: Path) -> None:
     wav = write_wav(tmp_path / "in.wav", speechlike(2.0))
 
-    async def render() -> tuple[AvatarStream, list[Encoder]]:
+    async def render() -> tuple[AvatarStream, list[CodecEncoder]]:
         stream = AvatarStream(AvatarSession(avatar(), EngineConfig(), live=False, session_id="files"))
         for name, crf in (("a", 20), ("b", 20), ("c", 30)):
             stream.add_sink(Mp4Sink(tmp_path / f"{name}.mp4", crf=crf))
@@ -44,9 +44,12 @@ def test_two_mp4_sinks_with_the_same_settings_share_one_encode(tmp_path: Path) -
         return stream, encoders
 
     stream, encoders = asyncio.run(render())
-    assert len(encoders) == 2, "one encoder per distinct setting"
-    assert sorted((e.metrics.subscribers, e.metrics.frames_encoded) for e in encoders) == [(1, 96), (2, 96)], (
+    video = [e for e in encoders if e.kind == "video"]
+    [audio] = [e for e in encoders if e.kind == "audio"]  # the three ask for the same AAC: one encode of the sound
+    assert len(video) == 2, "one video encoder per distinct setting"
+    assert sorted((e.metrics.subscribers, e.metrics.frames_encoded) for e in video) == [(1, 96), (2, 96)], (
         "the two sinks with the same settings did not share one encode of each frame")
+    assert audio.metrics.subscribers == 3 and audio.metrics.audio_samples_encoded == 2 * 48000
     a, b, c = (read_back(tmp_path / f"{n}.mp4") for n in "abc")
     assert a[0] == b[0], "shared packets, yet the files differ"
     assert a[0] != c[0], "different settings, yet the same packets"
@@ -73,7 +76,7 @@ def test_an_mp4_sink_joining_a_live_stream_starts_at_a_forced_keyframe(tmp_path:
         stream.add_sink(joiner)
         await asyncio.sleep(2.0)
         await stream.remove_sink(joiner)  # finishes its file; the other sink goes on
-        encoder = stream.pacer.encoders[0]
+        [encoder] = [e for e in stream.pacer.encoders if e.kind == "video"]
         forced, subscribers = encoder.metrics.keyframes_forced, encoder.metrics.subscribers
         await stream.close()
         return forced, subscribers
