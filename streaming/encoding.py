@@ -470,6 +470,8 @@ class Encoder(Sink):
                                        None if raw.dts is None else raw.dts - shift, raw.duration, raw.time_base,
                                        raw.is_keyframe, sub.streams)
                 if video:
+                    if not sub.video_packets and t_s is not None:  # the stream's frame its pictures start at
+                        outlet.metrics.first_frame_index = round(t_s * FPS)
                     sub.video_packets += 1
                     self._check_left(sub)
                 if not self.live:
