@@ -195,14 +195,18 @@ def _measure(stream: AvatarStream, viewer: WhepViewer, anchor: int, read: dict[i
         ticks = (pts - pts0) % 2**32  # RTP timestamps wrap
         assert ticks % RTP_TICKS_PER_FRAME == 0, f"a picture off the 48 fps grid ({ticks} ticks)"
         frames[anchor + ticks // RTP_TICKS_PER_FRAME] = (wall, rgb)
+    clock = stream.session.clock
+    assert clock is not None
+    # A wrong anchor (a first keyframe lost on the way: the viewer started at a later one) would put every picture
+    # a keyframe interval off: decoded pictures arrive within the transport's few tens of ms of their due time.
+    late_s = float(np.median([wall - clock.frame_due_s(k) for k, (wall, _) in frames.items()]))
+    assert -0.1 < late_s < 0.5, f"the viewer's pictures do not line up with the stream's frames ({late_s:+.3f} s)"
     last = max(k for k, rms in read.items() if rms > 0 and k <= k_i + AFTER_FRAMES)  # the next trial's comes later
     window = [k for k in sorted(frames) if k_i - BEFORE_FRAMES <= k <= k_i + AFTER_FRAMES]
     photo = stream.session.avatar.rgb
     t = track(photo, [frames[k][1] for k in window])
     iod = inter_ocular(t.reference)
     gaps = lip_gap_iod(t.frames, iod)
-    clock = stream.session.clock
-    assert clock is not None
     closed_below = max(CLOSED_GAP_MAX, CLOSED_GAP_FLOOR_PX / iod)
     corners = t.reference[[61, 291, 13, 14]]  # mediapipe: mouth corners, inner lips
     pad = 0.35 * (corners[1, 0] - corners[0, 0])
