@@ -234,6 +234,7 @@ async def test_a_whep_viewer_and_an_rtmp_push_of_one_stream_share_one_h264_encod
             codecs = {(e.kind, e.spec.codec): e.metrics.subscribers for e in stream.pacer.encoders}
             [h264] = [e for e in stream.pacer.encoders if e.kind == "video"]
             options = dict(h264.spec.options)  # type: ignore[union-attr]
+            annex_b = bytes(h264.stream.codec_context.extradata or b"")  # type: ignore[union-attr]
             await viewer.stop()
             async with http.delete(f"{base}/streams/{sid}") as r:
                 assert r.status == 200, await r.text()
@@ -255,7 +256,12 @@ async def test_a_whep_viewer_and_an_rtmp_push_of_one_stream_share_one_h264_encod
     # The push has a keyframe at least every 2 s (what ingests ask for): the WHEP viewer's joining keyframe and
     # the regular GOP together.
     with av.open(str(flv)) as c:
+        avcc = bytes(c.streams.video[0].codec_context.extradata or b"")
         keys = [float(p.pts * p.time_base) for p in c.demux(video=0) if p.dts is not None and p.is_keyframe]
+    # The encoder's headers are Annex B (start codes: what WebRTC takes, SPS/PPS put in band before keyframes);
+    # FFmpeg's FLV muxer wrote them as an avcC record (version 1, then constrained baseline: profile 66).
+    assert annex_b.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01")), annex_b[:8]
+    assert avcc[:2] == b"\x01\x42", avcc[:8]
     assert len(keys) >= 2 and max(np.diff(keys)) <= 2.0 + 1 / 48, keys
     print(f"\nencoders {codecs}; relay {relayed}; WHEP viewer {rate:.2f} fps; FLV keyframes at {np.round(keys, 2)}")
 
