@@ -10,7 +10,9 @@ viewer's received fps are taken over --seconds; then they leave. With the encode
 only its packetising and encryption, not a render or an encode. The viewers and the publisher run in
 this process on the same machine: on a small box they compete with the server for its cores.
 --rtmp also pushes the stream to a local nginx-rtmp (harness/nginx_rtmp.py): its H.264 encode is the
-viewers' one, so the push adds an AAC encode and its muxing, not a second H.264 encode.
+viewers' one, so the push adds an AAC encode and its muxing, not a second H.264 encode. "encoding ms /
+frame" is the CPU time of the stream's codec threads (their cpu_s counters; '-' for a server without
+them), which the load of a shared machine hardly changes; "CPU ms / frame" is the whole process's.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ from harness.whep_client import WhepViewer, WhipPublisher
 def session_info(server: ServerProcess, sid: str) -> dict:
     with urllib.request.urlopen(server.url + "/api/sessions", timeout=10) as r:
         return next(s for s in json.loads(r.read())["sessions"] if s["id"] == sid)
+
+
+def encode_cpu_s(info: dict) -> float | None:
+    """CPU seconds so far of the stream's codecs (their counters in /api/sessions; None where the server has none)."""
+    codecs = [s["cpu_s"] for name, s in info["sinks"].items() if name.startswith("encoder_") and "cpu_s" in s]
+    return sum(codecs) if codecs else None
 
 
 def create_stream(server: ServerProcess, rtmp: str | None = None) -> str:
@@ -80,8 +88,11 @@ async def measure(server: ServerProcess, sid: str, n: int, seconds: float, settl
     await asyncio.gather(*(v.stop() for v in viewers))
     await asyncio.sleep(1.0)  # the viewers have left (the encoder goes with the last one)
     sent = info["frames_sent"] - before["frames_sent"]
+    encode_s, encode_before_s = encode_cpu_s(info), encode_cpu_s(before)
     return {"viewers": n, "server_cpu_pct_mean": round(float(np.mean(cpu)), 1),
             "server_cpu_ms_per_frame": round(float(np.mean(cpu)) * 10 * (t1 - t0) / max(1, sent), 2),
+            "encode_cpu_ms_per_frame": None if encode_s is None or encode_before_s is None
+            else round(1000 * (encode_s - encode_before_s) / max(1, sent), 2),
             "video_encoders": info["sinks"].get("encoder", {}).get("video_encoders", "-"),
             "server_cpu_pct_p95": round(float(np.percentile(cpu, 95)), 1), "viewer_fps": [round(r, 2) for r in rates],
             "encoders": info["encoders"],
@@ -125,12 +136,13 @@ def main() -> None:
         rows = asyncio.run(run(args, Path(tmp)))
     title = "Server CPU by WHEP viewers of one stream (one render, one encode per codec)"
     table = Table(title=title + (", pushed to RTMP" if args.rtmp else ""))
-    for col in ("viewers", "server CPU % (mean)", "p95", "CPU ms / frame", "viewer fps", "encoders (video)",
-                "frames repeated / sent", "load"):
+    for col in ("viewers", "server CPU % (mean)", "p95", "CPU ms / frame", "encoding ms / frame", "viewer fps",
+                "encoders (video)", "frames repeated / sent", "load"):
         table.add_column(col)
     for r in rows:
         table.add_row(str(r["viewers"]), f"{r['server_cpu_pct_mean']:.1f}", f"{r['server_cpu_pct_p95']:.1f}",
-                      f"{r['server_cpu_ms_per_frame']:.2f}", ", ".join(f"{f:.1f}" for f in r["viewer_fps"]) or "-",
+                      f"{r['server_cpu_ms_per_frame']:.2f}", str(r["encode_cpu_ms_per_frame"] or "-"),
+                      ", ".join(f"{f:.1f}" for f in r["viewer_fps"]) or "-",
                       f"{r['encoders']} ({r['video_encoders']})", f"{r['frames_repeated']} / {r['frames_sent']}",
                       f"{r['load_1min']:.1f}")
     Console().print(table)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import fractions
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -133,6 +134,7 @@ class EncoderMetrics:
     keyframes_requested: int = 0  # by subscribers whose decoder lost its place (a WebRTC viewer's PLI/FIR)
     packets: int = 0
     subscribers: int = 0
+    cpu_s: float = 0.0  # the codec's thread's CPU time: what this encode costs, shared by all its subscribers
 
 
 @dataclass
@@ -180,7 +182,14 @@ class CodecEncoder:
 
     def run(self, job: Callable[..., R], *args: object) -> asyncio.Future[R]:
         """The job in the codec's thread, submitted now (so a codec retired later still finishes it first)."""
-        return asyncio.get_running_loop().run_in_executor(self._executor, job, *args)
+        return asyncio.get_running_loop().run_in_executor(self._executor, self._timed, job, *args)
+
+    def _timed(self, job: Callable[..., R], *args: object) -> R:
+        started = time.thread_time()
+        try:
+            return job(*args)
+        finally:
+            self.metrics.cpu_s += time.thread_time() - started
 
     def retire(self) -> None:
         """No subscriber is left: close the codec after whatever it is encoding now."""
