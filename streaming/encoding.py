@@ -22,6 +22,7 @@ import contextlib
 import fractions
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,7 @@ from streaming.sinks import PacedAudio, PacedFrame, Sink, to_video_frame
 log = logging.getLogger(__name__)
 
 LEAVE_TIMEOUT_S = 2.0
+RECENT_AUDIO_CHUNKS = 16  # ~0.3 s: the sound handed out ahead of its picture, for an audio codec that starts late
 LIVE_GOP_FRAMES = 2 * FPS  # a keyframe every 2 s: what RTMP ingests ask for (YouTube, Twitch: at most 2-4 s)
 
 
@@ -302,9 +304,11 @@ class _Subscriber:
     frames_before: int = 0  # frames its video codec had taken before its first
     video_packets: int = 0  # delivered to it
     streams: EncodedStreams | None = None
-    # Leaving: the frames given to the codec until then are still in its delay; it gets those and no more.
+    # Leaving: the frames given to the codec until then are still in its delay; it gets those and no more, and
+    # its sound up to their end (the audio codec's delay and the sound handed out after the picture).
     last_frame: int | None = None
     owed_frames: int = 0
+    sound_done: bool = False
     left: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -326,6 +330,7 @@ class Encoder(Sink):
         self.codecs: dict[Spec, CodecEncoder] = {}
         self._subs: dict[Outlet, _Subscriber] = {}
         self._on_idle = on_idle
+        self._recent_audio: deque[PacedAudio] = deque(maxlen=RECENT_AUDIO_CHUNKS)
 
     @property
     def encoders(self) -> list[CodecEncoder]:
@@ -395,7 +400,7 @@ class Encoder(Sink):
 
     @staticmethod
     def _check_left(sub: _Subscriber) -> None:
-        if sub.last_frame is not None and sub.video_packets >= sub.owed_frames:
+        if sub.last_frame is not None and sub.video_packets >= sub.owed_frames and sub.sound_done:
             sub.left.set()
 
     def _subscriber_failed(self, outlet: Outlet) -> None:
@@ -424,19 +429,21 @@ class Encoder(Sink):
                 jobs.append(codec.run(codec.encode_video, frames, keyframe))
             else:
                 jobs.append(codec.run(codec.encode_audio, self._audio_for(codec, chunks)))
+        self._recent_audio.extend(chunks)
         outputs = await asyncio.gather(*jobs)
         await self._fan_out([raw for raws in outputs for raw in raws])
 
     def _audio_for(self, codec: CodecEncoder, chunks: list[PacedAudio]) -> list[PacedAudio]:
-        """An audio codec starts with the chunk that holds its earliest started subscriber's first frame; who has
-        started by then gets all its packets (the AAC encoder's priming included, which a muxer trims)."""
+        """An audio codec starts with the chunk that holds its earliest started subscriber's first frame (the sound
+        may have been handed out ahead of that picture: it is taken from the recent chunks); who has started by
+        then gets all its packets (the AAC encoder's priming included, which a muxer trims)."""
         if codec.started:
             return chunks
         subs = [s for s in self._subs.values() if s.audio is codec and s.origin_s is not None]
         if not subs:
             return []
         origin = min(s.origin_s for s in subs if s.origin_s is not None) * SAMPLE_RATE_HZ
-        chunks = [c for c in chunks if c.start_sample + len(c.samples) > origin]
+        chunks = [c for c in [*self._recent_audio, *chunks] if c.start_sample + len(c.samples) > origin]
         if chunks:
             codec.started = True
             for sub in subs:
@@ -469,6 +476,9 @@ class Encoder(Sink):
                 if not video and not sub.founding_audio and (t_s is None or t_s < sub.origin_s):
                     continue
                 if sub.last_frame is not None and (t_s is None or t_s >= fractions.Fraction(sub.last_frame + 1, FPS)):
+                    if not video:  # leaving: its sound is complete
+                        sub.sound_done = True
+                        self._check_left(sub)
                     continue  # leaving: nothing after its last frame
                 if sub.streams is None:
                     assert sub.video.stream is not None and sub.audio.stream is not None
