@@ -172,6 +172,7 @@ class CodecEncoder:
         self._container: av.container.OutputContainer | None = None
         self._next_sample: int | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"encode-{spec.codec}")
+        self._retired = False
 
     def __repr__(self) -> str:
         return f"CodecEncoder[{self.name}]"
@@ -194,9 +195,11 @@ class CodecEncoder:
             self.metrics.cpu_s += time.thread_time() - started
 
     def retire(self) -> None:
-        """No subscriber is left: close the codec after whatever it is encoding now."""
-        self._executor.submit(self._close)
-        self._executor.shutdown(wait=False)
+        """No subscriber is left, or the stream ended: close the codec after whatever it is encoding now (once)."""
+        if not self._retired:
+            self._retired = True
+            self._executor.submit(self._close)
+            self._executor.shutdown(wait=False)
 
     # ---- in its thread -----------------------------------------------------------------------
     def _open(self, width: int = 0, height: int = 0) -> None:
@@ -456,7 +459,7 @@ class Encoder(Sink):
             await self._fan_out([raw for raws in outputs for raw in raws])
         finally:
             await self.subscribers.aclose(drain=True)
-            for codec in self.encoders:
+            for codec in self.encoders:  # kept for their counters
                 codec.retire()
 
     async def _fan_out(self, raws: list[_Raw]) -> None:
