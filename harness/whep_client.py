@@ -44,9 +44,12 @@ async def delete(url: str, token: str | None = None) -> int:
 class WhepViewer:
     """Watches a stream: records when each video frame and audio frame is decoded."""
 
-    def __init__(self, video_codec: str | None = None, crop_box: tuple[int, int, int, int] | None = None) -> None:
+    def __init__(self, video_codec: str | None = None, crop_box: tuple[int, int, int, int] | None = None,
+                 keep_pictures: bool = False) -> None:
         self.pc = RTCPeerConnection()
         self.crop_box = crop_box  # (x0, y0, x1, y1): keep this region of each picture, grey
+        self.keep_pictures = keep_pictures
+        self.pictures: list[tuple[int, float, np.ndarray]] = []  # keep_pictures: (RTP pts, decoded at, RGB)
         self.got = Received()
         self.location: str | None = None
         self.answered_s: float | None = None
@@ -78,6 +81,8 @@ class WhepViewer:
                     self.got.video_pts.append(int(frame.pts))
                     self.got.video_size = (frame.width, frame.height)
                     self.keyframes += int(bool(getattr(frame, "key_frame", False)))
+                    if self.keep_pictures:
+                        self.pictures.append((int(frame.pts), now, frame.to_ndarray(format="rgb24")))
                     if self.crop_box is not None:
                         x0, y0, x1, y1 = self.crop_box
                         self.got.crops.append(frame.to_ndarray(format="gray")[y0:y1, x0:x1].astype(np.float32))

@@ -2,8 +2,10 @@
 
     stream.add_sink(RtmpSink("rtmp://a.rtmp.youtube.com/live2/KEY"))
 
-The packets come from the stream's shared encoder (LIVE_ENCODING: 2 s keyframes, a capped bit rate,
-as platforms ask). Nothing here can hold up the engine or the other sinks:
+The packets come from the stream's shared encodes (live_encoding: the stream's one H.264 encode, which
+its WHEP viewers and recording share, with 2 s keyframes and a capped bit rate as platforms ask; AAC).
+H.264 comes in Annex B with its SPS/PPS out of band; FFmpeg's FLV muxer writes them as avcC and
+converts each packet. Nothing here can hold up the engine or the other sinks:
 
     pacer ─► encoder ─► RtmpSink.on_batch ─► bounded queue ─► writer thread ─► pipe ─► child process ─► ingest
               (shared)   (never waits)        (full: dropped    (FLV muxer)            (streaming/rtmp_push.py:
@@ -39,7 +41,7 @@ from urllib.parse import urlsplit
 
 import av
 
-from streaming.encoding import EncodedPacket, EncodingSpec
+from streaming.encoding import AudioSpec, EncodedPacket, EncodingSpec, live_video
 from streaming.sinks import Sink
 
 log = logging.getLogger(__name__)
@@ -54,14 +56,9 @@ GOP_CACHE_PACKETS = 1000  # what is kept from the latest keyframe on while disco
 
 def live_encoding(video_bit_rate: int = 3_000_000, audio_bit_rate: int = 128_000,
                   preset: str = "superfast") -> EncodingSpec:
-    """H.264 for live ingest: a keyframe every 2 s (96 frames; no scene-cut ones), a capped constant bit rate
-    (1 s of buffer), no B-frames, one thread (x264's threads fight the renderer on a small machine; superfast
-    takes ~4 ms a 720x1280 frame on one core); AAC-LC. Recordings of the stream share it (one encode)."""
-    kbps = f"{video_bit_rate // 1000}k"
-    return EncodingSpec(video_options=(("preset", preset), ("tune", "zerolatency"), ("g", "96"),
-                                       ("keyint_min", "96"), ("sc_threshold", "0"), ("b", kbps),
-                                       ("maxrate", kbps), ("bufsize", kbps), ("profile", "high"), ("threads", "1")),
-                        audio_bit_rate=audio_bit_rate)
+    """For live ingest and recordings: the stream's live H.264 (streaming.encoding.live_video: a keyframe every
+    2 s, a capped bit rate, no B-frames; the same encode its WHEP viewers get) and AAC-LC."""
+    return EncodingSpec.of(live_video(video_bit_rate, preset), AudioSpec("aac", audio_bit_rate))
 
 
 def bit_rate_for(width: int, height: int) -> int:

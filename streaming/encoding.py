@@ -1,10 +1,18 @@
-"""Encode once, fan the packets out: one encoder per distinct EncodingSpec, shared by the sinks that ask for it.
+"""Encode once per codec, fan the packets out: one encode of the picture per video setting and one of the sound
+per audio setting, shared by every sink that asks for it.
 
-An Encoder is itself a sink of the pacer (pictures and sound in, its own queue and task); its
-subscribers are sinks with `encoding` set, each behind its own packet queue. A subscriber starts at a
-keyframe (one is forced when it joins a running encoder) and its timestamps count from there. One
-that falls behind loses what was queued for it and resumes at the next (forced) keyframe, because a
-decoder cannot use packets after a gap.
+A sink asks for an EncodingSpec: a video part (VideoSpec) and an audio part (AudioSpec). The stream's
+Encoder (one pacer sink) runs one CodecEncoder per distinct part, each in its own thread: a WHEP
+viewer (H.264 + Opus) and an RTMP push (H.264 + AAC) with the same H.264 settings (live_video) share
+one H.264 encode, and the sound is encoded once as Opus and once as AAC. Its subscribers are the
+sinks, each behind its own packet queue, getting the packets of its two codecs. A subscriber starts
+at a keyframe of its video codec (one is forced when it joins a running encode) and its timestamps
+count from there. One that falls behind loses what was queued for it and resumes at the next
+(forced) keyframe, because a decoder cannot use packets after a gap.
+
+The packets are what the codecs make with their headers out of band (global header): H.264 in
+Annex B with SPS/PPS in the extradata. The FLV and MP4 muxers turn both into avcC form themselves;
+a WebRTC sink puts the SPS/PPS in band before each keyframe (streaming/tracks.py).
 """
 
 from __future__ import annotations
@@ -13,9 +21,12 @@ import asyncio
 import contextlib
 import fractions
 import logging
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 import av
 import numpy as np
@@ -29,21 +40,64 @@ from streaming.sinks import PacedAudio, PacedFrame, Sink, to_video_frame
 log = logging.getLogger(__name__)
 
 LEAVE_TIMEOUT_S = 2.0
+RECENT_AUDIO_CHUNKS = 16  # ~0.3 s: the sound handed out ahead of its picture, for an audio codec that starts late
+LIVE_GOP_FRAMES = 2 * FPS  # a keyframe every 2 s: what RTMP ingests ask for (YouTube, Twitch: at most 2-4 s)
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """One video encode: sinks whose specs have an equal video part share it."""
+
+    codec: str = "libx264"
+    options: tuple[tuple[str, str], ...] = (("crf", "20"), ("preset", "veryfast"))
+
+
+@dataclass(frozen=True)
+class AudioSpec:
+    """One audio encode (mono, 48 kHz): sinks whose specs have an equal audio part share it."""
+
+    codec: str = "aac"
+    bit_rate: int = 128_000
 
 
 @dataclass(frozen=True)
 class EncodingSpec:
-    """Codecs and their settings; sinks with equal specs share one encoder (the picture size is the stream's)."""
+    """What a sink asks for: a video encode and an audio encode (the picture size is the stream's)."""
 
     video_codec: str = "libx264"
     video_options: tuple[tuple[str, str], ...] = (("crf", "20"), ("preset", "veryfast"))
     audio_codec: str = "aac"
     audio_bit_rate: int = 128_000
 
+    @classmethod
+    def of(cls, video: VideoSpec, audio: AudioSpec) -> EncodingSpec:
+        return cls(video.codec, video.options, audio.codec, audio.bit_rate)
+
+    @property
+    def video(self) -> VideoSpec:
+        return VideoSpec(self.video_codec, self.video_options)
+
+    @property
+    def audio(self) -> AudioSpec:
+        return AudioSpec(self.audio_codec, self.audio_bit_rate)
+
+
+def live_video(bit_rate: int, preset: str = "superfast") -> VideoSpec:
+    """H.264 that serves every live output of a stream at once, so they share one encode: WebRTC viewers (constrained
+    baseline, which every WebRTC H.264 decoder takes; no B-frames or lookahead: zerolatency; keyframes on request),
+    RTMP ingests and recordings (a keyframe every 2 s and none at scene cuts, as platforms ask). The bit rate is
+    capped with a quarter second of buffer: a keyframe larger than a WebRTC receiver's UDP buffer is lost whole.
+    One thread: x264's threads fight the renderer on a small machine (superfast: ~4 ms a 720x1280 frame)."""
+    bps = str(bit_rate)
+    return VideoSpec("libx264", (("preset", preset), ("tune", "zerolatency"), ("profile", "baseline"),
+                                 ("g", str(LIVE_GOP_FRAMES)), ("keyint_min", str(LIVE_GOP_FRAMES)),
+                                 ("sc_threshold", "0"), ("b", bps), ("maxrate", bps), ("bufsize", str(bit_rate // 4)),
+                                 ("threads", "1")))
+
 
 @dataclass(frozen=True)
 class EncodedStreams:
-    """The encoder's streams, opened: a muxer copies their codec parameters (add_stream_from_template)."""
+    """A subscriber's two codecs, opened: a muxer copies their codec parameters (add_stream_from_template)."""
 
     video: av.VideoStream
     audio: av.AudioStream
@@ -74,35 +128,6 @@ class EncodedPacket:
 
 
 @dataclass
-class _Subscriber:
-    """Where a subscriber's stream starts: at the encoder's first frame (founding), or at a keyframe forced for it."""
-
-    founding: bool  # there from the encoder's first frame: every packet is for it (AAC priming included)
-    origin_s: fractions.Fraction | None = None  # media time of its first frame: its timestamps count from here
-    video_from_s: fractions.Fraction | None = None  # its video starts at a keyframe at or after this
-    waiting_for_keyframe: bool = True
-    frames_before: int = 0  # frames the encoder had taken before its first
-    video_packets: int = 0  # delivered to it
-    # Leaving: the frames given to the encoder until then are still in its delay; it gets those and no more.
-    last_frame: int | None = None
-    owed_frames: int = 0
-    left: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass
-class _Raw:
-    """An encoder output, before it is addressed to a subscriber."""
-
-    kind: str
-    data: bytes
-    pts: int | None
-    dts: int | None
-    duration: int
-    time_base: fractions.Fraction
-    is_keyframe: bool
-
-
-@dataclass
 class EncoderMetrics:
     frames_encoded: int = 0
     audio_samples_encoded: int = 0
@@ -111,108 +136,124 @@ class EncoderMetrics:
     keyframes_requested: int = 0  # by subscribers whose decoder lost its place (a WebRTC viewer's PLI/FIR)
     packets: int = 0
     subscribers: int = 0
+    cpu_s: float = 0.0  # the codec's thread's CPU time: what this encode costs, shared by all its subscribers
 
 
-class Encoder(Sink):
-    """One encode of the stream for every subscriber that asks for this spec."""
+@dataclass
+class _Raw:
+    """A codec's output, before it is addressed to a subscriber."""
 
-    queue_size = 48  # ~0.5 s of pictures and sound
+    codec: CodecEncoder
+    data: bytes
+    pts: int | None
+    dts: int | None
+    duration: int
+    time_base: fractions.Fraction
+    is_keyframe: bool
 
-    def __init__(self, spec: EncodingSpec, subscribers: FanOut, on_idle: Callable[[Encoder], None]) -> None:
+
+R = TypeVar("R")
+
+
+class CodecEncoder:
+    """One encode of the stream's picture or sound, in a thread of its own (codecs are not thread-safe; two codecs
+    run side by side on two cores)."""
+
+    def __init__(self, kind: str, spec: VideoSpec | AudioSpec, name: str) -> None:
+        self.kind = kind  # "video" or "audio"
         self.spec = spec
-        self.name = f"encoder_{spec.video_codec}_{spec.audio_codec}"
-        self.live = subscribers.live
+        self.name = name
         self.metrics = EncoderMetrics()
-        self.subscribers = subscribers  # the sinks that take its packets
-        self._subs: dict[Outlet, _Subscriber] = {}
-        self._on_idle = on_idle
+        self.stream: av.VideoStream | av.AudioStream | None = None  # opened (video: at its first frame)
+        self.force_keyframe = False
+        self.started = False  # audio: has taken its first chunk (its first packets are for who was there then)
+        self.frames_taken = 0  # video: frames handed to it (a leaving subscriber is owed those still in its delay)
+        self.last_frame_taken: int | None = None
         self._container: av.container.OutputContainer | None = None
-        self._streams: EncodedStreams | None = None
-        self._force_keyframe = False
-        self._frames_taken = 0
-        self._last_frame_taken: int | None = None
         self._next_sample: int | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")  # codecs are not thread-safe
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"encode-{spec.codec}")
+        self._retired = False
 
-    def info(self) -> dict[str, int | float | str | None]:
-        return asdict(self.metrics)
-
-    def subscribe(self, sink: Sink) -> None:
-        outlet = self.subscribers.attach(sink, on_failed=self._subscriber_failed)
-        self._subs[outlet] = _Subscriber(founding=self._streams is None)
-        self._force_keyframe = self._streams is not None  # a joiner of a running encode starts at once
-        self.metrics.subscribers = len(self._subs)
+    def __repr__(self) -> str:
+        return f"CodecEncoder[{self.name}]"
 
     def request_keyframe(self) -> None:
         """The next frame is a keyframe (a subscriber's decoder lost its place: a WebRTC viewer's PLI or FIR).
-        Callers rate-limit it: every request is a keyframe for all subscribers."""
+        Callers rate-limit it: every request is a keyframe for all subscribers of this codec."""
         self.metrics.keyframes_requested += 1
-        self._force_keyframe = True
+        self.force_keyframe = True
 
-    async def unsubscribe(self, sink: Sink) -> bool:
-        """Its file ends with the last frame encoded before now, so picture and sound end together: the frames
-        still in the encoder's delay (lookahead, B-frames) come out first (within LEAVE_TIMEOUT_S)."""
-        outlet = next((o for o in self._subs if o.sink is sink), None)
-        if outlet is None:
-            return False
-        sub = self._subs[outlet]
-        if sub.origin_s is not None and self._last_frame_taken is not None:
-            sub.last_frame = self._last_frame_taken
-            sub.owed_frames = self._frames_taken - sub.frames_before
-            self._check_left(sub)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sub.left.wait(), LEAVE_TIMEOUT_S)
-        self._subs.pop(outlet, None)
-        self.metrics.subscribers = len(self._subs)
-        await self.subscribers.remove(sink, drain=True)
-        if not self._subs:
-            self._on_idle(self)
-        return True
+    def run(self, job: Callable[..., R], *args: object) -> asyncio.Future[R]:
+        """The job in the codec's thread, submitted now (so a codec retired later still finishes it first)."""
+        return asyncio.get_running_loop().run_in_executor(self._executor, self._timed, job, *args)
 
-    @staticmethod
-    def _check_left(sub: _Subscriber) -> None:
-        if sub.last_frame is not None and sub.video_packets >= sub.owed_frames:
-            sub.left.set()
+    def _timed(self, job: Callable[..., R], *args: object) -> R:
+        started = time.thread_time()
+        try:
+            return job(*args)
+        finally:
+            self.metrics.cpu_s += time.thread_time() - started
 
-    def _subscriber_failed(self, outlet: Outlet) -> None:
-        self._subs.pop(outlet, None)
-        self.metrics.subscribers = len(self._subs)
-        if not self._subs:
-            self._on_idle(self)
+    def retire(self) -> None:
+        """No subscriber is left, or the stream ended: close the codec after whatever it is encoding now (once)."""
+        if not self._retired:
+            self._retired = True
+            self._executor.submit(self._close)
+            self._executor.shutdown(wait=False)
 
-    # ---- encoding (in this encoder's own thread) ---------------------------------------------
-    def _open(self, width: int, height: int) -> EncodedStreams:
-        # The null muxer writes nothing; its streams give the opened codecs and their parameters.
+    # ---- in its thread -----------------------------------------------------------------------
+    def _open(self, width: int = 0, height: int = 0) -> None:
+        # The null muxer writes nothing; its stream gives the opened codec and its parameters.
         container = av.open("-", mode="w", format="null")
-        video = container.add_stream(self.spec.video_codec, rate=FPS)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.options = dict(self.spec.video_options)
-        video.codec_context.time_base = fractions.Fraction(1, FPS)
-        audio = container.add_stream(self.spec.audio_codec, rate=SAMPLE_RATE_HZ)
-        audio.layout = "mono"
-        audio.bit_rate = self.spec.audio_bit_rate
-        for stream in (video, audio):  # codec headers out of band, as MP4 and FLV want them
-            stream.codec_context.flags |= Flags.global_header
+        if isinstance(self.spec, VideoSpec):
+            stream = container.add_stream(self.spec.codec, rate=FPS)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.options = dict(self.spec.options)
+            stream.codec_context.time_base = fractions.Fraction(1, FPS)
+        else:
+            stream = container.add_stream(self.spec.codec, rate=SAMPLE_RATE_HZ)
+            stream.layout = "mono"
+            stream.bit_rate = self.spec.bit_rate
+        stream.codec_context.flags |= Flags.global_header  # codec headers out of band, as MP4 and FLV want them
         container.start_encoding()
-        self._container = container
-        return EncodedStreams(video, audio)
+        self._container, self.stream = container, stream
 
-    def _encode_video(self, frame: PacedFrame, keyframe: bool) -> list[_Raw]:
-        self.metrics.keyframes_forced += int(keyframe)
-        if self._streams is None:
-            height = frame.picture.shape[0] * 2 // 3 if frame.is_i420 else frame.picture.shape[0]
-            self._streams = self._open(frame.picture.shape[1], height)
-        vf = to_video_frame(frame.picture)
-        vf.pts = frame.frame_index
-        vf.time_base = fractions.Fraction(1, FPS)
-        if keyframe:
-            vf.pict_type = PictureType.I
-        self.metrics.frames_encoded += 1
-        return self._raw("video", self._streams.video.encode(vf))
+    def open_audio(self) -> None:
+        if self.stream is None:
+            self._open()
 
-    def _encode_audio(self, chunks: list[PacedAudio]) -> list[_Raw]:
-        if self._streams is None:  # nobody can start before the first picture (a keyframe)
-            return []
+    def encode_video(self, frames: list[PacedFrame], keyframe: bool) -> list[_Raw]:
+        out: list[_Raw] = []
+        for frame in frames:
+            if self.stream is None:
+                height = frame.picture.shape[0] * 2 // 3 if frame.is_i420 else frame.picture.shape[0]
+                self._open(frame.picture.shape[1], height)
+            vf = to_video_frame(frame.picture)
+            vf.pts = frame.frame_index
+            vf.time_base = fractions.Fraction(1, FPS)
+            if keyframe:
+                vf.pict_type = PictureType.I
+                self.metrics.keyframes_forced += 1
+                keyframe = False
+            self.metrics.frames_encoded += 1
+            assert self.stream is not None
+            out += self._raw(self.stream.encode(vf))
+        return out
+
+    def encode_audio(self, chunks: list[PacedAudio]) -> list[_Raw]:
+        self.open_audio()
+        out: list[_Raw] = []
+        run: list[PacedAudio] = []  # consecutive chunks: one call to the codec
+        for chunk in [*chunks, None]:
+            if chunk is not None and (not run or chunk.start_sample == run[-1].start_sample + len(run[-1].samples)):
+                run.append(chunk)
+                continue
+            if run:
+                out += self._encode_run(run)
+            run = [chunk] if chunk is not None else []
+        return out
+
+    def _encode_run(self, chunks: list[PacedAudio]) -> list[_Raw]:
         samples = np.concatenate([c.samples for c in chunks])
         start = chunks[0].start_sample
         if self._next_sample is not None and start != self._next_sample:
@@ -232,88 +273,227 @@ class Encoder(Sink):
         af.time_base = fractions.Fraction(1, SAMPLE_RATE_HZ)
         self._next_sample = start + len(samples)
         self.metrics.audio_samples_encoded += len(samples)
-        return self._raw("audio", self._streams.audio.encode(af))
+        assert self.stream is not None
+        return self._raw(self.stream.encode(af))
 
-    def _flush(self) -> list[_Raw]:
-        if self._streams is None:
-            return []
-        video, audio = self._streams.video.encode(None), self._streams.audio.encode(None)
-        out = self._raw("video", video) + self._raw("audio", audio)
-        assert self._container is not None
-        self._container.close()
+    def flush(self) -> list[_Raw]:
+        """What the codec still holds (its delay), and closed."""
+        out = self._raw(self.stream.encode(None)) if self.stream is not None else []
+        self._close()
         return out
 
+    def _close(self) -> None:
+        if self._container is not None:
+            container, self._container = self._container, None
+            with contextlib.suppress(Exception):  # a codec that never took anything has nothing to write
+                container.close()
+
+    def _raw(self, packets: list[av.Packet]) -> list[_Raw]:
+        return [_Raw(self, bytes(p), p.pts, p.dts, int(p.duration or 0), p.time_base, p.is_keyframe)
+                for p in packets]
+
+
+@dataclass
+class _Subscriber:
+    """A sink of the encoder: its codecs, and where its stream starts (at a keyframe forced for it, or the codec's
+    first frame)."""
+
+    video: CodecEncoder
+    audio: CodecEncoder
+    founding_audio: bool = False  # there when its audio codec took its first chunk: every audio packet is for it
+    origin_s: fractions.Fraction | None = None  # media time of its first frame: its timestamps count from here
+    video_from_s: fractions.Fraction | None = None  # its video starts at a keyframe at or after this
+    waiting_for_keyframe: bool = True
+    frames_before: int = 0  # frames its video codec had taken before its first
+    video_packets: int = 0  # delivered to it
+    streams: EncodedStreams | None = None
+    # Leaving: the frames given to the codec until then are still in its delay; it gets those and no more, and
+    # its sound up to their end (the audio codec's delay and the sound handed out after the picture).
+    last_frame: int | None = None
+    owed_frames: int = 0
+    sound_done: bool = False
+    left: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+Spec = VideoSpec | AudioSpec
+
+
+class Encoder(Sink):
+    """The stream's encoding: one CodecEncoder per distinct video and audio spec among its subscribers (a pacer sink).
+
+    All codecs take each batch together (each in its own thread): a slow codec holds up the others'
+    subscribers too, which on a small machine sharing its cores is so anyway."""
+
+    name = "encoder"
+    queue_size = 48  # ~0.5 s of pictures and sound
+
+    def __init__(self, subscribers: FanOut, on_idle: Callable[[Encoder], None]) -> None:
+        self.live = subscribers.live
+        self.subscribers = subscribers  # the sinks that take its packets
+        self.codecs: dict[Spec, CodecEncoder] = {}
+        self._subs: dict[Outlet, _Subscriber] = {}
+        self._on_idle = on_idle
+        self._recent_audio: deque[PacedAudio] = deque(maxlen=RECENT_AUDIO_CHUNKS)
+
+    @property
+    def encoders(self) -> list[CodecEncoder]:
+        return list(self.codecs.values())
+
+    def info(self) -> dict[str, int | float | str | None]:
+        codecs = self.encoders
+        return {"subscribers": len(self._subs), "video_encoders": sum(c.kind == "video" for c in codecs),
+                "audio_encoders": sum(c.kind == "audio" for c in codecs)}
+
+    def codec_metrics(self) -> dict[str, dict[str, int | str | None]]:
+        """Each codec's counters, by its name (encoder_libx264, encoder_aac, ...), for the stream's sink metrics."""
+        return {c.name: {"kind": c.kind, **asdict(c.metrics)} for c in self.encoders}
+
+    def subscribe(self, sink: Sink) -> None:
+        assert sink.encoding is not None
+        video = self._codec("video", sink.encoding.video)
+        audio = self._codec("audio", sink.encoding.audio)
+        outlet = self.subscribers.attach(sink, on_failed=self._subscriber_failed)
+        self._subs[outlet] = _Subscriber(video, audio)
+        video.force_keyframe = video.force_keyframe or video.stream is not None  # a joiner starts at once
+        self._count()
+
+    def _codec(self, kind: str, spec: Spec) -> CodecEncoder:
+        codec = self.codecs.get(spec)
+        if codec is None:
+            taken = {c.name for c in self.codecs.values()}
+            name, n = f"encoder_{spec.codec}", 1
+            while name in taken:
+                n += 1
+                name = f"encoder_{spec.codec}_{n}"
+            codec = self.codecs[spec] = CodecEncoder(kind, spec, name)
+        return codec
+
+    def _count(self) -> None:
+        for codec in self.codecs.values():
+            codec.metrics.subscribers = sum(codec in (s.video, s.audio) for s in self._subs.values())
+
+    def _forget(self, outlet: Outlet) -> None:
+        """The subscriber is gone: codecs nobody else takes are closed; with no subscribers, the encoder goes."""
+        self._subs.pop(outlet, None)
+        used = {c for s in self._subs.values() for c in (s.video, s.audio)}
+        for spec, codec in list(self.codecs.items()):
+            if codec not in used:
+                del self.codecs[spec]
+                codec.retire()
+        self._count()
+        if not self._subs:
+            self._on_idle(self)
+
+    async def unsubscribe(self, sink: Sink) -> bool:
+        """Its file ends with the last frame encoded before now, so picture and sound end together: the frames
+        still in the codec's delay (lookahead, B-frames) come out first (within LEAVE_TIMEOUT_S)."""
+        outlet = next((o for o in self._subs if o.sink is sink), None)
+        if outlet is None:
+            return False
+        sub = self._subs[outlet]
+        if sub.origin_s is not None and sub.video.last_frame_taken is not None:
+            sub.last_frame = sub.video.last_frame_taken
+            sub.owed_frames = sub.video.frames_taken - sub.frames_before
+            self._check_left(sub)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sub.left.wait(), LEAVE_TIMEOUT_S)
+        self._forget(outlet)
+        await self.subscribers.remove(sink, drain=True)
+        return True
+
     @staticmethod
-    def _raw(kind: str, packets: list[av.Packet]) -> list[_Raw]:
-        return [_Raw(kind, bytes(p), p.pts, p.dts, int(p.duration or 0), p.time_base, p.is_keyframe) for p in packets]
+    def _check_left(sub: _Subscriber) -> None:
+        if sub.last_frame is not None and sub.video_packets >= sub.owed_frames and sub.sound_done:
+            sub.left.set()
+
+    def _subscriber_failed(self, outlet: Outlet) -> None:
+        self._forget(outlet)
 
     # ---- as a sink ---------------------------------------------------------------------------
     async def on_batch(self, items: Sequence[PacedFrame | PacedAudio | EncodedPacket]) -> None:
         if not self._subs:
             return
-        first = next((item.frame_index for item in items if isinstance(item, PacedFrame)), None)
-        keyframe = self._force_keyframe and first is not None
-        if first is not None:  # subscribers not started yet start with this frame (a keyframe)
-            self._force_keyframe = False
+        frames = [item for item in items if isinstance(item, PacedFrame)]
+        chunks = [item for item in items if isinstance(item, PacedAudio)]
+        if frames:  # subscribers not started yet start with this frame (a keyframe of their video codec)
+            first = fractions.Fraction(frames[0].frame_index, FPS)
             for sub in self._subs.values():
                 if sub.origin_s is None:
-                    sub.origin_s = sub.video_from_s = fractions.Fraction(first, FPS)
-                    sub.frames_before = self._frames_taken
-            frames = [item.frame_index for item in items if isinstance(item, PacedFrame)]
-            self._frames_taken += len(frames)
-            self._last_frame_taken = frames[-1]
-        loop = asyncio.get_running_loop()
-        await self._fan_out(await loop.run_in_executor(self._executor, self._encode, items, keyframe))
+                    sub.origin_s = sub.video_from_s = first
+                    sub.frames_before = sub.video.frames_taken
+        jobs = []
+        for codec in self.encoders:
+            if codec.kind == "video":
+                if not frames:
+                    continue
+                keyframe, codec.force_keyframe = codec.force_keyframe, False
+                codec.frames_taken += len(frames)
+                codec.last_frame_taken = frames[-1].frame_index
+                jobs.append(codec.run(codec.encode_video, frames, keyframe))
+            else:
+                jobs.append(codec.run(codec.encode_audio, self._audio_for(codec, chunks)))
+        self._recent_audio.extend(chunks)
+        outputs = await asyncio.gather(*jobs)
+        await self._fan_out([raw for raws in outputs for raw in raws])
 
-    def _encode(self, items: Sequence[PacedFrame | PacedAudio | EncodedPacket], keyframe: bool) -> list[_Raw]:
-        out: list[_Raw] = []
-        audio: list[PacedAudio] = []  # consecutive chunks: one call to the audio encoder
-        for item in [*items, None]:
-            if isinstance(item, PacedAudio) and (not audio or item.start_sample == audio[-1].start_sample + len(
-                    audio[-1].samples)):
-                audio.append(item)
-                continue
-            if audio:
-                out += self._encode_audio(audio)
-                audio = []
-            if isinstance(item, PacedFrame):
-                out += self._encode_video(item, keyframe)
-                keyframe = False
-            elif isinstance(item, PacedAudio):  # after a gap
-                audio = [item]
-        return out
+    def _audio_for(self, codec: CodecEncoder, chunks: list[PacedAudio]) -> list[PacedAudio]:
+        """An audio codec starts with the chunk that holds its earliest started subscriber's first frame (the sound
+        may have been handed out ahead of that picture: it is taken from the recent chunks); who has started by
+        then gets all its packets (the AAC encoder's priming included, which a muxer trims)."""
+        if codec.started:
+            return chunks
+        subs = [s for s in self._subs.values() if s.audio is codec and s.origin_s is not None]
+        if not subs:
+            return []
+        origin = min(s.origin_s for s in subs if s.origin_s is not None) * SAMPLE_RATE_HZ
+        chunks = [c for c in [*self._recent_audio, *chunks] if c.start_sample + len(c.samples) > origin]
+        if chunks:
+            codec.started = True
+            for sub in subs:
+                sub.founding_audio = True
+        return chunks
 
     async def close(self) -> None:
         try:
-            await self._fan_out(await asyncio.get_running_loop().run_in_executor(self._executor, self._flush))
+            outputs = await asyncio.gather(*(codec.run(codec.flush) for codec in self.encoders))
+            await self._fan_out([raw for raws in outputs for raw in raws])
         finally:
             await self.subscribers.aclose(drain=True)
-            self._executor.shutdown(wait=False)
+            for codec in self.encoders:  # kept for their counters
+                codec.retire()
 
     async def _fan_out(self, raws: list[_Raw]) -> None:
-        assert self._streams is not None or not raws
         for raw in raws:
-            self.metrics.packets += 1
+            raw.codec.metrics.packets += 1
             t_s = raw.pts * raw.time_base if raw.pts is not None else None
+            video = raw.codec.kind == "video"
             for outlet, sub in list(self._subs.items()):
-                if sub.origin_s is None:
+                if sub.origin_s is None or raw.codec is not (sub.video if video else sub.audio):
                     continue
-                if raw.kind == "video" and sub.waiting_for_keyframe:
-                    # The encoder's delay may bring packets of frames from before it joined, a keyframe even.
+                if video and sub.waiting_for_keyframe:
+                    # The codec's delay may bring packets of frames from before it joined, a keyframe even.
                     early = sub.video_from_s is not None and (t_s is None or t_s < sub.video_from_s)
                     if not raw.is_keyframe or early:
                         continue
                     sub.waiting_for_keyframe = False
-                if raw.kind == "audio" and not sub.founding and (t_s is None or t_s < sub.origin_s):
+                if not video and not sub.founding_audio and (t_s is None or t_s < sub.origin_s):
                     continue
                 if sub.last_frame is not None and (t_s is None or t_s >= fractions.Fraction(sub.last_frame + 1, FPS)):
+                    if not video:  # leaving: its sound is complete
+                        sub.sound_done = True
+                        self._check_left(sub)
                     continue  # leaving: nothing after its last frame
-                assert self._streams is not None
+                if sub.streams is None:
+                    assert sub.video.stream is not None and sub.audio.stream is not None
+                    sub.streams = EncodedStreams(sub.video.stream, sub.audio.stream)  # type: ignore[arg-type]
                 shift = round(sub.origin_s / raw.time_base)
-                packet = EncodedPacket(raw.kind, raw.data, None if raw.pts is None else raw.pts - shift,
+                packet = EncodedPacket("video" if video else "audio", raw.data,
+                                       None if raw.pts is None else raw.pts - shift,
                                        None if raw.dts is None else raw.dts - shift, raw.duration, raw.time_base,
-                                       raw.is_keyframe, self._streams)
-                if raw.kind == "video":
+                                       raw.is_keyframe, sub.streams)
+                if video:
+                    if not sub.video_packets and t_s is not None:  # the stream's frame its pictures start at
+                        outlet.metrics.first_frame_index = round(t_s * FPS)
                     sub.video_packets += 1
                     self._check_left(sub)
                 if not self.live:
@@ -321,4 +501,4 @@ class Encoder(Sink):
                 elif outlet.offer(packet):
                     outlet.clear()  # packets after a gap cannot be decoded: resume at the next keyframe, forced
                     sub.waiting_for_keyframe, sub.video_from_s = True, None
-                    self._force_keyframe = True
+                    sub.video.force_keyframe = True

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from streaming.sinks import PacedAudio, PacedFrame, Sink
 
 if TYPE_CHECKING:
-    from streaming.encoding import EncodedPacket, Encoder, EncodingSpec
+    from streaming.encoding import CodecEncoder, EncodedPacket, Encoder, Spec
 
 log = logging.getLogger(__name__)
 
@@ -176,30 +176,34 @@ class Outlet:
 
 
 class FanOut:
-    """The sinks of one stream (or of one encoder): raw sinks get items, encoding sinks share an encoder."""
+    """The sinks of one stream (or of one encoder): raw sinks get items, encoding sinks share the stream's encoder
+    (one encode per codec)."""
 
     def __init__(self, live: bool, parent: FanOut | None = None) -> None:
         self.live = live
         self.parent = parent  # an encoder's subscribers: names are unique across the whole stream
         self.outlets: list[Outlet] = []
-        self.encoders: dict[EncodingSpec, Encoder] = {}
+        self.encoder: Encoder | None = None  # the encoding sinks' (streaming/encoding.py)
         self.left: deque[Outlet] = deque(maxlen=MAX_LEFT)  # sinks removed, failed or closed: their last counters
         self._first: SinkMetrics | None = None  # the first sink attached
         self._background: set[asyncio.Task[None]] = set()
 
     def add(self, sink: Sink) -> None:
-        """Start feeding the sink: pictures and sound, or the packets of the encoder for its spec."""
+        """Start feeding the sink: pictures and sound, or the packets of the codecs for its spec."""
         if sink.encoding is None:
             self.attach(sink)
             return
         from streaming.encoding import Encoder  # encoding builds on this module
 
-        encoder = self.encoders.get(sink.encoding)
-        if encoder is None:
-            encoder = Encoder(sink.encoding, FanOut(self.live, parent=self), on_idle=self._encoder_idle)
-            self.encoders[sink.encoding] = encoder
-            self.attach(encoder)
-        encoder.subscribe(sink)
+        if self.encoder is None:
+            self.encoder = Encoder(FanOut(self.live, parent=self), on_idle=self._encoder_idle)
+            self.attach(self.encoder)
+        self.encoder.subscribe(sink)
+
+    @property
+    def encoders(self) -> dict[Spec, CodecEncoder]:
+        """One per distinct video and audio spec among the encoding sinks."""
+        return dict(self.encoder.codecs) if self.encoder is not None else {}
 
     def attach(self, sink: Sink, on_failed: Callable[[Outlet], None] | None = None) -> Outlet:
         """The sink as given (an encoder's subscribers take packets through this)."""
@@ -224,9 +228,8 @@ class FanOut:
             await outlet.aclose(drain)
             self._keep(outlet)
             return
-        for encoder in list(self.encoders.values()):
-            if await encoder.unsubscribe(sink):
-                return
+        if self.encoder is not None:
+            await self.encoder.unsubscribe(sink)
 
     def send(self, item: Item) -> None:
         """Live: every sink gets it at once (a full queue loses its oldest item)."""
@@ -243,7 +246,7 @@ class FanOut:
         await asyncio.gather(*(o.aclose(drain) for o in outlets))
         for o in outlets:
             self._keep(o)
-        self.encoders.clear()
+        self.encoder = None
         await asyncio.gather(*self._background, return_exceptions=True)
 
     def sink_metrics(self) -> dict[str, dict[str, int | str | None]]:
@@ -253,6 +256,8 @@ class FanOut:
             out[outlet.name] = outlet.counters()
             if (subscribers := _subscribers(outlet)) is not None:  # an encoder's sinks: listed with the stream's
                 out |= subscribers.sink_metrics()
+            if (codec_metrics := getattr(outlet.sink, "codec_metrics", None)) is not None:  # and its codecs
+                out |= codec_metrics()
         return out
 
     def metrics_of(self, sink: Sink) -> SinkMetrics | None:
@@ -296,13 +301,13 @@ class FanOut:
         if outlet in self.outlets:
             self.outlets.remove(outlet)
             self._keep(outlet)
-        for spec, encoder in list(self.encoders.items()):
-            if encoder is outlet.sink:  # its close() (already run) closed its subscribers too
-                del self.encoders[spec]
+        if self.encoder is outlet.sink:  # its close() (already run) closed its subscribers too
+            self.encoder = None
 
     def _encoder_idle(self, encoder: Encoder) -> None:
         """Its last subscriber went: stop encoding for nobody."""
-        self.encoders = {spec: e for spec, e in self.encoders.items() if e is not encoder}
+        if self.encoder is encoder:
+            self.encoder = None
         outlet = next((o for o in self.outlets if o.sink is encoder), None)
         if outlet is not None:
             self.outlets.remove(outlet)

@@ -4,8 +4,9 @@
     attach_outputs(stream, spec)   # before stream.start() when a size is given
     describe_outputs(stream)       # for an API answer and /health: states and counters, stream keys hidden
 
-Every output here shares one encode (live_encoding, its bit rate from the canvas size): a recording is
-the same packets as the pushes, written to a fragmented MP4 that survives a killed process.
+Every output here shares the stream's one H.264 encode (live_video_for: its bit rate from the canvas
+size) with the stream's WHEP viewers, and one AAC encode: a recording is the same packets as the
+pushes, written to a fragmented MP4 that survives a killed process.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from streaming.canvas import Canvas, parse_size
 from streaming.egress_alpha import AlphaFileSink
 from streaming.egress_file import Mp4Sink
 from streaming.egress_rtmp import RtmpSink, bit_rate_for, check_url, live_encoding
+from streaming.encoding import VideoSpec, live_video
 from streaming.keying import Background, Still, parse_background, read_image
 from streaming.provenance import provenance_of
 from streaming.sinks import Sink
@@ -112,7 +114,7 @@ def attach_outputs(stream: AvatarStream, spec: OutputsSpec) -> list[Sink]:
         stream.pacer.set_canvas(canvas)
     canvas = canvas or (previous.canvas if previous else None)  # a later call adds sinks at the size already set
     width, height = (canvas.width, canvas.height) if canvas is not None else _portrait_size(stream)
-    encoding = live_encoding(bit_rate_for(width, height))
+    encoding = live_encoding(bit_rate_for(width, height))  # the same H.264 as live_video_for(stream) after this
     provenance = provenance_of(stream)  # the hidden AIGC label in every file and push, C2PA on finished recordings
     sinks: list[Sink] = [RtmpSink(url, encoding, metadata=provenance.metadata(stream.id)) for url in spec.rtmp]
     if spec.record_dir is not None:
@@ -128,6 +130,20 @@ def attach_outputs(stream: AvatarStream, spec: OutputsSpec) -> list[Sink]:
         stream.add_sink(sink)
     _attached[stream] = _Attached(spec, canvas, [*(previous.sinks if previous else []), *sinks])
     return sinks
+
+
+def output_size(stream: AvatarStream) -> tuple[int, int]:
+    """(width, height) of the stream's pictures: its canvas (attach_outputs), else the portrait's own size."""
+    attached = _attached.get(stream)
+    if attached is not None and attached.canvas is not None:
+        return attached.canvas.width, attached.canvas.height
+    return _portrait_size(stream)
+
+
+def live_video_for(stream: AvatarStream) -> VideoSpec:
+    """The stream's one live H.264 encode, shared by its WHEP viewers, RTMP pushes and recording (equal specs share
+    an encoder): its bit rate follows the stream's picture size."""
+    return live_video(bit_rate_for(*output_size(stream)))
 
 
 def describe_outputs(stream: AvatarStream) -> dict[str, Any]:

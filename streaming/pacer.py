@@ -124,7 +124,7 @@ class Pacer:
 
     @property
     def encoders(self) -> list[Encoder]:
-        """One per distinct EncodingSpec among the sinks."""
+        """One per distinct video and one per distinct audio spec among the encoding sinks (one encode per codec)."""
         return list(self.sinks.encoders.values())
 
     @property

@@ -4,11 +4,12 @@
     DELETE /streams/{sid}/whep/{vid}  that viewer leaves; the stream and the other viewers go on
 
 Each viewer is an EncodedWebRtcSink (streaming/tracks.py): its tracks hand aiortc packets of the
-stream's shared encoder for the viewer's codec (streaming/encoding.py), which aiortc only packetises.
-H.264 (x264, real-time settings) where the viewer offers it, else VP8; Opus for the sound. A viewer
-starts at a keyframe forced when it joins; its keyframe requests (RTCP PLI/FIR) go to the shared
-encoder, at most one per KEYFRAME_INTERVAL_S for all its viewers together (one lossy viewer must not
-turn everyone's stream into keyframes).
+stream's shared encodes (streaming/encoding.py), which aiortc only packetises. H.264 where the viewer
+offers it: the stream's one live H.264 encode (streaming.outputs.live_video_for), which its RTMP
+pushes and recording share; else VP8; Opus for the sound. A viewer starts at a keyframe forced when
+it joins; its keyframe requests (RTCP PLI/FIR) go to the shared video encoder, at most one per
+KEYFRAME_INTERVAL_S for all its viewers together (one lossy viewer must not turn everyone's stream,
+the RTMP pushes' included, into keyframes).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from aiortc.sdp import MediaDescription, SessionDescription
 
 from streaming.admission import check_rate
 from streaming.config import ServerConfig
-from streaming.encoding import EncodingSpec
+from streaming.encoding import AudioSpec, EncodingSpec, VideoSpec, live_video
 from streaming.offers import OfferError
+from streaming.outputs import live_video_for
 from streaming.patches import on_keyframe_request, present_ahead
 from streaming.ratelimit import RateLimiter
 from streaming.registry import SessionRegistry
@@ -46,18 +48,18 @@ SAFETY_GOP_FRAMES = 240  # a keyframe every 5 s even if no viewer asks: a receiv
 OPUS_BIT_RATE = 64_000
 
 
-def video_spec(mime: str, bitrate_bps: int) -> EncodingSpec:
-    """The shared encoder's settings for a WebRTC codec: no B-frames and no lookahead (latency), one thread
-    (libvpx and x264 threads fight the renderer on a small machine), the bitrate capped (a keyframe that
-    exceeds a receiver's UDP buffer is lost whole)."""
-    bps = str(bitrate_bps)
-    common = (("g", str(SAFETY_GOP_FRAMES)), ("b", bps), ("maxrate", bps), ("bufsize", str(bitrate_bps // 4)),
-              ("threads", "1"))
+def video_spec(mime: str, bitrate_bps: int, h264: VideoSpec | None = None) -> EncodingSpec:
+    """The shared encodes for a WebRTC viewer: for H.264 the stream's live H.264 (h264; its bit rate from the
+    picture size; or streaming.encoding.live_video(bitrate_bps)); for VP8 no lookahead (latency), one thread
+    (libvpx threads fight the renderer on a small machine), the bitrate capped (a keyframe that exceeds a
+    receiver's UDP buffer is lost whole). Opus for the sound."""
+    opus = AudioSpec("libopus", OPUS_BIT_RATE)
     if mime == "video/H264":
-        options = (("preset", "ultrafast"), ("tune", "zerolatency"), ("profile", "baseline"), *common)
-        return EncodingSpec("libx264", options, "libopus", OPUS_BIT_RATE)
-    options = (("deadline", "realtime"), ("cpu-used", "8"), ("lag-in-frames", "0"), *common)
-    return EncodingSpec("libvpx", options, "libopus", OPUS_BIT_RATE)
+        return EncodingSpec.of(h264 or live_video(bitrate_bps), opus)
+    bps = str(bitrate_bps)
+    options = (("deadline", "realtime"), ("cpu-used", "8"), ("lag-in-frames", "0"), ("g", str(SAFETY_GOP_FRAMES)),
+               ("b", bps), ("maxrate", bps), ("bufsize", str(bitrate_bps // 4)), ("threads", "1"))
+    return EncodingSpec.of(VideoSpec("libvpx", options), opus)
 
 
 def choose_video(media: MediaDescription) -> str:
@@ -135,7 +137,7 @@ class WhepEgress:
         self.max_viewers = max_viewers
         self.viewers = Resources("whep")
         self._sinks: dict[PeerResource, EncodedWebRtcSink] = {}
-        self._gates: dict[tuple[str, EncodingSpec], KeyframeGate] = {}
+        self._gates: dict[tuple[str, VideoSpec], KeyframeGate] = {}  # per stream and video encode
 
     def refusal(self, stream: AvatarStream) -> str | None:
         if len(self.viewers.of(stream.id)) >= self.max_viewers:
@@ -145,7 +147,7 @@ class WhepEgress:
     async def add_viewer(self, stream: AvatarStream, sdp: str, description: SessionDescription) -> tuple[str, str]:
         """A viewer for the offer: (its resource id, the answer SDP). OfferError when it cannot be answered."""
         video_media, audio_media = viewer_media(description)
-        spec = video_spec(choose_video(video_media), self.video_bitrate_bps)
+        spec = video_spec(choose_video(video_media), self.video_bitrate_bps, live_video_for(stream))
         gate = self._gate(stream, spec)
         sink = EncodedWebRtcSink(spec, on_lost=gate.request)
         viewer = PeerResource("whep", stream, self._gone)
@@ -189,11 +191,11 @@ class WhepEgress:
         return True
 
     def _gate(self, stream: AvatarStream, spec: EncodingSpec) -> KeyframeGate:
-        key = (stream.id, spec)
+        key = (stream.id, spec.video)
         gate = self._gates.get(key)
         if gate is None:
             def fire() -> None:
-                encoder = stream.pacer.sinks.encoders.get(spec)
+                encoder = stream.pacer.sinks.encoders.get(spec.video)
                 if encoder is not None:
                     encoder.request_keyframe()
 

@@ -16,20 +16,27 @@ import threading
 import time
 from pathlib import Path
 
+import aiohttp
 import av
 import cv2
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from engine.backends import GeneratorCapabilities, register_generator
 from engine.config import EngineConfig
 from engine.session import AvatarSession
 from harness import REPO
 from harness.nginx_rtmp import NginxRtmp, TlsFront, available, tls_available
+from harness.server import running
+from harness.whep_client import WhepViewer
+from streaming.app import REGISTRY, build_app
 from streaming.canvas import Canvas, parse_size
+from streaming.config import ServerConfig
 from streaming.egress_file import Mp4Sink
 from streaming.egress_rtmp import RtmpSink, redact, scrub
 from streaming.outputs import OutputsSpec, attach_outputs, describe_outputs
+from streaming.patches import use_ice_addresses
 from streaming.sinks import PacedAudio, PacedFrame, Sink
 from streaming.sources import FileSource, PushedAudio
 from streaming.stream import AvatarStream
@@ -37,6 +44,8 @@ from tests.conftest import espeak, write_wav
 from tests.fakes import FakeGenerator
 from tests.test_session import avatar, speechlike
 
+register_generator("patterned", lambda avatar, threads: FakeGenerator((64, 48), patterned=True),
+                   GeneratorCapabilities(description="tests.fakes.FakeGenerator, patterned (a test stand-in)"))
 needs_nginx = pytest.mark.skipif(available() is not None, reason=f"RTMP server: {available()}")
 # What the notes found PyAV needs to see both streams of an FLV relayed by nginx.
 RTMP_READ = {"analyzeduration": "5000000", "probesize": "5000000", "rw_timeout": "15000000"}
@@ -124,7 +133,8 @@ def test_an_rtmp_push_reaches_nginx_whole_at_48_fps_with_sound_and_mouth_in_step
         await stream.start()
         stream.add_source(FileSource(wav))
         assert isinstance(sink, RtmpSink) and isinstance(recording, Mp4Sink)
-        assert [e.metrics.subscribers for e in stream.pacer.encoders] == [2], "the push and the recording: one encode"
+        assert sorted((e.kind, e.metrics.subscribers) for e in stream.pacer.encoders) == [("audio", 2), ("video", 2)], (
+            "the push and the recording: one encode per codec")
         await until(lambda: sink.metrics.state == "live", 15)
         relayed = await asyncio.to_thread(read_relay, ingest.url("whole"))  # a viewer of nginx's live relay
         await until(lambda: onset.sample is not None, 5)
@@ -146,7 +156,7 @@ def test_an_rtmp_push_reaches_nginx_whole_at_48_fps_with_sound_and_mouth_in_step
     # keyframe), frames 1/48 s apart (unless the encoder itself lost some on a loaded machine: it counts them).
     handed = sinks["rtmp"]["packets"]
     assert handed - 2 <= len(video_t) + audio_packets <= handed, (len(video_t), audio_packets, sinks["rtmp"])
-    steps, encoder_dropped = np.diff(video_t), sinks["encoder_libx264_aac"]["dropped"]
+    steps, encoder_dropped = np.diff(video_t), sinks["encoder"]["dropped"]
     fps = (len(video_t) - 1) / (video_t[-1] - video_t[0])
     assert (steps.max() <= 0.0215 and abs(fps - 48) < 0.05) or encoder_dropped, (
         f"frames missing from the push: longest step {steps.max():.4f} s, {fps:.2f} fps")
@@ -155,7 +165,7 @@ def test_an_rtmp_push_reaches_nginx_whole_at_48_fps_with_sound_and_mouth_in_step
         assert abs(sum(1 for _ in c.decode(video=0)) - len(video_t)) <= 2
     # The FLV starts at the encoder's first frame k0: the frame at time t is k0 + 48 t (its red channel says so) ...
     assert onset_sample is not None
-    k0 = sinks["encoder_libx264_aac"]["first_frame_index"]
+    k0 = sinks["encoder"]["first_frame_index"]
     patterned = [(round(k0 + 48 * t), red) for t, red in zip(frame_t, colours[:, 0], strict=True) if t > 0.5]
     # (The red channel reads back within +-1 of what was drawn; a frame not rendered in time repeats the previous
     # picture, so some (a loaded machine: runs of several) show an earlier index.)
@@ -192,6 +202,68 @@ def read_relay(url: str, seconds: float = 1.0) -> dict:
                 break
         return {"video": video.codec_context.name, "audio": audio.codec_context.name,
                 "fps": (len(times) - 1) / (times[-1] - times[0])}
+
+
+@needs_nginx
+@pytest.mark.webrtc
+async def test_a_whep_viewer_and_an_rtmp_push_of_one_stream_share_one_h264_encode(tmp_path: Path) -> None:
+    """One stream over the real app (POST /streams with an RTMP output, then a WHEP viewer): one H.264 encode feeds
+    both (constrained baseline, 2 s keyframes), the sound is encoded once as Opus (WebRTC) and once as AAC (FLV);
+    the viewer and a player of nginx's relay both get 48 fps H.264."""
+    use_ice_addresses(["127.0.0.1"])
+    media = tmp_path / "media"
+    media.mkdir()
+    write_wav(media / "show.wav", speechlike(6.0))
+    cfg = ServerConfig(engine=EngineConfig(generator="patterned"), media_dir=str(media))
+    app = build_app(cfg, avatar())
+    with NginxRtmp(tmp_path / "nginx") as ingest:
+        async with running(app) as base, aiohttp.ClientSession() as http:
+            body = {"outputs": {"rtmp": [ingest.url("shared")], "size": "320x240"}, "audio_file": "show.wav",
+                    "loop": True}
+            async with http.post(f"{base}/streams", json=body) as r:
+                assert r.status == 201, await r.text()
+                sid = (await r.json())["id"]
+            stream: AvatarStream = app[REGISTRY].active[sid]
+            viewer = WhepViewer(video_codec="video/H264")  # it offers H.264 only: its answer is H.264 or nothing
+            await viewer.start(f"{base}/streams/{sid}/whep")
+            await until(lambda: describe_outputs(stream)["rtmp"][0]["state"] == "live" and viewer.got.video_pts, 15)
+            t0 = time.monotonic()
+            relayed = await asyncio.to_thread(read_relay, ingest.url("shared"), 2.0)  # a player of nginx's relay
+            t1 = time.monotonic()
+            info = stream.info()
+            codecs = {(e.kind, e.spec.codec): e.metrics.subscribers for e in stream.pacer.encoders}
+            [h264] = [e for e in stream.pacer.encoders if e.kind == "video"]
+            options = dict(h264.spec.options)  # type: ignore[union-attr]
+            annex_b = bytes(h264.stream.codec_context.extradata or b"")  # type: ignore[union-attr]
+            await viewer.stop()
+            async with http.delete(f"{base}/streams/{sid}") as r:
+                assert r.status == 200, await r.text()
+        [flv] = ingest.recordings("shared")
+    assert codecs == {("video", "libx264"): 2, ("audio", "libopus"): 1, ("audio", "aac"): 1}, (
+        f"not one H.264 encode for both, one audio encode per codec: {codecs}")
+    assert info["encoders"] == 3 and info["sinks"]["encoder"]["video_encoders"] == 1, info["sinks"]
+    assert options["profile"] == "baseline" and options["tune"] == "zerolatency" and options["g"] == "96", options
+    # One encode of each frame: the H.264 encoder took each frame slot once (not once per output).
+    assert info["sinks"]["encoder_libx264"]["frames_encoded"] <= info["frames_sent"], info["sinks"]
+    assert relayed["video"] == "h264" and relayed["audio"] == "aac" and abs(relayed["fps"] - 48) < 0.5, relayed
+    # The viewer: frames 1/48 s apart in RTP time (1875 ticks of 90 kHz), decoded at ~48 fps while the relay played.
+    pts, wall = np.array(viewer.got.video_pts), np.array(viewer.got.video_wall_s)
+    during = (wall >= t0) & (wall <= t1)
+    rate = (during.sum() - 1) / (wall[during][-1] - wall[during][0])
+    steps = np.diff(pts[during])
+    assert viewer.got.video_size == (320, 240) and viewer.keyframes >= 1
+    assert np.median(steps) == 1875 and rate >= 44.0, f"the WHEP viewer: {rate:.1f} fps, steps {set(steps)}"
+    # The push has a keyframe at least every 2 s (what ingests ask for): the WHEP viewer's joining keyframe and
+    # the regular GOP together.
+    with av.open(str(flv)) as c:
+        avcc = bytes(c.streams.video[0].codec_context.extradata or b"")
+        keys = [float(p.pts * p.time_base) for p in c.demux(video=0) if p.dts is not None and p.is_keyframe]
+    # The encoder's headers are Annex B (start codes: what WebRTC takes, SPS/PPS put in band before keyframes);
+    # FFmpeg's FLV muxer wrote them as an avcC record (version 1, then constrained baseline: profile 66).
+    assert annex_b.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01")), annex_b[:8]
+    assert avcc[:2] == b"\x01\x42", avcc[:8]
+    assert len(keys) >= 2 and max(np.diff(keys)) <= 2.0 + 1 / 48, keys
+    print(f"\nencoders {codecs}; relay {relayed}; WHEP viewer {rate:.2f} fps; FLV keyframes at {np.round(keys, 2)}")
 
 
 @needs_nginx

@@ -1,4 +1,4 @@
-"""File sinks and shared encoders: sinks that ask for the same codec settings share one encode."""
+"""File sinks and shared encoders: sinks that ask for the same codec settings share one encode per codec."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from engine.config import EngineConfig
 from engine.session import AvatarSession
 from streaming.egress_file import Mp4Sink
-from streaming.encoding import Encoder
+from streaming.encoding import AudioSpec, CodecEncoder, EncodingSpec, live_video
 from streaming.sources import FileSource, PushedAudio
 from streaming.stream import AvatarStream
 from tests.conftest import write_wav
@@ -32,7 +32,7 @@ def read_back(path: Path) -> tuple[list[bytes], int, float, float, bool]:
 def test_two_mp4_sinks_with_the_same_settings_share_one_encode(tmp_path: Path) -> None:
     wav = write_wav(tmp_path / "in.wav", speechlike(2.0))
 
-    async def render() -> tuple[AvatarStream, list[Encoder]]:
+    async def render() -> tuple[AvatarStream, list[CodecEncoder]]:
         stream = AvatarStream(AvatarSession(avatar(), EngineConfig(), live=False, session_id="files"))
         for name, crf in (("a", 20), ("b", 20), ("c", 30)):
             stream.add_sink(Mp4Sink(tmp_path / f"{name}.mp4", crf=crf))
@@ -44,9 +44,12 @@ def test_two_mp4_sinks_with_the_same_settings_share_one_encode(tmp_path: Path) -
         return stream, encoders
 
     stream, encoders = asyncio.run(render())
-    assert len(encoders) == 2, "one encoder per distinct setting"
-    assert sorted((e.metrics.subscribers, e.metrics.frames_encoded) for e in encoders) == [(1, 96), (2, 96)], (
+    video = [e for e in encoders if e.kind == "video"]
+    [audio] = [e for e in encoders if e.kind == "audio"]  # the three ask for the same AAC: one encode of the sound
+    assert len(video) == 2, "one video encoder per distinct setting"
+    assert sorted((e.metrics.subscribers, e.metrics.frames_encoded) for e in video) == [(1, 96), (2, 96)], (
         "the two sinks with the same settings did not share one encode of each frame")
+    assert audio.metrics.subscribers == 3 and audio.metrics.audio_samples_encoded == 2 * 48000
     a, b, c = (read_back(tmp_path / f"{n}.mp4") for n in "abc")
     assert a[0] == b[0], "shared packets, yet the files differ"
     assert a[0] != c[0], "different settings, yet the same packets"
@@ -73,7 +76,7 @@ def test_an_mp4_sink_joining_a_live_stream_starts_at_a_forced_keyframe(tmp_path:
         stream.add_sink(joiner)
         await asyncio.sleep(2.0)
         await stream.remove_sink(joiner)  # finishes its file; the other sink goes on
-        encoder = stream.pacer.encoders[0]
+        [encoder] = [e for e in stream.pacer.encoders if e.kind == "video"]
         forced, subscribers = encoder.metrics.keyframes_forced, encoder.metrics.subscribers
         await stream.close()
         return forced, subscribers
@@ -87,4 +90,44 @@ def test_an_mp4_sink_joining_a_live_stream_starts_at_a_forced_keyframe(tmp_path:
     assert abs(audio_s - video_s) <= 2 / 48, f"audio {audio_s:.3f} s vs video {video_s:.3f} s: they do not end together"
     with av.open(str(out)) as c:
         sound = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+    assert np.sqrt(np.mean(sound**2)) > 0.03, "the recording has no sound"
+
+
+def test_a_sink_joining_with_another_sound_codec_shares_the_picture_and_gets_its_sound_from_its_first_frame(
+        tmp_path: Path) -> None:
+    """A live stream's WebRTC-style sink (H.264 + Opus) and a recording joining later (the same H.264 + AAC, as an
+    RTMP push or a recording added to a watched stream): one H.264 encode, and a new AAC encode whose sound starts
+    with the recording's first frame."""
+    video = live_video(1_500_000)
+    opus = Mp4Sink(tmp_path / "opus.mp4", encoding=EncodingSpec.of(video, AudioSpec("libopus", 64_000)))
+    out = tmp_path / "aac.mp4"
+
+    async def record() -> list[tuple[str, str, int, int]]:
+        stream = AvatarStream(AvatarSession(avatar(), EngineConfig(), live=True, session_id="two_sounds"))
+        stream.add_sink(opus)
+        await stream.start()
+        pushed = PushedAudio()
+        stream.add_source(pushed)
+        pushed.push(speechlike(4.0), 48000)
+        await asyncio.sleep(1.0)
+        joiner = Mp4Sink(out, encoding=EncodingSpec.of(video, AudioSpec("aac", 128_000)))
+        stream.add_sink(joiner)
+        await asyncio.sleep(2.0)
+        codecs = [(e.kind, e.spec.codec, e.metrics.subscribers, e.metrics.keyframes_forced)
+                  for e in stream.pacer.encoders]
+        await stream.remove_sink(joiner)
+        await stream.close()
+        return codecs
+
+    codecs = asyncio.run(record())
+    assert sorted(codecs) == [("audio", "aac", 1, 0), ("audio", "libopus", 1, 0), ("video", "libx264", 2, 1)], codecs
+    packets, frames, video_s, audio_s, key_first = read_back(out)
+    assert key_first and frames == len(packets) and abs(frames - 96) <= 12, f"{frames} frames for ~2 s"
+    assert abs(audio_s - video_s) <= 2 / 48, f"audio {audio_s:.3f} s vs video {video_s:.3f} s"
+    with av.open(str(out)) as c:
+        first_audio = next(f for f in c.decode(audio=0))
+        start_s = float(first_audio.pts * first_audio.time_base)
+        sound = np.concatenate([first_audio.to_ndarray().reshape(-1), *(f.to_ndarray().reshape(-1)
+                                                                        for f in c.decode(audio=0))])
+    assert abs(start_s) <= 1 / 48, f"its sound starts {start_s:+.3f} s from its first frame"
     assert np.sqrt(np.mean(sound**2)) > 0.03, "the recording has no sound"

@@ -92,9 +92,9 @@ def watch_in_chromium(server: ServerProcess, sid: str, profile: Path, wav: Path)
 
 
 def subscribers(server: ServerProcess, sid: str) -> int:
-    """The viewers of the stream's (one) encoder."""
+    """The viewers of the stream's (one) H.264 encoder."""
     return sum(s["subscribers"] for n, s in session_info(server, sid)["sinks"].items()
-               if n.startswith("encoder_") and s["subscribers"])
+               if n.startswith("encoder_libx264") and s["subscribers"])
 
 
 def test_watch_page_and_an_aiortc_viewer_share_one_encode(tmp_path: Path, speech_wav: Path) -> None:
@@ -126,9 +126,8 @@ def test_watch_page_and_an_aiortc_viewer_share_one_encode(tmp_path: Path, speech
     t = np.array(viewer.got.video_wall_s)
     assert len(t) > 48 * 4, "the aiortc viewer beside the tabs got too few frames"
     info = result["info"]
-    assert info["encoders"] == 1, "three H.264 viewers, one encoder"
-    encoder = next(s for n, s in info["sinks"].items() if n.startswith("encoder_"))
-    assert encoder["subscribers"] == 3
+    assert info["encoders"] == 2, "three H.264 viewers, one encoder per codec (H.264 and Opus)"
+    assert info["sinks"]["encoder_libx264"]["subscribers"] == info["sinks"]["encoder_libopus"]["subscribers"] == 3
     assert result["mic_requests"] == 0, "the watch page asked for a microphone"
     assert result["unmute_visible"] and result["muted_after_click"] is False
     assert "token" not in result["url_after_load"], "the token stays in the address bar"

@@ -61,7 +61,8 @@ def session_info(server: ServerProcess, sid: str) -> dict:
 
 async def test_viewers_share_one_encode_and_one_leaves(server: ServerProcess, speech_wav: Path) -> None:
     """Two H.264 viewers and a VP8 one of a POST /offer stream: ~48 fps each, a keyframe soon after joining,
-    one encoder per codec; DELETE ends one viewer while the others stream on."""
+    one encoder per codec (the sound's Opus encode shared by all three); DELETE ends one viewer while the others
+    stream on."""
     results: dict = {}
     loop = asyncio.get_running_loop()
 
@@ -101,21 +102,22 @@ async def test_viewers_share_one_encode_and_one_leaves(server: ServerProcess, sp
         assert v.got.video_size == (512, 512)
         assert len(v.got.audio_rms) > 40, f"viewer {name}: {len(v.got.audio_rms)} audio frames"
     assert a.keyframes >= 1 and b.keyframes >= 1, "H.264 viewers decode from a keyframe"
-    assert three["encoders"] == 2, "one encoder for the H.264 viewers, one for the VP8 one"
+    assert three["encoders"] == 3, "one encoder for the H.264 viewers, one for the VP8 one, one Opus for all"
     whep = {name: s for name, s in three["sinks"].items() if name.startswith("whep")}
     assert len(whep) == 3
     encoders = {name: s for name, s in three["sinks"].items() if name.startswith("encoder_")}
-    assert sorted(s["subscribers"] for s in encoders.values()) == [1, 2], encoders
-    assert encoders["encoder_libx264_libopus"]["keyframes_forced"] >= 1, "the late joiner's keyframe"
-    print({name: {k: s[k] for k in ("frames_encoded", "keyframes_forced", "keyframes_requested", "dropped")}
-           for name, s in encoders.items()})
+    assert {n: s["subscribers"] for n, s in encoders.items()} == {"encoder_libx264": 2, "encoder_libvpx": 1,
+                                                                  "encoder_libopus": 3}, encoders
+    assert encoders["encoder_libx264"]["keyframes_forced"] >= 1, "the late joiner's keyframe"
+    print({name: {k: s[k] for k in ("frames_encoded", "keyframes_forced", "keyframes_requested", "packets")}
+           for name, s in encoders.items()}, "dropped before the encoders:", three["sinks"]["encoder"]["dropped"])
     requested = [s["keyframes_requested"] for n, s in results["info_pli"]["sinks"].items() if n.startswith("encoder_")
                  and "264" in n]
     before, after, _ = results["pli"]
     assert requested == [1] and after > before, f"a PLI reached the encoder {requested} times; keyframes {before}->" \
                                                 f"{after}"
     assert results["delete"] == 200
-    assert two["encoders"] == 1, "the VP8 encoder goes with its last viewer"
+    assert two["encoders"] == 2, "the VP8 encoder goes with its last viewer (H.264 and Opus stay)"
     for v in (a, b):  # the others went on after the third left
         rate, span = fps(v.got.video_wall_s, results["t_left"] + 0.2)
         assert span > 1.5 and rate >= 44.0, f"{rate:.1f} fps after a viewer left"
