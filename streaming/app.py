@@ -19,6 +19,7 @@ from streaming.errors import contain_errors
 from streaming.loop_monitor import LoopMonitor
 from streaming.offers import OfferError, parse_offer
 from streaming.origin import install_origin_check
+from streaming.portraits_api import install_portraits
 from streaming.ratelimit import RateLimiter
 from streaming.reclaim import Reclaimer
 from streaming.registry import SessionRegistry
@@ -166,7 +167,8 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
     app.router.add_get("/api/sessions", sessions)
     app.router.add_get("/metrics", metrics)
     app.router.add_static("/static", WEB_DIR)
-    add_stream_routes(app, config, registry, avatar, offer_limit)  # /streams: streams without a browser
+    install_portraits(app, config, avatar)  # /portraits: a portrait per stream, uploaded or from portraits_dir
+    add_stream_routes(app, config, registry, offer_limit)  # /streams: streams without a browser
     install_whep(app, registry, config, offer_limit)  # WHEP viewers and the watch page
     install_whip(app, registry, config, offer_limit)  # WHIP publishers
     install_auth(app, config)  # every route above must be classified in streaming/auth.py POLICY
