@@ -149,9 +149,12 @@ class PortraitStore:
             raise PortraitRefused(422, unknown + " and this server has no portraits_dir to name files from")
         root = Path(folder).resolve()
         for name in (ref, *(ref + s for s in SUFFIXES)):
-            path = (root / name).resolve()
-            if path.is_relative_to(root) and path.is_file() and path.suffix.lower() in SUFFIXES:
-                return path
+            try:
+                path = (root / name).resolve()
+                if path.is_relative_to(root) and path.is_file() and path.suffix.lower() in SUFFIXES:
+                    return path
+            except (OSError, ValueError):  # a name no file can have (a NUL, too long): not one of them
+                continue
         raise PortraitRefused(422, unknown + " nor an image file in the portraits folder (GET /portraits lists them)")
 
     async def _prepare(self, pid: str, data: bytes, source: str, label: str, path: Path | None) -> Portrait:
