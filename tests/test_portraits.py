@@ -20,6 +20,7 @@ from engine.config import EngineConfig
 from engine.generator import PreparedAvatar, prepare_avatar
 from harness.server import running
 from streaming.app import REGISTRY, build_app
+from streaming.auth import POLICY
 from streaming.config import ServerConfig
 from streaming.portraits_api import PORTRAITS
 
@@ -49,6 +50,13 @@ def png(rgb: np.ndarray) -> bytes:
     out = io.BytesIO()
     Image.fromarray(rgb).save(out, format="PNG")
     return out.getvalue()
+
+
+def test_the_portrait_routes_are_the_operators() -> None:
+    """A portrait costs seconds of CPU to prepare and a stream's look: no scoped token reaches them (tests/test_auth.py
+    checks that an operator route refuses every other credential)."""
+    for key in (("POST", "/portraits"), ("GET", "/portraits"), ("GET", "/streams/{sid}")):
+        assert POLICY[key].access == "operator", key
 
 
 async def test_uploads_are_checked_prepared_once_and_streamed_per_stream(avatar: PreparedAvatar,
