@@ -46,8 +46,8 @@ def post_json(url: str, payload: object, timeout_s: float = 30.0, token: str | N
 async def stream_session(base_url: str, wav: Path, duration_s: float,
                          crop_box: tuple[int, int, int, int] | None = None,
                          during: Callable[[str], Awaitable[object]] | None = None,
-                         loop: bool = False, token: str | None = None, close_session: bool = True
-                         ) -> tuple[Received, str]:
+                         loop: bool = False, token: str | None = None, close_session: bool = True,
+                         extra: dict[str, object] | None = None) -> tuple[Received, str]:
     """Connect, send `wav` as the microphone for duration_s, record video and audio, close.
 
     during(session_id) runs while the session streams. Without `loop` the microphone goes quiet (no
@@ -55,6 +55,7 @@ async def stream_session(base_url: str, wav: Path, duration_s: float,
     bearer token; the session is closed with the token the answer hands back for it. Returns what was
     received and the session id. close_session=False: an abrupt end, the client only closes its own
     peer connection (the server learns of it from the connection, not from /sessions/{id}/close).
+    extra: more fields of the offer's body (its outputs).
     """
     pc = RTCPeerConnection(NO_ICE_SERVERS)  # as the server: no STUN server off the machine
     player = MediaPlayer(str(wav), loop=loop)
@@ -91,7 +92,8 @@ async def stream_session(base_url: str, wav: Path, duration_s: float,
     await pc.setLocalDescription(await pc.createOffer())
     loop = asyncio.get_running_loop()
     status, answer = await loop.run_in_executor(
-        None, post_json, base_url + "/offer", {"sdp": pc.localDescription.sdp, "type": "offer"}, 30.0, token)
+        None, post_json, base_url + "/offer", {"sdp": pc.localDescription.sdp, "type": "offer", **(extra or {})}, 30.0,
+        token)
     if status != 200:
         player.audio.stop()
         await pc.close()

@@ -6,8 +6,10 @@ import asyncio
 import functools
 import logging
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
 from engine.generator import PreparedAvatar
 from engine.session import AvatarSession
@@ -17,15 +19,17 @@ from streaming.auth import install_auth, session_token
 from streaming.config import ServerConfig
 from streaming.control import ControlLimits, ControlSockets
 from streaming.errors import contain_errors
+from streaming.live_stream import OutputsUnavailable, confined_outputs, parse_outputs
 from streaming.loop_monitor import LoopMonitor
 from streaming.offers import OfferError, parse_offer
 from streaming.origin import install_origin_check
+from streaming.portraits_api import install_portraits
 from streaming.provenance import disclose
 from streaming.ratelimit import RateLimiter
 from streaming.reclaim import Reclaimer
 from streaming.registry import SessionRegistry
 from streaming.stream import AvatarStream
-from streaming.streams_api import add_stream_routes
+from streaming.streams_api import add_stream_routes, reasons
 from streaming.webrtc import PeerSession, new_session_id
 from streaming.whep import install_whep
 from streaming.whip import install_whip
@@ -36,6 +40,13 @@ MAX_OFFER_BYTES = 256 * 1024
 
 
 REGISTRY = web.AppKey("registry", SessionRegistry)
+
+
+class OfferOutputs(BaseModel):
+    """What an offer may ask for besides its SDP: the outputs a stream of POST /streams may have (RTMP, a
+    recording, the output size), checked and confined alike."""
+
+    outputs: dict[str, Any] | None = None  # streaming.outputs.OutputsSpec
 
 
 def json_error(status: int, message: str, retry_after_s: int | None = None) -> web.Response:
@@ -63,9 +74,17 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
         # checked whole, the caps; only then is a session built.
         check_rate(offer_limit, request, "offers")
         require_json(request)
+        raw = await read_body(request, config.body_timeout_s)
         try:
-            desc = parse_offer(await read_body(request, config.body_timeout_s))
+            desc = parse_offer(raw)
+            outputs = confined_outputs(parse_outputs(OfferOutputs.model_validate_json(raw).outputs), config)
         except OfferError as e:
+            return json_error(400, str(e))
+        except ValidationError as e:
+            return json_error(400, reasons(e))
+        except OutputsUnavailable as e:
+            return json_error(501, str(e))
+        except ValueError as e:  # a path outside the server's folders
             return json_error(400, str(e))
         refusal = registry.refusal()
         if refusal is not None:
@@ -79,7 +98,7 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
                     None, functools.partial(AvatarSession, avatar, config.engine, live=True, session_id=sid))
             stream = AvatarStream(session, audio_lead_s=config.audio_lead_s)
             disclose(stream, config)  # the visible label, on every picture its viewers get
-            peer = PeerSession(stream)
+            peer = PeerSession(stream, outputs)
         except Exception:
             log.exception("session %s: could not be created", sid)
             return json_error(500, "internal error while creating the session; see the server log")
@@ -172,7 +191,8 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
     app.router.add_get("/api/sessions", sessions)
     app.router.add_get("/metrics", metrics)
     app.router.add_static("/static", WEB_DIR)
-    add_stream_routes(app, config, registry, avatar, offer_limit)  # /streams: streams without a browser
+    install_portraits(app, config, avatar)  # /portraits: a portrait per stream, uploaded or from portraits_dir
+    add_stream_routes(app, config, registry, offer_limit)  # /streams: streams without a browser
     install_whep(app, registry, config, offer_limit)  # WHEP viewers and the watch page
     install_whip(app, registry, config, offer_limit)  # WHIP publishers
     install_auth(app, config)  # every route above must be classified in streaming/auth.py POLICY

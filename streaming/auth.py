@@ -72,7 +72,10 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/sessions/{sid}/control"): Rule("stream", roles=("control",), stream_param="sid", websocket=True),
     ("POST", "/streams"): OPERATOR,  # a stream without a browser: it runs until deleted
     ("GET", "/streams"): OPERATOR,  # lists stream ids
+    ("GET", "/streams/{sid}"): OPERATOR,  # one stream's portrait, viewers and outputs' health
     ("DELETE", "/streams/{sid}"): OPERATOR,
+    ("POST", "/portraits"): OPERATOR,  # upload a portrait (prepared: seconds of CPU) for POST /streams
+    ("GET", "/portraits"): OPERATOR,  # the portraits a stream may name
     ("GET", "/streams/{sid}/audio"): Rule("stream", roles=("publish",), stream_param="sid", websocket=True),  # TTS
     ("GET", "/watch/{sid}"): PUBLIC,  # the watch page holds no secret: its viewer token comes in its URL
     ("POST", "/streams/{sid}/whep"): Rule("stream", roles=("view",), stream_param="sid"),

@@ -62,6 +62,11 @@ class ServerConfig:
     # Behind the person in streams that name no background (POST /streams outputs.background): photo,
     # green[:#RRGGBB], image:PATH (the operator's path, not confined to media_dir), alpha[:#RRGGBB].
     background: str = "photo"
+    # POST /streams may name a portrait file ({"avatar": "name.jpg"}) only inside this folder (None: only the
+    # server's own portrait and uploaded ones). Uploads (POST /portraits) are kept in memory only.
+    portraits_dir: str | None = None
+    max_portraits: int = 8  # prepared portraits kept in memory (uploaded or named), least recently used dropped
+    portrait_max_bytes: int = 8 << 20  # a larger upload gets 413
     # Access control (streaming/auth.py): the operator secret, 32+ characters. Never shown by repr or logs.
     # Without it the server serves only loopback (with a warning), unless `insecure`.
     token: str | None = field(default=None, repr=False)
@@ -97,7 +102,7 @@ class ServerConfig:
         if not 1 <= self.port <= 65535:
             raise ValueError(f"port must be between 1 and 65535, got {self.port}")
         for name in ("max_sessions", "max_pending_sessions", "offer_burst", "control_burst", "audio_message_burst",
-                     "audio_max_message_bytes"):
+                     "audio_max_message_bytes", "max_portraits", "portrait_max_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("connect_timeout_s", "offer_rate_per_s", "body_timeout_s", "idle_timeout_s",

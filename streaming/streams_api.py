@@ -1,30 +1,33 @@
 """Streams without a browser: POST /streams, GET /streams, DELETE /streams/{id}, and the TTS WebSocket
 /streams/{id}/audio (streaming/audio_socket.py).
 
-    POST /streams {"persona": "...", "outputs": {...}, "audio_file": "show.wav", "loop": true}
-      -> 201 {"id", "urls": {"audio", "whep", "watch", "control"}, "tokens": {...} (access control on)}
+    POST /streams {"avatar": "<portrait id or file name>", "persona": "...", "outputs": {...},
+                   "audio_file": "show.wav", "loop": true}
+      -> 201 {"id", "urls": {"audio", "whep", "watch", "control"}, "avatar": {...}, "tokens": {...} (access control on)}
+    GET /streams/{id} -> the stream: its portrait, audio, viewers, outputs' health
 
 They live in the same SessionRegistry as POST /offer sessions (same caps), and pass the same admission:
 the per-client rate (429 + Retry-After), a bounded body (413, 408), JSON only (415), the caps (503).
-The avatar is the server's own prepared portrait (--avatar at start): a portrait chosen per stream would
-mean preparing an uploaded image per request, which this route does not do.
+The avatar: the server's own portrait (--avatar at start) unless `avatar` names another, uploaded on POST
+/portraits (its id) or a file in the portraits_dir folder (prepared on first use, seconds: streaming/portraits.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any
 
 from aiohttp import web
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from engine.generator import PreparedAvatar
 from streaming.admission import check_rate, read_body, require_json
 from streaming.audio_socket import AudioLimits, AudioSockets
 from streaming.auth import AUTHORITY, SESSION_TOKEN_TTL_S
 from streaming.config import ServerConfig
 from streaming.live_stream import (
+    OUTPUTS_MODULE,
     LiveStream,
     OutputsUnavailable,
     StreamEnded,
@@ -35,11 +38,14 @@ from streaming.live_stream import (
     safe_media_path,
     start_live_stream,
 )
+from streaming.portraits import PortraitRefused
+from streaming.portraits_api import PORTRAITS
 from streaming.ratelimit import RateLimiter
 from streaming.registry import SessionRegistry
 from streaming.sources import FileSource
 from streaming.stream import AvatarStream
 from streaming.webrtc import new_session_id
+from streaming.whep import WHEP
 
 log = logging.getLogger(__name__)
 MAX_STREAM_BODY_BYTES = 16 * 1024
@@ -51,6 +57,7 @@ AUDIO_SOCKETS = web.AppKey("audio_sockets", AudioSockets)
 
 class StreamRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    avatar: str | None = Field(default=None, min_length=1, max_length=256)  # streaming.portraits.PortraitStore
     persona: str | None = Field(default=None, max_length=MAX_PERSONA_CHARS,
                                 validation_alias=AliasChoices("persona", "instructions"))
     outputs: dict[str, Any] | None = None  # streaming.outputs.OutputsSpec: rtmp, record_dir, size, fit, background
@@ -67,12 +74,13 @@ def reasons(e: ValidationError) -> str:
     out = []
     for err in e.errors(include_url=False, include_input=False):
         where = ".".join(map(str, err["loc"])) or "body"
-        if where == "avatar" and err["type"] == "extra_forbidden":
-            out.append("avatar: this server streams its own prepared portrait (--avatar at start); a portrait per "
-                       "stream is not supported")
-        else:
-            out.append(f"{where}: {err['msg']}")
+        out.append(f"{where}: {err['msg']}")
     return "; ".join(out)
+
+
+def outputs_module_loaded() -> bool:
+    """Whether any stream may have outputs (streaming.outputs is imported by the first that asks for some)."""
+    return OUTPUTS_MODULE in sys.modules
 
 
 def stream_urls(request: web.Request, sid: str) -> dict[str, str]:
@@ -106,15 +114,18 @@ async def open_media(media_dir: str | None, name: str, loop: bool) -> FileSource
 
 
 def add_stream_routes(app: web.Application, config: ServerConfig, registry: SessionRegistry,
-                      avatar: PreparedAvatar, creations: RateLimiter) -> None:
-    """creations: the per-client bucket new sessions take from (shared with POST /offer)."""
+                      creations: RateLimiter) -> None:
+    """creations: the per-client bucket new sessions take from (shared with POST /offer). The portraits come from
+    the app's PortraitStore (streaming/portraits_api.py install_portraits)."""
     lives: dict[str, LiveStream] = {}
+    portraits: dict[str, dict[str, Any]] = {}  # stream id -> the portrait it was created with
     sockets = AudioSockets(AudioLimits(config.stream_audio_backlog_s, config.audio_message_rate_per_s,
                                        config.audio_message_burst, config.audio_max_message_bytes))
     audio_connects = RateLimiter(config.offer_rate_per_s, config.offer_burst)
 
     def forget(stream: AvatarStream) -> None:
         lives.pop(stream.id, None)
+        portraits.pop(stream.id, None)
         sockets.stream_closed(stream.id)
 
     async def create(request: web.Request) -> web.Response:
@@ -133,6 +144,10 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
         refusal = registry.refusal()  # before a file is decoded: a full server spends nothing on it
         if refusal is not None:
             return error(503, refusal, retry_after_s=2)
+        try:
+            portrait = await request.app[PORTRAITS].resolve(body.avatar)  # a named file not prepared yet: seconds
+        except PortraitRefused as e:
+            return error(e.status, str(e))
         audio = None
         if body.audio_file is not None:
             try:
@@ -151,7 +166,7 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
         sid = new_session_id()
         try:
             with registry.reserve():
-                session = await build_session(avatar, config, sid)
+                session = await build_session(portrait.avatar, config, sid)
             live = live_stream(session, config, audio, outputs)
         except Exception:
             log.exception("stream %s: could not be created", sid)
@@ -166,20 +181,33 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
         except Exception:
             log.exception("stream %s: could not be started", sid)
             return error(500, "internal error while starting the stream; see the server log")
-        log.info("stream %s: created (%d active)", sid, len(registry.active))
-        return web.json_response({"id": sid, "urls": stream_urls(request, sid), **stream_tokens(request, sid)},
-                                 status=201, headers={"Location": f"/streams/{sid}"})
+        portraits[sid] = portrait.describe()
+        log.info("stream %s: created with portrait %s (%d active)", sid, portrait.label, len(registry.active))
+        return web.json_response({"id": sid, "urls": stream_urls(request, sid), "avatar": portraits[sid],
+                                  **stream_tokens(request, sid)}, status=201, headers={"Location": f"/streams/{sid}"})
 
-    async def listing(_: web.Request) -> web.Response:
-        out = []
-        for sid, stream in list(registry.active.items()):
-            live = lives.get(sid)
-            if live is not None:
-                out.append({"kind": "api", **live.describe()})
-            else:
-                out.append({"kind": "webrtc", "id": sid, "state": stream.state,
-                            "frames_sent": stream.pacer.metrics.frames_sent})
-        return web.json_response({"streams": out})
+    def describe(request: web.Request, sid: str, stream: AvatarStream) -> dict[str, Any]:
+        live = lives.get(sid)
+        if live is not None:
+            out = {"kind": "api", **live.describe()}
+        else:
+            out = {"kind": "webrtc", "id": sid, "state": stream.state, "frames_sent": stream.pacer.metrics.frames_sent}
+            if outputs_module_loaded():
+                out["outputs"] = sys.modules[OUTPUTS_MODULE].describe_outputs(stream)
+        whep = request.app.get(WHEP)
+        return out | {"avatar": portraits.get(sid) or {"name": stream.session.avatar.name},
+                      "viewers": len(whep.viewers.of(sid)) if whep is not None else 0}
+
+    async def listing(request: web.Request) -> web.Response:
+        return web.json_response({"streams": [describe(request, sid, stream)
+                                              for sid, stream in list(registry.active.items())]})
+
+    async def one(request: web.Request) -> web.Response:
+        sid = request.match_info["sid"]
+        stream = registry.active.get(sid)
+        if stream is None:
+            return error(404, f"no active stream {sid!r}")
+        return web.json_response(describe(request, sid, stream))
 
     async def delete(request: web.Request) -> web.Response:
         sid = request.match_info["sid"]
@@ -219,6 +247,7 @@ def add_stream_routes(app: web.Application, config: ServerConfig, registry: Sess
 
     app.router.add_post("/streams", create)
     app.router.add_get("/streams", listing)
+    app.router.add_get("/streams/{sid}", one)
     app.router.add_delete("/streams/{sid}", delete)
     app.router.add_get("/streams/{sid}/audio", audio)
     app.router.add_post("/streams/{sid}/interrupt", interrupt)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import Any
 
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from streaming.live_stream import outputs_module
 from streaming.offers import OfferError
 from streaming.patches import present_ahead, release_frames_promptly
 from streaming.sources import TrackSource
@@ -25,8 +27,10 @@ NO_ICE_SERVERS = RTCConfiguration(iceServers=[])
 class PeerSession:
     """The WebRTC adapter of a stream: the peer's microphone feeds it, a WebRTC sink shows it to the peer."""
 
-    def __init__(self, stream: AvatarStream) -> None:
+    def __init__(self, stream: AvatarStream, outputs: Any = None) -> None:
+        """outputs: a streaming.outputs.OutputsSpec (RTMP, recording, size), attached once the peer connects."""
         self.id = stream.id
+        self.outputs = outputs
         self.stream = stream
         self.pc = RTCPeerConnection(NO_ICE_SERVERS)
         self.sink = WebRtcSink()
@@ -53,6 +57,11 @@ class PeerSession:
                 if not self._sink_added:
                     # From now on, not before: its first frame is the first the peer gets (first_sent_frame).
                     self._sink_added = True
+                    if self.outputs is not None:  # its canvas before the first frame, which the first sink starts
+                        try:
+                            outputs_module().attach_outputs(stream, self.outputs)
+                        except Exception:  # the peer still gets its stream; the log says what is missing
+                            log.exception("session %s: its outputs could not be attached", self.id)
                     stream.add_sink(self.sink)
             elif pc.connectionState in ("failed", "closed"):
                 stream.close_soon()

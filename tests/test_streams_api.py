@@ -198,7 +198,7 @@ async def test_create_list_delete_and_the_caps(avatar: PreparedAvatar) -> None:
 
 async def test_bad_requests_get_clear_errors(avatar: PreparedAvatar, tmp_path: object) -> None:
     async with serving(config(offer_burst=20), avatar) as (base, app), aiohttp.ClientSession() as http:
-        for body, status, words in (({"avatar": "me.jpg"}, 400, "own prepared portrait"),
+        for body, status, words in (({"avatar": "me.jpg"}, 422, "no such portrait"),
                                     ({"loop": True}, 400, "needs audio_file"),
                                     ({"audio_file": "../../etc/passwd"}, 400, "media_dir"),
                                     ({"persona": "x" * 5000}, 400, "persona"),

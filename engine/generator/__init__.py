@@ -52,5 +52,15 @@ def generator_for(config: EngineConfig, avatar: PreparedAvatar) -> Generator:
         return _shared[key]
 
 
+def release_generator(avatar: PreparedAvatar) -> None:
+    """Forget the shared generators of this avatar (a server that drops a portrait it prepared per stream):
+    sessions still rendering with one keep it; the next session of that avatar builds a new one."""
+    identity = avatar_identity(avatar)
+    with _shared_lock:
+        for key in [k for k in _shared if k[1] == identity]:
+            del _shared[key]
+
+
 __all__ = ["AvatarError", "Generator", "GeneratorCapabilities", "PreparedAvatar", "WarpGenerator", "avatar_identity",
-           "generator_for", "make_generator", "prepare_avatar", "register_generator"]
+           "generator_for", "make_generator", "prepare_avatar", "register_generator",
+           "release_generator"]
