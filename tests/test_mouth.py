@@ -136,7 +136,7 @@ def test_the_photos_own_teeth_are_uncovered_where_they_were_not_stretched(keep_e
 def test_a_mouth_wide_open_in_the_photo_is_closed_and_prepare_says_it_is_a_limit(tmp_path) -> None:
     from PIL import Image
 
-    wide = frames(WarpGenerator(prepare_avatar(keep_expression=True)), JAW_OPEN=[0.8])[0]
+    wide = frames(WarpGenerator(prepare_avatar(keep_expression=True)), JAW_OPEN=[1.0])[0]
     path = tmp_path / "wide_open.png"
     Image.fromarray(wide).save(path)
     avatar = prepare_avatar(path, cache_dir=None)

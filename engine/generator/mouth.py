@@ -102,16 +102,18 @@ def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
     luma = float(skin @ LUMA)
     tint = skin / max(float(skin.max()), 1e-3)
     # Teeth are never paper white: a little yellow (less blue) reads as enamel in any light.
-    teeth = np.clip(min(0.9, 0.42 + 0.72 * luma) * (0.7 + 0.3 * tint) * (1.0, 0.97, 0.88), 0.0, 1.0)
+    teeth = np.clip(min(0.9, 0.42 + 0.72 * luma) * (0.55 + 0.45 * tint) * (1.0, 0.97, 0.88), 0.0, 1.0)
     white = eye_white(rgb, lm, skin)
     if teeth_rgb is not None:
         teeth = np.clip(np.asarray(teeth_rgb, np.float64), 0.0, 1.0)
     elif white is not None:
         teeth = np.clip(0.92 * white * (1.0, 0.97, 0.88), 0.0, 1.0)
-    # Inside, the mouth is redder than its lips (mucosa, and light that passed through it): the lips' colour
-    # with its hue deepened; the tongue between the two, moist, a little more saturated.
-    inner = lip * np.sqrt(lip / max(float(lip.max()), 1e-3))
-    tongue = 0.5 * (lip + inner)
+    # Inside, the mouth is redder than its lips (mucosa, and light that passed through it): the lips' hue,
+    # deepened, at the brightness of the light on the face (dark or pale lips still have a pink mouth inside);
+    # the tongue between the two, moist, a little more saturated.
+    mucosa = lip / max(float(lip.max()), 1e-3) * min(1.0, 0.35 + 0.8 * luma)
+    inner = mucosa * np.sqrt(mucosa / max(float(mucosa.max()), 1e-3))
+    tongue = 0.5 * (mucosa + inner)
     tongue = np.clip(tongue.mean() + 1.3 * (tongue - tongue.mean()), 0.0, 1.0)
     return {name: tuple(float(v) for v in colour) for name, colour in
             (("lip", lip), ("inner", inner), ("cavity", 0.3 * inner), ("tongue", tongue), ("teeth", teeth))}
@@ -300,17 +302,17 @@ class MouthRig:
         # Cavity: the inner mouth's red, lit near the lips, dark only deep in, toward the throat.
         depth = torch.minimum(torch.minimum(below_top, above_bottom), (1.0 - aue) * hw * 0.6)
         deep = torch.exp(-torch.clamp(depth, min=0.0) / (0.12 * mw))
-        rgb = p["inner"] * (0.12 + 0.4 * deep)[:, None]
+        rgb = p["inner"] * (0.15 + 0.4 * deep)[:, None]
         # Teeth in shade take the mouth's warm dark, not grey: light inside has passed through red.
         dark = p["inner"] * 0.3
         # Tongue: a hump on the mouth's floor behind the lower teeth, rising with the opening; lit at its front
         # (low), receding into the dark at its top, a faint groove down its middle.
-        height = 0.38 * gap * torch.sqrt(torch.clamp(1.0 - torch.square(o.ue / 0.85), min=0.0))
+        height = 0.3 * gap * torch.sqrt(torch.clamp(1.0 - torch.square(o.ue / 0.85), min=0.0))
         top = o.bottom - height
         on = torch.sigmoid((qy - top) / max(edge, 0.015 * mw))[:, None]
         down = torch.clamp((qy - top) / torch.clamp(height, min=1.0), 0.0, 1.0)
         groove = 1.0 - 0.07 * torch.exp(-torch.square(o.ue * (hw / (0.1 * mw))))
-        tone = (0.55 + 0.4 * down) * (0.6 + 0.4 * corner) * groove
+        tone = (0.3 + 0.6 * torch.sqrt(down)) * (0.6 + 0.4 * corner) * groove
         rgb = rgb + (p["tongue"] * tone[:, None] - rgb) * on
         # Lower incisors: behind the lower lip, moving with the jaw, shown more as it opens.
         show = torch.clamp(o.jaw / (0.45 * mw) - 0.15, 0.0, 1.0)
