@@ -82,8 +82,9 @@ def eye_white(rgb: np.ndarray, landmarks: np.ndarray, skin: np.ndarray) -> np.nd
                          .reshape(-1, 3) for x, y in points]).astype(np.float64) / 255.0
     luma = px @ LUMA
     white = np.median(px[luma >= np.quantile(luma, 0.6)], axis=0)
-    bright_enough = float(white @ LUMA) > float(skin @ LUMA) + 0.05
-    return white if bright_enough and _saturation(white) < min(0.3, _saturation(skin)) else None
+    # Sclera is greyer than skin in any light, and about as bright as lit skin (the lids shade it).
+    bright_enough = float(white @ LUMA) > 0.75 * float(skin @ LUMA)
+    return white if bright_enough and _saturation(white) < min(0.3, 0.7 * _saturation(skin)) else None
 
 
 def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
@@ -307,12 +308,12 @@ class MouthRig:
         dark = p["inner"] * 0.3
         # Tongue: a hump on the mouth's floor behind the lower teeth, rising with the opening; lit at its front
         # (low), receding into the dark at its top, a faint groove down its middle.
-        height = 0.3 * gap * torch.sqrt(torch.clamp(1.0 - torch.square(o.ue / 0.85), min=0.0))
+        height = 0.28 * gap * torch.sqrt(torch.clamp(1.0 - torch.square(o.ue / 0.85), min=0.0))
         top = o.bottom - height
         on = torch.sigmoid((qy - top) / max(edge, 0.015 * mw))[:, None]
         down = torch.clamp((qy - top) / torch.clamp(height, min=1.0), 0.0, 1.0)
         groove = 1.0 - 0.07 * torch.exp(-torch.square(o.ue * (hw / (0.1 * mw))))
-        tone = (0.3 + 0.6 * torch.sqrt(down)) * (0.6 + 0.4 * corner) * groove
+        tone = (0.22 + 0.65 * torch.sqrt(down)) * (0.6 + 0.4 * corner) * groove
         rgb = rgb + (p["tongue"] * tone[:, None] - rgb) * on
         # Lower incisors: behind the lower lip, moving with the jaw, shown more as it opens.
         show = torch.clamp(o.jaw / (0.45 * mw) - 0.15, 0.0, 1.0)
@@ -321,7 +322,7 @@ class MouthRig:
         notch, seam, convex = tooth_marks(frac, width)
         lower = (torch.sigmoid((qy - (o.bottom - height + 0.06 * width * notch)) / (0.6 * edge))
                  * smoothstep(0.0, 1.5, height))
-        tone = 0.8 * (1.0 - 0.4 * smoothstep(0.1, 0.55, aue)) * convex * (1.0 - 0.2 * seam)
+        tone = 0.9 * (1.0 - 0.35 * smoothstep(0.1, 0.55, aue)) * convex * (1.0 - 0.2 * seam)
         rgb = rgb + (dark + (p["teeth"] - dark) * tone[:, None] - rgb) * lower[:, None]
         # Upper teeth: fixed to the head, from the gum (under the upper lip) to their edge a little below the
         # rest lip line; each tooth a little rounded (brighter mid-tooth, its corners notched at the edge,
