@@ -12,7 +12,7 @@ around the opening; the warp fields stay on the coarse field grid.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -291,12 +291,30 @@ class MouthRig:
         soft its edges are (pixels). Back to front: cavity, tongue, lower teeth, upper teeth, then the lips'
         shade over all; a slit too thin to see into shows the lips' own dark seam."""
         o = self.opening(c, qx)
-        mw, hw, p = self.mw, self.hw, self.palette
-        gap = torch.clamp(o.bottom - o.top, min=0.0)
         # Coverage of each pixel by the opening, smoothed by `edge`: a slit thinner than a pixel keeps its area
         # in every column instead of breaking into dots along a slanted lip line.
         alpha = torch.sigmoid((qy - o.top) / edge) - torch.sigmoid((qy - o.bottom) / edge)
         alpha = torch.clamp(alpha, min=0.0) * torch.clamp(o.jaw / 1.5, 0.0, 1.0)
+        # The box is sized for a jaw open to the full: the layers are drawn only over the rows and columns
+        # that some frame of the batch opens (speech is mostly small openings; silence none).
+        seen = alpha > 1.0 / 1024
+        rows, cols = torch.nonzero(seen.any(dim=2).any(dim=0)), torch.nonzero(seen.any(dim=1).any(dim=0))
+        rgb = torch.zeros((qx.shape[0], 3, *qx.shape[1:]), dtype=qx.dtype)
+        if len(rows) == 0:
+            return rgb, alpha[:, None]
+        window = (..., slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+
+        def crop(t: torch.Tensor) -> torch.Tensor:
+            return t if t.shape[-1] == 1 and t.shape[-2] == 1 else t[window]
+
+        o = Opening(*(crop(getattr(o, f.name)) for f in fields(Opening)))
+        rgb[window] = self._layers(o, crop(qx), crop(qy), edge)
+        return rgb, alpha[:, None]
+
+    def _layers(self, o: Opening, qx: torch.Tensor, qy: torch.Tensor, edge: float) -> torch.Tensor:
+        """The interior's colour (N, 3, h, w) where the opening `o` is, layer by layer."""
+        mw, hw, p = self.mw, self.hw, self.palette
+        gap = torch.clamp(o.bottom - o.top, min=0.0)
         aue = o.ue.abs()
         corner = torch.clamp(1.0 - o.ue * o.ue, min=0.0)
         below_top, above_bottom = qy - o.top, o.bottom - qy
@@ -350,8 +368,7 @@ class MouthRig:
         if self.photo is not None:  # lit as the photo was; only the lip's shadow over a narrow opening is new
             rgb = self._photo_teeth(qx, qy, rgb, edge, o, opened)
         seam_rgb = p["lip"] * 0.42
-        rgb = seam_rgb + (rgb - seam_rgb) * opened
-        return torch.clamp(rgb, 0.0, 1.0), alpha[:, None]
+        return torch.clamp(seam_rgb + (rgb - seam_rgb) * opened, 0.0, 1.0)
 
     def _photo_teeth(self, qx: torch.Tensor, qy: torch.Tensor, rgb: torch.Tensor, edge: float, o: Opening,
                      opened: torch.Tensor) -> torch.Tensor:
