@@ -25,6 +25,7 @@ from engine.types import Control
 # coloured from these, so it is lit and white-balanced like the photo instead of one palette for every face.
 LIP_POINTS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409)
 CHEEK_POINTS = (50, 280, 101, 330, 205, 425)
+LIP_LEFT, LIP_RIGHT = (61, 146, 91, 185, 40, 39), (291, 375, 321, 409, 270, 269)  # each side's outer lip
 # The inner-lip contour: its corners and the points between them on each lip (image left to right).
 INNER_CORNERS = (78, 308)
 INNER_UPPER = (191, 80, 81, 82, 13, 312, 311, 310, 415)
@@ -89,7 +90,8 @@ def eye_white(rgb: np.ndarray, landmarks: np.ndarray, skin: np.ndarray) -> np.nd
 
 def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
                   teeth_rgb: np.ndarray | None = None) -> dict[str, tuple[float, float, float]]:
-    """Lip, inner mouth, cavity, tongue and teeth colours (0..1 RGB) from the portrait's own lips and skin.
+    """Lip, inner mouth, cavity, tongue and teeth colours (0..1 RGB) from the portrait's own lips and skin, and
+    "light": the light's gain at the mouth's image-left corner, its middle and its right corner.
 
     The cavity is the inner mouth's hue in deep shade and the tongue a lighter one. The teeth are the
     photo's own where it shows them (`teeth_rgb`, 0..1), else its eye whites a little darker and yellower
@@ -103,7 +105,7 @@ def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
     luma = float(skin @ LUMA)
     tint = skin / max(float(skin.max()), 1e-3)
     # Teeth are never paper white: a little yellow (less blue) reads as enamel in any light.
-    teeth = np.clip(min(0.9, 0.42 + 0.72 * luma) * (0.55 + 0.45 * tint) * (1.0, 0.97, 0.88), 0.0, 1.0)
+    teeth = np.clip(min(0.9, 0.42 + 0.72 * luma) * (0.4 + 0.6 * tint) * (1.0, 0.97, 0.88), 0.0, 1.0)
     white = eye_white(rgb, lm, skin)
     if teeth_rgb is not None:
         teeth = np.clip(np.asarray(teeth_rgb, np.float64), 0.0, 1.0)
@@ -116,8 +118,12 @@ def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
     inner = mucosa * np.sqrt(mucosa / max(float(mucosa.max()), 1e-3))
     tongue = 0.5 * (mucosa + inner)
     tongue = np.clip(tongue.mean() + 1.3 * (tongue - tongue.mean()), 0.0, 1.0)
+    # The light across the mouth: lips brighter on one side (a key light from that side) light the inside so too.
+    left, right = (float(_median_at(rgb, lm, [lm[i] for i in side]) @ LUMA) for side in (LIP_LEFT, LIP_RIGHT))
+    slope = float(np.clip((right - left) / max(right + left, 1e-3), -0.2, 0.2))
     return {name: tuple(float(v) for v in colour) for name, colour in
-            (("lip", lip), ("inner", inner), ("cavity", 0.3 * inner), ("tongue", tongue), ("teeth", teeth))}
+            (("lip", lip), ("inner", inner), ("cavity", 0.3 * inner), ("tongue", tongue), ("teeth", teeth),
+             ("light", np.array([1.0 - slope, 1.0, 1.0 + slope])))}
 
 
 def smoothstep(e0: float | torch.Tensor, e1: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -214,6 +220,7 @@ class MouthRig:
         self.nose_y = float(min(lm[NOSE_BASE, 1], self.mouth_y - 0.3 * self.mw))
         self.chin_y = float(max(lm[CHIN, 1], self.mouth_y + 0.5 * self.mw))
         self.palette = {k: torch.tensor(v, dtype=torch.float32)[None, :, None, None] for k, v in palette.items()}
+        self.light_slope = float(palette["light"][2]) - 1.0 if "light" in palette else 0.0
         self.photo: torch.Tensor | None = None
         if teeth is not None:
             rgb, photo_lm = teeth
@@ -362,7 +369,8 @@ class MouthRig:
         # The upper lip's shadow (less on the teeth, which stand forward), the lower lip's rim, the corners.
         lip_shadow = 1.0 - (0.4 - 0.2 * on_teeth) * (1.0 - smoothstep(0.0, 0.04 * mw + edge, below_top))
         rim = 0.85 + 0.15 * smoothstep(0.0, 0.03 * mw + edge, above_bottom)
-        rgb = rgb * (lip_shadow * rim * (0.4 + 0.6 * torch.sqrt(corner)))[:, None]
+        side = 1.0 + self.light_slope * torch.clamp(o.u, -1.0, 1.0)
+        rgb = rgb * (lip_shadow * rim * side * (0.4 + 0.6 * torch.sqrt(corner)))[:, None]
         # A slit too thin to see into: the lips' own dark seam.
         opened = smoothstep(0.04 * mw, 0.12 * mw, gap)[:, None]
         if self.photo is not None:  # lit as the photo was; only the lip's shadow over a narrow opening is new
