@@ -221,3 +221,14 @@ def test_on_a_tilted_face_the_opening_lies_along_the_lips() -> None:
     lips = np.degrees(np.arctan2(yb - ya, xb - xa))
     assert abs(lips) > 10, lips  # the portrait is tilted
     assert abs(opening - lips) < 6, (opening, lips)
+
+
+def test_the_inside_is_lit_from_the_side_the_lips_are_lit_from() -> None:
+    from engine.generator.mouth import mouth_palette
+
+    avatar = prepare_avatar()
+    rgb = avatar.rgb.copy()
+    cx = int(avatar.landmarks[13, 0])
+    rgb[:, cx:] = (rgb[:, cx:] * 0.6).astype(np.uint8)  # the image's right half in shade
+    left, _, right = mouth_palette(rgb, avatar.landmarks)["light"]
+    assert right < 0.95 < 1.05 < left, (left, right)
