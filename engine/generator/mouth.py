@@ -333,20 +333,20 @@ class MouthRig:
         dark = p["inner"] * 0.3
         # Tongue: a hump on the mouth's floor behind the lower teeth, rising with the opening; lit at its front
         # (low), receding into the dark at its top, a faint groove down its middle.
-        height = 0.28 * gap * torch.sqrt(torch.clamp(1.0 - torch.square(o.ue / 0.85), min=0.0))
+        height = 0.4 * gap * torch.sqrt(torch.clamp(1.0 - torch.square(o.ue / 0.85), min=0.0))
         top = o.bottom - height
         on = torch.sigmoid((qy - top) / max(edge, 0.015 * mw))[:, None]
         down = torch.clamp((qy - top) / torch.clamp(height, min=1.0), 0.0, 1.0)
         groove = 1.0 - 0.07 * torch.exp(-torch.square(o.ue * (hw / (0.1 * mw))))
-        tone = (0.22 + 0.65 * torch.sqrt(down)) * (0.6 + 0.4 * corner) * groove
+        tone = (0.4 + 0.5 * torch.sqrt(down)) * (0.6 + 0.4 * corner) * groove
         rgb = rgb + (p["tongue"] * tone[:, None] - rgb) * on
         # Lower incisors: behind the lower lip, moving with the jaw, shown more as it opens.
         show = torch.clamp(o.jaw / (0.45 * mw) - 0.15, 0.0, 1.0)
-        height = 0.08 * mw * show * torch.clamp(1.0 - torch.square(o.ue / 0.6), min=0.0)
+        height = 0.1 * mw * show * torch.clamp(1.0 - torch.square(o.ue / 0.6), min=0.0)
         frac, width = tooth_pattern(aue, hw, LOWER_INCISOR_W, LOWER_RATIO)
         notch, seam, convex = tooth_marks(frac, width)
         lower = (torch.sigmoid((qy - (o.bottom - height + 0.06 * width * notch)) / (0.6 * edge))
-                 * smoothstep(0.0, 1.5, height))
+                 * smoothstep(1.5, 3.5, height))  # a sliver of a pixel or two reads as an outline
         tone = 0.9 * (1.0 - 0.35 * smoothstep(0.1, 0.55, aue)) * convex * (1.0 - 0.2 * seam)
         rgb = rgb + (dark + (p["teeth"] - dark) * tone[:, None] - rgb) * lower[:, None]
         # Upper teeth: fixed to the head, from the gum (under the upper lip) to their edge a little below the
