@@ -344,7 +344,7 @@ class MouthRig:
         show = torch.clamp(o.jaw / (0.45 * mw) - 0.15, 0.0, 1.0)
         height = 0.1 * mw * show * torch.clamp(1.0 - torch.square(o.ue / 0.6), min=0.0)
         frac, width = tooth_pattern(aue, hw, LOWER_INCISOR_W, LOWER_RATIO)
-        notch, seam, convex = tooth_marks(frac, width)
+        notch, seam, convex = tooth_marks(frac, width, edge)
         lower = (torch.sigmoid((qy - (o.bottom - height + 0.06 * width * notch)) / (0.6 * edge))
                  * smoothstep(1.5, 3.5, height))  # a sliver of a pixel or two reads as an outline
         tone = 0.9 * (1.0 - 0.35 * smoothstep(0.1, 0.55, aue)) * convex * (1.0 - 0.2 * seam)
@@ -356,7 +356,7 @@ class MouthRig:
         if self.photo is None:
             u2 = o.u * o.u
             frac, width = tooth_pattern(o.u.abs(), hw, INCISOR_W, TOOTH_RATIO)
-            notch, seam, convex = tooth_marks(frac, width)
+            notch, seam, convex = tooth_marks(frac, width, edge)
             incisal = o.upper + TEETH_SHOW * mw * (1.0 - 0.45 * u2) - 0.07 * width * notch
             on_teeth = torch.sigmoid((incisal - qy) / (0.6 * edge)) * (1.0 - smoothstep(0.8, 1.0, o.u.abs()))
             near_edge = smoothstep(incisal - 0.08 * mw, incisal, qy)
@@ -413,15 +413,17 @@ def tooth_pattern(au: torch.Tensor, hw: float, first: float, ratio: float) -> tu
     return s - k, (first * hw) * torch.exp(k * math.log(ratio))
 
 
-def tooth_marks(frac: torch.Tensor, width: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def tooth_marks(frac: torch.Tensor, width: torch.Tensor,
+                edge: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(notch, seam, convex) of each tooth: how near its rounded corner (0..1), the faint gap to its
-    neighbour (0..1) and its brightness across (mid-tooth brighter); all fade out on teeth a few pixels wide,
-    where they would only alias."""
+    neighbour (0..1, as soft as the interior's edges: drawn every few pixels, a thinner one would be missed
+    by some samples) and its brightness across (mid-tooth brighter); all fade out on teeth a few pixels
+    wide, where they would only alias."""
     centred = 2.0 * frac - 1.0
     to_gap = (1.0 - centred.abs()) * 0.5 * width  # pixels
     detail = smoothstep(2.5, 6.0, width)
     notch = detail * torch.exp(-torch.square(to_gap / (0.22 * width)))
-    seam = detail * torch.exp(-torch.square(to_gap / 0.6))
+    seam = detail * torch.exp(-torch.square(to_gap / max(0.6, 0.85 * edge)))
     return notch, seam, 1.0 - 0.1 * detail * centred * centred
 
 
