@@ -142,7 +142,15 @@ def test_a_mouth_wide_open_in_the_photo_is_closed_and_prepare_says_it_is_a_limit
     avatar = prepare_avatar(path, cache_dir=None)
     assert avatar.rest is not None and avatar.rest.gap > 0.25, avatar.rest
     assert any("wide open" in note for note in avatar.notes), avatar.notes
-    assert measured_gap(frames(WarpGenerator(avatar), JAW_OPEN=[0.0])[0]) < CLOSED_GAP
+    # Lip skin covers the opening: of its dark inside at most a one-pixel seam is left at rest. (Counted in
+    # pixels, not by the face mesh: on this rendered photo mediapipe puts the lower inner lip on the tongue,
+    # then reads the lips closed there as a few percent of opening, by a margin that follows the tongue's shade.)
+    up, lo = inner_lips(avatar.rest.landmarks)
+    x0, x1 = int(up.cx - up.half_w), int(up.cx + up.half_w)
+    y0, y1 = int(up.y_np(np.array([0.0]))[0]) - 2, int(lo.y_np(np.array([0.0]))[0]) + 2
+    rest = frames(WarpGenerator(avatar), JAW_OPEN=[0.0])[0]
+    dark = [int((f[y0:y1, x0:x1] @ LUMA < 60).sum(axis=0).max()) for f in (wide, rest)]  # in any one column
+    assert dark[0] >= 5 and dark[1] <= 1, dark
 
 
 def _interior(gen: WarpGenerator, **values: float) -> tuple[np.ndarray, np.ndarray]:

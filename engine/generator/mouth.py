@@ -333,12 +333,12 @@ class MouthRig:
         dark = p["inner"] * 0.3
         # Tongue: a hump on the mouth's floor behind the lower teeth, rising with the opening; lit at its front
         # (low), receding into the dark at its top, a faint groove down its middle.
-        height = 0.4 * gap * torch.sqrt(torch.clamp(1.0 - torch.square(o.ue / 0.85), min=0.0))
+        height = 0.32 * gap * torch.sqrt(torch.clamp(1.0 - torch.square(o.ue / 0.85), min=0.0))
         top = o.bottom - height
         on = torch.sigmoid((qy - top) / max(edge, 0.015 * mw))[:, None]
         down = torch.clamp((qy - top) / torch.clamp(height, min=1.0), 0.0, 1.0)
         groove = 1.0 - 0.07 * torch.exp(-torch.square(o.ue * (hw / (0.1 * mw))))
-        tone = (0.4 + 0.5 * torch.sqrt(down)) * (0.6 + 0.4 * corner) * groove
+        tone = (0.3 + 0.6 * torch.sqrt(down)) * (0.6 + 0.4 * corner) * groove
         rgb = rgb + (p["tongue"] * tone[:, None] - rgb) * on
         # Lower incisors: behind the lower lip, moving with the jaw, shown more as it opens.
         show = torch.clamp(o.jaw / (0.45 * mw) - 0.15, 0.0, 1.0)
