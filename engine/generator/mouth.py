@@ -4,9 +4,12 @@ The opening follows the mesh's own inner-lip contour (fitted per portrait), so i
 on every face instead of a generic lens. What shows in it is built in layers, back to front, as 2D rigs
 do: a cavity darker toward the throat and in the corners, the tongue and lower teeth moving with the
 jaw, the upper teeth fixed to the head and partly hidden by the upper lip (the photo's own teeth where
-it shows them: `PreparedAvatar.rest`), all shaded under the upper lip. Colours come from the
-portrait's lips and skin (`mouth_palette`). The interior is drawn at pixel resolution over a small box
-around the opening; the warp fields stay on the coarse field grid.
+it shows them: `PreparedAvatar.rest`, down to where they end; else drawn, with a hint of each tooth), all
+shaded under the upper lip and lit across as the lips are. Colours come from the portrait's lips, skin
+and eye whites (`mouth_palette`): cream teeth in the photo's light, a pink mouth inside at its brightness.
+Lips part a little after the jaw (they are pressed together at rest), and a slit too thin to see into
+shows the lips' dark seam. The interior is drawn at pixel resolution over a small box around the opening,
+only where some frame opens it; the warp fields stay on the coarse field grid.
 """
 
 from __future__ import annotations
