@@ -136,10 +136,107 @@ def test_the_photos_own_teeth_are_uncovered_where_they_were_not_stretched(keep_e
 def test_a_mouth_wide_open_in_the_photo_is_closed_and_prepare_says_it_is_a_limit(tmp_path) -> None:
     from PIL import Image
 
-    wide = frames(WarpGenerator(prepare_avatar(keep_expression=True)), JAW_OPEN=[0.8])[0]
+    wide = frames(WarpGenerator(prepare_avatar(keep_expression=True)), JAW_OPEN=[0.9])[0]
     path = tmp_path / "wide_open.png"
     Image.fromarray(wide).save(path)
     avatar = prepare_avatar(path, cache_dir=None)
     assert avatar.rest is not None and avatar.rest.gap > 0.25, avatar.rest
     assert any("wide open" in note for note in avatar.notes), avatar.notes
-    assert measured_gap(frames(WarpGenerator(avatar), JAW_OPEN=[0.0])[0]) < CLOSED_GAP
+    # Lip skin covers the opening: of its dark inside at most a one-pixel seam is left at rest. (Counted in
+    # pixels, not by the face mesh: on this rendered photo mediapipe puts the lower inner lip on the tongue,
+    # then reads the lips closed there as a few percent of opening, by a margin that follows the tongue's shade.)
+    up, lo = inner_lips(avatar.rest.landmarks)
+    x0, x1 = int(up.cx - up.half_w), int(up.cx + up.half_w)
+    y0, y1 = int(up.y_np(np.array([0.0]))[0]) - 2, int(lo.y_np(np.array([0.0]))[0]) + 2
+    rest = frames(WarpGenerator(avatar), JAW_OPEN=[0.0])[0]
+    dark = [int((f[y0:y1, x0:x1] @ LUMA < 60).sum(axis=0).max()) for f in (wide, rest)]  # in any one column
+    assert dark[0] >= 5 and dark[1] <= 1, dark
+
+
+def _interior(gen: WarpGenerator, **values: float) -> tuple[np.ndarray, np.ndarray]:
+    """The interior the renderer draws for one frame: colour (h, w, 3, 0..1) and alpha (h, w), on its own
+    grid over `mouth_box_px` (every `overlay_stride` pixels)."""
+    c = np.zeros((1, N_CONTROLS), np.float32)
+    for control, v in values.items():
+        c[0, Control[control]] = v
+    with torch.inference_mode():
+        _, _, overlay, alpha = gen.renderer.fields(torch.from_numpy(c))
+    return overlay[0].permute(1, 2, 0).numpy(), alpha[0, 0].numpy()
+
+
+def test_a_teeth_photo_shows_its_own_upper_teeth_at_every_opening() -> None:
+    gen = generator("astronaut")
+    rest = gen.avatar.rest
+    teeth = rest.teeth_colour()
+    assert teeth is not None
+    up, lo = inner_lips(rest.landmarks)
+    x0, x1 = int(up.cx - up.half_w), int(up.cx + up.half_w)
+    y0, y1 = int(up.y_np(np.array([0.0]))[0] - 0.5 * up.half_w), int(lo.y_np(np.array([0.0]))[0] + 0.3 * up.half_w)
+
+    def teeth_pixels(frame: np.ndarray) -> int:  # in the upper part of the mouth, fixed to the head
+        return int((np.linalg.norm(frame[y0:y1, x0:x1] / 255.0 - teeth, axis=-1) < 0.12).sum())
+
+    own = teeth_pixels(rest.photo)
+    assert own > 50, own
+    shown = [teeth_pixels(f) for f in frames(gen, JAW_OPEN=[0.3, 0.6, 1.0])]
+    # A slightly open mouth shows their edges under the relaxed upper lip; a wide one most of what the photo did.
+    assert shown[0] > 0.15 * own and min(shown[1:]) > 0.4 * own, (shown, own)
+
+
+def test_drawn_teeth_are_cream_like_the_photos_light_with_a_hint_of_each_tooth() -> None:
+    gen = generator("hopper")
+    assert gen.avatar.rest is None and gen.renderer.mouth.photo is None  # closed lips: the teeth are drawn
+    rgb, alpha = _interior(gen, JAW_OPEN=0.6)
+    luma = rgb @ LUMA
+    inside = alpha > 0.9
+    teeth = inside & (luma >= np.quantile(luma[inside], 0.85))
+    colour = rgb[teeth].mean(axis=0)
+    palette = np.array(gen.renderer.palette["teeth"])
+    assert np.linalg.norm(colour - palette) < 0.15, (colour, palette)
+    r, g, b = colour
+    assert r > g > b and (r - b) / r > 0.08, colour  # cream, not a grey band
+    # Across the front teeth, just above their edge: brightness varies tooth to tooth, without hard lines.
+    y = int(np.argmax(teeth.sum(axis=1)))  # the row across the most teeth
+    cols = np.flatnonzero(teeth[y])
+    front = luma[y, cols[len(cols) // 4] : cols[3 * len(cols) // 4]]
+    assert len(front) > 8, cols
+    assert front.std() > 0.01, front
+    assert np.abs(np.diff(front)).max() < 0.12, front
+
+
+@pytest.mark.parametrize("name", ["hopper", "luispedro"])
+def test_a_closed_smile_shows_the_lips_meeting_at_a_thin_dark_seam(name: str) -> None:
+    gen = generator(name)
+    rgb, alpha = _interior(gen, SMILE=1.0, JAW_OPEN=0.15)
+    s = gen.renderer.overlay_stride
+    assert (alpha.sum(axis=0) * s).max() < 2.0, (alpha.sum(axis=0) * s).max()  # a seam, not a gap
+    seen = alpha > 0.05
+    assert seen.any()
+    seam = np.array(gen.renderer.palette["lip"]) * 0.42  # the lips' own dark colour, not teeth or grey
+    dist = np.linalg.norm(rgb[seen] - seam, axis=1)
+    assert np.average(dist, weights=alpha[seen]) < 0.08, dist.max()
+
+
+def test_on_a_tilted_face_the_opening_lies_along_the_lips() -> None:
+    gen = WarpGenerator(prepare_avatar(REPO / "tests/data/portraits/pedersen_tilted.jpg"))
+    _, alpha = _interior(gen, JAW_OPEN=0.6)
+    ys, xs = np.mgrid[: alpha.shape[0], : alpha.shape[1]]
+    w = alpha / alpha.sum()
+    mx, my = (w * xs).sum(), (w * ys).sum()
+    cxx, cyy, cxy = (w * (xs - mx) ** 2).sum(), (w * (ys - my) ** 2).sum(), (w * (xs - mx) * (ys - my)).sum()
+    opening = np.degrees(0.5 * np.arctan2(2 * cxy, cxx - cyy))
+    (xa, ya), (xb, yb) = gen.avatar.landmarks[[78, 308], :2]
+    lips = np.degrees(np.arctan2(yb - ya, xb - xa))
+    assert abs(lips) > 10, lips  # the portrait is tilted
+    assert abs(opening - lips) < 6, (opening, lips)
+
+
+def test_the_inside_is_lit_from_the_side_the_lips_are_lit_from() -> None:
+    from engine.generator.mouth import mouth_palette
+
+    avatar = prepare_avatar()
+    rgb = avatar.rgb.copy()
+    cx = int(avatar.landmarks[13, 0])
+    rgb[:, cx:] = (rgb[:, cx:] * 0.6).astype(np.uint8)  # the image's right half in shade
+    left, _, right = mouth_palette(rgb, avatar.landmarks)["light"]
+    assert right < 0.95 < 1.05 < left, (left, right)

@@ -4,14 +4,18 @@ The opening follows the mesh's own inner-lip contour (fitted per portrait), so i
 on every face instead of a generic lens. What shows in it is built in layers, back to front, as 2D rigs
 do: a cavity darker toward the throat and in the corners, the tongue and lower teeth moving with the
 jaw, the upper teeth fixed to the head and partly hidden by the upper lip (the photo's own teeth where
-it shows them: `PreparedAvatar.rest`), all shaded under the upper lip. Colours come from the
-portrait's lips and skin (`mouth_palette`). The interior is drawn at pixel resolution over a small box
-around the opening; the warp fields stay on the coarse field grid.
+it shows them: `PreparedAvatar.rest`, down to where they end; else drawn, with a hint of each tooth), all
+shaded under the upper lip and lit across as the lips are. Colours come from the portrait's lips, skin
+and eye whites (`mouth_palette`): cream teeth in the photo's light, a pink mouth inside at its brightness.
+Lips part a little after the jaw (they are pressed together at rest), and a slit too thin to see into
+shows the lips' dark seam. The interior is drawn at pixel resolution over a small box around the opening,
+only where some frame opens it; the warp fields stay on the coarse field grid.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -24,55 +28,105 @@ from engine.types import Control
 # coloured from these, so it is lit and white-balanced like the photo instead of one palette for every face.
 LIP_POINTS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409)
 CHEEK_POINTS = (50, 280, 101, 330, 205, 425)
+LIP_LEFT, LIP_RIGHT = (61, 146, 91, 185, 40, 39), (291, 375, 321, 409, 270, 269)  # each side's outer lip
 # The inner-lip contour: its corners and the points between them on each lip (image left to right).
 INNER_CORNERS = (78, 308)
 INNER_UPPER = (191, 80, 81, 82, 13, 312, 311, 310, 415)
 INNER_LOWER = (95, 88, 178, 87, 14, 317, 402, 318, 324)
 OUTER_CORNERS = (61, 291)
 NOSE_BASE, CHIN = 2, 152
+LUMA = np.array([0.299, 0.587, 0.114])
 
 JAW_REACH = 0.85  # the chin drops this many mouth half-widths at JAW_OPEN = 1
 UPPER_SHARE = 0.15  # of the lip gap, the part the upper lip lifts by (the lower lip and jaw drop the rest)
 EDGE_PX = 0.7  # the interior's edge under the lips: a sigmoid this wide (output pixels)
-TEETH_SHOW = 0.16  # the upper incisors reach this many mouth half-widths below the rest lip line
-# Upper teeth meet at the centre and, this many inner-mouth half-widths to each side, between the central
-# and lateral incisors (further out the arch turns away and the seams are lost in its shade).
-TOOTH_GAP = 0.34
+TEETH_SHOW = 0.14  # the upper incisors reach this many mouth half-widths below the rest lip line
+GUM = 0.3  # ... and their gum this many above it (shown only by an upper lip lifted that far)
+# Teeth across the arch as seen from the front, in inner-mouth half-widths: the central incisor this wide and
+# each tooth further out narrower by this ratio (the arch turns away); the lower incisors are narrower.
+INCISOR_W, TOOTH_RATIO = 0.34, 0.72
+LOWER_INCISOR_W, LOWER_RATIO = 0.24, 0.85
+# Lips part a little after the jaw does (they are soft and pressed together at rest): the gap between them
+# lags the jaw's by up to this many mouth half-widths, twice that in a smile (stretched lips press harder).
+SEAL = 0.06
+
+
+def _median_at(rgb: np.ndarray, landmarks: np.ndarray, points: list[np.ndarray]) -> np.ndarray:
+    """The median colour (0..1) of the 3x3 pixels around each point."""
+    h, w = rgb.shape[:2]
+    samples = []
+    for x, y in ((round(float(p[0])), round(float(p[1]))) for p in points):
+        samples.append(rgb[max(0, y - 1) : min(h, y + 2), max(0, x - 1) : min(w, x + 2)].reshape(-1, 3))
+    return np.median(np.concatenate(samples), axis=0).astype(np.float64) / 255.0
+
+
+def _saturation(colour: np.ndarray) -> float:
+    return float((colour.max() - colour.min()) / max(float(colour.max()), 1e-3))
+
+
+def eye_white(rgb: np.ndarray, landmarks: np.ndarray, skin: np.ndarray) -> np.ndarray | None:
+    """The whites of the eyes (0..1 RGB): the photo's own white, lit and white-balanced as it was, or None
+    where no sclera shows (sunglasses, narrowed or cast-down eyes: the samples are then skin or lashes)."""
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    if len(lm) < 478:
+        return None
+    points = []
+    for iris, corners in ((468, (33, 133)), (473, (362, 263))):
+        centre = lm[iris]
+        radius = float(np.mean(np.linalg.norm(lm[iris + 1 : iris + 5] - centre, axis=1)))
+        for k in corners:
+            d = lm[k] - centre
+            length = float(np.linalg.norm(d))
+            if length > radius + 2:  # between the iris and the corner: the white, if the lids show it
+                points += [centre + d / length * (radius + f * (length - radius)) for f in (0.3, 0.5)]
+    if not points:
+        return None
+    h, w = rgb.shape[:2]
+    px = np.concatenate([rgb[max(0, round(y) - 1) : min(h, round(y) + 2), max(0, round(x) - 1) : min(w, round(x) + 2)]
+                         .reshape(-1, 3) for x, y in points]).astype(np.float64) / 255.0
+    luma = px @ LUMA
+    white = np.median(px[luma >= np.quantile(luma, 0.6)], axis=0)
+    # Sclera is greyer than skin in any light, and about as bright as lit skin (the lids shade it).
+    bright_enough = float(white @ LUMA) > 0.75 * float(skin @ LUMA)
+    return white if bright_enough and _saturation(white) < min(0.3, 0.7 * _saturation(skin)) else None
 
 
 def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
                   teeth_rgb: np.ndarray | None = None) -> dict[str, tuple[float, float, float]]:
-    """Lip, inner mouth, cavity, tongue and teeth colours (0..1 RGB) from the portrait's own lips and skin.
+    """Lip, inner mouth, cavity, tongue and teeth colours (0..1 RGB) from the portrait's own lips and skin, and
+    "light": the light's gain at the mouth's image-left corner, its middle and its right corner.
 
-    The cavity is the inner mouth's hue in deep shade and the tongue a lighter one; the teeth are a cream at
-    the skin's brightness, tinted a fifth of the way toward the skin's colour (the photo's light), or
-    the photo's own teeth colour where it shows them (`teeth_rgb`, 0..1).
+    The cavity is the inner mouth's hue in deep shade and the tongue a lighter one. The teeth are the
+    photo's own where it shows them (`teeth_rgb`, 0..1), else its eye whites a little darker and yellower
+    (enamel is never as white as sclera), else a cream at the skin's brightness tinted toward the skin's
+    colour (the photo's light).
     """
-    h, w = rgb.shape[:2]
-
-    def median_at(points: tuple[int, ...]) -> np.ndarray:
-        samples = []
-        for i in points:
-            x, y = round(float(landmarks[i, 0])), round(float(landmarks[i, 1]))
-            samples.append(rgb[max(0, y - 1) : min(h, y + 2), max(0, x - 1) : min(w, x + 2)].reshape(-1, 3))
-        return np.median(np.concatenate(samples), axis=0).astype(np.float64) / 255.0
-
-    lip, skin = median_at(LIP_POINTS), median_at(CHEEK_POINTS)
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    lip, skin = (_median_at(rgb, lm, [lm[i] for i in pts]) for pts in (LIP_POINTS, CHEEK_POINTS))
     # Lip samples mix in skin at the lip line: push them away from the skin colour to keep the lips' red.
     lip = np.clip(skin + 1.8 * (lip - skin), 0.0, 1.0)
-    luma = float(skin @ (0.299, 0.587, 0.114))
+    luma = float(skin @ LUMA)
     tint = skin / max(float(skin.max()), 1e-3)
     # Teeth are never paper white: a little yellow (less blue) reads as enamel in any light.
-    teeth = np.clip(min(0.9, 0.42 + 0.72 * luma) * (0.8 + 0.2 * tint) * (1.0, 0.97, 0.88), 0.0, 1.0)
+    teeth = np.clip(min(0.9, 0.42 + 0.72 * luma) * (0.4 + 0.6 * tint) * (1.0, 0.97, 0.88), 0.0, 1.0)
+    white = eye_white(rgb, lm, skin)
     if teeth_rgb is not None:
         teeth = np.clip(np.asarray(teeth_rgb, np.float64), 0.0, 1.0)
-    # Inside, the mouth is redder than its lips (mucosa, and light that passed through it): the lips' colour
-    # with its hue deepened; the tongue between the two, moist, a little more saturated.
-    inner = lip * np.sqrt(lip / max(float(lip.max()), 1e-3))
-    tongue = 0.5 * (lip + inner)
+    elif white is not None:
+        teeth = np.clip(0.92 * white * (1.0, 0.97, 0.88), 0.0, 1.0)
+    # Inside, the mouth is redder than its lips (mucosa, and light that passed through it): the lips' hue,
+    # deepened, at the brightness of the light on the face (dark or pale lips still have a pink mouth inside);
+    # the tongue between the two, moist, a little more saturated.
+    mucosa = lip / max(float(lip.max()), 1e-3) * min(1.0, 0.35 + 0.8 * luma)
+    inner = mucosa * np.sqrt(mucosa / max(float(mucosa.max()), 1e-3))
+    tongue = 0.5 * (mucosa + inner)
     tongue = np.clip(tongue.mean() + 1.3 * (tongue - tongue.mean()), 0.0, 1.0)
+    # The light across the mouth: lips brighter on one side (a key light from that side) light the inside so too.
+    left, right = (float(_median_at(rgb, lm, [lm[i] for i in side]) @ LUMA) for side in (LIP_LEFT, LIP_RIGHT))
+    slope = float(np.clip((right - left) / max(right + left, 1e-3), -0.2, 0.2))
     return {name: tuple(float(v) for v in colour) for name, colour in
-            (("lip", lip), ("inner", inner), ("cavity", 0.3 * inner), ("tongue", tongue), ("teeth", teeth))}
+            (("lip", lip), ("inner", inner), ("cavity", 0.3 * inner), ("tongue", tongue), ("teeth", teeth),
+             ("light", np.array([1.0 - slope, 1.0, 1.0 + slope])))}
 
 
 def smoothstep(e0: float | torch.Tensor, e1: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -169,6 +223,7 @@ class MouthRig:
         self.nose_y = float(min(lm[NOSE_BASE, 1], self.mouth_y - 0.3 * self.mw))
         self.chin_y = float(max(lm[CHIN, 1], self.mouth_y + 0.5 * self.mw))
         self.palette = {k: torch.tensor(v, dtype=torch.float32)[None, :, None, None] for k, v in palette.items()}
+        self.light_slope = float(palette["light"][2]) - 1.0 if "light" in palette else 0.0
         self.photo: torch.Tensor | None = None
         if teeth is not None:
             rgb, photo_lm = teeth
@@ -180,6 +235,7 @@ class MouthRig:
             crop = rgb[y0:y1, x0:x1]
             self.photo = torch.from_numpy(crop.astype(np.float32) / 255.0).permute(2, 0, 1)[None].contiguous()
             self.photo_origin = (origin[0] - x0, origin[1] - y0)  # region pixels -> crop pixels
+            self.teeth_split = teeth_split(rgb, photo_lm)
 
     # ---- where the lips are -------------------------------------------------------------------------
     def opening(self, c: torch.Tensor, qx: torch.Tensor) -> Opening:
@@ -193,6 +249,8 @@ class MouthRig:
         # Bounded: the interior is drawn over the box a fully open jaw reaches (a plugin may send more).
         jaw = torch.clamp(c[:, Control.JAW_OPEN], 0.0, 1.0) * JAW_REACH * self.mw
         gap = jaw * torch.clamp(1.0 - c[:, Control.LIP_PRESS], 0.0, 1.0) * shape
+        seal = SEAL * self.mw * (1.0 + torch.clamp(c[:, Control.SMILE], 0.0, 1.0))
+        gap = gap - seal * (1.0 - torch.exp(-gap / seal))  # ~gap^2 / (2 seal) while small, gap - seal when wide
         lift, drop = UPPER_SHARE * gap, (1.0 - UPPER_SHARE) * gap
         upper, lower = self.upper.y(u), self.lower.y(u)
         corner = torch.exp(-torch.square(((qx - self.mouth_x).abs() - self.mw) / (0.6 * self.mw)))
@@ -219,7 +277,9 @@ class MouthRig:
         src = qy - fall(qy - o.drop)  # one fixed-point step of the backward map: the drop varies slowly
         # Between the lips: the inner lip lines, stretched (the interior covers them).
         t = torch.clamp((qy - o.top) / torch.clamp(o.bottom - o.top, min=1e-3), 0.0, 1.0)
-        between = o.upper + t * (o.lower - o.upper)
+        # (Less the smile's lift, added to every row below: so the slit shows the lips' own seam, continuous with
+        # the lips either side of it, not rows the smile skips over, which alias into dots along a slanted line.)
+        between = o.upper + t * (o.lower - o.upper) - (o.upper - o.lift - o.top)
         sy = torch.where(qy < o.top, qy + above, torch.where(qy > o.bottom, src, between))
         oy = sy - qy
         # Width and rounding: stretch or draw in the lips around the mouth centre.
@@ -238,63 +298,153 @@ class MouthRig:
     def interior(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor,
                  edge: float = EDGE_PX) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 3, h, w) colour and (N, 1, h, w) alpha of the mouth's inside at these points; `edge`: how
-        soft its edges are (pixels)."""
+        soft its edges are (pixels). Back to front: cavity, tongue, lower teeth, upper teeth, then the lips'
+        shade over all; a slit too thin to see into shows the lips' own dark seam."""
         o = self.opening(c, qx)
-        mw, p = self.mw, self.palette
-        gap = torch.clamp(o.bottom - o.top, min=0.0)
-        alpha = torch.sigmoid((qy - o.top) / edge) * torch.sigmoid((o.bottom - qy) / edge)
-        alpha = alpha * torch.clamp(o.jaw / 1.5, 0.0, 1.0) * torch.clamp(gap, max=1.0)
-        corner = torch.clamp(1.0 - o.ue * o.ue, min=0.0)
-        # Cavity: lit a little near the lips, dark deep in, toward the throat (distance from the lips, in
-        # the column and toward the corners).
-        depth = torch.minimum(torch.minimum(qy - o.top, o.bottom - qy), (1.0 - o.ue.abs()) * self.hw * 0.6)
-        deep = torch.exp(-torch.clamp(depth, min=0.0) / (0.14 * mw))[:, None]
-        rgb = p["cavity"] * (0.47 + 1.33 * deep)
-        # Tongue: a hump on the mouth's floor, rising with the opening; its top recedes into the dark.
-        tongue_top = o.bottom - 0.15 * gap * torch.sqrt(corner)
-        on_tongue = torch.sigmoid((qy - tongue_top) / 1.0)[:, None]
-        down = torch.clamp((qy - tongue_top) / torch.clamp(o.bottom - tongue_top, min=1.0), 0.0, 1.0)[:, None]
-        rgb = rgb + (p["tongue"] * (0.4 + 0.35 * down) * (0.5 + 0.5 * corner[:, None]) - rgb) * on_tongue
-        # Lower incisors: a thin band behind the lower lip, moving with the jaw.
-        lower_top = o.bottom - 0.07 * mw * (1.0 - 2.5 * o.ue * o.ue) * torch.clamp(o.jaw / (0.5 * mw) - 0.4, 0.0, 1.0)
-        lower = (torch.sigmoid((qy - lower_top) / edge) * (1.0 - smoothstep(0.3, 0.5, o.ue.abs())))[:, None]
-        rgb = rgb + (p["teeth"] * 0.85 - rgb) * lower
-        # Upper teeth: fixed to the head, their edge a little below the rest lip line, the arch turning away
-        # (darker) toward the corners, neighbours parting toward their rounded edges (faint near the gum),
-        # the edge a little translucent.
-        au = o.u.abs()
-        seams = torch.exp(-torch.square(torch.minimum(au, (au - TOOTH_GAP).abs()) * (self.hw / 0.7)))
-        incisal = o.upper + TEETH_SHOW * mw * (1.0 - 0.45 * o.u * o.u) - 0.025 * mw * seams
-        teeth = (torch.sigmoid((incisal - qy) / (0.6 * edge)) * (1.0 - smoothstep(0.8, 1.0, o.u.abs())))[:, None]
-        near_edge = smoothstep(incisal - 0.08 * mw, incisal, qy)
-        tone = ((1.0 - 0.45 * o.u * o.u) * (1.0 - (0.04 + 0.2 * near_edge) * seams)
-                * (1.0 - 0.1 * smoothstep(incisal - 0.04 * mw, incisal, qy)))
-        # Teeth stand forward, nearer the light than the cavity: the upper lip's shadow falls on them less.
-        tone = tone / (0.6 + 0.4 * smoothstep(0.0, 0.05 * mw + edge, qy - o.top)) ** 0.6
-        rgb = rgb + (p["teeth"] * tone[:, None] - rgb) * teeth
-        # The upper lip's shadow and the corners' shade over everything inside.
-        under_lip = 0.6 + 0.4 * smoothstep(0.0, 0.05 * mw + edge, qy - o.top)
-        rgb = rgb * (under_lip * (0.35 + 0.65 * torch.sqrt(corner)))[:, None]
-        if self.photo is not None:  # lit as the photo was; only the lip's shadow over a narrow opening is new
-            rgb = self._photo_teeth(qx, qy, rgb, edge, (0.7 + 0.3 * under_lip)[:, None])
-        return torch.clamp(rgb, 0.0, 1.0), alpha[:, None]
+        # Coverage of each pixel by the opening, smoothed by `edge`: a slit thinner than a pixel keeps its area
+        # in every column instead of breaking into dots along a slanted lip line.
+        alpha = torch.sigmoid((qy - o.top) / edge) - torch.sigmoid((qy - o.bottom) / edge)
+        alpha = torch.clamp(alpha, min=0.0) * torch.clamp(o.jaw / 1.5, 0.0, 1.0)
+        # The box is sized for a jaw open to the full: the layers are drawn only over the rows and columns
+        # that some frame of the batch opens (speech is mostly small openings; silence none).
+        seen = alpha > 1.0 / 1024
+        rows, cols = torch.nonzero(seen.any(dim=2).any(dim=0)), torch.nonzero(seen.any(dim=1).any(dim=0))
+        rgb = torch.zeros((qx.shape[0], 3, *qx.shape[1:]), dtype=qx.dtype)
+        if len(rows) == 0:
+            return rgb, alpha[:, None]
+        window = (..., slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
 
-    def _photo_teeth(self, qx: torch.Tensor, qy: torch.Tensor, rgb: torch.Tensor, edge: float,
-                     shade: torch.Tensor) -> torch.Tensor:
-        """Where the photo showed teeth, its own pixels, at their place on the head: uncovered, not stretched."""
+        def crop(t: torch.Tensor) -> torch.Tensor:
+            return t if t.shape[-1] == 1 and t.shape[-2] == 1 else t[window]
+
+        o = Opening(*(crop(getattr(o, f.name)) for f in fields(Opening)))
+        rgb[window] = self._layers(o, crop(qx), crop(qy), edge)
+        return rgb, alpha[:, None]
+
+    def _layers(self, o: Opening, qx: torch.Tensor, qy: torch.Tensor, edge: float) -> torch.Tensor:
+        """The interior's colour (N, 3, h, w) where the opening `o` is, layer by layer."""
+        mw, hw, p = self.mw, self.hw, self.palette
+        gap = torch.clamp(o.bottom - o.top, min=0.0)
+        aue = o.ue.abs()
+        corner = torch.clamp(1.0 - o.ue * o.ue, min=0.0)
+        below_top, above_bottom = qy - o.top, o.bottom - qy
+        # Cavity: the inner mouth's red, lit near the lips, dark only deep in, toward the throat.
+        depth = torch.minimum(torch.minimum(below_top, above_bottom), (1.0 - aue) * hw * 0.6)
+        deep = torch.exp(-torch.clamp(depth, min=0.0) / (0.12 * mw))
+        rgb = p["inner"] * (0.15 + 0.4 * deep)[:, None]
+        # Teeth in shade take the mouth's warm dark, not grey: light inside has passed through red.
+        dark = p["inner"] * 0.3
+        # Tongue: a hump on the mouth's floor behind the lower teeth, rising with the opening; lit at its front
+        # (low), receding into the dark at its top, a faint groove down its middle.
+        height = 0.32 * gap * torch.sqrt(torch.clamp(1.0 - torch.square(o.ue / 0.85), min=0.0))
+        top = o.bottom - height
+        on = torch.sigmoid((qy - top) / max(edge, 0.015 * mw))[:, None]
+        down = torch.clamp((qy - top) / torch.clamp(height, min=1.0), 0.0, 1.0)
+        groove = 1.0 - 0.07 * torch.exp(-torch.square(o.ue * (hw / (0.1 * mw))))
+        tone = (0.3 + 0.6 * torch.sqrt(down)) * (0.6 + 0.4 * corner) * groove
+        rgb = rgb + (p["tongue"] * tone[:, None] - rgb) * on
+        # Lower incisors: behind the lower lip, moving with the jaw, shown more as it opens.
+        show = torch.clamp(o.jaw / (0.45 * mw) - 0.15, 0.0, 1.0)
+        height = 0.1 * mw * show * torch.clamp(1.0 - torch.square(o.ue / 0.6), min=0.0)
+        frac, width = tooth_pattern(aue, hw, LOWER_INCISOR_W, LOWER_RATIO)
+        notch, seam, convex = tooth_marks(frac, width, edge)
+        lower = (torch.sigmoid((qy - (o.bottom - height + 0.06 * width * notch)) / (0.6 * edge))
+                 * smoothstep(1.5, 3.5, height))  # a sliver of a pixel or two reads as an outline
+        tone = 0.9 * (1.0 - 0.35 * smoothstep(0.1, 0.55, aue)) * convex * (1.0 - 0.2 * seam)
+        rgb = rgb + (dark + (p["teeth"] - dark) * tone[:, None] - rgb) * lower[:, None]
+        # Upper teeth: fixed to the head, from the gum (under the upper lip) to their edge a little below the
+        # rest lip line; each tooth a little rounded (brighter mid-tooth, its corners notched at the edge,
+        # a faint gap to its neighbour, clearer toward the edge); the arch darker as it turns away.
+        on_teeth = torch.zeros_like(qy)
+        if self.photo is None:
+            u2 = o.u * o.u
+            frac, width = tooth_pattern(o.u.abs(), hw, INCISOR_W, TOOTH_RATIO)
+            notch, seam, convex = tooth_marks(frac, width, edge)
+            incisal = o.upper + TEETH_SHOW * mw * (1.0 - 0.45 * u2) - 0.07 * width * notch
+            on_teeth = torch.sigmoid((incisal - qy) / (0.6 * edge)) * (1.0 - smoothstep(0.8, 1.0, o.u.abs()))
+            near_edge = smoothstep(incisal - 0.08 * mw, incisal, qy)
+            tone = ((1.0 - 0.5 * smoothstep(0.2, 0.85, o.u.abs())) * convex * (1.0 - (0.08 + 0.25 * near_edge) * seam)
+                    * (1.0 - 0.1 * smoothstep(incisal - 0.04 * mw, incisal, qy)))
+            colour = dark + (p["teeth"] - dark) * tone[:, None]
+            gum = torch.sigmoid((o.upper - GUM * mw * (1.0 - 0.3 * u2) - qy) / edge)[:, None]
+            colour = colour + (p["inner"] * 0.7 - colour) * gum
+            rgb = rgb + (colour - rgb) * on_teeth[:, None]
+        # The upper lip's shadow (less on the teeth, which stand forward), the lower lip's rim, the corners.
+        lip_shadow = 1.0 - (0.4 - 0.2 * on_teeth) * (1.0 - smoothstep(0.0, 0.04 * mw + edge, below_top))
+        rim = 0.85 + 0.15 * smoothstep(0.0, 0.03 * mw + edge, above_bottom)
+        side = 1.0 + self.light_slope * torch.clamp(o.u, -1.0, 1.0)
+        rgb = rgb * (lip_shadow * rim * side * (0.4 + 0.6 * torch.sqrt(corner)))[:, None]
+        # A slit too thin to see into: the lips' own dark seam.
+        opened = smoothstep(0.04 * mw, 0.12 * mw, gap)[:, None]
+        if self.photo is not None:  # lit as the photo was; only the lip's shadow over a narrow opening is new
+            rgb = self._photo_teeth(qx, qy, rgb, edge, o, opened)
+        seam_rgb = p["lip"] * 0.42
+        return torch.clamp(seam_rgb + (rgb - seam_rgb) * opened, 0.0, 1.0)
+
+    def _photo_teeth(self, qx: torch.Tensor, qy: torch.Tensor, rgb: torch.Tensor, edge: float, o: Opening,
+                     opened: torch.Tensor) -> torch.Tensor:
+        """Where the photo showed upper teeth, its own pixels, at their place on the head: uncovered, not
+        stretched. Above the photo's lip line (a lip lifted further) its top row goes on up, into the gum's
+        shade; below its upper teeth (`teeth_split`) the drawn interior moves with the jaw."""
         assert self.photo is not None
         up, lo = self.photo_lines
         u = (qx - up.cx) / up.half_w
         top, bottom = up.y(u), lo.y(u)
-        bottom = top + 0.8 * (bottom - top)  # the photo's lower lip edge, and what moves with the jaw, left out
-        w = (torch.sigmoid((qy - top) / edge) * torch.sigmoid((bottom - qy) / edge)
-             * (1.0 - smoothstep(0.85, 1.0, u.abs())))[:, None]
+        split = top + self.teeth_split * (bottom - top)
+        w = (torch.sigmoid((split - qy) / edge) * (1.0 - smoothstep(0.85, 1.0, u.abs())))[:, None] * opened
+        above = torch.clamp((top + 1.0 - qy) / (0.08 * self.mw), 0.0, 1.0)[:, None]
+        shade = (1.0 - 0.25 * (1.0 - smoothstep(0.0, 0.04 * self.mw + edge, qy - o.top)))[:, None]
+        sy = torch.maximum(qy, top + 1.0)
         h, wd = self.photo.shape[2:]
         x0, y0 = self.photo_origin
-        ix, iy = (qx, qy) if self.frame is None else self.frame.to_image(qx, qy)  # the photo is not turned upright
+        ix, iy = (qx, sy) if self.frame is None else self.frame.to_image(qx, sy)  # the photo is not turned upright
         gx = (ix + x0) * (2.0 / (wd - 1)) - 1.0
         gy = (iy + y0) * (2.0 / (h - 1)) - 1.0
         n = qx.shape[0]
         own = F.grid_sample(self.photo.expand(n, -1, -1, -1), torch.stack([gx, gy], dim=-1), mode="bilinear",
                             padding_mode="border", align_corners=True)
+        own = own + (self.palette["inner"] * 0.7 - own) * above  # the gum, under a lip lifted past the photo's
         return rgb + (own * shade - rgb) * w
+
+
+def tooth_pattern(au: torch.Tensor, hw: float, first: float, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """For columns at |u| across the arch: where each is along its tooth (0..1, gap to gap) and that tooth's
+    width in pixels; the first tooth `first` inner-mouth half-widths wide, each next one `ratio` as wide."""
+    x = torch.clamp(au * ((1.0 - ratio) / first), max=0.999)
+    s = torch.log1p(-x) * (1.0 / math.log(ratio))
+    k = torch.floor(s)
+    return s - k, (first * hw) * torch.exp(k * math.log(ratio))
+
+
+def tooth_marks(frac: torch.Tensor, width: torch.Tensor,
+                edge: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(notch, seam, convex) of each tooth: how near its rounded corner (0..1), the faint gap to its
+    neighbour (0..1, as soft as the interior's edges: drawn every few pixels, a thinner one would be missed
+    by some samples) and its brightness across (mid-tooth brighter); all fade out on teeth a few pixels
+    wide, where they would only alias."""
+    centred = 2.0 * frac - 1.0
+    to_gap = (1.0 - centred.abs()) * 0.5 * width  # pixels
+    detail = smoothstep(2.5, 6.0, width)
+    notch = detail * torch.exp(-torch.square(to_gap / (0.22 * width)))
+    seam = detail * torch.exp(-torch.square(to_gap / max(0.6, 0.85 * edge)))
+    return notch, seam, 1.0 - 0.1 * detail * centred * centred
+
+
+def teeth_split(rgb: np.ndarray, landmarks: np.ndarray) -> float:
+    """Where the photo's upper teeth end, as a share of its lips' gap (0 at the upper lip, 1 at the lower): the
+    first drop, past the brightest rows, halfway to the dark between the teeth; near the lower lip where the
+    teeth fill the gap (a tight smile, or teeth together)."""
+    up, lo = inner_lips(landmarks)
+    h, w = rgb.shape[:2]
+    ts, us = np.linspace(0.0, 1.0, 21), np.linspace(-0.5, 0.5, 15)
+    ys = up.y_np(us)[None, :] * (1.0 - ts[:, None]) + lo.y_np(us)[None, :] * ts[:, None]
+    xs = np.broadcast_to(up.cx + us * up.half_w, ys.shape)
+    px = rgb[np.clip(np.round(ys).astype(int), 0, h - 1), np.clip(np.round(xs).astype(int), 0, w - 1)]
+    profile = (px.astype(np.float64) @ LUMA).mean(axis=1) / 255.0
+    brightest = int(np.argmax(profile[:12]))
+    after = profile[brightest:20]
+    high, low = profile[brightest], float(after.min())
+    if high - low < 0.2 * high:
+        return 0.85
+    below = np.flatnonzero(after < 0.5 * (high + low))
+    return float(np.clip(ts[brightest + below[0]] - 0.05, 0.3, 0.85))
