@@ -9,7 +9,8 @@ filled from the wall around the person, not the head's own pixels dragged along.
   Image Filtering", 2010), so hair and ears keep soft, true edges. 0..255.
 - `background_plate`: the photo with the person removed, filled by OpenCV's inpainting (Telea 2004)
   from coarse to fine, so the fill carries the wall's colour and shading a long way in instead of
-  streaking the outline's colours; equal to the photo wherever the matte is zero.
+  streaking the outline's colours, and made to meet the photo along the matte's edge; equal to the photo
+  wherever the matte is zero.
 """
 
 from __future__ import annotations
@@ -83,13 +84,10 @@ def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24) -> n
     band_px inside the outline, what a moving head uncovers, is the wall next to it reflected across
     the outline: it keeps the wall's texture and colour (stripes, stars, window frames) where a
     diffusion fill would streak the outline's colours inward. Deeper in, coarse-to-fine inpainting
-    spreads the wall's colour smoothly. Equal to the photo wherever the matte is zero."""
+    spreads the wall's colour smoothly. Equal to the photo wherever the matte is zero, and meeting it there
+    without a seam (`_meet_the_photo`)."""
     h, w = matte.shape
-    grow = max(2, round(max(h, w) / 200))
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-    # A smooth outline: a hair-level ragged one would reflect into noise.
-    hole = cv2.morphologyEx(cv2.dilate((matte > 0).astype(np.uint8), disk), cv2.MORPH_CLOSE,
-                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * grow + 1, 4 * grow + 1)))
+    hole = plate_hole(matte)
     smooth = _inpaint_pyramid(rgb, hole, band_px)
     plate = smooth
     if (hole == 0).any():
@@ -116,9 +114,50 @@ def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24) -> n
         weight = 1.0 - t * t * (3 - 2 * t)
         plate = np.where(hole[..., None] > 0, weight * mirrored + (1.0 - weight) * smooth, rgb)
         plate = (plate + 0.5).astype(np.uint8)
+    plate = _meet_the_photo(rgb, matte, plate)
     keep = matte == 0
     plate[keep] = rgb[keep]
     return plate
+
+
+def _meet_the_photo(rgb: np.ndarray, matte: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """The fill, corrected to equal the photo where the matte ends, the correction fading inward.
+
+    The plate is the photo wherever the matte is zero (that wall never moves), and the fill inside it comes from
+    the wall past the hole's smooth outline; along the matte's own ragged edge the two differ (the hair's fringe,
+    the fill's guesses), which a turned head shows as a jagged line around the uncovered wall. The difference on
+    that edge is spread inward (a normalised Gaussian, as in seamless cloning's membrane) and added, fading out
+    over a few `hole_grow`s."""
+    person = (matte > 0).astype(np.uint8)
+    edge = (cv2.dilate(person, np.ones((3, 3), np.uint8)) > 0) & (person == 0)
+    if not edge.any() or not person.any():
+        return fill
+    grow = hole_grow(matte.shape)
+    diff = (rgb.astype(np.float32) - fill.astype(np.float32)) * edge[..., None]
+    w = cv2.GaussianBlur(edge.astype(np.float32), (0, 0), 2 * grow)
+    spread = cv2.GaussianBlur(diff, (0, 0), 2 * grow) / np.maximum(w, 1e-4)[..., None]
+    depth = cv2.distanceTransform(person, cv2.DIST_L2, 3)
+    fade = np.exp(-depth / (2.0 * grow)) * (person > 0)
+    return np.clip(fill + fade[..., None] * spread + 0.5, 0, 255).astype(np.uint8)
+
+
+# The hole reaches 1/HOLE_GROW of the portrait's longer side past the matte (6 px at 720): the wall the fill
+# reflects starts past an out-of-focus hair edge's dark fringe, which the matte leaves on the wall
+# (pedersen_open_mouth at 1/200: a dark copy of the outline in the uncovered wall).
+HOLE_GROW = 120
+
+
+def hole_grow(shape: tuple[int, ...]) -> int:
+    return max(2, round(max(shape[:2]) / HOLE_GROW))
+
+
+def plate_hole(matte: np.ndarray) -> np.ndarray:
+    """Where the plate is filled, (H, W) uint8 0/1: the matte grown by a few pixels (its edge pixels mix in hair
+    and skin) and closed, so that its outline is smooth: a hair-level ragged one would reflect into noise."""
+    grow = hole_grow(matte.shape)
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    return cv2.morphologyEx(cv2.dilate((matte > 0).astype(np.uint8), disk), cv2.MORPH_CLOSE,
+                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * grow + 1, 4 * grow + 1)))
 
 
 def _inpaint_pyramid(rgb: np.ndarray, hole: np.ndarray, band_px: int, coarse_side: int = 96) -> np.ndarray:
@@ -159,7 +198,8 @@ def person_layer(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np
     matte = np.maximum(person_matte(rgb), face_hull(rgb.shape[:2], landmarks))
     x0, x1 = landmarks[:, 0].min(), landmarks[:, 0].max()
     # The head moves the plate's outline band into view: up to about a third of a face width.
-    return matte, background_plate(rgb, matte, band_px=max(4, round(0.35 * (x1 - x0))))
+    plate = background_plate(rgb, matte, band_px=max(4, round(0.35 * (x1 - x0))))
+    return matte, plate
 
 
 def premultiplied_layer(rgb: np.ndarray, matte: np.ndarray, plate: np.ndarray) -> np.ndarray:
