@@ -105,6 +105,26 @@ def test_uncovered_wall_comes_from_the_plate_in_the_walls_colours(portrait: str)
 
 
 @pytest.mark.parametrize("portrait", PORTRAITS)
+def test_the_plate_meets_the_wall_without_a_seam(portrait: str) -> None:
+    """Where the matte ends, the plate inside it (what a turned head uncovers first) continues the wall outside it:
+    its step there is about the photo's own step across that edge (hair to wall), not a jagged line of its own
+    (the astronaut's plate before: 1.58 x the photo's step)."""
+    avatar, _, _, _ = rendered(portrait)
+    person = (avatar.matte > 0).astype(np.uint8)
+    edge = (person > 0) & (cv2.erode(person, np.ones((3, 3), np.uint8)) == 0)
+    outside = (person == 0).astype(np.float32)
+    wall = cv2.blur(avatar.rgb.astype(np.float32) * outside[..., None], (3, 3)) / np.maximum(
+        cv2.blur(outside, (3, 3)), 1e-3)[..., None]
+
+    def step(img: np.ndarray) -> float:
+        return float(np.abs(img.astype(np.float32) - wall)[edge].max(axis=1).mean())
+
+    plate, photo = step(avatar.plate), step(avatar.rgb)
+    print(f"step at the matte's edge: plate {plate:.1f}, photo {photo:.1f}")
+    assert plate <= 1.35 * photo, f"the plate steps by {plate:.1f} at the matte's edge, the photo by {photo:.1f}"
+
+
+@pytest.mark.parametrize("portrait", PORTRAITS)
 def test_the_still_frame_is_the_photo_and_the_shoulders_stay(portrait: str) -> None:
     avatar, _, _, frames = rendered(portrait)
     rest = np.abs(frames[0].astype(np.int16) - avatar.rgb.astype(np.int16))
