@@ -114,37 +114,37 @@ def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24) -> n
         weight = 1.0 - t * t * (3 - 2 * t)
         plate = np.where(hole[..., None] > 0, weight * mirrored + (1.0 - weight) * smooth, rgb)
         plate = (plate + 0.5).astype(np.uint8)
-    plate = _meet_the_photo(rgb, matte, plate)
+    plate = _meet_the_photo(rgb, matte, plate, reach=max(2.0, band_px / 4))
     keep = matte == 0
     plate[keep] = rgb[keep]
     return plate
 
 
-def _meet_the_photo(rgb: np.ndarray, matte: np.ndarray, fill: np.ndarray) -> np.ndarray:
+def _meet_the_photo(rgb: np.ndarray, matte: np.ndarray, fill: np.ndarray, reach: float) -> np.ndarray:
     """The fill, corrected to equal the photo where the matte ends, the correction fading inward.
 
     The plate is the photo wherever the matte is zero (that wall never moves), and the fill inside it comes from
     the wall past the hole's smooth outline; along the matte's own ragged edge the two differ (the hair's fringe,
     the fill's guesses), which a turned head shows as a jagged line around the uncovered wall. The difference on
     that edge is spread inward (a normalised Gaussian, as in seamless cloning's membrane) and added, fading out
-    over a few `hole_grow`s."""
+    over `reach` px: the fill keeps its own texture, and takes the shade of the wall right beside the head (often
+    darker there: the head's shadow, the hair's blur) as far in as a turn uncovers."""
     person = (matte > 0).astype(np.uint8)
     edge = (cv2.dilate(person, np.ones((3, 3), np.uint8)) > 0) & (person == 0)
     if not edge.any() or not person.any():
         return fill
-    grow = hole_grow(matte.shape)
+    # Along the edge, the difference is smoothed over a few pixels: the matte's ragged edge is not copied inward.
+    sigma = max(2.0, reach / 2)
     diff = (rgb.astype(np.float32) - fill.astype(np.float32)) * edge[..., None]
-    w = cv2.GaussianBlur(edge.astype(np.float32), (0, 0), 2 * grow)
-    spread = cv2.GaussianBlur(diff, (0, 0), 2 * grow) / np.maximum(w, 1e-4)[..., None]
+    w = cv2.GaussianBlur(edge.astype(np.float32), (0, 0), sigma)
+    spread = cv2.GaussianBlur(diff, (0, 0), sigma) / np.maximum(w, 1e-4)[..., None]
     depth = cv2.distanceTransform(person, cv2.DIST_L2, 3)
-    fade = np.exp(-depth / (2.0 * grow)) * (person > 0)
+    fade = np.exp(-depth / reach) * (person > 0)
     return np.clip(fill + fade[..., None] * spread + 0.5, 0, 255).astype(np.uint8)
 
 
-# The hole reaches 1/HOLE_GROW of the portrait's longer side past the matte (6 px at 720): the wall the fill
-# reflects starts past an out-of-focus hair edge's dark fringe, which the matte leaves on the wall
-# (pedersen_open_mouth at 1/200: a dark copy of the outline in the uncovered wall).
-HOLE_GROW = 120
+# The hole reaches 1/HOLE_GROW of the portrait's longer side past the matte (4 px at 720).
+HOLE_GROW = 200
 
 
 def hole_grow(shape: tuple[int, ...]) -> int:
@@ -198,8 +198,7 @@ def person_layer(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np
     matte = np.maximum(person_matte(rgb), face_hull(rgb.shape[:2], landmarks))
     x0, x1 = landmarks[:, 0].min(), landmarks[:, 0].max()
     # The head moves the plate's outline band into view: up to about a third of a face width.
-    plate = background_plate(rgb, matte, band_px=max(4, round(0.35 * (x1 - x0))))
-    return matte, plate
+    return matte, background_plate(rgb, matte, band_px=max(4, round(0.35 * (x1 - x0))))
 
 
 def premultiplied_layer(rgb: np.ndarray, matte: np.ndarray, plate: np.ndarray) -> np.ndarray:
