@@ -8,9 +8,10 @@ background's: pixels that are background both in the photo and in the frame (med
 segmentation, threshold 0.5) and at least MARGIN_PX from the person in either, Farneback flow without a
 pyramid (window 9), 99th percentile; and the share of those pixels changed by more than 2 levels.
 The margin keeps the flow window from reaching the moving head, whose motion it would otherwise smear
-over identical wall pixels. The sheet shows each pose, the plate behind the person and |frame - photo|
-(x4, maximum over the poses) outside the person. --save writes the frames (.npy) of this run;
---before DIR adds rows rendered by another build from such a directory (e.g. before a change).
+over identical wall pixels. The sheet shows each pose, a close-up (x2) of the head's edge that the turn
+uncovers beside the photo's, the plate behind the person and |frame - photo| (x4, maximum over the poses)
+outside the person. --save writes the frames and the plate (.npy) of this run; --before DIR adds rows
+rendered by another build from such a directory (e.g. before a change).
 """
 
 from __future__ import annotations
@@ -113,22 +114,30 @@ def main() -> None:
                         "from the person)")
     for col in ("portrait", "build", "pose", "nose moves px", "background flow p99 px", "background changed > 2 %"):
         table.add_column(col, justify="right")
-    header = [p for p, _ in POSES] + ["plate", "|frame - photo| x4 outside"]
+    header = [p for p, _ in POSES] + ["photo | turn 8°: edge x2", "plate", "|frame - photo| x4 outside"]
     rows = []
     for name, path in PORTRAITS:
         avatar = prepare_avatar(path, cache_dir=None)
         gen = WarpGenerator(avatar)
         builds = [("now", gen._frames(pose_controls()))]
+        plates = {"now": avatar.rgb if avatar.plate is None else avatar.plate}
         if args.save:
             args.save.mkdir(parents=True, exist_ok=True)
             np.save(args.save / f"{name}.npy", builds[0][1])
+            np.save(args.save / f"{name}_plate.npy", plates["now"])
         if args.before and (args.before / f"{name}.npy").is_file():
             builds.insert(0, ("before", np.load(args.before / f"{name}.npy")))
+            before_plate = args.before / f"{name}_plate.npy"  # a build without a plate: the photo
+            plates["before"] = np.load(before_plate) if before_plate.is_file() else avatar.rgb
         h, w = avatar.rgb.shape[:2]
         lm = avatar.landmarks
         cx, cy, fw = lm[:, 0].mean(), lm[:, 1].mean(), np.ptp(lm[:, 0])
         box = (int(max(0, cx - 1.3 * fw)), int(max(0, cy - 1.5 * fw)), int(min(w, cx + 1.3 * fw)),
                int(min(h, cy + 1.3 * fw)))
+        # A turn to +yaw moves the head towards +x: the wall it uncovers is beside the head's -x edge.
+        edge_x = lm[:, 0].min()
+        edge = (int(max(0, edge_x - 0.4 * fw)), int(max(0, cy - 0.7 * fw)), int(min(w, edge_x + 0.15 * fw)),
+                int(min(h, cy + 0.3 * fw)))
         for build, frames in builds:
             outside = np.zeros((h, w), np.uint8)
             for (pose, _), frame in zip(POSES, frames, strict=True):
@@ -138,9 +147,8 @@ def main() -> None:
                 diff = np.abs(frame.astype(np.int16) - avatar.rgb.astype(np.int16)).max(axis=2)
                 outside = np.maximum(outside, np.where(background(avatar.rgb, frame, 3), diff, 0).astype(np.uint8))
             diff_img = np.repeat(np.clip(outside.astype(np.int32) * 4, 0, 255).astype(np.uint8)[..., None], 3, 2)
-            plate = getattr(avatar, "plate", None)
-            plate = avatar.rgb if plate is None or build == "before" else plate  # before: no plate, the photo
-            tiles = [tile(f, box) for f in frames] + [tile(plate, box), tile(diff_img, box)]
+            close = np.concatenate([tile(avatar.rgb, edge), tile(frames[1], edge)], axis=1)
+            tiles = [tile(f, box) for f in frames] + [close, tile(plates[build], box), tile(diff_img, box)]
             rows.append(row_image(f"{name}\n{build}", tiles, header if not rows else None))
     Console(width=140).print(table)
     Image.fromarray(stack(rows)).save(args.out)

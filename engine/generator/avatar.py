@@ -37,7 +37,8 @@ from engine.generator.rig import face_frame
 log = logging.getLogger(__name__)
 
 MAX_INPUT_PIXELS = 50_000_000  # larger images are refused before decoding (decompression bombs)
-PREP_VERSION = 3  # bump when what is cached changes meaning (3: the person matte and background plate)
+PREP_VERSION = 5  # bump when what is cached changes meaning (3: the person matte and background plate; 5: the
+# plate meets the photo along the matte's edge)
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "avatar-engine" / "avatars"
 
 

@@ -9,7 +9,8 @@ filled from the wall around the person, not the head's own pixels dragged along.
   Image Filtering", 2010), so hair and ears keep soft, true edges. 0..255.
 - `background_plate`: the photo with the person removed, filled by OpenCV's inpainting (Telea 2004)
   from coarse to fine, so the fill carries the wall's colour and shading a long way in instead of
-  streaking the outline's colours; equal to the photo wherever the matte is zero.
+  streaking the outline's colours, and made to meet the photo along the matte's edge; equal to the photo
+  wherever the matte is zero.
 """
 
 from __future__ import annotations
@@ -83,13 +84,10 @@ def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24) -> n
     band_px inside the outline, what a moving head uncovers, is the wall next to it reflected across
     the outline: it keeps the wall's texture and colour (stripes, stars, window frames) where a
     diffusion fill would streak the outline's colours inward. Deeper in, coarse-to-fine inpainting
-    spreads the wall's colour smoothly. Equal to the photo wherever the matte is zero."""
+    spreads the wall's colour smoothly. Equal to the photo wherever the matte is zero, and meeting it there
+    without a seam (`_meet_the_photo`)."""
     h, w = matte.shape
-    grow = max(2, round(max(h, w) / 200))
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-    # A smooth outline: a hair-level ragged one would reflect into noise.
-    hole = cv2.morphologyEx(cv2.dilate((matte > 0).astype(np.uint8), disk), cv2.MORPH_CLOSE,
-                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * grow + 1, 4 * grow + 1)))
+    hole = plate_hole(matte)
     smooth = _inpaint_pyramid(rgb, hole, band_px)
     plate = smooth
     if (hole == 0).any():
@@ -116,9 +114,50 @@ def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24) -> n
         weight = 1.0 - t * t * (3 - 2 * t)
         plate = np.where(hole[..., None] > 0, weight * mirrored + (1.0 - weight) * smooth, rgb)
         plate = (plate + 0.5).astype(np.uint8)
+    plate = _meet_the_photo(rgb, matte, plate, reach=max(2.0, band_px / 4))
     keep = matte == 0
     plate[keep] = rgb[keep]
     return plate
+
+
+def _meet_the_photo(rgb: np.ndarray, matte: np.ndarray, fill: np.ndarray, reach: float) -> np.ndarray:
+    """The fill, corrected to equal the photo where the matte ends, the correction fading inward.
+
+    The plate is the photo wherever the matte is zero (that wall never moves), and the fill inside it comes from
+    the wall past the hole's smooth outline; along the matte's own ragged edge the two differ (the hair's fringe,
+    the fill's guesses), which a turned head shows as a jagged line around the uncovered wall. The difference on
+    that edge is spread inward (a normalised Gaussian, as in seamless cloning's membrane) and added, fading out
+    over `reach` px: the fill keeps its own texture, and takes the shade of the wall right beside the head (often
+    darker there: the head's shadow, the hair's blur) as far in as a turn uncovers."""
+    person = (matte > 0).astype(np.uint8)
+    edge = (cv2.dilate(person, np.ones((3, 3), np.uint8)) > 0) & (person == 0)
+    if not edge.any() or not person.any():
+        return fill
+    # Along the edge, the difference is smoothed over a few pixels: the matte's ragged edge is not copied inward.
+    sigma = max(2.0, reach / 2)
+    diff = (rgb.astype(np.float32) - fill.astype(np.float32)) * edge[..., None]
+    w = cv2.GaussianBlur(edge.astype(np.float32), (0, 0), sigma)
+    spread = cv2.GaussianBlur(diff, (0, 0), sigma) / np.maximum(w, 1e-4)[..., None]
+    depth = cv2.distanceTransform(person, cv2.DIST_L2, 3)
+    fade = np.exp(-depth / reach) * (person > 0)
+    return np.clip(fill + fade[..., None] * spread + 0.5, 0, 255).astype(np.uint8)
+
+
+# The hole reaches 1/HOLE_GROW of the portrait's longer side past the matte (4 px at 720).
+HOLE_GROW = 200
+
+
+def hole_grow(shape: tuple[int, ...]) -> int:
+    return max(2, round(max(shape[:2]) / HOLE_GROW))
+
+
+def plate_hole(matte: np.ndarray) -> np.ndarray:
+    """Where the plate is filled, (H, W) uint8 0/1: the matte grown by a few pixels (its edge pixels mix in hair
+    and skin) and closed, so that its outline is smooth: a hair-level ragged one would reflect into noise."""
+    grow = hole_grow(matte.shape)
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    return cv2.morphologyEx(cv2.dilate((matte > 0).astype(np.uint8), disk), cv2.MORPH_CLOSE,
+                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * grow + 1, 4 * grow + 1)))
 
 
 def _inpaint_pyramid(rgb: np.ndarray, hole: np.ndarray, band_px: int, coarse_side: int = 96) -> np.ndarray:
