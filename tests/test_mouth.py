@@ -240,3 +240,20 @@ def test_the_inside_is_lit_from_the_side_the_lips_are_lit_from() -> None:
     rgb[:, cx:] = (rgb[:, cx:] * 0.6).astype(np.uint8)  # the image's right half in shade
     left, _, right = mouth_palette(rgb, avatar.landmarks)["light"]
     assert right < 0.95 < 1.05 < left, (left, right)
+
+
+@pytest.mark.parametrize("name", ["henner_glasses", "guido_grey_beard_glasses", "giunchedi_beard"])
+def test_the_inside_is_a_dark_pink_red_whatever_the_lips_and_background(name: str) -> None:
+    """Pale lips (guido), a green backdrop (henner) or lip samples in a beard (giunchedi) still give a mouth's
+    inside: its dark toward red (not grey, olive or green), not a pure red either; teeth no brighter than the
+    photo's skin or eye whites."""
+    gen = WarpGenerator(prepare_avatar(REPO / f"tests/data/portraits/{name}.jpg"))
+    rgb, alpha = _interior(gen, JAW_OPEN=0.8)
+    luma = rgb @ LUMA
+    inside = alpha > 0.9
+    cavity = rgb[inside & (luma <= np.quantile(luma[inside], 0.3))].mean(axis=0)
+    r, g, b = cavity
+    assert r > 1.8 * g and r > 1.8 * b, cavity  # red first: a grey or olive dark has r ~ g
+    assert g > 0.2 * r and abs(g - b) < 0.3 * r, cavity  # pink red, not a pure (painted) red
+    photo = gen.avatar.rgb.reshape(-1, 3) @ LUMA / 255.0
+    assert luma[inside].max() <= np.quantile(photo, 0.995) + 0.02, (luma[inside].max(), np.quantile(photo, 0.995))

@@ -49,6 +49,7 @@ LOWER_INCISOR_W, LOWER_RATIO = 0.24, 0.85
 # Lips part a little after the jaw does (they are soft and pressed together at rest): the gap between them
 # lags the jaw's by up to this many mouth half-widths, twice that in a smile (stretched lips press harder).
 SEAL = 0.06
+MUCOSA = (1.0, 0.55, 0.57)  # the inside of a mouth's hue (largest channel 1): a pink red, never olive or grey
 
 
 def _median_at(rgb: np.ndarray, landmarks: np.ndarray, points: list[np.ndarray]) -> np.ndarray:
@@ -91,6 +92,20 @@ def eye_white(rgb: np.ndarray, landmarks: np.ndarray, skin: np.ndarray) -> np.nd
     return white if bright_enough and _saturation(white) < min(0.3, 0.7 * _saturation(skin)) else None
 
 
+def mucosa_hue(lip: np.ndarray) -> np.ndarray:
+    """The inside of the mouth's hue (0..1 RGB, its largest channel 1) from the lips' colour: their hue, kept
+    within what a mouth's inside shows in any light. Lip samples in a beard, pale lips or a coloured light give
+    a pure red, a skin-beige or a grey-olive; the inside is a pink red (red first, green about as low as blue,
+    about half as strong as red), so they are held to it: saturation within 0.4..0.55, and half of that hue is
+    MUCOSA's own."""
+    colour = np.asarray(lip, np.float64) / max(float(np.max(lip)), 1e-3)
+    sat = 1.0 - float(colour.min())
+    if int(np.argmax(colour)) != 0 or sat < 0.05:  # not a red at all (a green or blue cast): nothing to keep
+        return np.array(MUCOSA)
+    colour = 1.0 - (1.0 - colour) * (float(np.clip(sat, 0.4, 0.55)) / sat)
+    return 0.5 * (colour + np.array(MUCOSA))
+
+
 def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
                   teeth_rgb: np.ndarray | None = None) -> dict[str, tuple[float, float, float]]:
     """Lip, inner mouth, cavity, tongue and teeth colours (0..1 RGB) from the portrait's own lips and skin, and
@@ -117,7 +132,7 @@ def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
     # Inside, the mouth is redder than its lips (mucosa, and light that passed through it): the lips' hue,
     # deepened, at the brightness of the light on the face (dark or pale lips still have a pink mouth inside);
     # the tongue between the two, moist, a little more saturated.
-    mucosa = lip / max(float(lip.max()), 1e-3) * min(1.0, 0.35 + 0.8 * luma)
+    mucosa = mucosa_hue(lip) * min(1.0, 0.35 + 0.8 * luma)
     inner = mucosa * np.sqrt(mucosa / max(float(mucosa.max()), 1e-3))
     tongue = 0.5 * (mucosa + inner)
     tongue = np.clip(tongue.mean() + 1.3 * (tongue - tongue.mean()), 0.0, 1.0)
@@ -126,6 +141,7 @@ def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
     slope = float(np.clip((right - left) / max(right + left, 1e-3), -0.2, 0.2))
     return {name: tuple(float(v) for v in colour) for name, colour in
             (("lip", lip), ("inner", inner), ("cavity", 0.3 * inner), ("tongue", tongue), ("teeth", teeth),
+             ("throat", inner * inner / max(float(inner.max()), 1e-3)),
              ("light", np.array([1.0 - slope, 1.0, 1.0 + slope])))}
 
 
@@ -331,7 +347,8 @@ class MouthRig:
         # Cavity: the inner mouth's red, lit near the lips, dark only deep in, toward the throat.
         depth = torch.minimum(torch.minimum(below_top, above_bottom), (1.0 - aue) * hw * 0.6)
         deep = torch.exp(-torch.clamp(depth, min=0.0) / (0.12 * mw))
-        rgb = p["inner"] * (0.15 + 0.4 * deep)[:, None]
+        # (The throat's dark stays red, deeper than the inner mouth's: a dark grey there reads olive beside pink lips.)
+        rgb = p["inner"] * (0.4 * deep)[:, None] + p["throat"] * 0.15
         # Teeth in shade take the mouth's warm dark, not grey: light inside has passed through red.
         dark = p["inner"] * 0.3
         # Tongue: a hump on the mouth's floor behind the lower teeth, rising with the opening; lit at its front
