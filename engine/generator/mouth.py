@@ -199,7 +199,9 @@ class Opening:
     """Where the lips are in the output at each column, for a batch of controls."""
 
     u: torch.Tensor  # position across the inner mouth, -1..1 between the corners (head-fixed)
-    ue: torch.Tensor  # the same across the opening now (narrower when rounded)
+    ue: torch.Tensor  # across the opening now from its midline (narrower when rounded), -1..1 corner to corner
+    um: torch.Tensor  # across the mouth from its midline, -1..1 corner to corner (head-fixed)
+    side_hw: torch.Tensor  # the half-width (pixels) of this column's side of the midline
     upper: torch.Tensor  # the rest inner lips at this column
     lower: torch.Tensor
     top: torch.Tensor  # the output's upper and lower inner lips: the opening lies between
@@ -233,6 +235,10 @@ class MouthRig:
         self.upper, self.lower = inner_lips(lm)
         self.cx, self.hw = self.upper.cx, self.upper.half_w
         self.mouth_x = float((lm[13, 0] + lm[14, 0]) / 2)
+        # A turned face's mouth is foreshortened on its far side: the midline (the lips' middle points) lies
+        # off the corners' middle, and the opening and teeth are measured from it, narrower on that side.
+        self.mid = float(np.clip(self.mouth_x, self.cx - 0.6 * self.hw, self.cx + 0.6 * self.hw))
+        self.hw_left, self.hw_right = self.mid - self.upper.x0, self.upper.x1 - self.mid
         self.mw = float(np.linalg.norm(lm[OUTER_CORNERS[1]] - lm[OUTER_CORNERS[0]]) / 2)
         self.corner_y = float((lm[OUTER_CORNERS[0], 1] + lm[OUTER_CORNERS[1], 1]) / 2)
         self.mouth_y = float((lm[13, 1] + lm[14, 1]) / 2)
@@ -259,7 +265,9 @@ class MouthRig:
         u = (qx - self.cx) / self.hw
         # Rounding draws the corners in (and width pulls them out) as the `offsets` field moves them.
         k = (0.3 * c[:, Control.MOUTH_ROUND] - 0.2 * c[:, Control.MOUTH_WIDTH]) * 0.72
-        ue = u * (1.0 + k)
+        side_hw = self.hw_left + (self.hw_right - self.hw_left) * (qx >= self.mid).to(qx.dtype)
+        um = (qx - self.mid) / side_hw
+        ue = um * (1.0 + k)
         t = torch.clamp(1.0 - ue * ue, min=0.0)
         shape = torch.sqrt(t * torch.sqrt(t))  # t ** 0.75, at a third of the cost of pow
         # Bounded: the interior is drawn over the box a fully open jaw reaches (a plugin may send more).
@@ -271,7 +279,7 @@ class MouthRig:
         upper, lower = self.upper.y(u), self.lower.y(u)
         corner = torch.exp(-torch.square(((qx - self.mouth_x).abs() - self.mw) / (0.6 * self.mw)))
         smile = c[:, Control.SMILE] * 0.18 * self.mw * corner
-        return Opening(u, ue, upper, lower, upper - lift - smile, lower + drop - smile, lift, drop, jaw)
+        return Opening(u, ue, um, side_hw, upper, lower, upper - lift - smile, lower + drop - smile, lift, drop, jaw)
 
     # ---- the fields ---------------------------------------------------------------------------------
     def offsets(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -339,7 +347,7 @@ class MouthRig:
 
     def _layers(self, o: Opening, qx: torch.Tensor, qy: torch.Tensor, edge: float) -> torch.Tensor:
         """The interior's colour (N, 3, h, w) where the opening `o` is, layer by layer."""
-        mw, hw, p = self.mw, self.hw, self.palette
+        mw, hw, p = self.mw, o.side_hw, self.palette
         gap = torch.clamp(o.bottom - o.top, min=0.0)
         aue = o.ue.abs()
         corner = torch.clamp(1.0 - o.ue * o.ue, min=0.0)
@@ -374,13 +382,13 @@ class MouthRig:
         # a faint gap to its neighbour, clearer toward the edge); the arch darker as it turns away.
         on_teeth = torch.zeros_like(qy)
         if self.photo is None:
-            u2 = o.u * o.u
-            frac, width = tooth_pattern(o.u.abs(), hw, INCISOR_W, TOOTH_RATIO)
+            u2 = o.um * o.um
+            frac, width = tooth_pattern(o.um.abs(), hw, INCISOR_W, TOOTH_RATIO)
             notch, seam, convex = tooth_marks(frac, width, edge)
             incisal = o.upper + TEETH_SHOW * mw * (1.0 - 0.45 * u2) - 0.07 * width * notch
-            on_teeth = torch.sigmoid((incisal - qy) / (0.6 * edge)) * (1.0 - smoothstep(0.8, 1.0, o.u.abs()))
+            on_teeth = torch.sigmoid((incisal - qy) / (0.6 * edge)) * (1.0 - smoothstep(0.8, 1.0, o.um.abs()))
             near_edge = smoothstep(incisal - 0.08 * mw, incisal, qy)
-            tone = ((1.0 - 0.5 * smoothstep(0.2, 0.85, o.u.abs())) * convex * (1.0 - (0.08 + 0.25 * near_edge) * seam)
+            tone = ((1.0 - 0.5 * smoothstep(0.2, 0.85, o.um.abs())) * convex * (1.0 - (0.08 + 0.25 * near_edge) * seam)
                     * (1.0 - 0.1 * smoothstep(incisal - 0.04 * mw, incisal, qy)))
             colour = dark + (p["teeth"] - dark) * tone[:, None]
             gum = torch.sigmoid((o.upper - GUM * mw * (1.0 - 0.3 * u2) - qy) / edge)[:, None]
@@ -424,7 +432,8 @@ class MouthRig:
         return rgb + (own * shade - rgb) * w
 
 
-def tooth_pattern(au: torch.Tensor, hw: float, first: float, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+def tooth_pattern(au: torch.Tensor, hw: float | torch.Tensor, first: float,
+                  ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
     """For columns at |u| across the arch: where each is along its tooth (0..1, gap to gap) and that tooth's
     width in pixels; the first tooth `first` inner-mouth half-widths wide, each next one `ratio` as wide."""
     x = torch.clamp(au * ((1.0 - ratio) / first), max=0.999)
