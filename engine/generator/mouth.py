@@ -131,11 +131,10 @@ def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
         teeth = np.clip(0.92 * white * (1.0, 0.97, 0.88), 0.0, 1.0)
     # Inside, the mouth is redder than its lips (mucosa, and light that passed through it): the lips' hue,
     # deepened, at the brightness of the light on the face (dark or pale lips still have a pink mouth inside);
-    # the tongue between the two, moist, a little more saturated.
+    # the tongue between the two.
     mucosa = mucosa_hue(lip) * min(1.0, 0.35 + 0.8 * luma)
     inner = mucosa * np.sqrt(mucosa / max(float(mucosa.max()), 1e-3))
     tongue = 0.5 * (mucosa + inner)
-    tongue = np.clip(tongue.mean() + 1.3 * (tongue - tongue.mean()), 0.0, 1.0)
     # The light across the mouth: lips brighter on one side (a key light from that side) light the inside so too.
     left, right = (float(_median_at(rgb, lm, [lm[i] for i in side]) @ LUMA) for side in (LIP_LEFT, LIP_RIGHT))
     slope = float(np.clip((right - left) / max(right + left, 1e-3), -0.2, 0.2))
@@ -366,7 +365,8 @@ class MouthRig:
         on = torch.sigmoid((qy - top) / max(edge, 0.015 * mw))[:, None]
         down = torch.clamp((qy - top) / torch.clamp(height, min=1.0), 0.0, 1.0)
         groove = 1.0 - 0.07 * torch.exp(-torch.square(o.ue * (hw / (0.1 * mw))))
-        tone = (0.3 + 0.6 * torch.sqrt(down)) * (0.6 + 0.4 * corner) * groove
+        # (Its light grows over its whole height: a rounded back, not a lit band with an edge across the mouth.)
+        tone = (0.25 + 0.6 * down * (2.0 - down)) * (0.6 + 0.4 * corner) * groove
         rgb = rgb + (p["tongue"] * tone[:, None] - rgb) * on
         # Lower incisors: behind the lower lip, moving with the jaw, shown more as it opens.
         show = torch.clamp(o.jaw / (0.45 * mw) - 0.15, 0.0, 1.0)
