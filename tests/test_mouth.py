@@ -240,3 +240,37 @@ def test_the_inside_is_lit_from_the_side_the_lips_are_lit_from() -> None:
     rgb[:, cx:] = (rgb[:, cx:] * 0.6).astype(np.uint8)  # the image's right half in shade
     left, _, right = mouth_palette(rgb, avatar.landmarks)["light"]
     assert right < 0.95 < 1.05 < left, (left, right)
+
+
+@pytest.mark.parametrize("name", ["henner_glasses", "guido_grey_beard_glasses", "giunchedi_beard"])
+def test_the_inside_is_a_dark_pink_red_whatever_the_lips_and_background(name: str) -> None:
+    """Pale lips (guido), a green backdrop (henner) or lip samples in a beard (giunchedi) still give a mouth's
+    inside: its dark toward red (not grey, olive or green), not a pure red either; teeth no brighter than the
+    photo's skin or eye whites."""
+    gen = WarpGenerator(prepare_avatar(REPO / f"tests/data/portraits/{name}.jpg"))
+    rgb, alpha = _interior(gen, JAW_OPEN=0.8)
+    luma = rgb @ LUMA
+    inside = alpha > 0.9
+    cavity = rgb[inside & (luma <= np.quantile(luma[inside], 0.3))].mean(axis=0)
+    r, g, b = cavity
+    assert r > 1.8 * g and r > 1.8 * b, cavity  # red first: a grey or olive dark has r ~ g
+    assert g > 0.2 * r and abs(g - b) < 0.3 * r, cavity  # pink red, not a pure (painted) red
+    photo = gen.avatar.rgb.reshape(-1, 3) @ LUMA / 255.0
+    assert luma[inside].max() <= np.quantile(photo, 0.995) + 0.02, (luma[inside].max(), np.quantile(photo, 0.995))
+
+
+def test_a_turned_mouth_opens_widest_at_its_midline_and_is_narrower_on_the_far_side() -> None:
+    """guido (head turned ~39 degrees): the lips' middle lies off the corners' middle, toward the far side;
+    the opening is deepest there and its far half (teeth included) is the narrower one."""
+    gen = WarpGenerator(prepare_avatar(REPO / "tests/data/portraits/guido_grey_beard_glasses.jpg"))
+    m = gen.renderer.mouth
+    assert abs(m.mid - m.cx) > 0.15 * m.hw, (m.mid, m.cx, m.hw)  # the portrait is turned
+    c = torch.zeros((1, N_CONTROLS, 1, 1))
+    c[0, Control.JAW_OPEN] = 0.8
+    qx = torch.linspace(m.cx - m.hw, m.cx + m.hw, 201)[None, None, :]
+    o = m.opening(c, qx)
+    gap = (o.bottom - o.top)[0, 0]
+    peak = float(qx[0, 0, int(torch.argmax(gap))])
+    assert abs(peak - m.mid) < 0.1 * m.hw < abs(peak - m.cx), (peak, m.mid, m.cx)
+    far, near = sorted((m.hw_left, m.hw_right))
+    assert far < 0.8 * near, (m.hw_left, m.hw_right)

@@ -6,7 +6,10 @@ do: a cavity darker toward the throat and in the corners, the tongue and lower t
 jaw, the upper teeth fixed to the head and partly hidden by the upper lip (the photo's own teeth where
 it shows them: `PreparedAvatar.rest`, down to where they end; else drawn, with a hint of each tooth), all
 shaded under the upper lip and lit across as the lips are. Colours come from the portrait's lips, skin
-and eye whites (`mouth_palette`): cream teeth in the photo's light, a pink mouth inside at its brightness.
+and eye whites (`mouth_palette`): cream teeth in the photo's light, a pink mouth inside at its brightness (its
+hue held to a mouth's pink red, `mucosa_hue`, whatever the lip samples: in a beard, pale, or in a coloured
+light). On a turned face the opening and teeth are measured from the lips' midline, so the far side is the
+narrower one, as it is foreshortened.
 Lips part a little after the jaw (they are pressed together at rest), and a slit too thin to see into
 shows the lips' dark seam. The interior is drawn at pixel resolution over a small box around the opening,
 only where some frame opens it; the warp fields stay on the coarse field grid.
@@ -49,6 +52,7 @@ LOWER_INCISOR_W, LOWER_RATIO = 0.24, 0.85
 # Lips part a little after the jaw does (they are soft and pressed together at rest): the gap between them
 # lags the jaw's by up to this many mouth half-widths, twice that in a smile (stretched lips press harder).
 SEAL = 0.06
+MUCOSA = (1.0, 0.55, 0.57)  # the inside of a mouth's hue (largest channel 1): a pink red, never olive or grey
 
 
 def _median_at(rgb: np.ndarray, landmarks: np.ndarray, points: list[np.ndarray]) -> np.ndarray:
@@ -91,15 +95,29 @@ def eye_white(rgb: np.ndarray, landmarks: np.ndarray, skin: np.ndarray) -> np.nd
     return white if bright_enough and _saturation(white) < min(0.3, 0.7 * _saturation(skin)) else None
 
 
+def mucosa_hue(lip: np.ndarray) -> np.ndarray:
+    """The inside of the mouth's hue (0..1 RGB, its largest channel 1) from the lips' colour: their hue, kept
+    within what a mouth's inside shows in any light. Lip samples in a beard, pale lips or a coloured light give
+    a pure red, a skin-beige or a grey-olive; the inside is a pink red (red first, green about as low as blue,
+    about half as strong as red), so they are held to it: saturation within 0.4..0.55, and half of that hue is
+    MUCOSA's own."""
+    colour = np.asarray(lip, np.float64) / max(float(np.max(lip)), 1e-3)
+    sat = 1.0 - float(colour.min())
+    if int(np.argmax(colour)) != 0 or sat < 0.05:  # not a red at all (a green or blue cast): nothing to keep
+        return np.array(MUCOSA)
+    colour = 1.0 - (1.0 - colour) * (float(np.clip(sat, 0.4, 0.55)) / sat)
+    return 0.5 * (colour + np.array(MUCOSA))
+
+
 def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
                   teeth_rgb: np.ndarray | None = None) -> dict[str, tuple[float, float, float]]:
     """Lip, inner mouth, cavity, tongue and teeth colours (0..1 RGB) from the portrait's own lips and skin, and
     "light": the light's gain at the mouth's image-left corner, its middle and its right corner.
 
-    The cavity is the inner mouth's hue in deep shade and the tongue a lighter one. The teeth are the
-    photo's own where it shows them (`teeth_rgb`, 0..1), else its eye whites a little darker and yellower
-    (enamel is never as white as sclera), else a cream at the skin's brightness tinted toward the skin's
-    colour (the photo's light).
+    The cavity is the inner mouth's hue in deep shade ("throat": its darkest, redder still) and the tongue a
+    lighter one. The teeth are the photo's own where it shows them (`teeth_rgb`, 0..1), else its eye whites a
+    little darker and yellower (enamel is never as white as sclera), else a cream at the skin's brightness
+    tinted toward the skin's colour (the photo's light).
     """
     lm = np.asarray(landmarks, np.float64)[:, :2]
     lip, skin = (_median_at(rgb, lm, [lm[i] for i in pts]) for pts in (LIP_POINTS, CHEEK_POINTS))
@@ -116,16 +134,16 @@ def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
         teeth = np.clip(0.92 * white * (1.0, 0.97, 0.88), 0.0, 1.0)
     # Inside, the mouth is redder than its lips (mucosa, and light that passed through it): the lips' hue,
     # deepened, at the brightness of the light on the face (dark or pale lips still have a pink mouth inside);
-    # the tongue between the two, moist, a little more saturated.
-    mucosa = lip / max(float(lip.max()), 1e-3) * min(1.0, 0.35 + 0.8 * luma)
+    # the tongue between the two.
+    mucosa = mucosa_hue(lip) * min(1.0, 0.35 + 0.8 * luma)
     inner = mucosa * np.sqrt(mucosa / max(float(mucosa.max()), 1e-3))
     tongue = 0.5 * (mucosa + inner)
-    tongue = np.clip(tongue.mean() + 1.3 * (tongue - tongue.mean()), 0.0, 1.0)
     # The light across the mouth: lips brighter on one side (a key light from that side) light the inside so too.
     left, right = (float(_median_at(rgb, lm, [lm[i] for i in side]) @ LUMA) for side in (LIP_LEFT, LIP_RIGHT))
     slope = float(np.clip((right - left) / max(right + left, 1e-3), -0.2, 0.2))
     return {name: tuple(float(v) for v in colour) for name, colour in
             (("lip", lip), ("inner", inner), ("cavity", 0.3 * inner), ("tongue", tongue), ("teeth", teeth),
+             ("throat", inner * inner / max(float(inner.max()), 1e-3)),
              ("light", np.array([1.0 - slope, 1.0, 1.0 + slope])))}
 
 
@@ -183,7 +201,9 @@ class Opening:
     """Where the lips are in the output at each column, for a batch of controls."""
 
     u: torch.Tensor  # position across the inner mouth, -1..1 between the corners (head-fixed)
-    ue: torch.Tensor  # the same across the opening now (narrower when rounded)
+    ue: torch.Tensor  # across the opening now from its midline (narrower when rounded), -1..1 corner to corner
+    um: torch.Tensor  # across the mouth from its midline, -1..1 corner to corner (head-fixed)
+    side_hw: torch.Tensor  # the half-width (pixels) of this column's side of the midline
     upper: torch.Tensor  # the rest inner lips at this column
     lower: torch.Tensor
     top: torch.Tensor  # the output's upper and lower inner lips: the opening lies between
@@ -217,6 +237,10 @@ class MouthRig:
         self.upper, self.lower = inner_lips(lm)
         self.cx, self.hw = self.upper.cx, self.upper.half_w
         self.mouth_x = float((lm[13, 0] + lm[14, 0]) / 2)
+        # A turned face's mouth is foreshortened on its far side: the midline (the lips' middle points) lies
+        # off the corners' middle, and the opening and teeth are measured from it, narrower on that side.
+        self.mid = float(np.clip(self.mouth_x, self.cx - 0.6 * self.hw, self.cx + 0.6 * self.hw))
+        self.hw_left, self.hw_right = self.mid - self.upper.x0, self.upper.x1 - self.mid
         self.mw = float(np.linalg.norm(lm[OUTER_CORNERS[1]] - lm[OUTER_CORNERS[0]]) / 2)
         self.corner_y = float((lm[OUTER_CORNERS[0], 1] + lm[OUTER_CORNERS[1], 1]) / 2)
         self.mouth_y = float((lm[13, 1] + lm[14, 1]) / 2)
@@ -243,7 +267,9 @@ class MouthRig:
         u = (qx - self.cx) / self.hw
         # Rounding draws the corners in (and width pulls them out) as the `offsets` field moves them.
         k = (0.3 * c[:, Control.MOUTH_ROUND] - 0.2 * c[:, Control.MOUTH_WIDTH]) * 0.72
-        ue = u * (1.0 + k)
+        side_hw = self.hw_left + (self.hw_right - self.hw_left) * (qx >= self.mid).to(qx.dtype)
+        um = (qx - self.mid) / side_hw
+        ue = um * (1.0 + k)
         t = torch.clamp(1.0 - ue * ue, min=0.0)
         shape = torch.sqrt(t * torch.sqrt(t))  # t ** 0.75, at a third of the cost of pow
         # Bounded: the interior is drawn over the box a fully open jaw reaches (a plugin may send more).
@@ -255,7 +281,7 @@ class MouthRig:
         upper, lower = self.upper.y(u), self.lower.y(u)
         corner = torch.exp(-torch.square(((qx - self.mouth_x).abs() - self.mw) / (0.6 * self.mw)))
         smile = c[:, Control.SMILE] * 0.18 * self.mw * corner
-        return Opening(u, ue, upper, lower, upper - lift - smile, lower + drop - smile, lift, drop, jaw)
+        return Opening(u, ue, um, side_hw, upper, lower, upper - lift - smile, lower + drop - smile, lift, drop, jaw)
 
     # ---- the fields ---------------------------------------------------------------------------------
     def offsets(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -323,7 +349,7 @@ class MouthRig:
 
     def _layers(self, o: Opening, qx: torch.Tensor, qy: torch.Tensor, edge: float) -> torch.Tensor:
         """The interior's colour (N, 3, h, w) where the opening `o` is, layer by layer."""
-        mw, hw, p = self.mw, self.hw, self.palette
+        mw, hw, p = self.mw, o.side_hw, self.palette
         gap = torch.clamp(o.bottom - o.top, min=0.0)
         aue = o.ue.abs()
         corner = torch.clamp(1.0 - o.ue * o.ue, min=0.0)
@@ -331,7 +357,8 @@ class MouthRig:
         # Cavity: the inner mouth's red, lit near the lips, dark only deep in, toward the throat.
         depth = torch.minimum(torch.minimum(below_top, above_bottom), (1.0 - aue) * hw * 0.6)
         deep = torch.exp(-torch.clamp(depth, min=0.0) / (0.12 * mw))
-        rgb = p["inner"] * (0.15 + 0.4 * deep)[:, None]
+        # (The throat's dark stays red, deeper than the inner mouth's: a dark grey there reads olive beside pink lips.)
+        rgb = p["inner"] * (0.4 * deep)[:, None] + p["throat"] * 0.15
         # Teeth in shade take the mouth's warm dark, not grey: light inside has passed through red.
         dark = p["inner"] * 0.3
         # Tongue: a hump on the mouth's floor behind the lower teeth, rising with the opening; lit at its front
@@ -341,7 +368,8 @@ class MouthRig:
         on = torch.sigmoid((qy - top) / max(edge, 0.015 * mw))[:, None]
         down = torch.clamp((qy - top) / torch.clamp(height, min=1.0), 0.0, 1.0)
         groove = 1.0 - 0.07 * torch.exp(-torch.square(o.ue * (hw / (0.1 * mw))))
-        tone = (0.3 + 0.6 * torch.sqrt(down)) * (0.6 + 0.4 * corner) * groove
+        # (Its light grows over its whole height: a rounded back, not a lit band with an edge across the mouth.)
+        tone = (0.25 + 0.6 * down * (2.0 - down)) * (0.6 + 0.4 * corner) * groove
         rgb = rgb + (p["tongue"] * tone[:, None] - rgb) * on
         # Lower incisors: behind the lower lip, moving with the jaw, shown more as it opens.
         show = torch.clamp(o.jaw / (0.45 * mw) - 0.15, 0.0, 1.0)
@@ -357,13 +385,13 @@ class MouthRig:
         # a faint gap to its neighbour, clearer toward the edge); the arch darker as it turns away.
         on_teeth = torch.zeros_like(qy)
         if self.photo is None:
-            u2 = o.u * o.u
-            frac, width = tooth_pattern(o.u.abs(), hw, INCISOR_W, TOOTH_RATIO)
+            u2 = o.um * o.um
+            frac, width = tooth_pattern(o.um.abs(), hw, INCISOR_W, TOOTH_RATIO)
             notch, seam, convex = tooth_marks(frac, width, edge)
             incisal = o.upper + TEETH_SHOW * mw * (1.0 - 0.45 * u2) - 0.07 * width * notch
-            on_teeth = torch.sigmoid((incisal - qy) / (0.6 * edge)) * (1.0 - smoothstep(0.8, 1.0, o.u.abs()))
+            on_teeth = torch.sigmoid((incisal - qy) / (0.6 * edge)) * (1.0 - smoothstep(0.8, 1.0, o.um.abs()))
             near_edge = smoothstep(incisal - 0.08 * mw, incisal, qy)
-            tone = ((1.0 - 0.5 * smoothstep(0.2, 0.85, o.u.abs())) * convex * (1.0 - (0.08 + 0.25 * near_edge) * seam)
+            tone = ((1.0 - 0.5 * smoothstep(0.2, 0.85, o.um.abs())) * convex * (1.0 - (0.08 + 0.25 * near_edge) * seam)
                     * (1.0 - 0.1 * smoothstep(incisal - 0.04 * mw, incisal, qy)))
             colour = dark + (p["teeth"] - dark) * tone[:, None]
             gum = torch.sigmoid((o.upper - GUM * mw * (1.0 - 0.3 * u2) - qy) / edge)[:, None]
@@ -407,7 +435,8 @@ class MouthRig:
         return rgb + (own * shade - rgb) * w
 
 
-def tooth_pattern(au: torch.Tensor, hw: float, first: float, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+def tooth_pattern(au: torch.Tensor, hw: float | torch.Tensor, first: float,
+                  ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
     """For columns at |u| across the arch: where each is along its tooth (0..1, gap to gap) and that tooth's
     width in pixels; the first tooth `first` inner-mouth half-widths wide, each next one `ratio` as wide."""
     x = torch.clamp(au * ((1.0 - ratio) / first), max=0.999)
