@@ -91,7 +91,7 @@ def _column_reach(luma: np.ndarray, t: np.ndarray, h: float, ceiling: float) -> 
     for i in range(start + 1, len(t)):
         peak = max(peak, luma[i])
         if t[i] > ceiling or luma[i] < peak - FOLD_DROP or (grad[i] > EDGE_LUMA_PER_PX and luma[i] < peak - 8.0):
-            end = t[i] - 1.0
+            end = t[i] - 2.0  # the edge itself is blurred over a pixel or two: keep off it
             break
     return float(min(max(end, MIN_REACH_H * h, MIN_REACH_PX), ceiling))
 
@@ -101,7 +101,8 @@ def eye_offsets(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Source offsets (face frame) of blink, gaze and brow at output points (qx, qy) (face frame, the eye's
     box), and the closed lid's paint over `cells` ((N, 5, ...): shading gain, skin cover, skin RGB; `paint_roi`;
-    None where no frame of the window blinks). cells: the part of the box where the lids and the eye can move (`blink_cells`): the brow's
+    None where no frame of the window blinks). cells: the part of the box where the lids and the eye can move
+    (`blink_cells`): the brow's
     field covers the box, theirs only that part."""
     brow_w = torch.exp(-((qx - eye.cx) / (1.2 * eye.half_w)) ** 2 - ((qy - eye.y_brow) / (0.8 * eye.half_w)) ** 2)
     brow = c[:, Control.BROW_RAISE] * 0.25 * eye.half_w * brow_w
@@ -185,7 +186,7 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     # Shading: a lash line along the lid's edge, darker as the lashes gather on a closing lid (thinning toward
     # the corners, not stopping short of them), the lid's lower half a little darker (it curves away from the
     # light), and a soft shadow under the fold, where the lid meets the skin that stays.
-    line_w = torch.clamp(0.14 * h, min=0.9)
+    line_w = torch.clamp(0.16 * h, min=1.0)
     corner = 1.0 - 0.6 * smoothstep(0.6, 1.0, u.abs())
     lash = torch.exp(-(((qy - (edge - 0.5 * line_w)) / line_w) ** 2)) * corner * fade
     shade_from = stop + 0.4 * (edge - stop)
@@ -193,12 +194,13 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
            * (qy >= stop) * fade)
     fold_w = torch.clamp(0.2 * (edge - stop), min=0.8)
     fold = torch.exp(-(((qy - stop - 0.5 * fold_w) / fold_w) ** 2)) * fade
-    gain = 1.0 - blink * blink * (0.55 * lash + 0.08 * lid + 0.1 * fold)
+    gain = 1.0 - blink * blink * (0.7 * lash + 0.1 * lid + 0.1 * fold)
     # The lid's skin: what the warp brought down is the few pixels of skin the open lid shows, often its
     # reddened margin or a lash's shadow, stretched; the closed lid is painted the colour of the skin around
     # it (`lid_colour`), keeping the warped picture's own fine detail (`paint`). Full over the lid, fading
     # into the still skin above its fold.
-    cover = (smoothstep(stop, stop + 0.45 * (edge - stop) + 0.5, qy) * (qy < edge + line_w) * fade
+    cover = (smoothstep(stop, stop + torch.clamp(0.3 * (edge - stop), max=2.5) + 0.5, qy)
+             * (1.0 - smoothstep(edge - 0.25 * line_w, edge + 0.5 * line_w, qy)) * fade
              * smoothstep(0.1, 0.8, blink) * (0.0 if eye.lid_rgb is None else 1.0))
     rgb = torch.tensor(eye.lid_rgb or (0.0, 0.0, 0.0), dtype=qy.dtype).view(1, 3, 1, 1).expand(qy.shape[0], 3,
                                                                                                 *qy.shape[1:])
@@ -226,21 +228,26 @@ def shade_box(slices: tuple[slice, slice], stride: int, width: int, height: int)
     return (xs.start * stride, ys.start * stride, min(width, xs.stop * stride), min(height, ys.stop * stride))
 
 
-PAINT_DETAIL = 0.35  # how much of the warped lid's own light and shade the painted skin keeps (1: all of it)
+# How much of the warped lid's own light and shade the painted skin keeps (1: all of it), and of which: its rows'
+# (a lid's creases run along it) over their DETAIL_H x DETAIL_W px neighbourhood, not its columns (a lid's skin
+# spread from a few rows changes only across: a vertical smear), within DETAIL_MIN..DETAIL_MAX.
+PAINT_DETAIL, DETAIL_H, DETAIL_W, DETAIL_MIN, DETAIL_MAX = 0.6, 5, 9, 0.85, 1.15
 
 
 def paint_roi(roi: torch.Tensor, lid: torch.Tensor, stride: int, box: tuple[int, int, int, int]) -> None:
     """The closed lid over roi (N, 3, H, W, 0..1, in place): lid (N, 5, lh, lw) from eye_offsets on the field
     grid over box's cells: shading gain, skin cover, skin RGB. out = gain * mix(out, skin * detail, cover),
-    detail: the warped picture's luma over its 5 px local mean (its grain and folds, not its colour)."""
+    detail: the warped picture's rows' luma over their local mean (its creases, not its colour nor a smear)."""
     x0, y0, x1, y1 = box
     if stride > 1:
         lid = F.interpolate(lid, scale_factor=stride, mode="bilinear", align_corners=False)
     lid = lid[:, :, : y1 - y0, : x1 - x0]
     region = roi[:, :, y0 : y0 + lid.shape[2], x0 : x0 + lid.shape[3]]
     luma = (0.299 * region[:, 0:1] + 0.587 * region[:, 1:2] + 0.114 * region[:, 2:3]).clamp(min=1e-3)
-    local = F.avg_pool2d(luma, 5, stride=1, padding=2, count_include_pad=False)
-    detail = (luma / local).clamp(0.75, 1.25) ** PAINT_DETAIL
+    rows = F.avg_pool2d(luma, (1, DETAIL_W), stride=1, padding=(0, DETAIL_W // 2), count_include_pad=False)
+    local = F.avg_pool2d(luma, (DETAIL_H, DETAIL_W), stride=1, padding=(DETAIL_H // 2, DETAIL_W // 2),
+                         count_include_pad=False)
+    detail = (rows / local).clamp(DETAIL_MIN, DETAIL_MAX) ** PAINT_DETAIL
     cover = lid[:, 1:2]
     region.mul_(1.0 - cover).add_(cover * lid[:, 2:5] * detail).mul_(lid[:, 0:1])
 
@@ -254,8 +261,9 @@ def paint_u8(out: np.ndarray, lid: np.ndarray, stride: int, box: tuple[int, int,
     region = out[y0 : y0 + gain.shape[0], x0 : x0 + gain.shape[1]]
     pic = region.astype(np.float32)
     luma = np.maximum(pic @ np.array([0.299, 0.587, 0.114], np.float32), 0.255)
-    local = cv2.blur(luma, (5, 5), borderType=cv2.BORDER_REFLECT)
-    detail = np.clip(luma / local, 0.75, 1.25) ** PAINT_DETAIL
+    rows = cv2.blur(luma, (DETAIL_W, 1), borderType=cv2.BORDER_REFLECT)
+    local = cv2.blur(luma, (DETAIL_W, DETAIL_H), borderType=cv2.BORDER_REFLECT)
+    detail = np.clip(rows / local, DETAIL_MIN, DETAIL_MAX) ** PAINT_DETAIL
     skin = np.stack(rgb, axis=-1) * (255.0 * detail)[..., None]
     c = cover[..., None]
     region[:] = np.clip((pic * (1.0 - c) + c * skin) * gain[..., None] + 0.5, 0, 255).astype(np.uint8)
@@ -263,7 +271,7 @@ def paint_u8(out: np.ndarray, lid: np.ndarray, stride: int, box: tuple[int, int,
 
 def shaded(blink: float) -> bool:
     """Whether a frame's lid shading or paint changes any pixel (under half a level at 255 they do not)."""
-    return blink * blink * 0.8 * 255 >= 0.5 or blink > 0.1
+    return blink * blink * 0.9 * 255 >= 0.5 or blink > 0.1
 
 
 def lid_colour(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> tuple[float, float, float]:
@@ -273,13 +281,13 @@ def lid_colour(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> tuple[float, floa
     us = np.linspace(-0.7, 0.7, 15)
     top = lid_curve(eye, us, eye.upper)
     span = max(float(np.median(top)) - eye.y_brow, 2.0)
-    rows = np.linspace(0.3, 0.7, 9) * span
+    rows = np.linspace(0.15, 1.0, 18) * span
     fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[None], top[None] - rows[:, None])
     ix, iy = frame.to_image(fx, fy)
     px = cv2.remap(rgb, ix.astype(np.float32), iy.astype(np.float32), cv2.INTER_LINEAR,
                    borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3).astype(np.float64)
     luma = px @ np.array([0.299, 0.587, 0.114])
-    lo, hi = np.percentile(luma, (40, 90))
+    lo, hi = np.percentile(luma, (60, 93))
     skin = px[(luma >= lo) & (luma <= hi)]
     return tuple(float(v) for v in np.clip(np.median(skin, axis=0) * LID_TONE / 255.0, 0.0, 1.0))  # type: ignore
 

@@ -136,8 +136,8 @@ class WarpRenderer(nn.Module):
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The backward map on the field grid: sx, sy (N, fh, fw) in ROI pixels; the mouth's interior every
         `overlay_stride` pixels over `mouth_box_px`: overlay (N, 3, mh, mw) and alpha (N, 1, mh, mw).
-        lid_shade: if given, each eye's closed-lid paint (N, 5, lh, lw; eyes.paint_roi) over its lid cells (`lid_boxes_px`), or None
-        where no frame blinks that eye, is appended to it."""
+        lid_shade: if given, each eye's closed-lid paint (N, 5, lh, lw; eyes.paint_roi) over its lid cells
+        (`lid_boxes_px`), or None where no frame blinks that eye, is appended to it."""
         c = controls.to(self.X.dtype)[:, :, None, None]  # (N, C, 1, 1)
         qx, qy = self._head_pose(c)  # (N, fh, fw): where each output pixel is in the still portrait
         sx, sy = qx.clone(), qy.clone()
