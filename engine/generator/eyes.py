@@ -36,7 +36,7 @@ MIN_REACH_H, MIN_REACH_PX, MAX_REACH_BROW = 0.35, 1.5, 0.6
 # The brows' lower contours (mediapipe mesh), eyes in rig.EYES order; the lid's skin stops this share of
 # the way from the lid to them.
 BROW_LOWER, BROW_GAP = ((46, 53, 52, 65, 55), (285, 295, 282, 283, 276)), 0.5
-LID_TONE = 0.97  # the closed lid's skin against the skin above it
+LID_TONE = 1.0  # the closed lid's skin against the skin above it
 FOLD_DROP = 24.0  # luma levels below the skin's brightest past the lashes: the lid's fold, a rim, the brow
 TRANSLATED, STRETCH_SLOPE = 0.55, 3.0  # of the lid's skin above the margin: the share that translates whole
 
@@ -138,6 +138,7 @@ def blink_cells(eye: Eye, frame: FaceFrame, box: tuple[slice, slice], stride: in
 def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
           qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """eye_offsets' gaze and blink, over the cells where they act."""
+    cell = float(torch.hypot(qx[0, 0, 1] - qx[0, 0, 0], qy[0, 0, 1] - qy[0, 0, 0])) if qx.shape[2] > 1 else 1.0
     u = (qx - eye.cx) / eye.half_w
     uc = torch.clamp(u, -1.0, 1.0)
     lens = 1 - uc * uc
@@ -186,7 +187,7 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     # Shading: a lash line along the lid's edge, darker as the lashes gather on a closing lid (thinning toward
     # the corners, not stopping short of them), the lid's lower half a little darker (it curves away from the
     # light), and a soft shadow under the fold, where the lid meets the skin that stays.
-    line_w = torch.clamp(0.16 * h, min=1.0)
+    line_w = torch.clamp(0.16 * h, min=max(1.0, 1.1 * cell))  # a line thinner than the field's cells would alias
     corner = 1.0 - 0.6 * smoothstep(0.6, 1.0, u.abs())
     lash = torch.exp(-(((qy - (edge - 0.5 * line_w)) / line_w) ** 2)) * corner * fade
     shade_from = stop + 0.4 * (edge - stop)
@@ -194,13 +195,14 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
            * (qy >= stop) * fade)
     fold_w = torch.clamp(0.2 * (edge - stop), min=0.8)
     fold = torch.exp(-(((qy - stop - 0.5 * fold_w) / fold_w) ** 2)) * fade
-    gain = 1.0 - blink * blink * (0.7 * lash + 0.1 * lid + 0.1 * fold)
+    gain = 1.0 - blink * blink * (0.7 * lash + 0.06 * lid + 0.1 * fold)
     # The lid's skin: what the warp brought down is the few pixels of skin the open lid shows, often its
     # reddened margin or a lash's shadow, stretched; the closed lid is painted the colour of the skin around
     # it (`lid_colour`), keeping the warped picture's own fine detail (`paint`). Full over the lid, fading
-    # into the still skin above its fold.
+    # into the still skin above its fold; on a coarse field grid a cell more below the lids' meeting line, where
+    # the map's jump from above the upper lid to below the lower one samples the lashes in between.
     cover = (smoothstep(stop, stop + torch.clamp(0.3 * (edge - stop), max=2.5) + 0.5, qy)
-             * (1.0 - smoothstep(edge - 0.25 * line_w, edge + 0.5 * line_w, qy)) * fade
+             * (1.0 - smoothstep(edge - 0.25 * line_w, edge + 0.5 * line_w + 1.2 * (cell - 1.0), qy)) * fade
              * smoothstep(0.1, 0.8, blink) * (0.0 if eye.lid_rgb is None else 1.0))
     rgb = torch.tensor(eye.lid_rgb or (0.0, 0.0, 0.0), dtype=qy.dtype).view(1, 3, 1, 1).expand(qy.shape[0], 3,
                                                                                                 *qy.shape[1:])
@@ -287,9 +289,13 @@ def lid_colour(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> tuple[float, floa
     px = cv2.remap(rgb, ix.astype(np.float32), iy.astype(np.float32), cv2.INTER_LINEAR,
                    borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3).astype(np.float64)
     luma = px @ np.array([0.299, 0.587, 0.114])
-    lo, hi = np.percentile(luma, (60, 93))
-    skin = px[(luma >= lo) & (luma <= hi)]
-    return tuple(float(v) for v in np.clip(np.median(skin, axis=0) * LID_TONE / 255.0, 0.0, 1.0))  # type: ignore
+    # Its lightness from the brighter skin (the fold's shadow and the brow pull a median down), its hue from
+    # all of the skin's middle tones (the brightest skin is the least saturated: the light's own colour).
+    lo, mid, hi = np.percentile(luma, (40, 60, 93))
+    light = float(np.median(luma[(luma >= mid) & (luma <= hi)]))
+    tones = (luma >= lo) & (luma <= hi)
+    hue = np.median(px[tones] / np.maximum(luma[tones, None], 1.0), axis=0)
+    return tuple(float(v) for v in np.clip(hue * light * LID_TONE / 255.0, 0.0, 1.0))  # type: ignore
 
 
 def measure_lids(rig: RigGeometry, rgb: np.ndarray, landmarks: np.ndarray) -> RigGeometry:
