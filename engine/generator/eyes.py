@@ -1,15 +1,19 @@
-"""The eyes: blink, gaze and brow offsets of one eye, the closed lid's shading, and where the lid's skin ends.
+"""The eyes: blink, gaze and brow offsets of one eye, the closed lid's paint, and where the lid's skin ends.
 
 A blink as a viewer reads it (Live2D practice, Trutoiu et al. 2011): the upper lid's skin comes down over
 the eye; it is not the eye squeezed. Per column of the eye, in the face's upright frame (rig.FaceFrame):
 - the lashes and the skin just above them (the lid's margin) translate down, unchanged, to the closed line;
 - the skin between them and the lid's fold stretches to follow: it unfolds, as the hidden part of a real
-  lid does. That stretch stops at the first strong edge above the lashes (`lid_reach`), measured on the
-  photo once: the fold, an eyebrow or a glasses' rim stays where it is, so a rim stays straight, and
-  only smooth skin is stretched, which shows no smear;
+  lid does. That stretch stops where the picture darkens again above the lashes, or at a strong edge
+  (`lid_reach`), measured on the photo once: the fold, an eyebrow or a glasses' rim stays where it is, so
+  a rim above the lid stays straight (one lying across the lid itself still bends: not handled);
 - nothing of the eye itself (iris, sclera) is sampled under the lid; the lower lid rises a little;
-- the closed lid is shaded (`shade`): a darker lash line along the closed edge and a slight shadow over
-  the lid, as the lashes and the lid's curve do on a closed eye.
+- the closed lid is painted (`paint_roi` / `paint_u8`, after the warp): the few pixels of skin an open lid
+  shows are often its reddened margin, a lash's shadow or a sliver between lashes and a rim, and spread
+  over the whole eye they read as a swollen lid or a smear; so the closed lid takes the colour of the
+  skin around the eye (`lid_colour`, measured once), keeping only the warped lid's row-wise light and
+  shade (its creases, not a vertical smear), with a lash line along its edge (at least a field cell wide,
+  so it does not alias on a coarse grid), a slight shadow over its lower half and a soft one under the fold.
 """
 
 from __future__ import annotations
@@ -203,7 +207,7 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     # the map's jump from above the upper lid to below the lower one samples the lashes in between.
     cover = (smoothstep(stop, stop + torch.clamp(0.3 * (edge - stop), max=2.5) + 0.5, qy)
              * (1.0 - smoothstep(edge - 0.25 * line_w, edge + 0.5 * line_w + 1.2 * (cell - 1.0), qy)) * fade
-             * smoothstep(0.1, 0.8, blink) * (0.0 if eye.lid_rgb is None else 1.0))
+             * smoothstep(0.05, 0.45, blink) * (0.0 if eye.lid_rgb is None else 1.0))
     rgb = torch.tensor(eye.lid_rgb or (0.0, 0.0, 0.0), dtype=qy.dtype).view(1, 3, 1, 1).expand(qy.shape[0], 3,
                                                                                                 *qy.shape[1:])
     lid_paint = torch.cat([gain[:, None], cover[:, None], rgb], dim=1)
@@ -273,7 +277,7 @@ def paint_u8(out: np.ndarray, lid: np.ndarray, stride: int, box: tuple[int, int,
 
 def shaded(blink: float) -> bool:
     """Whether a frame's lid shading or paint changes any pixel (under half a level at 255 they do not)."""
-    return blink * blink * 0.9 * 255 >= 0.5 or blink > 0.1
+    return blink * blink * 0.9 * 255 >= 0.5 or blink > 0.05
 
 
 def lid_colour(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> tuple[float, float, float]:
