@@ -199,7 +199,9 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
            * (qy >= stop) * fade)
     fold_w = torch.clamp(0.2 * (edge - stop), min=0.8)
     fold = torch.exp(-(((qy - stop - 0.5 * fold_w) / fold_w) ** 2)) * fade
-    gain = 1.0 - blink * blink * (0.7 * lash + 0.06 * lid + 0.1 * fold)
+    # The lid over the eyeball is rounded: it turns from the light toward the corners.
+    round_ = (uc * uc) * (qy >= stop) * (qy < edge) * fade
+    gain = 1.0 - blink * blink * (0.7 * lash + 0.06 * lid + 0.1 * fold + 0.12 * round_)
     # The lid's skin: what the warp brought down is the few pixels of skin the open lid shows, often its
     # reddened margin or a lash's shadow, stretched; the closed lid is painted the colour of the skin around
     # it (`lid_colour`), keeping the warped picture's own fine detail (`paint`). Full over the lid, fading
