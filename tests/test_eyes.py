@@ -132,7 +132,7 @@ def test_the_closed_lid_is_the_colour_of_the_skin_around_it(kind: str) -> None:
     """A closed lid made of the few pixels the open lid shows, spread, reads as a swollen red lid (giunchedi)
     or a dark smear (guido, behind glasses; maher's lashes): the closed lid above its lash line (the eye's
     middle) must be near the colour of the skin above the eye (the median of that skin's brighter half;
-    measured 10-42 levels off, a spread lash shadow 97-307), no redder than it (R - G: measured -4..+9 more;
+    measured 8-34 levels off, a spread lash shadow 97-307), no redder than it (R - G: measured -3..+12 more;
     giunchedi's spread red margin +18..+28), and no pixel of the closed eye may be brighter than the photo's
     eye white (white streaks of sclera or a lens's glint)."""
     avatar = load(str(PORTRAIT_DIR / f"{kind}.jpg"), 1280)
