@@ -1,15 +1,19 @@
-"""The eyes: blink, gaze and brow offsets of one eye, the closed lid's shading, and where the lid's skin ends.
+"""The eyes: blink, gaze and brow offsets of one eye, the closed lid's paint, and where the lid's skin ends.
 
 A blink as a viewer reads it (Live2D practice, Trutoiu et al. 2011): the upper lid's skin comes down over
 the eye; it is not the eye squeezed. Per column of the eye, in the face's upright frame (rig.FaceFrame):
 - the lashes and the skin just above them (the lid's margin) translate down, unchanged, to the closed line;
 - the skin between them and the lid's fold stretches to follow: it unfolds, as the hidden part of a real
-  lid does. That stretch stops at the first strong edge above the lashes (`lid_reach`), measured on the
-  photo once: the fold, an eyebrow or a glasses' rim stays where it is, so a rim stays straight, and
-  only smooth skin is stretched, which shows no smear;
+  lid does. That stretch stops where the picture darkens again above the lashes, or at a strong edge
+  (`lid_reach`), measured on the photo once: the fold, an eyebrow or a glasses' rim stays where it is, so
+  a rim above the lid stays straight (one lying across the lid itself still bends: not handled);
 - nothing of the eye itself (iris, sclera) is sampled under the lid; the lower lid rises a little;
-- the closed lid is shaded (`shade`): a darker lash line along the closed edge and a slight shadow over
-  the lid, as the lashes and the lid's curve do on a closed eye.
+- the closed lid is painted (`paint_roi` / `paint_u8`, after the warp): the few pixels of skin an open lid
+  shows are often its reddened margin, a lash's shadow or a sliver between lashes and a rim, and spread
+  over the whole eye they read as a swollen lid or a smear; so the closed lid takes the colour of the
+  skin around the eye (`lid_colour`, measured once), keeping only the warped lid's row-wise light and
+  shade (its creases, not a vertical smear), with a lash line along its edge (at least a field cell wide,
+  so it does not alias on a coarse grid), a slight shadow over its lower half and a soft one under the fold.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ MIN_REACH_H, MIN_REACH_PX, MAX_REACH_BROW = 0.35, 1.5, 0.6
 # The brows' lower contours (mediapipe mesh), eyes in rig.EYES order; the lid's skin stops this share of
 # the way from the lid to them.
 BROW_LOWER, BROW_GAP = ((46, 53, 52, 65, 55), (285, 295, 282, 283, 276)), 0.5
+LID_TONE = 1.06  # the closed lid's skin against the skin above it
+FOLD_DROP = 24.0  # luma levels below the skin's brightest past the lashes: the lid's fold, a rim, the brow
 TRANSLATED, STRETCH_SLOPE = 0.55, 3.0  # of the lid's skin above the margin: the share that translates whole
 
 
@@ -67,24 +73,40 @@ def lid_reach(rgb: np.ndarray, eye: Eye, frame: FaceFrame, brow_lower: np.ndarra
     ix, iy = frame.to_image(fx, fy)
     luma = cv2.remap(gray, ix.astype(np.float32), iy.astype(np.float32), cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_REPLICATE)
-    grad = np.abs(np.gradient(luma, step, axis=1))
-    reach = np.empty(len(xs))
-    for i, (g, hi, top_i) in enumerate(zip(grad, h, ceiling, strict=True)):
-        past_lashes = t >= max(1.0, 0.35 * hi)  # the lashes and the lid's margin are dark: their edge is expected
-        strong = np.flatnonzero(past_lashes & (g > EDGE_LUMA_PER_PX))
-        found = t[strong[0]] - 1.5 if len(strong) else top_i
-        reach[i] = min(max(found, MIN_REACH_H * hi, MIN_REACH_PX), top_i)
+    reach = np.array([_column_reach(row, t, hi, top_i) for row, hi, top_i in zip(luma, h, ceiling, strict=True)])
+    # The corner columns' lashes thicken and meet: their measure is the least sure, and a quadratic that kept
+    # under them would starve the middle of the lid.
+    sure = np.abs(REACH_COLUMNS) <= 0.8
     k = np.polyfit(REACH_COLUMNS, reach, 2)[::-1]
-    k[0] -= max(0.0, float((np.polyval(k[::-1], REACH_COLUMNS) - reach).max()))  # stay under every column
+    k[0] -= max(0.0, float((np.polyval(k[::-1], REACH_COLUMNS) - reach)[sure].max()))  # stay under every column
     return float(k[0]), float(k[1]), float(k[2])
+
+
+def _column_reach(luma: np.ndarray, t: np.ndarray, h: float, ceiling: float) -> float:
+    """One column of `lid_reach`: luma at t pixels above the upper lid's margin. The lashes are the darkest
+    part just above the margin; past them the lid's skin brightens, and it ends where the picture darkens
+    again going up (the lid's fold, a glasses' rim, the brow: all in shadow or darker than the skin) or at a
+    strong edge. The skin kept is what lies past the lashes' darkest point and before that darkening."""
+    lash_zone = t <= 0.3 * h + 2.0
+    start = int(np.argmin(np.where(lash_zone, luma, np.inf)))
+    peak = luma[start]
+    grad = np.abs(np.gradient(luma, t[1] - t[0]))
+    end = ceiling
+    for i in range(start + 1, len(t)):
+        peak = max(peak, luma[i])
+        if t[i] > ceiling or luma[i] < peak - FOLD_DROP or (grad[i] > EDGE_LUMA_PER_PX and luma[i] < peak - 8.0):
+            end = t[i] - 2.0  # the edge itself is blurred over a pixel or two: keep off it
+            break
+    return float(min(max(end, MIN_REACH_H * h, MIN_REACH_PX), ceiling))
 
 
 def eye_offsets(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor,
                 cells: tuple[slice, slice] = (slice(None), slice(None))
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Source offsets (face frame) of blink, gaze and brow at output points (qx, qy) (face frame, the eye's
-    box), and the closed lid's shading over `cells` (a gain, 1: unchanged; None where no frame of the window
-    blinks). cells: the part of the box where the lids and the eye can move (`blink_cells`): the brow's
+    box), and the closed lid's paint over `cells` ((N, 5, ...): shading gain, skin cover, skin RGB; `paint_roi`;
+    None where no frame of the window blinks). cells: the part of the box where the lids and the eye can move
+    (`blink_cells`): the brow's
     field covers the box, theirs only that part."""
     brow_w = torch.exp(-((qx - eye.cx) / (1.2 * eye.half_w)) ** 2 - ((qy - eye.y_brow) / (0.8 * eye.half_w)) ** 2)
     brow = c[:, Control.BROW_RAISE] * 0.25 * eye.half_w * brow_w
@@ -120,6 +142,7 @@ def blink_cells(eye: Eye, frame: FaceFrame, box: tuple[slice, slice], stride: in
 def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
           qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """eye_offsets' gaze and blink, over the cells where they act."""
+    cell = float(torch.hypot(qx[0, 0, 1] - qx[0, 0, 0], qy[0, 0, 1] - qy[0, 0, 0])) if qx.shape[2] > 1 else 1.0
     u = (qx - eye.cx) / eye.half_w
     uc = torch.clamp(u, -1.0, 1.0)
     lens = 1 - uc * uc
@@ -165,14 +188,38 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     in_band = (qy >= stop) & (qy <= low_end)
     fade = 1.0 - smoothstep(1.0, 1.35, u.abs())
     oy = torch.where(in_band, (src - qy) * fade, torch.zeros_like(qy)) + gy * (1.0 - blink)
-    # Shading: a lash line along the lid's edge, darker as the lashes gather on a closing lid, and the
-    # lid's lower half a little darker (it curves away from the light), fading toward the corners.
-    line_w = torch.clamp(0.12 * h, min=0.7)
-    lash = torch.exp(-(((qy - (edge - 0.4 * line_w)) / line_w) ** 2)) * (1.0 - smoothstep(0.75, 1.05, u.abs()))
+    # Shading: a lash line along the lid's edge, darker as the lashes gather on a closing lid (thinning toward
+    # the corners, not stopping short of them), the lid's lower half a little darker (it curves away from the
+    # light), and a soft shadow under the fold, where the lid meets the skin that stays.
+    line_w = torch.clamp(0.16 * h, min=max(1.0, 1.1 * cell))  # a line thinner than the field's cells would alias
+    corner = 1.0 - 0.6 * smoothstep(0.6, 1.0, u.abs())
+    lash = torch.exp(-(((qy - (edge - 0.5 * line_w)) / line_w) ** 2)) * corner * fade
     shade_from = stop + 0.4 * (edge - stop)
     lid = (smoothstep(shade_from, torch.maximum(edge - 0.5 * line_w, shade_from + 0.5), qy) * (qy < edge)
            * (qy >= stop) * fade)
-    gain = 1.0 - blink * blink * (0.45 * lash + 0.1 * lid)
+    fold_w = torch.clamp(0.2 * (edge - stop), min=0.8)
+    fold = torch.exp(-(((qy - stop - 0.5 * fold_w) / fold_w) ** 2)) * fade
+    # The lid over the eyeball is rounded: it turns from the light toward the corners.
+    round_ = (uc * uc) * (qy >= stop) * (qy < edge) * fade
+    gain = 1.0 - blink * blink * (0.7 * lash + 0.06 * lid + 0.1 * fold + 0.12 * round_)
+    # The lid's skin: what the warp brought down is the few pixels of skin the open lid shows, often its
+    # reddened margin or a lash's shadow, stretched; the closed lid is painted the colour of the skin around
+    # it (`lid_colour`), keeping the warped picture's own fine detail (`paint`). Full over the lid, fading
+    # into the still skin above its fold; on a coarse field grid a cell more below the lids' meeting line, where
+    # the map's jump from above the upper lid to below the lower one samples the lashes in between.
+    cover = (smoothstep(stop, stop + torch.clamp(0.3 * (edge - stop), max=2.5) + 0.5, qy)
+             * (1.0 - smoothstep(edge - 0.25 * line_w, edge + 0.5 * line_w + 1.2 * (cell - 1.0), qy)) * fade
+             * smoothstep(0.05, 0.45, blink) * (0.0 if eye.lid_rgb is None else 1.0))
+    rgb = torch.tensor(eye.lid_rgb or (0.0, 0.0, 0.0), dtype=qy.dtype).view(1, 3, 1, 1).expand(qy.shape[0], 3,
+                                                                                                *qy.shape[1:])
+    lid_paint = torch.cat([gain[:, None], cover[:, None], rgb], dim=1)
+    return ox_spread(ox, blink, eye, qy, qx, stop, shift_from, d, t, src_len, fade), oy, lid_paint
+
+
+def ox_spread(ox: torch.Tensor, blink: torch.Tensor, eye: Eye, qy: torch.Tensor, qx: torch.Tensor,
+              stop: torch.Tensor, shift_from: torch.Tensor, d: torch.Tensor, t: torch.Tensor, src_len: torch.Tensor,
+              fade: torch.Tensor) -> torch.Tensor:
+    """The blink's sideways offsets: gaze fades out as the lid closes, and the spread skin zigzags."""
     # Where one source row is spread over several output rows, its column-to-column changes would draw
     # vertical streaks: each output row there takes its row from a little to the side (a fixed zigzag
     # attached to the lid), so the spread skin keeps a skin-like grain instead.
@@ -180,8 +227,7 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     # (its period ~0.3 eye half-widths, at least 2.6 px: over 2 field cells on a coarse grid, so not aliased)
     period = max(2.6, 0.3 * eye.half_w)
     zig = torch.sin(t * (src_len + d) * (6.2832 / period)) * (4.0 * t * (1.0 - t)) ** 2 * max(0.08 * eye.half_w, 0.7)
-    ox = ox * (1.0 - blink) + torch.where(spread, zig * fade * torch.clamp(d / 2.0, 0.0, 1.0), torch.zeros_like(qx))
-    return ox, oy, gain
+    return ox * (1.0 - blink) + torch.where(spread, zig * fade * torch.clamp(d / 2.0, 0.0, 1.0), torch.zeros_like(qx))
 
 
 def shade_box(slices: tuple[slice, slice], stride: int, width: int, height: int) -> tuple[int, int, int, int]:
@@ -190,25 +236,80 @@ def shade_box(slices: tuple[slice, slice], stride: int, width: int, height: int)
     return (xs.start * stride, ys.start * stride, min(width, xs.stop * stride), min(height, ys.stop * stride))
 
 
-def shade_u8(out: np.ndarray, gain: np.ndarray, stride: int, box: tuple[int, int, int, int]) -> None:
-    """Multiply out's pixels in box (uint8, H x W x 3, in place) by gain, given on the field grid there."""
+# How much of the warped lid's own light and shade the painted skin keeps (1: all of it), and of which: its rows'
+# (a lid's creases run along it) over their DETAIL_H x DETAIL_W px neighbourhood, not its columns (a lid's skin
+# spread from a few rows changes only across: a vertical smear), within DETAIL_MIN..DETAIL_MAX.
+PAINT_DETAIL, DETAIL_H, DETAIL_W, DETAIL_MIN, DETAIL_MAX = 0.6, 5, 9, 0.85, 1.15
+
+
+def paint_roi(roi: torch.Tensor, lid: torch.Tensor, stride: int, box: tuple[int, int, int, int]) -> None:
+    """The closed lid over roi (N, 3, H, W, 0..1, in place): lid (N, 5, lh, lw) from eye_offsets on the field
+    grid over box's cells: shading gain, skin cover, skin RGB. out = gain * mix(out, skin * detail, cover),
+    detail: the warped picture's rows' luma over their local mean (its creases, not its colour nor a smear)."""
     x0, y0, x1, y1 = box
     if stride > 1:
-        gain = cv2.resize(gain, None, fx=stride, fy=stride, interpolation=cv2.INTER_LINEAR)
-    g = gain[: y1 - y0, : x1 - x0]
-    region = out[y0 : y0 + g.shape[0], x0 : x0 + g.shape[1]]
-    region[:] = cv2.multiply(region, cv2.merge([g, g, g]), dtype=cv2.CV_8U)  # rounded; gain <= 1: no overflow
+        lid = F.interpolate(lid, scale_factor=stride, mode="bilinear", align_corners=False)
+    lid = lid[:, :, : y1 - y0, : x1 - x0]
+    region = roi[:, :, y0 : y0 + lid.shape[2], x0 : x0 + lid.shape[3]]
+    luma = (0.299 * region[:, 0:1] + 0.587 * region[:, 1:2] + 0.114 * region[:, 2:3]).clamp(min=1e-3)
+    rows = F.avg_pool2d(luma, (1, DETAIL_W), stride=1, padding=(0, DETAIL_W // 2), count_include_pad=False)
+    local = F.avg_pool2d(luma, (DETAIL_H, DETAIL_W), stride=1, padding=(DETAIL_H // 2, DETAIL_W // 2),
+                         count_include_pad=False)
+    detail = (rows / local).clamp(DETAIL_MIN, DETAIL_MAX) ** PAINT_DETAIL
+    cover = lid[:, 1:2]
+    region.mul_(1.0 - cover).add_(cover * lid[:, 2:5] * detail).mul_(lid[:, 0:1])
+
+
+def paint_u8(out: np.ndarray, lid: np.ndarray, stride: int, box: tuple[int, int, int, int]) -> None:
+    """paint_roi on one uint8 H x W x 3 picture (in place): lid (5, lh, lw), box in out's pixels."""
+    x0, y0, x1, y1 = box
+    planes = [cv2.resize(p, None, fx=stride, fy=stride, interpolation=cv2.INTER_LINEAR) if stride > 1 else p
+              for p in lid]
+    gain, cover, *rgb = (p[: y1 - y0, : x1 - x0] for p in planes)
+    region = out[y0 : y0 + gain.shape[0], x0 : x0 + gain.shape[1]]
+    pic = region.astype(np.float32)
+    luma = np.maximum(pic @ np.array([0.299, 0.587, 0.114], np.float32), 0.255)
+    rows = cv2.blur(luma, (DETAIL_W, 1), borderType=cv2.BORDER_REFLECT)
+    local = cv2.blur(luma, (DETAIL_W, DETAIL_H), borderType=cv2.BORDER_REFLECT)
+    detail = np.clip(rows / local, DETAIL_MIN, DETAIL_MAX) ** PAINT_DETAIL
+    skin = np.stack(rgb, axis=-1) * (255.0 * detail)[..., None]
+    c = cover[..., None]
+    region[:] = np.clip((pic * (1.0 - c) + c * skin) * gain[..., None] + 0.5, 0, 255).astype(np.uint8)
 
 
 def shaded(blink: float) -> bool:
-    """Whether a frame's lid shading changes any pixel (under half a level at 255 it does not)."""
-    return blink * blink * 0.55 * 255 >= 0.5
+    """Whether a frame's lid shading or paint changes any pixel (under half a level at 255 they do not)."""
+    return blink * blink * 0.9 * 255 >= 0.5 or blink > 0.05
+
+
+def lid_colour(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> tuple[float, float, float]:
+    """The closed lid's skin colour (RGB 0..1): the skin between the upper lid and the brow, over the eye's
+    middle, leaving out what is darker (lashes, the fold's shadow, a rim, the brow) or brighter (a glint,
+    a lens's reflection) than most of it; a little darker than that skin, as a closed lid sits in the orbit."""
+    us = np.linspace(-0.7, 0.7, 15)
+    top = lid_curve(eye, us, eye.upper)
+    span = max(float(np.median(top)) - eye.y_brow, 2.0)
+    rows = np.linspace(0.15, 1.0, 18) * span
+    fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[None], top[None] - rows[:, None])
+    ix, iy = frame.to_image(fx, fy)
+    px = cv2.remap(rgb, ix.astype(np.float32), iy.astype(np.float32), cv2.INTER_LINEAR,
+                   borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3).astype(np.float64)
+    luma = px @ np.array([0.299, 0.587, 0.114])
+    # Its lightness from the brighter skin (the fold's shadow and the brow pull a median down), its hue from
+    # all of the skin's middle tones (the brightest skin is the least saturated: the light's own colour).
+    lo, mid, hi = np.percentile(luma, (40, 60, 93))
+    light = float(np.median(luma[(luma >= mid) & (luma <= hi)]))
+    tones = (luma >= lo) & (luma <= hi)
+    hue = np.median(px[tones] / np.maximum(luma[tones, None], 1.0), axis=0)
+    return tuple(float(v) for v in np.clip(hue * light * LID_TONE / 255.0, 0.0, 1.0))  # type: ignore
 
 
 def measure_lids(rig: RigGeometry, rgb: np.ndarray, landmarks: np.ndarray) -> RigGeometry:
-    """The rig with each eye's lid reach measured on the photo and the mesh the rig was built on."""
+    """The rig with each eye's lid reach and closed lid colour measured on the photo and the mesh the rig was
+    built on."""
     lm = np.asarray(landmarks, np.float64)[:, :2]
     face = np.stack(rig.frame.to_face(lm[:, 0], lm[:, 1]), axis=1)
-    eyes = tuple(dataclasses.replace(e, reach=lid_reach(rgb, e, rig.frame, face[list(brow)]))
+    eyes = tuple(dataclasses.replace(e, reach=lid_reach(rgb, e, rig.frame, face[list(brow)]),
+                                     lid_rgb=lid_colour(rgb, e, rig.frame))
                  for e, brow in zip(rig.eyes, BROW_LOWER, strict=True))
     return dataclasses.replace(rig, eyes=eyes)  # type: ignore[arg-type]

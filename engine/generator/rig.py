@@ -129,6 +129,8 @@ class Eye:
     # How far the upper lid's skin goes above its margin, k0 + k1 u + k2 u^2 pixels (eyes.lid_reach measures
     # it on the photo; build_rig's guess: half the way to the brow).
     reach: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # The closed lid's skin colour, RGB 0..1 (eyes.lid_colour measures it on the photo; None: not measured).
+    lid_rgb: tuple[float, float, float] | None = None
 
     @property
     def half_w(self) -> float:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
-from engine.generator.eyes import blink_cells, eye_offsets, measure_lids, shade_box, shade_u8, shaded
+from engine.generator.eyes import blink_cells, eye_offsets, measure_lids, paint_roi, paint_u8, shade_box, shaded
 from engine.generator.head_motion import depth_proxy, head_weight, jaw_line, layer_box, pivot
 from engine.generator.matte import person_layer, premultiplied_layer
 from engine.generator.mouth import JAW_REACH, UPPER_SHARE, MouthRig, lip_gap, mouth_palette
@@ -137,8 +137,8 @@ class WarpRenderer(nn.Module):
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The backward map on the field grid: sx, sy (N, fh, fw) in ROI pixels; the mouth's interior every
         `overlay_stride` pixels over `mouth_box_px`: overlay (N, 3, mh, mw) and alpha (N, 1, mh, mw).
-        lid_shade: if given, each eye's closed-lid gain (N, lh, lw) over its lid cells (`lid_boxes_px`), or None
-        where no frame blinks that eye, is appended to it."""
+        lid_shade: if given, each eye's closed-lid paint (N, 5, lh, lw; eyes.paint_roi) over its lid cells
+        (`lid_boxes_px`), or None where no frame blinks that eye, is appended to it."""
         c = controls.to(self.X.dtype)[:, :, None, None]  # (N, C, 1, 1)
         qx, qy = self._head_pose(c)  # (N, fh, fw): where each output pixel is in the still portrait
         sx, sy = qx.clone(), qy.clone()
@@ -180,12 +180,9 @@ class WarpRenderer(nn.Module):
             alpha = F.interpolate(alpha, **up)[:, :, : box[3] - box[1], : box[2] - box[0]]
         composite = warp_composite_triton if self.roi_src.is_cuda and triton_available() else warp_composite
         roi = composite(self.roi_src, grid.permute(0, 2, 3, 1), overlay, alpha, box, self.plate)  # (N, 3, rh, rw)
-        for gain, (ex0, ey0, ex1, ey1) in zip(lid_shade, self.lid_boxes_px, strict=True):
-            if gain is None:
-                continue
-            if self.stride > 1:
-                gain = self._upsample(gain[:, None])[:, 0]
-            roi[:, :, ey0:ey1, ex0:ex1] *= gain[:, None, : ey1 - ey0, : ex1 - ex0]
+        for lid, eye_box in zip(lid_shade, self.lid_boxes_px, strict=True):
+            if lid is not None:
+                paint_roi(roi, lid, self.stride, eye_box)
         frames = self.portrait.unsqueeze(0).repeat(n, 1, 1, 1)
         x0, y0, x1, y1 = self.roi
         # Round to bytes while still planar (in place), then one strided byte copy into the frames.
@@ -304,5 +301,5 @@ class WarpGenerator:
                                                     borderMode=cv2.BORDER_REPLICATE)
             for k, (gain, eye_box) in enumerate(zip(lid_shade, r.lid_boxes_px, strict=True)):
                 if gain is not None and shaded(float(blinks[i, k])):
-                    shade_u8(frames[i, y0:y1, x0:x1], gain[i].numpy(), r.stride, eye_box)
+                    paint_u8(frames[i, y0:y1, x0:x1], gain[i].numpy(), r.stride, eye_box)
         return frames
