@@ -47,6 +47,11 @@ def test_variants_render_windows_through_the_generator_protocol() -> None:
     gen = make_generator("torch", prepare_avatar())
     window, cond = gen.render(MotionWindow(0, varied_controls(4, 2), np.zeros(4000, np.float32)), gen.first_frame())
     assert window.frames_rgb.shape[0] == 4 and window.frames_i420 is not None and cond.frame_index == 3
+    assert window.alpha_frames is None  # nothing asked for the person's alpha: none is made
+    gen.emit_alpha = True  # a keyed background (streaming/keying.py) asks any variant for it
+    window, _ = gen.render(MotionWindow(4, varied_controls(4, 3), np.zeros(4000, np.float32)), cond)
+    assert window.alpha_frames is not None and window.alpha_frames.shape == window.frames_rgb.shape[:3]
+    assert window.alpha_frames.max() > window.alpha_frames.min(), "a flat alpha: the person is not in it"
 
 
 def test_missing_gpu_pieces_are_named() -> None:

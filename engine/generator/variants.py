@@ -39,7 +39,9 @@ class TorchGenerator(WarpGenerator):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.renderer.to(self.device)
 
-    def _frames(self, controls: np.ndarray) -> np.ndarray:
+    def _frames(self, controls: np.ndarray, alphas: np.ndarray | None = None) -> np.ndarray:
+        if alphas is not None:  # a keyed background wants each frame's person alpha: the byte path makes both
+            return super()._frames(controls, alphas)
         with torch.inference_mode():
             return self.renderer(torch.from_numpy(controls).to(self.device)).cpu().numpy()
 
@@ -52,7 +54,9 @@ class CompiledGenerator(TorchGenerator):
         # dynamic=True: the last window of an offline render is shorter; one graph serves all lengths.
         self._compiled = torch.compile(self.renderer, dynamic=True)
 
-    def _frames(self, controls: np.ndarray) -> np.ndarray:
+    def _frames(self, controls: np.ndarray, alphas: np.ndarray | None = None) -> np.ndarray:
+        if alphas is not None:  # a keyed background wants each frame's person alpha: the byte path makes both
+            return super()._frames(controls, alphas)
         with torch.inference_mode():
             return self._compiled(torch.from_numpy(controls).to(self.device)).cpu().numpy()
 
@@ -93,7 +97,9 @@ class OnnxGenerator(WarpGenerator):
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         self.onnx_path = path
 
-    def _frames(self, controls: np.ndarray) -> np.ndarray:
+    def _frames(self, controls: np.ndarray, alphas: np.ndarray | None = None) -> np.ndarray:
+        if alphas is not None:  # a keyed background wants each frame's person alpha: the byte path makes both
+            return super()._frames(controls, alphas)
         return self.session.run(None, {"controls": np.ascontiguousarray(controls, np.float32)})[0]
 
 
@@ -171,7 +177,9 @@ class TensorRTGenerator(WarpGenerator):
                   trt.uint8: torch.uint8}
         self._out_dtype = dtypes[self._engine.get_tensor_dtype("frames")]
 
-    def _frames(self, controls: np.ndarray) -> np.ndarray:
+    def _frames(self, controls: np.ndarray, alphas: np.ndarray | None = None) -> np.ndarray:
+        if alphas is not None:  # a keyed background wants each frame's person alpha: the byte path makes both
+            return super()._frames(controls, alphas)
         parts = [self._run(controls[i : i + TRT_MAX_WINDOW]) for i in range(0, len(controls), TRT_MAX_WINDOW)]
         return np.concatenate(parts)
 
