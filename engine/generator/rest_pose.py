@@ -3,12 +3,16 @@
 The rig animates offsets from the portrait as it is, so a photo with its lips apart never closes them:
 it talks with the photo's gap and stretches the photo's teeth. So at prepare, once, a backward warp
 brings the lips together and is baked into the image and its landmarks, as LivePortrait normalises an
-open source lip before animating it: the upper lip comes down over up to half the gap (the skin up to
-the nose taking the stretch, so no one band of lip thickens), and the whole lower face, chin included,
-rises with the lower lip by the rest (Expression Flow, Yang et al. 2011: moving the lip alone leaves the
-mouth-to-chin distance wrong; and a closing mouth is mostly the jaw rising). A faint shadow marks where
-the lips meet. The photo as it was is kept: the mouth interior shows its own teeth, uncovered at their
-place on the head as the jaw opens.
+open source lip before animating it. It works in the face's own frame (rig.FaceFrame), so a tilted face
+closes along its own vertical. The upper lip comes down over up to a third of the gap (the skin up to the
+nose taking the stretch), and the whole lower face, chin included, rises with the lower lip by the rest
+(Expression Flow, Yang et al. 2011: moving the lip alone leaves the mouth-to-chin distance wrong; and a
+closing mouth is mostly the jaw rising). Each lip is cut to its own edge, found by colour: the mesh's
+inner contour often lies a pixel or more inside the lips, on the teeth, and what it leaves of the dark
+rim around the teeth or of an open smile's dark corners would read, to a viewer and to the face mesh, as
+lips still apart. A lower lip pulled down to show its wet inside has that part rolled in. Where the lips
+meet, a faint line in their own colour. The photo as it was is kept: the mouth interior shows its own
+teeth, uncovered at their place on the head as the jaw opens.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from engine.generator.mouth import (
     inner_lips,
     lip_gap,
 )
+from engine.generator.rig import face_frame
 
 # Lips whose gap is under this share of the mouth's width count as closed (LivePortrait closes a source lip
 # from a lip-open ratio of 0.03).
@@ -47,9 +52,12 @@ CORNER_PX = 2.0  # the reach's floor between the inner and outer corners (fading
 CUT_SMOOTH = 0.08  # of the mouth half-width, the cut smoothed across columns (a ragged lip edge reads as a cut)
 # A lower lip shows at most this many times the upper lip's thickness once closed (see _cut_to_the_lips).
 ROLL_IN = 1.3
+# The upper lip comes down by this share of the gap (the jaw and lower lip rise by the rest, as a closing
+# mouth mostly does), but at most this share of its distance from the nose (more reads as a stretched lip).
+DOWN_SHARE, DOWN_CAP = 0.3, 0.2
 # Where the lips meet, a shade of their own colour this much darker, this many pixels wide (a darker line
 # reads, to a viewer and to the face mesh, as lips apart).
-SEAM, SEAM_PX = 0.12, 0.7
+SEAM, SEAM_PX = 0.06, 0.7
 
 
 @dataclass(frozen=True)
@@ -186,15 +194,15 @@ class _Closing:
         """(upper edge, lower edge, gap between them, where they meet) at columns x. The edges are cut
         into each lip past any of the mouth's inside the photo shows beside the mesh's contour, and a little
         more, so that no sliver of the photo's teeth or of their shadow stays between the closed lips. The
-        upper lip comes down by half the gap, but at most a fifth of its distance from the nose (more reads
-        as a stretched lip); the jaw, lower lip and chin rise by the rest, as a closing mouth does."""
+        upper lip comes down by DOWN_SHARE of the gap, but at most DOWN_CAP of its distance from the nose
+        (more reads as a stretched lip); the jaw, lower lip and chin rise by the rest, as a closing mouth does."""
         upper, lower = self.contours(x)
         g = np.maximum(lower - upper, 0.0)
         cut = 0.5 * np.minimum(g, 1.0) + 0.1 * g
         cut_up = np.maximum(cut, np.interp(x, self.cols, self.cut_up, left=0.0, right=0.0))
         cut_lo = np.maximum(cut, np.interp(x, self.cols, self.cut_lo, left=0.0, right=0.0))
         upper, lower, g = upper - cut_up, lower + cut_lo, g + cut_up + cut_lo
-        down = np.minimum(0.5 * g, 0.2 * np.maximum(upper - self.nose_y, 0.0))
+        down = np.minimum(DOWN_SHARE * g, DOWN_CAP * np.maximum(upper - self.nose_y, 0.0))
         return upper, lower, g, upper + down
 
     def down(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -237,35 +245,51 @@ def close_lips(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.n
     gap = lip_gap(landmarks)
     if gap < CLOSED_GAP:
         return None
-    closing = _Closing(landmarks, rgb)
+    # The closing is built in the face's own frame (rig.FaceFrame): a tilted face closes its lips along
+    # its own vertical, not the photo's.
+    frame = face_frame(landmarks)
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    ux, uy = frame.to_face(lm[:, 0], lm[:, 1])
     h, w = rgb.shape[:2]
+    to_face = np.array([[frame.cos, -frame.sin, 0.0], [frame.sin, frame.cos, 0.0]])
+    to_face[:, 2] = (frame.px, frame.py) - to_face[:, :2] @ (frame.px, frame.py)
+    upright = rgb if frame.upright else cv2.warpAffine(rgb, to_face, (w, h), flags=cv2.INTER_LINEAR,
+                                                       borderMode=cv2.BORDER_REPLICATE)
+    closing = _Closing(np.stack([ux, uy], axis=1), upright)  # its colours read on the face turned upright
     mw = closing.mw
-    x0, x1 = int(max(0, closing.mouth_x - 3.6 * mw)), int(min(w, closing.mouth_x + 3.6 * mw + 1))
-    y0, y1 = int(max(0, closing.nose_y - 0.2 * mw)), int(min(h, closing.neck_end + 0.1 * mw + 1))
+    bx0, by0, bx1, by1 = frame.box_to_image((closing.mouth_x - 3.6 * mw, closing.nose_y - 0.2 * mw,
+                                             closing.mouth_x + 3.6 * mw, closing.neck_end + 0.1 * mw))
+    x0, x1 = int(max(0, bx0)), int(min(w, bx1 + 1))
+    y0, y1 = int(max(0, by0)), int(min(h, by1 + 1))
+
+    def source(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Output pixels -> (the photo's x, y they show; their face-frame column and row)."""
+        U, V = frame.to_face(X, Y)
+        sx, sy = frame.to_image(U, closing.backward(U, V))
+        return sx.astype(np.float32), sy.astype(np.float32), U, V
+
     X, Y = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
-    region = cv2.remap(rgb, X.astype(np.float32), closing.backward(X[:1], Y).astype(np.float32), cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    sx, sy, U, V = source(X, Y)
+    region = cv2.remap(rgb, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
     # The warp jumps across the line where the lips meet: there it is built at twice the resolution and
     # averaged down, so that a slanted line has smooth edges instead of stair steps.
     ss = 2
     Xf, Yf = np.meshgrid(x0 + (np.arange((x1 - x0) * ss) + 0.5) / ss - 0.5,
                          y0 + (np.arange((y1 - y0) * ss) + 0.5) / ss - 0.5)
-    fine = cv2.remap(rgb, Xf.astype(np.float32), closing.backward(Xf[:1], Yf).astype(np.float32), cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+    fine = cv2.remap(rgb, *source(Xf, Yf)[:2], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     fine = cv2.resize(fine.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
-    _, _, g, meet = closing.lines(X[:1])  # by column (x does not move): one row, broadcast
-    near = (np.exp(-(((Y - meet) / 1.5) ** 2)) * np.minimum(g, 1.0))[..., None]
+    _, _, g, meet = closing.lines(U)
+    near = (np.exp(-(((V - meet) / 1.5) ** 2)) * np.minimum(g, 1.0))[..., None]
     region += (fine - region) * near
-    # Where the lips meet: a soft line of shadow, as between closed lips, fading toward the corners.
-    u = (X - closing.up.cx) / closing.up.half_w
-    line = SEAM * np.exp(-(((Y - meet) / SEAM_PX) ** 2)) * np.sqrt(np.clip(1 - u * u, 0.0, 1.0)) * np.minimum(g, 1.0)
+    # Where the lips meet: a soft line of their own colour, darker, fading toward the corners.
+    u = (U - closing.up.cx) / closing.up.half_w
+    line = SEAM * np.exp(-(((V - meet) / SEAM_PX) ** 2)) * np.sqrt(np.clip(1 - u * u, 0.0, 1.0)) * np.minimum(g, 1.0)
     region *= 1.0 - line[..., None]
     closed = rgb.copy()
     closed[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
-    lm = np.asarray(landmarks, np.float32).copy()
-    lx, ly = lm[:, 0].astype(np.float64), lm[:, 1].astype(np.float64)
-    moved = closing.forward(lx, ly)
+    moved = closing.forward(ux, uy)
     inner = list(INNER_CORNERS + INNER_UPPER + INNER_LOWER)
-    moved[inner] = closing.lines(lx[inner])[3]  # the inner contour: on the line where the lips now meet
-    lm[:, 1] = moved
-    return closed, lm, RestPose(rgb, np.asarray(landmarks, np.float32).copy(), gap)
+    moved[inner] = closing.lines(ux[inner])[3]  # the inner contour: on the line where the lips now meet
+    out = np.asarray(landmarks, np.float32).copy()
+    out[:, 0], out[:, 1] = frame.to_image(ux, moved)
+    return closed, out, RestPose(rgb, np.asarray(landmarks, np.float32).copy(), gap)
