@@ -47,7 +47,7 @@ OUTER_LOWER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
 LIP_SAMPLE = 0.35
 # A cut reaches at most this share of a lip's own thickness into it, and this share of the mouth's
 # half-width: the rest of a dark rim is the lip's own shading.
-CUT_OF_LIP, CUT_OF_MOUTH = 0.45, 0.12
+CUT_OF_LIP, CUT_OF_MOUTH = 0.6, 0.12
 CORNER_PX = 2.0  # the reach's floor between the inner and outer corners (fading to 0 at the outer ones)
 CUT_SMOOTH = 0.08  # of the mouth half-width, the cut smoothed across columns (a ragged lip edge reads as a cut)
 # A lower lip shows at most this many times the upper lip's thickness once closed (see _cut_to_the_lips).
@@ -187,7 +187,7 @@ class _Closing:
         self.cut_lo[:] = np.maximum(self.cut_lo, np.minimum(over, CUT_OF_LIP * np.maximum(outer_lo - lower, 0.0)))
         # A cut that changes from column to column would show as a ragged lip edge.
         for cut in (self.cut_up, self.cut_lo):
-            cut[:] = cv2.GaussianBlur(cv2.erode(cv2.dilate(cut[None], np.ones((1, 3))), np.ones((1, 3))),
+            cut[:] = cv2.GaussianBlur(cv2.dilate(cut[None], np.ones((1, 5))),
                                       (0, 0), max(1.0, CUT_SMOOTH * self.mw), borderType=cv2.BORDER_REPLICATE)[0]
 
     def lines(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
