@@ -1,5 +1,6 @@
 """`prepare` finds faces as a person would: the largest of several, "too small" with the size needed, and
-"too turned" with the angle. Real photos: the embedded astronaut and tests/data/portraits (SOURCES.md).
+"too turned" with the angle, "mouth covered" refused and covered eyes noted. Real photos: the embedded
+astronaut and tests/data/portraits (SOURCES.md); covered features are flat patches pasted over them.
 
 No real three-quarter or profile photo with a known licence is in the packages the project uses, and a
 squeezed or warped frontal face is not a turned face: the turn estimate is tested on landmark arrays,
