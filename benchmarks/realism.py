@@ -391,14 +391,18 @@ def background_metric(avatar: PreparedAvatar, tmp: Path, seconds: float, debug_d
 
 
 def rotated_copy(avatar: PreparedAvatar, degrees: float, path: Path) -> Path:
-    """The prepared portrait turned about its face centre (counter-clockwise by `degrees`), edges reflected."""
+    """The portrait's photo turned about its face centre (counter-clockwise by `degrees`), edges reflected.
+    The photo as it was, before a closed rest pose: the turned copy goes through the same prepare (its lips
+    closed in its own frame, its own teeth shown as the jaw opens), else it is compared with a mouth of drawn
+    teeth against the upright's photographed ones."""
     import cv2
     from PIL import Image
 
+    photo = avatar.rest.photo if avatar.rest is not None else avatar.rgb
     cx, cy = avatar.landmarks.mean(axis=0)
     m = cv2.getRotationMatrix2D((float(cx), float(cy)), degrees, 1.0)
-    h, w = avatar.rgb.shape[:2]
-    Image.fromarray(cv2.warpAffine(avatar.rgb, m, (w, h), flags=cv2.INTER_CUBIC,
+    h, w = photo.shape[:2]
+    Image.fromarray(cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_CUBIC,
                                    borderMode=cv2.BORDER_REFLECT_101)).save(path)
     return path
 

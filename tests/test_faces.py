@@ -1,5 +1,6 @@
 """`prepare` finds faces as a person would: the largest of several, "too small" with the size needed, and
-"too turned" with the angle. Real photos: the embedded astronaut and tests/data/portraits (SOURCES.md).
+"too turned" with the angle, "mouth covered" refused and covered eyes noted. Real photos: the embedded
+astronaut and tests/data/portraits (SOURCES.md); covered features are flat patches pasted over them.
 
 No real three-quarter or profile photo with a known licence is in the packages the project uses, and a
 squeezed or warped frontal face is not a turned face: the turn estimate is tested on landmark arrays,
@@ -140,3 +141,36 @@ def test_a_profile_is_too_turned(tmp_path: Path) -> None:
     Image.fromarray(data.camera()).convert("RGB").save(path)
     with pytest.raises(AvatarError, match=r"face too turned: about (\d+) degrees toward the image's right; at most 45"):
         prepare_avatar(path, cache_dir=None)
+
+
+def patched(tmp_path: Path, where: str, colour: tuple[int, int, int] | None) -> Path:
+    """hopper with a flat patch over its mouth or its eyes (colour None: the cheek's own skin colour)."""
+    im = np.asarray(photo("hopper.jpg")).copy()
+    pts = face_mesh(im)
+    assert pts is not None
+    w = mesh_width(pts)
+    cx, cy = pts[[61, 291, 0, 17]].mean(axis=0)[:2] if where == "mouth" else pts[[33, 263]].mean(axis=0)[:2]
+    rx, ry = (0.3 * w, 0.16 * w) if where == "mouth" else (0.45 * w, 0.1 * w)
+    fill = colour or tuple(int(v) for v in im[int(pts[50, 1]), int(pts[50, 0])])
+    im[int(cy - ry) : int(cy + ry), int(cx - rx) : int(cx + rx)] = fill
+    path = tmp_path / f"covered_{where}.png"
+    Image.fromarray(im).save(path)
+    return path
+
+
+@pytest.mark.parametrize("colour", [(128, 128, 128), None], ids=["grey", "skin"])
+def test_a_covered_mouth_is_refused_with_the_reason(tmp_path: Path, colour: tuple[int, int, int] | None) -> None:
+    # The mesh still places every lip point under the patch; the engine would warp the patch as lips.
+    with pytest.raises(AvatarError, match="mouth covered: the lips do not show"):
+        prepare_avatar(patched(tmp_path, "mouth", colour), cache_dir=None)
+
+
+def test_covered_eyes_are_said_and_the_face_still_animates(tmp_path: Path) -> None:
+    avatar = prepare_avatar(patched(tmp_path, "eyes", (128, 128, 128)), cache_dir=None)
+    assert any(note.startswith("both eyes covered") for note in avatar.notes), avatar.notes
+
+
+def test_sunglasses_and_pale_lips_are_not_covered() -> None:
+    # anne_helene: pale lips about as red as her cheeks, eyes behind sunglasses: both still show.
+    avatar = prepare_avatar(PORTRAITS / "anne_helene_sunglasses_small.jpg", cache_dir=None)
+    assert not any("covered" in note for note in avatar.notes), avatar.notes

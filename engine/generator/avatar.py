@@ -2,7 +2,7 @@
 and cache the result next to the photo's content hash so that the next start is instant.
 
 A photo with several faces animates the largest and says so; a face too small or too turned for
-the rig is refused with the reason (engine.generator.faces).
+the rig, or with its mouth covered, is refused with the reason; covered eyes are noted (engine.generator.faces).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from engine.generator.faces import (
     MAX_YAW_DEG,
     MIN_FACE_WIDTH_PX,
     NOTE_ROLL_DEG,
+    covered_features,
     estimate_yaw_deg,
     face_mesh,
     find_faces,
@@ -37,8 +38,8 @@ from engine.generator.rig import face_frame
 log = logging.getLogger(__name__)
 
 MAX_INPUT_PIXELS = 50_000_000  # larger images are refused before decoding (decompression bombs)
-PREP_VERSION = 5  # bump when what is cached changes meaning (3: the person matte and background plate; 5: the
-# plate meets the photo along the matte's edge)
+PREP_VERSION = 6  # bump when what is cached changes meaning (3: the person matte and background plate; 5: the
+# plate meets the photo along the matte's edge; 6: covered features refused or noted, the rest pose cut to the lips)
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "avatar-engine" / "avatars"
 
 
@@ -137,6 +138,15 @@ def detect_landmarks(rgb: np.ndarray, name: str, scale: float = 1.0) -> tuple[np
         raise AvatarError(f"{name}: face too turned: about {abs(yaw):.0f} degrees toward the image's {side}; "
                           f"at most {MAX_YAW_DEG:.0f} degrees (three-quarter view) can be animated: use a photo "
                           "facing the camera more")
+    covered = covered_features(rgb, pts)
+    if covered.mouth:
+        raise AvatarError(f"{name}: mouth covered: the lips do not show where the face's mouth is (an object, a hand "
+                          "or a patch over it?); lip sync needs the mouth visible: use a photo with the mouth in view")
+    if any(covered.eyes):
+        which = "both eyes" if all(covered.eyes) else \
+            f"the eye on the image's {'left' if covered.eyes[0] else 'right'}"
+        notes += (f"{which} covered (no white or iris shows): blinks and gaze will not show there, and what covers "
+                  "them moves with the lids",)
     roll = math.degrees(face_frame(pts).roll)
     side = "left" if roll > 0 else "right"  # the mouth right of below the eyes: the head leans to the image's left
     if abs(roll) > MAX_ROLL_DEG:

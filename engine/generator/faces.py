@@ -32,6 +32,18 @@ NOSE_TIP, EYE_OUTER = 1, (33, 263)  # mediapipe face-mesh indices (image left, i
 # estimates on the frontal portraits (astronaut 0.88, hopper 0.92): the nose moves sideways by
 # NOSE_DEPTH * tan(yaw) half eye-distances as the head turns.
 NOSE_DEPTH = 0.9
+# A feature the mesh places but the photo does not show (an object, a hand, a sticker over it): the mesh
+# still returns every point, so what is under them is checked. Inside the outer lip contour a mouth always
+# shows its lip line (the 10th to 90th percentile of lightness, OpenCV Lab L 0..255: 68..104 on the test
+# portraits, 0 under a flat patch), and lips are never much less red than the cheeks (Lab a* lips - cheeks:
+# -1 (pale lips) .. 18 on them; -8 .. -28 under a grey patch). An open eye shows white and iris (5 .. 174 on
+# them, 17 behind sunglasses; 0 under a patch).
+MOUTH_CONTRAST_MIN, LIP_REDNESS_MIN, EYE_CONTRAST_MIN = 20.0, -5.0, 8.0
+OUTER_LIPS = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
+CHEEKS = (50, 280, 101, 330, 205, 425)
+# each eye's lid contour, upper then lower, corner to corner (image left eye, then right)
+EYE_OUTLINES = ((33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7),
+                (362, 398, 384, 385, 386, 387, 388, 466, 263, 249, 390, 373, 374, 380, 381, 382))
 
 
 class FaceProblem(ValueError):
@@ -148,3 +160,42 @@ def estimate_yaw_deg(landmarks: np.ndarray) -> float:
 
 def mesh_width(landmarks: np.ndarray) -> float:
     return float(landmarks[:, 0].max() - landmarks[:, 0].min())
+
+
+@dataclass(frozen=True)
+class Covered:
+    """Which features the photo hides under something else (see MOUTH_CONTRAST_MIN)."""
+
+    mouth: bool
+    eyes: tuple[bool, bool]  # image left, image right
+
+
+def _inside(shape: tuple[int, ...], points: np.ndarray) -> np.ndarray:
+    import cv2
+
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def covered_features(rgb: np.ndarray, landmarks: np.ndarray) -> Covered:
+    """Is the mouth, is each eye, hidden in the photo (an object, a hand, a patch over it)?"""
+    import cv2
+
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB).astype(np.float64)
+    lips = _inside(rgb.shape, lm[list(OUTER_LIPS)])
+    h, w = rgb.shape[:2]
+    r = max(2, round(0.03 * mesh_width(lm)))
+    cheeks = np.zeros((h, w), bool)
+    for x, y in np.round(lm[list(CHEEKS)]).astype(int):
+        cheeks[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1] = True
+
+    def spread(mask: np.ndarray) -> float:
+        values = lab[mask, 0]
+        return float(np.percentile(values, 90) - np.percentile(values, 10)) if len(values) >= 4 else 0.0
+
+    mouth = lips.sum() < 4 or spread(lips) < MOUTH_CONTRAST_MIN or (
+        cheeks.any() and float(np.median(lab[lips, 1]) - np.median(lab[cheeks, 1])) < LIP_REDNESS_MIN)
+    eyes = tuple(spread(_inside(rgb.shape, lm[list(outline)])) < EYE_CONTRAST_MIN for outline in EYE_OUTLINES)
+    return Covered(bool(mouth), eyes)  # type: ignore[arg-type]
