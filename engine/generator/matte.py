@@ -65,9 +65,10 @@ def guided_filter(guide: np.ndarray, p: np.ndarray, r: int, eps: float, subsampl
     return np.einsum("hwi,hwi->hw", mean_a, guide) + mean_b
 
 
-def person_matte(rgb: np.ndarray) -> np.ndarray:
-    """The person's alpha, (H, W) uint8: 255 on the person, 0 on the background, soft at hair and edges."""
-    mask = selfie_mask(rgb)
+def person_matte(rgb: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """The person's alpha, (H, W) uint8: 255 on the person, 0 on the background, soft at hair and edges.
+    mask: `selfie_mask(rgb)` if already made."""
+    mask = selfie_mask(rgb) if mask is None else mask
     side = max(rgb.shape[:2])
     guide = rgb.astype(np.float32) / 255.0
     alpha = guided_filter(guide, mask, r=max(2, round(side / 128)), eps=1e-3, subsample=max(1, side // 400))
@@ -193,9 +194,37 @@ def face_hull(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
     return hull
 
 
+# How far past the face mesh's sides the ears and the hair over them reach, in face widths.
+EAR_REACH = 0.2
+
+
+def head_core(mask: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: where the head is surely person though the segmenter is unsure of it.
+
+    The face mesh's hull widened sideways by EAR_REACH face widths holds the ears and the hair beside the
+    cheeks, where the selfie model often gives only 0.3..0.7 (pale hair against a pale flag), so a moving head
+    would carry them half-transparent and leave their ghost on the plate. Inside it, wherever the segmenter
+    sees any person at all, the layer is opaque; where it sees none (the wall beside a turned face's far
+    cheek, no ear there) it stays out. Feathered over a few pixels."""
+    h, w = mask.shape
+    x = landmarks[:, 0].astype(np.float64)
+    cx, fw = (x.min() + x.max()) / 2, float(np.ptp(x))
+    pts = landmarks[:, :2].astype(np.float64).copy()
+    pts[:, 0] = cx + (pts[:, 0] - cx) * (1.0 + 2.0 * EAR_REACH)
+    region = np.zeros((h, w), np.float32)
+    cv2.fillConvexPoly(region, cv2.convexHull(np.round(pts).astype(np.int32)), 1.0)
+    sigma = max(1.0, fw / 80)
+    region = cv2.GaussianBlur(region, (0, 0), sigma)
+    sure = np.clip((cv2.GaussianBlur(mask, (0, 0), sigma) - 0.08) / 0.17, 0.0, 1.0)
+    return region * sure
+
+
 def person_layer(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(matte (H, W) uint8, plate (H, W, 3) uint8): what `prepare_avatar` stores with a portrait."""
-    matte = np.maximum(person_matte(rgb), face_hull(rgb.shape[:2], landmarks))
+    mask = selfie_mask(rgb)
+    # Raised before the guided filter, so that the ear's and the hair's edge snap to the photo's own edges.
+    mask = np.maximum(mask, head_core(mask, landmarks))
+    matte = np.maximum(person_matte(rgb, mask), face_hull(rgb.shape[:2], landmarks))
     x0, x1 = landmarks[:, 0].min(), landmarks[:, 0].max()
     # The head moves the plate's outline band into view: up to about a third of a face width.
     return matte, background_plate(rgb, matte, band_px=max(4, round(0.35 * (x1 - x0))))
