@@ -71,7 +71,8 @@ def test_the_head_moves_and_the_background_does_not(portrait: str) -> None:
         diff = np.abs(frame.astype(np.int16) - avatar.rgb.astype(np.int16)).max(axis=2)
         assert wall.mean() > 0.2, f"{pose}: too little wall to say anything"
         assert diff[wall].max() <= 2, f"{pose}: {(diff[wall] > 2).sum()} wall pixels changed (up to {diff[wall].max()})"
-        far = background(avatar.rgb, frame, MARGIN_PX)
+        # Wisps of hair past mediapipe's outline are on the layer (they move with the head): off it, the wall stays.
+        far = background(avatar.rgb, frame, MARGIN_PX) & wall
         diff = np.abs(frame.astype(np.int16) - avatar.rgb.astype(np.int16)).max(axis=2)
         assert np.percentile(diff[far], 99.9) <= 1, f"{pose}: the wall's pixels changed"
 
@@ -86,7 +87,7 @@ def test_uncovered_wall_comes_from_the_plate_in_the_walls_colours(portrait: str)
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.3 * face_w) | 1,) * 2)
     uncovered_somewhere = False
     for i, pose in enumerate(POSES, start=1):
-        uncovered = (avatar.matte >= 250) & (alphas[i] < 25)  # the person was there; the moved layer is not
+        uncovered = (avatar.matte >= 250) & (alphas[i] < 6)  # the person was there; no moved layer (nor its fringe)
         if uncovered.sum() < 30:
             continue
         uncovered_somewhere = True
