@@ -274,6 +274,8 @@ WISP_LEVELS = 28.0
 ROUGHNESS_BAR = 1.5
 # A wall rougher than this (mean |photo - its blur|, 8-bit levels) keeps no fringe on the layer.
 ROUGH_MAX = 6.0
+# A wisp is at most this wide (px): the top-hat's structuring element.
+THIN_PX = 7
 
 
 def _keep_the_wall_in_the_fringe(rgb: np.ndarray, matte: np.ndarray, plate: np.ndarray, ring: np.ndarray,
@@ -292,7 +294,12 @@ def _keep_the_wall_in_the_fringe(rgb: np.ndarray, matte: np.ndarray, plate: np.n
     lo = WALL_LEVELS + ROUGHNESS_BAR * rough
     # Against a busy wall (a flag's cords) a wisp and the wall's own lines look alike: the fringe stays the wall.
     smooth_wall = np.clip((ROUGH_MAX - rough) / (0.5 * ROUGH_MAX), 0.0, 1.0)
-    wisp = np.clip((d - lo) / (WISP_LEVELS - WALL_LEVELS), 0.0, 1.0) * smooth_wall
+    # And only what is thin (a top-hat's answer): a lock of hair, a glasses' arm, not a door frame's or a shadow's
+    # broad edge, which would move with the head as a bulge of wall.
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (THIN_PX, THIN_PX))
+    thin = np.maximum(cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, k), cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, k))
+    wisp = (np.clip((d - lo) / (WISP_LEVELS - WALL_LEVELS), 0.0, 1.0) * smooth_wall
+            * np.clip((thin - WALL_LEVELS) / (WISP_LEVELS - WALL_LEVELS), 0.0, 1.0))
     # The fill goes fully under a wisp and a couple of pixels round it: a half-filled plate would keep a faint copy.
     wisp = np.clip(3.0 * cv2.dilate(wisp, np.ones((5, 5), np.uint8)), 0.0, 1.0) * ring
     plate = np.where(ring[..., None], wisp[..., None] * plate + (1.0 - wisp[..., None]) * rgb, plate)
