@@ -171,3 +171,20 @@ def test_the_face_ears_and_hair_beside_them_are_opaque(portrait: str) -> None:
     core = (head_core(mask, avatar.landmarks) > 0.99) & (mask > 0.3)
     assert core.sum() > 200
     assert np.percentile(avatar.matte[core], 1) >= 243, "part of the head beside the face is half-transparent"
+
+
+def test_wisps_past_the_outline_leave_the_wall_with_the_head() -> None:
+    """Hopper's white wisps on the blue wall, outside mediapipe's outline, are on the layer (matte 1, alpha raised
+    by unmixing) and filled out of the plate, so a turned head takes them along instead of leaving them behind;
+    the rest of the fringe ring is the photo's own wall (plate = photo there)."""
+    avatar, gen, _, _ = rendered("hopper")
+    wisp = avatar.matte == 1
+    assert wisp.sum() >= 20, "no wisp found past the outline"
+    removed = np.abs(avatar.plate.astype(np.int16) - avatar.rgb.astype(np.int16)).max(axis=2)
+    strands = wisp & (removed >= 20)  # a wisp's own pixels, not the margin filled round it
+    assert strands.sum() >= 100, "the wisps are still on the plate"
+    x0, y0, x1, y1 = gen.renderer.roi
+    inside = strands[y0:y1, x0:x1]
+    assert inside.sum() >= 0.9 * strands.sum(), "wisps outside the rendered box do not move"
+    alpha = gen.renderer.layer_u8[..., 3]
+    assert np.median(alpha[inside]) >= 64, "the wisps are on the layer too faintly to move with the head"
