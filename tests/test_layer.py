@@ -71,8 +71,7 @@ def test_the_head_moves_and_the_background_does_not(portrait: str) -> None:
         diff = np.abs(frame.astype(np.int16) - avatar.rgb.astype(np.int16)).max(axis=2)
         assert wall.mean() > 0.2, f"{pose}: too little wall to say anything"
         assert diff[wall].max() <= 2, f"{pose}: {(diff[wall] > 2).sum()} wall pixels changed (up to {diff[wall].max()})"
-        # Wisps of hair past mediapipe's outline are on the layer (they move with the head): off it, the wall stays.
-        far = background(avatar.rgb, frame, MARGIN_PX) & wall
+        far = background(avatar.rgb, frame, MARGIN_PX)
         diff = np.abs(frame.astype(np.int16) - avatar.rgb.astype(np.int16)).max(axis=2)
         assert np.percentile(diff[far], 99.9) <= 1, f"{pose}: the wall's pixels changed"
 
@@ -87,7 +86,7 @@ def test_uncovered_wall_comes_from_the_plate_in_the_walls_colours(portrait: str)
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.3 * face_w) | 1,) * 2)
     uncovered_somewhere = False
     for i, pose in enumerate(POSES, start=1):
-        uncovered = (avatar.matte >= 250) & (alphas[i] < 6)  # the person was there; no moved layer (nor its fringe)
+        uncovered = (avatar.matte >= 250) & (alphas[i] < 25)  # the person was there; the moved layer is not
         if uncovered.sum() < 30:
             continue
         uncovered_somewhere = True
@@ -171,20 +170,3 @@ def test_the_face_ears_and_hair_beside_them_are_opaque(portrait: str) -> None:
     core = (head_core(mask, avatar.landmarks) > 0.99) & (mask > 0.3)
     assert core.sum() > 200
     assert np.percentile(avatar.matte[core], 1) >= 243, "part of the head beside the face is half-transparent"
-
-
-def test_wisps_past_the_outline_leave_the_wall_with_the_head() -> None:
-    """Hopper's white wisps on the blue wall, outside mediapipe's outline, are on the layer (matte 1, alpha raised
-    by unmixing) and filled out of the plate, so a turned head takes them along instead of leaving them behind;
-    the rest of the fringe ring is the photo's own wall (plate = photo there)."""
-    avatar, gen, _, _ = rendered("hopper")
-    wisp = avatar.matte == 1
-    assert wisp.sum() >= 20, "no wisp found past the outline"
-    removed = np.abs(avatar.plate.astype(np.int16) - avatar.rgb.astype(np.int16)).max(axis=2)
-    strands = wisp & (removed >= 20)  # a wisp's own pixels, not the margin filled round it
-    assert strands.sum() >= 100, "the wisps are still on the plate"
-    x0, y0, x1, y1 = gen.renderer.roi
-    inside = strands[y0:y1, x0:x1]
-    assert inside.sum() >= 0.9 * strands.sum(), "wisps outside the rendered box do not move"
-    alpha = gen.renderer.layer_u8[..., 3]
-    assert np.median(alpha[inside]) >= 64, "the wisps are on the layer too faintly to move with the head"

@@ -228,8 +228,11 @@ def head_core(mask: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return region * sure
 
 
-# How far past the matte, around the head, loose hair and a glasses' arm may reach, in face widths.
-FRINGE_REACH = 0.06
+# How far past the matte, around the head, loose hair and a glasses' arm may reach, in face widths. 0: no fringe.
+# Off for now: where the photo has a dark halo along the outline (pedersen_open_mouth), the ring's wall and the fill
+# inside it meet in a jagged step that a turned head uncovers (/tmp/layer2_pedersen_fringe_seam.png); guido's
+# glasses' arm and hopper's wisps moved with the head at 0.06.
+FRINGE_REACH = 0.0
 JAW_CORNERS = (172, 397)  # face-mesh points at the jaw's corners, under the ears
 
 
@@ -244,6 +247,8 @@ def head_fringe(matte: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     while the head moves. A matte of 1 there puts the ring in the plate's hole (filled with wall) and on the layer,
     and `premultiplied_layer` raises its alpha to just what explains the photo over that fill: a wisp becomes
     opaque enough to move with the head, the plain wall about it stays near 0."""
+    if FRINGE_REACH <= 0:
+        return np.zeros(matte.shape, np.uint8)
     reach = round(fringe_reach(landmarks))
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
     ring = cv2.dilate((matte > 0).astype(np.uint8), disk)
@@ -262,8 +267,9 @@ def person_layer(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np
     matte[ring] = 1
     x0, x1 = landmarks[:, 0].min(), landmarks[:, 0].max()
     # The head moves the plate's outline band into view: up to about a third of a face width.
-    plate = background_plate(rgb, matte, band_px=max(4, round(0.35 * (x1 - x0))))
-    return _keep_the_wall_in_the_fringe(rgb, matte, plate, ring, fringe_reach(landmarks))
+    band_px = max(4, round(0.35 * (x1 - x0)))
+    plate = background_plate(rgb, matte, band_px=band_px)
+    return _keep_the_wall_in_the_fringe(rgb, matte, plate, ring, fringe_reach(landmarks), max(2.0, band_px / 4))
 
 
 # Where the photo departs from the plate's fill by less than this in the fringe, it is the wall (8-bit levels)...
@@ -279,7 +285,7 @@ THIN_PX = 7
 
 
 def _keep_the_wall_in_the_fringe(rgb: np.ndarray, matte: np.ndarray, plate: np.ndarray, ring: np.ndarray,
-                                 reach: float) -> tuple[np.ndarray, np.ndarray]:
+                                 reach: float, meet_reach: float) -> tuple[np.ndarray, np.ndarray]:
     """In the fringe ring, only what stands out from the fill (a wisp, with a pixel around it) stays on the layer
     with the fill behind it; elsewhere the ring is the photo's own wall again, off the layer: moved with the head,
     the wall's gradients and texture there would show as a faint ghost of the head's outline."""
@@ -305,7 +311,12 @@ def _keep_the_wall_in_the_fringe(rgb: np.ndarray, matte: np.ndarray, plate: np.n
     plate = np.where(ring[..., None], wisp[..., None] * plate + (1.0 - wisp[..., None]) * rgb, plate)
     matte = matte.copy()
     matte[ring & (wisp <= 0)] = 0
-    return matte, (plate + 0.5).astype(np.uint8)
+    # The fill met the photo at the ring's outer edge; the photo's wall now reaches in to the matte's own edge, so
+    # the fill is made to meet it there again (no seam round a turned head).
+    plate = _meet_the_photo(rgb, matte, np.clip(plate + 0.5, 0, 255).astype(np.uint8), reach=meet_reach)
+    keep = matte == 0
+    plate[keep] = rgb[keep]
+    return matte, plate
 
 
 def premultiplied_layer(rgb: np.ndarray, matte: np.ndarray, plate: np.ndarray) -> np.ndarray:
