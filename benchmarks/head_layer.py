@@ -1,8 +1,9 @@
 """Head motion over a still background: does the wall behind a turning head stay put?
 
-    python -m benchmarks.head_layer [--out docs/head_layer.png] [--save DIR] [--before DIR]
+    python -m benchmarks.head_layer [--out docs/head_layer.png] [--save DIR] [--before DIR] [--portraits A B ...]
 
-For the astronaut, hopper and luispedro: rest, turn 8 deg, nod 6 deg, roll 6 deg, rendered through the
+For the astronaut, hopper and luispedro (--portraits: other names in tests/data/portraits): rest, turn 8 deg,
+nod 6 deg, roll 6 deg, rendered through the
 CPU path (WarpGenerator). For each pose it prints the nose's motion (optical flow at the nose tip) and the
 background's: pixels that are background both in the photo and in the frame (mediapipe's selfie
 segmentation, threshold 0.5) and at least MARGIN_PX from the person in either, Farneback flow without a
@@ -109,14 +110,17 @@ def main() -> None:
     ap.add_argument("--out", default="head_layer.png")
     ap.add_argument("--save", type=Path, help="write each portrait's frames here as NAME.npy")
     ap.add_argument("--before", type=Path, help="add rows of frames saved by another build (--save)")
+    ap.add_argument("--portraits", nargs="+", help="portrait names instead of the default three")
     args = ap.parse_args()
+    portraits = PORTRAITS if not args.portraits else tuple(
+        (n, None if n == "astronaut" else REPO / f"tests/data/portraits/{n}.jpg") for n in args.portraits)
     table = Table(title=f"head motion over the background (flow: Farneback, 1 level; background >= {MARGIN_PX} px "
                         "from the person)")
     for col in ("portrait", "build", "pose", "nose moves px", "background flow p99 px", "background changed > 2 %"):
         table.add_column(col, justify="right")
     header = [p for p, _ in POSES] + ["photo | turn 8°: edge x2", "plate", "|frame - photo| x4 outside"]
     rows = []
-    for name, path in PORTRAITS:
+    for name, path in portraits:
         avatar = prepare_avatar(path, cache_dir=None)
         gen = WarpGenerator(avatar)
         builds = [("now", gen._frames(pose_controls()))]

@@ -17,6 +17,7 @@ import torch
 
 from benchmarks.head_layer import MARGIN_PX, background, measure
 from engine.generator import PreparedAvatar, prepare_avatar
+from engine.generator.matte import head_core, selfie_mask
 from engine.generator.warp import WarpGenerator
 from engine.types import N_CONTROLS, Control
 from kernels.warp_cv2 import upsample
@@ -154,3 +155,18 @@ def test_the_layer_is_prepared_once_and_cached(tmp_path: Path) -> None:
     # An avatar made without prepare_avatar gets its layer when the renderer starts.
     bare = WarpGenerator(PreparedAvatar(first.name, first.rgb, first.landmarks))
     np.testing.assert_array_equal(bare.renderer.plate_u8, WarpGenerator(first).renderer.plate_u8)
+
+
+@pytest.mark.parametrize("portrait", PORTRAITS)
+def test_the_face_ears_and_hair_beside_them_are_opaque(portrait: str) -> None:
+    """Every face-mesh point is fully on the layer, and so is what the segmenter calls even a little person beside
+    the face (ears, hair over them: hopper's ear beside the flag was at 0.3..0.7 and moved half-transparent, the
+    flag's gold cord showing through it twice)."""
+    avatar, _, _, _ = rendered(portrait)
+    h, w = avatar.matte.shape
+    xy = np.clip(np.round(avatar.landmarks[:, :2]).astype(int), 0, [w - 1, h - 1])
+    assert avatar.matte[xy[:, 1], xy[:, 0]].min() >= 243
+    mask = selfie_mask(avatar.rgb)
+    core = (head_core(mask, avatar.landmarks) > 0.99) & (mask > 0.3)
+    assert core.sum() > 200
+    assert np.percentile(avatar.matte[core], 1) >= 243, "part of the head beside the face is half-transparent"

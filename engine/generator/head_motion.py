@@ -74,7 +74,9 @@ def layer_box(rig: RigGeometry, matte: np.ndarray, landmarks: np.ndarray, width:
     xs = torch.arange(0, width, step, dtype=torch.float32)
     Y, X = torch.meshgrid(ys, xs, indexing="ij")
     weight = head_weight(rig, X, Y, jaw_line(landmarks))
-    moving = (weight > 2e-3) & torch.from_numpy(matte[::step, ::step][: len(ys), : len(xs)] > 0)
+    # matte 1: the fringe's wisps (engine.generator.matte.head_fringe) lie within the travel margin anyway; counting
+    # them would grow the box, and the per-frame cost, for a few pixels of hair.
+    moving = (weight > 2e-3) & torch.from_numpy(matte[::step, ::step][: len(ys), : len(xs)] > 1)
     if not bool(moving.any()):
         return rig.head_box(width, height)
     px, py = pivot(rig)

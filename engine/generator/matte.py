@@ -65,9 +65,10 @@ def guided_filter(guide: np.ndarray, p: np.ndarray, r: int, eps: float, subsampl
     return np.einsum("hwi,hwi->hw", mean_a, guide) + mean_b
 
 
-def person_matte(rgb: np.ndarray) -> np.ndarray:
-    """The person's alpha, (H, W) uint8: 255 on the person, 0 on the background, soft at hair and edges."""
-    mask = selfie_mask(rgb)
+def person_matte(rgb: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """The person's alpha, (H, W) uint8: 255 on the person, 0 on the background, soft at hair and edges.
+    mask: `selfie_mask(rgb)` if already made."""
+    mask = selfie_mask(rgb) if mask is None else mask
     side = max(rgb.shape[:2])
     guide = rgb.astype(np.float32) / 255.0
     alpha = guided_filter(guide, mask, r=max(2, round(side / 128)), eps=1e-3, subsample=max(1, side // 400))
@@ -110,10 +111,16 @@ def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24) -> n
         ratio = np.minimum(det, 1.0 / np.maximum(det, 1e-6))
         clean = (np.clip((ratio - 0.5) / 0.3, 0.0, 1.0) * np.clip(1.0 - 20.0 * inside, 0.0, 1.0))[..., None]
         mirrored = clean * mirrored + (1.0 - clean) * smooth
+        # Of the reflection only the wall's fine texture is kept, its amplitude capped: the shading comes from the
+        # smooth fill, which carries the wall's shade at the outline inward. A reflected door frame, a shadow's
+        # edge or a lock of hair would otherwise come back as a second outline beside a turned head.
+        sigma_t = max(1.5, band_px / 10)
+        detail = mirrored - cv2.GaussianBlur(mirrored, (0, 0), sigma_t)
+        mirrored = smooth + np.clip(detail, -TEXTURE_CAP, TEXTURE_CAP)
         t = np.clip((dist - 0.6 * band_px) / (0.4 * band_px), 0.0, 1.0)[..., None]
         weight = 1.0 - t * t * (3 - 2 * t)
         plate = np.where(hole[..., None] > 0, weight * mirrored + (1.0 - weight) * smooth, rgb)
-        plate = (plate + 0.5).astype(np.uint8)
+        plate = np.clip(plate + 0.5, 0, 255).astype(np.uint8)
     plate = _meet_the_photo(rgb, matte, plate, reach=max(2.0, band_px / 4))
     keep = matte == 0
     plate[keep] = rgb[keep]
@@ -142,6 +149,9 @@ def _meet_the_photo(rgb: np.ndarray, matte: np.ndarray, fill: np.ndarray, reach:
     fade = np.exp(-depth / reach) * (person > 0)
     return np.clip(fill + fade[..., None] * spread + 0.5, 0, 255).astype(np.uint8)
 
+
+# The most a pixel of the reflected wall's texture departs from the smooth fill, in 8-bit levels.
+TEXTURE_CAP = 12.0
 
 # The hole reaches 1/HOLE_GROW of the portrait's longer side past the matte (4 px at 720).
 HOLE_GROW = 200
@@ -193,12 +203,120 @@ def face_hull(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
     return hull
 
 
+# How far past the face mesh's sides the ears and the hair over them reach, in face widths.
+EAR_REACH = 0.2
+
+
+def head_core(mask: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: where the head is surely person though the segmenter is unsure of it.
+
+    The face mesh's hull widened sideways by EAR_REACH face widths holds the ears and the hair beside the
+    cheeks, where the selfie model often gives only 0.3..0.7 (pale hair against a pale flag), so a moving head
+    would carry them half-transparent and leave their ghost on the plate. Inside it, wherever the segmenter
+    sees any person at all, the layer is opaque; where it sees none (the wall beside a turned face's far
+    cheek, no ear there) it stays out. Feathered over a few pixels."""
+    h, w = mask.shape
+    x = landmarks[:, 0].astype(np.float64)
+    cx, fw = (x.min() + x.max()) / 2, float(np.ptp(x))
+    pts = landmarks[:, :2].astype(np.float64).copy()
+    pts[:, 0] = cx + (pts[:, 0] - cx) * (1.0 + 2.0 * EAR_REACH)
+    region = np.zeros((h, w), np.float32)
+    cv2.fillConvexPoly(region, cv2.convexHull(np.round(pts).astype(np.int32)), 1.0)
+    sigma = max(1.0, fw / 80)
+    region = cv2.GaussianBlur(region, (0, 0), sigma)
+    sure = np.clip((cv2.GaussianBlur(mask, (0, 0), sigma) - 0.08) / 0.17, 0.0, 1.0)
+    return region * sure
+
+
+# How far past the matte, around the head, loose hair and a glasses' arm may reach, in face widths. 0: no fringe.
+# Off for now: where the photo has a dark halo along the outline (pedersen_open_mouth), the ring's wall and the fill
+# inside it meet in a jagged step that a turned head uncovers (/tmp/layer2_pedersen_fringe_seam.png); guido's
+# glasses' arm and hopper's wisps moved with the head at 0.06.
+FRINGE_REACH = 0.0
+JAW_CORNERS = (172, 397)  # face-mesh points at the jaw's corners, under the ears
+
+
+def fringe_reach(landmarks: np.ndarray) -> float:
+    return max(2.0, FRINGE_REACH * float(np.ptp(landmarks[:, 0])))
+
+
+def head_fringe(matte: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) uint8, 1 in a ring FRINGE_REACH face widths wide around the matte above the jaw's corners, else 0.
+
+    Wisps of hair and the tip of a glasses' arm beyond the segmenter's outline would otherwise stay on the wall
+    while the head moves. A matte of 1 there puts the ring in the plate's hole (filled with wall) and on the layer,
+    and `premultiplied_layer` raises its alpha to just what explains the photo over that fill: a wisp becomes
+    opaque enough to move with the head, the plain wall about it stays near 0."""
+    if FRINGE_REACH <= 0:
+        return np.zeros(matte.shape, np.uint8)
+    reach = round(fringe_reach(landmarks))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+    ring = cv2.dilate((matte > 0).astype(np.uint8), disk)
+    jaw_y = round(float(landmarks[list(JAW_CORNERS), 1].mean()))
+    ring[max(0, jaw_y):] = 0
+    return ring
+
+
 def person_layer(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(matte (H, W) uint8, plate (H, W, 3) uint8): what `prepare_avatar` stores with a portrait."""
-    matte = np.maximum(person_matte(rgb), face_hull(rgb.shape[:2], landmarks))
+    mask = selfie_mask(rgb)
+    # Raised before the guided filter, so that the ear's and the hair's edge snap to the photo's own edges.
+    mask = np.maximum(mask, head_core(mask, landmarks))
+    matte = np.maximum(person_matte(rgb, mask), face_hull(rgb.shape[:2], landmarks))
+    ring = (head_fringe(matte, landmarks) > 0) & (matte == 0)
+    matte[ring] = 1
     x0, x1 = landmarks[:, 0].min(), landmarks[:, 0].max()
     # The head moves the plate's outline band into view: up to about a third of a face width.
-    return matte, background_plate(rgb, matte, band_px=max(4, round(0.35 * (x1 - x0))))
+    band_px = max(4, round(0.35 * (x1 - x0)))
+    plate = background_plate(rgb, matte, band_px=band_px)
+    return _keep_the_wall_in_the_fringe(rgb, matte, plate, ring, fringe_reach(landmarks), max(2.0, band_px / 4))
+
+
+# Where the photo departs from the plate's fill by less than this in the fringe, it is the wall (8-bit levels)...
+WALL_LEVELS = 12.0
+# ... and by more than this, surely something of the head (a wisp, a glasses' arm).
+WISP_LEVELS = 28.0
+# How many times the wall's local roughness (mean |photo - its blur|) a wisp must stand out by besides.
+ROUGHNESS_BAR = 1.5
+# A wall rougher than this (mean |photo - its blur|, 8-bit levels) keeps no fringe on the layer.
+ROUGH_MAX = 6.0
+# A wisp is at most this wide (px): the top-hat's structuring element.
+THIN_PX = 7
+
+
+def _keep_the_wall_in_the_fringe(rgb: np.ndarray, matte: np.ndarray, plate: np.ndarray, ring: np.ndarray,
+                                 reach: float, meet_reach: float) -> tuple[np.ndarray, np.ndarray]:
+    """In the fringe ring, only what stands out from the fill (a wisp, with a pixel around it) stays on the layer
+    with the fill behind it; elsewhere the ring is the photo's own wall again, off the layer: moved with the head,
+    the wall's gradients and texture there would show as a faint ghost of the head's outline."""
+    d = np.abs(rgb.astype(np.float32) - plate.astype(np.float32)).max(axis=2)
+    # A textured wall (a flag's stars and cords, wood grain) departs from any fill by its own texture: the bar is
+    # raised by the wall's local roughness just past the ring, so that only what stands out from it counts.
+    wall = (matte == 0).astype(np.float32)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    detail = np.abs(gray - cv2.GaussianBlur(gray, (0, 0), 2.0))
+    spread = 2.0 * reach
+    rough = cv2.GaussianBlur(detail * wall, (0, 0), spread) / np.maximum(cv2.GaussianBlur(wall, (0, 0), spread), 1e-3)
+    lo = WALL_LEVELS + ROUGHNESS_BAR * rough
+    # Against a busy wall (a flag's cords) a wisp and the wall's own lines look alike: the fringe stays the wall.
+    smooth_wall = np.clip((ROUGH_MAX - rough) / (0.5 * ROUGH_MAX), 0.0, 1.0)
+    # And only what is thin (a top-hat's answer): a lock of hair, a glasses' arm, not a door frame's or a shadow's
+    # broad edge, which would move with the head as a bulge of wall.
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (THIN_PX, THIN_PX))
+    thin = np.maximum(cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, k), cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, k))
+    wisp = (np.clip((d - lo) / (WISP_LEVELS - WALL_LEVELS), 0.0, 1.0) * smooth_wall
+            * np.clip((thin - WALL_LEVELS) / (WISP_LEVELS - WALL_LEVELS), 0.0, 1.0))
+    # The fill goes fully under a wisp and a couple of pixels round it: a half-filled plate would keep a faint copy.
+    wisp = np.clip(3.0 * cv2.dilate(wisp, np.ones((5, 5), np.uint8)), 0.0, 1.0) * ring
+    plate = np.where(ring[..., None], wisp[..., None] * plate + (1.0 - wisp[..., None]) * rgb, plate)
+    matte = matte.copy()
+    matte[ring & (wisp <= 0)] = 0
+    # The fill met the photo at the ring's outer edge; the photo's wall now reaches in to the matte's own edge, so
+    # the fill is made to meet it there again (no seam round a turned head).
+    plate = _meet_the_photo(rgb, matte, np.clip(plate + 0.5, 0, 255).astype(np.uint8), reach=meet_reach)
+    keep = matte == 0
+    plate[keep] = rgb[keep]
+    return matte, plate
 
 
 def premultiplied_layer(rgb: np.ndarray, matte: np.ndarray, plate: np.ndarray) -> np.ndarray:
