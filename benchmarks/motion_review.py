@@ -35,7 +35,7 @@ from engine.types import FPS, Control
 
 STRIP_FRAMES = 14
 POP_RATIO, POP_MIN_LEVELS = 3.0, 4.0
-LOWER_FACE = (61, 291, 2, 152, 234, 454)  # mouth corners, under the nose, chin, cheeks: the crop's extent
+LOWER_FACE = (61, 291, 2, 152, 205, 425)  # mouth corners, under the nose, chin, cheeks: the crop's extent
 MOUTH_POINTS = (61, 291, 0, 17, 13, 14, 78, 308)
 DEFAULT_PORTRAITS = ("hopper.jpg", "pedersen_young_teeth.jpg", "giunchedi_beard.jpg")
 
@@ -97,7 +97,7 @@ def review(portrait: str, seconds: float, tmp: Path) -> Review:
     x1, y1 = pts.max(axis=0)
     pad = 0.1 * (x1 - x0)
     h, w = frames.shape[1:3]
-    box = (max(0, int(y0 - 3 * pad)), min(h, int(y1 + pad)), max(0, int(x0 - pad)), min(w, int(x1 + pad)))
+    box = (max(0, int(y0 - pad)), min(h, int(y1 + pad)), max(0, int(x0 - pad)), min(w, int(x1 + pad)))
     m = ref[list(MOUTH_POINTS)]
     mx0, my0 = m.min(axis=0)
     mx1, my1 = m.max(axis=0)

@@ -260,7 +260,7 @@ class Blueprint:
         rise = np.zeros(2, np.float32)
         if voiced:
             if f.pitch_hz > 0:
-                self._f0_hz = f.pitch_hz if self._f0_hz <= 0 else self._f0_hz + 0.03 * (f.pitch_hz - self._f0_hz)
+                self._f0_hz = f.pitch_hz if self._f0_hz <= 0 else self._f0_hz + 0.01 * (f.pitch_hz - self._f0_hz)
                 rise[0] = np.clip(12.0 * np.log2(f.pitch_hz / self._f0_hz) / 4.0, -1.0, 1.0)  # 4 semitones: full
             rise[1] = np.clip((f.energy_db - self._speech_db) / 10.0, -1.0, 1.0)
         self._prosody += 0.07 * (rise - self._prosody)
