@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=8.0, help="how much of the voice (then 1.5 s of silence)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/motion"))
     ap.add_argument("--no-strips", action="store_true")
+    ap.add_argument("--at", type=int, nargs="*", default=[], help="also a strip centred on each of these frames")
     args = ap.parse_args(argv)
     import torch
 
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         r = review(portrait, args.seconds, tmp)
         save_plot(r, args.out / f"{r.name}-plot.png")
         if not args.no_strips:
-            for event, k in speech_events(r).items():
+            for event, k in [*speech_events(r).items(), *((f"at{k}", k) for k in args.at)]:
                 save_strip(r, k, args.out / f"{r.name}-strip-{event}.png")
         nums = numbers(r)
         print(r.name, " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in nums.items()),

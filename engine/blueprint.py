@@ -145,7 +145,9 @@ class Blueprint:
         self._prev_db = -100.0
         self._last_nod = -(10**9)
         self._nods: dict[int, float] = {}  # frame index -> extra head pitch (degrees) still to show
-        self.shape_rate = 0.5
+        # Share of the way to the vowel's (width, rounding) per frame: the lips glide between vowels over ~4 frames;
+        # the viseme weights of single frames are noisy, and a faster rate makes the lips flutter with them.
+        self.shape_rate = 0.3
 
     @property
     def planned_to_frame(self) -> int:
@@ -247,7 +249,7 @@ class Blueprint:
             return self.jaw_steady_rate + (self.jaw_attack - self.jaw_steady_rate) * step
         if f.filled:
             return self.jaw_cut
-        if f.energy_db > SILENT_DB and f.voice_activity > 0.5:  # a consonant inside speech: co-articulated
+        if f.energy_db > SILENT_DB:  # still sound (a consonant, voiced or not): co-articulated, not shut
             step = min(1.0, (self._jaw - target) / JAW_BIG_STEP)
             return self.jaw_steady_rate + (self.jaw_coart_release - self.jaw_steady_rate) * step
         return self.jaw_release
