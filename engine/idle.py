@@ -123,9 +123,12 @@ class IdleMotion:
         out[:, list(SWAY)] = self.head_deg(frame_index)
         out[:, [Control.GAZE_X, Control.GAZE_Y]] = gaze(self.seed, t, GAZE_SLOT_S, GAZE_RANGE, self.gaze_at_camera)
         out[:, Control.BREATH] = _breath(self.seed, t)
-        # A stream starts from the photo's own pose: the idle layer fades in over its first START_FADE_S, or the
-        # first frame (rendered from the photo, the renderer clamping its step) would jump to the idle pose.
-        return out * _smoothstep(t / START_FADE_S).astype(np.float32)[:, None]
+        # A stream starts from the photo's own pose: the head and the breath fade in over its first START_FADE_S,
+        # or the first frame (rendered from the photo, the renderer clamping its step) would jump to the idle pose.
+        # Not the eyes: a glide of the eyes over a second looks wrong; they start with a saccade, as always.
+        fade = [*SWAY, Control.BREATH]
+        out[:, fade] *= _smoothstep(t / START_FADE_S).astype(np.float32)[:, None]
+        return out
 
     def head_deg(self, frame_index: np.ndarray) -> np.ndarray:
         """(N, 3): yaw, pitch, roll in degrees."""
