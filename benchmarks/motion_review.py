@@ -14,7 +14,8 @@ plots show what was asked beside what was drawn. Written per portrait:
 - `<name>-strip-<event>.png`: 14 consecutive frames around a speech onset, a word boundary (the deepest dip of the
   loudness inside speech), the speech's end, a blink and the worst pop, the lower face cropped and enlarged 2x.
 
-And a table: pops (a frame whose mouth change is > 3x the median of its 8 neighbours and > 4 grey levels), jitter
+And a line per portrait: pops (a frame whose mouth change is > 3x the median of its 8 neighbours and > 4 grey levels
+while its mouth controls change no more than 1.5x theirs: the picture jumps, the controls do not), jitter
 (the lip gap's second difference while the loudness holds within 3 dB), the jaw's share of speech frames that are
 nearly closed (< 0.1, a puppet's flutter shuts it between syllables), its mean closing depth between syllables,
 and the correlation between head speed and loudness (Munhall et al. 2004: head motion follows the voice).
@@ -104,10 +105,16 @@ def review(portrait: str, seconds: float, tmp: Path) -> Review:
     mp = 0.25 * (mx1 - mx0)
     grey = frames[:, max(0, int(my0 - mp)) : int(my1 + mp), max(0, int(mx0 - mp)) : int(mx1 + mp)].mean(axis=-1)
     mouth_change = np.r_[0.0, np.abs(np.diff(grey.astype(np.float32), axis=0)).mean(axis=(1, 2))]
+    # A pop: the picture jumps while the controls do not (a renderer switch, a window seam). A fast but real
+    # movement (an onset) changes the mouth's controls as much as its picture, and is not counted.
+    mouth_ctl = np.r_[0.0, np.abs(np.diff(ctl[:, [Control.JAW_OPEN, Control.MOUTH_WIDTH, Control.MOUTH_ROUND,
+                                                  Control.LIP_PRESS, Control.SMILE]], axis=0)).sum(axis=1)]
     pops = []
     for k in range(1, len(frames)):
         near = np.r_[mouth_change[max(1, k - 4) : k], mouth_change[k + 1 : k + 5]]
-        if len(near) and mouth_change[k] > POP_RATIO * max(np.median(near), 0.5) and mouth_change[k] > POP_MIN_LEVELS:
+        near_ctl = np.r_[mouth_ctl[max(1, k - 4) : k], mouth_ctl[k + 1 : k + 5]]
+        jump = mouth_change[k] > POP_RATIO * max(np.median(near), 0.5) and mouth_change[k] > POP_MIN_LEVELS
+        if len(near) and jump and mouth_ctl[k] <= POP_RATIO / 2 * max(np.median(near_ctl), 0.01):
             pops.append(k)
     db = loudness_db(audio, len(frames))
     return Review(name, frames, ctl, starts, db, gap, mouth_change, face_motion, np.array(pops, int), box)
