@@ -12,7 +12,8 @@ plots show what was asked beside what was drawn. Written per portrait:
   displacement of the stable mesh points from the frame before, px); window boundaries as faint lines, the frames
   flagged as pops as red marks.
 - `<name>-strip-<event>.png`: 14 consecutive frames around a speech onset, a word boundary (the deepest dip of the
-  loudness inside speech), the speech's end, a blink and the worst pop, the lower face cropped and enlarged 2x.
+  loudness inside speech), the speech's end and the worst pop, the lower face cropped and enlarged 2x; a blink, the
+  eyes cropped.
 
 And a line per portrait: pops (a frame whose mouth change is > 3x the median of its 8 neighbours and > 4 grey levels
 while its mouth controls change no more than 1.5x theirs: the picture jumps, the controls do not), jitter
@@ -38,6 +39,7 @@ STRIP_FRAMES = 14
 POP_RATIO, POP_MIN_LEVELS = 3.0, 4.0
 LOWER_FACE = (61, 291, 2, 152, 205, 425)  # mouth corners, under the nose, chin, cheeks: the crop's extent
 MOUTH_POINTS = (61, 291, 0, 17, 13, 14, 78, 308)
+EYE_POINTS = (33, 133, 362, 263, 159, 145, 386, 374, 70, 300)  # eye corners, lids, brows
 DEFAULT_PORTRAITS = ("hopper.jpg", "pedersen_young_teeth.jpg", "giunchedi_beard.jpg")
 
 
@@ -53,6 +55,7 @@ class Review:
     face_motion: np.ndarray  # px, frame k against k - 1
     pops: np.ndarray  # frame indices
     box: tuple[int, int, int, int]  # y0, y1, x0, x1 of the lower face
+    eye_box: tuple[int, int, int, int]  # ... of the eyes and brows (the blink's strip)
 
 
 def render_recorded(avatar: object, audio: np.ndarray, tmp: Path,
@@ -99,6 +102,10 @@ def review(portrait: str, seconds: float, tmp: Path) -> Review:
     pad = 0.1 * (x1 - x0)
     h, w = frames.shape[1:3]
     box = (max(0, int(y0 - pad)), min(h, int(y1 + pad)), max(0, int(x0 - pad)), min(w, int(x1 + pad)))
+    e = ref[list(EYE_POINTS)]
+    (ex0, ey0), (ex1, ey1) = e.min(axis=0), e.max(axis=0)
+    ep = 0.08 * (ex1 - ex0)
+    eye_box = (max(0, int(ey0 - ep)), min(h, int(ey1 + ep)), max(0, int(ex0 - ep)), min(w, int(ex1 + ep)))
     m = ref[list(MOUTH_POINTS)]
     mx0, my0 = m.min(axis=0)
     mx1, my1 = m.max(axis=0)
@@ -117,7 +124,7 @@ def review(portrait: str, seconds: float, tmp: Path) -> Review:
         if len(near) and jump and mouth_ctl[k] <= POP_RATIO / 2 * max(np.median(near_ctl), 0.01):
             pops.append(k)
     db = loudness_db(audio, len(frames))
-    return Review(name, frames, ctl, starts, db, gap, mouth_change, face_motion, np.array(pops, int), box)
+    return Review(name, frames, ctl, starts, db, gap, mouth_change, face_motion, np.array(pops, int), box, eye_box)
 
 
 def speech_events(r: Review) -> dict[str, int]:
@@ -142,10 +149,10 @@ def speech_events(r: Review) -> dict[str, int]:
     return events
 
 
-def save_strip(r: Review, centre: int, path: Path) -> None:
+def save_strip(r: Review, centre: int, path: Path, eyes: bool = False) -> None:
     from PIL import Image, ImageDraw
 
-    y0, y1, x0, x1 = r.box
+    y0, y1, x0, x1 = r.eye_box if eyes else r.box
     first = max(0, min(centre - STRIP_FRAMES // 2, len(r.frames) - STRIP_FRAMES))
     tiles = []
     for k in range(first, first + STRIP_FRAMES):
@@ -232,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         save_plot(r, args.out / f"{r.name}-plot.png")
         if not args.no_strips:
             for event, k in [*speech_events(r).items(), *((f"at{k}", k) for k in args.at)]:
-                save_strip(r, k, args.out / f"{r.name}-strip-{event}.png")
+                save_strip(r, k, args.out / f"{r.name}-strip-{event}.png", eyes=event == "blink")
         nums = numbers(r)
         print(r.name, " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in nums.items()),
               "pops at", r.pops.tolist(), flush=True)
