@@ -38,6 +38,10 @@ def blink_curve(start_frame: int) -> np.ndarray:
     curve[DOUBLE_BLINK_GAP:] = np.maximum(curve[DOUBLE_BLINK_GAP:], BLINK_CURVE)
     return curve
 
+# The jaw: a loud open vowel opens it this far (1 is a shout); steps larger than JAW_BIG_STEP move at the full
+# attack/release, smaller ones more calmly; below SILENT_DB the sound has stopped and the lips shut.
+JAW_SPEECH_MAX, JAW_BIG_STEP, SILENT_DB = 0.7, 0.25, -50.0
+
 # An emphasis nod on a stressed syllable: head pitch in degrees per frame (down, then back, ~0.3 s).
 NOD_CURVE = np.array([0.3, 0.8, 1.3, 1.7, 1.9, 1.9, 1.7, 1.4, 1.1, 0.8, 0.5, 0.3, 0.15, 0.05], np.float32)
 
@@ -110,13 +114,24 @@ def _idle_of(seed: int) -> IdleMotion:
 class Blueprint:
     def __init__(self, lookahead_frames: int = 1, jaw_attack: float = 0.7, jaw_release: float = 0.45,
                  nod_scale: float = 1.0, stress_db: float = 5.0, min_nod_gap_s: float = 0.8, jaw_cut: float = 0.75,
-                 seed: int = 0) -> None:
+                 seed: int = 0, jaw_coart_release: float = 0.25, jaw_steady_rate: float = 0.35,
+                 head_prosody_deg: float = 1.2) -> None:
         self.lookahead_frames = lookahead_frames  # how far ahead the jaw may anticipate a loud onset
         self.jaw_attack = jaw_attack  # share of the way to a higher target taken per frame
         self.jaw_release = jaw_release  # ... to a lower one: slower, so syllables do not flicker
         # ... when the audio has stopped altogether (no samples: an interrupt, the end of pushed speech): the
         # mouth shuts with the sound, within two frames, instead of trailing it by syllable-length decay.
         self.jaw_cut = jaw_cut
+        # Co-articulation: inside speech (a consonant, a short dip of loudness that is still sound) the jaw
+        # eases down slowly instead of shutting on every syllable like a puppet's; where the sound is gone
+        # (below SILENT_DB) it shuts at jaw_release, so the lips still close in a pause.
+        self.jaw_coart_release = jaw_coart_release
+        # Small steps (loudness wobble on a held vowel) are smoothed more than big ones (an onset): the mouth
+        # holds still on a steady vowel without lagging an onset (an adaptive rate, after the One Euro filter).
+        self.jaw_steady_rate = jaw_steady_rate
+        self.head_prosody_deg = head_prosody_deg  # head pitch that follows the voice's pitch and loudness
+        self._prosody = np.zeros(2, np.float32)  # eased (F0 rise, loudness rise) over the running speech levels
+        self._f0_hz = 0.0  # running F0 of voiced frames (0: none heard yet)
         self._idle = IdleMotion(seed)  # breathing, head and gaze shifts: under everything, speech included
         self._plan_from = 0
         self._targets = np.zeros((0, N_CONTROLS), np.float32)
@@ -130,7 +145,9 @@ class Blueprint:
         self._prev_db = -100.0
         self._last_nod = -(10**9)
         self._nods: dict[int, float] = {}  # frame index -> extra head pitch (degrees) still to show
-        self.shape_rate = 0.5
+        # Share of the way to the vowel's (width, rounding) per frame: the lips glide between vowels over ~4 frames;
+        # the viseme weights of single frames are noisy, and a faster rate makes the lips flutter with them.
+        self.shape_rate = 0.3
 
     @property
     def planned_to_frame(self) -> int:
@@ -195,13 +212,12 @@ class Blueprint:
         for i, f in enumerate(features):
             ahead = openness[i + 1 : i + 1 + self.lookahead_frames]
             target = max([openness[i], *(w * o for w, o in zip((0.6, 0.3), ahead, strict=False))])
-            rate = self.jaw_attack if target > self._jaw else self.jaw_cut if f.filled else self.jaw_release
-            self._jaw += rate * (target - self._jaw)
+            self._jaw += self._jaw_rate(f, target) * (target - self._jaw)
             _, width, rounding = f.voice_activity * (f.visemes @ SHAPE_MATRIX)
             self._shape += self.shape_rate * (np.array([width, rounding], np.float32) - self._shape)
             nxt = frames[i + 1].energy_db if i + 1 < len(frames) else -100.0
             self._maybe_nod(f, nxt)
-            controls[i, Control.HEAD_PITCH] += self._nods.pop(f.frame_index, 0.0)
+            controls[i, Control.HEAD_PITCH] += self._nods.pop(f.frame_index, 0.0) + self._prosody_pitch(f)
             controls[i, Control.JAW_OPEN] = self._jaw
             self._expr += 0.08 * (controls[i, EXPRESSION_CONTROLS] - self._expr)
             controls[i, EXPRESSION_CONTROLS] = self._expr
@@ -226,9 +242,36 @@ class Blueprint:
                 k = f.frame_index + j
                 self._nods[k] = self._nods.get(k, 0.0) + self.nod_scale * float(deg)
 
+    def _jaw_rate(self, f: FeatureFrame, target: float) -> float:
+        """Share of the way to the target the jaw takes this frame."""
+        if target > self._jaw:  # opening: fast for an onset, calmer for a wobble on a held vowel
+            step = min(1.0, (target - self._jaw) / JAW_BIG_STEP)
+            return self.jaw_steady_rate + (self.jaw_attack - self.jaw_steady_rate) * step
+        if f.filled:
+            return self.jaw_cut
+        if f.energy_db > SILENT_DB:  # still sound (a consonant, voiced or not): co-articulated, not shut
+            step = min(1.0, (self._jaw - target) / JAW_BIG_STEP)
+            return self.jaw_steady_rate + (self.jaw_coart_release - self.jaw_steady_rate) * step
+        return self.jaw_release
+
+    def _prosody_pitch(self, f: FeatureFrame) -> float:
+        """Head pitch (degrees, + down) that follows the voice (Munhall et al., Psychological Science 2004): the
+        head rises a little as the voice rises in pitch and loudness over its running level, eased over ~0.3 s,
+        and settles back to the idle pose when the voice stops."""
+        voiced = f.voice_activity > 0.5 and f.energy_db > SILENT_DB
+        rise = np.zeros(2, np.float32)
+        if voiced:
+            if f.pitch_hz > 0:
+                self._f0_hz = f.pitch_hz if self._f0_hz <= 0 else self._f0_hz + 0.01 * (f.pitch_hz - self._f0_hz)
+                rise[0] = np.clip(12.0 * np.log2(f.pitch_hz / self._f0_hz) / 4.0, -1.0, 1.0)  # 4 semitones: full
+            rise[1] = np.clip((f.energy_db - self._speech_db) / 10.0, -1.0, 1.0)
+        self._prosody += 0.07 * (rise - self._prosody)
+        return -self.head_prosody_deg * float(0.6 * self._prosody[0] + 0.4 * self._prosody[1])
+
     @staticmethod
     def _openness(f: FeatureFrame) -> float:
-        """Jaw target of one frame: loudness, gated by voice activity, shaped by the vowel."""
-        loud = float(np.clip((f.energy_db + 45.0) / 25.0, 0.0, 1.0))
+        """Jaw target of one frame: loudness, gated by voice activity, shaped by the vowel. A conversational voice
+        opens the jaw about half way (JAW_SPEECH_MAX on an open vowel at full loudness), not to a shout."""
+        loud = float(np.clip((f.energy_db + 48.0) / 30.0, 0.0, 1.0))
         jaw_share = float(f.visemes @ SHAPE_MATRIX[:, 0])
-        return loud * f.voice_activity * (0.4 + 0.6 * jaw_share)
+        return JAW_SPEECH_MAX * loud * f.voice_activity * (0.4 + 0.6 * jaw_share)

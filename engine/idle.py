@@ -91,6 +91,7 @@ SWAY = {Control.HEAD_YAW: ((6.53, 1.0), (15.5, 0.6)), Control.HEAD_PITCH: ((3.53
         Control.HEAD_ROLL: ((5.53, 0.5), (17.9, 0.4))}
 SHIFTS = {Control.HEAD_YAW: (3.1, 1.0), Control.HEAD_PITCH: (4.3, 0.6), Control.HEAD_ROLL: (5.9, 0.6)}
 GAZE_SLOT_S, GAZE_RANGE = 2.3, 0.35
+START_FADE_S = 1.0
 
 
 class IdleMotion:
@@ -122,6 +123,11 @@ class IdleMotion:
         out[:, list(SWAY)] = self.head_deg(frame_index)
         out[:, [Control.GAZE_X, Control.GAZE_Y]] = gaze(self.seed, t, GAZE_SLOT_S, GAZE_RANGE, self.gaze_at_camera)
         out[:, Control.BREATH] = _breath(self.seed, t)
+        # A stream starts from the photo's own pose: the head and the breath fade in over its first START_FADE_S,
+        # or the first frame (rendered from the photo, the renderer clamping its step) would jump to the idle pose.
+        # Not the eyes: a glide of the eyes over a second looks wrong; they start with a saccade, as always.
+        fade = [*SWAY, Control.BREATH]
+        out[:, fade] *= _smoothstep(t / START_FADE_S).astype(np.float32)[:, None]
         return out
 
     def head_deg(self, frame_index: np.ndarray) -> np.ndarray:

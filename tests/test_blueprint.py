@@ -133,3 +133,46 @@ def test_a_blink_closes_fast_holds_and_opens_slower() -> None:
     reopened = double[0][closed[-1] : closed[-1] + 10]  # between the two holds the lid lifts again
     assert double[0].max() == 1.0 and (double[0] >= 0.99).sum() == 2 * len(closed) and reopened.min() < 0.8
     assert all(np.array_equal(blink_curve(f), blink_curve(f)) for f in range(0, 4800, 97))
+
+
+def test_consonants_inside_speech_ease_the_jaw_and_a_pause_shuts_it() -> None:
+    """Co-articulation: a 4-frame consonant (-45 dB, still voice) between loud vowels lowers the jaw part way, as a
+    talker's does, not shut like a puppet's; a pause (no sound) shuts it within a few frames. A conversational
+    voice opens the jaw about half way, not to a shout."""
+    frames = [frame(k, -90, False) for k in range(24)]
+    for _ in range(4):  # vowel, consonant
+        frames += [frame(len(frames) + j, -16, True) for j in range(10)]
+        frames += [frame(len(frames) + j, -45, True) for j in range(4)]
+    pause = len(frames)
+    frames += [frame(len(frames) + j, -90, False) for j in range(24)]
+    jaw = controls_for(frames)[:, Control.JAW_OPEN]
+    speech = jaw[24:pause]
+    assert 0.45 < speech.max() < 0.8, "a conversational voice opens the jaw about half way"
+    dips = [jaw[24 + 14 * s + 10 : 24 + 14 * s + 14].min() for s in range(1, 3)]
+    assert min(dips) > 0.3 * speech.max(), f"the jaw shuts on every syllable: {dips}"
+    assert jaw[pause + 5 :].max() < 0.05, "the lips must close in a pause"
+
+
+def test_a_held_vowel_keeps_the_mouth_steady_and_an_onset_is_still_fast() -> None:
+    wobble = [frame(k, -90, False) for k in range(12)]
+    wobble += [frame(k, -22 + 2.5 * (-1) ** k, True) for k in range(12, 72)]  # +-2.5 dB frame to frame
+    jaw = controls_for(wobble)[:, Control.JAW_OPEN]
+    assert jaw[13] > 0.5 * jaw[40:72].mean(), "the onset lags"
+    assert np.abs(np.diff(jaw[40:72])).max() < 0.03, "the mouth shakes on a held vowel"
+
+
+def test_the_head_rises_with_the_voice_and_settles_after_it() -> None:
+    """Munhall et al. (2004): head motion follows the voice's pitch. At steady loudness, F0 gliding up 5
+    semitones lifts the head (pitch < 0: up) by a fraction of a degree; after the voice stops it settles back."""
+    frames = [frame(k, -90, False) for k in range(24)]
+    for k in range(24, 168):
+        f = frame(k, -22, True)
+        f.pitch_hz = 120.0 * 2 ** (5 / 12 * min(1.0, max(0.0, (k - 72) / 48)))
+        frames.append(f)
+    frames += [frame(k, -90, False) for k in range(168, 360)]
+    c = controls_for(frames)
+    lift = c[:, Control.HEAD_PITCH] - idle_head_deg(np.arange(len(frames)))[:, 1]
+    assert np.abs(lift[:24]).max() < 1e-4
+    assert lift[130:168].min() < -0.4, "the head ignores the rising voice"
+    assert np.abs(lift[-24:]).max() < 0.05, "the head does not settle after speech"
+    assert np.abs(np.diff(lift)).max() < 0.1, "the head jumps with the voice"

@@ -82,3 +82,13 @@ def test_speech_starts_and_stops_from_idle_without_a_jump() -> None:
     end = 10 * FPS
     last_open = max(k for k in range(end - 16, end) if loud[k])
     assert c[last_open + 2 :, Control.JAW_OPEN].max() <= 0.0625 * c[last_open, Control.JAW_OPEN] + 1e-6
+
+
+def test_a_stream_starts_from_the_photos_pose() -> None:
+    """The renderer's first frame comes from the photo (all controls 0): the idle layer fades in from there
+    instead of starting at its pose of frame 0, which the renderer's seam clamp would turn into a jump at frame 1."""
+    c = IdleMotion(seed=5).controls(np.arange(3 * FPS))
+    head = [Control.HEAD_YAW, Control.HEAD_PITCH, Control.HEAD_ROLL]
+    assert np.abs(c[0, [*head, Control.BREATH]]).max() == 0.0
+    assert np.abs(np.diff(c[: FPS + 2, head], axis=0)).max() < 0.1, "degrees per frame"
+    assert np.abs(c[2 * FPS :, MOVING]).max() > 0.1, "the idle layer never comes in"
