@@ -147,7 +147,7 @@ def test_consonants_inside_speech_ease_the_jaw_and_a_pause_shuts_it() -> None:
     frames += [frame(len(frames) + j, -90, False) for j in range(24)]
     jaw = controls_for(frames)[:, Control.JAW_OPEN]
     speech = jaw[24:pause]
-    assert 0.45 < speech.max() < 0.8, "a conversational voice opens the jaw about half way"
+    assert 0.45 < speech.max() < 0.9, "a conversational voice opens the jaw part way, not to a shout"
     dips = [jaw[24 + 14 * s + 10 : 24 + 14 * s + 14].min() for s in range(1, 3)]
     assert min(dips) > 0.3 * speech.max(), f"the jaw shuts on every syllable: {dips}"
     assert jaw[pause + 5 :].max() < 0.05, "the lips must close in a pause"
@@ -158,7 +158,8 @@ def test_a_held_vowel_keeps_the_mouth_steady_and_an_onset_is_still_fast() -> Non
     wobble += [frame(k, -22 + 2.5 * (-1) ** k, True) for k in range(12, 72)]  # +-2.5 dB frame to frame
     jaw = controls_for(wobble)[:, Control.JAW_OPEN]
     assert jaw[13] > 0.5 * jaw[40:72].mean(), "the onset lags"
-    assert np.abs(np.diff(jaw[40:72])).max() < 0.03, "the mouth shakes on a held vowel"
+    # +-2.5 dB moves the jaw target ~0.18: a jaw that held it would step 0.15 a frame; it moves ~4% of its level.
+    assert np.abs(np.diff(jaw[40:72])).max() < 0.05 * jaw[40:72].mean(), "the mouth shakes on a held vowel"
 
 
 def test_the_head_rises_with_the_voice_and_settles_after_it() -> None:
