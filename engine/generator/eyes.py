@@ -40,7 +40,7 @@ MIN_REACH_H, MIN_REACH_PX, MAX_REACH_BROW = 0.35, 1.5, 0.6
 # The brows' lower contours (mediapipe mesh), eyes in rig.EYES order; the lid's skin stops this share of
 # the way from the lid to them.
 BROW_LOWER, BROW_GAP = ((46, 53, 52, 65, 55), (285, 295, 282, 283, 276)), 0.5
-LID_TONE = 1.06  # the closed lid's skin against the skin above it
+LID_TONE = 1.0  # the closed lid's skin against the brighter skin above it (1.06 read as a pale patch, 0.94 as a bruise)
 FOLD_DROP = 24.0  # luma levels below the skin's brightest past the lashes: the lid's fold, a rim, the brow
 TRANSLATED, STRETCH_SLOPE = 0.55, 3.0  # of the lid's skin above the margin: the share that translates whole
 
