@@ -22,7 +22,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from streaming.keying import MODES, Background, KeyedPicture, PlateSwap, Still, read_image
+from streaming.keying import MODES, Background, KeyedPicture, PlateSwap, Still, i420_planes, read_image
 
 Fit = Literal["fit", "fill"]
 MIN_SIDE, MAX_SIDE = 16, 4096
@@ -49,15 +49,6 @@ def add_canvas_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--background", metavar="MODE",
                         help=f"what is behind the person: {MODES} (default photo; a plain image path: "
                              "the photo as it is, the image around a fitted portrait)")
-
-
-def _planes(i420: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Views of the Y, U and V planes of a (H * 3 // 2, W) I420 buffer."""
-    flat = i420.reshape(-1)
-    y_size, c_size = width * height, (width // 2) * (height // 2)
-    return (flat[:y_size].reshape(height, width),
-            flat[y_size:y_size + c_size].reshape(height // 2, width // 2),
-            flat[y_size + c_size:y_size + 2 * c_size].reshape(height // 2, width // 2))
 
 
 def to_i420(rgb: np.ndarray) -> np.ndarray:
@@ -141,7 +132,7 @@ class Canvas:
             # key is the same colour at any size, and resizing and the swap are both linear).
             alpha = self._alpha_for(alpha, src_w, src_h)
             picture = picture.copy()
-            self._swap(None, src_w, src_h)(list(_planes(picture, src_w, src_h)), alpha)
+            self._swap(None, src_w, src_h)(list(i420_planes(picture, src_w, src_h)), alpha)
         if (self.mode is None or flat) and (src_w, src_h) == (self.width, self.height):
             return picture if self.mode is None or self.mode.mode != "alpha" else KeyedPicture.wrap(picture, alpha)
         lay = self._layouts.get((src_w, src_h))
@@ -152,8 +143,8 @@ class Canvas:
         cx, cy, cw, ch = lay.crop
         px, py, pw, ph = lay.place
         placed = []
-        for i, (src, dst) in enumerate(zip(_planes(picture, src_w, src_h), _planes(out, self.width, self.height),
-                                           strict=True)):
+        sources, targets = i420_planes(picture, src_w, src_h), i420_planes(out, self.width, self.height)
+        for i, (src, dst) in enumerate(zip(sources, targets, strict=True)):
             d = 1 if i == 0 else 2  # chroma planes are half size
             dst = dst[py // d:(py + ph) // d, px // d:(px + pw) // d]
             _resize_into(src[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d], dst)
@@ -199,15 +190,15 @@ class Canvas:
             plate_i420 = to_i420(plate)
             if lay is None:
                 key = to_i420(np.full((2, 2, 3), self.mode.key if self.mode else (0, 0, 0), np.uint8))
-                planes = list(_planes(plate_i420, src_w, src_h))
+                planes = list(i420_planes(plate_i420, src_w, src_h))
                 base = [np.full_like(plane, key.reshape(-1)[k]) for k, plane in zip((0, 4, 5), planes, strict=True)]
                 swap = self._swaps[(src_w, src_h)] = PlateSwap(base, [np.ascontiguousarray(p) for p in planes])
                 return swap
             cx, cy, cw, ch = lay.crop
             px, py, pw, ph = lay.place
             plate_placed, base_placed = [], []
-            for i, (src, base_plane) in enumerate(zip(_planes(plate_i420, src_w, src_h),
-                                                      _planes(self._base, self.width, self.height), strict=True)):
+            for i, (src, base_plane) in enumerate(zip(i420_planes(plate_i420, src_w, src_h),
+                                                      i420_planes(self._base, self.width, self.height), strict=True)):
                 d = 1 if i == 0 else 2
                 dst = np.empty(((py + ph) // d - py // d, (px + pw) // d - px // d), np.uint8)
                 _resize_into(src[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d], dst)

@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from engine.types import FPS
+from streaming.keying import i420_planes
 
 log = logging.getLogger(__name__)
 
@@ -250,11 +251,7 @@ class DisclosureLabel:
         else:
             height, width = picture.shape[0] * 2 // 3, picture.shape[1]
             p = self.patch(width, height)
-            flat = out.reshape(-1)
-            y_size, c_size = width * height, (width // 2) * (height // 2)
-            planes = (flat[:y_size].reshape(height, width),
-                      flat[y_size:y_size + c_size].reshape(height // 2, width // 2),
-                      flat[y_size + c_size:y_size + 2 * c_size].reshape(height // 2, width // 2))
+            planes = i420_planes(out, width, height)
             for i, (plane, pm) in enumerate(zip(planes, p.yuv, strict=True)):
                 a, d = (p.alpha, 1) if i == 0 else (p.alpha_c, 2)
                 h, w = a.shape

@@ -9,15 +9,14 @@ from pathlib import Path
 import aiohttp
 import av
 import pytest
-from aiortc import RTCPeerConnection
 
 from engine.config import EngineConfig
 from engine.generator import PreparedAvatar, prepare_avatar
+from harness.offer_seeds import aiortc_offer
 from harness.server import running
 from harness.webrtc_client import stream_session
 from streaming.app import REGISTRY, build_app
 from streaming.config import ServerConfig
-from streaming.webrtc import NO_ICE_SERVERS
 
 
 @pytest.fixture(scope="module")
@@ -25,22 +24,12 @@ def avatar() -> PreparedAvatar:
     return prepare_avatar(None, 320)
 
 
-async def an_offer() -> str:
-    pc = RTCPeerConnection(NO_ICE_SERVERS)
-    pc.addTransceiver("audio", direction="sendrecv")
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
-
-
 async def test_an_offer_session_records_at_its_output_size_only_inside_the_recordings_folder(
         avatar: PreparedAvatar, tmp_path: Path, speech_wav: Path) -> None:
     cfg = ServerConfig(engine=EngineConfig(max_side_px=320), recordings_dir=str(tmp_path), offer_burst=20)
     app = build_app(cfg, avatar)
     async with running(app) as base, aiohttp.ClientSession() as http:
-        sdp = await an_offer()
+        sdp = await aiortc_offer()
         for outputs, status, words in (({"record_dir": "../outside"}, 400, "not inside"),
                                        ({"rtmp": ["http://not-rtmp"]}, 400, "rtmp"),
                                        ({"size": "huge"}, 400, "size"),
