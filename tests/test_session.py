@@ -88,17 +88,21 @@ def test_live_session_keeps_rendering_on_the_clock_without_any_input() -> None:
         got = []
         async for w in session.windows():
             got.append((w.start_frame, time.monotonic() - session.clock.frame_due_s(w.start_frame)))
-            if len(got) == 96:  # 2 s of video in one-frame windows (the default)
+            if w.start_frame >= 95:  # 2 s of video in one-frame windows (the default)
                 break
         await session.aclose()
         return got, session
 
     got, session = asyncio.run(scenario())
-    assert [k for k, _ in got] == list(range(96))
+    frames = [k for k, _ in got]
+    assert frames == sorted(set(frames)) and frames[-1] == 95, frames
+    # A window that cannot be ready when due is skipped (the pacer repeats a frame): counted, never silent.
+    skipped = 96 - len(frames)
+    assert session.metrics.frames_skipped == skipped
     lateness = np.array([late for _, late in got])
-    # A late window costs repeated frames (counted), never the stream: allow a busy 2-core machine
-    # an occasional one, but none later than two frames.
-    assert (lateness > 0).sum() <= 3, f"windows finished after they were due: {np.round(lateness, 3)}"
+    # A late or skipped window costs repeated frames (counted), never the stream: allow a busy 2-core machine
+    # an occasional one (a collector pause before the first window has skipped it), but none later than two frames.
+    assert (lateness > 0).sum() + skipped <= 3, f"{skipped} skipped; finished after due: {np.round(lateness, 3)}"
     assert lateness.max() < 2 / 48
     assert session.metrics.audio_samples_filled >= 90 * 1000
 
