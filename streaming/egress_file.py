@@ -15,6 +15,7 @@ from engine.config import EngineConfig
 from engine.generator import PreparedAvatar
 from engine.session import AvatarSession
 from engine.types import FPS, SAMPLES_PER_FRAME
+from streaming.aigc import KEY
 from streaming.disclosure import DisclosureLabel
 from streaming.egress_alpha import alpha_file_sink
 from streaming.encoding import EncodedPacket, EncodingSpec
@@ -130,6 +131,7 @@ async def render_to_file(avatar: PreparedAvatar, audio_path: str | Path, out_pat
     stream.pacer.set_label(label)
     provenance = provenance or Provenance()
     produce_id = uuid.uuid4().hex
+    stream.pacer.sinks.aigc = provenance.metadata(produce_id)[KEY]  # the same label in its H.264 (streaming/sei.py)
     mp4 = alpha_file_sink(out_path, canvas) or Mp4Sink(out_path, metadata=provenance.metadata(produce_id))
     stream.add_sink(mp4)
     if on_progress is not None:

@@ -12,7 +12,8 @@ count from there. One that falls behind loses what was queued for it and resumes
 
 The packets are what the codecs make with their headers out of band (global header): H.264 in
 Annex B with SPS/PPS in the extradata. The FLV and MP4 muxers turn both into avcC form themselves;
-a WebRTC sink puts the SPS/PPS in band before each keyframe (streaming/tracks.py).
+a WebRTC sink puts the SPS/PPS in band before each keyframe (streaming/tracks.py). Every H.264 keyframe carries
+the hidden AI label as an SEI message (streaming/sei.py), so all of a stream's outputs have it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from av.codec.context import Flags
 from av.video.frame import PictureType
 
 from engine.types import FPS, SAMPLE_RATE_HZ
+from streaming.aigc import aigc_fields, aigc_json
 from streaming.fanout import FanOut, Outlet
+from streaming.sei import SeiLabel
 from streaming.sinks import PacedAudio, PacedFrame, Sink, to_video_frame
 
 log = logging.getLogger(__name__)
@@ -159,8 +162,10 @@ class CodecEncoder:
     """One encode of the stream's picture or sound, in a thread of its own (codecs are not thread-safe; two codecs
     run side by side on two cores)."""
 
-    def __init__(self, kind: str, spec: VideoSpec | AudioSpec, name: str) -> None:
+    def __init__(self, kind: str, spec: VideoSpec | AudioSpec, name: str, aigc: str | None = None) -> None:
         self.kind = kind  # "video" or "audio"
+        self.aigc = aigc  # the AIGC JSON for an H.264 encode's keyframes (streaming/sei.py); None: none
+        self.sei: SeiLabel | None = None  # built when the codec opens (the framing is its extradata's)
         self.spec = spec
         self.name = name
         self.metrics = EncoderMetrics()
@@ -217,6 +222,8 @@ class CodecEncoder:
         stream.codec_context.flags |= Flags.global_header  # codec headers out of band, as MP4 and FLV want them
         container.start_encoding()
         self._container, self.stream = container, stream
+        if self.kind == "video" and self.aigc and stream.codec_context.codec.canonical_name == "h264":
+            self.sei = SeiLabel(self.aigc, stream.codec_context.extradata)
 
     def open_audio(self) -> None:
         if self.stream is None:
@@ -289,7 +296,9 @@ class CodecEncoder:
                 container.close()
 
     def _raw(self, packets: list[av.Packet]) -> list[_Raw]:
-        return [_Raw(self, bytes(p), p.pts, p.dts, int(p.duration or 0), p.time_base, p.is_keyframe)
+        sei = self.sei
+        return [_Raw(self, sei.insert(bytes(p)) if sei is not None and p.is_keyframe else bytes(p), p.pts, p.dts,
+                     int(p.duration or 0), p.time_base, p.is_keyframe)
                 for p in packets]
 
 
@@ -334,6 +343,7 @@ class Encoder(Sink):
         self._subs: dict[Outlet, _Subscriber] = {}
         self._on_idle = on_idle
         self._recent_audio: deque[PacedAudio] = deque(maxlen=RECENT_AUDIO_CHUNKS)
+        self._default_aigc = aigc_json(aigc_fields())  # a stream nobody disclosed still carries the hidden label
 
     @property
     def encoders(self) -> list[CodecEncoder]:
@@ -365,8 +375,13 @@ class Encoder(Sink):
             while name in taken:
                 n += 1
                 name = f"encoder_{spec.codec}_{n}"
-            codec = self.codecs[spec] = CodecEncoder(kind, spec, name)
+            codec = self.codecs[spec] = CodecEncoder(kind, spec, name, aigc=self.hidden_label())
         return codec
+
+    def hidden_label(self) -> str:
+        """The AIGC JSON in its H.264 keyframes: the stream's (set by streaming/provenance.py), else a default one."""
+        stream = self.subscribers.parent
+        return (stream.aigc if stream is not None else None) or self._default_aigc
 
     def _count(self) -> None:
         for codec in self.codecs.values():

@@ -184,6 +184,7 @@ class FanOut:
         self.parent = parent  # an encoder's subscribers: names are unique across the whole stream
         self.outlets: list[Outlet] = []
         self.encoder: Encoder | None = None  # the encoding sinks' (streaming/encoding.py)
+        self.aigc: str | None = None  # the hidden label its encoder's H.264 keyframes carry (streaming/sei.py)
         self.left: deque[Outlet] = deque(maxlen=MAX_LEFT)  # sinks removed, failed or closed: their last counters
         self._first: SinkMetrics | None = None  # the first sink attached
         self._background: set[asyncio.Task[None]] = set()

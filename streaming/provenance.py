@@ -51,7 +51,8 @@ def disclose(stream: AvatarStream, config: Any, preset: str | None = None) -> No
     """The stream's label (config's label settings; preset: a per-stream override), before its first frame; and
     what its recordings and pushes carry. Label off: a WARNING naming the stream, counted."""
     stream.pacer.set_label(label_for(spec_from_config(config, preset), stream.id))
-    _provenance[stream] = Provenance.from_config(config)
+    provenance = _provenance[stream] = Provenance.from_config(config)
+    stream.pacer.sinks.aigc = aigc_json(provenance.aigc(stream.id))  # in every H.264 keyframe: streaming/sei.py
 
 
 def provenance_of(stream: AvatarStream) -> Provenance:
