@@ -7,14 +7,17 @@ file alike. Its payload is our own UUID, then the AIGC JSON of streaming/aigc.py
 
 It is put into the encoder's packets (a keyframe costs one bytes copy; the NAL unit is built once per stream), before
 the access unit's first slice: after any SPS/PPS or x264's own SEI, as the standard orders them. Read it back with
-read_aigc_sei(packet bytes), or `ffmpeg -i f.mp4 -c copy -bsf:v trace_headers -f null -` (the SEI's bytes), or from
-a decoded frame's side data (PyAV: frame.side_data, Type.SEI_UNREGISTERED: the UUID then the JSON).
+`python -m streaming.sei FILE|URL` (each keyframe's time and JSON), read_aigc_sei(a demuxed packet's bytes), from a
+decoded frame's side data (PyAV: frame.side_data of Type.SEI_UNREGISTERED: the UUID, then the JSON; ffprobe
+-show_frames lists it as "H.26[45] User Data Unregistered SEI message"), or byte by byte with
+`ffmpeg -i FILE -c copy -bsf:v trace_headers -f null -`.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 import uuid
 
 AIGC_SEI_UUID = uuid.UUID("cae13c39-db1f-5fa6-b7ee-d0a994a2d6a2")
@@ -127,3 +130,38 @@ def read_aigc_sei(data: bytes, prefix: int = 0) -> dict[str, str] | None:
     or None."""
     payloads = user_data(data, prefix)
     return json.loads(payloads[0].decode()) if payloads else None
+
+
+def labels_in(source: str, limit: int = 0) -> list[tuple[float, dict[str, str] | None]]:
+    """Each keyframe's time (s) and AIGC fields (None: no label) in a file or stream PyAV opens; limit: stop after
+    that many keyframes (0: all)."""
+    import av  # only this reader needs the demuxer
+
+    found: list[tuple[float, dict[str, str] | None]] = []
+    with av.open(source) as container:
+        video = container.streams.video[0]
+        prefix = length_size(video.codec_context.extradata)
+        for packet in container.demux(video):
+            if packet.is_keyframe and packet.size:
+                t = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base else 0.0
+                found.append((t, read_aigc_sei(bytes(packet), prefix)))
+                if limit and len(found) >= limit:
+                    break
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m streaming.sei FILE [KEYFRAMES]: each keyframe's hidden label, one JSON line each; exit 1 if one
+    has none."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print("usage: python -m streaming.sei FILE|URL [KEYFRAMES]", file=sys.stderr)
+        return 2
+    found = labels_in(args[0], int(args[1]) if len(args) > 1 else 0)
+    for t, fields in found:
+        print(json.dumps({"t_s": round(t, 3), "AIGC": fields}, ensure_ascii=False))
+    return 0 if found and all(fields is not None for _, fields in found) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

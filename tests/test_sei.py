@@ -26,7 +26,7 @@ from streaming.config import ServerConfig
 from streaming.egress_file import render_to_file
 from streaming.encoding import CodecEncoder, VideoSpec
 from streaming.live_stream import live_stream, parse_outputs, start_live_stream
-from streaming.sei import AIGC_SEI_UUID, START_CODE, insert_before_slice, length_size, read_aigc_sei, sei_nal
+from streaming.sei import AIGC_SEI_UUID, START_CODE, insert_before_slice, labels_in, length_size, read_aigc_sei, sei_nal
 from streaming.sinks import PacedFrame
 from tests.conftest import write_wav
 
@@ -126,6 +126,7 @@ async def test_render_output_carries_the_file_s_label_in_its_h264(avatar: Prepar
     assert metadata is not None
     keyframes, label = check_file(out)
     assert keyframes >= 1 and label == metadata, "the same label as the file's metadata"
+    assert labels_in(str(out)) == [(0.0, metadata)] * keyframes  # what `python -m streaming.sei FILE` prints
 
 
 async def test_a_live_recording_and_rtmp_push_carry_it_in_every_keyframe(avatar: PreparedAvatar,
