@@ -5,6 +5,7 @@ recorded it), read back both by our parser and by FFmpeg's decoder (its side dat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import json
 import shutil
@@ -12,20 +13,27 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import aiohttp
 import av
 import numpy as np
 import pytest
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 from av.sidedata.sidedata import Type
 
 from engine.config import EngineConfig
 from engine.generator import PreparedAvatar, prepare_avatar
 from harness.nginx_rtmp import NginxRtmp
 from harness.nginx_rtmp import available as nginx_missing
+from harness.server import running
+from harness.whep_client import WhepViewer
 from streaming.aigc import read_aigc
+from streaming.app import build_app
 from streaming.config import ServerConfig
 from streaming.egress_file import render_to_file
 from streaming.encoding import CodecEncoder, VideoSpec
 from streaming.live_stream import live_stream, parse_outputs, start_live_stream
+from streaming.patches import use_ice_addresses
 from streaming.sei import AIGC_SEI_UUID, START_CODE, insert_before_slice, labels_in, length_size, read_aigc_sei, sei_nal
 from streaming.sinks import PacedFrame
 from tests.conftest import write_wav
@@ -165,3 +173,49 @@ async def test_a_live_recording_and_rtmp_push_carry_it_in_every_keyframe(avatar:
         assert label["ContentProducer"] == "Example Studio"
     if ingest is None:
         pytest.skip(f"recording checked; no RTMP ingest here: {nginx_missing()}")
+
+
+class LabelViewer(WhepViewer):
+    """A WHEP viewer (aiortc, H.264) that keeps, per decoded picture, whether it is a keyframe and the AIGC labels
+    FFmpeg's decoder found in it."""
+
+    def __init__(self) -> None:
+        super().__init__("video/H264")
+        self.frames: list[tuple[bool, list[dict[str, str]]]] = []
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "video":
+            self._readers.append(asyncio.create_task(self._labels(track)))
+
+    async def _labels(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                self.frames.append((bool(frame.key_frame), [json.loads(d) for d in ffmpeg_user_data(frame)]))
+
+
+async def test_a_whep_viewer_gets_the_label_in_its_keyframes(avatar: PreparedAvatar) -> None:
+    """End to end through RTP: aiortc's depacketiser and FFmpeg's decoder on the viewer's side find it."""
+    config = ServerConfig(label_producer="Example Studio", engine=EngineConfig(max_side_px=320))
+    use_ice_addresses(["127.0.0.1"])
+    async with running(build_app(config, avatar)) as base, aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/streams", json={}) as r:
+            assert r.status == 201, await r.text()
+            sid = (await r.json())["id"]
+        viewer = LabelViewer()
+        await viewer.start(f"{base}/streams/{sid}/whep")
+        try:
+            for _ in range(300):  # bounded: up to 30 s on a loaded machine
+                if len(viewer.frames) >= 24:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await viewer.stop()
+        async with http.delete(f"{base}/streams/{sid}") as r:
+            assert r.status == 200
+    assert len(viewer.frames) >= 24, "the viewer decoded too few pictures"
+    key = [labels for is_key, labels in viewer.frames if is_key]
+    assert key and viewer.frames[0][0], "it starts at a keyframe"
+    assert all(len(labels) == 1 and labels[0]["ProduceID"] == sid and labels[0]["ContentProducer"] == "Example Studio"
+               for labels in key), key
+    assert not any(labels for is_key, labels in viewer.frames if not is_key)
