@@ -13,6 +13,7 @@ and the installed version, when an upgrade moves it.
 | present_ahead             | aiortc.rtcrtpsender.clock (a pass-through for senders not | one sender     |
 |                           | shifted) and RTCRtpSender._run_rtp                        |                |
 | on_keyframe_request       | RTCRtpSender._send_keyframe                               | one sender     |
+| label_h264_keyframes      | aiortc.codecs.h264.H264Encoder._encode_frame              | process        |
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from aiortc import RTCRtpSender
 from aiortc.jitterbuffer import JitterBuffer
 
 from streaming.rtp_receive import PromptJitterBuffer
+from streaming.sei import KeyframeSei
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,27 @@ def use_ice_addresses(addresses: list[str]) -> None:
     never connect; and a server bound to one address should not offer the others.
     """
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(addresses)
+
+
+def label_h264_keyframes() -> None:
+    """aiortc's own H.264 encoder (an /offer peer's, which encodes per peer) puts the hidden label a frame carries
+    (its opaque: a streaming.sei.KeyframeSei) before each IDR slice, as the shared encoder does for WHEP, RTMP and
+    recordings. Frames without one are encoded as before. Idempotent."""
+    encoder = aiortc.codecs.h264.H264Encoder
+    original = encoder._encode_frame
+    if getattr(original, "labels_keyframes", False):
+        return
+
+    def _encode_frame(self: Any, frame: Any, force_keyframe: bool) -> Any:
+        label = frame.opaque if isinstance(frame.opaque, KeyframeSei) else None
+        for nal in original(self, frame, force_keyframe):  # NAL units without start codes
+            if label is not None and nal and nal[0] & 0x1F == 5:
+                yield label.nal
+                label = None
+            yield nal
+
+    _encode_frame.labels_keyframes = True  # type: ignore[attr-defined]
+    encoder._encode_frame = _encode_frame  # type: ignore[method-assign]
 
 
 def use_fixed_bitrate(bps: int) -> None:

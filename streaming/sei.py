@@ -19,6 +19,7 @@ import json
 import re
 import sys
 import uuid
+from dataclasses import dataclass
 
 AIGC_SEI_UUID = uuid.UUID("cae13c39-db1f-5fa6-b7ee-d0a994a2d6a2")
 USER_DATA_UNREGISTERED = 5
@@ -83,6 +84,18 @@ def insert_before_slice(data: bytes, framed_nal: bytes, prefix: int = 0) -> byte
             at = start - (prefix or (4 if start >= 4 and data[start - 4] == 0 else 3))
             return data[:at] + framed_nal + data[at:]
     return data
+
+
+@dataclass(frozen=True)
+class KeyframeSei:
+    """An SEI NAL unit (no framing) that a video frame carries, as its opaque, to aiortc's own H.264 encoder (an /offer
+    peer's): streaming.patches.label_h264_keyframes puts it before each IDR slice that frame becomes."""
+
+    nal: bytes
+
+    @classmethod
+    def of(cls, text: str) -> KeyframeSei:
+        return cls(sei_nal(text))
 
 
 class SeiLabel:

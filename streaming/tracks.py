@@ -24,6 +24,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from engine.types import FPS, SAMPLE_RATE_HZ
 from streaming.encoding import EncodedPacket, EncodingSpec
+from streaming.sei import KeyframeSei
 from streaming.sinks import PacedAudio, PacedFrame, Sink, to_video_frame
 
 VIDEO_CLOCK_HZ = 90_000
@@ -68,12 +69,15 @@ class AvatarVideoTrack(MediaStreamTrack):
     def __init__(self, queue: _Latest[PacedFrame]) -> None:
         super().__init__()
         self._queue = queue
+        self.label: KeyframeSei | None = None  # the hidden label for an H.264 encoder (streaming.patches)
 
     async def recv(self) -> av.VideoFrame:
         paced = await self._queue.get()
         frame = to_video_frame(paced.picture)
         frame.pts = paced.frame_index * TICKS_PER_FRAME
         frame.time_base = VIDEO_TIME_BASE
+        if self.label is not None:
+            frame.opaque = self.label
         return frame
 
 

@@ -11,7 +11,8 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 
 from streaming.live_stream import outputs_module
 from streaming.offers import OfferError
-from streaming.patches import present_ahead, release_frames_promptly
+from streaming.patches import label_h264_keyframes, present_ahead, release_frames_promptly
+from streaming.sei import KeyframeSei
 from streaming.sources import TrackSource
 from streaming.stream import AvatarStream
 from streaming.tracks import WebRtcSink
@@ -34,6 +35,9 @@ class PeerSession:
         self.stream = stream
         self.pc = RTCPeerConnection(NO_ICE_SERVERS)
         self.sink = WebRtcSink()
+        if stream.pacer.sinks.aigc:  # the hidden label in its H.264 keyframes, if H.264 is what the peer takes
+            label_h264_keyframes()
+            self.sink.video.label = KeyframeSei.of(stream.pacer.sinks.aigc)
         self._tasks: list[asyncio.Task[None]] = []
         self._sink_added = False
         stream.close_with(self._close_connection)

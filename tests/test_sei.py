@@ -17,7 +17,14 @@ import aiohttp
 import av
 import numpy as np
 import pytest
-from aiortc import MediaStreamTrack
+from aiortc import (
+    AudioStreamTrack,
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError
 from av.sidedata.sidedata import Type
 
@@ -185,13 +192,24 @@ class LabelViewer(WhepViewer):
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video":
-            self._readers.append(asyncio.create_task(self._labels(track)))
+            self._readers.append(asyncio.create_task(read_labels(track, self.frames)))
 
-    async def _labels(self, track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                self.frames.append((bool(frame.key_frame), [json.loads(d) for d in ffmpeg_user_data(frame)]))
+
+async def read_labels(track: MediaStreamTrack, frames: list[tuple[bool, list[dict[str, str]]]]) -> None:
+    """Per decoded picture: is it a keyframe, and the AIGC labels FFmpeg's decoder found in it."""
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            frame = await track.recv()
+            frames.append((bool(frame.key_frame), [json.loads(d) for d in ffmpeg_user_data(frame)]))
+
+
+def check_viewer(frames: list[tuple[bool, list[dict[str, str]]]], produce_id: str) -> None:
+    assert len(frames) >= 24, "the viewer decoded too few pictures"
+    key = [labels for is_key, labels in frames if is_key]
+    assert key and frames[0][0], "it starts at a keyframe"
+    assert all(len(labels) == 1 and labels[0]["ProduceID"] == produce_id
+               and labels[0]["ContentProducer"] == "Example Studio" for labels in key), key
+    assert not any(labels for is_key, labels in frames if not is_key)
 
 
 async def test_a_whep_viewer_gets_the_label_in_its_keyframes(avatar: PreparedAvatar) -> None:
@@ -213,9 +231,39 @@ async def test_a_whep_viewer_gets_the_label_in_its_keyframes(avatar: PreparedAva
             await viewer.stop()
         async with http.delete(f"{base}/streams/{sid}") as r:
             assert r.status == 200
-    assert len(viewer.frames) >= 24, "the viewer decoded too few pictures"
-    key = [labels for is_key, labels in viewer.frames if is_key]
-    assert key and viewer.frames[0][0], "it starts at a keyframe"
-    assert all(len(labels) == 1 and labels[0]["ProduceID"] == sid and labels[0]["ContentProducer"] == "Example Studio"
-               for labels in key), key
-    assert not any(labels for is_key, labels in viewer.frames if not is_key)
+    check_viewer(viewer.frames, sid)
+
+
+async def test_an_offer_peer_taking_h264_gets_the_label_from_aiortc_s_encoder(avatar: PreparedAvatar) -> None:
+    """An /offer session encodes per peer with aiortc's own H.264 encoder (streaming.patches.label_h264_keyframes)."""
+    config = ServerConfig(label_producer="Example Studio", engine=EngineConfig(max_side_px=320))
+    use_ice_addresses(["127.0.0.1"])
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(AudioStreamTrack())  # a silent microphone
+    video = pc.addTransceiver("video", direction="recvonly")
+    video.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
+                               if c.mimeType in ("video/H264", "video/rtx")])
+    frames: list[tuple[bool, list[dict[str, str]]]] = []
+    readers: list[asyncio.Task[None]] = []
+    pc.on("track", lambda track: track.kind == "video" and readers.append(
+        asyncio.create_task(read_labels(track, frames))))
+    try:
+        async with running(build_app(config, avatar)) as base, aiohttp.ClientSession() as http:
+            await pc.setLocalDescription(await pc.createOffer())
+            async with http.post(f"{base}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer"}) as r:
+                assert r.status == 200, await r.text()
+                answer = await r.json()
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+            assert "H264" in answer["sdp"] and "VP8" not in answer["sdp"]
+            for _ in range(300):  # bounded: up to 30 s on a loaded machine
+                if len(frames) >= 24:
+                    break
+                await asyncio.sleep(0.1)
+            headers = {"Authorization": f"Bearer {answer['session_token']}"} if answer.get("session_token") else {}
+            async with http.post(f"{base}/sessions/{answer['session_id']}/close", json={}, headers=headers) as r:
+                assert r.status == 200, await r.text()
+    finally:
+        for task in readers:
+            task.cancel()
+        await asyncio.wait_for(pc.close(), 10)
+    check_viewer(frames, answer["session_id"])
