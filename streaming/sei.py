@@ -5,8 +5,12 @@ file alike. Its payload is our own UUID, then the AIGC JSON of streaming/aigc.py
     UUID  cae13c39-db1f-5fa6-b7ee-d0a994a2d6a2   (uuid5(NAMESPACE_URL, "urn:avatar-engine:aigc-label"), fixed)
     JSON  {"Label":"1","ContentProducer":"avatar-engine","ProduceID":...}
 
-It is put into the encoder's packets (a keyframe costs one bytes copy; the NAL unit is built once per stream), before
-the access unit's first slice: after any SPS/PPS or x264's own SEI, as the standard orders them. Read it back with
+ProduceID is the stream's id (a live stream's outputs share one encode: its RTMP pushes' onMetaData says the same; a
+recording's container metadata names the file instead), or for `render` the file's own. It is put into the shared
+encoder's packets (streaming/encoding.py: WHEP viewers, RTMP pushes, recordings, `render`; a keyframe costs one bytes
+copy, the NAL unit is built once per stream) and, for an /offer peer taking H.264, by aiortc's own encoder
+(streaming.patches.label_h264_keyframes), before the access unit's first slice: after any SPS/PPS or x264's own
+SEI, as the standard orders them. Read it back with
 `python -m streaming.sei FILE|URL` (each keyframe's time and JSON), read_aigc_sei(a demuxed packet's bytes), from a
 decoded frame's side data (PyAV: frame.side_data of Type.SEI_UNREGISTERED: the UUID, then the JSON; ffprobe
 -show_frames lists it as "H.26[45] User Data Unregistered SEI message"), or byte by byte with
