@@ -139,3 +139,13 @@ def test_on_keyframe_request_fits_aiortc() -> None:
         "RTCRtpSender._next_encoded_frame packing an av.Packet with the encoder's pack()": looks_up(
             getattr(RTCRtpSender, "_next_encoded_frame", None), "pack"),
     })
+
+
+def test_label_h264_keyframes_fits_aiortc() -> None:
+    encoder = aiortc.codecs.h264.H264Encoder
+    fits("label_h264_keyframes", {
+        "H264Encoder._encode_frame(self, frame, force_keyframe), a generator of NAL units":
+            params(getattr(encoder, "_encode_frame", None))[:3] == ["self", "frame", "force_keyframe"],
+        "H264Encoder.encode (and pack) calling self._encode_frame":
+            looks_up(encoder.encode, "_encode_frame") or looks_up(getattr(encoder, "pack", None), "_encode_frame"),
+    })
