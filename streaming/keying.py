@@ -156,31 +156,38 @@ def i420_planes(i420: np.ndarray, width: int, height: int) -> tuple[np.ndarray, 
 
 
 class PlateSwap:
-    """out = frame + (1 - alpha) x (background - plate), on one rectangle of I420 planes.
+    """out = frame - (1 - alpha) x plate + (1 - alpha) x background, on one rectangle of I420 planes, in place.
 
-    background - plate is fixed for a portrait and a canvas: kept as its positive and negative parts (bytes), so a
-    frame costs, per plane, one inversion of the alpha, two scaled multiplies and a saturating add and subtract,
-    all SIMD byte loops in OpenCV. Where alpha is 0 the result is the background exactly; where it is 255,
-    the frame untouched."""
+    The frame is the person over the plate (frame = person + (1 - alpha) x plate): the plate's share comes out and the
+    background's goes in. Per plane a frame costs one scaled byte multiply and a saturating subtract for the plate,
+    and for a flat background (a key colour) one fused multiply-add (cv2.addWeighted), for a picture a second
+    multiply and add: SIMD byte loops in OpenCV that release the GIL, no float frame in between. Where alpha is 0
+    the result is the background (to a level); where it is 255, the frame untouched."""
 
-    def __init__(self, background_i420: list[np.ndarray], plate_i420: list[np.ndarray]) -> None:
-        self.more, self.less = [], []
-        for b, p in zip(background_i420, plate_i420, strict=True):
-            self.more.append(cv2.subtract(b, p))  # saturating: max(b - p, 0)
-            self.less.append(cv2.subtract(p, b))
-        self._tmp = [np.empty_like(m) for m in self.more]
+    def __init__(self, background: list[np.ndarray] | tuple[int, int, int], plate_i420: list[np.ndarray]) -> None:
+        """background: the background's Y, U, V planes over the rectangle, or a flat one's Y, U, V values."""
+        self.plate = plate_i420
+        self.background = background
+        self._tmp = [np.empty_like(p) for p in plate_i420]
+        self._inv = np.empty_like(plate_i420[0]), np.empty_like(plate_i420[1])
 
     def __call__(self, planes: list[np.ndarray], alpha_y: np.ndarray) -> None:
         """planes: the frame's Y, U, V over the rectangle, changed in place; alpha_y: its alpha at Y's size."""
         h, w = alpha_y.shape
-        alpha_c = cv2.resize(alpha_y, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-        inv_y, inv_c = cv2.bitwise_not(alpha_y), cv2.bitwise_not(alpha_c)
-        for plane, more, less, tmp, inv in zip(planes, self.more, self.less, self._tmp, (inv_y, inv_c, inv_c),
-                                               strict=True):
-            cv2.multiply(inv, more, dst=tmp, scale=1.0 / 255.0)
-            cv2.add(plane, tmp, dst=plane)
-            cv2.multiply(inv, less, dst=tmp, scale=1.0 / 255.0)
+        # Kept between frames: a fresh frame-sized temporary is fresh pages to fault in, which costs more than the sum.
+        inv_y, inv_c = self._inv
+        cv2.resize(alpha_y, (w // 2, h // 2), dst=inv_c, interpolation=cv2.INTER_AREA)
+        cv2.bitwise_not(alpha_y, dst=inv_y)
+        cv2.bitwise_not(inv_c, dst=inv_c)
+        for k, (plane, plate, tmp) in enumerate(zip(planes, self.plate, self._tmp, strict=True)):
+            inv = inv_y if k == 0 else inv_c
+            cv2.multiply(inv, plate, dst=tmp, scale=1.0 / 255.0)
             cv2.subtract(plane, tmp, dst=plane)
+            if isinstance(self.background, tuple):
+                cv2.addWeighted(plane, 1.0, inv, self.background[k] / 255.0, 0.0, dst=plane)
+            else:
+                cv2.multiply(inv, self.background[k], dst=tmp, scale=1.0 / 255.0)
+                cv2.add(plane, tmp, dst=plane)
 
 
 def straight_rgba(i420: np.ndarray, alpha: np.ndarray, key: tuple[int, int, int]) -> np.ndarray:
