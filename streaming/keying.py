@@ -103,7 +103,7 @@ def read_image(path: Path | str) -> np.ndarray:
 @dataclass(frozen=True)
 class Still:
     """What keying needs of a portrait: its still picture, the person's alpha on it, and the background plate
-    the renderer composites the person over (both from prepare: engine.generator.matte)."""
+    under it (engine.generator.person_alpha.keying_layer: the renderer's, refined for keying at prepare)."""
 
     rgb: np.ndarray  # (H, W, 3) uint8
     alpha: np.ndarray  # (H, W) uint8
@@ -111,10 +111,10 @@ class Still:
 
     @classmethod
     def of(cls, avatar: object) -> Still:
-        from engine.generator.person_alpha import layer_of, still_alpha
+        from engine.generator.person_alpha import keying_layer
 
-        _, plate = layer_of(avatar)  # type: ignore[arg-type]
-        return cls(avatar.rgb, still_alpha(avatar), plate)  # type: ignore[attr-defined,arg-type]
+        alpha, plate = keying_layer(avatar)  # type: ignore[arg-type]
+        return cls(avatar.rgb, alpha, plate)  # type: ignore[attr-defined]
 
 
 class KeyedPicture(np.ndarray):
@@ -195,11 +195,15 @@ def straight_rgba(i420: np.ndarray, alpha: np.ndarray, key: tuple[int, int, int]
     video formats want it: the person's colour un-mixed from the key, (picture - (1 - a) key) / a, on the soft edge;
     black where alpha is 0 (neutral where 4:2:0 chroma mixes it into the edge, as the key's green would not be).
     Where alpha is 0 and the picture is not the key (a label drawn over the background), the pixel is made
-    opaque: what was drawn over the picture stays visible in the file. Byte operations but for the soft edge."""
+    opaque: what was drawn over the picture stays visible in the file (but for 2 px beside the person). Byte
+    operations but for the soft edge."""
     rgb = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
     near = cv2.inRange(rgb, tuple(max(0, c - 24) for c in key), tuple(min(255, c + 24) for c in key))
     empty = cv2.compare(alpha, 0, cv2.CMP_EQ)
-    drawn = cv2.bitwise_and(empty, cv2.bitwise_not(near))
+    # Not beside the person: 4:2:0 gives a pixel there its 2x2 block's chroma, the person's share in it, and it
+    # is then no longer the key's colour though nothing was drawn there.
+    beside = cv2.dilate(cv2.bitwise_not(empty), np.ones((5, 5), np.uint8))
+    drawn = cv2.bitwise_and(cv2.bitwise_and(empty, cv2.bitwise_not(near)), cv2.bitwise_not(beside))
     colour = cv2.bitwise_and(rgb, rgb, mask=cv2.bitwise_not(cv2.bitwise_and(empty, near)))
     edge = cv2.findNonZero(cv2.inRange(alpha, 1, 254))
     if edge is not None:
