@@ -19,6 +19,8 @@ plate but where the alpha was lowered, and it was lowered only where F is close 
 
 from __future__ import annotations
 
+import weakref
+
 import cv2
 import numpy as np
 
@@ -62,8 +64,20 @@ def head_box(avatar: PreparedAvatar, matte: np.ndarray) -> tuple[int, int, int, 
     return layer_box(rig, matte, avatar.landmarks, w, h)
 
 
+_made: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
 def keying_layer(avatar: PreparedAvatar) -> tuple[np.ndarray, np.ndarray]:
-    """(alpha (H, W) uint8, plate (H, W, 3) uint8) that keyed backgrounds composite the rendered frames with."""
+    """(alpha (H, W) uint8, plate (H, W, 3) uint8) that keyed backgrounds composite the rendered frames with. Made
+    once per avatar (a few hundred ms; the canvas and the generator both ask), kept while the avatar lives."""
+    made = _made.get(id(avatar))
+    if made is None:
+        made = _made[id(avatar)] = _keying_layer(avatar)
+        weakref.finalize(avatar, _made.pop, id(avatar), None)
+    return made
+
+
+def _keying_layer(avatar: PreparedAvatar) -> tuple[np.ndarray, np.ndarray]:
     matte, plate = layer_of(avatar)
     rgb = avatar.rgb
     layer = premultiplied_layer(rgb, matte, plate)
