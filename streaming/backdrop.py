@@ -6,10 +6,10 @@ to the portrait's size and grown back: soft. Outside the person it is put back s
 background, and only there does its detail show; in the few pixels the person's soft edge shares with it, a softer
 background reads as a lens' depth of field.
 
-Outside the person is found per source row, from the leftmost to the rightmost pixel with any alpha (one span per
-row: a gap between an arm and the body counts as person), widened by the resize's reach and by the rows above and
-below, and drawn on the canvas as one polygon (cv2.fillPoly: a memset per row). Then one masked copy per plane. No
-per-pixel arithmetic at the canvas' size.
+Outside the person is found per pair of source rows (a chroma row's two), from the leftmost to the rightmost pixel
+with any alpha (one span per pair: a gap between an arm and the body counts as person), widened by the resize's
+reach and by the pairs above and below, and drawn on the canvas as one polygon per plane size (cv2.fillPoly: a
+memset per row). Then one masked copy per plane. No per-pixel arithmetic at the canvas' size.
 """
 
 from __future__ import annotations
@@ -36,21 +36,6 @@ def person_spans(alpha: np.ndarray, reach: int = 1,
     if not seen.any():
         return None
     return _widened(np.where(seen, left, w), np.where(seen, right, -1), w, reach)
-
-
-def halved(spans: Spans, w: int, reach: int = 1) -> Spans:
-    """The spans on a chroma plane (half the rows and columns, `w` of them): each chroma row spans both its Y rows,
-    and the chroma rows above and below (the resize reads a chroma row beyond)."""
-    first, left, right = spans
-    if first % 2:
-        left, right, first = np.append(left[:1], left), np.append(right[:1], right), first - 1
-    if left.size % 2:
-        left, right = np.append(left, left[-1:]), np.append(right, right[-1:])
-    left, right = np.minimum(left[0::2], left[1::2]) // 2, np.maximum(right[0::2], right[1::2]) // 2
-    top = first // 2
-    none = np.full(reach, w), np.full(reach, -1)
-    grown = _widened(np.concatenate([none[0], left, none[0]]), np.concatenate([none[1], right, none[1]]), w, reach)
-    return top - reach + grown[0], grown[1], grown[2]
 
 
 def _widened(left: np.ndarray, right: np.ndarray, w: int, reach: int) -> Spans:
@@ -103,23 +88,33 @@ class Backdrop:
         self.src_w, self.src_h = src_size
         h, w = self.picture[0].shape
         self.scale = (w / self.src_w, h / self.src_h)
-        # Source rows a canvas row reads: two growing, 1 / scale and the neighbours' shrinking.
+        # Spans are found per pair of source rows (a chroma row's two): half the rows to scan and to draw. Pairs (chroma
+        # rows) a canvas chroma row reads: two growing, 1 / scale and the neighbours' shrinking (Y rows need fewer).
         self.reach = 1 if self.scale[1] >= 1 else math.ceil(1 / self.scale[1]) + 1
+        self._pairs = np.empty((0, 0), np.uint8)
         self._scratch = np.empty((0, 0), np.uint8), np.empty((0, 0), np.uint8)
 
     def __call__(self, alpha: np.ndarray, targets: list[np.ndarray]) -> None:
-        if self._scratch[0].shape != alpha.shape:
-            self._scratch = np.empty_like(alpha), np.empty_like(alpha)
-        spans = person_spans(alpha, self.reach, self._scratch)
+        h, w = alpha.shape
+        if self._pairs.shape != ((h + 1) // 2, w):
+            self._pairs = np.empty(((h + 1) // 2, w), np.uint8)
+            self._scratch = np.empty_like(self._pairs), np.empty_like(self._pairs)
+        pairs = self._pairs
+        cv2.max(alpha[0:h - 1:2], alpha[1::2], dst=pairs[:h // 2])
+        if h % 2:
+            pairs[-1] = alpha[-1]
+        spans = person_spans(pairs, self.reach, self._scratch)
         if spans is None:
             for picture, target in zip(self.picture, targets, strict=True):
                 target[:] = picture
             return
+        first, left, right = spans
+        sx, sy = self.scale
         masks = []
-        chroma = halved(spans, alpha.shape[1] // 2, self.reach)
-        for mask, plane_spans in zip(self.masks, (spans, chroma), strict=True):
+        for mask, plane_spans, scale in zip(self.masks, (spans, (first, left // 2, right // 2)),
+                                            ((sx, 2 * sy), self.scale), strict=True):
             mask.fill(255)
-            cv2.fillPoly(mask, [person_polygon(plane_spans, self.scale)], 0)
+            cv2.fillPoly(mask, [person_polygon(plane_spans, scale)], 0)
             masks.append(mask)
         for picture, mask, target in zip(self.picture, (masks[0], masks[1], masks[1]), targets, strict=True):
             cv2.copyTo(picture, mask, target)
