@@ -22,6 +22,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from streaming.backdrop import Backdrop
 from streaming.keying import MODES, Background, KeyedPicture, PlateSwap, Still, i420_planes, read_image
 
 Fit = Literal["fit", "fill"]
@@ -110,6 +111,8 @@ class Canvas:
         self._base = to_i420(rgb)  # copied for every frame: sinks keep the pictures they were handed
         self._layouts: dict[tuple[int, int], _Layout] = {}
         self._swaps: dict[tuple[int, int], PlateSwap] = {}
+        self._backdrops: dict[tuple[int, int], Backdrop] = {}
+        self._scratch: dict[tuple[int, int], np.ndarray] = {}
 
     @property
     def size(self) -> str:
@@ -126,26 +129,35 @@ class Canvas:
             picture = to_i420(picture)
         else:
             src_h, src_w = picture.shape[0] * 2 // 3, picture.shape[1]
-        flat = self.mode is not None and self.mode.mode != "image"
-        if flat:
-            # A flat key: swapped in at the portrait's size, before the resize, where there are fewer pixels (the
-            # key is the same colour at any size, and resizing and the swap are both linear).
-            alpha = self._alpha_for(alpha, src_w, src_h)
-            picture = picture.copy()
-            self._swap(None, src_w, src_h)(list(i420_planes(picture, src_w, src_h)), alpha)
-        if (self.mode is None or flat) and (src_w, src_h) == (self.width, self.height):
-            return picture if self.mode is None or self.mode.mode != "alpha" else KeyedPicture.wrap(picture, alpha)
         lay = self._layouts.get((src_w, src_h))
         if lay is None:
             lay = self._layouts[(src_w, src_h)] = layout(src_w, src_h, self.width, self.height, self.fit)
-        covers = lay.place == (0, 0, self.width, self.height)
-        out = np.empty_like(self._base) if covers else self._base.copy()
         cx, cy, cw, ch = lay.crop
         px, py, pw, ph = lay.place
+        if self.mode is not None:
+            # The swap runs at the portrait's size, on the part the canvas shows, before the resize: there are fewer
+            # pixels there, and the resize and the swap are both linear. A key colour is the same at any size; a
+            # picture is put back at its own detail around the person after the resize (streaming/backdrop.py).
+            alpha = self._alpha_for(alpha, src_w, src_h)
+            if (src_w, src_h) == (self.width, self.height) and self.mode.mode != "image":
+                picture = picture.copy()  # handed on as it is: a picture of its own
+            else:  # read only by the resize below: a buffer kept between frames (fresh pages cost page faults)
+                scratch = self._scratch.get((src_w, src_h))
+                if scratch is None:
+                    scratch = self._scratch[(src_w, src_h)] = np.empty_like(picture)
+                np.copyto(scratch, picture)
+                picture = scratch
+            crop = [plane[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d]
+                    for plane, d in zip(i420_planes(picture, src_w, src_h), (1, 2, 2), strict=True)]
+            self._swap(lay, src_w, src_h)(crop, alpha[cy:cy + ch, cx:cx + cw])
+        if self.mode is None or self.mode.mode != "image":
+            if (src_w, src_h) == (self.width, self.height):
+                return picture if self.mode is None or self.mode.mode != "alpha" else KeyedPicture.wrap(picture, alpha)
+        covers = lay.place == (0, 0, self.width, self.height)
+        out = np.empty_like(self._base) if covers else self._base.copy()
         placed = []
         sources, targets = i420_planes(picture, src_w, src_h), i420_planes(out, self.width, self.height)
-        for i, (src, dst) in enumerate(zip(sources, targets, strict=True)):
-            d = 1 if i == 0 else 2  # chroma planes are half size
+        for d, src, dst in zip((1, 2, 2), sources, targets, strict=True):
             dst = dst[py // d:(py + ph) // d, px // d:(px + pw) // d]
             _resize_into(src[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d], dst)
             placed.append(dst)
@@ -154,20 +166,18 @@ class Canvas:
         if self.mode.mode == "alpha":  # the canvas-size alpha is made where it is read (the file sink's thread)
             assert alpha is not None
             return KeyedPicture.wrap(out, functools.partial(self._placed_alpha, alpha, lay))
-        # A picture is swapped in at the canvas' size: it keeps its own detail.
-        self._swap(lay, src_w, src_h)(placed, self._placed_alpha(self._alpha_for(alpha, src_w, src_h), lay, full=False))
+        backdrop = self._backdrops.get((src_w, src_h))
+        if backdrop is not None:
+            assert alpha is not None
+            backdrop(alpha[cy:cy + ch, cx:cx + cw], placed)
         return out
 
-    def _placed_alpha(self, alpha: np.ndarray, lay: _Layout, full: bool = True) -> np.ndarray:
-        """The source's alpha over the portrait's rectangle of the canvas (full: on the whole canvas, 0 around)."""
+    def _placed_alpha(self, alpha: np.ndarray, lay: _Layout) -> np.ndarray:
+        """The source's alpha on the whole canvas (0 around the portrait's rectangle)."""
         cx, cy, cw, ch = lay.crop
         px, py, pw, ph = lay.place
-        placed = np.empty((ph, pw), np.uint8)
-        _resize_into(alpha[cy:cy + ch, cx:cx + cw], placed)
-        if not full:
-            return placed
         out = np.zeros((self.height, self.width), np.uint8)
-        out[py:py + ph, px:px + pw] = placed
+        _resize_into(alpha[cy:cy + ch, cx:cx + cw], out[py:py + ph, px:px + pw])
         return out
 
     def _alpha_for(self, alpha: np.ndarray | None, src_w: int, src_h: int) -> np.ndarray:
@@ -178,33 +188,32 @@ class Canvas:
             return self.still.alpha
         return np.full((src_h, src_w), 255, np.uint8)  # a picture of another size: shown whole
 
-    def _swap(self, lay: _Layout | None, src_w: int, src_h: int) -> PlateSwap:
-        """The plate and the background under it, made once per source size: at the source's size (lay None: a
-        flat key), or over the portrait's rectangle of the canvas (lay: a picture)."""
+    def _swap(self, lay: _Layout, src_w: int, src_h: int) -> PlateSwap:
+        """The plate under the source crop and the background to put there, made once per source size: a key's
+        values, or the picture over the portrait's rectangle of the canvas shrunk to the crop (with its Backdrop)."""
         swap = self._swaps.get((src_w, src_h))
-        if swap is None:
-            assert self.still is not None
-            plate = self.still.plate
-            if plate.shape[:2] != (src_h, src_w):
-                plate = cv2.resize(plate, (src_w, src_h), interpolation=cv2.INTER_AREA)
-            plate_i420 = to_i420(plate)
-            if lay is None:
-                key = to_i420(np.full((2, 2, 3), self.mode.key if self.mode else (0, 0, 0), np.uint8))
-                planes = list(i420_planes(plate_i420, src_w, src_h))
-                base = [np.full_like(plane, key.reshape(-1)[k]) for k, plane in zip((0, 4, 5), planes, strict=True)]
-                swap = self._swaps[(src_w, src_h)] = PlateSwap(base, [np.ascontiguousarray(p) for p in planes])
-                return swap
-            cx, cy, cw, ch = lay.crop
-            px, py, pw, ph = lay.place
-            plate_placed, base_placed = [], []
-            for i, (src, base_plane) in enumerate(zip(i420_planes(plate_i420, src_w, src_h),
-                                                      i420_planes(self._base, self.width, self.height), strict=True)):
-                d = 1 if i == 0 else 2
-                dst = np.empty(((py + ph) // d - py // d, (px + pw) // d - px // d), np.uint8)
-                _resize_into(src[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d], dst)
-                plate_placed.append(dst)
-                base_placed.append(np.ascontiguousarray(base_plane[py // d:(py + ph) // d, px // d:(px + pw) // d]))
-            swap = self._swaps[(src_w, src_h)] = PlateSwap(base_placed, plate_placed)
+        if swap is not None:
+            return swap
+        assert self.still is not None and self.mode is not None
+        plate = self.still.plate
+        if plate.shape[:2] != (src_h, src_w):
+            plate = cv2.resize(plate, (src_w, src_h), interpolation=cv2.INTER_AREA)
+        cx, cy, cw, ch = lay.crop
+        px, py, pw, ph = lay.place
+        plate_crop = [np.ascontiguousarray(p[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d])
+                      for p, d in zip(i420_planes(to_i420(plate), src_w, src_h), (1, 2, 2), strict=True)]
+        if self.mode.mode != "image":
+            key = to_i420(np.full((2, 2, 3), self.mode.key, np.uint8)).reshape(-1)
+            swap = self._swaps[(src_w, src_h)] = PlateSwap((int(key[0]), int(key[4]), int(key[5])), plate_crop)
+            return swap
+        picture = [base[py // d:(py + ph) // d, px // d:(px + pw) // d]
+                   for base, d in zip(i420_planes(self._base, self.width, self.height), (1, 2, 2), strict=True)]
+        shrunk = [np.empty_like(small) for small in plate_crop]
+        for p, small in zip(picture, shrunk, strict=True):
+            _resize_into(p, small)
+        if (cw, ch) != (pw, ph):
+            self._backdrops[(src_w, src_h)] = Backdrop(picture, (cw, ch))
+        swap = self._swaps[(src_w, src_h)] = PlateSwap(shrunk, plate_crop)
         return swap
 
 
@@ -216,7 +225,7 @@ def _resize_into(part: np.ndarray, dst: np.ndarray) -> None:
     size = dst.shape[::-1]
     # Shrinking: INTER_AREA averages (no aliasing); growing: bilinear is the cheap, smooth choice.
     shrink = size[0] < part.shape[1]
-    dst[:] = cv2.resize(part, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    cv2.resize(part, size, dst=dst, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def _load_background(background: Path | str | np.ndarray) -> np.ndarray:

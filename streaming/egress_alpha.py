@@ -20,7 +20,7 @@ import av
 import numpy as np
 
 from engine.types import FPS, SAMPLE_RATE_HZ
-from streaming.keying import KEY_GREEN, alpha_from_key, alpha_of, straight_rgba
+from streaming.keying import KEY_GREEN, alpha_from_key, alpha_of, straight_yuva
 from streaming.sinks import PacedAudio, PacedFrame, Sink
 
 # (container, video codec, its pixel format, options, audio codec, its sample format)
@@ -100,13 +100,13 @@ class AlphaFileSink(Sink):
         assert self._video is not None and self._container is not None and self._first_frame is not None
         if picture.ndim == 3:  # an RGB picture (no canvas): opaque
             rgba = np.dstack([picture, np.full(picture.shape[:2], 255, np.uint8)])
+            out = av.VideoFrame.from_ndarray(rgba, format="rgba")
         else:
             alpha = alpha_of(picture)
             if alpha is None or alpha.shape != (height, width):  # lost on the way: keyed out of the colour instead
                 self.keyed_from_colour += 1
                 alpha = alpha_from_key(np.asarray(picture), self.key)
-            rgba = straight_rgba(np.asarray(picture), alpha, self.key)
-        out = av.VideoFrame.from_ndarray(rgba, format="rgba")
+            out = yuva_frame(straight_yuva(np.asarray(picture), alpha, self.key))
         out.pts = frame.frame_index - self._first_frame  # in the stream's 1/FPS time base
         for packet in self._video.encode(out):
             self._container.mux(packet)
@@ -140,6 +140,17 @@ class AlphaFileSink(Sink):
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._finish)
+
+
+def yuva_frame(planes: list[np.ndarray]) -> av.VideoFrame:
+    """A yuva420p VideoFrame of Y, U, V, A planes, copied into its own (row-padded) buffers: no conversion, which
+    from RGBA cost swscale about as much as the VP9 encode itself at 720x1280."""
+    height, width = planes[0].shape
+    frame = av.VideoFrame(width, height, "yuva420p")
+    for plane, data in zip(frame.planes, planes, strict=True):
+        rows = np.frombuffer(plane, np.uint8).reshape(data.shape[0], plane.line_size)
+        rows[:, :data.shape[1]] = data
+    return frame
 
 
 def alpha_file_sink(path: str | Path, canvas: object) -> AlphaFileSink | None:

@@ -19,6 +19,7 @@ I420 planes the encoders take, after the canvas' resize: a few byte operations p
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -103,7 +104,7 @@ def read_image(path: Path | str) -> np.ndarray:
 @dataclass(frozen=True)
 class Still:
     """What keying needs of a portrait: its still picture, the person's alpha on it, and the background plate
-    the renderer composites the person over (both from prepare: engine.generator.matte)."""
+    under it (engine.generator.person_alpha.keying_layer: the renderer's, refined for keying at prepare)."""
 
     rgb: np.ndarray  # (H, W, 3) uint8
     alpha: np.ndarray  # (H, W) uint8
@@ -111,10 +112,10 @@ class Still:
 
     @classmethod
     def of(cls, avatar: object) -> Still:
-        from engine.generator.person_alpha import layer_of, still_alpha
+        from engine.generator.person_alpha import keying_layer
 
-        _, plate = layer_of(avatar)  # type: ignore[arg-type]
-        return cls(avatar.rgb, still_alpha(avatar), plate)  # type: ignore[attr-defined,arg-type]
+        alpha, plate = keying_layer(avatar)  # type: ignore[arg-type]
+        return cls(avatar.rgb, alpha, plate)  # type: ignore[attr-defined]
 
 
 class KeyedPicture(np.ndarray):
@@ -156,51 +157,89 @@ def i420_planes(i420: np.ndarray, width: int, height: int) -> tuple[np.ndarray, 
 
 
 class PlateSwap:
-    """out = frame + (1 - alpha) x (background - plate), on one rectangle of I420 planes.
+    """out = frame - (1 - alpha) x plate + (1 - alpha) x background, on one rectangle of I420 planes, in place.
 
-    background - plate is fixed for a portrait and a canvas: kept as its positive and negative parts (bytes), so a
-    frame costs, per plane, one inversion of the alpha, two scaled multiplies and a saturating add and subtract,
-    all SIMD byte loops in OpenCV. Where alpha is 0 the result is the background exactly; where it is 255,
-    the frame untouched."""
+    The frame is the person over the plate (frame = person + (1 - alpha) x plate): the plate's share comes out and the
+    background's goes in. Per plane a frame costs one scaled byte multiply and a saturating subtract for the plate,
+    and for a flat background (a key colour) one fused multiply-add (cv2.addWeighted), for a picture a second
+    multiply and add: SIMD byte loops in OpenCV that release the GIL, no float frame in between. Where alpha is 0
+    the result is the background (to a level); where it is 255, the frame untouched."""
 
-    def __init__(self, background_i420: list[np.ndarray], plate_i420: list[np.ndarray]) -> None:
-        self.more, self.less = [], []
-        for b, p in zip(background_i420, plate_i420, strict=True):
-            self.more.append(cv2.subtract(b, p))  # saturating: max(b - p, 0)
-            self.less.append(cv2.subtract(p, b))
-        self._tmp = [np.empty_like(m) for m in self.more]
+    def __init__(self, background: list[np.ndarray] | tuple[int, int, int], plate_i420: list[np.ndarray]) -> None:
+        """background: the background's Y, U, V planes over the rectangle, or a flat one's Y, U, V values."""
+        self.plate = plate_i420
+        self.background = background
+        self._tmp = [np.empty_like(p) for p in plate_i420]
+        self._inv = np.empty_like(plate_i420[0]), np.empty_like(plate_i420[1])
 
     def __call__(self, planes: list[np.ndarray], alpha_y: np.ndarray) -> None:
         """planes: the frame's Y, U, V over the rectangle, changed in place; alpha_y: its alpha at Y's size."""
         h, w = alpha_y.shape
-        alpha_c = cv2.resize(alpha_y, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-        inv_y, inv_c = cv2.bitwise_not(alpha_y), cv2.bitwise_not(alpha_c)
-        for plane, more, less, tmp, inv in zip(planes, self.more, self.less, self._tmp, (inv_y, inv_c, inv_c),
-                                               strict=True):
-            cv2.multiply(inv, more, dst=tmp, scale=1.0 / 255.0)
-            cv2.add(plane, tmp, dst=plane)
-            cv2.multiply(inv, less, dst=tmp, scale=1.0 / 255.0)
+        # Kept between frames: a fresh frame-sized temporary is fresh pages to fault in, which costs more than the sum.
+        inv_y, inv_c = self._inv
+        cv2.resize(alpha_y, (w // 2, h // 2), dst=inv_c, interpolation=cv2.INTER_AREA)
+        cv2.bitwise_not(alpha_y, dst=inv_y)
+        cv2.bitwise_not(inv_c, dst=inv_c)
+        for k, (plane, plate, tmp) in enumerate(zip(planes, self.plate, self._tmp, strict=True)):
+            inv = inv_y if k == 0 else inv_c
+            cv2.multiply(inv, plate, dst=tmp, scale=1.0 / 255.0)
             cv2.subtract(plane, tmp, dst=plane)
+            if isinstance(self.background, tuple):
+                cv2.addWeighted(plane, 1.0, inv, self.background[k] / 255.0, 0.0, dst=plane)
+            else:
+                cv2.multiply(inv, self.background[k], dst=tmp, scale=1.0 / 255.0)
+                cv2.add(plane, tmp, dst=plane)
+
+
+def straight_yuva(i420: np.ndarray, alpha: np.ndarray, key: tuple[int, int, int]) -> list[np.ndarray]:
+    """[Y, U, V, A] planes (yuva420p) with straight (not premultiplied) colour, from a picture keyed on `key` and
+    its alpha, as alpha video formats want it: the person's colour un-mixed from the key, (picture - (1 - a) key)
+    / a, on the soft edge, per plane (the canvas mixed them so: linear in Y, U and V, the chroma with its 2x2 block's
+    alpha); black where alpha is 0 (neutral chroma where 4:2:0 mixes it into the edge, as the key's would not be).
+    Where alpha is 0 and the picture is not the key (a label drawn over the background), the pixel is made opaque:
+    what was drawn over the picture stays visible in the file (but for 2 px beside the person, where 4:2:0 chroma
+    mixes the person in). No RGB on the way: the encoder takes these planes as they are."""
+    h, w = alpha.shape
+    planes = i420_planes(i420, w, h)
+    k = cv2.cvtColor(np.full((2, 2, 3), key, np.uint8), cv2.COLOR_RGB2YUV_I420).reshape(-1)[[0, 4, 5]]
+    alpha_c = cv2.resize(alpha, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    near_c = cv2.inRange(cv2.merge(planes[1:]), (max(0, int(k[1]) - 16), max(0, int(k[2]) - 16)),
+                         (min(255, int(k[1]) + 16), min(255, int(k[2]) + 16)))
+    near = cv2.bitwise_and(cv2.inRange(planes[0], max(0, int(k[0]) - 20), min(255, int(k[0]) + 20)),
+                           cv2.resize(near_c, (w, h), interpolation=cv2.INTER_NEAREST))
+    empty = cv2.compare(alpha, 0, cv2.CMP_EQ)
+    beside = cv2.dilate(cv2.bitwise_not(empty), np.ones((5, 5), np.uint8))
+    drawn = cv2.bitwise_and(cv2.bitwise_and(empty, cv2.bitwise_not(near)), cv2.bitwise_not(beside))
+    drawn_c = cv2.resize(drawn, (w // 2, h // 2), interpolation=cv2.INTER_NEAREST)
+    out = []
+    for plane, a, kv, mark, blank in zip(planes, (alpha, alpha_c, alpha_c), k, (drawn, drawn_c, drawn_c),
+                                         (0, 128, 128), strict=True):
+        straight = np.full_like(plane, blank)
+        cv2.copyTo(plane, cv2.bitwise_or(cv2.compare(a, 255, cv2.CMP_EQ), mark), straight)
+        # The soft edge, a few percent of the picture, through a table of (alpha, value) for this key.
+        edge = np.flatnonzero(cv2.inRange(a, 1, 254))
+        if edge.size:
+            values = np.ascontiguousarray(plane).reshape(-1)[edge]
+            straight.reshape(-1)[edge] = _unmix_table(int(kv))[a.reshape(-1)[edge], values]
+        out.append(straight)
+    out.append(cv2.bitwise_or(alpha, drawn))
+    return out
+
+
+@functools.cache
+def _unmix_table(key: int) -> np.ndarray:
+    """(256, 256) uint8: (255 x value - (255 - alpha) x key) / alpha, clipped, by [alpha, value]."""
+    a = np.arange(256, dtype=np.float32)[:, None]
+    v = np.arange(256, dtype=np.float32)[None]
+    return np.clip((255.0 * v - (255.0 - a) * key) / np.maximum(a, 1.0) + 0.5, 0.0, 255.0).astype(np.uint8)
 
 
 def straight_rgba(i420: np.ndarray, alpha: np.ndarray, key: tuple[int, int, int]) -> np.ndarray:
-    """(H, W, 4) RGBA with straight (not premultiplied) colour, from a picture keyed on `key` and its alpha, as alpha
-    video formats want it: the person's colour un-mixed from the key, (picture - (1 - a) key) / a, on the soft edge;
-    black where alpha is 0 (neutral where 4:2:0 chroma mixes it into the edge, as the key's green would not be).
-    Where alpha is 0 and the picture is not the key (a label drawn over the background), the pixel is made
-    opaque: what was drawn over the picture stays visible in the file. Byte operations but for the soft edge."""
-    rgb = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
-    near = cv2.inRange(rgb, tuple(max(0, c - 24) for c in key), tuple(min(255, c + 24) for c in key))
-    empty = cv2.compare(alpha, 0, cv2.CMP_EQ)
-    drawn = cv2.bitwise_and(empty, cv2.bitwise_not(near))
-    colour = cv2.bitwise_and(rgb, rgb, mask=cv2.bitwise_not(cv2.bitwise_and(empty, near)))
-    edge = cv2.findNonZero(cv2.inRange(alpha, 1, 254))
-    if edge is not None:
-        xs, ys = edge[:, 0, 0], edge[:, 0, 1]
-        a = alpha[ys, xs].astype(np.float32)[:, None] / 255.0
-        mixed = (rgb[ys, xs].astype(np.float32) - (1.0 - a) * np.asarray(key, np.float32)) / a
-        colour[ys, xs] = np.clip(mixed + 0.5, 0.0, 255.0).astype(np.uint8)
-    return cv2.merge([*cv2.split(colour), cv2.bitwise_or(alpha, drawn)])
+    """straight_yuva as (H, W, 4) RGBA: what the alpha file holds, for a look at it."""
+    y, u, v, a = straight_yuva(i420, alpha, key)
+    rgb = cv2.cvtColor(np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(-1, y.shape[1]),
+                       cv2.COLOR_YUV2RGB_I420)
+    return cv2.merge([*cv2.split(rgb), a])
 
 
 def alpha_from_key(i420: np.ndarray, key: tuple[int, int, int]) -> np.ndarray:

@@ -269,7 +269,8 @@ class WarpGenerator:
         """(n, H, W) uint8 of the still portrait's person alpha; _frames writes the moving box of each."""
         if self._still_alpha is None:
             self._still_alpha = still_alpha(self.avatar)
-            self._layer_alpha = np.ascontiguousarray(self.renderer.layer_u8[..., 3])
+            x0, y0, x1, y1 = self.renderer.roi  # keying's alpha of the layer (person_alpha.keying_layer)
+            self._layer_alpha = np.ascontiguousarray(self._still_alpha[y0:y1, x0:x1])
         return np.repeat(self._still_alpha[None], n, axis=0)
 
     def _frames(self, controls: np.ndarray, alphas: np.ndarray | None = None) -> np.ndarray:

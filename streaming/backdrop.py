@@ -1,0 +1,120 @@
+"""A background picture at the canvas' own detail around a person composited at the portrait's size.
+
+Image mode (streaming/keying.py) swaps the plate for the picture where the portrait has its pixels, before the
+resize to the canvas (a few times fewer pixels than after it), so the picture there is the canvas' picture shrunk
+to the portrait's size and grown back: soft. Outside the person it is put back sharp: most of the frame is
+background, and only there does its detail show; in the few pixels the person's soft edge shares with it, a softer
+background reads as a lens' depth of field.
+
+Outside the person is found per pair of source rows (a chroma row's two), from the leftmost to the rightmost pixel
+with any alpha (one span per pair: a gap between an arm and the body counts as person), widened by the resize's
+reach and by the pairs above and below, and drawn on the canvas as one polygon per plane size (cv2.fillPoly: a
+memset per row). Then one masked copy per plane. No per-pixel arithmetic at the canvas' size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+Spans = tuple[int, np.ndarray, np.ndarray]  # the first row, and each row's first and last column, from there on
+
+
+def person_spans(alpha: np.ndarray, reach: int = 1,
+                 scratch: tuple[np.ndarray, np.ndarray] | None = None) -> Spans | None:
+    """Per row, from `reach` rows above the person's first to `reach` below its last, the first and last column with
+    alpha > 0 in it or in the `reach` rows above and below (the resize reads those too); None when alpha is all 0.
+    scratch: two arrays of alpha's shape and type to work in (kept between frames: fresh ones cost page faults)."""
+    h, w = alpha.shape
+    hit, flipped = scratch if scratch is not None else (np.empty_like(alpha), np.empty_like(alpha))
+    cv2.compare(alpha, 0, cv2.CMP_GT, dst=hit)
+    left = hit.view(bool).argmax(axis=1)  # argmax stops at the first True: a few microseconds a frame
+    right = w - 1 - cv2.flip(hit, 1, dst=flipped).view(bool).argmax(axis=1)
+    seen = hit[np.arange(h), left] > 0
+    if not seen.any():
+        return None
+    return _widened(np.where(seen, left, w), np.where(seen, right, -1), w, reach)
+
+
+def _widened(left: np.ndarray, right: np.ndarray, w: int, reach: int) -> Spans:
+    """Spans (left > right: none) widened by the `reach` rows above and below, from `reach` rows above the first with
+    a span to `reach` below the last."""
+    lo, hi = left.copy(), right.copy()
+    for k in range(1, reach + 1):
+        np.minimum(lo[k:], left[:-k], out=lo[k:])
+        np.minimum(lo[:-k], left[k:], out=lo[:-k])
+        np.maximum(hi[k:], right[:-k], out=hi[k:])
+        np.maximum(hi[:-k], right[k:], out=hi[:-k])
+    rows = np.flatnonzero(hi >= lo)
+    first, last = int(rows[0]), int(rows[-1])
+    lo, hi = lo[first:last + 1], hi[first:last + 1]
+    empty = hi < lo  # a row with nothing between two with the person: a sliver keeps the polygon in one piece
+    lo[empty] = hi[empty] = w // 2
+    return first, lo, hi
+
+
+def person_polygon(spans: Spans, scale: tuple[float, float]) -> np.ndarray:
+    """The pixels of a plane, the source plane grown by `scale`, that the person's source pixels reach
+    through a linear resize (or an area one shrinking), as one y-monotone polygon (N, 2) int32 through the rows'
+    centres."""
+    first, left, right = spans
+    sx, sy = scale
+    # Growing, a canvas pixel reads the two source pixels about its centre: source column c reaches the canvas from
+    # (c - 0.5) x sx - 0.5 to (c + 1.5) x sx - 0.5; shrinking, it is averaged into those from c x sx - 1 to
+    # (c + 1) x sx. The rows between two vertices are the rows' centres'; the first and last reach the canvas' edge.
+    last = first + left.size - 1
+    n = left.size
+    poly = np.empty((2 * n, 2), np.int32)  # truncating to int is flooring here: below 0 is off the plane anyway
+    poly[:n, 0] = left * sx + min(-0.5 * sx - 0.5, -1.0)
+    poly[n:, 0] = np.ceil(right[::-1] * sx + max(1.5 * sx - 0.5, sx))
+    y = np.arange(first, last + 1) * sy + (0.5 * sy - 0.5)
+    y[0] = math.floor(min((first - 0.5) * sy - 0.5, first * sy - 1))
+    y[-1] = math.ceil(max((last + 1.5) * sy - 0.5, (last + 1) * sy))
+    poly[:n, 1] = y
+    poly[n:, 1] = y[::-1]
+    return poly
+
+
+class Backdrop:
+    """backdrop(alpha, targets): the picture's own planes copied into targets (the portrait's rectangle of the canvas,
+    Y, U, V) wherever the person's alpha (at the source crop's size) cannot reach through the resize."""
+
+    def __init__(self, picture: list[np.ndarray], src_size: tuple[int, int]) -> None:
+        """picture: the background's Y, U, V over the rectangle; src_size: the source crop's (w, h)."""
+        self.picture = [np.ascontiguousarray(p) for p in picture]
+        self.masks = [np.empty_like(p) for p in self.picture[:2]]  # Y's, and U's and V's
+        self.src_w, self.src_h = src_size
+        h, w = self.picture[0].shape
+        self.scale = (w / self.src_w, h / self.src_h)
+        # Spans are found per pair of source rows (a chroma row's two): half the rows to scan and to draw. Pairs (chroma
+        # rows) a canvas chroma row reads: two growing, 1 / scale and the neighbours' shrinking (Y rows need fewer).
+        self.reach = 1 if self.scale[1] >= 1 else math.ceil(1 / self.scale[1]) + 1
+        self._pairs = np.empty((0, 0), np.uint8)
+        self._scratch = np.empty((0, 0), np.uint8), np.empty((0, 0), np.uint8)
+
+    def __call__(self, alpha: np.ndarray, targets: list[np.ndarray]) -> None:
+        h, w = alpha.shape
+        if self._pairs.shape != ((h + 1) // 2, w):
+            self._pairs = np.empty(((h + 1) // 2, w), np.uint8)
+            self._scratch = np.empty_like(self._pairs), np.empty_like(self._pairs)
+        pairs = self._pairs
+        cv2.max(alpha[0:h - 1:2], alpha[1::2], dst=pairs[:h // 2])
+        if h % 2:
+            pairs[-1] = alpha[-1]
+        spans = person_spans(pairs, self.reach, self._scratch)
+        if spans is None:
+            for picture, target in zip(self.picture, targets, strict=True):
+                target[:] = picture
+            return
+        first, left, right = spans
+        sx, sy = self.scale
+        masks = []
+        for mask, plane_spans, scale in zip(self.masks, (spans, (first, left // 2, right // 2)),
+                                            ((sx, 2 * sy), self.scale), strict=True):
+            mask.fill(255)
+            cv2.fillPoly(mask, [person_polygon(plane_spans, scale)], 0)
+            masks.append(mask)
+        for picture, mask, target in zip(self.picture, (masks[0], masks[1], masks[1]), targets, strict=True):
+            cv2.copyTo(picture, mask, target)
