@@ -234,10 +234,13 @@ class DisclosureLabel:
         alpha_c = cv2.resize(alpha, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
         return _Patch(x, y, alpha, rgb, alpha_c, (y_plane * alpha, u * alpha_c, v * alpha_c), ink)
 
-    def __call__(self, picture: np.ndarray, frame_index: int) -> np.ndarray:
+    def __call__(self, picture: np.ndarray, frame_index: int, *, in_place: bool = False) -> np.ndarray:
+        """The picture with the label drawn in: into a copy, since sinks keep what they were handed and a window's
+        frame may condition the next one, unless the caller says the picture is its own (`in_place`: the canvas
+        just made it), which saves copying a whole frame (~0.05-0.1 ms at 720x1280)."""
         if not self.visible(frame_index):
             return picture
-        out = picture.copy()  # sinks keep what they were handed, and a window's frame may condition the next one
+        out = picture if in_place else picture.copy()
         if picture.ndim == 3:
             height, width = picture.shape[:2]
             p = self.patch(width, height)

@@ -114,9 +114,13 @@ class Pacer:
                        for k, picture in self._video.items()}
 
     def _framed(self, picture: np.ndarray, alpha: np.ndarray | None = None, *, k: int) -> np.ndarray:
+        framed = picture
         if self._canvas is not None:
-            picture = self._canvas(picture) if alpha is None else self._canvas(picture, alpha)
-        return picture if self._label is None else self._label(picture, k)
+            framed = self._canvas(picture) if alpha is None else self._canvas(picture, alpha)
+        if self._label is None:
+            return framed
+        # A picture the canvas made is the pacer's own: the label may draw into it rather than into a copy.
+        return self._label(framed, k, in_place=not np.may_share_memory(framed, picture))
 
     def _hear(self, window: RenderedWindow, i: int) -> None:
         if self._label is not None and not self._label.always:  # eu: speech after a pause shows the icon again
