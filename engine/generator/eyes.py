@@ -40,6 +40,7 @@ MIN_REACH_H, MIN_REACH_PX, MAX_REACH_BROW = 0.35, 1.5, 0.6
 # The brows' lower contours (mediapipe mesh), eyes in rig.EYES order; the lid's skin stops this share of
 # the way from the lid to them.
 BROW_LOWER, BROW_GAP = ((46, 53, 52, 65, 55), (285, 295, 282, 283, 276)), 0.5
+LIFT_TO_BELOW = 0.35  # at most this share of the way from the skin above the eye to the brighter skin below
 LID_TONE = 1.0  # the closed lid's skin against the brighter skin above it (1.06 read as a pale patch, 0.94 as a bruise)
 FOLD_DROP = 24.0  # luma levels below the skin's brightest past the lashes: the lid's fold, a rim, the brow
 TRANSLATED, STRETCH_SLOPE = 0.55, 3.0  # of the lid's skin above the margin: the share that translates whole
@@ -349,23 +350,33 @@ def shaded(blink: float) -> bool:
 def lid_colour(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> tuple[float, float, float]:
     """The closed lid's skin colour (RGB 0..1): the skin between the upper lid and the brow, over the eye's
     middle, leaving out what is darker (lashes, the fold's shadow, a rim, the brow) or brighter (a glint,
-    a lens's reflection) than most of it; a little darker than that skin, as a closed lid sits in the orbit."""
+    a lens's reflection) than most of it. Where the skin under the eye is lit brighter (a deep socket under
+    a brow's shadow, a face turned from the light), a part of the way toward it: a closed lid bulges out of
+    the socket over the eyeball, into the light (a lid as dark as the shadowed brow skin reads as a smudge)."""
     us = np.linspace(-0.7, 0.7, 15)
     top = lid_curve(eye, us, eye.upper)
     span = max(float(np.median(top)) - eye.y_brow, 2.0)
-    rows = np.linspace(0.15, 1.0, 18) * span
-    fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[None], top[None] - rows[:, None])
-    ix, iy = frame.to_image(fx, fy)
-    px = cv2.remap(rgb, ix.astype(np.float32), iy.astype(np.float32), cv2.INTER_LINEAR,
-                   borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3).astype(np.float64)
+    xs = (eye.cx + us * eye.half_w)[None]
+    above = _skin_tone(_sample(rgb, frame, *np.broadcast_arrays(xs, top - np.linspace(0.15, 1.0, 18)[:, None] * span)))
+    bottom = lid_curve(eye, us, eye.lower)
+    below = _skin_tone(_sample(rgb, frame, *np.broadcast_arrays(
+        xs, bottom + np.linspace(0.25, 0.6, 10)[:, None] * eye.half_w)))
+    luma = np.array([0.299, 0.587, 0.114])
+    la, lb = float(above @ luma), float(below @ luma)
+    w = LIFT_TO_BELOW * float(np.clip((lb - la) / max(0.25 * lb, 1.0), 0.0, 1.0))
+    return tuple(float(v) for v in np.clip(((1.0 - w) * above + w * below) * LID_TONE / 255.0, 0.0, 1.0))  # type: ignore
+
+
+def _skin_tone(px: np.ndarray) -> np.ndarray:
+    """The colour (RGB 0..255) of the skin in samples px (..., 3): its lightness from the brighter skin (a
+    fold's shadow, lashes, a brow or a rim pull a median down; a glint is left out), its hue from all of its
+    middle tones (the brightest skin is the least saturated: the light's own colour)."""
+    px = px.reshape(-1, 3)
     luma = px @ np.array([0.299, 0.587, 0.114])
-    # Its lightness from the brighter skin (the fold's shadow and the brow pull a median down), its hue from
-    # all of the skin's middle tones (the brightest skin is the least saturated: the light's own colour).
     lo, mid, hi = np.percentile(luma, (40, 60, 93))
     light = float(np.median(luma[(luma >= mid) & (luma <= hi)]))
     tones = (luma >= lo) & (luma <= hi)
-    hue = np.median(px[tones] / np.maximum(luma[tones, None], 1.0), axis=0)
-    return tuple(float(v) for v in np.clip(hue * light * LID_TONE / 255.0, 0.0, 1.0))  # type: ignore
+    return np.median(px[tones] / np.maximum(luma[tones, None], 1.0), axis=0) * light
 
 
 def lid_look(rgb: np.ndarray, eye: Eye, frame: FaceFrame, outer: float, skin: tuple[float, float, float]) -> LidLook:
