@@ -250,6 +250,9 @@ LASH_W, LASH_THIN, LASH_PEAK, LASH_SPREAD, LASH_MIN_PX, LASH_OPACITY = 0.045, 0.
 FRINGE, STRAND_PX, STRAND_DEPTH = 0.55, 0.035, 0.6
 LIGHT_MIN, LIGHT_MAX, CORNER_DARK = 0.8, 1.15, 0.14
 LASH_OF_SKIN = 0.45  # the lash line at most this light against the lid's skin
+# A glasses' rim (`rim_layer`): chroma below this (0..255), lightness within these shares of the skin's, at
+# least this many eye half-widths long; sampled every RIM_STEP pixels.
+RIM_CHROMA, RIM_LUMA, RIM_SPAN, RIM_STEP = 25.0, (0.3, 0.85), 0.8, 0.5
 FOLD_BACK, FOLD_MIN = 12.0, 0.45  # luma levels / share of the brightest skin above the eye: see fold_above
 CHANNELS = 19  # of the lid paint (see _lids)
 
@@ -265,9 +268,23 @@ class LidLook:
     outer: float = 1.0
     fold_px: float = 0.0  # how far above the lid's skin band its crease's shadow reaches (`fold_above`)
     roll: float = 0.0  # the face frame's (rig.FaceFrame.roll): the paint is drawn in the picture's axes
+    rim: RimLayer | None = None  # a glasses' rim lying across the lid's moving skin (`rim_layer`)
 
 
-def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int) -> None:
+@dataclasses.dataclass(frozen=True, eq=False)
+class RimLayer:
+    """A glasses' rim in front of the lid, kept as the photo shows it: premultiplied RGB and alpha (1, 4, H, W,
+    0..1) over the eye's lid coordinates, u from u0 to u1 (eye half-widths across) by s from s0 to s1 (pixels
+    below the lid's skin band's top, as `_lids` measures them)."""
+
+    rgba: torch.Tensor
+    u0: float
+    u1: float
+    s0: float
+    s1: float
+
+
+def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLayer | None = None) -> None:
     """The closed lid over region (N, 3, H, W, 0..1, in place) from its paint fields at pixel resolution
     (N, CHANNELS, H, W; `_lids`): the skin, shaded as a lid over a round eye, over the warped lid (keeping its
     rows' fine detail), the crease's shadow above it, and the lash line along its edge."""
@@ -302,6 +319,12 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int) -> None:
     fringe = (smoothstep(-0.5, 0.5, a) * (1.0 - smoothstep(0.0, fringe_len + 0.5, a)) * FRINGE * strands)
     alpha = (torch.maximum(base, fringe) * lash_a * smoothstep(0.05, 0.4, b) * fade)[:, None]
     region.mul_(1.0 - alpha).add_(alpha * lash_rgb)
+    if rim is not None:  # the rim is in front of the lid: over all of it, where the head has moved it
+        grid = torch.stack([(u - rim.u0) * (2.0 / (rim.u1 - rim.u0)) - 1.0,
+                            (s - rim.s0) * (2.0 / (rim.s1 - rim.s0)) - 1.0], dim=-1)
+        layer = F.grid_sample(rim.rgba.expand(len(grid), -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=True)
+        region.mul_(1.0 - layer[:, 3:4]).add_(layer[:, :3])
 
 
 def skin_grain(region: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
@@ -319,17 +342,19 @@ def skin_grain(region: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torc
     return grain ** GRAIN
 
 
-def paint_roi(roi: torch.Tensor, lid: torch.Tensor, stride: int, box: tuple[int, int, int, int]) -> None:
+def paint_roi(roi: torch.Tensor, lid: torch.Tensor, stride: int, box: tuple[int, int, int, int],
+              look: LidLook | None = None) -> None:
     """The closed lid over roi (N, 3, H, W, 0..1, in place): lid (N, CHANNELS, lh, lw) from eye_offsets on the
     field grid over box's cells, drawn at pixel resolution (`paint_lid`)."""
     x0, y0, x1, y1 = box
     if stride > 1:
         lid = F.interpolate(lid, scale_factor=stride, mode="bilinear", align_corners=False)
     lid = lid[:, :, : y1 - y0, : x1 - x0]
-    paint_lid(roi[:, :, y0 : y0 + lid.shape[2], x0 : x0 + lid.shape[3]], lid, stride)
+    paint_lid(roi[:, :, y0 : y0 + lid.shape[2], x0 : x0 + lid.shape[3]], lid, stride, look.rim if look else None)
 
 
-def paint_u8(out: np.ndarray, lid: np.ndarray, stride: int, box: tuple[int, int, int, int]) -> None:
+def paint_u8(out: np.ndarray, lid: np.ndarray, stride: int, box: tuple[int, int, int, int],
+             look: LidLook | None = None) -> None:
     """paint_roi on one uint8 H x W x 3 picture (in place): lid (CHANNELS, lh, lw), box in out's pixels."""
     x0, y0, x1, y1 = box
     planes = np.ascontiguousarray(lid.transpose(1, 2, 0))
@@ -338,7 +363,7 @@ def paint_u8(out: np.ndarray, lid: np.ndarray, stride: int, box: tuple[int, int,
     planes = planes[: y1 - y0, : x1 - x0]
     region = out[y0 : y0 + planes.shape[0], x0 : x0 + planes.shape[1]]
     pic = torch.from_numpy(region.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-    paint_lid(pic, torch.from_numpy(planes).permute(2, 0, 1)[None], stride)
+    paint_lid(pic, torch.from_numpy(planes).permute(2, 0, 1)[None], stride, look.rim if look else None)
     region[:] = (pic[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
 
 
@@ -408,8 +433,58 @@ def lid_look(rgb: np.ndarray, eye: Eye, frame: FaceFrame, outer: float, skin: tu
     # The skin above is lit across as the lid is, but is no eyeball: its corners (a temple's highlight, the
     # nose's shadow) may not make the lid's corners brighter than its middle, nor tilt its light by much.
     c1, c2 = float(np.clip(c1, -0.2, 0.2)), min(c2, 0.0)
+    fold = fold_above(rgb, eye, frame)
     return LidLook(tuple(float(v) for v in np.clip(lash, 0.0, 1.0)), (c0, c1, c2), outer,  # type: ignore[arg-type]
-                   fold_above(rgb, eye, frame), frame.roll)
+                   fold, frame.roll, rim_layer(rgb, eye, frame, skin, fold))
+
+
+def rim_layer(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, float, float],
+              fold: float) -> RimLayer | None:
+    """A glasses' rim where it lies across what a blink moves or paints (the lid's skin, the eye), to be drawn
+    back over the lid (`paint_lid`); None where there is none. A rim there: grey (less chroma than the skin's
+    and than RIM_CHROMA), between the lashes' and the skin's lightness, in one piece at least RIM_SPAN
+    half-widths long that runs out of the eye's region (lashes, an iris, a shadow stay inside it) and reaches
+    down into what the blink changes (a rim above it stays anyway, as does a grey brow). Inside the
+    eye's opening only what is of the rim's own lightness is kept (a grey iris it touches is not)."""
+    du = RIM_STEP / max(eye.half_w, 1.0)  # a rim is a few pixels thick: sampled finer than them, to stay sharp
+    us = np.arange(-1.7, 1.7 + du / 2, du)
+    uc = np.clip(us, -1.0, 1.0)
+    top, bottom = lid_curve(eye, us, eye.upper), lid_curve(eye, us, eye.lower)
+    bottom = np.maximum(bottom, top)
+    h = bottom - top
+    r = eye.reach
+    stop = top - np.maximum(r[0] + uc * (r[1] + uc * r[2]), np.maximum(0.3 * h, 0.75) + 1.0)
+    s0 = -(fold + SKIN_ABOVE + 12.0)
+    s1 = float((bottom + 0.3 * eye.half_w - stop).max()) + 4.0
+    ss = np.arange(s0, s1 + RIM_STEP / 2, RIM_STEP)
+    fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[None], stop[None] + ss[:, None])
+    px = _sample(rgb, frame, fx, fy)
+    luma, chroma = px @ np.array([0.299, 0.587, 0.114]), px.max(axis=-1) - px.min(axis=-1)
+    skin_rgb = np.asarray(skin) * 255.0
+    skin_luma, skin_chroma = float(skin_rgb @ np.array([0.299, 0.587, 0.114])), float(np.ptp(skin_rgb))
+    grey = (chroma < min(RIM_CHROMA, 0.7 * skin_chroma)) & (luma > RIM_LUMA[0] * skin_luma) & (
+        luma < RIM_LUMA[1] * skin_luma)
+    inside = ((ss[:, None] > (top - stop)[None] - 1.0) & (ss[:, None] < (bottom - stop)[None] + 1.0)
+              & (np.abs(us) < 1.0)[None])
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(grey.astype(np.uint8), connectivity=8)
+    mask = np.zeros(grey.shape, bool)
+    for i in range(1, count):
+        x, y, w, hh, _ = stats[i]
+        if (w * du < RIM_SPAN or not (x == 0 or y == 0 or x + w == grey.shape[1])
+                or ss[y + hh - 1] < -(fold + SKIN_ABOVE + 2.0)):  # all of it above what the blink changes
+            continue
+        part = labels == i
+        outside = part & ~inside
+        if outside.sum() < 0.5 * part.sum():
+            continue
+        m = float(np.median(luma[outside]))
+        mask |= outside | (part & inside & (np.abs(luma - m) < 0.15 * m))
+    if not mask.any():
+        return None
+    alpha = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
+    rgba = np.concatenate([px.astype(np.float32) / 255.0 * alpha[..., None], alpha[..., None]], axis=-1)
+    return RimLayer(torch.from_numpy(rgba).permute(2, 0, 1)[None].contiguous(), float(us[0]), float(us[-1]),
+                    float(ss[0]), float(ss[-1]))
 
 
 def fold_above(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> float:

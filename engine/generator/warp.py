@@ -180,9 +180,9 @@ class WarpRenderer(nn.Module):
             alpha = F.interpolate(alpha, **up)[:, :, : box[3] - box[1], : box[2] - box[0]]
         composite = warp_composite_triton if self.roi_src.is_cuda and triton_available() else warp_composite
         roi = composite(self.roi_src, grid.permute(0, 2, 3, 1), overlay, alpha, box, self.plate)  # (N, 3, rh, rw)
-        for lid, eye_box in zip(lid_shade, self.lid_boxes_px, strict=True):
+        for lid, eye_box, eye in zip(lid_shade, self.lid_boxes_px, self.g.eyes, strict=True):
             if lid is not None:
-                paint_roi(roi, lid, self.stride, eye_box)
+                paint_roi(roi, lid, self.stride, eye_box, eye.look)
         frames = self.portrait.unsqueeze(0).repeat(n, 1, 1, 1)
         x0, y0, x1, y1 = self.roi
         # Round to bytes while still planar (in place), then one strided byte copy into the frames.
@@ -301,5 +301,5 @@ class WarpGenerator:
                                                     borderMode=cv2.BORDER_REPLICATE)
             for k, (gain, eye_box) in enumerate(zip(lid_shade, r.lid_boxes_px, strict=True)):
                 if gain is not None and shaded(float(blinks[i, k])):
-                    paint_u8(frames[i, y0:y1, x0:x1], gain[i].numpy(), r.stride, eye_box)
+                    paint_u8(frames[i, y0:y1, x0:x1], gain[i].numpy(), r.stride, eye_box, r.g.eyes[k].look)
         return frames
