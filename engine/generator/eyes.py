@@ -208,7 +208,8 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     tex_dx, tex_dy = math.sin(look.roll) * tex, math.cos(look.roll) * tex  # FaceFrame.vector_to_image of (0, tex)
     planes = [u, qy - edge, qy - stop, (closed - stop).expand_as(qy), blink.expand_as(qy), lash_w, lash_a, light,
               fade, torch.full_like(qy, strand_k), torch.full_like(qy, look.fold_px), tex_dx, tex_dy]
-    consts = torch.tensor([*skin, *look.lash_rgb], dtype=qy.dtype).view(1, 6, 1, 1).expand(n, 6, *qy.shape[1:])
+    consts = torch.tensor([*skin, *look.lash_rgb], dtype=qy.dtype, device=qy.device)
+    consts = consts.view(1, 6, 1, 1).expand(n, 6, *qy.shape[1:])
     lid_paint = torch.cat([torch.stack([p.expand(n, *qy.shape[1:]) for p in planes], dim=1), consts], dim=1)
     return ox_spread(ox, blink, eye, qy, qx, stop, shift_from, d, t, src_len, fade), oy, lid_paint
 
@@ -322,8 +323,8 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
     if rim is not None:  # the rim is in front of the lid: over all of it, where the head has moved it
         grid = torch.stack([(u - rim.u0) * (2.0 / (rim.u1 - rim.u0)) - 1.0,
                             (s - rim.s0) * (2.0 / (rim.s1 - rim.s0)) - 1.0], dim=-1)
-        layer = F.grid_sample(rim.rgba.expand(len(grid), -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
-                              align_corners=True)
+        layer = F.grid_sample(rim.rgba.to(region.device).expand(len(grid), -1, -1, -1), grid, mode="bilinear",
+                              padding_mode="zeros", align_corners=True)
         region.mul_(1.0 - layer[:, 3:4]).add_(layer[:, :3])
 
 
@@ -335,8 +336,8 @@ def skin_grain(region: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torc
     luma = (0.299 * region[:, 0:1] + 0.587 * region[:, 1:2] + 0.114 * region[:, 2:3]).clamp(min=1e-3)
     ratio = luma / F.avg_pool2d(luma, GRAIN_PX, stride=1, padding=GRAIN_PX // 2, count_include_pad=False)
     ratio = torch.where((ratio < GRAIN_MIN) | (ratio > GRAIN_MAX), torch.ones_like(ratio), ratio)
-    ys = torch.arange(h, dtype=region.dtype).view(1, h, 1)
-    xs = torch.arange(w, dtype=region.dtype).view(1, 1, w)
+    ys = torch.arange(h, dtype=region.dtype, device=region.device).view(1, h, 1)
+    xs = torch.arange(w, dtype=region.dtype, device=region.device).view(1, 1, w)
     grid = torch.stack([(xs + dx) * (2.0 / max(w - 1, 1)) - 1.0, (ys + dy) * (2.0 / max(h - 1, 1)) - 1.0], dim=-1)
     grain = F.grid_sample(ratio, grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
     return grain ** GRAIN
@@ -355,16 +356,13 @@ def paint_roi(roi: torch.Tensor, lid: torch.Tensor, stride: int, box: tuple[int,
 
 def paint_u8(out: np.ndarray, lid: np.ndarray, stride: int, box: tuple[int, int, int, int],
              look: LidLook | None = None) -> None:
-    """paint_roi on one uint8 H x W x 3 picture (in place): lid (CHANNELS, lh, lw), box in out's pixels."""
+    """paint_roi on uint8 (N, H, W, 3) pictures (in place; N frames at once: a window's blinking frames share
+    each step), lid (N, CHANNELS, lh, lw), box in out's pixels."""
     x0, y0, x1, y1 = box
-    planes = np.ascontiguousarray(lid.transpose(1, 2, 0))
-    if stride > 1:
-        planes = cv2.resize(planes, None, fx=stride, fy=stride, interpolation=cv2.INTER_LINEAR)
-    planes = planes[: y1 - y0, : x1 - x0]
-    region = out[y0 : y0 + planes.shape[0], x0 : x0 + planes.shape[1]]
-    pic = torch.from_numpy(region.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-    paint_lid(pic, torch.from_numpy(planes).permute(2, 0, 1)[None], stride, look.rim if look else None)
-    region[:] = (pic[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+    region = out[:, y0:y1, x0:x1]
+    pic = torch.from_numpy(region.astype(np.float32)).permute(0, 3, 1, 2).mul_(1.0 / 255.0)
+    paint_roi(pic, torch.from_numpy(np.ascontiguousarray(lid)), stride, (0, 0, x1 - x0, y1 - y0), look)
+    region[:] = pic.permute(0, 2, 3, 1).mul_(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).numpy()
 
 
 def shaded(blink: float) -> bool:

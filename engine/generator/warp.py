@@ -299,7 +299,12 @@ class WarpGenerator:
             if alphas is not None:  # the layer's alpha through the same map: where the moved person covers
                 alphas[i, y0:y1, x0:x1] = cv2.remap(self._layer_alpha, map_x, map_y, cv2.INTER_LINEAR,
                                                     borderMode=cv2.BORDER_REPLICATE)
-            for k, (gain, eye_box) in enumerate(zip(lid_shade, r.lid_boxes_px, strict=True)):
-                if gain is not None and shaded(float(blinks[i, k])):
-                    paint_u8(frames[i, y0:y1, x0:x1], gain[i].numpy(), r.stride, eye_box, r.g.eyes[k].look)
+        # The closed lids, painted over all the window's blinking frames at once.
+        for k, (gain, (bx0, by0, bx1, by1)) in enumerate(zip(lid_shade, r.lid_boxes_px, strict=True)):
+            which = [i for i in range(len(controls)) if gain is not None and shaded(float(blinks[i, k]))]
+            if which:
+                eye_px = (which, slice(y0 + by0, y0 + by1), slice(x0 + bx0, x0 + bx1))
+                lids = frames[eye_px]
+                paint_u8(lids, gain[which].numpy(), r.stride, (0, 0, bx1 - bx0, by1 - by0), r.g.eyes[k].look)
+                frames[eye_px] = lids
         return frames
