@@ -241,7 +241,8 @@ LID_BRIGHTEST = 1.05  # the painted lid's brightest against its skin colour (the
 # The closed lid's shape as light falls on it, down the lid from its crease (v = 0) to its lash line (v = 1):
 # a real closed upper lid is a skin over the round eyeball: lit on its upper middle (BULGE at v = BULGE_AT),
 # turning away from the light toward the lashes (LOWER_DARK) and under the crease; CREASE: the fold's shadow.
-BULGE, BULGE_AT, BULGE_W, LID_BASE, LOWER_DARK, CREASE = 0.08, 0.38, 0.32, 0.97, 0.1, 0.2
+BULGE, BULGE_AT, BULGE_W, LID_BASE, LOWER_DARK, CREASE = 0.07, 0.38, 0.32, 0.95, 0.1, 0.12
+CORNER_FILL = 0.3  # of the closed lid's length: how much further up the skin blends in at the eye's corners
 SKIN_ABOVE = 0.5  # pixels above the fold's shadow (or the lid's band) where the painted skin blends in
 # The lash line of a closed lid: LASH_W eye half-widths thick where the lashes are longest (LASH_PEAK, in
 # -1 inner .. 1 outer corner, spread LASH_SPREAD), LASH_THIN of that at the inner corner; its darkness there.
@@ -294,8 +295,9 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
     lid_len = (s - a).clamp(min=1e-3)  # crease to the lid's edge, in pixels (as far as it has come down)
     closed_len = closed_len.clamp(min=1.0)
     # Skin: over the lid from its crease down to its edge, blending into the skin that stays from above the
-    # crease: the open eye's fold (its shadow `fold` pixels high) fills as the lid unfolds, the rest stays.
-    above = (fold + SKIN_ABOVE) * b
+    # crease: the open eye's fold (its shadow `fold` pixels high) fills as the lid unfolds, the rest stays;
+    # toward the corners further (the corners' shadows above the narrow band would close it in an outline).
+    above = (fold + SKIN_ABOVE + CORNER_FILL * closed_len * smoothstep(0.5, 1.0, u.abs())) * b
     top_in = smoothstep(-above - 0.5, -0.4 * above + torch.minimum(0.2 * closed_len, 0.4 * lid_len) + 0.5, s)
     cover = (top_in * (1.0 - smoothstep(-0.5, 0.5 + 0.5 * (stride - 1), a))
              * fade * smoothstep(0.05, 0.45, b) * (skin[:, 0] >= 0.0))
@@ -446,12 +448,9 @@ def rim_layer(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, fl
     eye's opening only what is of the rim's own lightness is kept (a grey iris it touches is not)."""
     du = RIM_STEP / max(eye.half_w, 1.0)  # a rim is a few pixels thick: sampled finer than them, to stay sharp
     us = np.arange(-1.7, 1.7 + du / 2, du)
-    uc = np.clip(us, -1.0, 1.0)
     top, bottom = lid_curve(eye, us, eye.upper), lid_curve(eye, us, eye.lower)
     bottom = np.maximum(bottom, top)
-    h = bottom - top
-    r = eye.reach
-    stop = top - np.maximum(r[0] + uc * (r[1] + uc * r[2]), np.maximum(0.3 * h, 0.75) + 1.0)
+    stop = band_top(eye, us)
     s0 = -(fold + SKIN_ABOVE + 12.0)
     s1 = float((bottom + 0.3 * eye.half_w - stop).max()) + 4.0
     ss = np.arange(s0, s1 + RIM_STEP / 2, RIM_STEP)
@@ -485,6 +484,16 @@ def rim_layer(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, fl
                     float(ss[0]), float(ss[-1]))
 
 
+def band_top(eye: Eye, us: np.ndarray) -> np.ndarray:
+    """The top of the lid's moving skin at u (face frame y), as `_lids` draws it: eye.reach, but never less than
+    the lid's margin and a pixel."""
+    uc = np.clip(us, -1.0, 1.0)
+    top = lid_curve(eye, us, eye.upper)
+    h = np.maximum(lid_curve(eye, us, eye.lower), top) - top
+    r = eye.reach
+    return top - np.maximum(r[0] + uc * (r[1] + uc * r[2]), np.maximum(0.3 * h, 0.75) + 1.0)
+
+
 def fold_above(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> float:
     """How far (pixels) above the lid's skin band (eye.reach) the photo's fold keeps the skin in shadow: the open
     eye's crease, which a closed lid unfolds and fills. Per column of the eye's middle: up to where the skin
@@ -492,7 +501,7 @@ def fold_above(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> float:
     shadow (FOLD_MIN of that brightest: a rim, the brow, hair) comes first: that stays."""
     gray = cv2.GaussianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 0.8)
     us = np.linspace(-0.6, 0.6, 9)
-    stop = lid_curve(eye, us, eye.upper) - (eye.reach[0] + us * (eye.reach[1] + us * eye.reach[2]))
+    stop = band_top(eye, us)
     span = max(float(np.median(stop)) - eye.y_brow, 2.0)
     t = np.arange(0.0, 0.6 * span, 0.5)
     fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[:, None], stop[:, None] - t[None, :])
