@@ -6,14 +6,18 @@ the eye; it is not the eye squeezed. Per column of the eye, in the face's uprigh
 - the skin between them and the lid's fold stretches to follow: it unfolds, as the hidden part of a real
   lid does. That stretch stops where the picture darkens again above the lashes, or at a strong edge
   (`lid_reach`), measured on the photo once: the fold, an eyebrow or a glasses' rim stays where it is, so
-  a rim above the lid stays straight (one lying across the lid itself still bends: not handled);
+  a rim above the lid stays straight (one lying across the lid itself is drawn back over it: `rim_layer`);
 - nothing of the eye itself (iris, sclera) is sampled under the lid; the lower lid rises a little;
 - the closed lid is painted (`paint_roi` / `paint_u8`, after the warp): the few pixels of skin an open lid
   shows are often its reddened margin, a lash's shadow or a sliver between lashes and a rim, and spread
-  over the whole eye they read as a swollen lid or a smear; so the closed lid takes the colour of the
-  skin around the eye (`lid_colour`, measured once), keeping only the warped lid's row-wise light and
-  shade (its creases, not a vertical smear), with a lash line along its edge (at least a field cell wide,
-  so it does not alias on a coarse grid), a slight shadow over its lower half and a soft one under the fold.
+  over the whole eye they read as a swollen lid or a smear. `_lids` gives smooth fields on the warp's grid
+  (where each point lies on the lid, the lash line's width, the photo's light across the lid, colours);
+  `paint_lid` draws the lid's sharp parts from them at pixel resolution: the skin (`lid_colour`, measured
+  once) shaded as skin over a round eyeball (lit on its upper middle, turning away toward the lashes and
+  the corners, the photo's own light across it: `lid_look`), with the grain of the skin under the eye;
+  the open eye's fold filled (`fold_above`) and a soft crease shadow; a lash line in the lashes' colour,
+  thicker over the middle and outer third, with a fringe under it; and a glasses' rim that lies across
+  the lid drawn back in front of it (`rim_layer`), so it stays straight.
 """
 
 from __future__ import annotations
@@ -105,10 +109,9 @@ def eye_offsets(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor
                 cells: tuple[slice, slice] = (slice(None), slice(None))
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Source offsets (face frame) of blink, gaze and brow at output points (qx, qy) (face frame, the eye's
-    box), and the closed lid's paint over `cells` ((N, 5, ...): shading gain, skin cover, skin RGB; `paint_roi`;
-    None where no frame of the window blinks). cells: the part of the box where the lids and the eye can move
-    (`blink_cells`): the brow's
-    field covers the box, theirs only that part."""
+    box), and the closed lid's paint fields over `cells` ((N, CHANNELS, ...); `paint_roi`; None where no frame
+    of the window blinks). cells: the part of the box where the lids and the eye can move (`blink_cells`): the
+    brow's field covers the box, theirs only that part."""
     brow_w = torch.exp(-((qx - eye.cx) / (1.2 * eye.half_w)) ** 2 - ((qy - eye.y_brow) / (0.8 * eye.half_w)) ** 2)
     brow = c[:, Control.BROW_RAISE] * 0.25 * eye.half_w * brow_w
     h, w = qx.shape[1:]
