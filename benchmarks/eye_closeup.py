@@ -1,9 +1,11 @@
 """Blink close-ups: each eye of each portrait, enlarged, through a blink (as the live path renders it).
 
     python -m benchmarks.eye_closeup --avatar giunchedi_beard henner_glasses --out /tmp/eyes_closeup.png
+    python -m benchmarks.eye_closeup --avatar astronaut --levels 0.15 0.4 0.7 0.92 1 --max-side 512
 
-Columns: the photo's eye, blink 0.33, 0.66, 1 (closed), and the closed eye with the rig's lid lines drawn
-(upper lid, lower lid, the closed line, the top of the lid's skin band). Rows: one per eye.
+Columns: the photo's eye, each blink level (default 0.33, 0.66, 1: closed; --levels: e.g. the closing frames of
+engine.blueprint.BLINK_CURVE at 48 fps), and the closed eye with the rig's lid lines drawn (upper lid, lower
+lid, the closed line, the top of the lid's skin band). Rows: one per eye.
 """
 
 from __future__ import annotations
@@ -57,10 +59,11 @@ def lid_lines(gen: WarpGenerator, k: int) -> list[np.ndarray]:
     return out
 
 
-def closeup(name: str, max_side_px: int = 1280, scale: int = 4) -> Image.Image:
+def closeup(name: str, max_side_px: int = 1280, scale: int = 4, levels: tuple[float, ...] = LEVELS) -> Image.Image:
     avatar = avatar_of(name, max_side_px)
     gen = WarpGenerator(avatar)
-    frames = blink_frames(gen)
+    levels = (0.0, *sorted(v for v in levels if 0 < v < 1), 1.0)
+    frames = blink_frames(gen, levels)
     tiles: list[list[Image.Image]] = []
     for k, eye in enumerate(gen.renderer.g.eyes):
         lines = lid_lines(gen, k)
@@ -79,7 +82,7 @@ def closeup(name: str, max_side_px: int = 1280, scale: int = 4) -> Image.Image:
     th = max(t.height for r in tiles for t in r)
     out = Image.new("RGB", (len(tiles[0]) * (tw + 4), 20 + len(tiles) * (th + 4)), (24, 24, 28))
     d = ImageDraw.Draw(out)
-    d.text((4, 4), f"{name}: photo, blink {', '.join(map(str, LEVELS[1:]))}, closed with lid lines", fill=(235,) * 3)
+    d.text((4, 4), f"{name}: photo, blink {', '.join(map(str, levels[1:]))}, closed with lid lines", fill=(235,) * 3)
     for i, row in enumerate(tiles):
         for j, t in enumerate(row):
             out.paste(t, (j * (tw + 4), 20 + i * (th + 4)))
@@ -92,8 +95,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/eyes_closeup.png"))
     ap.add_argument("--max-side", type=int, default=1280)
     ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--levels", type=float, nargs="+", default=list(LEVELS[1:]),
+                    help="blink levels to show (closed, 1, is always shown last)")
     args = ap.parse_args()
-    sheets = [closeup(n, args.max_side, args.scale) for n in args.avatar]
+    sheets = [closeup(n, args.max_side, args.scale, tuple(args.levels)) for n in args.avatar]
     w = max(s.width for s in sheets)
     out = Image.new("RGB", (w, sum(s.height + 6 for s in sheets)), (0, 0, 0))
     y = 0

@@ -6,14 +6,18 @@ the eye; it is not the eye squeezed. Per column of the eye, in the face's uprigh
 - the skin between them and the lid's fold stretches to follow: it unfolds, as the hidden part of a real
   lid does. That stretch stops where the picture darkens again above the lashes, or at a strong edge
   (`lid_reach`), measured on the photo once: the fold, an eyebrow or a glasses' rim stays where it is, so
-  a rim above the lid stays straight (one lying across the lid itself still bends: not handled);
+  a rim above the lid stays straight (one lying across the lid itself is drawn back over it: `rim_layer`);
 - nothing of the eye itself (iris, sclera) is sampled under the lid; the lower lid rises a little;
 - the closed lid is painted (`paint_roi` / `paint_u8`, after the warp): the few pixels of skin an open lid
   shows are often its reddened margin, a lash's shadow or a sliver between lashes and a rim, and spread
-  over the whole eye they read as a swollen lid or a smear; so the closed lid takes the colour of the
-  skin around the eye (`lid_colour`, measured once), keeping only the warped lid's row-wise light and
-  shade (its creases, not a vertical smear), with a lash line along its edge (at least a field cell wide,
-  so it does not alias on a coarse grid), a slight shadow over its lower half and a soft one under the fold.
+  over the whole eye they read as a swollen lid or a smear. `_lids` gives smooth fields on the warp's grid
+  (where each point lies on the lid, the lash line's width, the photo's light across the lid, colours);
+  `paint_lid` draws the lid's sharp parts from them at pixel resolution: the skin (`lid_colour`, measured
+  once) shaded as skin over a round eyeball (lit on its upper middle, turning away toward the lashes and
+  the corners, the photo's own light across it: `lid_look`), with the grain of the skin under the eye;
+  the open eye's fold filled (`fold_above`) and a soft crease shadow; a lash line in the lashes' colour,
+  thicker over the middle and outer third, with a fringe under it; and a glasses' rim that lies across
+  the lid drawn back in front of it (`rim_layer`), so it stays straight.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ MIN_REACH_H, MIN_REACH_PX, MAX_REACH_BROW = 0.35, 1.5, 0.6
 # The brows' lower contours (mediapipe mesh), eyes in rig.EYES order; the lid's skin stops this share of
 # the way from the lid to them.
 BROW_LOWER, BROW_GAP = ((46, 53, 52, 65, 55), (285, 295, 282, 283, 276)), 0.5
-LID_TONE = 1.0  # the closed lid's skin against the brighter skin above it (1.06 read as a pale patch, 0.94 as a bruise)
+LIFT_TO_BELOW = 0.35  # at most this share of the way from the skin above the eye to the brighter skin below
+LID_TONE = 0.96  # the closed lid against the skin (1.06 read as a pale patch, 0.94 as a bruise; 0.96 with the shading)
 FOLD_DROP = 24.0  # luma levels below the skin's brightest past the lashes: the lid's fold, a rim, the brow
 TRANSLATED, STRETCH_SLOPE = 0.55, 3.0  # of the lid's skin above the margin: the share that translates whole
 
@@ -104,10 +109,9 @@ def eye_offsets(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor
                 cells: tuple[slice, slice] = (slice(None), slice(None))
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Source offsets (face frame) of blink, gaze and brow at output points (qx, qy) (face frame, the eye's
-    box), and the closed lid's paint over `cells` ((N, 5, ...): shading gain, skin cover, skin RGB; `paint_roi`;
-    None where no frame of the window blinks). cells: the part of the box where the lids and the eye can move
-    (`blink_cells`): the brow's
-    field covers the box, theirs only that part."""
+    box), and the closed lid's paint fields over `cells` ((N, CHANNELS, ...); `paint_roi`; None where no frame
+    of the window blinks). cells: the part of the box where the lids and the eye can move (`blink_cells`): the
+    brow's field covers the box, theirs only that part."""
     brow_w = torch.exp(-((qx - eye.cx) / (1.2 * eye.half_w)) ** 2 - ((qy - eye.y_brow) / (0.8 * eye.half_w)) ** 2)
     brow = c[:, Control.BROW_RAISE] * 0.25 * eye.half_w * brow_w
     h, w = qx.shape[1:]
@@ -142,7 +146,6 @@ def blink_cells(eye: Eye, frame: FaceFrame, box: tuple[slice, slice], stride: in
 def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
           qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """eye_offsets' gaze and blink, over the cells where they act."""
-    cell = float(torch.hypot(qx[0, 0, 1] - qx[0, 0, 0], qy[0, 0, 1] - qy[0, 0, 0])) if qx.shape[2] > 1 else 1.0
     u = (qx - eye.cx) / eye.half_w
     uc = torch.clamp(u, -1.0, 1.0)
     lens = 1 - uc * uc
@@ -188,31 +191,29 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     in_band = (qy >= stop) & (qy <= low_end)
     fade = 1.0 - smoothstep(1.0, 1.35, u.abs())
     oy = torch.where(in_band, (src - qy) * fade, torch.zeros_like(qy)) + gy * (1.0 - blink)
-    # Shading: a lash line along the lid's edge, darker as the lashes gather on a closing lid (thinning toward
-    # the corners, not stopping short of them), the lid's lower half a little darker (it curves away from the
-    # light), and a soft shadow under the fold, where the lid meets the skin that stays.
-    line_w = torch.clamp(0.16 * h, min=max(1.0, 1.1 * cell))  # a line thinner than the field's cells would alias
-    corner = 1.0 - 0.6 * smoothstep(0.6, 1.0, u.abs())
-    lash = torch.exp(-(((qy - (edge - 0.5 * line_w)) / line_w) ** 2)) * corner * fade
-    shade_from = stop + 0.4 * (edge - stop)
-    lid = (smoothstep(shade_from, torch.maximum(edge - 0.5 * line_w, shade_from + 0.5), qy) * (qy < edge)
-           * (qy >= stop) * fade)
-    fold_w = torch.clamp(0.2 * (edge - stop), min=0.8)
-    fold = torch.exp(-(((qy - stop - 0.5 * fold_w) / fold_w) ** 2)) * fade
-    # The lid over the eyeball is rounded: it turns from the light toward the corners.
-    round_ = (uc * uc) * (qy >= stop) * (qy < edge) * fade
-    gain = 1.0 - blink * blink * (0.7 * lash + 0.06 * lid + 0.1 * fold + 0.12 * round_)
-    # The lid's skin: what the warp brought down is the few pixels of skin the open lid shows, often its
-    # reddened margin or a lash's shadow, stretched; the closed lid is painted the colour of the skin around
-    # it (`lid_colour`), keeping the warped picture's own fine detail (`paint`). Full over the lid, fading
-    # into the still skin above its fold; on a coarse field grid a cell more below the lids' meeting line, where
-    # the map's jump from above the upper lid to below the lower one samples the lashes in between.
-    cover = (smoothstep(stop, stop + torch.clamp(0.3 * (edge - stop), max=2.5) + 0.5, qy)
-             * (1.0 - smoothstep(edge - 0.25 * line_w, edge + 0.5 * line_w + 1.2 * (cell - 1.0), qy)) * fade
-             * smoothstep(0.05, 0.45, blink) * (0.0 if eye.lid_rgb is None else 1.0))
-    rgb = torch.tensor(eye.lid_rgb or (0.0, 0.0, 0.0), dtype=qy.dtype).view(1, 3, 1, 1).expand(qy.shape[0], 3,
-                                                                                                *qy.shape[1:])
-    lid_paint = torch.cat([gain[:, None], cover[:, None], rgb], dim=1)
+    # The closed lid's paint, as smooth fields (the field grid is coarser than a lash line): where each point
+    # lies on the lid (u; pixels below the lid's edge and below its crease; the closed lid's length), the blink,
+    # the lash line's width and strength along the lid, the photo's light across it, the skin's and the lashes'
+    # colours. paint_roi draws the lid's sharp parts from them at pixel resolution.
+    look = eye.look or LidLook()
+    side = uc * look.outer  # -1 at the inner corner, +1 at the outer
+    lash_profile = torch.exp(-(((side - LASH_PEAK) / LASH_SPREAD) ** 2))
+    lash_w = torch.clamp(LASH_W * eye.half_w * (LASH_THIN + (1.0 - LASH_THIN) * lash_profile), min=LASH_MIN_PX)
+    lash_a = LASH_OPACITY * (0.55 + 0.45 * lash_profile) * (1.0 - smoothstep(0.92, 1.12, u.abs()))
+    light = torch.clamp(look.light[0] + u * (look.light[1] + u * look.light[2]), LIGHT_MIN, LIGHT_MAX)
+    light = light * (1.0 - CORNER_DARK * uc.abs() ** 3)
+    skin = eye.lid_rgb if eye.lid_rgb is not None else (-1.0, -1.0, -1.0)  # < 0: no skin to paint
+    n = qy.shape[0]
+    strand_k = math.pi / STRAND_PX if STRAND_PX * eye.half_w >= 3.0 else 0.0  # sin^2 has period pi
+    # The lid's skin grain: the skin under the eye, mirrored about the eye (as far below the lower lid's moving
+    # band as the point is above the lid's edge, so it comes down with the lid), as an offset in the picture.
+    tex = low_end + 1.0 + edge - 2.0 * qy
+    tex_dx, tex_dy = math.sin(look.roll) * tex, math.cos(look.roll) * tex  # FaceFrame.vector_to_image of (0, tex)
+    planes = [u, qy - edge, qy - stop, (closed - stop).expand_as(qy), blink.expand_as(qy), lash_w, lash_a, light,
+              fade, torch.full_like(qy, strand_k), torch.full_like(qy, look.fold_px), tex_dx, tex_dy]
+    consts = torch.tensor([*skin, *look.lash_rgb], dtype=qy.dtype, device=qy.device)
+    consts = consts.view(1, 6, 1, 1).expand(n, 6, *qy.shape[1:])
+    lid_paint = torch.cat([torch.stack([p.expand(n, *qy.shape[1:]) for p in planes], dim=1), consts], dim=1)
     return ox_spread(ox, blink, eye, qy, qx, stop, shift_from, d, t, src_len, fade), oy, lid_paint
 
 
@@ -236,80 +237,303 @@ def shade_box(slices: tuple[slice, slice], stride: int, width: int, height: int)
     return (xs.start * stride, ys.start * stride, min(width, xs.stop * stride), min(height, ys.stop * stride))
 
 
-# How much of the warped lid's own light and shade the painted skin keeps (1: all of it), and of which: its rows'
-# (a lid's creases run along it) over their DETAIL_H x DETAIL_W px neighbourhood, not its columns (a lid's skin
-# spread from a few rows changes only across: a vertical smear), within DETAIL_MIN..DETAIL_MAX.
-PAINT_DETAIL, DETAIL_H, DETAIL_W, DETAIL_MIN, DETAIL_MAX = 0.6, 5, 9, 0.85, 1.15
+# The closed lid's grain, taken from the skin under the eye (`skin_grain`): its luma over its GRAIN_PX square's,
+# kept where within GRAIN_MIN..GRAIN_MAX (skin: wrinkles, pores), to the power GRAIN.
+GRAIN_PX, GRAIN_MIN, GRAIN_MAX, GRAIN = 7, 0.72, 1.25, 0.9
+LID_BRIGHTEST = 1.05  # the painted lid's brightest against its skin colour (the brighter skin above the eye)
+# The closed lid's shape as light falls on it, down the lid from its crease (v = 0) to its lash line (v = 1):
+# a real closed upper lid is a skin over the round eyeball: lit on its upper middle (BULGE at v = BULGE_AT),
+# turning away from the light toward the lashes (LOWER_DARK) and under the crease; CREASE: the fold's shadow.
+BULGE, BULGE_AT, BULGE_W, LID_BASE, LOWER_DARK, CREASE = 0.07, 0.38, 0.32, 0.95, 0.1, 0.12
+CORNER_FILL = 0.3  # of the closed lid's length: how much further up the skin blends in at the eye's corners
+SKIN_ABOVE = 0.5  # pixels above the fold's shadow (or the lid's band) where the painted skin blends in
+# The lash line of a closed lid: LASH_W eye half-widths thick where the lashes are longest (LASH_PEAK, in
+# -1 inner .. 1 outer corner, spread LASH_SPREAD), LASH_THIN of that at the inner corner; its darkness there.
+LASH_W, LASH_THIN, LASH_PEAK, LASH_SPREAD, LASH_MIN_PX, LASH_OPACITY = 0.045, 0.35, 0.3, 0.85, 1.3, 0.92
+# Under the margin the lashes' fringe (its opacity against the margin's), drawn in strands STRAND_PX apart
+# (where that is at least 3 pixels: finer ones would alias), each lighter between by STRAND_DEPTH.
+FRINGE, STRAND_PX, STRAND_DEPTH = 0.55, 0.035, 0.6
+LIGHT_MIN, LIGHT_MAX, CORNER_DARK = 0.8, 1.15, 0.14
+LASH_OF_SKIN = 0.45  # the lash line at most this light against the lid's skin
+# A glasses' rim (`rim_layer`): chroma below this (0..255), lightness within these shares of the skin's, at
+# least this many eye half-widths long; sampled every RIM_STEP pixels.
+RIM_CHROMA, RIM_LUMA, RIM_SPAN, RIM_STEP = 25.0, (0.3, 0.85), 0.8, 0.5
+FOLD_BACK, FOLD_MIN = 12.0, 0.45  # luma levels / share of the brightest skin above the eye: see fold_above
+CHANNELS = 19  # of the lid paint (see _lids)
 
 
-def paint_roi(roi: torch.Tensor, lid: torch.Tensor, stride: int, box: tuple[int, int, int, int]) -> None:
-    """The closed lid over roi (N, 3, H, W, 0..1, in place): lid (N, 5, lh, lw) from eye_offsets on the field
-    grid over box's cells: shading gain, skin cover, skin RGB. out = gain * mix(out, skin * detail, cover),
-    detail: the warped picture's rows' luma over their local mean (its creases, not its colour nor a smear)."""
+@dataclasses.dataclass(frozen=True)
+class LidLook:
+    """What the closed lid takes from the photo besides its skin's colour (`measure_lids`): the lashes' colour
+    (RGB 0..1), the photo's light across the lid as c0 + c1 u + c2 u^2 (1: the skin's mean), and the side of
+    the eye's outer corner in u (-1 or 1)."""
+
+    lash_rgb: tuple[float, float, float] = (0.12, 0.09, 0.08)
+    light: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    outer: float = 1.0
+    fold_px: float = 0.0  # how far above the lid's skin band its crease's shadow reaches (`fold_above`)
+    roll: float = 0.0  # the face frame's (rig.FaceFrame.roll): the paint is drawn in the picture's axes
+    rim: RimLayer | None = None  # a glasses' rim lying across the lid's moving skin (`rim_layer`)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RimLayer:
+    """A glasses' rim in front of the lid, kept as the photo shows it: premultiplied RGB and alpha (1, 4, H, W,
+    0..1) over the eye's lid coordinates, u from u0 to u1 (eye half-widths across) by s from s0 to s1 (pixels
+    below the lid's skin band's top, as `_lids` measures them)."""
+
+    rgba: torch.Tensor
+    u0: float
+    u1: float
+    s0: float
+    s1: float
+
+
+def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLayer | None = None) -> None:
+    """The closed lid over region (N, 3, H, W, 0..1, in place) from its paint fields at pixel resolution
+    (N, CHANNELS, H, W; `_lids`): the skin, shaded as a lid over a round eye, over the warped lid (keeping its
+    rows' fine detail), the crease's shadow above it, and the lash line along its edge."""
+    u, a, s, closed_len, b, lash_w, lash_a, light, fade, strand_k, fold, tex_dx, tex_dy = lid[:, :13].unbind(1)
+    skin, lash_rgb = lid[:, 13:16], lid[:, 16:19]
+    lid_len = (s - a).clamp(min=1e-3)  # crease to the lid's edge, in pixels (as far as it has come down)
+    closed_len = closed_len.clamp(min=1.0)
+    # Skin: over the lid from its crease down to its edge, blending into the skin that stays from above the
+    # crease: the open eye's fold (its shadow `fold` pixels high) fills as the lid unfolds, the rest stays;
+    # toward the corners further (the corners' shadows above the narrow band would close it in an outline).
+    above = (fold + SKIN_ABOVE + CORNER_FILL * closed_len * smoothstep(0.5, 1.0, u.abs())) * b
+    top_in = smoothstep(-above - 0.5, -0.4 * above + torch.minimum(0.2 * closed_len, 0.4 * lid_len) + 0.5, s)
+    cover = (top_in * (1.0 - smoothstep(-0.5, 0.5 + 0.5 * (stride - 1), a))
+             * fade * smoothstep(0.05, 0.45, b) * (skin[:, 0] >= 0.0))
+    v = (1.0 + a / closed_len).clamp(0.0, 1.0)  # down the closed lid: its lower part comes down first
+    shape = (LID_BASE + BULGE * torch.exp(-(((v - BULGE_AT) / BULGE_W) ** 2)) - LOWER_DARK * smoothstep(0.6, 1.0, v))
+    grain = skin_grain(region, tex_dx, tex_dy)
+    c = cover[:, None]
+    tone = (grain * shape * light).clamp(max=LID_BRIGHTEST)  # no glint: the skin's own light is its brightest
+    region.mul_(1.0 - c).add_(c * skin.clamp(min=0.0) * tone[:, None])
+    # The crease: the lid meets the skin that stays, a soft shadow deepest just under it, less to the corners.
+    crease_w = 0.12 * closed_len + 0.6
+    crease_at = 0.06 * closed_len - 0.5 * fold * b
+    crease = (CREASE * smoothstep(0.05, 0.6, b) * torch.exp(-(((s - crease_at) / crease_w) ** 2))
+              * (1.0 - 0.6 * u.clamp(-1.0, 1.0) ** 2) * fade)
+    region.mul_(1.0 - crease[:, None])
+    # The lash line: the lid's margin, dark, lash_w thick above its edge; under it the lashes hang, a fringe as
+    # long again, lighter, in strands where the eye is large enough to show them; on a coarse field grid the
+    # fringe reaches a little further, over the warp's jump across the closed eye.
+    base = smoothstep(-lash_w - 0.5, -lash_w + 0.5, a) * (1.0 - smoothstep(-0.5, 0.5, a))
+    fringe_len = lash_w + 0.6 * (stride - 1)
+    strands = 1.0 - STRAND_DEPTH * torch.sin(u * strand_k + 2.0 * torch.sin(u * 0.37 * strand_k)) ** 2
+    fringe = (smoothstep(-0.5, 0.5, a) * (1.0 - smoothstep(0.0, fringe_len + 0.5, a)) * FRINGE * strands)
+    alpha = (torch.maximum(base, fringe) * lash_a * smoothstep(0.05, 0.4, b) * fade)[:, None]
+    region.mul_(1.0 - alpha).add_(alpha * lash_rgb)
+    if rim is not None:  # the rim is in front of the lid: over all of it, where the head has moved it
+        grid = torch.stack([(u - rim.u0) * (2.0 / (rim.u1 - rim.u0)) - 1.0,
+                            (s - rim.s0) * (2.0 / (rim.s1 - rim.s0)) - 1.0], dim=-1)
+        layer = F.grid_sample(rim.rgba.to(region.device).expand(len(grid), -1, -1, -1), grid, mode="bilinear",
+                              padding_mode="zeros", align_corners=True)
+        region.mul_(1.0 - layer[:, 3:4]).add_(layer[:, :3])
+
+
+def skin_grain(region: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """The fine light and shade of the skin at (dx, dy) pixels from each pixel of region (N, 3, H, W): its luma
+    over its GRAIN_PX neighbourhood's, within GRAIN_MIN..GRAIN_MAX; what passes them (a rim, a lash, a hair,
+    a glint) is no skin's grain and reads 1. (N, H, W)."""
+    h, w = region.shape[2:]
+    luma = (0.299 * region[:, 0:1] + 0.587 * region[:, 1:2] + 0.114 * region[:, 2:3]).clamp(min=1e-3)
+    ratio = luma / F.avg_pool2d(luma, GRAIN_PX, stride=1, padding=GRAIN_PX // 2, count_include_pad=False)
+    ratio = torch.where((ratio < GRAIN_MIN) | (ratio > GRAIN_MAX), torch.ones_like(ratio), ratio)
+    ys = torch.arange(h, dtype=region.dtype, device=region.device).view(1, h, 1)
+    xs = torch.arange(w, dtype=region.dtype, device=region.device).view(1, 1, w)
+    grid = torch.stack([(xs + dx) * (2.0 / max(w - 1, 1)) - 1.0, (ys + dy) * (2.0 / max(h - 1, 1)) - 1.0], dim=-1)
+    grain = F.grid_sample(ratio, grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
+    return grain ** GRAIN
+
+
+def paint_roi(roi: torch.Tensor, lid: torch.Tensor, stride: int, box: tuple[int, int, int, int],
+              look: LidLook | None = None) -> None:
+    """The closed lid over roi (N, 3, H, W, 0..1, in place): lid (N, CHANNELS, lh, lw) from eye_offsets on the
+    field grid over box's cells, drawn at pixel resolution (`paint_lid`)."""
     x0, y0, x1, y1 = box
     if stride > 1:
         lid = F.interpolate(lid, scale_factor=stride, mode="bilinear", align_corners=False)
     lid = lid[:, :, : y1 - y0, : x1 - x0]
-    region = roi[:, :, y0 : y0 + lid.shape[2], x0 : x0 + lid.shape[3]]
-    luma = (0.299 * region[:, 0:1] + 0.587 * region[:, 1:2] + 0.114 * region[:, 2:3]).clamp(min=1e-3)
-    rows = F.avg_pool2d(luma, (1, DETAIL_W), stride=1, padding=(0, DETAIL_W // 2), count_include_pad=False)
-    local = F.avg_pool2d(luma, (DETAIL_H, DETAIL_W), stride=1, padding=(DETAIL_H // 2, DETAIL_W // 2),
-                         count_include_pad=False)
-    detail = (rows / local).clamp(DETAIL_MIN, DETAIL_MAX) ** PAINT_DETAIL
-    cover = lid[:, 1:2]
-    region.mul_(1.0 - cover).add_(cover * lid[:, 2:5] * detail).mul_(lid[:, 0:1])
+    paint_lid(roi[:, :, y0 : y0 + lid.shape[2], x0 : x0 + lid.shape[3]], lid, stride, look.rim if look else None)
 
 
-def paint_u8(out: np.ndarray, lid: np.ndarray, stride: int, box: tuple[int, int, int, int]) -> None:
-    """paint_roi on one uint8 H x W x 3 picture (in place): lid (5, lh, lw), box in out's pixels."""
+def paint_u8(out: np.ndarray, lid: np.ndarray, stride: int, box: tuple[int, int, int, int],
+             look: LidLook | None = None) -> None:
+    """paint_roi on uint8 (N, H, W, 3) pictures (in place; N frames at once: a window's blinking frames share
+    each step), lid (N, CHANNELS, lh, lw), box in out's pixels."""
     x0, y0, x1, y1 = box
-    planes = [cv2.resize(p, None, fx=stride, fy=stride, interpolation=cv2.INTER_LINEAR) if stride > 1 else p
-              for p in lid]
-    gain, cover, *rgb = (p[: y1 - y0, : x1 - x0] for p in planes)
-    region = out[y0 : y0 + gain.shape[0], x0 : x0 + gain.shape[1]]
-    pic = region.astype(np.float32)
-    luma = np.maximum(pic @ np.array([0.299, 0.587, 0.114], np.float32), 0.255)
-    rows = cv2.blur(luma, (DETAIL_W, 1), borderType=cv2.BORDER_REFLECT)
-    local = cv2.blur(luma, (DETAIL_W, DETAIL_H), borderType=cv2.BORDER_REFLECT)
-    detail = np.clip(rows / local, DETAIL_MIN, DETAIL_MAX) ** PAINT_DETAIL
-    skin = np.stack(rgb, axis=-1) * (255.0 * detail)[..., None]
-    c = cover[..., None]
-    region[:] = np.clip((pic * (1.0 - c) + c * skin) * gain[..., None] + 0.5, 0, 255).astype(np.uint8)
+    region = out[:, y0:y1, x0:x1]
+    pic = torch.from_numpy(region.astype(np.float32)).permute(0, 3, 1, 2).mul_(1.0 / 255.0)
+    paint_roi(pic, torch.from_numpy(np.ascontiguousarray(lid)), stride, (0, 0, x1 - x0, y1 - y0), look)
+    region[:] = pic.permute(0, 2, 3, 1).mul_(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).numpy()
 
 
 def shaded(blink: float) -> bool:
-    """Whether a frame's lid shading or paint changes any pixel (under half a level at 255 they do not)."""
-    return blink * blink * 0.9 * 255 >= 0.5 or blink > 0.05
+    """Whether a frame's lid paint changes any pixel (its every part starts past a blink of 0.05)."""
+    return blink > 0.05
 
 
 def lid_colour(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> tuple[float, float, float]:
     """The closed lid's skin colour (RGB 0..1): the skin between the upper lid and the brow, over the eye's
     middle, leaving out what is darker (lashes, the fold's shadow, a rim, the brow) or brighter (a glint,
-    a lens's reflection) than most of it; a little darker than that skin, as a closed lid sits in the orbit."""
+    a lens's reflection) than most of it. Where the skin under the eye is lit brighter (a deep socket under
+    a brow's shadow, a face turned from the light), a part of the way toward it: a closed lid bulges out of
+    the socket over the eyeball, into the light (a lid as dark as the shadowed brow skin reads as a smudge)."""
     us = np.linspace(-0.7, 0.7, 15)
     top = lid_curve(eye, us, eye.upper)
     span = max(float(np.median(top)) - eye.y_brow, 2.0)
-    rows = np.linspace(0.15, 1.0, 18) * span
-    fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[None], top[None] - rows[:, None])
-    ix, iy = frame.to_image(fx, fy)
-    px = cv2.remap(rgb, ix.astype(np.float32), iy.astype(np.float32), cv2.INTER_LINEAR,
-                   borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3).astype(np.float64)
+    xs = (eye.cx + us * eye.half_w)[None]
+    above = _skin_tone(_sample(rgb, frame, *np.broadcast_arrays(xs, top - np.linspace(0.15, 1.0, 18)[:, None] * span)))
+    bottom = lid_curve(eye, us, eye.lower)
+    below = _skin_tone(_sample(rgb, frame, *np.broadcast_arrays(
+        xs, bottom + np.linspace(0.25, 0.6, 10)[:, None] * eye.half_w)))
+    luma = np.array([0.299, 0.587, 0.114])
+    la, lb = float(above @ luma), float(below @ luma)
+    w = LIFT_TO_BELOW * float(np.clip((lb - la) / max(0.25 * lb, 1.0), 0.0, 1.0))
+    return tuple(float(v) for v in np.clip(((1.0 - w) * above + w * below) * LID_TONE / 255.0, 0.0, 1.0))  # type: ignore
+
+
+def _skin_tone(px: np.ndarray) -> np.ndarray:
+    """The colour (RGB 0..255) of the skin in samples px (..., 3): its lightness from the brighter skin (a
+    fold's shadow, lashes, a brow or a rim pull a median down; a glint is left out), its hue from all of its
+    middle tones (the brightest skin is the least saturated: the light's own colour)."""
+    px = px.reshape(-1, 3)
     luma = px @ np.array([0.299, 0.587, 0.114])
-    # Its lightness from the brighter skin (the fold's shadow and the brow pull a median down), its hue from
-    # all of the skin's middle tones (the brightest skin is the least saturated: the light's own colour).
     lo, mid, hi = np.percentile(luma, (40, 60, 93))
     light = float(np.median(luma[(luma >= mid) & (luma <= hi)]))
     tones = (luma >= lo) & (luma <= hi)
-    hue = np.median(px[tones] / np.maximum(luma[tones, None], 1.0), axis=0)
-    return tuple(float(v) for v in np.clip(hue * light * LID_TONE / 255.0, 0.0, 1.0))  # type: ignore
+    return np.median(px[tones] / np.maximum(luma[tones, None], 1.0), axis=0) * light
+
+
+def lid_look(rgb: np.ndarray, eye: Eye, frame: FaceFrame, outer: float, skin: tuple[float, float, float]) -> LidLook:
+    """The closed lid's lashes and light, measured on the photo: the lashes' colour, the darkest tenth of the
+    upper lid's margin (no lighter than LASH_OF_SKIN of the skin: light or sparse lashes still draw a line);
+    the light across the lid: the skin between lid and brow, its brighter part column by column, fitted by
+    a quadratic in u over the eye's width and made relative to its middle."""
+    us = np.linspace(-0.8, 0.8, 17)
+    top = lid_curve(eye, us, eye.upper)
+    h = np.maximum(lid_curve(eye, us, eye.lower) - top, 1.0)
+    band = np.linspace(-0.25, 0.1, 8)[:, None] * h[None] + np.linspace(-1.0, 0.0, 8)[:, None]
+    fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[None], top[None] + band)
+    margin = _sample(rgb, frame, fx, fy).reshape(-1, 3)
+    luma = margin @ np.array([0.299, 0.587, 0.114])
+    lash = margin[luma <= np.percentile(luma, 10)].mean(axis=0) / 255.0
+    skin_luma = float(np.dot(skin, (0.299, 0.587, 0.114)))
+    lash_luma = float(np.dot(lash, (0.299, 0.587, 0.114)))
+    lash = lash * min(1.0, LASH_OF_SKIN * skin_luma / max(lash_luma, 1e-3))
+    span = max(float(np.median(top)) - eye.y_brow, 2.0)
+    cols = np.linspace(-0.95, 0.95, 13)
+    ctop = lid_curve(eye, cols, eye.upper)
+    rows = np.linspace(0.2, 0.75, 10)[:, None] * span
+    fx, fy = np.broadcast_arrays((eye.cx + cols * eye.half_w)[None], ctop[None] - rows)
+    above = _sample(rgb, frame, fx, fy) @ np.array([0.299, 0.587, 0.114])
+    bright = np.percentile(above, 70, axis=0)
+    k = np.polyfit(cols, bright, 2)
+    mid = float(np.mean(np.polyval(k, np.linspace(-0.5, 0.5, 11))))
+    c2, c1, c0 = (k / max(mid, 1.0)).tolist()
+    # The skin above is lit across as the lid is, but is no eyeball: its corners (a temple's highlight, the
+    # nose's shadow) may not make the lid's corners brighter than its middle, nor tilt its light by much.
+    c1, c2 = float(np.clip(c1, -0.2, 0.2)), min(c2, 0.0)
+    fold = fold_above(rgb, eye, frame)
+    return LidLook(tuple(float(v) for v in np.clip(lash, 0.0, 1.0)), (c0, c1, c2), outer,  # type: ignore[arg-type]
+                   fold, frame.roll, rim_layer(rgb, eye, frame, skin, fold))
+
+
+def rim_layer(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, float, float],
+              fold: float) -> RimLayer | None:
+    """A glasses' rim where it lies across what a blink moves or paints (the lid's skin, the eye), to be drawn
+    back over the lid (`paint_lid`); None where there is none. A rim there: grey (less chroma than the skin's
+    and than RIM_CHROMA), between the lashes' and the skin's lightness, in one piece at least RIM_SPAN
+    half-widths long that runs out of the eye's region (lashes, an iris, a shadow stay inside it) and reaches
+    down into what the blink changes (a rim above it stays anyway, as does a grey brow). Inside the
+    eye's opening only what is of the rim's own lightness is kept (a grey iris it touches is not)."""
+    du = RIM_STEP / max(eye.half_w, 1.0)  # a rim is a few pixels thick: sampled finer than them, to stay sharp
+    us = np.arange(-1.7, 1.7 + du / 2, du)
+    top, bottom = lid_curve(eye, us, eye.upper), lid_curve(eye, us, eye.lower)
+    bottom = np.maximum(bottom, top)
+    stop = band_top(eye, us)
+    s0 = -(fold + SKIN_ABOVE + 12.0)
+    s1 = float((bottom + 0.3 * eye.half_w - stop).max()) + 4.0
+    ss = np.arange(s0, s1 + RIM_STEP / 2, RIM_STEP)
+    fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[None], stop[None] + ss[:, None])
+    px = _sample(rgb, frame, fx, fy)
+    luma, chroma = px @ np.array([0.299, 0.587, 0.114]), px.max(axis=-1) - px.min(axis=-1)
+    skin_rgb = np.asarray(skin) * 255.0
+    skin_luma, skin_chroma = float(skin_rgb @ np.array([0.299, 0.587, 0.114])), float(np.ptp(skin_rgb))
+    grey = (chroma < min(RIM_CHROMA, 0.7 * skin_chroma)) & (luma > RIM_LUMA[0] * skin_luma) & (
+        luma < RIM_LUMA[1] * skin_luma)
+    inside = ((ss[:, None] > (top - stop)[None] - 1.0) & (ss[:, None] < (bottom - stop)[None] + 1.0)
+              & (np.abs(us) < 1.0)[None])
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(grey.astype(np.uint8), connectivity=8)
+    mask = np.zeros(grey.shape, bool)
+    for i in range(1, count):
+        x, y, w, hh, _ = stats[i]
+        if (w * du < RIM_SPAN or not (x == 0 or y == 0 or x + w == grey.shape[1])
+                or ss[y + hh - 1] < -(fold + SKIN_ABOVE + 2.0)):  # all of it above what the blink changes
+            continue
+        part = labels == i
+        outside = part & ~inside
+        if outside.sum() < 0.5 * part.sum():
+            continue
+        m = float(np.median(luma[outside]))
+        mask |= outside | (part & inside & (np.abs(luma - m) < 0.15 * m))
+    if not mask.any():
+        return None
+    alpha = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
+    rgba = np.concatenate([px.astype(np.float32) / 255.0 * alpha[..., None], alpha[..., None]], axis=-1)
+    return RimLayer(torch.from_numpy(rgba).permute(2, 0, 1)[None].contiguous(), float(us[0]), float(us[-1]),
+                    float(ss[0]), float(ss[-1]))
+
+
+def band_top(eye: Eye, us: np.ndarray) -> np.ndarray:
+    """The top of the lid's moving skin at u (face frame y), as `_lids` draws it: eye.reach, but never less than
+    the lid's margin and a pixel."""
+    uc = np.clip(us, -1.0, 1.0)
+    top = lid_curve(eye, us, eye.upper)
+    h = np.maximum(lid_curve(eye, us, eye.lower), top) - top
+    r = eye.reach
+    return top - np.maximum(r[0] + uc * (r[1] + uc * r[2]), np.maximum(0.3 * h, 0.75) + 1.0)
+
+
+def fold_above(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> float:
+    """How far (pixels) above the lid's skin band (eye.reach) the photo's fold keeps the skin in shadow: the open
+    eye's crease, which a closed lid unfolds and fills. Per column of the eye's middle: up to where the skin
+    is back within FOLD_BACK levels of its brightest below the brow; none where anything darker than a skin's
+    shadow (FOLD_MIN of that brightest: a rim, the brow, hair) comes first: that stays."""
+    gray = cv2.GaussianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 0.8)
+    us = np.linspace(-0.6, 0.6, 9)
+    stop = band_top(eye, us)
+    span = max(float(np.median(stop)) - eye.y_brow, 2.0)
+    t = np.arange(0.0, 0.6 * span, 0.5)
+    fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[:, None], stop[:, None] - t[None, :])
+    ix, iy = frame.to_image(fx, fy)
+    luma = cv2.remap(gray, ix.astype(np.float32), iy.astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+    heights = []
+    for row in luma:
+        back = np.nonzero(row >= row.max() - FOLD_BACK)[0]
+        end = int(back[0]) if len(back) else 0
+        heights.append(float(t[end]) if row[: end + 1].min() >= FOLD_MIN * row.max() else 0.0)
+    return float(np.median(heights))
+
+
+def _sample(rgb: np.ndarray, frame: FaceFrame, fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
+    """The photo's RGB (float) at face-frame points (fx, fy), shape (*fx.shape, 3)."""
+    ix, iy = frame.to_image(fx, fy)
+    return cv2.remap(rgb, ix.astype(np.float32), iy.astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE).astype(np.float64)
 
 
 def measure_lids(rig: RigGeometry, rgb: np.ndarray, landmarks: np.ndarray) -> RigGeometry:
-    """The rig with each eye's lid reach and closed lid colour measured on the photo and the mesh the rig was
-    built on."""
+    """The rig with each eye's lid reach, closed lid colour and look measured on the photo and the mesh the rig
+    was built on. (rig.EYES: the first eye's outer corner is at the image's left, the second's at its right.)"""
     lm = np.asarray(landmarks, np.float64)[:, :2]
     face = np.stack(rig.frame.to_face(lm[:, 0], lm[:, 1]), axis=1)
-    eyes = tuple(dataclasses.replace(e, reach=lid_reach(rgb, e, rig.frame, face[list(brow)]),
-                                     lid_rgb=lid_colour(rgb, e, rig.frame))
-                 for e, brow in zip(rig.eyes, BROW_LOWER, strict=True))
-    return dataclasses.replace(rig, eyes=eyes)  # type: ignore[arg-type]
+    eyes = []
+    for e, brow, outer in zip(rig.eyes, BROW_LOWER, (-1.0, 1.0), strict=True):
+        skin = lid_colour(rgb, e, rig.frame)
+        e = dataclasses.replace(e, reach=lid_reach(rgb, e, rig.frame, face[list(brow)]), lid_rgb=skin)
+        eyes.append(dataclasses.replace(e, look=lid_look(rgb, e, rig.frame, outer, skin)))
+    return dataclasses.replace(rig, eyes=tuple(eyes))  # type: ignore[arg-type]

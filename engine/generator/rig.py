@@ -29,9 +29,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from engine.generator.eyes import LidLook
 
 UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
 MOUTH_LEFT, MOUTH_RIGHT = 61, 291  # outer corners (image left, image right)
@@ -131,6 +134,8 @@ class Eye:
     reach: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # The closed lid's skin colour, RGB 0..1 (eyes.lid_colour measures it on the photo; None: not measured).
     lid_rgb: tuple[float, float, float] | None = None
+    # The rest of the closed lid's look: its lashes' colour, the photo's light across it (eyes.LidLook).
+    look: LidLook | None = None
 
     @property
     def half_w(self) -> float:

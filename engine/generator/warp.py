@@ -180,9 +180,9 @@ class WarpRenderer(nn.Module):
             alpha = F.interpolate(alpha, **up)[:, :, : box[3] - box[1], : box[2] - box[0]]
         composite = warp_composite_triton if self.roi_src.is_cuda and triton_available() else warp_composite
         roi = composite(self.roi_src, grid.permute(0, 2, 3, 1), overlay, alpha, box, self.plate)  # (N, 3, rh, rw)
-        for lid, eye_box in zip(lid_shade, self.lid_boxes_px, strict=True):
+        for lid, eye_box, eye in zip(lid_shade, self.lid_boxes_px, self.g.eyes, strict=True):
             if lid is not None:
-                paint_roi(roi, lid, self.stride, eye_box)
+                paint_roi(roi, lid, self.stride, eye_box, eye.look)
         frames = self.portrait.unsqueeze(0).repeat(n, 1, 1, 1)
         x0, y0, x1, y1 = self.roi
         # Round to bytes while still planar (in place), then one strided byte copy into the frames.
@@ -300,7 +300,12 @@ class WarpGenerator:
             if alphas is not None:  # the layer's alpha through the same map: where the moved person covers
                 alphas[i, y0:y1, x0:x1] = cv2.remap(self._layer_alpha, map_x, map_y, cv2.INTER_LINEAR,
                                                     borderMode=cv2.BORDER_REPLICATE)
-            for k, (gain, eye_box) in enumerate(zip(lid_shade, r.lid_boxes_px, strict=True)):
-                if gain is not None and shaded(float(blinks[i, k])):
-                    paint_u8(frames[i, y0:y1, x0:x1], gain[i].numpy(), r.stride, eye_box)
+        # The closed lids, painted over all the window's blinking frames at once.
+        for k, (gain, (bx0, by0, bx1, by1)) in enumerate(zip(lid_shade, r.lid_boxes_px, strict=True)):
+            which = [i for i in range(len(controls)) if gain is not None and shaded(float(blinks[i, k]))]
+            if which:
+                eye_px = (which, slice(y0 + by0, y0 + by1), slice(x0 + bx0, x0 + bx1))
+                lids = frames[eye_px]
+                paint_u8(lids, gain[which].numpy(), r.stride, (0, 0, bx1 - bx0, by1 - by0), r.g.eyes[k].look)
+                frames[eye_px] = lids
         return frames
