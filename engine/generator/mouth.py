@@ -52,6 +52,8 @@ LOWER_INCISOR_W, LOWER_RATIO = 0.24, 0.85
 # Lips part a little after the jaw does (they are soft and pressed together at rest): the gap between them
 # lags the jaw's by up to this many mouth half-widths, twice that in a smile (stretched lips press harder).
 SEAL = 0.06
+# The inside of an opening this many mouth half-widths high is as lit as a wide one; a slit NARROW_DIM as much.
+NARROW_LIT, NARROW_DIM = 0.35, 0.5
 MUCOSA = (1.0, 0.55, 0.57)  # the inside of a mouth's hue (largest channel 1): a pink red, never olive or grey
 
 
@@ -406,6 +408,9 @@ class MouthRig:
         opened = smoothstep(0.04 * mw, 0.12 * mw, gap)[:, None]
         if self.photo is not None:  # lit as the photo was; only the lip's shadow over a narrow opening is new
             rgb = self._photo_teeth(qx, qy, rgb, edge, o, opened)
+        # Little light gets into a narrow opening: teeth and all are in the lips' shade until the mouth opens
+        # wider, so the inside brightens with the gap instead of a lit band of teeth appearing at once.
+        rgb = rgb * (NARROW_DIM + (1.0 - NARROW_DIM) * smoothstep(0.04 * mw, NARROW_LIT * mw, gap))[:, None]
         seam_rgb = p["lip"] * 0.42
         return torch.clamp(seam_rgb + (rgb - seam_rgb) * opened, 0.0, 1.0)
 
