@@ -22,14 +22,14 @@ import numpy as np
 # the neutral portraits' medians, 0.16 and 0.30).
 THICK_UP, THICK_LO = 0.15, 0.25
 # The upper lip's edge dips this much at the philtrum and rises this much on either side (the cupid's bow).
-BOW_DIP, BOW_PEAK = 0.2, 0.1
+BOW_DIP, BOW_PEAK = 0.3, 0.12
 # How much of each lip is the painted colour (the rest stays the photo's pixels under it).
 STRENGTH = 0.8
 # The closed image's own texture kept on the paint: its luma detail finer than this (pixels), clipped.
 DETAIL_PX, DETAIL_MAX = 1.0, 0.08
 # The shading, as gains on the lip's colour: the upper lip's underside, the lower lip's highlight and the
 # shadow it casts on the skin below it.
-UNDERSIDE, HIGHLIGHT, CAST = 0.18, 0.1, 0.1
+UNDERSIDE, HIGHLIGHT, CAST = 0.18, 0.12, 0.1
 RIDGE = 0.05  # the skin's lit rim along the upper lip's edge (the "white roll" that draws the cupid's bow)
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -112,7 +112,7 @@ def paint(region: np.ndarray, U: np.ndarray, V: np.ndarray, meet: np.ndarray, to
     """The lips painted over `region` (float RGB, 0..255) at face-frame columns U and rows V: the upper lip from
     `top` down to `meet`, the lower from `meet` to `bottom` (per pixel, already at least a closed lip's
     thickness), u across the mouth (-1..1 corner to corner)."""
-    soft = max(0.5, 0.03 * mw)
+    soft = max(0.5, 0.022 * mw)
     t_up, t_lo = np.maximum(meet - top, 1e-3), np.maximum(bottom - meet, 1e-3)
     in_up = _sigmoid((V - top) / soft) * _sigmoid((meet - V) / (0.5 * soft))
     in_lo = _sigmoid((bottom - V) / soft) * _sigmoid((V - meet) / (0.5 * soft))
@@ -126,8 +126,8 @@ def paint(region: np.ndarray, U: np.ndarray, V: np.ndarray, meet: np.ndarray, to
     shade_up = 1.0 - UNDERSIDE * (1.0 - _smoothstep(0.0, 0.7, v_up))
     # The lower lip's upper half faces the light (its highlight, at the middle), its lowest part turns under.
     shade_lo = ((1.0 - 0.5 * UNDERSIDE * (1.0 - _smoothstep(0.0, 0.25, v_lo)))
-                * (1.0 + HIGHLIGHT * centre * np.exp(-np.square((v_lo - 0.42) / 0.2)))
-                * (1.0 - 0.06 * _smoothstep(0.7, 1.0, v_lo)))
+                * (1.0 + HIGHLIGHT * centre * np.exp(-np.square((v_lo - 0.4) / 0.17)))
+                * (1.0 - 0.12 * _smoothstep(0.6, 1.0, v_lo)))
     # The corners, where the lips fold in, darker.
     corner = 1.0 - 0.15 * _smoothstep(0.6, 1.0, np.abs(u))
     light = np.interp(U, colours.light_x, colours.light)[..., None]
