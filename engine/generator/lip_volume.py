@@ -29,8 +29,18 @@ STRENGTH = 0.8
 DETAIL_PX, DETAIL_MAX = 1.0, 0.08
 # The shading, as gains on the lip's colour: the upper lip's underside, the lower lip's highlight and the
 # shadow it casts on the skin below it.
-UNDERSIDE, HIGHLIGHT, CAST = 0.18, 0.12, 0.1
+UNDERSIDE, HIGHLIGHT, CAST = 0.12, 0.05, 0.1
+# On a face this small (mouth half-width, pixels) the underside's shade merges with the seam into a dark band a
+# few pixels high, which reads as lips apart (to a viewer, and to the face mesh once a codec has halved the
+# chroma): it fades in between these widths. So does the lips' own brightness: the paint takes the closed image's
+# brightness by LUMA_SHARE's first share on the small face, its second on a larger one (anne_helene, a mouth 19 px
+# half-wide, read as lips apart in 2-91% of silent frames with the lips' own darker red at full strength).
+UNDERSIDE_MW = (18.0, 30.0)
+LUMA_SHARE = (0.5, 0.9)
 RIDGE = 0.05  # the skin's lit rim along the upper lip's edge (the "white roll" that draws the cupid's bow)
+# Where each lip's colour is sampled: this share of the way from its outer edge to the mesh's inner contour.
+SAMPLE = (0.2, 0.6)
+UPPER_SHADE = 0.85  # the upper lip faces down, away from the light: at least this bright beside the lower one
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
@@ -55,10 +65,10 @@ class LipColours:
 
 def lip_colours(upright: np.ndarray, cols: np.ndarray, inner_up: np.ndarray, inner_lo: np.ndarray,
                 outer_up: np.ndarray, outer_lo: np.ndarray, mid: float, hw: float, mw: float) -> LipColours | None:
-    """The photo's lip colours, sampled on the photo turned upright: for each lip, the pixels between its
-    outer edge and the middle of its band (the half toward the mouth may be the dark rim or the teeth), the
-    reddest half of them (skin at the edge and a highlight are not the lip's colour); None where neither lip
-    shows a pixel."""
+    """The photo's lip colours, sampled on the photo turned upright: for each lip, the pixels of the outer part
+    of its band (SAMPLE: the part toward the mouth may be the dark rim or the teeth), the reddest 60%
+    of them (skin at the edge is not the lip's colour), and of the upper lip's the lit half (a lip painted in the
+    shade of the rim over the teeth reads as a dark band: lips apart); None where neither lip shows a pixel."""
     h, w = upright.shape[:2]
     img = upright.astype(np.float64)
     central = np.abs(cols - mid) <= 0.6 * hw
@@ -66,8 +76,8 @@ def lip_colours(upright: np.ndarray, cols: np.ndarray, inner_up: np.ndarray, inn
     for outer, inner in ((outer_up, inner_up), (outer_lo, inner_lo)):
         px = []
         for x, yo, yi in zip(cols[central], outer[central], inner[central], strict=True):
-            ys = np.arange(int(np.ceil(min(yo, yi) + 0.15 * abs(yi - yo))), int(np.floor(max(yo, yi)
-                                                                                          - 0.45 * abs(yi - yo))) + 1)
+            a, b = sorted((yo + SAMPLE[0] * (yi - yo), yo + SAMPLE[1] * (yi - yo)))
+            ys = np.arange(int(np.ceil(a)), int(np.floor(b)) + 1)
             ys = ys[(ys >= 0) & (ys < h)]
             if 0 <= x < w and len(ys):
                 px.append(img[ys, round(float(x))])
@@ -76,11 +86,16 @@ def lip_colours(upright: np.ndarray, cols: np.ndarray, inner_up: np.ndarray, inn
             picked.append(None)
             continue
         redness = (px_all[:, 0] - px_all[:, 1]) / np.maximum(px_all.sum(axis=1), 1.0)
-        picked.append(np.median(px_all[redness >= np.quantile(redness, 0.4)], axis=0))
+        red = px_all[redness >= np.quantile(redness, 0.4)]
+        if not picked:  # the upper lip: the lit half of those (the rest is the rim's shade over the teeth)
+            red = red[red @ LUMA >= np.median(red @ LUMA)]
+        picked.append(np.median(red, axis=0))
     if picked[0] is None and picked[1] is None:
         return None
-    upper = picked[0] if picked[0] is not None else picked[1] * 0.92  # the upper lip faces down: a little darker
-    lower = picked[1] if picked[1] is not None else picked[0] / 0.92
+    upper = picked[0] if picked[0] is not None else picked[1] * UPPER_SHADE
+    lower = picked[1] if picked[1] is not None else picked[0] / UPPER_SHADE
+    # A stretched upper lip's samples still hold some of the rim's shadow: it is never darker than that.
+    upper = upper * max(1.0, UPPER_SHADE * float(lower @ LUMA) / max(float(upper @ LUMA), 1.0))
     # The light across the mouth, from the skin just above the upper lip and below the lower one.
     xs = np.clip(np.round(cols).astype(int), 0, w - 1)
     skin = []
@@ -123,19 +138,22 @@ def paint(region: np.ndarray, U: np.ndarray, V: np.ndarray, meet: np.ndarray, to
     inside = (1.0 - _smoothstep(0.92, 1.04, np.abs(u)))
     in_up, in_lo = in_up * inside, in_lo * inside
     # The upper lip turns in toward the mouth, away from the light: darker over the half nearest the lower lip.
-    shade_up = 1.0 - UNDERSIDE * (1.0 - _smoothstep(0.0, 0.7, v_up))
+    size = float(_smoothstep(*UNDERSIDE_MW, np.array(mw)))
+    underside = UNDERSIDE * size
+    shade_up = 1.0 - underside * (1.0 - _smoothstep(0.0, 0.45, v_up))
     # The lower lip's upper half faces the light (its highlight, at the middle), its lowest part turns under.
-    shade_lo = ((1.0 - 0.5 * UNDERSIDE * (1.0 - _smoothstep(0.0, 0.25, v_lo)))
-                * (1.0 + HIGHLIGHT * centre * np.exp(-np.square((v_lo - 0.4) / 0.17)))
-                * (1.0 - 0.12 * _smoothstep(0.6, 1.0, v_lo)))
+    shade_lo = ((1.0 - 0.25 * underside * (1.0 - _smoothstep(0.0, 0.2, v_lo)))
+                * (1.0 + HIGHLIGHT * centre * np.exp(-np.square((v_lo - 0.55) / 0.25)))
+                * (1.0 - 0.06 * _smoothstep(0.7, 1.0, v_lo)))
     # The corners, where the lips fold in, darker.
     corner = 1.0 - 0.15 * _smoothstep(0.6, 1.0, np.abs(u))
     light = np.interp(U, colours.light_x, colours.light)[..., None]
     luma = region @ LUMA
     detail = np.clip(luma / np.maximum(_blur(luma, DETAIL_PX), 1.0) - 1.0, -DETAIL_MAX, DETAIL_MAX)
     texture = (1.0 + detail)[..., None]
-    upper = colours.upper * (shade_up * corner)[..., None] * light * texture
-    lower = colours.lower * (shade_lo * corner)[..., None] * light * texture
+    share = LUMA_SHARE[0] + (LUMA_SHARE[1] - LUMA_SHARE[0]) * size
+    upper, lower = (_keep_luma(colour * (shade * corner)[..., None] * light * texture, region, shade * corner, share)
+                    for colour, shade in ((colours.upper, shade_up), (colours.lower, shade_lo)))
     a_up, a_lo = (STRENGTH * in_up)[..., None], (STRENGTH * in_lo)[..., None]
     out = region + (upper - region) * a_up
     out = out + (lower - out) * a_lo
@@ -144,6 +162,13 @@ def paint(region: np.ndarray, U: np.ndarray, V: np.ndarray, meet: np.ndarray, to
     cast = CAST * centre * np.exp(-np.square((below - 0.05 * mw) / (0.07 * mw))) * _smoothstep(-soft, soft, below)
     ridge = RIDGE * inside * np.exp(-np.square((above - soft) / soft)) * (1.0 - np.abs(np.clip(u, -1.0, 1.0)))
     return out * ((1.0 - cast) * (1.0 + ridge))[..., None]
+
+
+def _keep_luma(paint: np.ndarray, region: np.ndarray, shade: np.ndarray, share: float) -> np.ndarray:
+    """The paint's colour at a brightness between the closed image's, shaded (0) and its own (1)."""
+    own, under = paint @ LUMA, (region @ LUMA) * shade
+    target = under + share * (own - under)
+    return paint * (target / np.maximum(own, 1.0))[..., None]
 
 
 def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
