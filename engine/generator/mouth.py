@@ -11,7 +11,8 @@ hue held to a mouth's pink red, `mucosa_hue`, whatever the lip samples: in a bea
 light). On a turned face the opening and teeth are measured from the lips' midline, so the far side is the
 narrower one, as it is foreshortened.
 Lips part a little after the jaw (they are pressed together at rest), and a slit too thin to see into
-shows the lips' dark seam. The interior is drawn at pixel resolution over a small box around the opening,
+shows the lips' dark seam; a narrow opening is in the lips' shade, so the teeth brighten as it widens.
+The interior is drawn at pixel resolution over a small box around the opening,
 only where some frame opens it; the warp fields stay on the coarse field grid.
 """
 
