@@ -29,7 +29,7 @@ STRENGTH = 0.8
 DETAIL_PX, DETAIL_MAX = 1.0, 0.08
 # The shading, as gains on the lip's colour: the upper lip's underside, the lower lip's highlight and the
 # shadow it casts on the skin below it.
-UNDERSIDE, HIGHLIGHT, CAST = 0.12, 0.05, 0.1
+UNDERSIDE, HIGHLIGHT, CAST = 0.12, 0.1, 0.1
 # On a face this small (mouth half-width, pixels) the underside's shade merges with the seam into a dark band a
 # few pixels high, which reads as lips apart (to a viewer, and to the face mesh once a codec has halved the
 # chroma): it fades in between these widths. So does the lips' own brightness: the paint takes the closed image's
@@ -143,7 +143,7 @@ def paint(region: np.ndarray, U: np.ndarray, V: np.ndarray, meet: np.ndarray, to
     shade_up = 1.0 - underside * (1.0 - _smoothstep(0.0, 0.45, v_up))
     # The lower lip's upper half faces the light (its highlight, at the middle), its lowest part turns under.
     shade_lo = ((1.0 - 0.25 * underside * (1.0 - _smoothstep(0.0, 0.2, v_lo)))
-                * (1.0 + HIGHLIGHT * centre * np.exp(-np.square((v_lo - 0.55) / 0.25)))
+                * (1.0 + HIGHLIGHT * (0.5 + 0.5 * size) * centre * np.exp(-np.square((v_lo - 0.55) / 0.25)))
                 * (1.0 - 0.06 * _smoothstep(0.7, 1.0, v_lo)))
     # The corners, where the lips fold in, darker.
     corner = 1.0 - 0.15 * _smoothstep(0.6, 1.0, np.abs(u))
