@@ -2,7 +2,7 @@
 and a smile, through the generator's own fast path, cropped around the mouth and enlarged.
 
     python -m benchmarks.mouth_closeup [--out docs/mouth_closeup.png] [--avatar PATH ...] [--height 200]
-        [--keep-expression]
+        [--keep-expression] [--closing]
 """
 
 from __future__ import annotations
@@ -26,6 +26,16 @@ POSES: tuple[tuple[str, dict[str, float]], ...] = (
     ("smile", {"SMILE": 1.0, "JAW_OPEN": 0.15}),
     ("round (o)", {"MOUTH_ROUND": 1.0, "JAW_OPEN": 0.45}),
 )
+# The mouth near closing: where the lips meet as the jaw comes to rest.
+CLOSING: tuple[tuple[str, dict[str, float]], ...] = (
+    ("rest", {}),
+    ("jaw 0.05", {"JAW_OPEN": 0.05}),
+    ("jaw 0.1", {"JAW_OPEN": 0.1}),
+    ("jaw 0.15", {"JAW_OPEN": 0.15}),
+    ("jaw 0.2", {"JAW_OPEN": 0.2}),
+    ("jaw 0.3", {"JAW_OPEN": 0.3}),
+    ("smile", {"SMILE": 1.0}),
+)
 LABEL_W, HEADER_H, GAP = 170, 30, 6
 
 
@@ -39,11 +49,12 @@ def mouth_box(landmarks: np.ndarray, width: int, height: int) -> tuple[int, int,
     return x0, y0, x0 + int(w), y0 + int(h)
 
 
-def row(portrait: str, height: int, keep_expression: bool) -> tuple[str, list[Image.Image]]:
+def row(portrait: str, height: int, keep_expression: bool,
+        poses: tuple[tuple[str, dict[str, float]], ...] = POSES) -> tuple[str, list[Image.Image]]:
     avatar = prepare_avatar(None if portrait == EMBEDDED else portrait, max_side_px=1280,
                             keep_expression=keep_expression)
     gen = WarpGenerator(avatar)
-    ctl = np.concatenate([controls(1, **values) for _, values in POSES])
+    ctl = np.concatenate([controls(1, **values) for _, values in poses])
     photo = avatar.rest.photo if avatar.rest is not None else avatar.rgb
     frames = [photo, *gen._frames(ctl)]
     box = mouth_box(avatar.landmarks, *avatar.size)
@@ -55,9 +66,10 @@ def row(portrait: str, height: int, keep_expression: bool) -> tuple[str, list[Im
     return name, tiles
 
 
-def sheet(portraits: list[str], height: int = 160, keep_expression: bool = False) -> Image.Image:
-    rows = [row(p, height, keep_expression) for p in portraits]
-    labels = ["photo", *(label for label, _ in POSES)]
+def sheet(portraits: list[str], height: int = 160, keep_expression: bool = False,
+          poses: tuple[tuple[str, dict[str, float]], ...] = POSES) -> Image.Image:
+    rows = [row(p, height, keep_expression, poses) for p in portraits]
+    labels = ["photo", *(label for label, _ in poses)]
     col_w = max(t.width for _, tiles in rows for t in tiles)
     out = Image.new("RGB", (LABEL_W + len(labels) * (col_w + GAP), HEADER_H + len(rows) * (height + GAP)), BG)
     draw = ImageDraw.Draw(out)
@@ -77,8 +89,10 @@ def main() -> None:
     ap.add_argument("--avatar", nargs="+", help="portraits (default: the embedded one and tests/data/portraits)")
     ap.add_argument("--height", type=int, default=160)
     ap.add_argument("--keep-expression", action="store_true", help="animate from the photos' own expressions")
+    ap.add_argument("--closing", action="store_true", help="the jaw near closing (0.05-0.3) instead of wide poses")
     args = ap.parse_args()
-    sheet(args.avatar or default_portraits(), args.height, args.keep_expression).save(args.out, optimize=True)
+    sheet(args.avatar or default_portraits(), args.height, args.keep_expression,
+          CLOSING if args.closing else POSES).save(args.out, optimize=True)
     print(args.out)
 
 

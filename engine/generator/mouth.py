@@ -11,7 +11,8 @@ hue held to a mouth's pink red, `mucosa_hue`, whatever the lip samples: in a bea
 light). On a turned face the opening and teeth are measured from the lips' midline, so the far side is the
 narrower one, as it is foreshortened.
 Lips part a little after the jaw (they are pressed together at rest), and a slit too thin to see into
-shows the lips' dark seam. The interior is drawn at pixel resolution over a small box around the opening,
+shows the lips' dark seam; a narrow opening is in the lips' shade, so the teeth brighten as it widens.
+The interior is drawn at pixel resolution over a small box around the opening,
 only where some frame opens it; the warp fields stay on the coarse field grid.
 """
 
@@ -52,6 +53,8 @@ LOWER_INCISOR_W, LOWER_RATIO = 0.24, 0.85
 # Lips part a little after the jaw does (they are soft and pressed together at rest): the gap between them
 # lags the jaw's by up to this many mouth half-widths, twice that in a smile (stretched lips press harder).
 SEAL = 0.06
+# The inside of an opening this many mouth half-widths high is as lit as a wide one; a slit NARROW_DIM as much.
+NARROW_LIT, NARROW_DIM = 0.2, 0.5
 MUCOSA = (1.0, 0.55, 0.57)  # the inside of a mouth's hue (largest channel 1): a pink red, never olive or grey
 
 
@@ -296,8 +299,13 @@ class MouthRig:
         across = torch.exp(-0.5 * torch.square(torch.square(dx / (1.7 * mw))))
         neck_end = self.chin_y + 0.9 * (self.chin_y - self.mouth_y)
 
+        # While the lips are still sealed (a jaw barely open) the chin follows them more than the jaw: the soft
+        # tissue takes the first of the jaw's motion.
+        seal = 2.0 * SEAL * mw
+        chin = o.drop + (o.jaw - o.drop) * smoothstep(0.0, seal, o.jaw)
+
         def fall(y: torch.Tensor) -> torch.Tensor:
-            d = o.drop + (o.jaw * across - o.drop) * smoothstep(o.lower, self.chin_y, y)
+            d = o.drop + (chin * across - o.drop) * smoothstep(o.lower, self.chin_y, y)
             return d * (1.0 - smoothstep(self.chin_y, neck_end, y))
 
         src = qy - fall(qy - o.drop)  # one fixed-point step of the backward map: the drop varies slowly
@@ -406,6 +414,13 @@ class MouthRig:
         opened = smoothstep(0.04 * mw, 0.12 * mw, gap)[:, None]
         if self.photo is not None:  # lit as the photo was; only the lip's shadow over a narrow opening is new
             rgb = self._photo_teeth(qx, qy, rgb, edge, o, opened)
+        # Little light gets into a narrow opening: teeth and all are in the lips' shade until the mouth opens
+        # wider, so the inside brightens with the gap instead of a lit band of teeth appearing at once.
+        # (Warmer as it dims: what light gets in has passed through the lips and the mouth's red; a grey dim
+        # reads as olive teeth.)
+        lit = (NARROW_DIM + (1.0 - NARROW_DIM) * smoothstep(0.04 * mw, NARROW_LIT * mw, gap))[:, None]
+        warm = 0.5 * (1.0 + p["inner"] / torch.clamp(p["inner"].amax(dim=1, keepdim=True), min=1e-3))
+        rgb = rgb * lit * (1.0 + (1.0 - lit) * (warm - 1.0))
         seam_rgb = p["lip"] * 0.42
         return torch.clamp(seam_rgb + (rgb - seam_rgb) * opened, 0.0, 1.0)
 

@@ -11,17 +11,20 @@ closing mouth is mostly the jaw rising). Each lip is cut to its own edge, found 
 inner contour often lies a pixel or more inside the lips, on the teeth, and what it leaves of the dark
 rim around the teeth or of an open smile's dark corners would read, to a viewer and to the face mesh, as
 lips still apart. A lower lip pulled down to show its wet inside has that part rolled in. Where the lips
-meet, a faint line in their own colour. The photo as it was is kept: the mouth interior shows its own
+meet, a faint line in their own colour. What is left of a smile's stretched lips is then repainted as two
+closed lips with their colour and volume (lip_volume). The photo as it was is kept: the mouth interior shows its own
 teeth, uncovered at their place on the head as the jaw opens.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from engine.generator.lip_volume import THICK_LO, THICK_UP, bow, fullness, lip_colours, paint
 from engine.generator.mouth import (
     CHIN,
     INNER_CORNERS,
@@ -240,6 +243,37 @@ def _by_x(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return points[order, 0], points[order, 1]
 
 
+def _lips(region: np.ndarray, U: np.ndarray, V: np.ndarray, meet: np.ndarray, closing: _Closing,
+          upright: np.ndarray, lm: np.ndarray,
+          moved: np.ndarray) -> tuple[np.ndarray, tuple[Callable, Callable] | None]:
+    """The closed lips painted with their colour and volume (lip_volume), and where their outer edges now
+    lie: (region, (top(x), bottom(x)) in the face's frame, or None where the photo shows no lip to paint)."""
+    mw, cols = closing.mw, closing.cols
+    upper, lower = closing.contours(cols)
+    outer_up = np.interp(cols, *_by_x(lm[list(OUTER_UPPER)]))
+    outer_lo = np.interp(cols, *_by_x(lm[list(OUTER_LOWER)]))
+    left, right = closing.corner_x[0], closing.corner_x[-1]
+    mid = float(np.clip(closing.mouth_x, left + 0.3 * (right - left), right - 0.3 * (right - left)))
+
+    def across(x: np.ndarray) -> np.ndarray:
+        return np.where(x < mid, (x - mid) / max(mid - left, 1e-3), (x - mid) / max(right - mid, 1e-3))
+
+    def top_y(x: np.ndarray) -> np.ndarray:
+        meet_x = closing.lines(x)[3]
+        now = np.interp(x, *_by_x(np.stack([lm[list(OUTER_UPPER), 0], moved[list(OUTER_UPPER)]], axis=1)))
+        return np.minimum(now, meet_x - THICK_UP * mw * bow(across(x)))
+
+    def bottom_y(x: np.ndarray) -> np.ndarray:
+        meet_x = closing.lines(x)[3]
+        now = np.interp(x, *_by_x(np.stack([lm[list(OUTER_LOWER), 0], moved[list(OUTER_LOWER)]], axis=1)))
+        return np.maximum(now, meet_x + THICK_LO * mw * fullness(across(x)))
+
+    colours = lip_colours(upright, cols, upper, lower, outer_up, outer_lo, mid, 0.5 * (right - left), mw)
+    if colours is None:
+        return region, None
+    return paint(region, U, V, meet, top_y(U), bottom_y(U), across(U), colours, mw), (top_y, bottom_y)
+
+
 def close_lips(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, RestPose] | None:
     """(image, landmarks, what was replaced) with the lips closed, or None where they are closed already."""
     gap = lip_gap(landmarks)
@@ -285,11 +319,16 @@ def close_lips(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.n
     u = (U - closing.up.cx) / closing.up.half_w
     line = SEAM * np.exp(-(((V - meet) / SEAM_PX) ** 2)) * np.sqrt(np.clip(1 - u * u, 0.0, 1.0)) * np.minimum(g, 1.0)
     region *= 1.0 - line[..., None]
+    moved = closing.forward(ux, uy)
+    region, edges = _lips(region, U, V, meet, closing, upright, np.stack([ux, uy], axis=1), moved)
     closed = rgb.copy()
     closed[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
-    moved = closing.forward(ux, uy)
     inner = list(INNER_CORNERS + INNER_UPPER + INNER_LOWER)
     moved[inner] = closing.lines(ux[inner])[3]  # the inner contour: on the line where the lips now meet
+    if edges is not None:  # the outer contour: on the painted lips' edges
+        up_pts, lo_pts = list(OUTER_UPPER[1:-1]), list(OUTER_LOWER[1:-1])
+        moved[up_pts] = np.minimum(moved[up_pts], edges[0](ux[up_pts]))
+        moved[lo_pts] = np.maximum(moved[lo_pts], edges[1](ux[lo_pts]))
     out = np.asarray(landmarks, np.float32).copy()
     out[:, 0], out[:, 1] = frame.to_image(ux, moved)
     return closed, out, RestPose(rgb, np.asarray(landmarks, np.float32).copy(), gap)
