@@ -108,14 +108,16 @@ GROW_REACH = 0.03
 
 
 def head_part(matte: np.ndarray, hole: np.ndarray, weight: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """(H, W) bool: the person's pixels that move with the head: the face, the hair, hat and ears joined to it, and
-    the neck as far as `head_weight` reaches; their soft edge and the plate's hole around them included.
+    """(H, W) bool: the person the head belongs to: the face, the hair, hat and ears joined to it, the neck and the
+    body below it (which `head_weight` leaves still or stretches with the neck); their soft edge and the plate's
+    hole around them included.
 
-    Everything else stays still as the photo shows it, the shoulders, another person, a poster's figure or a hand
-    beside the head included, even where the head's weight reaches them: the head moves in front of them."""
+    Everything else stays still as the photo shows it, even where the head's weight reaches it: a poster's figure
+    or a hand the segmenter joins to the head only by a thin or unsure bridge. The head moves in front of them.
+    weight: `head_weight` over the image; where it is 0 nothing moves, so nothing needs to be split off there."""
     h, w = matte.shape
     moving = weight > 1e-3
-    sure = ((matte >= SURE) & moving).astype(np.uint8)
+    sure = (matte >= SURE).astype(np.uint8)
     fw = float(np.ptp(landmarks[:, 0]))
     r = max(1, round(OPEN_REACH * fw))
     sure = cv2.morphologyEx(sure, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
@@ -124,14 +126,15 @@ def head_part(matte: np.ndarray, hole: np.ndarray, weight: np.ndarray, landmarks
     _, labels = cv2.connectedComponents(sure, connectivity=8)
     touching = np.unique(labels[(face > 0) & (sure > 0)])
     part = (np.isin(labels, touching[touching > 0]) | (face > 0)).astype(np.uint8)
-    room = (((matte > 0) | (hole > 0)) & moving).astype(np.uint8)
+    room = ((matte > 0) | (hole > 0)).astype(np.uint8)
     cross = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     for _ in range(max(2, round(GROW_REACH * fw))):
         grown = (cv2.dilate(part, cross) & room) | part
         if np.array_equal(grown, part):
             break
         part = grown
-    return part > 0
+    # Out of the head's reach everything stays anyway: the photo as it is.
+    return (part > 0) | ((matte > 0) & ~moving)
 
 
 def sample(field: np.ndarray, X: torch.Tensor, Y: torch.Tensor, dx: float = 0.0, dy: float = 0.0) -> torch.Tensor:

@@ -70,7 +70,11 @@ class WarpRenderer(nn.Module):
         full_weight = head_weight(rig, Xf, Yf, jaw_line(avatar.landmarks), torch.from_numpy(hair)).numpy()
         part = head_part(matte, plate_hole(matte), full_weight, avatar.landmarks)
         head_matte = np.where(part, matte, 0).astype(np.uint8)
-        backdrop = np.where(part[..., None], plate, avatar.rgb)
+        # Where the head's part barely moves (the neck's foot) the photo stays behind it: what a small shift uncovers
+        # there is more of the same neck or collar, not the plate's wall.
+        behind = np.clip((full_weight - 0.3) / 0.4, 0.0, 1.0)
+        behind = (behind * behind * (3 - 2 * behind) * part)[..., None]
+        backdrop = (behind * plate + (1.0 - behind) * avatar.rgb + 0.5).astype(np.uint8)
         self.roi = layer_box(rig, np.where(part, np.maximum(matte, 2), 0).astype(np.uint8), avatar.landmarks, w, h,
                              hair=hair)
         x0, y0, x1, y1 = self.roi
@@ -221,8 +225,13 @@ class WarpRenderer(nn.Module):
         neck; head_motion.head_weight): a rigid shift and roll, plus depth parallax so that yaw and
         pitch read as turns, not slides. The background is a still plate under this layer."""
         yaw, pitch, roll = c[:, Control.HEAD_YAW], c[:, Control.HEAD_PITCH], c[:, Control.HEAD_ROLL]
-        dx = self.Xp - yaw * self.yaw_px  # (N, fh, fw), from the pivot
-        dy = self.Yp - pitch * self.pitch_px + c[:, Control.BREATH] * (0.012 * self.g.face_ry)
+        # A turn moves the face along its own left-right axis and a nod along its own up-down one: on a tilted face
+        # those are not the photo's (rig.FaceFrame). Breathing lifts the head straight up.
+        tx, ty = -yaw * self.yaw_px, -pitch * self.pitch_px
+        if not self.g.frame.upright:
+            tx, ty = self.g.frame.vector_to_image(tx, ty)
+        dx = self.Xp + tx  # (N, fh, fw), from the pivot
+        dy = self.Yp + ty + c[:, Control.BREATH] * (0.012 * self.g.face_ry)
         th = roll * (math.pi / 180.0)
         cos, sin = torch.cos(th), torch.sin(th)
         # The rotated point minus the output pixel (both from the pivot), scaled by the head's weight.
