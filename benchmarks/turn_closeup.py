@@ -1,6 +1,7 @@
 """Close-ups of the head turning over the background, for every portrait: are there ghosts of hair or a hat?
 
     python -m benchmarks.turn_closeup [--out turn_closeup.png] [--save DIR] [--before DIR] [--portraits A B ...]
+                                      [--height 300]
 
 Each row is a portrait (the astronaut and every JPEG in tests/data/portraits, loaded as the contact sheet does),
 each column a pose: the photo, then turn 8 deg + roll 6 deg (the contact sheet's turn column and the blueprint's
@@ -50,15 +51,16 @@ def head_crop(landmarks: np.ndarray, width: int, height: int) -> tuple[int, int,
             int(min(height, top + 1.0 * fw)))
 
 
-def row(label: str, frames: np.ndarray, box: tuple[int, int, int, int], header: bool) -> np.ndarray:
+def row(label: str, frames: np.ndarray, box: tuple[int, int, int, int], header: bool, tile_h: int = TILE_H
+        ) -> np.ndarray:
     x0, y0, x1, y1 = box
-    tw = round(TILE_H * (x1 - x0) / (y1 - y0))
+    tw = round(tile_h * (x1 - x0) / (y1 - y0))
     head_h = 24 if header else 0
-    im = Image.new("RGB", (LABEL_W + len(frames) * (tw + 4), TILE_H + head_h + 4), (24, 24, 28))
+    im = Image.new("RGB", (LABEL_W + len(frames) * (tw + 4), tile_h + head_h + 4), (24, 24, 28))
     draw = ImageDraw.Draw(im)
     draw.text((8, head_h + 8), label, fill=(235, 235, 235), font=font(15))
     for i, f in enumerate(frames):
-        tile = Image.fromarray(np.ascontiguousarray(f[y0:y1, x0:x1])).resize((tw, TILE_H), Image.Resampling.LANCZOS)
+        tile = Image.fromarray(np.ascontiguousarray(f[y0:y1, x0:x1])).resize((tw, tile_h), Image.Resampling.LANCZOS)
         im.paste(tile, (LABEL_W + i * (tw + 4), head_h))
         if header:
             draw.text((LABEL_W + i * (tw + 4) + 4, 4), POSES[i][0], fill=(150, 150, 160), font=font(14))
@@ -71,6 +73,7 @@ def main() -> None:
     ap.add_argument("--save", type=Path, help="write each portrait's frames here as NAME.npy")
     ap.add_argument("--before", type=Path, help="add rows of frames saved by another build (--save)")
     ap.add_argument("--portraits", nargs="+", help="portrait names (astronaut, or a file name in tests/data/portraits)")
+    ap.add_argument("--height", type=int, default=TILE_H, help="tile height in pixels")
     args = ap.parse_args()
     names = args.portraits or ["astronaut", *sorted(p.stem for p in (REPO / "tests/data/portraits").glob("*.jpg"))]
     rows = []
@@ -78,12 +81,12 @@ def main() -> None:
         avatar = load(EMBEDDED if name == "astronaut" else str(REPO / f"tests/data/portraits/{name}.jpg"))
         frames = WarpGenerator(avatar)._frames(pose_controls())
         box = head_crop(avatar.landmarks, *avatar.size)
-        rows.append(row(f"{name}\nnow", frames, box, not rows))
+        rows.append(row(f"{name}\nnow", frames, box, not rows, args.height))
         if args.save:
             args.save.mkdir(parents=True, exist_ok=True)
             np.save(args.save / f"{name}.npy", frames)
         if args.before and (args.before / f"{name}.npy").is_file():
-            rows.append(row(f"{name}\nbefore", np.load(args.before / f"{name}.npy"), box, False))
+            rows.append(row(f"{name}\nbefore", np.load(args.before / f"{name}.npy"), box, False, args.height))
         print(f"{name}: {avatar.size[0]}x{avatar.size[1]}", flush=True)
     w = max(r.shape[1] for r in rows)
     Image.fromarray(np.concatenate([np.pad(r, ((0, 0), (0, w - r.shape[1]), (0, 0))) for r in rows])).save(args.out)
