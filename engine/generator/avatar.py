@@ -153,11 +153,13 @@ def detect_landmarks(rgb: np.ndarray, name: str, scale: float = 1.0) -> tuple[np
     side = "left" if roll > 0 else "right"  # the mouth right of below the eyes: the head leans to the image's left
     if abs(roll) > MAX_ROLL_DEG:
         raise AvatarError(f"{name}: head too tilted: about {abs(roll):.0f} degrees toward the image's {side}; at most "
-                          f"{MAX_ROLL_DEG:.0f} degrees can be animated (head turns and nods are drawn along the "
-                          "photo's axes): use a photo with the head more upright, or turn the photo")
+                          f"{MAX_ROLL_DEG:.0f} degrees can be animated (the neck and the jaw line the head moves "
+                          "above are drawn along the photo's axes): use a photo with the head more upright, or turn "
+                          "the photo")
     if abs(roll) > NOTE_ROLL_DEG:
         notes += (f"head tilted about {abs(roll):.0f} degrees toward the image's {side}: mouth and eyes follow the "
-                  "tilt, but head turns will carry some nod (they are drawn along the photo's axes)",)
+                  "tilt, and so do head turns and nods, but the neck and the jaw line the head moves above are "
+                  "drawn along the photo's axes",)
     return pts[:, :2].copy(), notes
 
 
