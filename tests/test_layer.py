@@ -90,8 +90,7 @@ def test_uncovered_wall_comes_from_the_plate_in_the_walls_colours(portrait: str)
         if uncovered.sum() < 30:
             continue
         uncovered_somewhere = True
-        # Shown from what the renderer keeps behind the head (the plate; the photo behind the barely moving neck), not
-        # the head's own pixels dragged along.
+        # Shown from what the renderer keeps behind the head (the plate), not the head's own pixels dragged along.
         behind = avatar.rgb.copy()
         x0, y0, x1, y1 = gen.renderer.roi
         behind[y0:y1, x0:x1] = gen.renderer.plate_u8

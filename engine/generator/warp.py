@@ -70,11 +70,7 @@ class WarpRenderer(nn.Module):
         full_weight = head_weight(rig, Xf, Yf, jaw_line(avatar.landmarks), torch.from_numpy(hair)).numpy()
         part = head_part(matte, plate_hole(matte), full_weight, avatar.landmarks)
         head_matte = np.where(part, matte, 0).astype(np.uint8)
-        # Where the head's part barely moves (the neck's foot) the photo stays behind it: what a small shift uncovers
-        # there is more of the same neck or collar, not the plate's wall.
-        behind = np.clip((full_weight - 0.3) / 0.4, 0.0, 1.0)
-        behind = (behind * behind * (3 - 2 * behind) * part)[..., None]
-        backdrop = (behind * plate + (1.0 - behind) * avatar.rgb + 0.5).astype(np.uint8)
+        backdrop = np.where(part[..., None], plate, avatar.rgb)
         self.roi = layer_box(rig, np.where(part, np.maximum(matte, 2), 0).astype(np.uint8), avatar.landmarks, w, h,
                              hair=hair)
         x0, y0, x1, y1 = self.roi
