@@ -97,8 +97,9 @@ def lip_vector_landmarks(frame: np.ndarray) -> np.ndarray:
 
 
 def test_prepare_says_when_a_head_is_tilted_and_refuses_past_the_limit(tmp_path: Path) -> None:
-    """Mouth and eyes follow any tilt; head turns do not (they are drawn along the photo's axes): a tilt
-    past NOTE_ROLL_DEG is accepted with a note, one past MAX_ROLL_DEG refused with the reason."""
+    """Mouth, eyes and head turns follow any tilt; the neck and the jaw line do not (they are drawn along the
+    photo's axes): a tilt past NOTE_ROLL_DEG is accepted with a note, one past MAX_ROLL_DEG refused with the
+    reason."""
     upright = load(EMBEDDED, 720)
     for deg in (30.0, 60.0):
         Image.fromarray(rotated(upright.rgb, upright.landmarks, deg)).save(tmp_path / f"tilted{deg:.0f}.png")

@@ -38,9 +38,10 @@ from engine.generator.rig import face_frame
 log = logging.getLogger(__name__)
 
 MAX_INPUT_PIXELS = 50_000_000  # larger images are refused before decoding (decompression bombs)
-PREP_VERSION = 7  # bump when what is cached changes meaning (3: the person matte and background plate; 5: the
+PREP_VERSION = 8  # bump when what is cached changes meaning (3: the person matte and background plate; 5: the
 # plate meets the photo along the matte's edge; 6: covered features refused or noted, the rest pose cut to the lips;
-# 7: the ears and the hair beside the face opaque in the matte, the plate's fill without mirrored structures)
+# 7: the ears and the hair beside the face opaque in the matte, the plate's fill without mirrored structures;
+# 8: the plate's mirrored texture capped at the wall's grain)
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "avatar-engine" / "avatars"
 
 
@@ -152,11 +153,13 @@ def detect_landmarks(rgb: np.ndarray, name: str, scale: float = 1.0) -> tuple[np
     side = "left" if roll > 0 else "right"  # the mouth right of below the eyes: the head leans to the image's left
     if abs(roll) > MAX_ROLL_DEG:
         raise AvatarError(f"{name}: head too tilted: about {abs(roll):.0f} degrees toward the image's {side}; at most "
-                          f"{MAX_ROLL_DEG:.0f} degrees can be animated (head turns and nods are drawn along the "
-                          "photo's axes): use a photo with the head more upright, or turn the photo")
+                          f"{MAX_ROLL_DEG:.0f} degrees can be animated (the neck and the jaw line the head moves "
+                          "above are drawn along the photo's axes): use a photo with the head more upright, or turn "
+                          "the photo")
     if abs(roll) > NOTE_ROLL_DEG:
         notes += (f"head tilted about {abs(roll):.0f} degrees toward the image's {side}: mouth and eyes follow the "
-                  "tilt, but head turns will carry some nod (they are drawn along the photo's axes)",)
+                  "tilt, and so do head turns and nods, but the neck and the jaw line the head moves above are "
+                  "drawn along the photo's axes",)
     return pts[:, :2].copy(), notes
 
 

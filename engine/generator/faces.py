@@ -20,9 +20,10 @@ MIN_FACE_WIDTH_PX = 48  # smaller faces (mesh width, output pixels) have too few
 # Beyond about three-quarter view the nose hides the far eye's inner corner and the far mouth corner,
 # which the rig's blink and mouth fields move as if they were visible.
 MAX_YAW_DEG = 45.0
-# A tilted (rolled) face: the mouth and eyes move in the face's own frame at any roll (rig.FaceFrame), but
-# head turns and nods are drawn along the photo's axes, against an upright body: past NOTE_ROLL_DEG a
-# turn carries a visible share of nod (sin 20 deg: a third), past MAX_ROLL_DEG it is more nod than turn.
+# A tilted (rolled) face: the mouth and eyes move in the face's own frame at any roll (rig.FaceFrame), and
+# head turns and nods shift the face along it, but the neck and the jaw line that split head from body are
+# drawn along the photo's axes, against an upright body: past NOTE_ROLL_DEG the jaw's far side is cut
+# visibly askew, past MAX_ROLL_DEG the neck would move as head.
 NOTE_ROLL_DEG, MAX_ROLL_DEG = 20.0, 45.0
 MESH_FACE_PX = 192.0  # a small face's crop is enlarged to about this face width before the mesh reads it
 TILE_FACE_MAX = 0.2  # faces found in tiles count when smaller than this share of the photo's shorter side

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import torch
 
@@ -29,28 +30,119 @@ def jaw_line(landmarks: np.ndarray, dx: float = 0.0, dy: float = 0.0) -> tuple[f
     return float(min(xl, xr) - dx), float(max(xl, xr) - dx), float((yl + yr) / 2 - dy)
 
 
+def jaw_cut(g: RigGeometry, X: torch.Tensor, jaw: tuple[float, float, float] | None) -> torch.Tensor | float:
+    """The y of the jaw line at X: through the chin and the jaw's corners, level beyond them."""
+    if jaw is None:
+        return g.chin_y
+    xl, xr, y_corner = jaw
+    u = torch.clamp((X - (xl + xr) / 2) / max((xr - xl) / 2, 1.0), -1.0, 1.0)
+    return g.chin_y + (y_corner - g.chin_y) * u * u
+
+
 def head_weight(g: RigGeometry, X: torch.Tensor, Y: torch.Tensor,
-                jaw: tuple[float, float, float] | None = None) -> torch.Tensor:
+                jaw: tuple[float, float, float] | None = None, hair: torch.Tensor | None = None) -> torch.Tensor:
     """How much of the head's motion each point takes, 0..1, at pixel coordinates X, Y (g's origin).
 
-    Rigid over the head ellipse grown to hold hair and a hat (1.2 radii), fading out by 1.45. Below the
-    jaw line (a curve through the chin and the jaw's corners, level beyond them: `jaw_line`), where a
-    collar or a suit's ring may rise beside the neck, only a neck column about a jaw wide follows,
-    fading out over 0.4 face heights."""
+    Rigid over the head ellipse grown to hold hair and a hat (1.2 radii), fading out by 1.45, and over
+    `hair` (`hair_reach` sampled at X, Y: the hair or hat the segmenter joins to the head, however far it
+    reaches past that ellipse). Below the jaw line (a curve through the chin and the jaw's corners, level
+    beyond them: `jaw_line`), where a collar or a suit's ring may rise beside the neck, only a neck column
+    about a jaw wide follows, fading out over 0.4 face heights."""
     d = torch.sqrt(((X - g.face_cx) / g.face_rx) ** 2 + ((Y - g.face_cy) / g.face_ry) ** 2)
     head = 1.0 - _smoothstep(1.2, 1.45, d)
+    if hair is not None:
+        head = torch.maximum(head, hair)
     face_h = g.face_ry / 0.68
-    if jaw is None:
-        cut: torch.Tensor | float = g.chin_y
-    else:
-        xl, xr, y_corner = jaw
-        u = torch.clamp((X - (xl + xr) / 2) / max((xr - xl) / 2, 1.0), -1.0, 1.0)
-        cut = g.chin_y + (y_corner - g.chin_y) * u * u
+    cut = jaw_cut(g, X, jaw)
     below = torch.clamp((Y - cut + 0.05 * face_h) / (0.15 * face_h), 0.0, 1.0)
     below = below * below * (3 - 2 * below)
     neck = ((1.0 - _smoothstep(0.3 * g.face_w, 0.5 * g.face_w, (X - g.face_cx).abs()))
             * (1.0 - _smoothstep(g.chin_y, g.chin_y + 0.4 * face_h, Y)))
     return head * (1.0 - below + below * neck)
+
+
+def max_travel(g: RigGeometry, x: np.ndarray, y: np.ndarray) -> float:
+    """The farthest any of the points (x, y) moves at MAX_HEAD_DEG of turn, nod and roll at once (px)."""
+    px, py = pivot(g)
+    rad = MAX_HEAD_DEG * math.pi / 180.0
+    shift = ((MAX_HEAD_DEG * 0.012 * max(g.face_rx, g.face_ry) + 0.5 * g.face_w * rad) * math.sqrt(2.0)
+             + 0.012 * g.face_ry)
+    return float(shift + rad * np.sqrt((x - px) ** 2 + (y - py) ** 2).max(initial=0.0))
+
+
+def hair_reach(g: RigGeometry, matte: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: 1 wherever the head's hair, hat or ears can be at MAX_HEAD_DEG, fading out beyond.
+
+    The person above the jaw line that the segmenter joins to the face (spiky hair, a tall hat, a bun) may reach
+    far past the head ellipse of `head_weight`: there it would stay on the wall while the face under it moves,
+    and the moved head would pull a stretched copy of it along. So it all moves rigidly, and so does the wall
+    around it as far as it can travel (the layer is transparent there: moving the wall's place shows the plate,
+    the wall's own pixels). Below the jaw the neck column of `head_weight` takes over."""
+    h, w = matte.shape
+    person = (matte >= 128).astype(np.uint8)
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    cut = jaw_cut(g, torch.from_numpy(np.arange(w, dtype=np.float32)), jaw_line(landmarks))
+    cut_row = cut.numpy()[None, :] if isinstance(cut, torch.Tensor) else np.full((1, w), cut, np.float32)
+    person[ys > cut_row] = 0
+    _, labels = cv2.connectedComponents(person, connectivity=8)
+    face = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(face, cv2.convexHull(np.round(landmarks[:, :2]).astype(np.int32)), 1)
+    touching = np.unique(labels[(face > 0) & (person > 0)])
+    head = np.isin(labels, touching[touching > 0])
+    if not head.any():
+        return np.zeros((h, w), np.float32)
+    yy, xx = np.nonzero(head)
+    travel = max_travel(g, xx.astype(np.float64), yy.astype(np.float64))
+    dist = cv2.distanceTransform((~head).astype(np.uint8), cv2.DIST_L2, 5)
+    fade = max(2.0, 0.5 * travel)
+    t = np.clip((dist - travel) / fade, 0.0, 1.0)
+    return (1.0 - t * t * (3 - 2 * t)).astype(np.float32)
+
+
+# The head's own part of the matte: what the segmenter is sure of (>= SURE of 255), opened over OPEN_REACH face widths
+# (a thin bridge of hair to a poster's figure or a hand does not join them to the head), then grown back through the
+# person's soft edge and the plate's hole by up to GROW_REACH face widths.
+SURE = 200
+OPEN_REACH = 0.03
+GROW_REACH = 0.03
+
+
+def head_part(matte: np.ndarray, hole: np.ndarray, weight: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the person the head belongs to: the face, the hair, hat and ears joined to it, the neck and the
+    body below it (which `head_weight` leaves still or stretches with the neck); their soft edge and the plate's
+    hole around them included.
+
+    Everything else stays still as the photo shows it, even where the head's weight reaches it: a poster's figure
+    or a hand the segmenter joins to the head only by a thin or unsure bridge. The head moves in front of them.
+    weight: `head_weight` over the image; where it is 0 nothing moves, so nothing needs to be split off there."""
+    h, w = matte.shape
+    moving = weight > 1e-3
+    sure = (matte >= SURE).astype(np.uint8)
+    fw = float(np.ptp(landmarks[:, 0]))
+    r = max(1, round(OPEN_REACH * fw))
+    sure = cv2.morphologyEx(sure, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+    face = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(face, cv2.convexHull(np.round(landmarks[:, :2]).astype(np.int32)), 1)
+    _, labels = cv2.connectedComponents(sure, connectivity=8)
+    touching = np.unique(labels[(face > 0) & (sure > 0)])
+    part = (np.isin(labels, touching[touching > 0]) | (face > 0)).astype(np.uint8)
+    room = ((matte > 0) | (hole > 0)).astype(np.uint8)
+    cross = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    for _ in range(max(2, round(GROW_REACH * fw))):
+        grown = (cv2.dilate(part, cross) & room) | part
+        if np.array_equal(grown, part):
+            break
+        part = grown
+    # Out of the head's reach everything stays anyway: the photo as it is.
+    return (part > 0) | ((matte > 0) & ~moving)
+
+
+def sample(field: np.ndarray, X: torch.Tensor, Y: torch.Tensor, dx: float = 0.0, dy: float = 0.0) -> torch.Tensor:
+    """A full-image field (H, W) read at pixel coordinates X + dx, Y + dy (bilinear; 0 outside)."""
+    mx = (X + dx).numpy().astype(np.float32)
+    my = (Y + dy).numpy().astype(np.float32)
+    out = cv2.remap(field.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return torch.from_numpy(out)
 
 
 def depth_proxy(g: RigGeometry, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
@@ -66,14 +158,14 @@ def pivot(g: RigGeometry) -> tuple[float, float]:
 
 
 def layer_box(rig: RigGeometry, matte: np.ndarray, landmarks: np.ndarray, width: int, height: int,
-              step: int = 4) -> Box:
+              step: int = 4, hair: np.ndarray | None = None) -> Box:
     """The box the renderer warps and composites: every person pixel the head motion moves, grown by
     the farthest any of them can travel at MAX_HEAD_DEG, and the mouth's box (the jaw drops below the chin).
     Outside it every pixel is the photo's own, so nothing there is computed per frame."""
     ys = torch.arange(0, height, step, dtype=torch.float32)
     xs = torch.arange(0, width, step, dtype=torch.float32)
     Y, X = torch.meshgrid(ys, xs, indexing="ij")
-    weight = head_weight(rig, X, Y, jaw_line(landmarks))
+    weight = head_weight(rig, X, Y, jaw_line(landmarks), None if hair is None else sample(hair, X, Y))
     # matte 1: the fringe's wisps (engine.generator.matte.head_fringe) lie within the travel margin anyway; counting
     # them would grow the box, and the per-frame cost, for a few pixels of hair.
     moving = (weight > 2e-3) & torch.from_numpy(matte[::step, ::step][: len(ys), : len(xs)] > 1)

@@ -150,8 +150,9 @@ def _meet_the_photo(rgb: np.ndarray, matte: np.ndarray, fill: np.ndarray, reach:
     return np.clip(fill + fade[..., None] * spread + 0.5, 0, 255).astype(np.uint8)
 
 
-# The most a pixel of the reflected wall's texture departs from the smooth fill, in 8-bit levels.
-TEXTURE_CAP = 12.0
+# The most a pixel of the reflected wall's texture departs from the smooth fill, in 8-bit levels: the wall's grain,
+# not its lines (at 12 a flag's gold cords came back as curved bands along hopper's hat, a ghost of its outline).
+TEXTURE_CAP = 4.0
 
 # The hole reaches 1/HOLE_GROW of the portrait's longer side past the matte (4 px at 720).
 HOLE_GROW = 200

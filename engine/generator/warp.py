@@ -19,8 +19,17 @@ from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
 from engine.generator.eyes import blink_cells, eye_offsets, measure_lids, paint_roi, paint_u8, shade_box, shaded
-from engine.generator.head_motion import depth_proxy, head_weight, jaw_line, layer_box, pivot
-from engine.generator.matte import person_layer, premultiplied_layer
+from engine.generator.head_motion import (
+    depth_proxy,
+    hair_reach,
+    head_part,
+    head_weight,
+    jaw_line,
+    layer_box,
+    pivot,
+    sample,
+)
+from engine.generator.matte import person_layer, plate_hole, premultiplied_layer
 from engine.generator.mouth import JAW_REACH, UPPER_SHARE, MouthRig, lip_gap, mouth_palette
 from engine.generator.person_alpha import still_alpha
 from engine.generator.rest_pose import CLOSED_GAP, RestPose
@@ -53,7 +62,17 @@ class WarpRenderer(nn.Module):
         matte, plate = avatar.matte, avatar.plate
         if matte is None or plate is None:  # an avatar made without prepare_avatar: make its layer now
             matte, plate = person_layer(avatar.rgb, avatar.landmarks)
-        self.roi = layer_box(rig, matte, avatar.landmarks, w, h)
+        hair = hair_reach(rig, matte, avatar.landmarks)
+        # Only the head's own part of the person moves (head_motion.head_part); the rest of the photo, shoulders
+        # included, is the still background it moves over: the plate behind the head, the photo elsewhere.
+        ys, xs = torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32)
+        Yf, Xf = torch.meshgrid(ys, xs, indexing="ij")
+        full_weight = head_weight(rig, Xf, Yf, jaw_line(avatar.landmarks), torch.from_numpy(hair)).numpy()
+        part = head_part(matte, plate_hole(matte), full_weight, avatar.landmarks)
+        head_matte = np.where(part, matte, 0).astype(np.uint8)
+        backdrop = np.where(part[..., None], plate, avatar.rgb)
+        self.roi = layer_box(rig, np.where(part, np.maximum(matte, 2), 0).astype(np.uint8), avatar.landmarks, w, h,
+                             hair=hair)
         x0, y0, x1, y1 = self.roi
         rw, rh = x1 - x0, y1 - y0
         self.g: RigGeometry = rig.shifted(x0, y0)
@@ -69,8 +88,12 @@ class WarpRenderer(nn.Module):
         self.register_buffer("portrait", torch.from_numpy(avatar.rgb.copy()), persistent=False)
         # The person as a premultiplied layer (colour x alpha, alpha) over a still background plate: the
         # head moves its layer, and wherever it uncovers the background the plate shows, not dragged wall.
-        self.layer_u8 = premultiplied_layer(avatar.rgb[y0:y1, x0:x1], matte[y0:y1, x0:x1], plate[y0:y1, x0:x1])
-        self.plate_u8 = np.ascontiguousarray(plate[y0:y1, x0:x1])
+        self.layer_u8 = premultiplied_layer(avatar.rgb[y0:y1, x0:x1], head_matte[y0:y1, x0:x1],
+                                            backdrop[y0:y1, x0:x1])
+        self.plate_u8 = np.ascontiguousarray(backdrop[y0:y1, x0:x1])
+        # What of the person stays still in the box (shoulders, a second figure): keyed outputs need it under the
+        # moved head (WarpGenerator._alpha_frames).
+        self.still_part = np.ascontiguousarray(~part[y0:y1, x0:x1])
         layer = torch.from_numpy(self.layer_u8.astype(np.float32) / 255.0).permute(2, 0, 1)
         self.register_buffer("roi_src", layer.contiguous(), persistent=False)
         plate_t = torch.from_numpy(self.plate_u8.astype(np.float32) / 255.0).permute(2, 0, 1)
@@ -79,7 +102,7 @@ class WarpRenderer(nn.Module):
         self.register_buffer("X", X[None].contiguous(), persistent=False)  # (1, fh, fw) ROI pixel coords
         self.register_buffer("Y", Y[None].contiguous(), persistent=False)
         g = self.g
-        weight = head_weight(g, X, Y, jaw_line(avatar.landmarks, x0, y0))
+        weight = head_weight(g, X, Y, jaw_line(avatar.landmarks, x0, y0), sample(hair, X, Y, x0, y0))
         self.register_buffer("head_mask", weight[None], persistent=False)
         # Pixels per degree of yaw and of pitch at each point: a rigid shift plus depth parallax (more at the nose).
         parallax = 0.5 * g.face_w * (math.pi / 180.0) * depth_proxy(g, X, Y)[None]
@@ -198,8 +221,13 @@ class WarpRenderer(nn.Module):
         neck; head_motion.head_weight): a rigid shift and roll, plus depth parallax so that yaw and
         pitch read as turns, not slides. The background is a still plate under this layer."""
         yaw, pitch, roll = c[:, Control.HEAD_YAW], c[:, Control.HEAD_PITCH], c[:, Control.HEAD_ROLL]
-        dx = self.Xp - yaw * self.yaw_px  # (N, fh, fw), from the pivot
-        dy = self.Yp - pitch * self.pitch_px + c[:, Control.BREATH] * (0.012 * self.g.face_ry)
+        # A turn moves the face along its own left-right axis and a nod along its own up-down one: on a tilted face
+        # those are not the photo's (rig.FaceFrame). Breathing lifts the head straight up.
+        tx, ty = -yaw * self.yaw_px, -pitch * self.pitch_px
+        if not self.g.frame.upright:
+            tx, ty = self.g.frame.vector_to_image(tx, ty)
+        dx = self.Xp + tx  # (N, fh, fw), from the pivot
+        dy = self.Yp + ty + c[:, Control.BREATH] * (0.012 * self.g.face_ry)
         th = roll * (math.pi / 180.0)
         cos, sin = torch.cos(th), torch.sin(th)
         # The rotated point minus the output pixel (both from the pivot), scaled by the head's weight.
@@ -269,8 +297,13 @@ class WarpGenerator:
         """(n, H, W) uint8 of the still portrait's person alpha; _frames writes the moving box of each."""
         if self._still_alpha is None:
             self._still_alpha = still_alpha(self.avatar)
-            x0, y0, x1, y1 = self.renderer.roi  # keying's alpha of the layer (person_alpha.keying_layer)
-            self._layer_alpha = np.ascontiguousarray(self._still_alpha[y0:y1, x0:x1])
+            x0, y0, x1, y1 = self.renderer.roi
+            keyed = self._still_alpha[y0:y1, x0:x1]  # keying's alpha (person_alpha.keying_layer): sky at the hair cut
+            # The head that moves: the layer's alpha, less what keying cut out at the hair's edge.
+            self._layer_alpha = np.ascontiguousarray(np.minimum(self.renderer.layer_u8[..., 3], keyed))
+            # The person that stays still in the box (shoulders), as a fraction, under the moved head.
+            self._still_box = np.where(self.renderer.still_part, keyed, 0).astype(np.float32)
+            self._still_box /= 255.0
         return np.repeat(self._still_alpha[None], n, axis=0)
 
     def _frames(self, controls: np.ndarray, alphas: np.ndarray | None = None) -> np.ndarray:
@@ -297,9 +330,9 @@ class WarpGenerator:
             map_x, map_y = upsample(sx[i], r.stride, rh, rw, o), upsample(sy[i], r.stride, rh, rw, o)
             remap_composite(self.renderer.layer_u8, map_x, map_y, upsample(overlay[i], r.overlay_stride, bh, bw),
                             upsample(alpha[i, 0], r.overlay_stride, bh, bw), box, frames[i, y0:y1, x0:x1], r.plate_u8)
-            if alphas is not None:  # the layer's alpha through the same map: where the moved person covers
-                alphas[i, y0:y1, x0:x1] = cv2.remap(self._layer_alpha, map_x, map_y, cv2.INTER_LINEAR,
-                                                    borderMode=cv2.BORDER_REPLICATE)
+            if alphas is not None:  # the head's alpha through the same map over the still person: "over"
+                moved = cv2.remap(self._layer_alpha, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                alphas[i, y0:y1, x0:x1] = np.clip(moved + (255.0 - moved) * self._still_box + 0.5, 0, 255)
         # The closed lids, painted over all the window's blinking frames at once.
         for k, (gain, (bx0, by0, bx1, by1)) in enumerate(zip(lid_shade, r.lid_boxes_px, strict=True)):
             which = [i for i in range(len(controls)) if gain is not None and shaded(float(blinks[i, k]))]
