@@ -40,7 +40,7 @@ def rendered(portrait: str) -> tuple[PreparedAvatar, WarpGenerator, np.ndarray, 
 def layer_alpha(gen: WarpGenerator, controls: np.ndarray) -> np.ndarray:
     """Where the person covers each frame, (N, H, W) uint8: the moved head over the person that stays (the renderer's
     own alpha for keyed outputs)."""
-    alphas = gen._alpha_frames(len(controls))
+    alphas = gen._alpha_frames(len(controls), keyed=False)  # the picture's own, not keying's refined one
     gen._frames(controls, alphas)
     return alphas
 

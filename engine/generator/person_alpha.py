@@ -149,6 +149,13 @@ def _segment_gate(rgb: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(grown, (0, 0), SEGMENT_GROW_PX / 3.0)
 
 
+def picture_alpha(avatar: PreparedAvatar) -> np.ndarray:
+    """(H, W) uint8: the person's coverage of the still picture as the renderer draws it (the premultiplied layer's
+    alpha, before keying refines it): what a rendered pixel is made of, for tests and measures of the picture."""
+    matte, plate = layer_of(avatar)
+    return np.ascontiguousarray(premultiplied_layer(avatar.rgb, matte, plate)[..., 3])
+
+
 def still_alpha(avatar: PreparedAvatar) -> np.ndarray:
     """(H, W) uint8: 255 on the person, 0 on the background, soft at hair and edges (keying_layer's alpha)."""
     return keying_layer(avatar)[0]

@@ -31,7 +31,7 @@ from engine.generator.head_motion import (
 )
 from engine.generator.matte import person_layer, plate_hole, premultiplied_layer
 from engine.generator.mouth import JAW_REACH, UPPER_SHARE, MouthRig, lip_gap, mouth_palette
-from engine.generator.person_alpha import still_alpha
+from engine.generator.person_alpha import picture_alpha, still_alpha
 from engine.generator.rest_pose import CLOSED_GAP, RestPose
 from engine.generator.rig import RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
@@ -268,6 +268,7 @@ class WarpGenerator:
         # RenderedWindow.alpha_frames. Off, nothing of it is computed.
         self.emit_alpha = False
         self._still_alpha: np.ndarray | None = None
+        self._alpha_keyed = True
         # Process-wide in torch: the server keeps cores for encoding and other sessions.
         torch.set_num_threads(threads)
 
@@ -293,16 +294,19 @@ class WarpGenerator:
         last = FirstFrame(rendered.end_frame - 1, frames[-1], controls[-1])
         return rendered, last
 
-    def _alpha_frames(self, n: int) -> np.ndarray:
-        """(n, H, W) uint8 of the still portrait's person alpha; _frames writes the moving box of each."""
-        if self._still_alpha is None:
-            self._still_alpha = still_alpha(self.avatar)
+    def _alpha_frames(self, n: int, keyed: bool = True) -> np.ndarray:
+        """(n, H, W) uint8 of the still portrait's person alpha; _frames writes the moving box of each. keyed: keying's
+        alpha (person_alpha.keying_layer: sky the matte took in at the hair's edge cut out); False: the picture's own
+        coverage, as the renderer draws it (what tests of the rendered pixels compare with)."""
+        if self._still_alpha is None or self._alpha_keyed != keyed:
+            self._still_alpha = still_alpha(self.avatar) if keyed else picture_alpha(self.avatar)
+            self._alpha_keyed = keyed
             x0, y0, x1, y1 = self.renderer.roi
-            keyed = self._still_alpha[y0:y1, x0:x1]  # keying's alpha (person_alpha.keying_layer): sky at the hair cut
+            box = self._still_alpha[y0:y1, x0:x1]
             # The head that moves: the layer's alpha, less what keying cut out at the hair's edge.
-            self._layer_alpha = np.ascontiguousarray(np.minimum(self.renderer.layer_u8[..., 3], keyed))
+            self._layer_alpha = np.ascontiguousarray(np.minimum(self.renderer.layer_u8[..., 3], box))
             # The person that stays still in the box (shoulders), as a fraction, under the moved head.
-            self._still_box = np.where(self.renderer.still_part, keyed, 0).astype(np.float32)
+            self._still_box = np.where(self.renderer.still_part, box, 0).astype(np.float32)
             self._still_box /= 255.0
         return np.repeat(self._still_alpha[None], n, axis=0)
 
