@@ -95,6 +95,20 @@ def eye_white(rgb: np.ndarray, landmarks: np.ndarray, skin: np.ndarray) -> np.nd
     return white if bright_enough and _saturation(white) < min(0.3, 0.7 * _saturation(skin)) else None
 
 
+def own_teeth(teeth: np.ndarray | None, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+    """`teeth` (the bright of the photo's gap between the mesh's inner lips, 0..1 RGB) where it is enamel, else
+    None. Teeth are brighter and greyer than the lips around them in any light and on any skin; pale or glossy
+    lips that the mesh parts by a pixel or two (a sheen, lit from behind) are neither, and pasting them as
+    teeth fills the opening with lip."""
+    if teeth is None:
+        return None
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    lip = _median_at(rgb, lm, [lm[i] for i in LIP_POINTS])
+    colour = np.asarray(teeth, np.float64)
+    whiter = float(colour @ LUMA) >= 1.15 * float(lip @ LUMA) and _saturation(colour) <= 0.85 * _saturation(lip)
+    return colour if whiter else None
+
+
 def mucosa_hue(lip: np.ndarray) -> np.ndarray:
     """The inside of the mouth's hue (0..1 RGB, its largest channel 1) from the lips' colour: their hue, kept
     within what a mouth's inside shows in any light. Lip samples in a beard, pale lips or a coloured light give
