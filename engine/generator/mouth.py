@@ -52,6 +52,11 @@ LOWER_INCISOR_W, LOWER_RATIO = 0.24, 0.85
 # Lips part a little after the jaw does (they are soft and pressed together at rest): the gap between them
 # lags the jaw's by up to this many mouth half-widths, twice that in a smile (stretched lips press harder).
 SEAL = 0.06
+# The mouth's inside in the lips' shade: the tongue (its lightest) at most this much brighter than the lips' own
+# darker samples (its front is lit a little less than that, the rest of the inside far less).
+TONGUE_OVER_LIPS = 1.0
+# Drawn teeth at most this share of the lips' saturation, and at least this much brighter than them (enamel).
+TEETH_GREYER, TEETH_OVER_LIPS = 0.5, 1.5
 MUCOSA = (1.0, 0.55, 0.57)  # the inside of a mouth's hue (largest channel 1): a pink red, never olive or grey
 
 
@@ -123,6 +128,28 @@ def mucosa_hue(lip: np.ndarray) -> np.ndarray:
     return 0.5 * (colour + np.array(MUCOSA))
 
 
+def _lip_shade(rgb: np.ndarray, landmarks: np.ndarray) -> float:
+    """The lips' own brightness (luma, 0..1) out of their sheen: a low quantile of the pixels around their
+    outer contour's points (a glossy or back-lit lip is mostly highlight at its median)."""
+    h, w = rgb.shape[:2]
+    px = np.concatenate([rgb[max(0, round(y) - 1) : min(h, round(y) + 2), max(0, round(x) - 1) : min(w, round(x) + 2)]
+                         .reshape(-1, 3) for x, y in (landmarks[i] for i in LIP_POINTS)]).astype(np.float64) / 255.0
+    return float(np.quantile(px @ LUMA, 0.3))
+
+
+def _whiter_than(teeth: np.ndarray, lip: np.ndarray) -> np.ndarray:
+    """Drawn teeth made enamel beside these lips: greyer than them and brighter, as teeth are in any light. A
+    cream tinted by brown skin, or eye whites in shade, read as more lip beside pale or glossy lips."""
+    teeth = np.asarray(teeth, np.float64)
+    top = float(teeth.max())
+    sat = _saturation(teeth)
+    most = TEETH_GREYER * _saturation(lip)
+    if sat > most:  # toward the grey of its brightest channel, keeping its hue
+        teeth = top - (top - teeth) * (most / sat)
+    gain = TEETH_OVER_LIPS * float(lip @ LUMA) / max(float(teeth @ LUMA), 1e-3)
+    return np.clip(teeth * float(np.clip(gain, 1.0, 0.95 / max(float(teeth.max()), 1e-3))), 0.0, 1.0)
+
+
 def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
                   teeth_rgb: np.ndarray | None = None) -> dict[str, tuple[float, float, float]]:
     """Lip, inner mouth, cavity, tongue and teeth colours (0..1 RGB) from the portrait's own lips and skin, and
@@ -134,9 +161,9 @@ def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
     tinted toward the skin's colour (the photo's light).
     """
     lm = np.asarray(landmarks, np.float64)[:, :2]
-    lip, skin = (_median_at(rgb, lm, [lm[i] for i in pts]) for pts in (LIP_POINTS, CHEEK_POINTS))
+    raw_lip, skin = (_median_at(rgb, lm, [lm[i] for i in pts]) for pts in (LIP_POINTS, CHEEK_POINTS))
     # Lip samples mix in skin at the lip line: push them away from the skin colour to keep the lips' red.
-    lip = np.clip(skin + 1.8 * (lip - skin), 0.0, 1.0)
+    lip = np.clip(skin + 1.8 * (raw_lip - skin), 0.0, 1.0)
     luma = float(skin @ LUMA)
     tint = skin / max(float(skin.max()), 1e-3)
     # Teeth are never paper white: a little yellow (less blue) reads as enamel in any light.
@@ -144,14 +171,21 @@ def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
     white = eye_white(rgb, lm, skin)
     if teeth_rgb is not None:
         teeth = np.clip(np.asarray(teeth_rgb, np.float64), 0.0, 1.0)
-    elif white is not None:
-        teeth = np.clip(0.92 * white * (1.0, 0.97, 0.88), 0.0, 1.0)
+    else:
+        if white is not None:
+            teeth = np.clip(0.92 * white * (1.0, 0.97, 0.88), 0.0, 1.0)
+        teeth = _whiter_than(teeth, raw_lip)
     # Inside, the mouth is redder than its lips (mucosa, and light that passed through it): the lips' hue,
     # deepened, at the brightness of the light on the face (dark or pale lips still have a pink mouth inside);
     # the tongue between the two.
     mucosa = mucosa_hue(lip) * min(1.0, 0.35 + 0.8 * luma)
     inner = mucosa * np.sqrt(mucosa / max(float(mucosa.max()), 1e-3))
     tongue = 0.5 * (mucosa + inner)
+    # ... but in the lips' shade: the inside of a mouth is darker than the lips around it in any light, on any
+    # skin. The cheeks (lit by a light from behind) and a sheen on the lips are no measure of that: the lips' own
+    # darker samples are.
+    shade = min(1.0, TONGUE_OVER_LIPS * _lip_shade(rgb, lm) / max(float(tongue @ LUMA), 1e-3))
+    mucosa, inner, tongue = mucosa * shade, inner * shade, tongue * shade
     # The light across the mouth: lips brighter on one side (a key light from that side) light the inside so too.
     left, right = (float(_median_at(rgb, lm, [lm[i] for i in side]) @ LUMA) for side in (LIP_LEFT, LIP_RIGHT))
     slope = float(np.clip((right - left) / max(right + left, 1e-3), -0.2, 0.2))
