@@ -6,10 +6,12 @@ do: a cavity darker toward the throat and in the corners, the tongue and lower t
 jaw, the upper teeth fixed to the head and partly hidden by the upper lip (the photo's own teeth where
 it shows them: `PreparedAvatar.rest`, down to where they end; else drawn, with a hint of each tooth), all
 shaded under the upper lip and lit across as the lips are. Colours come from the portrait's lips, skin
-and eye whites (`mouth_palette`): cream teeth in the photo's light, a pink mouth inside at its brightness (its
-hue held to a mouth's pink red, `mucosa_hue`, whatever the lip samples: in a beard, pale, or in a coloured
-light). On a turned face the opening and teeth are measured from the lips' midline, so the far side is the
-narrower one, as it is foreshortened.
+and eye whites (`mouth_palette`): cream teeth in the photo's light, greyer and brighter than the lips, a pink
+mouth inside at its brightness but in the lips' shade, never brighter than the lips around it (on darker skin,
+glossy or back-lit lips too), its hue held to a mouth's pink red (`mucosa_hue`) whatever the lip samples: in a
+beard, pale, or in a coloured light. The photo's own teeth are used only where they are enamel
+(`own_teeth`). On a turned face the opening and teeth are measured from the lips' midline, so the far side is
+the narrower one, as it is foreshortened.
 Lips part a little after the jaw (they are pressed together at rest), and a slit too thin to see into
 shows the lips' dark seam. The interior is drawn at pixel resolution over a small box around the opening,
 only where some frame opens it; the warp fields stay on the coarse field grid.
@@ -158,7 +160,8 @@ def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
     The cavity is the inner mouth's hue in deep shade ("throat": its darkest, redder still) and the tongue a
     lighter one. The teeth are the photo's own where it shows them (`teeth_rgb`, 0..1), else its eye whites a
     little darker and yellower (enamel is never as white as sclera), else a cream at the skin's brightness
-    tinted toward the skin's colour (the photo's light).
+    tinted toward the skin's colour (the photo's light); drawn teeth are then made greyer and brighter than the
+    lips. The inside is held in the lips' shade: its tongue no brighter than the lips' own darker samples.
     """
     lm = np.asarray(landmarks, np.float64)[:, :2]
     raw_lip, skin = (_median_at(rgb, lm, [lm[i] for i in pts]) for pts in (LIP_POINTS, CHEEK_POINTS))
