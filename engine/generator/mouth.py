@@ -57,6 +57,7 @@ SEAL = 0.06
 # The mouth's inside in the lips' shade: the tongue (its lightest) at most this much brighter than the lips' own
 # darker samples (its front is lit a little less than that, the rest of the inside far less).
 TONGUE_OVER_LIPS = 1.0
+TONGUE_IN_LIGHT = 0.5  # ... or, beside dark lips, this share of the cheeks' brightness (the light on the face)
 # Drawn teeth at most this share of the lips' saturation, and at least this much brighter than them (enamel).
 TEETH_GREYER, TEETH_OVER_LIPS = 0.5, 1.5
 MUCOSA = (1.0, 0.55, 0.57)  # the inside of a mouth's hue (largest channel 1): a pink red, never olive or grey
@@ -187,7 +188,9 @@ def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
     # ... but in the lips' shade: the inside of a mouth is darker than the lips around it in any light, on any
     # skin. The cheeks (lit by a light from behind) and a sheen on the lips are no measure of that: the lips' own
     # darker samples are.
-    shade = min(1.0, TONGUE_OVER_LIPS * _lip_shade(rgb, lm) / max(float(tongue @ LUMA), 1e-3))
+    # (Dark, pigmented lips on a lit face still have a pink inside, lit by what gets past them: not a black hole.)
+    most = max(TONGUE_OVER_LIPS * _lip_shade(rgb, lm), TONGUE_IN_LIGHT * luma)
+    shade = min(1.0, most / max(float(tongue @ LUMA), 1e-3))
     mucosa, inner, tongue = mucosa * shade, inner * shade, tongue * shade
     # The light across the mouth: lips brighter on one side (a key light from that side) light the inside so too.
     left, right = (float(_median_at(rgb, lm, [lm[i] for i in side]) @ LUMA) for side in (LIP_LEFT, LIP_RIGHT))
