@@ -49,7 +49,8 @@ def test_pale_lips_parted_by_the_mesh_are_not_taken_for_the_photos_teeth() -> No
     assert smile is not None and own_teeth(smile.teeth_colour(), smile.photo, smile.landmarks) is not None
 
 
-@pytest.mark.parametrize("name", [BACKLIT, "hand_chin_darker_skin", "beard_smile_darker_skin"])
+@pytest.mark.parametrize("name", [BACKLIT, "hand_chin_darker_skin", "beard_smile_darker_skin", "darker_skin_frontal",
+                                  "woman_eyes_down"])
 def test_the_opening_is_darker_than_the_lips_around_it_and_its_teeth_brighter(name: str) -> None:
     frame = jaw_frames(generator(name), [1.0])[0]
     mesh = face_mesh(frame)
