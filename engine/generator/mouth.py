@@ -54,9 +54,11 @@ LOWER_INCISOR_W, LOWER_RATIO = 0.24, 0.85
 # Lips part a little after the jaw does (they are soft and pressed together at rest): the gap between them
 # lags the jaw's by up to this many mouth half-widths, twice that in a smile (stretched lips press harder).
 SEAL = 0.06
-# The mouth's inside in the lips' shade: the tongue (its lightest) at most this much brighter than the lips' own
-# darker samples (its front is lit a little less than that, the rest of the inside far less).
-TONGUE_OVER_LIPS = 1.0
+# The mouth's inside in the lips' shade: the tongue's colour (the inside's lightest) at most this much brighter
+# than the lips' own darker samples; drawn, its front lit at most 0.85 of it and the rest far less, the inside is
+# darker than the lips around it. (1.35: the lighter-skinned portraits' insides as they were; on a small face a
+# darker one reads as lips apart in silence.)
+TONGUE_OVER_LIPS = 1.35
 TONGUE_IN_LIGHT = 0.5  # ... or, beside dark lips, this share of the cheeks' brightness (the light on the face)
 # Drawn teeth at most this share of the lips' saturation, and at least this much brighter than them (enamel).
 TEETH_GREYER, TEETH_OVER_LIPS = 0.5, 1.5
