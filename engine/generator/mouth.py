@@ -6,10 +6,12 @@ do: a cavity darker toward the throat and in the corners, the tongue and lower t
 jaw, the upper teeth fixed to the head and partly hidden by the upper lip (the photo's own teeth where
 it shows them: `PreparedAvatar.rest`, down to where they end; else drawn, with a hint of each tooth), all
 shaded under the upper lip and lit across as the lips are. Colours come from the portrait's lips, skin
-and eye whites (`mouth_palette`): cream teeth in the photo's light, a pink mouth inside at its brightness (its
-hue held to a mouth's pink red, `mucosa_hue`, whatever the lip samples: in a beard, pale, or in a coloured
-light). On a turned face the opening and teeth are measured from the lips' midline, so the far side is the
-narrower one, as it is foreshortened.
+and eye whites (`mouth_palette`): cream teeth in the photo's light, greyer and brighter than the lips, a pink
+mouth inside at its brightness but in the lips' shade, never brighter than the lips around it (on darker skin,
+glossy or back-lit lips too), its hue held to a mouth's pink red (`mucosa_hue`) whatever the lip samples: in a
+beard, pale, or in a coloured light. The photo's own teeth are used only where they are enamel
+(`own_teeth`). On a turned face the opening and teeth are measured from the lips' midline, so the far side is
+the narrower one, as it is foreshortened.
 Lips part a little after the jaw (they are pressed together at rest), and a slit too thin to see into
 shows the lips' dark seam; a narrow opening is in the lips' shade, so the teeth brighten as it widens.
 The interior is drawn at pixel resolution over a small box around the opening,
@@ -55,6 +57,14 @@ LOWER_INCISOR_W, LOWER_RATIO = 0.24, 0.85
 SEAL = 0.06
 # The inside of an opening this many mouth half-widths high is as lit as a wide one; a slit NARROW_DIM as much.
 NARROW_LIT, NARROW_DIM = 0.2, 0.5
+# The mouth's inside in the lips' shade: the tongue's colour (the inside's lightest) at most this much brighter
+# than the lips' own darker samples; drawn, its front lit at most 0.85 of it and the rest far less, the inside is
+# darker than the lips around it. (1.35: the lighter-skinned portraits' insides as they were; on a small face a
+# darker one reads as lips apart in silence.)
+TONGUE_OVER_LIPS = 1.35
+TONGUE_IN_LIGHT = 0.5  # ... or, beside dark lips, this share of the cheeks' brightness (the light on the face)
+# Drawn teeth at most this share of the lips' saturation, and at least this much brighter than them (enamel).
+TEETH_GREYER, TEETH_OVER_LIPS = 0.5, 1.5
 MUCOSA = (1.0, 0.55, 0.57)  # the inside of a mouth's hue (largest channel 1): a pink red, never olive or grey
 
 
@@ -98,6 +108,20 @@ def eye_white(rgb: np.ndarray, landmarks: np.ndarray, skin: np.ndarray) -> np.nd
     return white if bright_enough and _saturation(white) < min(0.3, 0.7 * _saturation(skin)) else None
 
 
+def own_teeth(teeth: np.ndarray | None, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+    """`teeth` (the bright of the photo's gap between the mesh's inner lips, 0..1 RGB) where it is enamel, else
+    None. Teeth are brighter and greyer than the lips around them in any light and on any skin; pale or glossy
+    lips that the mesh parts by a pixel or two (a sheen, lit from behind) are neither, and pasting them as
+    teeth fills the opening with lip."""
+    if teeth is None:
+        return None
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    lip = _median_at(rgb, lm, [lm[i] for i in LIP_POINTS])
+    colour = np.asarray(teeth, np.float64)
+    whiter = float(colour @ LUMA) >= 1.15 * float(lip @ LUMA) and _saturation(colour) <= 0.85 * _saturation(lip)
+    return colour if whiter else None
+
+
 def mucosa_hue(lip: np.ndarray) -> np.ndarray:
     """The inside of the mouth's hue (0..1 RGB, its largest channel 1) from the lips' colour: their hue, kept
     within what a mouth's inside shows in any light. Lip samples in a beard, pale lips or a coloured light give
@@ -112,6 +136,28 @@ def mucosa_hue(lip: np.ndarray) -> np.ndarray:
     return 0.5 * (colour + np.array(MUCOSA))
 
 
+def _lip_shade(rgb: np.ndarray, landmarks: np.ndarray) -> float:
+    """The lips' own brightness (luma, 0..1) out of their sheen: a low quantile of the pixels around their
+    outer contour's points (a glossy or back-lit lip is mostly highlight at its median)."""
+    h, w = rgb.shape[:2]
+    px = np.concatenate([rgb[max(0, round(y) - 1) : min(h, round(y) + 2), max(0, round(x) - 1) : min(w, round(x) + 2)]
+                         .reshape(-1, 3) for x, y in (landmarks[i] for i in LIP_POINTS)]).astype(np.float64) / 255.0
+    return float(np.quantile(px @ LUMA, 0.3))
+
+
+def _whiter_than(teeth: np.ndarray, lip: np.ndarray) -> np.ndarray:
+    """Drawn teeth made enamel beside these lips: greyer than them and brighter, as teeth are in any light. A
+    cream tinted by brown skin, or eye whites in shade, read as more lip beside pale or glossy lips."""
+    teeth = np.asarray(teeth, np.float64)
+    top = float(teeth.max())
+    sat = _saturation(teeth)
+    most = TEETH_GREYER * _saturation(lip)
+    if sat > most:  # toward the grey of its brightest channel, keeping its hue
+        teeth = top - (top - teeth) * (most / sat)
+    gain = TEETH_OVER_LIPS * float(lip @ LUMA) / max(float(teeth @ LUMA), 1e-3)
+    return np.clip(teeth * float(np.clip(gain, 1.0, 0.95 / max(float(teeth.max()), 1e-3))), 0.0, 1.0)
+
+
 def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
                   teeth_rgb: np.ndarray | None = None) -> dict[str, tuple[float, float, float]]:
     """Lip, inner mouth, cavity, tongue and teeth colours (0..1 RGB) from the portrait's own lips and skin, and
@@ -120,12 +166,13 @@ def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
     The cavity is the inner mouth's hue in deep shade ("throat": its darkest, redder still) and the tongue a
     lighter one. The teeth are the photo's own where it shows them (`teeth_rgb`, 0..1), else its eye whites a
     little darker and yellower (enamel is never as white as sclera), else a cream at the skin's brightness
-    tinted toward the skin's colour (the photo's light).
+    tinted toward the skin's colour (the photo's light); drawn teeth are then made greyer and brighter than the
+    lips. The inside is held in the lips' shade: its tongue no brighter than the lips' own darker samples.
     """
     lm = np.asarray(landmarks, np.float64)[:, :2]
-    lip, skin = (_median_at(rgb, lm, [lm[i] for i in pts]) for pts in (LIP_POINTS, CHEEK_POINTS))
+    raw_lip, skin = (_median_at(rgb, lm, [lm[i] for i in pts]) for pts in (LIP_POINTS, CHEEK_POINTS))
     # Lip samples mix in skin at the lip line: push them away from the skin colour to keep the lips' red.
-    lip = np.clip(skin + 1.8 * (lip - skin), 0.0, 1.0)
+    lip = np.clip(skin + 1.8 * (raw_lip - skin), 0.0, 1.0)
     luma = float(skin @ LUMA)
     tint = skin / max(float(skin.max()), 1e-3)
     # Teeth are never paper white: a little yellow (less blue) reads as enamel in any light.
@@ -133,14 +180,23 @@ def mouth_palette(rgb: np.ndarray, landmarks: np.ndarray,
     white = eye_white(rgb, lm, skin)
     if teeth_rgb is not None:
         teeth = np.clip(np.asarray(teeth_rgb, np.float64), 0.0, 1.0)
-    elif white is not None:
-        teeth = np.clip(0.92 * white * (1.0, 0.97, 0.88), 0.0, 1.0)
+    else:
+        if white is not None:
+            teeth = np.clip(0.92 * white * (1.0, 0.97, 0.88), 0.0, 1.0)
+        teeth = _whiter_than(teeth, raw_lip)
     # Inside, the mouth is redder than its lips (mucosa, and light that passed through it): the lips' hue,
     # deepened, at the brightness of the light on the face (dark or pale lips still have a pink mouth inside);
     # the tongue between the two.
     mucosa = mucosa_hue(lip) * min(1.0, 0.35 + 0.8 * luma)
     inner = mucosa * np.sqrt(mucosa / max(float(mucosa.max()), 1e-3))
     tongue = 0.5 * (mucosa + inner)
+    # ... but in the lips' shade: the inside of a mouth is darker than the lips around it in any light, on any
+    # skin. The cheeks (lit by a light from behind) and a sheen on the lips are no measure of that: the lips' own
+    # darker samples are.
+    # (Dark, pigmented lips on a lit face still have a pink inside, lit by what gets past them: not a black hole.)
+    most = max(TONGUE_OVER_LIPS * _lip_shade(rgb, lm), TONGUE_IN_LIGHT * luma)
+    shade = min(1.0, most / max(float(tongue @ LUMA), 1e-3))
+    mucosa, inner, tongue = mucosa * shade, inner * shade, tongue * shade
     # The light across the mouth: lips brighter on one side (a key light from that side) light the inside so too.
     left, right = (float(_median_at(rgb, lm, [lm[i] for i in side]) @ LUMA) for side in (LIP_LEFT, LIP_RIGHT))
     slope = float(np.clip((right - left) / max(right + left, 1e-3), -0.2, 0.2))

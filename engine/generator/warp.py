@@ -30,7 +30,7 @@ from engine.generator.head_motion import (
     sample,
 )
 from engine.generator.matte import person_layer, plate_hole, premultiplied_layer
-from engine.generator.mouth import JAW_REACH, UPPER_SHARE, MouthRig, lip_gap, mouth_palette
+from engine.generator.mouth import JAW_REACH, UPPER_SHARE, MouthRig, lip_gap, mouth_palette, own_teeth
 from engine.generator.person_alpha import picture_alpha, still_alpha
 from engine.generator.rest_pose import CLOSED_GAP, RestPose
 from engine.generator.rig import RigGeometry, build_rig
@@ -119,11 +119,11 @@ class WarpRenderer(nn.Module):
         gap = lip_gap(avatar.landmarks)
         if rest is None and gap >= CLOSED_GAP:  # the photo's expression kept: its own teeth, where they are
             rest = RestPose(avatar.rgb, avatar.landmarks, gap)
-        teeth = rest.teeth_colour() if rest is not None else None
+        teeth = None if rest is None else own_teeth(rest.teeth_colour(), rest.photo, rest.landmarks)
         self.palette = mouth_palette(avatar.rgb, avatar.landmarks, teeth)
         # The mouth is drawn in the face's upright frame (rig.FaceFrame), as the eyes are.
         self.mouth = MouthRig(avatar.landmarks, (x0, y0), self.palette,
-                              None if rest is None else (rest.photo, rest.landmarks), frame=rig.frame)
+                              None if rest is None or teeth is None else (rest.photo, rest.landmarks), frame=rig.frame)
         # The mouth's interior is drawn over the box the opening can reach, padded by the head's motion
         # (`mouth_box_px`, in ROI pixels).
         m = self.mouth
