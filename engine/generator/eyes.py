@@ -45,6 +45,8 @@ MIN_REACH_H, MIN_REACH_PX, MAX_REACH_BROW = 0.35, 1.5, 0.6
 # the way from the lid to them.
 BROW_LOWER, BROW_GAP = ((46, 53, 52, 65, 55), (285, 295, 282, 283, 276)), 0.5
 LIFT_TO_BELOW = 0.35  # at most this share of the way from the skin above the eye to the brighter skin below
+# The closed lid's skin at most this light against the skin all around the eye (`_skin_around`)
+LID_OF_AROUND = 1.2
 LID_TONE = 0.96  # the closed lid against the skin (1.06 read as a pale patch, 0.94 as a bruise; 0.96 with the shading)
 FOLD_DROP = 24.0  # luma levels below the skin's brightest past the lashes: the lid's fold, a rim, the brow
 TRANSLATED, STRETCH_SLOPE = 0.55, 3.0  # of the lid's skin above the margin: the share that translates whole
@@ -392,7 +394,34 @@ def lid_colour(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> tuple[float, floa
     luma = np.array([0.299, 0.587, 0.114])
     la, lb = float(above @ luma), float(below @ luma)
     w = LIFT_TO_BELOW * float(np.clip((lb - la) / max(0.25 * lb, 1.0), 0.0, 1.0))
-    return tuple(float(v) for v in np.clip(((1.0 - w) * above + w * below) * LID_TONE / 255.0, 0.0, 1.0))  # type: ignore
+    skin = (1.0 - w) * above + w * below
+    around = _skin_around(rgb, eye, frame, top, bottom, span)
+    light, cap = float(skin @ luma), LID_OF_AROUND * float(around @ luma)
+    if light > cap:  # a brow bone's or a cheek's shine (a back-lit face): the lid takes the skin around it
+        mix = float(np.clip((light / cap - 1.0) / 0.2, 0.0, 1.0))
+        hue = (1.0 - mix) * skin / max(light, 1.0) + mix * around / max(float(around @ luma), 1.0)
+        skin = hue * cap
+    return tuple(float(v) for v in np.clip(skin * LID_TONE / 255.0, 0.0, 1.0))  # type: ignore
+
+
+def _skin_around(rgb: np.ndarray, eye: Eye, frame: FaceFrame, top: np.ndarray, bottom: np.ndarray,
+                 span: float) -> np.ndarray:
+    """The skin all around the eye (RGB 0..255): between the lid and the brow (its lower part, under the brow
+    bone), under the eye and beside its corners, as the median of its middle tones: one shine (the brow
+    bone's, a cheek's, a back light's) or one shadow does not set it."""
+    us = np.linspace(-0.7, 0.7, 15)
+    xs = (eye.cx + us * eye.half_w)[None]
+    side_x = eye.cx + np.concatenate([-np.linspace(1.15, 1.5, 6), np.linspace(1.15, 1.5, 6)]) * eye.half_w
+    mid_y = 0.5 * (eye.y_c0 + eye.y_c1) + np.linspace(-0.3, 0.3, 7)[:, None] * eye.half_w
+    px = np.concatenate([
+        _sample(rgb, frame, *np.broadcast_arrays(xs, top - np.linspace(0.15, 0.6, 10)[:, None] * span)).reshape(-1, 3),
+        _sample(rgb, frame, *np.broadcast_arrays(xs, bottom + np.linspace(0.25, 0.6, 10)[:, None] * eye.half_w)
+                ).reshape(-1, 3),
+        _sample(rgb, frame, *np.broadcast_arrays(side_x[None], mid_y)).reshape(-1, 3)])
+    luma = px @ np.array([0.299, 0.587, 0.114])
+    lo, hi = np.percentile(luma, (30, 70))
+    tones = (luma >= lo) & (luma <= hi)
+    return np.median(px[tones] / np.maximum(luma[tones, None], 1.0), axis=0) * float(np.median(luma))
 
 
 def _skin_tone(px: np.ndarray) -> np.ndarray:
