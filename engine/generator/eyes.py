@@ -198,6 +198,8 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     # the lash line's width and strength along the lid, the photo's light across it, the skin's and the lashes'
     # colours. paint_roi draws the lid's sharp parts from them at pixel resolution.
     look = eye.look or LidLook()
+    f0, f1, f2, f_most = look.fold_along
+    fold = torch.clamp(f0 + uc * (f1 + uc * f2), max=max(f_most, look.fold_px)).clamp(min=look.fold_px)
     side = uc * look.outer  # -1 at the inner corner, +1 at the outer
     lash_profile = torch.exp(-(((side - LASH_PEAK) / LASH_SPREAD) ** 2))
     lash_w = torch.clamp(LASH_W * eye.half_w * (LASH_THIN + (1.0 - LASH_THIN) * lash_profile), min=LASH_MIN_PX)
@@ -212,7 +214,7 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     tex = low_end + 1.0 + edge - 2.0 * qy
     tex_dx, tex_dy = math.sin(look.roll) * tex, math.cos(look.roll) * tex  # FaceFrame.vector_to_image of (0, tex)
     planes = [u, qy - edge, qy - stop, (closed - stop).expand_as(qy), blink.expand_as(qy), lash_w, lash_a, light,
-              fade, torch.full_like(qy, strand_k), torch.full_like(qy, look.fold_px), tex_dx, tex_dy]
+              fade, torch.full_like(qy, strand_k), fold, tex_dx, tex_dy]
     consts = torch.tensor([*skin, *look.lash_rgb], dtype=qy.dtype, device=qy.device)
     consts = consts.view(1, 6, 1, 1).expand(n, 6, *qy.shape[1:])
     lid_paint = torch.cat([torch.stack([p.expand(n, *qy.shape[1:]) for p in planes], dim=1), consts], dim=1)
@@ -273,9 +275,11 @@ class LidLook:
     lash_rgb: tuple[float, float, float] = (0.12, 0.09, 0.08)
     light: tuple[float, float, float] = (1.0, 0.0, 0.0)
     outer: float = 1.0
-    fold_px: float = 0.0  # how far above the lid's skin band its crease's shadow reaches (`fold_above`)
+    fold_px: float = 0.0  # how far above the lid's skin band its crease's shadow reaches, the eye's middle
     roll: float = 0.0  # the face frame's (rig.FaceFrame.roll): the paint is drawn in the picture's axes
     rim: RimLayer | None = None  # a glasses' rim lying across the lid's moving skin (`rim_layer`)
+    # The crease's shadow's height along the lid: k0 + k1 u + k2 u^2 pixels, within fold_px..the last (`fold_above`)
+    fold_along: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -303,7 +307,7 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
     # crease: the open eye's fold (its shadow `fold` pixels high) fills as the lid unfolds, the rest stays;
     # toward the corners further (the corners' shadows above the narrow band would close it in an outline).
     above = (fold + SKIN_ABOVE + CORNER_FILL * closed_len * smoothstep(0.5, 1.0, u.abs())) * b
-    top_in = smoothstep(-above - 0.5, -0.4 * above + torch.minimum(0.2 * closed_len, 0.4 * lid_len) + 0.5, s)
+    top_in = smoothstep(-above - 0.5, -0.7 * above + torch.minimum(0.2 * closed_len, 0.4 * lid_len) + 0.5, s)
     cover = (top_in * (1.0 - smoothstep(-0.5, 0.5 + 0.5 * (stride - 1), a))
              * fade * smoothstep(0.05, 0.45, b) * (skin[:, 0] >= 0.0))
     v = (1.0 + a / closed_len).clamp(0.0, 1.0)  # down the closed lid: its lower part comes down first
@@ -465,9 +469,9 @@ def lid_look(rgb: np.ndarray, eye: Eye, frame: FaceFrame, outer: float, skin: tu
     # The skin above is lit across as the lid is, but is no eyeball: its corners (a temple's highlight, the
     # nose's shadow) may not make the lid's corners brighter than its middle, nor tilt its light by much.
     c1, c2 = float(np.clip(c1, -0.2, 0.2)), min(c2, 0.0)
-    fold = fold_above(rgb, eye, frame)
+    fold, along = fold_above(rgb, eye, frame)
     return LidLook(tuple(float(v) for v in np.clip(lash, 0.0, 1.0)), (c0, c1, c2), outer,  # type: ignore[arg-type]
-                   fold, frame.roll, rim_layer(rgb, eye, frame, skin, fold))
+                   fold, frame.roll, rim_layer(rgb, eye, frame, skin, fold), along)
 
 
 def rim_layer(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, float, float],
@@ -526,13 +530,16 @@ def band_top(eye: Eye, us: np.ndarray) -> np.ndarray:
     return top - np.maximum(r[0] + uc * (r[1] + uc * r[2]), np.maximum(0.3 * h, 0.75) + 1.0)
 
 
-def fold_above(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> float:
+def fold_above(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> tuple[float, tuple[float, float, float, float]]:
     """How far (pixels) above the lid's skin band (eye.reach) the photo's fold keeps the skin in shadow: the open
-    eye's crease, which a closed lid unfolds and fills. Per column of the eye's middle: up to where the skin
-    is back within FOLD_BACK levels of its brightest below the brow; none where anything darker than a skin's
-    shadow (FOLD_MIN of that brightest: a rim, the brow, hair) comes first: that stays."""
+    eye's crease, which a closed lid unfolds and fills: the median over the eye's middle, and along the lid
+    (k0, k1, k2, most): k0 + k1 u + k2 u^2 pixels, no more than its highest column (a crease often runs higher
+    over the band's top toward a corner: left uncovered, it drew a second lid line above the closed lid).
+    Per column: up to where the skin is back within FOLD_BACK levels of its brightest below the brow; none
+    where anything darker than a skin's shadow (FOLD_MIN of that brightest: a rim, the brow, hair) comes
+    first: that stays."""
     gray = cv2.GaussianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 0.8)
-    us = np.linspace(-0.6, 0.6, 9)
+    us = np.linspace(-0.9, 0.9, 13)
     stop = band_top(eye, us)
     span = max(float(np.median(stop)) - eye.y_brow, 2.0)
     t = np.arange(0.0, 0.6 * span, 0.5)
@@ -545,7 +552,9 @@ def fold_above(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> float:
         back = np.nonzero(row >= row.max() - FOLD_BACK)[0]
         end = int(back[0]) if len(back) else 0
         heights.append(float(t[end]) if row[: end + 1].min() >= FOLD_MIN * row.max() else 0.0)
-    return float(np.median(heights))
+    h = np.array(heights)
+    k = np.polyfit(us, h, 2)[::-1]
+    return float(np.median(h[np.abs(us) <= 0.6 + 1e-6])), (float(k[0]), float(k[1]), float(k[2]), float(h.max()))
 
 
 def _sample(rgb: np.ndarray, frame: FaceFrame, fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
