@@ -258,7 +258,7 @@ LASH_W, LASH_THIN, LASH_PEAK, LASH_SPREAD, LASH_MIN_PX, LASH_OPACITY = 0.045, 0.
 # (where that is at least 3 pixels: finer ones would alias), each lighter between by STRAND_DEPTH.
 FRINGE, STRAND_PX, STRAND_DEPTH = 0.55, 0.035, 0.6
 LIGHT_MIN, LIGHT_MAX, CORNER_DARK = 0.8, 1.15, 0.14
-LASH_OF_SKIN = 0.45  # the lash line at most this light against the lid's skin
+LASH_OF_SKIN, LASH_SOFT = 0.45, 0.6  # the lash line at most this light against the lid's skin (see lid_look)
 # A glasses' rim (`rim_layer`): chroma below this (0..255), lightness within these shares of the skin's, at
 # least this many eye half-widths long; sampled every RIM_STEP pixels.
 RIM_CHROMA, RIM_LUMA, RIM_SPAN, RIM_STEP = 25.0, (0.3, 0.85), 0.8, 0.5
@@ -442,7 +442,7 @@ def _skin_tone(px: np.ndarray) -> np.ndarray:
 
 def lid_look(rgb: np.ndarray, eye: Eye, frame: FaceFrame, outer: float, skin: tuple[float, float, float]) -> LidLook:
     """The closed lid's lashes and light, measured on the photo: the lashes' colour, the darkest tenth of the
-    upper lid's margin (no lighter than LASH_OF_SKIN of the skin: light or sparse lashes still draw a line);
+    upper lid's margin (lighter ones toward LASH_OF_SKIN of the skin: light or sparse lashes still draw a line);
     the light across the lid: the skin between lid and brow, its brighter part column by column, fitted by
     a quadratic in u over the eye's width and made relative to its middle."""
     us = np.linspace(-0.8, 0.8, 17)
@@ -455,7 +455,12 @@ def lid_look(rgb: np.ndarray, eye: Eye, frame: FaceFrame, outer: float, skin: tu
     lash = margin[luma <= np.percentile(luma, 10)].mean(axis=0) / 255.0
     skin_luma = float(np.dot(skin, (0.299, 0.587, 0.114)))
     lash_luma = float(np.dot(lash, (0.299, 0.587, 0.114)))
-    lash = lash * min(1.0, LASH_OF_SKIN * skin_luma / max(lash_luma, 1e-3))
+    # A soft photo's lashes (blurred, behind hair, cast down: lighter than LASH_OF_SKIN of the skin) draw a line
+    # only a part (LASH_SOFT) of the way from their own lightness to it: a sharp black one would be the
+    # darkest, hardest line in the picture.
+    cap = LASH_OF_SKIN * skin_luma
+    target = cap + LASH_SOFT * max(lash_luma - cap, 0.0)
+    lash = lash * min(1.0, target / max(lash_luma, 1e-3))
     span = max(float(np.median(top)) - eye.y_brow, 2.0)
     cols = np.linspace(-0.95, 0.95, 13)
     ctop = lid_curve(eye, cols, eye.upper)
