@@ -49,6 +49,7 @@ LIFT_TO_BELOW = 0.35  # at most this share of the way from the skin above the ey
 LID_OF_AROUND = 1.2
 LID_TONE = 0.96  # the closed lid against the skin (1.06 read as a pale patch, 0.94 as a bruise; 0.96 with the shading)
 FOLD_DROP = 24.0  # luma levels below the skin's brightest past the lashes: the lid's fold, a rim, the brow
+ARCH_KEEP = 0.5  # of the closing lid's arch: see _lids
 TRANSLATED, STRETCH_SLOPE = 0.55, 3.0  # of the lid's skin above the margin: the share that translates whole
 
 
@@ -170,7 +171,12 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     reach = torch.maximum(r[0] + uc * (r[1] + uc * r[2]), margin + 1.0)  # the lid's skin above its margin
     stop = top - reach  # above this nothing moves
     closed = bottom - 0.12 * h  # where the lids meet
-    d = blink * (closed - top)  # how far the lid's margin has come down
+    # How far the lid's margin has come down: a real upper lid slides down over the eye keeping some of its arch
+    # (its corners meet the lower lid early), rather than each column closing in step with the middle,
+    # which drew a straight edge across the iris halfway: ARCH_KEEP of the middle's travel is shared by all.
+    gap = closed - top
+    mid_gap = 0.88 * max(m[0] - k[0], 0.0)
+    d = gap * torch.clamp(blink * ((1.0 - ARCH_KEEP) + ARCH_KEEP * mid_gap / torch.clamp(gap, min=1e-3)), max=1.0)
     edge = top + d
     lower_edge = bottom + blink * (closed - bottom)
     src_bottom = bottom + blink * 0.25 * h  # the lower lid's skin, below its lashes
