@@ -45,8 +45,11 @@ MIN_REACH_H, MIN_REACH_PX, MAX_REACH_BROW = 0.35, 1.5, 0.6
 # the way from the lid to them.
 BROW_LOWER, BROW_GAP = ((46, 53, 52, 65, 55), (285, 295, 282, 283, 276)), 0.5
 LIFT_TO_BELOW = 0.35  # at most this share of the way from the skin above the eye to the brighter skin below
+# The closed lid's skin at most this light against the skin all around the eye (`_skin_around`)
+LID_OF_AROUND = 1.2
 LID_TONE = 0.96  # the closed lid against the skin (1.06 read as a pale patch, 0.94 as a bruise; 0.96 with the shading)
 FOLD_DROP = 24.0  # luma levels below the skin's brightest past the lashes: the lid's fold, a rim, the brow
+ARCH_KEEP = 0.5  # of the closing lid's arch: see _lids
 TRANSLATED, STRETCH_SLOPE = 0.55, 3.0  # of the lid's skin above the margin: the share that translates whole
 
 
@@ -168,7 +171,12 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     reach = torch.maximum(r[0] + uc * (r[1] + uc * r[2]), margin + 1.0)  # the lid's skin above its margin
     stop = top - reach  # above this nothing moves
     closed = bottom - 0.12 * h  # where the lids meet
-    d = blink * (closed - top)  # how far the lid's margin has come down
+    # How far the lid's margin has come down: a real upper lid slides down over the eye keeping some of its arch
+    # (its corners meet the lower lid early), rather than each column closing in step with the middle,
+    # which drew a straight edge across the iris halfway: ARCH_KEEP of the middle's travel is shared by all.
+    gap = closed - top
+    mid_gap = 0.88 * max(m[0] - k[0], 0.0)
+    d = gap * torch.clamp(blink * ((1.0 - ARCH_KEEP) + ARCH_KEEP * mid_gap / torch.clamp(gap, min=1e-3)), max=1.0)
     edge = top + d
     lower_edge = bottom + blink * (closed - bottom)
     src_bottom = bottom + blink * 0.25 * h  # the lower lid's skin, below its lashes
@@ -196,6 +204,8 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     # the lash line's width and strength along the lid, the photo's light across it, the skin's and the lashes'
     # colours. paint_roi draws the lid's sharp parts from them at pixel resolution.
     look = eye.look or LidLook()
+    f0, f1, f2, f_most = look.fold_along
+    fold = torch.clamp(f0 + uc * (f1 + uc * f2), max=max(f_most, look.fold_px)).clamp(min=look.fold_px)
     side = uc * look.outer  # -1 at the inner corner, +1 at the outer
     lash_profile = torch.exp(-(((side - LASH_PEAK) / LASH_SPREAD) ** 2))
     lash_w = torch.clamp(LASH_W * eye.half_w * (LASH_THIN + (1.0 - LASH_THIN) * lash_profile), min=LASH_MIN_PX)
@@ -210,7 +220,7 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     tex = low_end + 1.0 + edge - 2.0 * qy
     tex_dx, tex_dy = math.sin(look.roll) * tex, math.cos(look.roll) * tex  # FaceFrame.vector_to_image of (0, tex)
     planes = [u, qy - edge, qy - stop, (closed - stop).expand_as(qy), blink.expand_as(qy), lash_w, lash_a, light,
-              fade, torch.full_like(qy, strand_k), torch.full_like(qy, look.fold_px), tex_dx, tex_dy]
+              fade, torch.full_like(qy, strand_k), fold, tex_dx, tex_dy]
     consts = torch.tensor([*skin, *look.lash_rgb], dtype=qy.dtype, device=qy.device)
     consts = consts.view(1, 6, 1, 1).expand(n, 6, *qy.shape[1:])
     lid_paint = torch.cat([torch.stack([p.expand(n, *qy.shape[1:]) for p in planes], dim=1), consts], dim=1)
@@ -254,7 +264,7 @@ LASH_W, LASH_THIN, LASH_PEAK, LASH_SPREAD, LASH_MIN_PX, LASH_OPACITY = 0.045, 0.
 # (where that is at least 3 pixels: finer ones would alias), each lighter between by STRAND_DEPTH.
 FRINGE, STRAND_PX, STRAND_DEPTH = 0.55, 0.035, 0.6
 LIGHT_MIN, LIGHT_MAX, CORNER_DARK = 0.8, 1.15, 0.14
-LASH_OF_SKIN = 0.45  # the lash line at most this light against the lid's skin
+LASH_OF_SKIN, LASH_SOFT = 0.45, 0.6  # the lash line at most this light against the lid's skin (see lid_look)
 # A glasses' rim (`rim_layer`): chroma below this (0..255), lightness within these shares of the skin's, at
 # least this many eye half-widths long; sampled every RIM_STEP pixels.
 RIM_CHROMA, RIM_LUMA, RIM_SPAN, RIM_STEP = 25.0, (0.3, 0.85), 0.8, 0.5
@@ -271,9 +281,11 @@ class LidLook:
     lash_rgb: tuple[float, float, float] = (0.12, 0.09, 0.08)
     light: tuple[float, float, float] = (1.0, 0.0, 0.0)
     outer: float = 1.0
-    fold_px: float = 0.0  # how far above the lid's skin band its crease's shadow reaches (`fold_above`)
+    fold_px: float = 0.0  # how far above the lid's skin band its crease's shadow reaches, the eye's middle
     roll: float = 0.0  # the face frame's (rig.FaceFrame.roll): the paint is drawn in the picture's axes
     rim: RimLayer | None = None  # a glasses' rim lying across the lid's moving skin (`rim_layer`)
+    # The crease's shadow's height along the lid: k0 + k1 u + k2 u^2 pixels, within fold_px..the last (`fold_above`)
+    fold_along: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -301,7 +313,7 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
     # crease: the open eye's fold (its shadow `fold` pixels high) fills as the lid unfolds, the rest stays;
     # toward the corners further (the corners' shadows above the narrow band would close it in an outline).
     above = (fold + SKIN_ABOVE + CORNER_FILL * closed_len * smoothstep(0.5, 1.0, u.abs())) * b
-    top_in = smoothstep(-above - 0.5, -0.4 * above + torch.minimum(0.2 * closed_len, 0.4 * lid_len) + 0.5, s)
+    top_in = smoothstep(-above - 0.5, -0.7 * above + torch.minimum(0.2 * closed_len, 0.4 * lid_len) + 0.5, s)
     cover = (top_in * (1.0 - smoothstep(-0.5, 0.5 + 0.5 * (stride - 1), a))
              * fade * smoothstep(0.05, 0.45, b) * (skin[:, 0] >= 0.0))
     v = (1.0 + a / closed_len).clamp(0.0, 1.0)  # down the closed lid: its lower part comes down first
@@ -392,7 +404,34 @@ def lid_colour(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> tuple[float, floa
     luma = np.array([0.299, 0.587, 0.114])
     la, lb = float(above @ luma), float(below @ luma)
     w = LIFT_TO_BELOW * float(np.clip((lb - la) / max(0.25 * lb, 1.0), 0.0, 1.0))
-    return tuple(float(v) for v in np.clip(((1.0 - w) * above + w * below) * LID_TONE / 255.0, 0.0, 1.0))  # type: ignore
+    skin = (1.0 - w) * above + w * below
+    around = _skin_around(rgb, eye, frame, top, bottom, span)
+    light, cap = float(skin @ luma), LID_OF_AROUND * float(around @ luma)
+    if light > cap:  # a brow bone's or a cheek's shine (a back-lit face): the lid takes the skin around it
+        mix = float(np.clip((light / cap - 1.0) / 0.2, 0.0, 1.0))
+        hue = (1.0 - mix) * skin / max(light, 1.0) + mix * around / max(float(around @ luma), 1.0)
+        skin = hue * cap
+    return tuple(float(v) for v in np.clip(skin * LID_TONE / 255.0, 0.0, 1.0))  # type: ignore
+
+
+def _skin_around(rgb: np.ndarray, eye: Eye, frame: FaceFrame, top: np.ndarray, bottom: np.ndarray,
+                 span: float) -> np.ndarray:
+    """The skin all around the eye (RGB 0..255): between the lid and the brow (its lower part, under the brow
+    bone), under the eye and beside its corners, as the median of its middle tones: one shine (the brow
+    bone's, a cheek's, a back light's) or one shadow does not set it."""
+    us = np.linspace(-0.7, 0.7, 15)
+    xs = (eye.cx + us * eye.half_w)[None]
+    side_x = eye.cx + np.concatenate([-np.linspace(1.15, 1.5, 6), np.linspace(1.15, 1.5, 6)]) * eye.half_w
+    mid_y = 0.5 * (eye.y_c0 + eye.y_c1) + np.linspace(-0.3, 0.3, 7)[:, None] * eye.half_w
+    px = np.concatenate([
+        _sample(rgb, frame, *np.broadcast_arrays(xs, top - np.linspace(0.15, 0.6, 10)[:, None] * span)).reshape(-1, 3),
+        _sample(rgb, frame, *np.broadcast_arrays(xs, bottom + np.linspace(0.25, 0.6, 10)[:, None] * eye.half_w)
+                ).reshape(-1, 3),
+        _sample(rgb, frame, *np.broadcast_arrays(side_x[None], mid_y)).reshape(-1, 3)])
+    luma = px @ np.array([0.299, 0.587, 0.114])
+    lo, hi = np.percentile(luma, (30, 70))
+    tones = (luma >= lo) & (luma <= hi)
+    return np.median(px[tones] / np.maximum(luma[tones, None], 1.0), axis=0) * float(np.median(luma))
 
 
 def _skin_tone(px: np.ndarray) -> np.ndarray:
@@ -409,7 +448,7 @@ def _skin_tone(px: np.ndarray) -> np.ndarray:
 
 def lid_look(rgb: np.ndarray, eye: Eye, frame: FaceFrame, outer: float, skin: tuple[float, float, float]) -> LidLook:
     """The closed lid's lashes and light, measured on the photo: the lashes' colour, the darkest tenth of the
-    upper lid's margin (no lighter than LASH_OF_SKIN of the skin: light or sparse lashes still draw a line);
+    upper lid's margin (lighter ones toward LASH_OF_SKIN of the skin: light or sparse lashes still draw a line);
     the light across the lid: the skin between lid and brow, its brighter part column by column, fitted by
     a quadratic in u over the eye's width and made relative to its middle."""
     us = np.linspace(-0.8, 0.8, 17)
@@ -422,7 +461,12 @@ def lid_look(rgb: np.ndarray, eye: Eye, frame: FaceFrame, outer: float, skin: tu
     lash = margin[luma <= np.percentile(luma, 10)].mean(axis=0) / 255.0
     skin_luma = float(np.dot(skin, (0.299, 0.587, 0.114)))
     lash_luma = float(np.dot(lash, (0.299, 0.587, 0.114)))
-    lash = lash * min(1.0, LASH_OF_SKIN * skin_luma / max(lash_luma, 1e-3))
+    # A soft photo's lashes (blurred, behind hair, cast down: lighter than LASH_OF_SKIN of the skin) draw a line
+    # only a part (LASH_SOFT) of the way from their own lightness to it: a sharp black one would be the
+    # darkest, hardest line in the picture.
+    cap = LASH_OF_SKIN * skin_luma
+    target = cap + LASH_SOFT * max(lash_luma - cap, 0.0)
+    lash = lash * min(1.0, target / max(lash_luma, 1e-3))
     span = max(float(np.median(top)) - eye.y_brow, 2.0)
     cols = np.linspace(-0.95, 0.95, 13)
     ctop = lid_curve(eye, cols, eye.upper)
@@ -436,9 +480,9 @@ def lid_look(rgb: np.ndarray, eye: Eye, frame: FaceFrame, outer: float, skin: tu
     # The skin above is lit across as the lid is, but is no eyeball: its corners (a temple's highlight, the
     # nose's shadow) may not make the lid's corners brighter than its middle, nor tilt its light by much.
     c1, c2 = float(np.clip(c1, -0.2, 0.2)), min(c2, 0.0)
-    fold = fold_above(rgb, eye, frame)
+    fold, along = fold_above(rgb, eye, frame)
     return LidLook(tuple(float(v) for v in np.clip(lash, 0.0, 1.0)), (c0, c1, c2), outer,  # type: ignore[arg-type]
-                   fold, frame.roll, rim_layer(rgb, eye, frame, skin, fold))
+                   fold, frame.roll, rim_layer(rgb, eye, frame, skin, fold), along)
 
 
 def rim_layer(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, float, float],
@@ -497,13 +541,16 @@ def band_top(eye: Eye, us: np.ndarray) -> np.ndarray:
     return top - np.maximum(r[0] + uc * (r[1] + uc * r[2]), np.maximum(0.3 * h, 0.75) + 1.0)
 
 
-def fold_above(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> float:
+def fold_above(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> tuple[float, tuple[float, float, float, float]]:
     """How far (pixels) above the lid's skin band (eye.reach) the photo's fold keeps the skin in shadow: the open
-    eye's crease, which a closed lid unfolds and fills. Per column of the eye's middle: up to where the skin
-    is back within FOLD_BACK levels of its brightest below the brow; none where anything darker than a skin's
-    shadow (FOLD_MIN of that brightest: a rim, the brow, hair) comes first: that stays."""
+    eye's crease, which a closed lid unfolds and fills: the median over the eye's middle, and along the lid
+    (k0, k1, k2, most): k0 + k1 u + k2 u^2 pixels, no more than its highest column (a crease often runs higher
+    over the band's top toward a corner: left uncovered, it drew a second lid line above the closed lid).
+    Per column: up to where the skin is back within FOLD_BACK levels of its brightest below the brow; none
+    where anything darker than a skin's shadow (FOLD_MIN of that brightest: a rim, the brow, hair) comes
+    first: that stays."""
     gray = cv2.GaussianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 0.8)
-    us = np.linspace(-0.6, 0.6, 9)
+    us = np.linspace(-0.9, 0.9, 13)
     stop = band_top(eye, us)
     span = max(float(np.median(stop)) - eye.y_brow, 2.0)
     t = np.arange(0.0, 0.6 * span, 0.5)
@@ -516,7 +563,9 @@ def fold_above(rgb: np.ndarray, eye: Eye, frame: FaceFrame) -> float:
         back = np.nonzero(row >= row.max() - FOLD_BACK)[0]
         end = int(back[0]) if len(back) else 0
         heights.append(float(t[end]) if row[: end + 1].min() >= FOLD_MIN * row.max() else 0.0)
-    return float(np.median(heights))
+    h = np.array(heights)
+    k = np.polyfit(us, h, 2)[::-1]
+    return float(np.median(h[np.abs(us) <= 0.6 + 1e-6])), (float(k[0]), float(k[1]), float(k[2]), float(h.max()))
 
 
 def _sample(rgb: np.ndarray, frame: FaceFrame, fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
