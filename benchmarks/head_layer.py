@@ -44,9 +44,10 @@ MARGIN_PX = 15
 TILE_H = 240
 
 
-def pose_controls() -> np.ndarray:
-    c = np.zeros((len(POSES), N_CONTROLS), np.float32)
-    for i, (_, values) in enumerate(POSES):
+def pose_controls(poses: tuple[tuple[str, dict[int, float]], ...] = POSES) -> np.ndarray:
+    """(len(poses), N_CONTROLS): one frame's controls per pose, zero but for the pose's own."""
+    c = np.zeros((len(poses), N_CONTROLS), np.float32)
+    for i, (_, values) in enumerate(poses):
         for k, v in values.items():
             c[i, k] = v
     return c

@@ -21,9 +21,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from benchmarks.contact_sheet import font
+from benchmarks.head_layer import pose_controls
 from benchmarks.quality import EMBEDDED, load
 from engine.generator.warp import WarpGenerator
-from engine.types import N_CONTROLS, Control
+from engine.types import Control
 
 REPO = Path(__file__).resolve().parent.parent
 POSES: tuple[tuple[str, dict[int, float]], ...] = (
@@ -32,14 +33,6 @@ POSES: tuple[tuple[str, dict[int, float]], ...] = (
     ("nod 5°", {Control.HEAD_PITCH: 5.0}), ("nod -5°", {Control.HEAD_PITCH: -5.0}))
 TILE_H = 300
 LABEL_W = 200
-
-
-def pose_controls() -> np.ndarray:
-    c = np.zeros((len(POSES), N_CONTROLS), np.float32)
-    for i, (_, values) in enumerate(POSES):
-        for k, v in values.items():
-            c[i, k] = v
-    return c
 
 
 def head_crop(landmarks: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
@@ -79,7 +72,7 @@ def main() -> None:
     rows = []
     for name in names:
         avatar = load(EMBEDDED if name == "astronaut" else str(REPO / f"tests/data/portraits/{name}.jpg"))
-        frames = WarpGenerator(avatar)._frames(pose_controls())
+        frames = WarpGenerator(avatar)._frames(pose_controls(POSES))
         box = head_crop(avatar.landmarks, *avatar.size)
         rows.append(row(f"{name}\nnow", frames, box, not rows, args.height))
         if args.save:
