@@ -9,7 +9,8 @@ background reads as a lens' depth of field.
 Outside the person is found per pair of source rows (a chroma row's two), from the leftmost to the rightmost pixel
 with any alpha (one span per pair: a gap between an arm and the body counts as person), widened by the resize's
 reach and by the pairs above and below, and drawn on the canvas as one polygon per plane size (cv2.fillPoly: a
-memset per row). Then one masked copy per plane. No per-pixel arithmetic at the canvas' size.
+memset per row), again only where the spans changed since the last frame. Then one masked
+copy per plane. No per-pixel arithmetic at the canvas' size.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class Backdrop:
         self.reach = 1 if self.scale[1] >= 1 else math.ceil(1 / self.scale[1]) + 1
         self._pairs = np.empty((0, 0), np.uint8)
         self._scratch = np.empty((0, 0), np.uint8), np.empty((0, 0), np.uint8)
+        self._last: Spans | None = None  # the last frame's
 
     def __call__(self, alpha: np.ndarray, targets: list[np.ndarray]) -> None:
         h, w = alpha.shape
@@ -105,16 +107,58 @@ class Backdrop:
             pairs[-1] = alpha[-1]
         spans = person_spans(pairs, self.reach, self._scratch)
         if spans is None:
+            self._last = None
             for picture, target in zip(self.picture, targets, strict=True):
                 target[:] = picture
             return
         first, left, right = spans
         sx, sy = self.scale
-        masks = []
+        # The masks are kept between frames and drawn again only over the canvas rows whose spans changed: a person
+        # whose body is still and whose head moves changes the head's rows, and a still one none (the polygon's
+        # scan conversion was a third of this call's cost).
+        rows = self._rows(first, left, right)
         for mask, plane_spans, scale in zip(self.masks, (spans, (first, left // 2, right // 2)),
                                             ((sx, 2 * sy), self.scale), strict=True):
-            mask.fill(255)
-            cv2.fillPoly(mask, [person_polygon(plane_spans, scale)], 0)
-            masks.append(mask)
-        for picture, mask, target in zip(self.picture, (masks[0], masks[1], masks[1]), targets, strict=True):
+            if rows is None:
+                break
+            poly = person_polygon(plane_spans, scale)
+            if rows == (0, left.size - 1):
+                mask.fill(255)
+                cv2.fillPoly(mask, [poly], 0)
+            else:
+                _redraw(mask, poly, *rows)
+        for picture, mask, target in zip(self.picture, (self.masks[0], self.masks[1], self.masks[1]), targets,
+                                         strict=True):
             cv2.copyTo(picture, mask, target)
+
+    def _rows(self, first: int, left: np.ndarray, right: np.ndarray) -> tuple[int, int] | None:
+        """The first and last of this frame's rows (from `first`) whose span differs from the last frame's: all of
+        them where the person's first or last row moved, or near them (the polygon's ends are drawn whole); None
+        when none differs. Remembers this frame's spans."""
+        last, self._last = self._last, (first, left.copy(), right.copy())
+        n = left.size
+        if last is None or last[0] != first or last[1].size != n:
+            return 0, n - 1
+        changed = np.flatnonzero((last[1] != left) | (last[2] != right))
+        if changed.size == 0:
+            return None
+        a, b = int(changed[0]), int(changed[-1])
+        return (a, b) if a >= _MARGIN and b < n - _MARGIN else (0, n - 1)
+
+
+_MARGIN = 3  # vertices kept around the changed ones: the rows from one but last to the last are drawn as before
+
+
+def _redraw(mask: np.ndarray, poly: np.ndarray, a: int, b: int) -> None:
+    """The mask's rows that vertices a..b (rows of a y-monotone polygon whose right side runs back from poly[n])
+    shape, drawn again. The part of the polygon from two vertices before to two after is drawn whole into a band
+    and its inner rows copied: clipped at the band's edge, cv2.fillPoly steps its edges from elsewhere and may land
+    a pixel off."""
+    n = poly.shape[0] // 2
+    ka, kb = a - _MARGIN + 1, b + _MARGIN - 1
+    part = np.concatenate((poly[ka:kb + 1], poly[2 * n - 1 - kb:2 * n - ka]))
+    top, bottom = int(poly[ka, 1]), int(poly[kb, 1])
+    band = np.full((bottom - top + 1, mask.shape[1]), 255, np.uint8)
+    cv2.fillPoly(band, [part], 0, offset=(0, -top))
+    y0, y1 = max(0, int(poly[ka + 1, 1])), min(mask.shape[0], int(poly[kb - 1, 1]) + 1)
+    mask[y0:y1] = band[y0 - top:y1 - top]

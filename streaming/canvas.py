@@ -139,17 +139,18 @@ class Canvas:
             # pixels there, and the resize and the swap are both linear. A key colour is the same at any size; a
             # picture is put back at its own detail around the person after the resize (streaming/backdrop.py).
             alpha = self._alpha_for(alpha, src_w, src_h)
+            swap = self._swap(lay, src_w, src_h)
             if (src_w, src_h) == (self.width, self.height) and self.mode.mode != "image":
                 picture = picture.copy()  # handed on as it is: a picture of its own
-            else:  # read only by the resize below: a buffer kept between frames (fresh pages cost page faults)
+                swap(_cropped(picture, lay, src_w, src_h), alpha[cy:cy + ch, cx:cx + cw])
+            else:  # read only by the resize below: a buffer kept between frames (fresh pages cost page faults), of
+                # which the swap writes the crop straight from the picture (no copy first; the rest is never read)
                 scratch = self._scratch.get((src_w, src_h))
                 if scratch is None:
                     scratch = self._scratch[(src_w, src_h)] = np.empty_like(picture)
-                np.copyto(scratch, picture)
+                swap(_cropped(picture, lay, src_w, src_h), alpha[cy:cy + ch, cx:cx + cw],
+                     _cropped(scratch, lay, src_w, src_h))
                 picture = scratch
-            crop = [plane[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d]
-                    for plane, d in zip(i420_planes(picture, src_w, src_h), (1, 2, 2), strict=True)]
-            self._swap(lay, src_w, src_h)(crop, alpha[cy:cy + ch, cx:cx + cw])
         if self.mode is None or self.mode.mode != "image":
             if (src_w, src_h) == (self.width, self.height):
                 return picture if self.mode is None or self.mode.mode != "alpha" else KeyedPicture.wrap(picture, alpha)
@@ -215,6 +216,13 @@ class Canvas:
             self._backdrops[(src_w, src_h)] = Backdrop(picture, (cw, ch))
         swap = self._swaps[(src_w, src_h)] = PlateSwap(shrunk, plate_crop)
         return swap
+
+
+def _cropped(picture: np.ndarray, lay: _Layout, src_w: int, src_h: int) -> list[np.ndarray]:
+    """The I420 picture's Y, U, V over the layout's crop (views)."""
+    cx, cy, cw, ch = lay.crop
+    return [plane[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d]
+            for plane, d in zip(i420_planes(picture, src_w, src_h), (1, 2, 2), strict=True)]
 
 
 def _resize_into(part: np.ndarray, dst: np.ndarray) -> None:

@@ -172,18 +172,19 @@ class PlateSwap:
         self._tmp = [np.empty_like(p) for p in plate_i420]
         self._inv = np.empty_like(plate_i420[0]), np.empty_like(plate_i420[1])
 
-    def __call__(self, planes: list[np.ndarray], alpha_y: np.ndarray) -> None:
-        """planes: the frame's Y, U, V over the rectangle, changed in place; alpha_y: its alpha at Y's size."""
+    def __call__(self, planes: list[np.ndarray], alpha_y: np.ndarray, out: list[np.ndarray] | None = None) -> None:
+        """planes: the frame's Y, U, V over the rectangle, changed in place, or read only when `out` (planes of the
+        same shapes) is where to write (saves the caller copying the frame first); alpha_y: its alpha at Y's size."""
         h, w = alpha_y.shape
         # Kept between frames: a fresh frame-sized temporary is fresh pages to fault in, which costs more than the sum.
         inv_y, inv_c = self._inv
         cv2.resize(alpha_y, (w // 2, h // 2), dst=inv_c, interpolation=cv2.INTER_AREA)
         cv2.bitwise_not(alpha_y, dst=inv_y)
         cv2.bitwise_not(inv_c, dst=inv_c)
-        for k, (plane, plate, tmp) in enumerate(zip(planes, self.plate, self._tmp, strict=True)):
+        for k, (src, plane, plate, tmp) in enumerate(zip(planes, out or planes, self.plate, self._tmp, strict=True)):
             inv = inv_y if k == 0 else inv_c
             cv2.multiply(inv, plate, dst=tmp, scale=1.0 / 255.0)
-            cv2.subtract(plane, tmp, dst=plane)
+            cv2.subtract(src, tmp, dst=plane)
             if isinstance(self.background, tuple):
                 cv2.addWeighted(plane, 1.0, inv, self.background[k] / 255.0, 0.0, dst=plane)
             else:
