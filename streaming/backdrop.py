@@ -94,7 +94,7 @@ class Backdrop:
         self.reach = 1 if self.scale[1] >= 1 else math.ceil(1 / self.scale[1]) + 1
         self._pairs = np.empty((0, 0), np.uint8)
         self._scratch = np.empty((0, 0), np.uint8), np.empty((0, 0), np.uint8)
-        self._last: Spans | None = None  # the last frame's
+        self._last: np.ndarray | None = None  # the last frame's spans per pair of rows
 
     def __call__(self, alpha: np.ndarray, targets: list[np.ndarray]) -> None:
         h, w = alpha.shape
@@ -116,7 +116,7 @@ class Backdrop:
         # The masks are kept between frames and drawn again only over the canvas rows whose spans changed: a person
         # whose body is still and whose head moves changes the head's rows, and a still one none (the polygon's
         # scan conversion was a third of this call's cost).
-        rows = self._rows(first, left, right)
+        rows = self._rows(first, left, right, len(pairs), w)
         for mask, plane_spans, scale in zip(self.masks, (spans, (first, left // 2, right // 2)),
                                             ((sx, 2 * sy), self.scale), strict=True):
             if rows is None:
@@ -131,19 +131,21 @@ class Backdrop:
                                          strict=True):
             cv2.copyTo(picture, mask, target)
 
-    def _rows(self, first: int, left: np.ndarray, right: np.ndarray) -> tuple[int, int] | None:
-        """The first and last of this frame's rows (from `first`) whose span differs from the last frame's: all of
-        them where the person's first or last row moved, or near them (the polygon's ends are drawn whole); None
-        when none differs. Remembers this frame's spans."""
-        last, self._last = self._last, (first, left.copy(), right.copy())
-        n = left.size
-        if last is None or last[0] != first or last[1].size != n:
-            return 0, n - 1
-        changed = np.flatnonzero((last[1] != left) | (last[2] != right))
+    def _rows(self, first: int, left: np.ndarray, right: np.ndarray, n: int, w: int) -> tuple[int, int] | None:
+        """The first and last of this frame's polygon's vertices (rows from `first`) about the pairs of rows whose
+        span differs from the last frame's: 0 and the last one where that is near the polygon's ends (then drawn
+        from the mask's edge); None when none differs. Remembers this frame's spans (all n pairs: w, -1 is none)."""
+        spans = np.empty((2, n), np.int64)
+        spans[0], spans[1] = w, -1
+        spans[0, first:first + left.size], spans[1, first:first + left.size] = left, right
+        last, self._last = self._last, spans
+        if last is None or last.shape != spans.shape:
+            return 0, left.size - 1
+        changed = np.flatnonzero((last != spans).any(axis=0))
         if changed.size == 0:
             return None
-        a, b = int(changed[0]), int(changed[-1])
-        return (a, b) if a >= _MARGIN and b < n - _MARGIN else (0, n - 1)
+        a, b = int(changed[0]) - first, int(changed[-1]) - first
+        return a if a >= _MARGIN else 0, b if b < left.size - _MARGIN else left.size - 1
 
 
 _MARGIN = 3  # vertices kept around the changed ones: the rows from one but last to the last are drawn as before
@@ -151,14 +153,19 @@ _MARGIN = 3  # vertices kept around the changed ones: the rows from one but last
 
 def _redraw(mask: np.ndarray, poly: np.ndarray, a: int, b: int) -> None:
     """The mask's rows that vertices a..b (rows of a y-monotone polygon whose right side runs back from poly[n])
-    shape, drawn again. The part of the polygon from two vertices before to two after is drawn whole into a band
-    and its inner rows copied: clipped at the band's edge, cv2.fillPoly steps its edges from elsewhere and may land
-    a pixel off."""
+    shape, drawn again (a = 0: from the mask's top; b = the last: to its bottom). The part of the polygon from two
+    vertices before to two after is drawn whole into a band and its inner rows copied: clipped at the band's edge,
+    cv2.fillPoly steps its edges from elsewhere and may land a pixel off (at the mask's own edges, the band's clip
+    is the mask's)."""
     n = poly.shape[0] // 2
-    ka, kb = a - _MARGIN + 1, b + _MARGIN - 1
+    ka, kb = (0 if a == 0 else a - _MARGIN + 1), (n - 1 if b == n - 1 else b + _MARGIN - 1)
     part = np.concatenate((poly[ka:kb + 1], poly[2 * n - 1 - kb:2 * n - ka]))
-    top, bottom = int(poly[ka, 1]), int(poly[kb, 1])
+    top = 0 if ka == 0 else int(poly[ka, 1])
+    bottom = mask.shape[0] - 1 if kb == n - 1 else int(poly[kb, 1])
+    if bottom < top:  # all below the plane
+        return
     band = np.full((bottom - top + 1, mask.shape[1]), 255, np.uint8)
     cv2.fillPoly(band, [part], 0, offset=(0, -top))
-    y0, y1 = max(0, int(poly[ka + 1, 1])), min(mask.shape[0], int(poly[kb - 1, 1]) + 1)
+    y0 = 0 if ka == 0 else max(0, int(poly[ka + 1, 1]))
+    y1 = mask.shape[0] if kb == n - 1 else min(mask.shape[0], int(poly[kb - 1, 1]) + 1)
     mask[y0:y1] = band[y0 - top:y1 - top]
