@@ -96,6 +96,9 @@ class Backdrop:
         self._scratch = np.empty((0, 0), np.uint8), np.empty((0, 0), np.uint8)
         self._last: np.ndarray | None = None  # the last frame's spans per pair of rows
         self._tops: tuple[int, int] | None = None  # the prepared frame's first rows with the person (Y, chroma)
+        # The prepared frame's source rectangle (x0, y0, x1, y1, even) whose pixels the canvas shows through the
+        # resize: outside it the picture is put back, whatever the resize made of the source there
+        self.box = 0, 0, *src_size
 
     def __call__(self, alpha: np.ndarray, targets: list[np.ndarray]) -> None:
         self.prepare(alpha)
@@ -115,6 +118,7 @@ class Backdrop:
         spans = person_spans(pairs, self.reach, self._scratch)
         if spans is None:
             self._last = self._tops = None
+            self.box = 0, 0, 0, 0
             return None
         first, left, right = spans
         sx, sy = self.scale
@@ -135,6 +139,11 @@ class Backdrop:
             else:
                 _redraw(mask, poly, *rows)
         self._tops = tops[0], tops[1]
+        # The source pixels the canvas reads inside the polygons: the spans' and the resize's taps beyond them
+        m = 4 + math.ceil(max(1 / sx, 1 / sy))
+        x0, x1 = max(0, int(left.min()) - m) // 2 * 2, min(w, int(right.max()) + 1 + m + 1) // 2 * 2
+        y0, y1 = max(0, 2 * first - m) // 2 * 2, min(h, 2 * (first + left.size) + m + 1) // 2 * 2
+        self.box = x0, y0, x1, y1
         return self._tops
 
     def apply(self, targets: list[np.ndarray]) -> None:

@@ -135,12 +135,17 @@ class Canvas:
             lay = self._layouts[(src_w, src_h)] = layout(src_w, src_h, self.width, self.height, self.fit)
         cx, cy, cw, ch = lay.crop
         px, py, pw, ph = lay.place
+        backdrop: Backdrop | None = None
+        tops: tuple[int, int] | None = (0, 0)
         if self.mode is not None:
             # The swap runs at the portrait's size, on the part the canvas shows, before the resize: there are fewer
             # pixels there, and the resize and the swap are both linear. A key colour is the same at any size; a
             # picture is put back at its own detail around the person after the resize (streaming/backdrop.py).
             alpha = self._alpha_for(alpha, src_w, src_h)
             swap = self._swap(lay, src_w, src_h)
+            backdrop = self._backdrops.get((src_w, src_h))  # made by _swap
+            # Image mode: the picture goes back where the person does not reach (no swap there, no resize above)
+            tops = backdrop.prepare(alpha[cy:cy + ch, cx:cx + cw]) if backdrop is not None else (0, 0)
             if (src_w, src_h) == (self.width, self.height) and self.mode.mode != "image":
                 picture = picture.copy()  # handed on as it is: a picture of its own
                 swap(_cropped(picture, lay, src_w, src_h), alpha[cy:cy + ch, cx:cx + cw])
@@ -148,18 +153,14 @@ class Canvas:
                 # which the swap writes the crop straight from the picture (no copy first; the rest is never read)
                 scratch = self._scratch.get((src_w, src_h))
                 if scratch is None:
-                    scratch = self._scratch[(src_w, src_h)] = np.empty_like(picture)
+                    scratch = self._scratch[(src_w, src_h)] = np.zeros_like(picture)
                 swap(_cropped(picture, lay, src_w, src_h), alpha[cy:cy + ch, cx:cx + cw],
-                     _cropped(scratch, lay, src_w, src_h))
+                     _cropped(scratch, lay, src_w, src_h), backdrop.box if backdrop is not None else None)
                 picture = scratch
         if self.mode is None or self.mode.mode != "image":
             if (src_w, src_h) == (self.width, self.height):
                 return picture if self.mode is None or self.mode.mode != "alpha" else KeyedPicture.wrap(picture, alpha)
-        backdrop = self._backdrops.get((src_w, src_h)) if self.mode is not None else None
-        tops = (0, 0)
-        if backdrop is not None:  # image mode: above the person's first rows the picture goes back: no resize there
-            assert alpha is not None
-            tops = backdrop.prepare(alpha[cy:cy + ch, cx:cx + cw]) or (ph, ph // 2)
+        tops = tops or (ph, ph // 2)  # no person: the picture everywhere
         covers = lay.place == (0, 0, self.width, self.height)
         out = np.empty_like(self._base) if covers else self._base.copy()
         placed = []
