@@ -9,7 +9,8 @@ background reads as a lens' depth of field.
 Outside the person is found per pair of source rows (a chroma row's two), from the leftmost to the rightmost pixel
 with any alpha (one span per pair: a gap between an arm and the body counts as person), widened by the resize's
 reach and by the pairs above and below, and drawn on the canvas as one polygon per plane size (cv2.fillPoly: a
-memset per row). Then one masked copy per plane. No per-pixel arithmetic at the canvas' size.
+memset per row), again only where the spans changed since the last frame. Then one masked
+copy per plane. No per-pixel arithmetic at the canvas' size.
 """
 
 from __future__ import annotations
@@ -93,8 +94,19 @@ class Backdrop:
         self.reach = 1 if self.scale[1] >= 1 else math.ceil(1 / self.scale[1]) + 1
         self._pairs = np.empty((0, 0), np.uint8)
         self._scratch = np.empty((0, 0), np.uint8), np.empty((0, 0), np.uint8)
+        self._last: np.ndarray | None = None  # the last frame's spans per pair of rows
+        self._tops: tuple[int, int] | None = None  # the prepared frame's first rows with the person (Y, chroma)
+        # The prepared frame's source rectangle (x0, y0, x1, y1, even) whose pixels the canvas shows through the
+        # resize: outside it the picture is put back, whatever the resize made of the source there
+        self.box = 0, 0, *src_size
 
     def __call__(self, alpha: np.ndarray, targets: list[np.ndarray]) -> None:
+        self.prepare(alpha)
+        self.apply(targets)
+
+    def prepare(self, alpha: np.ndarray) -> tuple[int, int] | None:
+        """The masks for this frame's alpha; returns the first row of Y and of chroma the person reaches (above them
+        the planes are all picture: the caller need not resize there), None when it reaches none."""
         h, w = alpha.shape
         if self._pairs.shape != ((h + 1) // 2, w):
             self._pairs = np.empty(((h + 1) // 2, w), np.uint8)
@@ -105,16 +117,87 @@ class Backdrop:
             pairs[-1] = alpha[-1]
         spans = person_spans(pairs, self.reach, self._scratch)
         if spans is None:
+            self._last = self._tops = None
+            self.box = 0, 0, 0, 0
+            return None
+        first, left, right = spans
+        sx, sy = self.scale
+        # The masks are kept between frames and drawn again only over the canvas rows whose spans changed: a person
+        # whose body is still and whose head moves changes the head's rows, and a still one none (the polygon's
+        # scan conversion was a third of this call's cost).
+        rows = self._rows(first, left, right, len(pairs), w)
+        tops = []
+        for mask, plane_spans, scale in zip(self.masks, (spans, (first, left // 2, right // 2)),
+                                            ((sx, 2 * sy), self.scale), strict=True):
+            poly = person_polygon(plane_spans, scale)
+            tops.append(max(0, int(poly[0, 1])))
+            if rows is None:
+                continue
+            if rows == (0, left.size - 1):
+                mask.fill(255)
+                cv2.fillPoly(mask, [poly], 0)
+            else:
+                _redraw(mask, poly, *rows)
+        self._tops = tops[0], tops[1]
+        # The source pixels the canvas reads inside the polygons: the spans' and the resize's taps beyond them
+        m = 4 + math.ceil(max(1 / sx, 1 / sy))
+        x0, x1 = max(0, int(left.min()) - m) // 2 * 2, min(w, int(right.max()) + 1 + m + 1) // 2 * 2
+        y0, y1 = max(0, 2 * first - m) // 2 * 2, min(h, 2 * (first + left.size) + m + 1) // 2 * 2
+        self.box = x0, y0, x1, y1
+        return self._tops
+
+    def apply(self, targets: list[np.ndarray]) -> None:
+        """The picture copied into targets where the prepared frame's person does not reach."""
+        if self._tops is None:
             for picture, target in zip(self.picture, targets, strict=True):
                 target[:] = picture
             return
-        first, left, right = spans
-        sx, sy = self.scale
-        masks = []
-        for mask, plane_spans, scale in zip(self.masks, (spans, (first, left // 2, right // 2)),
-                                            ((sx, 2 * sy), self.scale), strict=True):
-            mask.fill(255)
-            cv2.fillPoly(mask, [person_polygon(plane_spans, scale)], 0)
-            masks.append(mask)
-        for picture, mask, target in zip(self.picture, (masks[0], masks[1], masks[1]), targets, strict=True):
+        for picture, mask, target in zip(self.picture, (self.masks[0], self.masks[1], self.masks[1]), targets,
+                                         strict=True):
             cv2.copyTo(picture, mask, target)
+
+    def _rows(self, first: int, left: np.ndarray, right: np.ndarray, n: int, w: int) -> tuple[int, int] | None:
+        """The first and last of this frame's polygon's vertices (rows from `first`) about the pairs of rows whose
+        span differs from the last frame's: 0 and the last one where that is near the polygon's ends (then drawn
+        from the mask's edge); None when none differs. Remembers this frame's spans (all n pairs: w, -1 is none)."""
+        spans = np.empty((2, n), np.int64)
+        spans[0], spans[1] = w, -1
+        spans[0, first:first + left.size], spans[1, first:first + left.size] = left, right
+        last, self._last = self._last, spans
+        if last is None or last.shape != spans.shape:
+            return 0, left.size - 1
+        changed = np.flatnonzero((last != spans).any(axis=0))
+        if changed.size == 0:
+            return None
+        a, b = int(changed[0]) - first, int(changed[-1]) - first
+        return a if a >= _MARGIN else 0, b if b < left.size - _MARGIN else left.size - 1
+
+
+_MARGIN = 3  # vertices kept around the changed ones: the rows from one but last to the last are drawn as before
+
+
+def _redraw(mask: np.ndarray, poly: np.ndarray, a: int, b: int) -> None:
+    """The mask's rows that vertices a..b (rows of a y-monotone polygon whose right side runs back from poly[n])
+    shape, drawn again (a = 0: from the mask's top; b = the last: to its bottom). The part of the polygon from a
+    vertex above the rows to one below is drawn whole into a band and those rows copied: clipped at the band's edge,
+    cv2.fillPoly steps its edges from elsewhere and may land a pixel off (at the mask's own edges, the band's clip
+    is the mask's)."""
+    n = poly.shape[0] // 2
+    y = poly[:n, 1]
+    # The band reaches a vertex above (below) the rows to redraw: on a shrinking plane vertices share rows
+    ka = max(0, a - 2)
+    while ka > 0 and (a == 0 or y[ka] >= y[a - 1]):
+        ka -= 1
+    kb = min(n - 1, b + 2)
+    while kb < n - 1 and (b == n - 1 or y[kb] <= y[b + 1]):
+        kb += 1
+    part = np.concatenate((poly[ka:kb + 1], poly[2 * n - 1 - kb:2 * n - ka]))
+    top = 0 if ka == 0 else int(y[ka])
+    bottom = mask.shape[0] - 1 if kb == n - 1 else int(y[kb])
+    if bottom < top:  # all below the plane
+        return
+    band = np.full((bottom - top + 1, mask.shape[1]), 255, np.uint8)
+    cv2.fillPoly(band, [part], 0, offset=(0, -top))
+    y0 = 0 if ka == 0 else max(0, int(y[a - 1]))
+    y1 = mask.shape[0] if kb == n - 1 else min(mask.shape[0], int(y[b + 1]) + 1)
+    mask[y0:y1] = band[y0 - top:y1 - top]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,42 +135,47 @@ class Canvas:
             lay = self._layouts[(src_w, src_h)] = layout(src_w, src_h, self.width, self.height, self.fit)
         cx, cy, cw, ch = lay.crop
         px, py, pw, ph = lay.place
+        backdrop: Backdrop | None = None
+        tops: tuple[int, int] | None = (0, 0)
         if self.mode is not None:
             # The swap runs at the portrait's size, on the part the canvas shows, before the resize: there are fewer
             # pixels there, and the resize and the swap are both linear. A key colour is the same at any size; a
             # picture is put back at its own detail around the person after the resize (streaming/backdrop.py).
             alpha = self._alpha_for(alpha, src_w, src_h)
+            swap = self._swap(lay, src_w, src_h)
+            backdrop = self._backdrops.get((src_w, src_h))  # made by _swap
+            # Image mode: the picture goes back where the person does not reach (no swap there, no resize above)
+            tops = backdrop.prepare(alpha[cy:cy + ch, cx:cx + cw]) if backdrop is not None else (0, 0)
             if (src_w, src_h) == (self.width, self.height) and self.mode.mode != "image":
                 picture = picture.copy()  # handed on as it is: a picture of its own
-            else:  # read only by the resize below: a buffer kept between frames (fresh pages cost page faults)
+                swap(_cropped(picture, lay, src_w, src_h), alpha[cy:cy + ch, cx:cx + cw])
+            else:  # read only by the resize below: a buffer kept between frames (fresh pages cost page faults), of
+                # which the swap writes the crop straight from the picture (no copy first; the rest is never read)
                 scratch = self._scratch.get((src_w, src_h))
                 if scratch is None:
-                    scratch = self._scratch[(src_w, src_h)] = np.empty_like(picture)
-                np.copyto(scratch, picture)
+                    scratch = self._scratch[(src_w, src_h)] = np.zeros_like(picture)
+                swap(_cropped(picture, lay, src_w, src_h), alpha[cy:cy + ch, cx:cx + cw],
+                     _cropped(scratch, lay, src_w, src_h), backdrop.box if backdrop is not None else None)
                 picture = scratch
-            crop = [plane[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d]
-                    for plane, d in zip(i420_planes(picture, src_w, src_h), (1, 2, 2), strict=True)]
-            self._swap(lay, src_w, src_h)(crop, alpha[cy:cy + ch, cx:cx + cw])
         if self.mode is None or self.mode.mode != "image":
             if (src_w, src_h) == (self.width, self.height):
                 return picture if self.mode is None or self.mode.mode != "alpha" else KeyedPicture.wrap(picture, alpha)
+        tops = tops or (ph, ph // 2)  # no person: the picture everywhere
         covers = lay.place == (0, 0, self.width, self.height)
         out = np.empty_like(self._base) if covers else self._base.copy()
         placed = []
         sources, targets = i420_planes(picture, src_w, src_h), i420_planes(out, self.width, self.height)
-        for d, src, dst in zip((1, 2, 2), sources, targets, strict=True):
+        for d, src, dst, top in zip((1, 2, 2), sources, targets, (tops[0], tops[1], tops[1]), strict=True):
             dst = dst[py // d:(py + ph) // d, px // d:(px + pw) // d]
-            _resize_into(src[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d], dst)
+            _resize_into(src[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d], dst, top)
             placed.append(dst)
         if self.mode is None or self.mode.mode == "green":
             return out
         if self.mode.mode == "alpha":  # the canvas-size alpha is made where it is read (the file sink's thread)
             assert alpha is not None
             return KeyedPicture.wrap(out, functools.partial(self._placed_alpha, alpha, lay))
-        backdrop = self._backdrops.get((src_w, src_h))
         if backdrop is not None:
-            assert alpha is not None
-            backdrop(alpha[cy:cy + ch, cx:cx + cw], placed)
+            backdrop.apply(placed)
         return out
 
     def _placed_alpha(self, alpha: np.ndarray, lay: _Layout) -> np.ndarray:
@@ -217,14 +223,32 @@ class Canvas:
         return swap
 
 
-def _resize_into(part: np.ndarray, dst: np.ndarray) -> None:
-    """part resized to dst's size, written into dst."""
+def _cropped(picture: np.ndarray, lay: _Layout, src_w: int, src_h: int) -> list[np.ndarray]:
+    """The I420 picture's Y, U, V over the layout's crop (views)."""
+    cx, cy, cw, ch = lay.crop
+    return [plane[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d]
+            for plane, d in zip(i420_planes(picture, src_w, src_h), (1, 2, 2), strict=True)]
+
+
+def _resize_into(part: np.ndarray, dst: np.ndarray, top: int = 0) -> None:
+    """part resized to dst's size, written into dst; rows of dst above `top` may be left unwritten."""
     if part.shape == dst.shape:
         dst[:] = part
         return
     size = dst.shape[::-1]
     # Shrinking: INTER_AREA averages (no aliasing); growing: bilinear is the cheap, smooth choice.
     shrink = size[0] < part.shape[1]
+    sh, dh = part.shape[0], dst.shape[0]
+    step = math.gcd(sh, dh)
+    skip = top // (dh // step) - 1  # whole blocks (dh / step rows of dst from sh / step of part) left out
+    if not shrink and dh > sh and skip > 0:
+        # From a block's edge the rows' sample positions and weights are the whole resize's; the band's first rows
+        # (under half a block) read its clamped edge instead of the rows above: a block above `top`, not shown
+        if skip >= step:
+            return
+        rows = skip * (dh // step)
+        cv2.resize(part[skip * (sh // step):], (size[0], dh - rows), dst=dst[rows:], interpolation=cv2.INTER_LINEAR)
+        return
     cv2.resize(part, size, dst=dst, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 

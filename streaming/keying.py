@@ -172,22 +172,35 @@ class PlateSwap:
         self._tmp = [np.empty_like(p) for p in plate_i420]
         self._inv = np.empty_like(plate_i420[0]), np.empty_like(plate_i420[1])
 
-    def __call__(self, planes: list[np.ndarray], alpha_y: np.ndarray) -> None:
-        """planes: the frame's Y, U, V over the rectangle, changed in place; alpha_y: its alpha at Y's size."""
+    def __call__(self, planes: list[np.ndarray], alpha_y: np.ndarray, out: list[np.ndarray] | None = None,
+                 box: tuple[int, int, int, int] | None = None) -> None:
+        """planes: the frame's Y, U, V over the rectangle, changed in place, or read only when `out` (planes of the
+        same shapes) is where to write (saves the caller copying the frame first); alpha_y: its alpha at Y's size.
+        box: (x0, y0, x1, y1, even) the part of the rectangle to swap (the rest left as it is)."""
+        x0, y0, x1, y1 = box if box is not None else (0, 0, alpha_y.shape[1], alpha_y.shape[0])
+        if x1 <= x0 or y1 <= y0:
+            return
+
+        def part(planes: list[np.ndarray]) -> list[np.ndarray]:
+            return [p[y0 // d:y1 // d, x0 // d:x1 // d] for p, d in zip(planes, (1, 2, 2), strict=True)]
+
+        plates, tmps, out = part(self.plate), part(self._tmp), part(out) if out is not None else None
+        planes, alpha_y = part(planes), alpha_y[y0:y1, x0:x1]
+        backgrounds = self.background if isinstance(self.background, tuple) else part(self.background)
         h, w = alpha_y.shape
         # Kept between frames: a fresh frame-sized temporary is fresh pages to fault in, which costs more than the sum.
-        inv_y, inv_c = self._inv
+        inv_y, inv_c = (inv[y0 // d:y1 // d, x0 // d:x1 // d] for inv, d in zip(self._inv, (1, 2), strict=True))
         cv2.resize(alpha_y, (w // 2, h // 2), dst=inv_c, interpolation=cv2.INTER_AREA)
         cv2.bitwise_not(alpha_y, dst=inv_y)
         cv2.bitwise_not(inv_c, dst=inv_c)
-        for k, (plane, plate, tmp) in enumerate(zip(planes, self.plate, self._tmp, strict=True)):
+        for k, (src, plane, plate, tmp) in enumerate(zip(planes, out or planes, plates, tmps, strict=True)):
             inv = inv_y if k == 0 else inv_c
             cv2.multiply(inv, plate, dst=tmp, scale=1.0 / 255.0)
-            cv2.subtract(plane, tmp, dst=plane)
-            if isinstance(self.background, tuple):
-                cv2.addWeighted(plane, 1.0, inv, self.background[k] / 255.0, 0.0, dst=plane)
+            cv2.subtract(src, tmp, dst=plane)
+            if isinstance(backgrounds, tuple):
+                cv2.addWeighted(plane, 1.0, inv, backgrounds[k] / 255.0, 0.0, dst=plane)
             else:
-                cv2.multiply(inv, self.background[k], dst=tmp, scale=1.0 / 255.0)
+                cv2.multiply(inv, backgrounds[k], dst=tmp, scale=1.0 / 255.0)
                 cv2.add(plane, tmp, dst=plane)
 
 

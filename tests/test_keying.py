@@ -277,11 +277,16 @@ def test_image_mode_keeps_the_pictures_detail_wherever_the_person_does_not_reach
     lay = layout(*avatar.size, width, height, fit)  # type: ignore[arg-type]
     cx, cy, cw, ch = lay.crop
     _, _, pw, ph = lay.place
+    picture = [np.full((ph // d, pw // d), 200, np.uint8) for d in (1, 2, 2)]
+    kept = Backdrop(picture, (cw, ch))  # redraws its masks only where the spans changed since the last frame
     for alpha in alphas:
         crop = alpha[cy:cy + ch, cx:cx + cw]
-        picture = [np.full((ph // d, pw // d), 200, np.uint8) for d in (1, 2, 2)]
         targets = [np.zeros_like(p) for p in picture]
         Backdrop(picture, (cw, ch))(crop, targets)
+        again = [np.zeros_like(p) for p in picture]
+        kept(crop, again)
+        for target, other in zip(targets, again, strict=True):
+            assert np.array_equal(target, other), f"{size} {fit}: the kept masks differ from a first frame's"
         for d, target in zip((1, 2, 2), targets, strict=True):
             plane_alpha = crop if d == 1 else cv2.resize(crop, (cw // 2, ch // 2), interpolation=cv2.INTER_AREA)
             reached = np.empty_like(target)
