@@ -131,8 +131,9 @@ async def render_to_file(avatar: PreparedAvatar, audio_path: str | Path, out_pat
     stream.pacer.set_label(label)
     provenance = provenance or Provenance()
     produce_id = uuid.uuid4().hex
-    stream.pacer.sinks.aigc = provenance.metadata(produce_id)[KEY]  # the same label in its H.264 (streaming/sei.py)
-    mp4 = alpha_file_sink(out_path, canvas) or Mp4Sink(out_path, metadata=provenance.metadata(produce_id))
+    metadata = provenance.metadata(produce_id)
+    stream.pacer.sinks.aigc = metadata[KEY]  # the same label in its H.264 (streaming/sei.py)
+    mp4 = alpha_file_sink(out_path, canvas) or Mp4Sink(out_path, metadata=metadata)
     stream.add_sink(mp4)
     if on_progress is not None:
         stream.add_sink(_Progress(on_progress, total_frames))
