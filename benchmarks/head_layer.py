@@ -106,11 +106,24 @@ def stack(rows: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.pad(r, ((0, 0), (0, w - r.shape[1]), (0, 0))) for r in rows])
 
 
+def build_options(ap: argparse.ArgumentParser) -> None:
+    """--save and --before: this build's frames kept, another build's set beside them (turn_closeup.py too)."""
+    ap.add_argument("--save", type=Path, help="write each portrait's frames here as NAME.npy")
+    ap.add_argument("--before", type=Path, help="add rows of frames saved by another build (--save)")
+
+
+def saved_and_before(frames: np.ndarray, name: str, save: Path | None, before: Path | None) -> np.ndarray | None:
+    """Keep this build's frames of `name` (--save); another build's frames of it (--before), if it saved them."""
+    if save:
+        save.mkdir(parents=True, exist_ok=True)
+        np.save(save / f"{name}.npy", frames)
+    return np.load(before / f"{name}.npy") if before and (before / f"{name}.npy").is_file() else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="head_layer.png")
-    ap.add_argument("--save", type=Path, help="write each portrait's frames here as NAME.npy")
-    ap.add_argument("--before", type=Path, help="add rows of frames saved by another build (--save)")
+    build_options(ap)
     ap.add_argument("--portraits", nargs="+", help="portrait names instead of the default three")
     args = ap.parse_args()
     portraits = PORTRAITS if not args.portraits else tuple(
@@ -126,12 +139,11 @@ def main() -> None:
         gen = WarpGenerator(avatar)
         builds = [("now", gen._frames(pose_controls()))]
         plates = {"now": avatar.rgb if avatar.plate is None else avatar.plate}
+        before = saved_and_before(builds[0][1], name, args.save, args.before)
         if args.save:
-            args.save.mkdir(parents=True, exist_ok=True)
-            np.save(args.save / f"{name}.npy", builds[0][1])
             np.save(args.save / f"{name}_plate.npy", plates["now"])
-        if args.before and (args.before / f"{name}.npy").is_file():
-            builds.insert(0, ("before", np.load(args.before / f"{name}.npy")))
+        if before is not None:
+            builds.insert(0, ("before", before))
             before_plate = args.before / f"{name}_plate.npy"  # a build without a plate: the photo
             plates["before"] = np.load(before_plate) if before_plate.is_file() else avatar.rgb
         h, w = avatar.rgb.shape[:2]

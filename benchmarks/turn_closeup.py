@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from benchmarks.contact_sheet import font
-from benchmarks.head_layer import pose_controls
+from benchmarks.head_layer import build_options, pose_controls, saved_and_before, stack
 from benchmarks.quality import EMBEDDED, load
 from engine.generator.warp import WarpGenerator
 from engine.types import Control
@@ -63,8 +63,7 @@ def row(label: str, frames: np.ndarray, box: tuple[int, int, int, int], header: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="turn_closeup.png")
-    ap.add_argument("--save", type=Path, help="write each portrait's frames here as NAME.npy")
-    ap.add_argument("--before", type=Path, help="add rows of frames saved by another build (--save)")
+    build_options(ap)
     ap.add_argument("--portraits", nargs="+", help="portrait names (astronaut, or a file name in tests/data/portraits)")
     ap.add_argument("--height", type=int, default=TILE_H, help="tile height in pixels")
     args = ap.parse_args()
@@ -75,14 +74,11 @@ def main() -> None:
         frames = WarpGenerator(avatar)._frames(pose_controls(POSES))
         box = head_crop(avatar.landmarks, *avatar.size)
         rows.append(row(f"{name}\nnow", frames, box, not rows, args.height))
-        if args.save:
-            args.save.mkdir(parents=True, exist_ok=True)
-            np.save(args.save / f"{name}.npy", frames)
-        if args.before and (args.before / f"{name}.npy").is_file():
-            rows.append(row(f"{name}\nbefore", np.load(args.before / f"{name}.npy"), box, False, args.height))
+        before = saved_and_before(frames, name, args.save, args.before)
+        if before is not None:
+            rows.append(row(f"{name}\nbefore", before, box, False, args.height))
         print(f"{name}: {avatar.size[0]}x{avatar.size[1]}", flush=True)
-    w = max(r.shape[1] for r in rows)
-    Image.fromarray(np.concatenate([np.pad(r, ((0, 0), (0, w - r.shape[1]), (0, 0))) for r in rows])).save(args.out)
+    Image.fromarray(stack(rows)).save(args.out)
     print(f"wrote {args.out}")
 
 
