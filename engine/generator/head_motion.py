@@ -6,11 +6,13 @@ the renderer lays the moving person over a still plate (engine.generator.matte).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 
+from engine.generator.matte import plate_hole
 from engine.generator.rig import Box, RigGeometry
 
 MAX_HEAD_DEG = 10.0  # the largest yaw, pitch or roll the layer's box is sized for (the blueprint uses <= 8)
@@ -186,3 +188,28 @@ def layer_box(rig: RigGeometry, matte: np.ndarray, landmarks: np.ndarray, width:
     y1 = max(float((ym + reach).max()) + step, my1)
     return (int(max(0, math.floor(x0))), int(max(0, math.floor(y0))), int(min(width, math.ceil(x1))),
             int(min(height, math.ceil(y1))))
+
+
+@dataclass(frozen=True)
+class HeadSplit:
+    """What moves and what stays: the renderer's geometry, which keyed outputs must match pixel for pixel."""
+
+    part: np.ndarray  # (H, W) bool: the head's own part of the person (head_part), the part that moves
+    backdrop: np.ndarray  # (H, W, 3) uint8: what the head moves over: the plate where `part` was, the photo elsewhere
+    roi: Box  # the box the renderer warps (layer_box)
+    hair: np.ndarray  # (H, W) float32: hair_reach
+
+
+def head_split(rig: RigGeometry, rgb: np.ndarray, matte: np.ndarray, plate: np.ndarray,
+               landmarks: np.ndarray) -> HeadSplit:
+    """Only the head's own part of the person moves (head_part); the rest of the photo, shoulders included, is the
+    still background it moves over: the plate behind the head, the photo elsewhere."""
+    h, w = matte.shape
+    hair = hair_reach(rig, matte, landmarks)
+    ys, xs = torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32)
+    Yf, Xf = torch.meshgrid(ys, xs, indexing="ij")
+    full_weight = head_weight(rig, Xf, Yf, jaw_line(landmarks), torch.from_numpy(hair)).numpy()
+    part = head_part(matte, plate_hole(matte), full_weight, landmarks)
+    backdrop = np.where(part[..., None], plate, rgb)
+    roi = layer_box(rig, np.where(part, np.maximum(matte, 2), 0).astype(np.uint8), landmarks, w, h, hair=hair)
+    return HeadSplit(part, backdrop, roi, hair)

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from engine.generator.avatar import PreparedAvatar
+from engine.generator.head_motion import HeadSplit, head_split
 from engine.generator.matte import face_hull, person_layer, premultiplied_layer, selfie_mask
 
 # The band at the matte's edge where the alpha is checked against the colours, in face widths.
@@ -53,15 +54,13 @@ def layer_of(avatar: PreparedAvatar) -> tuple[np.ndarray, np.ndarray]:
     return person_layer(avatar.rgb, avatar.landmarks)
 
 
-def head_box(avatar: PreparedAvatar, matte: np.ndarray) -> tuple[int, int, int, int]:
-    """The box the warp renderer moves pixels in (head_motion.layer_box, as WarpRenderer makes it)."""
+def head_split_of(avatar: PreparedAvatar, matte: np.ndarray, plate: np.ndarray) -> HeadSplit:
+    """What the warp renderer moves and what it moves over (head_motion.head_split, as WarpRenderer makes it)."""
     from engine.generator.eyes import measure_lids
-    from engine.generator.head_motion import layer_box
     from engine.generator.rig import build_rig
 
-    h, w = avatar.rgb.shape[:2]
     rig = measure_lids(build_rig(avatar.landmarks), avatar.rgb, avatar.landmarks)
-    return layer_box(rig, matte, avatar.landmarks, w, h)
+    return head_split(rig, avatar.rgb, matte, plate, avatar.landmarks)
 
 
 _made: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -90,9 +89,13 @@ def _keying_layer(avatar: PreparedAvatar) -> tuple[np.ndarray, np.ndarray]:
     grow = 2 * max(1, round(FACE_MARGIN * face_w)) + 1
     face = cv2.dilate(face_hull(rgb.shape[:2], lm[:, :2]), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow,) * 2))
     keyed[face > 0] = a[face > 0]
-    x0, y0, x1, y1 = head_box(avatar, matte)
-    still = np.ones(a.shape, bool)
-    still[y0:y1, x0:x1] = False
+    split = head_split_of(avatar, matte, plate)
+    x0, y0, x1, y1 = split.roi
+    # What never moves: everything outside the box the renderer warps, and in it what is not the head's own part
+    # (shoulders, a poster's figure: the renderer draws the photo there, under the moving head).
+    still = ~split.part
+    still[:y0] = still[y1:] = True
+    still[:, :x0] = still[:, x1:] = True
     keyed[still] = np.minimum(keyed, _segment_gate(rgb))[still]
     alpha = np.clip(255.0 * keyed + 0.5, 0, 255).astype(np.uint8)
     # The keying plate: what leaves the still frame, keyed, at alpha's share of the layer's own colour. Only where

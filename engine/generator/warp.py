@@ -19,17 +19,8 @@ from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
 from engine.generator.eyes import blink_cells, eye_offsets, measure_lids, paint_roi, paint_u8, shade_box, shaded
-from engine.generator.head_motion import (
-    depth_proxy,
-    hair_reach,
-    head_part,
-    head_weight,
-    jaw_line,
-    layer_box,
-    pivot,
-    sample,
-)
-from engine.generator.matte import person_layer, plate_hole, premultiplied_layer
+from engine.generator.head_motion import depth_proxy, head_split, head_weight, jaw_line, pivot, sample
+from engine.generator.matte import person_layer, premultiplied_layer
 from engine.generator.mouth import JAW_REACH, UPPER_SHARE, MouthRig, lip_gap, mouth_palette, own_teeth
 from engine.generator.person_alpha import picture_alpha, still_alpha
 from engine.generator.rest_pose import CLOSED_GAP, RestPose
@@ -57,22 +48,13 @@ class WarpRenderer(nn.Module):
 
     def __init__(self, avatar: PreparedAvatar, field_px_per_face: float = 120.0) -> None:
         super().__init__()
-        h, w = avatar.rgb.shape[:2]
         rig = measure_lids(build_rig(avatar.landmarks), avatar.rgb, avatar.landmarks)
         matte, plate = avatar.matte, avatar.plate
         if matte is None or plate is None:  # an avatar made without prepare_avatar: make its layer now
             matte, plate = person_layer(avatar.rgb, avatar.landmarks)
-        hair = hair_reach(rig, matte, avatar.landmarks)
-        # Only the head's own part of the person moves (head_motion.head_part); the rest of the photo, shoulders
-        # included, is the still background it moves over: the plate behind the head, the photo elsewhere.
-        ys, xs = torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32)
-        Yf, Xf = torch.meshgrid(ys, xs, indexing="ij")
-        full_weight = head_weight(rig, Xf, Yf, jaw_line(avatar.landmarks), torch.from_numpy(hair)).numpy()
-        part = head_part(matte, plate_hole(matte), full_weight, avatar.landmarks)
+        split = head_split(rig, avatar.rgb, matte, plate, avatar.landmarks)
+        part, backdrop, hair, self.roi = split.part, split.backdrop, split.hair, split.roi
         head_matte = np.where(part, matte, 0).astype(np.uint8)
-        backdrop = np.where(part[..., None], plate, avatar.rgb)
-        self.roi = layer_box(rig, np.where(part, np.maximum(matte, 2), 0).astype(np.uint8), avatar.landmarks, w, h,
-                             hair=hair)
         x0, y0, x1, y1 = self.roi
         rw, rh = x1 - x0, y1 - y0
         self.g: RigGeometry = rig.shifted(x0, y0)
