@@ -1,7 +1,12 @@
 """Does it look like a person? Issue 13's numbers, measured with mediapipe on MP4s rendered by the engine.
 
-    python -m benchmarks.realism [--quick] [--avatar PATH ...] [--json docs/bench/realism.json]
+    python -m benchmarks.realism [--quick] [--avatar NAME|PATH ...] [--no-cost] [--json OUT.json]
+    python -m benchmarks.realism --avatar hopper hopper_lowres_160 --no-cost   # a partial run: JSON to a temp dir
     python -m benchmarks.realism --markdown docs/bench/realism.json   # the README's tables from a run
+
+A full run (no --avatar, no --no-cost) writes docs/bench/realism.json (realism-quick.json with --quick), the
+tracked results the README's tables come from; a partial run writes into its temporary folder unless --json
+names a file. Either way the last line says where.
 
 Every video is rendered the way `avatar-engine render` does it (streaming.egress_file.render_to_file:
 an offline AvatarSession, the rule director, H.264 at 48 fps, the portrait at 720 px on its longer
@@ -144,6 +149,28 @@ class Plan:
     smile_s: float
     rotated: tuple[str, ...]
     cost_runs: int
+
+
+def resolve_portraits(names: Sequence[str]) -> list[str]:
+    """Each --avatar argument as a path plan_for takes: a file as it is, a portrait's name (its file stem in
+    tests/data/portraits, 'astronaut' or 'embedded' for the default) as that file; ValueError names the choices."""
+    known = {p.stem: str(p) for p in sorted(PORTRAIT_DIR.glob("*.jpg"))} | {"astronaut": EMBEDDED, EMBEDDED: EMBEDDED}
+    out = []
+    for name in names:
+        if Path(name).is_file():
+            out.append(name)
+        elif Path(name).stem in known and Path(name).parent == Path("."):
+            out.append(known[Path(name).stem])
+        else:
+            raise ValueError(f"--avatar {name}: no such file nor portrait; the portraits: {', '.join(sorted(known))}")
+    return out
+
+
+def results_path(asked: Path | None, *, quick: bool, partial: bool, tmp: Path) -> Path:
+    """Where the results JSON goes: where --json says, else the tracked file the README's tables come from for a
+    full run, else (a partial run: some portraits, or no cost rows) the run's temporary folder."""
+    tracked = REPO / "docs" / "bench" / ("realism-quick.json" if quick else "realism.json")
+    return asked or (tmp / tracked.name if partial else tracked)
 
 
 def plan_for(quick: bool, portraits: list[str] | None) -> Plan:
@@ -520,15 +547,23 @@ def status(passed: bool, value: float) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="two portraits, short audio: about a minute")
-    ap.add_argument("--avatar", nargs="+", help=f"portraits ('{EMBEDDED}' = the astronaut); default: all")
-    ap.add_argument("--json", type=Path, help="write the results here (default docs/bench/realism.json, "
-                                              "realism-quick.json with --quick)")
-    ap.add_argument("--no-cost", action="store_true", help="skip the render cost rows")
+    ap.add_argument("--avatar", nargs="+", metavar="NAME|PATH",
+                    help="portraits: names in tests/data/portraits (hopper, hopper_lowres_160, ...; 'astronaut' = the "
+                         "embedded default) or image paths; default: all (--quick: astronaut and hopper)")
+    ap.add_argument("--json", type=Path, help="write the results here (default: a full run docs/bench/realism.json, "
+                                              "realism-quick.json with --quick; a partial run, with --avatar or "
+                                              "--no-cost, its temporary folder, so the tracked file is kept)")
+    ap.add_argument("--no-cost", action="store_true", help="skip the render cost rows (a partial run)")
     ap.add_argument("--debug-dir", type=Path, help="write each portrait's worst background-flow frame here")
     ap.add_argument("--strict", action="store_true", help="exit 1 when any metric misses its target")
     ap.add_argument("--markdown", type=Path, metavar="JSON", help="print the README's tables from a results JSON "
                                                                   "written by an earlier run, and exit")
     args = ap.parse_args(argv)
+    if args.avatar:
+        try:
+            args.avatar = resolve_portraits(args.avatar)
+        except ValueError as e:
+            ap.error(str(e))
     if args.markdown:
         print(markdown(json.loads(args.markdown.read_text())))
         return 0
@@ -575,9 +610,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in coverage_lines(plan.portraits):
         console.print(line, style="bold" if line.startswith("not covered") else "dim", highlight=False)
     console.print(f"{failed} missed; {results['seconds']:.0f} s in all", style="dim")
-    out = args.json or REPO / "docs" / "bench" / ("realism-quick.json" if args.quick else "realism.json")
+    out = results_path(args.json, quick=args.quick, partial=bool(args.avatar) or args.no_cost, tmp=tmp)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    console.print(f"results written to {out}", highlight=False)
     return 1 if args.strict and failed else 0
 
 

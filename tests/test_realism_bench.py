@@ -3,10 +3,14 @@ reports, and the contact sheet's mouth crop (benchmarks/realism.py, benchmarks/c
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from benchmarks.contact_sheet import mouth_box
-from benchmarks.realism import VOICE, best_lag, loudness_db, read_voice
+from benchmarks.quality import EMBEDDED, PORTRAIT_DIR
+from benchmarks.realism import VOICE, best_lag, loudness_db, read_voice, resolve_portraits, results_path
 from engine.generator import prepare_avatar
 from engine.generator.rig import MOUTH_LEFT, MOUTH_RIGHT
 from engine.types import FPS, SAMPLE_RATE_HZ
@@ -47,3 +51,14 @@ def test_the_mouth_crop_holds_the_mouth_inside_the_picture() -> None:
     for corner in (MOUTH_LEFT, MOUTH_RIGHT):
         x, y = avatar.landmarks[corner]
         assert x0 < x < x1 and y0 < y < y1
+
+
+def test_portraits_by_name_and_partial_runs_keep_the_tracked_results(tmp_path: Path) -> None:
+    hopper = str(PORTRAIT_DIR / "hopper.jpg")
+    assert resolve_portraits(["hopper", "astronaut", hopper]) == [hopper, EMBEDDED, hopper]
+    with pytest.raises(ValueError, match="hopper_lowres_160"):  # an unknown name lists the portraits
+        resolve_portraits(["hoper"])
+    tracked = results_path(None, quick=False, partial=False, tmp=tmp_path)
+    assert tracked.parts[-3:] == ("docs", "bench", "realism.json")
+    assert results_path(None, quick=False, partial=True, tmp=tmp_path) == tmp_path / "realism.json"
+    assert results_path(tmp_path / "x.json", quick=True, partial=True, tmp=tmp_path) == tmp_path / "x.json"
