@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import torch
 
-from engine.generator.matte import plate_hole
-from engine.generator.rig import Box, RigGeometry
+from engine.generator.matte import plate_hole, premultiplied_layer
+from engine.generator.rig import Box, RigGeometry, build_rig
 
 MAX_HEAD_DEG = 10.0  # the largest yaw, pitch or roll the layer's box is sized for (the blueprint uses <= 8)
 
@@ -190,14 +190,32 @@ def layer_box(rig: RigGeometry, matte: np.ndarray, landmarks: np.ndarray, width:
             int(min(height, math.ceil(y1))))
 
 
+# Beyond the box, the renderer's field grid reads `hair` this far (a padding cell of its stride, at most 8 px for a
+# face 1000 px wide: WarpRenderer's field_px_per_face 120): the crop keeps that much more.
+HAIR_MARGIN_PX = 24
+
+
 @dataclass(frozen=True)
 class HeadSplit:
-    """What moves and what stays: the renderer's geometry, which keyed outputs must match pixel for pixel."""
+    """What moves and what stays: the renderer's geometry, which keyed outputs must match pixel for pixel. Cropped to
+    the box the renderer warps: outside it every pixel is the photo's own and stays (a few MB at 720x1280, not the
+    full frame's masks; about 8 MB at 720x1280). Made at prepare time and kept with the avatar (PreparedAvatar.head),
+    so that a stream's renderer and keying start without making it (0.4-0.8 s at 720x1280)."""
 
-    part: np.ndarray  # (H, W) bool: the head's own part of the person (head_part), the part that moves
-    backdrop: np.ndarray  # (H, W, 3) uint8: what the head moves over: the plate where `part` was, the photo elsewhere
-    roi: Box  # the box the renderer warps (layer_box)
-    hair: np.ndarray  # (H, W) float32: hair_reach
+    roi: Box  # the box the renderer warps (layer_box), in the image
+    part: np.ndarray  # (roi h, roi w) bool: the head's own part of the person (head_part), the part that moves
+    backdrop: np.ndarray  # (roi h, roi w, 3) uint8: what the head moves over: the plate where `part` was, else photo
+    # (roi h, roi w, 4) uint8: the moving part as the renderer's premultiplied layer over `backdrop` (matte's
+    # premultiplied_layer of the head's part of the matte)
+    layer: np.ndarray
+    hair: np.ndarray  # (h, w) float32: hair_reach over the roi grown by HAIR_MARGIN_PX (clipped), from hair_origin
+    hair_origin: tuple[int, int]  # (x, y) of hair's first pixel in the image
+    # What it was made from (the avatar's own arrays, not copies): it stands for another avatar only if the same.
+    made_of: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # landmarks, rgb, matte, plate
+
+    def made_from(self, *arrays: np.ndarray) -> bool:
+        """Made from these landmarks, rgb, matte and plate (the same arrays, or equal ones: about 1 ms at 720x1280)."""
+        return all(a is b or np.array_equal(a, b) for a, b in zip(self.made_of, arrays, strict=True))
 
 
 def head_split(rig: RigGeometry, rgb: np.ndarray, matte: np.ndarray, plate: np.ndarray,
@@ -210,6 +228,21 @@ def head_split(rig: RigGeometry, rgb: np.ndarray, matte: np.ndarray, plate: np.n
     Yf, Xf = torch.meshgrid(ys, xs, indexing="ij")
     full_weight = head_weight(rig, Xf, Yf, jaw_line(landmarks), torch.from_numpy(hair)).numpy()
     part = head_part(matte, plate_hole(matte), full_weight, landmarks)
-    backdrop = np.where(part[..., None], plate, rgb)
     roi = layer_box(rig, np.where(part, np.maximum(matte, 2), 0).astype(np.uint8), landmarks, w, h, hair=hair)
-    return HeadSplit(part, backdrop, roi, hair)
+    x0, y0, x1, y1 = roi
+    part = np.ascontiguousarray(part[y0:y1, x0:x1])
+    backdrop = np.where(part[..., None], plate[y0:y1, x0:x1], rgb[y0:y1, x0:x1])
+    layer = premultiplied_layer(rgb[y0:y1, x0:x1], np.where(part, matte[y0:y1, x0:x1], 0).astype(np.uint8), backdrop)
+    m = HAIR_MARGIN_PX
+    hx0, hy0 = max(0, x0 - m), max(0, y0 - m)
+    hair = np.ascontiguousarray(hair[hy0 : min(h, y1 + m), hx0 : min(w, x1 + m)])
+    return HeadSplit(roi, part, backdrop, layer, hair, (hx0, hy0), (landmarks, rgb, matte, plate))
+
+
+def head_split_for(landmarks: np.ndarray, rgb: np.ndarray, matte: np.ndarray, plate: np.ndarray,
+                   prepared: HeadSplit | None = None) -> HeadSplit:
+    """`prepared` (PreparedAvatar.head) where it was made from these arrays, else head_split now."""
+    if prepared is not None and prepared.made_from(landmarks, rgb, matte, plate):
+        return prepared
+    # The head's geometry only: the lids' measures (eyes.measure_lids) do not enter.
+    return head_split(build_rig(landmarks), rgb, matte, plate, landmarks)

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from engine.generator.avatar import PreparedAvatar
-from engine.generator.head_motion import HeadSplit, head_split
+from engine.generator.head_motion import HeadSplit, head_split_for
 from engine.generator.matte import face_hull, person_layer, premultiplied_layer, selfie_mask
 
 # The band at the matte's edge where the alpha is checked against the colours, in face widths.
@@ -55,12 +55,8 @@ def layer_of(avatar: PreparedAvatar) -> tuple[np.ndarray, np.ndarray]:
 
 
 def head_split_of(avatar: PreparedAvatar, matte: np.ndarray, plate: np.ndarray) -> HeadSplit:
-    """What the warp renderer moves and what it moves over (head_motion.head_split, as WarpRenderer makes it)."""
-    from engine.generator.eyes import measure_lids
-    from engine.generator.rig import build_rig
-
-    rig = measure_lids(build_rig(avatar.landmarks), avatar.rgb, avatar.landmarks)
-    return head_split(rig, avatar.rgb, matte, plate, avatar.landmarks)
+    """What the warp renderer moves and what it moves over (head_motion.head_split, as WarpRenderer has it)."""
+    return head_split_for(avatar.landmarks, avatar.rgb, matte, plate, avatar.head)
 
 
 _made: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -93,9 +89,8 @@ def _keying_layer(avatar: PreparedAvatar) -> tuple[np.ndarray, np.ndarray]:
     x0, y0, x1, y1 = split.roi
     # What never moves: everything outside the box the renderer warps, and in it what is not the head's own part
     # (shoulders, a poster's figure: the renderer draws the photo there, under the moving head).
-    still = ~split.part
-    still[:y0] = still[y1:] = True
-    still[:, :x0] = still[:, x1:] = True
+    still = np.ones(rgb.shape[:2], bool)
+    still[y0:y1, x0:x1] = ~split.part
     keyed[still] = np.minimum(keyed, _segment_gate(rgb))[still]
     alpha = np.clip(255.0 * keyed + 0.5, 0, 255).astype(np.uint8)
     # The keying plate: what leaves the still frame, keyed, at alpha's share of the layer's own colour. Only where

@@ -19,8 +19,8 @@ from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
 from engine.generator.eyes import blink_cells, eye_offsets, measure_lids, paint_roi, paint_u8, shade_box, shaded
-from engine.generator.head_motion import depth_proxy, head_split, head_weight, jaw_line, pivot, sample
-from engine.generator.matte import person_layer, premultiplied_layer
+from engine.generator.head_motion import depth_proxy, head_split_for, head_weight, jaw_line, pivot, sample
+from engine.generator.matte import person_layer
 from engine.generator.mouth import JAW_REACH, UPPER_SHARE, MouthRig, lip_gap, mouth_palette, own_teeth
 from engine.generator.person_alpha import picture_alpha, still_alpha
 from engine.generator.rest_pose import CLOSED_GAP, RestPose
@@ -52,9 +52,8 @@ class WarpRenderer(nn.Module):
         matte, plate = avatar.matte, avatar.plate
         if matte is None or plate is None:  # an avatar made without prepare_avatar: make its layer now
             matte, plate = person_layer(avatar.rgb, avatar.landmarks)
-        split = head_split(rig, avatar.rgb, matte, plate, avatar.landmarks)
-        part, backdrop, hair, self.roi = split.part, split.backdrop, split.hair, split.roi
-        head_matte = np.where(part, matte, 0).astype(np.uint8)
+        split = head_split_for(avatar.landmarks, avatar.rgb, matte, plate, avatar.head)  # made at prepare
+        part, backdrop, hair, self.roi = split.part, split.backdrop, split.hair, split.roi  # cropped to the roi
         x0, y0, x1, y1 = self.roi
         rw, rh = x1 - x0, y1 - y0
         self.g: RigGeometry = rig.shifted(x0, y0)
@@ -70,12 +69,11 @@ class WarpRenderer(nn.Module):
         self.register_buffer("portrait", torch.from_numpy(avatar.rgb.copy()), persistent=False)
         # The person as a premultiplied layer (colour x alpha, alpha) over a still background plate: the
         # head moves its layer, and wherever it uncovers the background the plate shows, not dragged wall.
-        self.layer_u8 = premultiplied_layer(avatar.rgb[y0:y1, x0:x1], head_matte[y0:y1, x0:x1],
-                                            backdrop[y0:y1, x0:x1])
-        self.plate_u8 = np.ascontiguousarray(backdrop[y0:y1, x0:x1])
+        self.layer_u8 = split.layer
+        self.plate_u8 = np.ascontiguousarray(backdrop)
         # What of the person stays still in the box (shoulders, a second figure): keyed outputs need it under the
         # moved head (WarpGenerator._alpha_frames).
-        self.still_part = np.ascontiguousarray(~part[y0:y1, x0:x1])
+        self.still_part = ~part
         layer = torch.from_numpy(self.layer_u8.astype(np.float32) / 255.0).permute(2, 0, 1)
         self.register_buffer("roi_src", layer.contiguous(), persistent=False)
         plate_t = torch.from_numpy(self.plate_u8.astype(np.float32) / 255.0).permute(2, 0, 1)
@@ -84,7 +82,8 @@ class WarpRenderer(nn.Module):
         self.register_buffer("X", X[None].contiguous(), persistent=False)  # (1, fh, fw) ROI pixel coords
         self.register_buffer("Y", Y[None].contiguous(), persistent=False)
         g = self.g
-        weight = head_weight(g, X, Y, jaw_line(avatar.landmarks, x0, y0), sample(hair, X, Y, x0, y0))
+        hx, hy = split.hair_origin
+        weight = head_weight(g, X, Y, jaw_line(avatar.landmarks, x0, y0), sample(hair, X, Y, x0 - hx, y0 - hy))
         self.register_buffer("head_mask", weight[None], persistent=False)
         # Pixels per degree of yaw and of pitch at each point: a rigid shift plus depth parallax (more at the nose).
         parallax = 0.5 * g.face_w * (math.pi / 180.0) * depth_proxy(g, X, Y)[None]
