@@ -178,8 +178,9 @@ def assert_paced(rec: Recorder, live: Live, *, tolerance_s: float = 0.002) -> No
     on_time = np.array([base.late_s[g.frame_index] < 1 / FPS for g in frames])
     worst = f"(the baseline: p95 {np.percentile(list(base.late_s.values()), 95) * 1000:.1f} ms late)"
     over = excess[on_time] > tolerance_s
-    assert on_time.sum() < 10 or np.mean(over) <= 0.1, (f"{np.sum(over)} of {np.sum(on_time)} frames later than the machine made them, "
-                                  f"by up to {excess[on_time].max() * 1000:.0f} ms {worst}")
+    assert on_time.sum() < 10 or np.mean(over) <= 0.1, (
+        f"{np.sum(over)} of {np.sum(on_time)} frames later than the machine made them, by up to "
+        f"{excess[on_time].max() * 1000:.0f} ms {worst}")
     added_s = np.mean(np.maximum(excess, 0.0))
     assert added_s < 0.005, f"the pacer adds {added_s * 1000:.1f} ms a frame {worst}"
     fresh = [g.late_s - base.late_s[g.frame_index] for g in frames if not g.repeated]

@@ -71,3 +71,22 @@ def test_the_mouth_interior_takes_its_colours_from_the_portrait() -> None:
     assert r > g and r > b and max(base["cavity"]) < 0.35, base  # dark, in the lips' red
     assert sum(dim["teeth"]) < 0.9 * sum(base["teeth"]), (dim, base)
     assert warm["cavity"][0] / max(warm["cavity"][2], 1e-3) > base["cavity"][0] / max(base["cavity"][2], 1e-3)
+
+
+def test_the_head_split_is_made_at_prepare_and_stands_only_for_its_own_avatar(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from engine.generator import head_motion, person_alpha
+
+    avatar = prepare_avatar()
+    assert avatar.head is not None and avatar.head.made_from(avatar.landmarks, avatar.rgb, avatar.matte, avatar.plate)
+    x0, y0, x1, y1 = avatar.head.roi
+    assert avatar.head.part.shape == (y1 - y0, x1 - x0)  # cropped to the box: no full-frame masks kept
+    made: list[int] = []
+    head_split = head_motion.head_split
+    monkeypatch.setattr(head_motion, "head_split", lambda *a: made.append(1) or head_split(*a))
+    WarpGenerator(avatar)
+    person_alpha._keying_layer(avatar)
+    assert made == [], "a stream's start made the head split again"
+    moved = dataclasses.replace(avatar, landmarks=avatar.landmarks + np.float32(2.0))  # the split no longer fits
+    assert WarpGenerator(moved).renderer.roi != avatar.head.roi and made == [1]
