@@ -180,6 +180,15 @@ class PlateSwap:
         x0, y0, x1, y1 = box if box is not None else (0, 0, alpha_y.shape[1], alpha_y.shape[0])
         if x1 <= x0 or y1 <= y0:
             return
+        # Rows the person covers whole (shoulders across a filled canvas' width): the frame as it is, a copy at most.
+        top, bottom = y0, y1
+        y0, y1 = _opaque_trimmed(alpha_y[top:bottom, x0:x1], top, bottom)
+        if out is not None:
+            for src, dst, d in zip(planes, out, (1, 2, 2), strict=True):
+                for r0, r1 in ((top, y0), (y1, bottom)):
+                    dst[r0 // d:r1 // d, x0 // d:x1 // d] = src[r0 // d:r1 // d, x0 // d:x1 // d]
+        if y1 <= y0:
+            return
 
         def part(planes: list[np.ndarray]) -> list[np.ndarray]:
             return [p[y0 // d:y1 // d, x0 // d:x1 // d] for p, d in zip(planes, (1, 2, 2), strict=True)]
@@ -202,6 +211,15 @@ class PlateSwap:
             else:
                 cv2.multiply(inv, backgrounds[k], dst=tmp, scale=1.0 / 255.0)
                 cv2.add(plane, tmp, dst=plane)
+
+
+def _opaque_trimmed(alpha: np.ndarray, y0: int, y1: int) -> tuple[int, int]:
+    """y0 and y1 (even) moved in past the rows at the top and the bottom of `alpha` (rows y0..y1) that are 255 whole."""
+    low = cv2.reduce(alpha, 1, cv2.REDUCE_MIN).reshape(-1)
+    partial = np.flatnonzero(low < 255)
+    if partial.size == 0:
+        return y0, y0
+    return y0 + int(partial[0]) // 2 * 2, min(y1, y0 + (int(partial[-1]) + 2) // 2 * 2)
 
 
 def straight_yuva(i420: np.ndarray, alpha: np.ndarray, key: tuple[int, int, int]) -> list[np.ndarray]:
