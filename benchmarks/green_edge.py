@@ -5,7 +5,8 @@
 
 Coverage, as issue 16 asks it: of the pixels farther than 10 px from the person's segmentation of the rendered
 frame, the share within 10 levels of the key colour, at rest, the head turned 8 degrees and rolled 6; and how many
-pixels inside the face mesh's outline (on the rendered frame) are within 10 levels of the key (0 wanted).
+pixels inside the face's outline (the face mesh's FACE_OVAL on the rendered frame) are within 10 levels of the key
+(0 wanted).
 
 The person's segmentation of a rendered frame is mediapipe's on that frame, and, where the renderer left the photo's
 pixel in its place (the body, the room: most of the frame), also mediapipe's on the photo: the same pixel at the same
@@ -76,7 +77,6 @@ def still_key() -> tuple[int, int, int]:
 
 def coverage(name: str, masks: Path | None = None) -> list[tuple[str, float, int]]:
     """(pose, share of the background that is key, key pixels on the face) at rest, turned and rolled."""
-    from engine.generator.faces import face_mesh
     from engine.generator.matte import selfie_mask
     from streaming.keying import KEY_GREEN
 
@@ -97,14 +97,29 @@ def coverage(name: str, masks: Path | None = None) -> list[tuple[str, float, int
         key = np.abs(out.astype(np.int16) - np.asarray(KEY_GREEN, np.int16)).max(axis=-1) <= 10
         person = person_of(frame, avatar.rgb, photo_person)
         outside = cv2.dilate(person.astype(np.uint8), disk) == 0
-        face = np.zeros(frame.shape[:2], np.uint8)
-        landmarks = face_mesh(frame)
-        if landmarks is not None:
-            cv2.fillConvexPoly(face, cv2.convexHull(np.round(landmarks[:, :2]).astype(np.int32)), 1)
-        rows.append((pose, float(key[outside].mean()), int(key[face > 0].sum())))
+        face = face_region(frame)
+        rows.append((pose, float(key[outside].mean()), int(key[face].sum())))
         if masks is not None:
-            save_mask(masks / f"{name}_{pose.replace(' ', '')}.png", out, outside & ~key, person)
+            save_mask(masks / f"{name}_{pose.replace(' ', '')}.png", out, outside & ~key, person, key & face)
     return rows
+
+
+def face_region(frame: np.ndarray) -> np.ndarray:
+    """(H, W) bool: inside the face's outline (the face mesh's FACE_OVAL, found on the frame itself), not its convex
+    hull, which bridges the outline's hollows (under the jaw beside the neck, at the temples) over the background."""
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_FACE_OVAL
+
+    from engine.generator.faces import face_mesh
+
+    face = np.zeros(frame.shape[:2], np.uint8)
+    landmarks = face_mesh(frame)
+    if landmarks is not None:
+        after = dict(FACEMESH_FACE_OVAL)
+        outline = [next(iter(after))]
+        while after[outline[-1]] != outline[0]:
+            outline.append(after[outline[-1]])
+        cv2.fillPoly(face, [np.round(landmarks[outline, :2]).astype(np.int32)], 1)
+    return face > 0
 
 
 def person_of(frame: np.ndarray, photo: np.ndarray, photo_person: np.ndarray) -> np.ndarray:
@@ -116,10 +131,12 @@ def person_of(frame: np.ndarray, photo: np.ndarray, photo_person: np.ndarray) ->
     return (selfie_mask(frame) > 0.5) | (unchanged & photo_person)
 
 
-def save_mask(path: Path, keyed: np.ndarray, missed: np.ndarray, person: np.ndarray) -> None:
-    """The keyed frame with `missed` (background that is not key) in red and the person's outline in blue."""
+def save_mask(path: Path, keyed: np.ndarray, missed: np.ndarray, person: np.ndarray, on_face: np.ndarray) -> None:
+    """The keyed frame with `missed` (background that is not key) in red, key on the face in magenta and the
+    person's outline in blue."""
     vis = keyed.copy()
     vis[missed] = (255, 0, 0)
+    vis[on_face] = (255, 0, 255)
     outline, _ = cv2.findContours(person.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     cv2.drawContours(vis, outline, -1, (0, 0, 255), 1)
     path.parent.mkdir(parents=True, exist_ok=True)
