@@ -172,6 +172,8 @@ class PlateSwap:
         self._tmp = [np.empty_like(p) for p in plate_i420]
         self._inv = np.empty_like(plate_i420[0]), np.empty_like(plate_i420[1])
 
+    _trimmed = staticmethod(lambda alpha, y0, y1: _opaque_trimmed(alpha, y0, y1))
+
     def __call__(self, planes: list[np.ndarray], alpha_y: np.ndarray, out: list[np.ndarray] | None = None,
                  box: tuple[int, int, int, int] | None = None) -> None:
         """planes: the frame's Y, U, V over the rectangle, changed in place, or read only when `out` (planes of the
@@ -182,7 +184,7 @@ class PlateSwap:
             return
         # Rows the person covers whole (shoulders across a filled canvas' width): the frame as it is, a copy at most.
         top, bottom = y0, y1
-        y0, y1 = _opaque_trimmed(alpha_y[top:bottom, x0:x1], top, bottom)
+        y0, y1 = self._trimmed(alpha_y[top:bottom, x0:x1], top, bottom)
         if out is not None:
             for src, dst, d in zip(planes, out, (1, 2, 2), strict=True):
                 for r0, r1 in ((top, y0), (y1, bottom)):
