@@ -172,8 +172,6 @@ class PlateSwap:
         self._tmp = [np.empty_like(p) for p in plate_i420]
         self._inv = np.empty_like(plate_i420[0]), np.empty_like(plate_i420[1])
 
-    _trimmed = staticmethod(lambda alpha, y0, y1: _opaque_trimmed(alpha, y0, y1))
-
     def __call__(self, planes: list[np.ndarray], alpha_y: np.ndarray, out: list[np.ndarray] | None = None,
                  box: tuple[int, int, int, int] | None = None) -> None:
         """planes: the frame's Y, U, V over the rectangle, changed in place, or read only when `out` (planes of the
@@ -181,15 +179,6 @@ class PlateSwap:
         box: (x0, y0, x1, y1, even) the part of the rectangle to swap (the rest left as it is)."""
         x0, y0, x1, y1 = box if box is not None else (0, 0, alpha_y.shape[1], alpha_y.shape[0])
         if x1 <= x0 or y1 <= y0:
-            return
-        # Rows the person covers whole (shoulders across a filled canvas' width): the frame as it is, a copy at most.
-        top, bottom = y0, y1
-        y0, y1 = self._trimmed(alpha_y[top:bottom, x0:x1], top, bottom)
-        if out is not None:
-            for src, dst, d in zip(planes, out, (1, 2, 2), strict=True):
-                for r0, r1 in ((top, y0), (y1, bottom)):
-                    dst[r0 // d:r1 // d, x0 // d:x1 // d] = src[r0 // d:r1 // d, x0 // d:x1 // d]
-        if y1 <= y0:
             return
 
         def part(planes: list[np.ndarray]) -> list[np.ndarray]:
@@ -213,30 +202,6 @@ class PlateSwap:
             else:
                 cv2.multiply(inv, backgrounds[k], dst=tmp, scale=1.0 / 255.0)
                 cv2.add(plane, tmp, dst=plane)
-
-
-def _opaque_trimmed(alpha: np.ndarray, y0: int, y1: int) -> tuple[int, int]:
-    """y0 and y1 (even) moved in past the rows at the top and the bottom of `alpha` (rows y0..y1) that are 255 whole.
-    Looked for a band of rows at a time from each end (the person's first and last partial rows are near them; the
-    row minima of the whole rectangle cost a tenth of the swap, and cv2.reduce's forty times that)."""
-    h = alpha.shape[0]
-    first = last = -1
-    for start in range(0, h, _BAND):
-        partial = np.flatnonzero(alpha[start:start + _BAND].min(axis=1) < 255)
-        if partial.size:
-            first = start + int(partial[0])
-            break
-    if first < 0:
-        return y0, y0
-    for stop in range(h, first, -_BAND):
-        partial = np.flatnonzero(alpha[max(first, stop - _BAND):stop].min(axis=1) < 255)
-        if partial.size:
-            last = max(first, stop - _BAND) + int(partial[-1])
-            break
-    return y0 + first // 2 * 2, min(y1, y0 + (last + 2) // 2 * 2)
-
-
-_BAND = 64
 
 
 def straight_yuva(i420: np.ndarray, alpha: np.ndarray, key: tuple[int, int, int]) -> list[np.ndarray]:

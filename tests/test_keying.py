@@ -27,7 +27,7 @@ from streaming.canvas import _resize_into as canvas_resize
 from streaming.config import ServerConfig
 from streaming.disclosure import DisclosureLabel, LabelSpec
 from streaming.egress_file import render_to_file
-from streaming.keying import KEY_GREEN, Background, PlateSwap, Still, alpha_from_key, parse_background
+from streaming.keying import KEY_GREEN, Background, Still, alpha_from_key, parse_background
 from streaming.live_stream import confined_outputs, parse_outputs
 from streaming.outputs import OutputsSpec, canvas_for
 from tests.conftest import REPO
@@ -154,33 +154,6 @@ def test_the_wall_beside_a_face_that_fills_the_frame_is_keyed() -> None:
     share = near(out[outside], KEY_GREEN).mean()
     assert share >= 0.99, f"{100 * share:.2f}% of the background is the key colour"
     assert not near(out[face(avatar.rgb)], KEY_GREEN).any(), "key colour on the face"
-
-
-def test_the_swap_leaves_rows_the_person_covers_whole_as_they_are() -> None:
-    """PlateSwap copies the rows at the top and the bottom of its box that alpha covers whole, and composites the rest:
-    the same bytes as compositing them all (alpha 255 is the frame untouched)."""
-    rng = np.random.default_rng(3)
-    h, w = 96, 64
-    planes = [rng.integers(0, 256, (h // d, w // d), np.uint8) for d in (1, 2, 2)]
-    plate = [rng.integers(0, 256, p.shape, np.uint8) for p in planes]
-    picture = [rng.integers(0, 256, p.shape, np.uint8) for p in planes]
-    alpha = np.full((h, w), 255, np.uint8)
-    alpha[30:71] = rng.integers(0, 256, (41, w), np.uint8)  # soft rows from an even row to an odd one
-    alpha[30:71, 5] = 255
-    box = (4, 10, 60, 90)
-    outs = []
-    for trim in (True, False):
-        swap = PlateSwap(picture, plate)
-        if not trim:
-            swap._trimmed = lambda alpha, y0, y1: (y0, y1)  # type: ignore[method-assign]
-        out = [np.zeros_like(p) for p in planes]
-        swap(planes, alpha, out, box)
-        outs.append(out)
-    for trimmed, whole, plane, d in zip(*outs, planes, (1, 2, 2), strict=True):
-        assert np.array_equal(trimmed, whole)
-        x0, y0, x1, y1 = (v // d for v in box)
-        assert not trimmed[:y0].any() and not trimmed[y1:].any() and not trimmed[:, :x0].any()
-        assert np.array_equal(trimmed[y0:30 // d, x0:x1], plane[y0:30 // d, x0:x1])
 
 
 def test_image_mode_shows_the_picture_behind_the_person_on_a_vertical_canvas(tmp_path: Path) -> None:
