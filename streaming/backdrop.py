@@ -178,26 +178,22 @@ _MARGIN = 3  # vertices kept around the changed ones: the rows from one but last
 
 def _redraw(mask: np.ndarray, poly: np.ndarray, a: int, b: int) -> None:
     """The mask's rows that vertices a..b (rows of a y-monotone polygon whose right side runs back from poly[n])
-    shape, drawn again (a = 0: from the mask's top; b = the last: to its bottom). The part of the polygon from a
-    vertex above the rows to one below is drawn whole into a band and those rows copied: clipped at the band's edge,
-    cv2.fillPoly steps its edges from elsewhere and may land a pixel off (at the mask's own edges, the band's clip
-    is the mask's)."""
+    shape, drawn again (a = 0: from the mask's top; b = the last: to its bottom). Those rows are cleared and the part
+    of the polygon from a vertex above them to one below drawn into the mask as it is: not clipped to the rows (clipped,
+    cv2.fillPoly steps its edges from elsewhere and may land a pixel off), and in the rows beyond them the part lies
+    within the polygon drawn there before (the same edges), so it paints nothing new there."""
     n = poly.shape[0] // 2
     y = poly[:n, 1]
-    # The band reaches a vertex above (below) the rows to redraw: on a shrinking plane vertices share rows
+    # The part reaches a vertex above (below) the rows to redraw: on a shrinking plane vertices share rows
     ka = max(0, a - 2)
     while ka > 0 and (a == 0 or y[ka] >= y[a - 1]):
         ka -= 1
     kb = min(n - 1, b + 2)
     while kb < n - 1 and (b == n - 1 or y[kb] <= y[b + 1]):
         kb += 1
-    part = np.concatenate((poly[ka:kb + 1], poly[2 * n - 1 - kb:2 * n - ka]))
-    top = 0 if ka == 0 else int(y[ka])
-    bottom = mask.shape[0] - 1 if kb == n - 1 else int(y[kb])
-    if bottom < top:  # all below the plane
-        return
-    band = np.full((bottom - top + 1, mask.shape[1]), 255, np.uint8)
-    cv2.fillPoly(band, [part], 0, offset=(0, -top))
     y0 = 0 if ka == 0 else max(0, int(y[a - 1]))
     y1 = mask.shape[0] if kb == n - 1 else min(mask.shape[0], int(y[b + 1]) + 1)
-    mask[y0:y1] = band[y0 - top:y1 - top]
+    if y1 <= y0:  # all off the plane
+        return
+    mask[y0:y1] = 255
+    cv2.fillPoly(mask, [np.concatenate((poly[ka:kb + 1], poly[2 * n - 1 - kb:2 * n - ka]))], 0)

@@ -91,7 +91,12 @@ def _keying_layer(avatar: PreparedAvatar) -> tuple[np.ndarray, np.ndarray]:
     # (shoulders, a poster's figure: the renderer draws the photo there, under the moving head).
     still = np.ones(rgb.shape[:2], bool)
     still[y0:y1, x0:x1] = ~split.part
-    keyed[still] = np.minimum(keyed, _segment_gate(rgb))[still]
+    gate = _segment_gate(rgb)
+    keyed[still] = np.minimum(keyed, gate)[still]
+    # The moving head too, but for the face itself: the gate moves with the head (the renderer warps this alpha).
+    hull = face_hull(rgb.shape[:2], lm[:, :2]) > 0
+    moving = ~still & ~hull
+    keyed[moving] = np.minimum(keyed, gate)[moving]
     alpha = np.clip(255.0 * keyed + 0.5, 0, 255).astype(np.uint8)
     # The keying plate: what leaves the still frame, keyed, at alpha's share of the layer's own colour. Only where
     # pixels never move: in the head's box the plate shows wherever the head uncovers it, and must be keyed out
