@@ -78,7 +78,8 @@ def person_matte(rgb: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     return (alpha * 255.0 + 0.5).astype(np.uint8)
 
 
-def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24) -> np.ndarray:
+def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24, halo_below: int | None = None
+                     ) -> np.ndarray:
     """The photo with the person filled in from the background around it, (H, W, 3) uint8.
 
     The hole is the matte grown by a few pixels (its edge pixels mix in hair and skin). A band of
@@ -88,7 +89,9 @@ def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24) -> n
     spreads the wall's colour smoothly. Equal to the photo wherever the matte is zero, and meeting it there
     without a seam (`_meet_the_photo`)."""
     h, w = matte.shape
-    hole = plate_hole(matte)
+    # The fill is seeded only from wall past the person's soft edge: the hair's blur, a rim of light and the skin's
+    # colour bled into the wall just outside the matte would otherwise spread inward as a pale or grey head shape.
+    hole = seed_hole(matte, band_px)
     smooth = _inpaint_pyramid(rgb, hole, band_px)
     plate = smooth
     if (hole == 0).any():
@@ -121,10 +124,39 @@ def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24) -> n
         weight = 1.0 - t * t * (3 - 2 * t)
         plate = np.where(hole[..., None] > 0, weight * mirrored + (1.0 - weight) * smooth, rgb)
         plate = np.clip(plate + 0.5, 0, 255).astype(np.uint8)
-    plate = _meet_the_photo(rgb, matte, plate, reach=max(2.0, band_px / 4))
-    keep = matte == 0
-    plate[keep] = rgb[keep]
+    wall = rgb if halo_below is None else rgb - _halo(rgb, plate, matte, hole, band_px, halo_below)
+    plate = _meet_the_photo(wall, matte, plate, reach=max(2.0, band_px / 4))
+    plate = np.where((matte == 0)[..., None], np.clip(wall + 0.5, 0, 255).astype(np.uint8), plate)
     return plate
+
+
+# The halo the layer takes from the wall is ignored below this (8-bit levels): the wall's own grain stays still.
+HALO_LEVELS = 2.0
+
+
+def _halo(rgb: np.ndarray, fill: np.ndarray, matte: np.ndarray, hole: np.ndarray, band_px: int, below: int
+          ) -> np.ndarray:
+    """(H, W, 3) float32: what the person adds to the wall just outside the matte (hair's defocus blur, a rim of
+    light, skin colour bled by the lens), above row `below`; 0 elsewhere.
+
+    It is the photo's departure from the clean fill in the ring between the matte and the seed hole's outline,
+    smoothed (the wall's finer texture stays on the wall) and fading out toward that outline. `person_layer` puts it
+    on the layer: it moves with the head, and a turn uncovers clean wall, not a pale ring or a dark line where the
+    outline was."""
+    ring = ((hole > 0) & (matte == 0)).astype(np.float32)
+    ring[max(0, below):] = 0.0
+    if not ring.any():
+        return np.zeros(rgb.shape, np.float32)
+    sigma = max(1.0, SOFT_EDGE * band_px / 6)
+    d = (rgb.astype(np.float32) - fill.astype(np.float32)) * ring[..., None]
+    d = cv2.GaussianBlur(d, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(ring, (0, 0), sigma), 1e-3)[..., None]
+    # The halo fades toward the seed hole's outline, where the fill meets the photo's wall anyway.
+    out = cv2.distanceTransform(hole, cv2.DIST_L2, 3)
+    reach = max(1.0, SOFT_EDGE * band_px - hole_grow(matte.shape))
+    t = np.clip(out / (0.6 * reach), 0.0, 1.0)
+    fade = t * t * (3 - 2 * t) * ring
+    d = d * fade[..., None]
+    return np.sign(d) * np.maximum(np.abs(d) - HALO_LEVELS, 0.0)
 
 
 def _meet_the_photo(rgb: np.ndarray, matte: np.ndarray, fill: np.ndarray, reach: float) -> np.ndarray:
@@ -169,6 +201,21 @@ def plate_hole(matte: np.ndarray) -> np.ndarray:
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
     return cv2.morphologyEx(cv2.dilate((matte > 0).astype(np.uint8), disk), cv2.MORPH_CLOSE,
                             cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * grow + 1, 4 * grow + 1)))
+
+
+# How far past the matte the photo still carries the person (hair's defocus blur, a rim of light), in band_px (a third
+# of a face width): 0.2 of it is about 7% of a face width, 16 px on a face 230 px wide.
+SOFT_EDGE = 0.2
+
+
+def seed_hole(matte: np.ndarray, band_px: int) -> np.ndarray:
+    """The plate's hole grown past the person's soft edge, (H, W) uint8 0/1: what the fill is made for, from the wall
+    outside it only."""
+    hole = plate_hole(matte)
+    reach = max(0, round(SOFT_EDGE * band_px) - hole_grow(matte.shape))
+    if reach == 0:
+        return hole
+    return cv2.dilate(hole, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)))
 
 
 def _inpaint_pyramid(rgb: np.ndarray, hole: np.ndarray, band_px: int, coarse_side: int = 96) -> np.ndarray:
@@ -263,13 +310,23 @@ def person_layer(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np
     mask = selfie_mask(rgb)
     # Raised before the guided filter, so that the ear's and the hair's edge snap to the photo's own edges.
     mask = np.maximum(mask, head_core(mask, landmarks))
-    matte = np.maximum(person_matte(rgb, mask), face_hull(rgb.shape[:2], landmarks))
+    return layer_and_plate(rgb, landmarks, np.maximum(person_matte(rgb, mask), face_hull(rgb.shape[:2], landmarks)))
+
+
+def layer_and_plate(rgb: np.ndarray, landmarks: np.ndarray, matte: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(matte, plate) from the person's matte: its fringe and the halo outside it added to it, the plate filled."""
+    matte = matte.copy()
     ring = (head_fringe(matte, landmarks) > 0) & (matte == 0)
     matte[ring] = 1
     x0, x1 = landmarks[:, 0].min(), landmarks[:, 0].max()
     # The head moves the plate's outline band into view: up to about a third of a face width.
     band_px = max(4, round(0.35 * (x1 - x0)))
-    plate = background_plate(rgb, matte, band_px=band_px)
+    jaw_y = round(float(landmarks[list(JAW_CORNERS), 1].mean()))
+    plate = background_plate(rgb, matte, band_px=band_px, halo_below=jaw_y)
+    # The halo's pixels go on the layer (matte 1: `premultiplied_layer` gives them just the alpha that explains the
+    # photo over the clean plate), so that it moves with the head.
+    halo = (matte == 0) & (np.abs(rgb.astype(np.int16) - plate.astype(np.int16)).max(axis=2) > 0)
+    matte[halo] = 1
     return _keep_the_wall_in_the_fringe(rgb, matte, plate, ring, fringe_reach(landmarks), max(2.0, band_px / 4))
 
 
