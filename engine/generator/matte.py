@@ -18,6 +18,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from engine.generator.exemplar import exemplar_fill
+
 
 def selfie_mask(rgb: np.ndarray) -> np.ndarray:
     """mediapipe's person probability at each pixel, (H, W) float32 in [0, 1]."""
@@ -88,46 +90,57 @@ def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24, halo
     diffusion fill would streak the outline's colours inward. Deeper in, coarse-to-fine inpainting
     spreads the wall's colour smoothly. Equal to the photo wherever the matte is zero, and meeting it there
     without a seam (`_meet_the_photo`)."""
-    h, w = matte.shape
     # The fill is seeded only from wall past the person's soft edge: the hair's blur, a rim of light and the skin's
     # colour bled into the wall just outside the matte would otherwise spread inward as a pale or grey head shape.
     hole = seed_hole(matte, band_px)
     smooth = _inpaint_pyramid(rgb, hole, band_px)
     plate = smooth
     if (hole == 0).any():
-        dist, labels = cv2.distanceTransformWithLabels(hole, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-        known = np.argwhere(hole == 0)  # labels number the known pixels in raster order, from 1
-        near = known[labels.astype(np.int64) - 1]  # (H, W, 2): the nearest known pixel (y, x)
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        # The reflection of each hole pixel across its nearest outline point; the map smoothed, so that
-        # where the outline bends (an ear, the neck) it stretches the wall instead of tearing it.
-        sigma = max(1.0, band_px / 8)
-        my = cv2.GaussianBlur(2 * near[..., 0].astype(np.float32) - yy, (0, 0), sigma)
-        mx = cv2.GaussianBlur(2 * near[..., 1].astype(np.float32) - xx, (0, 0), sigma)
-        mirrored = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        inside = cv2.remap(hole.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        # Where the outline folds (between an ear and a shoulder) the smoothed reflection squeezes a
-        # patch of wall into rings: where it is not about area-preserving, and where it lands on the
-        # person again, the smooth fill stands in.
-        (mx_y, mx_x), (my_y, my_x) = np.gradient(mx), np.gradient(my)
-        det = np.abs(mx_x * my_y - mx_y * my_x)
-        ratio = np.minimum(det, 1.0 / np.maximum(det, 1e-6))
-        clean = (np.clip((ratio - 0.5) / 0.3, 0.0, 1.0) * np.clip(1.0 - 20.0 * inside, 0.0, 1.0))[..., None]
-        mirrored = clean * mirrored + (1.0 - clean) * smooth
-        # Of the reflection only the wall's fine texture is kept, its amplitude capped: the shading comes from the
-        # smooth fill, which carries the wall's shade at the outline inward. A reflected door frame, a shadow's
-        # edge or a lock of hair would otherwise come back as a second outline beside a turned head.
-        sigma_t = max(1.5, band_px / 10)
-        detail = mirrored - cv2.GaussianBlur(mirrored, (0, 0), sigma_t)
-        mirrored = smooth + np.clip(detail, -TEXTURE_CAP, TEXTURE_CAP)
-        t = np.clip((dist - 0.6 * band_px) / (0.4 * band_px), 0.0, 1.0)[..., None]
-        weight = 1.0 - t * t * (3 - 2 * t)
-        plate = np.where(hole[..., None] > 0, weight * mirrored + (1.0 - weight) * smooth, rgb)
-        plate = np.clip(plate + 0.5, 0, 255).astype(np.uint8)
+        if USE_EXEMPLAR:
+            copied, weight = exemplar_fill(rgb, hole, band_px, halo_below)
+            plate = weight[..., None] * copied + (1.0 - weight[..., None]) * smooth
+        else:
+            plate = _reflected(rgb, hole, smooth, band_px)
+        plate = np.where(hole[..., None] > 0, np.clip(plate + 0.5, 0, 255), rgb).astype(np.uint8)
     wall = rgb if halo_below is None else rgb - _halo(rgb, plate, matte, hole, band_px, halo_below)
     plate = _meet_the_photo(wall, matte, plate, reach=max(2.0, band_px / 4))
     plate = np.where((matte == 0)[..., None], np.clip(wall + 0.5, 0, 255).astype(np.uint8), plate)
     return plate
+
+
+USE_EXEMPLAR = True
+
+
+def _reflected(rgb: np.ndarray, hole: np.ndarray, smooth: np.ndarray, band_px: int) -> np.ndarray:
+    h, w = hole.shape
+    dist, labels = cv2.distanceTransformWithLabels(hole, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    known = np.argwhere(hole == 0)  # labels number the known pixels in raster order, from 1
+    near = known[labels.astype(np.int64) - 1]  # (H, W, 2): the nearest known pixel (y, x)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    # The reflection of each hole pixel across its nearest outline point; the map smoothed, so that
+    # where the outline bends (an ear, the neck) it stretches the wall instead of tearing it.
+    sigma = max(1.0, band_px / 8)
+    my = cv2.GaussianBlur(2 * near[..., 0].astype(np.float32) - yy, (0, 0), sigma)
+    mx = cv2.GaussianBlur(2 * near[..., 1].astype(np.float32) - xx, (0, 0), sigma)
+    mirrored = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    inside = cv2.remap(hole.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    # Where the outline folds (between an ear and a shoulder) the smoothed reflection squeezes a
+    # patch of wall into rings: where it is not about area-preserving, and where it lands on the
+    # person again, the smooth fill stands in.
+    (mx_y, mx_x), (my_y, my_x) = np.gradient(mx), np.gradient(my)
+    det = np.abs(mx_x * my_y - mx_y * my_x)
+    ratio = np.minimum(det, 1.0 / np.maximum(det, 1e-6))
+    clean = (np.clip((ratio - 0.5) / 0.3, 0.0, 1.0) * np.clip(1.0 - 20.0 * inside, 0.0, 1.0))[..., None]
+    mirrored = clean * mirrored + (1.0 - clean) * smooth
+    # Of the reflection only the wall's fine texture is kept, its amplitude capped: the shading comes from the
+    # smooth fill, which carries the wall's shade at the outline inward. A reflected door frame, a shadow's
+    # edge or a lock of hair would otherwise come back as a second outline beside a turned head.
+    sigma_t = max(1.5, band_px / 10)
+    detail = mirrored - cv2.GaussianBlur(mirrored, (0, 0), sigma_t)
+    mirrored = smooth + np.clip(detail, -TEXTURE_CAP, TEXTURE_CAP)
+    t = np.clip((dist - 0.6 * band_px) / (0.4 * band_px), 0.0, 1.0)[..., None]
+    weight = 1.0 - t * t * (3 - 2 * t)
+    return weight * mirrored + (1.0 - weight) * smooth
 
 
 # The halo the layer takes from the wall is ignored below this (8-bit levels): the wall's own grain stays still.
@@ -147,12 +160,25 @@ def _halo(rgb: np.ndarray, fill: np.ndarray, matte: np.ndarray, hole: np.ndarray
     ring[max(0, below):] = 0.0
     if not ring.any():
         return np.zeros(rgb.shape, np.float32)
-    sigma = max(1.0, SOFT_EDGE * band_px / 6)
-    d = (rgb.astype(np.float32) - fill.astype(np.float32)) * ring[..., None]
-    d = cv2.GaussianBlur(d, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(ring, (0, 0), sigma), 1e-3)[..., None]
+    sigma = max(1.0, soft_edge(matte.shape, band_px) / 6)
+    raw = (rgb.astype(np.float32) - fill.astype(np.float32)) * ring[..., None]
+    d = cv2.GaussianBlur(raw, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(ring, (0, 0), sigma), 1e-3)[..., None]
+    reach = max(1.0, soft_edge(matte.shape, band_px) - hole_grow(matte.shape))
+    # Right at the matte all of it: the hair's last strands and a thin bright rim are finer than the smoothing, and
+    # would stay on the wall as a line tracing the old outline.
+    near = cv2.distanceTransform((matte == 0).astype(np.uint8), cv2.DIST_L2, 3)
+    s = np.clip((near - 0.25 * reach) / (0.25 * reach), 0.0, 1.0)[..., None]
+    d = (1.0 - s) * raw + s * d
+    # Only against a plain wall: beside a busy one (a flag's stars and cords) the photo departs from any fill by the
+    # wall's own texture, which would move with the head (ROUGH_MAX, as in the fringe).
+    wall = (hole == 0).astype(np.float32)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    detail = np.abs(gray - cv2.GaussianBlur(gray, (0, 0), 2.0)) * wall
+    spread = 2.0 * soft_edge(matte.shape, band_px)
+    rough = cv2.GaussianBlur(detail, (0, 0), spread) / np.maximum(cv2.GaussianBlur(wall, (0, 0), spread), 1e-3)
+    d = d * np.clip((ROUGH_MAX - rough) / (0.5 * ROUGH_MAX), 0.0, 1.0)[..., None]
     # The halo fades toward the seed hole's outline, where the fill meets the photo's wall anyway.
     out = cv2.distanceTransform(hole, cv2.DIST_L2, 3)
-    reach = max(1.0, SOFT_EDGE * band_px - hole_grow(matte.shape))
     t = np.clip(out / (0.6 * reach), 0.0, 1.0)
     fade = t * t * (3 - 2 * t) * ring
     d = d * fade[..., None]
@@ -206,13 +232,19 @@ def plate_hole(matte: np.ndarray) -> np.ndarray:
 # How far past the matte the photo still carries the person (hair's defocus blur, a rim of light), in band_px (a third
 # of a face width): 0.2 of it is about 7% of a face width, 16 px on a face 230 px wide.
 SOFT_EDGE = 0.2
+# ... and at least 1/SOFT_EDGE_SIDE of the photo's longer side: loose strands of hair on a small face reach as far.
+SOFT_EDGE_SIDE = 60
+
+
+def soft_edge(shape: tuple[int, ...], band_px: int) -> float:
+    return max(SOFT_EDGE * band_px, max(shape[:2]) / SOFT_EDGE_SIDE)
 
 
 def seed_hole(matte: np.ndarray, band_px: int) -> np.ndarray:
     """The plate's hole grown past the person's soft edge, (H, W) uint8 0/1: what the fill is made for, from the wall
     outside it only."""
     hole = plate_hole(matte)
-    reach = max(0, round(SOFT_EDGE * band_px) - hole_grow(matte.shape))
+    reach = max(0, round(soft_edge(matte.shape, band_px)) - hole_grow(matte.shape))
     if reach == 0:
         return hole
     return cv2.dilate(hole, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)))
