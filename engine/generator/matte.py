@@ -7,10 +7,12 @@ filled from the wall around the person, not the head's own pixels dragged along.
 - `person_matte`: mediapipe's general selfie-segmentation model (it ships in the 0.10.21 wheel), its
   coarse mask sharpened along the photo's own edges by a colour guided filter (He et al., "Guided
   Image Filtering", 2010), so hair and ears keep soft, true edges. 0..255.
-- `background_plate`: the photo with the person removed, filled by OpenCV's inpainting (Telea 2004)
-  from coarse to fine, so the fill carries the wall's colour and shading a long way in instead of
-  streaking the outline's colours, and made to meet the photo along the matte's edge; equal to the photo
-  wherever the matte is zero.
+- `background_plate`: the photo with the person removed. The band a head uncovers is filled with the wall's own
+  patches (engine.generator.exemplar, Criminisi et al. 2004), deeper in OpenCV's inpainting (Telea 2004) from
+  coarse to fine spreads the wall's colour; both seeded only from wall past the person's soft edge, and made to
+  meet the photo along the matte's edge; equal to the photo wherever the matte is zero.
+- `layer_and_plate`: the halo the head leaves on the wall just outside the matte (hair's blur, a rim of light)
+  put on the layer, so that it moves with the head instead of tracing the old outline on the wall.
 """
 
 from __future__ import annotations
@@ -84,63 +86,26 @@ def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24, halo
                      ) -> np.ndarray:
     """The photo with the person filled in from the background around it, (H, W, 3) uint8.
 
-    The hole is the matte grown by a few pixels (its edge pixels mix in hair and skin). A band of
-    band_px inside the outline, what a moving head uncovers, is the wall next to it reflected across
-    the outline: it keeps the wall's texture and colour (stripes, stars, window frames) where a
-    diffusion fill would streak the outline's colours inward. Deeper in, coarse-to-fine inpainting
-    spreads the wall's colour smoothly. Equal to the photo wherever the matte is zero, and meeting it there
-    without a seam (`_meet_the_photo`)."""
+    The hole is the matte grown past the person's soft edge (`seed_hole`): hair's blur, a rim of light and skin
+    colour bled into the wall are not copied in. A band of band_px inside the outline, what a moving head uncovers,
+    is filled with patches of the wall around it (`exemplar.exemplar_fill`): its texture and lines (a flag's cords,
+    wood grain, a shelf) continue behind the head. Deeper in, coarse-to-fine inpainting spreads the wall's colour
+    smoothly. halo_below: the halo the person leaves on the wall just outside the matte, above that row, is taken
+    off the plate there (`_halo`; `layer_and_plate` puts it on the layer). Equal to the photo wherever the matte is
+    zero (less that halo), and meeting it there without a seam (`_meet_the_photo`)."""
     # The fill is seeded only from wall past the person's soft edge: the hair's blur, a rim of light and the skin's
     # colour bled into the wall just outside the matte would otherwise spread inward as a pale or grey head shape.
     hole = seed_hole(matte, band_px)
     smooth = _inpaint_pyramid(rgb, hole, band_px)
     plate = smooth
     if (hole == 0).any():
-        if USE_EXEMPLAR:
-            copied, weight = exemplar_fill(rgb, hole, band_px, halo_below)
-            plate = weight[..., None] * copied + (1.0 - weight[..., None]) * smooth
-        else:
-            plate = _reflected(rgb, hole, smooth, band_px)
+        copied, weight = exemplar_fill(rgb, hole, band_px, halo_below)
+        plate = weight[..., None] * copied + (1.0 - weight[..., None]) * smooth
         plate = np.where(hole[..., None] > 0, np.clip(plate + 0.5, 0, 255), rgb).astype(np.uint8)
     wall = rgb if halo_below is None else rgb - _halo(rgb, plate, matte, hole, band_px, halo_below)
     plate = _meet_the_photo(wall, matte, plate, reach=max(2.0, band_px / 4))
     plate = np.where((matte == 0)[..., None], np.clip(wall + 0.5, 0, 255).astype(np.uint8), plate)
     return plate
-
-
-USE_EXEMPLAR = True
-
-
-def _reflected(rgb: np.ndarray, hole: np.ndarray, smooth: np.ndarray, band_px: int) -> np.ndarray:
-    h, w = hole.shape
-    dist, labels = cv2.distanceTransformWithLabels(hole, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    known = np.argwhere(hole == 0)  # labels number the known pixels in raster order, from 1
-    near = known[labels.astype(np.int64) - 1]  # (H, W, 2): the nearest known pixel (y, x)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    # The reflection of each hole pixel across its nearest outline point; the map smoothed, so that
-    # where the outline bends (an ear, the neck) it stretches the wall instead of tearing it.
-    sigma = max(1.0, band_px / 8)
-    my = cv2.GaussianBlur(2 * near[..., 0].astype(np.float32) - yy, (0, 0), sigma)
-    mx = cv2.GaussianBlur(2 * near[..., 1].astype(np.float32) - xx, (0, 0), sigma)
-    mirrored = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    inside = cv2.remap(hole.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    # Where the outline folds (between an ear and a shoulder) the smoothed reflection squeezes a
-    # patch of wall into rings: where it is not about area-preserving, and where it lands on the
-    # person again, the smooth fill stands in.
-    (mx_y, mx_x), (my_y, my_x) = np.gradient(mx), np.gradient(my)
-    det = np.abs(mx_x * my_y - mx_y * my_x)
-    ratio = np.minimum(det, 1.0 / np.maximum(det, 1e-6))
-    clean = (np.clip((ratio - 0.5) / 0.3, 0.0, 1.0) * np.clip(1.0 - 20.0 * inside, 0.0, 1.0))[..., None]
-    mirrored = clean * mirrored + (1.0 - clean) * smooth
-    # Of the reflection only the wall's fine texture is kept, its amplitude capped: the shading comes from the
-    # smooth fill, which carries the wall's shade at the outline inward. A reflected door frame, a shadow's
-    # edge or a lock of hair would otherwise come back as a second outline beside a turned head.
-    sigma_t = max(1.5, band_px / 10)
-    detail = mirrored - cv2.GaussianBlur(mirrored, (0, 0), sigma_t)
-    mirrored = smooth + np.clip(detail, -TEXTURE_CAP, TEXTURE_CAP)
-    t = np.clip((dist - 0.6 * band_px) / (0.4 * band_px), 0.0, 1.0)[..., None]
-    weight = 1.0 - t * t * (3 - 2 * t)
-    return weight * mirrored + (1.0 - weight) * smooth
 
 
 # The halo the layer takes from the wall is ignored below this (8-bit levels): the wall's own grain stays still.
@@ -208,10 +173,6 @@ def _meet_the_photo(rgb: np.ndarray, matte: np.ndarray, fill: np.ndarray, reach:
     return np.clip(fill + fade[..., None] * spread + 0.5, 0, 255).astype(np.uint8)
 
 
-# The most a pixel of the reflected wall's texture departs from the smooth fill, in 8-bit levels: the wall's grain,
-# not its lines (at 12 a flag's gold cords came back as curved bands along hopper's hat, a ghost of its outline).
-TEXTURE_CAP = 4.0
-
 # The hole reaches 1/HOLE_GROW of the portrait's longer side past the matte (4 px at 720).
 HOLE_GROW = 200
 
@@ -222,7 +183,7 @@ def hole_grow(shape: tuple[int, ...]) -> int:
 
 def plate_hole(matte: np.ndarray) -> np.ndarray:
     """Where the plate is filled, (H, W) uint8 0/1: the matte grown by a few pixels (its edge pixels mix in hair
-    and skin) and closed, so that its outline is smooth: a hair-level ragged one would reflect into noise."""
+    and skin) and closed, so that its outline is smooth: a hair-level ragged one would make a ragged fill."""
     grow = hole_grow(matte.shape)
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
     return cv2.morphologyEx(cv2.dilate((matte > 0).astype(np.uint8), disk), cv2.MORPH_CLOSE,
@@ -264,7 +225,7 @@ def _inpaint_pyramid(rgb: np.ndarray, hole: np.ndarray, band_px: int, coarse_sid
         levels.append((small, (small_hole > 0).astype(np.uint8)))
     fill = cv2.inpaint(levels[-1][0], levels[-1][1], 3, cv2.INPAINT_TELEA)
     for level, (img, m) in reversed(list(enumerate(levels[:-1]))):
-        # The reflection covers the band a head uncovers: this fill only needs sane colours there.
+        # The exemplar fill covers the band a head uncovers: this fill only needs sane colours there.
         depth = max(2, min(16, band_px >> level))
         up = cv2.resize(fill, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
         # Only a band inside the outline is inpainted again at this level; deeper in, the coarse fill stays.
