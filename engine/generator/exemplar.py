@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 # The uncovered band is this many cells deep on the small copy.
-BAND_CELLS = 14
+BAND_CELLS = 24
 # A patch is (2 PATCH_R + 1) cells square.
 PATCH_R = 3
 # Patches come from the wall within this many band depths of where they go.

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import torch
 
-from engine.generator.matte import JAW_CORNERS, plate_hole
+from engine.generator.matte import plate_hole
 from engine.generator.rig import Box, RigGeometry
 
 MAX_HEAD_DEG = 10.0  # the largest yaw, pitch or roll the layer's box is sized for (the blueprint uses <= 8)
@@ -107,7 +107,6 @@ def hair_reach(g: RigGeometry, matte: np.ndarray, landmarks: np.ndarray) -> np.n
 SURE = 200
 OPEN_REACH = 0.03
 GROW_REACH = 0.03
-HALO_REACH = 0.03
 
 
 def head_part(matte: np.ndarray, hole: np.ndarray, weight: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -136,14 +135,6 @@ def head_part(matte: np.ndarray, hole: np.ndarray, weight: np.ndarray, landmarks
         if np.array_equal(grown, part):
             break
         part = grown
-    # Above the jaw, the soft edge of the hair and the halo the head leaves on the wall (matte 1: the plate's
-    # `_halo`) move with it, as far out as HALO_REACH face widths: left behind, they would trace the old outline
-    # on the wall. (Below, a hand or a collar's edge stays with what it belongs to.)
-    soft = ((matte > 0) & (matte < SURE)).astype(np.uint8)
-    soft[max(0, round(float(landmarks[list(JAW_CORNERS), 1].mean()))):] = 0
-    if soft.any():
-        r = max(1, round(HALO_REACH * fw))
-        part |= cv2.dilate(part, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)) & soft
     # Out of the head's reach everything stays anyway: the photo as it is.
     return (part > 0) | ((matte > 0) & ~moving)
 
