@@ -11,8 +11,6 @@ filled from the wall around the person, not the head's own pixels dragged along.
   patches (engine.generator.exemplar, Criminisi et al. 2004), deeper in OpenCV's inpainting (Telea 2004) from
   coarse to fine spreads the wall's colour; both seeded only from wall past the person's soft edge, and made to
   meet the photo along the matte's edge; equal to the photo wherever the matte is zero.
-- `layer_and_plate`: the halo the head leaves on the wall just outside the matte (hair's blur, a rim of light)
-  put on the layer, so that it moves with the head instead of tracing the old outline on the wall.
 """
 
 from __future__ import annotations
@@ -82,72 +80,33 @@ def person_matte(rgb: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     return (alpha * 255.0 + 0.5).astype(np.uint8)
 
 
-def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24, halo_below: int | None = None
+def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24, below: int | None = None
                      ) -> np.ndarray:
     """The photo with the person filled in from the background around it, (H, W, 3) uint8.
 
     The hole is the matte grown past the person's soft edge (`seed_hole`): hair's blur, a rim of light and skin
     colour bled into the wall are not copied in. A band of band_px inside the outline, what a moving head uncovers,
     is filled with patches of the wall around it (`exemplar.exemplar_fill`): its texture and lines (a flag's cords,
-    wood grain, a shelf) continue behind the head. Deeper in, coarse-to-fine inpainting spreads the wall's colour
-    smoothly. halo_below: the halo the person leaves on the wall just outside the matte, above that row, is taken
-    off the plate there (`_halo`; `layer_and_plate` puts it on the layer). Equal to the photo wherever the matte is
-    zero (less that halo), and meeting it there without a seam (`_meet_the_photo`)."""
+    wood grain, a shelf) continue behind the head, above row `below` + band_px (where a head moves). Deeper in,
+    coarse-to-fine inpainting spreads the wall's colour smoothly. Equal to the photo wherever the matte is zero, and
+    meeting it there without a seam (`_meet_the_photo`)."""
     # The fill is seeded only from wall past the person's soft edge: the hair's blur, a rim of light and the skin's
     # colour bled into the wall just outside the matte would otherwise spread inward as a pale or grey head shape.
     hole = seed_hole(matte, band_px)
     smooth = _inpaint_pyramid(rgb, hole, band_px)
     plate = smooth
     if (hole == 0).any():
-        copied, weight = exemplar_fill(rgb, hole, band_px, halo_below)
+        copied, weight = exemplar_fill(rgb, hole, band_px, below)
+        # Under the matte's soft edge the photo shows the wall through the hair: there the plate stays the smooth
+        # fill, which meets the photo's own colours, so that un-mixing the layer over it does not take a copied
+        # line that differs from the one seen through the hair for part of the person (an opaque fringe, keyed).
+        weight = weight * np.clip(matte.astype(np.float32) / 128.0, 0.0, 1.0)
         plate = weight[..., None] * copied + (1.0 - weight[..., None]) * smooth
         plate = np.where(hole[..., None] > 0, np.clip(plate + 0.5, 0, 255), rgb).astype(np.uint8)
-    wall = rgb if halo_below is None else rgb - _halo(rgb, plate, matte, hole, band_px, halo_below)
-    plate = _meet_the_photo(wall, matte, plate, reach=max(2.0, band_px / 4))
-    plate = np.where((matte == 0)[..., None], np.clip(wall + 0.5, 0, 255).astype(np.uint8), plate)
+    plate = _meet_the_photo(rgb, matte, plate, reach=max(2.0, band_px / 4))
+    keep = matte == 0
+    plate[keep] = rgb[keep]
     return plate
-
-
-# The halo the layer takes from the wall is ignored below this (8-bit levels): the wall's own grain stays still.
-HALO_LEVELS = 2.0
-
-
-def _halo(rgb: np.ndarray, fill: np.ndarray, matte: np.ndarray, hole: np.ndarray, band_px: int, below: int
-          ) -> np.ndarray:
-    """(H, W, 3) float32: what the person adds to the wall just outside the matte (hair's defocus blur, a rim of
-    light, skin colour bled by the lens), above row `below`; 0 elsewhere.
-
-    It is the photo's departure from the clean fill in the ring between the matte and the seed hole's outline,
-    smoothed (the wall's finer texture stays on the wall) and fading out toward that outline. `person_layer` puts it
-    on the layer: it moves with the head, and a turn uncovers clean wall, not a pale ring or a dark line where the
-    outline was."""
-    ring = ((hole > 0) & (matte == 0)).astype(np.float32)
-    ring[max(0, below):] = 0.0
-    if not ring.any():
-        return np.zeros(rgb.shape, np.float32)
-    sigma = max(1.0, soft_edge(matte.shape, band_px) / 6)
-    raw = (rgb.astype(np.float32) - fill.astype(np.float32)) * ring[..., None]
-    d = cv2.GaussianBlur(raw, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(ring, (0, 0), sigma), 1e-3)[..., None]
-    reach = max(1.0, soft_edge(matte.shape, band_px) - hole_grow(matte.shape))
-    # Right at the matte all of it: the hair's last strands and a thin bright rim are finer than the smoothing, and
-    # would stay on the wall as a line tracing the old outline.
-    near = cv2.distanceTransform((matte == 0).astype(np.uint8), cv2.DIST_L2, 3)
-    s = np.clip((near - 0.25 * reach) / (0.25 * reach), 0.0, 1.0)[..., None]
-    d = (1.0 - s) * raw + s * d
-    # Only against a plain wall: beside a busy one (a flag's stars and cords) the photo departs from any fill by the
-    # wall's own texture, which would move with the head (ROUGH_MAX, as in the fringe).
-    wall = (hole == 0).astype(np.float32)
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    detail = np.abs(gray - cv2.GaussianBlur(gray, (0, 0), 2.0)) * wall
-    spread = 2.0 * soft_edge(matte.shape, band_px)
-    rough = cv2.GaussianBlur(detail, (0, 0), spread) / np.maximum(cv2.GaussianBlur(wall, (0, 0), spread), 1e-3)
-    d = d * np.clip((ROUGH_MAX - rough) / (0.5 * ROUGH_MAX), 0.0, 1.0)[..., None]
-    # The halo fades toward the seed hole's outline, where the fill meets the photo's wall anyway.
-    out = cv2.distanceTransform(hole, cv2.DIST_L2, 3)
-    t = np.clip(out / (0.6 * reach), 0.0, 1.0)
-    fade = t * t * (3 - 2 * t) * ring
-    d = d * fade[..., None]
-    return np.sign(d) * np.maximum(np.abs(d) - HALO_LEVELS, 0.0)
 
 
 def _meet_the_photo(rgb: np.ndarray, matte: np.ndarray, fill: np.ndarray, reach: float) -> np.ndarray:
@@ -307,7 +266,7 @@ def person_layer(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np
 
 
 def layer_and_plate(rgb: np.ndarray, landmarks: np.ndarray, matte: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(matte, plate) from the person's matte: its fringe and the halo outside it added to it, the plate filled."""
+    """(matte, plate) from the person's matte: its fringe added to it, the plate filled."""
     matte = matte.copy()
     ring = (head_fringe(matte, landmarks) > 0) & (matte == 0)
     matte[ring] = 1
@@ -315,11 +274,7 @@ def layer_and_plate(rgb: np.ndarray, landmarks: np.ndarray, matte: np.ndarray) -
     # The head moves the plate's outline band into view: up to about a third of a face width.
     band_px = max(4, round(0.35 * (x1 - x0)))
     jaw_y = round(float(landmarks[list(JAW_CORNERS), 1].mean()))
-    plate = background_plate(rgb, matte, band_px=band_px, halo_below=jaw_y)
-    # The halo's pixels go on the layer (matte 1: `premultiplied_layer` gives them just the alpha that explains the
-    # photo over the clean plate), so that it moves with the head.
-    halo = (matte == 0) & (np.abs(rgb.astype(np.int16) - plate.astype(np.int16)).max(axis=2) > 0)
-    matte[halo] = 1
+    plate = background_plate(rgb, matte, band_px=band_px, below=jaw_y)
     return _keep_the_wall_in_the_fringe(rgb, matte, plate, ring, fringe_reach(landmarks), max(2.0, band_px / 4))
 
 
