@@ -16,7 +16,7 @@ import pytest
 
 from benchmarks.head_layer import MARGIN_PX, background, measure
 from engine.generator import PreparedAvatar, prepare_avatar
-from engine.generator.matte import head_core, selfie_mask
+from engine.generator.matte import JAW_CORNERS, head_core, seed_hole, selfie_mask
 from engine.generator.warp import WarpGenerator
 from engine.types import N_CONTROLS, Control
 from kernels.warp_cv2 import upsample
@@ -192,3 +192,46 @@ def test_hair_and_hat_above_the_face_move_whole(portrait: str) -> None:
     box[y0:y1, x0:x1] = True
     assert (top & ~box).sum() == 0, "part of the hair lies outside the moving box"
     assert np.percentile(weight[top[y0:y1, x0:x1]], 1) >= 0.99, "the hair's top does not move with the head"
+
+
+def filled_band_and_wall(avatar: PreparedAvatar) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) bool each, above the jaw: the plate's band inside the person's outline that a turn uncovers (3 px to a
+    quarter of a face width deep), and the wall outside the fill's seed hole (up to a quarter of a face width out)."""
+    lm, matte = avatar.landmarks, avatar.matte
+    fw = float(np.ptp(lm[:, 0]))
+    depth = cv2.distanceTransform((matte > 1).astype(np.uint8), cv2.DIST_L2, 3)
+    band = (depth > 3) & (depth <= 0.25 * fw)
+    hole = seed_hole(matte, max(4, round(0.35 * fw)))
+    k = max(3, round(0.25 * fw))
+    wall = (cv2.dilate(hole, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1,) * 2)) > 0) & (hole == 0)
+    jaw = round(float(lm[list(JAW_CORNERS), 1].mean()))
+    band[jaw:], wall[jaw:] = False, False
+    return band, wall
+
+
+def test_the_fill_is_the_walls_colour_not_the_persons() -> None:
+    """On a black wall the uncovered band stays black: the fill is seeded from wall past the person's soft edge, not
+    from the skin and jacket colours bled just outside the matte (hand_chin_darker_skin showed a dim grey head shape:
+    the band's 99th percentile was 10 levels, the wall's 2)."""
+    avatar = prepare_avatar(REPO / "tests/data/portraits/hand_chin_darker_skin.jpg", cache_dir=None)
+    band, wall = filled_band_and_wall(avatar)
+    assert band.sum() > 500 and wall.sum() > 500
+    fill, photo = (np.percentile(img.max(axis=2)[m], 99) for img, m in ((avatar.plate, band), (avatar.rgb, wall)))
+    print(f"band p99 {fill:.0f}, wall p99 {photo:.0f} levels")
+    assert fill <= photo + 3, f"the fill is {fill - photo:.0f} levels lighter than the black wall around it"
+
+
+def test_the_fill_has_the_walls_texture() -> None:
+    """Beside hopper's flag the uncovered band has the wall's grain and lines (patches of the wall copied in), not a
+    smooth patch (Telea's fill: 0.29 of the wall's fine detail), nor more detail than the wall (strands of hair or
+    curls seeding it)."""
+    avatar, _, _, _ = rendered("hopper")
+    band, wall = filled_band_and_wall(avatar)
+
+    def detail(img: np.ndarray, m: np.ndarray) -> float:
+        g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return float(np.abs(g - cv2.GaussianBlur(g, (0, 0), 1.5))[m].mean())
+
+    ratio = detail(avatar.plate, band) / detail(avatar.rgb, wall)
+    print(f"fine detail in the band: {ratio:.2f} of the wall's")
+    assert 0.6 <= ratio <= 1.5, f"the band has {ratio:.2f} of the wall's fine detail"

@@ -7,16 +7,18 @@ filled from the wall around the person, not the head's own pixels dragged along.
 - `person_matte`: mediapipe's general selfie-segmentation model (it ships in the 0.10.21 wheel), its
   coarse mask sharpened along the photo's own edges by a colour guided filter (He et al., "Guided
   Image Filtering", 2010), so hair and ears keep soft, true edges. 0..255.
-- `background_plate`: the photo with the person removed, filled by OpenCV's inpainting (Telea 2004)
-  from coarse to fine, so the fill carries the wall's colour and shading a long way in instead of
-  streaking the outline's colours, and made to meet the photo along the matte's edge; equal to the photo
-  wherever the matte is zero.
+- `background_plate`: the photo with the person removed. The band a head uncovers is filled with the wall's own
+  patches (engine.generator.exemplar, Criminisi et al. 2004), deeper in OpenCV's inpainting (Telea 2004) from
+  coarse to fine spreads the wall's colour; both seeded only from wall past the person's soft edge, and made to
+  meet the photo along the matte's edge; equal to the photo wherever the matte is zero.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from engine.generator.exemplar import exemplar_fill
 
 
 def selfie_mask(rgb: np.ndarray) -> np.ndarray:
@@ -78,49 +80,29 @@ def person_matte(rgb: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     return (alpha * 255.0 + 0.5).astype(np.uint8)
 
 
-def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24) -> np.ndarray:
+def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24, below: int | None = None
+                     ) -> np.ndarray:
     """The photo with the person filled in from the background around it, (H, W, 3) uint8.
 
-    The hole is the matte grown by a few pixels (its edge pixels mix in hair and skin). A band of
-    band_px inside the outline, what a moving head uncovers, is the wall next to it reflected across
-    the outline: it keeps the wall's texture and colour (stripes, stars, window frames) where a
-    diffusion fill would streak the outline's colours inward. Deeper in, coarse-to-fine inpainting
-    spreads the wall's colour smoothly. Equal to the photo wherever the matte is zero, and meeting it there
-    without a seam (`_meet_the_photo`)."""
-    h, w = matte.shape
-    hole = plate_hole(matte)
+    The hole is the matte grown past the person's soft edge (`seed_hole`): hair's blur, a rim of light and skin
+    colour bled into the wall are not copied in. A band of band_px inside the outline, what a moving head uncovers,
+    is filled with patches of the wall around it (`exemplar.exemplar_fill`): its texture and lines (a flag's cords,
+    wood grain, a shelf) continue behind the head, above row `below` + band_px (where a head moves). Deeper in,
+    coarse-to-fine inpainting spreads the wall's colour smoothly. Equal to the photo wherever the matte is zero, and
+    meeting it there without a seam (`_meet_the_photo`)."""
+    # The fill is seeded only from wall past the person's soft edge: the hair's blur, a rim of light and the skin's
+    # colour bled into the wall just outside the matte would otherwise spread inward as a pale or grey head shape.
+    hole = seed_hole(matte, band_px)
     smooth = _inpaint_pyramid(rgb, hole, band_px)
     plate = smooth
     if (hole == 0).any():
-        dist, labels = cv2.distanceTransformWithLabels(hole, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-        known = np.argwhere(hole == 0)  # labels number the known pixels in raster order, from 1
-        near = known[labels.astype(np.int64) - 1]  # (H, W, 2): the nearest known pixel (y, x)
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        # The reflection of each hole pixel across its nearest outline point; the map smoothed, so that
-        # where the outline bends (an ear, the neck) it stretches the wall instead of tearing it.
-        sigma = max(1.0, band_px / 8)
-        my = cv2.GaussianBlur(2 * near[..., 0].astype(np.float32) - yy, (0, 0), sigma)
-        mx = cv2.GaussianBlur(2 * near[..., 1].astype(np.float32) - xx, (0, 0), sigma)
-        mirrored = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        inside = cv2.remap(hole.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        # Where the outline folds (between an ear and a shoulder) the smoothed reflection squeezes a
-        # patch of wall into rings: where it is not about area-preserving, and where it lands on the
-        # person again, the smooth fill stands in.
-        (mx_y, mx_x), (my_y, my_x) = np.gradient(mx), np.gradient(my)
-        det = np.abs(mx_x * my_y - mx_y * my_x)
-        ratio = np.minimum(det, 1.0 / np.maximum(det, 1e-6))
-        clean = (np.clip((ratio - 0.5) / 0.3, 0.0, 1.0) * np.clip(1.0 - 20.0 * inside, 0.0, 1.0))[..., None]
-        mirrored = clean * mirrored + (1.0 - clean) * smooth
-        # Of the reflection only the wall's fine texture is kept, its amplitude capped: the shading comes from the
-        # smooth fill, which carries the wall's shade at the outline inward. A reflected door frame, a shadow's
-        # edge or a lock of hair would otherwise come back as a second outline beside a turned head.
-        sigma_t = max(1.5, band_px / 10)
-        detail = mirrored - cv2.GaussianBlur(mirrored, (0, 0), sigma_t)
-        mirrored = smooth + np.clip(detail, -TEXTURE_CAP, TEXTURE_CAP)
-        t = np.clip((dist - 0.6 * band_px) / (0.4 * band_px), 0.0, 1.0)[..., None]
-        weight = 1.0 - t * t * (3 - 2 * t)
-        plate = np.where(hole[..., None] > 0, weight * mirrored + (1.0 - weight) * smooth, rgb)
-        plate = np.clip(plate + 0.5, 0, 255).astype(np.uint8)
+        copied, weight = exemplar_fill(rgb, hole, band_px, below)
+        # Under the matte's soft edge the photo shows the wall through the hair: there the plate stays the smooth
+        # fill, which meets the photo's own colours, so that un-mixing the layer over it does not take a copied
+        # line that differs from the one seen through the hair for part of the person (an opaque fringe, keyed).
+        weight = weight * np.clip(matte.astype(np.float32) / 128.0, 0.0, 1.0)
+        plate = weight[..., None] * copied + (1.0 - weight[..., None]) * smooth
+        plate = np.where(hole[..., None] > 0, np.clip(plate + 0.5, 0, 255), rgb).astype(np.uint8)
     plate = _meet_the_photo(rgb, matte, plate, reach=max(2.0, band_px / 4))
     keep = matte == 0
     plate[keep] = rgb[keep]
@@ -150,10 +132,6 @@ def _meet_the_photo(rgb: np.ndarray, matte: np.ndarray, fill: np.ndarray, reach:
     return np.clip(fill + fade[..., None] * spread + 0.5, 0, 255).astype(np.uint8)
 
 
-# The most a pixel of the reflected wall's texture departs from the smooth fill, in 8-bit levels: the wall's grain,
-# not its lines (at 12 a flag's gold cords came back as curved bands along hopper's hat, a ghost of its outline).
-TEXTURE_CAP = 4.0
-
 # The hole reaches 1/HOLE_GROW of the portrait's longer side past the matte (4 px at 720).
 HOLE_GROW = 200
 
@@ -164,11 +142,32 @@ def hole_grow(shape: tuple[int, ...]) -> int:
 
 def plate_hole(matte: np.ndarray) -> np.ndarray:
     """Where the plate is filled, (H, W) uint8 0/1: the matte grown by a few pixels (its edge pixels mix in hair
-    and skin) and closed, so that its outline is smooth: a hair-level ragged one would reflect into noise."""
+    and skin) and closed, so that its outline is smooth: a hair-level ragged one would make a ragged fill."""
     grow = hole_grow(matte.shape)
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
     return cv2.morphologyEx(cv2.dilate((matte > 0).astype(np.uint8), disk), cv2.MORPH_CLOSE,
                             cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * grow + 1, 4 * grow + 1)))
+
+
+# How far past the matte the photo still carries the person (hair's defocus blur, a rim of light), in band_px (a third
+# of a face width): 0.2 of it is about 7% of a face width, 16 px on a face 230 px wide.
+SOFT_EDGE = 0.2
+# ... and at least 1/SOFT_EDGE_SIDE of the photo's longer side: loose strands of hair on a small face reach as far.
+SOFT_EDGE_SIDE = 60
+
+
+def soft_edge(shape: tuple[int, ...], band_px: int) -> float:
+    return max(SOFT_EDGE * band_px, max(shape[:2]) / SOFT_EDGE_SIDE)
+
+
+def seed_hole(matte: np.ndarray, band_px: int) -> np.ndarray:
+    """The plate's hole grown past the person's soft edge, (H, W) uint8 0/1: what the fill is made for, from the wall
+    outside it only."""
+    hole = plate_hole(matte)
+    reach = max(0, round(soft_edge(matte.shape, band_px)) - hole_grow(matte.shape))
+    if reach == 0:
+        return hole
+    return cv2.dilate(hole, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)))
 
 
 def _inpaint_pyramid(rgb: np.ndarray, hole: np.ndarray, band_px: int, coarse_side: int = 96) -> np.ndarray:
@@ -185,7 +184,7 @@ def _inpaint_pyramid(rgb: np.ndarray, hole: np.ndarray, band_px: int, coarse_sid
         levels.append((small, (small_hole > 0).astype(np.uint8)))
     fill = cv2.inpaint(levels[-1][0], levels[-1][1], 3, cv2.INPAINT_TELEA)
     for level, (img, m) in reversed(list(enumerate(levels[:-1]))):
-        # The reflection covers the band a head uncovers: this fill only needs sane colours there.
+        # The exemplar fill covers the band a head uncovers: this fill only needs sane colours there.
         depth = max(2, min(16, band_px >> level))
         up = cv2.resize(fill, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
         # Only a band inside the outline is inpainted again at this level; deeper in, the coarse fill stays.
@@ -263,13 +262,19 @@ def person_layer(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np
     mask = selfie_mask(rgb)
     # Raised before the guided filter, so that the ear's and the hair's edge snap to the photo's own edges.
     mask = np.maximum(mask, head_core(mask, landmarks))
-    matte = np.maximum(person_matte(rgb, mask), face_hull(rgb.shape[:2], landmarks))
+    return layer_and_plate(rgb, landmarks, np.maximum(person_matte(rgb, mask), face_hull(rgb.shape[:2], landmarks)))
+
+
+def layer_and_plate(rgb: np.ndarray, landmarks: np.ndarray, matte: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(matte, plate) from the person's matte: its fringe added to it, the plate filled."""
+    matte = matte.copy()
     ring = (head_fringe(matte, landmarks) > 0) & (matte == 0)
     matte[ring] = 1
     x0, x1 = landmarks[:, 0].min(), landmarks[:, 0].max()
     # The head moves the plate's outline band into view: up to about a third of a face width.
     band_px = max(4, round(0.35 * (x1 - x0)))
-    plate = background_plate(rgb, matte, band_px=band_px)
+    jaw_y = round(float(landmarks[list(JAW_CORNERS), 1].mean()))
+    plate = background_plate(rgb, matte, band_px=band_px, below=jaw_y)
     return _keep_the_wall_in_the_fringe(rgb, matte, plate, ring, fringe_reach(landmarks), max(2.0, band_px / 4))
 
 

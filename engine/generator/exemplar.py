@@ -1,0 +1,156 @@
+"""Exemplar-based fill of the wall a turned head uncovers (Criminisi, Perez and Toyama, "Region Filling and Object
+Removal by Exemplar-Based Image Inpainting", IEEE TIP 2004), made at prepare time.
+
+A diffusion fill (Telea) is smooth by design: behind a head it shows as a soft patch where the wall has grain, a
+flag's cords stop at the old outline, a window frame ends in a smear. Here patches of the wall itself are copied
+in, the front of the hole advancing first where the wall's lines run into it (Criminisi's priority: confidence
+times the isophote's strength across the front), so lines continue and texture stays texture.
+
+It works on a small copy (the band a head can uncover about BAND_CELLS cells deep), keeping for every filled cell
+the offset to the wall it came from; the full-size fill copies the photo's own pixels through those offsets, blended
+between neighbouring cells, so it has the wall's full-resolution detail.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# The uncovered band is this many cells deep on the small copy.
+BAND_CELLS = 24
+# A patch is (2 PATCH_R + 1) cells square.
+PATCH_R = 3
+# Patches come from the wall within this many band depths of where they go.
+SEARCH_BANDS = 3.0
+# The most patches copied: the fill stays bounded on any photo (a few hundred are typical).
+MAX_PATCHES = 3000
+
+
+def exemplar_fill(rgb: np.ndarray, hole: np.ndarray, band_px: int, below: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(fill (H, W, 3) float32, filled (H, W) float32 in [0, 1]): the hole's band of band_px along its outline (above
+    row `below` + band_px, where a head moves) filled with the wall's own patches; `filled` says where, fading at the
+    band's inner edge and wherever the fill stopped. rgb (H, W, 3) uint8, hole (H, W) uint8 0/1."""
+    h, w = hole.shape
+    f = max(1.0, band_px / BAND_CELLS)
+    sw, sh = max(8, round(w / f)), max(8, round(h / f))
+    fx, fy = w / sw, h / sh
+    small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
+    # A cell is wall only if all of it was: no person colour is copied.
+    unknown = cv2.resize(hole.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0
+    depth = cv2.distanceTransform(unknown.astype(np.uint8), cv2.DIST_L2, 3)
+    band = band_px / f
+    target = unknown & (depth <= band + PATCH_R)
+    if below is not None:
+        target[min(sh, max(0, round((below + band_px) / fy))):] = False
+    off_y, off_x, done = _fill_cells(small, unknown, target, depth, band)
+    return _full_size(rgb, off_y, off_x, done, (fy, fx), (h, w), band_px, hole)
+
+
+def _fill_cells(img: np.ndarray, unknown: np.ndarray, target: np.ndarray, depth: np.ndarray, band: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Criminisi's greedy fill of `target` on the small copy: (offset y, offset x, filled) per cell.
+
+    The front advances in layers (only cells within PATCH_R of its shallowest depth compete): by priority alone a
+    strongly lined wall (a flag) races across the band ahead of a plain one (the sky beside it) and takes its place."""
+    r = PATCH_R
+    sh, sw = unknown.shape
+    pad = lambda a, v: np.pad(a, ((r, r), (r, r)) + ((0, 0),) * (a.ndim - 2), constant_values=v)  # noqa: E731
+    im = pad(img, 0.0)
+    known = pad(~unknown, False)
+    todo = pad(target, False)
+    dep = pad(depth, 0.0)
+    # A source patch lies wholly on the wall (and inside the image).
+    src_ok = cv2.erode(known.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8), borderValue=0) > 0
+    conf = known.astype(np.float32)
+    gray = cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)
+    off = np.zeros((*known.shape, 2), np.int32)
+    done = np.zeros(known.shape, bool)
+    search = max(2 * r + 2, round(SEARCH_BANDS * band))
+    for _ in range(MAX_PATCHES):
+        front = todo & (cv2.dilate(known.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+        if not front.any():
+            break
+        ys, xs = np.nonzero(front)
+        layer = dep[ys, xs] <= dep[ys, xs].min() + PATCH_R
+        ys, xs = ys[layer], xs[layer]
+        p = _priority(gray, known, conf, ys, xs, r)
+        k = int(np.argmax(p))
+        y, x = int(ys[k]), int(xs[k])
+        sl = np.s_[y - r:y + r + 1, x - r:x + r + 1]
+        tmpl, have = im[sl], known[sl]
+        y0, y1 = max(r, y - search), min(sh + r, y + search + 1)
+        x0, x1 = max(r, x - search), min(sw + r, x + search + 1)
+        win = im[y0 - r:y1 + r, x0 - r:x1 + r]
+        mask = np.repeat(have[..., None], 3, axis=2).astype(np.float32)
+        ssd = cv2.matchTemplate(win, tmpl, cv2.TM_SQDIFF, mask=mask)
+        ok = src_ok[y0:y1, x0:x1]
+        if not ok.any():
+            todo[y, x] = False  # nothing of the wall near enough: left to the smooth fill
+            continue
+        # Of equally good patches the nearer: the wall right beside the head is likeliest behind it.
+        gy, gx = np.mgrid[y0:y1, x0:x1]
+        cost = np.where(ok, ssd[: y1 - y0, : x1 - x0] * (1.0 + 1e-3 * np.hypot(gy - y, gx - x)), np.inf)
+        qy, qx = np.unravel_index(int(np.argmin(cost)), cost.shape)
+        qy, qx = qy + y0, qx + x0
+        new = ~have & todo[sl]
+        src = im[qy - r:qy + r + 1, qx - r:qx + r + 1]
+        im[sl][new] = src[new]
+        gray[sl][new] = cv2.cvtColor(src, cv2.COLOR_RGB2GRAY)[new]
+        # Copied cells count as known for the next patches (Criminisi's confidence decays inward).
+        conf[sl][new] = float(conf[sl][have].mean()) if have.any() else 0.0
+        off[sl][new] = (qy - y, qx - x)
+        done[sl][new] = True
+        known[sl] |= new
+        todo[sl] &= ~new
+        todo[y, x] = False
+    crop = np.s_[r:r + sh, r:r + sw]
+    return off[crop][..., 0], off[crop][..., 1], done[crop] & target
+
+
+def _priority(gray: np.ndarray, known: np.ndarray, conf: np.ndarray, ys: np.ndarray, xs: np.ndarray, r: int
+              ) -> np.ndarray:
+    """Criminisi's priority of the front cells: confidence (how much of the patch is known) times data (the wall's
+    isophote strength across the front)."""
+    k = np.ones((2 * r + 1, 2 * r + 1), np.float32) / (2 * r + 1) ** 2
+    c = cv2.filter2D(conf, -1, k, borderType=cv2.BORDER_CONSTANT)[ys, xs]
+    g = np.where(known, gray, 0.0).astype(np.float32)
+    kn = known.astype(np.float32)
+    # Gradients from known cells only: the image's and the front's normal (the known mask's gradient).
+    wsum = np.maximum(cv2.blur(kn, (3, 3)), 1e-3)
+    smooth = cv2.blur(g, (3, 3)) / wsum
+    iy, ix = cv2.Sobel(smooth, cv2.CV_32F, 0, 1)[ys, xs], cv2.Sobel(smooth, cv2.CV_32F, 1, 0)[ys, xs]
+    ny, nx = cv2.Sobel(kn, cv2.CV_32F, 0, 1)[ys, xs], cv2.Sobel(kn, cv2.CV_32F, 1, 0)[ys, xs]
+    norm = np.maximum(np.hypot(ny, nx), 1e-3)
+    # The isophote is the gradient turned by 90 degrees; its part along the normal.
+    data = np.abs(-iy * nx / norm + ix * ny / norm) / 255.0
+    return c * (data + 0.01)
+
+
+def _full_size(rgb: np.ndarray, off_y: np.ndarray, off_x: np.ndarray, done: np.ndarray, scale: tuple[float, float],
+               size: tuple[int, int], band_px: int, hole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The photo's own pixels copied through the cells' offsets, blended bilinearly between the four nearest cells
+    (where neighbouring cells copied from the same place the copy is exact; across two sources it is a soft seam)."""
+    h, w = size
+    fy, fx = scale
+    sh, sw = done.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cy, cx = (yy + 0.5) / fy - 0.5, (xx + 0.5) / fx - 0.5
+    y0, x0 = np.floor(cy).astype(np.int32), np.floor(cx).astype(np.int32)
+    ty, tx = cy - y0, cx - x0
+    acc = np.zeros((h, w, 3), np.float32)
+    wsum = np.zeros((h, w), np.float32)
+    src = rgb.astype(np.float32)
+    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        iy, ix = np.clip(y0 + dy, 0, sh - 1), np.clip(x0 + dx, 0, sw - 1)
+        wt = (ty if dy else 1 - ty) * (tx if dx else 1 - tx) * done[iy, ix]
+        my = (yy + off_y[iy, ix] * fy).astype(np.float32)
+        mx = (xx + off_x[iy, ix] * fx).astype(np.float32)
+        acc += wt[..., None] * cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        wsum += wt
+    fill = acc / np.maximum(wsum, 1e-6)[..., None]
+    # Full weight where all four cells were filled; fading over the band's last quarter toward the smooth fill.
+    depth = cv2.distanceTransform(hole, cv2.DIST_L2, 3)
+    t = np.clip((depth - 0.85 * band_px) / (0.3 * band_px), 0.0, 1.0)
+    weight = np.clip(wsum, 0.0, 1.0) * (1.0 - t * t * (3 - 2 * t)) * (hole > 0)
+    return fill, weight.astype(np.float32)
