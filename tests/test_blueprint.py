@@ -53,7 +53,7 @@ def test_the_jaw_anticipates_an_onset_with_the_lips_still_closed() -> None:
     frames = [frame(k, -90, False) for k in range(20)] + [frame(k, -20, True) for k in range(20, 30)]
     frames += [frame(k, -40, True) for k in range(30, 40)] + [frame(k, -14, True) for k in range(40, 50)]
     jaw = controls_for(frames)[:, Control.JAW_OPEN]
-    assert 0.0 < jaw[19] <= min(ANTICIPATION_JAW_MAX, 0.1), jaw[18:21]  # mouth.SEAL: parted from ~0.1
+    assert 0.0 < jaw[19] <= min(ANTICIPATION_JAW_MAX, 0.1) + 1e-6, jaw[18:21]  # mouth.SEAL: parted from ~0.1
     assert jaw[20] > 0.3, "the lips must part with the sound"
     alone = Blueprint(lookahead_frames=0)
     alone.update(Storyline(0, 58, []))
