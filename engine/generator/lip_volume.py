@@ -66,6 +66,11 @@ class LipColours:
     light: np.ndarray  # ... and the light's gain there (1 at the mouth's middle)
 
 
+def _hue(rgb: np.ndarray) -> np.ndarray:
+    """Chromaticity (r, g, b over their sum) of rgb (..., 3)."""
+    return rgb / np.maximum(rgb.sum(axis=-1, keepdims=True), 1.0)
+
+
 def _redness(rgb: np.ndarray) -> np.ndarray:
     """(R - G) / (R + G + B) of rgb (3, ...)."""
     return (rgb[0] - rgb[1]) / np.maximum(rgb.sum(axis=0), 1.0)
@@ -96,19 +101,21 @@ def lip_colours(upright: np.ndarray, cols: np.ndarray, inner_up: np.ndarray, inn
                 px.append(img[ys, round(float(x))])
         bands.append(np.concatenate(px) if px else np.zeros((0, 3)))
     shown = [b for b in bands if len(b) >= 6]
-    # Painted lips (blue face paint) are far less red than the skin around them: their most paint-like pixels,
-    # the furthest from the skin's colour the way the lips' median lies, stand for them instead.
-    painted = any(np.median(_redness(b.T)) < _redness(skin_rgb) - PAINTED_REDNESS_DROP for b in shown)
+    # Painted lips (blue face paint) are far less red than the skin around them: their most paint-like pixels
+    # stand for them instead, the furthest in hue (lightness left out: a lower band may hold the shadow under
+    # the lip) from the skin the way the least red lip's median hue lies.
+    least_red = min(shown, key=lambda b: float(np.median(_redness(b.T))), default=None)
+    painted = least_red is not None and \
+        float(np.median(_redness(least_red.T))) < _redness(skin_rgb) - PAINTED_REDNESS_DROP
+    if painted:
+        direction = np.median(_hue(least_red), axis=0) - _hue(skin_rgb)
+        direction /= max(float(np.linalg.norm(direction)), 1e-6)
     picked = []
     for px_all in bands:
         if len(px_all) < 6:
             picked.append(None)
             continue
-        likeness = _redness(px_all.T)
-        if painted:
-            away = px_all - skin_rgb
-            direction = np.median(away, axis=0)
-            likeness = away @ (direction / max(float(np.linalg.norm(direction)), 1e-6))
+        likeness = (_hue(px_all) - _hue(skin_rgb)) @ direction if painted else _redness(px_all.T)
         red = px_all[likeness >= np.quantile(likeness, 0.4)]
         if not picked:  # the upper lip: the lit half of those (the rest is the rim's shade over the teeth)
             red = red[red @ LUMA >= np.median(red @ LUMA)]
