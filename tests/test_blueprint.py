@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.blueprint import Blueprint, idle_head_deg
+from engine.blueprint import ANTICIPATION_JAW_MAX, Blueprint, idle_head_deg
 from engine.idle import IdleMotion
 from engine.types import FPS, Control, FeatureFrame, StoryBeat, Storyline
 
@@ -45,6 +45,21 @@ def test_jaw_opens_with_loudness_and_closes_in_silence() -> None:
     assert jaw[19] > 0.0
     assert jaw[25:40].min() > 0.5
     assert jaw[48:].max() < 0.02, "the lips must close within a few frames of silence"
+
+
+def test_the_jaw_anticipates_an_onset_with_the_lips_still_closed() -> None:
+    # The frame before a loud onset is silent: the jaw starts to drop, but no further than lips that still touch
+    # (a silent frame with lips apart reads open on a small face); inside speech the anticipation is whole.
+    frames = [frame(k, -90, False) for k in range(20)] + [frame(k, -20, True) for k in range(20, 30)]
+    frames += [frame(k, -40, True) for k in range(30, 40)] + [frame(k, -14, True) for k in range(40, 50)]
+    jaw = controls_for(frames)[:, Control.JAW_OPEN]
+    assert 0.0 < jaw[19] <= min(ANTICIPATION_JAW_MAX, 0.1) + 1e-6, jaw[18:21]  # mouth.SEAL: parted from ~0.1
+    assert jaw[20] > 0.3, "the lips must part with the sound"
+    alone = Blueprint(lookahead_frames=0)
+    alone.update(Storyline(0, 58, []))
+    late = np.concatenate([alone.window(frames[i : i + 4], frames[i + 4 : i + 5]).controls[:, Control.JAW_OPEN]
+                           for i in range(0, 48, 4)])
+    assert jaw[39] > late[39] + 0.1, "inside speech the jaw anticipates a louder syllable in full"
 
 
 def test_vowels_shape_the_mouth() -> None:

@@ -1,6 +1,7 @@
 """`prepare` finds faces as a person would: the largest of several, "too small" with the size needed, and
 "too turned" with the angle, "mouth covered" refused and covered eyes noted. Real photos: the embedded
-astronaut and tests/data/portraits (SOURCES.md); covered features are flat patches pasted over them.
+astronaut and tests/data/portraits (SOURCES.md); covered features are flat patches pasted over them
+(painted lips are not covered).
 
 No real three-quarter or profile photo with a known licence is in the packages the project uses, and a
 squeezed or warped frontal face is not a turned face: the turn estimate is tested on landmark arrays,
@@ -22,7 +23,15 @@ from PIL import Image
 from skimage import data
 
 from engine.generator.avatar import AvatarError, prepare_avatar
-from engine.generator.faces import MAX_YAW_DEG, MIN_FACE_WIDTH_PX, estimate_yaw_deg, face_mesh, mesh_width
+from engine.generator.faces import (
+    MAX_YAW_DEG,
+    MIN_FACE_WIDTH_PX,
+    OUTER_LIPS,
+    covered_features,
+    estimate_yaw_deg,
+    face_mesh,
+    mesh_width,
+)
 from tests.conftest import REPO
 
 PORTRAITS = REPO / "tests" / "data" / "portraits"
@@ -143,26 +152,55 @@ def test_a_profile_is_too_turned(tmp_path: Path) -> None:
         prepare_avatar(path, cache_dir=None)
 
 
-def patched(tmp_path: Path, where: str, colour: tuple[int, int, int] | None) -> Path:
-    """hopper with a flat patch over its mouth or its eyes (colour None: the cheek's own skin colour)."""
+def patched(tmp_path: Path, where: str, colour: tuple[int, int, int] | None, textured: bool = False) -> Path:
+    """hopper with a flat patch over its mouth or its eyes (colour None: the cheek's own skin colour); textured:
+    shaded by the forehead's wrinkles, as a knitted mask's or a microphone's texture (lightness that varies)."""
     im = np.asarray(photo("hopper.jpg")).copy()
     pts = face_mesh(im)
     assert pts is not None
     w = mesh_width(pts)
     cx, cy = pts[[61, 291, 0, 17]].mean(axis=0)[:2] if where == "mouth" else pts[[33, 263]].mean(axis=0)[:2]
     rx, ry = (0.3 * w, 0.16 * w) if where == "mouth" else (0.45 * w, 0.1 * w)
-    fill = colour or tuple(int(v) for v in im[int(pts[50, 1]), int(pts[50, 0])])
-    im[int(cy - ry) : int(cy + ry), int(cx - rx) : int(cx + rx)] = fill
+    fill = np.array(colour or im[int(pts[50, 1]), int(pts[50, 0])], np.float64)
+    box = np.s_[int(cy - ry) : int(cy + ry), int(cx - rx) : int(cx + rx)]
+    if textured:
+        fx, fy = pts[151, :2]
+        grey = im[int(fy - ry) : int(fy - ry) + int(cy + ry) - int(cy - ry),
+                  int(fx - rx) : int(fx - rx) + int(cx + rx) - int(cx - rx)].mean(axis=2, keepdims=True)
+        fill = fill * (grey / grey.mean()) ** 2
+    im[box] = np.clip(fill, 0, 255).astype(np.uint8)
     path = tmp_path / f"covered_{where}.png"
     Image.fromarray(im).save(path)
     return path
 
 
-@pytest.mark.parametrize("colour", [(128, 128, 128), None], ids=["grey", "skin"])
-def test_a_covered_mouth_is_refused_with_the_reason(tmp_path: Path, colour: tuple[int, int, int] | None) -> None:
-    # The mesh still places every lip point under the patch; the engine would warp the patch as lips.
+@pytest.mark.parametrize(("colour", "textured"), [((128, 128, 128), False), (None, False), ((40, 80, 150), True)],
+                         ids=["grey", "skin", "blue_textured"])
+def test_a_covered_mouth_is_refused_with_the_reason(tmp_path: Path, colour: tuple[int, int, int] | None,
+                                                     textured: bool) -> None:
+    # The mesh still places every lip point under the patch; the engine would warp the patch as lips. A textured
+    # blue cover shows a lip line's contrast and is not red, like painted lips (below), but runs past the lips.
     with pytest.raises(AvatarError, match="mouth covered: the lips do not show"):
-        prepare_avatar(patched(tmp_path, "mouth", colour), cache_dir=None)
+        prepare_avatar(patched(tmp_path, "mouth", colour, textured), cache_dir=None)
+
+
+def test_painted_lips_are_not_a_covered_mouth() -> None:
+    # Lips painted blue are less red than the cheeks, as a blue object over the mouth would be (refused above);
+    # paint stops at the lip contour. hopper's own lips recoloured blue (lightness kept), and the real face paint.
+    import cv2
+
+    im = np.asarray(photo("hopper.jpg")).copy()
+    pts = face_mesh(im)
+    assert pts is not None
+    lips = np.zeros(im.shape[:2], np.uint8)
+    cv2.fillPoly(lips, [np.round(pts[list(OUTER_LIPS), :2]).astype(np.int32)], 1)
+    lab = cv2.cvtColor(im, cv2.COLOR_RGB2LAB)
+    lab[lips.astype(bool), 1:] = (118, 105)  # Lab a*, b* of a teal blue (OpenCV's 128 offset)
+    painted = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+    assert not covered_features(painted, pts).mouth
+    real = np.asarray(Image.open(PORTRAITS / "limits" / "face_paint_blue_lips.jpg").convert("RGB"))
+    real_pts = face_mesh(real)
+    assert real_pts is not None and not covered_features(real, real_pts).mouth
 
 
 def test_covered_eyes_are_said_and_the_face_still_animates(tmp_path: Path) -> None:

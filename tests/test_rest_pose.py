@@ -71,6 +71,20 @@ def test_the_closed_rest_shows_both_lips_in_their_own_red(name: str) -> None:
     assert min(up, lo) > 0.005 and up + lo > 0.03, (up, lo)
 
 
+def test_painted_lips_close_in_their_paint() -> None:
+    # Blue face paint: the reddest of the upper lip's samples were the orange stripe and the skin at its edge, and
+    # the closed upper lip was grey-mauve ((B - R) / (R + G + B) 0.06, the photo's teal about 0.3); now 0.27.
+    a = prepare_avatar(REPO / "tests/data/portraits/limits/face_paint_blue_lips.jpg", cache_dir=None)
+    assert a.rest is not None, "her lips are apart in the photo"
+    upper, _ = inner_lips(a.landmarks)
+    mw = float(np.linalg.norm(a.landmarks[291] - a.landmarks[61]) / 2)
+    img = a.rgb.astype(np.float64)
+    blue = (img[..., 2] - img[..., 0]) / np.maximum(img.sum(axis=-1), 1.0)
+    lip = [blue[round(float(upper.y_np(np.array([(x - upper.cx) / upper.half_w]))[0]) - 0.08 * mw), x]
+           for x in range(int(upper.cx - 0.5 * upper.half_w), int(upper.cx + 0.5 * upper.half_w) + 1)]
+    assert np.median(lip) > 0.15, np.median(lip)
+
+
 @pytest.mark.parametrize("name", list(SEAM_LUMA_MIN))
 def test_the_face_mesh_reads_the_rest_closed_sharp_and_blurred(name: str) -> None:
     a = avatar(name)

@@ -40,6 +40,11 @@ NOSE_DEPTH = 0.9
 # -1 (pale lips) .. 18 on them; -8 .. -28 under a grey patch). An open eye shows white and iris (5 .. 174 on
 # them, 17 behind sunglasses; 0 under a patch).
 MOUTH_CONTRAST_MIN, LIP_REDNESS_MIN, EYE_CONTRAST_MIN = 20.0, -5.0, 8.0
+# Lips less red than the cheeks are painted, not covered, where their colour stops at the lip contour: what
+# covers a mouth (a hand, a mask, a microphone) runs past it, so the skin just around the lips has its
+# colour too. Lab (a*, b*) distance, lips to a band 2-6% of the face width outside them: 2..15 on the
+# portraits' own lips, 0..5 under a patch (flat or of the forehead's own skin), 28 on blue face paint.
+PAINTED_LIP_EDGE_MIN = 15.0
 OUTER_LIPS = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
 CHEEKS = (50, 280, 101, 330, 205, 425)
 # each eye's lid contour, upper then lower, corner to corner (image left eye, then right)
@@ -179,6 +184,21 @@ def _inside(shape: tuple[int, ...], points: np.ndarray) -> np.ndarray:
     return mask.astype(bool)
 
 
+def _edge_at(lab: np.ndarray, inside: np.ndarray, face_width: float) -> float:
+    """How far the colour (Lab a*, b*: lightness left out, shadows and the lip line have their own) inside a
+    region is from the colour of a band just outside it."""
+    import cv2
+
+    def grown(fraction: float) -> np.ndarray:
+        k = 2 * max(1, round(fraction * face_width / 2)) + 1
+        return cv2.dilate(inside.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
+
+    band = grown(0.06) & ~grown(0.02)
+    if not band.any():
+        return 0.0
+    return float(np.linalg.norm(np.median(lab[inside, 1:], axis=0) - np.median(lab[band, 1:], axis=0)))
+
+
 def covered_features(rgb: np.ndarray, landmarks: np.ndarray) -> Covered:
     """Is the mouth, is each eye, hidden in the photo (an object, a hand, a patch over it)?"""
     import cv2
@@ -197,6 +217,7 @@ def covered_features(rgb: np.ndarray, landmarks: np.ndarray) -> Covered:
         return float(np.percentile(values, 90) - np.percentile(values, 10)) if len(values) >= 4 else 0.0
 
     mouth = lips.sum() < 4 or spread(lips) < MOUTH_CONTRAST_MIN or (
-        cheeks.any() and float(np.median(lab[lips, 1]) - np.median(lab[cheeks, 1])) < LIP_REDNESS_MIN)
+        cheeks.any() and float(np.median(lab[lips, 1]) - np.median(lab[cheeks, 1])) < LIP_REDNESS_MIN
+        and _edge_at(lab, lips, mesh_width(lm)) < PAINTED_LIP_EDGE_MIN)
     eyes = tuple(spread(_inside(rgb.shape, lm[list(outline)])) < EYE_CONTRAST_MIN for outline in EYE_OUTLINES)
     return Covered(bool(mouth), eyes)  # type: ignore[arg-type]

@@ -40,6 +40,9 @@ LUMA_SHARE = (0.5, 0.9)
 RIDGE = 0.05  # the skin's lit rim along the upper lip's edge (the "white roll" that draws the cupid's bow)
 # Where each lip's colour is sampled: this share of the way from its outer edge to the mesh's inner contour.
 SAMPLE = (0.2, 0.6)
+# Lips this much less red ((R - G) / (R + G + B)) than the skin around them are painted: natural lips are 0.01
+# (shenk) to 0.11 (maher) redder than it on the test portraits, face_paint_blue_lips' upper lip 0.34 less red.
+PAINTED_REDNESS_DROP = 0.1
 UPPER_SHADE = 0.85  # the upper lip faces down, away from the light: at least this bright beside the lower one
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -63,16 +66,31 @@ class LipColours:
     light: np.ndarray  # ... and the light's gain there (1 at the mouth's middle)
 
 
+def _hue(rgb: np.ndarray) -> np.ndarray:
+    """Chromaticity (r, g, b over their sum) of rgb (..., 3)."""
+    return rgb / np.maximum(rgb.sum(axis=-1, keepdims=True), 1.0)
+
+
+def _redness(rgb: np.ndarray) -> np.ndarray:
+    """(R - G) / (R + G + B) of rgb (3, ...)."""
+    return (rgb[0] - rgb[1]) / np.maximum(rgb.sum(axis=0), 1.0)
+
+
 def lip_colours(upright: np.ndarray, cols: np.ndarray, inner_up: np.ndarray, inner_lo: np.ndarray,
                 outer_up: np.ndarray, outer_lo: np.ndarray, mid: float, hw: float, mw: float) -> LipColours | None:
     """The photo's lip colours, sampled on the photo turned upright: for each lip, the pixels of the outer part
-    of its band (SAMPLE: the part toward the mouth may be the dark rim or the teeth), the reddest 60%
-    of them (skin at the edge is not the lip's colour), and of the upper lip's the lit half (a lip painted in the
-    shade of the rim over the teeth reads as a dark band: lips apart); None where neither lip shows a pixel."""
+    of its band (SAMPLE: the part toward the mouth may be the dark rim or the teeth), the reddest 60% of them
+    (skin at the edge is not the lip's colour; on painted lips the most paint-like), and of the upper lip's the
+    lit half (a lip painted in the shade of the rim over the teeth reads as a dark band: lips apart); None where
+    neither lip shows a pixel."""
     h, w = upright.shape[:2]
     img = upright.astype(np.float64)
     central = np.abs(cols - mid) <= 0.6 * hw
-    picked = []
+    xs = np.clip(np.round(cols).astype(int), 0, w - 1)
+    skin_px = [img[np.clip(np.round(edge + step * 0.2 * mw).astype(int), 0, h - 1), xs]
+               for edge, step in ((outer_up, -1.0), (outer_lo, 1.0))]
+    skin_rgb = np.median(np.concatenate([p[central] for p in skin_px]), axis=0)
+    bands = []
     for outer, inner in ((outer_up, inner_up), (outer_lo, inner_lo)):
         px = []
         for x, yo, yi in zip(cols[central], outer[central], inner[central], strict=True):
@@ -81,12 +99,24 @@ def lip_colours(upright: np.ndarray, cols: np.ndarray, inner_up: np.ndarray, inn
             ys = ys[(ys >= 0) & (ys < h)]
             if 0 <= x < w and len(ys):
                 px.append(img[ys, round(float(x))])
-        px_all = np.concatenate(px) if px else np.zeros((0, 3))
+        bands.append(np.concatenate(px) if px else np.zeros((0, 3)))
+    shown = [b for b in bands if len(b) >= 6]
+    # Painted lips (blue face paint) are far less red than the skin around them: their most paint-like pixels
+    # stand for them instead, the furthest in hue (lightness left out: a lower band may hold the shadow under
+    # the lip) from the skin the way the least red lip's median hue lies.
+    least_red = min(shown, key=lambda b: float(np.median(_redness(b.T))), default=None)
+    painted = least_red is not None and \
+        float(np.median(_redness(least_red.T))) < _redness(skin_rgb) - PAINTED_REDNESS_DROP
+    if painted:
+        direction = np.median(_hue(least_red), axis=0) - _hue(skin_rgb)
+        direction /= max(float(np.linalg.norm(direction)), 1e-6)
+    picked = []
+    for px_all in bands:
         if len(px_all) < 6:
             picked.append(None)
             continue
-        redness = (px_all[:, 0] - px_all[:, 1]) / np.maximum(px_all.sum(axis=1), 1.0)
-        red = px_all[redness >= np.quantile(redness, 0.4)]
+        likeness = (_hue(px_all) - _hue(skin_rgb)) @ direction if painted else _redness(px_all.T)
+        red = px_all[likeness >= np.quantile(likeness, 0.4)]
         if not picked:  # the upper lip: the lit half of those (the rest is the rim's shade over the teeth)
             red = red[red @ LUMA >= np.median(red @ LUMA)]
         picked.append(np.median(red, axis=0))
@@ -97,12 +127,7 @@ def lip_colours(upright: np.ndarray, cols: np.ndarray, inner_up: np.ndarray, inn
     # A stretched upper lip's samples still hold some of the rim's shadow: it is never darker than that.
     upper = upper * max(1.0, UPPER_SHADE * float(lower @ LUMA) / max(float(upper @ LUMA), 1.0))
     # The light across the mouth, from the skin just above the upper lip and below the lower one.
-    xs = np.clip(np.round(cols).astype(int), 0, w - 1)
-    skin = []
-    for edge, step in ((outer_up, -1.0), (outer_lo, 1.0)):
-        ys = np.clip(np.round(edge + step * 0.2 * mw).astype(int), 0, h - 1)
-        skin.append(img[ys, xs] @ LUMA)
-    luma = np.mean(skin, axis=0)
+    luma = np.mean([p @ LUMA for p in skin_px], axis=0)
     k = max(2, int(0.15 * mw))
     luma = np.array([np.median(luma[max(0, i - k) : i + k + 1]) for i in range(len(luma))])
     at_mid = float(np.interp(mid, cols, luma))
