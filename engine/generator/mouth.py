@@ -390,24 +390,15 @@ class MouthRig:
         chin = (o.drop + (jaw - o.drop) * smoothstep(0.0, 2.0 * SEAL * self.mw, o.jaw)) * across
         band = o.lower + self.lip_thick * torch.sqrt(torch.clamp(1.0 - torch.square(o.u), min=0.0))
         span = torch.clamp(self.chin_y - band, min=0.3 * self.mw)
-        neck = self.neck
-
-        def fall(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            """The drop of source row y, and its rate of change down the face."""
-            t = torch.clamp((y - band) / span, 0.0, 1.0)
-            n = torch.clamp((y - self.chin_y) / neck, 0.0, 1.0)
-            keep = 1.0 - n * n * (3.0 - 2.0 * n)
-            d = o.drop + (chin - o.drop) * (t * t * (3.0 - 2.0 * t))
-            slope = (chin - o.drop) * (6.0 * t * (1.0 - t)) / span * keep - d * (6.0 * n * (1.0 - n)) / neck
-            return d * keep, slope
-
-        # The backward map solves y + fall(y) = qy for the source row y: Newton's steps from the lip's own drop
-        # (a single fixed-point step folds the skin over where the drop changes fast, beside the chin).
-        y = qy - o.drop
-        for _ in range(2):
-            d, slope = fall(y)
-            y = y - (y + d - qy) / torch.clamp(1.0 + slope, min=0.25)
-        return y
+        neck_top = band + span  # the chin (lower, where the lip is close above it)
+        # Source rows: the lip band, down to `band`, drops by o.drop; the skin from it to the chin eases from that to
+        # the chin's drop, and the neck under the chin from that to nothing, each along a smoothstep. The map back
+        # from output rows is solved on each piece (monotone: the neck is long enough), from where a straight
+        # line would put the row: a few Newton steps.
+        lip_rows = qy - o.drop
+        skin_rows = _solve_ease(qy - o.drop - band, span, chin - o.drop) + band
+        neck_rows = _solve_ease(qy - chin - neck_top, torch.full_like(span, self.neck), -chin) + neck_top
+        return torch.where(lip_rows <= band, lip_rows, torch.where(qy <= neck_top + chin, skin_rows, neck_rows))
 
     # ---- the interior ---------------------------------------------------------------------------------
     def interior(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor,
@@ -529,6 +520,16 @@ class MouthRig:
                             padding_mode="border", align_corners=True)
         own = own + (self.palette["inner"] * 0.7 - own) * above  # the gum, under a lip lifted past the photo's
         return rgb + (own * shade - rgb) * w
+
+
+def _solve_ease(r: torch.Tensor, length: torch.Tensor, rise: torch.Tensor, steps: int = 3) -> torch.Tensor:
+    """The y in [0, length] where y + rise * smoothstep(y / length) = r (r beyond the ends: the ends). The left
+    side rises all the way (length + 1.5 rise > 0), so Newton's steps from the straight line's answer converge."""
+    t = torch.clamp(r / (length + rise), 0.0, 1.0)
+    for _ in range(steps):
+        g = length * t + rise * (t * t * (3.0 - 2.0 * t)) - r
+        t = torch.clamp(t - g / (length + rise * (6.0 * t * (1.0 - t))), 0.0, 1.0)
+    return t * length
 
 
 def tooth_pattern(au: torch.Tensor, hw: float | torch.Tensor, first: float,
