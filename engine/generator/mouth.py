@@ -306,6 +306,7 @@ class MouthRig:
         self.nose_y = float(min(lm[NOSE_BASE, 1], self.mouth_y - 0.3 * self.mw))
         self.chin_y = float(max(lm[CHIN, 1], self.mouth_y + 0.5 * self.mw))
         # The lower lip's thickness at its middle (the mesh's inner to outer lip): it moves down whole, as a lip does.
+        self.lower_top = float(self.lower.y_np(np.linspace(-1.0, 1.0, 21)).min())
         self.lip_thick = float(np.clip(lm[LOWER_LIP_BOTTOM, 1] - lm[14, 1], 0.1 * self.mw, 0.45 * self.mw))
         # The neck under the chin takes up the jaw's drop: over at least twice that drop, so that it is compressed by
         # at most about a half, never folded over (the warp would smear it into streaks).
@@ -356,7 +357,18 @@ class MouthRig:
         dx = qx - self.mouth_x
         # Above the opening: the upper lip rises, the skin up to the nose base taking up the stretch.
         above = o.lift * smoothstep(self.nose_y, o.upper, qy + o.lift)
-        src = self._below(o, qx, qy)
+        # The jaw's map back is solved only where it moves anything: from the first row that can be under the opening
+        # (a smile lifts the lower lip by at most 0.18 mw), over the columns the jaw's drop reaches (`_below`'s
+        # `across` is under 0.002 past 3.2 mw).
+        src = qy
+        rows = torch.nonzero(qy.amax(dim=(0, 2)) > self.lower_top - 0.3 * mw)
+        cols = torch.nonzero(dx.abs().amin(dim=(0, 1)) < 3.2 * mw)
+        if len(rows) and len(cols):
+            part = (slice(None), slice(int(rows[0]), None), slice(int(cols[0]), int(cols[-1]) + 1))
+            cut = Opening(*(t if t.shape[-1] == 1 and t.shape[-2] == 1 else t[part]
+                            for t in (getattr(o, f.name) for f in fields(o))))
+            src = qy.clone()
+            src[part] = self._below(cut, qx[part], qy[part])
         # Between the lips: the inner lip lines, stretched (the interior covers them).
         t = torch.clamp((qy - o.top) / torch.clamp(o.bottom - o.top, min=1e-3), 0.0, 1.0)
         # (Less the smile's lift, added to every row below: so the slit shows the lips' own seam, continuous with
@@ -396,9 +408,11 @@ class MouthRig:
         # from output rows is solved on each piece (monotone: the neck is long enough), from where a straight
         # line would put the row: a few Newton steps.
         lip_rows = qy - o.drop
-        skin_rows = _solve_ease(qy - o.drop - band, span, chin - o.drop) + band
-        neck_rows = _solve_ease(qy - chin - neck_top, torch.full_like(span, self.neck), -chin) + neck_top
-        return torch.where(lip_rows <= band, lip_rows, torch.where(qy <= neck_top + chin, skin_rows, neck_rows))
+        skin = qy <= neck_top + chin
+        top = torch.where(skin, band, neck_top)
+        rows = _solve_ease(qy - torch.where(skin, o.drop, chin) - top, torch.where(skin, span, self.neck),
+                           torch.where(skin, chin - o.drop, -chin)) + top
+        return torch.where(lip_rows <= band, lip_rows, rows)
 
     # ---- the interior ---------------------------------------------------------------------------------
     def interior(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor,
@@ -522,7 +536,7 @@ class MouthRig:
         return rgb + (own * shade - rgb) * w
 
 
-def _solve_ease(r: torch.Tensor, length: torch.Tensor, rise: torch.Tensor, steps: int = 3) -> torch.Tensor:
+def _solve_ease(r: torch.Tensor, length: torch.Tensor, rise: torch.Tensor, steps: int = 2) -> torch.Tensor:
     """The y in [0, length] where y + rise * smoothstep(y / length) = r (r beyond the ends: the ends). The left
     side rises all the way (length + 1.5 rise > 0), so Newton's steps from the straight line's answer converge."""
     t = torch.clamp(r / (length + rise), 0.0, 1.0)
