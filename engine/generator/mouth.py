@@ -307,7 +307,7 @@ class MouthRig:
         self.chin_y = float(max(lm[CHIN, 1], self.mouth_y + 0.5 * self.mw))
         # The lower lip's thickness at its middle (the mesh's inner to outer lip): it moves down whole, as a lip does.
         self.lower_top = float(self.lower.y_np(np.linspace(-1.0, 1.0, 21)).min())
-        self.lip_thick = float(np.clip(lm[LOWER_LIP_BOTTOM, 1] - lm[14, 1], 0.1 * self.mw, 0.45 * self.mw))
+        self.lip_thick = float(np.clip(lm[LOWER_LIP_BOTTOM, 1] - lm[14, 1], 0.1 * self.mw, 0.7 * self.mw))
         # The neck under the chin takes up the jaw's drop: over at least twice that drop, so that it is compressed by
         # at most about a half, never folded over (the warp would smear it into streaks).
         drop_most = (1.0 - UPPER_SHARE) * JAW_REACH * self.mw
