@@ -82,7 +82,7 @@ def test_the_jaw_carries_the_lip_and_beard_under_it_down_whole_not_stretched(nam
     c[:, Control.JAW_OPEN] = 1.0
     dx = torch.linspace(-2.2, 2.2, 45) * m.mw
     step = 0.5
-    qy, qx = torch.meshgrid(torch.arange(m.mouth_y, m.chin_y + m.neck, step), m.mouth_x + dx, indexing="ij")
+    qy, qx = torch.meshgrid(torch.arange(m.mouth_y, m.chin_y + m.neck + 0.3 * m.mw, step), m.mouth_x + dx, indexing="ij")
     with torch.inference_mode():
         src = (qy + m.offsets(c, qx[None], qy[None])[1])[0]
         under = (qy > m.opening(c, qx[None]).bottom[0] + 1.0)[1:]
@@ -90,3 +90,5 @@ def test_the_jaw_carries_the_lip_and_beard_under_it_down_whole_not_stretched(nam
     middle = under & (dx.abs() < 0.5 * m.mw) & (qy[1:] < m.chin_y)
     assert float(rate[under].min()) > 0.35, float(rate[under].min())
     assert float(rate[middle].min()) > 0.6, float(rate[middle].min())
+    with torch.inference_mode():  # and at rest, nothing moves: down to the bottom of the jaw's box
+        assert float(m.offsets(torch.zeros_like(c), qx[None], qy[None])[1].abs().max()) < 1e-3

@@ -537,13 +537,14 @@ class MouthRig:
 
 
 def _solve_ease(r: torch.Tensor, length: torch.Tensor, rise: torch.Tensor, steps: int = 2) -> torch.Tensor:
-    """The y in [0, length] where y + rise * smoothstep(y / length) = r (r beyond the ends: the ends). The left
-    side rises all the way (length + 1.5 rise > 0), so Newton's steps from the straight line's answer converge."""
+    """The y where y + rise * smoothstep(y / length) = r: before the ease (r <= 0) y = r, past it y = r - rise. The
+    left side rises all the way (length + 1.5 rise > 0), so Newton's steps from the straight line's answer
+    converge."""
     t = torch.clamp(r / (length + rise), 0.0, 1.0)
     for _ in range(steps):
         g = length * t + rise * (t * t * (3.0 - 2.0 * t)) - r
         t = torch.clamp(t - g / (length + rise * (6.0 * t * (1.0 - t))), 0.0, 1.0)
-    return t * length
+    return torch.where(r <= 0.0, r, torch.where(r >= length + rise, r - rise, t * length))
 
 
 def tooth_pattern(au: torch.Tensor, hw: float | torch.Tensor, first: float,
