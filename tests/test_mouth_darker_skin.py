@@ -82,7 +82,8 @@ def test_the_jaw_carries_the_lip_and_beard_under_it_down_whole_not_stretched(nam
     c[:, Control.JAW_OPEN] = 1.0
     dx = torch.linspace(-2.2, 2.2, 45) * m.mw
     step = 0.5
-    qy, qx = torch.meshgrid(torch.arange(m.mouth_y, m.chin_y + m.neck + 0.3 * m.mw, step), m.mouth_x + dx, indexing="ij")
+    rows = torch.arange(m.mouth_y, m.chin_y + m.neck + 0.3 * m.mw, step)  # past the neck's ease, too
+    qy, qx = torch.meshgrid(rows, m.mouth_x + dx, indexing="ij")
     with torch.inference_mode():
         src = (qy + m.offsets(c, qx[None], qy[None])[1])[0]
         under = (qy > m.opening(c, qx[None]).bottom[0] + 1.0)[1:]
