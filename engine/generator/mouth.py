@@ -305,8 +305,8 @@ class MouthRig:
         self.mouth_y = float((lm[13, 1] + lm[14, 1]) / 2)
         self.nose_y = float(min(lm[NOSE_BASE, 1], self.mouth_y - 0.3 * self.mw))
         self.chin_y = float(max(lm[CHIN, 1], self.mouth_y + 0.5 * self.mw))
+        self.lower_top = float(self.lower.y_np(np.linspace(-1.0, 1.0, 21)).min())  # the lower inner lip's highest
         # The lower lip's thickness at its middle (the mesh's inner to outer lip): it moves down whole, as a lip does.
-        self.lower_top = float(self.lower.y_np(np.linspace(-1.0, 1.0, 21)).min())
         self.lip_thick = float(np.clip(lm[LOWER_LIP_BOTTOM, 1] - lm[14, 1], 0.1 * self.mw, 0.7 * self.mw))
         # The neck under the chin takes up the jaw's drop: over at least twice that drop, so that it is compressed by
         # at most about a half, never folded over (the warp would smear it into streaks).
