@@ -278,10 +278,11 @@ CHANNELS = 19  # of the lid paint (see _lids)
 # The closed lid's filled skin (`lid_fill`): its soft top edge above the crease's shadow and its reach under the
 # lower lid (eye half-widths, at least 1.5 px), how far it reaches across (half-widths from the eye's middle:
 # past the corners' lashes), and the photo's pixels it keeps (luma against the lid's skin's: skin).
-FILL_MARGIN, FILL_SIDE, KNOWN_SKIN = 0.08, 1.3, (0.6, 1.4)
+FILL_MARGIN, FILL_SIDE, KNOWN_SKIN = 0.08, 1.3, (0.7, 1.4)
 # The closed lid's skin reaches at least FILL_TO_BROW of the way from its band to the brow, fading in over
-# FILL_SOFT half-widths from its top (at least 2 px); it is lifted at most LIFT_MAX toward lid_colour's tone.
-FILL_TO_BROW, FILL_SOFT, LIFT_MAX = 0.5, 0.2, 1.6
+# FILL_SOFT half-widths from its top (at least 2 px); its body's colour moves at most LIFT_MAX times (per
+# channel) toward the skin's measures, its hue at most LID_HUE.
+FILL_TO_BROW, FILL_SOFT, LIFT_MAX, LID_HUE = 0.5, 0.2, 1.6, 0.12
 EDGE_RUN = 0.15  # half-widths: an edge over the lid narrower than this is no rim's
 # Above the band, the fill takes in what is darker by CREASE_DEPTH (and 4 levels) than the brightest skin within
 # CREASE_REACH half-widths: a crease or an outline is a thin dark line, a socket's shadow a wide one.
@@ -620,24 +621,35 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     # is often darker or redder: a shadow, a bag, a reddened rim).
     hole = (region & dark) | ((ss > 0.0) & (np.abs(us) < 1.0))
     ref = 255.0 / LID_TONE * float(np.dot(skin, weights))
-    known = ~hole & (luma > KNOWN_SKIN[0] * ref) & (luma < KNOWN_SKIN[1] * ref)
-    filled = membrane(px, known)
+    # The fill is drawn from clean skin only (not hair, a rim, a glint, a line darker than the skin beside it);
+    # what is neither that nor to be filled in stays as the photo shows it.
+    known = ~hole & ~dark & (luma > KNOWN_SKIN[0] * ref) & (luma < KNOWN_SKIN[1] * ref)
+    filled = np.where(hole[..., None], membrane(px, known), px)
 
     def ramp(e0: np.ndarray | float, e1: np.ndarray | float, x: np.ndarray) -> np.ndarray:
         t = np.clip((x - e0) / np.maximum(e1 - e0, 1e-3), 0.0, 1.0)
         return t * t * (3.0 - 2.0 * t)
 
-    # A closed lid bulges out of a socket in the brow's shadow into the light: from the top of its band down to
-    # its middle, it is lifted (LIFT_MAX at most) to the tone of the skin all around the eye if darker.
+    # The lid's body, from its band's top down to its middle, is brought toward the skin's measures: its
+    # lightness into the range between lid_colour's and the skin's all around the eye (a closed lid bulges
+    # out of a socket in the brow's shadow into the light; a fill from a shadowed socket or a lens's edge is
+    # too dark, one from a brow bone's shine too light), its hue part way to lid_colour's (a fill from the
+    # brow's hairs just above a narrow lid is brown).
     lid = hole & (ss > 0.0) & (ss < s_closed)
     mu = np.linspace(-0.7, 0.7, 15)
     mtop = lid_curve(eye, mu, eye.upper)
-    around = _skin_around(rgb, eye, frame, mtop, lid_curve(eye, mu, eye.lower),
-                          max(float(np.median(mtop)) - eye.y_brow, 2.0)) @ weights
-    lift = float(np.clip(LID_TONE * around / max(float(np.median((filled @ weights)[lid])), 1.0), 1.0, LIFT_MAX))
-    made = cv2.GaussianBlur((~known).astype(np.float32), (0, 0), 1.0 / step)
+    around = LID_TONE * float(_skin_around(rgb, eye, frame, mtop, lid_curve(eye, mu, eye.lower),
+                                           max(float(np.median(mtop)) - eye.y_brow, 2.0)) @ weights)
+    want = np.asarray(skin, np.float32) * 255.0
+    want_l = float(want @ weights)
+    have = np.median(filled[lid], axis=0) if lid.any() else want
+    have_l = max(float(have @ weights), 1.0)
+    light = float(np.clip(have_l, min(want_l, around), max(want_l, around))) / have_l
+    hue = np.clip((want / max(want_l, 1.0)) / np.maximum(have / have_l, 1e-3), 1.0 - LID_HUE, 1.0 + LID_HUE)
+    gain = np.clip(light * hue, 1.0 / LIFT_MAX, LIFT_MAX)
+    made = cv2.GaussianBlur(hole.astype(np.float32), (0, 0), 1.0 / step)
     w = ramp(np.zeros_like(s_closed), 0.5 * s_closed, ss) * (1.0 - ramp(0.8, 1.1, np.abs(us))) * made
-    filled = filled * (1.0 + (lift - 1.0) * w)[..., None] / 255.0
+    filled = filled * (1.0 + (gain - 1.0) * w[..., None]) / 255.0
     alpha = ramp(s_top - m, s_top + soft, ss) * (1.0 - ramp(1.0, FILL_SIDE, np.abs(us)))
     # made: where the skin is made up (not the photo's own): it takes the grain of the skin under the eye
     rgba = np.concatenate([filled, alpha[..., None], made[..., None]], axis=-1).astype(np.float32)
