@@ -280,13 +280,15 @@ CHANNELS = 19  # of the lid paint (see _lids)
 # past the corners' lashes), and the photo's pixels it keeps (luma against the lid's skin's: skin).
 FILL_MARGIN, FILL_SIDE, KNOWN_SKIN = 0.08, 1.3, (0.7, 1.4)
 # The closed lid's skin reaches at least FILL_TO_BROW of the way from its band to the brow, fading in over
-# FILL_SOFT half-widths from its top (at least 2 px); its body's colour moves at most LIFT_MAX times (per
-# channel) toward the skin's measures, its hue at most LID_HUE.
-FILL_TO_BROW, FILL_SOFT, LIFT_MAX, LID_HUE = 0.5, 0.2, 1.6, 0.12
+# FILL_SOFT half-widths from its top (at least 2 px); a lid in a shadowed socket is lifted LIFT_MAX at most; its
+# body is LID_MIX lid_colour's skin.
+FILL_TO_BROW, FILL_SOFT, LIFT_MAX, LID_MIX = 0.5, 0.2, 1.6, 0.5
 EDGE_RUN = 0.15  # half-widths: an edge over the lid narrower than this is no rim's
 # Above the band, the fill takes in what is darker by CREASE_DEPTH (and 4 levels) than the brightest skin within
 # CREASE_REACH half-widths: a crease or an outline is a thin dark line, a socket's shadow a wide one.
 CREASE_DEPTH, CREASE_REACH = 0.08, 0.2
+LOW_SKIP = 0.3  # half-widths under the lower lid that the fill leaves out of the skin it takes
+FILL_BLEND = 0.12  # half-widths (at least a pixel): the fill blends into the photo beside the hole over this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,8 +356,9 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
         crease_in = 1.0 - (1.0 - smoothstep(0.15, 0.85, b)) * (1.0 - smoothstep(-1.0, 0.0, s))
         cover = layer[:, 3] * crease_in * below_edge
         colour, made = layer[:, :3], layer[:, 4]
-        # relative to the lid's top (1 there), the bulge's light a hint: the filled skin has the photo's light
-        shape = 1.0 + (shape - LID_BASE - BULGE * math.exp(-((BULGE_AT / BULGE_W) ** 2))) * FILLED_SHADE
+        # relative to the skin above it (1 at the lid's top): the filled skin has the photo's light, and the lid
+        # turns a little away from it down to the lashes (no bulge's light: over that skin it read as a pale patch)
+        shape = 1.0 - (1.0 - LID_TONE) * smoothstep(0.0, 0.4, v) - FILLED_SHADE * LOWER_DARK * smoothstep(0.6, 1.0, v)
     cover = cover * smoothstep(0.05, 0.45, b) * (skin[:, 0] >= 0.0)
     grain = skin_grain(region, tex_dx, tex_dy)
     if fill is not None:  # the photo's own skin that the fill keeps has its own grain
@@ -604,7 +607,8 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     crease = crease * np.sqrt(np.clip(1.0 - (np.abs(us) / FILL_SIDE) ** 4, 0.0, 1.0))
     top = lid_curve(eye, us, eye.upper)
     s_top, s_bot, s_closed = -crease, bottom - stop + m, bottom - 0.12 * (bottom - top) - stop
-    ss = np.arange(float(s_top.min()) - 3.0 * m, float(s_bot.max()) + 2.0 * m + step / 2, step)[:, None]
+    s_low = bottom - stop + LOW_SKIP * eye.half_w
+    ss = np.arange(float(s_top.min()) - 3.0 * m, float(s_low.max()) + 3.0 * m + step / 2, step)[:, None]
     fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[None], stop[None] + ss)
     px = _sample(rgb, frame, fx, fy).astype(np.float32)
     region = (ss > s_top - m) & (ss < s_bot) & (np.abs(us) < FILL_SIDE)
@@ -617,39 +621,40 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     r = max(2, round(CREASE_REACH * eye.half_w / step))
     level = cv2.GaussianBlur(cv2.dilate(luma, np.ones((2 * r + 1, 2 * r + 1), np.uint8)), (0, 0), r / 2.0)
     dark = cv2.dilate((luma < level * (1.0 - CREASE_DEPTH) - 4.0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    # Under the eye nothing is known: the lid is the skin above it and beside it (the skin under the lower lid
-    # is often darker or redder: a shadow, a bag, a reddened rim).
-    hole = (region & dark) | ((ss > 0.0) & (np.abs(us) < 1.0))
+    # Under the eye, the lower lid (its margin, lashes, the shadow or redness just under them) is no skin to
+    # take either: the cheek's skin below it is, as far as it is clean.
+    hole = (region & dark) | ((ss > 0.0) & (ss < s_low) & (np.abs(us) < 1.0))
     ref = 255.0 / LID_TONE * float(np.dot(skin, weights))
     # The fill is drawn from clean skin only (not hair, a rim, a glint, a line darker than the skin beside it);
     # what is neither that nor to be filled in stays as the photo shows it.
     known = ~hole & ~dark & (luma > KNOWN_SKIN[0] * ref) & (luma < KNOWN_SKIN[1] * ref)
-    filled = np.where(hole[..., None], membrane(px, known), px)
+    # Blended in over a few pixels past the hole: the photo beside it may be no clean skin (a corner's shadow),
+    # and a fill that met it in one step drew the hole's outline.
+    blend = np.clip(2.0 * cv2.GaussianBlur(hole.astype(np.float32), (0, 0), max(1.0, FILL_BLEND * eye.half_w) / step),
+                    0.0, 1.0)
+    filled = px + (membrane(px, known) - px) * blend[..., None]
 
     def ramp(e0: np.ndarray | float, e1: np.ndarray | float, x: np.ndarray) -> np.ndarray:
         t = np.clip((x - e0) / np.maximum(e1 - e0, 1e-3), 0.0, 1.0)
         return t * t * (3.0 - 2.0 * t)
 
-    # The lid's body, from its band's top down to its middle, is brought toward the skin's measures: its
-    # lightness into the range between lid_colour's and the skin's all around the eye (a closed lid bulges
-    # out of a socket in the brow's shadow into the light; a fill from a shadowed socket or a lens's edge is
-    # too dark, one from a brow bone's shine too light), its hue part way to lid_colour's (a fill from the
-    # brow's hairs just above a narrow lid is brown).
+    # The lid's body (from the band's top down to its middle, away from the corners) is part the fill and part
+    # (LID_MIX) the lid's own skin as lid_colour measures it: the fill alone takes the skin beside the lid,
+    # which may be a cheek much paler than a reddened lid, or a brow's shadow. And a closed lid bulges out of a
+    # socket in the brow's shadow into the light: where it is darker than the skin all around the eye, it is
+    # lifted half way (in ratio) toward it, LIFT_MAX at most.
+    w = ramp(np.zeros_like(s_closed), 0.5 * s_closed, ss) * (1.0 - ramp(0.8, 1.1, np.abs(us))) * blend
+    own = np.asarray(skin, np.float32) * (255.0 / LID_TONE)
+    filled = filled + (own - filled) * (LID_MIX * w)[..., None]
     lid = hole & (ss > 0.0) & (ss < s_closed)
     mu = np.linspace(-0.7, 0.7, 15)
     mtop = lid_curve(eye, mu, eye.upper)
     around = LID_TONE * float(_skin_around(rgb, eye, frame, mtop, lid_curve(eye, mu, eye.lower),
                                            max(float(np.median(mtop)) - eye.y_brow, 2.0)) @ weights)
-    want = np.asarray(skin, np.float32) * 255.0
-    want_l = float(want @ weights)
-    have = np.median(filled[lid], axis=0) if lid.any() else want
-    have_l = max(float(have @ weights), 1.0)
-    light = float(np.clip(have_l, min(want_l, around), max(want_l, around))) / have_l
-    hue = np.clip((want / max(want_l, 1.0)) / np.maximum(have / have_l, 1e-3), 1.0 - LID_HUE, 1.0 + LID_HUE)
-    gain = np.clip(light * hue, 1.0 / LIFT_MAX, LIFT_MAX)
-    made = cv2.GaussianBlur(hole.astype(np.float32), (0, 0), 1.0 / step)
-    w = ramp(np.zeros_like(s_closed), 0.5 * s_closed, ss) * (1.0 - ramp(0.8, 1.1, np.abs(us))) * made
-    filled = filled * (1.0 + (gain - 1.0) * w[..., None]) / 255.0
+    have = max(float(np.median(filled[lid] @ weights)), 1.0) if lid.any() else around
+    gain = float(np.clip(around / have, 1.0, LIFT_MAX)) ** 0.5
+    filled = filled * (1.0 + (gain - 1.0) * w)[..., None] / 255.0
+    made = blend
     alpha = ramp(s_top - m, s_top + soft, ss) * (1.0 - ramp(1.0, FILL_SIDE, np.abs(us)))
     # made: where the skin is made up (not the photo's own): it takes the grain of the skin under the eye
     rgba = np.concatenate([filled, alpha[..., None], made[..., None]], axis=-1).astype(np.float32)
@@ -698,7 +703,7 @@ def membrane(img: np.ndarray, known: np.ndarray, iters: int = 24) -> np.ndarray:
     size = ((w + 1) // 2, (h + 1) // 2)
     wk = cv2.resize(k, size, interpolation=cv2.INTER_AREA)
     coarse = cv2.resize(img * k[..., None], size, interpolation=cv2.INTER_AREA) / np.maximum(wk, 1e-6)[..., None]
-    coarse = membrane(coarse.astype(np.float32), wk > 0.25, iters)
+    coarse = membrane(coarse.astype(np.float32), wk > 0.0, iters)  # a coarse cell: the mean of its known pixels
     out = np.where(known[..., None], img, cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR))
     cross = np.array([[0.0, 0.25, 0.0], [0.25, 0.0, 0.25], [0.0, 0.25, 0.0]], np.float32)
     for _ in range(iters):
