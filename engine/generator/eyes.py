@@ -604,7 +604,7 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     soft = max(2.0, FILL_SOFT * eye.half_w)
     crease = np.minimum(np.maximum(crease + soft, FILL_TO_BROW * gap), _edge_above(rgb, eye, frame, us, stop, gap) - m)
     # rounded toward the corners: a tall straight side read as the edge of a patch
-    crease = crease * np.sqrt(np.clip(1.0 - (np.abs(us) / FILL_SIDE) ** 4, 0.0, 1.0))
+    crease = crease * np.sqrt(np.clip(1.0 - (np.abs(us) / (FILL_SIDE + 0.1)) ** 8, 0.0, 1.0))
     top = lid_curve(eye, us, eye.upper)
     s_top, s_bot, s_closed = -crease, bottom - stop + m, bottom - 0.12 * (bottom - top) - stop
     s_low = bottom - stop + LOW_SKIP * eye.half_w
@@ -642,7 +642,8 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     # (LID_MIX) the lid's own skin as lid_colour measures it: the fill alone takes the skin beside the lid,
     # which may be a cheek much paler than a reddened lid, or a brow's shadow. And a closed lid bulges out of a
     # socket in the brow's shadow into the light: where it is darker than the skin all around the eye, it is
-    # lifted half way (in ratio) toward it, LIFT_MAX at most.
+    # lifted half way (in ratio) toward it, LIFT_MAX at most; lighter than LID_OF_AROUND of that (a back light's
+    # shine on the skin above the eye), brought down half way.
     w = ramp(np.zeros_like(s_closed), 0.5 * s_closed, ss) * (1.0 - ramp(0.8, 1.1, np.abs(us))) * blend
     own = np.asarray(skin, np.float32) * (255.0 / LID_TONE)
     filled = filled + (own - filled) * (LID_MIX * w)[..., None]
@@ -652,10 +653,10 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     around = LID_TONE * float(_skin_around(rgb, eye, frame, mtop, lid_curve(eye, mu, eye.lower),
                                            max(float(np.median(mtop)) - eye.y_brow, 2.0)) @ weights)
     have = max(float(np.median(filled[lid] @ weights)), 1.0) if lid.any() else around
-    gain = float(np.clip(around / have, 1.0, LIFT_MAX)) ** 0.5
+    gain = float(np.clip(np.clip(have, around, LID_OF_AROUND * around) / have, 1.0 / LIFT_MAX, LIFT_MAX)) ** 0.5
     filled = filled * (1.0 + (gain - 1.0) * w)[..., None] / 255.0
     made = blend
-    alpha = ramp(s_top - m, s_top + soft, ss) * (1.0 - ramp(1.0, FILL_SIDE, np.abs(us)))
+    alpha = ramp(s_top - m, s_top + soft, ss) * (1.0 - ramp(FILL_SIDE - 0.1, FILL_SIDE + 0.15, np.abs(us)))
     # made: where the skin is made up (not the photo's own): it takes the grain of the skin under the eye
     rgba = np.concatenate([filled, alpha[..., None], made[..., None]], axis=-1).astype(np.float32)
     return RimLayer(torch.from_numpy(rgba).permute(2, 0, 1)[None].contiguous(), float(us[0]), float(us[-1]),
