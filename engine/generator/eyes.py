@@ -656,7 +656,7 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     gain = float(np.clip(np.clip(have, around, LID_OF_AROUND * around) / have, 1.0 / LIFT_MAX, LIFT_MAX)) ** 0.5
     filled = filled * (1.0 + (gain - 1.0) * w)[..., None] / 255.0
     made = blend
-    alpha = ramp(s_top - m, s_top + soft, ss) * (1.0 - ramp(FILL_SIDE - 0.1, FILL_SIDE + 0.15, np.abs(us)))
+    alpha = ramp(s_top - m, s_top + soft, ss) * (1.0 - ramp(FILL_SIDE - 0.25, FILL_SIDE + 0.05, np.abs(us)))
     # made: where the skin is made up (not the photo's own): it takes the grain of the skin under the eye
     rgba = np.concatenate([filled, alpha[..., None], made[..., None]], axis=-1).astype(np.float32)
     return RimLayer(torch.from_numpy(rgba).permute(2, 0, 1)[None].contiguous(), float(us[0]), float(us[-1]),
