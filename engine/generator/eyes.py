@@ -12,10 +12,11 @@ the eye; it is not the eye squeezed. Per column of the eye, in the face's uprigh
   shows are often its reddened margin, a lash's shadow or a sliver between lashes and a rim, and spread
   over the whole eye they read as a swollen lid or a smear. `_lids` gives smooth fields on the warp's grid
   (where each point lies on the lid, the lash line's width, the photo's light across the lid, colours);
-  `paint_lid` draws the lid's sharp parts from them at pixel resolution: the skin (`lid_colour`, measured
-  once) shaded as skin over a round eyeball (lit on its upper middle, turning away toward the lashes and
-  the corners, the photo's own light across it: `lid_look`), with the grain of the skin under the eye;
-  the open eye's fold filled (`fold_above`) and a soft crease shadow; a lash line in the lashes' colour,
+  `paint_lid` draws the lid's sharp parts from them at pixel resolution: the skin, filled in once over the
+  open eye from the clean skin above, beside and below it (`lid_fill`: the crease, the upper outline and the
+  corners' lashes go, so no almond outline is left above the closed lid, which meets the skin above it in
+  tone), its body part `lid_colour`'s skin, turning a little away toward the lashes, with the grain of the
+  skin under the eye where it is made up; a lash line in the lashes' colour,
   thicker over the middle and outer third, with a fringe under it; and a glasses' rim that lies across
   the lid drawn back in front of it (`rim_layer`), so it stays straight.
 """
