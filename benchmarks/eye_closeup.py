@@ -19,16 +19,17 @@ from PIL import Image, ImageDraw
 
 from benchmarks.quality import EMBEDDED, PORTRAIT_DIR, controls, load
 from engine.generator import PreparedAvatar
+from engine.generator.avatar import PREP_VERSION
 from engine.generator.rig import lid_curve
 from engine.generator.warp import WarpGenerator
 
 LEVELS = (0.0, 0.33, 0.66, 1.0)
-CACHE = Path("/tmp/eye_closeup_cache")
+CACHE = Path(f"/tmp/eye_closeup_cache/v{PREP_VERSION}")  # a prepared avatar of an older version may differ
 
 
 def avatar_of(name: str, max_side_px: int) -> PreparedAvatar:
     """The prepared portrait, cached between runs (prepare takes seconds)."""
-    CACHE.mkdir(exist_ok=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
     path = CACHE / f"{name}_{max_side_px}.pkl"
     if path.exists():
         return pickle.loads(path.read_bytes())

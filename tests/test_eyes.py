@@ -182,3 +182,46 @@ def test_a_rim_across_the_upper_lid_stays_straight() -> None:
     assert rim.sum() > 50
     for f in frames:
         assert np.abs(f[ys, xs].astype(np.float64) - photo).mean(axis=-1)[rim].mean() < 8.0
+
+
+def lid_profiles(kind: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per eye, luma (after a 0.7 px blur) down 13 columns over the eye's middle (u -0.6..0.6), from half the
+    open eye's height above its upper lid down to clear of the closed lid's lash line, on the photo and on the
+    closed frame; the closed frame's luma over the lid's body (0.4-0.7 of the way up from its lash line); and
+    the pixels between two rows of the first two, per column."""
+    avatar, r = portrait(kind)
+    frame = render(r, CLOSED)[0]
+    x0, y0 = r.roi[:2]
+    out = []
+    for eye in r.g.eyes:
+        us = np.linspace(-0.6, 0.6, 13)
+        top, bottom = lid_curve(eye, us, eye.upper), lid_curve(eye, us, eye.lower)
+        closed = bottom - 0.12 * (bottom - top)
+        lo, hi = closed - 0.3 * (closed - top) - 2.5, top - 0.5 * float(np.max(bottom - top))
+        ys = hi[None] + (lo - hi)[None] * np.linspace(0.0, 1.0, 2 * round(float(np.max(lo - hi))) + 1)[:, None]
+        body = closed[None] - np.linspace(0.4, 0.7, 4)[:, None] * (closed - top)[None]
+        xs = eye.cx + us * eye.half_w
+
+        def luma(img: np.ndarray, y: np.ndarray, xs: np.ndarray = xs) -> np.ndarray:
+            gray = cv2.GaussianBlur(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 0.7)
+            ix, iy = r.g.frame.to_image(np.broadcast_to(xs[None], y.shape), y)
+            return cv2.remap(gray, (ix + x0).astype(np.float32), (iy + y0).astype(np.float32), cv2.INTER_LINEAR)
+
+        px = (lo - hi) / (len(ys) - 1)  # pixels per row of ys
+        out.append((luma(avatar.rgb, ys), luma(frame, ys), luma(frame, body), px))
+    return out
+
+
+@pytest.mark.parametrize("kind", ("astronaut", "luispedro", "darker_skin_frontal"))
+def test_the_closed_lid_shows_no_outline_of_the_open_eye(kind: str) -> None:
+    """A closed eye that keeps the open eye's upper outline or crease as a line above its lash line reads as an
+    eye drawn shut, or squinting (issue 13): from half the open eye's height above it down to clear of the
+    lash line, no luma step steeper than 7 levels/px (the median over the eye's middle columns of each
+    column's steepest: the open eye's outline there 23-42; a lid painted in one colour under the crease, as
+    before the lid was filled in from the skin around it, 7.7-22; filled in 2.8-4.8); and the lid's body
+    within 20 levels of the skin just above that in the same frame (measured -16..+6; painted: +8..+49)."""
+    for photo, closed, body, px in lid_profiles(kind):
+        assert np.median((np.abs(np.diff(photo, axis=0)) / px).max(axis=0)) > 20.0  # an outline there to lose
+        steepest = (np.abs(np.diff(closed, axis=0)) / px).max(axis=0)
+        assert np.median(steepest) < 7.0, np.round(steepest, 1)
+        assert abs(float(np.median(body)) - float(np.median(closed[:3]))) < 20.0, (np.median(body), closed[:3])

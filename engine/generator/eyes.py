@@ -12,10 +12,11 @@ the eye; it is not the eye squeezed. Per column of the eye, in the face's uprigh
   shows are often its reddened margin, a lash's shadow or a sliver between lashes and a rim, and spread
   over the whole eye they read as a swollen lid or a smear. `_lids` gives smooth fields on the warp's grid
   (where each point lies on the lid, the lash line's width, the photo's light across the lid, colours);
-  `paint_lid` draws the lid's sharp parts from them at pixel resolution: the skin (`lid_colour`, measured
-  once) shaded as skin over a round eyeball (lit on its upper middle, turning away toward the lashes and
-  the corners, the photo's own light across it: `lid_look`), with the grain of the skin under the eye;
-  the open eye's fold filled (`fold_above`) and a soft crease shadow; a lash line in the lashes' colour,
+  `paint_lid` draws the lid's sharp parts from them at pixel resolution: the skin, filled in once over the
+  open eye from the clean skin above, beside and below it (`lid_fill`: the crease, the upper outline and the
+  corners' lashes go, so no almond outline is left above the closed lid, which meets the skin above it in
+  tone), its body part `lid_colour`'s skin, turning a little away toward the lashes, with the grain of the
+  skin under the eye where it is made up; a lash line in the lashes' colour,
   thicker over the middle and outer third, with a fringe under it; and a glasses' rim that lies across
   the lid drawn back in front of it (`rim_layer`), so it stays straight.
 """
@@ -209,8 +210,11 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     side = uc * look.outer  # -1 at the inner corner, +1 at the outer
     lash_profile = torch.exp(-(((side - LASH_PEAK) / LASH_SPREAD) ** 2))
     lash_w = torch.clamp(LASH_W * eye.half_w * (LASH_THIN + (1.0 - LASH_THIN) * lash_profile), min=LASH_MIN_PX)
-    lash_a = LASH_OPACITY * (0.55 + 0.45 * lash_profile) * (1.0 - smoothstep(0.92, 1.12, u.abs()))
-    light = torch.clamp(look.light[0] + u * (look.light[1] + u * look.light[2]), LIGHT_MIN, LIGHT_MAX)
+    # fading out before the corners, where the lower lid's curve turns up: a lash line drawn on into them read
+    # as the outline of an eye drawn shut
+    lash_a = LASH_OPACITY * (0.55 + 0.45 * lash_profile) * (1.0 - smoothstep(0.75, 1.05, u.abs()))
+    light = (torch.clamp(look.light[0] + u * (look.light[1] + u * look.light[2]), LIGHT_MIN, LIGHT_MAX)
+             if look.fill is None else torch.ones_like(u))  # the filled skin keeps the photo's light across it
     light = light * (1.0 - CORNER_DARK * uc.abs() ** 3)
     skin = eye.lid_rgb if eye.lid_rgb is not None else (-1.0, -1.0, -1.0)  # < 0: no skin to paint
     n = qy.shape[0]
@@ -255,6 +259,8 @@ LID_BRIGHTEST = 1.05  # the painted lid's brightest against its skin colour (the
 # a real closed upper lid is a skin over the round eyeball: lit on its upper middle (BULGE at v = BULGE_AT),
 # turning away from the light toward the lashes (LOWER_DARK) and under the crease; CREASE: the fold's shadow.
 BULGE, BULGE_AT, BULGE_W, LID_BASE, LOWER_DARK, CREASE = 0.07, 0.38, 0.32, 0.95, 0.1, 0.12
+# Over the filled skin (`lid_fill`) the crease is only a hint: deeper, it drew the open eye's outline again.
+CREASE_FILLED, FILLED_SHADE = 0.0, 0.6
 CORNER_FILL = 0.3  # of the closed lid's length: how much further up the skin blends in at the eye's corners
 SKIN_ABOVE = 0.5  # pixels above the fold's shadow (or the lid's band) where the painted skin blends in
 # The lash line of a closed lid: LASH_W eye half-widths thick where the lashes are longest (LASH_PEAK, in
@@ -270,6 +276,20 @@ LASH_OF_SKIN, LASH_SOFT = 0.45, 0.6  # the lash line at most this light against 
 RIM_CHROMA, RIM_LUMA, RIM_SPAN, RIM_STEP = 25.0, (0.3, 0.85), 0.8, 0.5
 FOLD_BACK, FOLD_MIN = 12.0, 0.45  # luma levels / share of the brightest skin above the eye: see fold_above
 CHANNELS = 19  # of the lid paint (see _lids)
+# The closed lid's filled skin (`lid_fill`): its soft top edge above the crease's shadow and its reach under the
+# lower lid (eye half-widths, at least 1.5 px), how far it reaches across (half-widths from the eye's middle:
+# past the corners' lashes), and the photo's pixels it keeps (luma against the lid's skin's: skin).
+FILL_MARGIN, FILL_SIDE, KNOWN_SKIN = 0.08, 1.3, (0.7, 1.4)
+# The closed lid's skin reaches at least FILL_TO_BROW of the way from its band to the brow, fading in over
+# FILL_SOFT half-widths from its top (at least 2 px); a lid in a shadowed socket is lifted LIFT_MAX at most; its
+# body is LID_MIX lid_colour's skin.
+FILL_TO_BROW, FILL_SOFT, LIFT_MAX, LID_MIX = 0.5, 0.2, 1.6, 0.5
+EDGE_RUN = 0.15  # half-widths: an edge over the lid narrower than this is no rim's
+# Above the band, the fill takes in what is darker by CREASE_DEPTH (and 4 levels) than the brightest skin within
+# CREASE_REACH half-widths: a crease or an outline is a thin dark line, a socket's shadow a wide one.
+CREASE_DEPTH, CREASE_REACH = 0.08, 0.2
+LOW_SKIP = 0.3  # half-widths under the lower lid that the fill leaves out of the skin it takes
+FILL_BLEND = 0.12  # half-widths (at least a pixel): the fill blends into the photo beside the hole over this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,13 +306,15 @@ class LidLook:
     rim: RimLayer | None = None  # a glasses' rim lying across the lid's moving skin (`rim_layer`)
     # The crease's shadow's height along the lid: k0 + k1 u + k2 u^2 pixels, within fold_px..the last (`fold_above`)
     fold_along: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    fill: RimLayer | None = None  # the closed lid's skin over the lid coordinates (`lid_fill`)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class RimLayer:
-    """A glasses' rim in front of the lid, kept as the photo shows it: premultiplied RGB and alpha (1, 4, H, W,
-    0..1) over the eye's lid coordinates, u from u0 to u1 (eye half-widths across) by s from s0 to s1 (pixels
-    below the lid's skin band's top, as `_lids` measures them)."""
+    """A picture over the eye's lid coordinates, u from u0 to u1 (eye half-widths across) by s from s0 to s1
+    (pixels below the lid's skin band's top, as `_lids` measures them), RGB and alpha (1, 4, H, W, 0..1): a
+    glasses' rim in front of the lid, kept as the photo shows it (premultiplied: `rim_layer`), or the closed
+    lid's skin and where it covers, and a fifth channel: where that skin is made up (`lid_fill`)."""
 
     rgba: torch.Tensor
     u0: float
@@ -301,7 +323,16 @@ class RimLayer:
     s1: float
 
 
-def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLayer | None = None) -> None:
+def _layer_at(layer: RimLayer, u: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """A layer's RGBA (N, 4, H, W) at lid coordinates (u, s) (N, H, W); zero outside it."""
+    grid = torch.stack([(u - layer.u0) * (2.0 / (layer.u1 - layer.u0)) - 1.0,
+                        (s - layer.s0) * (2.0 / (layer.s1 - layer.s0)) - 1.0], dim=-1)
+    return F.grid_sample(layer.rgba.to(u.device).expand(len(grid), -1, -1, -1), grid, mode="bilinear",
+                         padding_mode="zeros", align_corners=True)
+
+
+def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLayer | None = None,
+              fill: RimLayer | None = None) -> None:
     """The closed lid over region (N, 3, H, W, 0..1, in place) from its paint fields at pixel resolution
     (N, CHANNELS, H, W; `_lids`): the skin, shaded as a lid over a round eye, over the warped lid (keeping its
     rows' fine detail), the crease's shadow above it, and the lash line along its edge."""
@@ -312,21 +343,35 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
     # Skin: over the lid from its crease down to its edge, blending into the skin that stays from above the
     # crease: the open eye's fold (its shadow `fold` pixels high) fills as the lid unfolds, the rest stays;
     # toward the corners further (the corners' shadows above the narrow band would close it in an outline).
-    above = (fold + SKIN_ABOVE + CORNER_FILL * closed_len * smoothstep(0.5, 1.0, u.abs())) * b
-    top_in = smoothstep(-above - 0.5, -0.7 * above + torch.minimum(0.2 * closed_len, 0.4 * lid_len) + 0.5, s)
-    cover = (top_in * (1.0 - smoothstep(-0.5, 0.5 + 0.5 * (stride - 1), a))
-             * fade * smoothstep(0.05, 0.45, b) * (skin[:, 0] >= 0.0))
+    below_edge = 1.0 - smoothstep(-0.5, 0.5 + 0.5 * (stride - 1), a)
     v = (1.0 + a / closed_len).clamp(0.0, 1.0)  # down the closed lid: its lower part comes down first
     shape = (LID_BASE + BULGE * torch.exp(-(((v - BULGE_AT) / BULGE_W) ** 2)) - LOWER_DARK * smoothstep(0.6, 1.0, v))
+    if fill is None:  # one skin colour, blending in above the open eye's fold
+        above = (fold + SKIN_ABOVE + CORNER_FILL * closed_len * smoothstep(0.5, 1.0, u.abs())) * b
+        top_in = smoothstep(-above - 0.5, -0.7 * above + torch.minimum(0.2 * closed_len, 0.4 * lid_len) + 0.5, s)
+        cover = top_in * below_edge * fade
+        colour = skin.clamp(min=0.0)
+    else:  # the filled skin (`lid_fill`), which meets the skin above it in tone: shaded relative to it
+        layer = _layer_at(fill, u, s)
+        # the open eye's crease (above the band) fills as the lid comes down, its lower part first
+        crease_in = 1.0 - (1.0 - smoothstep(0.15, 0.85, b)) * (1.0 - smoothstep(-1.0, 0.0, s))
+        cover = layer[:, 3] * crease_in * below_edge
+        colour, made = layer[:, :3], layer[:, 4]
+        # relative to the skin above it (1 at the lid's top): the filled skin has the photo's light, and the lid
+        # turns a little away from it down to the lashes (no bulge's light: over that skin it read as a pale patch)
+        shape = 1.0 - (1.0 - LID_TONE) * smoothstep(0.0, 0.4, v) - FILLED_SHADE * LOWER_DARK * smoothstep(0.6, 1.0, v)
+    cover = cover * smoothstep(0.05, 0.45, b) * (skin[:, 0] >= 0.0)
     grain = skin_grain(region, tex_dx, tex_dy)
+    if fill is not None:  # the photo's own skin that the fill keeps has its own grain
+        grain = 1.0 + (grain - 1.0) * made
     c = cover[:, None]
     tone = (grain * shape * light).clamp(max=LID_BRIGHTEST)  # no glint: the skin's own light is its brightest
-    region.mul_(1.0 - c).add_(c * skin.clamp(min=0.0) * tone[:, None])
+    region.mul_(1.0 - c).add_(c * colour * tone[:, None])
     # The crease: the lid meets the skin that stays, a soft shadow deepest just under it, less to the corners.
     crease_w = 0.12 * closed_len + 0.6
     crease_at = 0.06 * closed_len - 0.5 * fold * b
-    crease = (CREASE * smoothstep(0.05, 0.6, b) * torch.exp(-(((s - crease_at) / crease_w) ** 2))
-              * (1.0 - 0.6 * u.clamp(-1.0, 1.0) ** 2) * fade)
+    crease = ((CREASE if fill is None else CREASE_FILLED) * smoothstep(0.05, 0.6, b)
+              * torch.exp(-(((s - crease_at) / crease_w) ** 2)) * (1.0 - 0.6 * u.clamp(-1.0, 1.0) ** 2) * fade)
     region.mul_(1.0 - crease[:, None])
     # The lash line: the lid's margin, dark, lash_w thick above its edge; under it the lashes hang, a fringe as
     # long again, lighter, in strands where the eye is large enough to show them; on a coarse field grid the
@@ -338,10 +383,7 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
     alpha = (torch.maximum(base, fringe) * lash_a * smoothstep(0.05, 0.4, b) * fade)[:, None]
     region.mul_(1.0 - alpha).add_(alpha * lash_rgb)
     if rim is not None:  # the rim is in front of the lid: over all of it, where the head has moved it
-        grid = torch.stack([(u - rim.u0) * (2.0 / (rim.u1 - rim.u0)) - 1.0,
-                            (s - rim.s0) * (2.0 / (rim.s1 - rim.s0)) - 1.0], dim=-1)
-        layer = F.grid_sample(rim.rgba.to(region.device).expand(len(grid), -1, -1, -1), grid, mode="bilinear",
-                              padding_mode="zeros", align_corners=True)
+        layer = _layer_at(rim, u, s)
         region.mul_(1.0 - layer[:, 3:4]).add_(layer[:, :3])
 
 
@@ -368,7 +410,8 @@ def paint_roi(roi: torch.Tensor, lid: torch.Tensor, stride: int, box: tuple[int,
     if stride > 1:
         lid = F.interpolate(lid, scale_factor=stride, mode="bilinear", align_corners=False)
     lid = lid[:, :, : y1 - y0, : x1 - x0]
-    paint_lid(roi[:, :, y0 : y0 + lid.shape[2], x0 : x0 + lid.shape[3]], lid, stride, look.rim if look else None)
+    paint_lid(roi[:, :, y0 : y0 + lid.shape[2], x0 : x0 + lid.shape[3]], lid, stride, look.rim if look else None,
+              look.fill if look else None)
 
 
 def paint_u8(out: np.ndarray, lid: np.ndarray, stride: int, box: tuple[int, int, int, int],
@@ -446,7 +489,8 @@ def _skin_tone(px: np.ndarray) -> np.ndarray:
     return np.median(px[tones] / np.maximum(luma[tones, None], 1.0), axis=0) * light
 
 
-def lid_look(rgb: np.ndarray, eye: Eye, frame: FaceFrame, outer: float, skin: tuple[float, float, float]) -> LidLook:
+def lid_look(rgb: np.ndarray, eye: Eye, frame: FaceFrame, outer: float, skin: tuple[float, float, float],
+             brow_lower: np.ndarray | None = None) -> LidLook:
     """The closed lid's lashes and light, measured on the photo: the lashes' colour, the darkest tenth of the
     upper lid's margin (lighter ones toward LASH_OF_SKIN of the skin: light or sparse lashes still draw a line);
     the light across the lid: the skin between lid and brow, its brighter part column by column, fitted by
@@ -482,7 +526,8 @@ def lid_look(rgb: np.ndarray, eye: Eye, frame: FaceFrame, outer: float, skin: tu
     c1, c2 = float(np.clip(c1, -0.2, 0.2)), min(c2, 0.0)
     fold, along = fold_above(rgb, eye, frame)
     return LidLook(tuple(float(v) for v in np.clip(lash, 0.0, 1.0)), (c0, c1, c2), outer,  # type: ignore[arg-type]
-                   fold, frame.roll, rim_layer(rgb, eye, frame, skin, fold), along)
+                   fold, frame.roll, rim_layer(rgb, eye, frame, skin, fold), along,
+                   lid_fill(rgb, eye, frame, skin, fold, along, brow_lower))
 
 
 def rim_layer(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, float, float],
@@ -529,6 +574,143 @@ def rim_layer(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, fl
     rgba = np.concatenate([px.astype(np.float32) / 255.0 * alpha[..., None], alpha[..., None]], axis=-1)
     return RimLayer(torch.from_numpy(rgba).permute(2, 0, 1)[None].contiguous(), float(us[0]), float(us[-1]),
                     float(ss[0]), float(ss[-1]))
+
+
+def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, float, float], fold: float,
+             along: tuple[float, float, float, float], brow_lower: np.ndarray | None = None) -> RimLayer:
+    """The closed lid's skin, over the lid coordinates (`RimLayer`): the photo with the open eye taken out (from
+    above its crease's shadow down to under the lower lid's lashes, and a little past its corners) and filled
+    in from the skin around it (`membrane`), so the closed lid takes the tone of the skin right above it and
+    beside it, part way toward the skin under the eye, with no edge at its top: a lid painted in one colour
+    was a patch (dark where the skin above lies in the brow's shadow), and the open eye's crease or outline
+    left above it drew the almond of a squinting eye. Skin too dark or too light against the lid's skin
+    (KNOWN_SKIN: lashes, the brow, a rim, a glint) is filled in as well. Alpha: where the closed lid covers
+    (the crease's shadow and all below it, fading out just above it and past the corners)."""
+    step = float(np.clip(eye.half_w / 40.0, 0.5, 1.0))  # pixels: the fill is smooth, its edges a few pixels soft
+    du = step / max(eye.half_w, 1.0)
+    us = np.arange(-FILL_SIDE - 0.3, FILL_SIDE + 0.3 + du / 2, du)
+    uc = np.clip(us, -1.0, 1.0)
+    stop = band_top(eye, us)
+    bottom = np.maximum(lid_curve(eye, us, eye.lower), lid_curve(eye, us, eye.upper))
+    f0, f1, f2, most = along
+    crease = np.clip(f0 + uc * (f1 + uc * f2), fold, max(most, fold)) + SKIN_ABOVE  # its shadow's top, above stop
+    m = max(1.5, FILL_MARGIN * eye.half_w)
+    # The crease as measured is often short of the open eye's upper outline (a soft crease on darker skin, one
+    # that runs higher toward a corner): the lid takes in a share of the way to the brow anyway, short of a
+    # strong edge (a glasses' rim, hair), which stays.
+    gap = np.maximum(stop - eye.y_brow, 2.0)
+    if brow_lower is not None:
+        order = np.argsort(brow_lower[:, 0])
+        gap = np.maximum(stop - np.interp(eye.cx + uc * eye.half_w, brow_lower[order, 0], brow_lower[order, 1]), 2.0)
+    soft = max(2.0, FILL_SOFT * eye.half_w)
+    crease = np.minimum(np.maximum(crease + soft, FILL_TO_BROW * gap), _edge_above(rgb, eye, frame, us, stop, gap) - m)
+    # rounded toward the corners: a tall straight side read as the edge of a patch
+    crease = crease * np.sqrt(np.clip(1.0 - (np.abs(us) / (FILL_SIDE + 0.1)) ** 8, 0.0, 1.0))
+    top = lid_curve(eye, us, eye.upper)
+    s_top, s_bot, s_closed = -crease, bottom - stop + m, bottom - 0.12 * (bottom - top) - stop
+    s_low = bottom - stop + LOW_SKIP * eye.half_w
+    ss = np.arange(float(s_top.min()) - 3.0 * m, float(s_low.max()) + 3.0 * m + step / 2, step)[:, None]
+    fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[None], stop[None] + ss)
+    px = _sample(rgb, frame, fx, fy).astype(np.float32)
+    region = (ss > s_top - m) & (ss < s_bot) & (np.abs(us) < FILL_SIDE)
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    luma = px @ weights
+    # Inside that region the skin above the lid's band stays where it is clean; what is darker than the skin
+    # around it (the crease, the upper outline, a corner's lashes or liner: thin dark lines) is filled in, as
+    # is all of the band and the eye. The skin's level: the brighter skin within a few pixels (a smooth shadow,
+    # a socket under the brow, keeps it).
+    r = max(2, round(CREASE_REACH * eye.half_w / step))
+    level = cv2.GaussianBlur(cv2.dilate(luma, np.ones((2 * r + 1, 2 * r + 1), np.uint8)), (0, 0), r / 2.0)
+    dark = cv2.dilate((luma < level * (1.0 - CREASE_DEPTH) - 4.0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    # Under the eye, the lower lid (its margin, lashes, the shadow or redness just under them) is no skin to
+    # take either: the cheek's skin below it is, as far as it is clean.
+    hole = (region & dark) | ((ss > 0.0) & (ss < s_low) & (np.abs(us) < 1.0))
+    ref = 255.0 / LID_TONE * float(np.dot(skin, weights))
+    # The fill is drawn from clean skin only (not hair, a rim, a glint, a line darker than the skin beside it);
+    # what is neither that nor to be filled in stays as the photo shows it.
+    known = ~hole & ~dark & (luma > KNOWN_SKIN[0] * ref) & (luma < KNOWN_SKIN[1] * ref)
+    # Blended in over a few pixels past the hole: the photo beside it may be no clean skin (a corner's shadow),
+    # and a fill that met it in one step drew the hole's outline.
+    blend = np.clip(2.0 * cv2.GaussianBlur(hole.astype(np.float32), (0, 0), max(1.0, FILL_BLEND * eye.half_w) / step),
+                    0.0, 1.0)
+    filled = px + (membrane(px, known) - px) * blend[..., None]
+
+    def ramp(e0: np.ndarray | float, e1: np.ndarray | float, x: np.ndarray) -> np.ndarray:
+        t = np.clip((x - e0) / np.maximum(e1 - e0, 1e-3), 0.0, 1.0)
+        return t * t * (3.0 - 2.0 * t)
+
+    # The lid's body (from the band's top down to its middle, away from the corners) is part the fill and part
+    # (LID_MIX) the lid's own skin as lid_colour measures it: the fill alone takes the skin beside the lid,
+    # which may be a cheek much paler than a reddened lid, or a brow's shadow. And a closed lid bulges out of a
+    # socket in the brow's shadow into the light: where it is darker than the skin all around the eye, it is
+    # lifted half way (in ratio) toward it, LIFT_MAX at most; lighter than LID_OF_AROUND of that (a back light's
+    # shine on the skin above the eye), brought down half way.
+    w = ramp(np.zeros_like(s_closed), 0.5 * s_closed, ss) * (1.0 - ramp(0.8, 1.1, np.abs(us))) * blend
+    own = np.asarray(skin, np.float32) * (255.0 / LID_TONE)
+    filled = filled + (own - filled) * (LID_MIX * w)[..., None]
+    lid = hole & (ss > 0.0) & (ss < s_closed)
+    mu = np.linspace(-0.7, 0.7, 15)
+    mtop = lid_curve(eye, mu, eye.upper)
+    around = LID_TONE * float(_skin_around(rgb, eye, frame, mtop, lid_curve(eye, mu, eye.lower),
+                                           max(float(np.median(mtop)) - eye.y_brow, 2.0)) @ weights)
+    have = max(float(np.median(filled[lid] @ weights)), 1.0) if lid.any() else around
+    gain = float(np.clip(np.clip(have, around, LID_OF_AROUND * around) / have, 1.0 / LIFT_MAX, LIFT_MAX)) ** 0.5
+    filled = filled * (1.0 + (gain - 1.0) * w)[..., None] / 255.0
+    made = blend
+    alpha = ramp(s_top - m, s_top + soft, ss) * (1.0 - ramp(FILL_SIDE - 0.25, FILL_SIDE + 0.05, np.abs(us)))
+    # made: where the skin is made up (not the photo's own): it takes the grain of the skin under the eye
+    rgba = np.concatenate([filled, alpha[..., None], made[..., None]], axis=-1).astype(np.float32)
+    return RimLayer(torch.from_numpy(rgba).permute(2, 0, 1)[None].contiguous(), float(us[0]), float(us[-1]),
+                    float(ss[0, 0]), float(ss[-1, 0]))
+
+
+def _edge_above(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, stop: np.ndarray,
+                gap: np.ndarray) -> np.ndarray:
+    """Per column u, how far above the lid's skin band (stop) the first strong edge into something darker lies
+    (EDGE_LUMA_PER_PX: a glasses' rim, hair), or the brow (gap) where there is none."""
+    gray = cv2.GaussianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 0.8)
+    t = np.arange(0.0, float(gap.max()) + 0.5, 0.5)
+    fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[:, None], stop[:, None] - t[None, :])
+    ix, iy = frame.to_image(fx, fy)
+    luma = cv2.remap(gray, ix.astype(np.float32), iy.astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+    grad = np.abs(np.gradient(luma, 0.5, axis=1))
+    peak = np.maximum.accumulate(luma, axis=1)
+    edge = (grad > EDGE_LUMA_PER_PX) & (luma < peak - 8.0) & (t[None, :] > 0.0)
+    first = np.minimum(np.where(edge.any(axis=1), t[np.argmax(edge, axis=1)] - 1.0, np.inf), gap)
+    # A rim or hair runs across many columns; one column's edge is a mole, a pore or a stray hair: a running
+    # median over EDGE_RUN half-widths keeps the first and drops the second.
+    # A running minimum after it keeps a rim's slope under the fill's top, and a running mean smooths its steps.
+    k = max(1, round(EDGE_RUN * len(us) / max(float(us[-1] - us[0]), 1e-3)))
+
+    def run(x: np.ndarray, f: str) -> np.ndarray:
+        return getattr(np, f)(np.lib.stride_tricks.sliding_window_view(np.pad(x, k, mode="edge"), 2 * k + 1), axis=1)
+
+    return run(run(run(first, "median"), "min"), "mean")
+
+
+def membrane(img: np.ndarray, known: np.ndarray, iters: int = 24) -> np.ndarray:
+    """img (H, W, C, float32) with its pixels not `known` filled in smoothly from the known ones: a membrane
+    (harmonic) fill, by Jacobi sweeps on each level of a pyramid, each started from the coarser level's."""
+    h, w = known.shape
+    if known.all():
+        return img
+    if not known.any():
+        return np.broadcast_to(img.reshape(-1, img.shape[-1]).mean(axis=0), img.shape).astype(np.float32)
+    k = known.astype(np.float32)
+    if min(h, w) <= 4:
+        out = img.copy()
+        out[~known] = (img * k[..., None]).sum(axis=(0, 1)) / k.sum()
+        return out
+    size = ((w + 1) // 2, (h + 1) // 2)
+    wk = cv2.resize(k, size, interpolation=cv2.INTER_AREA)
+    coarse = cv2.resize(img * k[..., None], size, interpolation=cv2.INTER_AREA) / np.maximum(wk, 1e-6)[..., None]
+    coarse = membrane(coarse.astype(np.float32), wk > 0.0, iters)  # a coarse cell: the mean of its known pixels
+    out = np.where(known[..., None], img, cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR))
+    cross = np.array([[0.0, 0.25, 0.0], [0.25, 0.0, 0.25], [0.0, 0.25, 0.0]], np.float32)
+    for _ in range(iters):
+        out = np.where(known[..., None], img, cv2.filter2D(out, -1, cross, borderType=cv2.BORDER_REPLICATE))
+    return out.astype(np.float32)
 
 
 def band_top(eye: Eye, us: np.ndarray) -> np.ndarray:
@@ -584,5 +766,5 @@ def measure_lids(rig: RigGeometry, rgb: np.ndarray, landmarks: np.ndarray) -> Ri
     for e, brow, outer in zip(rig.eyes, BROW_LOWER, (-1.0, 1.0), strict=True):
         skin = lid_colour(rgb, e, rig.frame)
         e = dataclasses.replace(e, reach=lid_reach(rgb, e, rig.frame, face[list(brow)]), lid_rgb=skin)
-        eyes.append(dataclasses.replace(e, look=lid_look(rgb, e, rig.frame, outer, skin)))
+        eyes.append(dataclasses.replace(e, look=lid_look(rgb, e, rig.frame, outer, skin, face[list(brow)])))
     return dataclasses.replace(rig, eyes=tuple(eyes))  # type: ignore[arg-type]
