@@ -83,7 +83,8 @@ def _keying_layer(avatar: PreparedAvatar) -> tuple[np.ndarray, np.ndarray]:
     keyed = np.minimum(a, _colour_alpha(i, p, a, face_w))
     # Never at the face, nor a little past its outline (a cheek over a wall of about its colour, a beard).
     grow = 2 * max(1, round(FACE_MARGIN * face_w)) + 1
-    face = cv2.dilate(face_hull(rgb.shape[:2], lm[:, :2]), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow,) * 2))
+    hull = face_hull(rgb.shape[:2], lm[:, :2])
+    face = cv2.dilate(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow,) * 2))
     keyed[face > 0] = a[face > 0]
     split = head_split_of(avatar, matte, plate)
     x0, y0, x1, y1 = split.roi
@@ -91,12 +92,10 @@ def _keying_layer(avatar: PreparedAvatar) -> tuple[np.ndarray, np.ndarray]:
     # (shoulders, a poster's figure: the renderer draws the photo there, under the moving head).
     still = np.ones(rgb.shape[:2], bool)
     still[y0:y1, x0:x1] = ~split.part
-    gate = _segment_gate(rgb)
-    keyed[still] = np.minimum(keyed, gate)[still]
-    # The moving head too, but for the face itself: the gate moves with the head (the renderer warps this alpha).
-    hull = face_hull(rgb.shape[:2], lm[:, :2]) > 0
-    moving = ~still & ~hull
-    keyed[moving] = np.minimum(keyed, gate)[moving]
+    # Cut to the segmentation: what never moves, and the moving head too but for the face itself (the gate moves
+    # with the head: the renderer warps this alpha).
+    gated = still | (hull == 0)
+    keyed[gated] = np.minimum(keyed, _segment_gate(rgb))[gated]
     alpha = np.clip(255.0 * keyed + 0.5, 0, 255).astype(np.uint8)
     # The keying plate: what leaves the still frame, keyed, at alpha's share of the layer's own colour. Only where
     # pixels never move: in the head's box the plate shows wherever the head uncovers it, and must be keyed out
