@@ -43,6 +43,19 @@ def test_onnx_export_matches_torch_within_one_level(portrait, tmp_path: Path, mo
     assert onnx_gen.onnx_path.is_file() and onnx_gen.onnx_path.parent == tmp_path / "onnx"
 
 
+def test_the_exported_graphs_cache_key_follows_the_prepared_data_and_the_renderers_code(monkeypatch) -> None:
+    from engine.generator import variants
+
+    avatar = prepare_avatar()
+    key = variants.model_key(avatar)
+    assert variants.model_key(avatar) == key  # the same avatar and code: the cached export is reused
+    monkeypatch.setattr(variants, "PREP_VERSION", variants.PREP_VERSION + 1)
+    assert variants.model_key(avatar) != key, "a new PREP_VERSION would load a stale export"
+    monkeypatch.undo()
+    monkeypatch.setattr(variants, "_renderer_source_digest", lambda: b"edited renderer")
+    assert variants.model_key(avatar) != key, "an edited renderer would load a stale export"
+
+
 def test_variants_render_windows_through_the_generator_protocol() -> None:
     gen = make_generator("torch", prepare_avatar())
     window, cond = gen.render(MotionWindow(0, varied_controls(4, 2), np.zeros(4000, np.float32)), gen.first_frame())
