@@ -82,12 +82,12 @@ async def wait_freed(url: str, sid: str, within_s: float) -> float | None:
 
 
 async def run_cycles(url: str, pid: int, wav: Path, n: int, stream_s: float, free_wait_s: float = 40.0,
-                     on_cycle: object = None) -> list[Cycle]:
+                     on_cycle: object = None, then_s: float = 0.25) -> list[Cycle]:
     out: list[Cycle] = []
     for i in range(n):
         abrupt = i % 2 == 1
         got, sid = await stream_session(url, wav, stream_s, loop=True, close_session=not abrupt,
-                                        during=lambda sid: streaming(url, sid))
+                                        during=lambda sid: streaming(url, sid, then_s=then_s))
         freed = await wait_freed(url, sid, free_wait_s)
         out.append(Cycle(i, abrupt, freed, len(got.video_wall_s), snapshot(pid)))
         if callable(on_cycle):
