@@ -1,6 +1,6 @@
 """One client floods the real server (default settings) with 200 garbage offers/s and 1,000 control messages/s
-for 10 s: a live stream on it keeps its frame rate with no skipped windows, and a new client from another
-address connects within 2 s meanwhile.
+for 10 s: a live stream on it keeps its frame rate and skips no more windows than the machine does without a
+flood, and a new client from another address connects within 2 s meanwhile.
 
 The flood itself is cheap for the server (measured: 0.3 ms of CPU an offer refused with 429, 6% of a core
 at 200/s; the control flood is cut to 20 messages/s and a handful of sockets by its limits), so a window
