@@ -207,34 +207,33 @@ class PlateSwap:
                 cv2.addWeighted(plane, 1.0, invs[k], self.background[k] / 255.0, 0.0, dst=plane)
 
     def update(self, alpha_y: np.ndarray) -> tuple[int, int] | None:
-        """(1 - alpha) and the shares made again on the rows (pairs of rows: a chroma row's two) whose alpha differs
-        from the last frame's, over the whole rectangle: the same bytes as making them for every frame. Returns those
-        rows (first, end), None when none differs."""
+        """(1 - alpha) and the shares made again over the rectangle (even sides: a chroma pixel is its 2x2 Y pixels'
+        mean) that bounds the pixels whose alpha differs from the last frame's: the same bytes as making them for
+        every frame. Returns its rows (first, end), None when no pixel differs."""
         h, w = alpha_y.shape
-        if self._seen is None or h % 2 or w % 2:  # odd: a chroma row is not its two Y rows' mean alone
+        if self._seen is None or h % 2 or w % 2:  # odd: a chroma pixel is not the mean of its own 2x2 alone
             self._seen = np.empty_like(self._changed)
-            r0, r1 = 0, h
+            x0, y0, x1, y1 = 0, 0, w, h
         else:
             cv2.compare(alpha_y, self._seen, cv2.CMP_NE, dst=self._changed)
-            _, r0, _, rows = cv2.boundingRect(self._changed)  # the non-zero pixels' bounding box
+            x0, y0, cols, rows = cv2.boundingRect(self._changed)  # the non-zero pixels' bounding box
             if rows == 0:
                 return None
-            r0, r1 = r0 // 2 * 2, min(h, (r0 + rows + 1) // 2 * 2)
-        self._seen[r0:r1] = alpha_y[r0:r1]
-        inv_y, inv_c = self._inv[0][r0:r1], self._inv[1][r0 // 2:r1 // 2]
-        # 2x2 means (exact halving): each chroma row is its own two Y rows' whatever rows are made
-        cv2.resize(alpha_y[r0:r1], inv_c.shape[::-1], dst=inv_c, interpolation=cv2.INTER_AREA)
-        cv2.bitwise_not(alpha_y[r0:r1], dst=inv_y)
+            x1, y1 = min(w, (x0 + cols + 1) // 2 * 2), min(h, (y0 + rows + 1) // 2 * 2)
+            x0, y0 = x0 // 2 * 2, y0 // 2 * 2
+        alpha = alpha_y[y0:y1, x0:x1]
+        self._seen[y0:y1, x0:x1] = alpha
+        inv_y, inv_c = self._inv[0][y0:y1, x0:x1], self._inv[1][y0 // 2:y1 // 2, x0 // 2:x1 // 2]
+        cv2.resize(alpha, inv_c.shape[::-1], dst=inv_c, interpolation=cv2.INTER_AREA)
+        cv2.bitwise_not(alpha, dst=inv_y)
         cv2.bitwise_not(inv_c, dst=inv_c)
         for k, (plate, share) in enumerate(zip(self.plate, self._plate_share, strict=True)):
-            d = 1 if k == 0 else 2
-            inv = inv_y if k == 0 else inv_c
-            cv2.multiply(inv, plate[r0 // d:r1 // d], dst=share[r0 // d:r1 // d], scale=1.0 / 255.0)
+            inv, rect = (inv_y, np.s_[y0:y1, x0:x1]) if k == 0 else (inv_c, np.s_[y0 // 2:y1 // 2, x0 // 2:x1 // 2])
+            cv2.multiply(inv, plate[rect], dst=share[rect], scale=1.0 / 255.0)
             if self._picture_share is not None:
                 assert not isinstance(self.background, tuple)
-                cv2.multiply(inv, self.background[k][r0 // d:r1 // d], dst=self._picture_share[k][r0 // d:r1 // d],
-                             scale=1.0 / 255.0)
-        return r0, r1
+                cv2.multiply(inv, self.background[k][rect], dst=self._picture_share[k][rect], scale=1.0 / 255.0)
+        return y0, y1
 
 
 def straight_yuva(i420: np.ndarray, alpha: np.ndarray, key: tuple[int, int, int]) -> list[np.ndarray]:
