@@ -28,15 +28,22 @@ def person_spans(alpha: np.ndarray, reach: int = 1,
     """Per row, from `reach` rows above the person's first to `reach` below its last, the first and last column with
     alpha > 0 in it or in the `reach` rows above and below (the resize reads those too); None when alpha is all 0.
     scratch: two arrays of alpha's shape and type to work in (kept between frames: fresh ones cost page faults)."""
+    left, right = _row_spans(alpha, scratch)
+    if not (right >= 0).any():
+        return None
+    return _widened(left, right, alpha.shape[1], reach)
+
+
+def _row_spans(alpha: np.ndarray,
+               scratch: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's first and last column with alpha > 0 (w and -1 in a row without)."""
     h, w = alpha.shape
     hit, flipped = scratch if scratch is not None else (np.empty_like(alpha), np.empty_like(alpha))
     cv2.compare(alpha, 0, cv2.CMP_GT, dst=hit)
     left = hit.view(bool).argmax(axis=1)  # argmax stops at the first True: a few microseconds a frame
     right = w - 1 - cv2.flip(hit, 1, dst=flipped).view(bool).argmax(axis=1)
     seen = hit[np.arange(h), left] > 0
-    if not seen.any():
-        return None
-    return _widened(np.where(seen, left, w), np.where(seen, right, -1), w, reach)
+    return np.where(seen, left, w), np.where(seen, right, -1)
 
 
 def _widened(left: np.ndarray, right: np.ndarray, w: int, reach: int) -> Spans:
@@ -71,11 +78,16 @@ def person_polygon(spans: Spans, scale: tuple[float, float]) -> np.ndarray:
     poly[:n, 0] = left * sx + min(-0.5 * sx - 0.5, -1.0)
     poly[n:, 0] = np.ceil(right[::-1] * sx + max(1.5 * sx - 0.5, sx))
     y = np.arange(first, last + 1) * sy + (0.5 * sy - 0.5)
-    y[0] = math.floor(min((first - 0.5) * sy - 0.5, first * sy - 1))
-    y[-1] = math.ceil(max((last + 1.5) * sy - 0.5, (last + 1) * sy))
+    y[0], y[-1] = _end_rows(first, last, sy)
     poly[:n, 1] = y
     poly[n:, 1] = y[::-1]
     return poly
+
+
+def _end_rows(first: int, last: int, sy: float) -> tuple[int, int]:
+    """The polygon's first and last vertex rows: the canvas rows its first and last source rows reach."""
+    return math.floor(min((first - 0.5) * sy - 0.5, first * sy - 1)), math.ceil(max((last + 1.5) * sy - 0.5,
+                                                                                      (last + 1) * sy))
 
 
 class Backdrop:
@@ -93,29 +105,42 @@ class Backdrop:
         # rows) a canvas chroma row reads: two growing, 1 / scale and the neighbours' shrinking (Y rows need fewer).
         self.reach = 1 if self.scale[1] >= 1 else math.ceil(1 / self.scale[1]) + 1
         self._pairs = np.empty((0, 0), np.uint8)
+        self._left, self._right = np.empty(0, np.int64), np.empty(0, np.int64)  # each pair of rows' own span
         self._scratch = np.empty((0, 0), np.uint8), np.empty((0, 0), np.uint8)
         self._last: np.ndarray | None = None  # the last frame's spans per pair of rows
         self._tops: tuple[int, int] | None = None  # the prepared frame's first rows with the person (Y, chroma)
         # The prepared frame's source rectangle (x0, y0, x1, y1, even) whose pixels the canvas shows through the
         # resize: outside it the picture is put back, whatever the resize made of the source there
         self.box = 0, 0, *src_size
+        self._prepared = False
 
     def __call__(self, alpha: np.ndarray, targets: list[np.ndarray]) -> None:
         self.prepare(alpha)
         self.apply(targets)
 
-    def prepare(self, alpha: np.ndarray) -> tuple[int, int] | None:
+    def prepare(self, alpha: np.ndarray, rows: tuple[int, int] | None = None) -> tuple[int, int] | None:
         """The masks for this frame's alpha; returns the first row of Y and of chroma the person reaches (above them
-        the planes are all picture: the caller need not resize there), None when it reaches none."""
+        the planes are all picture: the caller need not resize there), None when it reaches none. rows: (first, end)
+        bounding the rows where alpha differs from the last call's (None: not known); the rows' spans are found
+        again there only."""
+        self._prepared = True
         h, w = alpha.shape
-        if self._pairs.shape != ((h + 1) // 2, w):
-            self._pairs = np.empty(((h + 1) // 2, w), np.uint8)
+        n = (h + 1) // 2
+        if self._pairs.shape != (n, w):
+            self._pairs = np.empty((n, w), np.uint8)
             self._scratch = np.empty_like(self._pairs), np.empty_like(self._pairs)
-        pairs = self._pairs
-        cv2.max(alpha[0:h - 1:2], alpha[1::2], dst=pairs[:h // 2])
-        if h % 2:
-            pairs[-1] = alpha[-1]
-        spans = person_spans(pairs, self.reach, self._scratch)
+            self._left, self._right = np.full(n, w), np.full(n, -1)
+            rows = None
+        p0, p1 = (0, n) if rows is None else (rows[0] // 2, min(n, (rows[1] + 1) // 2))
+        if p1 > p0:
+            a0, a1 = 2 * p0, min(h, 2 * p1)
+            pairs, k = self._pairs[p0:p1], (a1 - a0) // 2
+            cv2.max(alpha[a0:a0 + 2 * k:2], alpha[a0 + 1:a0 + 2 * k:2], dst=pairs[:k])
+            if k < p1 - p0:  # an odd last row: a pair of its own
+                pairs[k] = alpha[a1 - 1]
+            scratch = self._scratch[0][p0:p1], self._scratch[1][p0:p1]
+            self._left[p0:p1], self._right[p0:p1] = _row_spans(pairs, scratch)
+        spans = None if not (self._right >= 0).any() else _widened(self._left, self._right, w, self.reach)
         if spans is None:
             self._last = self._tops = None
             self.box = 0, 0, 0, 0
@@ -125,25 +150,37 @@ class Backdrop:
         # The masks are kept between frames and drawn again only over the canvas rows whose spans changed: a person
         # whose body is still and whose head moves changes the head's rows, and a still one none (the polygon's
         # scan conversion was a third of this call's cost).
-        rows = self._rows(first, left, right, len(pairs), w)
+        changed = self._rows(first, left, right, n, w)
         tops = []
         for mask, plane_spans, scale in zip(self.masks, (spans, (first, left // 2, right // 2)),
                                             ((sx, 2 * sy), self.scale), strict=True):
+            if changed is None:  # the masks stand; the polygon's first row without the polygon
+                top, bottom = _end_rows(first, first + left.size - 1, scale[1])
+                tops.append(max(0, top if left.size > 1 else bottom))
+                continue
             poly = person_polygon(plane_spans, scale)
             tops.append(max(0, int(poly[0, 1])))
-            if rows is None:
-                continue
-            if rows == (0, left.size - 1):
+            if changed == (0, left.size - 1):
                 mask.fill(255)
                 cv2.fillPoly(mask, [poly], 0)
             else:
-                _redraw(mask, poly, *rows)
+                _redraw(mask, poly, *changed)
         self._tops = tops[0], tops[1]
         # The source pixels the canvas reads inside the polygons: the spans' and the resize's taps beyond them
         m = 4 + math.ceil(max(1 / sx, 1 / sy))
         x0, x1 = max(0, int(left.min()) - m) // 2 * 2, min(w, int(right.max()) + 1 + m + 1) // 2 * 2
         y0, y1 = max(0, 2 * first - m) // 2 * 2, min(h, 2 * (first + left.size) + m + 1) // 2 * 2
         self.box = x0, y0, x1, y1
+        return self._tops
+
+    @property
+    def prepared(self) -> bool:
+        """prepare() has been called: tops and the masks are some alpha's."""
+        return self._prepared
+
+    @property
+    def tops(self) -> tuple[int, int] | None:
+        """What the last prepare() returned."""
         return self._tops
 
     def apply(self, targets: list[np.ndarray]) -> None:

@@ -144,18 +144,25 @@ class Canvas:
             alpha = self._alpha_for(alpha, src_w, src_h)
             swap = self._swap(lay, src_w, src_h)
             backdrop = self._backdrops.get((src_w, src_h))  # made by _swap
-            # Image mode: the picture goes back where the person does not reach (no swap there, no resize above)
-            tops = backdrop.prepare(alpha[cy:cy + ch, cx:cx + cw]) if backdrop is not None else (0, 0)
+            crop_alpha = alpha[cy:cy + ch, cx:cx + cw]
+            changed = swap.update(crop_alpha)
+            # Image mode: the picture goes back where the person does not reach (no swap there, no resize above). Its
+            # masks are the alpha's alone: an alpha the last frame's (a head that holds still) keeps them as they are.
+            if backdrop is not None and (changed is not None or not backdrop.prepared):
+                tops = backdrop.prepare(crop_alpha, changed)
+            elif backdrop is not None:
+                tops = backdrop.tops
+            full = (0, 0, cw, ch)
             if (src_w, src_h) == (self.width, self.height) and self.mode.mode != "image":
                 picture = picture.copy()  # handed on as it is: a picture of its own
-                swap(_cropped(picture, lay, src_w, src_h), alpha[cy:cy + ch, cx:cx + cw])
+                swap.apply(_cropped(picture, lay, src_w, src_h), None, full)
             else:  # read only by the resize below: a buffer kept between frames (fresh pages cost page faults), of
                 # which the swap writes the crop straight from the picture (no copy first; the rest is never read)
                 scratch = self._scratch.get((src_w, src_h))
                 if scratch is None:
                     scratch = self._scratch[(src_w, src_h)] = np.zeros_like(picture)
-                swap(_cropped(picture, lay, src_w, src_h), alpha[cy:cy + ch, cx:cx + cw],
-                     _cropped(scratch, lay, src_w, src_h), backdrop.box if backdrop is not None else None)
+                swap.apply(_cropped(picture, lay, src_w, src_h), _cropped(scratch, lay, src_w, src_h),
+                           backdrop.box if backdrop is not None else full)
                 picture = scratch
         if self.mode is None or self.mode.mode != "image":
             if (src_w, src_h) == (self.width, self.height):

@@ -172,6 +172,10 @@ class DisclosureLabel:
         if self.spec.off:
             raise ValueError("label off draws nothing: use no DisclosureLabel (streaming.disclosure.apply_label)")
         self._patches: dict[tuple[int, int], _Patch] = {}
+        # Per I420 frame size, the last region under the label and what the label made of it (Y, U, V): a region
+        # that has not changed (a still corner of the photo, a background picture, the key) is given the same bytes
+        # by a copy rather than the blend again
+        self._drawn: dict[tuple[int, int], tuple[list[np.ndarray], list[np.ndarray]]] = {}
         self._last_voiced: int | None = None
         self._shown_from = 0  # eu: the frame its current showing began
         self.frames_labelled = 0
@@ -254,12 +258,22 @@ class DisclosureLabel:
         else:
             height, width = picture.shape[0] * 2 // 3, picture.shape[1]
             p = self.patch(width, height)
-            planes = i420_planes(out, width, height)
-            for i, (plane, pm) in enumerate(zip(planes, p.yuv, strict=True)):
-                a, d = (p.alpha, 1) if i == 0 else (p.alpha_c, 2)
-                h, w = a.shape
-                region = plane[p.y // d:p.y // d + h, p.x // d:p.x // d + w]
-                region[:] = (region.astype(np.float32) * (1 - a) + pm + 0.5).astype(np.uint8)
+            regions = []
+            for i, plane in enumerate(i420_planes(out, width, height)):
+                h, w = (p.alpha if i == 0 else p.alpha_c).shape
+                d = 1 if i == 0 else 2
+                regions.append(plane[p.y // d:p.y // d + h, p.x // d:p.x // d + w])
+            drawn = self._drawn.get((width, height))
+            if drawn is not None and all(cv2.norm(r, before, cv2.NORM_INF) == 0
+                                         for r, before in zip(regions, drawn[0], strict=True)):
+                for region, after in zip(regions, drawn[1], strict=True):
+                    region[:] = after
+            else:
+                before = [r.copy() for r in regions]
+                for i, (region, pm) in enumerate(zip(regions, p.yuv, strict=True)):
+                    a = p.alpha if i == 0 else p.alpha_c
+                    region[:] = (region.astype(np.float32) * (1 - a) + pm + 0.5).astype(np.uint8)
+                self._drawn[(width, height)] = before, [r.copy() for r in regions]
             person = getattr(out, "_alpha", None)
             if person is not None:  # an alpha-mode picture (streaming/keying.py): the label is opaque in its file too
                 out = type(out).wrap(np.asarray(out), functools.partial(_with_label_alpha, person, p))

@@ -160,48 +160,80 @@ class PlateSwap:
     """out = frame - (1 - alpha) x plate + (1 - alpha) x background, on one rectangle of I420 planes, in place.
 
     The frame is the person over the plate (frame = person + (1 - alpha) x plate): the plate's share comes out and the
-    background's goes in. Per plane a frame costs one scaled byte multiply and a saturating subtract for the plate,
-    and for a flat background (a key colour) one fused multiply-add (cv2.addWeighted), for a picture a second
-    multiply and add: SIMD byte loops in OpenCV that release the GIL, no float frame in between. Where alpha is 0
-    the result is the background (to a level); where it is 255, the frame untouched."""
+    background's goes in. The shares, (1 - alpha) x plate and, for a picture, (1 - alpha) x background, are scaled byte
+    multiplies (cv2.multiply: SIMD loops that release the GIL) kept between frames and made again only on the rows
+    whose alpha changed since the last frame (a still body keeps its rows; a moving head changes its own): a frame
+    then costs a saturating subtract and add per plane, or for a flat background (a key colour) one fused
+    multiply-add (cv2.addWeighted). No float frame in between. Where alpha is 0 the result is the background (to a
+    level); where it is 255, the frame untouched."""
 
     def __init__(self, background: list[np.ndarray] | tuple[int, int, int], plate_i420: list[np.ndarray]) -> None:
         """background: the background's Y, U, V planes over the rectangle, or a flat one's Y, U, V values."""
         self.plate = plate_i420
         self.background = background
-        self._tmp = [np.empty_like(p) for p in plate_i420]
         self._inv = np.empty_like(plate_i420[0]), np.empty_like(plate_i420[1])
+        # The plate's and a picture's shares at the alpha last seen on each row; `_seen` that alpha (None: none yet)
+        self._plate_share = [np.empty_like(p) for p in plate_i420]
+        self._picture_share = None if isinstance(background, tuple) else [np.empty_like(p) for p in plate_i420]
+        self._seen: np.ndarray | None = None
+        self._changed = np.empty_like(plate_i420[0])
 
     def __call__(self, planes: list[np.ndarray], alpha_y: np.ndarray, out: list[np.ndarray] | None = None,
                  box: tuple[int, int, int, int] | None = None) -> None:
         """planes: the frame's Y, U, V over the rectangle, changed in place, or read only when `out` (planes of the
         same shapes) is where to write (saves the caller copying the frame first); alpha_y: its alpha at Y's size.
         box: (x0, y0, x1, y1, even) the part of the rectangle to swap (the rest left as it is)."""
-        x0, y0, x1, y1 = box if box is not None else (0, 0, alpha_y.shape[1], alpha_y.shape[0])
+        self.update(alpha_y)
+        self.apply(planes, out, box if box is not None else (0, 0, alpha_y.shape[1], alpha_y.shape[0]))
+
+    def apply(self, planes: list[np.ndarray], out: list[np.ndarray] | None, box: tuple[int, int, int, int]) -> None:
+        """The swap over `box` at the alpha last given to update()."""
+        x0, y0, x1, y1 = box
         if x1 <= x0 or y1 <= y0:
             return
 
         def part(planes: list[np.ndarray]) -> list[np.ndarray]:
             return [p[y0 // d:y1 // d, x0 // d:x1 // d] for p, d in zip(planes, (1, 2, 2), strict=True)]
 
-        plates, tmps, out = part(self.plate), part(self._tmp), part(out) if out is not None else None
-        planes, alpha_y = part(planes), alpha_y[y0:y1, x0:x1]
-        backgrounds = self.background if isinstance(self.background, tuple) else part(self.background)
-        h, w = alpha_y.shape
-        # Kept between frames: a fresh frame-sized temporary is fresh pages to fault in, which costs more than the sum.
-        inv_y, inv_c = (inv[y0 // d:y1 // d, x0 // d:x1 // d] for inv, d in zip(self._inv, (1, 2), strict=True))
-        cv2.resize(alpha_y, (w // 2, h // 2), dst=inv_c, interpolation=cv2.INTER_AREA)
-        cv2.bitwise_not(alpha_y, dst=inv_y)
-        cv2.bitwise_not(inv_c, dst=inv_c)
-        for k, (src, plane, plate, tmp) in enumerate(zip(planes, out or planes, plates, tmps, strict=True)):
-            inv = inv_y if k == 0 else inv_c
-            cv2.multiply(inv, plate, dst=tmp, scale=1.0 / 255.0)
-            cv2.subtract(src, tmp, dst=plane)
-            if isinstance(backgrounds, tuple):
-                cv2.addWeighted(plane, 1.0, inv, backgrounds[k] / 255.0, 0.0, dst=plane)
+        shares, out = part(self._plate_share), part(out) if out is not None else None
+        pictures = part(self._picture_share) if self._picture_share is not None else None
+        invs = part([self._inv[0], self._inv[1], self._inv[1]])
+        for k, (src, plane, share) in enumerate(zip(part(planes), out or part(planes), shares, strict=True)):
+            cv2.subtract(src, share, dst=plane)
+            if pictures is not None:
+                cv2.add(plane, pictures[k], dst=plane)
             else:
-                cv2.multiply(inv, backgrounds[k], dst=tmp, scale=1.0 / 255.0)
-                cv2.add(plane, tmp, dst=plane)
+                assert isinstance(self.background, tuple)
+                cv2.addWeighted(plane, 1.0, invs[k], self.background[k] / 255.0, 0.0, dst=plane)
+
+    def update(self, alpha_y: np.ndarray) -> tuple[int, int] | None:
+        """(1 - alpha) and the shares made again over the rectangle (even sides: a chroma pixel is its 2x2 Y pixels'
+        mean) that bounds the pixels whose alpha differs from the last frame's: the same bytes as making them for
+        every frame. Returns its rows (first, end), None when no pixel differs."""
+        h, w = alpha_y.shape
+        if self._seen is None or h % 2 or w % 2:  # odd: a chroma pixel is not the mean of its own 2x2 alone
+            self._seen = np.empty_like(self._changed)
+            x0, y0, x1, y1 = 0, 0, w, h
+        else:
+            cv2.compare(alpha_y, self._seen, cv2.CMP_NE, dst=self._changed)
+            x0, y0, cols, rows = cv2.boundingRect(self._changed)  # the non-zero pixels' bounding box
+            if rows == 0:
+                return None
+            x1, y1 = min(w, (x0 + cols + 1) // 2 * 2), min(h, (y0 + rows + 1) // 2 * 2)
+            x0, y0 = x0 // 2 * 2, y0 // 2 * 2
+        alpha = alpha_y[y0:y1, x0:x1]
+        self._seen[y0:y1, x0:x1] = alpha
+        inv_y, inv_c = self._inv[0][y0:y1, x0:x1], self._inv[1][y0 // 2:y1 // 2, x0 // 2:x1 // 2]
+        cv2.resize(alpha, inv_c.shape[::-1], dst=inv_c, interpolation=cv2.INTER_AREA)
+        cv2.bitwise_not(alpha, dst=inv_y)
+        cv2.bitwise_not(inv_c, dst=inv_c)
+        for k, (plate, share) in enumerate(zip(self.plate, self._plate_share, strict=True)):
+            inv, rect = (inv_y, np.s_[y0:y1, x0:x1]) if k == 0 else (inv_c, np.s_[y0 // 2:y1 // 2, x0 // 2:x1 // 2])
+            cv2.multiply(inv, plate[rect], dst=share[rect], scale=1.0 / 255.0)
+            if self._picture_share is not None:
+                assert not isinstance(self.background, tuple)
+                cv2.multiply(inv, self.background[k][rect], dst=self._picture_share[k][rect], scale=1.0 / 255.0)
+        return y0, y1
 
 
 def straight_yuva(i420: np.ndarray, alpha: np.ndarray, key: tuple[int, int, int]) -> list[np.ndarray]:

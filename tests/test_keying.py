@@ -309,3 +309,40 @@ def test_image_mode_keeps_the_pictures_detail_wherever_the_person_does_not_reach
             assert not (target[reached > 0] == 200).any(), f"{size} {fit}: the picture put over the person's edge"
             person = target == 0
             assert person.sum() <= 1.15 * (reached > 0).sum() + 4 * (pw + ph) // d, f"{size} {fit}: a wide halo"
+
+
+def test_what_is_kept_between_frames_never_shows(tmp_path: Path) -> None:
+    """Image and green modes keep the plate's and picture's shares, the backdrop's spans and masks, and the label's
+    last region between frames, made again only where the alpha (or the label's corner) changed: every frame of a
+    sequence (the head moving, holding still, gone, back; the corner under the label changing) is byte for byte the
+    frame a fresh canvas and label make of it alone."""
+    rng = np.random.default_rng(7)
+    size = 160
+    rgb = cv2.GaussianBlur(rng.integers(0, 255, (size, size, 3), np.uint8), (0, 0), 2)
+    picture = tmp_path / "studio.png"
+    cv2.imwrite(str(picture), cv2.GaussianBlur(rng.integers(0, 255, (320, 180, 3), np.uint8), (0, 0), 1.5))
+
+    def alpha(dx: int, dy: int) -> np.ndarray:
+        mask = np.zeros((size, size), np.uint8)
+        cv2.ellipse(mask, (size // 2 + dx, size * 2 // 5 + dy), (size // 5, size // 4), 0, 0, 360, 255, -1)
+        cv2.ellipse(mask, (size // 2, size), (size * 2 // 5, size * 2 // 5), 0, 180, 360, 255, -1)
+        return cv2.GaussianBlur(mask, (0, 0), 1.5)
+
+    still = Still(rgb, alpha(0, 0), cv2.GaussianBlur(rgb, (0, 0), 5))
+    alphas = [alpha(0, 0), alpha(2, 1), alpha(2, 1), alpha(-3, 0), np.zeros((size, size), np.uint8), alpha(-3, 0),
+              alpha(1, -2), alpha(1, -2), alpha(4, 3)]
+    frames = []
+    for k in range(len(alphas)):
+        frame = rgb.copy()
+        if k % 3 == 1:
+            frame[size // 4:size // 2, size // 3:size // 2] = rng.integers(0, 255, 3, np.uint8)  # the mouth moves
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420))
+    for mode, fit in ((f"image:{picture}", "fill"), (f"image:{picture}", "fit"), ("green", "fit")):
+        kept = Canvas(360, 640, fit, mode=parse_background(mode), still=still)
+        label = DisclosureLabel("cn")
+        for k, (frame, a) in enumerate(zip(frames, alphas, strict=True)):
+            out = label(kept(frame, a), k, in_place=True)
+            fresh = DisclosureLabel("cn")(Canvas(360, 640, fit, mode=parse_background(mode), still=still)(frame, a), k)
+            assert np.array_equal(out, fresh), f"{mode} {fit}: frame {k} differs from a fresh canvas' own"
+            if k == 5:  # a corner the label covers changes (a picture drawn over the canvas, say)
+                assert np.array_equal(label(np.full_like(out, 90), k), DisclosureLabel("cn")(np.full_like(out, 90), k))
