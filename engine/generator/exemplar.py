@@ -34,6 +34,8 @@ CONTRAST_SLACK = 4.0
 RANGE_SLACK = 10.0
 # The wall "around the target" for those two guards: known cells within this many patch radii.
 CONTEXT_R = 2
+# A neighbour's source is kept for the next patch if it costs at most this fraction more than the best.
+COHERENCE = 0.3
 # Neighbouring cells' copies are blended over at least this many pixels at full size.
 BLEND_PX = 2.5
 
@@ -114,7 +116,7 @@ def _fill_cells(img: np.ndarray, unknown: np.ndarray, target: np.ndarray, depth:
                + 3.0 * _out_of_range(gray[y0 - r:y1 + r, x0 - r:x1 + r], seen, new)[: y1 - y0, : x1 - x0])
         cost = np.where(ok, ssd * (1.0 + 1e-3 * np.hypot(gy - y, gx - x)), np.inf)
         qy, qx = np.unravel_index(int(np.argmin(cost)), cost.shape)
-        qy, qx = qy + y0, qx + x0
+        qy, qx = _coherent(cost, float(cost[qy, qx]), off[sl][done[sl]], (y, x), (y0, x0))
         src = im[qy - r:qy + r + 1, qx - r:qx + r + 1]
         im[sl][new] = src[new]
         gray[sl][new] = cv2.cvtColor(src, cv2.COLOR_RGB2GRAY)[new]
@@ -127,6 +129,21 @@ def _fill_cells(img: np.ndarray, unknown: np.ndarray, target: np.ndarray, depth:
         todo[y, x] = False
     crop = np.s_[r:r + sh, r:r + sw]
     return off[crop][..., 0], off[crop][..., 1], done[crop] & target
+
+
+def _coherent(cost: np.ndarray, best: float, offsets: np.ndarray, at: tuple[int, int], corner: tuple[int, int]
+              ) -> tuple[int, int]:
+    """The source for the patch at `at`: the best, or one continuing a neighbour's copy (its offset, from the cells of
+    the patch already copied) if that costs at most COHERENCE more. Whole stretches of wall copied from one place
+    keep their lines whole; patch after patch from different places leaves a checkerboard of seams."""
+    y0, x0 = corner
+    pick, pick_cost = None, best * (1.0 + COHERENCE) + 1e-6
+    for oy, ox in {(int(a), int(b)) for a, b in offsets}:
+        cy, cx = at[0] + oy - y0, at[1] + ox - x0
+        if 0 <= cy < cost.shape[0] and 0 <= cx < cost.shape[1] and cost[cy, cx] <= pick_cost:
+            pick, pick_cost = (cy, cx), float(cost[cy, cx])
+    cy, cx = pick if pick is not None else np.unravel_index(int(np.argmin(cost)), cost.shape)
+    return int(cy) + y0, int(cx) + x0
 
 
 def _patch_std(gray: np.ndarray, r: int) -> np.ndarray:
