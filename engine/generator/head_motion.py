@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import torch
 
-from engine.generator.matte import hole_grow, plate_hole, premultiplied_layer
+from engine.generator.matte import plate_hole, premultiplied_layer
 from engine.generator.rig import Box, RigGeometry, build_rig
 
 MAX_HEAD_DEG = 10.0  # the largest yaw, pitch or roll the layer's box is sized for (the blueprint uses <= 8)
@@ -130,9 +130,7 @@ def head_part(matte: np.ndarray, hole: np.ndarray, weight: np.ndarray, landmarks
     part = (np.isin(labels, touching[touching > 0]) | (face > 0)).astype(np.uint8)
     room = ((matte > 0) | (hole > 0)).astype(np.uint8)
     cross = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-    # At least through the plate's rim on the layer (matte.edge_rim) past a soft edge of a pixel or two: on a small
-    # photo GROW_REACH is under it, and the rim left behind traced the old outline (hopper_lowres_160).
-    for _ in range(max(1 + hole_grow(matte.shape), round(GROW_REACH * fw))):
+    for _ in range(max(2, round(GROW_REACH * fw))):
         grown = (cv2.dilate(part, cross) & room) | part
         if np.array_equal(grown, part):
             break
