@@ -24,6 +24,20 @@ PATCH_R = 3
 SEARCH_BANDS = 3.0
 # The most patches copied: the fill stays bounded on any photo (a few hundred are typical).
 MAX_PATCHES = 3000
+# A source patch may be this much busier (its grey level's std) than the wall the target patch already shows, times
+# CONTRAST_RATIO plus CONTRAST_SLACK levels; past that each level of excess costs as much as a level of mismatch over
+# the cells it would fill: a plain sky takes no figure from the beach beside it.
+CONTRAST_RATIO = 1.5
+CONTRAST_SLACK = 4.0
+# A copied cell's grey level may lie this far outside the range the target patch's known cells span; past it each
+# level counts as a level of mismatch: no dark figure copied into a pale sky, however well its surround matches.
+RANGE_SLACK = 10.0
+# The wall "around the target" for those two guards: known cells within this many patch radii.
+CONTEXT_R = 2
+# A neighbour's source is kept for the next patch if it costs at most this fraction more than the best.
+COHERENCE = 0.3
+# Neighbouring cells' copies are blended over at least this many pixels at full size.
+BLEND_PX = 2.5
 
 
 def exemplar_fill(rgb: np.ndarray, hole: np.ndarray, band_px: int, below: int | None = None
@@ -67,6 +81,7 @@ def _fill_cells(img: np.ndarray, unknown: np.ndarray, target: np.ndarray, depth:
     off = np.zeros((*known.shape, 2), np.int32)
     done = np.zeros(known.shape, bool)
     search = max(2 * r + 2, round(SEARCH_BANDS * band))
+    src_std = _patch_std(gray, r)
     for _ in range(MAX_PATCHES):
         front = todo & (cv2.dilate(known.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
         if not front.any():
@@ -90,10 +105,18 @@ def _fill_cells(img: np.ndarray, unknown: np.ndarray, target: np.ndarray, depth:
             continue
         # Of equally good patches the nearer: the wall right beside the head is likeliest behind it.
         gy, gx = np.mgrid[y0:y1, x0:x1]
-        cost = np.where(ok, ssd[: y1 - y0, : x1 - x0] * (1.0 + 1e-3 * np.hypot(gy - y, gx - x)), np.inf)
-        qy, qx = np.unravel_index(int(np.argmin(cost)), cost.shape)
-        qy, qx = qy + y0, qx + x0
         new = ~have & todo[sl]
+        # What the wall around the target already shows (its known cells within CONTEXT_R patches) bounds what may
+        # be copied in: a star field's next star is fine, a figure in a plain sky is not.
+        c = CONTEXT_R * r
+        ctx = np.s_[max(0, y - c):y + c + 1, max(0, x - c):x + c + 1]
+        seen = gray[ctx][known[ctx]]
+        excess = np.maximum(src_std[y0:y1, x0:x1] - _allowed_std(seen), 0.0)
+        ssd = (ssd[: y1 - y0, : x1 - x0] + 3.0 * float(new.sum()) * excess * excess
+               + 3.0 * _out_of_range(gray[y0 - r:y1 + r, x0 - r:x1 + r], seen, new)[: y1 - y0, : x1 - x0])
+        cost = np.where(ok, ssd * (1.0 + 1e-3 * np.hypot(gy - y, gx - x)), np.inf)
+        qy, qx = np.unravel_index(int(np.argmin(cost)), cost.shape)
+        qy, qx = _coherent(cost, float(cost[qy, qx]), off[sl][done[sl]], (y, x), (y0, x0))
         src = im[qy - r:qy + r + 1, qx - r:qx + r + 1]
         im[sl][new] = src[new]
         gray[sl][new] = cv2.cvtColor(src, cv2.COLOR_RGB2GRAY)[new]
@@ -106,6 +129,44 @@ def _fill_cells(img: np.ndarray, unknown: np.ndarray, target: np.ndarray, depth:
         todo[y, x] = False
     crop = np.s_[r:r + sh, r:r + sw]
     return off[crop][..., 0], off[crop][..., 1], done[crop] & target
+
+
+def _coherent(cost: np.ndarray, best: float, offsets: np.ndarray, at: tuple[int, int], corner: tuple[int, int]
+              ) -> tuple[int, int]:
+    """The source for the patch at `at`: the best, or one continuing a neighbour's copy (its offset, from the cells of
+    the patch already copied) if that costs at most COHERENCE more. Whole stretches of wall copied from one place
+    keep their lines whole; patch after patch from different places leaves a checkerboard of seams."""
+    y0, x0 = corner
+    pick, pick_cost = None, best * (1.0 + COHERENCE) + 1e-6
+    for oy, ox in {(int(a), int(b)) for a, b in offsets}:
+        cy, cx = at[0] + oy - y0, at[1] + ox - x0
+        if 0 <= cy < cost.shape[0] and 0 <= cx < cost.shape[1] and cost[cy, cx] <= pick_cost:
+            pick, pick_cost = (cy, cx), float(cost[cy, cx])
+    cy, cx = pick if pick is not None else np.unravel_index(int(np.argmin(cost)), cost.shape)
+    return int(cy) + y0, int(cx) + x0
+
+
+def _patch_std(gray: np.ndarray, r: int) -> np.ndarray:
+    """The grey level's standard deviation over the (2r+1)-square patch centred on each cell."""
+    k = (2 * r + 1, 2 * r + 1)
+    mean = cv2.blur(gray, k, borderType=cv2.BORDER_REFLECT)
+    return np.sqrt(np.maximum(cv2.blur(gray * gray, k, borderType=cv2.BORDER_REFLECT) - mean * mean, 0.0))
+
+
+def _allowed_std(seen: np.ndarray) -> float:
+    """How much contrast a source patch may bring: CONTRAST_RATIO times that of the wall seen around the target, plus
+    the slack."""
+    return CONTRAST_RATIO * float(seen.std()) + CONTRAST_SLACK if seen.size else np.inf
+
+
+def _out_of_range(win: np.ndarray, known: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """For each source position in `win`, the summed square of how far the cells it would copy into `new` lie
+    outside the known cells' grey range widened by RANGE_SLACK."""
+    if not known.size or not new.any():
+        return np.zeros((win.shape[0] - new.shape[0] + 1, win.shape[1] - new.shape[1] + 1), np.float32)
+    lo, hi = float(known.min()) - RANGE_SLACK, float(known.max()) + RANGE_SLACK
+    out = np.maximum(lo - win, 0.0) + np.maximum(win - hi, 0.0)
+    return cv2.matchTemplate(out * out, new.astype(np.float32), cv2.TM_CCORR)
 
 
 def _priority(gray: np.ndarray, known: np.ndarray, conf: np.ndarray, ys: np.ndarray, xs: np.ndarray, r: int
@@ -141,13 +202,18 @@ def _full_size(rgb: np.ndarray, off_y: np.ndarray, off_x: np.ndarray, done: np.n
     acc = np.zeros((h, w, 3), np.float32)
     wsum = np.zeros((h, w), np.float32)
     src = rgb.astype(np.float32)
-    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
-        iy, ix = np.clip(y0 + dy, 0, sh - 1), np.clip(x0 + dx, 0, sw - 1)
-        wt = (ty if dy else 1 - ty) * (tx if dx else 1 - tx) * done[iy, ix]
-        my = (yy + off_y[iy, ix] * fy).astype(np.float32)
-        mx = (xx + off_x[iy, ix] * fx).astype(np.float32)
-        acc += wt[..., None] * cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        wsum += wt
+    # A tent over `reach` cells each way: bilinear where cells are large; where they are a pixel or two (a small
+    # photo), wider, so that two patches side by side meet in a soft seam, not a step of blocks.
+    reach = max(1, int(np.ceil(BLEND_PX / min(fy, fx))))
+    for dy in range(1 - reach, reach + 1):
+        for dx in range(1 - reach, reach + 1):
+            iy, ix = np.clip(y0 + dy, 0, sh - 1), np.clip(x0 + dx, 0, sw - 1)
+            wt = (np.clip(1.0 - np.abs(dy - ty) / reach, 0.0, 1.0) * np.clip(1.0 - np.abs(dx - tx) / reach, 0.0, 1.0)
+                  * done[iy, ix]) / (reach * reach)
+            my = (yy + off_y[iy, ix] * fy).astype(np.float32)
+            mx = (xx + off_x[iy, ix] * fx).astype(np.float32)
+            acc += wt[..., None] * cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            wsum += wt
     fill = acc / np.maximum(wsum, 1e-6)[..., None]
     # Full weight where all four cells were filled; fading over the band's last quarter toward the smooth fill.
     depth = cv2.distanceTransform(hole, cv2.DIST_L2, 3)

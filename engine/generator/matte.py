@@ -97,16 +97,60 @@ def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24, belo
     plate = smooth
     if (hole == 0).any():
         copied, weight = exemplar_fill(rgb, hole, band_px, below)
+        copied = _shade_like(copied, smooth, weight, band_px)
         # Under the matte's soft edge the photo shows the wall through the hair: there the plate stays the smooth
         # fill, which meets the photo's own colours, so that un-mixing the layer over it does not take a copied
         # line that differs from the one seen through the hair for part of the person (an opaque fringe, keyed).
         weight = weight * np.clip(matte.astype(np.float32) / 128.0, 0.0, 1.0)
         plate = weight[..., None] * copied + (1.0 - weight[..., None]) * smooth
         plate = np.where(hole[..., None] > 0, np.clip(plate + 0.5, 0, 255), rgb).astype(np.uint8)
-    plate = _meet_the_photo(rgb, matte, plate, reach=max(2.0, band_px / 4))
+    plate = _meet_the_photo(rgb, matte, plate, reach=meet_reach(band_px))
     keep = matte == 0
     plate[keep] = rgb[keep]
     return plate
+
+
+# The copied patches keep their own detail finer than this (in band depths) and take the smooth fill's shade.
+SHADE_SCALE = 1.0 / 6.0
+
+
+def _shade_like(copied: np.ndarray, smooth: np.ndarray, weight: np.ndarray, band_px: int) -> np.ndarray:
+    """The copied wall with its shade (its local mean, over SHADE_SCALE band depths) made the smooth fill's.
+
+    Patches come from anywhere on the wall within a few band depths: sunlit grass beside a head in shade, the white
+    of a wall a window's width away. Copied as they are, they fill the uncovered band brighter or darker than the wall
+    right round it (beard_smile_darker_skin's pale arc, henner_glasses's pale strip); the smooth fill, spread from
+    that wall, has its shade. The patches' texture and lines stay."""
+    sigma = max(1.5, SHADE_SCALE * band_px)
+    w = (weight > 0).astype(np.float32)
+    norm = np.maximum(_low_pass(w, sigma), 1e-4)
+    diff = (smooth.astype(np.float32) - copied) * w[..., None]
+    shade = _low_pass(diff, sigma) / norm[..., None]
+    # Where the copied wall is busy (a flag's stripes and cords), its shade is its structure: kept as copied.
+    gray = cv2.cvtColor(np.clip(copied, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    detail = np.abs(gray - cv2.GaussianBlur(gray, (0, 0), 2.0)) * w
+    rough = _low_pass(detail, sigma) / norm
+    plain = np.clip((ROUGH_MAX - rough) / (0.5 * ROUGH_MAX), 0.0, 1.0)
+    return copied + plain[..., None] * shade
+
+
+def _low_pass(img: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of sigma px; a wide one made on a copy a quarter of sigma smaller (the same answer to a level or
+    so, at a fraction of the cost on a 1280 px photo)."""
+    k = int(sigma // 4)
+    if k < 2:
+        return cv2.GaussianBlur(img, (0, 0), sigma)
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / k), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+# How far in the fill takes the shade of the wall beside the head, in band depths (what a turn uncovers).
+MEET_REACH = 0.25
+
+
+def meet_reach(band_px: int) -> float:
+    return max(2.0, MEET_REACH * band_px)
 
 
 def _meet_the_photo(rgb: np.ndarray, matte: np.ndarray, fill: np.ndarray, reach: float) -> np.ndarray:
@@ -125,8 +169,8 @@ def _meet_the_photo(rgb: np.ndarray, matte: np.ndarray, fill: np.ndarray, reach:
     # Along the edge, the difference is smoothed over a few pixels: the matte's ragged edge is not copied inward.
     sigma = max(2.0, reach / 2)
     diff = (rgb.astype(np.float32) - fill.astype(np.float32)) * edge[..., None]
-    w = cv2.GaussianBlur(edge.astype(np.float32), (0, 0), sigma)
-    spread = cv2.GaussianBlur(diff, (0, 0), sigma) / np.maximum(w, 1e-4)[..., None]
+    w = _low_pass(edge.astype(np.float32), sigma)
+    spread = _low_pass(diff, sigma) / np.maximum(w, 1e-4)[..., None]
     depth = cv2.distanceTransform(person, cv2.DIST_L2, 3)
     fade = np.exp(-depth / reach) * (person > 0)
     return np.clip(fill + fade[..., None] * spread + 0.5, 0, 255).astype(np.uint8)
@@ -257,6 +301,22 @@ def head_fringe(matte: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return ring
 
 
+def edge_rim(matte: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) uint8, 1 in a ring `hole_grow` px wide around the matte above the jaw's corners, else 0.
+
+    Just past the segmenter's outline the photo still carries the head's edge: a JPEG's light ringing round a dark
+    hat, the hair's dark blur, the ends of strands. Left on the plate, they stay behind as a thin line tracing the old
+    outline when the head turns (hopper_lowres_160's dotted ring in the sky). A matte of 1 there puts the ring in the
+    plate's fill and on the layer, where `premultiplied_layer` raises its alpha to just what explains the photo: the
+    still frame is the photo, and the rim moves with the head."""
+    grow = hole_grow(matte.shape)
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    ring = cv2.dilate((matte > 0).astype(np.uint8), disk) & (matte == 0)
+    jaw_y = round(float(landmarks[list(JAW_CORNERS), 1].mean()))
+    ring[max(0, jaw_y):] = 0
+    return ring.astype(np.uint8)
+
+
 def person_layer(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(matte (H, W) uint8, plate (H, W, 3) uint8): what `prepare_avatar` stores with a portrait."""
     mask = selfie_mask(rgb)
@@ -270,12 +330,13 @@ def layer_and_plate(rgb: np.ndarray, landmarks: np.ndarray, matte: np.ndarray) -
     matte = matte.copy()
     ring = (head_fringe(matte, landmarks) > 0) & (matte == 0)
     matte[ring] = 1
+    matte[(edge_rim(matte, landmarks) > 0) & (matte == 0)] = 1
     x0, x1 = landmarks[:, 0].min(), landmarks[:, 0].max()
     # The head moves the plate's outline band into view: up to about a third of a face width.
     band_px = max(4, round(0.35 * (x1 - x0)))
     jaw_y = round(float(landmarks[list(JAW_CORNERS), 1].mean()))
     plate = background_plate(rgb, matte, band_px=band_px, below=jaw_y)
-    return _keep_the_wall_in_the_fringe(rgb, matte, plate, ring, fringe_reach(landmarks), max(2.0, band_px / 4))
+    return _keep_the_wall_in_the_fringe(rgb, matte, plate, ring, fringe_reach(landmarks), meet_reach(band_px))
 
 
 # Where the photo departs from the plate's fill by less than this in the fringe, it is the wall (8-bit levels)...
