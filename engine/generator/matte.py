@@ -301,22 +301,6 @@ def head_fringe(matte: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return ring
 
 
-def edge_rim(matte: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """(H, W) uint8, 1 in a ring `hole_grow` px wide around the matte above the jaw's corners, else 0.
-
-    Just past the segmenter's outline the photo still carries the head's edge: a JPEG's light ringing round a dark
-    hat, the hair's dark blur, the ends of strands. Left on the plate, they stay behind as a thin line tracing the old
-    outline when the head turns (hopper_lowres_160's dotted ring in the sky). A matte of 1 there puts the ring in the
-    plate's fill and on the layer, where `premultiplied_layer` raises its alpha to just what explains the photo: the
-    still frame is the photo, and the rim moves with the head."""
-    grow = hole_grow(matte.shape)
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-    ring = cv2.dilate((matte > 0).astype(np.uint8), disk) & (matte == 0)
-    jaw_y = round(float(landmarks[list(JAW_CORNERS), 1].mean()))
-    ring[max(0, jaw_y):] = 0
-    return ring.astype(np.uint8)
-
-
 def person_layer(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(matte (H, W) uint8, plate (H, W, 3) uint8): what `prepare_avatar` stores with a portrait."""
     mask = selfie_mask(rgb)
@@ -330,7 +314,6 @@ def layer_and_plate(rgb: np.ndarray, landmarks: np.ndarray, matte: np.ndarray) -
     matte = matte.copy()
     ring = (head_fringe(matte, landmarks) > 0) & (matte == 0)
     matte[ring] = 1
-    matte[(edge_rim(matte, landmarks) > 0) & (matte == 0)] = 1
     x0, x1 = landmarks[:, 0].min(), landmarks[:, 0].max()
     # The head moves the plate's outline band into view: up to about a third of a face width.
     band_px = max(4, round(0.35 * (x1 - x0)))
