@@ -132,7 +132,8 @@ def blink_cells(eye: Eye, frame: FaceFrame, box: tuple[slice, slice], stride: in
                 grid: tuple[int, int]) -> tuple[slice, slice]:
     """The field cells of an eye's box (`box`: its slices of the field grid, whose size is `grid`), relative
     to the box, where gaze and blink can move anything or shade: the lids' band (the skin's reach above to
-    0.3 half-widths below), 1.35 half-widths either side (FILL_OUTER + 0.05 on the outer one), padded by `margin` pixels for the head's motion."""
+    0.3 half-widths below), 1.35 half-widths either side (FILL_OUTER + 0.05 on the outer one), padded by `margin`
+    pixels for the head's motion."""
     us = np.linspace(-1.0, 1.0, 41)
     top = lid_curve(eye, us, eye.upper)
     bottom = np.maximum(lid_curve(eye, us, eye.lower), top)
@@ -389,7 +390,8 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
         # light on its middle, and turning away from the light down to the lashes. Each broad (a steeper shadow
         # drew the open eye's outline again).
         t = s / closed_len
-        shape = (1.0 - (1.0 - LID_TONE) * smoothstep(0.0, 0.4, v) - SULCUS * torch.exp(-(((t - SULCUS_AT) / SULCUS_W) ** 2))
+        shape = (1.0 - (1.0 - LID_TONE) * smoothstep(0.0, 0.4, v)
+                 - SULCUS * torch.exp(-(((t - SULCUS_AT) / SULCUS_W) ** 2))
                  + BULGE_FILLED * torch.exp(-(((v - BULGE_AT) / BULGE_W) ** 2))
                  - FILLED_SHADE * LOWER_DARK * smoothstep(0.6, 1.0, v))
     cover = cover * smoothstep(0.05, 0.45, b) * (skin[:, 0] >= 0.0)
