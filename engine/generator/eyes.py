@@ -311,8 +311,8 @@ GRAIN_SIGMA, GRAIN_MIN_PX, GRAIN_TILE, GRAIN_AROUND = 0.12, 1.2, 0.4, 0.6
 GRAIN_GAIN = 1.5
 GRAIN_SKIN = (0.45, 1.6)  # the skin whose grain is taken: luma against the lid's skin's (wider than KNOWN_SKIN's)
 # See lid_fill: a lid in a socket's shadow (darker than SOCKET_DARK below the skin around the eye: all of it) is lifted
-# toward the skin under the eye.
-BELOW_LIFT, BELOW_FROM, BELOW_AT, SOCKET_DARK = 0.35, 0.15, 0.9, 0.1
+# toward the skin under the eye, from BELOW_FROM of the way up its crease to BELOW_AT of the way down the lid.
+BELOW_LIFT, BELOW_FROM, BELOW_AT, SOCKET_DARK = 0.35, 0.6, 0.9, 0.1
 LOW_SKIP = 0.3  # half-widths under the lower lid that the fill leaves out of the skin it takes
 FILL_BLEND = 0.12  # half-widths (at least a pixel): the fill blends into the photo beside the hole over this
 
@@ -708,9 +708,9 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     have = max(float(np.median(filled[lid] @ weights)), 1.0) if lid.any() else around
     gain = float(np.clip(np.clip(have, around, LID_OF_AROUND * around) / have, 1.0 / LIFT_MAX, LIFT_MAX)) ** 0.5
     # A lid in a shadowed socket (the far eye of a face lit from the side) bulges out of it into the light that
-    # falls on the skin under the eye: its lower part (from BELOW_FROM down to BELOW_AT of its length) is lifted
-    # BELOW_LIFT of the way (in ratio) toward that skin where it is lighter (as dark as the socket, it read as a
-    # dark patch).
+    # falls on the skin under the eye: it is lifted, more and more from high in its crease (BELOW_FROM of it) down to
+    # BELOW_AT of its length (a shorter ramp drew a seam across the lid), BELOW_LIFT of the way (in ratio) toward
+    # that skin where it is lighter (as dark as the socket, it read as a dark patch).
     below = LID_TONE * float(_skin_tone(_sample(rgb, frame, *np.broadcast_arrays(
         (eye.cx + mu * eye.half_w)[None], lid_curve(eye, mu, eye.lower) + np.linspace(0.25, 0.6, 10)[:, None]
         * eye.half_w))) @ weights)
@@ -718,7 +718,7 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     # (one darker only than a pale cheek) stays.
     socket = float(np.clip((around - have) / (SOCKET_DARK * around), 0.0, 1.0))
     lift = min(1.0 + BELOW_LIFT * socket * max(below / (have * gain) - 1.0, 0.0), LIFT_MAX)
-    w_low = (ramp(BELOW_FROM * s_closed, BELOW_AT * s_closed, ss) * (1.0 - ramp(0.8, 1.1, np.abs(us))) * blend)
+    w_low = (ramp(-BELOW_FROM * crease, BELOW_AT * s_closed, ss) * (1.0 - ramp(0.8, 1.1, np.abs(us))) * blend)
     filled = filled * ((1.0 + (lift - 1.0) * w_low) * (1.0 + (gain - 1.0) * w))[..., None] / 255.0
     # Where the skin is made up it takes the grain of the clean skin around it (a smooth fill over a large lid
     # read as a flat patch); the photo's own skin that the fill keeps has its own.
