@@ -313,6 +313,7 @@ GRAIN_SKIN = (0.45, 1.6)  # the skin whose grain is taken: luma against the lid'
 # See lid_fill: a lid in a socket's shadow (darker than SOCKET_DARK below the skin around the eye: all of it) is lifted
 # toward the skin under the eye, from BELOW_FROM of the way up its crease to BELOW_AT of the way down the lid.
 BELOW_LIFT, BELOW_FROM, BELOW_AT, SOCKET_DARK = 0.35, 0.6, 0.9, 0.1
+SAT_RANGE = (0.75, 1.3)  # see lid_fill: the lid's saturation brought to the skin's under the eye, within this ratio
 LOW_SKIP = 0.3  # half-widths under the lower lid that the fill leaves out of the skin it takes
 FILL_BLEND = 0.12  # half-widths (at least a pixel): the fill blends into the photo beside the hole over this
 
@@ -711,15 +712,21 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     # falls on the skin under the eye: it is lifted, more and more from high in its crease (BELOW_FROM of it) down to
     # BELOW_AT of its length (a shorter ramp drew a seam across the lid), BELOW_LIFT of the way (in ratio) toward
     # that skin where it is lighter (as dark as the socket, it read as a dark patch).
-    below = LID_TONE * float(_skin_tone(_sample(rgb, frame, *np.broadcast_arrays(
-        (eye.cx + mu * eye.half_w)[None], lid_curve(eye, mu, eye.lower) + np.linspace(0.25, 0.6, 10)[:, None]
-        * eye.half_w))) @ weights)
+    under = _sample(rgb, frame, *np.broadcast_arrays((eye.cx + mu * eye.half_w)[None], lid_curve(eye, mu, eye.lower)
+                                                     + np.linspace(0.25, 0.6, 10)[:, None] * eye.half_w))
+    below = LID_TONE * float(_skin_tone(under) @ weights)
     # Only a lid darker than the skin all around the eye is in a socket's shadow: a lid already as light as that
     # (one darker only than a pale cheek) stays.
     socket = float(np.clip((around - have) / (SOCKET_DARK * around), 0.0, 1.0))
     lift = min(1.0 + BELOW_LIFT * socket * max(below / (have * gain) - 1.0, 0.0), LIFT_MAX)
     w_low = (ramp(-BELOW_FROM * crease, BELOW_AT * s_closed, ss) * (1.0 - ramp(0.8, 1.1, np.abs(us))) * blend)
     filled = filled * ((1.0 + (lift - 1.0) * w_low) * (1.0 + (gain - 1.0) * w))[..., None] / 255.0
+    # The lid's body as saturated as the skin under the eye (its colour against its lightness; SAT_RANGE at most):
+    # a greyer lid read as a patch of eye shadow (a socket's shadow mixed in), a redder one as swollen.
+    if lid.any():
+        lid_luma = filled @ weights
+        k = float(np.clip(_saturation(under) / max(_saturation(filled[lid] * 255.0), 1e-3), *SAT_RANGE))
+        filled = lid_luma[..., None] + (filled - lid_luma[..., None]) * (1.0 + (k - 1.0) * w)[..., None]
     # Where the skin is made up it takes the grain of the clean skin around it (a smooth fill over a large lid
     # read as a flat patch); the photo's own skin that the fill keeps has its own.
     grain = _fill_grain(rgb, eye, frame, us, ss[:, 0], step, hole, blend > 0.02, ref)
@@ -751,6 +758,12 @@ def _fill_grain(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, ss:
     grain = quilt(detail, source, np.pad(target, ext), round(max(GRAIN_TILE * eye.half_w, 5.0) / step),
                   GRAIN_GAIN)
     return grain[ext : ext + len(ss), ext : ext + len(us)]
+
+
+def _saturation(px: np.ndarray) -> float:
+    """The median chroma (max - min channel) against luma of RGB pixels (..., 3)."""
+    px = px.reshape(-1, 3)
+    return float(np.median(np.ptp(px, axis=1) / np.maximum(px @ np.array([0.299, 0.587, 0.114]), 1.0)))
 
 
 def _edge_above(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, stop: np.ndarray,
