@@ -267,8 +267,9 @@ BULGE, BULGE_AT, BULGE_W, LID_BASE, LOWER_DARK, CREASE = 0.07, 0.38, 0.32, 0.95,
 # Over the filled skin (`lid_fill`) the crease is only a hint: deeper, it drew the open eye's outline again.
 CREASE_FILLED, FILLED_SHADE = 0.0, 0.6
 # Over the filled skin: the sulcus's shadow (SULCUS deep at SULCUS_AT of the closed lid's length below its skin band's
-# top, SULCUS_W wide in the same units) and the light on the lid's middle (BULGE_FILLED).
-SULCUS, SULCUS_AT, SULCUS_W, BULGE_FILLED = 0.04, 0.0, 0.35, 0.02
+# top, SULCUS_W wide in the same units, none at the corners: a box's corners) and the light on the lid's middle
+# (BULGE_FILLED).
+SULCUS, SULCUS_AT, SULCUS_W, BULGE_FILLED = 0.03, 0.05, 0.5, 0.02
 CORNER_FILL = 0.3  # of the closed lid's length: how much further up the skin blends in at the eye's corners
 SKIN_ABOVE = 0.5  # pixels above the fold's shadow (or the lid's band) where the painted skin blends in
 # The lash line of a closed lid: LASH_W eye half-widths thick where the lashes are longest (LASH_PEAK, in
@@ -392,7 +393,7 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
         # drew the open eye's outline again).
         t = s / closed_len
         shape = (1.0 - (1.0 - LID_TONE) * smoothstep(0.0, 0.4, v)
-                 - SULCUS * torch.exp(-(((t - SULCUS_AT) / SULCUS_W) ** 2))
+                 - SULCUS * torch.exp(-(((t - SULCUS_AT) / SULCUS_W) ** 2)) * (1.0 - u.clamp(-1.0, 1.0) ** 2)
                  + BULGE_FILLED * torch.exp(-(((v - BULGE_AT) / BULGE_W) ** 2))
                  - FILLED_SHADE * LOWER_DARK * smoothstep(0.6, 1.0, v))
     cover = cover * smoothstep(0.05, 0.45, b) * (skin[:, 0] >= 0.0)
