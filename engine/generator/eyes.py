@@ -270,6 +270,7 @@ CREASE_FILLED, FILLED_SHADE = 0.0, 0.6
 # top, SULCUS_W wide in the same units, none at the corners: a box's corners) and the light on the lid's middle
 # (BULGE_FILLED).
 SULCUS, SULCUS_AT, SULCUS_W, BULGE_FILLED = 0.03, 0.05, 0.5, 0.02
+SHADE_SIDE = (0.8, 1.2)  # half-widths from the eye's middle: the filled lid's shading fades out between these
 CORNER_FILL = 0.3  # of the closed lid's length: how much further up the skin blends in at the eye's corners
 SKIN_ABOVE = 0.5  # pixels above the fold's shadow (or the lid's band) where the painted skin blends in
 # The lash line of a closed lid: LASH_W eye half-widths thick where the lashes are longest (LASH_PEAK, in
@@ -385,17 +386,18 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
         crease_in = 1.0 - (1.0 - smoothstep(0.15, 0.85, b)) * (1.0 - smoothstep(-1.0, 0.0, s))
         cover = layer[:, 3] * crease_in * below_edge
         colour = layer[:, :3]
-        # relative to the skin above it (1 at the lid's top): the filled skin has the photo's light, and the lid
-        # turns a little away from it down to the lashes (no bulge's light: over that skin it read as a pale patch)
-        # A closed lid is a skin over the round eyeball under the brow bone: a soft shadow where it meets the
-        # socket (the sulcus, about where the open eye's crease was: fixed to the face, as the fill is), a little
-        # light on its middle, and turning away from the light down to the lashes. Each broad (a steeper shadow
-        # drew the open eye's outline again).
+        # Relative to the skin above it (1 at the lid's top; the filled skin has the photo's light): a closed lid
+        # is a skin over the round eyeball under the brow bone: a soft shadow where it meets the socket (the
+        # sulcus, about where the open eye's crease was: fixed to the face, as the fill is), a little light on its
+        # middle, and turning away from the light down to the lashes. Each broad (a steeper shadow drew the open
+        # eye's outline again), and all of it fading out toward the corners, inside the fill's own edge (shaded
+        # out to that edge, the lid was a darker box on pale skin).
         t = s / closed_len
         shape = (1.0 - (1.0 - LID_TONE) * smoothstep(0.0, 0.4, v)
                  - SULCUS * torch.exp(-(((t - SULCUS_AT) / SULCUS_W) ** 2)) * (1.0 - u.clamp(-1.0, 1.0) ** 2)
                  + BULGE_FILLED * torch.exp(-(((v - BULGE_AT) / BULGE_W) ** 2))
                  - FILLED_SHADE * LOWER_DARK * smoothstep(0.6, 1.0, v))
+        shape = 1.0 + (shape - 1.0) * (1.0 - smoothstep(SHADE_SIDE[0], SHADE_SIDE[1], u.abs()))
     cover = cover * smoothstep(0.05, 0.45, b) * (skin[:, 0] >= 0.0)
     # the filled skin has its grain made in (`lid_fill`); a painted one takes the skin's under the eye
     grain = skin_grain(region, tex_dx, tex_dy) if fill is None else torch.ones_like(cover)
