@@ -296,7 +296,6 @@ FILL_MARGIN, FILL_SIDE, KNOWN_SKIN = 0.08, 1.3, (0.7, 1.4)
 # On the outer side the fill reaches further: the open eye's outer lashes (a flick past the corner) left outside it
 # drew a small dark mark at the closed eye's corner.
 FILL_OUTER = 1.55
-LIT_SKIN, LIT_CHROMA = 2.2, 0.7  # lighter skin the fill keeps too: luma against the lid's, chroma against its chroma
 # The closed lid's skin reaches at least FILL_TO_BROW of the way from its band to the brow, fading in over
 # FILL_SOFT half-widths from its top (at least 2 px); a lid in a shadowed socket is lifted LIFT_MAX at most; its
 # body is LID_MIX lid_colour's skin.
@@ -673,19 +672,11 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     ref = 255.0 / LID_TONE * float(np.dot(skin, weights))
     # The fill is drawn from clean skin only (not hair, a rim, a glint, a line darker than the skin beside it);
     # what is neither that nor to be filled in stays as the photo shows it.
-    # Lit skin beside a shadowed eye's corners (a face lit from the side, a lit nose bridge) is skin too, as long
-    # as it keeps the skin's colour (a glint, a lens's reflection are white): the closed lid then shades across
-    # from the socket's shadow to the light, as the open eye's lid did.
-    # Only for an eye in a socket's shadow (its lid's skin SOCKET_DARK darker than the skin all around the eye):
-    # beside a lit eye the paler skin is a cheek's or a temple's, lighter than a lid.
     mu = np.linspace(-0.7, 0.7, 15)
     mtop = lid_curve(eye, mu, eye.upper)
     around = LID_TONE * float(_skin_around(rgb, eye, frame, mtop, lid_curve(eye, mu, eye.lower),
                                            max(float(np.median(mtop)) - eye.y_brow, 2.0)) @ weights)
-    chroma = px.max(axis=-1) - px.min(axis=-1)
-    lit = ((luma < LIT_SKIN * ref) & (chroma > LIT_CHROMA * 255.0 * float(np.ptp(skin)) / LID_TONE)
-           & (np.abs(us) > 1.0) & (ss > 0.0) & (LID_TONE * ref < (1.0 - SOCKET_DARK) * around))
-    known = ~hole & ~dark & (luma > KNOWN_SKIN[0] * ref) & ((luma < KNOWN_SKIN[1] * ref) | lit)
+    known = ~hole & ~dark & (luma > KNOWN_SKIN[0] * ref) & (luma < KNOWN_SKIN[1] * ref)
     # Blended in over a few pixels past the hole: the photo beside it may be no clean skin (a corner's shadow),
     # and a fill that met it in one step drew the hole's outline.
     blend = np.clip(2.0 * cv2.GaussianBlur(hole.astype(np.float32), (0, 0), max(1.0, FILL_BLEND * eye.half_w) / step),
