@@ -16,7 +16,7 @@ the eye; it is not the eye squeezed. Per column of the eye, in the face's uprigh
   open eye from the clean skin above, beside and below it (`lid_fill`: the crease, the upper outline and the
   corners' lashes go, so no almond outline is left above the closed lid, which meets the skin above it in
   tone), its body part `lid_colour`'s skin, turning a little away toward the lashes, with the grain of the
-  skin under the eye where it is made up; a lash line in the lashes' colour,
+  clean skin around the eye where it is made up (`lid_texture`); a lash line in the lashes' colour,
   thicker over the middle and outer third, with a fringe under it; and a glasses' rim that lies across
   the lid drawn back in front of it (`rim_layer`), so it stays straight.
 """
@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.generator.lid_texture import quilt, skin_detail
 from engine.generator.rig import Eye, FaceFrame, RigGeometry, lid_curve
 from engine.types import Control
 
@@ -131,14 +132,18 @@ def blink_cells(eye: Eye, frame: FaceFrame, box: tuple[slice, slice], stride: in
                 grid: tuple[int, int]) -> tuple[slice, slice]:
     """The field cells of an eye's box (`box`: its slices of the field grid, whose size is `grid`), relative
     to the box, where gaze and blink can move anything or shade: the lids' band (the skin's reach above to
-    0.3 half-widths below), 1.35 half-widths either side, padded by `margin` pixels for the head's motion."""
+    0.3 half-widths below), 1.35 half-widths either side (FILL_OUTER + 0.05 on the outer one), padded by `margin`
+    pixels for the head's motion."""
     us = np.linspace(-1.0, 1.0, 41)
     top = lid_curve(eye, us, eye.upper)
     bottom = np.maximum(lid_curve(eye, us, eye.lower), top)
     r = eye.reach
     reach = np.maximum(r[0] + us * (r[1] + us * r[2]), np.maximum(0.3 * (bottom - top), 0.75) + 1.0)
-    bx0, by0, bx1, by1 = frame.box_to_image((eye.cx - 1.35 * eye.half_w - margin, float((top - reach).min()) - margin,
-                                             eye.cx + 1.35 * eye.half_w + margin,
+    # the outer side further: the closed lid's skin covers the open eye's outer lashes there (`lid_fill`)
+    left, right = (FILL_OUTER + 0.05, 1.35) if eye.look is not None and eye.look.outer < 0 else (
+        (1.35, FILL_OUTER + 0.05) if eye.look is not None else (1.35, 1.35))
+    bx0, by0, bx1, by1 = frame.box_to_image((eye.cx - left * eye.half_w - margin, float((top - reach).min()) - margin,
+                                             eye.cx + right * eye.half_w + margin,
                                              float(bottom.max()) + 0.3 * eye.half_w + margin))
     ys, xs = box
     h, w = min(ys.stop, grid[0]) - ys.start, min(xs.stop, grid[1]) - xs.start
@@ -261,11 +266,19 @@ LID_BRIGHTEST = 1.05  # the painted lid's brightest against its skin colour (the
 BULGE, BULGE_AT, BULGE_W, LID_BASE, LOWER_DARK, CREASE = 0.07, 0.38, 0.32, 0.95, 0.1, 0.12
 # Over the filled skin (`lid_fill`) the crease is only a hint: deeper, it drew the open eye's outline again.
 CREASE_FILLED, FILLED_SHADE = 0.0, 0.6
+# Over the filled skin: the sulcus's shadow (SULCUS deep at SULCUS_AT of the closed lid's length below its skin band's
+# top, SULCUS_W wide in the same units, none at the corners: a box's corners) and the light on the lid's middle
+# (BULGE_FILLED).
+SULCUS, SULCUS_AT, SULCUS_W, BULGE_FILLED = 0.03, 0.05, 0.5, 0.02
+SHADE_SIDE = (0.8, 1.2)  # half-widths from the eye's middle: the filled lid's shading fades out between these
 CORNER_FILL = 0.3  # of the closed lid's length: how much further up the skin blends in at the eye's corners
 SKIN_ABOVE = 0.5  # pixels above the fold's shadow (or the lid's band) where the painted skin blends in
 # The lash line of a closed lid: LASH_W eye half-widths thick where the lashes are longest (LASH_PEAK, in
 # -1 inner .. 1 outer corner, spread LASH_SPREAD), LASH_THIN of that at the inner corner; its darkness there.
-LASH_W, LASH_THIN, LASH_PEAK, LASH_SPREAD, LASH_MIN_PX, LASH_OPACITY = 0.045, 0.35, 0.3, 0.85, 1.3, 0.92
+LASH_W, LASH_THIN, LASH_PEAK, LASH_SPREAD, LASH_MIN_PX, LASH_OPACITY = 0.045, 0.35, 0.5, 0.75, 1.3, 0.92
+# Its top edge soft over 0.5 px and LASH_EDGE of its width; the fringe FRINGE_LEN times its width long, its strands
+# leaning LASH_SLANT pixels out toward the outer corner per pixel down.
+LASH_EDGE, FRINGE_LEN, LASH_SLANT = 0.5, 1.3, 0.6
 # Under the margin the lashes' fringe (its opacity against the margin's), drawn in strands STRAND_PX apart
 # (where that is at least 3 pixels: finer ones would alias), each lighter between by STRAND_DEPTH.
 FRINGE, STRAND_PX, STRAND_DEPTH = 0.55, 0.035, 0.6
@@ -280,6 +293,9 @@ CHANNELS = 19  # of the lid paint (see _lids)
 # lower lid (eye half-widths, at least 1.5 px), how far it reaches across (half-widths from the eye's middle:
 # past the corners' lashes), and the photo's pixels it keeps (luma against the lid's skin's: skin).
 FILL_MARGIN, FILL_SIDE, KNOWN_SKIN = 0.08, 1.3, (0.7, 1.4)
+# On the outer side the fill reaches further: the open eye's outer lashes (a flick past the corner) left outside it
+# drew a small dark mark at the closed eye's corner.
+FILL_OUTER = 1.55
 # The closed lid's skin reaches at least FILL_TO_BROW of the way from its band to the brow, fading in over
 # FILL_SOFT half-widths from its top (at least 2 px); a lid in a shadowed socket is lifted LIFT_MAX at most; its
 # body is LID_MIX lid_colour's skin.
@@ -288,6 +304,17 @@ EDGE_RUN = 0.15  # half-widths: an edge over the lid narrower than this is no ri
 # Above the band, the fill takes in what is darker by CREASE_DEPTH (and 4 levels) than the brightest skin within
 # CREASE_REACH half-widths: a crease or an outline is a thin dark line, a socket's shadow a wide one.
 CREASE_DEPTH, CREASE_REACH = 0.08, 0.2
+# The filled lid's grain (`lid_texture`): the fine light and shade under GRAIN_SIGMA half-widths (GRAIN_MIN_PX at
+# least), copied in tiles GRAIN_TILE half-widths (at least 5 px) square from the clean skin around the eye, within
+# GRAIN_AROUND half-widths of the fill's window.
+GRAIN_SIGMA, GRAIN_MIN_PX, GRAIN_TILE, GRAIN_AROUND = 0.12, 1.2, 0.4, 0.6
+# The lid's own skin is the thinnest of the face, with the finest lines: GRAIN_GAIN times the grain around it.
+GRAIN_GAIN = 1.5
+GRAIN_SKIN = (0.45, 1.6)  # the skin whose grain is taken: luma against the lid's skin's (wider than KNOWN_SKIN's)
+# See lid_fill: a lid in a socket's shadow (darker than SOCKET_DARK below the skin around the eye: all of it) is lifted
+# toward the skin under the eye, from BELOW_FROM of the way up its crease to BELOW_AT of the way down the lid.
+BELOW_LIFT, BELOW_FROM, BELOW_AT, SOCKET_DARK = 0.35, 0.6, 0.9, 0.1
+SAT_RANGE = (0.75, 1.3)  # see lid_fill: the lid's saturation brought to the skin's under the eye, within this ratio
 LOW_SKIP = 0.3  # half-widths under the lower lid that the fill leaves out of the skin it takes
 FILL_BLEND = 0.12  # half-widths (at least a pixel): the fill blends into the photo beside the hole over this
 
@@ -307,6 +334,7 @@ class LidLook:
     # The crease's shadow's height along the lid: k0 + k1 u + k2 u^2 pixels, within fold_px..the last (`fold_above`)
     fold_along: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     fill: RimLayer | None = None  # the closed lid's skin over the lid coordinates (`lid_fill`)
+    lash_slant: float = 0.0  # u per pixel down the lashes' fringe: they point down and out (LASH_SLANT)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -314,7 +342,7 @@ class RimLayer:
     """A picture over the eye's lid coordinates, u from u0 to u1 (eye half-widths across) by s from s0 to s1
     (pixels below the lid's skin band's top, as `_lids` measures them), RGB and alpha (1, 4, H, W, 0..1): a
     glasses' rim in front of the lid, kept as the photo shows it (premultiplied: `rim_layer`), or the closed
-    lid's skin and where it covers, and a fifth channel: where that skin is made up (`lid_fill`)."""
+    lid's skin and where it covers (`lid_fill`)."""
 
     rgba: torch.Tensor
     u0: float
@@ -332,7 +360,7 @@ def _layer_at(layer: RimLayer, u: torch.Tensor, s: torch.Tensor) -> torch.Tensor
 
 
 def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLayer | None = None,
-              fill: RimLayer | None = None) -> None:
+              fill: RimLayer | None = None, slant: float = 0.0) -> None:
     """The closed lid over region (N, 3, H, W, 0..1, in place) from its paint fields at pixel resolution
     (N, CHANNELS, H, W; `_lids`): the skin, shaded as a lid over a round eye, over the warped lid (keeping its
     rows' fine detail), the crease's shadow above it, and the lash line along its edge."""
@@ -356,14 +384,22 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
         # the open eye's crease (above the band) fills as the lid comes down, its lower part first
         crease_in = 1.0 - (1.0 - smoothstep(0.15, 0.85, b)) * (1.0 - smoothstep(-1.0, 0.0, s))
         cover = layer[:, 3] * crease_in * below_edge
-        colour, made = layer[:, :3], layer[:, 4]
-        # relative to the skin above it (1 at the lid's top): the filled skin has the photo's light, and the lid
-        # turns a little away from it down to the lashes (no bulge's light: over that skin it read as a pale patch)
-        shape = 1.0 - (1.0 - LID_TONE) * smoothstep(0.0, 0.4, v) - FILLED_SHADE * LOWER_DARK * smoothstep(0.6, 1.0, v)
+        colour = layer[:, :3]
+        # Relative to the skin above it (1 at the lid's top; the filled skin has the photo's light): a closed lid
+        # is a skin over the round eyeball under the brow bone: a soft shadow where it meets the socket (the
+        # sulcus, about where the open eye's crease was: fixed to the face, as the fill is), a little light on its
+        # middle, and turning away from the light down to the lashes. Each broad (a steeper shadow drew the open
+        # eye's outline again), and all of it fading out toward the corners, inside the fill's own edge (shaded
+        # out to that edge, the lid was a darker box on pale skin).
+        t = s / closed_len
+        shape = (1.0 - (1.0 - LID_TONE) * smoothstep(0.0, 0.4, v)
+                 - SULCUS * torch.exp(-(((t - SULCUS_AT) / SULCUS_W) ** 2)) * (1.0 - u.clamp(-1.0, 1.0) ** 2)
+                 + BULGE_FILLED * torch.exp(-(((v - BULGE_AT) / BULGE_W) ** 2))
+                 - FILLED_SHADE * LOWER_DARK * smoothstep(0.6, 1.0, v))
+        shape = 1.0 + (shape - 1.0) * (1.0 - smoothstep(SHADE_SIDE[0], SHADE_SIDE[1], u.abs()))
     cover = cover * smoothstep(0.05, 0.45, b) * (skin[:, 0] >= 0.0)
-    grain = skin_grain(region, tex_dx, tex_dy)
-    if fill is not None:  # the photo's own skin that the fill keeps has its own grain
-        grain = 1.0 + (grain - 1.0) * made
+    # the filled skin has its grain made in (`lid_fill`); a painted one takes the skin's under the eye
+    grain = skin_grain(region, tex_dx, tex_dy) if fill is None else torch.ones_like(cover)
     c = cover[:, None]
     tone = (grain * shape * light).clamp(max=LID_BRIGHTEST)  # no glint: the skin's own light is its brightest
     region.mul_(1.0 - c).add_(c * colour * tone[:, None])
@@ -376,9 +412,13 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
     # The lash line: the lid's margin, dark, lash_w thick above its edge; under it the lashes hang, a fringe as
     # long again, lighter, in strands where the eye is large enough to show them; on a coarse field grid the
     # fringe reaches a little further, over the warp's jump across the closed eye.
-    base = smoothstep(-lash_w - 0.5, -lash_w + 0.5, a) * (1.0 - smoothstep(-0.5, 0.5, a))
-    fringe_len = lash_w + 0.6 * (stride - 1)
-    strands = 1.0 - STRAND_DEPTH * torch.sin(u * strand_k + 2.0 * torch.sin(u * 0.37 * strand_k)) ** 2
+    # Its top edge is soft, the more so the thicker it is: closed lashes are a soft dark band, not a pencil line.
+    soft = 0.5 + LASH_EDGE * lash_w
+    base = smoothstep(-lash_w - soft, -lash_w + soft, a) * (1.0 - smoothstep(-0.5, 0.5, a))
+    fringe_len = FRINGE_LEN * lash_w + 0.6 * (stride - 1)
+    # the strands point down and out toward the outer corner (slant: u per pixel down)
+    su = u - slant * a.clamp(min=0.0)  # the root of the strand through this pixel
+    strands = 1.0 - STRAND_DEPTH * torch.sin(su * strand_k + 2.0 * torch.sin(su * 0.37 * strand_k)) ** 2
     fringe = (smoothstep(-0.5, 0.5, a) * (1.0 - smoothstep(0.0, fringe_len + 0.5, a)) * FRINGE * strands)
     alpha = (torch.maximum(base, fringe) * lash_a * smoothstep(0.05, 0.4, b) * fade)[:, None]
     region.mul_(1.0 - alpha).add_(alpha * lash_rgb)
@@ -411,7 +451,7 @@ def paint_roi(roi: torch.Tensor, lid: torch.Tensor, stride: int, box: tuple[int,
         lid = F.interpolate(lid, scale_factor=stride, mode="bilinear", align_corners=False)
     lid = lid[:, :, : y1 - y0, : x1 - x0]
     paint_lid(roi[:, :, y0 : y0 + lid.shape[2], x0 : x0 + lid.shape[3]], lid, stride, look.rim if look else None,
-              look.fill if look else None)
+              look.fill if look else None, look.lash_slant if look else 0.0)
 
 
 def paint_u8(out: np.ndarray, lid: np.ndarray, stride: int, box: tuple[int, int, int, int],
@@ -527,7 +567,8 @@ def lid_look(rgb: np.ndarray, eye: Eye, frame: FaceFrame, outer: float, skin: tu
     fold, along = fold_above(rgb, eye, frame)
     return LidLook(tuple(float(v) for v in np.clip(lash, 0.0, 1.0)), (c0, c1, c2), outer,  # type: ignore[arg-type]
                    fold, frame.roll, rim_layer(rgb, eye, frame, skin, fold), along,
-                   lid_fill(rgb, eye, frame, skin, fold, along, brow_lower))
+                   lid_fill(rgb, eye, frame, skin, fold, along, brow_lower, outer),
+                   outer * LASH_SLANT / max(eye.half_w, 1.0))
 
 
 def rim_layer(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, float, float],
@@ -577,7 +618,8 @@ def rim_layer(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, fl
 
 
 def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, float, float], fold: float,
-             along: tuple[float, float, float, float], brow_lower: np.ndarray | None = None) -> RimLayer:
+             along: tuple[float, float, float, float], brow_lower: np.ndarray | None = None,
+             outer: float = 1.0) -> RimLayer:
     """The closed lid's skin, over the lid coordinates (`RimLayer`): the photo with the open eye taken out (from
     above its crease's shadow down to under the lower lid's lashes, and a little past its corners) and filled
     in from the skin around it (`membrane`), so the closed lid takes the tone of the skin right above it and
@@ -588,7 +630,9 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     (the crease's shadow and all below it, fading out just above it and past the corners)."""
     step = float(np.clip(eye.half_w / 40.0, 0.5, 1.0))  # pixels: the fill is smooth, its edges a few pixels soft
     du = step / max(eye.half_w, 1.0)
-    us = np.arange(-FILL_SIDE - 0.3, FILL_SIDE + 0.3 + du / 2, du)
+    reach_out = FILL_OUTER - FILL_SIDE
+    us = np.arange(-FILL_SIDE - 0.3 - reach_out * (outer < 0), FILL_SIDE + 0.3 + reach_out * (outer > 0) + du / 2, du)
+    side = np.where(us * outer > 0, FILL_OUTER, FILL_SIDE)  # how far the fill reaches on each side
     uc = np.clip(us, -1.0, 1.0)
     stop = band_top(eye, us)
     bottom = np.maximum(lid_curve(eye, us, eye.lower), lid_curve(eye, us, eye.upper))
@@ -605,14 +649,14 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     soft = max(2.0, FILL_SOFT * eye.half_w)
     crease = np.minimum(np.maximum(crease + soft, FILL_TO_BROW * gap), _edge_above(rgb, eye, frame, us, stop, gap) - m)
     # rounded toward the corners: a tall straight side read as the edge of a patch
-    crease = crease * np.sqrt(np.clip(1.0 - (np.abs(us) / (FILL_SIDE + 0.1)) ** 8, 0.0, 1.0))
+    crease = crease * np.sqrt(np.clip(1.0 - (np.abs(us) / (side + 0.1)) ** 8, 0.0, 1.0))
     top = lid_curve(eye, us, eye.upper)
     s_top, s_bot, s_closed = -crease, bottom - stop + m, bottom - 0.12 * (bottom - top) - stop
     s_low = bottom - stop + LOW_SKIP * eye.half_w
     ss = np.arange(float(s_top.min()) - 3.0 * m, float(s_low.max()) + 3.0 * m + step / 2, step)[:, None]
     fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[None], stop[None] + ss)
     px = _sample(rgb, frame, fx, fy).astype(np.float32)
-    region = (ss > s_top - m) & (ss < s_bot) & (np.abs(us) < FILL_SIDE)
+    region = (ss > s_top - m) & (ss < s_bot) & (np.abs(us) < side)
     weights = np.array([0.299, 0.587, 0.114], np.float32)
     luma = px @ weights
     # Inside that region the skin above the lid's band stays where it is clean; what is darker than the skin
@@ -628,6 +672,10 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     ref = 255.0 / LID_TONE * float(np.dot(skin, weights))
     # The fill is drawn from clean skin only (not hair, a rim, a glint, a line darker than the skin beside it);
     # what is neither that nor to be filled in stays as the photo shows it.
+    mu = np.linspace(-0.7, 0.7, 15)
+    mtop = lid_curve(eye, mu, eye.upper)
+    around = LID_TONE * float(_skin_around(rgb, eye, frame, mtop, lid_curve(eye, mu, eye.lower),
+                                           max(float(np.median(mtop)) - eye.y_brow, 2.0)) @ weights)
     known = ~hole & ~dark & (luma > KNOWN_SKIN[0] * ref) & (luma < KNOWN_SKIN[1] * ref)
     # Blended in over a few pixels past the hole: the photo beside it may be no clean skin (a corner's shadow),
     # and a fill that met it in one step drew the hole's outline.
@@ -646,22 +694,70 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     # lifted half way (in ratio) toward it, LIFT_MAX at most; lighter than LID_OF_AROUND of that (a back light's
     # shine on the skin above the eye), brought down half way.
     w = ramp(np.zeros_like(s_closed), 0.5 * s_closed, ss) * (1.0 - ramp(0.8, 1.1, np.abs(us))) * blend
+    # (In ratio to the fill's own median over the lid: the fill's shading across the lid stays.)
     own = np.asarray(skin, np.float32) * (255.0 / LID_TONE)
-    filled = filled + (own - filled) * (LID_MIX * w)[..., None]
+    body = hole & (ss > 0.0) & (ss < s_closed) & (np.abs(us) < 0.8)
+    mid = np.median(filled[body], axis=0) if body.any() else own
+    filled = filled * (1.0 + (own / np.maximum(mid, 1.0) - 1.0) * (LID_MIX * w)[..., None])
     lid = hole & (ss > 0.0) & (ss < s_closed)
-    mu = np.linspace(-0.7, 0.7, 15)
-    mtop = lid_curve(eye, mu, eye.upper)
-    around = LID_TONE * float(_skin_around(rgb, eye, frame, mtop, lid_curve(eye, mu, eye.lower),
-                                           max(float(np.median(mtop)) - eye.y_brow, 2.0)) @ weights)
     have = max(float(np.median(filled[lid] @ weights)), 1.0) if lid.any() else around
     gain = float(np.clip(np.clip(have, around, LID_OF_AROUND * around) / have, 1.0 / LIFT_MAX, LIFT_MAX)) ** 0.5
-    filled = filled * (1.0 + (gain - 1.0) * w)[..., None] / 255.0
-    made = blend
-    alpha = ramp(s_top - m, s_top + soft, ss) * (1.0 - ramp(FILL_SIDE - 0.25, FILL_SIDE + 0.05, np.abs(us)))
-    # made: where the skin is made up (not the photo's own): it takes the grain of the skin under the eye
-    rgba = np.concatenate([filled, alpha[..., None], made[..., None]], axis=-1).astype(np.float32)
+    # A lid in a shadowed socket (the far eye of a face lit from the side) bulges out of it into the light that
+    # falls on the skin under the eye: it is lifted, more and more from high in its crease (BELOW_FROM of it) down to
+    # BELOW_AT of its length (a shorter ramp drew a seam across the lid), BELOW_LIFT of the way (in ratio) toward
+    # that skin where it is lighter (as dark as the socket, it read as a dark patch).
+    under = _sample(rgb, frame, *np.broadcast_arrays((eye.cx + mu * eye.half_w)[None], lid_curve(eye, mu, eye.lower)
+                                                     + np.linspace(0.25, 0.6, 10)[:, None] * eye.half_w))
+    below = LID_TONE * float(_skin_tone(under) @ weights)
+    # Only a lid darker than the skin all around the eye is in a socket's shadow: a lid already as light as that
+    # (one darker only than a pale cheek) stays.
+    socket = float(np.clip((around - have) / (SOCKET_DARK * around), 0.0, 1.0))
+    lift = min(1.0 + BELOW_LIFT * socket * max(below / (have * gain) - 1.0, 0.0), LIFT_MAX)
+    w_low = (ramp(-BELOW_FROM * crease, BELOW_AT * s_closed, ss) * (1.0 - ramp(0.8, 1.1, np.abs(us))) * blend)
+    filled = filled * ((1.0 + (lift - 1.0) * w_low) * (1.0 + (gain - 1.0) * w))[..., None] / 255.0
+    # The lid's body as saturated as the skin under the eye (its colour against its lightness; SAT_RANGE at most):
+    # a greyer lid read as a patch of eye shadow (a socket's shadow mixed in), a redder one as swollen.
+    if lid.any():
+        lid_luma = filled @ weights
+        k = float(np.clip(_saturation(under) / max(_saturation(filled[lid] * 255.0), 1e-3), *SAT_RANGE))
+        filled = lid_luma[..., None] + (filled - lid_luma[..., None]) * (1.0 + (k - 1.0) * w)[..., None]
+    # Where the skin is made up it takes the grain of the clean skin around it (a smooth fill over a large lid
+    # read as a flat patch); the photo's own skin that the fill keeps has its own.
+    grain = _fill_grain(rgb, eye, frame, us, ss[:, 0], step, hole, blend > 0.02, ref)
+    filled = filled * (1.0 + grain * blend)[..., None]
+    alpha = ramp(s_top - m, s_top + soft, ss) * (1.0 - ramp(side - 0.25, side + 0.05, np.abs(us)))
+    rgba = np.concatenate([filled, alpha[..., None]], axis=-1).astype(np.float32)
     return RimLayer(torch.from_numpy(rgba).permute(2, 0, 1)[None].contiguous(), float(us[0]), float(us[-1]),
                     float(ss[0, 0]), float(ss[-1, 0]))
+
+
+def _fill_grain(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, ss: np.ndarray, step: float,
+                hole: np.ndarray, target: np.ndarray, ref: float) -> np.ndarray:
+    """The grain (luma ratio less one) to give the made-up skin at target, on lid_fill's grid (us by ss), copied from
+    the clean skin (luma within GRAIN_SKIN of ref, not in the hole nor darker than the skin beside it) in a window
+    GRAIN_AROUND half-widths wider on every side than the fill's: the fill's own window holds little skin."""
+    ext = round(GRAIN_AROUND * eye.half_w / step)
+    du = step / max(eye.half_w, 1.0)
+    ub = np.concatenate([us[0] - du * np.arange(ext, 0, -1), us, us[-1] + du * np.arange(1, ext + 1)])
+    sb = np.concatenate([ss[0] - step * np.arange(ext, 0, -1), ss, ss[-1] + step * np.arange(1, ext + 1)])
+    fx, fy = np.broadcast_arrays((eye.cx + ub * eye.half_w)[None], band_top(eye, ub)[None] + sb[:, None])
+    luma = _sample(rgb, frame, fx, fy).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    r = max(2, round(CREASE_REACH * eye.half_w / step))
+    level = cv2.GaussianBlur(cv2.dilate(luma, np.ones((2 * r + 1, 2 * r + 1), np.uint8)), (0, 0), r / 2.0)
+    dark = luma < level * (1.0 - CREASE_DEPTH) - 4.0
+    inner = np.pad(cv2.dilate(hole.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0, ext)
+    clean = ~inner & ~dark & (luma > GRAIN_SKIN[0] * ref) & (luma < GRAIN_SKIN[1] * ref)
+    source = cv2.erode(clean.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    detail = skin_detail(luma, source, max(GRAIN_MIN_PX, GRAIN_SIGMA * eye.half_w) / step)
+    grain = quilt(detail, source, np.pad(target, ext), round(max(GRAIN_TILE * eye.half_w, 5.0) / step),
+                  GRAIN_GAIN)
+    return grain[ext : ext + len(ss), ext : ext + len(us)]
+
+
+def _saturation(px: np.ndarray) -> float:
+    """The median chroma (max - min channel) against luma of RGB pixels (..., 3)."""
+    px = px.reshape(-1, 3)
+    return float(np.median(np.ptp(px, axis=1) / np.maximum(px @ np.array([0.299, 0.587, 0.114]), 1.0)))
 
 
 def _edge_above(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, stop: np.ndarray,
