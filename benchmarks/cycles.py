@@ -82,17 +82,27 @@ async def wait_freed(url: str, sid: str, within_s: float) -> float | None:
 
 
 async def run_cycles(url: str, pid: int, wav: Path, n: int, stream_s: float, free_wait_s: float = 40.0,
-                     on_cycle: object = None, then_s: float = 0.25) -> list[Cycle]:
+                     on_cycle: object = None, then_s: float = 0.25, clients: int = 1) -> list[Cycle]:
+    """n cycles, every other one abrupt, by `clients` peers at once after a first cycle alone: that one's
+    snapshot (one session's worth) stays the baseline the end is held to, whatever runs beside the others."""
     out: list[Cycle] = []
-    for i in range(n):
-        abrupt = i % 2 == 1
-        got, sid = await stream_session(url, wav, stream_s, loop=True, close_session=not abrupt,
-                                        during=lambda sid: streaming(url, sid, then_s=then_s))
-        freed = await wait_freed(url, sid, free_wait_s)
-        out.append(Cycle(i, abrupt, freed, len(got.video_wall_s), snapshot(pid)))
-        if callable(on_cycle):
-            on_cycle(out[-1])
-    return out
+    indices = iter(range(n))  # shared: each client takes the next cycle when its own is freed
+
+    async def client(count: int | None) -> None:
+        for done, i in enumerate(indices, 1):
+            abrupt = i % 2 == 1
+            got, sid = await stream_session(url, wav, stream_s, loop=True, close_session=not abrupt,
+                                            during=lambda sid: streaming(url, sid, then_s=then_s))
+            freed = await wait_freed(url, sid, free_wait_s)
+            out.append(Cycle(i, abrupt, freed, len(got.video_wall_s), snapshot(pid)))
+            if callable(on_cycle):
+                on_cycle(out[-1])
+            if done == count:
+                return
+
+    await client(1)
+    await asyncio.gather(*(client(None) for _ in range(clients)))
+    return sorted(out, key=lambda c: c.index)
 
 
 async def drained(url: str, within_s: float) -> bool:
