@@ -126,7 +126,7 @@ def serve(cfg: ServerConfig) -> None:
     from streaming.access_log import RedactedAccessLogger
     from streaming.admission import server_options
     from streaming.app import build_app
-    from streaming.patches import use_fixed_bitrate, use_ice_addresses
+    from streaming.patches import expire_consent_sooner, use_fixed_bitrate, use_ice_addresses
 
     t0 = time.monotonic()
     avatar = load_avatar(cfg.engine)
@@ -135,6 +135,7 @@ def serve(cfg: ServerConfig) -> None:
     if addresses is not None:
         use_ice_addresses(addresses)
     use_fixed_bitrate(cfg.video_bitrate_bps)
+    expire_consent_sooner()
     log.info("serving on http://%s:%d (ICE candidates: %s)", cfg.host, cfg.port, addresses or "all interfaces")
     app = build_app(cfg, avatar)
     # The imports (torch, mediapipe, aiortc, ...) leave ~260k long-lived objects; every full

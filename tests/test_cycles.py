@@ -2,7 +2,8 @@
 no sessions, threads, file descriptors or memory (benchmarks/cycles.py runs the long version); sessions
 render on one bounded thread pool. A session
 is freed within 2 s of a clean close and, while the cycles run, within 35 s of a viewer that vanished
-without a word (no close, no packets: the connection's ICE consent checks expire it after ~30 s)."""
+without a word (no close, no packets: five missed ICE consent checks expire it after 19-33 s,
+streaming.patches.expire_consent_sooner)."""
 
 from __future__ import annotations
 

@@ -65,6 +65,17 @@ async def test_use_ice_addresses_fits_aioice(monkeypatch: pytest.MonkeyPatch) ->
     assert hosts == {"127.0.0.1"}, "aioice gathered candidates on addresses it was not given"
 
 
+def test_expire_consent_sooner_fits_aioice(monkeypatch: pytest.MonkeyPatch) -> None:
+    fits("expire_consent_sooner", {
+        "aioice.ice.CONSENT_FAILURES, an int": isinstance(getattr(aioice.ice, "CONSENT_FAILURES", None), int),
+        "Connection.query_consent reading CONSENT_FAILURES from aioice.ice's globals each time it runs":
+            looks_up(aioice.ice.Connection.query_consent, "CONSENT_FAILURES"),
+    })
+    monkeypatch.setattr(aioice.ice, "CONSENT_FAILURES", aioice.ice.CONSENT_FAILURES)  # restored afterwards
+    patches.expire_consent_sooner()
+    assert aioice.ice.CONSENT_FAILURES == patches.CONSENT_FAILURES < 6
+
+
 def test_use_fixed_bitrate_fits_aiortc(monkeypatch: pytest.MonkeyPatch) -> None:
     encoders = {aiortc.codecs.vpx: "Vp8Encoder", aiortc.codecs.h264: "H264Encoder"}
     checks: dict[str, bool] = {}
