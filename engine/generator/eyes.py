@@ -320,9 +320,9 @@ LOW_SKIP = 0.3  # half-widths under the lower lid that the fill leaves out of th
 # The fill's broad tone (`_match_around`): the skin's in a ring RING half-widths wide (2 px at least) right around the
 # fill, over TONE_SIGMA half-widths (a pixel at least); ring pixels whose luma is off the ring's own by more than
 # RING_SKIN are lashes, brow hairs, a rim or a glint. Its sides fade out over SIDE_SOFT half-widths.
-TONE_SIGMA, RING, RING_SKIN, SIDE_SOFT = 0.15, 0.12, (0.8, 1.25), 0.45
-ANISO, RING_LOW, ENVELOPE = 2.0, 0.6, 0.3
-DEPTH, LIT_SHARE, LIT_MAX = 0.7, 1.0, 2.0
+TONE_SIGMA, RING, RING_SKIN, SIDE_SOFT = 0.15, 0.12, (0.8, 1.25), 0.25
+ANISO, RING_LOW, ENVELOPE, CORNER_SKIP = 2.0, 0.6, 0.3, 0.5
+DEPTH, SHADOW, SHADOW_PX, SHADOW_RATIO, BODY_SMOOTH = 0.7, 0.25, 5.0, 1.5, 0.25
 DETAIL_SIGMA, DETAIL_MAX = 0.06, 0.12  # half-widths (0.7 px at least); a share of the lightness: see _match_around
 FILL_BLEND = 0.12  # half-widths (at least a pixel): the fill blends into the photo beside the hole over this
 
@@ -680,6 +680,10 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     ref = 255.0 / LID_TONE * float(np.dot(skin, weights))
     # The fill is drawn from clean skin only (not hair, a rim, a glint, a line darker than the skin beside it);
     # what is neither that nor to be filled in stays as the photo shows it.
+    mu = np.linspace(-0.7, 0.7, 15)
+    mtop = lid_curve(eye, mu, eye.upper)
+    around = LID_TONE * float(_skin_around(rgb, eye, frame, mtop, lid_curve(eye, mu, eye.lower),
+                                           max(float(np.median(mtop)) - eye.y_brow, 2.0)) @ weights)
     known = ~hole & ~dark & (luma > KNOWN_SKIN[0] * ref) & (luma < KNOWN_SKIN[1] * ref)
     # Blended in over a few pixels past the hole: the photo beside it may be no clean skin (a corner's shadow),
     # and a fill that met it in one step drew the hole's outline.
@@ -691,13 +695,54 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
         t = np.clip((x - e0) / np.maximum(e1 - e0, 1e-3), 0.0, 1.0)
         return t * t * (3.0 - 2.0 * t)
 
+    # The lid's body (from the band's top down to its middle, away from the corners) is part the fill and part
+    # (LID_MIX) the lid's own skin as lid_colour measures it: the fill alone takes the skin beside the lid,
+    # which may be a cheek much paler than a reddened lid, or a brow's shadow. And a closed lid bulges out of a
+    # socket in the brow's shadow into the light: where it is darker than the skin all around the eye, it is
+    # lifted half way (in ratio) toward it, LIFT_MAX at most; lighter than LID_OF_AROUND of that (a back light's
+    # shine on the skin above the eye), brought down half way.
+    w = ramp(np.zeros_like(s_closed), 0.5 * s_closed, ss) * (1.0 - ramp(0.8, 1.1, np.abs(us))) * blend
+    # (In ratio to the fill's own median over the lid: the fill's shading across the lid stays.)
+    own = np.asarray(skin, np.float32) * (255.0 / LID_TONE)
+    body = hole & (ss > 0.0) & (ss < s_closed) & (np.abs(us) < 0.8)
+    mid = np.median(filled[body], axis=0) if body.any() else own
+    body_tone = filled * (1.0 + (own / np.maximum(mid, 1.0) - 1.0) * (LID_MIX * w)[..., None])
+    lid = hole & (ss > 0.0) & (ss < s_closed)
+    have = max(float(np.median(body_tone[lid] @ weights)), 1.0) if lid.any() else around
+    gain = float(np.clip(np.clip(have, around, LID_OF_AROUND * around) / have, 1.0 / LIFT_MAX, LIFT_MAX)) ** 0.5
+    # A lid in a shadowed socket (the far eye of a face lit from the side) bulges out of it into the light that
+    # falls on the skin under the eye: it is lifted, more and more from high in its crease (BELOW_FROM of it) down to
+    # BELOW_AT of its length (a shorter ramp drew a seam across the lid), BELOW_LIFT of the way (in ratio) toward
+    # that skin where it is lighter (as dark as the socket, it read as a dark patch).
+    under_eye = _sample(rgb, frame, *np.broadcast_arrays((eye.cx + mu * eye.half_w)[None], lid_curve(eye, mu, eye.lower)
+                                                     + np.linspace(0.25, 0.6, 10)[:, None] * eye.half_w))
+    below = LID_TONE * float(_skin_tone(under_eye) @ weights)
+    # Only a lid darker than the skin all around the eye is in a socket's shadow: a lid already as light as that
+    # (one darker only than a pale cheek) stays.
+    socket = float(np.clip((around - have) / (SOCKET_DARK * around), 0.0, 1.0))
+    lift = min(1.0 + BELOW_LIFT * socket * max(below / (have * gain) - 1.0, 0.0), LIFT_MAX)
+    w_low = (ramp(-BELOW_FROM * crease, BELOW_AT * s_closed, ss) * (1.0 - ramp(0.8, 1.1, np.abs(us))) * blend)
+    body_tone = body_tone * ((1.0 + (lift - 1.0) * w_low) * (1.0 + (gain - 1.0) * w))[..., None]
+    # The lid's body as saturated as the skin under the eye (its colour against its lightness; SAT_RANGE at most):
+    # a greyer lid read as a patch of eye shadow (a socket's shadow mixed in), a redder one as swollen.
+    if lid.any():
+        lid_luma = body_tone @ weights
+        k = float(np.clip(_saturation(under_eye) / max(_saturation(body_tone[lid]), 1e-3), *SAT_RANGE))
+        body_tone = lid_luma[..., None] + (body_tone - lid_luma[..., None]) * (1.0 + (k - 1.0) * w)[..., None]
     # Where it covers: from just above the crease's shadow down, fading out past the corners.
     alpha = ramp(s_top - m, s_top + soft, ss) * (1.0 - ramp(side - SIDE_SOFT, side + 0.05, np.abs(us)))
     # Its broad tone is the skin's right around it, carried across (a lid toned toward any other skin, the skin
     # above the eye, under it or all around it, stepped from the skin beside it at the fill's outline and read
     # as a patch of make-up or a plaster: a pale one on meeting_darker_skin, a dark one in luispedro's socket).
-    filled = _match_around(filled, px, alpha, ss > s_closed, eye.half_w / step,
-                           np.asarray(skin, np.float32) * (255.0 / LID_TONE)) / 255.0
+    # The ring's skin is taken above the closed line and beside the lid's skin band (not beside the eye itself: its
+    # corners' shadows, lashes and liner, carried in, drew a dark mark at the closed eye's corners).
+    corners = (ss > s_closed - CORNER_SKIP * eye.half_w) | ((ss > 0.0) & (np.abs(us) > 1.0))
+    filled = _match_around(filled, px, alpha, corners, eye.half_w / step,
+                           body_tone, step) / 255.0
+    # The lid turns away from the light toward its corners, over the round eyeball (CORNER_DARK), less and less out to
+    # the fill's sides, where it meets the skin beside it in tone.
+    corner = CORNER_DARK * np.clip(np.abs(us), 0.0, 1.0) ** 3 * (1.0 - ramp(side - 0.5, side - 0.05, np.abs(us)))
+    filled = filled * (1.0 - corner * (ss < s_closed + m))[..., None]
     # Where the skin is made up it takes the grain of the clean skin around it (a smooth fill over a large lid
     # read as a flat patch); the photo's own skin that the fill keeps has its own.
     grain = _fill_grain(rgb, eye, frame, us, ss[:, 0], step, hole, blend > 0.02, ref)
@@ -708,7 +753,7 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
 
 
 def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: np.ndarray, hw: float,
-                  lit: np.ndarray) -> np.ndarray:
+                  body: np.ndarray, px_per_cell: float) -> np.ndarray:
     """filled (H, W, 3, 0..255) with its broad tone replaced (hw: grid cells per eye half-width): at its outline the
     tone of the photo's skin in a ring just outside alpha (above the closed line, under the brow), carried in (a
     seamless clone: no step in lightness or colour where the fill meets the skin around it), and deeper in, over
@@ -747,14 +792,19 @@ def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: 
     vals = cv2.resize(np.where(skin[..., None], mean(px, skin, sigma), 0.0).astype(np.float32), small,
                       interpolation=cv2.INTER_AREA) / np.maximum(wk, 1e-6)[..., None]
     ring_tone = cv2.resize(membrane(vals.astype(np.float32), wk > 0.25), (w, h), interpolation=cv2.INTER_LINEAR)
-    # Deeper in (over DEPTH half-widths from the fill's outline), lit part of the way (LIT_SHARE, in ratio) toward the
-    # lid's own skin (lid_colour's): a lid under a deep fold or a brow's shadow bulges out of it into the light.
-    depth = cv2.distanceTransform((alpha >= 0.5).astype(np.uint8), cv2.DIST_L2, 5)
-    t = np.clip(depth / max(DEPTH * hw, 1.0), 0.0, 1.0)
-    ring_luma = ring_tone @ weights
-    gain = np.clip(float(lit @ weights) / np.maximum(ring_luma, 1.0), 1.0 / LIT_MAX, LIT_MAX)
-    deep = (lit / max(float(lit @ weights), 1.0))[None, None] * (ring_luma * gain)[..., None]
-    tone = ring_tone + (deep - ring_tone) * (LIT_SHARE * t * t * (3.0 - 2.0 * t))[..., None]
+    # Deeper in, the lid's body (`lid_fill`'s tone for it, smooth) where that is lighter than the skin around it (a lid
+    # under a fold or a brow's shadow bulges out of it into the light; never darker: a lid darker or greyer than the
+    # skin around it read as a patch of eye shadow): over DEPTH half-widths from the fill's outline where the two
+    # differ a little (the lid's own curvature), over SHADOW_PX pixels (SHADOW half-widths at least) where one is
+    # much the lighter (SHADOW_RATIO and more: a cast shadow's edge, on the lid as on the skin above it).
+    deep = cv2.GaussianBlur(body.astype(np.float32), (0, 0), max(1.0, BODY_SMOOTH * hw))
+    ring_luma = np.maximum(ring_tone @ weights, 1.0)
+    deep = np.where((deep @ weights > ring_luma)[..., None], deep, ring_tone)
+    depth = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 5)
+    sharp = np.clip(((deep @ weights) / ring_luma - 1.0) / (SHADOW_RATIO - 1.0), 0.0, 1.0)
+    t = (np.clip(depth / max(DEPTH * hw, 1.0), 0.0, 1.0) * (1.0 - sharp)
+         + np.clip(depth / max(SHADOW * hw, SHADOW_PX / px_per_cell, 1.0), 0.0, 1.0) * sharp)
+    tone = ring_tone + (deep - ring_tone) * t[..., None]
     f_luma = filled @ weights
     fine = np.clip(f_luma / np.maximum(mean(f_luma, inside, detail), 1.0) - 1.0, -DETAIL_MAX, DETAIL_MAX)
     return np.where(inside[..., None], tone * (1.0 + fine)[..., None], filled).astype(np.float32)
