@@ -323,6 +323,7 @@ LOW_SKIP = 0.3  # half-widths under the lower lid that the fill leaves out of th
 TONE_SIGMA, RING, RING_SKIN, SIDE_SOFT = 0.15, 0.12, (0.8, 1.25), 0.25
 ANISO, RING_LOW, ENVELOPE, CORNER_SKIP = 2.0, 0.6, 0.3, 0.5
 DEPTH, SHADOW, SHADOW_PX, SHADOW_RATIO, BODY_SMOOTH = 0.7, 0.25, 5.0, 1.5, 0.25
+SAT_MATCH = (0.85, 1.15)
 DETAIL_SIGMA, DETAIL_MAX = 0.06, 0.12  # half-widths (0.7 px at least); a share of the lightness: see _match_around
 FILL_BLEND = 0.12  # half-widths (at least a pixel): the fill blends into the photo beside the hole over this
 
@@ -800,6 +801,11 @@ def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: 
     deep = cv2.GaussianBlur(body.astype(np.float32), (0, 0), max(1.0, BODY_SMOOTH * hw))
     ring_luma = np.maximum(ring_tone @ weights, 1.0)
     deep = np.where((deep @ weights > ring_luma)[..., None], deep, ring_tone)
+    # (and as saturated as the ring, within SAT_MATCH: a greyer lid read as a patch of make-up, a redder one as swollen)
+    d_luma = np.maximum(deep @ weights, 1.0)[..., None]
+    k = np.clip((np.ptp(ring_tone, axis=-1)[..., None] / ring_luma[..., None])
+                / np.maximum(np.ptp(deep, axis=-1)[..., None] / d_luma, 1e-3), *SAT_MATCH)
+    deep = d_luma + (deep - d_luma) * k
     depth = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 5)
     sharp = np.clip(((deep @ weights) / ring_luma - 1.0) / (SHADOW_RATIO - 1.0), 0.0, 1.0)
     t = (np.clip(depth / max(DEPTH * hw, 1.0), 0.0, 1.0) * (1.0 - sharp)
