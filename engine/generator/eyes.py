@@ -321,7 +321,13 @@ LOW_SKIP = 0.3  # half-widths under the lower lid that the fill leaves out of th
 # fill, over TONE_SIGMA half-widths (a pixel at least); ring pixels whose luma is off the ring's own by more than
 # RING_SKIN are lashes, brow hairs, a rim or a glint. Its sides fade out over SIDE_SOFT half-widths.
 TONE_SIGMA, RING, RING_SKIN, SIDE_SOFT = 0.15, 0.12, (0.8, 1.25), 0.25
+# The ring carried in ANISO times further down the lid than along it; ring pixels darker than RING_LOW of the brightest
+# skin within ENVELOPE half-widths (brow hairs, a lash's flick, a deep crease) and those within CORNER_SKIP half-widths
+# of the closed line or beside the eye itself (the corners' shadows, lashes, liner) are left out of it.
 ANISO, RING_LOW, ENVELOPE, CORNER_SKIP = 2.0, 0.6, 0.3, 0.5
+# The lid's body tone (lid_fill's, blurred over BODY_SMOOTH half-widths) comes in where lighter than the ring, over
+# DEPTH half-widths from the outline, or over SHADOW_PX pixels (SHADOW half-widths at least) where it is SHADOW_RATIO
+# times lighter or more (a cast shadow's edge); as saturated as the ring, within SAT_MATCH.
 DEPTH, SHADOW, SHADOW_PX, SHADOW_RATIO, BODY_SMOOTH = 0.7, 0.25, 5.0, 1.5, 0.25
 SAT_MATCH = (0.85, 1.15)
 DETAIL_SIGMA, DETAIL_MAX = 0.06, 0.12  # half-widths (0.7 px at least); a share of the lightness: see _match_around
@@ -732,14 +738,13 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
         body_tone = lid_luma[..., None] + (body_tone - lid_luma[..., None]) * (1.0 + (k - 1.0) * w)[..., None]
     # Where it covers: from just above the crease's shadow down, fading out past the corners.
     alpha = ramp(s_top - m, s_top + soft, ss) * (1.0 - ramp(side - SIDE_SOFT, side + 0.05, np.abs(us)))
-    # Its broad tone is the skin's right around it, carried across (a lid toned toward any other skin, the skin
-    # above the eye, under it or all around it, stepped from the skin beside it at the fill's outline and read
-    # as a patch of make-up or a plaster: a pale one on meeting_darker_skin, a dark one in luispedro's socket).
+    # At its outline its broad tone is the skin's right around it, carried in, and the body's (above) only deeper in
+    # (`_match_around`): toned as a whole, the fill stepped from the skin beside it at its outline and read as a patch
+    # of make-up pasted over the eye (a grey one on the astronaut, a dark one in luispedro's socket).
     # The ring's skin is taken above the closed line and beside the lid's skin band (not beside the eye itself: its
     # corners' shadows, lashes and liner, carried in, drew a dark mark at the closed eye's corners).
     corners = (ss > s_closed - CORNER_SKIP * eye.half_w) | ((ss > 0.0) & (np.abs(us) > 1.0))
-    filled = _match_around(filled, px, alpha, corners, eye.half_w / step,
-                           body_tone, step) / 255.0
+    filled = _match_around(filled, px, alpha, corners, eye.half_w / step, body_tone, step) / 255.0
     # The lid turns away from the light toward its corners, over the round eyeball (CORNER_DARK), less and less out to
     # the fill's sides, where it meets the skin beside it in tone.
     corner = CORNER_DARK * np.clip(np.abs(us), 0.0, 1.0) ** 3 * (1.0 - ramp(side - 0.5, side - 0.05, np.abs(us)))
@@ -755,15 +760,14 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
 
 def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: np.ndarray, hw: float,
                   body: np.ndarray, px_per_cell: float) -> np.ndarray:
-    """filled (H, W, 3, 0..255) with its broad tone replaced (hw: grid cells per eye half-width): at its outline the
-    tone of the photo's skin in a ring just outside alpha (above the closed line, under the brow), carried in (a
-    seamless clone: no step in lightness or colour where the fill meets the skin around it), and deeper in, over
-    DEPTH half-widths, the tone of the lit skin of that ring (its lightness at LIT_PCT, its colour its middle
-    tones'): a closed lid over the round eyeball is lit like the skin around it, and a shadow beside it (a deep fold,
-    a socket under the brow) falls off onto it rather than cover it. Its fine light and shade (finer than
-    DETAIL_SIGMA, DETAIL_MAX at most, in lightness only) stay: the photo's skin it keeps has its grain, and the
-    edges of what it made up no outline. The ring's lashes, brow hairs, a rim's edge or a glint (luma off the
-    ring's own by RING_SKIN) are no skin's tone."""
+    """filled (H, W, 3, 0..255) with its broad tone replaced (hw: grid cells per eye half-width, px_per_cell: pixels
+    per cell): at its outline the tone of the photo's skin in a ring just outside alpha (above the closed line, not
+    beside the eye itself: `under` marks what is left out), carried in (a seamless clone: no step in lightness or
+    colour where the fill meets the skin around it), and deeper in `body` (lid_fill's tone for the lid) where that is
+    lighter. Its fine light and shade (finer than DETAIL_SIGMA, DETAIL_MAX at most, in lightness only) stay: the
+    photo's skin it keeps has its grain, and the edges of what it made up no outline. The ring's lashes, brow hairs,
+    a rim's edge or a glint (luma off the ring's own by RING_SKIN, or under RING_LOW of the skin near them) are no
+    skin's tone."""
     sigma, detail = max(1.0, TONE_SIGMA * hw), max(0.7, DETAIL_SIGMA * hw)
     inside = alpha >= 0.02
     k = 2 * max(1, round(max(2.0, RING * hw))) + 1
