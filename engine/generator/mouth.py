@@ -55,6 +55,8 @@ LOWER_INCISOR_W, LOWER_RATIO = 0.24, 0.85
 # Lips part a little after the jaw does (they are soft and pressed together at rest): the gap between them
 # lags the jaw's by up to this many mouth half-widths, twice that in a smile (stretched lips press harder).
 SEAL = 0.06
+# The jaw values over which the soft field under the lips gives way to the jaw's one piece (`MouthRig.offsets`).
+ONE_PIECE = (0.2, 0.4)
 # The inside of an opening this many mouth half-widths high is as lit as a wide one; a slit NARROW_DIM as much.
 NARROW_LIT, NARROW_DIM = 0.2, 0.5
 # The mouth's inside in the lips' shade: the tongue's colour (the inside's lightest) at most this much brighter
@@ -357,18 +359,24 @@ class MouthRig:
         dx = qx - self.mouth_x
         # Above the opening: the upper lip rises, the skin up to the nose base taking up the stretch.
         above = o.lift * smoothstep(self.nose_y, o.upper, qy + o.lift)
-        # The jaw's map back is solved only where it moves anything: from the first row that can be under the opening
+        # Below it, two fields blended by the jaw: near jaw 0 (silence, the sealed lips of anticipation) the soft one,
+        # whose skin under the lip stretches and absorbs the jaw's first motion, so the lips stay shut; open, the
+        # jaw's one piece (`_below`), which carries the lip and beard down unstretched. Per frame, both maps are
+        # monotone down each column, so their blend is too: no fold at the crossover.
+        one = smoothstep(ONE_PIECE[0], ONE_PIECE[1], torch.clamp(c[:, Control.JAW_OPEN], 0.0, 1.0))  # (N, 1, 1)
+        src = self._soft(o, dx, qy) if bool((one < 1.0).any()) else qy
+        # The one piece is solved only where it moves anything: from the first row that can be under the opening
         # (a smile lifts the lower lip by at most 0.18 mw), over the columns the jaw's drop reaches (`_below`'s
-        # `across` is under 0.002 past 3.2 mw).
-        src = qy
+        # `across` is under 0.002 past 3.2 mw), and only when some frame opens that far.
         rows = torch.nonzero(qy.amax(dim=(0, 2)) > self.lower_top - 0.3 * mw)
         cols = torch.nonzero(dx.abs().amin(dim=(0, 1)) < 3.2 * mw)
-        if len(rows) and len(cols):
+        if len(rows) and len(cols) and bool((one > 0.0).any()):
             part = (slice(None), slice(int(rows[0]), None), slice(int(cols[0]), int(cols[-1]) + 1))
             cut = Opening(*(t if t.shape[-1] == 1 and t.shape[-2] == 1 else t[part]
                             for t in (getattr(o, f.name) for f in fields(o))))
-            src = qy.clone()
-            src[part] = self._below(cut, qx[part], qy[part])
+            soft = src[part] if src is not qy else qy[part]
+            src = src.clone() if src is not qy else qy.clone()
+            src[part] = soft + (self._below(cut, qx[part], qy[part]) - soft) * one
         # Between the lips: the inner lip lines, stretched (the interior covers them).
         t = torch.clamp((qy - o.top) / torch.clamp(o.bottom - o.top, min=1e-3), 0.0, 1.0)
         # (Less the smile's lift, added to every row below: so the slit shows the lips' own seam, continuous with
@@ -387,6 +395,23 @@ class MouthRig:
         corner = torch.exp(-(torch.square(dx.abs() - mw) + torch.square(qy - self.corner_y)) / (0.6 * mw) ** 2)
         smile = c[:, Control.SMILE]
         return ox - smile * 0.1 * dx * corner, oy + smile * 0.18 * mw * corner
+
+    def _soft(self, o: Opening, dx: torch.Tensor, qy: torch.Tensor) -> torch.Tensor:
+        """Where the output rows under the opening come from, near jaw 0: the lower lip drops with the jaw; the chin
+        drops by the whole jaw, the skin beside and under the lip stretching between; the neck below the chin takes
+        the rest."""
+        mw = self.mw
+        across = torch.exp(-0.5 * torch.square(torch.square(dx / (1.7 * mw))))
+        neck_end = self.chin_y + 0.9 * (self.chin_y - self.mouth_y)
+        # While the lips are still sealed (a jaw barely open) the chin follows them more than the jaw: the soft
+        # tissue takes the first of the jaw's motion.
+        chin = o.drop + (o.jaw - o.drop) * smoothstep(0.0, 2.0 * SEAL * mw, o.jaw)
+
+        def fall(y: torch.Tensor) -> torch.Tensor:
+            d = o.drop + (chin * across - o.drop) * smoothstep(o.lower, self.chin_y, y)
+            return d * (1.0 - smoothstep(self.chin_y, neck_end, y))
+
+        return qy - fall(qy - o.drop)  # one fixed-point step of the backward map: the drop varies slowly
 
     def _below(self, o: Opening, qx: torch.Tensor, qy: torch.Tensor) -> torch.Tensor:
         """Where the output rows under the opening come from. The lower face moves as the jaw does, one piece:

@@ -157,8 +157,11 @@ class WarpRenderer(nn.Module):
         ys, xs = self.mouth_slices
         mqx, mqy = frame.to_face(qx[:, ys, xs], qy[:, ys, xs])
         ox, oy = frame.vector_to_image(*self.mouth.offsets(c, mqx, mqy))
-        sx[:, ys, xs] += ox
-        sy[:, ys, xs] += oy
+        # The jaw moves the head and the neck under it, as the head's motion does (`head_mask`): not a collar, the
+        # wall or another figure beside the jaw, whose edges against the still plate it would tear into streaks.
+        keep = self.head_mask[:, ys, xs]
+        sx[:, ys, xs] += ox * keep
+        sy[:, ys, xs] += oy * keep
         overlay, alpha = self._interior(c, qx, qy)
         for eye, blink, (ys, xs), cells in zip(self.g.eyes, (Control.BLINK_LEFT, Control.BLINK_RIGHT),
                                                self.eye_slices, self.lid_cells, strict=True):
