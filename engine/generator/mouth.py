@@ -21,6 +21,7 @@ only where some frame opens it; the warp fields stay on the coarse field grid.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -359,24 +360,25 @@ class MouthRig:
         dx = qx - self.mouth_x
         # Above the opening: the upper lip rises, the skin up to the nose base taking up the stretch.
         above = o.lift * smoothstep(self.nose_y, o.upper, qy + o.lift)
-        # Below it, two fields blended by the jaw: near jaw 0 (silence, the sealed lips of anticipation) the soft one,
-        # whose skin under the lip stretches and absorbs the jaw's first motion, so the lips stay shut; open, the
-        # jaw's one piece (`_below`), which carries the lip and beard down unstretched. Per frame, both maps are
-        # monotone down each column, so their blend is too: no fold at the crossover.
+        # Below it, two fields blended by the jaw: near jaw 0 (silence, the sealed lips of anticipation) the soft one
+        # (`_soft`), open the jaw's one piece (`_below`), which carries the lip and beard down unstretched. Per frame,
+        # both maps are monotone down each column, so their blend is too: no fold at the crossover.
+        # Both are solved only where they move anything: from the first row that can be under the opening (a smile
+        # lifts the lower lip by at most 0.18 mw), over the columns the jaw's drop reaches (`across` is under 0.002
+        # past 3.2 mw, and the lips' drop is nothing past their corners).
         one = smoothstep(ONE_PIECE[0], ONE_PIECE[1], torch.clamp(c[:, Control.JAW_OPEN], 0.0, 1.0))  # (N, 1, 1)
-        src = self._soft(o, dx, qy) if bool((one < 1.0).any()) else qy
-        # The one piece is solved only where it moves anything: from the first row that can be under the opening
-        # (a smile lifts the lower lip by at most 0.18 mw), over the columns the jaw's drop reaches (`_below`'s
-        # `across` is under 0.002 past 3.2 mw), and only when some frame opens that far.
+        src = qy
         rows = torch.nonzero(qy.amax(dim=(0, 2)) > self.lower_top - 0.3 * mw)
         cols = torch.nonzero(dx.abs().amin(dim=(0, 1)) < 3.2 * mw)
-        if len(rows) and len(cols) and bool((one > 0.0).any()):
+        if len(rows) and len(cols):
             part = (slice(None), slice(int(rows[0]), None), slice(int(cols[0]), int(cols[-1]) + 1))
             cut = Opening(*(t if t.shape[-1] == 1 and t.shape[-2] == 1 else t[part]
                             for t in (getattr(o, f.name) for f in fields(o))))
-            soft = src[part] if src is not qy else qy[part]
-            src = src.clone() if src is not qy else qy.clone()
-            src[part] = soft + (self._below(cut, qx[part], qy[part]) - soft) * one
+            # Each frame solves only the fields it shows (speech is mostly open wide or shut), both in the blend.
+            args = (cut, qx[part], qy[part], dx[part])
+            soft, piece = _for_frames(one < 1.0, self._soft, *args), _for_frames(one > 0.0, self._below, *args)
+            src = qy.clone()
+            src[part] = torch.lerp(soft, piece, one)
         # Between the lips: the inner lip lines, stretched (the interior covers them).
         t = torch.clamp((qy - o.top) / torch.clamp(o.bottom - o.top, min=1e-3), 0.0, 1.0)
         # (Less the smile's lift, added to every row below: so the slit shows the lips' own seam, continuous with
@@ -396,7 +398,7 @@ class MouthRig:
         smile = c[:, Control.SMILE]
         return ox - smile * 0.1 * dx * corner, oy + smile * 0.18 * mw * corner
 
-    def _soft(self, o: Opening, dx: torch.Tensor, qy: torch.Tensor) -> torch.Tensor:
+    def _soft(self, o: Opening, qx: torch.Tensor, qy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
         """Where the output rows under the opening come from, near jaw 0: the lower lip drops with the jaw; the chin
         drops by the whole jaw, the skin beside and under the lip stretching between; the neck below the chin takes
         the rest."""
@@ -413,12 +415,11 @@ class MouthRig:
 
         return qy - fall(qy - o.drop)  # one fixed-point step of the backward map: the drop varies slowly
 
-    def _below(self, o: Opening, qx: torch.Tensor, qy: torch.Tensor) -> torch.Tensor:
+    def _below(self, o: Opening, qx: torch.Tensor, qy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
         """Where the output rows under the opening come from. The lower face moves as the jaw does, one piece:
         the lower lip drops whole (its thickness, sheen and lines kept) and the chin under it by as much, so the
         skin and beard between them are not stretched; beside the mouth, where the lips' corners hold, the skin
         stretches over the height from the corner to the chin, and the neck under the chin is compressed."""
-        dx = qx - self.mouth_x
         across = torch.exp(-0.5 * torch.square(torch.square(dx / (1.7 * self.mw))))
         # The chin drops as the lower lip does at the mouth's middle (the jaw's share of the opening); while the lips
         # are still sealed (a jaw barely open) it follows them more than the jaw: the soft tissue takes the first
@@ -559,6 +560,19 @@ class MouthRig:
                             padding_mode="border", align_corners=True)
         own = own + (self.palette["inner"] * 0.7 - own) * above  # the gum, under a lip lifted past the photo's
         return rgb + (own * shade - rgb) * w
+
+
+def _for_frames(keep: torch.Tensor, solve: Callable[..., torch.Tensor], o: Opening, qx: torch.Tensor,
+                qy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """solve(o, qx, qy, dx) on the frames where keep (N, 1, 1) holds; the others keep their rows, qy."""
+    frames = torch.nonzero(keep.flatten())[:, 0]
+    if len(frames) == len(keep):
+        return solve(o, qx, qy, dx)
+    rows = qy.clone()
+    if len(frames):
+        cut = Opening(*(t if t.shape[0] == 1 else t[frames] for t in (getattr(o, f.name) for f in fields(o))))
+        rows[frames] = solve(cut, qx[frames], qy[frames], dx[frames])
+    return rows
 
 
 def _solve_ease(r: torch.Tensor, length: torch.Tensor, rise: torch.Tensor, steps: int = 2) -> torch.Tensor:
