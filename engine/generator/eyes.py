@@ -220,7 +220,8 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     lash_a = LASH_OPACITY * (0.55 + 0.45 * lash_profile) * (1.0 - smoothstep(0.75, 1.05, u.abs()))
     light = (torch.clamp(look.light[0] + u * (look.light[1] + u * look.light[2]), LIGHT_MIN, LIGHT_MAX)
              if look.fill is None else torch.ones_like(u))  # the filled skin keeps the photo's light across it
-    light = light * (1.0 - CORNER_DARK * uc.abs() ** 3)
+    if look.fill is None:  # (the filled skin has the photo's own shade toward the corners)
+        light = light * (1.0 - CORNER_DARK * uc.abs() ** 3)
     skin = eye.lid_rgb if eye.lid_rgb is not None else (-1.0, -1.0, -1.0)  # < 0: no skin to paint
     n = qy.shape[0]
     strand_k = math.pi / STRAND_PX if STRAND_PX * eye.half_w >= 3.0 else 0.0  # sin^2 has period pi
@@ -316,6 +317,20 @@ GRAIN_SKIN = (0.45, 1.6)  # the skin whose grain is taken: luma against the lid'
 BELOW_LIFT, BELOW_FROM, BELOW_AT, SOCKET_DARK = 0.35, 0.6, 0.9, 0.1
 SAT_RANGE = (0.75, 1.3)  # see lid_fill: the lid's saturation brought to the skin's under the eye, within this ratio
 LOW_SKIP = 0.3  # half-widths under the lower lid that the fill leaves out of the skin it takes
+# The fill's broad tone (`_match_around`): the skin's in a ring RING half-widths wide (2 px at least) right around the
+# fill, over TONE_SIGMA half-widths (a pixel at least); ring pixels whose luma is off the ring's own by more than
+# RING_SKIN are lashes, brow hairs, a rim or a glint. Its sides fade out over SIDE_SOFT half-widths.
+TONE_SIGMA, RING, RING_SKIN, SIDE_SOFT = 0.15, 0.12, (0.8, 1.25), 0.25
+# The ring carried in ANISO times further down the lid than along it; ring pixels darker than RING_LOW of the brightest
+# skin within ENVELOPE half-widths (brow hairs, a lash's flick, a deep crease) and those within CORNER_SKIP half-widths
+# of the closed line or beside the eye itself (the corners' shadows, lashes, liner) are left out of it.
+ANISO, RING_LOW, ENVELOPE, CORNER_SKIP = 2.0, 0.6, 0.3, 0.5
+# The lid's body tone (lid_fill's, blurred over BODY_SMOOTH half-widths) comes in where lighter than the ring, over
+# DEPTH half-widths from the outline, or over SHADOW_PX pixels (SHADOW half-widths at least) where it is SHADOW_RATIO
+# times lighter or more (a cast shadow's edge); as saturated as the ring, within SAT_MATCH.
+DEPTH, SHADOW, SHADOW_PX, SHADOW_RATIO, BODY_SMOOTH = 0.7, 0.25, 5.0, 1.5, 0.25
+SAT_MATCH = (0.85, 1.15)
+DETAIL_SIGMA, DETAIL_MAX = 0.06, 0.12  # half-widths (0.7 px at least); a share of the lightness: see _match_around
 FILL_BLEND = 0.12  # half-widths (at least a pixel): the fill blends into the photo beside the hole over this
 
 
@@ -650,8 +665,8 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     crease = np.minimum(np.maximum(crease + soft, FILL_TO_BROW * gap), _edge_above(rgb, eye, frame, us, stop, gap) - m)
     # rounded toward the corners: a tall straight side read as the edge of a patch
     crease = crease * np.sqrt(np.clip(1.0 - (np.abs(us) / (side + 0.1)) ** 8, 0.0, 1.0))
-    top = lid_curve(eye, us, eye.upper)
-    s_top, s_bot, s_closed = -crease, bottom - stop + m, bottom - 0.12 * (bottom - top) - stop
+    s_top, s_bot = -crease, bottom - stop + m
+    s_closed = bottom - 0.12 * (bottom - lid_curve(eye, us, eye.upper)) - stop  # where the lids meet
     s_low = bottom - stop + LOW_SKIP * eye.half_w
     ss = np.arange(float(s_top.min()) - 3.0 * m, float(s_low.max()) + 3.0 * m + step / 2, step)[:, None]
     fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[None], stop[None] + ss)
@@ -698,37 +713,111 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     own = np.asarray(skin, np.float32) * (255.0 / LID_TONE)
     body = hole & (ss > 0.0) & (ss < s_closed) & (np.abs(us) < 0.8)
     mid = np.median(filled[body], axis=0) if body.any() else own
-    filled = filled * (1.0 + (own / np.maximum(mid, 1.0) - 1.0) * (LID_MIX * w)[..., None])
+    body_tone = filled * (1.0 + (own / np.maximum(mid, 1.0) - 1.0) * (LID_MIX * w)[..., None])
     lid = hole & (ss > 0.0) & (ss < s_closed)
-    have = max(float(np.median(filled[lid] @ weights)), 1.0) if lid.any() else around
+    have = max(float(np.median(body_tone[lid] @ weights)), 1.0) if lid.any() else around
     gain = float(np.clip(np.clip(have, around, LID_OF_AROUND * around) / have, 1.0 / LIFT_MAX, LIFT_MAX)) ** 0.5
     # A lid in a shadowed socket (the far eye of a face lit from the side) bulges out of it into the light that
     # falls on the skin under the eye: it is lifted, more and more from high in its crease (BELOW_FROM of it) down to
     # BELOW_AT of its length (a shorter ramp drew a seam across the lid), BELOW_LIFT of the way (in ratio) toward
     # that skin where it is lighter (as dark as the socket, it read as a dark patch).
-    under = _sample(rgb, frame, *np.broadcast_arrays((eye.cx + mu * eye.half_w)[None], lid_curve(eye, mu, eye.lower)
+    under_eye = _sample(rgb, frame, *np.broadcast_arrays((eye.cx + mu * eye.half_w)[None], lid_curve(eye, mu, eye.lower)
                                                      + np.linspace(0.25, 0.6, 10)[:, None] * eye.half_w))
-    below = LID_TONE * float(_skin_tone(under) @ weights)
+    below = LID_TONE * float(_skin_tone(under_eye) @ weights)
     # Only a lid darker than the skin all around the eye is in a socket's shadow: a lid already as light as that
     # (one darker only than a pale cheek) stays.
     socket = float(np.clip((around - have) / (SOCKET_DARK * around), 0.0, 1.0))
     lift = min(1.0 + BELOW_LIFT * socket * max(below / (have * gain) - 1.0, 0.0), LIFT_MAX)
     w_low = (ramp(-BELOW_FROM * crease, BELOW_AT * s_closed, ss) * (1.0 - ramp(0.8, 1.1, np.abs(us))) * blend)
-    filled = filled * ((1.0 + (lift - 1.0) * w_low) * (1.0 + (gain - 1.0) * w))[..., None] / 255.0
+    body_tone = body_tone * ((1.0 + (lift - 1.0) * w_low) * (1.0 + (gain - 1.0) * w))[..., None]
     # The lid's body as saturated as the skin under the eye (its colour against its lightness; SAT_RANGE at most):
     # a greyer lid read as a patch of eye shadow (a socket's shadow mixed in), a redder one as swollen.
     if lid.any():
-        lid_luma = filled @ weights
-        k = float(np.clip(_saturation(under) / max(_saturation(filled[lid] * 255.0), 1e-3), *SAT_RANGE))
-        filled = lid_luma[..., None] + (filled - lid_luma[..., None]) * (1.0 + (k - 1.0) * w)[..., None]
+        lid_luma = body_tone @ weights
+        k = float(np.clip(_saturation(under_eye) / max(_saturation(body_tone[lid]), 1e-3), *SAT_RANGE))
+        body_tone = lid_luma[..., None] + (body_tone - lid_luma[..., None]) * (1.0 + (k - 1.0) * w)[..., None]
+    # Where it covers: from just above the crease's shadow down, fading out past the corners.
+    alpha = ramp(s_top - m, s_top + soft, ss) * (1.0 - ramp(side - SIDE_SOFT, side + 0.05, np.abs(us)))
+    # At its outline its broad tone is the skin's right around it, carried in, and the body's (above) only deeper in
+    # (`_match_around`): toned as a whole, the fill stepped from the skin beside it at its outline and read as a patch
+    # of make-up pasted over the eye (a grey one on the astronaut, a dark one in luispedro's socket).
+    # The ring's skin is taken above the closed line and beside the lid's skin band (not beside the eye itself: its
+    # corners' shadows, lashes and liner, carried in, drew a dark mark at the closed eye's corners).
+    corners = (ss > s_closed - CORNER_SKIP * eye.half_w) | ((ss > 0.0) & (np.abs(us) > 1.0))
+    filled = _match_around(filled, px, alpha, corners, eye.half_w / step, body_tone, step) / 255.0
+    # The lid turns away from the light toward its corners, over the round eyeball (CORNER_DARK), less and less out to
+    # the fill's sides, where it meets the skin beside it in tone.
+    corner = CORNER_DARK * np.clip(np.abs(us), 0.0, 1.0) ** 3 * (1.0 - ramp(side - 0.5, side - 0.05, np.abs(us)))
+    filled = filled * (1.0 - corner * (ss < s_closed + m))[..., None]
     # Where the skin is made up it takes the grain of the clean skin around it (a smooth fill over a large lid
     # read as a flat patch); the photo's own skin that the fill keeps has its own.
     grain = _fill_grain(rgb, eye, frame, us, ss[:, 0], step, hole, blend > 0.02, ref)
     filled = filled * (1.0 + grain * blend)[..., None]
-    alpha = ramp(s_top - m, s_top + soft, ss) * (1.0 - ramp(side - 0.25, side + 0.05, np.abs(us)))
     rgba = np.concatenate([filled, alpha[..., None]], axis=-1).astype(np.float32)
     return RimLayer(torch.from_numpy(rgba).permute(2, 0, 1)[None].contiguous(), float(us[0]), float(us[-1]),
                     float(ss[0, 0]), float(ss[-1, 0]))
+
+
+def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: np.ndarray, hw: float,
+                  body: np.ndarray, px_per_cell: float) -> np.ndarray:
+    """filled (H, W, 3, 0..255) with its broad tone replaced (hw: grid cells per eye half-width, px_per_cell: pixels
+    per cell): at its outline the tone of the photo's skin in a ring just outside alpha (above the closed line, not
+    beside the eye itself: `under` marks what is left out), carried in (a seamless clone: no step in lightness or
+    colour where the fill meets the skin around it), and deeper in `body` (lid_fill's tone for the lid) where that is
+    lighter. Its fine light and shade (finer than DETAIL_SIGMA, DETAIL_MAX at most, in lightness only) stay: the
+    photo's skin it keeps has its grain, and the edges of what it made up no outline. The ring's lashes, brow hairs,
+    a rim's edge or a glint (luma off the ring's own by RING_SKIN, or under RING_LOW of the skin near them) are no
+    skin's tone."""
+    sigma, detail = max(1.0, TONE_SIGMA * hw), max(0.7, DETAIL_SIGMA * hw)
+    inside = alpha >= 0.02
+    k = 2 * max(1, round(max(2.0, RING * hw))) + 1
+    band = ~inside & (cv2.dilate(inside.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0)
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    luma = px @ weights
+
+    def mean(x: np.ndarray, where: np.ndarray, s: float) -> np.ndarray:
+        w = where.astype(np.float32)
+        num = cv2.GaussianBlur(x * (w[..., None] if x.ndim == 3 else w), (0, 0), s)
+        den = np.maximum(cv2.GaussianBlur(w, (0, 0), s), 1e-4)
+        return num / (den[..., None] if x.ndim == 3 else den)
+
+    level = mean(luma, band, 2.0 * sigma)
+    # (and nothing much darker than the ring's lighter skin: the brow's hairs, a lash's flick, a deep fold)
+    r = 2 * max(1, round(ENVELOPE * hw)) + 1
+    envelope = cv2.GaussianBlur(cv2.dilate(luma, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (r, r))), (0, 0), r / 4.0)
+    dark = luma < RING_LOW * envelope
+    skin = band & ~under & ~dark & (luma > RING_SKIN[0] * level) & (luma < RING_SKIN[1] * level)
+    if skin.sum() < 8:
+        return filled
+    # The ring carried in more down the lid than along it (a membrane on a grid shrunk ANISO times in height): an
+    # even one took a lid's top from a brightly lit nose or temple beside it.
+    h, w = skin.shape
+    small = (w, max(2, round(h / ANISO)))
+    wk = cv2.resize(skin.astype(np.float32), small, interpolation=cv2.INTER_AREA)
+    vals = cv2.resize(np.where(skin[..., None], mean(px, skin, sigma), 0.0).astype(np.float32), small,
+                      interpolation=cv2.INTER_AREA) / np.maximum(wk, 1e-6)[..., None]
+    ring_tone = cv2.resize(membrane(vals.astype(np.float32), wk > 0.25), (w, h), interpolation=cv2.INTER_LINEAR)
+    # Deeper in, the lid's body (`lid_fill`'s tone for it, smooth) where that is lighter than the skin around it (a lid
+    # under a fold or a brow's shadow bulges out of it into the light; never darker: a lid darker or greyer than the
+    # skin around it read as a patch of eye shadow): over DEPTH half-widths from the fill's outline where the two
+    # differ a little (the lid's own curvature), over SHADOW_PX pixels (SHADOW half-widths at least) where one is
+    # much the lighter (SHADOW_RATIO and more: a cast shadow's edge, on the lid as on the skin above it).
+    deep = cv2.GaussianBlur(body.astype(np.float32), (0, 0), max(1.0, BODY_SMOOTH * hw))
+    ring_luma = np.maximum(ring_tone @ weights, 1.0)
+    deep = np.where((deep @ weights > ring_luma)[..., None], deep, ring_tone)
+    # (and as saturated as the ring, within SAT_MATCH: a greyer lid read as a patch of make-up, a redder one as swollen)
+    d_luma = np.maximum(deep @ weights, 1.0)[..., None]
+    k = np.clip((np.ptp(ring_tone, axis=-1)[..., None] / ring_luma[..., None])
+                / np.maximum(np.ptp(deep, axis=-1)[..., None] / d_luma, 1e-3), *SAT_MATCH)
+    deep = d_luma + (deep - d_luma) * k
+    depth = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 5)
+    sharp = np.clip(((deep @ weights) / ring_luma - 1.0) / (SHADOW_RATIO - 1.0), 0.0, 1.0)
+    t = (np.clip(depth / max(DEPTH * hw, 1.0), 0.0, 1.0) * (1.0 - sharp)
+         + np.clip(depth / max(SHADOW * hw, SHADOW_PX / px_per_cell, 1.0), 0.0, 1.0) * sharp)
+    tone = ring_tone + (deep - ring_tone) * t[..., None]
+    f_luma = filled @ weights
+    fine = np.clip(f_luma / np.maximum(mean(f_luma, inside, detail), 1.0) - 1.0, -DETAIL_MAX, DETAIL_MAX)
+    return np.where(inside[..., None], tone * (1.0 + fine)[..., None], filled).astype(np.float32)
 
 
 def _fill_grain(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, ss: np.ndarray, step: float,

@@ -21,6 +21,7 @@ only where some frame opens it; the warp fields stay on the coarse field grid.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -40,7 +41,7 @@ INNER_CORNERS = (78, 308)
 INNER_UPPER = (191, 80, 81, 82, 13, 312, 311, 310, 415)
 INNER_LOWER = (95, 88, 178, 87, 14, 317, 402, 318, 324)
 OUTER_CORNERS = (61, 291)
-NOSE_BASE, CHIN = 2, 152
+NOSE_BASE, CHIN, LOWER_LIP_BOTTOM = 2, 152, 17
 LUMA = np.array([0.299, 0.587, 0.114])
 
 JAW_REACH = 0.85  # the chin drops this many mouth half-widths at JAW_OPEN = 1
@@ -55,6 +56,8 @@ LOWER_INCISOR_W, LOWER_RATIO = 0.24, 0.85
 # Lips part a little after the jaw does (they are soft and pressed together at rest): the gap between them
 # lags the jaw's by up to this many mouth half-widths, twice that in a smile (stretched lips press harder).
 SEAL = 0.06
+# The jaw values over which the soft field under the lips gives way to the jaw's one piece (`MouthRig.offsets`).
+ONE_PIECE = (0.2, 0.4)
 # The inside of an opening this many mouth half-widths high is as lit as a wide one; a slit NARROW_DIM as much.
 NARROW_LIT, NARROW_DIM = 0.2, 0.5
 # The mouth's inside in the lips' shade: the tongue's colour (the inside's lightest) at most this much brighter
@@ -305,6 +308,13 @@ class MouthRig:
         self.mouth_y = float((lm[13, 1] + lm[14, 1]) / 2)
         self.nose_y = float(min(lm[NOSE_BASE, 1], self.mouth_y - 0.3 * self.mw))
         self.chin_y = float(max(lm[CHIN, 1], self.mouth_y + 0.5 * self.mw))
+        self.lower_top = float(self.lower.y_np(np.linspace(-1.0, 1.0, 21)).min())  # the lower inner lip's highest
+        # The lower lip's thickness at its middle (the mesh's inner to outer lip): it moves down whole, as a lip does.
+        self.lip_thick = float(np.clip(lm[LOWER_LIP_BOTTOM, 1] - lm[14, 1], 0.1 * self.mw, 0.7 * self.mw))
+        # The neck under the chin takes up the jaw's drop: over at least twice that drop, so that it is compressed by
+        # at most about a half, never folded over (the warp would smear it into streaks).
+        drop_most = (1.0 - UPPER_SHARE) * JAW_REACH * self.mw
+        self.neck = max(0.9 * (self.chin_y - self.mouth_y), 2.2 * drop_most)
         self.palette = {k: torch.tensor(v, dtype=torch.float32)[None, :, None, None] for k, v in palette.items()}
         self.light_slope = float(palette["light"][2]) - 1.0 if "light" in palette else 0.0
         self.photo: torch.Tensor | None = None
@@ -350,21 +360,25 @@ class MouthRig:
         dx = qx - self.mouth_x
         # Above the opening: the upper lip rises, the skin up to the nose base taking up the stretch.
         above = o.lift * smoothstep(self.nose_y, o.upper, qy + o.lift)
-        # Below it: the lower lip drops with the jaw; the chin drops by the whole jaw, the skin beside and
-        # under the lip stretching between; the neck below the chin takes the rest.
-        across = torch.exp(-0.5 * torch.square(torch.square(dx / (1.7 * mw))))
-        neck_end = self.chin_y + 0.9 * (self.chin_y - self.mouth_y)
-
-        # While the lips are still sealed (a jaw barely open) the chin follows them more than the jaw: the soft
-        # tissue takes the first of the jaw's motion.
-        seal = 2.0 * SEAL * mw
-        chin = o.drop + (o.jaw - o.drop) * smoothstep(0.0, seal, o.jaw)
-
-        def fall(y: torch.Tensor) -> torch.Tensor:
-            d = o.drop + (chin * across - o.drop) * smoothstep(o.lower, self.chin_y, y)
-            return d * (1.0 - smoothstep(self.chin_y, neck_end, y))
-
-        src = qy - fall(qy - o.drop)  # one fixed-point step of the backward map: the drop varies slowly
+        # Below it, two fields blended by the jaw: near jaw 0 (silence, the sealed lips of anticipation) the soft one
+        # (`_soft`), open the jaw's one piece (`_below`), which carries the lip and beard down unstretched. Per frame,
+        # both maps are monotone down each column, so their blend is too: no fold at the crossover.
+        # Both are solved only where they move anything: from the first row that can be under the opening (a smile
+        # lifts the lower lip by at most 0.18 mw), over the columns the jaw's drop reaches (`across` is under 0.002
+        # past 3.2 mw, and the lips' drop is nothing past their corners).
+        one = smoothstep(ONE_PIECE[0], ONE_PIECE[1], torch.clamp(c[:, Control.JAW_OPEN], 0.0, 1.0))  # (N, 1, 1)
+        src = qy
+        rows = torch.nonzero(qy.amax(dim=(0, 2)) > self.lower_top - 0.3 * mw)
+        cols = torch.nonzero(dx.abs().amin(dim=(0, 1)) < 3.2 * mw)
+        if len(rows) and len(cols):
+            part = (slice(None), slice(int(rows[0]), None), slice(int(cols[0]), int(cols[-1]) + 1))
+            cut = Opening(*(t if t.shape[-1] == 1 and t.shape[-2] == 1 else t[part]
+                            for t in (getattr(o, f.name) for f in fields(o))))
+            # Each frame solves only the fields it shows (speech is mostly open wide or shut), both in the blend.
+            args = (cut, qx[part], qy[part], dx[part])
+            soft, piece = _for_frames(one < 1.0, self._soft, *args), _for_frames(one > 0.0, self._below, *args)
+            src = qy.clone()
+            src[part] = torch.lerp(soft, piece, one)
         # Between the lips: the inner lip lines, stretched (the interior covers them).
         t = torch.clamp((qy - o.top) / torch.clamp(o.bottom - o.top, min=1e-3), 0.0, 1.0)
         # (Less the smile's lift, added to every row below: so the slit shows the lips' own seam, continuous with
@@ -383,6 +397,48 @@ class MouthRig:
         corner = torch.exp(-(torch.square(dx.abs() - mw) + torch.square(qy - self.corner_y)) / (0.6 * mw) ** 2)
         smile = c[:, Control.SMILE]
         return ox - smile * 0.1 * dx * corner, oy + smile * 0.18 * mw * corner
+
+    def _soft(self, o: Opening, qx: torch.Tensor, qy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+        """Where the output rows under the opening come from, near jaw 0: the lower lip drops with the jaw; the chin
+        drops by the whole jaw, the skin beside and under the lip stretching between; the neck below the chin takes
+        the rest."""
+        mw = self.mw
+        across = torch.exp(-0.5 * torch.square(torch.square(dx / (1.7 * mw))))
+        neck_end = self.chin_y + 0.9 * (self.chin_y - self.mouth_y)
+        # While the lips are still sealed (a jaw barely open) the chin follows them more than the jaw: the soft
+        # tissue takes the first of the jaw's motion.
+        chin = o.drop + (o.jaw - o.drop) * smoothstep(0.0, 2.0 * SEAL * mw, o.jaw)
+
+        def fall(y: torch.Tensor) -> torch.Tensor:
+            d = o.drop + (chin * across - o.drop) * smoothstep(o.lower, self.chin_y, y)
+            return d * (1.0 - smoothstep(self.chin_y, neck_end, y))
+
+        return qy - fall(qy - o.drop)  # one fixed-point step of the backward map: the drop varies slowly
+
+    def _below(self, o: Opening, qx: torch.Tensor, qy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+        """Where the output rows under the opening come from. The lower face moves as the jaw does, one piece:
+        the lower lip drops whole (its thickness, sheen and lines kept) and the chin under it by as much, so the
+        skin and beard between them are not stretched; beside the mouth, where the lips' corners hold, the skin
+        stretches over the height from the corner to the chin, and the neck under the chin is compressed."""
+        across = torch.exp(-0.5 * torch.square(torch.square(dx / (1.7 * self.mw))))
+        # The chin drops as the lower lip does at the mouth's middle (the jaw's share of the opening); while the lips
+        # are still sealed (a jaw barely open) it follows them more than the jaw: the soft tissue takes the first
+        # of the jaw's motion.
+        jaw = (1.0 - UPPER_SHARE) * o.jaw
+        chin = (o.drop + (jaw - o.drop) * smoothstep(0.0, 2.0 * SEAL * self.mw, o.jaw)) * across
+        band = o.lower + self.lip_thick * torch.sqrt(torch.clamp(1.0 - torch.square(o.u), min=0.0))
+        span = torch.clamp(self.chin_y - band, min=0.3 * self.mw)
+        neck_top = band + span  # the chin (lower, where the lip is close above it)
+        # Source rows: the lip band, down to `band`, drops by o.drop; the skin from it to the chin eases from that to
+        # the chin's drop, and the neck under the chin from that to nothing, each along a smoothstep. The map back
+        # from output rows is solved on each piece (monotone: the neck is long enough), from where a straight
+        # line would put the row: a few Newton steps.
+        lip_rows = qy - o.drop
+        skin = qy <= neck_top + chin
+        top = torch.where(skin, band, neck_top)
+        rows = _solve_ease(qy - torch.where(skin, o.drop, chin) - top, torch.where(skin, span, self.neck),
+                           torch.where(skin, chin - o.drop, -chin)) + top
+        return torch.where(lip_rows <= band, lip_rows, rows)
 
     # ---- the interior ---------------------------------------------------------------------------------
     def interior(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor,
@@ -504,6 +560,30 @@ class MouthRig:
                             padding_mode="border", align_corners=True)
         own = own + (self.palette["inner"] * 0.7 - own) * above  # the gum, under a lip lifted past the photo's
         return rgb + (own * shade - rgb) * w
+
+
+def _for_frames(keep: torch.Tensor, solve: Callable[..., torch.Tensor], o: Opening, qx: torch.Tensor,
+                qy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """solve(o, qx, qy, dx) on the frames where keep (N, 1, 1) holds; the others keep their rows, qy."""
+    frames = torch.nonzero(keep.flatten())[:, 0]
+    if len(frames) == len(keep):
+        return solve(o, qx, qy, dx)
+    rows = qy.clone()
+    if len(frames):
+        cut = Opening(*(t if t.shape[0] == 1 else t[frames] for t in (getattr(o, f.name) for f in fields(o))))
+        rows[frames] = solve(cut, qx[frames], qy[frames], dx[frames])
+    return rows
+
+
+def _solve_ease(r: torch.Tensor, length: torch.Tensor, rise: torch.Tensor, steps: int = 2) -> torch.Tensor:
+    """The y where y + rise * smoothstep(y / length) = r: before the ease (r <= 0) y = r, past it y = r - rise. The
+    left side rises all the way (length + 1.5 rise > 0), so Newton's steps from the straight line's answer
+    converge."""
+    t = torch.clamp(r / (length + rise), 0.0, 1.0)
+    for _ in range(steps):
+        g = length * t + rise * (t * t * (3.0 - 2.0 * t)) - r
+        t = torch.clamp(t - g / (length + rise * (6.0 * t * (1.0 - t))), 0.0, 1.0)
+    return torch.where(r <= 0.0, r, torch.where(r >= length + rise, r - rise, t * length))
 
 
 def tooth_pattern(au: torch.Tensor, hw: float | torch.Tensor, first: float,

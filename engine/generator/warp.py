@@ -108,6 +108,11 @@ class WarpRenderer(nn.Module):
         # The mouth's interior is drawn over the box the opening can reach, padded by the head's motion
         # (`mouth_box_px`, in ROI pixels).
         m = self.mouth
+        # The neck under a dropped jaw takes it up over `m.neck`: the jaw's box reaches that far down.
+        below = m.chin_y + m.neck - (g.chin_y + 0.95 * (g.chin_y - g.mouth_y))
+        if below > 0:
+            bx0, by0, bx1, by1 = g.mouth_box(rw, rh, margin)
+            self.mouth_slices = self._slices((bx0, by0, bx1, min(rh, by1 + math.ceil(below))))
         u = torch.linspace(-1.0, 1.0, 21)
         top, bottom = float(m.upper.y(u).min()), float(m.lower.y(u).max())
         reach = 1.2 * m.hw + margin  # a mouth widened to the full: its corners pulled out by ~17%
@@ -152,8 +157,11 @@ class WarpRenderer(nn.Module):
         ys, xs = self.mouth_slices
         mqx, mqy = frame.to_face(qx[:, ys, xs], qy[:, ys, xs])
         ox, oy = frame.vector_to_image(*self.mouth.offsets(c, mqx, mqy))
-        sx[:, ys, xs] += ox
-        sy[:, ys, xs] += oy
+        # The jaw moves the head and the neck under it, as the head's motion does (`head_mask`): not a collar, the
+        # wall or another figure beside the jaw, whose edges against the still plate it would tear into streaks.
+        keep = self.head_mask[:, ys, xs]
+        sx[:, ys, xs] += ox * keep
+        sy[:, ys, xs] += oy * keep
         overlay, alpha = self._interior(c, qx, qy)
         for eye, blink, (ys, xs), cells in zip(self.g.eyes, (Control.BLINK_LEFT, Control.BLINK_RIGHT),
                                                self.eye_slices, self.lid_cells, strict=True):
