@@ -42,7 +42,7 @@ def test_large_webp_is_scaled_to_the_output_size(tmp_path: Path) -> None:
     assert avatar.size == (720, 720)
 
 
-def test_second_prepare_comes_from_the_cache(tmp_path: Path) -> None:
+def test_second_prepare_comes_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = save(tmp_path, "me.png", data.astronaut())
     steps: list[str] = []
     first = prepare_avatar(path, cache_dir=tmp_path / "cache", on_step=steps.append)
@@ -57,6 +57,12 @@ def test_second_prepare_comes_from_the_cache(tmp_path: Path) -> None:
     steps.clear()
     prepare_avatar(tmp_path / "copy.png", cache_dir=tmp_path / "cache", on_step=steps.append)
     assert "finding the face" not in steps
+    # Other generator code (a changed plate or matte, PREP_VERSION not bumped) prepares again.
+    from engine.generator import avatar as avatar_module
+
+    key = avatar_module.cache_key(path, 720)
+    monkeypatch.setattr(avatar_module, "source_digest", lambda: b"edited plate")
+    assert avatar_module.cache_key(path, 720) != key, "edited preparation code would load what older code made"
 
 
 def make_bad_portrait(kind: str, tmp: Path) -> Path:

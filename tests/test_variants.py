@@ -52,7 +52,7 @@ def test_the_exported_graphs_cache_key_follows_the_prepared_data_and_the_rendere
     monkeypatch.setattr(variants, "PREP_VERSION", variants.PREP_VERSION + 1)
     assert variants.model_key(avatar) != key, "a new PREP_VERSION would load a stale export"
     monkeypatch.undo()
-    monkeypatch.setattr(variants, "_renderer_source_digest", lambda: b"edited renderer")
+    monkeypatch.setattr(variants, "source_digest", lambda: b"edited renderer")
     assert variants.model_key(avatar) != key, "an edited renderer would load a stale export"
 
 

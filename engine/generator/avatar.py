@@ -8,6 +8,7 @@ the rig, or with its mouth covered, is refused with the reason; covered eyes are
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
@@ -169,9 +170,22 @@ def detect_landmarks(rgb: np.ndarray, name: str, scale: float = 1.0) -> tuple[np
     return pts[:, :2].copy(), notes
 
 
+@functools.cache
+def source_digest() -> bytes:
+    """The generator package's code (read once per process). Prepared data and exported graphs are keyed by it as
+    well as by PREP_VERSION: a change to the plate, the matte or a lid that forgot the bump (or a working copy
+    between two bumps) must not load what older code made, as a benchmark once measured a stale plate."""
+    h = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(source.name.encode())
+        h.update(source.read_bytes())
+    return h.digest()
+
+
 def cache_key(path: str | Path | None, max_side_px: int) -> str:
     """Content hash of the photo (not its name or date) and of what preparation depends on."""
     h = hashlib.sha256(f"v{PREP_VERSION}:{max_side_px}:".encode())
+    h.update(source_digest())
     if path is None:
         h.update(b"embedded:skimage.astronaut")
     else:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.generator.avatar import PREP_VERSION, PreparedAvatar
+from engine.generator.avatar import PREP_VERSION, PreparedAvatar, source_digest
 from engine.generator.warp import WarpGenerator
 from engine.types import N_CONTROLS
 
@@ -73,22 +73,12 @@ def export_onnx(generator: WarpGenerator, path: Path) -> Path:
     return path
 
 
-def _renderer_source_digest() -> bytes:
-    """The renderer's own code: an exported graph bakes in what it computed, so a changed lid fill or jaw field
-    must not load the graph an older version exported."""
-    h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.digest()
-
-
 def model_key(avatar: PreparedAvatar) -> str:
     h = hashlib.sha256(f"v{PREP_VERSION}:".encode())
     h.update(avatar.rgb.tobytes())
     h.update(avatar.landmarks.tobytes())
     h.update(torch.__version__.encode())
-    h.update(_renderer_source_digest())
+    h.update(source_digest())  # the renderer's code: an exported graph bakes in what it computed
     return h.hexdigest()[:16]
 
 
