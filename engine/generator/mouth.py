@@ -367,18 +367,23 @@ class MouthRig:
         # lifts the lower lip by at most 0.18 mw), over the columns the jaw's drop reaches (`across` is under 0.002
         # past 3.2 mw, and the lips' drop is nothing past their corners).
         one = smoothstep(ONE_PIECE[0], ONE_PIECE[1], torch.clamp(c[:, Control.JAW_OPEN], 0.0, 1.0))  # (N, 1, 1)
-        src = qy
-        rows = torch.nonzero(qy.amax(dim=(0, 2)) > self.lower_top - 0.3 * mw)
-        cols = torch.nonzero(dx.abs().amin(dim=(0, 1)) < 3.2 * mw)
-        if len(rows) and len(cols):
-            part = (slice(None), slice(int(rows[0]), None), slice(int(cols[0]), int(cols[-1]) + 1))
-            cut = Opening(*(t if t.shape[-1] == 1 and t.shape[-2] == 1 else t[part]
-                            for t in (getattr(o, f.name) for f in fields(o))))
-            # Each frame solves only the fields it shows (speech is mostly open wide or shut), both in the blend.
-            args = (cut, qx[part], qy[part], dx[part])
-            soft, piece = _for_frames(one < 1.0, self._soft, *args), _for_frames(one > 0.0, self._below, *args)
-            src = qy.clone()
-            src[part] = torch.lerp(soft, piece, one)
+        if torch.jit.is_tracing():
+            # An exported graph (ONNX, TensorRT) keeps only the branches its example took (a still pose, jaw 0):
+            # it solves both fields everywhere, for every frame.
+            src = torch.lerp(self._soft(o, qx, qy, dx), self._below(o, qx, qy, dx), one)
+        else:
+            src = qy
+            rows = torch.nonzero(qy.amax(dim=(0, 2)) > self.lower_top - 0.3 * mw)
+            cols = torch.nonzero(dx.abs().amin(dim=(0, 1)) < 3.2 * mw)
+            if len(rows) and len(cols):
+                part = (slice(None), slice(int(rows[0]), None), slice(int(cols[0]), int(cols[-1]) + 1))
+                cut = Opening(*(t if t.shape[-1] == 1 and t.shape[-2] == 1 else t[part]
+                                for t in (getattr(o, f.name) for f in fields(o))))
+                # Each frame solves only the fields it shows (speech is mostly open wide or shut), both in the blend.
+                args = (cut, qx[part], qy[part], dx[part])
+                soft, piece = _for_frames(one < 1.0, self._soft, *args), _for_frames(one > 0.0, self._below, *args)
+                src = qy.clone()
+                src[part] = torch.lerp(soft, piece, one)
         # Between the lips: the inner lip lines, stretched (the interior covers them).
         t = torch.clamp((qy - o.top) / torch.clamp(o.bottom - o.top, min=1e-3), 0.0, 1.0)
         # (Less the smile's lift, added to every row below: so the slit shows the lips' own seam, continuous with
