@@ -367,9 +367,10 @@ class MouthRig:
         # lifts the lower lip by at most 0.18 mw), over the columns the jaw's drop reaches (`across` is under 0.002
         # past 3.2 mw, and the lips' drop is nothing past their corners).
         one = smoothstep(ONE_PIECE[0], ONE_PIECE[1], torch.clamp(c[:, Control.JAW_OPEN], 0.0, 1.0))  # (N, 1, 1)
-        if torch.jit.is_tracing():
-            # An exported graph (ONNX, TensorRT) keeps only the branches its example took (a still pose, jaw 0):
-            # it solves both fields everywhere, for every frame.
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            # An exported graph (ONNX, TensorRT) keeps only the branches its example took (a still pose, jaw 0), and
+            # torch.compile would break its graph and recompile on each new count of frames or rows: both solve the
+            # two fields everywhere, for every frame.
             src = torch.lerp(self._soft(o, qx, qy, dx), self._below(o, qx, qy, dx), one)
         else:
             src = qy
