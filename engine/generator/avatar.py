@@ -45,7 +45,7 @@ PREP_VERSION = 10  # bump when what is cached changes meaning (3: the person mat
 # 7: the ears and the hair beside the face opaque in the matte, the plate's fill without mirrored structures;
 # 8: the plate's mirrored texture capped at the wall's grain; 9: the plate seeded past the person's soft edge, the
 # band a head uncovers filled with the wall's own patches; 10: the copied patches guarded against objects brought into
-# a plain wall and shaded like the wall round them, the rim past the matte on the layer)
+# a plain wall and shaded like the wall round them)
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "avatar-engine" / "avatars"
 
 
