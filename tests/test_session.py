@@ -95,9 +95,10 @@ def test_live_session_keeps_rendering_on_the_clock_without_any_input() -> None:
 
     got, session = asyncio.run(scenario())
     frames = [k for k, _ in got]
-    assert frames == sorted(set(frames)) and frames[-1] == 95, frames
+    # Frame 95 itself may have been skipped: the loop then ends on the first window after it.
+    assert frames == sorted(set(frames)) and frames[-1] >= 95, frames
     # A window that cannot be ready when due is skipped (the pacer repeats a frame): counted, never silent.
-    skipped = 96 - len(frames)
+    skipped = frames[-1] + 1 - len(frames)
     assert session.metrics.frames_skipped == skipped
     lateness = np.array([late for _, late in got])
     # A late or skipped window costs repeated frames (counted), never the stream. A blink's frames cost about twice
