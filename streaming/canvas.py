@@ -148,10 +148,9 @@ class Canvas:
             changed = swap.update(crop_alpha)
             # Image mode: the picture goes back where the person does not reach (no swap there, no resize above). Its
             # masks are the alpha's alone: an alpha the last frame's (a head that holds still) keeps them as they are.
-            if backdrop is not None and (changed is not None or not backdrop.prepared):
-                tops = backdrop.prepare(crop_alpha, changed)
-            elif backdrop is not None:
-                tops = backdrop.tops
+            if backdrop is not None:
+                tops = backdrop.prepare(crop_alpha, changed) if changed is not None or not backdrop.prepared \
+                    else backdrop.tops
             full = (0, 0, cw, ch)
             if (src_w, src_h) == (self.width, self.height) and self.mode.mode != "image":
                 picture = picture.copy()  # handed on as it is: a picture of its own

@@ -178,16 +178,10 @@ class PlateSwap:
         self._seen: np.ndarray | None = None
         self._changed = np.empty_like(plate_i420[0])
 
-    def __call__(self, planes: list[np.ndarray], alpha_y: np.ndarray, out: list[np.ndarray] | None = None,
-                 box: tuple[int, int, int, int] | None = None) -> None:
-        """planes: the frame's Y, U, V over the rectangle, changed in place, or read only when `out` (planes of the
-        same shapes) is where to write (saves the caller copying the frame first); alpha_y: its alpha at Y's size.
-        box: (x0, y0, x1, y1, even) the part of the rectangle to swap (the rest left as it is)."""
-        self.update(alpha_y)
-        self.apply(planes, out, box if box is not None else (0, 0, alpha_y.shape[1], alpha_y.shape[0]))
-
     def apply(self, planes: list[np.ndarray], out: list[np.ndarray] | None, box: tuple[int, int, int, int]) -> None:
-        """The swap over `box` at the alpha last given to update()."""
+        """The swap over `box` ((x0, y0, x1, y1), even) at the alpha last given to update(). planes: the frame's Y, U, V
+        over the rectangle, changed in place, or read only when `out` (planes of the same shapes) is where to write
+        (saves the caller copying the frame first)."""
         x0, y0, x1, y1 = box
         if x1 <= x0 or y1 <= y0:
             return
