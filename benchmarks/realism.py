@@ -44,7 +44,13 @@ side) and decoded back. Measures and targets:
   with the pixels that count outlined, to see where the background moves.
 - rotated portrait: hopper (and the astronaut without --quick) turned by 15 degrees about the face centre
   (edges reflected), a jaw sweep 0 -> 1 -> 0 rendered through WarpRenderer, the slope of lip gap / inter-
-  ocular distance against the command, rotated over upright. Target 0.9 .. 1.1.
+  ocular distance against the command, rotated over upright. The rotated render is read turned back upright
+  (about the same centre), as benchmarks/face_frame reads its turned faces: the tracker reads a tilted open
+  mouth smaller than the same mouth upright, and more so the jaw's one piece (hopper's upright render, turned
+  by 15 degrees, reads 0.91 of itself upright, as does the turned portrait's own render, whose mouth differs
+  from it by 1.7-3.5 grey levels): that is the mesh, not the rig. Shown beside: the rotated render read tilted
+  (the measure before round 9), and the upright render turned alike, read tilted too (the mesh's own share).
+  Target 0.9 .. 1.1.
 - standing instruction: "Keep a big warm smile the whole time." on a neutral face (hopper), speech
   rendered with and without it; mouth-corner height (mesh 61, 291) compared frame by frame, averaged
   over the whole render, as a share of the face height (mesh 10 to 152). Target >= 1%.
@@ -417,27 +423,41 @@ def background_metric(avatar: PreparedAvatar, tmp: Path, seconds: float, debug_d
                    "h264_changed_share_worst": max(h264_changes)})
 
 
+def turned(rgb: np.ndarray, centre: tuple[float, float], degrees: float) -> np.ndarray:
+    """A picture turned about `centre` (counter-clockwise by `degrees`) on its own canvas, edges reflected."""
+    import cv2
+
+    m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), degrees, 1.0)
+    h, w = rgb.shape[:2]
+    return cv2.warpAffine(rgb, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def face_centre(avatar: PreparedAvatar) -> tuple[float, float]:
+    cx, cy = avatar.landmarks.mean(axis=0)
+    return float(cx), float(cy)
+
+
 def rotated_copy(avatar: PreparedAvatar, degrees: float, path: Path) -> Path:
     """The portrait's photo turned about its face centre (counter-clockwise by `degrees`), edges reflected.
     The photo as it was, before a closed rest pose: the turned copy goes through the same prepare (its lips
     closed in its own frame, its own teeth shown as the jaw opens), else it is compared with a mouth of drawn
     teeth against the upright's photographed ones."""
-    import cv2
     from PIL import Image
 
     photo = avatar.rest.photo if avatar.rest is not None else avatar.rgb
-    cx, cy = avatar.landmarks.mean(axis=0)
-    m = cv2.getRotationMatrix2D((float(cx), float(cy)), degrees, 1.0)
-    h, w = photo.shape[:2]
-    Image.fromarray(cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_CUBIC,
-                                   borderMode=cv2.BORDER_REFLECT_101)).save(path)
+    Image.fromarray(turned(photo, face_centre(avatar), degrees)).save(path)
     return path
 
 
-def jaw_slope(avatar: PreparedAvatar) -> tuple[float, float]:
-    """(slope, Pearson r) of lip gap / inter-ocular distance against a 0 -> 1 -> 0 jaw command."""
+def jaw_sweep_frames(avatar: PreparedAvatar) -> tuple[np.ndarray, np.ndarray]:
+    """(the jaw command 0 -> 1 -> 0, its frames rendered through WarpRenderer)."""
     jaw = jaw_sweep(48)
-    t = track(avatar.rgb, render(WarpRenderer(avatar).eval(), controls(len(jaw), JAW_OPEN=jaw)))
+    return jaw, render(WarpRenderer(avatar).eval(), controls(len(jaw), JAW_OPEN=jaw))
+
+
+def jaw_slope(portrait: np.ndarray, frames: np.ndarray, jaw: np.ndarray) -> tuple[float, float]:
+    """(slope, Pearson r) of lip gap / inter-ocular distance against the jaw command, on frames of `portrait`."""
+    t = track(portrait, frames)
     gap = lip_gap_iod(t.frames, inter_ocular(t.reference))
     ok = t.found & ~np.isnan(gap)
     if ok.sum() < 8:
@@ -449,14 +469,29 @@ def rotation_metric(portrait: str, tmp: Path) -> Metric:
     upright = load(portrait, 720)
     rotated = prepare_avatar(rotated_copy(upright, ROTATION_DEG, tmp / f"rotated-{Path(portrait).stem}.png"),
                              max_side_px=720, cache_dir=None)
-    (s0, r0), (s1, r1) = jaw_slope(upright), jaw_slope(rotated)
+    centre = face_centre(upright)
+    jaw, up_frames = jaw_sweep_frames(upright)
+    _, rot_frames = jaw_sweep_frames(rotated)
+
+    def back(rgb: np.ndarray) -> np.ndarray:
+        return turned(rgb, centre, -ROTATION_DEG)
+
+    s0, r0 = jaw_slope(upright.rgb, up_frames, jaw)
+    # The rotated render in the face's own frame: the mesh reads a tilted open mouth smaller than the same mouth
+    # upright (see the module's docstring), so the two are compared the same way up.
+    s1, r1 = jaw_slope(back(rotated.rgb), np.stack([back(f) for f in rot_frames]), jaw)
+    tilted, _ = jaw_slope(rotated.rgb, rot_frames, jaw)
+    mesh, _ = jaw_slope(turned(upright.rgb, centre, ROTATION_DEG),
+                        np.stack([turned(f, centre, ROTATION_DEG) for f in up_frames]), jaw)
     ratio = s1 / s0 if s0 > 0 else math.nan
     name = "astronaut" if portrait == EMBEDDED else Path(portrait).stem
     return Metric(f"jaw response, {name} turned {ROTATION_DEG:g} deg / upright", ratio,
-                  f"{ratio:.2f} (gap/IOD per unit jaw {s1:.3f} vs {s0:.3f}; r {r1:.2f} vs {r0:.2f})",
+                  f"{ratio:.2f} (gap/IOD per unit jaw {s1:.3f} vs {s0:.3f}, read turned back upright; r {r1:.2f} vs "
+                  f"{r0:.2f}; read tilted {tilted / s0:.2f}, the upright render turned alike {mesh / s0:.2f})",
                   f"{1 - ROTATION_RATIO_TOL:.1f} .. {1 + ROTATION_RATIO_TOL:.1f}",
                   bool(abs(ratio - 1) <= ROTATION_RATIO_TOL),
-                  {"slope_rotated": s1, "slope_upright": s0, "r_rotated": r1, "r_upright": r0})
+                  {"slope_rotated": s1, "slope_upright": s0, "r_rotated": r1, "r_upright": r0,
+                   "slope_rotated_tilted": tilted, "slope_upright_turned_tilted": mesh})
 
 
 def smile_metric(tmp: Path, seconds: float) -> Metric:
