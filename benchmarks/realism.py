@@ -48,8 +48,10 @@ side) and decoded back. Measures and targets:
   (about the same centre), as benchmarks/face_frame reads its turned faces: the tracker reads a tilted open
   mouth smaller than the same mouth upright, and more so the jaw's one piece (hopper's upright render, turned
   by 15 degrees, reads 0.91 of itself upright, as does the turned portrait's own render, whose mouth differs
-  from it by 1.7-3.5 grey levels): that is the mesh, not the rig. Shown beside: the rotated render read tilted
-  (the measure before round 9), and the upright render turned alike, read tilted too (the mesh's own share).
+  from it by 1.7-3.5 grey levels): that is the mesh, not the rig. Read tilted, a rig that opens the mouth along
+  the image's vertical instead of the face's passed (hopper 1.01, the astronaut 0.93); read turned back, the
+  astronaut fails (0.86). Shown beside: the rotated render read tilted (the measure before round 9), and the
+  upright render turned alike, read tilted too (the mesh's own share).
   Target 0.9 .. 1.1.
 - standing instruction: "Keep a big warm smile the whole time." on a neutral face (hopper), speech
   rendered with and without it; mouth-corner height (mesh 61, 291) compared frame by frame, averaged
