@@ -641,7 +641,8 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     beside it, part way toward the skin under the eye, with no edge at its top: a lid painted in one colour
     was a patch (dark where the skin above lies in the brow's shadow), and the open eye's crease or outline
     left above it drew the almond of a squinting eye. Skin too dark or too light against the lid's skin
-    (KNOWN_SKIN: lashes, the brow, a rim, a glint) is filled in as well. Alpha: where the closed lid covers
+    (KNOWN_SKIN: lashes, the brow, a rim, a glint; in a socket's shadow, lighter than the skin under the eye) is
+    filled in as well. Alpha: where the closed lid covers
     (the crease's shadow and all below it, fading out just above it and past the corners)."""
     step = float(np.clip(eye.half_w / 40.0, 0.5, 1.0))  # pixels: the fill is smooth, its edges a few pixels soft
     du = step / max(eye.half_w, 1.0)
@@ -691,7 +692,17 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     mtop = lid_curve(eye, mu, eye.upper)
     around = LID_TONE * float(_skin_around(rgb, eye, frame, mtop, lid_curve(eye, mu, eye.lower),
                                            max(float(np.median(mtop)) - eye.y_brow, 2.0)) @ weights)
-    known = ~hole & ~dark & (luma > KNOWN_SKIN[0] * ref) & (luma < KNOWN_SKIN[1] * ref)
+    under_eye = _sample(rgb, frame, *np.broadcast_arrays((eye.cx + mu * eye.half_w)[None], lid_curve(eye, mu, eye.lower)
+                                                     + np.linspace(0.25, 0.6, 10)[:, None] * eye.half_w))
+    below = LID_TONE * float(_skin_tone(under_eye) @ weights)
+    # A deep-set eye under a low brow (the far eye of a turned face, luispedro's) has no lid skin between lid and
+    # brow to measure: lid_colour's skin is the brow's shadow and hairs, darker than all the skin around the eye.
+    # Against it the lit skin around the eye (the cheek under it) was no skin to take, and the fill was one flat
+    # tone taken from a stray patch: a brown oval. Such a lid (`shade` of it, from SOCKET_DARK below the skin around
+    # to twice that) takes skin up to as light as the skin under the eye, and is lit like the skin around it.
+    shade = float(np.clip((1.0 - SOCKET_DARK - ref * LID_TONE / max(around, 1.0)) / SOCKET_DARK, 0.0, 1.0))
+    lit = ref + shade * max(below / LID_TONE - ref, 0.0)  # the lightest skin's reference
+    known = ~hole & ~dark & (luma > KNOWN_SKIN[0] * ref) & (luma < KNOWN_SKIN[1] * lit)
     # Blended in over a few pixels past the hole: the photo beside it may be no clean skin (a corner's shadow),
     # and a fill that met it in one step drew the hole's outline.
     blend = np.clip(2.0 * cv2.GaussianBlur(hole.astype(np.float32), (0, 0), max(1.0, FILL_BLEND * eye.half_w) / step),
@@ -709,8 +720,9 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     # lifted half way (in ratio) toward it, LIFT_MAX at most; lighter than LID_OF_AROUND of that (a back light's
     # shine on the skin above the eye), brought down half way.
     w = ramp(np.zeros_like(s_closed), 0.5 * s_closed, ss) * (1.0 - ramp(0.8, 1.1, np.abs(us))) * blend
-    # (In ratio to the fill's own median over the lid: the fill's shading across the lid stays.)
-    own = np.asarray(skin, np.float32) * (255.0 / LID_TONE)
+    # (In ratio to the fill's own median over the lid: the fill's shading across the lid stays. In a socket's shadow,
+    # `shade`, the lid's own skin is the brow's shadow: its hue is kept, as light as the skin around the eye.)
+    own = np.asarray(skin, np.float32) * (255.0 / LID_TONE) * (1.0 + shade * max(around / LID_TONE / ref - 1.0, 0.0))
     body = hole & (ss > 0.0) & (ss < s_closed) & (np.abs(us) < 0.8)
     mid = np.median(filled[body], axis=0) if body.any() else own
     body_tone = filled * (1.0 + (own / np.maximum(mid, 1.0) - 1.0) * (LID_MIX * w)[..., None])
@@ -721,9 +733,6 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     # falls on the skin under the eye: it is lifted, more and more from high in its crease (BELOW_FROM of it) down to
     # BELOW_AT of its length (a shorter ramp drew a seam across the lid), BELOW_LIFT of the way (in ratio) toward
     # that skin where it is lighter (as dark as the socket, it read as a dark patch).
-    under_eye = _sample(rgb, frame, *np.broadcast_arrays((eye.cx + mu * eye.half_w)[None], lid_curve(eye, mu, eye.lower)
-                                                     + np.linspace(0.25, 0.6, 10)[:, None] * eye.half_w))
-    below = LID_TONE * float(_skin_tone(under_eye) @ weights)
     # Only a lid darker than the skin all around the eye is in a socket's shadow: a lid already as light as that
     # (one darker only than a pale cheek) stays.
     socket = float(np.clip((around - have) / (SOCKET_DARK * around), 0.0, 1.0))
@@ -751,7 +760,7 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     filled = filled * (1.0 - corner * (ss < s_closed + m))[..., None]
     # Where the skin is made up it takes the grain of the clean skin around it (a smooth fill over a large lid
     # read as a flat patch); the photo's own skin that the fill keeps has its own.
-    grain = _fill_grain(rgb, eye, frame, us, ss[:, 0], step, hole, blend > 0.02, ref)
+    grain = _fill_grain(rgb, eye, frame, us, ss[:, 0], step, hole, blend > 0.02, ref, lit)
     filled = filled * (1.0 + grain * blend)[..., None]
     rgba = np.concatenate([filled, alpha[..., None]], axis=-1).astype(np.float32)
     return RimLayer(torch.from_numpy(rgba).permute(2, 0, 1)[None].contiguous(), float(us[0]), float(us[-1]),
@@ -821,9 +830,10 @@ def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: 
 
 
 def _fill_grain(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, ss: np.ndarray, step: float,
-                hole: np.ndarray, target: np.ndarray, ref: float) -> np.ndarray:
+                hole: np.ndarray, target: np.ndarray, ref: float, lit: float) -> np.ndarray:
     """The grain (luma ratio less one) to give the made-up skin at target, on lid_fill's grid (us by ss), copied from
-    the clean skin (luma within GRAIN_SKIN of ref, not in the hole nor darker than the skin beside it) in a window
+    the clean skin (luma from GRAIN_SKIN[0] of ref to GRAIN_SKIN[1] of lit: `lid_fill`'s references for the skin and
+    the lightest skin; not in the hole nor darker than the skin beside it) in a window
     GRAIN_AROUND half-widths wider on every side than the fill's: the fill's own window holds little skin."""
     ext = round(GRAIN_AROUND * eye.half_w / step)
     du = step / max(eye.half_w, 1.0)
@@ -835,7 +845,7 @@ def _fill_grain(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, ss:
     level = cv2.GaussianBlur(cv2.dilate(luma, np.ones((2 * r + 1, 2 * r + 1), np.uint8)), (0, 0), r / 2.0)
     dark = luma < level * (1.0 - CREASE_DEPTH) - 4.0
     inner = np.pad(cv2.dilate(hole.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0, ext)
-    clean = ~inner & ~dark & (luma > GRAIN_SKIN[0] * ref) & (luma < GRAIN_SKIN[1] * ref)
+    clean = ~inner & ~dark & (luma > GRAIN_SKIN[0] * ref) & (luma < GRAIN_SKIN[1] * lit)
     source = cv2.erode(clean.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     detail = skin_detail(luma, source, max(GRAIN_MIN_PX, GRAIN_SIGMA * eye.half_w) / step)
     grain = quilt(detail, source, np.pad(target, ext), round(max(GRAIN_TILE * eye.half_w, 5.0) / step),
