@@ -332,6 +332,10 @@ DEPTH, SHADOW, SHADOW_PX, SHADOW_RATIO, BODY_SMOOTH = 0.7, 0.25, 5.0, 1.5, 0.25
 SAT_MATCH = (0.85, 1.15)
 DETAIL_SIGMA, DETAIL_MAX = 0.06, 0.12  # half-widths (0.7 px at least); a share of the lightness: see _match_around
 FILL_BLEND = 0.12  # half-widths (at least a pixel): the fill blends into the photo beside the hole over this
+# How skin's colour follows its lightness: each channel as luma ** SKIN_SHADE (least squares in logs over the clean skin
+# around the eyes of the astronaut and tests/data/portraits' luispedro, hopper, darker_skin_frontal,
+# beard_smile_darker_skin and henner_glasses: red 0.53-0.87, green 1.03-1.26, blue 1.17-1.75).
+SKIN_SHADE = (0.75, 1.1, 1.5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -757,14 +761,21 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     # The lid turns away from the light toward its corners, over the round eyeball (CORNER_DARK), less and less out to
     # the fill's sides, where it meets the skin beside it in tone.
     corner = CORNER_DARK * np.clip(np.abs(us), 0.0, 1.0) ** 3 * (1.0 - ramp(side - 0.5, side - 0.05, np.abs(us)))
-    filled = filled * (1.0 - corner * (ss < s_closed + m))[..., None]
+    filled = skin_shaded(filled, 1.0 - corner * (ss < s_closed + m))
     # Where the skin is made up it takes the grain of the clean skin around it (a smooth fill over a large lid
     # read as a flat patch); the photo's own skin that the fill keeps has its own.
     grain = _fill_grain(rgb, eye, frame, us, ss[:, 0], step, hole, blend > 0.02, ref, lit)
-    filled = filled * (1.0 + grain * blend)[..., None]
+    filled = skin_shaded(filled, 1.0 + grain * blend)
     rgba = np.concatenate([filled, alpha[..., None]], axis=-1).astype(np.float32)
     return RimLayer(torch.from_numpy(rgba).permute(2, 0, 1)[None].contiguous(), float(us[0]), float(us[-1]),
                     float(ss[0, 0]), float(ss[-1, 0]))
+
+
+def skin_shaded(rgb: np.ndarray, light: np.ndarray) -> np.ndarray:
+    """rgb (..., 3) lit `light` (...) times as brightly, as skin darkens: each channel by light ** SKIN_SHADE (its red
+    less, its blue more: skin in shade is deeper in colour; darkened in grey, a lid's shading and grain read as grey
+    smudges on pale skin)."""
+    return rgb * np.maximum(light, 1e-3)[..., None] ** np.asarray(SKIN_SHADE, np.float32)
 
 
 def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: np.ndarray, hw: float,
