@@ -332,6 +332,11 @@ DEPTH, SHADOW, SHADOW_PX, SHADOW_RATIO, BODY_SMOOTH = 0.7, 0.25, 5.0, 1.5, 0.25
 SAT_MATCH = (0.85, 1.15)
 DETAIL_SIGMA, DETAIL_MAX = 0.06, 0.12  # half-widths (0.7 px at least); a share of the lightness: see _match_around
 FILL_BLEND = 0.12  # half-widths (at least a pixel): the fill blends into the photo beside the hole over this
+# How skin's colour follows its lightness: each channel as luma ** SKIN_SHADE (least squares in logs over the clean skin
+# around the eyes of the astronaut and tests/data/portraits' luispedro, hopper, darker_skin_frontal,
+# beard_smile_darker_skin and henner_glasses: red 0.53-0.87, green 1.03-1.26, blue 1.17-1.75).
+SKIN_SHADE = (0.75, 1.1, 1.5)
+LUMA_F32 = np.array([0.299, 0.587, 0.114], np.float32)  # luma's weights (`lid_fill` works in float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -641,8 +646,80 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     beside it, part way toward the skin under the eye, with no edge at its top: a lid painted in one colour
     was a patch (dark where the skin above lies in the brow's shadow), and the open eye's crease or outline
     left above it drew the almond of a squinting eye. Skin too dark or too light against the lid's skin
-    (KNOWN_SKIN: lashes, the brow, a rim, a glint) is filled in as well. Alpha: where the closed lid covers
-    (the crease's shadow and all below it, fading out just above it and past the corners)."""
+    (KNOWN_SKIN: lashes, the brow, a rim, a glint; in a socket's shadow, lighter than the skin under the eye) is
+    filled in as well. Alpha: where the closed lid covers (the crease's shadow and all below it, fading out just
+    above it and past the corners).
+
+    In steps: the grid and the photo on it (`_fill_grid`); what is taken out (`_fill_hole`); the skin's tones to
+    judge it by (`_skin_refs`); the hole filled in from the clean skin (`membrane`); the lid's body toned
+    (`_body_tone`); the whole toned from the skin ring around it (`_match_around`); shaded toward the corners
+    (`_shade_corners`); and given the skin's grain (`_fill_grain`)."""
+    g = _fill_grid(rgb, eye, frame, fold, along, brow_lower, outer)
+    hole, dark = _fill_hole(g, eye)
+    refs = _skin_refs(rgb, eye, frame, skin)
+    # The fill is drawn from clean skin only (not hair, a rim, a glint, a line darker than the skin beside it);
+    # what is neither that nor to be filled in stays as the photo shows it.
+    known = ~hole & ~dark & (g.luma > KNOWN_SKIN[0] * refs.ref) & (g.luma < KNOWN_SKIN[1] * refs.lit)
+    # Blended in over a few pixels past the hole: the photo beside it may be no clean skin (a corner's shadow),
+    # and a fill that met it in one step drew the hole's outline.
+    blend = np.clip(2.0 * cv2.GaussianBlur(hole.astype(np.float32), (0, 0), max(1.0, FILL_BLEND * eye.half_w) / g.step),
+                    0.0, 1.0)
+    filled = g.px + (membrane(g.px, known) - g.px) * blend[..., None]
+    body_tone = _body_tone(filled, g, hole, blend, refs, skin)
+    # Where it covers: from just above the crease's shadow down, fading out past the corners.
+    across = np.abs(g.us)
+    alpha = _ramp(g.s_top - g.m, g.s_top + g.soft, g.ss) * (1.0 - _ramp(g.side - SIDE_SOFT, g.side + 0.05, across))
+    # At its outline its broad tone is the skin's right around it, carried in, and the body's (above) only deeper in
+    # (`_match_around`): toned as a whole, the fill stepped from the skin beside it at its outline and read as a patch
+    # of make-up pasted over the eye (a grey one on the astronaut, a dark one in luispedro's socket).
+    # The ring's skin is taken above the closed line and beside the lid's skin band (not beside the eye itself: its
+    # corners' shadows, lashes and liner, carried in, drew a dark mark at the closed eye's corners).
+    corners = (g.ss > g.s_closed - CORNER_SKIP * eye.half_w) | ((g.ss > 0.0) & (across > 1.0))
+    filled = _match_around(filled, g.px, alpha, corners, eye.half_w / g.step, body_tone, g.step) / 255.0
+    filled = _shade_corners(filled, g)
+    # Where the skin is made up it takes the grain of the clean skin around it (a smooth fill over a large lid
+    # read as a flat patch); the photo's own skin that the fill keeps has its own.
+    grain = _fill_grain(rgb, eye, frame, g.us, g.ss[:, 0], g.step, hole, blend > 0.02, refs.ref, refs.lit)
+    filled = skin_shaded(filled, 1.0 + grain * blend)
+    rgba = np.concatenate([filled, alpha[..., None]], axis=-1).astype(np.float32)
+    return RimLayer(torch.from_numpy(rgba).permute(2, 0, 1)[None].contiguous(), float(g.us[0]), float(g.us[-1]),
+                    float(g.ss[0, 0]), float(g.ss[-1, 0]))
+
+
+def _ramp(e0: np.ndarray | float, e1: np.ndarray | float, x: np.ndarray) -> np.ndarray:
+    """0 up to e0, 1 from e1, smooth (a smoothstep) between."""
+    t = np.clip((x - e0) / np.maximum(e1 - e0, 1e-3), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _FillGrid:
+    """`lid_fill`'s grid over the lid coordinates and the photo on it. Columns: u (eye half-widths across, `us`);
+    rows: s (pixels below the lid's skin band's top, `ss`, a column vector), `step` pixels apart. Per column: the band's
+    top (`stop`, face frame y), how far the fill reaches across (`side`), where it starts above the band (`s_top`,
+    negative: over the crease's shadow, `crease` pixels high), where the lids meet (`s_closed`), the lower lid's end
+    (`s_low`); its edges `m` pixels past all that, its top soft over `soft`. `px`: the photo's RGB, `luma` its luma,
+    `region`: what the fill may replace."""
+
+    step: float
+    us: np.ndarray
+    ss: np.ndarray
+    side: np.ndarray
+    stop: np.ndarray
+    crease: np.ndarray
+    s_top: np.ndarray
+    s_closed: np.ndarray
+    s_low: np.ndarray
+    m: float
+    soft: float
+    px: np.ndarray
+    luma: np.ndarray
+    region: np.ndarray
+
+
+def _fill_grid(rgb: np.ndarray, eye: Eye, frame: FaceFrame, fold: float, along: tuple[float, float, float, float],
+               brow_lower: np.ndarray | None, outer: float) -> _FillGrid:
+    """The grid `lid_fill` works on, its lines and the photo sampled on it (`_FillGrid`)."""
     step = float(np.clip(eye.half_w / 40.0, 0.5, 1.0))  # pixels: the fill is smooth, its edges a few pixels soft
     du = step / max(eye.half_w, 1.0)
     reach_out = FILL_OUTER - FILL_SIDE
@@ -672,90 +749,126 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[None], stop[None] + ss)
     px = _sample(rgb, frame, fx, fy).astype(np.float32)
     region = (ss > s_top - m) & (ss < s_bot) & (np.abs(us) < side)
-    weights = np.array([0.299, 0.587, 0.114], np.float32)
-    luma = px @ weights
-    # Inside that region the skin above the lid's band stays where it is clean; what is darker than the skin
+    return _FillGrid(step, us, ss, side, stop, crease, s_top, s_closed, s_low, m, soft, px, px @ LUMA_F32, region)
+
+
+def _fill_hole(g: _FillGrid, eye: Eye) -> tuple[np.ndarray, np.ndarray]:
+    """What `lid_fill` takes out of the photo (the hole) and what is darker than the skin around it (dark)."""
+    # Inside the region the skin above the lid's band stays where it is clean; what is darker than the skin
     # around it (the crease, the upper outline, a corner's lashes or liner: thin dark lines) is filled in, as
     # is all of the band and the eye. The skin's level: the brighter skin within a few pixels (a smooth shadow,
     # a socket under the brow, keeps it).
-    r = max(2, round(CREASE_REACH * eye.half_w / step))
-    level = cv2.GaussianBlur(cv2.dilate(luma, np.ones((2 * r + 1, 2 * r + 1), np.uint8)), (0, 0), r / 2.0)
-    dark = cv2.dilate((luma < level * (1.0 - CREASE_DEPTH) - 4.0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    r = max(2, round(CREASE_REACH * eye.half_w / g.step))
+    level = cv2.GaussianBlur(cv2.dilate(g.luma, np.ones((2 * r + 1, 2 * r + 1), np.uint8)), (0, 0), r / 2.0)
+    dark = cv2.dilate((g.luma < level * (1.0 - CREASE_DEPTH) - 4.0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     # Under the eye, the lower lid (its margin, lashes, the shadow or redness just under them) is no skin to
     # take either: the cheek's skin below it is, as far as it is clean.
-    hole = (region & dark) | ((ss > 0.0) & (ss < s_low) & (np.abs(us) < 1.0))
-    ref = 255.0 / LID_TONE * float(np.dot(skin, weights))
-    # The fill is drawn from clean skin only (not hair, a rim, a glint, a line darker than the skin beside it);
-    # what is neither that nor to be filled in stays as the photo shows it.
+    hole = (g.region & dark) | ((g.ss > 0.0) & (g.ss < g.s_low) & (np.abs(g.us) < 1.0))
+    return hole, dark
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _SkinRefs:
+    """The skin's tones `lid_fill` judges by (luma, 0..255): the lid's own (`ref`: lid_colour's skin, before
+    LID_TONE), all around the eye (`around`) and under it (`below`, both after LID_TONE; `under_eye`: its samples),
+    how far the lid lies in a socket's shadow (`shade`, 0..1) and the lightest skin's reference (`lit`)."""
+
+    ref: float
+    around: float
+    below: float
+    under_eye: np.ndarray
+    shade: float
+    lit: float
+
+
+def _skin_refs(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, float, float]) -> _SkinRefs:
+    """The skin tones around the eye that `lid_fill` takes and tones by (`_SkinRefs`)."""
+    ref = 255.0 / LID_TONE * float(np.dot(skin, LUMA_F32))
     mu = np.linspace(-0.7, 0.7, 15)
     mtop = lid_curve(eye, mu, eye.upper)
     around = LID_TONE * float(_skin_around(rgb, eye, frame, mtop, lid_curve(eye, mu, eye.lower),
-                                           max(float(np.median(mtop)) - eye.y_brow, 2.0)) @ weights)
-    known = ~hole & ~dark & (luma > KNOWN_SKIN[0] * ref) & (luma < KNOWN_SKIN[1] * ref)
-    # Blended in over a few pixels past the hole: the photo beside it may be no clean skin (a corner's shadow),
-    # and a fill that met it in one step drew the hole's outline.
-    blend = np.clip(2.0 * cv2.GaussianBlur(hole.astype(np.float32), (0, 0), max(1.0, FILL_BLEND * eye.half_w) / step),
-                    0.0, 1.0)
-    filled = px + (membrane(px, known) - px) * blend[..., None]
-
-    def ramp(e0: np.ndarray | float, e1: np.ndarray | float, x: np.ndarray) -> np.ndarray:
-        t = np.clip((x - e0) / np.maximum(e1 - e0, 1e-3), 0.0, 1.0)
-        return t * t * (3.0 - 2.0 * t)
-
-    # The lid's body (from the band's top down to its middle, away from the corners) is part the fill and part
-    # (LID_MIX) the lid's own skin as lid_colour measures it: the fill alone takes the skin beside the lid,
-    # which may be a cheek much paler than a reddened lid, or a brow's shadow. And a closed lid bulges out of a
-    # socket in the brow's shadow into the light: where it is darker than the skin all around the eye, it is
-    # lifted half way (in ratio) toward it, LIFT_MAX at most; lighter than LID_OF_AROUND of that (a back light's
-    # shine on the skin above the eye), brought down half way.
-    w = ramp(np.zeros_like(s_closed), 0.5 * s_closed, ss) * (1.0 - ramp(0.8, 1.1, np.abs(us))) * blend
-    # (In ratio to the fill's own median over the lid: the fill's shading across the lid stays.)
-    own = np.asarray(skin, np.float32) * (255.0 / LID_TONE)
-    body = hole & (ss > 0.0) & (ss < s_closed) & (np.abs(us) < 0.8)
-    mid = np.median(filled[body], axis=0) if body.any() else own
-    body_tone = filled * (1.0 + (own / np.maximum(mid, 1.0) - 1.0) * (LID_MIX * w)[..., None])
-    lid = hole & (ss > 0.0) & (ss < s_closed)
-    have = max(float(np.median(body_tone[lid] @ weights)), 1.0) if lid.any() else around
-    gain = float(np.clip(np.clip(have, around, LID_OF_AROUND * around) / have, 1.0 / LIFT_MAX, LIFT_MAX)) ** 0.5
-    # A lid in a shadowed socket (the far eye of a face lit from the side) bulges out of it into the light that
-    # falls on the skin under the eye: it is lifted, more and more from high in its crease (BELOW_FROM of it) down to
-    # BELOW_AT of its length (a shorter ramp drew a seam across the lid), BELOW_LIFT of the way (in ratio) toward
-    # that skin where it is lighter (as dark as the socket, it read as a dark patch).
+                                           max(float(np.median(mtop)) - eye.y_brow, 2.0)) @ LUMA_F32)
     under_eye = _sample(rgb, frame, *np.broadcast_arrays((eye.cx + mu * eye.half_w)[None], lid_curve(eye, mu, eye.lower)
                                                      + np.linspace(0.25, 0.6, 10)[:, None] * eye.half_w))
-    below = LID_TONE * float(_skin_tone(under_eye) @ weights)
-    # Only a lid darker than the skin all around the eye is in a socket's shadow: a lid already as light as that
-    # (one darker only than a pale cheek) stays.
+    below = LID_TONE * float(_skin_tone(under_eye) @ LUMA_F32)
+    # A deep-set eye under a low brow (the far eye of a turned face, luispedro's) has no lid skin between lid and
+    # brow to measure: lid_colour's skin is the brow's shadow and hairs, darker than all the skin around the eye.
+    # Against it the lit skin around the eye (the cheek under it) was no skin to take, and the fill was one flat
+    # tone taken from a stray patch: a brown oval. Such a lid (`shade` of it, from SOCKET_DARK below the skin around
+    # to twice that) takes skin up to as light as the skin under the eye, and is lit like the skin around it.
+    shade = float(np.clip((1.0 - SOCKET_DARK - ref * LID_TONE / max(around, 1.0)) / SOCKET_DARK, 0.0, 1.0))
+    lit = ref + shade * max(below / LID_TONE - ref, 0.0)  # the lightest skin's reference
+    return _SkinRefs(ref, around, below, under_eye, shade, lit)
+
+
+def _body_tone(filled: np.ndarray, g: _FillGrid, hole: np.ndarray, blend: np.ndarray, refs: _SkinRefs,
+               skin: tuple[float, float, float]) -> np.ndarray:
+    """The lid's body tone (`lid_fill`; `_match_around` takes it deeper in where it is lighter than the skin around the
+    fill): the fill mixed with the lid's own skin, lifted out of a socket's shadow, as saturated as the skin under
+    the eye. w: where the body is, from the band's top down to half way to the closed line, away from the corners."""
+    w = _ramp(np.zeros_like(g.s_closed), 0.5 * g.s_closed, g.ss) * (1.0 - _ramp(0.8, 1.1, np.abs(g.us))) * blend
+    lid = hole & (g.ss > 0.0) & (g.ss < g.s_closed)
+    body_tone = _mix_own_skin(filled, g, hole, w, refs, skin)
+    body_tone = _lift_socket(body_tone, g, lid, w, blend, refs)
+    return _match_saturation(body_tone, lid, w, refs)
+
+
+def _mix_own_skin(filled: np.ndarray, g: _FillGrid, hole: np.ndarray, w: np.ndarray, refs: _SkinRefs,
+                  skin: tuple[float, float, float]) -> np.ndarray:
+    """The lid's body part the fill and part (LID_MIX) the lid's own skin as lid_colour measures it: the fill alone
+    takes the skin beside the lid, which may be a cheek much paler than a reddened lid, or a brow's shadow. In ratio
+    to the fill's own median over the lid: the fill's shading across the lid stays. In a socket's shadow (`shade`)
+    the lid's own skin is the brow's shadow: its hue is kept, as light as the skin around the eye."""
+    own = np.asarray(skin, np.float32) * (255.0 / LID_TONE) * (
+        1.0 + refs.shade * max(refs.around / LID_TONE / refs.ref - 1.0, 0.0))
+    body = hole & (g.ss > 0.0) & (g.ss < g.s_closed) & (np.abs(g.us) < 0.8)
+    mid = np.median(filled[body], axis=0) if body.any() else own
+    return filled * (1.0 + (own / np.maximum(mid, 1.0) - 1.0) * (LID_MIX * w)[..., None])
+
+
+def _lift_socket(body_tone: np.ndarray, g: _FillGrid, lid: np.ndarray, w: np.ndarray, blend: np.ndarray,
+                 refs: _SkinRefs) -> np.ndarray:
+    """A closed lid bulges out of a socket in the brow's shadow into the light: where it is darker than the skin all
+    around the eye, it is lifted half way (in ratio) toward it, LIFT_MAX at most; lighter than LID_OF_AROUND of that
+    (a back light's shine on the skin above the eye), brought down half way. And a lid in a shadowed socket (the far
+    eye of a face lit from the side) is lifted toward the light that falls on the skin under the eye, more and more
+    from high in its crease (BELOW_FROM of it) down to BELOW_AT of its length (a shorter ramp drew a seam across the
+    lid), BELOW_LIFT of the way (in ratio) toward that skin where it is lighter (as dark as the socket, it read as a
+    dark patch). Only a lid darker than the skin all around the eye is in a socket's shadow: a lid already as light
+    as that (one darker only than a pale cheek) stays."""
+    around, below = refs.around, refs.below
+    have = max(float(np.median(body_tone[lid] @ LUMA_F32)), 1.0) if lid.any() else around
+    gain = float(np.clip(np.clip(have, around, LID_OF_AROUND * around) / have, 1.0 / LIFT_MAX, LIFT_MAX)) ** 0.5
     socket = float(np.clip((around - have) / (SOCKET_DARK * around), 0.0, 1.0))
     lift = min(1.0 + BELOW_LIFT * socket * max(below / (have * gain) - 1.0, 0.0), LIFT_MAX)
-    w_low = (ramp(-BELOW_FROM * crease, BELOW_AT * s_closed, ss) * (1.0 - ramp(0.8, 1.1, np.abs(us))) * blend)
-    body_tone = body_tone * ((1.0 + (lift - 1.0) * w_low) * (1.0 + (gain - 1.0) * w))[..., None]
-    # The lid's body as saturated as the skin under the eye (its colour against its lightness; SAT_RANGE at most):
-    # a greyer lid read as a patch of eye shadow (a socket's shadow mixed in), a redder one as swollen.
-    if lid.any():
-        lid_luma = body_tone @ weights
-        k = float(np.clip(_saturation(under_eye) / max(_saturation(body_tone[lid]), 1e-3), *SAT_RANGE))
-        body_tone = lid_luma[..., None] + (body_tone - lid_luma[..., None]) * (1.0 + (k - 1.0) * w)[..., None]
-    # Where it covers: from just above the crease's shadow down, fading out past the corners.
-    alpha = ramp(s_top - m, s_top + soft, ss) * (1.0 - ramp(side - SIDE_SOFT, side + 0.05, np.abs(us)))
-    # At its outline its broad tone is the skin's right around it, carried in, and the body's (above) only deeper in
-    # (`_match_around`): toned as a whole, the fill stepped from the skin beside it at its outline and read as a patch
-    # of make-up pasted over the eye (a grey one on the astronaut, a dark one in luispedro's socket).
-    # The ring's skin is taken above the closed line and beside the lid's skin band (not beside the eye itself: its
-    # corners' shadows, lashes and liner, carried in, drew a dark mark at the closed eye's corners).
-    corners = (ss > s_closed - CORNER_SKIP * eye.half_w) | ((ss > 0.0) & (np.abs(us) > 1.0))
-    filled = _match_around(filled, px, alpha, corners, eye.half_w / step, body_tone, step) / 255.0
-    # The lid turns away from the light toward its corners, over the round eyeball (CORNER_DARK), less and less out to
-    # the fill's sides, where it meets the skin beside it in tone.
-    corner = CORNER_DARK * np.clip(np.abs(us), 0.0, 1.0) ** 3 * (1.0 - ramp(side - 0.5, side - 0.05, np.abs(us)))
-    filled = filled * (1.0 - corner * (ss < s_closed + m))[..., None]
-    # Where the skin is made up it takes the grain of the clean skin around it (a smooth fill over a large lid
-    # read as a flat patch); the photo's own skin that the fill keeps has its own.
-    grain = _fill_grain(rgb, eye, frame, us, ss[:, 0], step, hole, blend > 0.02, ref)
-    filled = filled * (1.0 + grain * blend)[..., None]
-    rgba = np.concatenate([filled, alpha[..., None]], axis=-1).astype(np.float32)
-    return RimLayer(torch.from_numpy(rgba).permute(2, 0, 1)[None].contiguous(), float(us[0]), float(us[-1]),
-                    float(ss[0, 0]), float(ss[-1, 0]))
+    w_low = (_ramp(-BELOW_FROM * g.crease, BELOW_AT * g.s_closed, g.ss) * (1.0 - _ramp(0.8, 1.1, np.abs(g.us)))
+             * blend)
+    return body_tone * ((1.0 + (lift - 1.0) * w_low) * (1.0 + (gain - 1.0) * w))[..., None]
+
+
+def _match_saturation(body_tone: np.ndarray, lid: np.ndarray, w: np.ndarray, refs: _SkinRefs) -> np.ndarray:
+    """The lid's body as saturated as the skin under the eye (its colour against its lightness; SAT_RANGE at most):
+    a greyer lid read as a patch of eye shadow (a socket's shadow mixed in), a redder one as swollen."""
+    if not lid.any():
+        return body_tone
+    lid_luma = body_tone @ LUMA_F32
+    k = float(np.clip(_saturation(refs.under_eye) / max(_saturation(body_tone[lid]), 1e-3), *SAT_RANGE))
+    return lid_luma[..., None] + (body_tone - lid_luma[..., None]) * (1.0 + (k - 1.0) * w)[..., None]
+
+
+def _shade_corners(filled: np.ndarray, g: _FillGrid) -> np.ndarray:
+    """The lid turns away from the light toward its corners, over the round eyeball (CORNER_DARK), less and less out to
+    the fill's sides, where it meets the skin beside it in tone."""
+    across = np.abs(g.us)
+    corner = CORNER_DARK * np.clip(across, 0.0, 1.0) ** 3 * (1.0 - _ramp(g.side - 0.5, g.side - 0.05, across))
+    return skin_shaded(filled, 1.0 - corner * (g.ss < g.s_closed + g.m))
+
+
+def skin_shaded(rgb: np.ndarray, light: np.ndarray) -> np.ndarray:
+    """rgb (..., 3) lit `light` (...) times as brightly, as skin darkens: each channel by light ** SKIN_SHADE (its red
+    less, its blue more: skin in shade is deeper in colour; darkened in grey, a lid's shading and grain read as grey
+    smudges on pale skin)."""
+    return rgb * np.maximum(light, 1e-3)[..., None] ** np.asarray(SKIN_SHADE, np.float32)
 
 
 def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: np.ndarray, hw: float,
@@ -821,9 +934,10 @@ def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: 
 
 
 def _fill_grain(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, ss: np.ndarray, step: float,
-                hole: np.ndarray, target: np.ndarray, ref: float) -> np.ndarray:
+                hole: np.ndarray, target: np.ndarray, ref: float, lit: float) -> np.ndarray:
     """The grain (luma ratio less one) to give the made-up skin at target, on lid_fill's grid (us by ss), copied from
-    the clean skin (luma within GRAIN_SKIN of ref, not in the hole nor darker than the skin beside it) in a window
+    the clean skin (luma from GRAIN_SKIN[0] of ref to GRAIN_SKIN[1] of lit: `lid_fill`'s references for the skin and
+    the lightest skin; not in the hole nor darker than the skin beside it) in a window
     GRAIN_AROUND half-widths wider on every side than the fill's: the fill's own window holds little skin."""
     ext = round(GRAIN_AROUND * eye.half_w / step)
     du = step / max(eye.half_w, 1.0)
@@ -835,7 +949,7 @@ def _fill_grain(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, ss:
     level = cv2.GaussianBlur(cv2.dilate(luma, np.ones((2 * r + 1, 2 * r + 1), np.uint8)), (0, 0), r / 2.0)
     dark = luma < level * (1.0 - CREASE_DEPTH) - 4.0
     inner = np.pad(cv2.dilate(hole.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0, ext)
-    clean = ~inner & ~dark & (luma > GRAIN_SKIN[0] * ref) & (luma < GRAIN_SKIN[1] * ref)
+    clean = ~inner & ~dark & (luma > GRAIN_SKIN[0] * ref) & (luma < GRAIN_SKIN[1] * lit)
     source = cv2.erode(clean.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     detail = skin_detail(luma, source, max(GRAIN_MIN_PX, GRAIN_SIGMA * eye.half_w) / step)
     grain = quilt(detail, source, np.pad(target, ext), round(max(GRAIN_TILE * eye.half_w, 5.0) / step),
