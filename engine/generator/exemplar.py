@@ -249,7 +249,7 @@ def _seams_shown(rgb: np.ndarray, hole: np.ndarray, spread: np.ndarray, covered:
 
     def mean_over(mask: np.ndarray, img: np.ndarray) -> np.ndarray:
         m = mask.astype(np.float32)
-        return cv2.GaussianBlur(img * m, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(m, (0, 0), sigma), 1e-6)
+        return low_pass(img * m, sigma) / np.maximum(low_pass(m, sigma), 1e-6)
 
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
     grain = mean_over(hole == 0, np.abs(gray - cv2.GaussianBlur(gray, (0, 0), 2.0)))
@@ -257,3 +257,14 @@ def _seams_shown(rgb: np.ndarray, hole: np.ndarray, spread: np.ndarray, covered:
     seams = mean_over(covered & (spread > SEAM_MIN), spread)
     plain = np.clip((1.5 * SEAM_GRAIN - grain) / (0.5 * SEAM_GRAIN), 0.0, 1.0)
     return np.clip((seams - SEAM_LEVELS - grain) / SEAM_LEVELS, 0.0, 1.0) * plain * covered
+
+
+def low_pass(img: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of sigma px; a wide one made on a copy a quarter of sigma smaller (the same answer to a level or
+    so, at a fraction of the cost on a 1280 px photo)."""
+    k = int(sigma // 4)
+    if k < 2:
+        return cv2.GaussianBlur(img, (0, 0), sigma)
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / k), (w, h), interpolation=cv2.INTER_LINEAR)

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from engine.generator.exemplar import exemplar_fill
+from engine.generator.exemplar import low_pass as _low_pass
 
 
 def selfie_mask(rgb: np.ndarray) -> np.ndarray:
@@ -168,10 +169,9 @@ def _unmix_the_halo(rgb: np.ndarray, matte: np.ndarray, below: int | None) -> tu
     # pedersen_tilted's cheek), the rim's departure from its mean is that edge, which stays. Measured past where the
     # halo itself may still reach, which is no edge of the wall's.
     far = ((person == 0) & (out > 2 * reach + 1.5) & (out <= 3 * reach + 2.5)).astype(np.float32)
-    far_norm = np.maximum(cv2.GaussianBlur(far, (0, 0), 2 * reach), 1e-4)[..., None]
-    far_mean = cv2.GaussianBlur(i * far[..., None], (0, 0), 2 * reach) / far_norm
-    spread = np.sqrt(np.maximum(cv2.GaussianBlur(i * i * far[..., None], (0, 0), 2 * reach) / far_norm
-                                - far_mean * far_mean, 0.0))
+    far_norm = np.maximum(_low_pass(far, 2.0 * reach), 1e-4)[..., None]
+    far_mean = _low_pass(i * far[..., None], 2.0 * reach) / far_norm
+    spread = np.sqrt(np.maximum(_low_pass(i * i * far[..., None], 2.0 * reach) / far_norm - far_mean * far_mean, 0.0))
     moved *= np.clip(2.0 - spread.max(axis=2) / HALO_WALL_SPREAD, 0.0, 1.0)
     moved[norm[..., 0] < 1e-3] = 0.0
     moved[moved < 0.05] = 0.0
@@ -201,16 +201,6 @@ def _shade_like(copied: np.ndarray, smooth: np.ndarray, weight: np.ndarray, band
     plain = np.clip((ROUGH_MAX - rough) / (0.5 * ROUGH_MAX), 0.0, 1.0)
     return copied + plain[..., None] * shade
 
-
-def _low_pass(img: np.ndarray, sigma: float) -> np.ndarray:
-    """A Gaussian blur of sigma px; a wide one made on a copy a quarter of sigma smaller (the same answer to a level or
-    so, at a fraction of the cost on a 1280 px photo)."""
-    k = int(sigma // 4)
-    if k < 2:
-        return cv2.GaussianBlur(img, (0, 0), sigma)
-    h, w = img.shape[:2]
-    small = cv2.resize(img, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
-    return cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / k), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 # How far in the fill takes the shade of the wall beside the head, in band depths (what a turn uncovers).
