@@ -202,7 +202,12 @@ def _full_size(rgb: np.ndarray, off_y: np.ndarray, off_x: np.ndarray, done: np.n
     acc = np.zeros((h, w, 3), np.float32)
     acc2 = np.zeros((h, w, 3), np.float32)
     wsum = np.zeros((h, w), np.float32)
-    src = rgb.astype(np.float32)
+    # The photo, and its detail at the cells' scale (what each copy brings: a fringe of cords a few cells apart hides
+    # the seams between its copies; a blurred shelf does not).
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    grain = np.abs(gray - cv2.GaussianBlur(gray, (0, 0), max(2.0, min(fy, fx))))
+    src = np.dstack([rgb.astype(np.float32), grain])
+    copied_grain = np.zeros((h, w), np.float32)
     # A tent over `reach` cells each way: bilinear where cells are large; where they are a pixel or two (a small
     # photo), wider, so that two patches side by side meet in a soft seam, not a step of blocks.
     reach = max(1, int(np.ceil(BLEND_PX / min(fy, fx))))
@@ -214,6 +219,8 @@ def _full_size(rgb: np.ndarray, off_y: np.ndarray, off_x: np.ndarray, done: np.n
             my = (yy + off_y[iy, ix] * fy).astype(np.float32)
             mx = (xx + off_x[iy, ix] * fx).astype(np.float32)
             copy = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            copied_grain += wt * copy[..., 3]
+            copy = copy[..., :3]
             acc += wt[..., None] * copy
             acc2 += wt[..., None] * copy * copy
             wsum += wt
@@ -224,14 +231,18 @@ def _full_size(rgb: np.ndarray, off_y: np.ndarray, off_x: np.ndarray, done: np.n
     depth = cv2.distanceTransform(hole, cv2.DIST_L2, 3)
     t = np.clip((depth - 0.85 * band_px) / (0.3 * band_px), 0.0, 1.0)
     weight = np.clip(wsum, 0.0, 1.0) * (1.0 - t * t * (3 - 2 * t)) * (hole > 0)
-    weight *= 1.0 - _seams_shown(rgb, hole, spread, wsum > 0, band_px)
+    if reach == 1:
+        # Cells of BLEND_PX or more copy whole blocks, whose seams can show. Smaller (a photo of a few hundred px), the
+        # blend spans several cells and their spread is the wall's own texture: the copies stay (hopper_lowres_160's
+        # flag; its smooth fill beside the jaw moved mediapipe's lip gap, lips closed in silence 99% -> 96%).
+        weight *= 1.0 - _seams_shown(spread, copied_grain / np.maximum(wsum, 1e-6), wsum > 0, band_px)
     return fill, weight.astype(np.float32)
 
 
 # Seams between copies show where their disagreement, averaged over the seams within SEAM_SCALE band depths, passes
-# SEAM_LEVELS plus the wall's own fine detail; fully shown at twice SEAM_LEVELS. Only on a plain wall, whose fine
-# detail (mean |grey - its blur|) is under SEAM_GRAIN levels, none from 1.5 times it: a flag's stars and cords hide the
-# seams between its copies, and a smooth fill there would be a smear of the flag's colours.
+# SEAM_LEVELS plus the detail the copies bring (mean |grey - its blur| at the cells' scale, at their sources); fully
+# shown at twice SEAM_LEVELS. Only where that detail is under SEAM_GRAIN levels, none from 1.5 times it: a flag's stars
+# and cords hide the seams between their copies, and a smooth fill there would be a smear of the flag's colours.
 SEAM_SCALE = 1.0 / 3.0
 SEAM_LEVELS = 2.0
 SEAM_GRAIN = 4.0
@@ -239,20 +250,19 @@ SEAM_GRAIN = 4.0
 SEAM_MIN = 0.5
 
 
-def _seams_shown(rgb: np.ndarray, hole: np.ndarray, spread: np.ndarray, covered: np.ndarray, band_px: int
-                 ) -> np.ndarray:
-    """(H, W) float32 in [0, 1]: where the copies' seams show against the wall's own grain, which the smooth fill then
-    takes over. On a plain or blurred wall with a gradient (a defocused shelf's dark end beside a head) every copy
-    breaks the gradient: the front repeats the strip of wall beside the hole, each strip's end against the next one's
-    start, and a block of stripes shows behind the turned head (beard_smile_darker_skin)."""
+def _seams_shown(spread: np.ndarray, grain: np.ndarray, covered: np.ndarray, band_px: int) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: where the copies' seams (`spread`) show against the grain they copied (`grain`, per
+    pixel), which the smooth fill then takes over. On a plain or blurred wall with a gradient (a defocused shelf's
+    dark end beside a head) every copy breaks the gradient: the front repeats the strip of wall beside the hole, each
+    strip's end against the next one's start, and a block of stripes shows behind the turned head
+    (beard_smile_darker_skin)."""
     sigma = max(2.0, SEAM_SCALE * band_px)
 
     def mean_over(mask: np.ndarray, img: np.ndarray) -> np.ndarray:
         m = mask.astype(np.float32)
         return low_pass(img * m, sigma) / np.maximum(low_pass(m, sigma), 1e-6)
 
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    grain = mean_over(hole == 0, np.abs(gray - cv2.GaussianBlur(gray, (0, 0), 2.0)))
+    grain = mean_over(covered, grain)
     # The seams' own contrast (their mean disagreement where copies meet), not diluted by the stretches between them.
     seams = mean_over(covered & (spread > SEAM_MIN), spread)
     plain = np.clip((1.5 * SEAM_GRAIN - grain) / (0.5 * SEAM_GRAIN), 0.0, 1.0)
