@@ -32,3 +32,40 @@ def test_no_figure_is_copied_into_a_plain_sky() -> None:
     dark = int((fill.mean(axis=2)[sky] < 150).sum())
     print(f"{sky.sum()} px of sky filled, {dark} of them dark")
     assert dark < 0.01 * sky.sum(), f"{dark} dark pixels copied into the plain sky"
+
+
+def shelf() -> tuple[np.ndarray, np.ndarray]:
+    """(rgb, hole): a defocused wall, pale, with a dark shelf whose end darkens toward a head-shaped hole beside it."""
+    h, w = 240, 320
+    x = np.arange(w, dtype=np.float32)[None, :]
+    y = np.arange(h, dtype=np.float32)[:, None]
+    band = ((y > 90) & (y < 150)).astype(np.float32)
+    # The shelf darkens from 200 at x = 110 to 40 at the hole's edge (x = 190): a blurred gradient, no texture.
+    shade = 225.0 - band * (25.0 + 160.0 * np.clip((x - 110.0) / 80.0, 0.0, 1.0))
+    img = cv2.GaussianBlur(np.repeat(shade[..., None], 3, axis=2), (0, 0), 4.0)
+    img += np.random.default_rng(0).normal(0.0, 0.7, img.shape[:2])[..., None]
+    hole = np.zeros((h, w), np.uint8)
+    cv2.ellipse(hole, (260, 130), (70, 120), 0, 0, 360, 1, -1)
+    return np.clip(img, 0, 255).astype(np.uint8), hole
+
+
+def test_a_blurred_shelf_is_not_continued_as_stripes() -> None:
+    """Where the wall is plain and its shelf darkens toward the hole, copying its strip beside the hole again and again
+    lays a block of stripes behind the head (beard_smile_darker_skin's turn: each copy's light start against the last
+    one's dark end); there the seams show, and the copies give way to the smooth fill. The fill across the shelf has
+    no more fine detail across its columns than the blurred wall (without the fallback 2.3 levels, the wall 0.7; now
+    0.5)."""
+    img, hole = shelf()
+    fill, weight = exemplar_fill(img, hole, band_px=60)
+    # What the plate would be there: the copies over the smooth fill (here the wall's shade, as Telea would spread it).
+    smooth = cv2.inpaint(img, hole, 3, cv2.INPAINT_TELEA).astype(np.float32)
+    plate = weight[..., None] * fill + (1.0 - weight[..., None]) * smooth
+    gray = cv2.cvtColor(np.clip(plate, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    across = np.abs(gray - cv2.blur(gray, (7, 1)))  # column to column: stripes, not the shelf's own gradient
+    shelf_rows = np.zeros(hole.shape, bool)
+    shelf_rows[100:140] = True
+    filled = shelf_rows & (hole > 0) & (cv2.distanceTransform(hole, cv2.DIST_L2, 3) < 40)
+    wall = shelf_rows & (hole == 0) & (np.arange(hole.shape[1])[None, :] > 100)
+    assert filled.sum() > 500
+    print(f"column-to-column detail on the shelf: fill {across[filled].mean():.1f}, wall {across[wall].mean():.1f}")
+    assert across[filled].mean() <= across[wall].mean() + 1.0, "the shelf is continued as stripes"

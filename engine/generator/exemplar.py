@@ -200,8 +200,14 @@ def _full_size(rgb: np.ndarray, off_y: np.ndarray, off_x: np.ndarray, done: np.n
     y0, x0 = np.floor(cy).astype(np.int32), np.floor(cx).astype(np.int32)
     ty, tx = cy - y0, cx - x0
     acc = np.zeros((h, w, 3), np.float32)
+    acc2 = np.zeros((h, w, 3), np.float32)
     wsum = np.zeros((h, w), np.float32)
-    src = rgb.astype(np.float32)
+    # The photo, and its detail at the cells' scale (what each copy brings: a fringe of cords a few cells apart hides
+    # the seams between its copies; a blurred shelf does not).
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    grain = np.abs(gray - cv2.GaussianBlur(gray, (0, 0), max(2.0, min(fy, fx))))
+    src = np.dstack([rgb.astype(np.float32), grain])
+    copied_grain = np.zeros((h, w), np.float32)
     # A tent over `reach` cells each way: bilinear where cells are large; where they are a pixel or two (a small
     # photo), wider, so that two patches side by side meet in a soft seam, not a step of blocks.
     reach = max(1, int(np.ceil(BLEND_PX / min(fy, fx))))
@@ -212,11 +218,63 @@ def _full_size(rgb: np.ndarray, off_y: np.ndarray, off_x: np.ndarray, done: np.n
                   * done[iy, ix]) / (reach * reach)
             my = (yy + off_y[iy, ix] * fy).astype(np.float32)
             mx = (xx + off_x[iy, ix] * fx).astype(np.float32)
-            acc += wt[..., None] * cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            copy = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            copied_grain += wt * copy[..., 3]
+            copy = copy[..., :3]
+            acc += wt[..., None] * copy
+            acc2 += wt[..., None] * copy * copy
             wsum += wt
     fill = acc / np.maximum(wsum, 1e-6)[..., None]
+    # Where neighbouring cells copied from different places, how far their copies disagree (levels, the blend's std).
+    spread = np.sqrt(np.maximum(acc2 / np.maximum(wsum, 1e-6)[..., None] - fill * fill, 0.0).mean(axis=2))
     # Full weight where all four cells were filled; fading over the band's last quarter toward the smooth fill.
     depth = cv2.distanceTransform(hole, cv2.DIST_L2, 3)
     t = np.clip((depth - 0.85 * band_px) / (0.3 * band_px), 0.0, 1.0)
     weight = np.clip(wsum, 0.0, 1.0) * (1.0 - t * t * (3 - 2 * t)) * (hole > 0)
+    if reach == 1:
+        # Cells of BLEND_PX or more copy whole blocks, whose seams can show. Smaller (a photo of a few hundred px), the
+        # blend spans several cells and their spread is the wall's own texture: the copies stay (hopper_lowres_160's
+        # flag; its smooth fill beside the jaw moved mediapipe's lip gap, lips closed in silence 99% -> 96%).
+        weight *= 1.0 - _seams_shown(spread, copied_grain / np.maximum(wsum, 1e-6), wsum > 0, band_px)
     return fill, weight.astype(np.float32)
+
+
+# Seams between copies show where their disagreement, averaged over the seams within SEAM_SCALE band depths, passes
+# SEAM_LEVELS plus the detail the copies bring (mean |grey - its blur| at the cells' scale, at their sources); fully
+# shown at twice SEAM_LEVELS. Only where that detail is under SEAM_GRAIN levels, none from 1.5 times it: a flag's stars
+# and cords hide the seams between their copies, and a smooth fill there would be a smear of the flag's colours.
+SEAM_SCALE = 1.0 / 3.0
+SEAM_LEVELS = 2.0
+SEAM_GRAIN = 4.0
+# Where copies disagree by less (levels), they meet without a seam.
+SEAM_MIN = 0.5
+
+
+def _seams_shown(spread: np.ndarray, grain: np.ndarray, covered: np.ndarray, band_px: int) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: where the copies' seams (`spread`) show against the grain they copied (`grain`, per
+    pixel), which the smooth fill then takes over. On a plain or blurred wall with a gradient (a defocused shelf's
+    dark end beside a head) every copy breaks the gradient: the front repeats the strip of wall beside the hole, each
+    strip's end against the next one's start, and a block of stripes shows behind the turned head
+    (beard_smile_darker_skin)."""
+    sigma = max(2.0, SEAM_SCALE * band_px)
+
+    def mean_over(mask: np.ndarray, img: np.ndarray) -> np.ndarray:
+        m = mask.astype(np.float32)
+        return low_pass(img * m, sigma) / np.maximum(low_pass(m, sigma), 1e-6)
+
+    grain = mean_over(covered, grain)
+    # The seams' own contrast (their mean disagreement where copies meet), not diluted by the stretches between them.
+    seams = mean_over(covered & (spread > SEAM_MIN), spread)
+    plain = np.clip((1.5 * SEAM_GRAIN - grain) / (0.5 * SEAM_GRAIN), 0.0, 1.0)
+    return np.clip((seams - SEAM_LEVELS - grain) / SEAM_LEVELS, 0.0, 1.0) * plain * covered
+
+
+def low_pass(img: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of sigma px; a wide one made on a copy a quarter of sigma smaller (the same answer to a level or
+    so, at a fraction of the cost on a 1280 px photo)."""
+    k = int(sigma // 4)
+    if k < 2:
+        return cv2.GaussianBlur(img, (0, 0), sigma)
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / k), (w, h), interpolation=cv2.INTER_LINEAR)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import torch
 
-from engine.generator.matte import plate_hole, premultiplied_layer
+from engine.generator.matte import halo_reach, plate_hole, premultiplied_layer
 from engine.generator.rig import Box, RigGeometry, build_rig
 
 MAX_HEAD_DEG = 10.0  # the largest yaw, pitch or roll the layer's box is sized for (the blueprint uses <= 8)
@@ -135,8 +135,12 @@ def head_part(matte: np.ndarray, hole: np.ndarray, weight: np.ndarray, landmarks
         if np.array_equal(grown, part):
             break
         part = grown
+    # The halo's rim past the matte (matte 1: matte._unmix_the_halo) moves with the edge it belongs to: left still, the
+    # photo's own halo would show there, a dotted ring round the old outline.
+    reach = 2 * halo_reach(matte.shape) + 1
+    near = cv2.dilate(part, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2)) > 0
     # Out of the head's reach everything stays anyway: the photo as it is.
-    return (part > 0) | ((matte > 0) & ~moving)
+    return (part > 0) | (near & (matte == 1)) | ((matte > 0) & ~moving)
 
 
 def sample(field: np.ndarray, X: torch.Tensor, Y: torch.Tensor, dx: float = 0.0, dy: float = 0.0) -> torch.Tensor:

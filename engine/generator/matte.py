@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from engine.generator.exemplar import exemplar_fill
+from engine.generator.exemplar import low_pass as _low_pass
 
 
 def selfie_mask(rgb: np.ndarray) -> np.ndarray:
@@ -81,8 +82,9 @@ def person_matte(rgb: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
 
 
 def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24, below: int | None = None
-                     ) -> np.ndarray:
-    """The photo with the person filled in from the background around it, (H, W, 3) uint8.
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(matte, plate): the photo with the person filled in from the background around it, (H, W, 3) uint8, and the
+    matte with the head's halo on the wall just past it added (`_unmix_the_halo`), above row `below`.
 
     The hole is the matte grown past the person's soft edge (`seed_hole`): hair's blur, a rim of light and skin
     colour bled into the wall are not copied in. A band of band_px inside the outline, what a moving head uncovers,
@@ -104,10 +106,76 @@ def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24, belo
         weight = weight * np.clip(matte.astype(np.float32) / 128.0, 0.0, 1.0)
         plate = weight[..., None] * copied + (1.0 - weight[..., None]) * smooth
         plate = np.where(hole[..., None] > 0, np.clip(plate + 0.5, 0, 255), rgb).astype(np.uint8)
-    plate = _meet_the_photo(rgb, matte, plate, reach=meet_reach(band_px))
+    halo, wall = _unmix_the_halo(rgb, matte, below)
+    # The fill meets the wall with the halo taken out: met with the photo's own pixels there, it would take the hair's
+    # dark blur (or a JPEG's light ringing) in as far as a turn uncovers, a ring round the old outline.
+    seen = np.where((halo > 0)[..., None], wall, rgb)
+    plate = _meet_the_photo(seen, matte, plate, reach=meet_reach(band_px))
+    # Matte 1: premultiplied_layer raises the alpha there to just what explains the photo over that wall.
+    matte = np.where(halo > 0, 1, matte).astype(np.uint8)
+    plate = np.where((halo > 0)[..., None], np.clip(wall + 0.5, 0, 255), plate).astype(np.uint8)
     keep = matte == 0
     plate[keep] = rgb[keep]
-    return plate
+    return matte, plate
+
+
+# Just past the matte the photo's wall still carries the head's edge over up to 1/HALO_SIDE of the portrait's longer
+# side (5 px at 720, 2 px on a 160 px photo): the hair's defocus blur, a JPEG's ringing and chroma bleed round a hat.
+HALO_SIDE = 150
+# The wall just past the halo is taken as one colour where its spread (std, 8-bit levels) is under this, and not at all
+# from twice this.
+HALO_WALL_SPREAD = 8.0
+
+
+def halo_reach(shape: tuple[int, ...]) -> int:
+    return max(2, round(max(shape[:2]) / HALO_SIDE))
+
+
+def _unmix_the_halo(rgb: np.ndarray, matte: np.ndarray, below: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(moved (H, W) float32 in [0, 1], wall (H, W, 3) float32): in a rim `halo_reach` px wide past the matte, above
+    row `below`, how much of the photo's departure from the wall behind it (the photo just past the rim) moves with the
+    head, and the wall left when it is taken out.
+
+    Left on the wall, that halo stays behind when the head turns: a ring of dark or coloured dots tracing the old
+    outline on a pale sky (hopper_lowres_160), an arc round the hair (beard_smile_darker_skin), and the fill met the
+    photo there, taking it inward. Put on the layer whole (a rim of matte 1 whose alpha explains the photo over the
+    fill), it took the wall's own texture with it and a textured wall moved with the head (pedersen_tilted: background
+    flow 0.04 -> 2.33 px). Here it moves only beside a plain wall (its roughness under ROUGH_MAX: a departure there is
+    the head's, not the wall's grain) of one colour just past the rim, all of it near the matte, fading out to none at
+    the rim's end."""
+    reach = halo_reach(matte.shape)
+    person = (matte > 0).astype(np.uint8)
+    out = cv2.distanceTransform(1 - person, cv2.DIST_L2, 3)
+    rim = (person == 0) & (out <= reach + 0.5)
+    if below is not None:
+        rim[max(0, below):] = False
+    i = rgb.astype(np.float32)
+    if not rim.any():
+        return np.zeros(matte.shape, np.float32), i
+    # The wall's roughness, from the wall past the rim only (the halo is not the wall's grain).
+    beyond = ((person == 0) & (out > reach + 0.5)).astype(np.float32)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    detail = np.abs(gray - cv2.GaussianBlur(gray, (0, 0), 2.0))
+    sigma = 3.0 * reach
+    rough = _low_pass(detail * beyond, sigma) / np.maximum(_low_pass(beyond, sigma), 1e-3)
+    plain = np.clip((ROUGH_MAX - rough) / (0.5 * ROUGH_MAX), 0.0, 1.0)
+    moved = (plain * np.clip((reach + 1.0 - out) / (0.5 * reach + 1.0), 0.0, 1.0) * rim).astype(np.float32)
+    # The wall behind the halo: the photo's own just past it (the fill, seeded a soft edge further out, can be another
+    # colour there: the blurred figure beside a head, whose edge is the wall's own and must not move).
+    near = ((person == 0) & (out > reach + 0.5) & (out <= 2 * reach + 1.5)).astype(np.float32)
+    norm = np.maximum(cv2.GaussianBlur(near, (0, 0), reach), 1e-4)[..., None]
+    wall = cv2.GaussianBlur(i * near[..., None], (0, 0), reach) / norm
+    # Where the wall is not one colour further out (an edge of the wall's own crosses the rim: a lit patch beside
+    # pedersen_tilted's cheek), the rim's departure from its mean is that edge, which stays. Measured past where the
+    # halo itself may still reach, which is no edge of the wall's.
+    far = ((person == 0) & (out > 2 * reach + 1.5) & (out <= 3 * reach + 2.5)).astype(np.float32)
+    far_norm = np.maximum(_low_pass(far, 2.0 * reach), 1e-4)[..., None]
+    far_mean = _low_pass(i * far[..., None], 2.0 * reach) / far_norm
+    spread = np.sqrt(np.maximum(_low_pass(i * i * far[..., None], 2.0 * reach) / far_norm - far_mean * far_mean, 0.0))
+    moved *= np.clip(2.0 - spread.max(axis=2) / HALO_WALL_SPREAD, 0.0, 1.0)
+    moved[norm[..., 0] < 1e-3] = 0.0
+    moved[moved < 0.05] = 0.0
+    return moved, i + moved[..., None] * (wall - i)
 
 
 # The copied patches keep their own detail finer than this (in band depths) and take the smooth fill's shade.
@@ -133,16 +201,6 @@ def _shade_like(copied: np.ndarray, smooth: np.ndarray, weight: np.ndarray, band
     plain = np.clip((ROUGH_MAX - rough) / (0.5 * ROUGH_MAX), 0.0, 1.0)
     return copied + plain[..., None] * shade
 
-
-def _low_pass(img: np.ndarray, sigma: float) -> np.ndarray:
-    """A Gaussian blur of sigma px; a wide one made on a copy a quarter of sigma smaller (the same answer to a level or
-    so, at a fraction of the cost on a 1280 px photo)."""
-    k = int(sigma // 4)
-    if k < 2:
-        return cv2.GaussianBlur(img, (0, 0), sigma)
-    h, w = img.shape[:2]
-    small = cv2.resize(img, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
-    return cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / k), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 # How far in the fill takes the shade of the wall beside the head, in band depths (what a turn uncovers).
@@ -318,7 +376,7 @@ def layer_and_plate(rgb: np.ndarray, landmarks: np.ndarray, matte: np.ndarray) -
     # The head moves the plate's outline band into view: up to about a third of a face width.
     band_px = max(4, round(0.35 * (x1 - x0)))
     jaw_y = round(float(landmarks[list(JAW_CORNERS), 1].mean()))
-    plate = background_plate(rgb, matte, band_px=band_px, below=jaw_y)
+    matte, plate = background_plate(rgb, matte, band_px=band_px, below=jaw_y)
     return _keep_the_wall_in_the_fringe(rgb, matte, plate, ring, fringe_reach(landmarks), meet_reach(band_px))
 
 
