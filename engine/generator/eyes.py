@@ -316,7 +316,7 @@ GRAIN_SKIN = (0.45, 1.6)  # the skin whose grain is taken: luma against the lid'
 # toward the skin under the eye, from BELOW_FROM of the way up its crease to BELOW_AT of the way down the lid.
 BELOW_LIFT, BELOW_FROM, BELOW_AT, SOCKET_DARK = 0.35, 0.6, 0.9, 0.1
 RING_WIDE, WRINKLED_GREY = 0.3, 0.6  # see _as_saturated_as_around
-TEXTURED = 0.9  # see _textured: 0.93-0.95 on hopper's wrinkled skin, 0.88 at most on the other portraits
+TEXTURED = 0.91  # see _textured: 0.92-0.95 on hopper (and hopper_tall_exif6), 0.90 at most on the other portraits
 SAT_RANGE = (0.75, 1.3)  # see lid_fill: the lid's saturation brought to the skin's under the eye, within this ratio
 LOW_SKIP = 0.3  # half-widths under the lower lid that the fill leaves out of the skin it takes
 # The fill's broad tone (`_match_around`): the skin's in a ring RING half-widths wide (2 px at least) right around the
