@@ -368,3 +368,39 @@ def test_the_half_closed_lid_is_shaded_as_skin_is(kind: str) -> None:
         want = slope(avatar.rgb, skin)
         assert want < 0.0, (k, want)
         assert slope(frame, lid) < 0.5 * want, (k, slope(frame, lid), want)
+
+
+def test_a_closed_lid_on_wrinkled_skin_has_its_grain_and_colour() -> None:
+    """hopper (glasses, old skin wrinkled all over) closed its lids as a flat grey-beige patch (issue 13): nearly all of
+    the skin around its eyes is darker than the brightest skin near it, so the fill (`eyes.lid_fill`) was drawn from a
+    few pale pixels by a lens's glints, and its grain from as few. Over the closed lid above its lash line (the eye's
+    middle, 0.1-0.65 of the way down from the open upper lid), against the photo's skin under the eye (0.3-0.8
+    half-widths below the lower lid): the grain (luma over its 3 px Gaussian mean, less one: its deviation) at least
+    0.4 times the skin's, and the saturation (chroma over luma, median) at least 0.85 times. Measured: grain 0.60-0.62,
+    saturation 0.93-1.25 (before, the flat patch: grain 0.18-0.27, saturation 0.76 on one eye)."""
+    avatar, r = portrait("hopper")
+    frame = render(r, CLOSED)[0]
+    x0, y0 = r.roi[:2]
+    luma = np.array([0.299, 0.587, 0.114])
+    for k, eye in enumerate(r.g.eyes):
+        us = np.linspace(-0.6, 0.6, 49)
+        top, bottom = lid_curve(eye, us, eye.upper), lid_curve(eye, us, eye.lower)
+        closed = bottom - 0.12 * (bottom - top)
+
+        def sample(img: np.ndarray, fy: np.ndarray, us: np.ndarray = us, eye: Eye = eye) -> np.ndarray:
+            ix, iy = r.g.frame.to_image(np.broadcast_to((eye.cx + us * eye.half_w)[None], fy.shape), fy)
+            return cv2.remap(img, (ix + x0).astype(np.float32), (iy + y0).astype(np.float32),
+                             cv2.INTER_LINEAR).astype(np.float64)
+
+        def saturation(px: np.ndarray) -> float:
+            px = px.reshape(-1, 3)
+            return float(np.median(np.ptp(px, axis=1) / np.maximum(px @ luma, 1.0)))
+
+        def grain(px: np.ndarray) -> float:
+            y = (px @ luma).astype(np.float32)
+            return float(np.std(y / np.maximum(cv2.GaussianBlur(y, (0, 0), 3.0), 1.0) - 1.0))
+
+        lid = sample(frame, top + np.linspace(0.1, 0.65, 25)[:, None] * (closed - top))
+        under = sample(avatar.rgb, bottom + np.linspace(0.3, 0.8, 25)[:, None] * eye.half_w)
+        assert grain(lid) > 0.4 * grain(under), (k, grain(lid), grain(under))
+        assert saturation(lid) > 0.85 * saturation(under), (k, saturation(lid), saturation(under))

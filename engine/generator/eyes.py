@@ -315,6 +315,8 @@ GRAIN_SKIN = (0.45, 1.6)  # the skin whose grain is taken: luma against the lid'
 # See lid_fill: a lid in a socket's shadow (darker than SOCKET_DARK below the skin around the eye: all of it) is lifted
 # toward the skin under the eye, from BELOW_FROM of the way up its crease to BELOW_AT of the way down the lid.
 BELOW_LIFT, BELOW_FROM, BELOW_AT, SOCKET_DARK = 0.35, 0.6, 0.9, 0.1
+RING_WIDE, WRINKLED_GREY = 0.3, 0.6  # see _as_saturated_as_around
+TEXTURED = 0.91  # see _textured: 0.92-0.95 on hopper (and hopper_tall_exif6), 0.90 at most on the other portraits
 SAT_RANGE = (0.75, 1.3)  # see lid_fill: the lid's saturation brought to the skin's under the eye, within this ratio
 LOW_SKIP = 0.3  # half-widths under the lower lid that the fill leaves out of the skin it takes
 # The fill's broad tone (`_match_around`): the skin's in a ring RING half-widths wide (2 px at least) right around the
@@ -653,10 +655,16 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     In steps: the grid and the photo on it (`_fill_grid`); what is taken out (`_fill_hole`); the skin's tones to
     judge it by (`_skin_refs`); the hole filled in from the clean skin (`membrane`); the lid's body toned
     (`_body_tone`); the whole toned from the skin ring around it (`_match_around`); shaded toward the corners
-    (`_shade_corners`); and given the skin's grain (`_fill_grain`)."""
+    (`_shade_corners`); and given the skin's grain (`_fill_grain`). On skin wrinkled all over (`_textured`: hopper's)
+    the clean skin is what is not darker than the skin's mean near it (not its brightest: that left a few pale pixels
+    by a lens's glints to fill from and take grain from: a flat grey-beige patch), no grey is skin to tone by, and
+    the fill is as saturated as the skin around it (`_as_saturated_as_around`)."""
     g = _fill_grid(rgb, eye, frame, fold, along, brow_lower, outer)
     hole, dark = _fill_hole(g, eye)
     refs = _skin_refs(rgb, eye, frame, skin)
+    textured = _textured(hole, dark)
+    if textured:
+        dark = _darker_than_around(g.luma, eye, g.step)
     # The fill is drawn from clean skin only (not hair, a rim, a glint, a line darker than the skin beside it);
     # what is neither that nor to be filled in stays as the photo shows it.
     known = ~hole & ~dark & (g.luma > KNOWN_SKIN[0] * refs.ref) & (g.luma < KNOWN_SKIN[1] * refs.lit)
@@ -675,11 +683,13 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     # The ring's skin is taken above the closed line and beside the lid's skin band (not beside the eye itself: its
     # corners' shadows, lashes and liner, carried in, drew a dark mark at the closed eye's corners).
     corners = (g.ss > g.s_closed - CORNER_SKIP * eye.half_w) | ((g.ss > 0.0) & (across > 1.0))
-    filled = _match_around(filled, g.px, alpha, corners, eye.half_w / g.step, body_tone, g.step) / 255.0
+    filled = _match_around(filled, g.px, alpha, corners, eye.half_w / g.step, body_tone, g.step, textured) / 255.0
+    if textured:
+        filled = _as_saturated_as_around(filled, g, alpha, corners, eye.half_w / g.step)
     filled = _shade_corners(filled, g)
     # Where the skin is made up it takes the grain of the clean skin around it (a smooth fill over a large lid
     # read as a flat patch); the photo's own skin that the fill keeps has its own.
-    grain = _fill_grain(rgb, eye, frame, g.us, g.ss[:, 0], g.step, hole, blend > 0.02, refs.ref, refs.lit)
+    grain = _fill_grain(rgb, eye, frame, g.us, g.ss[:, 0], g.step, hole, blend > 0.02, refs.ref, refs.lit, textured)
     filled = skin_shaded(filled, 1.0 + grain * blend)
     rgba = np.concatenate([filled, alpha[..., None]], axis=-1).astype(np.float32)
     return RimLayer(torch.from_numpy(rgba).permute(2, 0, 1)[None].contiguous(), float(g.us[0]), float(g.us[-1]),
@@ -765,6 +775,21 @@ def _fill_hole(g: _FillGrid, eye: Eye) -> tuple[np.ndarray, np.ndarray]:
     # take either: the cheek's skin below it is, as far as it is clean.
     hole = (g.region & dark) | ((g.ss > 0.0) & (g.ss < g.s_low) & (np.abs(g.us) < 1.0))
     return hole, dark
+
+
+def _textured(hole: np.ndarray, dark: np.ndarray) -> bool:
+    """Whether the skin around the eye is wrinkled all over (hopper's): TEXTURED of what the fill keeps is darker
+    than the brightest skin near it (`_fill_hole`'s dark), so its lines are the skin's own grain, not an outline."""
+    keep = ~hole
+    return bool(keep.any()) and float((dark & keep).sum()) / float(keep.sum()) > TEXTURED
+
+
+def _darker_than_around(luma: np.ndarray, eye: Eye, step: float) -> np.ndarray:
+    """On wrinkled skin (`_textured`): what is darker by CREASE_DEPTH (and 4 levels) than the skin's mean within
+    CREASE_REACH half-widths, rather than its brightest: its deeper lines, a crease, an outline; the rest of its grain
+    is skin."""
+    r = max(2, round(CREASE_REACH * eye.half_w / step))
+    return luma < cv2.GaussianBlur(luma, (0, 0), r / 2.0) * (1.0 - CREASE_DEPTH) - 4.0
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -856,6 +881,25 @@ def _match_saturation(body_tone: np.ndarray, lid: np.ndarray, w: np.ndarray, ref
     return lid_luma[..., None] + (body_tone - lid_luma[..., None]) * (1.0 + (k - 1.0) * w)[..., None]
 
 
+def _as_saturated_as_around(filled: np.ndarray, g: _FillGrid, alpha: np.ndarray, leave_out: np.ndarray,
+                            hw: float) -> np.ndarray:
+    """On wrinkled skin (`_textured`), filled (0..1) where it covers as saturated as the skin in a ring around it
+    (RING_WIDE half-widths; not `leave_out`, nor grey: under WRINKLED_GREY of the ring's median saturation, a lens's
+    reflection or a rim): the few smooth pixels the fill is toned from are its palest, and it read as grey-beige."""
+    inside = alpha >= 0.02
+    k = 2 * max(1, round(RING_WIDE * hw)) + 1
+    ring = ~inside & ~leave_out & (cv2.dilate(inside.astype(np.uint8), np.ones((k, k), np.uint8)) > 0)
+    sat = np.ptp(g.px, axis=-1) / np.maximum(g.luma, 1.0)
+    if ring.sum() < 8:
+        return filled
+    skin = ring & (sat > WRINKLED_GREY * np.median(sat[ring]))
+    want = float(np.median(sat[skin]))
+    luma = filled @ LUMA_F32
+    have = float(np.median(np.ptp(filled, axis=-1)[alpha > 0.5] / np.maximum(luma[alpha > 0.5], 1e-3)))
+    gain = 1.0 + (float(np.clip(want / max(have, 1e-3), 1.0, SAT_RANGE[1])) - 1.0) * alpha
+    return luma[..., None] + (filled - luma[..., None]) * gain[..., None]
+
+
 def _shade_corners(filled: np.ndarray, g: _FillGrid) -> np.ndarray:
     """The lid turns away from the light toward its corners, over the round eyeball (CORNER_DARK), less and less out to
     the fill's sides, where it meets the skin beside it in tone."""
@@ -872,15 +916,15 @@ def skin_shaded(rgb: np.ndarray, light: np.ndarray) -> np.ndarray:
 
 
 def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: np.ndarray, hw: float,
-                  body: np.ndarray, px_per_cell: float) -> np.ndarray:
+                  body: np.ndarray, px_per_cell: float, wrinkled: bool = False) -> np.ndarray:
     """filled (H, W, 3, 0..255) with its broad tone replaced (hw: grid cells per eye half-width, px_per_cell: pixels
     per cell): at its outline the tone of the photo's skin in a ring just outside alpha (above the closed line, not
     beside the eye itself: `under` marks what is left out), carried in (a seamless clone: no step in lightness or
     colour where the fill meets the skin around it), and deeper in `body` (lid_fill's tone for the lid) where that is
     lighter. Its fine light and shade (finer than DETAIL_SIGMA, DETAIL_MAX at most, in lightness only) stay: the
     photo's skin it keeps has its grain, and the edges of what it made up no outline. The ring's lashes, brow hairs,
-    a rim's edge or a glint (luma off the ring's own by RING_SKIN, or under RING_LOW of the skin near them) are no
-    skin's tone."""
+    a rim's edge or a glint (luma off the ring's own by RING_SKIN, or under RING_LOW of the skin near them; `wrinkled`:
+    under WRINKLED_GREY of its median saturation, a lens's reflection) are no skin's tone."""
     sigma, detail = max(1.0, TONE_SIGMA * hw), max(0.7, DETAIL_SIGMA * hw)
     inside = alpha >= 0.02
     k = 2 * max(1, round(max(2.0, RING * hw))) + 1
@@ -900,6 +944,9 @@ def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: 
     envelope = cv2.GaussianBlur(cv2.dilate(luma, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (r, r))), (0, 0), r / 4.0)
     dark = luma < RING_LOW * envelope
     skin = band & ~under & ~dark & (luma > RING_SKIN[0] * level) & (luma < RING_SKIN[1] * level)
+    if wrinkled and skin.sum() >= 8:  # (and no grey: a lens's reflection or a rim's glint, which took a lid's corner)
+        sat = np.ptp(px, axis=-1) / np.maximum(luma, 1.0)
+        skin &= sat > WRINKLED_GREY * float(np.median(sat[skin]))
     if skin.sum() < 8:
         return filled
     # The ring carried in more down the lid than along it (a membrane on a grid shrunk ANISO times in height): an
@@ -934,7 +981,7 @@ def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: 
 
 
 def _fill_grain(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, ss: np.ndarray, step: float,
-                hole: np.ndarray, target: np.ndarray, ref: float, lit: float) -> np.ndarray:
+                hole: np.ndarray, target: np.ndarray, ref: float, lit: float, textured: bool = False) -> np.ndarray:
     """The grain (luma ratio less one) to give the made-up skin at target, on lid_fill's grid (us by ss), copied from
     the clean skin (luma from GRAIN_SKIN[0] of ref to GRAIN_SKIN[1] of lit: `lid_fill`'s references for the skin and
     the lightest skin; not in the hole nor darker than the skin beside it) in a window
@@ -945,9 +992,12 @@ def _fill_grain(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, ss:
     sb = np.concatenate([ss[0] - step * np.arange(ext, 0, -1), ss, ss[-1] + step * np.arange(1, ext + 1)])
     fx, fy = np.broadcast_arrays((eye.cx + ub * eye.half_w)[None], band_top(eye, ub)[None] + sb[:, None])
     luma = _sample(rgb, frame, fx, fy).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    r = max(2, round(CREASE_REACH * eye.half_w / step))
-    level = cv2.GaussianBlur(cv2.dilate(luma, np.ones((2 * r + 1, 2 * r + 1), np.uint8)), (0, 0), r / 2.0)
-    dark = luma < level * (1.0 - CREASE_DEPTH) - 4.0
+    if textured:
+        dark = _darker_than_around(luma, eye, step)
+    else:
+        r = max(2, round(CREASE_REACH * eye.half_w / step))
+        level = cv2.GaussianBlur(cv2.dilate(luma, np.ones((2 * r + 1, 2 * r + 1), np.uint8)), (0, 0), r / 2.0)
+        dark = luma < level * (1.0 - CREASE_DEPTH) - 4.0
     inner = np.pad(cv2.dilate(hole.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0, ext)
     clean = ~inner & ~dark & (luma > GRAIN_SKIN[0] * ref) & (luma < GRAIN_SKIN[1] * lit)
     source = cv2.erode(clean.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
