@@ -104,10 +104,11 @@ class Backdrop:
         # Spans are found per pair of source rows (a chroma row's two): half the rows to scan and to draw. Pairs (chroma
         # rows) a canvas chroma row reads: two growing, 1 / scale and the neighbours' shrinking (Y rows need fewer).
         self.reach = 1 if self.scale[1] >= 1 else math.ceil(1 / self.scale[1]) + 1
-        self._pairs = np.empty((0, 0), np.uint8)
-        self._left, self._right = np.empty(0, np.int64), np.empty(0, np.int64)  # each pair of rows' own span
-        self._scratch = np.empty((0, 0), np.uint8), np.empty((0, 0), np.uint8)
-        self._last: np.ndarray | None = None  # the last frame's spans per pair of rows
+        # Each pair of rows' max and its mirror image (kept between frames: fresh ones cost page faults), and each
+        # pair's own span (w, -1: none)
+        self._pairs, self._flipped = np.empty((0, 0), np.uint8), np.empty((0, 0), np.uint8)
+        self._left, self._right = np.empty(0, np.int64), np.empty(0, np.int64)
+        self._drawn = False  # the masks hold the polygons of the last spans
         self._tops: tuple[int, int] | None = None  # the prepared frame's first rows with the person (Y, chroma)
         # The prepared frame's source rectangle (x0, y0, x1, y1, even) whose pixels the canvas shows through the
         # resize: outside it the picture is put back, whatever the resize made of the source there
@@ -126,50 +127,65 @@ class Backdrop:
         self._prepared = True
         h, w = alpha.shape
         n = (h + 1) // 2
-        if self._pairs.shape != (n, w):
-            self._pairs = np.empty((n, w), np.uint8)
-            self._scratch = np.empty_like(self._pairs), np.empty_like(self._pairs)
+        if self._pairs.shape != (n, w + 1):
+            # Column w of both: a sentinel, so that argmax finds w (no first column) and -1 (no last) in a row
+            # without the person, with no pass over the rows to tell them apart
+            self._pairs = np.full((n, w + 1), 255, np.uint8)
+            self._flipped = np.full((n, w + 1), 255, np.uint8)
             self._left, self._right = np.full(n, w), np.full(n, -1)
+            self._drawn = False
             rows = None
         p0, p1 = (0, n) if rows is None else (rows[0] // 2, min(n, (rows[1] + 1) // 2))
+        moved: tuple[int, int] | None = None  # the first and last pair whose own span changed
         if p1 > p0:
             a0, a1 = 2 * p0, min(h, 2 * p1)
-            pairs, k = self._pairs[p0:p1], (a1 - a0) // 2
-            cv2.max(alpha[a0:a0 + 2 * k:2], alpha[a0 + 1:a0 + 2 * k:2], dst=pairs[:k])
+            k = (a1 - a0) // 2
+            pairs, flipped = self._pairs[p0:p1], self._flipped[p0:p1]
+            # Any alpha in the pair is what counts: argmax on the bytes as bool stops at the first that is not 0
+            cv2.max(alpha[a0:a0 + 2 * k:2], alpha[a0 + 1:a0 + 2 * k:2], dst=pairs[:k, :w])
             if k < p1 - p0:  # an odd last row: a pair of its own
-                pairs[k] = alpha[a1 - 1]
-            scratch = self._scratch[0][p0:p1], self._scratch[1][p0:p1]
-            self._left[p0:p1], self._right[p0:p1] = _row_spans(pairs, scratch)
-        spans = None if not (self._right >= 0).any() else _widened(self._left, self._right, w, self.reach)
-        if spans is None:
-            self._last = self._tops = None
+                pairs[k, :w] = alpha[a1 - 1]
+            left = pairs.view(bool).argmax(axis=1)
+            cv2.flip(pairs[:, :w], 1, dst=flipped[:, :w])
+            right = (w - 1) - flipped.view(bool).argmax(axis=1)
+            differ = np.flatnonzero((left != self._left[p0:p1]) | (right != self._right[p0:p1]))
+            if differ.size:
+                moved = p0 + int(differ[0]), p0 + int(differ[-1])
+                self._left[p0:p1], self._right[p0:p1] = left, right
+        if not (self._right >= 0).any():
+            self._drawn = False
+            self._tops = None
             self.box = 0, 0, 0, 0
             return None
-        first, left, right = spans
+        first, left, right = _widened(self._left, self._right, w, self.reach)
+        size = left.size
         sx, sy = self.scale
         # The masks are kept between frames and drawn again only over the canvas rows whose spans changed: a person
         # whose body is still and whose head moves changes the head's rows, and a still one none (the polygon's
-        # scan conversion was a third of this call's cost).
-        changed = self._rows(first, left, right, n, w)
+        # scan conversion was a third of this call's cost). A pair's widened span changes only where its own or one
+        # within reach did: the vertices from there are drawn again (more than changed, at times: the same bytes).
+        if not self._drawn:
+            changed: tuple[int, int] | None = 0, size - 1
+        elif moved is None:
+            changed = None
+        else:
+            # (clamped: a part of the person that is gone above or below the polygon clears the mask to its edge)
+            a = min(max(0, moved[0] - self.reach - first), size - 1)
+            b = min(max(0, moved[1] + self.reach - first), size - 1)
+            changed = a if a >= _MARGIN else 0, b if b < size - _MARGIN else size - 1
+        self._drawn = True
         tops = []
-        for mask, plane_spans, scale in zip(self.masks, (spans, (first, left // 2, right // 2)),
+        for mask, plane_spans, scale in zip(self.masks, ((first, left, right), (first, left // 2, right // 2)),
                                             ((sx, 2 * sy), self.scale), strict=True):
-            if changed is None:  # the masks stand; the polygon's first row without the polygon
-                top, bottom = _end_rows(first, first + left.size - 1, scale[1])
-                tops.append(max(0, top if left.size > 1 else bottom))
-                continue
-            poly = person_polygon(plane_spans, scale)
-            tops.append(max(0, int(poly[0, 1])))
-            if changed == (0, left.size - 1):
-                mask.fill(255)
-                cv2.fillPoly(mask, [poly], 0)
-            else:
-                _redraw(mask, poly, *changed)
+            top, bottom = _end_rows(first, first + size - 1, scale[1])
+            tops.append(max(0, top if size > 1 else bottom))
+            if changed is not None:
+                _redraw(mask, plane_spans, scale, *changed)
         self._tops = tops[0], tops[1]
         # The source pixels the canvas reads inside the polygons: the spans' and the resize's taps beyond them
         m = 4 + math.ceil(max(1 / sx, 1 / sy))
         x0, x1 = max(0, int(left.min()) - m) // 2 * 2, min(w, int(right.max()) + 1 + m + 1) // 2 * 2
-        y0, y1 = max(0, 2 * first - m) // 2 * 2, min(h, 2 * (first + left.size) + m + 1) // 2 * 2
+        y0, y1 = max(0, 2 * first - m) // 2 * 2, min(h, 2 * (first + size) + m + 1) // 2 * 2
         self.box = x0, y0, x1, y1
         return self._tops
 
@@ -193,44 +209,38 @@ class Backdrop:
                                          strict=True):
             cv2.copyTo(picture, mask, target)
 
-    def _rows(self, first: int, left: np.ndarray, right: np.ndarray, n: int, w: int) -> tuple[int, int] | None:
-        """The first and last of this frame's polygon's vertices (rows from `first`) about the pairs of rows whose
-        span differs from the last frame's: 0 and the last one where that is near the polygon's ends (then drawn
-        from the mask's edge); None when none differs. Remembers this frame's spans (all n pairs: w, -1 is none)."""
-        spans = np.empty((2, n), np.int64)
-        spans[0], spans[1] = w, -1
-        spans[0, first:first + left.size], spans[1, first:first + left.size] = left, right
-        last, self._last = self._last, spans
-        if last is None or last.shape != spans.shape:
-            return 0, left.size - 1
-        changed = np.flatnonzero((last != spans).any(axis=0))
-        if changed.size == 0:
-            return None
-        a, b = int(changed[0]) - first, int(changed[-1]) - first
-        return a if a >= _MARGIN else 0, b if b < left.size - _MARGIN else left.size - 1
-
 
 _MARGIN = 3  # vertices kept around the changed ones: the rows from one but last to the last are drawn as before
 
 
-def _redraw(mask: np.ndarray, poly: np.ndarray, a: int, b: int) -> None:
-    """The mask's rows that vertices a..b (rows of a y-monotone polygon whose right side runs back from poly[n])
-    shape, drawn again (a = 0: from the mask's top; b = the last: to its bottom). Those rows are cleared and the part
-    of the polygon from a vertex above them to one below drawn into the mask as it is: not clipped to the rows (clipped,
-    cv2.fillPoly steps its edges from elsewhere and may land a pixel off), and in the rows beyond them the part lies
-    within the polygon drawn there before (the same edges), so it paints nothing new there."""
-    n = poly.shape[0] // 2
-    y = poly[:n, 1]
+def _redraw(mask: np.ndarray, spans: Spans, scale: tuple[float, float], a: int, b: int) -> None:
+    """The mask's rows that vertices a..b of the spans' polygon (person_polygon) shape, drawn again (a = 0: from the
+    mask's top; b = the last: to its bottom). Those rows are cleared and the part of the polygon from a vertex above
+    them to one below drawn into the mask as it is: not clipped to the rows (clipped, cv2.fillPoly steps its edges
+    from elsewhere and may land a pixel off), and in the rows beyond them the part lies within the polygon drawn there
+    before (the same edges), so it paints nothing new there. Only the part's vertices are made."""
+    first, left, right = spans
+    sx, sy = scale
+    n = left.size
+    y = np.arange(first, first + n) * sy + (0.5 * sy - 0.5)
+    y[0], y[-1] = _end_rows(first, first + n - 1, sy)
+    y = y.astype(np.int32)  # truncated as person_polygon's int32 vertices are
     # The part reaches a vertex above (below) the rows to redraw: on a shrinking plane vertices share rows
     ka = max(0, a - 2)
-    while ka > 0 and (a == 0 or y[ka] >= y[a - 1]):
+    while ka > 0 and y[ka] >= y[a - 1]:
         ka -= 1
     kb = min(n - 1, b + 2)
-    while kb < n - 1 and (b == n - 1 or y[kb] <= y[b + 1]):
+    while kb < n - 1 and y[kb] <= y[b + 1]:
         kb += 1
     y0 = 0 if ka == 0 else max(0, int(y[a - 1]))
     y1 = mask.shape[0] if kb == n - 1 else min(mask.shape[0], int(y[b + 1]) + 1)
     if y1 <= y0:  # all off the plane
         return
     mask[y0:y1] = 255
-    cv2.fillPoly(mask, [np.concatenate((poly[ka:kb + 1], poly[2 * n - 1 - kb:2 * n - ka]))], 0)
+    m = kb - ka + 1
+    part = np.empty((2 * m, 2), np.int32)  # person_polygon's vertices ka..kb down its left side and back up its right
+    part[:m, 0] = left[ka:kb + 1] * sx + min(-0.5 * sx - 0.5, -1.0)
+    part[m:, 0] = np.ceil(right[ka:kb + 1][::-1] * sx + max(1.5 * sx - 0.5, sx))
+    part[:m, 1] = y[ka:kb + 1]
+    part[m:, 1] = part[m - 1::-1, 1]
+    cv2.fillPoly(mask, [part], 0)
