@@ -109,6 +109,7 @@ class Backdrop:
         self._pairs, self._flipped = np.empty((0, 0), np.uint8), np.empty((0, 0), np.uint8)
         self._left, self._right = np.empty(0, np.int64), np.empty(0, np.int64)
         self._drawn = False  # the masks hold the polygons of the last spans
+        self._vertices: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []  # per mask (prepare)
         self._tops: tuple[int, int] | None = None  # the prepared frame's first rows with the person (Y, chroma)
         # The prepared frame's source rectangle (x0, y0, x1, y1, even) whose pixels the canvas shows through the
         # resize: outside it the picture is put back, whatever the resize made of the source there
@@ -135,6 +136,16 @@ class Backdrop:
             self._left, self._right = np.full(n, w), np.full(n, -1)
             self._drawn = False
             rows = None
+            sx, sy = self.scale
+            # Each plane's polygon vertices (person_polygon) by table: a pair's vertex row, and the columns of a
+            # span's first and last source column (Y columns; chroma halves them), made once
+            cols = np.arange(w + 1)
+            self._vertices = []
+            for plane_cols, (px, py) in ((cols, (sx, 2 * sy)), (cols // 2, self.scale)):
+                ys = (np.arange(n) * py + (0.5 * py - 0.5)).astype(np.int32)
+                lefts = (plane_cols * px + min(-0.5 * px - 0.5, -1.0)).astype(np.int32)
+                rights = np.ceil(plane_cols * px + max(1.5 * px - 0.5, px)).astype(np.int32)
+                self._vertices.append((py, ys, lefts, rights))
         p0, p1 = (0, n) if rows is None else (rows[0] // 2, min(n, (rows[1] + 1) // 2))
         moved: tuple[int, int] | None = None  # the first and last pair whose own span changed
         if p1 > p0:
@@ -175,12 +186,11 @@ class Backdrop:
             changed = a if a >= _MARGIN else 0, b if b < size - _MARGIN else size - 1
         self._drawn = True
         tops = []
-        for mask, plane_spans, scale in zip(self.masks, ((first, left, right), (first, left // 2, right // 2)),
-                                            ((sx, 2 * sy), self.scale), strict=True):
-            top, bottom = _end_rows(first, first + size - 1, scale[1])
-            tops.append(max(0, top if size > 1 else bottom))
+        for mask, (py, ys, lefts, rights) in zip(self.masks, self._vertices, strict=True):
+            ends = _end_rows(first, first + size - 1, py)
+            tops.append(max(0, ends[0] if size > 1 else ends[1]))
             if changed is not None:
-                _redraw(mask, plane_spans, scale, *changed)
+                _redraw(mask, ys, lefts, rights, ends, (first, left, right), *changed)
         self._tops = tops[0], tops[1]
         # The source pixels the canvas reads inside the polygons: the spans' and the resize's taps beyond them
         m = 4 + math.ceil(max(1 / sx, 1 / sy))
@@ -213,18 +223,18 @@ class Backdrop:
 _MARGIN = 3  # vertices kept around the changed ones: the rows from one but last to the last are drawn as before
 
 
-def _redraw(mask: np.ndarray, spans: Spans, scale: tuple[float, float], a: int, b: int) -> None:
-    """The mask's rows that vertices a..b of the spans' polygon (person_polygon) shape, drawn again (a = 0: from the
-    mask's top; b = the last: to its bottom). Those rows are cleared and the part of the polygon from a vertex above
-    them to one below drawn into the mask as it is: not clipped to the rows (clipped, cv2.fillPoly steps its edges
-    from elsewhere and may land a pixel off), and in the rows beyond them the part lies within the polygon drawn there
-    before (the same edges), so it paints nothing new there. Only the part's vertices are made."""
+def _redraw(mask: np.ndarray, ys: np.ndarray, lefts: np.ndarray, rights: np.ndarray, ends: tuple[int, int],
+            spans: Spans, a: int, b: int) -> None:
+    """The mask's rows that vertices a..b of the spans' polygon (person_polygon's, from the tables of a pair's vertex
+    row and of a span's first and last column's vertex column, and the polygon's end rows) shape, drawn again (a = 0:
+    from the mask's top; b = the last: to its bottom). Those rows are cleared and the part of the polygon from a vertex
+    above them to one below drawn into the mask as it is: not clipped to the rows (clipped, cv2.fillPoly steps its
+    edges from elsewhere and may land a pixel off), and in the rows beyond them the part lies within the polygon drawn
+    there before (the same edges), so it paints nothing new there. Only the part's vertices are made."""
     first, left, right = spans
-    sx, sy = scale
     n = left.size
-    y = np.arange(first, first + n) * sy + (0.5 * sy - 0.5)
-    y[0], y[-1] = _end_rows(first, first + n - 1, sy)
-    y = y.astype(np.int32)  # truncated as person_polygon's int32 vertices are
+    y = ys[first:first + n].copy()
+    y[0], y[-1] = ends
     # The part reaches a vertex above (below) the rows to redraw: on a shrinking plane vertices share rows
     ka = max(0, a - 2)
     while ka > 0 and y[ka] >= y[a - 1]:
@@ -239,8 +249,8 @@ def _redraw(mask: np.ndarray, spans: Spans, scale: tuple[float, float], a: int, 
     mask[y0:y1] = 255
     m = kb - ka + 1
     part = np.empty((2 * m, 2), np.int32)  # person_polygon's vertices ka..kb down its left side and back up its right
-    part[:m, 0] = left[ka:kb + 1] * sx + min(-0.5 * sx - 0.5, -1.0)
-    part[m:, 0] = np.ceil(right[ka:kb + 1][::-1] * sx + max(1.5 * sx - 0.5, sx))
+    part[:m, 0] = lefts[left[ka:kb + 1]]
+    part[m:, 0] = rights[right[kb:ka - 1 if ka else None:-1]]
     part[:m, 1] = y[ka:kb + 1]
     part[m:, 1] = part[m - 1::-1, 1]
     cv2.fillPoly(mask, [part], 0)
