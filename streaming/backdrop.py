@@ -107,7 +107,8 @@ class Backdrop:
         # Each pair of rows' max and its mirror image (kept between frames: fresh ones cost page faults), and each
         # pair's own span (w, -1: none)
         self._pairs, self._flipped = np.empty((0, 0), np.uint8), np.empty((0, 0), np.uint8)
-        self._left, self._right = np.empty(0, np.int64), np.empty(0, np.int64)
+        self._left_padded, self._right_padded = np.empty(0, np.int64), np.empty(0, np.int64)
+        self._left, self._right = self._left_padded, self._right_padded
         self._drawn = False  # the masks hold the polygons of the last spans
         self._vertices: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []  # per mask (prepare)
         self._tops: tuple[int, int] | None = None  # the prepared frame's first rows with the person (Y, chroma)
@@ -133,7 +134,11 @@ class Backdrop:
             # without the person, with no pass over the rows to tell them apart
             self._pairs = np.full((n, w + 1), 255, np.uint8)
             self._flipped = np.full((n, w + 1), 255, np.uint8)
-            self._left, self._right = np.full(n, w), np.full(n, -1)
+            # Each pair's own span, with `reach` pairs of none (w, -1) on either side: a pair's widened span is the
+            # min (max) over a window that needs no clipping at the ends
+            r = self.reach
+            self._left_padded, self._right_padded = np.full(n + 2 * r, w), np.full(n + 2 * r, -1)
+            self._left, self._right = self._left_padded[r:r + n], self._right_padded[r:r + n]
             self._drawn = False
             rows = None
             sx, sy = self.scale
@@ -163,13 +168,24 @@ class Backdrop:
             if differ.size:
                 moved = p0 + int(differ[0]), p0 + int(differ[-1])
                 self._left[p0:p1], self._right[p0:p1] = left, right
-        if not (self._right >= 0).any():
+        found = np.flatnonzero(self._right >= 0)
+        if not found.size:
             self._drawn = False
             self._tops = None
             self.box = 0, 0, 0, 0
             return None
-        first, left, right = _widened(self._left, self._right, w, self.reach)
-        size = left.size
+        # Widened by the pairs within reach, from reach above the first pair with the person to reach below the last
+        # (what person_spans() finds in the pairs' max, from the pairs' own spans kept between frames)
+        first, size = max(0, int(found[0]) - self.reach), min(n, int(found[-1]) + self.reach + 1)
+        size -= first
+        lp, rp = self._left_padded, self._right_padded
+        left, right = np.minimum(lp[first:first + size], lp[first + 1:first + 1 + size]), \
+            np.maximum(rp[first:first + size], rp[first + 1:first + 1 + size])
+        for k in range(2, 2 * self.reach + 1):
+            np.minimum(left, lp[first + k:first + k + size], out=left)
+            np.maximum(right, rp[first + k:first + k + size], out=right)
+        empty = right < left  # a pair with nothing between two with the person: a sliver keeps the polygon in one piece
+        left[empty] = right[empty] = w // 2
         sx, sy = self.scale
         # The masks are kept between frames and drawn again only over the canvas rows whose spans changed: a person
         # whose body is still and whose head moves changes the head's rows, and a still one none (the polygon's
