@@ -8,9 +8,12 @@ background reads as a lens' depth of field.
 
 Outside the person is found per pair of source rows (a chroma row's two), from the leftmost to the rightmost pixel
 with any alpha (one span per pair: a gap between an arm and the body counts as person), widened by the resize's
-reach and by the pairs above and below, and drawn on the canvas as one polygon per plane size (cv2.fillPoly: a
-memset per row), again only where the spans changed since the last frame. Then one masked
-copy per plane. No per-pixel arithmetic at the canvas' size.
+reach and by the pairs above and below, and drawn on the canvas' chroma plane as one polygon (cv2.fillPoly: a
+memset per row), again only where the spans changed since the last frame. Then one masked copy per chroma plane, and
+two for Y (its even and its odd rows, two pixels to an element): a chroma pixel's 2x2 Y pixels take the picture
+together. The chroma polygon holds the person's Y pixels too (a chroma pixel reaches twice as far on the canvas as a Y
+pixel): the picture stays soft a pixel or two further out in Y than a polygon of its own would keep it, and there is
+one mask to draw and read, not two. No per-pixel arithmetic at the canvas' size.
 """
 
 from __future__ import annotations
@@ -97,7 +100,9 @@ class Backdrop:
     def __init__(self, picture: list[np.ndarray], src_size: tuple[int, int]) -> None:
         """picture: the background's Y, U, V over the rectangle; src_size: the source crop's (w, h)."""
         self.picture = [np.ascontiguousarray(p) for p in picture]
-        self.masks = [np.empty_like(p) for p in self.picture[:2]]  # Y's, and U's and V's
+        self.mask = np.empty_like(self.picture[1])  # 255: the picture (chroma, and Y's 2x2 pixels)
+        # Y's even and odd rows, two pixels to an element: a view the chroma-size mask covers
+        self._picture_y = [self.picture[0][rows].view(np.uint16) for rows in _Y_ROWS]
         self.src_w, self.src_h = src_size
         h, w = self.picture[0].shape
         self.scale = (w / self.src_w, h / self.src_h)
@@ -109,8 +114,8 @@ class Backdrop:
         self._pairs, self._flipped = np.empty((0, 0), np.uint8), np.empty((0, 0), np.uint8)
         self._left_padded, self._right_padded = np.empty(0, np.int64), np.empty(0, np.int64)
         self._left, self._right = self._left_padded, self._right_padded
-        self._drawn = False  # the masks hold the polygons of the last spans
-        self._vertices: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []  # per mask (prepare)
+        self._drawn = False  # the mask holds the polygon of the last spans
+        self._vertices: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # made by prepare
         self._tops: tuple[int, int] | None = None  # the prepared frame's first rows with the person (Y, chroma)
         # The prepared frame's source rectangle (x0, y0, x1, y1, even) whose pixels the canvas shows through the
         # resize: outside it the picture is put back, whatever the resize made of the source there
@@ -122,7 +127,7 @@ class Backdrop:
         self.apply(targets)
 
     def prepare(self, alpha: np.ndarray, rows: tuple[int, int] | None = None) -> tuple[int, int] | None:
-        """The masks for this frame's alpha; returns the first row of Y and of chroma the person reaches (above them
+        """The mask for this frame's alpha; returns the first row of Y and of chroma the person reaches (above them
         the planes are all picture: the caller need not resize there), None when it reaches none. rows: (first, end)
         bounding the rows where alpha differs from the last call's (None: not known); the rows' spans are found
         again there only."""
@@ -142,15 +147,12 @@ class Backdrop:
             self._drawn = False
             rows = None
             sx, sy = self.scale
-            # Each plane's polygon vertices (person_polygon) by table: a pair's vertex row, and the columns of a
-            # span's first and last source column (Y columns; chroma halves them), made once
-            cols = np.arange(w + 1)
-            self._vertices = []
-            for plane_cols, (px, py) in ((cols, (sx, 2 * sy)), (cols // 2, self.scale)):
-                ys = (np.arange(n) * py + (0.5 * py - 0.5)).astype(np.int32)
-                lefts = (plane_cols * px + min(-0.5 * px - 0.5, -1.0)).astype(np.int32)
-                rights = np.ceil(plane_cols * px + max(1.5 * px - 0.5, px)).astype(np.int32)
-                self._vertices.append((py, ys, lefts, rights))
+            # The polygon's vertices by table: a pair's vertex row, and the columns of a span's first and last source
+            # (Y) column, made once
+            chroma_cols = np.arange(w + 1) // 2
+            self._vertices = ((np.arange(n) * sy + (0.5 * sy - 0.5)).astype(np.int32),
+                              (chroma_cols * sx + min(-0.5 * sx - 0.5, -1.0)).astype(np.int32),
+                              np.ceil(chroma_cols * sx + max(1.5 * sx - 0.5, sx)).astype(np.int32))
         p0, p1 = (0, n) if rows is None else (rows[0] // 2, min(n, (rows[1] + 1) // 2))
         moved: tuple[int, int] | None = None  # the first and last pair whose own span changed
         if p1 > p0:
@@ -187,7 +189,7 @@ class Backdrop:
         empty = right < left  # a pair with nothing between two with the person: a sliver keeps the polygon in one piece
         left[empty] = right[empty] = w // 2
         sx, sy = self.scale
-        # The masks are kept between frames and drawn again only over the canvas rows whose spans changed: a person
+        # The mask is kept between frames and drawn again only over the canvas rows whose spans changed: a person
         # whose body is still and whose head moves changes the head's rows, and a still one none (the polygon's
         # scan conversion was a third of this call's cost). A pair's widened span changes only where its own or one
         # within reach did: the vertices from there are drawn again (more than changed, at times: the same bytes).
@@ -201,15 +203,15 @@ class Backdrop:
             b = min(max(0, moved[1] + self.reach - first), size - 1)
             changed = a if a >= _MARGIN else 0, b if b < size - _MARGIN else size - 1
         self._drawn = True
-        tops = []
-        for mask, (py, ys, lefts, rights) in zip(self.masks, self._vertices, strict=True):
-            ends = _end_rows(first, first + size - 1, py)
-            tops.append(max(0, ends[0] if size > 1 else ends[1]))
-            if changed is not None:
-                _redraw(mask, ys, lefts, rights, ends, (first, left, right), *changed)
-        self._tops = tops[0], tops[1]
-        # The source pixels the canvas reads inside the polygons: the spans' and the resize's taps beyond them
-        m = 4 + math.ceil(max(1 / sx, 1 / sy))
+        assert self._vertices is not None
+        ends = _end_rows(first, first + size - 1, sy)
+        top = max(0, ends[0] if size > 1 else ends[1])
+        if changed is not None:
+            _redraw(self.mask, *self._vertices, ends, (first, left, right), *changed)
+        self._tops = 2 * top, top
+        # The source pixels the canvas reads inside the polygon: the spans', and the chroma polygon's reach beyond
+        # them in Y (its margins, a pixel of rasterising, two Y pixels to a chroma one) and the resize's taps there
+        m = 8 + math.ceil(6 / min(1.0, sx, sy))
         x0, x1 = max(0, int(left.min()) - m) // 2 * 2, min(w, int(right.max()) + 1 + m + 1) // 2 * 2
         y0, y1 = max(0, 2 * first - m) // 2 * 2, min(h, 2 * (first + size) + m + 1) // 2 * 2
         self.box = x0, y0, x1, y1
@@ -217,7 +219,7 @@ class Backdrop:
 
     @property
     def prepared(self) -> bool:
-        """prepare() has been called: tops and the masks are some alpha's."""
+        """prepare() has been called: tops and the mask are some alpha's."""
         return self._prepared
 
     @property
@@ -231,11 +233,14 @@ class Backdrop:
             for picture, target in zip(self.picture, targets, strict=True):
                 target[:] = picture
             return
-        for picture, mask, target in zip(self.picture, (self.masks[0], self.masks[1], self.masks[1]), targets,
-                                         strict=True):
-            cv2.copyTo(picture, mask, target)
+        y, u, v = targets
+        for picture, rows in zip(self._picture_y, _Y_ROWS, strict=True):
+            cv2.copyTo(picture, self.mask, y[rows].view(np.uint16))
+        cv2.copyTo(self.picture[1], self.mask, u)
+        cv2.copyTo(self.picture[2], self.mask, v)
 
 
+_Y_ROWS = np.s_[0::2], np.s_[1::2]
 _MARGIN = 3  # vertices kept around the changed ones: the rows from one but last to the last are drawn as before
 
 
