@@ -211,7 +211,7 @@ class Backdrop:
         self._tops = 2 * top, top
         # The source pixels the canvas reads inside the polygon: the spans', and the chroma polygon's reach beyond
         # them in Y (its margins, a pixel of rasterising, two Y pixels to a chroma one) and the resize's taps there
-        m = 8 + math.ceil(6 / min(1.0, sx, sy))
+        m = 3 + math.ceil(6 / min(1.0, sx, sy))
         x0, x1 = max(0, int(left.min()) - m) // 2 * 2, min(w, int(right.max()) + 1 + m + 1) // 2 * 2
         y0, y1 = max(0, 2 * first - m) // 2 * 2, min(h, 2 * (first + size) + m + 1) // 2 * 2
         self.box = x0, y0, x1, y1
