@@ -177,6 +177,7 @@ class PlateSwap:
         self._picture_share = None if isinstance(background, tuple) else [np.empty_like(p) for p in plate_i420]
         self._seen: np.ndarray | None = None
         self._changed = np.empty_like(plate_i420[0])
+        self._changed_pairs = np.empty_like(plate_i420[1], shape=(plate_i420[0].shape[0] // 2, plate_i420[0].shape[1]))
 
     def apply(self, planes: list[np.ndarray], out: list[np.ndarray] | None, box: tuple[int, int, int, int]) -> None:
         """The swap over `box` ((x0, y0, x1, y1), even) at the alpha last given to update(). planes: the frame's Y, U, V
@@ -207,11 +208,14 @@ class PlateSwap:
             x0, y0, x1, y1 = 0, 0, w, h
         else:
             cv2.compare(alpha_y, self._seen, cv2.CMP_NE, dst=self._changed)
-            x0, y0, cols, rows = cv2.boundingRect(self._changed)  # the non-zero pixels' bounding box
+            # The changed pixels' bounding box over pairs of rows (half the bytes to scan; the box takes whole pairs)
+            pairs = self._changed_pairs
+            cv2.bitwise_or(self._changed[0::2], self._changed[1::2], dst=pairs)
+            x0, p0, cols, rows = cv2.boundingRect(pairs)
             if rows == 0:
                 return None
-            x1, y1 = min(w, (x0 + cols + 1) // 2 * 2), min(h, (y0 + rows + 1) // 2 * 2)
-            x0, y0 = x0 // 2 * 2, y0 // 2 * 2
+            x1, y0, y1 = min(w, (x0 + cols + 1) // 2 * 2), 2 * p0, 2 * (p0 + rows)
+            x0 = x0 // 2 * 2
         rects = np.s_[y0:y1, x0:x1], np.s_[y0 // 2:y1 // 2, x0 // 2:x1 // 2]
         alpha = alpha_y[rects[0]]
         self._seen[rects[0]] = alpha
