@@ -177,7 +177,7 @@ class PlateSwap:
         self._picture_share = None if isinstance(background, tuple) else [np.empty_like(p) for p in plate_i420]
         self._seen: np.ndarray | None = None
         self._changed = np.empty_like(plate_i420[0])
-        self._changed_pairs = np.empty_like(plate_i420[1], shape=(plate_i420[0].shape[0] // 2, plate_i420[0].shape[1]))
+        self._changed_pairs = np.empty((plate_i420[0].shape[0] // 2, plate_i420[0].shape[1]), np.uint8)
 
     def apply(self, planes: list[np.ndarray], out: list[np.ndarray] | None, box: tuple[int, int, int, int]) -> None:
         """The swap over `box` ((x0, y0, x1, y1), even) at the alpha last given to update(). planes: the frame's Y, U, V
