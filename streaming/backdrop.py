@@ -9,11 +9,11 @@ background reads as a lens' depth of field.
 Outside the person is found per pair of source rows (a chroma row's two), from the leftmost to the rightmost pixel
 with any alpha (one span per pair: a gap between an arm and the body counts as person), widened by the resize's
 reach and by the pairs above and below, and drawn on the canvas' chroma plane as one polygon (cv2.fillPoly: a
-memset per row), again only where the spans changed since the last frame. Then one masked copy per chroma plane, and
-two for Y (its even and its odd rows, two pixels to an element): a chroma pixel's 2x2 Y pixels take the picture
+memset per row), again only where the spans changed since the last frame. Then one masked copy per plane, Y's two
+pixels to an element with each chroma row of the mask twice: a chroma pixel's 2x2 Y pixels take the picture
 together. The chroma polygon holds the person's Y pixels too (a chroma pixel reaches twice as far on the canvas as a Y
 pixel): the picture stays soft a pixel or two further out in Y than a polygon of its own would keep it, and there is
-one mask to draw and read, not two. No per-pixel arithmetic at the canvas' size.
+one polygon to draw, not two. No per-pixel arithmetic at the canvas' size.
 """
 
 from __future__ import annotations
@@ -100,9 +100,12 @@ class Backdrop:
     def __init__(self, picture: list[np.ndarray], src_size: tuple[int, int]) -> None:
         """picture: the background's Y, U, V over the rectangle; src_size: the source crop's (w, h)."""
         self.picture = [np.ascontiguousarray(p) for p in picture]
-        self.mask = np.empty_like(self.picture[1])  # 255: the picture (chroma, and Y's 2x2 pixels)
-        # Y's even and odd rows, two pixels to an element: a view the chroma-size mask covers
-        self._picture_y = [self.picture[0][rows].view(np.uint16) for rows in _Y_ROWS]
+        # 255: the picture; the chroma planes' mask, and Y's: each of its rows twice, for Y with two pixels to an
+        # element (a chroma pixel's 2x2 Y pixels). One masked copy per plane, of a mask of its own layout
+        hc, wc = self.picture[1].shape
+        self.mask = np.empty((hc, wc), np.uint8)
+        self._mask_y = np.empty((2 * hc, wc), np.uint8)
+        self._picture_y = self.picture[0].view(np.uint16)
         self.src_w, self.src_h = src_size
         h, w = self.picture[0].shape
         self.scale = (w / self.src_w, h / self.src_h)
@@ -207,7 +210,9 @@ class Backdrop:
         ends = _end_rows(first, first + size - 1, sy)
         top = max(0, ends[0] if size > 1 else ends[1])
         if changed is not None:
-            _redraw(self.mask, *self._vertices, ends, (first, left, right), *changed)
+            rows = _redraw(self.mask, *self._vertices, ends, (first, left, right), *changed)
+            self._mask_y[2 * rows.start:2 * rows.stop:2] = self._mask_y[2 * rows.start + 1:2 * rows.stop:2] = \
+                self.mask[rows]
         self._tops = 2 * top, top
         # The source pixels the canvas reads inside the polygon: the spans', and the chroma polygon's reach beyond
         # them in Y (its margins, a pixel of rasterising, two Y pixels to a chroma one) and the resize's taps there
@@ -234,24 +239,23 @@ class Backdrop:
                 target[:] = picture
             return
         y, u, v = targets
-        for picture, rows in zip(self._picture_y, _Y_ROWS, strict=True):
-            cv2.copyTo(picture, self.mask, y[rows].view(np.uint16))
+        cv2.copyTo(self._picture_y, self._mask_y, y.view(np.uint16))
         cv2.copyTo(self.picture[1], self.mask, u)
         cv2.copyTo(self.picture[2], self.mask, v)
 
 
-_Y_ROWS = np.s_[0::2], np.s_[1::2]
 _MARGIN = 3  # vertices kept around the changed ones: the rows from one but last to the last are drawn as before
 
 
 def _redraw(mask: np.ndarray, ys: np.ndarray, lefts: np.ndarray, rights: np.ndarray, ends: tuple[int, int],
-            spans: Spans, a: int, b: int) -> None:
+            spans: Spans, a: int, b: int) -> slice:
     """The mask's rows that vertices a..b of the spans' polygon (person_polygon's, from the tables of a pair's vertex
     row and of a span's first and last column's vertex column, and the polygon's end rows) shape, drawn again (a = 0:
     from the mask's top; b = the last: to its bottom). Those rows are cleared and the part of the polygon from a vertex
     above them to one below drawn into the mask as it is: not clipped to the rows (clipped, cv2.fillPoly steps its
     edges from elsewhere and may land a pixel off), and in the rows beyond them the part lies within the polygon drawn
-    there before (the same edges), so it paints nothing new there. Only the part's vertices are made."""
+    there before (the same edges), so it paints nothing new there. Only the part's vertices are made. Returns the
+    rows drawn again."""
     first, left, right = spans
     n = left.size
     y = ys[first:first + n].copy()
@@ -266,7 +270,7 @@ def _redraw(mask: np.ndarray, ys: np.ndarray, lefts: np.ndarray, rights: np.ndar
     y0 = 0 if ka == 0 else max(0, int(y[a - 1]))
     y1 = mask.shape[0] if kb == n - 1 else min(mask.shape[0], int(y[b + 1]) + 1)
     if y1 <= y0:  # all off the plane
-        return
+        return slice(0, 0)
     mask[y0:y1] = 255
     m = kb - ka + 1
     part = np.empty((2 * m, 2), np.int32)  # person_polygon's vertices ka..kb down its left side and back up its right
@@ -275,3 +279,4 @@ def _redraw(mask: np.ndarray, ys: np.ndarray, lefts: np.ndarray, rights: np.ndar
     part[:m, 1] = y[ka:kb + 1]
     part[m:, 1] = part[m - 1::-1, 1]
     cv2.fillPoly(mask, [part], 0)
+    return slice(y0, y1)
