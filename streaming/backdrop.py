@@ -8,9 +8,12 @@ background reads as a lens' depth of field.
 
 Outside the person is found per pair of source rows (a chroma row's two), from the leftmost to the rightmost pixel
 with any alpha (one span per pair: a gap between an arm and the body counts as person), widened by the resize's
-reach and by the pairs above and below, and drawn on the canvas as one polygon per plane size (cv2.fillPoly: a
-memset per row), again only where the spans changed since the last frame. Then one masked
-copy per plane. No per-pixel arithmetic at the canvas' size.
+reach and by the pairs above and below, and drawn on the canvas' chroma plane as one polygon (cv2.fillPoly: a
+memset per row), again only where the spans changed since the last frame. Then one masked copy per plane, Y's two
+pixels to an element with each chroma row of the mask twice: a chroma pixel's 2x2 Y pixels take the picture
+together. The chroma polygon holds the person's Y pixels too (a chroma pixel reaches twice as far on the canvas as a Y
+pixel): the picture stays soft a pixel or two further out in Y than a polygon of its own would keep it, and there is
+one polygon to draw, not two. No per-pixel arithmetic at the canvas' size.
 """
 
 from __future__ import annotations
@@ -97,17 +100,25 @@ class Backdrop:
     def __init__(self, picture: list[np.ndarray], src_size: tuple[int, int]) -> None:
         """picture: the background's Y, U, V over the rectangle; src_size: the source crop's (w, h)."""
         self.picture = [np.ascontiguousarray(p) for p in picture]
-        self.masks = [np.empty_like(p) for p in self.picture[:2]]  # Y's, and U's and V's
+        # 255: the picture; the chroma planes' mask, and Y's: each of its rows twice, for Y with two pixels to an
+        # element (a chroma pixel's 2x2 Y pixels). One masked copy per plane, of a mask of its own layout
+        hc, wc = self.picture[1].shape
+        self.mask = np.empty((hc, wc), np.uint8)
+        self._mask_y = np.empty((2 * hc, wc), np.uint8)
+        self._picture_y = self.picture[0].view(np.uint16)
         self.src_w, self.src_h = src_size
         h, w = self.picture[0].shape
         self.scale = (w / self.src_w, h / self.src_h)
         # Spans are found per pair of source rows (a chroma row's two): half the rows to scan and to draw. Pairs (chroma
         # rows) a canvas chroma row reads: two growing, 1 / scale and the neighbours' shrinking (Y rows need fewer).
         self.reach = 1 if self.scale[1] >= 1 else math.ceil(1 / self.scale[1]) + 1
-        self._pairs = np.empty((0, 0), np.uint8)
-        self._left, self._right = np.empty(0, np.int64), np.empty(0, np.int64)  # each pair of rows' own span
-        self._scratch = np.empty((0, 0), np.uint8), np.empty((0, 0), np.uint8)
-        self._last: np.ndarray | None = None  # the last frame's spans per pair of rows
+        # Each pair of rows' max and its mirror image (kept between frames: fresh ones cost page faults), and each
+        # pair's own span (w, -1: none)
+        self._pairs, self._flipped = np.empty((0, 0), np.uint8), np.empty((0, 0), np.uint8)
+        self._left_padded, self._right_padded = np.empty(0, np.int64), np.empty(0, np.int64)
+        self._left, self._right = self._left_padded, self._right_padded
+        self._drawn = False  # the mask holds the polygon of the last spans
+        self._vertices: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # made by prepare
         self._tops: tuple[int, int] | None = None  # the prepared frame's first rows with the person (Y, chroma)
         # The prepared frame's source rectangle (x0, y0, x1, y1, even) whose pixels the canvas shows through the
         # resize: outside it the picture is put back, whatever the resize made of the source there
@@ -119,63 +130,101 @@ class Backdrop:
         self.apply(targets)
 
     def prepare(self, alpha: np.ndarray, rows: tuple[int, int] | None = None) -> tuple[int, int] | None:
-        """The masks for this frame's alpha; returns the first row of Y and of chroma the person reaches (above them
+        """The mask for this frame's alpha; returns the first row of Y and of chroma the person reaches (above them
         the planes are all picture: the caller need not resize there), None when it reaches none. rows: (first, end)
         bounding the rows where alpha differs from the last call's (None: not known); the rows' spans are found
         again there only."""
         self._prepared = True
         h, w = alpha.shape
         n = (h + 1) // 2
-        if self._pairs.shape != (n, w):
-            self._pairs = np.empty((n, w), np.uint8)
-            self._scratch = np.empty_like(self._pairs), np.empty_like(self._pairs)
-            self._left, self._right = np.full(n, w), np.full(n, -1)
+        if self._pairs.shape != (n, w + 1):
+            # Column w of both: a sentinel, so that argmax finds w (no first column) and -1 (no last) in a row
+            # without the person, with no pass over the rows to tell them apart
+            self._pairs = np.full((n, w + 1), 255, np.uint8)
+            self._flipped = np.full((n, w + 1), 255, np.uint8)
+            # Each pair's own span, with `reach` pairs of none (w, -1) on either side: a pair's widened span is the
+            # min (max) over a window that needs no clipping at the ends
+            r = self.reach
+            self._left_padded, self._right_padded = np.full(n + 2 * r, w), np.full(n + 2 * r, -1)
+            self._left, self._right = self._left_padded[r:r + n], self._right_padded[r:r + n]
+            self._drawn = False
             rows = None
+            sx, sy = self.scale
+            # The polygon's vertices by table: a pair's vertex row, and the columns of a span's first and last source
+            # (Y) column, made once
+            chroma_cols = np.arange(w + 1) // 2
+            self._vertices = ((np.arange(n) * sy + (0.5 * sy - 0.5)).astype(np.int32),
+                              (chroma_cols * sx + min(-0.5 * sx - 0.5, -1.0)).astype(np.int32),
+                              np.ceil(chroma_cols * sx + max(1.5 * sx - 0.5, sx)).astype(np.int32))
         p0, p1 = (0, n) if rows is None else (rows[0] // 2, min(n, (rows[1] + 1) // 2))
+        moved: tuple[int, int] | None = None  # the first and last pair whose own span changed
         if p1 > p0:
             a0, a1 = 2 * p0, min(h, 2 * p1)
-            pairs, k = self._pairs[p0:p1], (a1 - a0) // 2
-            cv2.max(alpha[a0:a0 + 2 * k:2], alpha[a0 + 1:a0 + 2 * k:2], dst=pairs[:k])
+            k = (a1 - a0) // 2
+            pairs, flipped = self._pairs[p0:p1], self._flipped[p0:p1]
+            # Any alpha in the pair is what counts: argmax on the bytes as bool stops at the first that is not 0
+            cv2.max(alpha[a0:a0 + 2 * k:2], alpha[a0 + 1:a0 + 2 * k:2], dst=pairs[:k, :w])
             if k < p1 - p0:  # an odd last row: a pair of its own
-                pairs[k] = alpha[a1 - 1]
-            scratch = self._scratch[0][p0:p1], self._scratch[1][p0:p1]
-            self._left[p0:p1], self._right[p0:p1] = _row_spans(pairs, scratch)
-        spans = None if not (self._right >= 0).any() else _widened(self._left, self._right, w, self.reach)
-        if spans is None:
-            self._last = self._tops = None
+                pairs[k, :w] = alpha[a1 - 1]
+            left = pairs.view(bool).argmax(axis=1)
+            cv2.flip(pairs[:, :w], 1, dst=flipped[:, :w])
+            right = (w - 1) - flipped.view(bool).argmax(axis=1)
+            differ = np.flatnonzero((left != self._left[p0:p1]) | (right != self._right[p0:p1]))
+            if differ.size:
+                moved = p0 + int(differ[0]), p0 + int(differ[-1])
+                self._left[p0:p1], self._right[p0:p1] = left, right
+        found = np.flatnonzero(self._right >= 0)
+        if not found.size:
+            self._drawn = False
+            self._tops = None
             self.box = 0, 0, 0, 0
             return None
-        first, left, right = spans
+        # Widened by the pairs within reach, from reach above the first pair with the person to reach below the last
+        # (what person_spans() finds in the pairs' max, from the pairs' own spans kept between frames)
+        first, size = max(0, int(found[0]) - self.reach), min(n, int(found[-1]) + self.reach + 1)
+        size -= first
+        lp, rp = self._left_padded, self._right_padded
+        left, right = np.minimum(lp[first:first + size], lp[first + 1:first + 1 + size]), \
+            np.maximum(rp[first:first + size], rp[first + 1:first + 1 + size])
+        for k in range(2, 2 * self.reach + 1):
+            np.minimum(left, lp[first + k:first + k + size], out=left)
+            np.maximum(right, rp[first + k:first + k + size], out=right)
+        empty = right < left  # a pair with nothing between two with the person: a sliver keeps the polygon in one piece
+        left[empty] = right[empty] = w // 2
         sx, sy = self.scale
-        # The masks are kept between frames and drawn again only over the canvas rows whose spans changed: a person
+        # The mask is kept between frames and drawn again only over the canvas rows whose spans changed: a person
         # whose body is still and whose head moves changes the head's rows, and a still one none (the polygon's
-        # scan conversion was a third of this call's cost).
-        changed = self._rows(first, left, right, n, w)
-        tops = []
-        for mask, plane_spans, scale in zip(self.masks, (spans, (first, left // 2, right // 2)),
-                                            ((sx, 2 * sy), self.scale), strict=True):
-            if changed is None:  # the masks stand; the polygon's first row without the polygon
-                top, bottom = _end_rows(first, first + left.size - 1, scale[1])
-                tops.append(max(0, top if left.size > 1 else bottom))
-                continue
-            poly = person_polygon(plane_spans, scale)
-            tops.append(max(0, int(poly[0, 1])))
-            if changed == (0, left.size - 1):
-                mask.fill(255)
-                cv2.fillPoly(mask, [poly], 0)
-            else:
-                _redraw(mask, poly, *changed)
-        self._tops = tops[0], tops[1]
-        # The source pixels the canvas reads inside the polygons: the spans' and the resize's taps beyond them
-        m = 4 + math.ceil(max(1 / sx, 1 / sy))
+        # scan conversion was a third of this call's cost). A pair's widened span changes only where its own or one
+        # within reach did: the vertices from there are drawn again (more than changed, at times: the same bytes).
+        if not self._drawn:
+            changed: tuple[int, int] | None = 0, size - 1
+        elif moved is None:
+            changed = None
+        else:
+            # (clamped: a part of the person that is gone above or below the polygon clears the mask to its edge)
+            a = min(max(0, moved[0] - self.reach - first), size - 1)
+            b = min(max(0, moved[1] + self.reach - first), size - 1)
+            changed = a if a >= _MARGIN else 0, b if b < size - _MARGIN else size - 1
+        self._drawn = True
+        assert self._vertices is not None
+        ends = _end_rows(first, first + size - 1, sy)
+        top = max(0, ends[0] if size > 1 else ends[1])
+        if changed is not None:
+            rows = _redraw(self.mask, *self._vertices, ends, (first, left, right), *changed)
+            self._mask_y[2 * rows.start:2 * rows.stop:2] = self._mask_y[2 * rows.start + 1:2 * rows.stop:2] = \
+                self.mask[rows]
+        self._tops = 2 * top, top
+        # The source pixels the canvas reads inside the polygon: the spans', and the chroma polygon's reach beyond
+        # them in Y (its margins, a pixel of rasterising, two Y pixels to a chroma one) and the resize's taps there
+        m = 3 + math.ceil(6 / min(1.0, sx, sy))
         x0, x1 = max(0, int(left.min()) - m) // 2 * 2, min(w, int(right.max()) + 1 + m + 1) // 2 * 2
-        y0, y1 = max(0, 2 * first - m) // 2 * 2, min(h, 2 * (first + left.size) + m + 1) // 2 * 2
+        y0, y1 = max(0, 2 * first - m) // 2 * 2, min(h, 2 * (first + size) + m + 1) // 2 * 2
         self.box = x0, y0, x1, y1
         return self._tops
 
     @property
     def prepared(self) -> bool:
-        """prepare() has been called: tops and the masks are some alpha's."""
+        """prepare() has been called: tops and the mask are some alpha's."""
         return self._prepared
 
     @property
@@ -189,48 +238,45 @@ class Backdrop:
             for picture, target in zip(self.picture, targets, strict=True):
                 target[:] = picture
             return
-        for picture, mask, target in zip(self.picture, (self.masks[0], self.masks[1], self.masks[1]), targets,
-                                         strict=True):
-            cv2.copyTo(picture, mask, target)
-
-    def _rows(self, first: int, left: np.ndarray, right: np.ndarray, n: int, w: int) -> tuple[int, int] | None:
-        """The first and last of this frame's polygon's vertices (rows from `first`) about the pairs of rows whose
-        span differs from the last frame's: 0 and the last one where that is near the polygon's ends (then drawn
-        from the mask's edge); None when none differs. Remembers this frame's spans (all n pairs: w, -1 is none)."""
-        spans = np.empty((2, n), np.int64)
-        spans[0], spans[1] = w, -1
-        spans[0, first:first + left.size], spans[1, first:first + left.size] = left, right
-        last, self._last = self._last, spans
-        if last is None or last.shape != spans.shape:
-            return 0, left.size - 1
-        changed = np.flatnonzero((last != spans).any(axis=0))
-        if changed.size == 0:
-            return None
-        a, b = int(changed[0]) - first, int(changed[-1]) - first
-        return a if a >= _MARGIN else 0, b if b < left.size - _MARGIN else left.size - 1
+        y, u, v = targets
+        cv2.copyTo(self._picture_y, self._mask_y, y.view(np.uint16))
+        cv2.copyTo(self.picture[1], self.mask, u)
+        cv2.copyTo(self.picture[2], self.mask, v)
 
 
 _MARGIN = 3  # vertices kept around the changed ones: the rows from one but last to the last are drawn as before
 
 
-def _redraw(mask: np.ndarray, poly: np.ndarray, a: int, b: int) -> None:
-    """The mask's rows that vertices a..b (rows of a y-monotone polygon whose right side runs back from poly[n])
-    shape, drawn again (a = 0: from the mask's top; b = the last: to its bottom). Those rows are cleared and the part
-    of the polygon from a vertex above them to one below drawn into the mask as it is: not clipped to the rows (clipped,
-    cv2.fillPoly steps its edges from elsewhere and may land a pixel off), and in the rows beyond them the part lies
-    within the polygon drawn there before (the same edges), so it paints nothing new there."""
-    n = poly.shape[0] // 2
-    y = poly[:n, 1]
+def _redraw(mask: np.ndarray, ys: np.ndarray, lefts: np.ndarray, rights: np.ndarray, ends: tuple[int, int],
+            spans: Spans, a: int, b: int) -> slice:
+    """The mask's rows that vertices a..b of the spans' polygon (person_polygon's, from the tables of a pair's vertex
+    row and of a span's first and last column's vertex column, and the polygon's end rows) shape, drawn again (a = 0:
+    from the mask's top; b = the last: to its bottom). Those rows are cleared and the part of the polygon from a vertex
+    above them to one below drawn into the mask as it is: not clipped to the rows (clipped, cv2.fillPoly steps its
+    edges from elsewhere and may land a pixel off), and in the rows beyond them the part lies within the polygon drawn
+    there before (the same edges), so it paints nothing new there. Only the part's vertices are made. Returns the
+    rows drawn again."""
+    first, left, right = spans
+    n = left.size
+    y = ys[first:first + n].copy()
+    y[0], y[-1] = ends
     # The part reaches a vertex above (below) the rows to redraw: on a shrinking plane vertices share rows
     ka = max(0, a - 2)
-    while ka > 0 and (a == 0 or y[ka] >= y[a - 1]):
+    while ka > 0 and y[ka] >= y[a - 1]:
         ka -= 1
     kb = min(n - 1, b + 2)
-    while kb < n - 1 and (b == n - 1 or y[kb] <= y[b + 1]):
+    while kb < n - 1 and y[kb] <= y[b + 1]:
         kb += 1
     y0 = 0 if ka == 0 else max(0, int(y[a - 1]))
     y1 = mask.shape[0] if kb == n - 1 else min(mask.shape[0], int(y[b + 1]) + 1)
     if y1 <= y0:  # all off the plane
-        return
+        return slice(0, 0)
     mask[y0:y1] = 255
-    cv2.fillPoly(mask, [np.concatenate((poly[ka:kb + 1], poly[2 * n - 1 - kb:2 * n - ka]))], 0)
+    m = kb - ka + 1
+    part = np.empty((2 * m, 2), np.int32)  # person_polygon's vertices ka..kb down its left side and back up its right
+    part[:m, 0] = lefts[left[ka:kb + 1]]
+    part[m:, 0] = rights[right[kb:ka - 1 if ka else None:-1]]
+    part[:m, 1] = y[ka:kb + 1]
+    part[m:, 1] = part[m - 1::-1, 1]
+    cv2.fillPoly(mask, [part], 0)
+    return slice(y0, y1)

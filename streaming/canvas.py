@@ -113,7 +113,8 @@ class Canvas:
         self._layouts: dict[tuple[int, int], _Layout] = {}
         self._swaps: dict[tuple[int, int], PlateSwap] = {}
         self._backdrops: dict[tuple[int, int], Backdrop] = {}
-        self._scratch: dict[tuple[int, int], np.ndarray] = {}
+        # Per source size: a buffer the swap writes for the resize to read, and its planes over the crop (views)
+        self._scratch: dict[tuple[int, int], tuple[np.ndarray, list[np.ndarray]]] = {}
 
     @property
     def size(self) -> str:
@@ -137,6 +138,7 @@ class Canvas:
         px, py, pw, ph = lay.place
         backdrop: Backdrop | None = None
         tops: tuple[int, int] | None = (0, 0)
+        crops: list[np.ndarray] | None = None  # the picture's planes over the crop, where known
         if self.mode is not None:
             # The swap runs at the portrait's size, on the part the canvas shows, before the resize: there are fewer
             # pixels there, and the resize and the swap are both linear. A key colour is the same at any size; a
@@ -151,7 +153,7 @@ class Canvas:
             if backdrop is not None:
                 tops = backdrop.prepare(crop_alpha, changed) if changed is not None or not backdrop.prepared \
                     else backdrop.tops
-            full = (0, 0, cw, ch)
+            full, frame = (0, 0, cw, ch), picture
             if (src_w, src_h) == (self.width, self.height) and self.mode.mode != "image":
                 picture = picture.copy()  # handed on as it is: a picture of its own
                 swap.apply(_cropped(picture, lay, src_w, src_h), None, full)
@@ -159,10 +161,10 @@ class Canvas:
                 # which the swap writes the crop straight from the picture (no copy first; the rest is never read)
                 scratch = self._scratch.get((src_w, src_h))
                 if scratch is None:
-                    scratch = self._scratch[(src_w, src_h)] = np.zeros_like(picture)
-                swap.apply(_cropped(picture, lay, src_w, src_h), _cropped(scratch, lay, src_w, src_h),
-                           backdrop.box if backdrop is not None else full)
-                picture = scratch
+                    buffer = np.zeros_like(picture)
+                    scratch = self._scratch[(src_w, src_h)] = buffer, _cropped(buffer, lay, src_w, src_h)
+                picture, crops = scratch[0], scratch[1]
+                swap.apply(_cropped(frame, lay, src_w, src_h), crops, backdrop.box if backdrop is not None else full)
         if self.mode is None or self.mode.mode != "image":
             if (src_w, src_h) == (self.width, self.height):
                 return picture if self.mode is None or self.mode.mode != "alpha" else KeyedPicture.wrap(picture, alpha)
@@ -170,10 +172,12 @@ class Canvas:
         covers = lay.place == (0, 0, self.width, self.height)
         out = np.empty_like(self._base) if covers else self._base.copy()
         placed = []
-        sources, targets = i420_planes(picture, src_w, src_h), i420_planes(out, self.width, self.height)
-        for d, src, dst, top in zip((1, 2, 2), sources, targets, (tops[0], tops[1], tops[1]), strict=True):
+        if crops is None:
+            crops = _cropped(picture, lay, src_w, src_h)
+        targets = i420_planes(out, self.width, self.height)
+        for d, src, dst, top in zip((1, 2, 2), crops, targets, (tops[0], tops[1], tops[1]), strict=True):
             dst = dst[py // d:(py + ph) // d, px // d:(px + pw) // d]
-            _resize_into(src[cy // d:(cy + ch) // d, cx // d:(cx + cw) // d], dst, top)
+            _resize_into(src, dst, top)
             placed.append(dst)
         if self.mode is None or self.mode.mode == "green":
             return out

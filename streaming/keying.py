@@ -177,6 +177,7 @@ class PlateSwap:
         self._picture_share = None if isinstance(background, tuple) else [np.empty_like(p) for p in plate_i420]
         self._seen: np.ndarray | None = None
         self._changed = np.empty_like(plate_i420[0])
+        self._changed_pairs = np.empty((plate_i420[0].shape[0] // 2, plate_i420[0].shape[1]), np.uint8)
 
     def apply(self, planes: list[np.ndarray], out: list[np.ndarray] | None, box: tuple[int, int, int, int]) -> None:
         """The swap over `box` ((x0, y0, x1, y1), even) at the alpha last given to update(). planes: the frame's Y, U, V
@@ -185,20 +186,17 @@ class PlateSwap:
         x0, y0, x1, y1 = box
         if x1 <= x0 or y1 <= y0:
             return
-
-        def part(planes: list[np.ndarray]) -> list[np.ndarray]:
-            return [p[y0 // d:y1 // d, x0 // d:x1 // d] for p, d in zip(planes, (1, 2, 2), strict=True)]
-
-        shares, out = part(self._plate_share), part(out) if out is not None else None
-        pictures = part(self._picture_share) if self._picture_share is not None else None
-        invs = part([self._inv[0], self._inv[1], self._inv[1]])
-        for k, (src, plane, share) in enumerate(zip(part(planes), out or part(planes), shares, strict=True)):
-            cv2.subtract(src, share, dst=plane)
+        rects = np.s_[y0:y1, x0:x1], np.s_[y0 // 2:y1 // 2, x0 // 2:x1 // 2]
+        pictures = self._picture_share
+        for k, (src, plane, share) in enumerate(zip(planes, out or planes, self._plate_share, strict=True)):
+            rect = rects[k > 0]
+            plane = plane[rect]
+            cv2.subtract(src[rect], share[rect], dst=plane)
             if pictures is not None:
-                cv2.add(plane, pictures[k], dst=plane)
+                cv2.add(plane, pictures[k][rect], dst=plane)
             else:
                 assert isinstance(self.background, tuple)
-                cv2.addWeighted(plane, 1.0, invs[k], self.background[k] / 255.0, 0.0, dst=plane)
+                cv2.addWeighted(plane, 1.0, self._inv[k > 0][rect], self.background[k] / 255.0, 0.0, dst=plane)
 
     def update(self, alpha_y: np.ndarray) -> tuple[int, int] | None:
         """(1 - alpha) and the shares made again over the rectangle (even sides: a chroma pixel is its 2x2 Y pixels'
@@ -210,23 +208,28 @@ class PlateSwap:
             x0, y0, x1, y1 = 0, 0, w, h
         else:
             cv2.compare(alpha_y, self._seen, cv2.CMP_NE, dst=self._changed)
-            x0, y0, cols, rows = cv2.boundingRect(self._changed)  # the non-zero pixels' bounding box
+            # The changed pixels' bounding box over pairs of rows (half the bytes to scan; the box takes whole pairs)
+            pairs = self._changed_pairs
+            cv2.bitwise_or(self._changed[0::2], self._changed[1::2], dst=pairs)
+            x0, p0, cols, rows = cv2.boundingRect(pairs)
             if rows == 0:
                 return None
-            x1, y1 = min(w, (x0 + cols + 1) // 2 * 2), min(h, (y0 + rows + 1) // 2 * 2)
-            x0, y0 = x0 // 2 * 2, y0 // 2 * 2
-        alpha = alpha_y[y0:y1, x0:x1]
-        self._seen[y0:y1, x0:x1] = alpha
-        inv_y, inv_c = self._inv[0][y0:y1, x0:x1], self._inv[1][y0 // 2:y1 // 2, x0 // 2:x1 // 2]
-        cv2.resize(alpha, inv_c.shape[::-1], dst=inv_c, interpolation=cv2.INTER_AREA)
-        cv2.bitwise_not(alpha, dst=inv_y)
-        cv2.bitwise_not(inv_c, dst=inv_c)
+            x1, y0, y1 = min(w, (x0 + cols + 1) // 2 * 2), 2 * p0, 2 * (p0 + rows)
+            x0 = x0 // 2 * 2
+        rects = np.s_[y0:y1, x0:x1], np.s_[y0 // 2:y1 // 2, x0 // 2:x1 // 2]
+        alpha = alpha_y[rects[0]]
+        self._seen[rects[0]] = alpha
+        invs = self._inv[0][rects[0]], self._inv[1][rects[1]]
+        cv2.resize(alpha, invs[1].shape[::-1], dst=invs[1], interpolation=cv2.INTER_AREA)
+        cv2.bitwise_not(alpha, dst=invs[0])
+        cv2.bitwise_not(invs[1], dst=invs[1])
+        pictures = self._picture_share
         for k, (plate, share) in enumerate(zip(self.plate, self._plate_share, strict=True)):
-            inv, rect = (inv_y, np.s_[y0:y1, x0:x1]) if k == 0 else (inv_c, np.s_[y0 // 2:y1 // 2, x0 // 2:x1 // 2])
+            rect, inv = rects[k > 0], invs[k > 0]
             cv2.multiply(inv, plate[rect], dst=share[rect], scale=1.0 / 255.0)
-            if self._picture_share is not None:
+            if pictures is not None:
                 assert not isinstance(self.background, tuple)
-                cv2.multiply(inv, self.background[k][rect], dst=self._picture_share[k][rect], scale=1.0 / 255.0)
+                cv2.multiply(inv, self.background[k][rect], dst=pictures[k][rect], scale=1.0 / 255.0)
         return y0, y1
 
 

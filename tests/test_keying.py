@@ -346,3 +346,37 @@ def test_what_is_kept_between_frames_never_shows(tmp_path: Path) -> None:
             assert np.array_equal(out, fresh), f"{mode} {fit}: frame {k} differs from a fresh canvas' own"
             if k == 5:  # a corner the label covers changes (a picture drawn over the canvas, say)
                 assert np.array_equal(label(np.full_like(out, 90), k), DisclosureLabel("cn")(np.full_like(out, 90), k))
+
+
+@pytest.mark.parametrize(("size", "canvas", "fit"), [(334, (96, 96), "fit"), (256, (128, 72), "fit"),
+                                                     (150, (360, 640), "fill"), (334, (200, 200), "fill")])
+def test_what_is_kept_matches_a_fresh_canvas_on_random_frames(tmp_path: Path, size: int, canvas: tuple[int, int],
+                                                              fit: str) -> None:
+    """Image mode over a random sequence of alphas (the head moved a few pixels either way, a hand held low with empty
+    rows above it that comes and goes, the body there or not, no person at all), on canvases smaller than the
+    portrait too (the resize then reads several source pixels per canvas pixel, and the swap's box must hold them
+    all): every frame is byte for byte a fresh canvas' own."""
+    rng = np.random.default_rng(size)
+    rgb = cv2.GaussianBlur(rng.integers(0, 255, (size, size, 3), np.uint8), (0, 0), 2)
+    picture = tmp_path / "studio.png"
+    cv2.imwrite(str(picture), rng.integers(0, 255, (300, 200, 3), np.uint8))
+
+    def alpha(dx: int, dy: int, hand: bool, body: bool) -> np.ndarray:
+        mask = np.zeros((size, size), np.uint8)
+        cv2.ellipse(mask, (size // 2 + dx, size * 2 // 5 + dy), (size // 5, size // 4), 0, 0, 360, 255, -1)
+        if hand:
+            cv2.circle(mask, (size // 4 + dx, size - size // 10), size // 14, 255, -1)
+        if body:
+            cv2.ellipse(mask, (size // 2, size), (size * 2 // 5, size // 6), 0, 180, 360, 255, -1)
+        return cv2.GaussianBlur(mask, (0, 0), size / 150)
+
+    still = Still(rgb, alpha(0, 0, False, True), cv2.GaussianBlur(rgb, (0, 0), 5))
+    frame = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+    mode = parse_background(f"image:{picture}")
+    kept = Canvas(*canvas, fit, mode=mode, still=still)  # type: ignore[arg-type]
+    for k in range(14):
+        kind = int(rng.integers(0, 6))
+        a = np.zeros((size, size), np.uint8) if kind == 0 else \
+            alpha(int(rng.integers(-6, 7)), int(rng.integers(-5, 6)), kind >= 3, kind % 2 == 1)
+        fresh = Canvas(*canvas, fit, mode=mode, still=still)(frame, a)  # type: ignore[arg-type]
+        assert np.array_equal(kept(frame, a), fresh), f"{size} on {canvas} {fit}: frame {k} differs from a fresh one's"
