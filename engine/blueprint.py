@@ -43,13 +43,17 @@ def blink_curve(start_frame: int) -> np.ndarray:
 # 0.85, not less: on a small face (anne_helene, 33 px between the eyes) a smaller opening is lost in the face
 # mesh's noise and the lip gap no longer follows the voice (r 0.38 at 0.7, 0.75 at 0.85; benchmarks.realism).
 JAW_SPEECH_MAX, JAW_BIG_STEP, SILENT_DB = 0.85, 0.25, -50.0
-# Anticipation from closed lips: the frame before a loud onset drops the jaw at most this far, so the chin and
-# the soft tissue move while the lips still touch (the rig's lips part only past mouth.SEAL, about jaw 0.07);
-# they part with the sound. At jaw 0.15-0.2, the full anticipation, a silent frame read lips apart: 1.4-3.7 px
-# on hopper_lowres_160's 60 px face, 2.6-4.2 px on hopper at 720 px (benchmarks.realism's lip gap). Measured
-# on the rendered MP4s (real voice), 0.08 vs 0.05: hopper_lowres_160 closed in 96.6 vs 96.1% of silent frames
-# (its anticipating frames read 0.9-1.4 px either way after H.264), meeting_darker_skin's lip sync r 0.71 vs 0.68.
-ANTICIPATION_JAW_MAX = 0.08
+# Anticipation from closed lips: none. The frame before a loud onset is silent, and the face mesh reads any drop
+# of the jaw there, lips touching or not, as lips apart on a small face: on hopper_lowres_160 (27 px between the
+# eyes, its idle poses: breath 0-0.5 px, roll), the median lip gap read on that frame was 0.62 px at rest, 0.71 at
+# jaw 0.03, 0.78 at 0.04, 1.01 at 0.08 (round 8's cap, under which the rig's lips were 0.03 mouth half-widths apart);
+# 14 of 27 poses read open (>= 1 px, benchmarks.realism) at 0.08, 1 at rest. So from lips together (a jaw under
+# LIPS_TOGETHER_JAW, where the rig's opening reaches mouth.SEAL) the jaw waits for the sound; inside speech it
+# anticipates a louder syllable in full.
+# Lip sync on the real voice (benchmarks.realism, seed 0): hopper_lowres_160 r 0.888 -> 0.888 (lag 0), anne_helene
+# 0.865 -> 0.879 (lag 0 -> +1), hopper 0.907 -> 0.907 (lag 0 -> +1), meeting_darker_skin, the weakest, 0.681 -> 0.674
+# (lag +1).
+LIPS_TOGETHER_JAW = 0.08
 
 # An emphasis nod on a stressed syllable: head pitch in degrees per frame (down, then back, ~0.3 s).
 NOD_CURVE = np.array([0.3, 0.8, 1.3, 1.7, 1.9, 1.9, 1.7, 1.4, 1.1, 0.8, 0.5, 0.3, 0.15, 0.05], np.float32)
@@ -255,9 +259,8 @@ class Blueprint:
         """The jaw of this frame, from its own openness and the anticipated one of the frames ahead."""
         target = max(own, lead)
         jaw = self._jaw + self._jaw_rate(f, target) * (target - self._jaw)
-        if lead > own and self._jaw < ANTICIPATION_JAW_MAX:  # lips still closed: they part with the sound
-            alone = self._jaw + self._jaw_rate(f, own) * (own - self._jaw)
-            jaw = max(alone, min(jaw, ANTICIPATION_JAW_MAX))
+        if lead > own and self._jaw < LIPS_TOGETHER_JAW:  # lips together: they part with the sound, not before it
+            jaw = self._jaw + self._jaw_rate(f, own) * (own - self._jaw)
         return jaw
 
     def _jaw_rate(self, f: FeatureFrame, target: float) -> float:

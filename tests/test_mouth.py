@@ -290,3 +290,48 @@ def test_a_narrow_opening_is_in_the_lips_shade_and_brightens_as_it_widens(name: 
         bright.append(float(np.quantile((rgb @ LUMA)[inside], 0.9)))
     assert bright[0] < bright[1] < bright[2], bright
     assert bright[1] < 0.8 * bright[3], bright
+
+
+def test_the_silent_frame_before_an_onset_reads_as_closed_lips_as_the_silence_before_it() -> None:
+    """benchmarks.realism counts a frame silent when it and the 4 before it are quiet: the one just before a loud
+    onset is, and the face mesh must read its lips as closed as those of the silence before it. The blueprint's
+    mouth for that frame, on the smallest face (hopper_lowres_160, 27 px between the eyes) under idle poses (breath
+    lifting the head by 0-0.5 px, roll), read as realism reads (mediapipe in video mode, lips apart from 1 px):
+    round 8's anticipation (jaw 0.08 there) read a median 0.4 px wider than rest, apart in 14 of 27 poses vs 1."""
+    from benchmarks.quality import FaceTracker, inter_ocular, track
+    from benchmarks.realism import CLOSED_GAP_FLOOR_PX, CLOSED_GAP_MAX, lip_gap_iod
+    from engine.blueprint import Blueprint
+    from engine.types import FeatureFrame, Storyline
+
+    def feature(k: int, db: float) -> FeatureFrame:
+        voiced = db > -50
+        return FeatureFrame(k, 10 ** (db / 20), db, float(voiced), np.zeros(1000, np.float32),
+                            visemes=np.array([1, 0, 0, 0, 0], np.float32))  # an open vowel: the most anticipated
+
+    blueprint = Blueprint(lookahead_frames=1)
+    blueprint.update(Storyline(0, 16, []))
+    mouth = [Control.JAW_OPEN, Control.MOUTH_WIDTH, Control.MOUTH_ROUND, Control.LIP_PRESS]
+    before_onset = blueprint.window([feature(k, -90.0) for k in range(8)], [feature(8, -14.0)]).controls[-1, mouth]
+
+    avatar = prepare_avatar(REPO / "tests/data/portraits/hopper_lowres_160.jpg")
+    gen = WarpGenerator(avatar)
+    breath, rolls = np.linspace(0.0, 1.0, 9), (-0.7, 0.0, 0.7)
+    poses = np.zeros((len(breath) * len(rolls), N_CONTROLS), np.float32)
+    poses[:, Control.BREATH] = np.tile(breath, len(rolls))
+    poses[:, Control.HEAD_ROLL] = np.repeat(rolls, len(breath))
+    anticipating = poses.copy()
+    anticipating[:, mouth] = before_onset
+    iod = inter_ocular(track(avatar.rgb, [avatar.rgb]).reference)
+    closed_below = max(CLOSED_GAP_MAX, CLOSED_GAP_FLOOR_PX / iod)
+
+    def read(controls: np.ndarray) -> np.ndarray:
+        with FaceTracker() as tracker:
+            for _ in range(10):  # settled on the photo, as realism's track() does
+                tracker.landmarks(avatar.rgb)
+            found = [tracker.landmarks(f) for f in gen._frames(controls)]
+        assert all(lm is not None for lm in found), "the face mesh lost the face"
+        return lip_gap_iod(np.stack(found), iod)
+
+    rest, before = read(poses), read(anticipating)
+    assert np.median(before) * iod < np.median(rest) * iod + 0.15, (np.median(before) * iod, np.median(rest) * iod)
+    assert (before >= closed_below).sum() <= (rest >= closed_below).sum() + 2, (before * iod, rest * iod)
