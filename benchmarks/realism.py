@@ -37,13 +37,13 @@ side) and decoded back. Measures and targets:
   further than local flow sees). Inside that dilated person both pictures get the first frame's pixels before
   the flow: the estimator's window and iterations would otherwise carry the head's own motion onto wall
   pixels that are identical (luispedro: 5.4 px p99 on a wall whose every pixel equals the photo's).
-  Why not the decoded H.264: at the stream's crf 20, x264 re-spends its bits on every textured background
-  block as the head moves, and local flow reads a few grey levels of change on low-contrast stripes as
-  1-3 px of motion (pedersen_open_mouth: 2.9 px p99 and luispedro 1.8 px decoded, where the pictures given to
-  the encoder are identical to the photo outside the person, bit for bit); that figure is shown beside the
-  target as "through H.264". Target <= 1 px and <= 1% changed, counted only where the head really moved: the
-  nose tip (mesh point 1, on the decoded video) must move >= 3 px from the photo's, else the row says so and
-  fails.
+  Why not the decoded H.264: at the file's crf (20 from 512x512 up: streaming.encoding.file_crf), x264
+  re-spends its bits on every textured background block as the head moves, and local flow reads a few grey
+  levels of change on low-contrast stripes as 1-3 px of motion (pedersen_open_mouth: 2.9 px p99 and luispedro
+  1.8 px decoded at crf 20, where the pictures given to the encoder are identical to the photo outside the
+  person, bit for bit); that figure is shown beside the target as "through H.264". Target <= 1 px and <= 1%
+  changed, counted only where the head really moved: the nose tip (mesh point 1, on the decoded video) must
+  move >= 3 px from the photo's, else the row says so and fails.
   `--debug-dir DIR` writes, per portrait, the worst frame beside its flow length (white = 4 px or more)
   with the pixels that count outlined, to see where the background moves.
 - rotated portrait: hopper (and the astronaut without --quick) turned by 15 degrees about the face centre
@@ -130,7 +130,7 @@ SYNC_R_MIN, SYNC_LAG_MAX, MAX_LAG = 0.6, 1, 6
 BACKGROUND_P99_MAX_PX, NOSE_MOTION_MIN_PX = 1.0, 3.0
 BACKGROUND_CHANGED_MAX = 0.01  # the share of the background's pixels that may differ from the photo's
 BACKGROUND_CHANGED_LEVELS = 2  # by more than this many grey levels (the encoder's input: only YUV rounding)
-H264_CHANGED_LEVELS = 8  # the same through H.264 at crf 20 (shown beside), beyond its noise
+H264_CHANGED_LEVELS = 8  # the same through the file's H.264 (shown beside), beyond its noise
 FLOW_STRIDE = 3
 ROTATION_DEG, ROTATION_RATIO_TOL = 15.0, 0.10
 SMILE_LIFT_MIN = 0.01
