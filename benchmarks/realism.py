@@ -22,8 +22,8 @@ side) and decoded back. Measures and targets:
   points from seed to seed (the mesh's noise on a 1 px gap); `--seeds N` renders the voice under seeds 0..N-1 and
   reports their mean (the row's value and verdict) with the worst seed beside. Each further seed costs one render
   and one mesh read of the 18 s voice: on the 2-core CI machine, under load, 8-13 s on hopper_lowres_160 and
-  16-35 s on anne_helene_sunglasses_small (400x600); `--seeds 5` on those two took 234 s in all (rotation and
-  smile rows included).
+  16-35 s on anne_helene_sunglasses_small (400x600); with --no-cost on those two, 234 s in all with `--seeds 5`
+  against 118 s for the default (one seed; rotation and smile rows included; load 6-11).
 - lip sync, every portrait: Pearson r between that lip gap and the loudness (dB, clipped at -50) at the
   best lag in -6..6 frames (+ = the mouth trails the sound), on the real voice; and on espeak-ng speech
   on the astronaut and hopper. Target r >= 0.6 at |lag| <= 1.
