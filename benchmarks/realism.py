@@ -1,6 +1,6 @@
 """Does it look like a person? Issue 13's numbers, measured with mediapipe on MP4s rendered by the engine.
 
-    python -m benchmarks.realism [--quick] [--avatar NAME|PATH ...] [--no-cost] [--json OUT.json]
+    python -m benchmarks.realism [--quick] [--avatar NAME|PATH ...] [--no-cost] [--seeds N] [--json OUT.json]
     python -m benchmarks.realism --avatar hopper hopper_lowres_160 --no-cost   # a partial run: JSON to a temp dir
     python -m benchmarks.realism --markdown docs/bench/realism.json   # the README's tables from a run
 
@@ -17,7 +17,13 @@ side) and decoded back. Measures and targets:
   lips count as closed when the inner-lip gap (mean of mediapipe pairs 13-14, 82-87, 312-317) is below
   0.03 of the inter-ocular distance, or below 1 px where that is less (a 160 px photo: the mesh does not
   resolve a fraction of a pixel), an absolute measure: a portrait that smiles with its teeth apart does
-  not pass by keeping the photo's mouth. Target >= 95% of silent frames.
+  not pass by keeping the photo's mouth. Target >= 95% of silent frames. One render reads one idle seed
+  (EngineConfig.seed 0), and on the small faces the share moves with the idle head motion and blinks by several
+  points from seed to seed (the mesh's noise on a 1 px gap); `--seeds N` renders the voice under seeds 0..N-1 and
+  reports their mean (the row's value and verdict) with the worst seed beside. Each further seed costs one render
+  and one mesh read of the 18 s voice: on the 2-core CI machine, under load, 8-13 s on hopper_lowres_160 and
+  16-35 s on anne_helene_sunglasses_small (400x600); with --no-cost on those two, 234 s in all with `--seeds 5`
+  against 118 s for the default (one seed; rotation and smile rows included; load 6-11).
 - lip sync, every portrait: Pearson r between that lip gap and the loudness (dB, clipped at -50) at the
   best lag in -6..6 frames (+ = the mouth trails the sound), on the real voice; and on espeak-ng speech
   on the astronaut and hopper. Target r >= 0.6 at |lag| <= 1.
@@ -33,13 +39,13 @@ side) and decoded back. Measures and targets:
   further than local flow sees). Inside that dilated person both pictures get the first frame's pixels before
   the flow: the estimator's window and iterations would otherwise carry the head's own motion onto wall
   pixels that are identical (luispedro: 5.4 px p99 on a wall whose every pixel equals the photo's).
-  Why not the decoded H.264: at the stream's crf 20, x264 re-spends its bits on every textured background
-  block as the head moves, and local flow reads a few grey levels of change on low-contrast stripes as
-  1-3 px of motion (pedersen_open_mouth: 2.9 px p99 and luispedro 1.8 px decoded, where the pictures given to
-  the encoder are identical to the photo outside the person, bit for bit); that figure is shown beside the
-  target as "through H.264". Target <= 1 px and <= 1% changed, counted only where the head really moved: the
-  nose tip (mesh point 1, on the decoded video) must move >= 3 px from the photo's, else the row says so and
-  fails.
+  Why not the decoded H.264: at the file's crf (20 from 512x512 up: streaming.encoding.file_crf), x264
+  re-spends its bits on every textured background block as the head moves, and local flow reads a few grey
+  levels of change on low-contrast stripes as 1-3 px of motion (pedersen_open_mouth: 2.9 px p99 and luispedro
+  1.8 px decoded at crf 20, where the pictures given to the encoder are identical to the photo outside the
+  person, bit for bit); that figure is shown beside the target as "through H.264". Target <= 1 px and <= 1%
+  changed, counted only where the head really moved: the nose tip (mesh point 1, on the decoded video) must
+  move >= 3 px from the photo's, else the row says so and fails.
   `--debug-dir DIR` writes, per portrait, the worst frame beside its flow length (white = 4 px or more)
   with the pixels that count outlined, to see where the background moves.
 - rotated portrait: hopper (and the astronaut without --quick) turned by 15 degrees about the face centre
@@ -126,7 +132,7 @@ SYNC_R_MIN, SYNC_LAG_MAX, MAX_LAG = 0.6, 1, 6
 BACKGROUND_P99_MAX_PX, NOSE_MOTION_MIN_PX = 1.0, 3.0
 BACKGROUND_CHANGED_MAX = 0.01  # the share of the background's pixels that may differ from the photo's
 BACKGROUND_CHANGED_LEVELS = 2  # by more than this many grey levels (the encoder's input: only YUV rounding)
-H264_CHANGED_LEVELS = 8  # the same through H.264 at crf 20 (shown beside), beyond its noise
+H264_CHANGED_LEVELS = 8  # the same through the file's H.264 (shown beside), beyond its noise
 FLOW_STRIDE = 3
 ROTATION_DEG, ROTATION_RATIO_TOL = 15.0, 0.10
 SMILE_LIFT_MIN = 0.01
@@ -260,32 +266,68 @@ def best_lag(mouth: np.ndarray, loud: np.ndarray) -> tuple[float, int]:
     return best
 
 
-def speech_metrics(avatar: PreparedAvatar, audio: np.ndarray, tmp: Path, name: str,
-                   label: str) -> tuple[Metric, Metric]:
-    """(lips closed in silence, lip sync) on one rendered utterance."""
-    frames = render_mp4(avatar, audio, tmp, name)
+@dataclass
+class LipRead:
+    """One rendered utterance read by the mesh: the lip gap per frame and which frames are silent."""
+
+    gap: np.ndarray  # inner-lip gap / inter-ocular distance, per frame
+    found: np.ndarray  # the face was found
+    silent: np.ndarray  # silent frames with the face found
+    db: np.ndarray  # loudness per frame
+    closed_max: float  # a gap below this counts as closed
+    photo_gap: float
+
+    @property
+    def closed(self) -> float:
+        return float((self.gap[self.silent] < self.closed_max).mean()) if self.silent.any() else math.nan
+
+
+def read_lips(avatar: PreparedAvatar, audio: np.ndarray, frames: np.ndarray) -> LipRead:
     t = track(avatar.rgb, frames)
     iod = inter_ocular(t.reference)
     gap = lip_gap_iod(t.frames, iod)
     db = loudness_db(audio, len(frames))
     quiet = db < SILENCE_DB
     settled = np.array([quiet[max(0, k - 4) : k + 1].all() for k in range(len(frames))])
-    silent = settled & t.found
-    closed_max = max(CLOSED_GAP_MAX, CLOSED_GAP_FLOOR_PX / iod)
-    closed = float((gap[silent] < closed_max).mean()) if silent.any() else math.nan
-    closed_metric = Metric(f"lips closed in silence ({label})", closed,
-                           f"{closed:.0%} of {int(silent.sum())} frames (median gap {np.nanmedian(gap[silent]):.3f})"
-                           if silent.any() else "no silent frame", f">= {CLOSED_SHARE_MIN:.0%}",
+    return LipRead(gap, t.found, settled & t.found, db, max(CLOSED_GAP_MAX, CLOSED_GAP_FLOOR_PX / iod),
+                   float(lip_gap_iod(t.reference, iod)))
+
+
+def speech_metrics(avatar: PreparedAvatar, audio: np.ndarray, tmp: Path, name: str,
+                   label: str, seeds: int = 1) -> tuple[Metric, Metric]:
+    """(lips closed in silence, lip sync) on one rendered utterance; the closed row over `seeds` idle seeds
+    (EngineConfig.seed 0, 1, ...: the same speech under other idle head motion and blinks), its value their mean,
+    the worst shown beside; lip sync on seed 0's render."""
+    reads = [read_lips(avatar, audio, render_mp4(avatar, audio, tmp, f"{name}-seed{seed}", seed=seed))
+             for seed in range(seeds)]
+    first = reads[0]
+    gap, silent = first.gap, first.silent
+    shares = [r.closed for r in reads]
+    closed = float(np.mean(shares))
+    n_silent = int(silent.sum())
+    if not silent.any():
+        shown = "no silent frame"
+    elif seeds == 1:
+        shown = f"{closed:.0%} of {n_silent} frames (median gap {np.nanmedian(gap[silent]):.3f})"
+    else:
+        worst = int(np.argmin(shares))
+        # rounded down: a mean of 94.97% must not show as the target's 95.0% beside a FAIL
+        shown = (f"{math.floor(closed * 1000) / 10:.1f}% of {n_silent} frames, mean of {seeds} idle seeds (worst "
+                 f"{shares[worst]:.1%}, seed "
+                 f"{worst}; median gap {np.nanmedian(np.concatenate([r.gap[r.silent] for r in reads])):.3f})")
+    closed_metric = Metric(f"lips closed in silence ({label})", closed, shown, f">= {CLOSED_SHARE_MIN:.0%}",
                            bool(closed >= CLOSED_SHARE_MIN),
-                           {"silent_frames": int(silent.sum()), "closed_below_iod": closed_max,
-                            "median_gap_iod": float(np.nanmedian(gap[silent]))
-                            if silent.any() else math.nan, "photo_gap_iod": float(lip_gap_iod(t.reference, iod))})
-    mouth = np.where(t.found, gap, np.nanmean(gap))
+                           {"silent_frames": n_silent, "closed_below_iod": first.closed_max,
+                            "median_gap_iod": float(np.nanmedian(gap[silent])) if silent.any() else math.nan,
+                            "photo_gap_iod": first.photo_gap, "closed_per_seed": shares,
+                            "closed_worst": float(min(shares))})
+    db, t_found = first.db, first.found
+    mouth = np.where(t_found, gap, np.nanmean(gap))
     r, lag = best_lag(mouth, np.clip(db, LOUD_FLOOR_DB, None))
     ok = r >= SYNC_R_MIN and abs(lag) <= SYNC_LAG_MAX
     sync = Metric(f"lip gap vs loudness ({label})", r, f"r {r:.2f} at lag {lag:+d}",
                   f"r >= {SYNC_R_MIN}, |lag| <= {SYNC_LAG_MAX}", bool(ok),
-                  {"r": r, "lag_frames": lag, "frames": len(frames), "face_found": float(t.found.mean())})
+                  {"r": r, "lag_frames": lag, "frames": len(gap), "face_found": float(t_found.mean())})
     return closed_metric, sync
 
 
@@ -540,9 +582,9 @@ def same_portrait(portrait: str, among: Sequence[str]) -> bool:
 
 
 def measure_portrait(portrait: str, plan: Plan, voice: np.ndarray, speech: np.ndarray,
-                     tmp: Path, debug_dir: Path | None = None) -> tuple[PreparedAvatar, list[Metric]]:
+                     tmp: Path, debug_dir: Path | None = None, seeds: int = 1) -> tuple[PreparedAvatar, list[Metric]]:
     avatar = load(portrait, 720)
-    metrics = list(speech_metrics(avatar, with_silence(voice), tmp, "voice", "real voice"))
+    metrics = list(speech_metrics(avatar, with_silence(voice), tmp, "voice", "real voice", seeds))
     if same_portrait(portrait, plan.espeak_portraits):
         metrics += speech_metrics(avatar, with_silence(speech), tmp, "espeak", "espeak")
     metrics.append(background_metric(avatar, tmp, plan.storyline_s, debug_dir))
@@ -591,11 +633,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                                               "realism-quick.json with --quick; a partial run, with --avatar or "
                                               "--no-cost, its temporary folder, so the tracked file is kept)")
     ap.add_argument("--no-cost", action="store_true", help="skip the render cost rows (a partial run)")
+    ap.add_argument("--seeds", type=int, default=1, metavar="N",
+                    help="the closed-lips row on the real voice over idle seeds 0..N-1: their mean, the worst shown "
+                         "beside (each seed one more render and read of the voice: see the docstring); default 1")
     ap.add_argument("--debug-dir", type=Path, help="write each portrait's worst background-flow frame here")
     ap.add_argument("--strict", action="store_true", help="exit 1 when any metric misses its target")
     ap.add_argument("--markdown", type=Path, metavar="JSON", help="print the README's tables from a results JSON "
                                                                   "written by an earlier run, and exit")
     args = ap.parse_args(argv)
+    if args.seeds < 1:
+        ap.error("--seeds: at least 1")
     if args.avatar:
         try:
             args.avatar = resolve_portraits(args.avatar)
@@ -614,8 +661,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     voice, speech = read_voice(plan.voice_s), espeak_speech(plan.espeak_sentences)
     tmp = Path(tempfile.mkdtemp(prefix="realism-"))
     t_start = time.perf_counter()
-    results: dict[str, object] = {"quick": args.quick, "voice": VOICE.name, "voice_s": len(voice) / SAMPLE_RATE_HZ,
-                                  "portraits": {}, "global": []}
+    results: dict[str, object] = {"quick": args.quick, "seeds": args.seeds, "voice": VOICE.name,
+                                  "voice_s": len(voice) / SAMPLE_RATE_HZ, "portraits": {}, "global": []}
     table = Table(title="realism on rendered video (issue 13), measured with mediapipe")
     for col, kw in (("portrait", {}), ("size", {}), ("metric", {}), ("value", {"justify": "right"}),
                     ("target", {}), ("", {})):
@@ -623,7 +670,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = 0
     for portrait in plan.portraits:
         t0 = time.perf_counter()
-        avatar, metrics = measure_portrait(portrait, plan, voice, speech, tmp, args.debug_dir)
+        avatar, metrics = measure_portrait(portrait, plan, voice, speech, tmp, args.debug_dir, args.seeds)
         name = "astronaut (embedded)" if portrait == EMBEDDED else Path(portrait).name
         size = "{}x{}".format(*avatar.size)
         for k, m in enumerate(metrics):

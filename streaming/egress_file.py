@@ -18,7 +18,7 @@ from engine.types import FPS, SAMPLES_PER_FRAME
 from streaming.aigc import KEY
 from streaming.disclosure import DisclosureLabel
 from streaming.egress_alpha import alpha_file_sink
-from streaming.encoding import EncodedPacket, EncodingSpec
+from streaming.encoding import CRF_BY_SIZE, EncodedPacket, EncodingSpec
 from streaming.sinks import PacedFrame, Sink
 from streaming.sources import FileSource, read_audio
 from streaming.stream import AvatarStream
@@ -39,7 +39,8 @@ class Mp4Sink(Sink):
     """Writes the stream to an MP4 (or any container PyAV infers from the name), from its first keyframe.
 
     The packets come from the encoder for its settings, shared with any other sink that asks for the
-    same; a live stream's file starts at the keyframe forced when the sink joined. fragmented=True
+    same; a live stream's file starts at the keyframe forced when the sink joined. crf None: chosen from the
+    picture's size (streaming.encoding.file_crf: 20 from 512x512 up, lower for smaller pictures). fragmented=True
     (recordings of live streams) writes a fragmented MP4 that survives a crash or SIGKILL, minus its
     last half second or so. metadata: container tags (the AIGC hidden label); on_finished(path): called off the
     event loop once the file is complete (C2PA signing, streaming/c2pa_sign.py).
@@ -48,14 +49,15 @@ class Mp4Sink(Sink):
     name = "mp4"
     queue_size = 512  # packets (~5 s): offline they are awaited; live, a stalled disk drops to the next keyframe
 
-    def __init__(self, path: str | Path, crf: int = 20, preset: str = "veryfast",
+    def __init__(self, path: str | Path, crf: int | None = None, preset: str = "veryfast",
                  audio_bit_rate: int = 128_000, *, encoding: EncodingSpec | None = None,
                  fragmented: bool = False, metadata: dict[str, str] | None = None,
                  on_finished: Callable[[Path], None] | None = None) -> None:
         self.path = Path(path)
         self.metadata = dict(metadata or {})
         self.on_finished = on_finished
-        self.encoding = encoding or EncodingSpec(video_options=(("crf", str(crf)), ("preset", preset)),
+        self.encoding = encoding or EncodingSpec(video_options=(("crf", CRF_BY_SIZE if crf is None else str(crf)),
+                                                                ("preset", preset)),
                                                  audio_bit_rate=audio_bit_rate)
         self.fragmented = fragmented
         self._container: av.container.OutputContainer | None = None

@@ -10,7 +10,16 @@ import pytest
 
 from benchmarks.contact_sheet import mouth_box
 from benchmarks.quality import EMBEDDED, PORTRAIT_DIR
-from benchmarks.realism import VOICE, best_lag, loudness_db, read_voice, resolve_portraits, results_path
+from benchmarks.realism import (
+    VOICE,
+    LipRead,
+    best_lag,
+    loudness_db,
+    main,
+    read_voice,
+    resolve_portraits,
+    results_path,
+)
 from engine.generator import prepare_avatar
 from engine.generator.rig import MOUTH_LEFT, MOUTH_RIGHT
 from engine.types import FPS, SAMPLE_RATE_HZ
@@ -62,3 +71,12 @@ def test_portraits_by_name_and_partial_runs_keep_the_tracked_results(tmp_path: P
     assert tracked.parts[-3:] == ("docs", "bench", "realism.json")
     assert results_path(None, quick=False, partial=True, tmp=tmp_path) == tmp_path / "realism.json"
     assert results_path(tmp_path / "x.json", quick=True, partial=True, tmp=tmp_path) == tmp_path / "x.json"
+
+
+def test_the_closed_share_counts_silent_frames_only_and_seeds_must_be_positive() -> None:
+    gap = np.array([0.01, 0.05, 0.02, 0.04, 0.2])
+    silent = np.array([True, True, True, False, False])  # the two open frames outside silence do not count
+    read = LipRead(gap, np.ones(5, bool), silent, np.zeros(5), closed_max=0.03, photo_gap=0.0)
+    assert read.closed == 2 / 3
+    with pytest.raises(SystemExit):
+        main(["--seeds", "0", "--avatar", "hopper"])

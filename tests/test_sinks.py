@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import av
 import numpy as np
 
 from engine.config import EngineConfig
+from engine.generator import prepare_avatar
 from engine.session import AvatarSession
 from streaming.egress_file import Mp4Sink
-from streaming.encoding import AudioSpec, CodecEncoder, EncodingSpec, live_video
+from streaming.encoding import FILE_CRF, FILE_CRF_MIN, AudioSpec, CodecEncoder, EncodingSpec, file_crf, live_video
 from streaming.sources import FileSource, PushedAudio
 from streaming.stream import AvatarStream
 from tests.conftest import write_wav
@@ -58,6 +60,44 @@ def test_two_mp4_sinks_with_the_same_settings_share_one_encode(tmp_path: Path) -
         assert abs(video_s - 2.0) <= 1 / 48 and abs(video_s - audio_s) <= 1 / 48
     metrics = stream.pacer.sinks.sink_metrics()
     assert metrics["mp4"]["packets"] == metrics["mp4_2"]["packets"] > 96 and metrics["mp4"]["dropped"] == 0
+
+
+def x264_crf(path: Path) -> float:
+    """The crf x264 encoded the file with, from the settings it writes into its first keyframe (an SEI)."""
+    with av.open(str(path)) as c:
+        first = bytes(next(p for p in c.demux(video=0) if p.size))
+    found = re.search(rb"crf=([0-9.]+)", first)
+    assert found, "no x264 settings in the first packet"
+    return float(found.group(1))
+
+
+def test_a_files_crf_drops_below_512x512_pixels_and_stays_within_its_bounds() -> None:
+    assert file_crf(512, 512) == file_crf(1280, 720) == file_crf(720, 1280) == FILE_CRF
+    sizes = [(64, 64), (160, 188), (256, 256), (300, 377), (400, 600), (512, 512)]
+    crfs = [file_crf(w, h) for w, h in sizes]
+    assert crfs == sorted(crfs) and FILE_CRF_MIN <= crfs[0] < crfs[1] < FILE_CRF, crfs
+    assert file_crf(160, 188) <= 14, "hopper_lowres_160's render at its own size: visibly soft at crf 16 and up"
+
+
+def test_a_small_files_default_crf_is_its_sizes_and_a_given_crf_is_kept(tmp_path: Path) -> None:
+    small = prepare_avatar(Path(__file__).parent / "data" / "portraits" / "hopper_lowres_160.jpg")  # 160x188
+    wav = write_wav(tmp_path / "in.wav", speechlike(0.5))
+
+    async def render() -> None:
+        stream = AvatarStream(AvatarSession(small, EngineConfig(), live=False, session_id="small"))
+        stream.add_sink(Mp4Sink(tmp_path / "default.mp4"))
+        stream.add_sink(Mp4Sink(tmp_path / "given.mp4", crf=FILE_CRF))
+        await stream.start()
+        stream.add_source(FileSource(wav))
+        await asyncio.wait_for(stream.wait(), 120)
+        await stream.close()
+
+    asyncio.run(render())
+    with av.open(str(tmp_path / "default.mp4")) as c:
+        size = (c.streams.video[0].width, c.streams.video[0].height)
+    assert size == small.size and file_crf(*size) < FILE_CRF
+    assert x264_crf(tmp_path / "default.mp4") == file_crf(*size)
+    assert x264_crf(tmp_path / "given.mp4") == FILE_CRF
 
 
 def test_an_mp4_sink_joining_a_live_stream_starts_at_a_forced_keyframe(tmp_path: Path) -> None:
