@@ -983,9 +983,19 @@ def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: 
 def _fill_grain(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, ss: np.ndarray, step: float,
                 hole: np.ndarray, target: np.ndarray, ref: float, lit: float, textured: bool = False) -> np.ndarray:
     """The grain (luma ratio less one) to give the made-up skin at target, on lid_fill's grid (us by ss), copied from
-    the clean skin (luma from GRAIN_SKIN[0] of ref to GRAIN_SKIN[1] of lit: `lid_fill`'s references for the skin and
-    the lightest skin; not in the hole nor darker than the skin beside it) in a window
-    GRAIN_AROUND half-widths wider on every side than the fill's: the fill's own window holds little skin."""
+    the clean skin around it (`_grain_source`)."""
+    detail, source, ext, tile = _grain_source(rgb, eye, frame, us, ss, step, hole, ref, lit, textured)
+    grain = quilt(detail, source, np.pad(target, ext), tile, GRAIN_GAIN)
+    return grain[ext : ext + len(ss), ext : ext + len(us)]
+
+
+def _grain_source(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, ss: np.ndarray, step: float,
+                  hole: np.ndarray, ref: float, lit: float, textured: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The skin `_fill_grain` copies grain from: its detail (`skin_detail`) and where it is clean skin (luma from
+    GRAIN_SKIN[0] of ref to GRAIN_SKIN[1] of lit: `lid_fill`'s references for the skin and the lightest skin; not in the
+    hole nor darker than the skin beside it) in a window GRAIN_AROUND half-widths wider on every side (ext cells) than
+    the fill's (the fill's own window holds little skin), and the quilt's tile (cells)."""
     ext = round(GRAIN_AROUND * eye.half_w / step)
     du = step / max(eye.half_w, 1.0)
     ub = np.concatenate([us[0] - du * np.arange(ext, 0, -1), us, us[-1] + du * np.arange(1, ext + 1)])
@@ -1002,9 +1012,7 @@ def _fill_grain(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, ss:
     clean = ~inner & ~dark & (luma > GRAIN_SKIN[0] * ref) & (luma < GRAIN_SKIN[1] * lit)
     source = cv2.erode(clean.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     detail = skin_detail(luma, source, max(GRAIN_MIN_PX, GRAIN_SIGMA * eye.half_w) / step)
-    grain = quilt(detail, source, np.pad(target, ext), round(max(GRAIN_TILE * eye.half_w, 5.0) / step),
-                  GRAIN_GAIN)
-    return grain[ext : ext + len(ss), ext : ext + len(us)]
+    return detail, source, ext, round(max(GRAIN_TILE * eye.half_w, 5.0) / step)
 
 
 def _saturation(px: np.ndarray) -> float:
