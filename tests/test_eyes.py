@@ -370,15 +370,19 @@ def test_the_half_closed_lid_is_shaded_as_skin_is(kind: str) -> None:
         assert slope(frame, lid) < 0.5 * want, (k, slope(frame, lid), want)
 
 
-def test_a_closed_lid_on_wrinkled_skin_has_its_grain_and_colour() -> None:
+@pytest.mark.parametrize("kind", ("hopper", "hand_chin_darker_skin"))
+def test_a_closed_lid_on_wrinkled_skin_has_its_grain_and_colour(kind: str) -> None:
     """hopper (glasses, old skin wrinkled all over) closed its lids as a flat grey-beige patch (issue 13): nearly all of
     the skin around its eyes is darker than the brightest skin near it, so the fill (`eyes.lid_fill`) was drawn from a
-    few pale pixels by a lens's glints, and its grain from as few. Over the closed lid above its lash line (the eye's
-    middle, 0.1-0.65 of the way down from the open upper lid), against the photo's skin under the eye (0.3-0.8
-    half-widths below the lower lid): the grain (luma over its 3 px Gaussian mean, less one: its deviation) at least
-    0.4 times the skin's, and the saturation (chroma over luma, median) at least 0.85 times. Measured: grain 0.60-0.62,
-    saturation 0.93-1.25 (before, the flat patch: grain 0.18-0.27, saturation 0.76 on one eye)."""
-    avatar, r = portrait("hopper")
+    few pale pixels by a lens's glints, and its grain from as few. hand_chin_darker_skin (dark skin, grainy and shaded
+    all over under a raking light) closed both eyes as smooth flat patches: the skin around them left no clean tile to
+    copy grain from. Over the closed lid above its lash line (the eye's middle, 0.1-0.65 of the way down from the open
+    upper lid), against the photo's skin under the eye (0.3-0.8 half-widths below the lower lid): the grain (luma over
+    its 3 px Gaussian mean, less one: its deviation) at least 0.4 times the skin's, and the saturation (chroma over
+    luma, median) at least 0.85 times. Measured: hopper grain 0.60-0.62, saturation 0.93-1.25 (before, the flat patch:
+    grain 0.18-0.27, saturation 0.76 on one eye); hand_chin_darker_skin grain 0.47-0.72, saturation 1.22-1.37 (before,
+    the smooth patches: grain 0.07-0.10)."""
+    avatar, r = portrait(kind)
     frame = render(r, CLOSED)[0]
     x0, y0 = r.roi[:2]
     luma = np.array([0.299, 0.587, 0.114])

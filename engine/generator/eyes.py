@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.generator.lid_texture import quilt, skin_detail
+from engine.generator.lid_texture import NEAREST, clean_tiles, quilt, skin_detail, tile_px
 from engine.generator.rig import Eye, FaceFrame, RigGeometry, lid_curve
 from engine.types import Control
 
@@ -662,7 +662,7 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     g = _fill_grid(rgb, eye, frame, fold, along, brow_lower, outer)
     hole, dark = _fill_hole(g, eye)
     refs = _skin_refs(rgb, eye, frame, skin)
-    textured = _textured(hole, dark)
+    textured = _textured(hole, dark) or _no_clean_grain(rgb, eye, frame, g, hole, refs)
     if textured:
         dark = _darker_than_around(g.luma, eye, g.step)
     # The fill is drawn from clean skin only (not hair, a rim, a glint, a line darker than the skin beside it);
@@ -782,6 +782,16 @@ def _textured(hole: np.ndarray, dark: np.ndarray) -> bool:
     than the brightest skin near it (`_fill_hole`'s dark), so its lines are the skin's own grain, not an outline."""
     keep = ~hole
     return bool(keep.any()) and float((dark & keep).sum()) / float(keep.sum()) > TEXTURED
+
+
+def _no_clean_grain(rgb: np.ndarray, eye: Eye, frame: FaceFrame, g: _FillGrid, hole: np.ndarray,
+                    refs: _SkinRefs) -> bool:
+    """Whether the skin around the eye, judged against its brightest near it, leaves the grain fewer than NEAREST clean
+    tiles to copy (`lid_texture.quilt`): skin grainy, shaded or lined all over (hand_chin_darker_skin's, dark skin
+    under a raking light) is nearly all darker than its brightest, the fill was drawn from a few stray pixels and got no
+    grain at all, a smooth flat patch. Such skin is judged as wrinkled skin is (`_textured`): against its mean."""
+    detail, source, _, tile = _grain_source(rgb, eye, frame, g.us, g.ss[:, 0], g.step, hole, refs.ref, refs.lit)
+    return int(clean_tiles(detail, source, tile_px(tile)).sum()) < NEAREST
 
 
 def _darker_than_around(luma: np.ndarray, eye: Eye, step: float) -> np.ndarray:
