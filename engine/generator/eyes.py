@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.generator.lid_texture import quilt, skin_detail
+from engine.generator.lid_texture import NEAREST, clean_tiles, quilt, skin_detail, tile_px
 from engine.generator.rig import Eye, FaceFrame, RigGeometry, lid_curve
 from engine.types import Control
 
@@ -301,6 +301,9 @@ FILL_OUTER = 1.55
 # FILL_SOFT half-widths from its top (at least 2 px); a lid in a shadowed socket is lifted LIFT_MAX at most; its
 # body is LID_MIX lid_colour's skin.
 FILL_TO_BROW, FILL_SOFT, LIFT_MAX, LID_MIX = 0.5, 0.2, 1.6, 0.5
+# A lid in a socket's shadow (`_SkinRefs.shade`) reaches up to SOCKET_TO_BROW of the way to the brow: lifted into the
+# light, it meets the brow's shadow in a penumbra as much taller as its top is raised (`_match_around`'s shadow_px).
+SOCKET_TO_BROW = 0.8
 EDGE_RUN = 0.15  # half-widths: an edge over the lid narrower than this is no rim's
 # Above the band, the fill takes in what is darker by CREASE_DEPTH (and 4 levels) than the brightest skin within
 # CREASE_REACH half-widths: a crease or an outline is a thin dark line, a socket's shadow a wide one.
@@ -659,10 +662,11 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     the clean skin is what is not darker than the skin's mean near it (not its brightest: that left a few pale pixels
     by a lens's glints to fill from and take grain from: a flat grey-beige patch), no grey is skin to tone by, and
     the fill is as saturated as the skin around it (`_as_saturated_as_around`)."""
-    g = _fill_grid(rgb, eye, frame, fold, along, brow_lower, outer)
-    hole, dark = _fill_hole(g, eye)
     refs = _skin_refs(rgb, eye, frame, skin)
-    textured = _textured(hole, dark)
+    g = _fill_grid(rgb, eye, frame, fold, along, brow_lower, outer,
+                   FILL_TO_BROW + (SOCKET_TO_BROW - FILL_TO_BROW) * refs.shade)
+    hole, dark = _fill_hole(g, eye)
+    textured = _textured(hole, dark) or _no_clean_grain(rgb, eye, frame, g, hole, refs)
     if textured:
         dark = _darker_than_around(g.luma, eye, g.step)
     # The fill is drawn from clean skin only (not hair, a rim, a glint, a line darker than the skin beside it);
@@ -674,16 +678,20 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
                     0.0, 1.0)
     filled = g.px + (membrane(g.px, known) - g.px) * blend[..., None]
     body_tone = _body_tone(filled, g, hole, blend, refs, skin)
-    # Where it covers: from just above the crease's shadow down, fading out past the corners.
+    # Where it covers: from just above the crease's shadow down, fading out past the corners; a lid raised into a
+    # socket's shadow fades in over as much more (g.raised): over the fill's usual few pixels it met the brow's
+    # shadow in a crisp edge.
     across = np.abs(g.us)
-    alpha = _ramp(g.s_top - g.m, g.s_top + g.soft, g.ss) * (1.0 - _ramp(g.side - SIDE_SOFT, g.side + 0.05, across))
+    alpha = (_ramp(g.s_top - g.m, g.s_top + g.soft + g.raised, g.ss)
+             * (1.0 - _ramp(g.side - SIDE_SOFT, g.side + 0.05, across)))
     # At its outline its broad tone is the skin's right around it, carried in, and the body's (above) only deeper in
     # (`_match_around`): toned as a whole, the fill stepped from the skin beside it at its outline and read as a patch
     # of make-up pasted over the eye (a grey one on the astronaut, a dark one in luispedro's socket).
     # The ring's skin is taken above the closed line and beside the lid's skin band (not beside the eye itself: its
     # corners' shadows, lashes and liner, carried in, drew a dark mark at the closed eye's corners).
     corners = (g.ss > g.s_closed - CORNER_SKIP * eye.half_w) | ((g.ss > 0.0) & (across > 1.0))
-    filled = _match_around(filled, g.px, alpha, corners, eye.half_w / g.step, body_tone, g.step, textured) / 255.0
+    filled = _match_around(filled, g.px, alpha, corners, eye.half_w / g.step, body_tone, g.step, textured,
+                           SHADOW_PX + g.raised) / 255.0
     if textured:
         filled = _as_saturated_as_around(filled, g, alpha, corners, eye.half_w / g.step)
     filled = _shade_corners(filled, g)
@@ -709,7 +717,8 @@ class _FillGrid:
     top (`stop`, face frame y), how far the fill reaches across (`side`), where it starts above the band (`s_top`,
     negative: over the crease's shadow, `crease` pixels high), where the lids meet (`s_closed`), the lower lid's end
     (`s_low`); its edges `m` pixels past all that, its top soft over `soft`. `px`: the photo's RGB, `luma` its luma,
-    `region`: what the fill may replace."""
+    `region`: what the fill may replace; `raised`: how
+    many pixels higher than FILL_TO_BROW of the way to the brow its top is taken (a lid in a socket's shadow)."""
 
     step: float
     us: np.ndarray
@@ -725,11 +734,13 @@ class _FillGrid:
     px: np.ndarray
     luma: np.ndarray
     region: np.ndarray
+    raised: float = 0.0
 
 
 def _fill_grid(rgb: np.ndarray, eye: Eye, frame: FaceFrame, fold: float, along: tuple[float, float, float, float],
-               brow_lower: np.ndarray | None, outer: float) -> _FillGrid:
-    """The grid `lid_fill` works on, its lines and the photo sampled on it (`_FillGrid`)."""
+               brow_lower: np.ndarray | None, outer: float, to_brow: float = FILL_TO_BROW) -> _FillGrid:
+    """The grid `lid_fill` works on, its lines and the photo sampled on it (`_FillGrid`); the fill reaches at least
+    to_brow of the way from the lid's band to the brow."""
     step = float(np.clip(eye.half_w / 40.0, 0.5, 1.0))  # pixels: the fill is smooth, its edges a few pixels soft
     du = step / max(eye.half_w, 1.0)
     reach_out = FILL_OUTER - FILL_SIDE
@@ -749,7 +760,8 @@ def _fill_grid(rgb: np.ndarray, eye: Eye, frame: FaceFrame, fold: float, along: 
         order = np.argsort(brow_lower[:, 0])
         gap = np.maximum(stop - np.interp(eye.cx + uc * eye.half_w, brow_lower[order, 0], brow_lower[order, 1]), 2.0)
     soft = max(2.0, FILL_SOFT * eye.half_w)
-    crease = np.minimum(np.maximum(crease + soft, FILL_TO_BROW * gap), _edge_above(rgb, eye, frame, us, stop, gap) - m)
+    crease = np.minimum(np.maximum(crease + soft, to_brow * gap), _edge_above(rgb, eye, frame, us, stop, gap) - m)
+    raised = float(np.median((to_brow - FILL_TO_BROW) * gap[np.abs(us) <= 0.6]))
     # rounded toward the corners: a tall straight side read as the edge of a patch
     crease = crease * np.sqrt(np.clip(1.0 - (np.abs(us) / (side + 0.1)) ** 8, 0.0, 1.0))
     s_top, s_bot = -crease, bottom - stop + m
@@ -759,7 +771,8 @@ def _fill_grid(rgb: np.ndarray, eye: Eye, frame: FaceFrame, fold: float, along: 
     fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[None], stop[None] + ss)
     px = _sample(rgb, frame, fx, fy).astype(np.float32)
     region = (ss > s_top - m) & (ss < s_bot) & (np.abs(us) < side)
-    return _FillGrid(step, us, ss, side, stop, crease, s_top, s_closed, s_low, m, soft, px, px @ LUMA_F32, region)
+    return _FillGrid(step, us, ss, side, stop, crease, s_top, s_closed, s_low, m, soft, px, px @ LUMA_F32, region,
+                     raised)
 
 
 def _fill_hole(g: _FillGrid, eye: Eye) -> tuple[np.ndarray, np.ndarray]:
@@ -782,6 +795,16 @@ def _textured(hole: np.ndarray, dark: np.ndarray) -> bool:
     than the brightest skin near it (`_fill_hole`'s dark), so its lines are the skin's own grain, not an outline."""
     keep = ~hole
     return bool(keep.any()) and float((dark & keep).sum()) / float(keep.sum()) > TEXTURED
+
+
+def _no_clean_grain(rgb: np.ndarray, eye: Eye, frame: FaceFrame, g: _FillGrid, hole: np.ndarray,
+                    refs: _SkinRefs) -> bool:
+    """Whether the skin around the eye, judged against its brightest near it, leaves the grain fewer than NEAREST clean
+    tiles to copy (`lid_texture.quilt`): skin grainy, shaded or lined all over (hand_chin_darker_skin's, dark skin
+    under a raking light) is nearly all darker than its brightest, the fill was drawn from a few stray pixels and got no
+    grain at all, a smooth flat patch. Such skin is judged as wrinkled skin is (`_textured`): against its mean."""
+    detail, source, _, tile = _grain_source(rgb, eye, frame, g.us, g.ss[:, 0], g.step, hole, refs.ref, refs.lit)
+    return int(clean_tiles(detail, source, tile_px(tile)).sum()) < NEAREST
 
 
 def _darker_than_around(luma: np.ndarray, eye: Eye, step: float) -> np.ndarray:
@@ -916,7 +939,8 @@ def skin_shaded(rgb: np.ndarray, light: np.ndarray) -> np.ndarray:
 
 
 def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: np.ndarray, hw: float,
-                  body: np.ndarray, px_per_cell: float, wrinkled: bool = False) -> np.ndarray:
+                  body: np.ndarray, px_per_cell: float, wrinkled: bool = False,
+                  shadow_px: float = SHADOW_PX) -> np.ndarray:
     """filled (H, W, 3, 0..255) with its broad tone replaced (hw: grid cells per eye half-width, px_per_cell: pixels
     per cell): at its outline the tone of the photo's skin in a ring just outside alpha (above the closed line, not
     beside the eye itself: `under` marks what is left out), carried in (a seamless clone: no step in lightness or
@@ -973,7 +997,7 @@ def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: 
     depth = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 5)
     sharp = np.clip(((deep @ weights) / ring_luma - 1.0) / (SHADOW_RATIO - 1.0), 0.0, 1.0)
     t = (np.clip(depth / max(DEPTH * hw, 1.0), 0.0, 1.0) * (1.0 - sharp)
-         + np.clip(depth / max(SHADOW * hw, SHADOW_PX / px_per_cell, 1.0), 0.0, 1.0) * sharp)
+         + np.clip(depth / max(SHADOW * hw, shadow_px / px_per_cell, 1.0), 0.0, 1.0) * sharp)
     tone = ring_tone + (deep - ring_tone) * t[..., None]
     f_luma = filled @ weights
     fine = np.clip(f_luma / np.maximum(mean(f_luma, inside, detail), 1.0) - 1.0, -DETAIL_MAX, DETAIL_MAX)
@@ -983,9 +1007,19 @@ def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: 
 def _fill_grain(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, ss: np.ndarray, step: float,
                 hole: np.ndarray, target: np.ndarray, ref: float, lit: float, textured: bool = False) -> np.ndarray:
     """The grain (luma ratio less one) to give the made-up skin at target, on lid_fill's grid (us by ss), copied from
-    the clean skin (luma from GRAIN_SKIN[0] of ref to GRAIN_SKIN[1] of lit: `lid_fill`'s references for the skin and
-    the lightest skin; not in the hole nor darker than the skin beside it) in a window
-    GRAIN_AROUND half-widths wider on every side than the fill's: the fill's own window holds little skin."""
+    the clean skin around it (`_grain_source`)."""
+    detail, source, ext, tile = _grain_source(rgb, eye, frame, us, ss, step, hole, ref, lit, textured)
+    grain = quilt(detail, source, np.pad(target, ext), tile, GRAIN_GAIN)
+    return grain[ext : ext + len(ss), ext : ext + len(us)]
+
+
+def _grain_source(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, ss: np.ndarray, step: float,
+                  hole: np.ndarray, ref: float, lit: float, textured: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The skin `_fill_grain` copies grain from: its detail (`skin_detail`) and where it is clean skin (luma from
+    GRAIN_SKIN[0] of ref to GRAIN_SKIN[1] of lit: `lid_fill`'s references for the skin and the lightest skin; not in the
+    hole nor darker than the skin beside it) in a window GRAIN_AROUND half-widths wider on every side (ext cells) than
+    the fill's (the fill's own window holds little skin), and the quilt's tile (cells)."""
     ext = round(GRAIN_AROUND * eye.half_w / step)
     du = step / max(eye.half_w, 1.0)
     ub = np.concatenate([us[0] - du * np.arange(ext, 0, -1), us, us[-1] + du * np.arange(1, ext + 1)])
@@ -1002,9 +1036,7 @@ def _fill_grain(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, ss:
     clean = ~inner & ~dark & (luma > GRAIN_SKIN[0] * ref) & (luma < GRAIN_SKIN[1] * lit)
     source = cv2.erode(clean.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     detail = skin_detail(luma, source, max(GRAIN_MIN_PX, GRAIN_SIGMA * eye.half_w) / step)
-    grain = quilt(detail, source, np.pad(target, ext), round(max(GRAIN_TILE * eye.half_w, 5.0) / step),
-                  GRAIN_GAIN)
-    return grain[ext : ext + len(ss), ext : ext + len(us)]
+    return detail, source, ext, round(max(GRAIN_TILE * eye.half_w, 5.0) / step)
 
 
 def _saturation(px: np.ndarray) -> float:

@@ -28,21 +28,35 @@ def skin_detail(luma: np.ndarray, known: np.ndarray, sigma: float) -> np.ndarray
     return np.where(known, luma / np.maximum(low, 1.0) - 1.0, 0.0).astype(np.float32)
 
 
+def tile_px(tile: int) -> int:
+    """The side of `quilt`'s tiles for a tile of about `tile` pixels: even (half a tile is its hop), 4 at least."""
+    return max(4, tile - tile % 2)
+
+
+def clean_tiles(detail: np.ndarray, source: np.ndarray, tile: int) -> np.ndarray:
+    """Where a tile x tile piece of detail (H, W) may be copied from (`quilt`), by its top-left corner: (almost) none
+    of its pixels out of the source or with a grain past GRAIN_CLIP (H - tile + 1, W - tile + 1; empty where the
+    picture is smaller than a tile)."""
+    h, w = detail.shape
+    if h < tile or w < tile:
+        return np.zeros((0, 0), bool)
+    stray = (np.abs(detail) > GRAIN_CLIP) | ~source
+    share = cv2.boxFilter(stray.astype(np.float32), -1, (tile, tile), normalize=True, anchor=(0, 0),
+                          borderType=cv2.BORDER_CONSTANT)[: h - tile + 1, : w - tile + 1]
+    return share <= STRAY_SHARE
+
+
 def quilt(detail: np.ndarray, source: np.ndarray, target: np.ndarray, tile: int, strength: float = 1.0,
           seed: int = 0) -> np.ndarray:
     """Grain (H, W) over the target pixels made of tile x tile pieces of detail where source is true throughout
     (and its grain is skin's), overlap-added at half a tile's step, strength times as strong as the source's;
     zero where there is no source."""
     h, w = detail.shape
-    tile = max(4, tile - tile % 2)
+    tile = tile_px(tile)
     hop = tile // 2
     if not target.any() or h < tile or w < tile:
         return np.zeros((h, w), np.float32)
-    stray = (np.abs(detail) > GRAIN_CLIP) | ~source
-    # A tile at (y, x) (its top-left corner) is clean if (almost) none of its pixels is stray.
-    share = cv2.boxFilter(stray.astype(np.float32), -1, (tile, tile), normalize=True, anchor=(0, 0),
-                          borderType=cv2.BORDER_CONSTANT)[: h - tile + 1, : w - tile + 1]
-    sy, sx = np.nonzero(share <= STRAY_SHARE)
+    sy, sx = np.nonzero(clean_tiles(detail, source, tile))
     if len(sy) == 0:
         return np.zeros((h, w), np.float32)
     # Source tiles on a hop grid are enough (neighbouring positions hold nearly the same grain).
