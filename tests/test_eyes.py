@@ -185,6 +185,14 @@ def test_a_rim_across_the_upper_lid_stays_straight() -> None:
         assert np.abs(f[ys, xs].astype(np.float64) - photo).mean(axis=-1)[rim].mean() < 8.0
 
 
+def sample_eye(r: WarpRenderer, img: np.ndarray, eye: Eye, us: np.ndarray, fy: np.ndarray) -> np.ndarray:
+    """img (a frame or the photo) at an eye's columns us (eye half-widths from its centre) and face-frame rows fy
+    (one row of fy per output row), bilinear: the eye's own axes on a tilted face."""
+    x0, y0 = r.roi[:2]
+    ix, iy = r.g.frame.to_image(np.broadcast_to((eye.cx + us * eye.half_w)[None], fy.shape), fy)
+    return cv2.remap(img, (ix + x0).astype(np.float32), (iy + y0).astype(np.float32), cv2.INTER_LINEAR)
+
+
 def hue(rgb: np.ndarray) -> np.ndarray:
     """Chromaticity of an RGB colour independent of its lightness: (R - G, G - B) over luma."""
     return np.array([rgb[0] - rgb[1], rgb[1] - rgb[2]]) / max(float(rgb @ np.array([0.299, 0.587, 0.114])), 1.0)
@@ -201,7 +209,6 @@ def test_the_closed_lid_is_lit_like_the_skin_under_the_eye(kind: str) -> None:
     (Not hopper: its lenses darken the lid against the cheek under the rim, -26 on one eye.)"""
     avatar, r = portrait(kind)
     frame = render(r, CLOSED)[0]
-    x0, y0 = r.roi[:2]
     luma = np.array([0.299, 0.587, 0.114])
     for k, eye in enumerate(r.g.eyes):
         us = np.linspace(-0.5, 0.5, 11)
@@ -209,9 +216,7 @@ def test_the_closed_lid_is_lit_like_the_skin_under_the_eye(kind: str) -> None:
         closed_line = bottom - 0.12 * (bottom - top)
 
         def median_rgb(img: np.ndarray, fy: np.ndarray, us: np.ndarray = us, eye: Eye = eye) -> np.ndarray:
-            ix, iy = r.g.frame.to_image(np.broadcast_to((eye.cx + us * eye.half_w)[None], fy.shape), fy)
-            px = cv2.remap(img, (ix + x0).astype(np.float32), (iy + y0).astype(np.float32), cv2.INTER_LINEAR)
-            return np.median(px.reshape(-1, 3).astype(np.float64), axis=0)
+            return np.median(sample_eye(r, img, eye, us, fy).reshape(-1, 3).astype(np.float64), axis=0)
 
         lid = median_rgb(frame, top + np.linspace(0.15, 0.6, 6)[:, None] * (closed_line - top))
         under = median_rgb(avatar.rgb, bottom + np.linspace(0.35, 0.7, 8)[:, None] * eye.half_w)
@@ -226,7 +231,6 @@ def lid_profiles(kind: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np
     the pixels between two rows of the first two, per column."""
     avatar, r = portrait(kind)
     frame = render(r, CLOSED)[0]
-    x0, y0 = r.roi[:2]
     out = []
     for eye in r.g.eyes:
         us = np.linspace(-0.6, 0.6, 13)
@@ -235,12 +239,10 @@ def lid_profiles(kind: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np
         lo, hi = closed - 0.3 * (closed - top) - 2.5, top - 0.5 * float(np.max(bottom - top))
         ys = hi[None] + (lo - hi)[None] * np.linspace(0.0, 1.0, 2 * round(float(np.max(lo - hi))) + 1)[:, None]
         body = closed[None] - np.linspace(0.4, 0.7, 4)[:, None] * (closed - top)[None]
-        xs = eye.cx + us * eye.half_w
 
-        def luma(img: np.ndarray, y: np.ndarray, xs: np.ndarray = xs) -> np.ndarray:
+        def luma(img: np.ndarray, y: np.ndarray, us: np.ndarray = us, eye: Eye = eye) -> np.ndarray:
             gray = cv2.GaussianBlur(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 0.7)
-            ix, iy = r.g.frame.to_image(np.broadcast_to(xs[None], y.shape), y)
-            return cv2.remap(gray, (ix + x0).astype(np.float32), (iy + y0).astype(np.float32), cv2.INTER_LINEAR)
+            return sample_eye(r, gray, eye, us, y)
 
         px = (lo - hi) / (len(ys) - 1)  # pixels per row of ys
         out.append((luma(avatar.rgb, ys), luma(frame, ys), luma(frame, body), px))
@@ -272,15 +274,13 @@ def test_no_dark_mark_at_the_closed_eyes_outer_corner(kind: str) -> None:
     _, r = portrait(kind)
     frame = render(r, CLOSED)[0]
     gray = cv2.GaussianBlur(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 0.7)
-    x0, y0 = r.roi[:2]
     for eye in r.g.eyes:
         assert eye.look is not None
         us = eye.look.outer * np.linspace(0.95, 1.45, 11)
         top, bottom = lid_curve(eye, np.clip(us, -1, 1), eye.upper), lid_curve(eye, np.clip(us, -1, 1), eye.lower)
         closed = bottom - 0.12 * (bottom - top)
         ys = closed[None] - np.linspace(1.5, 0.6 * eye.half_w, 12)[:, None]
-        ix, iy = r.g.frame.to_image(np.broadcast_to((eye.cx + us * eye.half_w)[None], ys.shape), ys)
-        corner = cv2.remap(gray, (ix + x0).astype(np.float32), (iy + y0).astype(np.float32), cv2.INTER_LINEAR)
+        corner = sample_eye(r, gray, eye, us, ys)
         assert np.percentile(corner, 2) > 0.78 * np.median(corner), (np.percentile(corner, 2), np.median(corner))
 
 
@@ -384,7 +384,6 @@ def test_a_closed_lid_on_wrinkled_skin_has_its_grain_and_colour(kind: str) -> No
     the smooth patches: grain 0.07-0.10)."""
     avatar, r = portrait(kind)
     frame = render(r, CLOSED)[0]
-    x0, y0 = r.roi[:2]
     luma = np.array([0.299, 0.587, 0.114])
     for k, eye in enumerate(r.g.eyes):
         us = np.linspace(-0.6, 0.6, 49)
@@ -392,9 +391,7 @@ def test_a_closed_lid_on_wrinkled_skin_has_its_grain_and_colour(kind: str) -> No
         closed = bottom - 0.12 * (bottom - top)
 
         def sample(img: np.ndarray, fy: np.ndarray, us: np.ndarray = us, eye: Eye = eye) -> np.ndarray:
-            ix, iy = r.g.frame.to_image(np.broadcast_to((eye.cx + us * eye.half_w)[None], fy.shape), fy)
-            return cv2.remap(img, (ix + x0).astype(np.float32), (iy + y0).astype(np.float32),
-                             cv2.INTER_LINEAR).astype(np.float64)
+            return sample_eye(r, img, eye, us, fy).astype(np.float64)
 
         def saturation(px: np.ndarray) -> float:
             px = px.reshape(-1, 3)
@@ -420,14 +417,12 @@ def test_a_lid_lifted_out_of_a_socket_meets_the_brows_shadow_softly() -> None:
     _, r = portrait("luispedro")
     frame = render(r, CLOSED)[0]
     gray = cv2.GaussianBlur(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 0.7)
-    x0, y0 = r.roi[:2]
     far = min(r.g.eyes, key=lambda e: e.half_w)  # a turned face's far eye is the narrower
     us = np.linspace(-0.6, 0.6, 13)
     stop, top = band_top(far, us), lid_curve(far, us, far.upper)
     hi = stop - 0.75 * (stop - far.y_brow)
     n = 2 * round(float(np.max(top - hi))) + 1
     ys = hi[None] + (top - hi)[None] * np.linspace(0.0, 1.0, n)[:, None]
-    ix, iy = r.g.frame.to_image(np.broadcast_to((far.cx + us * far.half_w)[None], ys.shape), ys)
-    profile = cv2.remap(gray, (ix + x0).astype(np.float32), (iy + y0).astype(np.float32), cv2.INTER_LINEAR)
+    profile = sample_eye(r, gray, far, us, ys)
     steepest = (np.abs(np.diff(profile, axis=0)) / ((top - hi) / (n - 1))).max(axis=0)
     assert np.median(steepest) < 24.0, np.round(steepest, 1)
