@@ -107,6 +107,9 @@ def hair_reach(g: RigGeometry, matte: np.ndarray, landmarks: np.ndarray) -> np.n
 SURE = 200
 OPEN_REACH = 0.03
 GROW_REACH = 0.03
+# A piece of the person the opening cut off the head's edge, touching it and no larger than TIP_SIZE face widths
+# squared, is the head's own: a curl's tip, a lock of hair. A poster's figure or a hand is larger.
+TIP_SIZE = 0.08
 
 
 def head_part(matte: np.ndarray, hole: np.ndarray, weight: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -135,12 +138,33 @@ def head_part(matte: np.ndarray, hole: np.ndarray, weight: np.ndarray, landmarks
         if np.array_equal(grown, part):
             break
         part = grown
+    part = _with_its_tips(part, matte, fw)
     # The halo's rim past the matte (matte 1: matte._unmix_the_halo) moves with the edge it belongs to: left still, the
     # photo's own halo would show there, a dotted ring round the old outline.
     reach = 2 * halo_reach(matte.shape) + 1
     near = cv2.dilate(part, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2)) > 0
     # Out of the head's reach everything stays anyway: the photo as it is.
     return (part > 0) | (near & (matte == 1)) | ((matte > 0) & ~moving)
+
+
+def _with_its_tips(part: np.ndarray, matte: np.ndarray, fw: float) -> np.ndarray:
+    """part (H, W) uint8 0/1 with the small pieces of the person touching it added (TIP_SIZE).
+
+    Curly hair's outer curls are thinner than the opening's disk and lie further out than the growth back reaches:
+    left out of the head's part, they stayed on the wall as the photo shows them while the hair moved, a ragged ghost
+    of curls along the old outline (darker_skin_frontal)."""
+    # Matte 1 (the halo's rim past the person, matte._unmix_the_halo) is left out: it joins every piece into one ring.
+    rest = ((matte > 1) & (part == 0)).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(rest, connectivity=8)
+    if n <= 1:
+        return part
+    touching = np.unique(labels[(cv2.dilate(part, np.ones((3, 3), np.uint8)) > 0) & (rest > 0)])
+    small = stats[:, cv2.CC_STAT_AREA] <= (TIP_SIZE * fw) ** 2
+    keep = np.zeros(n, bool)
+    keep[touching] = True
+    keep &= small
+    keep[0] = False
+    return (part | keep[labels]).astype(np.uint8)
 
 
 def sample(field: np.ndarray, X: torch.Tensor, Y: torch.Tensor, dx: float = 0.0, dy: float = 0.0) -> torch.Tensor:
