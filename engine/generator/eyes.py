@@ -24,6 +24,7 @@ the eye; it is not the eye squeezed. Per column of the eye, in the face's uprigh
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import cv2
@@ -469,11 +470,102 @@ def paint_roi(roi: torch.Tensor, lid: torch.Tensor, stride: int, box: tuple[int,
     """The closed lid over roi (N, 3, H, W, 0..1, in place): lid (N, CHANNELS, lh, lw) from eye_offsets on the
     field grid over box's cells, drawn at pixel resolution (`paint_lid`)."""
     x0, y0, x1, y1 = box
+    crop = paint_extent(lid, stride, x1 - x0, y1 - y0, look)
+    if crop is None:
+        return
+    px0, py0, px1, py1 = crop
+    _paint_cells(roi[:, :, y0 + py0 : y0 + py1, x0 + px0 : x0 + px1], lid, stride, crop, look)
+
+
+def _paint_cells(region: torch.Tensor, lid: torch.Tensor, stride: int, crop: tuple[int, int, int, int],
+                 look: LidLook | None) -> None:
+    """paint_lid over region: the pixels crop (x0, y0, x1, y1) of the lid's box, whose fields lid holds on the
+    field grid (upsampled here from only the cells those pixels read)."""
+    px0, py0, px1, py1 = crop
     if stride > 1:
-        lid = F.interpolate(lid, scale_factor=stride, mode="bilinear", align_corners=False)
-    lid = lid[:, :, : y1 - y0, : x1 - x0]
-    paint_lid(roi[:, :, y0 : y0 + lid.shape[2], x0 : x0 + lid.shape[3]], lid, stride, look.rim if look else None,
-              look.fill if look else None, look.lash_slant if look else 0.0)
+        # Bilinear (align_corners=False) pixel p reads cells floor((p + 0.5) / stride - 0.5) and the next: the
+        # cells from k0 on give those pixels the same values as the whole box's upsampling does.
+        ky0, kx0 = max(0, py0 // stride - 1), max(0, px0 // stride - 1)
+        ky1, kx1 = min(lid.shape[2], (py1 - 1) // stride + 2), min(lid.shape[3], (px1 - 1) // stride + 2)
+        lid = F.interpolate(lid[:, :, ky0:ky1, kx0:kx1], scale_factor=stride, mode="bilinear", align_corners=False)
+        py0, py1, px0, px1 = py0 - ky0 * stride, py1 - ky0 * stride, px0 - kx0 * stride, px1 - kx0 * stride
+    lid = lid[:, :, py0:py1, px0:px1]
+    paint_lid(region, lid, stride, look.rim if look else None, look.fill if look else None,
+              look.lash_slant if look else 0.0)
+
+
+def paint_extent(lid: torch.Tensor, stride: int, width: int, height: int, look: LidLook | None
+                 ) -> tuple[int, int, int, int] | None:
+    """The pixels (x0, y0, x1, y1) of a lid's box (width x height) that its paint (lid: N, CHANNELS, lh, lw on
+    the field grid) may change in any of its frames; None where none. Most of the box is padding for the head's
+    motion: the lid of one frame covers a part of it, and painting only that part spares most of the per-pixel
+    work. Each condition a painted pixel meets on one field (below the lash line's fringe, inside the fill's or
+    the rim's layer, the fade) is met by one of the cells its bilinear upsampling reads (a convex combination
+    of them), so the box of those cells, a cell wider on each side, holds every painted pixel. The whole box
+    while tracing or compiling (a data-dependent crop would change the graph) or without a filled lid (the
+    painted one's crease and grain reach further)."""
+    whole = (0, 0, width, height)
+    if (look is None or look.fill is None or CREASE_FILLED != 0.0 or torch.jit.is_tracing()
+            or torch.compiler.is_compiling()):
+        return whole
+    u, a, s = lid[:, 0], lid[:, 1], lid[:, 2]
+    eps = 1e-3  # the upsampling's rounding
+    lash_w = float(lid[:, 5].max())
+    # The lash line: from lash_w and its soft edge above the lid's edge down to the fringe's end, inside the fade.
+    a_lo = -lash_w * (1.0 + LASH_EDGE) - 0.5 - eps
+    a_hi = FRINGE_LEN * lash_w + 0.6 * (stride - 1) + 0.5 + eps
+    parts = [_meet(_cells(u.abs() < 1.35 + eps), _cells(a > a_lo), _cells(a < a_hi))]
+    # The filled skin: inside its layer's alpha, down to the lid's edge; the rim: inside its layer's alpha.
+    for layer, edge in ((look.fill, 0.5 + 0.5 * (stride - 1) + eps), (look.rim, None)):
+        if layer is not None:
+            u0, u1, s0, s1 = _layer_support(layer)
+            part = _meet(_cells(u > u0 - eps), _cells(u < u1 + eps), _cells(s > s0 - eps), _cells(s < s1 + eps))
+            parts.append(part if edge is None else _meet(part, _cells(a < edge)))
+    cells = _join(*parts)
+    if cells is None:
+        return None
+    (cy0, cx0, cy1, cx1), k = cells, stride  # the cells' box, grown by a cell: the pixels that read them
+    box = (max(0, (cx0 - 1) * k), max(0, (cy0 - 1) * k), min(width, (cx1 + 2) * k), min(height, (cy1 + 2) * k))
+    return box if box[0] < box[2] and box[1] < box[3] else None
+
+
+@functools.cache
+def _layer_support(layer: RimLayer) -> tuple[float, float, float, float]:
+    """The lid coordinates (u0, u1, s0, s1) outside which a layer samples to zero (`_layer_at`: bilinear, zeros
+    past its edge): its texels of any alpha, a texel further on each side. (A layer is made once per avatar.)"""
+    alpha = layer.rgba[0, 3].numpy()
+    rows, cols = np.nonzero(alpha.any(axis=1))[0], np.nonzero(alpha.any(axis=0))[0]
+    if len(rows) == 0:
+        return 1.0, -1.0, 1.0, -1.0  # (nothing: an empty range)
+    h, w = alpha.shape
+    du, ds = (layer.u1 - layer.u0) / max(w - 1, 1), (layer.s1 - layer.s0) / max(h - 1, 1)
+    return (layer.u0 + (cols[0] - 1) * du, layer.u0 + (cols[-1] + 1) * du,
+            layer.s0 + (rows[0] - 1) * ds, layer.s0 + (rows[-1] + 1) * ds)
+
+
+def _cells(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
+    """The (y0, x0, y1, x1) inclusive bounds of the cells where mask (N, h, w) holds in any frame, or None."""
+    rows, cols = torch.nonzero(mask.any(dim=0).any(dim=1)), torch.nonzero(mask.any(dim=0).any(dim=0))
+    if len(rows) == 0:
+        return None
+    return int(rows[0]), int(cols[0]), int(rows[-1]), int(cols[-1])
+
+
+def _meet(*boxes: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+    """The intersection of _cells' boxes, each first grown by a cell (the pixels next to a cell read it)."""
+    if any(b is None for b in boxes):
+        return None
+    y0, x0 = max(b[0] - 1 for b in boxes) + 1, max(b[1] - 1 for b in boxes) + 1  # type: ignore[index]
+    y1, x1 = min(b[2] + 1 for b in boxes) - 1, min(b[3] + 1 for b in boxes) - 1  # type: ignore[index]
+    return (y0, x0, y1, x1) if y0 - 1 <= y1 + 1 and x0 - 1 <= x1 + 1 else None
+
+
+def _join(*boxes: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+    """The box around _cells' boxes."""
+    some = [b for b in boxes if b is not None]
+    if not some:
+        return None
+    return min(b[0] for b in some), min(b[1] for b in some), max(b[2] for b in some), max(b[3] for b in some)
 
 
 def paint_u8(out: np.ndarray, lid: np.ndarray, stride: int, box: tuple[int, int, int, int],
@@ -481,9 +573,14 @@ def paint_u8(out: np.ndarray, lid: np.ndarray, stride: int, box: tuple[int, int,
     """paint_roi on uint8 (N, H, W, 3) pictures (in place; N frames at once: a window's blinking frames share
     each step), lid (N, CHANNELS, lh, lw), box in out's pixels."""
     x0, y0, x1, y1 = box
-    region = out[:, y0:y1, x0:x1]
+    fields = torch.from_numpy(np.ascontiguousarray(lid))
+    crop = paint_extent(fields, stride, x1 - x0, y1 - y0, look)
+    if crop is None:
+        return
+    px0, py0, px1, py1 = crop
+    region = out[:, y0 + py0 : y0 + py1, x0 + px0 : x0 + px1]
     pic = torch.from_numpy(region.astype(np.float32)).permute(0, 3, 1, 2).mul_(1.0 / 255.0)
-    paint_roi(pic, torch.from_numpy(np.ascontiguousarray(lid)), stride, (0, 0, x1 - x0, y1 - y0), look)
+    _paint_cells(pic, fields, stride, crop, look)
     region[:] = pic.permute(0, 2, 3, 1).mul_(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).numpy()
 
 
