@@ -389,15 +389,16 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
     rows' fine detail), the crease's shadow above it, and the lash line along its edge."""
     u, a, s, closed_len, b, lash_w, lash_a, light, fade, strand_k, fold, tex_dx, tex_dy = lid[:, :13].unbind(1)
     skin, lash_rgb = lid[:, 13:16], lid[:, 16:19]
-    lid_len = (s - a).clamp(min=1e-3)  # crease to the lid's edge, in pixels (as far as it has come down)
     closed_len = closed_len.clamp(min=1.0)
     # Skin: over the lid from its crease down to its edge, blending into the skin that stays from above the
     # crease: the open eye's fold (its shadow `fold` pixels high) fills as the lid unfolds, the rest stays;
     # toward the corners further (the corners' shadows above the narrow band would close it in an outline).
     below_edge = 1.0 - smoothstep(-0.5, 0.5 + 0.5 * (stride - 1), a)
     v = (1.0 + a / closed_len).clamp(0.0, 1.0)  # down the closed lid: its lower part comes down first
-    shape = (LID_BASE + BULGE * torch.exp(-(((v - BULGE_AT) / BULGE_W) ** 2)) - LOWER_DARK * smoothstep(0.6, 1.0, v))
     if fill is None:  # one skin colour, blending in above the open eye's fold
+        shape = (LID_BASE + BULGE * torch.exp(-(((v - BULGE_AT) / BULGE_W) ** 2))
+                 - LOWER_DARK * smoothstep(0.6, 1.0, v))
+        lid_len = (s - a).clamp(min=1e-3)  # crease to the lid's edge, in pixels (as far as it has come down)
         above = (fold + SKIN_ABOVE + CORNER_FILL * closed_len * smoothstep(0.5, 1.0, u.abs())) * b
         top_in = smoothstep(-above - 0.5, -0.7 * above + torch.minimum(0.2 * closed_len, 0.4 * lid_len) + 0.5, s)
         cover = top_in * below_edge * fade
@@ -422,27 +423,31 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
         shape = 1.0 + (shape - 1.0) * (1.0 - smoothstep(SHADE_SIDE[0], SHADE_SIDE[1], u.abs()))
     cover = cover * smoothstep(0.05, 0.45, b) * (skin[:, 0] >= 0.0)
     # the filled skin has its grain made in (`lid_fill`); a painted one takes the skin's under the eye
-    grain = skin_grain(region, tex_dx, tex_dy) if fill is None else torch.ones_like(cover)
+    # (x 1.0 is exact: the filled skin's tone skips it)
+    tone = shape * light if fill is not None else skin_grain(region, tex_dx, tex_dy) * shape * light
     c = cover[:, None]
-    tone = (grain * shape * light).clamp(max=LID_BRIGHTEST)  # no glint: the skin's own light is its brightest
+    tone = tone.clamp(max=LID_BRIGHTEST)  # no glint: the skin's own light is its brightest
     region.mul_(1.0 - c).add_(c * colour * tone[:, None])
     # The crease: the lid meets the skin that stays, a soft shadow deepest just under it, less to the corners.
-    crease_w = 0.12 * closed_len + 0.6
-    crease_at = 0.06 * closed_len - 0.5 * fold * b
-    crease = ((CREASE if fill is None else CREASE_FILLED) * smoothstep(0.05, 0.6, b)
-              * torch.exp(-(((s - crease_at) / crease_w) ** 2)) * (1.0 - 0.6 * u.clamp(-1.0, 1.0) ** 2) * fade)
-    region.mul_(1.0 - crease[:, None])
+    crease_depth = CREASE if fill is None else CREASE_FILLED
+    if crease_depth > 0.0:  # (none: x 1.0 everywhere)
+        crease_w = 0.12 * closed_len + 0.6
+        crease_at = 0.06 * closed_len - 0.5 * fold * b
+        crease = (crease_depth * smoothstep(0.05, 0.6, b)
+                  * torch.exp(-(((s - crease_at) / crease_w) ** 2)) * (1.0 - 0.6 * u.clamp(-1.0, 1.0) ** 2) * fade)
+        region.mul_(1.0 - crease[:, None])
     # The lash line: the lid's margin, dark, lash_w thick above its edge; under it the lashes hang, a fringe as
     # long again, lighter, in strands where the eye is large enough to show them; on a coarse field grid the
     # fringe reaches a little further, over the warp's jump across the closed eye.
     # Its top edge is soft, the more so the thicker it is: closed lashes are a soft dark band, not a pencil line.
     soft = 0.5 + LASH_EDGE * lash_w
-    base = smoothstep(-lash_w - soft, -lash_w + soft, a) * (1.0 - smoothstep(-0.5, 0.5, a))
+    at_edge = smoothstep(-0.5, 0.5, a)
+    base = smoothstep(-lash_w - soft, -lash_w + soft, a) * (1.0 - at_edge)
     fringe_len = FRINGE_LEN * lash_w + 0.6 * (stride - 1)
     # the strands point down and out toward the outer corner (slant: u per pixel down)
     su = u - slant * a.clamp(min=0.0)  # the root of the strand through this pixel
     strands = 1.0 - STRAND_DEPTH * torch.sin(su * strand_k + 2.0 * torch.sin(su * 0.37 * strand_k)) ** 2
-    fringe = (smoothstep(-0.5, 0.5, a) * (1.0 - smoothstep(0.0, fringe_len + 0.5, a)) * FRINGE * strands)
+    fringe = (at_edge * (1.0 - smoothstep(0.0, fringe_len + 0.5, a)) * FRINGE * strands)
     alpha = (torch.maximum(base, fringe) * lash_a * smoothstep(0.05, 0.4, b) * fade)[:, None]
     region.mul_(1.0 - alpha).add_(alpha * lash_rgb)
     if rim is not None:  # the rim is in front of the lid: over all of it, where the head has moved it
