@@ -511,27 +511,51 @@ def paint_extent(lid: torch.Tensor, stride: int, width: int, height: int, look: 
     painted one's crease and grain reach further)."""
     whole = (0, 0, width, height)
     if (look is None or look.fill is None or CREASE_FILLED != 0.0 or torch.jit.is_tracing()
-            or torch.compiler.is_compiling()):
+            or torch.compiler.is_compiling() or lid.device.type != "cpu" or lid.requires_grad):
         return whole
-    u, a, s = lid[:, 0], lid[:, 1], lid[:, 2]
+    # (in numpy, on each field's least and most per row and per column: a few dozen small tensor ops took longer
+    # than the pixels they spared on a small face)
+    fields = lid.numpy()
+    u, a, s = (_Extremes(fields[:, i]) for i in range(3))
+    u_abs = _Extremes(np.abs(fields[:, 0]))
     eps = 1e-3  # the upsampling's rounding
-    lash_w = float(lid[:, 5].max())
+    lash_w = float(fields[:, 5].max())
     # The lash line: from lash_w and its soft edge above the lid's edge down to the fringe's end, inside the fade.
     a_lo = -lash_w * (1.0 + LASH_EDGE) - 0.5 - eps
     a_hi = FRINGE_LEN * lash_w + 0.6 * (stride - 1) + 0.5 + eps
-    parts = [_meet(_cells(u.abs() < 1.35 + eps), _cells(a > a_lo), _cells(a < a_hi))]
+    parts = [_meet(u_abs.below(1.35 + eps), a.above(a_lo), a.below(a_hi))]
     # The filled skin: inside its layer's alpha, down to the lid's edge; the rim: inside its layer's alpha.
     for layer, edge in ((look.fill, 0.5 + 0.5 * (stride - 1) + eps), (look.rim, None)):
         if layer is not None:
             u0, u1, s0, s1 = _layer_support(layer)
-            part = _meet(_cells(u > u0 - eps), _cells(u < u1 + eps), _cells(s > s0 - eps), _cells(s < s1 + eps))
-            parts.append(part if edge is None else _meet(part, _cells(a < edge)))
+            part = _meet(u.above(u0 - eps), u.below(u1 + eps), s.above(s0 - eps), s.below(s1 + eps))
+            parts.append(part if edge is None else _meet(part, a.below(edge)))
     cells = _join(*parts)
     if cells is None:
         return None
     (cy0, cx0, cy1, cx1), k = cells, stride  # the cells' box, grown by a cell: the pixels that read them
     box = (max(0, (cx0 - 1) * k), max(0, (cy0 - 1) * k), min(width, (cx1 + 2) * k), min(height, (cy1 + 2) * k))
     return box if box[0] < box[2] and box[1] < box[3] else None
+
+
+class _Extremes:
+    """One lid field (N, h, w) by its least and most value in each row and column over all frames: the box
+    (y0, x0, y1, x1, inclusive) of the cells where it is above or below a value, or None where none."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.rows = x.min(axis=(0, 2)), x.max(axis=(0, 2))
+        self.cols = x.min(axis=(0, 1)), x.max(axis=(0, 1))
+
+    def above(self, t: float) -> tuple[int, int, int, int] | None:
+        return _box(self.rows[1] > t, self.cols[1] > t)
+
+    def below(self, t: float) -> tuple[int, int, int, int] | None:
+        return _box(self.rows[0] < t, self.cols[0] < t)
+
+
+def _box(rows: np.ndarray, cols: np.ndarray) -> tuple[int, int, int, int] | None:
+    r, c = np.flatnonzero(rows), np.flatnonzero(cols)
+    return None if len(r) == 0 else (int(r[0]), int(c[0]), int(r[-1]), int(c[-1]))
 
 
 @functools.cache
@@ -548,16 +572,8 @@ def _layer_support(layer: RimLayer) -> tuple[float, float, float, float]:
             layer.s0 + (rows[0] - 1) * ds, layer.s0 + (rows[-1] + 1) * ds)
 
 
-def _cells(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
-    """The (y0, x0, y1, x1) inclusive bounds of the cells where mask (N, h, w) holds in any frame, or None."""
-    rows, cols = torch.nonzero(mask.any(dim=0).any(dim=1)), torch.nonzero(mask.any(dim=0).any(dim=0))
-    if len(rows) == 0:
-        return None
-    return int(rows[0]), int(cols[0]), int(rows[-1]), int(cols[-1])
-
-
 def _meet(*boxes: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
-    """The intersection of _cells' boxes, each first grown by a cell (the pixels next to a cell read it)."""
+    """The intersection of cell boxes, each first grown by a cell (the pixels next to a cell read it)."""
     if any(b is None for b in boxes):
         return None
     y0, x0 = max(b[0] - 1 for b in boxes) + 1, max(b[1] - 1 for b in boxes) + 1  # type: ignore[index]
@@ -566,7 +582,7 @@ def _meet(*boxes: tuple[int, int, int, int] | None) -> tuple[int, int, int, int]
 
 
 def _join(*boxes: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
-    """The box around _cells' boxes."""
+    """The box around cell boxes."""
     some = [b for b in boxes if b is not None]
     if not some:
         return None
