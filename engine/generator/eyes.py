@@ -373,6 +373,19 @@ class RimLayer:
     s0: float
     s1: float
 
+    @functools.cached_property
+    def support(self) -> tuple[float, float, float, float]:
+        """The lid coordinates (u0, u1, s0, s1) outside which the layer samples to zero (`_layer_at`: bilinear,
+        zeros past its edge): its texels of any alpha, a texel further on each side."""
+        alpha = self.rgba[0, 3].numpy()
+        rows, cols = np.nonzero(alpha.any(axis=1))[0], np.nonzero(alpha.any(axis=0))[0]
+        if len(rows) == 0:
+            return 1.0, -1.0, 1.0, -1.0  # (nothing: an empty range)
+        h, w = alpha.shape
+        du, ds = (self.u1 - self.u0) / max(w - 1, 1), (self.s1 - self.s0) / max(h - 1, 1)
+        return (self.u0 + (cols[0] - 1) * du, self.u0 + (cols[-1] + 1) * du,
+                self.s0 + (rows[0] - 1) * ds, self.s0 + (rows[-1] + 1) * ds)
+
 
 def _layer_at(layer: RimLayer, u: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """A layer's RGBA (N, 4, H, W) at lid coordinates (u, s) (N, H, W); zero outside it."""
@@ -527,7 +540,7 @@ def paint_extent(lid: torch.Tensor, stride: int, width: int, height: int, look: 
     # The filled skin: inside its layer's alpha, down to the lid's edge; the rim: inside its layer's alpha.
     for layer, edge in ((look.fill, 0.5 + 0.5 * (stride - 1) + eps), (look.rim, None)):
         if layer is not None:
-            u0, u1, s0, s1 = _layer_support(layer)
+            u0, u1, s0, s1 = layer.support
             part = _meet(u.above(u0 - eps), u.below(u1 + eps), s.above(s0 - eps), s.below(s1 + eps))
             parts.append(part if edge is None else _meet(part, a.below(edge)))
     cells = _join(*parts)
@@ -556,20 +569,6 @@ class _Extremes:
 def _box(rows: np.ndarray, cols: np.ndarray) -> tuple[int, int, int, int] | None:
     r, c = np.flatnonzero(rows), np.flatnonzero(cols)
     return None if len(r) == 0 else (int(r[0]), int(c[0]), int(r[-1]), int(c[-1]))
-
-
-@functools.cache
-def _layer_support(layer: RimLayer) -> tuple[float, float, float, float]:
-    """The lid coordinates (u0, u1, s0, s1) outside which a layer samples to zero (`_layer_at`: bilinear, zeros
-    past its edge): its texels of any alpha, a texel further on each side. (A layer is made once per avatar.)"""
-    alpha = layer.rgba[0, 3].numpy()
-    rows, cols = np.nonzero(alpha.any(axis=1))[0], np.nonzero(alpha.any(axis=0))[0]
-    if len(rows) == 0:
-        return 1.0, -1.0, 1.0, -1.0  # (nothing: an empty range)
-    h, w = alpha.shape
-    du, ds = (layer.u1 - layer.u0) / max(w - 1, 1), (layer.s1 - layer.s0) / max(h - 1, 1)
-    return (layer.u0 + (cols[0] - 1) * du, layer.u0 + (cols[-1] + 1) * du,
-            layer.s0 + (rows[0] - 1) * ds, layer.s0 + (rows[-1] + 1) * ds)
 
 
 def _meet(*boxes: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
