@@ -24,6 +24,7 @@ the eye; it is not the eye squeezed. Per column of the eye, in the face's uprigh
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import cv2
@@ -375,6 +376,19 @@ class RimLayer:
     s0: float
     s1: float
 
+    @functools.cached_property
+    def support(self) -> tuple[float, float, float, float]:
+        """The lid coordinates (u0, u1, s0, s1) outside which the layer samples to zero (`_layer_at`: bilinear,
+        zeros past its edge): its texels of any alpha, a texel further on each side."""
+        alpha = self.rgba[0, 3].numpy()
+        rows, cols = np.nonzero(alpha.any(axis=1))[0], np.nonzero(alpha.any(axis=0))[0]
+        if len(rows) == 0:
+            return 1.0, -1.0, 1.0, -1.0  # (nothing: an empty range)
+        h, w = alpha.shape
+        du, ds = (self.u1 - self.u0) / max(w - 1, 1), (self.s1 - self.s0) / max(h - 1, 1)
+        return (self.u0 + (cols[0] - 1) * du, self.u0 + (cols[-1] + 1) * du,
+                self.s0 + (rows[0] - 1) * ds, self.s0 + (rows[-1] + 1) * ds)
+
 
 def _layer_at(layer: RimLayer, u: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """A layer's RGBA (N, 4, H, W) at lid coordinates (u, s) (N, H, W); zero outside it."""
@@ -391,15 +405,16 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
     rows' fine detail), the crease's shadow above it, and the lash line along its edge."""
     u, a, s, closed_len, b, lash_w, lash_a, light, fade, strand_k, fold, tex_dx, tex_dy = lid[:, :13].unbind(1)
     skin, lash_rgb = lid[:, 13:16], lid[:, 16:19]
-    lid_len = (s - a).clamp(min=1e-3)  # crease to the lid's edge, in pixels (as far as it has come down)
     closed_len = closed_len.clamp(min=1.0)
     # Skin: over the lid from its crease down to its edge, blending into the skin that stays from above the
     # crease: the open eye's fold (its shadow `fold` pixels high) fills as the lid unfolds, the rest stays;
     # toward the corners further (the corners' shadows above the narrow band would close it in an outline).
     below_edge = 1.0 - smoothstep(-0.5, 0.5 + 0.5 * (stride - 1), a)
     v = (1.0 + a / closed_len).clamp(0.0, 1.0)  # down the closed lid: its lower part comes down first
-    shape = (LID_BASE + BULGE * torch.exp(-(((v - BULGE_AT) / BULGE_W) ** 2)) - LOWER_DARK * smoothstep(0.6, 1.0, v))
     if fill is None:  # one skin colour, blending in above the open eye's fold
+        shape = (LID_BASE + BULGE * torch.exp(-(((v - BULGE_AT) / BULGE_W) ** 2))
+                 - LOWER_DARK * smoothstep(0.6, 1.0, v))
+        lid_len = (s - a).clamp(min=1e-3)  # crease to the lid's edge, in pixels (as far as it has come down)
         above = (fold + SKIN_ABOVE + CORNER_FILL * closed_len * smoothstep(0.5, 1.0, u.abs())) * b
         top_in = smoothstep(-above - 0.5, -0.7 * above + torch.minimum(0.2 * closed_len, 0.4 * lid_len) + 0.5, s)
         cover = top_in * below_edge * fade
@@ -424,27 +439,31 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
         shape = 1.0 + (shape - 1.0) * (1.0 - smoothstep(SHADE_SIDE[0], SHADE_SIDE[1], u.abs()))
     cover = cover * smoothstep(0.05, 0.45, b) * (skin[:, 0] >= 0.0)
     # the filled skin has its grain made in (`lid_fill`); a painted one takes the skin's under the eye
-    grain = skin_grain(region, tex_dx, tex_dy) if fill is None else torch.ones_like(cover)
+    # (x 1.0 is exact: the filled skin's tone skips it)
+    tone = shape * light if fill is not None else skin_grain(region, tex_dx, tex_dy) * shape * light
     c = cover[:, None]
-    tone = (grain * shape * light).clamp(max=LID_BRIGHTEST)  # no glint: the skin's own light is its brightest
+    tone = tone.clamp(max=LID_BRIGHTEST)  # no glint: the skin's own light is its brightest
     region.mul_(1.0 - c).add_(c * colour * tone[:, None])
     # The crease: the lid meets the skin that stays, a soft shadow deepest just under it, less to the corners.
-    crease_w = 0.12 * closed_len + 0.6
-    crease_at = 0.06 * closed_len - 0.5 * fold * b
-    crease = ((CREASE if fill is None else CREASE_FILLED) * smoothstep(0.05, 0.6, b)
-              * torch.exp(-(((s - crease_at) / crease_w) ** 2)) * (1.0 - 0.6 * u.clamp(-1.0, 1.0) ** 2) * fade)
-    region.mul_(1.0 - crease[:, None])
+    crease_depth = CREASE if fill is None else CREASE_FILLED
+    if crease_depth > 0.0:  # (none: x 1.0 everywhere)
+        crease_w = 0.12 * closed_len + 0.6
+        crease_at = 0.06 * closed_len - 0.5 * fold * b
+        crease = (crease_depth * smoothstep(0.05, 0.6, b)
+                  * torch.exp(-(((s - crease_at) / crease_w) ** 2)) * (1.0 - 0.6 * u.clamp(-1.0, 1.0) ** 2) * fade)
+        region.mul_(1.0 - crease[:, None])
     # The lash line: the lid's margin, dark, lash_w thick above its edge; under it the lashes hang, a fringe as
     # long again, lighter, in strands where the eye is large enough to show them; on a coarse field grid the
     # fringe reaches a little further, over the warp's jump across the closed eye.
     # Its top edge is soft, the more so the thicker it is: closed lashes are a soft dark band, not a pencil line.
     soft = 0.5 + LASH_EDGE * lash_w
-    base = smoothstep(-lash_w - soft, -lash_w + soft, a) * (1.0 - smoothstep(-0.5, 0.5, a))
+    at_edge = smoothstep(-0.5, 0.5, a)
+    base = smoothstep(-lash_w - soft, -lash_w + soft, a) * (1.0 - at_edge)
     fringe_len = FRINGE_LEN * lash_w + 0.6 * (stride - 1)
     # the strands point down and out toward the outer corner (slant: u per pixel down)
     su = u - slant * a.clamp(min=0.0)  # the root of the strand through this pixel
     strands = 1.0 - STRAND_DEPTH * torch.sin(su * strand_k + 2.0 * torch.sin(su * 0.37 * strand_k)) ** 2
-    fringe = (smoothstep(-0.5, 0.5, a) * (1.0 - smoothstep(0.0, fringe_len + 0.5, a)) * FRINGE * strands)
+    fringe = (at_edge * (1.0 - smoothstep(0.0, fringe_len + 0.5, a)) * FRINGE * strands)
     alpha = (torch.maximum(base, fringe) * lash_a * smoothstep(0.05, 0.4, b) * fade)[:, None]
     region.mul_(1.0 - alpha).add_(alpha * lash_rgb)
     if rim is not None:  # the rim is in front of the lid: over all of it, where the head has moved it
@@ -472,11 +491,104 @@ def paint_roi(roi: torch.Tensor, lid: torch.Tensor, stride: int, box: tuple[int,
     """The closed lid over roi (N, 3, H, W, 0..1, in place): lid (N, CHANNELS, lh, lw) from eye_offsets on the
     field grid over box's cells, drawn at pixel resolution (`paint_lid`)."""
     x0, y0, x1, y1 = box
+    crop = paint_extent(lid, stride, x1 - x0, y1 - y0, look)
+    if crop is None:
+        return
+    px0, py0, px1, py1 = crop
+    _paint_cells(roi[:, :, y0 + py0 : y0 + py1, x0 + px0 : x0 + px1], lid, stride, crop, look)
+
+
+def _paint_cells(region: torch.Tensor, lid: torch.Tensor, stride: int, crop: tuple[int, int, int, int],
+                 look: LidLook | None) -> None:
+    """paint_lid over region: the pixels crop (x0, y0, x1, y1) of the lid's box, whose fields lid holds on the
+    field grid (upsampled here from only the cells those pixels read)."""
+    px0, py0, px1, py1 = crop
     if stride > 1:
-        lid = F.interpolate(lid, scale_factor=stride, mode="bilinear", align_corners=False)
-    lid = lid[:, :, : y1 - y0, : x1 - x0]
-    paint_lid(roi[:, :, y0 : y0 + lid.shape[2], x0 : x0 + lid.shape[3]], lid, stride, look.rim if look else None,
-              look.fill if look else None, look.lash_slant if look else 0.0)
+        # Bilinear (align_corners=False) pixel p reads cells floor((p + 0.5) / stride - 0.5) and the next: the
+        # cells from k0 on give those pixels the same values as the whole box's upsampling does.
+        ky0, kx0 = max(0, py0 // stride - 1), max(0, px0 // stride - 1)
+        ky1, kx1 = min(lid.shape[2], (py1 - 1) // stride + 2), min(lid.shape[3], (px1 - 1) // stride + 2)
+        lid = F.interpolate(lid[:, :, ky0:ky1, kx0:kx1], scale_factor=stride, mode="bilinear", align_corners=False)
+        py0, py1, px0, px1 = py0 - ky0 * stride, py1 - ky0 * stride, px0 - kx0 * stride, px1 - kx0 * stride
+    lid = lid[:, :, py0:py1, px0:px1]
+    paint_lid(region, lid, stride, look.rim if look else None, look.fill if look else None,
+              look.lash_slant if look else 0.0)
+
+
+def paint_extent(lid: torch.Tensor, stride: int, width: int, height: int, look: LidLook | None
+                 ) -> tuple[int, int, int, int] | None:
+    """The pixels (x0, y0, x1, y1) of a lid's box (width x height) that its paint (lid: N, CHANNELS, lh, lw on
+    the field grid) may change in any of its frames; None where none. Most of the box is padding for the head's
+    motion: the lid of one frame covers a part of it, and painting only that part spares most of the per-pixel
+    work. Each condition a painted pixel meets on one field (below the lash line's fringe, inside the fill's or
+    the rim's layer, the fade) is met by one of the cells its bilinear upsampling reads (a convex combination
+    of them), so the box of those cells, a cell wider on each side, holds every painted pixel. The whole box
+    while tracing or compiling (a data-dependent crop would change the graph) or without a filled lid (the
+    painted one's crease and grain reach further)."""
+    whole = (0, 0, width, height)
+    if (look is None or look.fill is None or CREASE_FILLED != 0.0 or torch.jit.is_tracing()
+            or torch.compiler.is_compiling() or lid.device.type != "cpu" or lid.requires_grad):
+        return whole
+    # (in numpy, on each field's least and most per row and per column: a few dozen small tensor ops took longer
+    # than the pixels they spared on a small face)
+    fields = lid.numpy()
+    u, a, s = (_Extremes(fields[:, i]) for i in range(3))
+    u_abs = _Extremes(np.abs(fields[:, 0]))
+    eps = 1e-3  # the upsampling's rounding
+    lash_w = float(fields[:, 5].max())
+    # The lash line: from lash_w and its soft edge above the lid's edge down to the fringe's end, inside the fade.
+    a_lo = -lash_w * (1.0 + LASH_EDGE) - 0.5 - eps
+    a_hi = FRINGE_LEN * lash_w + 0.6 * (stride - 1) + 0.5 + eps
+    parts = [_meet(u_abs.below(1.35 + eps), a.above(a_lo), a.below(a_hi))]
+    # The filled skin: inside its layer's alpha, down to the lid's edge; the rim: inside its layer's alpha.
+    for layer, edge in ((look.fill, 0.5 + 0.5 * (stride - 1) + eps), (look.rim, None)):
+        if layer is not None:
+            u0, u1, s0, s1 = layer.support
+            part = _meet(u.above(u0 - eps), u.below(u1 + eps), s.above(s0 - eps), s.below(s1 + eps))
+            parts.append(part if edge is None else _meet(part, a.below(edge)))
+    cells = _join(*parts)
+    if cells is None:
+        return None
+    (cy0, cx0, cy1, cx1), k = cells, stride  # the cells' box, grown by a cell: the pixels that read them
+    box = (max(0, (cx0 - 1) * k), max(0, (cy0 - 1) * k), min(width, (cx1 + 2) * k), min(height, (cy1 + 2) * k))
+    return box if box[0] < box[2] and box[1] < box[3] else None
+
+
+class _Extremes:
+    """One lid field (N, h, w) by its least and most value in each row and column over all frames: the box
+    (y0, x0, y1, x1, inclusive) of the cells where it is above or below a value, or None where none."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.rows = x.min(axis=(0, 2)), x.max(axis=(0, 2))
+        self.cols = x.min(axis=(0, 1)), x.max(axis=(0, 1))
+
+    def above(self, t: float) -> tuple[int, int, int, int] | None:
+        return _box(self.rows[1] > t, self.cols[1] > t)
+
+    def below(self, t: float) -> tuple[int, int, int, int] | None:
+        return _box(self.rows[0] < t, self.cols[0] < t)
+
+
+def _box(rows: np.ndarray, cols: np.ndarray) -> tuple[int, int, int, int] | None:
+    r, c = np.flatnonzero(rows), np.flatnonzero(cols)
+    return None if len(r) == 0 else (int(r[0]), int(c[0]), int(r[-1]), int(c[-1]))
+
+
+def _meet(*boxes: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+    """The intersection of cell boxes, each first grown by a cell (the pixels next to a cell read it)."""
+    if any(b is None for b in boxes):
+        return None
+    y0, x0 = max(b[0] - 1 for b in boxes) + 1, max(b[1] - 1 for b in boxes) + 1  # type: ignore[index]
+    y1, x1 = min(b[2] + 1 for b in boxes) - 1, min(b[3] + 1 for b in boxes) - 1  # type: ignore[index]
+    return (y0, x0, y1, x1) if y0 - 1 <= y1 + 1 and x0 - 1 <= x1 + 1 else None
+
+
+def _join(*boxes: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+    """The box around cell boxes."""
+    some = [b for b in boxes if b is not None]
+    if not some:
+        return None
+    return min(b[0] for b in some), min(b[1] for b in some), max(b[2] for b in some), max(b[3] for b in some)
 
 
 def paint_u8(out: np.ndarray, lid: np.ndarray, stride: int, box: tuple[int, int, int, int],
@@ -484,9 +596,14 @@ def paint_u8(out: np.ndarray, lid: np.ndarray, stride: int, box: tuple[int, int,
     """paint_roi on uint8 (N, H, W, 3) pictures (in place; N frames at once: a window's blinking frames share
     each step), lid (N, CHANNELS, lh, lw), box in out's pixels."""
     x0, y0, x1, y1 = box
-    region = out[:, y0:y1, x0:x1]
+    fields = torch.from_numpy(np.ascontiguousarray(lid))
+    crop = paint_extent(fields, stride, x1 - x0, y1 - y0, look)
+    if crop is None:
+        return
+    px0, py0, px1, py1 = crop
+    region = out[:, y0 + py0 : y0 + py1, x0 + px0 : x0 + px1]
     pic = torch.from_numpy(region.astype(np.float32)).permute(0, 3, 1, 2).mul_(1.0 / 255.0)
-    paint_roi(pic, torch.from_numpy(np.ascontiguousarray(lid)), stride, (0, 0, x1 - x0, y1 - y0), look)
+    _paint_cells(pic, fields, stride, crop, look)
     region[:] = pic.permute(0, 2, 3, 1).mul_(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).numpy()
 
 
