@@ -143,8 +143,7 @@ def test_the_closed_lid_is_the_colour_of_the_skin_around_it(kind: str) -> None:
     luma = np.array([0.299, 0.587, 0.114])
     for k, eye in enumerate(r.g.eyes):
         us = np.linspace(-0.5, 0.5, 11)
-        top, bottom = lid_curve(eye, us, eye.upper), lid_curve(eye, us, eye.lower)
-        closed_line = bottom - 0.12 * (bottom - top)
+        top, _, closed_line = lid_lines(eye, us)
         rows = np.linspace(0.15, 0.6, 6)[:, None]
         fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[None], top + rows * (closed_line - top))
         ix, iy = r.g.frame.to_image(fx, fy)
@@ -185,6 +184,14 @@ def test_a_rim_across_the_upper_lid_stays_straight() -> None:
         assert np.abs(f[ys, xs].astype(np.float64) - photo).mean(axis=-1)[rim].mean() < 8.0
 
 
+def lid_lines(eye: Eye, us: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The open eye's upper and lower lids at columns us (clipped to the eye), and where the closed lids meet
+    (eyes.eye_offsets: 0.12 of the opening up from the lower lid)."""
+    us = np.clip(us, -1, 1)
+    top, bottom = lid_curve(eye, us, eye.upper), lid_curve(eye, us, eye.lower)
+    return top, bottom, bottom - 0.12 * (bottom - top)
+
+
 def sample_eye(r: WarpRenderer, img: np.ndarray, eye: Eye, us: np.ndarray, fy: np.ndarray) -> np.ndarray:
     """img (a frame or the photo) at an eye's columns us (eye half-widths from its centre) and face-frame rows fy
     (one row of fy per output row), bilinear: the eye's own axes on a tilted face."""
@@ -212,8 +219,7 @@ def test_the_closed_lid_is_lit_like_the_skin_under_the_eye(kind: str) -> None:
     luma = np.array([0.299, 0.587, 0.114])
     for k, eye in enumerate(r.g.eyes):
         us = np.linspace(-0.5, 0.5, 11)
-        top, bottom = lid_curve(eye, us, eye.upper), lid_curve(eye, us, eye.lower)
-        closed_line = bottom - 0.12 * (bottom - top)
+        top, bottom, closed_line = lid_lines(eye, us)
 
         def median_rgb(img: np.ndarray, fy: np.ndarray, us: np.ndarray = us, eye: Eye = eye) -> np.ndarray:
             return np.median(sample_eye(r, img, eye, us, fy).reshape(-1, 3).astype(np.float64), axis=0)
@@ -234,8 +240,7 @@ def lid_profiles(kind: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np
     out = []
     for eye in r.g.eyes:
         us = np.linspace(-0.6, 0.6, 13)
-        top, bottom = lid_curve(eye, us, eye.upper), lid_curve(eye, us, eye.lower)
-        closed = bottom - 0.12 * (bottom - top)
+        top, bottom, closed = lid_lines(eye, us)
         lo, hi = closed - 0.3 * (closed - top) - 2.5, top - 0.5 * float(np.max(bottom - top))
         ys = hi[None] + (lo - hi)[None] * np.linspace(0.0, 1.0, 2 * round(float(np.max(lo - hi))) + 1)[:, None]
         body = closed[None] - np.linspace(0.4, 0.7, 4)[:, None] * (closed - top)[None]
@@ -277,8 +282,7 @@ def test_no_dark_mark_at_the_closed_eyes_outer_corner(kind: str) -> None:
     for eye in r.g.eyes:
         assert eye.look is not None
         us = eye.look.outer * np.linspace(0.95, 1.45, 11)
-        top, bottom = lid_curve(eye, np.clip(us, -1, 1), eye.upper), lid_curve(eye, np.clip(us, -1, 1), eye.lower)
-        closed = bottom - 0.12 * (bottom - top)
+        _, _, closed = lid_lines(eye, us)
         ys = closed[None] - np.linspace(1.5, 0.6 * eye.half_w, 12)[:, None]
         corner = sample_eye(r, gray, eye, us, ys)
         assert np.percentile(corner, 2) > 0.78 * np.median(corner), (np.percentile(corner, 2), np.median(corner))
@@ -354,8 +358,7 @@ def test_the_half_closed_lid_is_shaded_as_skin_is(kind: str) -> None:
     for k, eye in enumerate(r.g.eyes):
         alpha = fill_alpha(r, eye, fx, fy)
         u = (fx - eye.cx) / eye.half_w
-        top, bottom = lid_curve(eye, np.clip(u, -1, 1), eye.upper), lid_curve(eye, np.clip(u, -1, 1), eye.lower)
-        closed = bottom - 0.12 * (bottom - top)
+        top, _, closed = lid_lines(eye, u)
         # (the lid's margin has come about a quarter of the way down at blink 0.5)
         lid = (alpha > 0.9) & (fy > band_top(eye, u)) & (fy < top + 0.25 * (closed - top)) & (np.abs(u) < 1.2)
         r_px = 2 * round(0.5 * eye.half_w) + 1
@@ -387,8 +390,7 @@ def test_a_closed_lid_on_wrinkled_skin_has_its_grain_and_colour(kind: str) -> No
     luma = np.array([0.299, 0.587, 0.114])
     for k, eye in enumerate(r.g.eyes):
         us = np.linspace(-0.6, 0.6, 49)
-        top, bottom = lid_curve(eye, us, eye.upper), lid_curve(eye, us, eye.lower)
-        closed = bottom - 0.12 * (bottom - top)
+        top, bottom, closed = lid_lines(eye, us)
 
         def sample(img: np.ndarray, fy: np.ndarray, us: np.ndarray = us, eye: Eye = eye) -> np.ndarray:
             return sample_eye(r, img, eye, us, fy).astype(np.float64)
