@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from benchmarks.head_layer import MARGIN_PX, background, measure
 from engine.generator import PreparedAvatar, prepare_avatar
@@ -309,3 +310,40 @@ def test_only_small_pieces_join_the_head() -> None:
     assert grown[60:66, 150:158].all()
     assert not grown[100:180, 151:200].any()
     assert not grown[20:24, 20:24].any()
+
+
+def streakiness(frame: np.ndarray, photo: np.ndarray, band: int) -> tuple[float, float]:
+    """Over the top `band` rows, in the columns the head moved in: how much the frame changes from row to row, as a
+    share of how much it changes from column to column; the same for the photo. A row repeated down the band (the
+    edge's last row stretched by a map read past it) changes from row to row not at all: vertical streaks."""
+    grey = [cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32)[:band] for x in (frame, photo)]
+    moved = (np.abs(grey[0] - grey[1]).max(axis=0) > 8)[:-1]
+    assert moved.sum() > 50, "the head hardly moved at the top edge"
+
+    def ratio(g: np.ndarray) -> float:
+        down, across = np.abs(np.diff(g, axis=0))[:, :-1], np.abs(np.diff(g, axis=1))[:-1]
+        return float(down[:, moved].mean() / across[:, moved].mean())
+
+    return ratio(grey[0]), ratio(grey[1])
+
+
+def test_the_head_at_the_pictures_top_edge_moves_without_streaks() -> None:
+    """pedersen_tilted's brow runs into the picture's top edge: turned or nodded, the head read its layer past the edge,
+    clamped to the last row, and drew that row as vertical streaks down the brow (30 px at 800 px wide). Mirrored back
+    at the edge, the skin goes on as skin: the band's row-to-row change was 0.37 and 0.02 of the photo's, about 1
+    now. The torch module folds its map as the fast path does."""
+    avatar = prepare_avatar(REPO / "tests/data/portraits/pedersen_tilted.jpg", max_side_px=320, cache_dir=None)
+    gen = WarpGenerator(avatar)
+    assert gen.renderer.roi[1] == 0, "the head's box no longer reaches the top edge"
+    c = np.zeros((2, N_CONTROLS), np.float32)
+    c[0, Control.HEAD_YAW], c[0, Control.HEAD_ROLL] = 8.0, 6.0
+    c[1, Control.HEAD_PITCH] = 5.0
+    frames = gen._frames(c)
+    band = round(0.04 * avatar.rgb.shape[0])
+    for pose, frame in zip(("turn 8 + roll 6", "nod 5"), frames, strict=True):
+        moved, photo = streakiness(frame, avatar.rgb, band)
+        print(f"{pose}: row-to-row change {moved:.2f} of the column-to-column one, photo {photo:.2f}")
+        assert moved >= 0.8 * photo, f"{pose}: streaks down the top edge ({moved:.2f} against the photo's {photo:.2f})"
+    with torch.inference_mode():
+        reference = gen.renderer(torch.from_numpy(c)).numpy().astype(np.int16)
+    assert np.abs(frames[:, :band].astype(np.int16) - reference[:, :band]).mean() < 0.5

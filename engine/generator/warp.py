@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -30,11 +31,27 @@ from kernels.warp import warp_composite
 from kernels.warp_cv2 import remap_composite, upsample
 from kernels.warp_triton import triton_available, warp_composite_triton
 
-__all__ = ["WarpGenerator", "WarpRenderer", "mouth_palette", "smoothstep"]
+__all__ = ["WarpGenerator", "WarpRenderer", "fold", "mouth_palette", "smoothstep"]
+
+T = TypeVar("T", np.ndarray, torch.Tensor)
+
 
 def smoothstep(e0: float | torch.Tensor, e1: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     t = torch.clamp((x - e0) / (e1 - e0), 0.0, 1.0)
     return t * t * (3 - 2 * t)
+
+
+def fold(v: T, lo: float | None, hi: float | None) -> T:
+    """Source coordinates v (a map's x or y) mirrored back at lo and at hi (None: that side is left as it is).
+
+    Where the head's box ends at the picture's edge, a head moving away from it reads the layer past the edge. Clamped
+    there, the last row or column repeats as streaks as long as the motion (30 px at pedersen_tilted's brow); mirrored,
+    the hair or skin beside the edge goes on as hair or skin."""
+    if lo is not None:
+        v = lo + abs(v - lo)
+    if hi is not None:
+        v = hi - abs(hi - v)
+    return v
 
 
 class WarpRenderer(nn.Module):
@@ -56,6 +73,9 @@ class WarpRenderer(nn.Module):
         part, backdrop, hair, self.roi = split.part, split.backdrop, split.hair, split.roi  # cropped to the roi
         x0, y0, x1, y1 = self.roi
         rw, rh = x1 - x0, y1 - y0
+        h, w = avatar.rgb.shape[:2]
+        # Which of the box's sides (left, right; top, bottom) are the picture's edges: there the map is folded back.
+        self.at_edge = ((x0 == 0, x1 == w), (y0 == 0, y1 == h))
         self.g: RigGeometry = rig.shifted(x0, y0)
         self.stride = max(1, round(rig.face_w / field_px_per_face))
         # A field sample stands for a stride x stride cell, at its centre: where cv2.resize and
@@ -186,10 +206,14 @@ class WarpRenderer(nn.Module):
         if self.stride > 1:  # fields are smooth: interpolate them up to the pixels
             o = self.pad * self.stride
             grid = self._upsample(grid)[:, :, o : o + rh, o : o + rw]
+        grid = torch.stack(self.folded(grid[:, 0], grid[:, 1], normalised=True), dim=1)
         if self.overlay_stride > 1:
             up = dict(scale_factor=self.overlay_stride, mode="bilinear", align_corners=False)
-            overlay = F.interpolate(overlay, **up)[:, :, : box[3] - box[1], : box[2] - box[0]]
-            alpha = F.interpolate(alpha, **up)[:, :, : box[3] - box[1], : box[2] - box[0]]
+            overlay, alpha = F.interpolate(overlay, **up), F.interpolate(alpha, **up)
+        # Cropped at any stride: where the mouth's box ends at the head's box (a small face near the picture's bottom),
+        # the interior drawn at half the field's stride passes it by a pixel or two, upsampled or not.
+        bh, bw = box[3] - box[1], box[2] - box[0]
+        overlay, alpha = overlay[:, :, :bh, :bw], alpha[:, :, :bh, :bw]
         composite = warp_composite_triton if self.roi_src.is_cuda and triton_available() else warp_composite
         roi = composite(self.roi_src, grid.permute(0, 2, 3, 1), overlay, alpha, box, self.plate)  # (N, 3, rh, rw)
         for lid, eye_box, eye in zip(lid_shade, self.lid_boxes_px, self.g.eyes, strict=True):
@@ -201,6 +225,16 @@ class WarpRenderer(nn.Module):
         roi_u8 = roi.mul_(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8)
         frames[:, y0:y1, x0:x1] = roi_u8.permute(0, 2, 3, 1)
         return frames
+
+    def folded(self, mx: T, my: T, normalised: bool = False) -> tuple[T, T]:
+        """A pixel map (mx, my in ROI pixels, or in the grid's [-1, 1] if normalised) folded back at the sides of the
+        box that are the picture's edges (`fold`). Folded after upsampling: folding the coarse field would bend the
+        map between its samples."""
+        rh, rw = self.roi_src.shape[1:]
+        (left, right), (top, bottom) = self.at_edge
+        x_lo, x_hi, y_lo, y_hi = (-1.0, 1.0, -1.0, 1.0) if normalised else (0.0, rw - 1.0, 0.0, rh - 1.0)
+        return (fold(mx, x_lo if left else None, x_hi if right else None),
+                fold(my, y_lo if top else None, y_hi if bottom else None))
 
     def _upsample(self, field: torch.Tensor) -> torch.Tensor:
         return F.interpolate(field, scale_factor=self.stride, mode="bilinear", align_corners=False)
@@ -320,7 +354,7 @@ class WarpGenerator:
         overlay = np.ascontiguousarray(overlay.transpose(0, 2, 3, 1))
         o = r.pad * r.stride
         for i in range(len(controls)):
-            map_x, map_y = upsample(sx[i], r.stride, rh, rw, o), upsample(sy[i], r.stride, rh, rw, o)
+            map_x, map_y = r.folded(upsample(sx[i], r.stride, rh, rw, o), upsample(sy[i], r.stride, rh, rw, o))
             remap_composite(self.renderer.layer_u8, map_x, map_y, upsample(overlay[i], r.overlay_stride, bh, bw),
                             upsample(alpha[i, 0], r.overlay_stride, bh, bw), box, frames[i, y0:y1, x0:x1], r.plate_u8)
             if alphas is not None:  # the head's alpha through the same map over the still person: "over"
