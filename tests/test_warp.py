@@ -11,10 +11,13 @@ from engine.generator.warp import WarpGenerator
 from engine.types import N_CONTROLS, Control, MotionWindow
 from tests.conftest import REPO
 
+LOWRES = REPO / "tests/data/portraits/hopper_lowres_160.jpg"
 
-@pytest.mark.parametrize("portrait", [None, REPO / "tests/data/portraits/hopper.jpg"], ids=["stride1", "stride2"])
+@pytest.mark.parametrize("portrait", [None, REPO / "tests/data/portraits/hopper.jpg", LOWRES],
+                         ids=["stride1", "stride2", "bicubic"])
 def test_fast_path_matches_the_torch_module(portrait) -> None:
     gen = WarpGenerator(prepare_avatar(portrait))
+    assert gen.renderer.bicubic == (portrait == LOWRES)  # a 61 px face; the astronaut's is 92 px
     n = 6
     c = np.zeros((n, N_CONTROLS), np.float32)
     c[:, Control.JAW_OPEN] = np.linspace(0, 1, n)
@@ -28,6 +31,29 @@ def test_fast_path_matches_the_torch_module(portrait) -> None:
     assert fast.shape == reference.shape
     assert np.abs(fast - reference).mean() < 0.25  # in 0..255 levels
     assert np.abs(fast - reference).max() <= 8
+
+
+def test_a_small_face_keeps_its_lip_seam_at_a_half_pixel_shift(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle head moves by fractions of a pixel: on a small face the closed lips' seam keeps its contrast when the
+    head is lifted by half a pixel (bilinear resampling would average it with the lips beside it)."""
+    import engine.generator.warp as warp
+
+    avatar = prepare_avatar(LOWRES)
+    lm = avatar.landmarks
+    x, y = (round(float(v)) for v in (lm[13, :2] + lm[14, :2]) / 2)
+
+    def seam_contrast(gen: WarpGenerator) -> np.ndarray:
+        c = np.zeros((2, N_CONTROLS), np.float32)
+        c[1, Control.BREATH] = 0.5 / (0.012 * gen.renderer.g.face_ry)  # breath lifts the head by 0.012 face_ry
+        luma = gen._frames(c).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        rows = luma[:, y - 3 : y + 4, x - 3 : x + 4].mean(axis=2)  # across the seam, 7 columns averaged
+        return rows.max(axis=1) - rows.min(axis=1)
+
+    sharp = seam_contrast(WarpGenerator(avatar))
+    assert sharp[1] >= 0.95 * sharp[0], sharp
+    monkeypatch.setattr(warp, "SHARP_FACE_W", 0.0)  # bilinear, as larger faces are drawn
+    soft = seam_contrast(WarpGenerator(avatar))
+    assert soft[1] < 0.9 * soft[0], soft
 
 
 def test_render_returns_the_next_condition_and_keeps_the_seam_smooth() -> None:
