@@ -77,6 +77,11 @@ ANISO, RING_LOW, ENVELOPE, CORNER_SKIP = 2.0, 0.6, 0.3, 0.5
 DEPTH, SHADOW, SHADOW_PX, SHADOW_RATIO, BODY_SMOOTH = 0.7, 0.25, 5.0, 1.5, 0.25
 SAT_MATCH = (0.85, 1.15)
 DETAIL_SIGMA, DETAIL_MAX = 0.06, 0.12  # half-widths (0.7 px at least); a share of the lightness: see _match_around
+# See _meet_outline: the photo's skin right around the fill, smoothed over OUTLINE_SIGMA half-widths, carried in over
+# OUTLINE_FADE half-widths or as many more as keep it under OUTLINE_SLOPE levels per pixel (OUTLINE_MAX at most); what
+# is darker than RING_LOW of it closed over HAIR_PX half-widths is a hair or a lash.
+OUTLINE_SIGMA, OUTLINE_FADE, OUTLINE_SLOPE, OUTLINE_MAX, HAIR_PX = 0.05, 0.4, 4.0, 1.0, 0.12
+LIFTED, OUTLINE_ANISO = 0.15, 5.0  # see _meet_outline
 FILL_BLEND = 0.12  # half-widths (at least a pixel): the fill blends into the photo beside the hole over this
 # How skin's colour follows its lightness: each channel as luma ** SKIN_SHADE (least squares in logs over the clean skin
 # around the eyes of the astronaut and tests/data/portraits' luispedro, hopper, darker_skin_frontal,
@@ -290,6 +295,10 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     # read as a flat patch); the photo's own skin that the fill keeps has its own.
     grain = _fill_grain(rgb, eye, frame, g.us, g.ss[:, 0], g.step, hole, blend > 0.02, refs.ref, refs.lit, textured)
     filled = skin_shaded(filled, 1.0 + grain * blend)
+    # Right at its outline over the eye its broad tone is the skin's beside it there, wherever that lies (its sides
+    # beside the corners fade out instead: SIDE_SOFT; the skin there is the corners' shadows).
+    over = np.broadcast_to(1.0 - _ramp(0.9, 1.1, across), alpha.shape) * ~corners
+    filled = _meet_outline(filled * 255.0, g.px, alpha, over, eye.half_w / g.step, eye.half_w) / 255.0
     rgba = np.concatenate([filled, alpha[..., None]], axis=-1).astype(np.float32)
     return RimLayer(torch.from_numpy(rgba).permute(2, 0, 1)[None].contiguous(), float(g.us[0]), float(g.us[-1]),
                     float(g.ss[0, 0]), float(g.ss[-1, 0]))
@@ -547,13 +556,7 @@ def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: 
     weights = np.array([0.299, 0.587, 0.114], np.float32)
     luma = px @ weights
 
-    def mean(x: np.ndarray, where: np.ndarray, s: float) -> np.ndarray:
-        w = where.astype(np.float32)
-        num = cv2.GaussianBlur(x * (w[..., None] if x.ndim == 3 else w), (0, 0), s)
-        den = np.maximum(cv2.GaussianBlur(w, (0, 0), s), 1e-4)
-        return num / (den[..., None] if x.ndim == 3 else den)
-
-    level = mean(luma, band, 2.0 * sigma)
+    level = _masked_mean(luma, band, 2.0 * sigma)
     # (and nothing much darker than the ring's lighter skin: the brow's hairs, a lash's flick, a deep fold)
     r = 2 * max(1, round(ENVELOPE * hw)) + 1
     envelope = cv2.GaussianBlur(cv2.dilate(luma, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (r, r))), (0, 0), r / 4.0)
@@ -564,14 +567,7 @@ def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: 
         skin &= sat > WRINKLED_GREY * float(np.median(sat[skin]))
     if skin.sum() < 8:
         return filled
-    # The ring carried in more down the lid than along it (a membrane on a grid shrunk ANISO times in height): an
-    # even one took a lid's top from a brightly lit nose or temple beside it.
-    h, w = skin.shape
-    small = (w, max(2, round(h / ANISO)))
-    wk = cv2.resize(skin.astype(np.float32), small, interpolation=cv2.INTER_AREA)
-    vals = cv2.resize(np.where(skin[..., None], mean(px, skin, sigma), 0.0).astype(np.float32), small,
-                      interpolation=cv2.INTER_AREA) / np.maximum(wk, 1e-6)[..., None]
-    ring_tone = cv2.resize(membrane(vals.astype(np.float32), wk > 0.25), (w, h), interpolation=cv2.INTER_LINEAR)
+    ring_tone = _carried_in(px, skin, sigma)
     # Deeper in, the lid's body (`lid_fill`'s tone for it, smooth) where that is lighter than the skin around it (a lid
     # under a fold or a brow's shadow bulges out of it into the light; never darker: a lid darker or greyer than the
     # skin around it read as a patch of eye shadow): over DEPTH half-widths from the fill's outline where the two
@@ -591,8 +587,68 @@ def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: 
          + np.clip(depth / max(SHADOW * hw, shadow_px / px_per_cell, 1.0), 0.0, 1.0) * sharp)
     tone = ring_tone + (deep - ring_tone) * t[..., None]
     f_luma = filled @ weights
-    fine = np.clip(f_luma / np.maximum(mean(f_luma, inside, detail), 1.0) - 1.0, -DETAIL_MAX, DETAIL_MAX)
+    fine = np.clip(f_luma / np.maximum(_masked_mean(f_luma, inside, detail), 1.0) - 1.0, -DETAIL_MAX, DETAIL_MAX)
     return np.where(inside[..., None], tone * (1.0 + fine)[..., None], filled).astype(np.float32)
+
+
+def _masked_mean(x: np.ndarray, where: np.ndarray, s: float) -> np.ndarray:
+    """x (H, W) or (H, W, C) averaged over a Gaussian of s cells, counting only the cells `where`."""
+    w = where.astype(np.float32)
+    num = cv2.GaussianBlur(x * (w[..., None] if x.ndim == 3 else w), (0, 0), s)
+    den = np.maximum(cv2.GaussianBlur(w, (0, 0), s), 1e-4)
+    return num / (den[..., None] if x.ndim == 3 else den)
+
+
+def _carried_in(px: np.ndarray, known: np.ndarray, sigma: float, aniso: float = ANISO) -> np.ndarray:
+    """The tone of px (H, W, 3) on `known` (averaged over sigma cells) carried over the rest by a membrane, more down
+    the lid than along it (on a grid shrunk `aniso` times in height): an even one took a lid's top from a brightly lit
+    nose or temple beside it."""
+    h, w = known.shape
+    small = (w, max(2, round(h / aniso)))
+    wk = cv2.resize(known.astype(np.float32), small, interpolation=cv2.INTER_AREA)
+    vals = cv2.resize(np.where(known[..., None], _masked_mean(px, known, sigma), 0.0).astype(np.float32), small,
+                      interpolation=cv2.INTER_AREA) / np.maximum(wk, 1e-6)[..., None]
+    return cv2.resize(membrane(vals.astype(np.float32), wk > 0.25), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _meet_outline(tone: np.ndarray, px: np.ndarray, alpha: np.ndarray, over: np.ndarray, hw: float,
+                  px_per_hw: float) -> np.ndarray:
+    """tone (H, W, 3, 0..255) brought to the photo's skin in a ring just outside alpha (RING half-widths wide) by
+    position over the fill's soft edge, back to itself over OUTLINE_FADE half-widths into its core (hw: grid cells per
+    half-width; further where they differ by more than OUTLINE_SLOPE levels per pixel of it, OUTLINE_MAX half-widths
+    at most), where `over` (0..1: the ring where it is 1). Toned from the ring's skin as a whole, a fill under a brow
+    ridge lit on one side and shadowed on the other met both in a step and read as a box (meeting_darker_skin). The
+    ring's hairs and lashes (thin and dark: darker than RING_LOW of the ring closed over HAIR_PX half-widths) are no
+    skin's."""
+    inside = alpha >= 0.02
+    k = 2 * max(1, round(max(2.0, RING * hw))) + 1
+    around = cv2.dilate(inside.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
+    ring = ~inside & (over > 0.99) & around
+    luma = px @ LUMA_F32
+    r = 2 * max(1, round(HAIR_PX * hw)) + 1
+    closed = cv2.morphologyEx(luma, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (r, r)))
+    ring = ring & (luma >= RING_LOW * closed)
+    if ring.sum() < 8:
+        return tone
+    near = _carried_in(px, ring, max(0.7, OUTLINE_SIGMA * hw), OUTLINE_ANISO)
+    core = cv2.distanceTransform((alpha >= 0.95).astype(np.uint8), cv2.DIST_L2, 5)
+    inside_tone = _masked_mean(tone, inside, max(1.0, TONE_SIGMA * hw))  # (its grain stays)
+    core = cv2.distanceTransform((alpha >= 0.95).astype(np.uint8), cv2.DIST_L2, 5)
+    edge = inside & (core < 1.0) & (over > 0.99)
+    if not edge.any():
+        return tone
+    # Not where even that skin's lightest (a tenth) is darker than the fill by LIFTED and more: a lid lifted out of a
+    # socket's or a brow's shadow (`_lift_socket`) meets it in a penumbra (`lid_fill`'s raised; carried in, the brow's
+    # hairs drew a dark band over it). Where some of that skin is as light, the fill's lightness is that part's.
+    differ = near - inside_tone
+    lift = 1.0 - np.percentile(near[edge] @ LUMA_F32, 90) / max(float(np.median(inside_tone[edge] @ LUMA_F32)), 1.0)
+    differ = differ * (1.0 - float(_ramp(0.0, LIFTED, np.array(lift))))
+    slope = cv2.GaussianBlur(np.abs(differ @ LUMA_F32), (0, 0), max(1.0, OUTLINE_FADE * hw))
+    fade = np.clip(slope / OUTLINE_SLOPE * (hw / px_per_hw), OUTLINE_FADE * hw, OUTLINE_MAX * hw)
+    w = (1.0 - _ramp(0.0, np.maximum(fade, 1.0), core)) * inside * over
+    # in lightness, shaded as skin is (`skin_shaded`): the ring's colour carried in greyed a lid under a brow's hairs
+    luma = np.maximum(inside_tone @ LUMA_F32, 1.0)
+    return skin_shaded(tone, np.maximum(1.0 + (differ @ LUMA_F32) * w / luma, 0.2)).astype(np.float32)
 
 
 def _fill_grain(rgb: np.ndarray, eye: Eye, frame: FaceFrame, us: np.ndarray, ss: np.ndarray, step: float,
