@@ -266,6 +266,9 @@ LID_BRIGHTEST = 1.05  # the painted lid's brightest against its skin colour (the
 BULGE, BULGE_AT, BULGE_W, LID_BASE, LOWER_DARK, CREASE = 0.07, 0.38, 0.32, 0.95, 0.1, 0.12
 # Over the filled skin (`lid_fill`) the crease is only a hint: deeper, it drew the open eye's outline again.
 CREASE_FILLED, FILLED_SHADE = 0.0, 0.6
+# The blink over which the filled skin comes in over the open eye's crease (see paint_lid): over 0.15-0.85 the crease
+# and upper outline (darker_skin_frontal's liner) still showed at half strength above the half-closed lid, a second lid.
+CREASE_FADE = (0.05, 0.3)
 # Over the filled skin: the sulcus's shadow (SULCUS deep at SULCUS_AT of the closed lid's length below its skin band's
 # top, SULCUS_W wide in the same units, none at the corners: a box's corners) and the light on the lid's middle
 # (BULGE_FILLED).
@@ -365,7 +368,7 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
     else:  # the filled skin (`lid_fill`), which meets the skin above it in tone: shaded relative to it
         layer = _layer_at(fill, u, s)
         # the open eye's crease (above the band) fills as the lid comes down, its lower part first
-        crease_in = 1.0 - (1.0 - smoothstep(0.15, 0.85, b)) * (1.0 - smoothstep(-1.0, 0.0, s))
+        crease_in = 1.0 - (1.0 - smoothstep(*CREASE_FADE, b)) * (1.0 - smoothstep(-1.0, 0.0, s))
         cover = layer[:, 3] * crease_in * below_edge
         colour = layer[:, :3]
         # Relative to the skin above it (1 at the lid's top; the filled skin has the photo's light): a closed lid
