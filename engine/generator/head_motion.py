@@ -314,5 +314,5 @@ def head_split_for(landmarks: np.ndarray, rgb: np.ndarray, matte: np.ndarray, pl
     """`prepared` (PreparedAvatar.head) where it was made from these arrays, else head_split now."""
     if prepared is not None and prepared.made_from(landmarks, rgb, matte, plate):
         return prepared
-    # The head's geometry only: the lids' measures (eyes.measure_lids) do not enter.
+    # The head's geometry only: the lids' measures (lid_fill.measure_lids) do not enter.
     return head_split(build_rig(landmarks), rgb, matte, plate, landmarks)

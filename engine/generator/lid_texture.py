@@ -1,4 +1,4 @@
-"""The closed lid's skin grain, made once at prepare time: a fill (`eyes.lid_fill`) is smooth, and a large closed
+"""The closed lid's skin grain, made once at prepare time: a fill (`lid_fill.lid_fill`) is smooth, and a large closed
 lid without the photo's pores and fine lines reads as a flat patch of make-up.
 
 The grain is the photo's own: the fine light and shade (luma over its local mean) of the clean skin around the

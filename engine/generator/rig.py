@@ -132,7 +132,7 @@ class Eye:
     # How far the upper lid's skin goes above its margin, k0 + k1 u + k2 u^2 pixels (eyes.lid_reach measures
     # it on the photo; build_rig's guess: half the way to the brow).
     reach: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    # The closed lid's skin colour, RGB 0..1 (eyes.lid_colour measures it on the photo; None: not measured).
+    # The closed lid's skin colour, RGB 0..1 (lid_fill.lid_colour measures it on the photo; None: not measured).
     lid_rgb: tuple[float, float, float] | None = None
     # The rest of the closed lid's look: its lashes' colour, the photo's light across it (eyes.LidLook).
     look: LidLook | None = None

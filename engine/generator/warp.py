@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
-from engine.generator.eyes import blink_cells, eye_offsets, measure_lids, paint_roi, paint_u8, shade_box, shaded
+from engine.generator.eyes import blink_cells, eye_offsets, paint_roi, paint_u8, shade_box, shaded
 from engine.generator.head_motion import depth_proxy, head_split_for, head_weight, jaw_line, pivot, sample
+from engine.generator.lid_fill import measure_lids
 from engine.generator.matte import person_layer
 from engine.generator.mouth import JAW_REACH, UPPER_SHARE, MouthRig, lip_gap, mouth_palette, own_teeth
 from engine.generator.person_alpha import picture_alpha, still_alpha
