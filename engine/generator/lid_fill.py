@@ -631,7 +631,6 @@ def _meet_outline(tone: np.ndarray, px: np.ndarray, alpha: np.ndarray, over: np.
     if ring.sum() < 8:
         return tone
     near = _carried_in(px, ring, max(0.7, OUTLINE_SIGMA * hw), OUTLINE_ANISO)
-    core = cv2.distanceTransform((alpha >= 0.95).astype(np.uint8), cv2.DIST_L2, 5)
     inside_tone = _masked_mean(tone, inside, max(1.0, TONE_SIGMA * hw))  # (its grain stays)
     core = cv2.distanceTransform((alpha >= 0.95).astype(np.uint8), cv2.DIST_L2, 5)
     edge = inside & (core < 1.0) & (over > 0.99)
