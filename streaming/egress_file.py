@@ -18,7 +18,7 @@ from engine.types import FPS, SAMPLES_PER_FRAME
 from streaming.aigc import KEY
 from streaming.disclosure import DisclosureLabel
 from streaming.egress_alpha import alpha_file_sink
-from streaming.encoding import CRF_BY_SIZE, EncodedPacket, EncodingSpec
+from streaming.encoding import EncodedPacket, EncodingSpec, file_video_options
 from streaming.sinks import PacedFrame, Sink
 from streaming.sources import FileSource, read_audio
 from streaming.stream import AvatarStream
@@ -56,8 +56,7 @@ class Mp4Sink(Sink):
         self.path = Path(path)
         self.metadata = dict(metadata or {})
         self.on_finished = on_finished
-        self.encoding = encoding or EncodingSpec(video_options=(("crf", CRF_BY_SIZE if crf is None else str(crf)),
-                                                                ("preset", preset)),
+        self.encoding = encoding or EncodingSpec(video_options=file_video_options(crf, preset),
                                                  audio_bit_rate=audio_bit_rate)
         self.fragmented = fragmented
         self._container: av.container.OutputContainer | None = None

@@ -13,7 +13,16 @@ from engine.config import EngineConfig
 from engine.generator import prepare_avatar
 from engine.session import AvatarSession
 from streaming.egress_file import Mp4Sink
-from streaming.encoding import FILE_CRF, FILE_CRF_MIN, AudioSpec, CodecEncoder, EncodingSpec, file_crf, live_video
+from streaming.encoding import (
+    FILE_CHROMA_OFFSET,
+    FILE_CRF,
+    FILE_CRF_MIN,
+    AudioSpec,
+    CodecEncoder,
+    EncodingSpec,
+    file_crf,
+    live_video,
+)
 from streaming.sources import FileSource, PushedAudio
 from streaming.stream import AvatarStream
 from tests.conftest import write_wav
@@ -62,13 +71,17 @@ def test_two_mp4_sinks_with_the_same_settings_share_one_encode(tmp_path: Path) -
     assert metrics["mp4"]["packets"] == metrics["mp4_2"]["packets"] > 96 and metrics["mp4"]["dropped"] == 0
 
 
-def x264_crf(path: Path) -> float:
-    """The crf x264 encoded the file with, from the settings it writes into its first keyframe (an SEI)."""
+def x264_setting(path: Path, name: str) -> float:
+    """A setting x264 encoded the file with, from the settings it writes into its first keyframe (an SEI)."""
     with av.open(str(path)) as c:
         first = bytes(next(p for p in c.demux(video=0) if p.size))
-    found = re.search(rb"crf=([0-9.]+)", first)
-    assert found, "no x264 settings in the first packet"
+    found = re.search(rb" " + name.encode() + rb"=(-?[0-9.]+)", first)
+    assert found, f"no x264 {name} in the first packet"
     return float(found.group(1))
+
+
+def x264_crf(path: Path) -> float:
+    return x264_setting(path, "crf")
 
 
 def test_a_files_crf_drops_below_512x512_pixels_and_stays_within_its_bounds() -> None:
@@ -98,6 +111,9 @@ def test_a_small_files_default_crf_is_its_sizes_and_a_given_crf_is_kept(tmp_path
     assert size == small.size and file_crf(*size) < FILE_CRF
     assert x264_crf(tmp_path / "default.mp4") == file_crf(*size)
     assert x264_crf(tmp_path / "given.mp4") == FILE_CRF
+    # Both keep the chroma finer than the luma (the lips' colour at a closed seam), whatever their crf.
+    for name in ("default.mp4", "given.mp4"):
+        assert x264_setting(tmp_path / name, "chroma_qp_offset") == FILE_CHROMA_OFFSET
 
 
 def test_an_mp4_sink_joining_a_live_stream_starts_at_a_forced_keyframe(tmp_path: Path) -> None:
