@@ -21,7 +21,7 @@ from engine.generator.matte import JAW_CORNERS, head_core, seed_hole, selfie_mas
 from engine.generator.warp import WarpGenerator
 from engine.types import N_CONTROLS, Control
 from kernels.warp_cv2 import upsample
-from tests.conftest import REPO
+from tests.conftest import REPO, prepared_fresh
 
 PORTRAITS = {"astronaut": None, "hopper": REPO / "tests/data/portraits/hopper.jpg"}
 POSES = {"turn": (Control.HEAD_YAW, 8.0), "nod": (Control.HEAD_PITCH, 6.0), "roll": (Control.HEAD_ROLL, 6.0)}
@@ -30,7 +30,7 @@ POSES = {"turn": (Control.HEAD_YAW, 8.0), "nod": (Control.HEAD_PITCH, 6.0), "rol
 @cache
 def rendered(portrait: str) -> tuple[PreparedAvatar, WarpGenerator, np.ndarray, np.ndarray]:
     """The avatar, its generator, the pose controls (rest, then POSES) and their frames."""
-    avatar = prepare_avatar(PORTRAITS[portrait], cache_dir=None)
+    avatar = prepared_fresh(PORTRAITS[portrait])
     gen = WarpGenerator(avatar)
     c = np.zeros((1 + len(POSES), N_CONTROLS), np.float32)
     for i, (control, value) in enumerate(POSES.values()):
