@@ -6,17 +6,27 @@ from here."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 import pytest
 
+from engine.generator import PreparedAvatar, prepare_avatar
 from harness import REPO
 from harness.faces import mouth_box
 from harness.server import ServerProcess, start_server, stop_server
 from harness.speech import espeak, speech_then_silence, write_wav
 
-__all__ = ["REPO", "ServerProcess", "espeak", "mouth_box", "speech_then_silence", "start_server", "stop_server",
-           "write_wav"]
+__all__ = ["REPO", "ServerProcess", "espeak", "mouth_box", "prepared_fresh", "speech_then_silence", "start_server",
+           "stop_server", "write_wav"]
+
+
+@cache
+def prepared_fresh(path: Path | None = None) -> PreparedAvatar:
+    """A portrait (None: the astronaut) prepared at 720 px by this checkout's code, not read from the disk cache
+    (another checkout's code may have filled it): once per test session, since several test files animate the
+    same portraits (2-8 s each). Shared: read it, never write into it."""
+    return prepare_avatar(path, max_side_px=720, cache_dir=None)
 
 
 @pytest.fixture(scope="module")

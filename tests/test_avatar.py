@@ -12,7 +12,7 @@ from PIL import Image
 from skimage import data
 
 from engine.generator.avatar import AvatarError, prepare_avatar
-from tests.conftest import REPO
+from tests.conftest import REPO, prepared_fresh
 
 
 def save(tmp: Path, name: str, rgb: np.ndarray, **kw: object) -> Path:
@@ -30,7 +30,7 @@ def test_exif_rotated_jpeg_is_turned_upright(tmp_path: Path) -> None:
     path = save(tmp_path, "sideways.jpg", sideways, exif=exif, quality=92)
     avatar = prepare_avatar(path, cache_dir=None)
     assert avatar.size == (512, 512)
-    reference = prepare_avatar(None, cache_dir=None)
+    reference = prepared_fresh()
     # Same face, same place: the landmarks agree within a few pixels (JPEG noise).
     assert np.abs(avatar.landmarks - reference.landmarks).mean() < 3.0
 

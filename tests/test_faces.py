@@ -32,7 +32,7 @@ from engine.generator.faces import (
     face_mesh,
     mesh_width,
 )
-from tests.conftest import REPO
+from tests.conftest import REPO, prepared_fresh
 
 PORTRAITS = REPO / "tests" / "data" / "portraits"
 
@@ -142,7 +142,7 @@ def test_the_turn_estimate_follows_a_turned_mesh(name: str) -> None:
                                                ("hopper_tall_exif6.jpg", 0, 8), ("luispedro.jpg", 20, MAX_YAW_DEG - 5)])
 def test_real_portraits_are_accepted_with_no_notes(name: str, lo: float, hi: float) -> None:
     # luispedro looks about 30 degrees to the image's left (his right ear in full view): turned, but animated.
-    avatar = prepare_avatar(None if name == "astronaut" else PORTRAITS / name, cache_dir=None)
+    avatar = prepared_fresh(None if name == "astronaut" else PORTRAITS / name)
     assert avatar.notes == ()
     assert lo <= abs(estimate_yaw_deg(avatar.landmarks)) <= hi
 
@@ -214,5 +214,5 @@ def test_covered_eyes_are_said_and_the_face_still_animates(tmp_path: Path) -> No
 
 def test_sunglasses_and_pale_lips_are_not_covered() -> None:
     # anne_helene: pale lips about as red as her cheeks, eyes behind sunglasses: both still show.
-    avatar = prepare_avatar(PORTRAITS / "anne_helene_sunglasses_small.jpg", cache_dir=None)
+    avatar = prepared_fresh(PORTRAITS / "anne_helene_sunglasses_small.jpg")
     assert not any("covered" in note for note in avatar.notes), avatar.notes

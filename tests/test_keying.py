@@ -17,7 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from engine.config import EngineConfig
-from engine.generator import PreparedAvatar, prepare_avatar
+from engine.generator import PreparedAvatar
 from engine.generator.faces import face_mesh
 from engine.generator.matte import selfie_mask
 from engine.generator.warp import WarpGenerator
@@ -30,7 +30,7 @@ from streaming.egress_file import render_to_file
 from streaming.keying import KEY_GREEN, Background, Still, alpha_from_key, parse_background
 from streaming.live_stream import confined_outputs, parse_outputs
 from streaming.outputs import OutputsSpec, canvas_for
-from tests.conftest import REPO
+from tests.conftest import REPO, prepared_fresh
 
 PORTRAITS = {"anne_helene": REPO / "tests/data/portraits/anne_helene_sunglasses_small.jpg", "astronaut": None,
              "hopper": REPO / "tests/data/portraits/hopper.jpg",
@@ -42,7 +42,7 @@ MARGIN_PX = 10
 
 @cache
 def prepared(name: str) -> PreparedAvatar:
-    return prepare_avatar(PORTRAITS[name], cache_dir=None)
+    return prepared_fresh(PORTRAITS[name])
 
 
 @cache

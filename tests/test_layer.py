@@ -22,7 +22,7 @@ from engine.generator.matte import JAW_CORNERS, head_core, seed_hole, selfie_mas
 from engine.generator.warp import WarpGenerator
 from engine.types import N_CONTROLS, Control
 from kernels.warp_cv2 import upsample
-from tests.conftest import REPO
+from tests.conftest import REPO, prepared_fresh
 
 PORTRAITS = {"astronaut": None, "hopper": REPO / "tests/data/portraits/hopper.jpg"}
 POSES = {"turn": (Control.HEAD_YAW, 8.0), "nod": (Control.HEAD_PITCH, 6.0), "roll": (Control.HEAD_ROLL, 6.0)}
@@ -31,7 +31,7 @@ POSES = {"turn": (Control.HEAD_YAW, 8.0), "nod": (Control.HEAD_PITCH, 6.0), "rol
 @cache
 def rendered(portrait: str) -> tuple[PreparedAvatar, WarpGenerator, np.ndarray, np.ndarray]:
     """The avatar, its generator, the pose controls (rest, then POSES) and their frames."""
-    avatar = prepare_avatar(PORTRAITS[portrait], cache_dir=None)
+    avatar = prepared_fresh(PORTRAITS[portrait])
     gen = WarpGenerator(avatar)
     c = np.zeros((1 + len(POSES), N_CONTROLS), np.float32)
     for i, (control, value) in enumerate(POSES.values()):
@@ -271,7 +271,7 @@ def test_no_ring_traces_the_old_outline(name: str) -> None:
     """The hair's blur and a JPEG's ringing just past the matte are not left on the plate: a turn uncovered them as a
     dotted ring round hopper_lowres_160's hat and arcs round darker_skin_frontal's hair (7% and 15% of the outline's
     pixels stood out from both sides by more than 8 levels; 0% and 2.5% now)."""
-    avatar = prepare_avatar(REPO / f"tests/data/portraits/{name}.jpg", cache_dir=None)
+    avatar = prepared_fresh(REPO / f"tests/data/portraits/{name}.jpg")
     excess = ring_along_the_outline(avatar)
     assert excess.size > 200, "too little outline beside a plain wall to say anything"
     share = float((excess > 8.0).mean())
@@ -283,7 +283,7 @@ def test_the_hairs_outer_curls_move_with_it() -> None:
     """darker_skin_frontal's outer curls, thinner than the head part's opening and further out than its growth back,
     are the head's own: left still, they stayed on the wall as ragged dark pieces along the old outline while the hair
     moved (569 px of matte >= 64 above the jaw left out of the head's part before, 144 now)."""
-    avatar = prepare_avatar(REPO / "tests/data/portraits/darker_skin_frontal.jpg", cache_dir=None)
+    avatar = prepared_fresh(REPO / "tests/data/portraits/darker_skin_frontal.jpg")
     assert avatar.head is not None
     x0, y0, x1, y1 = avatar.head.roi
     part = np.zeros(avatar.matte.shape, bool)

@@ -16,7 +16,7 @@ from engine.generator import PreparedAvatar, prepare_avatar
 from engine.generator.faces import face_mesh
 from engine.generator.mouth import inner_lips, lip_gap
 from engine.generator.rest_pose import CLOSED_GAP
-from tests.conftest import REPO
+from tests.conftest import REPO, prepared_fresh
 
 LUMA = np.array([0.299, 0.587, 0.114])
 # The darkest luma where the lips meet over the lips' own, median over the mouth's middle: 0.67 and 0.82 now;
@@ -98,7 +98,7 @@ def test_a_tilted_face_closes_its_lips_along_its_own_axis(tmp_path: Path) -> Non
     # The astronaut's photo (a smile showing teeth) turned by 25 degrees, prepared, and its closed rest turned
     # back: the same closed mouth and chin as the upright photo's. Closing straight down the photo's axis
     # (before round 4) read 11.8 levels off over the lower face; along the face's own axis, 4.4.
-    upright = prepare_avatar(None, max_side_px=512, cache_dir=None)
+    upright = prepared_fresh()  # 512 px: the photo's own size, which a 512 px limit would keep as well
     assert upright.rest is not None
     cx, cy = upright.landmarks.mean(axis=0)
     h, w = upright.rgb.shape[:2]
