@@ -52,11 +52,14 @@ CRF_BY_SIZE = "by-size"
 FILE_CRF, FILE_CRF_MIN = 20, 12
 FILE_CRF_FULL_PX = 512 * 512  # from this many pixels up, FILE_CRF
 FILE_CRF_PER_HALVING = 2.0  # crf steps down per halving of the pixel count below FILE_CRF_FULL_PX
-# A file's chroma is quantised this many steps finer than its luma (x264's chroma_qp_offset; its default is -2 with
-# psy-rd). The face mesh reads lips by their colour as much as by their light: at crf 20, anne_helene's 4:2:0 chroma
-# smeared the lips' red over the seam so that the mesh read closed lips as 1-2 px apart in silence (the render's own
-# chroma: 0.1-0.2 px). At -6 her closed share over idle seeds 0-4 rose from 94.3% to 97.0%, for 8% more bits.
-FILE_CHROMA_OFFSET = -6
+# A file's chroma is quantised no coarser than FILE_CHROMA_QP (x264's chroma_qp_offset, 0 by default, set from the
+# crf). The face mesh reads lips by their colour as much as by their light: at crf 20 x264 smeared anne_helene's lips'
+# red over their closed seam (her 4:2:0 chroma), so that the mesh read them 1-2 px apart in silence where the render's
+# own chroma read 0.1-0.2 px. At chroma QP 14 (offset -6) her closed share over idle seeds 0-4 rose from 94.3% to 98.5%,
+# for 8% more bits. A small picture's file already has a low crf, and its chroma keeps x264's default there:
+# hopper_lowres_160 (crf 14) read 99.3% at offset 0, 98.6% at -2 and 97.2% at -6 (the mesh's noise on a 61 px face).
+CHROMA_BY_CRF = "by-crf"
+FILE_CHROMA_QP = 14
 
 
 def file_crf(width: int, height: int) -> int:
@@ -74,15 +77,21 @@ def file_crf(width: int, height: int) -> int:
 
 def file_video_options(crf: int | None = None, preset: str = "veryfast") -> tuple[tuple[str, str], ...]:
     """A file's H.264 settings: crf None chosen from the picture's size when the codec opens (file_crf)."""
-    return (("crf", CRF_BY_SIZE if crf is None else str(crf)), ("preset", preset),
-            ("chromaoffset", str(FILE_CHROMA_OFFSET)))
+    return (("crf", CRF_BY_SIZE if crf is None else str(crf)), ("preset", preset), ("chromaoffset", CHROMA_BY_CRF))
+
+
+def file_chroma_offset(crf: float) -> int:
+    """x264's chroma_qp_offset that keeps a file's chroma at FILE_CHROMA_QP or finer (never above its default, 0)."""
+    return min(0, round(FILE_CHROMA_QP - crf))
 
 
 def video_options(options: Sequence[tuple[str, str]], width: int, height: int) -> dict[str, str]:
-    """A video spec's codec options for pictures of this size (CRF_BY_SIZE resolved)."""
+    """A video spec's codec options for pictures of this size (CRF_BY_SIZE and CHROMA_BY_CRF resolved)."""
     out = dict(options)
     if out.get("crf") == CRF_BY_SIZE:
         out["crf"] = str(file_crf(width, height))
+    if out.get("chromaoffset") == CHROMA_BY_CRF:
+        out["chromaoffset"] = str(file_chroma_offset(float(out.get("crf", FILE_CRF))))
     return out
 
 

@@ -14,12 +14,13 @@ from engine.generator import prepare_avatar
 from engine.session import AvatarSession
 from streaming.egress_file import Mp4Sink
 from streaming.encoding import (
-    FILE_CHROMA_OFFSET,
+    FILE_CHROMA_QP,
     FILE_CRF,
     FILE_CRF_MIN,
     AudioSpec,
     CodecEncoder,
     EncodingSpec,
+    file_chroma_offset,
     file_crf,
     live_video,
 )
@@ -111,9 +112,10 @@ def test_a_small_files_default_crf_is_its_sizes_and_a_given_crf_is_kept(tmp_path
     assert size == small.size and file_crf(*size) < FILE_CRF
     assert x264_crf(tmp_path / "default.mp4") == file_crf(*size)
     assert x264_crf(tmp_path / "given.mp4") == FILE_CRF
-    # Both keep the chroma finer than the luma (the lips' colour at a closed seam), whatever their crf.
-    for name in ("default.mp4", "given.mp4"):
-        assert x264_setting(tmp_path / name, "chroma_qp_offset") == FILE_CHROMA_OFFSET
+    # Both keep their chroma at FILE_CHROMA_QP or finer (the lips' colour at a closed seam), whatever their crf.
+    for name, crf in (("default.mp4", file_crf(*size)), ("given.mp4", FILE_CRF)):
+        assert x264_setting(tmp_path / name, "chroma_qp_offset") == file_chroma_offset(crf)
+    assert file_chroma_offset(FILE_CRF) == FILE_CHROMA_QP - FILE_CRF < 0 and file_chroma_offset(FILE_CHROMA_QP) == 0
 
 
 def test_an_mp4_sink_joining_a_live_stream_starts_at_a_forced_keyframe(tmp_path: Path) -> None:
