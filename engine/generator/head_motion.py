@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from engine.generator.exemplar import low_pass
-from engine.generator.matte import ROUGH_MAX, halo_reach, plate_hole, premultiplied_layer
+from engine.generator.matte import halo_reach, plate_hole, premultiplied_layer
 from engine.generator.rig import Box, RigGeometry, build_rig
 
 MAX_HEAD_DEG = 10.0  # the largest yaw, pitch or roll the layer's box is sized for (the blueprint uses <= 8)
@@ -271,8 +271,6 @@ def head_split(rig: RigGeometry, rgb: np.ndarray, matte: np.ndarray, plate: np.n
 
 # Behind the head, the still person beside it (a figure the head part leaves out) goes on this far, in face widths.
 STILL_BEHIND = 0.12
-# ... from where it is at least this share of that reach from its own edge.
-STILL_THICK = 0.25
 
 
 def _still_goes_on_behind(backdrop: np.ndarray, part: np.ndarray, matte: np.ndarray, fw: float) -> np.ndarray:
@@ -290,22 +288,13 @@ def _still_goes_on_behind(backdrop: np.ndarray, part: np.ndarray, matte: np.ndar
     to_still = cv2.distanceTransform(1 - still, cv2.DIST_L2, 3)
     to_wall = cv2.distanceTransform((matte != 0).astype(np.uint8), cv2.DIST_L2, 3)
     to_part = cv2.distanceTransform((~part).astype(np.uint8), cv2.DIST_L2, 3)
-    # The figure's colours spread out from it (a normalised blur), from past its rim on the head and from where it is
-    # thick: a curl or a wisp the head part left still is not spread into a smudge.
-    thick = cv2.distanceTransform(still, cv2.DIST_L2, 3) > STILL_THICK * reach
-    seed = (thick & (to_part > halo_reach(matte.shape) + 1)).astype(np.float32)
-    if not seed.any():
-        return backdrop
+    # The figure's colours spread out from it (a normalised blur), from past its rim on the head.
+    seed = ((still > 0) & (to_part > halo_reach(matte.shape) + 1)).astype(np.float32)
     fill = low_pass(backdrop * seed[..., None], 0.5 * reach) / np.maximum(low_pass(seed, 0.5 * reach), 1e-4)[..., None]
     # Whole over half the reach, fading out over the rest; where the wall is as near, half of it.
     u = np.clip((reach - to_still) / (0.5 * reach), 0.0, 1.0)
     share = np.clip(2.0 * to_wall / np.maximum(to_wall + to_still, 1e-3) - 0.5, 0.0, 1.0)
-    # Only a blurred figure goes on as a blur: a sharp one (pedersen_young_teeth's poster) spread so is a smudge.
-    grey = cv2.cvtColor(backdrop, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    detail = np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 2.0)) * seed
-    rough = low_pass(detail, 0.5 * reach) / np.maximum(low_pass(seed, 0.5 * reach), 1e-4)
-    plain = np.clip((ROUGH_MAX - rough) / (0.5 * ROUGH_MAX), 0.0, 1.0)
-    w = (u * u * (3 - 2 * u) * share * plain * part)[..., None]
+    w = (u * u * (3 - 2 * u) * share * part)[..., None]
     return (w * fill + (1.0 - w) * backdrop + 0.5).astype(np.uint8)
 
 
