@@ -551,9 +551,8 @@ def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: 
     under WRINKLED_GREY of its median saturation, a lens's reflection) are no skin's tone."""
     sigma, detail = max(1.0, TONE_SIGMA * hw), max(0.7, DETAIL_SIGMA * hw)
     inside = alpha >= 0.02
-    k = 2 * max(1, round(max(2.0, RING * hw))) + 1
-    band = ~inside & (cv2.dilate(inside.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0)
-    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    band = _ring_around(inside, hw)
+    weights = LUMA_F32
     luma = px @ weights
 
     level = _masked_mean(luma, band, 2.0 * sigma)
@@ -591,6 +590,12 @@ def _match_around(filled: np.ndarray, px: np.ndarray, alpha: np.ndarray, under: 
     return np.where(inside[..., None], tone * (1.0 + fine)[..., None], filled).astype(np.float32)
 
 
+def _ring_around(inside: np.ndarray, hw: float) -> np.ndarray:
+    """The band RING half-widths wide (2 cells at least) just outside `inside` (hw: grid cells per half-width)."""
+    k = 2 * max(1, round(max(2.0, RING * hw))) + 1
+    return ~inside & (cv2.dilate(inside.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0)
+
+
 def _masked_mean(x: np.ndarray, where: np.ndarray, s: float) -> np.ndarray:
     """x (H, W) or (H, W, C) averaged over a Gaussian of s cells, counting only the cells `where`."""
     w = where.astype(np.float32)
@@ -621,9 +626,7 @@ def _meet_outline(tone: np.ndarray, px: np.ndarray, alpha: np.ndarray, over: np.
     ring's hairs and lashes (thin and dark: darker than RING_LOW of the ring closed over HAIR_PX half-widths) are no
     skin's."""
     inside = alpha >= 0.02
-    k = 2 * max(1, round(max(2.0, RING * hw))) + 1
-    around = cv2.dilate(inside.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
-    ring = ~inside & (over > 0.99) & around
+    ring = _ring_around(inside, hw) & (over > 0.99)
     luma = px @ LUMA_F32
     r = 2 * max(1, round(HAIR_PX * hw)) + 1
     closed = cv2.morphologyEx(luma, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (r, r)))
