@@ -216,7 +216,8 @@ class WarpRenderer(nn.Module):
         if self.stride > 1:  # fields are smooth: interpolate them up to the pixels
             o = self.pad * self.stride
             grid = self._upsample(grid)[:, :, o : o + rh, o : o + rw]
-        grid = torch.stack(self.folded(grid[:, 0], grid[:, 1], normalised=True), dim=1)
+        if any(self.at_edge[0] + self.at_edge[1]):  # (a box clear of the edges: no copy of the grid)
+            grid = torch.stack(self.folded(grid[:, 0], grid[:, 1], normalised=True), dim=1)
         if self.overlay_stride > 1:
             up = dict(scale_factor=self.overlay_stride, mode="bilinear", align_corners=False)
             overlay, alpha = F.interpolate(overlay, **up), F.interpolate(alpha, **up)
