@@ -27,6 +27,12 @@ class Received:
     crops: list[np.ndarray] = field(default_factory=list)  # the watched region of each frame, grey
     audio_wall_s: list[float] = field(default_factory=list)
     audio_rms: list[float] = field(default_factory=list)
+    final: dict = field(default_factory=dict)  # the session's counters as its close returned them (close_session)
+
+    def frames_held(self) -> int:
+        """Frames the server held the picture for while it added pipeline delay (counted: a busy machine makes
+        a live session run a frame later rather than repeat frames; each costs a frame of wall time)."""
+        return int(self.final.get("pipeline_delay_raises", 0)) - int(self.final.get("pipeline_delay_lowers", 0))
 
 
 def auth_header(token: str | None) -> dict[str, str]:
@@ -105,8 +111,9 @@ async def stream_session(base_url: str, wav: Path, duration_s: float,
         await asyncio.sleep(duration_s)
     if close_session:
         close_token = answer.get("session_token", token)
-        await loop.run_in_executor(None, post_json, f"{base_url}/sessions/{answer['session_id']}/close", {}, 30.0,
-                                   close_token)
+        _, closed = await loop.run_in_executor(None, post_json, f"{base_url}/sessions/{answer['session_id']}/close",
+                                               {}, 30.0, close_token)
+        got.final = closed.get("session", {})
     for t in readers:
         t.cancel()
     await asyncio.wait_for(pc.close(), timeout=10)

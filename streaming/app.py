@@ -121,7 +121,8 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
         if stream is None:
             return json_error(404, f"no active session {request.match_info['sid']!r}")
         await stream.close()
-        return web.json_response({"closed": True})
+        # Its final counters: what the session did (frames sent, skipped, delay added) to its last frame.
+        return web.json_response({"closed": True, "session": stream.info()})
 
     async def control(request: web.Request) -> web.StreamResponse:
         """Live control of one session: JSON messages {"type": "instruction"|"persona", "text": ...}."""
