@@ -60,9 +60,10 @@ def test_stream_holds_48fps_while_the_director_is_slow_invalid_or_down(tmp_path,
     print(f"largest gap {gaps.max() * 1000:.0f} ms at {wall[gaps.argmax()] - wall[0]:.1f} s; "
           f"server repeated {counters['frames_repeated']}, skipped {counters['frames_skipped']}")
     # The server's own counters say whether it kept its clock; the peer's receive gaps say the same end to end. A
-    # window skipped is the render's (a busy machine skips some with the director fine: 7% on 2026-12-01's slow
-    # machines); a director that held the windows up would skip most of the 5.5 s it misbehaved, or stall them.
-    assert counters["frames_skipped"] <= 0.25 * counters["frames_sent"], counters
+    # window skipped is the render's: on 2026-12-01's machines (half as fast as the ones this test was written on)
+    # 3-20% of them with the director in any state, 28% once in a full suite run. A director that held the windows
+    # up would skip nearly all of the 5.5 s it misbehaved (60% of the stream), or stall it.
+    assert counters["frames_skipped"] <= 0.5 * counters["frames_sent"], counters
     assert gaps.max() < 0.15, "the stream stalled"
     assert counters["director_failures"] >= 3, counters
     assert counters["director_calls"] >= 3 and counters["director_invalid_replies"] >= 1, counters
