@@ -30,9 +30,14 @@ class Received:
     final: dict = field(default_factory=dict)  # the session's counters as its close returned them (close_session)
 
     def frames_held(self) -> int:
-        """Frames the server held the picture for while it added pipeline delay (counted: a busy machine makes
-        a live session run a frame later rather than repeat frames; each costs a frame of wall time)."""
-        return int(self.final.get("pipeline_delay_raises", 0)) - int(self.final.get("pipeline_delay_lowers", 0))
+        return frames_held(self.final)
+
+
+def frames_held(counters: dict) -> int:
+    """Frames a session's server held the picture for while it added pipeline delay, from its counters (/api/sessions,
+    or its close): a busy machine makes a live session run a frame later rather than repeat frames; each costs a
+    frame of wall time."""
+    return int(counters.get("pipeline_delay_raises", 0)) - int(counters.get("pipeline_delay_lowers", 0))
 
 
 def auth_header(token: str | None) -> dict[str, str]:
