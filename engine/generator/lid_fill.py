@@ -298,7 +298,7 @@ def lid_fill(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, flo
     # Right at its outline over the eye its broad tone is the skin's beside it there, wherever that lies (its sides
     # beside the corners fade out instead: SIDE_SOFT; the skin there is the corners' shadows).
     over = np.broadcast_to(1.0 - _ramp(0.9, 1.1, across), alpha.shape) * ~corners
-    filled = _meet_outline(filled * 255.0, g.px, alpha, over, eye.half_w / g.step, eye.half_w) / 255.0
+    filled = _meet_outline(filled * 255.0, g.px, alpha, over, eye.half_w / g.step, eye.half_w, corners) / 255.0
     rgba = np.concatenate([filled, alpha[..., None]], axis=-1).astype(np.float32)
     return RimLayer(torch.from_numpy(rgba).permute(2, 0, 1)[None].contiguous(), float(g.us[0]), float(g.us[-1]),
                     float(g.ss[0, 0]), float(g.ss[-1, 0]))
@@ -617,14 +617,14 @@ def _carried_in(px: np.ndarray, known: np.ndarray, sigma: float, aniso: float = 
 
 
 def _meet_outline(tone: np.ndarray, px: np.ndarray, alpha: np.ndarray, over: np.ndarray, hw: float,
-                  px_per_hw: float) -> np.ndarray:
+                  px_per_hw: float, cut: np.ndarray) -> np.ndarray:
     """tone (H, W, 3, 0..255) brought to the photo's skin in a ring just outside alpha (RING half-widths wide) by
     position over the fill's soft edge, back to itself over OUTLINE_FADE half-widths into its core (hw: grid cells per
     half-width; further where they differ by more than OUTLINE_SLOPE levels per pixel of it, OUTLINE_MAX half-widths
-    at most), where `over` (0..1: the ring where it is 1). Toned from the ring's skin as a whole, a fill under a brow
-    ridge lit on one side and shadowed on the other met both in a step and read as a box (meeting_darker_skin). The
-    ring's hairs and lashes (thin and dark: darker than RING_LOW of the ring closed over HAIR_PX half-widths) are no
-    skin's."""
+    at most, and no further than `cut`: the corners and the closed line, where it stops), where `over` (0..1: the ring
+    where it is 1). Toned from the ring's skin as a whole, a fill under a brow ridge lit on one side and shadowed on the
+    other met both in a step and read as a box (meeting_darker_skin). The ring's hairs and lashes (thin and dark: darker
+    than RING_LOW of the ring closed over HAIR_PX half-widths) are no skin's."""
     inside = alpha >= 0.02
     ring = _ring_around(inside, hw) & (over > 0.99)
     luma = px @ LUMA_F32
@@ -647,6 +647,10 @@ def _meet_outline(tone: np.ndarray, px: np.ndarray, alpha: np.ndarray, over: np.
     differ = differ * (1.0 - float(_ramp(0.0, LIFTED, np.array(lift))))
     slope = cv2.GaussianBlur(np.abs(differ @ LUMA_F32), (0, 0), max(1.0, OUTLINE_FADE * hw))
     fade = np.clip(slope / OUTLINE_SLOPE * (hw / px_per_hw), OUTLINE_FADE * hw, OUTLINE_MAX * hw)
+    # Ended within its room above `cut` (where it stops): a fade reaching past it ended in a hard edge there, a pale lid
+    # under a brown brow darkened as a band with a straight bottom (giunchedi_beard, maher_teeth, pedersen_open_mouth).
+    room = cv2.distanceTransform((~cut).astype(np.uint8), cv2.DIST_L2, 5)
+    fade = np.minimum(fade, core + room)
     w = (1.0 - _ramp(0.0, np.maximum(fade, 1.0), core)) * inside * over
     # in lightness, shaded as skin is (`skin_shaded`): the ring's colour carried in greyed a lid under a brow's hairs
     luma = np.maximum(inside_tone @ LUMA_F32, 1.0)
