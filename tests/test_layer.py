@@ -17,7 +17,7 @@ import torch
 
 from benchmarks.head_layer import MARGIN_PX, background, measure
 from engine.generator import PreparedAvatar, prepare_avatar
-from engine.generator.head_motion import _with_its_tips
+from engine.generator.head_motion import _still_goes_on_behind, _with_its_tips
 from engine.generator.matte import JAW_CORNERS, head_core, seed_hole, selfie_mask
 from engine.generator.warp import WarpGenerator
 from engine.types import N_CONTROLS, Control
@@ -347,3 +347,43 @@ def test_the_head_at_the_pictures_top_edge_moves_without_streaks() -> None:
     with torch.inference_mode():
         reference = gen.renderer(torch.from_numpy(c)).numpy().astype(np.int16)
     assert np.abs(frames[:, :band].astype(np.int16) - reference[:, :band]).mean() < 0.5
+
+
+def test_a_still_figure_beside_the_head_goes_on_behind_it() -> None:
+    """Where the head part meets a figure that stays (beard_smile_darker_skin's blurred neighbour at the jaw), the plate
+    behind the head goes on with the figure's colour, not the pale wall's: a turn showed a pale gap between them. The
+    figure's own pixels, the wall and the plate away from the figure are not changed."""
+    h, w = 120, 160
+    matte = np.zeros((h, w), np.uint8)
+    matte[:, 60:] = 255  # the head part, right
+    matte[60:, 30:60] = 160  # a still figure left of it, below
+    part = np.zeros((h, w), bool)
+    part[:, 60:] = True
+    backdrop = np.full((h, w, 3), 240, np.uint8)  # the pale wall and its fill behind the head
+    backdrop[60:, 30:60] = (200, 120, 130)  # the figure, as the photo shows it
+    out = _still_goes_on_behind(backdrop, part, matte, fw=100.0)
+    behind = out[80:, 62:66].astype(np.float32)
+    print(f"behind the head beside the figure: {behind.reshape(-1, 3).mean(axis=0).round()}")
+    assert np.abs(behind - (200, 120, 130)).max(axis=2).mean() < 25, "the wall's fill, not the figure, beside it"
+    assert np.array_equal(out[~part], backdrop[~part]), "the still figure and the wall changed"
+    assert np.array_equal(out[:30, 100:], backdrop[:30, 100:]), "the fill changed far from the figure"
+
+
+def test_a_still_figure_goes_on_behind_the_head_only_near_it() -> None:
+    """A still figure's colour goes on behind the head only as far as the figure is near: a wisp the head part left
+    still (hair's soft edge against the sky) beside a head whose still figure is far away took that far colour along
+    its whole length, dark and pale arcs along anne_helene_sunglasses_small's hair on a turn."""
+    h, w = 240, 200
+    matte = np.zeros((h, w), np.uint8)
+    matte[:, 80:] = 255  # the head part, right
+    matte[:100, 77:80] = 120  # a wisp left still along its edge, at the top
+    matte[170:, 10:80] = 200  # a thick still figure, far below the wisp
+    part = np.zeros((h, w), bool)
+    part[:, 80:] = True
+    backdrop = np.full((h, w, 3), 235, np.uint8)  # a pale sky and its fill behind the head
+    backdrop[170:, 10:80] = (40, 30, 30)  # the dark figure
+    out = _still_goes_on_behind(backdrop, part, matte, fw=200.0)
+    top = out[:90, 80:90].astype(np.int16)
+    print(f"behind the head beside the wisp: darkest {top.min()}")
+    assert top.min() > 225, "the far figure's colour along the wisp"
+    assert np.abs(out[200:, 82:86].astype(np.int16) - (40, 30, 30)).max(axis=2).mean() < 40, "the figure stopped"

@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import torch
 
-from engine.generator.matte import halo_reach, plate_hole, premultiplied_layer
+from engine.generator.exemplar import low_pass
+from engine.generator.matte import ROUGH_MAX, halo_reach, plate_hole, premultiplied_layer
 from engine.generator.rig import Box, RigGeometry, build_rig
 
 MAX_HEAD_DEG = 10.0  # the largest yaw, pitch or roll the layer's box is sized for (the blueprint uses <= 8)
@@ -260,11 +261,60 @@ def head_split(rig: RigGeometry, rgb: np.ndarray, matte: np.ndarray, plate: np.n
     x0, y0, x1, y1 = roi
     part = np.ascontiguousarray(part[y0:y1, x0:x1])
     backdrop = np.where(part[..., None], plate[y0:y1, x0:x1], rgb[y0:y1, x0:x1])
+    backdrop = _still_goes_on_behind(backdrop, part, matte[y0:y1, x0:x1], float(np.ptp(landmarks[:, 0])))
     layer = premultiplied_layer(rgb[y0:y1, x0:x1], np.where(part, matte[y0:y1, x0:x1], 0).astype(np.uint8), backdrop)
     m = HAIR_MARGIN_PX
     hx0, hy0 = max(0, x0 - m), max(0, y0 - m)
     hair = np.ascontiguousarray(hair[hy0 : min(h, y1 + m), hx0 : min(w, x1 + m)])
     return HeadSplit(roi, part, backdrop, layer, hair, (hx0, hy0), (landmarks, rgb, matte, plate))
+
+
+# Behind the head, the still person beside it (a figure the head part leaves out) goes on this far, in face widths.
+STILL_BEHIND = 0.12
+# ... from where it is at least this share of that reach from its own edge.
+STILL_THICK = 0.25
+SEED_NEAR = 0.05  # the seeds' share of the spread's weight from which it goes on whole: see _still_goes_on_behind
+
+
+def _still_goes_on_behind(backdrop: np.ndarray, part: np.ndarray, matte: np.ndarray, fw: float) -> np.ndarray:
+    """backdrop (h, w, 3) uint8 with the person that stays still beside the head's part (matte, not part) continued
+    into the part's plate over STILL_BEHIND face widths, as much as it is nearer than the wall.
+
+    The plate is filled from the wall alone, seeded past the whole person's soft edge: where the head part meets a
+    figure that stays (beard_smile_darker_skin's blurred neighbour at the jaw), a turn showed the pale wall's fill
+    between the still figure and the moved head, a gap with jagged white pieces. The figure's rim on the head (its
+    blur) seeds nothing; the still pixels themselves are not changed (the still frame is the photo). It goes on only
+    where enough of the figure is near (SEED_NEAR of the spread's weight): a wisp of hair the head part left still,
+    far from the thick figure that seeds, took that figure's colour along its length (a dark arc along
+    anne_helene_sunglasses_small's hair against the sky, a blob beside maher_teeth's)."""
+    still = ((matte > 1) & ~part).astype(np.uint8)
+    if not still.any() or not part.any():
+        return backdrop
+    reach = max(3.0, STILL_BEHIND * fw)
+    to_still = cv2.distanceTransform(1 - still, cv2.DIST_L2, 3)
+    to_wall = cv2.distanceTransform((matte != 0).astype(np.uint8), cv2.DIST_L2, 3)
+    to_part = cv2.distanceTransform((~part).astype(np.uint8), cv2.DIST_L2, 3)
+    # The figure's colours spread out from it (a normalised blur), from past its rim on the head and from where it is
+    # thick: a curl or a wisp the head part left still is not spread into a smudge.
+    thick = cv2.distanceTransform(still, cv2.DIST_L2, 3) > STILL_THICK * reach
+    seed = (thick & (to_part > halo_reach(matte.shape) + 1)).astype(np.float32)
+    if not seed.any():
+        return backdrop
+    # Only where the figure is near enough to say (SEED_NEAR of the blur's weight): the ratio of two blurs that are
+    # both nearly nothing is noise, and it drew black and white arcs along a head's edge (anne_helene's hair).
+    near = low_pass(seed, 0.5 * reach)
+    fill = np.clip(low_pass(backdrop * seed[..., None], 0.5 * reach) / np.maximum(near, 1e-4)[..., None], 0.0, 255.0)
+    # Whole over half the reach, fading out over the rest; where the wall is as near, half of it.
+    u = np.clip((reach - to_still) / (0.5 * reach), 0.0, 1.0)
+    share = np.clip(2.0 * to_wall / np.maximum(to_wall + to_still, 1e-3) - 0.5, 0.0, 1.0)
+    # Only a blurred figure goes on as a blur: a sharp one (pedersen_young_teeth's poster) spread so is a smudge.
+    grey = cv2.cvtColor(backdrop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    detail = np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 2.0)) * seed
+    rough = low_pass(detail, 0.5 * reach) / np.maximum(near, 1e-4)
+    plain = np.clip((ROUGH_MAX - rough) / (0.5 * ROUGH_MAX), 0.0, 1.0)
+    sure = np.clip(near / SEED_NEAR, 0.0, 1.0)
+    w = (u * u * (3 - 2 * u) * share * plain * sure * part)[..., None]
+    return (w * fill + (1.0 - w) * backdrop + 0.5).astype(np.uint8)
 
 
 def head_split_for(landmarks: np.ndarray, rgb: np.ndarray, matte: np.ndarray, plate: np.ndarray,
