@@ -43,6 +43,17 @@ T = TypeVar("T", np.ndarray, torch.Tensor)
 # (38 of 895 silent frames over idle seeds 0-4, against 10 bicubic). Larger faces keep bilinear: their features span
 # more pixels, and a bicubic remap costs 1.5-2.5x (the 512x512 astronaut, 92 px, stays under the cost target).
 SHARP_FACE_W = 90.0
+MOUTH_STEP = 2  # field samples between the points the mouth's offsets are solved on: see WarpRenderer._mouth_offsets
+
+
+def _odd(sl: slice, n: int) -> slice:
+    """sl (a slice of range(n), from 0 up) one longer where it has an even length and range(n) has room."""
+    start, stop = sl.start, min(sl.stop, n)
+    if (stop - start) % 2 == 1:
+        return slice(start, stop)
+    if stop < n:
+        return slice(start, stop + 1)
+    return slice(start - 1, stop) if start > 0 else slice(start, stop)
 
 
 def smoothstep(e0: float | torch.Tensor, e1: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -143,6 +154,9 @@ class WarpRenderer(nn.Module):
         if below > 0:
             bx0, by0, bx1, by1 = g.mouth_box(rw, rh, margin)
             self.mouth_slices = self._slices((bx0, by0, bx1, min(rh, by1 + math.ceil(below))))
+        # An odd number of samples each way (a sample more where the grid has it): `_mouth_offsets` solves every
+        # MOUTH_STEP-th one, from the first to the last.
+        self.mouth_slices = tuple(_odd(sl, n) for sl, n in zip(self.mouth_slices, self.X.shape[1:], strict=True))
         u = torch.linspace(-1.0, 1.0, 21)
         top, bottom = float(m.upper.y(u).min()), float(m.lower.y(u).max())
         reach = 1.2 * m.hw + margin  # a mouth widened to the full: its corners pulled out by ~17%
@@ -185,8 +199,7 @@ class WarpRenderer(nn.Module):
         # points are turned into it, and their offsets turned back, so a tilted face opens along its tilt.
         frame = self.g.frame
         ys, xs = self.mouth_slices
-        mqx, mqy = frame.to_face(qx[:, ys, xs], qy[:, ys, xs])
-        ox, oy = frame.vector_to_image(*self.mouth.offsets(c, mqx, mqy))
+        ox, oy = self._mouth_offsets(c, qx[:, ys, xs], qy[:, ys, xs])
         # The jaw moves the head and the neck under it, as the head's motion does (`head_mask`): not a collar, the
         # wall or another figure beside the jaw, whose edges against the still plate it would tear into streaks.
         keep = self.head_mask[:, ys, xs]
@@ -203,6 +216,21 @@ class WarpRenderer(nn.Module):
             if lid_shade is not None:
                 lid_shade.append(gain)
         return sx, sy, overlay, alpha
+
+    def _mouth_offsets(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mouth's offsets (`MouthRig.offsets`, turned back from the face's frame) at the points (qx, qy) (N, h, w)
+        of the field grid: solved on every MOUTH_STEP-th of them and interpolated between (bilinear), as the field
+        itself is between its samples. The mouth's field is most of a frame's cost (half of it at 512x512), and it is
+        smooth where the interior does not cover it: the opening's edges lie under the interior's own soft edge, which
+        is drawn at full resolution (`_interior`)."""
+        frame = self.g.frame
+        h, w = qx.shape[-2:]
+        k = MOUTH_STEP
+        if k == 1 or (h - 1) % k or (w - 1) % k:  # (a grid too small to give the mouth's box odd sides)
+            return frame.vector_to_image(*self.mouth.offsets(c, *frame.to_face(qx, qy)))
+        ox, oy = frame.vector_to_image(*self.mouth.offsets(c, *frame.to_face(qx[:, ::k, ::k], qy[:, ::k, ::k])))
+        o = F.interpolate(torch.stack([ox, oy], dim=1), size=(h, w), mode="bilinear", align_corners=True)
+        return o[:, 0], o[:, 1]
 
     def forward(self, controls: torch.Tensor) -> torch.Tensor:
         lid_shade: list[torch.Tensor | None] = []
