@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from harness.browser import chromium_page
-from harness.webrtc_client import stream_session
+from harness.webrtc_client import frames_held, stream_session
 from harness.whep_client import WhepViewer
 from tests.conftest import ServerProcess, speech_then_silence, start_server, stop_server, write_wav
 
@@ -69,14 +69,14 @@ def watch_in_chromium(server: ServerProcess, sid: str, profile: Path, wav: Path)
             p.wait_for_function("() => window.watchStats.state === 'playing'", timeout=30_000)
         out["url_after_load"] = page.url
         page.wait_for_timeout(1500)
-        raised = session_info(server, sid)["pipeline_delay_raises"]
+        held_before = frames_held(session_info(server, sid))
         starts = [frames_at_update(p) for p in (page, second)]
         page.wait_for_timeout(4000)
         ends = [frames_at_update(p) for p in (page, second)]
         out["stats"] = [p.evaluate("() => ({...window.watchStats})") for p in (page, second)]
         out["info"] = session_info(server, sid)
         # A frame of pipeline delay the server added meanwhile (counted: a busy machine) held the picture a frame.
-        held = out["info"]["pipeline_delay_raises"] - raised
+        held = frames_held(out["info"]) - held_before
         out["fps"] = [(f1 - f0 + held) / (t1 - t0) for (t0, f0), (t1, f1) in zip(starts, ends, strict=True)]
         out["mic_requests"] = page.evaluate("() => window.__micRequests")
         out["unmute_visible"] = page.is_visible("#unmute")
