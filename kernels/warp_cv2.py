@@ -25,13 +25,14 @@ def upsample(field: np.ndarray, stride: int, height: int, width: int, offset: in
     return up[offset : offset + height, offset : offset + width]
 
 
-def remap_composite(src: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, overlay: np.ndarray,
+def remap_composite(src: np.ndarray, map_x: np.ndarray, map_y: np.ndarray | None, overlay: np.ndarray,
                     alpha: np.ndarray, box: tuple[int, int, int, int], out: np.ndarray,
                     plate: np.ndarray | None = None, interpolation: int = cv2.INTER_LINEAR) -> None:
-    """One frame. src (h, w, 3) uint8, or with a plate (h, w, 4): a premultiplied layer (colour x alpha,
+    """One frame. src (sh, sw, 3) uint8, or with a plate (sh, sw, 4): a premultiplied layer (colour x alpha,
     alpha) laid over plate (h, w, 3) uint8 after warping; map_x, map_y (h, w) float32 source pixel
-    coordinates; overlay (bh, bw, 3) float32 in [0, 1] and alpha (bh, bw) over box = (x0, y0, x1, y1);
-    out (h, w, 3) uint8, written in place. interpolation: cv2.INTER_LINEAR, or INTER_CUBIC (the oracle's "bicubic")."""
+    coordinates, or map_x (h, w, 2) of both and map_y None (cv2.remap's two forms); overlay (bh, bw, 3)
+    float32 in [0, 1] and alpha (bh, bw) over box = (x0, y0, x1, y1); out (h, w, 3) uint8, written in
+    place. interpolation: cv2.INTER_LINEAR, or INTER_CUBIC (the oracle's "bicubic")."""
     warped = cv2.remap(src, map_x, map_y, interpolation=interpolation, borderMode=cv2.BORDER_REPLICATE)
     if plate is None:
         out[:] = warped

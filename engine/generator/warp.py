@@ -56,6 +56,18 @@ def _odd(sl: slice, n: int) -> slice:
     return slice(start - 1, stop) if start > 0 else slice(start, stop)
 
 
+def mirrored(img: np.ndarray, at_edge: tuple[tuple[bool, bool], tuple[bool, bool]], reach: int
+             ) -> tuple[np.ndarray, tuple[int, int]]:
+    """img with `reach` pixels of its own mirror image (`fold`) beyond the sides that are the picture's edges
+    (`WarpRenderer.at_edge`), and its first pixel's place in it (x, y). A map shifted by that place reads it as the
+    map folded back at those sides reads img (OpenCV's remap, on the other sides, repeats the last pixel: "border"), up
+    to `reach` pixels past them, without a pass over the map to fold it."""
+    (left, right), (top, bottom) = at_edge
+    reach = min(reach, *img.shape[:2]) - 1
+    top_px, bottom_px, left_px, right_px = (reach * side for side in (top, bottom, left, right))
+    return cv2.copyMakeBorder(img, top_px, bottom_px, left_px, right_px, cv2.BORDER_REFLECT_101), (left_px, top_px)
+
+
 def smoothstep(e0: float | torch.Tensor, e1: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     t = torch.clamp((x - e0) / (e1 - e0), 0.0, 1.0)
     return t * t * (3 - 2 * t)
@@ -111,6 +123,10 @@ class WarpRenderer(nn.Module):
         # The person as a premultiplied layer (colour x alpha, alpha) over a still background plate: the
         # head moves its layer, and wherever it uncovers the background the plate shows, not dragged wall.
         self.layer_u8 = split.layer
+        # The layer as OpenCV's remap reads it (WarpGenerator._frames): mirrored past the picture's edges, as far as
+        # half a face (a head turned or nodded reads 0.2 of one past them; the jaw less).
+        self.mirror_reach = math.ceil(0.5 * rig.face_w)
+        self.layer_mirrored, self.mirror_at = mirrored(self.layer_u8, self.at_edge, self.mirror_reach)
         self.plate_u8 = np.ascontiguousarray(backdrop)
         # What of the person stays still in the box (shoulders, a second figure): keyed outputs need it under the
         # moved head (WarpGenerator._alpha_frames).
@@ -133,6 +149,12 @@ class WarpRenderer(nn.Module):
         px, py = pivot(g)  # field coordinates relative to the roll's pivot
         self.register_buffer("Xp", self.X - px, persistent=False)
         self.register_buffer("Yp", self.Y - py, persistent=False)
+        # The head's map is a sum of these still fields, each weighted per frame (`_pose_weights`): one matrix product
+        # draws it for a whole window. Drawn term by term, its ~20 passes over (N, fh, fw) tensors were 40% of a frame's
+        # cost at 512x512 in windows of 8 (tensors of a window outgrow the cache).
+        moved = [self.head_mask * f for f in (self.Xp, self.Yp, self.yaw_px, self.pitch_px, torch.ones_like(self.X))]
+        basis = torch.cat([*moved, self.X, self.Y])  # (7, fh, fw)
+        self.register_buffer("pose_basis", basis.flatten(1).contiguous(), persistent=False)
         # Head motion moves the face a few pixels: the expression boxes are padded by that much.
         margin = 0.12 * g.face_w
         self.mouth_slices = self._slices(g.mouth_box(rw, rh, margin))
@@ -192,30 +214,38 @@ class WarpRenderer(nn.Module):
         `overlay_stride` pixels over `mouth_box_px`: overlay (N, 3, mh, mw) and alpha (N, 1, mh, mw).
         lid_shade: if given, each eye's closed-lid paint (N, 5, lh, lw; eyes.paint_roi) over its lid cells
         (`lid_boxes_px`), or None where no frame blinks that eye, is appended to it."""
+        q, overlay, alpha = self.maps(controls, lid_shade)
+        return q[:, 0], q[:, 1], overlay, alpha
+
+    def maps(self, controls: torch.Tensor, lid_shade: list[torch.Tensor | None] | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`fields` with the map's two coordinates in one tensor: (N, 2, fh, fw), x then y."""
         c = controls.to(self.X.dtype)[:, :, None, None]  # (N, C, 1, 1)
-        qx, qy = self._head_pose(c)  # (N, fh, fw): where each output pixel is in the still portrait
-        sx, sy = qx.clone(), qy.clone()
+        q = self._head_map(c)  # where each output pixel is in the still portrait
+        qx, qy = q[:, 0], q[:, 1]
         # The mouth and eye fields are drawn in the face's own upright frame (rig.FaceFrame): their grid
         # points are turned into it, and their offsets turned back, so a tilted face opens along its tilt.
+        # All of them read the head's map before any is added to it.
         frame = self.g.frame
         ys, xs = self.mouth_slices
-        ox, oy = self._mouth_offsets(c, qx[:, ys, xs], qy[:, ys, xs])
-        # The jaw moves the head and the neck under it, as the head's motion does (`head_mask`): not a collar, the
-        # wall or another figure beside the jaw, whose edges against the still plate it would tear into streaks.
-        keep = self.head_mask[:, ys, xs]
-        sx[:, ys, xs] += ox * keep
-        sy[:, ys, xs] += oy * keep
+        offsets = [(self.mouth_slices, *self._mouth_offsets(c, qx[:, ys, xs], qy[:, ys, xs]))]
         overlay, alpha = self._interior(c, qx, qy)
         for eye, blink, (ys, xs), cells in zip(self.g.eyes, (Control.BLINK_LEFT, Control.BLINK_RIGHT),
                                                self.eye_slices, self.lid_cells, strict=True):
             eqx, eqy = frame.to_face(qx[:, ys, xs], qy[:, ys, xs])
             ox, oy, gain = eye_offsets(eye, c, c[:, blink], eqx, eqy, cells)
-            ox, oy = frame.vector_to_image(ox, oy)
-            sx[:, ys, xs] += ox
-            sy[:, ys, xs] += oy
+            offsets.append(((ys, xs), *frame.vector_to_image(ox, oy)))
             if lid_shade is not None:
                 lid_shade.append(gain)
-        return sx, sy, overlay, alpha
+        (ys, xs), ox, oy = offsets[0]
+        # The jaw moves the head and the neck under it, as the head's motion does (`head_mask`): not a collar, the
+        # wall or another figure beside the jaw, whose edges against the still plate it would tear into streaks.
+        keep = self.head_mask[:, ys, xs]
+        offsets[0] = ((ys, xs), ox * keep, oy * keep)
+        for (ys, xs), ox, oy in offsets:  # (indexed on q itself: an exported graph drops writes through a view's view)
+            q[:, 0, ys, xs] += ox
+            q[:, 1, ys, xs] += oy
+        return q, overlay, alpha
 
     def _mouth_offsets(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The mouth's offsets (`MouthRig.offsets`, turned back from the face's frame) at the points (qx, qy) (N, h, w)
@@ -234,12 +264,11 @@ class WarpRenderer(nn.Module):
 
     def forward(self, controls: torch.Tensor) -> torch.Tensor:
         lid_shade: list[torch.Tensor | None] = []
-        sx, sy, overlay, alpha = self.fields(controls, lid_shade)
+        q, overlay, alpha = self.maps(controls, lid_shade)
         n = controls.shape[0]
         rh, rw = self.roi_src.shape[1:]
-        # (N, fh, fw, 2) viewed as channels-last (N, 2, fh, fw): upsampling keeps that layout, so the
-        # grid reaches grid_sample as (N, h, w, 2) without another copy.
-        grid = torch.stack([sx * (2.0 / (rw - 1)) - 1, sy * (2.0 / (rh - 1)) - 1], dim=-1).permute(0, 3, 1, 2)
+        # Upsampled as (N, 2, fh, fw), then viewed as grid_sample's (N, h, w, 2).
+        grid = q * q.new_tensor([2.0 / (rw - 1), 2.0 / (rh - 1)])[:, None, None] - 1
         box = self.mouth_box_px
         if self.stride > 1:  # fields are smooth: interpolate them up to the pixels
             o = self.pad * self.stride
@@ -283,23 +312,39 @@ class WarpRenderer(nn.Module):
         return F.interpolate(field, scale_factor=self.stride, mode="bilinear", align_corners=False)
 
     def _head_pose(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Output pixel -> portrait pixel for a small head motion of the person layer (head, hair and
-        neck; head_motion.head_weight): a rigid shift and roll, plus depth parallax so that yaw and
-        pitch read as turns, not slides. The background is a still plate under this layer."""
-        yaw, pitch, roll = c[:, Control.HEAD_YAW], c[:, Control.HEAD_PITCH], c[:, Control.HEAD_ROLL]
+        """`_head_map` as two (N, fh, fw) coordinates."""
+        q = self._head_map(c)
+        return q[:, 0], q[:, 1]
+
+    def _head_map(self, c: torch.Tensor) -> torch.Tensor:
+        """Output pixel -> portrait pixel (N, 2, fh, fw; x, y) for a small head motion of the person layer (head,
+        hair and neck; head_motion.head_weight): a rigid shift and roll, plus depth parallax so that yaw and pitch
+        read as turns, not slides. The background is a still plate under this layer."""
+        fh, fw = self.X.shape[1:]
+        return torch.mm(self._pose_weights(c).flatten(0, 1), self.pose_basis).view(-1, 2, fh, fw)
+
+    def _pose_weights(self, c: torch.Tensor) -> torch.Tensor:
+        """The weights (N, 2, 7) of `pose_basis`'s fields in the head's map, x and y.
+
+        A point at (Xp, Yp) from the roll's pivot is turned by yaw and pitch (t = -yaw x yaw_px, -pitch x pitch_px),
+        lifted by breathing (b), then rolled by the angle th; its offset from where it was, scaled by the head's
+        weight, is the map's: ox = (cos th - 1) Xp + sin th Yp + cos th tx + sin th (ty + b), and
+        oy = (cos th - 1) Yp - sin th Xp + cos th (ty + b) - sin th tx."""
+        yaw, pitch, roll = c[:, Control.HEAD_YAW, 0, 0], c[:, Control.HEAD_PITCH, 0, 0], c[:, Control.HEAD_ROLL, 0, 0]
         # A turn moves the face along its own left-right axis and a nod along its own up-down one: on a tilted face
-        # those are not the photo's (rig.FaceFrame). Breathing lifts the head straight up.
-        tx, ty = -yaw * self.yaw_px, -pitch * self.pitch_px
-        if not self.g.frame.upright:
-            tx, ty = self.g.frame.vector_to_image(tx, ty)
-        dx = self.Xp + tx  # (N, fh, fw), from the pivot
-        dy = self.Yp + ty + c[:, Control.BREATH] * (0.012 * self.g.face_ry)
+        # those are not the photo's (rig.FaceFrame). Breathing lifts the head straight up. (t's weights on yaw_px
+        # and on pitch_px.)
+        f = self.g.frame
+        (tx_yaw, tx_pitch), (ty_yaw, ty_pitch) = (-yaw, 0.0 * pitch), (0.0 * yaw, -pitch)
+        if not f.upright:
+            (tx_yaw, tx_pitch), (ty_yaw, ty_pitch) = (-f.cos * yaw, -f.sin * pitch), (f.sin * yaw, -f.cos * pitch)
+        b = c[:, Control.BREATH, 0, 0] * (0.012 * self.g.face_ry)
         th = roll * (math.pi / 180.0)
         cos, sin = torch.cos(th), torch.sin(th)
-        # The rotated point minus the output pixel (both from the pivot), scaled by the head's weight.
-        ox = cos * dx + sin * dy - self.Xp
-        oy = cos * dy - sin * dx - self.Yp
-        return self.X + self.head_mask * ox, self.Y + self.head_mask * oy
+        one, zero = torch.ones_like(th), torch.zeros_like(th)
+        wx = (cos - 1, sin, cos * tx_yaw + sin * ty_yaw, cos * tx_pitch + sin * ty_pitch, sin * b, one, zero)
+        wy = (-sin, cos - 1, cos * ty_yaw - sin * tx_yaw, cos * ty_pitch - sin * tx_pitch, cos * b, zero, one)
+        return torch.stack([torch.stack(wx, dim=1), torch.stack(wy, dim=1)], dim=1)
 
     def _interior(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The mouth's interior over `mouth_box_px`, every `overlay_stride` pixels: the head-pose map is
@@ -370,7 +415,8 @@ class WarpGenerator:
             x0, y0, x1, y1 = self.renderer.roi
             box = self._still_alpha[y0:y1, x0:x1]
             # The head that moves: the layer's alpha, less what keying cut out at the hair's edge.
-            self._layer_alpha = np.ascontiguousarray(np.minimum(self.renderer.layer_u8[..., 3], box))
+            r = self.renderer
+            self._layer_alpha = mirrored(np.minimum(r.layer_u8[..., 3], box), r.at_edge, r.mirror_reach)[0]
             # The person that stays still in the box (shoulders), as a fraction, under the moved head.
             self._still_box = np.where(self.renderer.still_part, box, 0).astype(np.float32)
             self._still_box /= 255.0
@@ -383,7 +429,9 @@ class WarpGenerator:
         r = self.renderer
         lid_shade: list[torch.Tensor | None] = []
         with torch.inference_mode():
-            sx, sy, overlay, alpha = (t.numpy() for t in r.fields(torch.from_numpy(controls), lid_shade))
+            q, overlay, alpha = (t.numpy() for t in r.maps(torch.from_numpy(controls), lid_shade))
+        q[:, 0] += r.mirror_at[0]  # read in the mirrored layer
+        q[:, 1] += r.mirror_at[1]
         blinks = controls[:, [Control.BLINK_LEFT, Control.BLINK_RIGHT]]
         x0, y0, x1, y1 = r.roi
         # The photo around the warped box; the box itself is written whole by remap_composite.
@@ -398,12 +446,12 @@ class WarpGenerator:
         o = r.pad * r.stride
         interpolation = cv2.INTER_CUBIC if r.bicubic else cv2.INTER_LINEAR  # the module's grid_sample mode
         for i in range(len(controls)):
-            map_x, map_y = r.folded(upsample(sx[i], r.stride, rh, rw, o), upsample(sy[i], r.stride, rh, rw, o))
-            remap_composite(self.renderer.layer_u8, map_x, map_y, upsample(overlay[i], r.overlay_stride, bh, bw),
+            xy = upsample(cv2.merge((q[i, 0], q[i, 1])), r.stride, rh, rw, o)  # (rh, rw, 2): remap's map of 2 channels
+            remap_composite(r.layer_mirrored, xy, None, upsample(overlay[i], r.overlay_stride, bh, bw),
                             upsample(alpha[i, 0], r.overlay_stride, bh, bw), box, frames[i, y0:y1, x0:x1], r.plate_u8,
                             interpolation)
             if alphas is not None:  # the head's alpha through the same map over the still person: "over"
-                moved = cv2.remap(self._layer_alpha, map_x, map_y, interpolation, borderMode=cv2.BORDER_REPLICATE)
+                moved = cv2.remap(self._layer_alpha, xy, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
                 alphas[i, y0:y1, x0:x1] = np.clip(moved + (255.0 - moved) * self._still_box + 0.5, 0, 255)
         # The closed lids, painted over all the window's blinking frames at once.
         for k, (gain, (bx0, by0, bx1, by1)) in enumerate(zip(lid_shade, r.lid_boxes_px, strict=True)):
