@@ -27,12 +27,14 @@ def upsample(field: np.ndarray, stride: int, height: int, width: int, offset: in
 
 def remap_composite(src: np.ndarray, map_x: np.ndarray, map_y: np.ndarray | None, overlay: np.ndarray,
                     alpha: np.ndarray, box: tuple[int, int, int, int], out: np.ndarray,
-                    plate: np.ndarray | None = None, interpolation: int = cv2.INTER_LINEAR) -> None:
+                    plate: np.ndarray | None = None, interpolation: int = cv2.INTER_LINEAR,
+                    overlay_stride: int = 1) -> None:
     """One frame. src (sh, sw, 3) uint8, or with a plate (sh, sw, 4): a premultiplied layer (colour x alpha,
     alpha) laid over plate (h, w, 3) uint8 after warping; map_x, map_y (h, w) float32 source pixel
     coordinates, or map_x (h, w, 2) of both and map_y None (cv2.remap's two forms); overlay (bh, bw, 3)
-    float32 in [0, 1] and alpha (bh, bw) over box = (x0, y0, x1, y1); out (h, w, 3) uint8, written in
-    place. interpolation: cv2.INTER_LINEAR, or INTER_CUBIC (the oracle's "bicubic")."""
+    float32 in [0, 1] and alpha (bh, bw) over box = (x0, y0, x1, y1), given every `overlay_stride` pixels
+    (`over`); out (h, w, 3) uint8, written in place. interpolation: cv2.INTER_LINEAR, or INTER_CUBIC (the
+    oracle's "bicubic")."""
     warped = cv2.remap(src, map_x, map_y, interpolation=interpolation, borderMode=cv2.BORDER_REPLICATE)
     if plate is None:
         out[:] = warped
@@ -41,6 +43,24 @@ def remap_composite(src: np.ndarray, map_x: np.ndarray, map_y: np.ndarray | None
         uncovered = cv2.cvtColor(cv2.bitwise_not(cv2.extractChannel(warped, 3)), cv2.COLOR_GRAY2RGB)
         cv2.add(cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB), cv2.multiply(plate, uncovered, scale=1.0 / 255.0), dst=out)
     x0, y0, x1, y1 = box
-    a = alpha[..., None]
-    region = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = (region + (overlay * 255.0 - region) * a + 0.5).astype(np.uint8)
+    over(out[y0:y1, x0:x1], overlay, alpha, overlay_stride)
+
+
+def over(region: np.ndarray, overlay: np.ndarray, alpha: np.ndarray, stride: int = 1) -> None:
+    """overlay (3 channels, 0..1) with its alpha laid over region (h, w, 3) uint8 in place; both given every `stride`
+    pixels (`upsample`d to the region). Only over the samples where alpha is not 0, and the one beyond on each side
+    (bilinear reads it): the mouth's box is sized for a jaw open to the full, its opening mostly a few rows of it."""
+    rows, cols = np.nonzero(alpha.any(axis=1)), np.nonzero(alpha.any(axis=0))
+    if not len(rows[0]):
+        return
+    r0, r1 = max(0, int(rows[0][0]) - 1), int(rows[0][-1]) + 2
+    c0, c1 = max(0, int(cols[0][0]) - 1), int(cols[0][-1]) + 2
+    h, w = region.shape[:2]
+    # The part's first sample sits where the whole's r0-th does: its pixels from r0 x stride on are the whole's.
+    y0, x0 = r0 * stride, c0 * stride
+    y1, x1 = min(h, r1 * stride), min(w, c1 * stride)
+    part = region[y0:y1, x0:x1]
+    a = upsample(np.ascontiguousarray(alpha[r0:r1, c0:c1]), stride, y1 - y0, x1 - x0)[..., None]
+    colour = upsample(np.ascontiguousarray(overlay[r0:r1, c0:c1]), stride, y1 - y0, x1 - x0)
+    below = part.astype(np.float32)
+    part[:] = (below + (colour * 255.0 - below) * a + 0.5).astype(np.uint8)

@@ -441,15 +441,13 @@ class WarpGenerator:
         frames[:, y0:y1, :x0], frames[:, y0:y1, x1:] = rgb[y0:y1, :x0], rgb[y0:y1, x1:]
         rh, rw = y1 - y0, x1 - x0
         box = r.mouth_box_px
-        bh, bw = box[3] - box[1], box[2] - box[0]
-        overlay = np.ascontiguousarray(overlay.transpose(0, 2, 3, 1))
+        overlay = overlay.transpose(0, 2, 3, 1)
         o = r.pad * r.stride
         interpolation = cv2.INTER_CUBIC if r.bicubic else cv2.INTER_LINEAR  # the module's grid_sample mode
         for i in range(len(controls)):
             xy = upsample(cv2.merge((q[i, 0], q[i, 1])), r.stride, rh, rw, o)  # (rh, rw, 2): remap's map of 2 channels
-            remap_composite(r.layer_mirrored, xy, None, upsample(overlay[i], r.overlay_stride, bh, bw),
-                            upsample(alpha[i, 0], r.overlay_stride, bh, bw), box, frames[i, y0:y1, x0:x1], r.plate_u8,
-                            interpolation)
+            remap_composite(r.layer_mirrored, xy, None, overlay[i], alpha[i, 0], box, frames[i, y0:y1, x0:x1],
+                            r.plate_u8, interpolation, r.overlay_stride)
             if alphas is not None:  # the head's alpha through the same map over the still person: "over"
                 moved = cv2.remap(self._layer_alpha, xy, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
                 alphas[i, y0:y1, x0:x1] = np.clip(moved + (255.0 - moved) * self._still_box + 0.5, 0, 255)
