@@ -51,6 +51,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -404,10 +405,14 @@ def motion_controls(n: int, start: int = 0) -> np.ndarray:
 
 
 def measure_cost(avatar: PreparedAvatar, renderer: WarpRenderer, n: int, runs: int = 7) -> Metric:
-    """Time the production path: WarpGenerator.render (torch fields + OpenCV byte remap), one thread."""
-    threads = torch.get_num_threads()
+    """Time the production path: WarpGenerator.render (torch fields + OpenCV byte remap), one thread.
+
+    OpenCV's own pool is held to one thread too: left alone it spreads the remap, resizes and colour conversion
+    over every core (both here: 720x1280 read 13-15 ms/frame so, 17-21 on one core)."""
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     generator = WarpGenerator(avatar, threads=1)
     condition = generator.first_frame()
+    cv2.setNumThreads(1)
     try:
         windows = [MotionWindow(i * n, motion_controls(n, i * n), np.zeros(n * 1000, np.float32))
                    for i in range(runs + 2)]
@@ -419,6 +424,7 @@ def measure_cost(avatar: PreparedAvatar, renderer: WarpRenderer, n: int, runs: i
                 times.append((time.perf_counter() - t0) * 1000.0 / n)
     finally:
         torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
     ms = statistics.median(times)
     w, h = avatar.size
     target = cost_target_ms(w, h)

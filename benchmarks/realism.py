@@ -62,7 +62,7 @@ side) and decoded back. Measures and targets:
 - standing instruction: "Keep a big warm smile the whole time." on a neutral face (hopper), speech
   rendered with and without it; mouth-corner height (mesh 61, 291) compared frame by frame, averaged
   over the whole render, as a share of the face height (mesh 10 to 152). Target >= 1%.
-- render cost, one core (torch.set_num_threads(1)): WarpGenerator.render on talking-like controls,
+- render cost, one core (torch's and OpenCV's threads set to 1): WarpGenerator.render on talking-like controls,
   windows of 8 (offline) and of 1 (live) frames, median ms/frame, at 512x512 (the astronaut) and at
   720x1280 (hopper_tall_exif6 at 1280). Target <= 4 and <= 10 ms/frame, windows of 8; the 1-frame row
   is shown for information. Meaningful on a quiet machine only.
