@@ -155,6 +155,14 @@ class WarpRenderer(nn.Module):
         moved = [self.head_mask * f for f in (self.Xp, self.Yp, self.yaw_px, self.pitch_px, torch.ones_like(self.X))]
         basis = torch.cat([*moved, self.X, self.Y])  # (7, fh, fw)
         self.register_buffer("pose_basis", basis.flatten(1).contiguous(), persistent=False)
+        # t (`_pose_weights`) from (yaw, pitch, breath): a turn moves the face along its own left-right axis and a nod
+        # along its own up-down one (on a tilted face those are not the photo's: rig.FaceFrame); breathing lifts the
+        # head straight up. Rows: yaw, pitch, breath; columns: t's x then y, each on yaw_px, pitch_px and 1.
+        cf, sf = (1.0, 0.0) if g.frame.upright else (g.frame.cos, g.frame.sin)
+        turn = [[-cf, 0.0, 0.0, sf, 0.0, 0.0], [0.0, -sf, 0.0, 0.0, -cf, 0.0],
+                [0.0, 0.0, 0.0, 0.0, 0.0, 0.012 * g.face_ry]]
+        self.register_buffer("pose_turn", torch.tensor(turn, dtype=torch.float32), persistent=False)
+        self.register_buffer("pose_eye", torch.eye(2), persistent=False)
         # Head motion moves the face a few pixels: the expression boxes are padded by that much.
         margin = 0.12 * g.face_w
         self.mouth_slices = self._slices(g.mouth_box(rw, rh, margin))
@@ -326,25 +334,17 @@ class WarpRenderer(nn.Module):
     def _pose_weights(self, c: torch.Tensor) -> torch.Tensor:
         """The weights (N, 2, 7) of `pose_basis`'s fields in the head's map, x and y.
 
-        A point at (Xp, Yp) from the roll's pivot is turned by yaw and pitch (t = -yaw x yaw_px, -pitch x pitch_px),
-        lifted by breathing (b), then rolled by the angle th; its offset from where it was, scaled by the head's
-        weight, is the map's: ox = (cos th - 1) Xp + sin th Yp + cos th tx + sin th (ty + b), and
-        oy = (cos th - 1) Yp - sin th Xp + cos th (ty + b) - sin th tx."""
-        yaw, pitch, roll = c[:, Control.HEAD_YAW, 0, 0], c[:, Control.HEAD_PITCH, 0, 0], c[:, Control.HEAD_ROLL, 0, 0]
-        # A turn moves the face along its own left-right axis and a nod along its own up-down one: on a tilted face
-        # those are not the photo's (rig.FaceFrame). Breathing lifts the head straight up. (t's weights on yaw_px
-        # and on pitch_px.)
-        f = self.g.frame
-        (tx_yaw, tx_pitch), (ty_yaw, ty_pitch) = (-yaw, 0.0 * pitch), (0.0 * yaw, -pitch)
-        if not f.upright:
-            (tx_yaw, tx_pitch), (ty_yaw, ty_pitch) = (-f.cos * yaw, -f.sin * pitch), (f.sin * yaw, -f.cos * pitch)
-        b = c[:, Control.BREATH, 0, 0] * (0.012 * self.g.face_ry)
-        th = roll * (math.pi / 180.0)
+        A point at p = (Xp, Yp) from the roll's pivot is moved by t (yaw and pitch: -yaw x yaw_px, -pitch x
+        pitch_px; breathing's lift, b), then rolled by R (the angle th); its offset from where it was, scaled by the
+        head's weight, is the map's: R (p + t) - p = (R - I) p + R t. t is a sum of the fields yaw_px, pitch_px and 1
+        (`pose_turn`'s weights); so is R t."""
+        moves = c[:, [Control.HEAD_YAW, Control.HEAD_PITCH, Control.BREATH], 0, 0]  # (N, 3)
+        t = torch.mm(moves, self.pose_turn).view(-1, 2, 3)  # t's x and y, on yaw_px, pitch_px and 1
+        th = c[:, Control.HEAD_ROLL, 0, 0] * (math.pi / 180.0)
         cos, sin = torch.cos(th), torch.sin(th)
-        one, zero = torch.ones_like(th), torch.zeros_like(th)
-        wx = (cos - 1, sin, cos * tx_yaw + sin * ty_yaw, cos * tx_pitch + sin * ty_pitch, sin * b, one, zero)
-        wy = (-sin, cos - 1, cos * ty_yaw - sin * tx_yaw, cos * ty_pitch - sin * tx_pitch, cos * b, zero, one)
-        return torch.stack([torch.stack(wx, dim=1), torch.stack(wy, dim=1)], dim=1)
+        rot = torch.stack([cos, sin, -sin, cos], dim=1).view(-1, 2, 2)
+        eye = self.pose_eye.expand(rot.shape)
+        return torch.cat([rot - eye, torch.bmm(rot, t), eye], dim=2)
 
     def _interior(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The mouth's interior over `mouth_box_px`, every `overlay_stride` pixels: the head-pose map is
