@@ -50,11 +50,11 @@ def over(region: np.ndarray, overlay: np.ndarray, alpha: np.ndarray, stride: int
     """overlay (3 channels, 0..1) with its alpha laid over region (h, w, 3) uint8 in place; both given every `stride`
     pixels (`upsample`d to the region). Only over the samples where alpha is not 0, and the one beyond on each side
     (bilinear reads it): the mouth's box is sized for a jaw open to the full, its opening mostly a few rows of it."""
-    rows, cols = np.nonzero(alpha.any(axis=1)), np.nonzero(alpha.any(axis=0))
-    if not len(rows[0]):
+    rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+    if not len(rows):
         return
-    r0, r1 = max(0, int(rows[0][0]) - 1), int(rows[0][-1]) + 2
-    c0, c1 = max(0, int(cols[0][0]) - 1), int(cols[0][-1]) + 2
+    r0, r1 = max(0, int(rows[0]) - 1), int(rows[-1]) + 2
+    c0, c1 = max(0, int(cols[0]) - 1), int(cols[-1]) + 2
     h, w = region.shape[:2]
     # The part's first sample sits where the whole's r0-th does: its pixels from r0 x stride on are the whole's.
     y0, x0 = r0 * stride, c0 * stride

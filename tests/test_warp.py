@@ -136,7 +136,7 @@ def test_the_mouths_field_solved_on_every_other_sample_draws_the_same_mouth(port
         c[i, [Control.JAW_OPEN, Control.SMILE, Control.MOUTH_ROUND, Control.HEAD_YAW]] = jaw, smile, rounded, yaw
     with torch.inference_mode():
         cc = torch.from_numpy(c)[:, :, None, None]
-        qx, qy = r._head_pose(cc)
+        qx, qy = r._head_map(cc).unbind(1)
         ys, xs = r.mouth_slices
         fields, frames = [], []
         for step in (1, 2):

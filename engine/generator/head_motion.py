@@ -205,7 +205,7 @@ def layer_box(rig: RigGeometry, matte: np.ndarray, landmarks: np.ndarray, width:
     px, py = pivot(rig)
     rad = MAX_HEAD_DEG * math.pi / 180.0
     # How far each moving point can travel: turning and nodding shift it (more with depth, as
-    # WarpRenderer._head_pose does), breathing lifts it, roll swings it about the pivot.
+    # WarpRenderer._head_map does), breathing lifts it, roll swings it about the pivot.
     shift = MAX_HEAD_DEG * (0.012 * max(rig.face_rx, rig.face_ry) + 0.5 * rig.face_w * rad / MAX_HEAD_DEG
                             * depth_proxy(rig, X, Y)) * math.sqrt(2.0) + 0.012 * rig.face_ry
     reach = (weight * (shift + rad * torch.sqrt((X - px) ** 2 + (Y - py) ** 2)) + step)[moving]

@@ -236,7 +236,11 @@ class WarpRenderer(nn.Module):
         # All of them read the head's map before any is added to it.
         frame = self.g.frame
         ys, xs = self.mouth_slices
-        offsets = [(self.mouth_slices, *self._mouth_offsets(c, qx[:, ys, xs], qy[:, ys, xs]))]
+        ox, oy = self._mouth_offsets(c, qx[:, ys, xs], qy[:, ys, xs])
+        # The jaw moves the head and the neck under it, as the head's motion does (`head_mask`): not a collar, the
+        # wall or another figure beside the jaw, whose edges against the still plate it would tear into streaks.
+        keep = self.head_mask[:, ys, xs]
+        offsets = [((ys, xs), ox * keep, oy * keep)]
         overlay, alpha = self._interior(c, qx, qy)
         for eye, blink, (ys, xs), cells in zip(self.g.eyes, (Control.BLINK_LEFT, Control.BLINK_RIGHT),
                                                self.eye_slices, self.lid_cells, strict=True):
@@ -245,11 +249,6 @@ class WarpRenderer(nn.Module):
             offsets.append(((ys, xs), *frame.vector_to_image(ox, oy)))
             if lid_shade is not None:
                 lid_shade.append(gain)
-        (ys, xs), ox, oy = offsets[0]
-        # The jaw moves the head and the neck under it, as the head's motion does (`head_mask`): not a collar, the
-        # wall or another figure beside the jaw, whose edges against the still plate it would tear into streaks.
-        keep = self.head_mask[:, ys, xs]
-        offsets[0] = ((ys, xs), ox * keep, oy * keep)
         for (ys, xs), ox, oy in offsets:  # (indexed on q itself: an exported graph drops writes through a view's view)
             q[:, 0, ys, xs] += ox
             q[:, 1, ys, xs] += oy
@@ -282,7 +281,7 @@ class WarpRenderer(nn.Module):
             o = self.pad * self.stride
             grid = self._upsample(grid)[:, :, o : o + rh, o : o + rw]
         if any(self.at_edge[0] + self.at_edge[1]):  # (a box clear of the edges: no copy of the grid)
-            grid = torch.stack(self.folded(grid[:, 0], grid[:, 1], normalised=True), dim=1)
+            grid = torch.stack(self.folded(grid[:, 0], grid[:, 1]), dim=1)
         if self.overlay_stride > 1:
             up = dict(scale_factor=self.overlay_stride, mode="bilinear", align_corners=False)
             overlay, alpha = F.interpolate(overlay, **up), F.interpolate(alpha, **up)
@@ -306,23 +305,16 @@ class WarpRenderer(nn.Module):
         frames[:, y0:y1, x0:x1] = roi_u8.permute(0, 2, 3, 1)
         return frames
 
-    def folded(self, mx: T, my: T, normalised: bool = False) -> tuple[T, T]:
-        """A pixel map (mx, my in ROI pixels, or in the grid's [-1, 1] if normalised) folded back at the sides of the
-        box that are the picture's edges (`fold`). Folded after upsampling: folding the coarse field would bend the
-        map between its samples."""
-        rh, rw = self.roi_src.shape[1:]
+    def folded(self, gx: torch.Tensor, gy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A grid (gx, gy in grid_sample's [-1, 1]) folded back at the sides of the box that are the picture's edges
+        (`fold`). Folded after upsampling: folding the coarse field would bend the map between its samples. (The byte
+        path reads a layer mirrored at prepare instead: `mirrored`.)"""
         (left, right), (top, bottom) = self.at_edge
-        x_lo, x_hi, y_lo, y_hi = (-1.0, 1.0, -1.0, 1.0) if normalised else (0.0, rw - 1.0, 0.0, rh - 1.0)
-        return (fold(mx, x_lo if left else None, x_hi if right else None),
-                fold(my, y_lo if top else None, y_hi if bottom else None))
+        gx = fold(gx, -1.0 if left else None, 1.0 if right else None)
+        return gx, fold(gy, -1.0 if top else None, 1.0 if bottom else None)
 
     def _upsample(self, field: torch.Tensor) -> torch.Tensor:
         return F.interpolate(field, scale_factor=self.stride, mode="bilinear", align_corners=False)
-
-    def _head_pose(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`_head_map` as two (N, fh, fw) coordinates."""
-        q = self._head_map(c)
-        return q[:, 0], q[:, 1]
 
     def _head_map(self, c: torch.Tensor) -> torch.Tensor:
         """Output pixel -> portrait pixel (N, 2, fh, fw; x, y) for a small head motion of the person layer (head,
