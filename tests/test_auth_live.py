@@ -27,7 +27,7 @@ SECRET = secrets.token_urlsafe(32)
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     # -v: the access log is on, so the test below sees what it would write.
-    srv = start_server(tmp_path_factory.mktemp("secured"), "--token", SECRET, "-v")
+    srv = start_server(tmp_path_factory.mktemp("secured"), f"--token={SECRET}", "-v")
     yield srv
     stop_server(srv)
 

@@ -36,7 +36,7 @@ def active_streams(url: str) -> list[str]:
 
 def test_upload_a_portrait_go_live_and_watch_it_in_a_second_tab(tmp_path: Path) -> None:
     mic = write_wav(tmp_path / "unused-mic.wav", speech_then_silence(0.2, 0.5, 0.2))
-    server = start_server(tmp_path, "--token", SECRET)
+    server = start_server(tmp_path, f"--token={SECRET}")
     errors: list[str] = []
     try:
         with chromium_page(tmp_path / "profile", mic, viewport=(1200, 1400)) as host:

@@ -104,7 +104,7 @@ def test_watch_page_and_an_aiortc_viewer_share_one_encode(tmp_path: Path, speech
     """With access control on: the page sends the view token of its URL as a bearer token."""
     mic = write_wav(tmp_path / "unused-mic.wav", speech_then_silence(0.2, 0.5, 0.2))
     result: dict = {}
-    server = start_server(tmp_path, "--token", SECRET)
+    server = start_server(tmp_path, f"--token={SECRET}")
 
     async def during(sid: str) -> None:
         await asyncio.sleep(1.0)
