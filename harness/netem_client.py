@@ -4,9 +4,10 @@ own network for a while (an nftables table that drops everything in and out), th
     ip netns exec NS python -m harness.netem_client URL TOKEN WAV OUT.json [--seconds 10] [--burst-at 4]
         [--burst-s 1] [--crop X0 Y0 X1 Y1]
 
-OUT.json: {"frames": [t, ...], "keyframes": [t, ...], "burst": [t_start, t_end], "connected": t, "error": ...,
-"mouth_motion": [[t, mean abs change of the cropped region since the last picture], ...]}, times from
-time.monotonic (system-wide: comparable with the test's).
+OUT.json: {"frames": [t, ...], "keyframes": [t, ...], "burst": [t_start, t_end], "connected": t, "first_frame": t,
+"error": ..., "mouth_motion": [[t, mean abs change of the cropped region since the last picture], ...]}, times from
+time.monotonic (system-wide: comparable with the test's). The burst and the end are timed from the first decoded
+frame, not the connection: a loaded machine once took 3 s from one to the other.
 """
 
 from __future__ import annotations
@@ -105,13 +106,14 @@ async def nft(*args: str) -> None:
 
 async def view(url: str, token: str, wav: Path, seconds: float, burst_at_s: float, burst_s: float,
                crop: tuple[int, int, int, int] | None = None) -> dict:
-    out: dict = {"frames": [], "keyframes": [], "burst": None, "connected": None, "error": None, "mouth_motion": []}
+    out: dict = {"frames": [], "keyframes": [], "burst": None, "connected": None, "first_frame": None, "error": None,
+                 "mouth_motion": []}
     note_keyframes(out["keyframes"])
     pc = RTCPeerConnection(NO_ICE_SERVERS)  # as the server: no STUN server off the machine
     player = MediaPlayer(str(wav), loop=True)
     pc.addTrack(player.audio)
     pc.addTransceiver("video", direction="recvonly")
-    connected = asyncio.Event()
+    connected, pictured = asyncio.Event(), asyncio.Event()
     readers: list[asyncio.Task[None]] = []
 
     async def read(track: MediaStreamTrack) -> None:
@@ -121,6 +123,7 @@ async def view(url: str, token: str, wav: Path, seconds: float, burst_at_s: floa
                 frame = await track.recv()
                 if track.kind == "video":
                     out["frames"].append(now := time.monotonic())
+                    pictured.set()
                     if crop is not None:  # how much the mouth region changed since the last decoded picture
                         x0, y0, x1, y1 = crop
                         region = frame.to_ndarray(format="gray")[y0:y1, x0:x1].astype(np.float32)
@@ -149,9 +152,11 @@ async def view(url: str, token: str, wav: Path, seconds: float, burst_at_s: floa
             raise RuntimeError(f"offer refused: {status} {answer}")
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         await asyncio.wait_for(connected.wait(), 20)
-        out["connected"] = t0 = time.monotonic()
+        out["connected"] = time.monotonic()
         readers.append(asyncio.create_task(ask_for_keyframes(pc, out["frames"], out["keyframes"])))
-        await asyncio.sleep(burst_at_s)
+        await asyncio.wait_for(pictured.wait(), 30)
+        out["first_frame"] = t0 = out["frames"][0]
+        await asyncio.sleep(max(0.0, t0 + burst_at_s - time.monotonic()))
         await nft(CUT)
         start = time.monotonic()
         await asyncio.sleep(burst_s)
@@ -187,7 +192,8 @@ def main() -> None:
         result = asyncio.run(view(args.url, args.token, args.wav, args.seconds, args.burst_at, args.burst_s,
                                   tuple(args.crop) if args.crop else None))
     except Exception as e:
-        result = {"frames": [], "burst": None, "connected": None, "error": f"{type(e).__name__}: {e}"}
+        result = {"frames": [], "burst": None, "connected": None, "first_frame": None,
+                  "error": f"{type(e).__name__}: {e}"}
     args.out.write_text(json.dumps(result))
 
 
