@@ -40,14 +40,15 @@ from engine.generator.rig import face_frame
 log = logging.getLogger(__name__)
 
 MAX_INPUT_PIXELS = 50_000_000  # larger images are refused before decoding (decompression bombs)
-PREP_VERSION = 12  # bump when what is cached changes meaning (3: the person matte and background plate; 5: the
+PREP_VERSION = 13  # bump when what is cached changes meaning (3: the person matte and background plate; 5: the
 # plate meets the photo along the matte's edge; 6: covered features refused or noted, the rest pose cut to the lips;
 # 7: the ears and the hair beside the face opaque in the matte, the plate's fill without mirrored structures;
 # 8: the plate's mirrored texture capped at the wall's grain; 9: the plate seeded past the person's soft edge, the
 # band a head uncovers filled with the wall's own patches; 10: the copied patches guarded against objects brought into
 # a plain wall and shaded like the wall round them; 11: the head's halo on a plain wall just past the matte on the
 # layer, the plate there the wall behind it; copies whose seams show on a plain wall give way to the smooth fill;
-# 12: a still figure beside the head goes on behind it in the head part's plate)
+# 12: a still figure beside the head goes on behind it in the head part's plate; 13: the head part takes the soft edge
+# past it, hair's wisps and blur, where that edge ends nearby)
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "avatar-engine" / "avatars"
 
 
