@@ -62,8 +62,10 @@ def test_stream_holds_48fps_while_the_director_is_slow_invalid_or_down(tmp_path,
     # The server's own counters say whether it kept its clock; the peer's receive gaps say the same end to end. A
     # window skipped is the render's: on 2026-12-01's machines (half as fast as the ones this test was written on)
     # 3-20% of them with the director in any state, 28% once in a full suite run. A director that held the windows
-    # up would skip nearly all of the 5.5 s it misbehaved (60% of the stream), or stall it.
+    # up would skip nearly all of the 5.5 s it misbehaved (60% of the stream), or stall it. A stall is as long as the
+    # director's 1 s re-plan limit; a loaded machine's receive gap is not (163 ms at 1.8 s in a full suite run on
+    # 2026-12-02, before the director misbehaved, with 179 of the frames skipped).
     assert counters["frames_skipped"] <= 0.5 * counters["frames_sent"], counters
-    assert gaps.max() < 0.15, "the stream stalled"
+    assert gaps.max() < 0.5, "the stream stalled"
     assert counters["director_failures"] >= 3, counters
     assert counters["director_calls"] >= 3 and counters["director_invalid_replies"] >= 1, counters
