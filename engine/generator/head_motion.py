@@ -135,12 +135,7 @@ def head_part(matte: np.ndarray, hole: np.ndarray, weight: np.ndarray, landmarks
     touching = np.unique(labels[(face > 0) & (sure > 0)])
     part = (np.isin(labels, touching[touching > 0]) | (face > 0)).astype(np.uint8)
     room = ((matte > 0) | (hole > 0)).astype(np.uint8)
-    cross = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-    for _ in range(max(2, round(GROW_REACH * fw))):
-        grown = (cv2.dilate(part, cross) & room) | part
-        if np.array_equal(grown, part):
-            break
-        part = grown
+    part = (part | (_growth_steps(part, room, max(2, round(GROW_REACH * fw))) > 0)).astype(np.uint8)
     part = _with_its_tips(part, matte, fw)
     part = _with_its_soft_edge(part, matte, fw)
     # The halo's rim past the matte (matte 1: matte._unmix_the_halo) moves with the edge it belongs to: left still, the
@@ -149,6 +144,22 @@ def head_part(matte: np.ndarray, hole: np.ndarray, weight: np.ndarray, landmarks
     near = cv2.dilate(part, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2)) > 0
     # Out of the head's reach everything stays anyway: the photo as it is.
     return (part > 0) | (near & (matte == 1)) | ((matte > 0) & ~moving)
+
+
+def _growth_steps(part: np.ndarray, room: np.ndarray, steps: int) -> np.ndarray:
+    """(H, W) int32: the step (1..steps) at which part (uint8 0/1), grown a pixel a step within room (uint8 0/1),
+    reached each pixel; 0 on part and where it did not reach."""
+    cross = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    step = np.zeros(part.shape, np.int32)
+    grown = part.copy()
+    for k in range(1, steps + 1):
+        nxt = (cv2.dilate(grown, cross) & room) | grown
+        new = nxt > grown
+        if not new.any():
+            break
+        step[new] = k
+        grown = nxt
+    return step
 
 
 def _with_its_soft_edge(part: np.ndarray, matte: np.ndarray, fw: float) -> np.ndarray:
@@ -160,17 +171,7 @@ def _with_its_soft_edge(part: np.ndarray, matte: np.ndarray, fw: float) -> np.nd
     the segmenter is unsure of (a poster's figure beside pedersen_young_teeth's hair, held at 0.3-0.7): taking a strip
     of it tore the figure on a turn, so nothing is taken within that distance of where it goes on."""
     reach = max(1, round(SOFT_REACH * fw))
-    soft = ((matte > 1) & (matte < SURE)).astype(np.uint8)
-    cross = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-    step = np.zeros(part.shape, np.int32)  # the growth step at which a soft pixel was reached (0: never)
-    grown = part.copy()
-    for k in range(1, 2 * reach + 2):
-        nxt = (cv2.dilate(grown, cross) & soft) | grown
-        new = nxt > grown
-        if not new.any():
-            break
-        step[new] = k
-        grown = nxt
+    step = _growth_steps(part, ((matte > 1) & (matte < SURE)).astype(np.uint8), 2 * reach + 1)
     take = (step > 0) & (step <= reach)
     goes_on = (step > 2 * reach).astype(np.uint8)
     if goes_on.any():
