@@ -126,3 +126,68 @@ def test_the_mirrored_layer_reads_as_the_map_folded_back_at_the_pictures_edges()
         # steps: a level or two. Left unmirrored, 216-221 levels.)
         diff = np.abs(got.astype(int) - want)
         assert diff.max() <= 2, f"{at_edge}: max {diff.max()}"
+
+
+@pytest.mark.parametrize("stride,interpolation", [(1, "linear"), (3, "linear"), (2, "cubic")])
+def test_the_layer_warped_only_where_it_may_land_is_the_whole_boxs_bytes(stride: int, interpolation: str) -> None:
+    """kernels.warp_cv2.layer_rects: a small layer (a head) in a large box, moved by a smooth map that carries it to
+    the box's edges and past the source's: warping and compositing only its rectangles, the plate copied elsewhere,
+    gives every byte of the whole box's composite; and the rectangles leave out much of the box (they would not if
+    the layer's integral image were ignored: checked with a full one)."""
+    import cv2
+    import numpy as np
+
+    from kernels.warp_cv2 import layer_rects, remap_composite, upsample
+
+    rng = np.random.default_rng(stride)
+    mode = cv2.INTER_LINEAR if interpolation == "linear" else cv2.INTER_CUBIC
+    h, w = 150, 210
+    src = np.zeros((h, w, 4), np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    head = ((xx - 100) / 40.0) ** 2 + ((yy - 70) / 50.0) ** 2 < 1  # an ellipse, a soft rim
+    src[..., 3] = np.where(head, 255, 0)
+    src[70:75, 140:142, 3] = 1  # a lone faint wisp far from the head: its tile must be warped too
+    src[..., :3] = (rng.integers(0, 256, (h, w, 3)) * (src[..., 3:] / 255.0)).astype(np.uint8)
+    plate = rng.integers(0, 256, (h, w, 3), np.uint8)
+    pad = 1 if stride > 1 else 0
+    fh, fw = -(-h // stride) + 2 * pad, -(-w // stride) + 2 * pad
+    gy, gx = np.mgrid[0:fh, 0:fw].astype(np.float32)
+    gx, gy = (gx - pad) * stride + (stride - 1) / 2, (gy - pad) * stride + (stride - 1) / 2
+    covered = cv2.integral((src[..., 3] > 0).astype(np.uint8))
+    skipped = []
+    for shift in ((0.0, 0.0), (31.7, -12.2), (-95.3, 40.1), (140.0, 10.0)):  # the last takes the wisp over the head
+        q = np.stack([gx - shift[0] + 3.0 * np.sin(gy / 17.0), gy - shift[1] + 2.0 * np.cos(gx / 13.0)])
+        q = q.astype(np.float32)
+        xy = upsample(cv2.merge((q[0], q[1])), stride, h, w, pad * stride)
+        overlay, alpha = np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.float32)
+        want = np.empty((h, w, 3), np.uint8)
+        remap_composite(src, xy, None, overlay, alpha, (0, 0, 4, 4), want, plate, mode)
+        rects = layer_rects(q, covered, stride, pad * stride, h, w, 5)
+        got = np.empty((h, w, 3), np.uint8)
+        remap_composite(src, xy, None, overlay, alpha, (0, 0, 4, 4), got, plate, mode, rects=rects)
+        assert np.array_equal(got, want), f"{shift}: {np.count_nonzero(got != want)} bytes differ"
+        skipped.append(1 - sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in rects) / (h * w))
+        full = cv2.integral(np.ones((h, w), np.uint8))
+        area = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in layer_rects(q, full, stride, pad * stride, h, w, 5))
+        assert area == h * w
+    assert min(skipped) > 0.2, skipped
+
+
+def test_the_box_converted_to_i420_alone_is_the_whole_frames_conversion() -> None:
+    """kernels.warp_cv2.i420_in_box: frames that differ from the still only inside an odd-sided, odd-placed box,
+    converted there alone over the still's conversion: the same bytes as converting each frame whole."""
+    import cv2
+    import numpy as np
+
+    from kernels.warp_cv2 import i420_in_box
+
+    rng = np.random.default_rng(1)
+    h, w = 48, 64
+    still = rng.integers(0, 256, (h, w, 3), np.uint8)
+    for box in ((5, 7, 33, 41), (0, 0, 64, 48), (1, 3, 64, 47)):
+        x0, y0, x1, y1 = box
+        frames = np.repeat(still[None], 3, axis=0)
+        frames[:, y0:y1, x0:x1] = rng.integers(0, 256, (3, y1 - y0, x1 - x0, 3), np.uint8)
+        want = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420) for f in frames])
+        got = i420_in_box(frames, cv2.cvtColor(still, cv2.COLOR_RGB2YUV_I420), box)
+        assert np.array_equal(got, want), f"{box}: {np.count_nonzero(got != want)} bytes differ"
