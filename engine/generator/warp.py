@@ -29,7 +29,7 @@ from engine.generator.rest_pose import CLOSED_GAP, RestPose
 from engine.generator.rig import RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
 from kernels.warp import warp_composite
-from kernels.warp_cv2 import i420_in_box, layer_rects, remap_composite, upsample
+from kernels.warp_cv2 import remap_composite, upsample
 from kernels.warp_triton import triton_available, warp_composite_triton
 
 __all__ = ["WarpGenerator", "WarpRenderer", "fold", "mouth_palette", "smoothstep"]
@@ -127,7 +127,6 @@ class WarpRenderer(nn.Module):
         # half a face (a head turned or nodded reads 0.2 of one past them; the jaw less).
         self.mirror_reach = math.ceil(0.5 * rig.face_w)
         self.layer_mirrored, self.mirror_at = mirrored(self.layer_u8, self.at_edge, self.mirror_reach)
-        self.layer_covered = cv2.integral((self.layer_mirrored[..., 3] > 0).astype(np.uint8))  # kernels.layer_rects
         self.plate_u8 = np.ascontiguousarray(backdrop)
         # What of the person stays still in the box (shoulders, a second figure): keyed outputs need it under the
         # moved head (WarpGenerator._alpha_frames).
@@ -373,7 +372,6 @@ class WarpGenerator:
         self.emit_alpha = False
         self._still_alpha: np.ndarray | None = None
         self._alpha_keyed = True
-        self._still_i420: np.ndarray | None = None
         # Process-wide in torch: the server keeps cores for encoding and other sessions.
         torch.set_num_threads(threads)
 
@@ -392,11 +390,8 @@ class WarpGenerator:
         controls[0] = condition.controls + step
         alphas = self._alpha_frames(len(controls)) if self.emit_alpha else None
         frames = self._frames(controls, alphas)
-        # Encoders want YUV 4:2:0: converting here, in the render thread, keeps it off the event loop. Outside the
-        # warped box every frame is the photo: its conversion is made once.
-        if self._still_i420 is None:
-            self._still_i420 = cv2.cvtColor(self.avatar.rgb, cv2.COLOR_RGB2YUV_I420)
-        i420 = i420_in_box(frames, self._still_i420, self.renderer.roi)
+        # Encoders want YUV 4:2:0: converting here, in the render thread, keeps it off the event loop.
+        i420 = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420) for f in frames])
         rendered = RenderedWindow(window.start_frame, frames, window.audio,
                                   (time.perf_counter() - t0) * 1000.0, window.created_t_s, i420, alphas)
         last = FirstFrame(rendered.end_frame - 1, frames[-1], controls[-1])
@@ -443,10 +438,8 @@ class WarpGenerator:
         interpolation = cv2.INTER_CUBIC if r.bicubic else cv2.INTER_LINEAR  # the module's grid_sample mode
         for i in range(len(controls)):
             xy = upsample(cv2.merge((q[i, 0], q[i, 1])), r.stride, rh, rw, o)  # (rh, rw, 2): remap's map of 2 channels
-            # Only where the head may land: the box is sized for the farthest turn, and the layer is the head alone.
-            rects = layer_rects(q[i], r.layer_covered, r.stride, o, rh, rw)
             remap_composite(r.layer_mirrored, xy, None, overlay[i], alpha[i, 0], box, frames[i, y0:y1, x0:x1],
-                            r.plate_u8, interpolation, r.overlay_stride, rects)
+                            r.plate_u8, interpolation, r.overlay_stride)
             if alphas is not None:  # the head's alpha through the same map over the still person: "over"
                 moved = cv2.remap(self._layer_alpha, xy, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
                 alphas[i, y0:y1, x0:x1] = np.clip(moved + (255.0 - moved) * self._still_box + 0.5, 0, 255)
