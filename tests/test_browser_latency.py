@@ -30,10 +30,8 @@ def test_probe_finds_the_bursts_in_mic_audio_and_video(server: ServerProcess, tm
     # The returned burst heard through Web Audio (context time mapped to performance.now()) and played by
     # the RTP receiver (epoch ms plus the reported playout delay) are two clocks on one event: they agree
     # within the tap's FIFO and render-ahead however loaded the machine. How far the mouth is from the
-    # sound is the benchmark's number: a starved Chromium shows -500..+400 ms (seen in CI and under two
+    # sound is the benchmark's number: a starved Chromium shows -550..+400 ms (seen in CI and under two
     # CPU burners), so the test holds only that it is within a burst period.
-    played = result["audio_played_ms"]
-    assert len(played) >= 3, result["bursts"]
     both = [b["heard_ms"] - b["played_ms"] for b in result["bursts"] if "heard_ms" in b and "played_ms" in b]
     assert len(both) >= 3 and abs(np.median(both)) < 100, both
     assert abs(np.median(offsets)) < PERIOD_S * 1000, offsets
