@@ -10,7 +10,7 @@ trial starts --settle seconds later. Each decoded picture is put at its stream f
 picture is its first keyframe, whose frame the server's sink counters name; RTP timestamps step 1875 a
 frame), and mediapipe's face mesh (video mode) reads the inner-lip gap over the inter-ocular distance;
 lips count as closed below benchmarks.realism's threshold (0.03, or 1 px). Per trial, in frames (48 fps;
-a live window is EngineConfig.window_frames frames):
+a live window is EngineConfig.window_frames frames, longer on a machine too slow for it: engine/window_size.py):
 
 - sound after interrupt: frames of sound the session still played (what it had read before the interrupt:
   streaming.sources.FEED_AHEAD_S, and a busy event loop's delay)
@@ -67,7 +67,7 @@ class RepeatLog(Sink):
 class Trial:
     interrupt_frame: int  # the input's live frame when interrupt was sent
     last_sound_frame: int  # the last frame with sound, as the session read it
-    window_frames: int
+    window_frames: int  # the session's live window length when the trial was read
     delay_s: float  # the stream's pipeline delay then (a frame is due this long after its sound came in)
     closed_below: float  # lip gap / inter-ocular distance
     gap: dict[int, float] = field(default_factory=dict)  # viewer frame -> lip gap (NaN: no face found)
@@ -214,7 +214,7 @@ def _measure(stream: AvatarStream, viewer: WhepViewer, anchor: int, read: dict[i
     corners = t.reference[[61, 291, 13, 14]]  # mediapipe: mouth corners, inner lips
     pad = 0.35 * (corners[1, 0] - corners[0, 0])
     box = (int(corners[0, 0] - pad), int(corners[2, 1] - pad), int(corners[1, 0] + pad), int(corners[3, 1] + pad))
-    return Trial(k_i, last, stream.session.config.window_frames, clock.delay_s, closed_below,
+    return Trial(k_i, last, stream.session.window_frames, clock.delay_s, closed_below,
                  {k: float(g) for k, g in zip(window, gaps, strict=True)},
                  {k: frames[k][0] - sent_s for k in window}, [k for k in repeated if k_i <= k <= k_i + AFTER_FRAMES],
                  {k: frames[k][1] for k in window}, box)

@@ -17,8 +17,11 @@ class EngineConfig:
     # Live latency is bounded below by (window_frames + lookahead_frames) / FPS + one 20 ms audio packet +
     # render_reserve_s: the defaults leave ~18 ms for late packets in an 80 ms pipeline delay
     # (benchmarks/latency.py). Offline rendering is faster with longer windows (8: ~20% more fps).
-    window_frames: int = 1  # frames per sub-clip window (1 = 21 ms)
+    window_frames: int = 1  # frames per sub-clip window (1 = 21 ms); live: the shortest, see max_live_window_frames
     offline_window_frames: int = 8  # ... in offline sessions (live=False, e.g. `render`): no latency to keep
+    # A live session doubles its window (a frame of delay each) while renders cannot keep up with shorter ones, up
+    # to this (engine/window_size.py); window_frames or more keeps the length fixed.
+    max_live_window_frames: int = 8
     # A frame of lookahead lets the jaw start opening a frame before a loud onset, as lips do, but costs
     # 21 ms of delay: off in live sessions, where glass-to-glass latency matters more.
     lookahead_frames: int = 0  # audio frames the mouth may anticipate (0..2); each adds 21 ms of delay
@@ -57,6 +60,8 @@ class EngineConfig:
         if self.window_frames < 1 or self.offline_window_frames < 1:
             raise ValueError(f"window_frames and offline_window_frames must be >= 1, got {self.window_frames} "
                              f"and {self.offline_window_frames}")
+        if self.max_live_window_frames < 1:
+            raise ValueError(f"max_live_window_frames must be >= 1, got {self.max_live_window_frames}")
         for name in ("lookahead_frames", "offline_lookahead_frames"):
             if not 0 <= getattr(self, name) <= 2:
                 raise ValueError(f"{name} must be 0, 1 or 2, got {getattr(self, name)}")

@@ -35,6 +35,8 @@ class SessionMetrics:
     pipeline_delay_lowers: int = 0  # live: ... and a long run with slack to spare took one back
     window_slack_ms_min: float = 0.0  # live: a window rendered -> its first frame due (the margin left)
     window_slack_ms_total: float = 0.0
+    window_frames: int = 0  # the length of the windows being rendered now (live: it grows on a slow machine)
+    window_resizes: int = 0  # live: times the window length changed (engine/window_size.py)
 
     def note_audio_written(self, n_samples: int, dropped_samples: int) -> None:
         self.audio_samples_in += n_samples

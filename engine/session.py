@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from engine.audio.features import FeatureExtractor
+from engine.backends import GENERATORS
 from engine.blueprint import Blueprint
 from engine.clock import MediaClock
 from engine.config import EngineConfig
@@ -44,6 +45,7 @@ from engine.session_input import SessionInput
 from engine.stage_faults import StageFaults
 from engine.types import N_CONTROLS, FeatureFrame, MotionWindow, RenderedWindow
 from engine.window_policy import WindowPolicy
+from engine.window_size import WindowSizer
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,11 @@ class AvatarSession:
                                     lookahead_frames=self.lookahead_frames)
         self._delay = DelayController(config, self.metrics, session_id=session_id)
         generator = generator if generator is not None else generator_for(config, avatar)
+        self.metrics.window_frames = n
+        if live:
+            longest = GENERATORS.get(config.generator).capabilities.max_window_frames
+            self._policy.sizer = WindowSizer(config, self.metrics, lookahead_frames=self.lookahead_frames,
+                                             longest=longest, session_id=session_id)
         self._renderer = Renderer(generator, self._policy, self._delay, self.metrics,
                                   lambda: self._input.last_filled_frame, session_id=session_id,
                                   pool_size=config.render_pool_size)
@@ -204,21 +211,34 @@ class AvatarSession:
         return features
 
     async def _run_blueprint(self) -> None:
-        n, ahead = self.window_frames, self.lookahead_frames
+        ahead = self.lookahead_frames
         batch: list[FeatureFrame] = []
         while True:
             item = await self._feature_q.get()
+            ended = isinstance(item, _End)
             if not isinstance(item, _End):
                 batch.append(item)
                 self._scheduler.hear(item)
                 if len(batch) > ahead:  # this frame completes the lookahead of the one `ahead` before it
                     self.metrics.note_audio_path_delay(time.monotonic() - batch[-1 - ahead].arrived_t_s)
-            while len(batch) >= n + ahead or (batch and isinstance(item, _End)):
+            while batch and (len(batch) >= (n := self._window_length(batch[0].frame_index)) + ahead or ended):
                 await self._motion_q.put(self._plan_window(batch[:n], batch[n : n + ahead]))
                 batch = batch[n:]
-            if isinstance(item, _End):
+            if ended:
                 await self._motion_q.put(END)
                 return
+
+    def _window_length(self, start_frame: int) -> int:
+        """Frames in the window that starts at start_frame; live, the sizer may have lengthened it (or shortened it
+        back): a longer window needs its audio for longer, so the pipeline delay is raised to cover it first."""
+        sizer = self._policy.sizer
+        if sizer is None:
+            return self.window_frames
+        n = sizer.length_at(start_frame)
+        if n != self.window_frames:
+            self.window_frames = self._policy.window_frames = n
+            self._delay.raise_to(sizer.delay_needed_s(n))
+        return n
 
     def _plan_window(self, batch: list[FeatureFrame], lookahead: list[FeatureFrame]) -> MotionWindow:
         start = batch[0].frame_index

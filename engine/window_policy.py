@@ -6,6 +6,8 @@ plan covers gets the director's fallback plan.
 
 Skip (live only): windows start rendering lead_s() before they are due, judged by a moving estimate
 of the render time; one that cannot be done before it is due is skipped, so the next is on time.
+Each render's time also goes to the session's WindowSizer (engine/window_size.py), which lengthens
+the windows while the generator cannot keep up.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from engine.config import EngineConfig
 from engine.director.scheduler import PendingPlan
 from engine.metrics import SessionMetrics
 from engine.types import FPS, MotionWindow, Storyline
+from engine.window_size import WindowSizer
 
 
 class WindowPolicy:
@@ -29,7 +32,8 @@ class WindowPolicy:
         self.config = config
         self.metrics = metrics
         self.blueprint = blueprint
-        self.window_frames = window_frames
+        self.window_frames = window_frames  # the current length (live, the session changes it as the sizer says)
+        self.sizer: WindowSizer | None = None  # live sessions: hears each render's time
         self.lookahead_frames = lookahead_frames
         self.now = now
         self.clock: MediaClock | None = None  # set when a live session starts
@@ -75,4 +79,6 @@ class WindowPolicy:
         counts too). Returns its slack, how long before its first frame is due it is ready (< 0:
         late); None offline."""
         self.render_s_avg += 0.3 * (render_s - self.render_s_avg)
+        if self.sizer is not None:
+            self.sizer.rendered(window.n_frames, render_s)
         return None if self.clock is None else self.clock.frame_due_s(window.start_frame) - self.now()

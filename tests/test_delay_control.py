@@ -107,3 +107,13 @@ def test_tight_windows_or_a_late_one_keep_the_delay_raised() -> None:
     on_time_for(delay, now, 0.2, slack_s=0.04)
     assert delay.metrics.pipeline_delay_lowers == 1
     assert clock.delay_s == pytest.approx(0.08 + FRAME_S)
+
+
+def test_a_longer_window_raises_the_delay_to_what_it_needs_in_whole_frames_up_to_the_cap() -> None:
+    delay, clock, _ = controller()
+    delay.raise_to(0.07)
+    assert clock.delay_s == 0.08 and delay.metrics.pipeline_delay_raises == 0, "already enough"
+    delay.raise_to(0.13)  # 50 ms more: three frames
+    assert clock.delay_s == pytest.approx(0.08 + 3 * FRAME_S) and delay.metrics.pipeline_delay_raises == 3
+    delay.raise_to(1.0)
+    assert clock.delay_s <= 0.25 and clock.delay_s + FRAME_S > 0.25, "max_pipeline_delay_s holds"

@@ -87,20 +87,20 @@ def test_live_session_keeps_rendering_on_the_clock_without_any_input() -> None:
         assert session.clock is not None
         got = []
         async for w in session.windows():
-            got.append((w.start_frame, time.monotonic() - session.clock.frame_due_s(w.start_frame)))
-            if w.start_frame >= 95:  # 2 s of video in one-frame windows (the default)
+            got.append((w.start_frame, w.n_frames, time.monotonic() - session.clock.frame_due_s(w.start_frame)))
+            if w.start_frame + w.n_frames > 95:  # 2 s of video (windows of one frame, longer if renders are slow)
                 break
         await session.aclose()
         return got, session
 
     got, session = asyncio.run(scenario())
-    frames = [k for k, _ in got]
+    frames = [k + i for k, n, _ in got for i in range(n)]
     # Frame 95 itself may have been skipped: the loop then ends on the first window after it.
     assert frames == sorted(set(frames)) and frames[-1] >= 95, frames
     # A window that cannot be ready when due is skipped (the pacer repeats a frame): counted, never silent.
     skipped = frames[-1] + 1 - len(frames)
     assert session.metrics.frames_skipped == skipped
-    lateness = np.array([late for _, late in got])
+    lateness = np.array([late for _, _, late in got])
     # A late or skipped window costs repeated frames (counted), never the stream. How many a machine misses is its
     # speed, a benchmark's matter (benchmarks/): a shared 2-core CI machine skipped 8 (the others ~12 ms early), one
     # half as fast had 7 late and 7 skipped, and a full suite run on 2026-12-01 15 skipped and 17 late by 0-13 ms.
@@ -122,7 +122,9 @@ def test_a_quiet_microphone_does_not_ratchet_the_delay_up() -> None:
     async def scenario() -> AvatarSession:
         # Slower than render_reserve_s (20 ms): the first windows miss their time.
         generator = FakeGenerator(avatar().size, render_delay_s=0.03)
-        session = AvatarSession(avatar(), EngineConfig(), live=True, session_id="q", generator=generator)
+        # Windows of one frame throughout: a longer window (engine/window_size.py) would raise the delay for itself.
+        session = AvatarSession(avatar(), EngineConfig(max_live_window_frames=1), live=True, session_id="q",
+                                generator=generator)
         await session.start()
         count = 0
         async for _ in session.windows():
@@ -136,6 +138,37 @@ def test_a_quiet_microphone_does_not_ratchet_the_delay_up() -> None:
     assert session.metrics.windows_late + session.metrics.frames_skipped >= 1, "nothing was late: proves nothing"
     assert session.metrics.pipeline_delay_raises == 0
     assert session.clock is not None and session.clock.delay_s == EngineConfig().pipeline_delay_s
+
+
+def test_a_generator_too_slow_for_one_frame_windows_gets_longer_ones_and_keeps_up() -> None:
+    """A render call costs 26 ms whatever its length (the rig's fixed cost; a frame is due every 20.8 ms): windows
+    of one frame fall behind, so the session doubles them (engine/window_size.py) and then renders every frame in
+    time. Each window starts on a multiple of its length, and the windows tile the frames in order."""
+
+    async def scenario() -> tuple[list[tuple[int, int, float]], AvatarSession]:
+        generator = FakeGenerator(avatar().size, render_delay_s=0.026)
+        session = AvatarSession(avatar(), EngineConfig(), live=True, session_id="s", generator=generator)
+        await session.start()
+        assert session.clock is not None
+        got = []
+        async for w in session.windows():
+            got.append((w.start_frame, w.n_frames, time.monotonic() - session.clock.frame_due_s(w.start_frame)))
+            if w.start_frame >= 4 * 48:
+                break
+        await session.aclose()
+        return got, session
+
+    got, session = asyncio.run(scenario())
+    assert session.metrics.window_resizes >= 1 and session.window_frames >= 2, session.metrics
+    assert all(k % n == 0 for k, n, _ in got), got
+    assert all(k + n <= k2 for (k, n, _), (k2, _, _) in pairwise(got)), "windows overlap or go back"
+    # After the change has settled (a second at most, then up to a window to reach a start on its multiple), every
+    # frame of the last 1.5 s is rendered before it is due: none skipped, none late.
+    last = [(k, n, late) for k, n, late in got if k >= got[-1][0] - 72]
+    assert sum(n for _, n, _ in last) == got[-1][0] + got[-1][1] - last[0][0], f"frames skipped: {last}"
+    assert max(late for _, _, late in last) < 0, last
+    assert session.clock is not None and session.clock.delay_s >= session._policy.sizer.delay_needed_s(  # type: ignore[union-attr]
+        session.window_frames) - 1e-9
 
 
 def test_storyline_blinks_close_the_eyes() -> None:
