@@ -51,21 +51,15 @@ class DelayController:
         self._changed_s = now
         log.info("session %s: running late; pipeline delay now %.0f ms", self.session_id, self.clock.delay_s * 1e3)
 
-    def raise_to(self, delay_s: float) -> None:
-        """At least delay_s (in whole frames, at most max_pipeline_delay_s) at once: a longer live window needs its
-        audio for longer before it can render (engine/window_size.py). Counted as raises, one per frame."""
-        if self.clock is None:
-            return
-        frame_s = 1 / FPS
-        cap = max(self.config.max_pipeline_delay_s, self.config.pipeline_delay_s)
-        frames = min(math.ceil((delay_s - self.clock.delay_s) / frame_s - 1e-6),
-                     math.floor((cap - self.clock.delay_s) / frame_s + 1e-6))
-        if frames <= 0:
-            return
-        self.clock.delay_s += frames * frame_s
-        self.metrics.pipeline_delay_raises += frames
-        self._changed_s = self.now()
-        log.info("session %s: longer windows; pipeline delay now %.0f ms", self.session_id, self.clock.delay_s * 1e3)
+    def make_room(self, delay_s: float) -> bool:
+        """True when the delay is at least delay_s: what a longer live window needs (its audio in for longer before
+        it can render; engine/window_size.py). Else a frame more, as for a late window (at most one a second, up to
+        max_pipeline_delay_s), and False: the window waits for the delay to reach it, a frame at a time, so the
+        picture never holds for more than a frame at once."""
+        if self.clock is None or self.clock.delay_s >= delay_s - 1e-9:
+            return True
+        self.fell_behind()
+        return False
 
     def window_late(self, window_start_frame: int, last_filled_frame: int) -> None:
         """A late (or skipped) window raises the delay, unless its input audio was missing: then the

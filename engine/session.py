@@ -230,14 +230,12 @@ class AvatarSession:
 
     def _window_length(self, start_frame: int) -> int:
         """Frames in the window that starts at start_frame; live, the sizer may have lengthened it (or shortened it
-        back): a longer window needs its audio for longer, so the pipeline delay is raised to cover it first."""
+        back): a longer window needs its audio for longer, so it waits until the pipeline delay covers it."""
         sizer = self._policy.sizer
         if sizer is None:
             return self.window_frames
-        n = sizer.length_at(start_frame)
-        if n != self.window_frames:
-            self.window_frames = self._policy.window_frames = n
-            self._delay.raise_to(sizer.delay_needed_s(n))
+        n = sizer.length_at(start_frame, lambda longer: self._delay.make_room(sizer.delay_needed_s(longer)))
+        self.window_frames = self._policy.window_frames = n
         return n
 
     def _plan_window(self, batch: list[FeatureFrame], lookahead: list[FeatureFrame]) -> MotionWindow:

@@ -10,7 +10,7 @@ latency) and doubles it while its renders, timed on the wall clock (a busy core 
 GROW_AT of a frame's time per frame, up to max_live_window_frames. After delay_relax_s of renders
 under SHRINK_AT of a frame's time it halves again. A new length takes effect at a window that starts on
 a multiple of it, so every window starts on a multiple of its own length (WindowPolicy's audio
-deadlines rely on that).
+deadlines rely on that); a longer one also waits until the pipeline delay covers it.
 """
 
 from __future__ import annotations
@@ -86,9 +86,11 @@ class WindowSizer:
         else:
             self._fast_since_s = None
 
-    def length_at(self, start_frame: int) -> int:
-        """The length of the window that starts at start_frame (a chosen change waits for a start on its multiple)."""
-        if self._target != self.frames and start_frame % self._target == 0:
+    def length_at(self, start_frame: int, room_for: Callable[[int], bool] = lambda n_frames: True) -> int:
+        """The length of the window that starts at start_frame. A chosen change waits for a start on its multiple,
+        and a longer window for room_for(n_frames): the pipeline delay it needs (the session's DelayController)."""
+        grow = self._target > self.frames
+        if self._target != self.frames and start_frame % self._target == 0 and (not grow or room_for(self._target)):
             log.info("session %s: renders take %.1f ms a frame; live windows of %d frames now (were %d)",
                      self.session_id, 1000 * (self.frame_s or math.nan), self._target, self.frames)
             self.frames = self.metrics.window_frames = self._target

@@ -109,11 +109,17 @@ def test_tight_windows_or_a_late_one_keep_the_delay_raised() -> None:
     assert clock.delay_s == pytest.approx(0.08 + FRAME_S)
 
 
-def test_a_longer_window_raises_the_delay_to_what_it_needs_in_whole_frames_up_to_the_cap() -> None:
-    delay, clock, _ = controller()
-    delay.raise_to(0.07)
-    assert clock.delay_s == 0.08 and delay.metrics.pipeline_delay_raises == 0, "already enough"
-    delay.raise_to(0.13)  # 50 ms more: three frames
-    assert clock.delay_s == pytest.approx(0.08 + 3 * FRAME_S) and delay.metrics.pipeline_delay_raises == 3
-    delay.raise_to(1.0)
+def test_a_longer_window_gets_its_delay_a_frame_a_second() -> None:
+    delay, clock, now = controller()
+    assert delay.make_room(0.07) and clock.delay_s == 0.08, "already enough"
+    assert not delay.make_room(0.13) and clock.delay_s == pytest.approx(0.08 + FRAME_S)
+    assert not delay.make_room(0.13) and delay.metrics.pipeline_delay_raises == 1, "at most a frame a second"
+    for _ in range(2):
+        now.t_s += 1.0
+        assert not delay.make_room(0.13)
+    now.t_s += 1.0
+    assert delay.make_room(0.13) and clock.delay_s == pytest.approx(0.08 + 3 * FRAME_S)
+    for _ in range(20):
+        now.t_s += 1.0
+        assert not delay.make_room(1.0)
     assert clock.delay_s <= 0.25 and clock.delay_s + FRAME_S > 0.25, "max_pipeline_delay_s holds"

@@ -70,3 +70,14 @@ def test_the_lengths_obey_the_config_and_the_generator() -> None:
     assert set(run(s, now, 0, 4.0, 18.0)) == {3, 6}
     s, now, _ = sizer(longest=2)
     assert s.lengths == [1, 2], "a generator that takes at most 2 frames a call"
+
+
+def test_a_longer_window_waits_for_the_delay_to_cover_it() -> None:
+    s, now, _ = sizer()
+    run(s, now, 0, 0.9, 30.0)  # frames 0-42
+    now.t_s += 0.2
+    s.rendered(1, 0.03)  # too slow, and settled: windows of 2 from the next even frame
+    asked: list[int] = []
+    assert s.length_at(44, lambda n: asked.append(n) is not None) == 1 and asked == [2], "no room yet: still one"
+    assert s.length_at(45, lambda n: True) == 1, "2 starts on an even frame"
+    assert s.length_at(46, lambda n: True) == 2
