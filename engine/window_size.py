@@ -58,11 +58,11 @@ class WindowSizer:
         self._changed_s = now()
         self._fast_since_s: float | None = None
 
-    def delay_needed_s(self, n_frames: int, frame_s: float | None = None) -> float:
+    def delay_needed_s(self, n_frames: int) -> float:
         """The pipeline delay a window of n_frames needs: its audio (and lookahead) all in, then rendered before
-        its first frame is due (as EngineConfig.validate_live, with the render time estimated)."""
-        frame_s = self.frame_s if frame_s is None else frame_s
-        render_s = max(self.config.render_reserve_s, 1.25 * (frame_s or 0.0) * n_frames)
+        its first frame is due (as EngineConfig.validate_live, the render time estimated from today's cost a frame:
+        an upper bound, a longer window's cost a frame being lower)."""
+        render_s = max(self.config.render_reserve_s, 1.25 * (self.frame_s or 0.0) * n_frames)
         return (n_frames + self.lookahead_frames) / FPS + render_s
 
     def rendered(self, n_frames: int, render_s: float) -> None:
