@@ -19,8 +19,8 @@ class EngineConfig:
     # (benchmarks/latency.py). Offline rendering is faster with longer windows (8: ~20% more fps).
     window_frames: int = 1  # frames per sub-clip window (1 = 21 ms); live: the shortest, see max_live_window_frames
     offline_window_frames: int = 8  # ... in offline sessions (live=False, e.g. `render`): no latency to keep
-    # A live session doubles its window (a frame of delay each) while renders cannot keep up with shorter ones, up
-    # to this (engine/window_size.py); window_frames or more keeps the length fixed.
+    # A live session doubles its window (once its pipeline delay covers the longer one) while renders cannot keep up
+    # with shorter ones, up to this (engine/window_size.py); window_frames or more keeps the length fixed.
     max_live_window_frames: int = 8
     # A frame of lookahead lets the jaw start opening a frame before a loud onset, as lips do, but costs
     # 21 ms of delay: off in live sessions, where glass-to-glass latency matters more.

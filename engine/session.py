@@ -65,7 +65,7 @@ class AvatarSession:
         if live:
             config.validate_live()
         self.id, self.avatar, self.config, self.live = session_id, avatar, config, live
-        self.window_frames = n = config.window_frames if live else config.offline_window_frames
+        n = config.window_frames if live else config.offline_window_frames
         self.lookahead_frames = config.lookahead_frames if live else config.offline_lookahead_frames
         self.clock: MediaClock | None = None
         self.metrics = SessionMetrics()
@@ -108,6 +108,11 @@ class AvatarSession:
         self.instruct = self._scheduler.instruct  # (text): a host command; the director re-plans at once
         self.set_persona = self._scheduler.set_persona  # (text)
         self.director_stats = self._scheduler.stats  # the director's own counters, when it keeps any
+
+    @property
+    def window_frames(self) -> int:
+        """Frames in the windows being planned now (live: engine/window_size.py may have lengthened them)."""
+        return self._policy.window_frames
 
     def request_alpha(self) -> bool:
         """Ask the generator for each frame's person alpha (RenderedWindow.alpha_frames: a keyed background).
@@ -235,7 +240,7 @@ class AvatarSession:
         if sizer is None:
             return self.window_frames
         n = sizer.length_at(start_frame, lambda longer: self._delay.make_room(sizer.delay_needed_s(longer)))
-        self.window_frames = self._policy.window_frames = n
+        self._policy.window_frames = n
         return n
 
     def _plan_window(self, batch: list[FeatureFrame], lookahead: list[FeatureFrame]) -> MotionWindow:

@@ -51,8 +51,7 @@ class WindowSizer:
         while 2 * self.lengths[-1] <= cap:
             self.lengths.append(2 * self.lengths[-1])
         self.max_delay_s = max(config.max_pipeline_delay_s, config.pipeline_delay_s)
-        self.frames = self.shortest
-        metrics.window_frames = self.frames
+        self.frames = self.shortest  # the length now (the session's metrics.window_frames says it too)
         self.frame_s: float | None = None  # recent render wall time per frame, moving average
         self._target = self.frames
         self._changed_s = now()
