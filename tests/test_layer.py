@@ -86,6 +86,12 @@ def test_uncovered_wall_comes_from_the_plate_in_the_walls_colours(portrait: str)
     lab = [cv2.cvtColor(f, cv2.COLOR_RGB2LAB).astype(np.float64) for f in frames]
     face_w = float(np.ptp(avatar.landmarks[:, 0]))
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.3 * face_w) | 1,) * 2)
+    # The wall nearest each pixel (its colours weighted by closeness, over 0.05 face widths): what a fill there should
+    # continue. A turn uncovers a thin band (head_motion.turn_share); beside hopper's jaw it is the flag's gold fringe,
+    # continued, which the mean over a whole disk of blue and striped flag around it reads as 68 Lab units off.
+    wall_only = (avatar.matte == 0).astype(np.float64)
+    near = cv2.GaussianBlur(photo * wall_only[..., None], (0, 0), 0.05 * face_w)
+    near /= np.maximum(cv2.GaussianBlur(wall_only, (0, 0), 0.05 * face_w), 1e-6)[..., None]
     uncovered_somewhere = False
     for i, pose in enumerate(POSES, start=1):
         uncovered = uncovered_by_the_head(gen, alphas[i])  # the head was there; the moved layer is not
@@ -99,7 +105,7 @@ def test_uncovered_wall_comes_from_the_plate_in_the_walls_colours(portrait: str)
         shown = np.abs(frames[i][uncovered].astype(np.int16) - behind[uncovered].astype(np.int16))
         assert shown.mean() <= 3.0, f"{pose}: the uncovered region is not the plate"
         wall = (cv2.dilate(uncovered.astype(np.uint8), disk) > 0) & (avatar.matte == 0)
-        wall_mean = photo[wall].mean(axis=0)
+        wall_mean = near[uncovered].mean(axis=0)
         filled = np.linalg.norm(lab[i][uncovered].mean(axis=0) - wall_mean)
         was = np.linalg.norm(photo[uncovered].mean(axis=0) - wall_mean)  # the person that stood there
         print(f"{pose}: {uncovered.sum()} px uncovered; fill {filled:.1f}, person {was:.1f} Lab units from the wall")
@@ -426,3 +432,31 @@ def test_a_still_figure_goes_on_behind_the_head_only_near_it() -> None:
     print(f"behind the head beside the wisp: darkest {top.min()}")
     assert top.min() > 225, "the far figure's colour along the wisp"
     assert np.abs(out[200:, 82:86].astype(np.int16) - (40, 30, 30)).max(axis=2).mean() < 40, "the figure stopped"
+
+
+@pytest.mark.parametrize("portrait", PORTRAITS)
+def test_a_turn_moves_the_face_across_the_heads_outline(portrait: str) -> None:
+    """A head turns about the neck under its centre: the nose moves while the head's outline hardly does, so a turn
+    uncovers little of the wall beside the head (head_motion.turn_share). Shifted whole, the outline moved half as far
+    as the nose did and swept the wall by as much."""
+    avatar, gen, c, _ = rendered(portrait)
+    r = gen.renderer
+    x0, y0, x1, y1 = r.roi
+    turn = c[[list(POSES).index("turn") + 1]]
+    with torch.inference_mode():
+        q = r._head_map(torch.from_numpy(turn)[:, :, None, None])[0].numpy()
+    s, o = r.stride, r.pad * r.stride
+    moved = np.hypot(upsample(q[0] - r.X[0].numpy(), s, y1 - y0, x1 - x0, o),
+                     upsample(q[1] - r.Y[0].numpy(), s, y1 - y0, x1 - x0, o))
+    # The head's outline above the eyes: the layer's edge where the head moves whole.
+    solid = (r.layer_u8[..., 3] >= 128).astype(np.uint8)
+    edge = cv2.morphologyEx(solid, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    weight = upsample(r.head_mask[0].numpy(), s, y1 - y0, x1 - x0, o)
+    edge &= weight >= 0.99
+    edge[round(float(avatar.landmarks[[33, 263], 1].min())) - y0 :] = False
+    assert edge.sum() > 50, "no outline above the eyes to measure"
+    nx, ny = np.round(avatar.landmarks[1, :2] - (x0, y0)).astype(int)
+    outline, nose = float(np.median(moved[edge])), float(moved[ny, nx])
+    print(f"{portrait}: turn 8 deg moves the nose {nose:.1f} px, the outline {outline:.1f} px (median)")
+    assert nose >= 3.0
+    assert outline <= 0.35 * nose, f"the outline moved {outline:.1f} px against the nose's {nose:.1f}"

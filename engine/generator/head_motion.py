@@ -214,6 +214,22 @@ def depth_proxy(g: RigGeometry, X: torch.Tensor, Y: torch.Tensor) -> torch.Tenso
     return torch.sqrt(torch.clamp(1.0 - fd, min=0.0))
 
 
+# The share of a turn's or nod's shift (WarpRenderer's yaw_px, pitch_px) that the head's outline takes. A head turns
+# about the neck, which stands close under its centre: its outline hardly moves while the face slides across it
+# (LivePortrait's and every 3D head's look). Shifted whole, the outline swept the wall beside it by as much as the
+# nose moved: a turn of 8 degrees uncovered 1000-10000 px of plate beside the head (astronaut to henner_glasses),
+# half of that at this share.
+OUTLINE_SHARE = 1.0 / 3.0
+
+
+def turn_share(g: RigGeometry, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """How much of a turn's or nod's shift each point takes: 1 at the head's centre, falling as a rounded head's
+    depth does (a paraboloid, smooth to its rim) to OUTLINE_SHARE at the head ellipse grown to its hair (1.2 radii,
+    where `head_weight` starts to fade) and beyond."""
+    d2 = ((X - g.face_cx) / g.face_rx) ** 2 + ((Y - g.face_cy) / g.face_ry) ** 2
+    return OUTLINE_SHARE + (1.0 - OUTLINE_SHARE) * torch.clamp(1.0 - d2 / 1.44, min=0.0)
+
+
 def pivot(g: RigGeometry) -> tuple[float, float]:
     """The point head roll turns about: the top of the neck."""
     return g.face_cx, g.chin_y + 0.3 * g.face_ry
@@ -235,10 +251,10 @@ def layer_box(rig: RigGeometry, matte: np.ndarray, landmarks: np.ndarray, width:
         return rig.head_box(width, height)
     px, py = pivot(rig)
     rad = MAX_HEAD_DEG * math.pi / 180.0
-    # How far each moving point can travel: turning and nodding shift it (more with depth, as
-    # WarpRenderer._head_map does), breathing lifts it, roll swings it about the pivot.
-    shift = MAX_HEAD_DEG * (0.012 * max(rig.face_rx, rig.face_ry) + 0.5 * rig.face_w * rad / MAX_HEAD_DEG
-                            * depth_proxy(rig, X, Y)) * math.sqrt(2.0) + 0.012 * rig.face_ry
+    # How far each moving point can travel: turning and nodding shift it (less toward the head's outline, more with
+    # depth, as WarpRenderer._head_map does), breathing lifts it, roll swings it about the pivot.
+    shift = MAX_HEAD_DEG * (0.012 * max(rig.face_rx, rig.face_ry) * turn_share(rig, X, Y) + 0.5 * rig.face_w * rad
+                            / MAX_HEAD_DEG * depth_proxy(rig, X, Y)) * math.sqrt(2.0) + 0.012 * rig.face_ry
     reach = (weight * (shift + rad * torch.sqrt((X - px) ** 2 + (Y - py) ** 2)) + step)[moving]
     xm, ym = X[moving], Y[moving]
     mx0, my0, mx1, my1 = rig.mouth_box(width, height, 0.12 * rig.face_w)

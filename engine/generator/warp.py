@@ -20,7 +20,7 @@ from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
 from engine.generator.eyes import blink_cells, eye_offsets, paint_roi, paint_u8, shade_box, shaded
-from engine.generator.head_motion import depth_proxy, head_split_for, head_weight, jaw_line, pivot, sample
+from engine.generator.head_motion import depth_proxy, head_split_for, head_weight, jaw_line, pivot, sample, turn_share
 from engine.generator.lid_fill import measure_lids
 from engine.generator.matte import person_layer
 from engine.generator.mouth import JAW_REACH, UPPER_SHARE, MouthRig, lip_gap, mouth_palette, own_teeth
@@ -142,10 +142,12 @@ class WarpRenderer(nn.Module):
         hx, hy = split.hair_origin
         weight = head_weight(g, X, Y, jaw_line(avatar.landmarks, x0, y0), sample(hair, X, Y, x0 - hx, y0 - hy))
         self.register_buffer("head_mask", weight[None], persistent=False)
-        # Pixels per degree of yaw and of pitch at each point: a rigid shift plus depth parallax (more at the nose).
+        # Pixels per degree of yaw and of pitch at each point: a shift that the head's outline takes a third of
+        # (`turn_share`), plus depth parallax (more at the nose).
         parallax = 0.5 * g.face_w * (math.pi / 180.0) * depth_proxy(g, X, Y)[None]
-        self.register_buffer("yaw_px", 0.012 * g.face_rx + parallax, persistent=False)
-        self.register_buffer("pitch_px", 0.01 * g.face_ry + parallax, persistent=False)
+        share = turn_share(g, X, Y)[None]
+        self.register_buffer("yaw_px", 0.012 * g.face_rx * share + parallax, persistent=False)
+        self.register_buffer("pitch_px", 0.01 * g.face_ry * share + parallax, persistent=False)
         px, py = pivot(g)  # field coordinates relative to the roll's pivot
         self.register_buffer("Xp", self.X - px, persistent=False)
         self.register_buffer("Yp", self.Y - py, persistent=False)
