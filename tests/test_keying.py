@@ -83,11 +83,7 @@ def face(frame: np.ndarray) -> np.ndarray:
 # The share of what the moved head uncovered that is keyed. Hopper's matte takes a few fragments of the flag's gold
 # cord at the hat's edge into the head layer (they move with the head and are not keyed): 91.3% with her head rolled
 # 6 degrees (129 of 1,475 pixels), since the matte was made to keep ears and hair beside the face opaque.
-# hopper: her matte holds a strip of the flag and its gold cord beside her ear as hair, within the face's margin where
-# keying keeps the renderer's alpha (person_alpha.FACE_MARGIN): it shows, keyed, in every pose. A turn carries it along
-# (the outline a third of the shift, head_motion.turn_share), not far enough into the frame's own segmentation that
-# reads it as flag: 55 of the turn's 163 px read as person (66% key; the roll 95%). Whole-head turns carried it 14 px.
-UNCOVERED_KEYED = {"astronaut": 0.95, "hopper": 0.60, "anne_helene": 0.95}
+UNCOVERED_KEYED = {"astronaut": 0.95, "hopper": 0.90, "anne_helene": 0.95}
 
 
 # Anne Helene sits on sand among bags: the renderer's matte reaches onto the sand by her legs and the towel, and over

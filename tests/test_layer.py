@@ -88,7 +88,8 @@ def test_uncovered_wall_comes_from_the_plate_in_the_walls_colours(portrait: str)
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.3 * face_w) | 1,) * 2)
     # The wall nearest each pixel (its colours weighted by closeness, over 0.05 face widths): what a fill there should
     # continue. A turn uncovers a thin band (head_motion.turn_share); beside hopper's jaw it is the flag's gold fringe,
-    # continued, which the mean over a whole disk of blue and striped flag around it reads as 68 Lab units off.
+    # continued, which the mean over a whole disk of blue and striped flag around it reads as 55 Lab units off (and
+    # the person who stood there, grey hair and skin, as 13: that mean would rather keep the person).
     wall_only = (avatar.matte == 0).astype(np.float64)
     near = cv2.GaussianBlur(photo * wall_only[..., None], (0, 0), 0.05 * face_w)
     near /= np.maximum(cv2.GaussianBlur(wall_only, (0, 0), 0.05 * face_w), 1e-6)[..., None]
