@@ -42,6 +42,11 @@ def jaw_cut(g: RigGeometry, X: torch.Tensor, jaw: tuple[float, float, float] | N
     return g.chin_y + (y_corner - g.chin_y) * u * u
 
 
+def head_radii(g: RigGeometry, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """How far each point is from the head's centre in radii of its ellipse (face_rx, face_ry): 1 on the ellipse."""
+    return torch.sqrt(((X - g.face_cx) / g.face_rx) ** 2 + ((Y - g.face_cy) / g.face_ry) ** 2)
+
+
 def head_weight(g: RigGeometry, X: torch.Tensor, Y: torch.Tensor,
                 jaw: tuple[float, float, float] | None = None, hair: torch.Tensor | None = None) -> torch.Tensor:
     """How much of the head's motion each point takes, 0..1, at pixel coordinates X, Y (g's origin).
@@ -51,7 +56,7 @@ def head_weight(g: RigGeometry, X: torch.Tensor, Y: torch.Tensor,
     reaches past that ellipse). Below the jaw line (a curve through the chin and the jaw's corners, level
     beyond them: `jaw_line`), where a collar or a suit's ring may rise beside the neck, only a neck column
     about a jaw wide follows, fading out over 0.4 face heights."""
-    d = torch.sqrt(((X - g.face_cx) / g.face_rx) ** 2 + ((Y - g.face_cy) / g.face_ry) ** 2)
+    d = head_radii(g, X, Y)
     head = 1.0 - _smoothstep(1.2, 1.45, d)
     if hair is not None:
         head = torch.maximum(head, hair)
@@ -231,7 +236,7 @@ def turn_share(g: RigGeometry, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor
     """How much of a turn's or nod's shift each point takes: all of it over the face and what frames it (cheeks, jaw,
     ears: out to FACE_WHOLE of the head ellipse's radii), falling smoothly over the hair to OUTLINE_SHARE at
     OUTLINE_AT radii and beyond (`head_weight` fades from 1.2 to 1.45)."""
-    d = torch.sqrt(((X - g.face_cx) / g.face_rx) ** 2 + ((Y - g.face_cy) / g.face_ry) ** 2)
+    d = head_radii(g, X, Y)
     return OUTLINE_SHARE + (1.0 - OUTLINE_SHARE) * (1.0 - _smoothstep(FACE_WHOLE, OUTLINE_AT, d))
 
 
