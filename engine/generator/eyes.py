@@ -229,7 +229,7 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     tex = low_end + 1.0 + edge - 2.0 * qy
     tex_dx, tex_dy = math.sin(look.roll) * tex, math.cos(look.roll) * tex  # FaceFrame.vector_to_image of (0, tex)
     planes = [u, qy - edge, qy - stop, (closed - stop).expand_as(qy), blink.expand_as(qy), lash_w, lash_a, light,
-              fade, torch.full_like(qy, strand_k), fold, tex_dx, tex_dy]
+              fade, torch.full_like(qy, strand_k), fold, tex_dx, tex_dy, margin.expand_as(qy)]
     consts = torch.tensor([*skin, *look.lash_rgb], dtype=qy.dtype, device=qy.device)
     consts = consts.view(1, 6, 1, 1).expand(n, 6, *qy.shape[1:])
     lid_paint = torch.cat([torch.stack([p.expand(n, *qy.shape[1:]) for p in planes], dim=1), consts], dim=1)
@@ -269,6 +269,8 @@ CREASE_FILLED, FILLED_SHADE = 0.0, 0.6
 # The blink over which the filled skin comes in over the open eye's crease (see paint_lid): over 0.15-0.85 the crease
 # and upper outline (darker_skin_frontal's liner) still showed at half strength above the half-closed lid, a second lid.
 CREASE_FADE = (0.05, 0.3)
+# The blink over which the lid's paint comes in over its own margin (the photo's lashes, brought down whole).
+MARGIN_FADE = (0.4, 0.8)
 # Over the filled skin: the sulcus's shadow (SULCUS deep at SULCUS_AT of the closed lid's length below its skin band's
 # top, SULCUS_W wide in the same units, none at the corners: a box's corners) and the light on the lid's middle
 # (BULGE_FILLED).
@@ -286,7 +288,7 @@ LASH_EDGE, FRINGE_LEN, LASH_SLANT = 0.5, 1.3, 0.6
 # (where that is at least 3 pixels: finer ones would alias), each lighter between by STRAND_DEPTH.
 FRINGE, STRAND_PX, STRAND_DEPTH = 0.55, 0.035, 0.6
 LIGHT_MIN, LIGHT_MAX, CORNER_DARK = 0.8, 1.15, 0.14
-CHANNELS = 19  # of the lid paint (see _lids)
+CHANNELS = 20  # of the lid paint (see _lids)
 # On the outer side the fill reaches further: the open eye's outer lashes (a flick past the corner) left outside it
 # drew a small dark mark at the closed eye's corner.
 FILL_OUTER = 1.55
@@ -349,8 +351,8 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
     """The closed lid over region (N, 3, H, W, 0..1, in place) from its paint fields at pixel resolution
     (N, CHANNELS, H, W; `_lids`): the skin, shaded as a lid over a round eye, over the warped lid (keeping its
     rows' fine detail), the crease's shadow above it, and the lash line along its edge."""
-    u, a, s, closed_len, b, lash_w, lash_a, light, fade, strand_k, fold, tex_dx, tex_dy = lid[:, :13].unbind(1)
-    skin, lash_rgb = lid[:, 13:16], lid[:, 16:19]
+    u, a, s, closed_len, b, lash_w, lash_a, light, fade, strand_k, fold, tex_dx, tex_dy, margin = lid[:, :14].unbind(1)
+    skin, lash_rgb = lid[:, 14:17], lid[:, 17:20]
     closed_len = closed_len.clamp(min=1.0)
     # Skin: over the lid from its crease down to its edge, blending into the skin that stays from above the
     # crease: the open eye's fold (its shadow `fold` pixels high) fills as the lid unfolds, the rest stays;
@@ -383,7 +385,12 @@ def paint_lid(region: torch.Tensor, lid: torch.Tensor, stride: int, rim: RimLaye
                  + BULGE_FILLED * torch.exp(-(((v - BULGE_AT) / BULGE_W) ** 2))
                  - FILLED_SHADE * LOWER_DARK * smoothstep(0.6, 1.0, v))
         shape = 1.0 + (shape - 1.0) * (1.0 - smoothstep(SHADE_SIDE[0], SHADE_SIDE[1], u.abs()))
-    cover = cover * smoothstep(0.05, 0.45, b) * (skin[:, 0] >= 0.0)
+    # Until the lid is nearly shut, its margin is the photo's own (the lashes, a liner: `_lids` brings it down whole):
+    # painted over from the start, a made-up eye lost its lash line at the blink's first frame.
+    # (not at the corners, where the fill takes the open eye's outline away: a sliver of it read as a mark there)
+    own_margin = (smoothstep(-margin - 0.5, -margin + 0.5, a) * (1.0 - smoothstep(*MARGIN_FADE, b))
+                  * (1.0 - smoothstep(0.85, 1.0, u.abs())))
+    cover = cover * smoothstep(0.05, 0.45, b) * (skin[:, 0] >= 0.0) * (1.0 - own_margin)
     # the filled skin has its grain made in (`lid_fill`); a painted one takes the skin's under the eye
     # (x 1.0 is exact: the filled skin's tone skips it)
     tone = shape * light if fill is not None else skin_grain(region, tex_dx, tex_dy) * shape * light
