@@ -213,7 +213,10 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     fold = torch.clamp(f0 + uc * (f1 + uc * f2), max=max(f_most, look.fold_px)).clamp(min=look.fold_px)
     side = uc * look.outer  # -1 at the inner corner, +1 at the outer
     lash_profile = torch.exp(-(((side - LASH_PEAK) / LASH_SPREAD) ** 2))
-    lash_w = torch.clamp(LASH_W * eye.half_w * (LASH_THIN + (1.0 - LASH_THIN) * lash_profile), min=LASH_MIN_PX)
+    # As thick as the photo's own lash line shows (a liner: the margin it lines closes with the lid), or the usual
+    # closed lid's line where that is thicker
+    lash_base = max(LASH_W * eye.half_w, min(LASH_OF_PHOTO * look.lash_px, LASH_W_MAX * eye.half_w))
+    lash_w = torch.clamp(lash_base * (LASH_THIN + (1.0 - LASH_THIN) * lash_profile), min=LASH_MIN_PX)
     # fading out before the corners, where the lower lid's curve turns up: a lash line drawn on into them read
     # as the outline of an eye drawn shut
     lash_a = LASH_OPACITY * (0.55 + 0.45 * lash_profile) * (1.0 - smoothstep(0.75, 1.05, u.abs()))
@@ -281,6 +284,9 @@ SKIN_ABOVE = 0.5  # pixels above the fold's shadow (or the lid's band) where the
 # The lash line of a closed lid: LASH_W eye half-widths thick where the lashes are longest (LASH_PEAK, in
 # -1 inner .. 1 outer corner, spread LASH_SPREAD), LASH_THIN of that at the inner corner; its darkness there.
 LASH_W, LASH_THIN, LASH_PEAK, LASH_SPREAD, LASH_MIN_PX, LASH_OPACITY = 0.045, 0.35, 0.5, 0.75, 1.3, 0.92
+# Or LASH_OF_PHOTO of the open eye's lash line (its base, soft edge and fringe draw about twice its width), up to
+# LASH_W_MAX half-widths.
+LASH_OF_PHOTO, LASH_W_MAX = 0.45, 0.12
 # Its top edge soft over 0.5 px and LASH_EDGE of its width; the fringe FRINGE_LEN times its width long, its strands
 # leaning LASH_SLANT pixels out toward the outer corner per pixel down.
 LASH_EDGE, FRINGE_LEN, LASH_SLANT = 0.5, 1.3, 0.6
@@ -309,6 +315,7 @@ class LidLook:
     fold_along: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     fill: RimLayer | None = None  # the closed lid's skin over the lid coordinates (`lid_fill`)
     lash_slant: float = 0.0  # u per pixel down the lashes' fringe: they point down and out (LASH_SLANT)
+    lash_px: float = 0.0  # the open eye's upper lash line's thickness in the photo, pixels (`lid_fill.lash_thickness`)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

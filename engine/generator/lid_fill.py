@@ -189,7 +189,22 @@ def lid_look(rgb: np.ndarray, eye: Eye, frame: FaceFrame, outer: float, skin: tu
     return LidLook(tuple(float(v) for v in np.clip(lash, 0.0, 1.0)), (c0, c1, c2), outer,  # type: ignore[arg-type]
                    fold, frame.roll, rim_layer(rgb, eye, frame, skin, fold), along,
                    lid_fill(rgb, eye, frame, skin, fold, along, brow_lower, outer),
-                   outer * LASH_SLANT / max(eye.half_w, 1.0))
+                   outer * LASH_SLANT / max(eye.half_w, 1.0),
+                   lash_thickness(rgb, eye, frame, 0.5 * (lash_luma + skin_luma) * 255.0))
+
+
+def lash_thickness(rgb: np.ndarray, eye: Eye, frame: FaceFrame, threshold: float) -> float:
+    """How thick the open eye's upper lash line is in the photo, in pixels over the eye's middle: per column, the
+    rows just above the upper lid's contour (and a little below it: the mesh's contour is often the lashes' lower
+    edge) darker than `threshold` (luma 0..255), their median."""
+    us = np.linspace(-0.5, 0.5, 11)
+    top = lid_curve(eye, us, eye.upper)
+    h = max(float(np.median(lid_curve(eye, us, eye.lower) - top)), 1.0)
+    step = 0.25
+    t = np.arange(-0.6 * h, 0.05 * h, step)
+    fx, fy = np.broadcast_arrays((eye.cx + us * eye.half_w)[None], top[None] + t[:, None])
+    luma = _sample(rgb, frame, fx, fy) @ np.array([0.299, 0.587, 0.114])
+    return float(np.median((luma < threshold).sum(axis=0))) * step
 
 
 def rim_layer(rgb: np.ndarray, eye: Eye, frame: FaceFrame, skin: tuple[float, float, float],
