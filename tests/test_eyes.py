@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cache
 
 import cv2
@@ -14,7 +15,7 @@ from benchmarks.quality import EMBEDDED, PORTRAIT_DIR, controls, eyes_inpainted,
 from engine.generator import PreparedAvatar
 from engine.generator.eyes import band_top
 from engine.generator.faces import face_mesh
-from engine.generator.lid_fill import CORNER_SKIP
+from engine.generator.lid_fill import CORNER_SKIP, _sample
 from engine.generator.rig import EYES, LID_CONTOURS, Eye, lid_curve
 from engine.generator.warp import WarpRenderer
 from kernels.warp_cv2 import upsample
@@ -396,10 +397,6 @@ def test_a_lined_eye_closes_on_a_line_as_thick_as_its_lashes() -> None:
     light lashes' 1.75-2) closed on a 1.3 px pencil line. Across the closed line over the eye's middle, its darkness
     (the luma below the lid's skin above it, over that skin, summed over rows: pixels of full black) is at least 5%
     more than with the photo's measure left out (measured 2.37 and 1.84 px against 2.17 and 1.55)."""
-    import dataclasses
-
-    from engine.generator.lid_fill import _sample
-
     avatar, r = portrait("darker_skin_frontal")
     astronaut = portrait("astronaut")[1]
     assert min(e.look.lash_px for e in r.g.eyes) > 1.5 * max(e.look.lash_px for e in astronaut.g.eyes)
