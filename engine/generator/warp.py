@@ -222,7 +222,7 @@ class WarpRenderer(nn.Module):
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The backward map on the field grid: sx, sy (N, fh, fw) in ROI pixels; the mouth's interior every
         `overlay_stride` pixels over `mouth_box_px`: overlay (N, 3, mh, mw) and alpha (N, 1, mh, mw).
-        lid_shade: if given, each eye's closed-lid paint (N, 5, lh, lw; eyes.paint_roi) over its lid cells
+        lid_shade: if given, each eye's closed-lid paint (N, eyes.CHANNELS, lh, lw; eyes.paint_roi) over its lid cells
         (`lid_boxes_px`), or None where no frame blinks that eye, is appended to it."""
         q, overlay, alpha = self.maps(controls, lid_shade)
         return q[:, 0], q[:, 1], overlay, alpha
