@@ -40,7 +40,7 @@ from engine.generator.rig import face_frame
 log = logging.getLogger(__name__)
 
 MAX_INPUT_PIXELS = 50_000_000  # larger images are refused before decoding (decompression bombs)
-PREP_VERSION = 13  # bump when what is cached changes meaning (3: the person matte and background plate; 5: the
+PREP_VERSION = 14  # bump when what is cached changes meaning (3: the person matte and background plate; 5: the
 # plate meets the photo along the matte's edge; 6: covered features refused or noted, the rest pose cut to the lips;
 # 7: the ears and the hair beside the face opaque in the matte, the plate's fill without mirrored structures;
 # 8: the plate's mirrored texture capped at the wall's grain; 9: the plate seeded past the person's soft edge, the
@@ -48,7 +48,8 @@ PREP_VERSION = 13  # bump when what is cached changes meaning (3: the person mat
 # a plain wall and shaded like the wall round them; 11: the head's halo on a plain wall just past the matte on the
 # layer, the plate there the wall behind it; copies whose seams show on a plain wall give way to the smooth fill;
 # 12: a still figure beside the head goes on behind it in the head part's plate; 13: the head part takes the soft edge
-# past it, hair's wisps and blur, where that edge ends nearby)
+# past it, hair's wisps and blur, where that edge ends nearby; 14: the halo moves with the head beside a smooth wall
+# that is not one colour, the seam along the plate's old outline ironed)
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "avatar-engine" / "avatars"
 
 

@@ -114,6 +114,7 @@ def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24, belo
     # Matte 1: premultiplied_layer raises the alpha there to just what explains the photo over that wall.
     matte = np.where(halo > 0, 1, matte).astype(np.uint8)
     plate = np.where((halo > 0)[..., None], np.clip(wall + 0.5, 0, 255), plate).astype(np.uint8)
+    plate = _iron_the_seam(rgb, matte, plate, below)
     keep = matte == 0
     plate[keep] = rgb[keep]
     return matte, plate
@@ -123,8 +124,15 @@ def background_plate(rgb: np.ndarray, matte: np.ndarray, band_px: int = 24, belo
 # side (5 px at 720, 2 px on a 160 px photo): the hair's defocus blur, a JPEG's ringing and chroma bleed round a hat.
 HALO_SIDE = 150
 # The wall just past the halo is taken as one colour where its spread (std, 8-bit levels) is under this, and not at all
-# from twice this.
+# from twice this ...
 HALO_WALL_SPREAD = 8.0
+# ... and, where that wall is smooth (its roughness under SMOOTH_WALL of ROUGH_MAX), under this. The spread is taken
+# over a dozen pixels, so a wall's soft shading and broad stripes count in it: at 8 everywhere the halo stayed beside a
+# third to a half of shenk's, meeting_darker_skin's and maher_teeth's outline, a light arc that a turn uncovered. At 32
+# the lit patch beside pedersen_tilted's cheek moved with his head (background flow 0.11 -> 1.81 px, at 16 0.44:
+# `benchmarks.head_layer`), and beside a rougher wall the flag's cords beside hopper_tall_exif6's hair (0.80 -> 0.89).
+HALO_SMOOTH_SPREAD = 16.0
+SMOOTH_WALL = 0.75
 
 
 def halo_reach(shape: tuple[int, ...]) -> int:
@@ -172,10 +180,50 @@ def _unmix_the_halo(rgb: np.ndarray, matte: np.ndarray, below: int | None) -> tu
     far_norm = np.maximum(_low_pass(far, 2.0 * reach), 1e-4)[..., None]
     far_mean = _low_pass(i * far[..., None], 2.0 * reach) / far_norm
     spread = np.sqrt(np.maximum(_low_pass(i * i * far[..., None], 2.0 * reach) / far_norm - far_mean * far_mean, 0.0))
-    moved *= np.clip(2.0 - spread.max(axis=2) / HALO_WALL_SPREAD, 0.0, 1.0)
+    spread = spread.max(axis=2)
+    moved *= np.maximum(np.clip(2.0 - spread / HALO_WALL_SPREAD, 0.0, 1.0),
+                        np.clip(2.0 - spread / HALO_SMOOTH_SPREAD, 0.0, 1.0) * (rough < SMOOTH_WALL * ROUGH_MAX))
     moved[norm[..., 0] < 1e-3] = 0.0
     moved[moved < 0.05] = 0.0
     return moved, i + moved[..., None] * (wall - i)
+
+
+# The plate just inside the person's outline is ironed by a median of this size (px) ...
+SEAM_MEDIAN = 5
+# ... where that changes no channel by more than this (8-bit levels): a seam is a few levels, a wall's own edge more;
+SEAM_STEP_MAX = 12
+# ... and beside a wall whose roughness is under this share of ROUGH_MAX (at 1, the median carried a piece of
+# hopper_tall_exif6's flag cords with her head: background flow 0.80 -> 0.95 px).
+SEAM_WALL = 0.5
+
+
+def _iron_the_seam(rgb: np.ndarray, matte: np.ndarray, plate: np.ndarray, below: int | None) -> np.ndarray:
+    """The plate just inside the matte's edge, above row `below`, beside a plain wall, median-filtered.
+
+    There the fill meets the photo's wall and the halo's unmixed rim, each right to a few levels: together they leave
+    a line one or two pixels wide along the old outline (a light or dark dip of 4-8 levels), which every turn and
+    nod uncovers as a ghost of the head's outline (shenk's window stripes). A median takes out a line that thin and
+    keeps the wall's own straight edges that cross it (a stripe, a frame); where it would change a pixel by more
+    than SEAM_STEP_MAX (a corner of a lit patch, which the head's layer would then carry along), the pixel stays.
+    Beside a textured wall (SEAM_WALL) the fill is the wall's copied texture, which a median would smooth and the
+    layer, explaining the photo over the smoothed plate, would carry along: left as it is."""
+    reach = halo_reach(matte.shape)
+    person = (matte > 0).astype(np.uint8)
+    band = (person > 0) & (cv2.distanceTransform(person, cv2.DIST_L2, 3) <= reach + 2)
+    if below is not None:
+        band[max(0, below):] = False
+    if not band.any():
+        return plate
+    wall = ((person == 0) & (cv2.distanceTransform(1 - person, cv2.DIST_L2, 3) > 1.5)).astype(np.float32)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    detail = np.abs(gray - cv2.GaussianBlur(gray, (0, 0), 2.0))
+    sigma = 3.0 * reach
+    rough = _low_pass(detail * wall, sigma) / np.maximum(_low_pass(wall, sigma), 1e-3)
+    band &= rough < SEAM_WALL * ROUGH_MAX
+    ironed = cv2.medianBlur(plate, SEAM_MEDIAN)
+    step = np.abs(ironed.astype(np.int16) - plate.astype(np.int16)).max(axis=2)
+    band &= step <= SEAM_STEP_MAX
+    return np.where(band[..., None], ironed, plate)
 
 
 # The copied patches keep their own detail finer than this (in band depths) and take the smooth fill's shade.
