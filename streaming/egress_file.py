@@ -18,7 +18,7 @@ from engine.types import FPS, SAMPLES_PER_FRAME
 from streaming.aigc import KEY
 from streaming.disclosure import DisclosureLabel
 from streaming.egress_alpha import alpha_file_sink
-from streaming.encoding import EncodedPacket, EncodingSpec, file_video_options
+from streaming.encoding import EncodedPacket, EncodingSpec, face_file_crf, file_video_options
 from streaming.sinks import PacedFrame, Sink
 from streaming.sources import FileSource, read_audio
 from streaming.stream import AvatarStream
@@ -134,7 +134,9 @@ async def render_to_file(avatar: PreparedAvatar, audio_path: str | Path, out_pat
     produce_id = uuid.uuid4().hex
     metadata = provenance.metadata(produce_id)
     stream.pacer.sinks.aigc = metadata[KEY]  # the same label in its H.264 (streaming/sei.py)
-    mp4 = alpha_file_sink(out_path, canvas) or Mp4Sink(out_path, metadata=metadata)
+    # On a canvas the picture is scaled to the output: its size decides the crf, as for any file.
+    crf = None if canvas is not None else face_file_crf(*avatar.size, float(np.ptp(avatar.landmarks[:, 0])))
+    mp4 = alpha_file_sink(out_path, canvas) or Mp4Sink(out_path, crf=crf, metadata=metadata)
     stream.add_sink(mp4)
     if on_progress is not None:
         stream.add_sink(_Progress(on_progress, total_frames))
