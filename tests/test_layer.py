@@ -14,9 +14,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from benchmarks.head_layer import MARGIN_PX, background, measure
 from engine.generator import PreparedAvatar, prepare_avatar
+from engine.generator.frame_line import frame_lines
 from engine.generator.head_motion import SOFT_REACH, SURE, _still_goes_on_behind, _with_its_soft_edge, _with_its_tips
 from engine.generator.matte import JAW_CORNERS, head_core, seed_hole, selfie_mask
 from engine.generator.warp import WarpGenerator
@@ -395,6 +397,38 @@ def test_the_head_at_the_pictures_top_edge_moves_without_streaks() -> None:
     with torch.inference_mode():
         reference = gen.renderer(torch.from_numpy(c)).numpy().astype(np.int16)
     assert np.abs(frames[:, :band].astype(np.int16) - reference[:, :band]).mean() < 0.5
+
+
+def test_a_frame_line_at_the_pictures_edge_stays_there(tmp_path: Path) -> None:
+    """A photo's own frame line (a scan's pale border: pedersen_young_teeth's top row and right column) is no part of
+    the head: nodded or turned, the warp read it past the edge (mirrored back) and slid it into the brow as a pale
+    line. Here pedersen_tilted, whose head's box reaches the top and the right edge, with a white top row and right
+    column: they stay at the edge in every pose, the picture inside keeps no white pixel it did not have, the still
+    frame is the photo, and the torch module does as the fast path does."""
+    photo = np.asarray(Image.open(REPO / "tests/data/portraits/pedersen_tilted.jpg").convert("RGB")).copy()
+    photo[:2], photo[:, -2:] = 255, 255  # two pixels at 800 px wide: most of a pixel at 320, as prepared here
+    path = tmp_path / "framed.png"
+    Image.fromarray(photo).save(path)
+    avatar = prepare_avatar(path, max_side_px=320, cache_dir=None)
+    assert frame_lines(avatar.rgb)[1:3] >= (1, 1), frame_lines(avatar.rgb)
+    gen = WarpGenerator(avatar)
+    _, y0, x1, _ = gen.renderer.roi
+    assert y0 == 0 and x1 == avatar.rgb.shape[1], "the head's box no longer reaches the top and right edges"
+    c = np.zeros((4, N_CONTROLS), np.float32)
+    c[1, Control.HEAD_YAW], c[1, Control.HEAD_ROLL] = 8.0, 6.0
+    c[2, Control.HEAD_YAW], c[2, Control.HEAD_ROLL] = -8.0, -6.0
+    c[3, Control.HEAD_PITCH] = 5.0
+    frames = gen._frames(c)
+    assert np.array_equal(frames[0], avatar.rgb)
+    white = (avatar.rgb.min(axis=2) >= 235)[1:, :-1]
+    for pose, frame in zip(("turn 8 + roll 6", "turn -8 + roll -6", "nod 5"), frames[1:], strict=True):
+        assert np.array_equal(frame[0], avatar.rgb[0]) and np.array_equal(frame[:, -1], avatar.rgb[:, -1]), pose
+        new_white = int(((frame.min(axis=2) >= 235)[1:, :-1] & ~white).sum())
+        print(f"{pose}: {new_white} white pixels inside the picture that the photo has not")
+        assert new_white <= 2, f"{pose}: the frame line slid into the picture ({new_white} px)"
+    with torch.inference_mode():
+        reference = gen.renderer(torch.from_numpy(c)).numpy()
+    assert np.array_equal(reference[:, 0], frames[:, 0]) and np.array_equal(reference[:, :, -1], frames[:, :, -1])
 
 
 def test_a_still_figure_beside_the_head_goes_on_behind_it() -> None:

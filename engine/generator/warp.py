@@ -20,6 +20,7 @@ from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
 from engine.generator.eyes import blink_cells, eye_offsets, paint_roi, paint_u8, shade_box, shaded
+from engine.generator.frame_line import frame_lines, line_slices, without_frame_lines
 from engine.generator.head_motion import depth_proxy, head_split_for, head_weight, jaw_line, pivot, sample, turn_share
 from engine.generator.lid_fill import measure_lids
 from engine.generator.matte import person_layer
@@ -122,7 +123,13 @@ class WarpRenderer(nn.Module):
         self.register_buffer("portrait", torch.from_numpy(avatar.rgb.copy()), persistent=False)
         # The person as a premultiplied layer (colour x alpha, alpha) over a still background plate: the
         # head moves its layer, and wherever it uncovers the background the plate shows, not dragged wall.
-        self.layer_u8 = split.layer
+        # A frame line along the picture's edge (a scan's border) stays at the edge: the layer moves without it, and
+        # each frame gets the photo's own line back (`frame_line`).
+        lines = frame_lines(avatar.rgb)
+        self.frame_line_px = line_slices(lines, self.roi, (w, h))
+        at = ((lines[0] if x0 == 0 else 0), (lines[1] if y0 == 0 else 0), (lines[2] if x1 == w else 0),
+              (lines[3] if y1 == h else 0))
+        self.layer_u8 = without_frame_lines(split.layer, at)
         # The layer as OpenCV's remap reads it (WarpGenerator._frames): mirrored past the picture's edges, as far as
         # half a face (a head turned or nodded reads 0.2 of one past them; the jaw less).
         self.mirror_reach = math.ceil(0.5 * rig.face_w)
@@ -305,6 +312,8 @@ class WarpRenderer(nn.Module):
         # Round to bytes while still planar (in place), then one strided byte copy into the frames.
         roi_u8 = roi.mul_(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8)
         frames[:, y0:y1, x0:x1] = roi_u8.permute(0, 2, 3, 1)
+        for rows, cols in self.frame_line_px:
+            frames[:, rows, cols] = self.portrait[rows, cols]
         return frames
 
     def folded(self, gx: torch.Tensor, gy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -445,6 +454,8 @@ class WarpGenerator:
             if alphas is not None:  # the head's alpha through the same map over the still person: "over"
                 moved = cv2.remap(self._layer_alpha, xy, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
                 alphas[i, y0:y1, x0:x1] = np.clip(moved + (255.0 - moved) * self._still_box + 0.5, 0, 255)
+        for rows, cols in r.frame_line_px:
+            frames[:, rows, cols] = rgb[rows, cols]
         # The closed lids, painted over all the window's blinking frames at once.
         for k, (gain, (bx0, by0, bx1, by1)) in enumerate(zip(lid_shade, r.lid_boxes_px, strict=True)):
             which = [i for i in range(len(controls)) if gain is not None and shaded(float(blinks[i, k]))]

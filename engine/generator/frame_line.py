@@ -1,0 +1,77 @@
+"""A photo's own frame line: a row or a column along its edge that is no part of the picture (a scan's or an
+export's border: pedersen_young_teeth's pale top row and right column).
+
+Where the head's box reaches the picture's edge, the warp reads the layer mirrored back past it (`warp.fold`): a
+head nodding down by d pixels reads the photo's top row at row d, and a frame line there slid into the hair as a
+pale line. The renderer moves the layer with the line replaced by the row inside it, and puts the photo's own line
+back at the edge of every frame: the line stays where the photo has it, still, like the plate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# An edge row (column) is a frame line when it departs from the picture inside it by this much (median over the
+# edge, 8-bit luma): a step so large and so even along a whole side is no edge of the picture's own content.
+FRAME_LEVELS = 40.0
+# At most this many rows (columns) deep.
+FRAME_DEPTH_MAX = 2
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _depth(lines: np.ndarray) -> int:
+    """lines: (FRAME_DEPTH_MAX + 1, n) luma, the edge's first, the first one inside the frame's reach last."""
+    inside = lines[-1]
+    depth = 0
+    for k in range(FRAME_DEPTH_MAX):
+        if float(np.median(np.abs(lines[k] - inside))) <= FRAME_LEVELS:
+            break
+        depth = k + 1
+    return depth
+
+
+def frame_lines(rgb: np.ndarray) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom): how many columns or rows of the photo's frame line lie along each side."""
+    h, w = rgb.shape[:2]
+    n = FRAME_DEPTH_MAX + 1
+    if min(h, w) <= 4 * n:
+        return 0, 0, 0, 0
+    g = rgb.astype(np.float32) @ LUMA
+    return _depth(g[:, :n].T), _depth(g[:n]), _depth(g[:, ::-1][:, :n].T), _depth(g[::-1][:n])
+
+
+def without_frame_lines(img: np.ndarray, lines: tuple[int, int, int, int]) -> np.ndarray:
+    """img (a box whose sides lie on the picture's edges where `lines` is non-zero) with each frame line replaced by
+    the row or column just inside it."""
+    left, top, right, bottom = lines
+    if not any(lines):
+        return img
+    out = img.copy()
+    if top:
+        out[:top] = out[top]
+    if bottom:
+        out[-bottom:] = out[-bottom - 1]
+    if left:
+        out[:, :left] = out[:, left : left + 1]
+    if right:
+        out[:, -right:] = out[:, -right - 1 : -right]
+    return out
+
+
+def line_slices(lines: tuple[int, int, int, int], roi: tuple[int, int, int, int], size: tuple[int, int]
+                ) -> list[tuple[slice, slice]]:
+    """(rows, columns) of a frame where the photo's frame line is put back over a box `roi` (x0, y0, x1, y1) that
+    the warp writes: `lines` as measured on the whole photo of `size` (width, height)."""
+    left, top, right, bottom = lines
+    x0, y0, x1, y1 = roi
+    w, h = size
+    out = []
+    if top and y0 == 0:
+        out.append((slice(0, top), slice(x0, x1)))
+    if bottom and y1 == h:
+        out.append((slice(h - bottom, h), slice(x0, x1)))
+    if left and x0 == 0:
+        out.append((slice(y0, y1), slice(0, left)))
+    if right and x1 == w:
+        out.append((slice(y0, y1), slice(w - right, w)))
+    return out
