@@ -125,8 +125,9 @@ def test_the_page_works_with_a_token_in_its_url(secured: ServerProcess, tmp_path
         assert len(get(secured.url + "/api/sessions", SECRET)[1]["sessions"]) == 1
         page.goto("about:blank", timeout=15_000)
         assert sessions_left(secured, 5.0) == [], "leaving the page freed the session"
-    # Both closes were the page's own authorised requests (Stop, then the keepalive fetch on pagehide),
-    # not the peer connection's end noticed later.
+    # Both closes were the page's own authorised requests (Stop, then the keepalive fetch on pagehide). The page's
+    # peer connection ends as it leaves too, and on a loaded machine the server may notice that first: the fetch then
+    # finds the session gone (404), still past the access control, which would have answered 401 or 403 first.
     deadline = time.monotonic() + 5.0
     while closes_logged(secured) < closes_before + 2 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -135,8 +136,9 @@ def test_the_page_works_with_a_token_in_its_url(secured: ServerProcess, tmp_path
 
 
 def closes_logged(srv: ServerProcess) -> int:
-    """Successful POST /sessions/{id}/close in the access log (on with -v)."""
-    return len(re.findall(r"POST /sessions/[0-9a-f]{32}/close 200", srv.log()))
+    """POST /sessions/{id}/close in the access log (on with -v) that the access control let through: answered 200,
+    or 404 where the session had already ended."""
+    return len(re.findall(r"POST /sessions/[0-9a-f]{32}/close (?:200|404)", srv.log()))
 
 
 def test_no_token_reaches_the_log(secured: ServerProcess) -> None:
