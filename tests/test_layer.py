@@ -399,6 +399,16 @@ def test_the_head_at_the_pictures_top_edge_moves_without_streaks() -> None:
     assert np.abs(frames[:, :band].astype(np.int16) - reference[:, :band]).mean() < 0.5
 
 
+@pytest.mark.parametrize(("name", "lines"), [("pedersen_tilted", (0, 0, 2, 0)), ("pedersen_young_teeth", (0, 2, 2, 0)),
+                                             ("hopper", (0, 0, 0, 0)), ("shenk", (0, 0, 0, 0))])
+def test_frame_lines_are_found_where_a_photo_has_them(name: str, lines: tuple[int, int, int, int]) -> None:
+    """pedersen_tilted's dark right column (darker than the column inside it all along, by 135 levels where his hand
+    is light beside it: a turn drew it through the hand as a black line), pedersen_young_teeth's pale top row and right
+    column, each with the row inside it (a JPEG's ringing); none on photos without one."""
+    photo = np.asarray(Image.open(REPO / f"tests/data/portraits/{name}.jpg").convert("RGB"))
+    assert frame_lines(photo) == lines
+
+
 def test_a_frame_line_at_the_pictures_edge_stays_there(tmp_path: Path) -> None:
     """A photo's own frame line (a scan's pale border: pedersen_young_teeth's top row and right column) is no part of
     the head: nodded or turned, the warp read it past the edge (mirrored back) and slid it into the brow as a pale

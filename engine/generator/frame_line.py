@@ -1,5 +1,5 @@
 """A photo's own frame line: a row or a column along its edge that is no part of the picture (a scan's or an
-export's border: pedersen_young_teeth's pale top row and right column).
+export's border: pedersen_young_teeth's pale top row and right column, pedersen_tilted's dark right column).
 
 Where the head's box reaches the picture's edge, the warp reads the layer mirrored back past it (`warp.fold`): a
 head nodding down by d pixels reads the photo's top row at row d, and a frame line there slid into the hair as a
@@ -11,33 +11,57 @@ from __future__ import annotations
 
 import numpy as np
 
-# An edge row (column) is a frame line when it departs from the picture inside it by this much (median over the
-# edge, 8-bit luma): a step so large and so even along a whole side is no edge of the picture's own content.
+# An edge row (column) is a frame line when it lies on one side of the picture inside it (darker, or lighter) along
+# nearly all of the edge (ONE_SIDE of it, within SIDE_SLACK levels) ...
+ONE_SIDE = 0.9
+SIDE_SLACK = 2.0
+# ... and, where the picture inside can show it (not already as dark as a dark line, or as light as a light one),
+# departs from it by this much (median, 8-bit luma) over at least SHOWN of the edge: a step so large and so even along
+# a whole side is no edge of the picture's own. A dark line over a black sweater does not show; over a hand it does.
 FRAME_LEVELS = 40.0
+SHOWN = 0.05
+# The picture inside "shows" a dark line where it is lighter than this, a light line where it is darker than 255 - it.
+SHOW_LEVELS = 60.0
 # At most this many rows (columns) deep.
 FRAME_DEPTH_MAX = 2
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
+def _is_line(edge: np.ndarray, inside: np.ndarray) -> bool:
+    d = edge - inside
+    for sign, shows in ((-1.0, inside > SHOW_LEVELS), (1.0, inside < 255.0 - SHOW_LEVELS)):
+        if float((sign * d >= -SIDE_SLACK).mean()) < ONE_SIDE or float(shows.mean()) < SHOWN:
+            continue
+        if float(np.median(sign * d[shows])) > FRAME_LEVELS:
+            return True
+    return False
+
+
 def _depth(lines: np.ndarray) -> int:
-    """lines: (FRAME_DEPTH_MAX + 1, n) luma, the edge's first, the first one inside the frame's reach last."""
-    inside = lines[-1]
+    """lines: (FRAME_DEPTH_MAX + 1, n) luma, the edge's first, the first one past the frame's reach last."""
     depth = 0
     for k in range(FRAME_DEPTH_MAX):
-        if float(np.median(np.abs(lines[k] - inside))) <= FRAME_LEVELS:
+        if not _is_line(lines[k], lines[-1]):
             break
         depth = k + 1
     return depth
 
 
+# The row (column) just inside a frame line goes with it: a JPEG's ringing round a dark line is a pale one there, which
+# the mirrored layer doubled into a pale stripe.
+RINGING = 1
+
+
 def frame_lines(rgb: np.ndarray) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom): how many columns or rows of the photo's frame line lie along each side."""
+    """(left, top, right, bottom): how many columns or rows of the photo's frame line lie along each side, with the
+    one just inside it (RINGING) where there is one."""
     h, w = rgb.shape[:2]
     n = FRAME_DEPTH_MAX + 1
     if min(h, w) <= 4 * n:
         return 0, 0, 0, 0
     g = rgb.astype(np.float32) @ LUMA
-    return _depth(g[:, :n].T), _depth(g[:n]), _depth(g[:, ::-1][:, :n].T), _depth(g[::-1][:n])
+    depths = (_depth(g[:, :n].T), _depth(g[:n]), _depth(g[:, ::-1][:, :n].T), _depth(g[::-1][:n]))
+    return tuple(d + RINGING if d else 0 for d in depths)  # type: ignore[return-value]
 
 
 def without_frame_lines(img: np.ndarray, lines: tuple[int, int, int, int]) -> np.ndarray:
