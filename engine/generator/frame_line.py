@@ -84,18 +84,18 @@ def without_frame_lines(img: np.ndarray, lines: tuple[int, int, int, int]) -> np
 
 def line_slices(lines: tuple[int, int, int, int], roi: tuple[int, int, int, int], size: tuple[int, int]
                 ) -> list[tuple[slice, slice]]:
-    """(rows, columns) of a frame where the photo's frame line is put back over a box `roi` (x0, y0, x1, y1) that
-    the warp writes: `lines` as measured on the whole photo of `size` (width, height)."""
+    """(rows, columns) of a frame of `size` (width, height) where the photo's frame line is put back over a box `roi`
+    (x0, y0, x1, y1) that the warp writes: `lines`, those along the box's sides that are the picture's edges."""
     left, top, right, bottom = lines
     x0, y0, x1, y1 = roi
     w, h = size
     out = []
-    if top and y0 == 0:
+    if top:
         out.append((slice(0, top), slice(x0, x1)))
-    if bottom and y1 == h:
+    if bottom:
         out.append((slice(h - bottom, h), slice(x0, x1)))
-    if left and x0 == 0:
+    if left:
         out.append((slice(y0, y1), slice(0, left)))
-    if right and x1 == w:
+    if right:
         out.append((slice(y0, y1), slice(w - right, w)))
     return out

@@ -139,6 +139,15 @@ def halo_reach(shape: tuple[int, ...]) -> int:
     return max(2, round(max(shape[:2]) / HALO_SIDE))
 
 
+def _wall_roughness(rgb: np.ndarray, wall: np.ndarray, sigma: float) -> np.ndarray:
+    """(H, W) float32: the photo's fine detail (mean |grey - its blur|, 8-bit levels) over the `wall` pixels near each
+    pixel (a normalised Gaussian of `sigma` px): a wall's grain, which ROUGH_MAX bounds."""
+    w = wall.astype(np.float32)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    detail = np.abs(gray - cv2.GaussianBlur(gray, (0, 0), 2.0))
+    return _low_pass(detail * w, sigma) / np.maximum(_low_pass(w, sigma), 1e-3)
+
+
 def _unmix_the_halo(rgb: np.ndarray, matte: np.ndarray, below: int | None) -> tuple[np.ndarray, np.ndarray]:
     """(moved (H, W) float32 in [0, 1], wall (H, W, 3) float32): in a rim `halo_reach` px wide past the matte, above
     row `below`, how much of the photo's departure from the wall behind it (the photo just past the rim) moves with the
@@ -161,11 +170,7 @@ def _unmix_the_halo(rgb: np.ndarray, matte: np.ndarray, below: int | None) -> tu
     if not rim.any():
         return np.zeros(matte.shape, np.float32), i
     # The wall's roughness, from the wall past the rim only (the halo is not the wall's grain).
-    beyond = ((person == 0) & (out > reach + 0.5)).astype(np.float32)
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    detail = np.abs(gray - cv2.GaussianBlur(gray, (0, 0), 2.0))
-    sigma = 3.0 * reach
-    rough = _low_pass(detail * beyond, sigma) / np.maximum(_low_pass(beyond, sigma), 1e-3)
+    rough = _wall_roughness(rgb, (person == 0) & (out > reach + 0.5), 3.0 * reach)
     plain = np.clip((ROUGH_MAX - rough) / (0.5 * ROUGH_MAX), 0.0, 1.0)
     moved = (plain * np.clip((reach + 1.0 - out) / (0.5 * reach + 1.0), 0.0, 1.0) * rim).astype(np.float32)
     # The wall behind the halo: the photo's own just past it (the fill, seeded a soft edge further out, can be another
@@ -214,12 +219,8 @@ def _iron_the_seam(rgb: np.ndarray, matte: np.ndarray, plate: np.ndarray, below:
         band[max(0, below):] = False
     if not band.any():
         return plate
-    wall = ((person == 0) & (cv2.distanceTransform(1 - person, cv2.DIST_L2, 3) > 1.5)).astype(np.float32)
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    detail = np.abs(gray - cv2.GaussianBlur(gray, (0, 0), 2.0))
-    sigma = 3.0 * reach
-    rough = _low_pass(detail * wall, sigma) / np.maximum(_low_pass(wall, sigma), 1e-3)
-    band &= rough < SEAM_WALL * ROUGH_MAX
+    wall = (person == 0) & (cv2.distanceTransform(1 - person, cv2.DIST_L2, 3) > 1.5)
+    band &= _wall_roughness(rgb, wall, 3.0 * reach) < SEAM_WALL * ROUGH_MAX
     ironed = cv2.medianBlur(plate, SEAM_MEDIAN)
     step = np.abs(ironed.astype(np.int16) - plate.astype(np.int16)).max(axis=2)
     band &= step <= SEAM_STEP_MAX

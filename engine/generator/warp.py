@@ -125,10 +125,10 @@ class WarpRenderer(nn.Module):
         # head moves its layer, and wherever it uncovers the background the plate shows, not dragged wall.
         # A frame line along the picture's edge (a scan's border) stays at the edge: the layer moves without it, and
         # each frame gets the photo's own line back (`frame_line`).
+        (left, right), (top, bottom) = self.at_edge
         lines = frame_lines(avatar.rgb)
-        self.frame_line_px = line_slices(lines, self.roi, (w, h))
-        at = ((lines[0] if x0 == 0 else 0), (lines[1] if y0 == 0 else 0), (lines[2] if x1 == w else 0),
-              (lines[3] if y1 == h else 0))
+        at = (lines[0] * left, lines[1] * top, lines[2] * right, lines[3] * bottom)  # those along the box's sides
+        self.frame_line_px = line_slices(at, self.roi, (w, h))
         self.layer_u8 = without_frame_lines(split.layer, at)
         # The layer as OpenCV's remap reads it (WarpGenerator._frames): mirrored past the picture's edges, as far as
         # half a face (a head turned or nodded reads 0.2 of one past them; the jaw less).
