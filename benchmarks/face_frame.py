@@ -124,11 +124,12 @@ def pose_frames(avatar: PreparedAvatar) -> tuple[WarpRenderer, np.ndarray, np.nd
     return r, c, render(r, c)
 
 
-def rim_motion_px(avatar: PreparedAvatar, r: WarpRenderer) -> float:
+def rim_motion_px(avatar: PreparedAvatar, r: WarpRenderer, pose: np.ndarray | None = None) -> float:
     """Largest displacement of the backward map at the strong edges near the eyes, outside the openings
-    (on glasses: the rim), at full blink. In output pixels."""
+    (on glasses: the rim), at full blink or at `pose` (controls, (1, N_CONTROLS)). In output pixels."""
+    pose = controls(1, BLINK_LEFT=1.0, BLINK_RIGHT=1.0) if pose is None else pose
     with torch.inference_mode():
-        sx, sy, *_ = r.fields(torch.from_numpy(controls(1, BLINK_LEFT=1.0, BLINK_RIGHT=1.0)))
+        sx, sy, *_ = r.fields(torch.from_numpy(pose))
     x0, y0, x1, y1 = r.roi
     s = r.stride
     o = r.pad * s  # the field grid's padding sample on every side when strided

@@ -56,6 +56,9 @@ LOWER_INCISOR_W, LOWER_RATIO = 0.24, 0.85
 # Lips part a little after the jaw does (they are soft and pressed together at rest): the gap between them
 # lags the jaw's by up to this many mouth half-widths, twice that in a smile (stretched lips press harder).
 SEAL = 0.06
+# A smile moves the mouth's corners up by this many mouth half-widths and out by this share of their distance from
+# the mouth's middle (the cheeks rise with them: `cheeks`).
+SMILE_UP, SMILE_OUT = 0.26, 0.15
 # The jaw values over which the soft field under the lips gives way to the jaw's one piece (`MouthRig.offsets`).
 ONE_PIECE = (0.2, 0.4)
 # The inside of an opening this many mouth half-widths high is as lit as a wide one; a slit NARROW_DIM as much.
@@ -349,7 +352,7 @@ class MouthRig:
         lift, drop = UPPER_SHARE * gap, (1.0 - UPPER_SHARE) * gap
         upper, lower = self.upper.y(u), self.lower.y(u)
         corner = torch.exp(-torch.square(((qx - self.mouth_x).abs() - self.mw) / (0.6 * self.mw)))
-        smile = c[:, Control.SMILE] * 0.18 * self.mw * corner
+        smile = c[:, Control.SMILE] * SMILE_UP * self.mw * corner
         return Opening(u, ue, um, side_hw, upper, lower, upper - lift - smile, lower + drop - smile, lift, drop, jaw)
 
     # ---- the fields ---------------------------------------------------------------------------------
@@ -402,7 +405,7 @@ class MouthRig:
         # Smile: corners up and out.
         corner = torch.exp(-(torch.square(dx.abs() - mw) + torch.square(qy - self.corner_y)) / (0.6 * mw) ** 2)
         smile = c[:, Control.SMILE]
-        return ox - smile * 0.1 * dx * corner, oy + smile * 0.18 * mw * corner
+        return ox - smile * SMILE_OUT * dx * corner, oy + smile * SMILE_UP * mw * corner
 
     def _soft(self, o: Opening, qx: torch.Tensor, qy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
         """Where the output rows under the opening come from, near jaw 0: the lower lip drops with the jaw; the chin

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import TypeVar
 
 import cv2
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
+from engine.generator.cheeks import Cheek, cheek_box, cheek_offsets, cheeks, wears_glasses
 from engine.generator.eyes import blink_cells, eye_offsets, paint_roi, paint_u8, shade_box, shaded
 from engine.generator.frame_line import frame_lines, line_slices, without_frame_lines
 from engine.generator.head_motion import depth_proxy, head_split_for, head_weight, jaw_line, pivot, sample, turn_share
@@ -176,6 +178,10 @@ class WarpRenderer(nn.Module):
         margin = 0.12 * g.face_w
         self.mouth_slices = self._slices(g.mouth_box(rw, rh, margin))
         self.eye_slices = [self._slices(g.eye_box(e, rw, rh, margin)) for e in g.eyes]
+        self.cheeks: tuple[Cheek, ...] = () if wears_glasses(avatar.rgb, avatar.landmarks) else cheeks(g)
+        self.cheek_slices = [tuple(_odd(sl, n) for sl, n in zip(self._slices(cheek_box(g, c, rw, rh, margin)),
+                                                                self.X.shape[1:], strict=True))
+                             for c in self.cheeks]
         rest = avatar.rest
         gap = lip_gap(avatar.landmarks)
         if rest is None and gap >= CLOSED_GAP:  # the photo's expression kept: its own teeth, where they are
@@ -249,7 +255,8 @@ class WarpRenderer(nn.Module):
         # The jaw moves the head and the neck under it, as the head's motion does (`head_mask`): not a collar, the
         # wall or another figure beside the jaw, whose edges against the still plate it would tear into streaks.
         keep = self.head_mask[:, ys, xs]
-        offsets = [((ys, xs), ox * keep, oy * keep)]
+        offsets: list[tuple[tuple[slice, slice], torch.Tensor | None, torch.Tensor]] = [
+            ((ys, xs), ox * keep, oy * keep)]
         overlay, alpha = self._interior(c, qx, qy)
         for eye, blink, (ys, xs), cells in zip(self.g.eyes, (Control.BLINK_LEFT, Control.BLINK_RIGHT),
                                                self.eye_slices, self.lid_cells, strict=True):
@@ -258,23 +265,53 @@ class WarpRenderer(nn.Module):
             offsets.append(((ys, xs), *frame.vector_to_image(ox, oy)))
             if lid_shade is not None:
                 lid_shade.append(gain)
+        smile = c[:, Control.SMILE]
+        if torch.jit.is_tracing() or torch.compiler.is_compiling() or bool((smile > 0).any()):
+            for cheek, (ys, xs) in zip(self.cheeks, self.cheek_slices, strict=True):  # a smile lifts them (`cheeks`)
+                offsets.append(((ys, xs), *self._cheek_lift(cheek, smile, qx[:, ys, xs], qy[:, ys, xs],
+                                                            self.head_mask[:, ys, xs])))
         for (ys, xs), ox, oy in offsets:  # (indexed on q itself: an exported graph drops writes through a view's view)
-            q[:, 0, ys, xs] += ox
+            if ox is not None:
+                q[:, 0, ys, xs] += ox
             q[:, 1, ys, xs] += oy
         return q, overlay, alpha
 
     def _mouth_offsets(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mouth's offsets (`MouthRig.offsets`, turned back from the face's frame) at the points (qx, qy) (N, h, w)
-        of the field grid: solved on every MOUTH_STEP-th of them and interpolated between (bilinear), as the field
-        itself is between its samples. The mouth's field is most of a frame's cost (half of it at 512x512), and it is
+        """The mouth's offsets (`MouthRig.offsets`) at the points (qx, qy) (N, h, w) of the field grid, solved on a
+        coarser grid (`_coarse`). The mouth's field is most of a frame's cost (half of it at 512x512), and it is
         smooth where the interior does not cover it: the opening's edges lie under the interior's own soft edge, which
         is drawn at full resolution (`_interior`)."""
+        return self._coarse(lambda fx, fy: self.mouth.offsets(c, fx, fy), qx, qy)
+
+    def _cheek_lift(self, cheek: Cheek, smile: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor, keep: torch.Tensor
+                    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """A cheek's offsets (`cheeks.cheek_offsets`, only up the face: x is None on an upright face) at the points
+        (qx, qy) (N, h, w) of its box, where the head moves (keep), solved on every MOUTH_STEP-th point as the mouth's
+        (`_coarse`): the lift is broad and smooth, and its few dozen small tensor operations per frame were a tenth of
+        a frame's cost at 512x512 solved on every point."""
         frame = self.g.frame
         h, w = qx.shape[-2:]
         k = MOUTH_STEP
-        if k == 1 or (h - 1) % k or (w - 1) % k:  # (a grid too small to give the mouth's box odd sides)
-            return frame.vector_to_image(*self.mouth.offsets(c, *frame.to_face(qx, qy)))
-        ox, oy = frame.vector_to_image(*self.mouth.offsets(c, *frame.to_face(qx[:, ::k, ::k], qy[:, ::k, ::k])))
+        if k > 1 and (h - 1) % k == 0 and (w - 1) % k == 0:
+            qx, qy, keep = qx[:, ::k, ::k], qy[:, ::k, ::k], keep[:, ::k, ::k]
+        lift = cheek_offsets(cheek, smile, *frame.to_face(qx, qy)) * keep
+        if lift.shape[-2:] != (h, w):
+            lift = F.interpolate(lift[:, None], size=(h, w), mode="bilinear", align_corners=True)[:, 0]
+        if frame.upright:
+            return None, lift
+        return frame.vector_to_image(torch.zeros_like(lift), lift)
+
+    def _coarse(self, offsets: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                qx: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """offsets(fx, fy) (face frame in and out) at the points (qx, qy) (N, h, w) of the field grid, turned back
+        from the face's frame: solved on every MOUTH_STEP-th of them and interpolated between (bilinear), as the
+        field itself is between its samples."""
+        frame = self.g.frame
+        h, w = qx.shape[-2:]
+        k = MOUTH_STEP
+        if k == 1 or (h - 1) % k or (w - 1) % k:  # (a grid too small to give the box odd sides)
+            return frame.vector_to_image(*offsets(*frame.to_face(qx, qy)))
+        ox, oy = frame.vector_to_image(*offsets(*frame.to_face(qx[:, ::k, ::k], qy[:, ::k, ::k])))
         o = F.interpolate(torch.stack([ox, oy], dim=1), size=(h, w), mode="bilinear", align_corners=True)
         return o[:, 0], o[:, 1]
 
