@@ -367,7 +367,7 @@ class MouthRig:
         # (`_soft`), open the jaw's one piece (`_below`), which carries the lip and beard down unstretched. Per frame,
         # both maps are monotone down each column, so their blend is too: no fold at the crossover.
         # Both are solved only where they move anything: from the first row that can be under the opening (a smile
-        # lifts the lower lip by at most 0.18 mw), over the columns the jaw's drop reaches (`across` is under 0.002
+        # lifts the lower lip by at most SMILE_UP mw), over the columns the jaw's drop reaches (`across` is under 0.002
         # past 3.2 mw, and the lips' drop is nothing past their corners).
         one = smoothstep(ONE_PIECE[0], ONE_PIECE[1], torch.clamp(c[:, Control.JAW_OPEN], 0.0, 1.0))  # (N, 1, 1)
         if torch.jit.is_tracing() or torch.compiler.is_compiling():
