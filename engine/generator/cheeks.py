@@ -81,9 +81,17 @@ def wears_glasses(rgb: np.ndarray, landmarks: np.ndarray) -> bool:
     n = max(int(2 * length), 4)
     t = np.linspace(0.0, 1.0, n)[:, None, None]
     s = np.linspace(-BRIDGE_ACROSS / 2, BRIDGE_ACROSS / 2, 7)[None, :, None]
-    points = (top + t * (bottom - top) + s * across).astype(np.float32)  # (n, 7, 2)
-    grey = cv2.GaussianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 0.8)
-    profile = cv2.remap(grey, points[..., 0], points[..., 1], cv2.INTER_LINEAR)
+    points = top + t * (bottom - top) + s * across  # (n, 7, 2)
+    # Only the bridge's pixels are read: blurred over a box around them (wider than the blur reaches).
+    h, w = rgb.shape[:2]
+    x0, y0 = (max(0, int(v) - 6) for v in points.reshape(-1, 2).min(axis=0))
+    x1, y1 = min(w, int(points[..., 0].max()) + 7), min(h, int(points[..., 1].max()) + 7)
+    if x1 <= x0 or y1 <= y0:
+        return False
+    grey = cv2.GaussianBlur(cv2.cvtColor(rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32),
+                            (0, 0), 0.8)
+    local = (points - (x0, y0)).astype(np.float32)
+    profile = cv2.remap(grey, local[..., 0], local[..., 1], cv2.INTER_LINEAR)
     step = np.abs(np.diff(profile, axis=0)) * ((n - 1) / length)  # levels per pixel along the nose
     # each column's steepest within a pixel either way (a bridge slants a little), then the weakest column's
     near = cv2.dilate(step, np.ones((5, 1), np.uint8))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from typing import TypeVar
 
 import cv2
@@ -277,18 +276,26 @@ class WarpRenderer(nn.Module):
         return q, overlay, alpha
 
     def _mouth_offsets(self, c: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mouth's offsets (`MouthRig.offsets`) at the points (qx, qy) (N, h, w) of the field grid, solved on a
-        coarser grid (`_coarse`). The mouth's field is most of a frame's cost (half of it at 512x512), and it is
+        """The mouth's offsets (`MouthRig.offsets`, turned back from the face's frame) at the points (qx, qy) (N, h, w)
+        of the field grid: solved on every MOUTH_STEP-th of them and interpolated between (bilinear), as the field
+        itself is between its samples. The mouth's field is most of a frame's cost (half of it at 512x512), and it is
         smooth where the interior does not cover it: the opening's edges lie under the interior's own soft edge, which
         is drawn at full resolution (`_interior`)."""
-        return self._coarse(lambda fx, fy: self.mouth.offsets(c, fx, fy), qx, qy)
+        frame = self.g.frame
+        h, w = qx.shape[-2:]
+        k = MOUTH_STEP
+        if k == 1 or (h - 1) % k or (w - 1) % k:  # (a grid too small to give the mouth's box odd sides)
+            return frame.vector_to_image(*self.mouth.offsets(c, *frame.to_face(qx, qy)))
+        ox, oy = frame.vector_to_image(*self.mouth.offsets(c, *frame.to_face(qx[:, ::k, ::k], qy[:, ::k, ::k])))
+        o = F.interpolate(torch.stack([ox, oy], dim=1), size=(h, w), mode="bilinear", align_corners=True)
+        return o[:, 0], o[:, 1]
 
     def _cheek_lift(self, cheek: Cheek, smile: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor, keep: torch.Tensor
                     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """A cheek's offsets (`cheeks.cheek_offsets`, only up the face: x is None on an upright face) at the points
-        (qx, qy) (N, h, w) of its box, where the head moves (keep), solved on every MOUTH_STEP-th point as the mouth's
-        (`_coarse`): the lift is broad and smooth, and its few dozen small tensor operations per frame were a tenth of
-        a frame's cost at 512x512 solved on every point."""
+        (qx, qy) (N, h, w) of its box, where the head moves (keep), solved on every MOUTH_STEP-th point as the
+        mouth's (`_mouth_offsets`): the lift is broad and smooth, and its few dozen small tensor operations per frame
+        were a tenth of a frame's cost at 512x512 solved on every point."""
         frame = self.g.frame
         h, w = qx.shape[-2:]
         k = MOUTH_STEP
@@ -300,20 +307,6 @@ class WarpRenderer(nn.Module):
         if frame.upright:
             return None, lift
         return frame.vector_to_image(torch.zeros_like(lift), lift)
-
-    def _coarse(self, offsets: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-                qx: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """offsets(fx, fy) (face frame in and out) at the points (qx, qy) (N, h, w) of the field grid, turned back
-        from the face's frame: solved on every MOUTH_STEP-th of them and interpolated between (bilinear), as the
-        field itself is between its samples."""
-        frame = self.g.frame
-        h, w = qx.shape[-2:]
-        k = MOUTH_STEP
-        if k == 1 or (h - 1) % k or (w - 1) % k:  # (a grid too small to give the box odd sides)
-            return frame.vector_to_image(*offsets(*frame.to_face(qx, qy)))
-        ox, oy = frame.vector_to_image(*offsets(*frame.to_face(qx[:, ::k, ::k], qy[:, ::k, ::k])))
-        o = F.interpolate(torch.stack([ox, oy], dim=1), size=(h, w), mode="bilinear", align_corners=True)
-        return o[:, 0], o[:, 1]
 
     def forward(self, controls: torch.Tensor) -> torch.Tensor:
         lid_shade: list[torch.Tensor | None] = []
