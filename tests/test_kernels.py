@@ -126,3 +126,75 @@ def test_the_mirrored_layer_reads_as_the_map_folded_back_at_the_pictures_edges()
         # steps: a level or two. Left unmirrored, 216-221 levels.)
         diff = np.abs(got.astype(int) - want)
         assert diff.max() <= 2, f"{at_edge}: max {diff.max()}"
+
+
+@pytest.mark.parametrize(("stride", "interpolation"), [(1, "linear"), (3, "linear"), (2, "cubic")])
+def test_warping_only_where_the_moved_layer_reaches_changes_no_byte(stride: int, interpolation: str) -> None:
+    """kernels.warp_cv2.LayerReach: a head (an opaque disc in a soft rim, wall around it) moved by a smooth field
+    that turns, shifts and stretches it composites to the same bytes over the plate when only its spans are warped,
+    and the spans leave wall out and take a covered run alone."""
+    import cv2
+    import numpy as np
+
+    from kernels.warp_cv2 import LayerReach, remap_composite, upsample
+
+    rng = np.random.default_rng(stride)
+    h, w = 300, 240
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = np.hypot(xs - 120, (ys - 130) * 0.8)
+    a = np.clip((95.0 - r) / 6.0, 0, 1) * (1 + 0.3 * rng.random((h, w)))  # speckled rim: alpha in between
+    alpha = np.clip(a * 255.0, 0, 255).astype(np.uint8)
+    colour = (rng.integers(0, 256, (h, w, 3)) * (alpha[..., None] / 255.0)).astype(np.uint8)
+    layer = np.dstack([colour, alpha])
+    plate = rng.integers(0, 256, (h, w, 3), np.uint8)
+    pad = 1 if stride > 1 else 0
+    gx = (np.arange(-(-w // stride) + 2 * pad, dtype=np.float32) - pad) * stride + (stride - 1) / 2
+    gy = (np.arange(-(-h // stride) + 2 * pad, dtype=np.float32) - pad) * stride + (stride - 1) / 2
+    grid_y, grid_x = np.meshgrid(gy, gx, indexing="ij")
+    reach = LayerReach(alpha, grid_x, grid_y, stride)
+    mode = cv2.INTER_CUBIC if interpolation == "cubic" else cv2.INTER_LINEAR
+    none = np.zeros((1, 1, 3), np.float32), np.zeros((1, 1), np.float32), (0, 0, 1, 1)
+    for turn, shift, stretch in ((0.0, 0.0, 0.0), (0.12, 9.0, 0.0), (-0.2, -14.0, 0.15), (0.05, 30.0, -0.1)):
+        # A turn about the head's centre, a shift and a stretch of its lower half (a jaw); noise of a pixel.
+        c, s = np.cos(turn), np.sin(turn)
+        mx = 120 + c * (grid_x - 120) - s * (grid_y - 130) + shift
+        my = 130 + s * (grid_x - 120) + c * (grid_y - 130) - np.maximum(grid_y - 130, 0) * stretch
+        mx = (mx + rng.normal(0, 0.5, mx.shape)).astype(np.float32)
+        my = (my + rng.normal(0, 0.5, my.shape)).astype(np.float32)
+        xy = upsample(cv2.merge((mx, my)), stride, h, w, pad * stride)
+        want, got = np.empty((h, w, 3), np.uint8), np.empty((h, w, 3), np.uint8)
+        remap_composite(layer, xy, None, *none[:2], none[2], want, plate, mode)
+        spans = reach.spans(mx, my)
+        remap_composite(layer, xy, None, *none[:2], none[2], got, plate, mode, 1, spans, np.ascontiguousarray(colour))
+        assert np.array_equal(got, want), f"turn {turn}: {np.count_nonzero(got != want)} bytes differ"
+        warped = sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1, _, _ in spans) / (h * w)
+        covered = sum((y1 - y0) * (o1 - o0) for y0, y1, _, _, o0, o1 in spans) / (h * w)
+        # (the disc is 58% of the box; turned, its rim's displacement widens the spans)
+        assert (warped < 0.8 and covered > 0.2) if turn == 0 else (warped < 0.95 and covered > 0.05), (turn, warped,
+                                                                                                    covered)
+
+
+def test_a_large_portraits_frames_are_the_same_warped_where_its_layer_reaches() -> None:
+    """WarpGenerator._frames of a portrait whose box is warped by spans (REACH_MIN_PX; the astronaut's box is given
+    one here) equals its frames warped whole, through speech, a blink, a smile and head turns to the limits."""
+    import numpy as np
+
+    from engine.generator import prepare_avatar
+    from engine.generator.warp import WarpGenerator
+    from engine.types import N_CONTROLS, Control
+    from kernels.warp_cv2 import LayerReach
+
+    gen = WarpGenerator(prepare_avatar(None))
+    r = gen.renderer
+    assert r.layer_reach is None  # 229x213: warped whole
+    r.layer_reach = LayerReach(r.layer_u8[..., 3], r.X[0].numpy(), r.Y[0].numpy(), r.stride)
+    c = np.zeros((6, N_CONTROLS), np.float32)
+    c[:, Control.JAW_OPEN] = (0.0, 1.0, 0.5, 0.3, 0.0, 1.0)
+    c[:, Control.BLINK_LEFT] = c[:, Control.BLINK_RIGHT] = (0.0, 0.0, 1.0, 0.5, 0.0, 0.0)
+    c[:, Control.SMILE] = (0.0, 0.0, 0.0, 1.0, 0.5, 0.0)
+    c[:, Control.HEAD_YAW] = (0.0, 15.0, -15.0, 8.0, 0.0, -10.0)
+    c[:, Control.HEAD_PITCH] = (0.0, 8.0, -8.0, 0.0, 10.0, -10.0)
+    c[:, Control.HEAD_ROLL] = (0.0, 10.0, -10.0, 6.0, -15.0, 15.0)
+    by_spans = gen._frames(c.copy())
+    r.layer_reach = None
+    assert np.array_equal(by_spans, gen._frames(c.copy()))
