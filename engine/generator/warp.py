@@ -31,7 +31,7 @@ from engine.generator.rest_pose import CLOSED_GAP, RestPose
 from engine.generator.rig import RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
 from kernels.warp import warp_composite
-from kernels.warp_cv2 import LayerReach, remap_composite, upsample
+from kernels.warp_cv2 import remap_composite, upsample
 from kernels.warp_triton import triton_available, warp_composite_triton
 
 __all__ = ["WarpGenerator", "WarpRenderer", "fold", "mouth_palette", "smoothstep"]
@@ -45,8 +45,6 @@ T = TypeVar("T", np.ndarray, torch.Tensor)
 # (38 of 895 silent frames over idle seeds 0-4, against 10 bicubic). Larger faces keep bilinear: their features span
 # more pixels, and a bicubic remap costs 1.5-2.5x (the 512x512 astronaut, 92 px, stays under the cost target).
 SHARP_FACE_W = 90.0
-# Boxes of this many pixels and more are warped only where the head's layer can reach (`LayerReach`).
-REACH_MIN_PX = 200_000
 MOUTH_STEP = 2  # field samples between the points the mouth's offsets are solved on: see WarpRenderer._mouth_offsets
 
 
@@ -138,7 +136,6 @@ class WarpRenderer(nn.Module):
         self.mirror_reach = math.ceil(0.5 * rig.face_w)
         self.layer_mirrored, self.mirror_at = mirrored(self.layer_u8, self.at_edge, self.mirror_reach)
         self.plate_u8 = np.ascontiguousarray(backdrop)
-        self.colour_mirrored = np.ascontiguousarray(self.layer_mirrored[..., :3])  # where it covers the plate whole
         # What of the person stays still in the box (shoulders, a second figure): keyed outputs need it under the
         # moved head (WarpGenerator._alpha_frames).
         self.still_part = ~part
@@ -149,10 +146,6 @@ class WarpRenderer(nn.Module):
         Y, X = torch.meshgrid(gy, gx, indexing="ij")
         self.register_buffer("X", X[None].contiguous(), persistent=False)  # (1, fh, fw) ROI pixel coords
         self.register_buffer("Y", Y[None].contiguous(), persistent=False)
-        # A large box is warped only where the moved layer can reach (kernels.warp_cv2.LayerReach); a small one whole:
-        # its wall's share costs less than the bands' calls (at 512x512 the byte path took no less).
-        self.layer_reach = LayerReach(self.layer_u8[..., 3], X.numpy(), Y.numpy(), s) \
-            if rw * rh >= REACH_MIN_PX else None
         g = self.g
         hx, hy = split.hair_origin
         weight = head_weight(g, X, Y, jaw_line(avatar.landmarks, x0, y0), sample(hair, X, Y, x0 - hx, y0 - hy))
@@ -472,6 +465,8 @@ class WarpGenerator:
         lid_shade: list[torch.Tensor | None] = []
         with torch.inference_mode():
             q, overlay, alpha = (t.numpy() for t in r.maps(torch.from_numpy(controls), lid_shade))
+        q[:, 0] += r.mirror_at[0]  # read in the mirrored layer
+        q[:, 1] += r.mirror_at[1]
         blinks = controls[:, [Control.BLINK_LEFT, Control.BLINK_RIGHT]]
         x0, y0, x1, y1 = r.roi
         # The photo around the warped box; the box itself is written whole by remap_composite.
@@ -484,14 +479,10 @@ class WarpGenerator:
         overlay = overlay.transpose(0, 2, 3, 1)
         o = r.pad * r.stride
         interpolation = cv2.INTER_CUBIC if r.bicubic else cv2.INTER_LINEAR  # the module's grid_sample mode
-        reach = r.layer_reach
-        spans = [None if reach is None else reach.spans(q[i, 0], q[i, 1]) for i in range(len(controls))]
-        q[:, 0] += r.mirror_at[0]  # read in the mirrored layer
-        q[:, 1] += r.mirror_at[1]
         for i in range(len(controls)):
             xy = upsample(cv2.merge((q[i, 0], q[i, 1])), r.stride, rh, rw, o)  # (rh, rw, 2): remap's map of 2 channels
             remap_composite(r.layer_mirrored, xy, None, overlay[i], alpha[i, 0], box, frames[i, y0:y1, x0:x1],
-                            r.plate_u8, interpolation, r.overlay_stride, spans[i], r.colour_mirrored)
+                            r.plate_u8, interpolation, r.overlay_stride)
             if alphas is not None:  # the head's alpha through the same map over the still person: "over"
                 moved = cv2.remap(self._layer_alpha, xy, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
                 alphas[i, y0:y1, x0:x1] = np.clip(moved + (255.0 - moved) * self._still_box + 0.5, 0, 255)
