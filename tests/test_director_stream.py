@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from harness.webrtc_client import frames_held, stream_session
+from harness.webrtc_client import delivery, stream_session
 from tests.conftest import start_server, stop_server
 from tests.director_server import ScriptedServer
 
@@ -52,10 +52,9 @@ def test_stream_holds_48fps_while_the_director_is_slow_invalid_or_down(tmp_path,
         stop_server(srv)
     wall = np.array(got.video_wall_s)
     wall = wall[wall >= wall[0] + 0.5]
-    # A frame of pipeline delay the server added (counted: a busy machine runs late, not the director) held a frame.
-    held = frames_held(counters)
-    fps = (len(wall) - 1 + held) / (wall[-1] - wall[0])
-    assert abs(fps - 48.0) <= 0.5, f"{fps:.2f} fps while the director misbehaved"
+    # The director's misbehaviour must not stall the stream; on a host short of CPU frames are dropped before
+    # encoding (counted), and `Delivery` allows for that.
+    delivery(got).assert_live("while the director misbehaved", got.final["sinks"]["webrtc"]["track_frames_dropped"])
     gaps = np.diff(wall)
     print(f"largest gap {gaps.max() * 1000:.0f} ms at {wall[gaps.argmax()] - wall[0]:.1f} s; "
           f"server repeated {counters['frames_repeated']}, skipped {counters['frames_skipped']}")

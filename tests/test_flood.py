@@ -35,7 +35,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from harness.background_stream import BackgroundStream
-from harness.webrtc_client import frames_held
+from harness.webrtc_client import MIN_RECEIVED_FPS, frames_held
 from streaming.webrtc import NO_ICE_SERVERS
 from tests.conftest import start_server, stop_server
 
@@ -156,7 +156,9 @@ def test_a_flooding_client_does_not_reach_a_live_stream(tmp_path: Path, speech_w
         live = BackgroundStream(server.url, speech_wav)
         session_id = live.started()
         control_from = session_counters(server.url, session_id)
+        tc0 = time.monotonic()
         time.sleep(CONTROL_S)  # the observation span of the control, not a wait for something to happen
+        tc1 = time.monotonic()
         before = session_counters(server.url, session_id)
 
         async def flood() -> tuple[Counter[int], Counter[str], tuple[float, int]]:
@@ -184,10 +186,15 @@ def test_a_flooding_client_does_not_reach_a_live_stream(tmp_path: Path, speech_w
     # A frame of pipeline delay added (counted) holds the picture a frame: a busy machine's latency, not lost rate.
     held = frames_held(after) - frames_held(before)
     fps = float((((received >= t0) & (received <= t1)).sum() + held) / (t1 - t0))
+    # The same stream just before the flood: on a shared host short of CPU both are below 48, and the flood must
+    # not take the live stream below what that host gave it without one.
+    control_fps = float((((received >= tc0) & (received <= tc1)).sum() + frames_held(before)
+                         - frames_held(control_from)) / (tc1 - tc0))
     skipped = after["frames_skipped"] - before["frames_skipped"]
     control_skipped = before["frames_skipped"] - control_from["frames_skipped"]
     print(f"\noffers {dict(offers)}; control {dict(control)}; newcomer connected in {newcomer_s:.2f} s "
-          f"(live stream skipped {newcomer_skipped} frames meanwhile); live stream {fps:.1f} fps ({held} frames held), "
+          f"(live stream skipped {newcomer_skipped} frames meanwhile); live stream {fps:.1f} fps ({held} frames held; "
+          f"{control_fps:.1f} fps before the flood), "
           f"frames repeated +{after['frames_repeated'] - before['frames_repeated']}, "
           f"skipped +{skipped} (+{control_skipped} in the {CONTROL_S:g} s before the flood)")
     assert set(offers) <= {400, 429} and offers[429] > 0.9 * sum(offers.values()), offers
@@ -196,4 +203,5 @@ def test_a_flooding_client_does_not_reach_a_live_stream(tmp_path: Path, speech_w
     assert newcomer_s < 2.0, f"a new client took {newcomer_s:.2f} s to connect during the flood"
     assert skipped <= MOST_SKIPPED * 48 * (t1 - t0), (f"{skipped} frames skipped (windows never rendered) during "
                                                       f"the flood, {control_skipped} in the {CONTROL_S:g} s before it")
-    assert fps >= 47.5, f"the live stream got {fps:.1f} fps during the flood"
+    assert fps >= min(47.5, control_fps - 1.0) and fps >= MIN_RECEIVED_FPS, (
+        f"the live stream got {fps:.1f} fps during the flood, {control_fps:.1f} before it")

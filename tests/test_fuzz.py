@@ -30,6 +30,7 @@ from harness.fuzz import (
     offer_bodies,
     random_offer_bodies,
 )
+from harness.webrtc_client import MIN_RECEIVED_FPS
 from tests.conftest import start_server, stop_server
 
 IN_PROCESS_EXAMPLES = 10_000
@@ -163,6 +164,11 @@ def test_fuzzed_offers_and_control_messages_beside_a_live_stream(tmp_path: Path,
     assert statuses[200] > 0 and statuses[400] > 0
     assert replies["ok"] > 0 and sum(replies.values()) > replies["ok"]
     live_counters = next(c for c in counters if c["id"] == session_id)
-    assert fps >= 45.0, (f"the live stream got {fps:.1f} fps while the fuzzers ran ({t1 - t0:.1f} s); server: "
+    times = np.array(received)
+    gap_s = float(np.diff(times[(times >= t0) & (times <= t1)]).max())
+    # Not 48: the fuzzer shares the host's two cores with the server (and, on a CI machine, with its neighbours);
+    # what it must not do is stop or starve the live stream.
+    assert fps >= MIN_RECEIVED_FPS and gap_s < 0.5, (f"the live stream got {fps:.1f} fps (longest gap {gap_s:.2f} s) "
+                                                     f"while the fuzzers ran ({t1 - t0:.1f} s); server: "
                          f"{ {k: live_counters[k] for k in ('frames_sent', 'frames_repeated', 'frames_skipped')} }")
     assert left == [], "sessions were left behind"
