@@ -239,7 +239,7 @@ class AvatarSession:
         sizer = self._policy.sizer
         if sizer is None:
             return self.window_frames
-        n = sizer.length_at(start_frame, lambda longer: self._delay.make_room(sizer.delay_needed_s(longer)))
+        n = sizer.length_at(start_frame, lambda longer: self._delay.make_room(sizer.room_needed_s(longer)))
         self._policy.window_frames = n
         return n
 

@@ -64,6 +64,10 @@ class WindowSizer:
         render_s = max(self.config.render_reserve_s, 1.25 * (self.frame_s or 0.0) * n_frames)
         return (n_frames + self.lookahead_frames) / FPS + render_s
 
+    def room_needed_s(self, n_frames: int) -> float:
+        """The pipeline delay to wait for before windows of n_frames start: what they need, at most the cap."""
+        return min(self.delay_needed_s(n_frames), self.max_delay_s)
+
     def rendered(self, n_frames: int, render_s: float) -> None:
         """A window of n_frames took render_s of wall time: grow or shrink the length windows will have."""
         per_frame = render_s / max(1, n_frames)
@@ -73,9 +77,13 @@ class WindowSizer:
             return
         i = self.lengths.index(self.frames)
         if self.frame_s > GROW_AT * frame_time:
-            # Only to a length whose delay fits under the cap, judged at today's cost a frame (a longer window's is
-            # lower): past that its windows would be late however long the delay.
-            if i + 1 < len(self.lengths) and self.delay_needed_s(self.lengths[i + 1]) <= self.max_delay_s:
+            # To a length whose delay fits under the cap, judged at today's cost a frame (a longer window's is
+            # lower). Past that its windows would be late however long the delay, but so are today's once a frame
+            # costs more than its time: then the longer window, its fixed cost shared by more frames, is the only
+            # way back (a host with a third of its cores taken renders windows of one frame at 96 ms a frame and
+            # stayed at them, skipping nearly every window; the delay then waits at its cap: `room_needed_s`).
+            behind = self.frame_s > frame_time
+            if i + 1 < len(self.lengths) and (behind or self.delay_needed_s(self.lengths[i + 1]) <= self.max_delay_s):
                 self._target = self.lengths[i + 1]
         elif self.frame_s < SHRINK_AT * frame_time and i > 0:
             if self._fast_since_s is None:

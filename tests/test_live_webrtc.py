@@ -49,7 +49,12 @@ def test_live_session_streams_48fps_lip_synced(server: ServerProcess, speech_wav
     d = assert_delivered(got, "the session")
     assert d.span_s >= 8.0, f"only {d.span_s:.1f} s of video received"
     steps = np.diff(got.video_pts)
-    assert np.median(steps) == 1875, f"pts steps {np.unique(steps)}"
+    # 1/48 s apart in RTP time (1875 ticks of 90 kHz, +-1 from aiortc's rounding), or a whole number of frames where
+    # the server dropped some before encoding (counted, `assert_delivered`); the mode, not the median, which enough
+    # drops move off 1875.
+    frames_apart = np.round(steps / 1875)
+    assert (frames_apart >= 1).all() and np.abs(steps - 1875 * frames_apart).max() <= 2, np.unique(steps)
+    assert np.bincount(frames_apart.astype(int)).argmax() == 1, np.unique(steps)
     assert got.video_size == (512, 512)
 
     # Mouth motion: mean absolute luma change between consecutive frames, inside the mouth box.

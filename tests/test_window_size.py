@@ -44,6 +44,17 @@ def test_slow_renders_double_the_window_once_a_second_up_to_the_cap() -> None:
     assert s.delay_needed_s(4) == 4 / 48 + 1.25 * 4 * s.frame_s  # type: ignore[operator]
 
 
+def test_renders_slower_than_the_frame_grow_the_window_past_what_the_delay_covers() -> None:
+    """A frame that costs more than its 20.8 ms is late at any delay: the longer window, its fixed cost shared by
+    more frames, is the only way back, so the length grows even where its delay needs more than the cap. Windows of
+    one frame at 96 ms stayed at one before (a CI host with a third of its cores taken, nearly every window
+    skipped); the longer window waits at most for the cap."""
+    s, now, metrics = sizer()
+    lengths = run(s, now, 0, 5.0, 96.0)
+    assert s.delay_needed_s(2) > s.max_delay_s and s.frames == 8 and metrics.window_resizes == 3, lengths
+    assert s.room_needed_s(8) == s.max_delay_s
+
+
 def test_a_fast_generator_keeps_windows_of_one_frame() -> None:
     s, now, metrics = sizer()
     assert set(run(s, now, 0, 10.0, 14.0)) == {1}, "67% of a frame's time keeps up"
