@@ -44,7 +44,9 @@ class Delivery:
 
     clock_fps: frames of media time (RTP timestamps) per second of wall time (a least-squares slope), near 48
     whatever was dropped; reported, not checked (see assert_live).
-    missing: frames absent from the timestamp sequence (each a gap of 1875 ticks); received_fps: those that came.
+    missing: frames absent from the timestamp sequence (a step of k x 1875 ticks, +-2 of aiortc's rounding, is k - 1
+    of them); received_fps: those that came. dropped_counted: the frames the session's server dropped before encoding
+    (its close's counters; None for a viewer without them, e.g. WHEP's).
     """
 
     clock_fps: float
@@ -52,15 +54,17 @@ class Delivery:
     missing: int
     longest_gap_s: float
     span_s: float
+    dropped_counted: int | None = None
 
-    def assert_live(self, what: str, dropped_counted: int | None = None) -> None:
-        """The viewer got at least half the frames with no gap of half a second and, given the server's count of
-        the frames it dropped before encoding, none went missing uncounted. Not the clock: the pacer plays a few
-        frames faster or slower while the session's pipeline delay moves (measured 50.3 fps over 6.5 s after a
+    def assert_live(self, what: str) -> None:
+        """The viewer got at least half the frames with no gap of half a second and, where the server's count of
+        the frames it dropped before encoding is known, none went missing uncounted. Not the clock: the pacer plays a
+        few frames faster or slower while the session's pipeline delay moves (measured 50.3 fps over 6.5 s after a
         busy start), by design."""
         assert self.received_fps >= MIN_RECEIVED_FPS and self.longest_gap_s < 0.5, f"{what}: {self}"
-        if dropped_counted is not None:
-            assert self.missing <= dropped_counted + 2, f"{what}: {self}, only {dropped_counted} counted as dropped"
+        if self.dropped_counted is not None:
+            assert self.missing <= self.dropped_counted + 2, (
+                f"{what}: {self}, only {self.dropped_counted} counted as dropped")
 
     def __str__(self) -> str:
         return (f"clock {self.clock_fps:.2f} fps, received {self.received_fps:.1f} fps over {self.span_s:.1f} s, "
@@ -73,13 +77,20 @@ def delivery(got: Received, skip_s: float = 0.5) -> Delivery:
     keep = wall >= wall[0] + skip_s
     wall, pts = wall[keep], pts[keep]
     span_s = float(wall[-1] - wall[0]) if len(wall) > 1 else 0.0
+    dropped = got.final.get("sinks", {}).get("webrtc", {}).get("track_frames_dropped")
     if len(wall) < 3 or span_s <= 0:
-        return Delivery(0.0, 0.0, 0, span_s, span_s)
+        return Delivery(0.0, 0.0, 0, span_s, span_s, dropped)
     slope = float(np.polyfit(wall - wall[0], (pts - pts[0]) / PTS_STEP, 1)[0])
-    steps = np.diff(pts) // PTS_STEP
+    frames_apart = frames_between(pts)
     return Delivery(clock_fps=slope, received_fps=(len(wall) - 1) / span_s,
-                    missing=int(np.clip(steps - 1, 0, None).sum()), longest_gap_s=float(np.diff(wall).max()),
-                    span_s=span_s)
+                    missing=int(np.clip(frames_apart - 1, 0, None).sum()), longest_gap_s=float(np.diff(wall).max()),
+                    span_s=span_s, dropped_counted=dropped)
+
+
+def frames_between(pts: np.ndarray) -> np.ndarray:
+    """How many frames apart consecutive RTP timestamps are: steps of 1875 ticks, rounded (aiortc's conversion
+    makes them 1874-1876, 3749-3751...)."""
+    return np.round(np.diff(pts) / PTS_STEP).astype(np.int64)
 
 
 def frames_held(counters: dict) -> int:

@@ -90,7 +90,7 @@ def test_an_authorised_peer_streams_and_is_directed_with_a_control_token(secured
         403, 403, 403, 401)
     assert outcomes["listed"] == [sid]
     d = delivery(got)
-    d.assert_live("the authorised peer", got.final["sinks"]["webrtc"]["track_frames_dropped"])
+    d.assert_live("the authorised peer")
     assert d.span_s >= 3.0, d
     # stream_session closed it with the session token the answer handed back (publish "*" may not).
     assert sessions_left(secured, 5.0) == []

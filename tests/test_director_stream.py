@@ -54,7 +54,7 @@ def test_stream_holds_48fps_while_the_director_is_slow_invalid_or_down(tmp_path,
     wall = wall[wall >= wall[0] + 0.5]
     # The director's misbehaviour must not stall the stream; on a host short of CPU frames are dropped before
     # encoding (counted), and `Delivery` allows for that.
-    delivery(got).assert_live("while the director misbehaved", got.final["sinks"]["webrtc"]["track_frames_dropped"])
+    delivery(got).assert_live("while the director misbehaved")
     gaps = np.diff(wall)
     print(f"largest gap {gaps.max() * 1000:.0f} ms at {wall[gaps.argmax()] - wall[0]:.1f} s; "
           f"server repeated {counters['frames_repeated']}, skipped {counters['frames_skipped']}")

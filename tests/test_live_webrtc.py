@@ -14,7 +14,7 @@ from aiortc import RTCPeerConnection
 
 from engine.generator import prepare_avatar
 from harness.server import free_port
-from harness.webrtc_client import Delivery, Received, delivery, stream_session
+from harness.webrtc_client import PTS_STEP, Received, delivery, frames_between, stream_session
 from streaming.app import REGISTRY, build_app
 from streaming.config import ServerConfig
 from streaming.patches import use_fixed_bitrate, use_ice_addresses
@@ -34,27 +34,20 @@ def media_t_s(got: Received) -> np.ndarray:
     return (np.array(got.video_pts) - got.video_pts[0]) / 90_000
 
 
-def assert_delivered(got: Received, what: str) -> Delivery:
-    """48 fps on the stream's clock, every frame the viewer missed counted by the server as dropped before encoding
-    (a shared host short of CPU drops some; `Delivery` says why that passes while a stall does not)."""
-    d = delivery(got)
-    d.assert_live(what, got.final["sinks"]["webrtc"]["track_frames_dropped"])
-    return d
-
-
 def test_live_session_streams_48fps_lip_synced(server: ServerProcess, speech_wav) -> None:
     box = mouth_box()
     got, _ = asyncio.run(stream_session(server.url, speech_wav, duration_s=10.5, crop_box=box))
 
-    d = assert_delivered(got, "the session")
+    d = delivery(got)
+    d.assert_live("the session")
     assert d.span_s >= 8.0, f"only {d.span_s:.1f} s of video received"
     steps = np.diff(got.video_pts)
     # 1/48 s apart in RTP time (1875 ticks of 90 kHz, +-1 from aiortc's rounding), or a whole number of frames where
-    # the server dropped some before encoding (counted, `assert_delivered`); the mode, not the median, which enough
-    # drops move off 1875.
-    frames_apart = np.round(steps / 1875)
-    assert (frames_apart >= 1).all() and np.abs(steps - 1875 * frames_apart).max() <= 2, np.unique(steps)
-    assert np.bincount(frames_apart.astype(int)).argmax() == 1, np.unique(steps)
+    # the server dropped some before encoding (counted, `Delivery.assert_live`); the mode, not the median, which
+    # enough drops move off 1875.
+    frames_apart = frames_between(np.array(got.video_pts))
+    assert (frames_apart >= 1).all() and np.abs(steps - PTS_STEP * frames_apart).max() <= 2, np.unique(steps)
+    assert np.bincount(frames_apart).argmax() == 1, np.unique(steps)
     assert got.video_size == (512, 512)
 
     # Mouth motion: mean absolute luma change between consecutive frames, inside the mouth box.
@@ -130,7 +123,7 @@ def test_bad_offers_get_400_while_a_session_keeps_streaming(server: ServerProces
     for status, message, expected in answers:
         assert status == 400, (status, message)
         assert expected in message, f"{message!r} does not say {expected!r}"
-    assert_delivered(got, "the running session")
+    delivery(got).assert_live("the running session")
     wall = np.array(got.video_wall_s)
     during = wall[(wall >= t_start - 0.5) & (wall <= t_end + 0.5)]
     assert len(during) > 10
@@ -183,7 +176,7 @@ def test_control_channel_takes_instructions_and_refuses_bad_messages(server: Ser
     assert "longer than" in replies[4]["error"]
     assert "not valid JSON" in replies[5]["error"]
     assert replies[6]["status"] == 404
-    assert_delivered(got, "the directed session")
+    delivery(got).assert_live("the directed session")
 
 
 def test_metrics_endpoint_reports_live_counters(server: ServerProcess, speech_wav) -> None:
@@ -262,6 +255,8 @@ def test_a_frame_counting_sink_beside_a_webrtc_viewer_sees_48fps(speech_wav) -> 
     span_s = t[-1] - t[0]
     fps = (len(t) - 1) / span_s
     assert span_s >= 3.0 and fps >= 45.0, f"the counting sink got {fps:.1f} fps over {span_s:.1f} s"
-    assert assert_delivered(got, "the viewer beside the counter").span_s >= 4.0
+    d = delivery(got)
+    d.assert_live("the viewer beside the counter")
+    assert d.span_s >= 4.0
     assert info["sinks"]["counter"]["dropped"] == 0 and info["sinks"]["webrtc"]["frames"] > info["sinks"]["counter"][
         "frames"] > 140
