@@ -14,11 +14,12 @@ import asyncio
 import gc
 import logging
 import sys
+import threading
 import time
 
 from engine.backends import DIRECTORS, GENERATORS
 from engine.config import EngineConfig
-from engine.generator import AvatarError, PreparedAvatar, prepare_avatar
+from engine.generator import AvatarError, PreparedAvatar, generator_for, prepare_avatar
 from engine.generator.avatar import DEFAULT_CACHE_DIR
 from streaming.auth import check_exposure
 from streaming.canvas import add_canvas_arguments
@@ -131,6 +132,8 @@ def serve(cfg: ServerConfig) -> None:
     t0 = time.monotonic()
     avatar = load_avatar(cfg.engine)
     log.info("avatar %s ready (%dx%d) in %.1f s", avatar.name, *avatar.size, time.monotonic() - t0)
+    # A render process (engine/render_process.py) takes seconds to start: now, not when the first viewer comes.
+    threading.Thread(target=generator_for(cfg.engine, avatar).first_frame, name="render-warm", daemon=True).start()
     addresses = cfg.ice_addresses()
     if addresses is not None:
         use_ice_addresses(addresses)

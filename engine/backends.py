@@ -53,6 +53,9 @@ class GeneratorCapabilities(Capabilities):
     # One instance may serve several sessions at once: render() is called from their threads concurrently
     # (per-call buffers, no state between calls). Shareable generators load their weights once per avatar.
     shareable: bool = False
+    # May render in a process of its own (engine/render_process.py; EngineConfig.render_processes): the factory
+    # is found by name there too (a built-in or an entry point) and the avatar is all it needs.
+    out_of_process: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,7 +215,7 @@ def _vllm(seed: int = 0, url: str = "", model: str = "", **options: Any) -> Dire
 
 CPU_OR_CUDA = ("cpu", "cuda")
 register_generator("warp", _warp, GeneratorCapabilities(
-    description="default: the CPU fast path, OpenCV remap", shareable=True))
+    description="default: the CPU fast path, OpenCV remap", shareable=True, out_of_process=True))
 register_generator("torch", _torch, GeneratorCapabilities(
     description="the torch module's forward, on CUDA when present", devices=CPU_OR_CUDA, shareable=True))
 register_generator("compile", _compile, GeneratorCapabilities(

@@ -47,6 +47,9 @@ class EngineConfig:
     generator: str = "warp"  # warp (CPU fast path), torch, compile, onnx, tensorrt, or a plugin (engine.backends)
     render_threads: int = 1  # torch intra-op threads per render call
     render_pool_size: int = 0  # render threads shared by all sessions of a process; 0: one per core, at least 4
+    # Generators that allow it (warp) render in processes of their own, at most render_pool_size of them, started
+    # as sessions need them: a render never waits on the server's GIL (engine/render_process.py). False: threads.
+    render_processes: bool = True
     seed: int = 0  # blinks and idle motion are random but reproducible
     replan_interval_s: float = 1.0  # director re-plans this often
     plan_horizon_s: float = 4.0  # ... for this far ahead

@@ -83,9 +83,11 @@ class Renderer:
                             np.zeros(n_frames * SAMPLES_PER_FRAME, np.float32))
         loop = asyncio.get_running_loop()
         for _ in range(2):
-            t0 = time.monotonic()
             try:
-                await loop.run_in_executor(self._executor, self.generator.render, idle, self.generator.first_frame())
+                # first_frame() too runs off the loop: a render process's first answer waits for it to start.
+                first = await loop.run_in_executor(self._executor, self.generator.first_frame)
+                t0 = time.monotonic()
+                await loop.run_in_executor(self._executor, self.generator.render, idle, first)
             except Exception as e:  # the session still starts: its windows fall back until the generator recovers
                 self._failed(e)
                 continue
@@ -101,7 +103,8 @@ class Renderer:
         t0 = time.monotonic()
         try:
             if condition is None:
-                condition = self.generator.first_frame()
+                condition = await asyncio.get_running_loop().run_in_executor(self._executor,
+                                                                             self.generator.first_frame)
             rendered, self._condition = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self.generator.render, window, condition)
         except Exception as e:

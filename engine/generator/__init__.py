@@ -41,14 +41,22 @@ _shared_lock = threading.Lock()
 
 def generator_for(config: EngineConfig, avatar: PreparedAvatar) -> Generator:
     """The generator a session of this configuration renders with: shared by every session of the same
-    generator, avatar and thread count when its capabilities say `shareable`, else its own."""
+    generator, avatar and thread count when its capabilities say `shareable`, else its own; rendering in
+    the shared render processes when config.render_processes and its capabilities allow it."""
     backend = GENERATORS.get(config.generator)
     if not backend.capabilities.shareable:
         return make_generator(config.generator, avatar, config.render_threads)
-    key = (backend, avatar_identity(avatar), config.render_threads)
+    remote = config.render_processes and backend.capabilities.out_of_process
+    key = (backend, avatar_identity(avatar), config.render_threads, remote)
     with _shared_lock:  # sessions starting together build it once
         if key not in _shared:
-            _shared[key] = make_generator(config.generator, avatar, config.render_threads)
+            if remote:
+                from engine.render_process import ProcessGenerator, render_process_pool
+
+                _shared[key] = ProcessGenerator(config.generator, avatar, config.render_threads, key[1],
+                                                render_process_pool(config.render_pool_size))
+            else:
+                _shared[key] = make_generator(config.generator, avatar, config.render_threads)
         return _shared[key]
 
 

@@ -1,0 +1,124 @@
+"""Renders in processes of their own (engine/render_process.py): the same pictures as in a thread, and a
+render process that dies or fails costs one window, not the session or the server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from engine.config import EngineConfig
+from engine.generator import avatar_identity, generator_for, prepare_avatar
+from engine.generator.warp import WarpGenerator
+from engine.render_process import ProcessGenerator, RenderProcessError, RenderProcessPool
+from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow
+
+
+@pytest.fixture(scope="module")
+def avatar():
+    return prepare_avatar()
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[RenderProcessPool]:
+    pool = RenderProcessPool(2)
+    yield pool
+    pool.close()
+
+
+def remote(avatar, pool: RenderProcessPool) -> ProcessGenerator:
+    return ProcessGenerator("warp", avatar, 1, avatar_identity(avatar), pool)
+
+
+def speech_windows(sizes: list[int]) -> list[MotionWindow]:
+    windows, start = [], 0
+    rng = np.random.default_rng(3)
+    for n in sizes:
+        controls = np.zeros((n, N_CONTROLS), np.float32)
+        controls[:, Control.JAW_OPEN] = rng.uniform(0.0, 0.9, n)
+        controls[:, Control.BLINK_LEFT] = controls[:, Control.BLINK_RIGHT] = rng.uniform(0.0, 1.0, n) > 0.7
+        controls[:, Control.HEAD_YAW] = rng.uniform(-6.0, 6.0, n)
+        windows.append(MotionWindow(start, controls, np.zeros(n * 1000, np.float32)))
+        start += n
+    return windows
+
+
+def render_all(generator, windows: list[MotionWindow]) -> list:
+    condition: FirstFrame = generator.first_frame()
+    out = []
+    for window in windows:
+        rendered, condition = generator.render(window, condition)
+        out.append(rendered)
+    return out
+
+
+def test_a_render_process_gives_the_same_pictures_as_a_thread(avatar, pool: RenderProcessPool) -> None:
+    windows = speech_windows([1, 1, 4, 8, 1])  # longer windows after short ones: the shared segment grows
+    local, far = WarpGenerator(avatar), remote(avatar, pool)
+    for alpha in (False, True):
+        local.emit_alpha = far.emit_alpha = alpha
+        for a, b in zip(render_all(local, windows), render_all(far, windows), strict=True):
+            assert a.start_frame == b.start_frame and a.n_frames == b.n_frames
+            assert np.array_equal(a.frames_rgb, b.frames_rgb)
+            assert np.array_equal(a.frames_i420, b.frames_i420)
+            assert np.array_equal(a.audio, b.audio)
+            assert (b.alpha_frames is not None) == alpha
+            if alpha:
+                assert np.array_equal(a.alpha_frames, b.alpha_frames)
+            assert b.render_ms > 0
+
+
+def test_a_render_process_that_dies_costs_one_window(avatar, pool: RenderProcessPool) -> None:
+    far = remote(avatar, pool)
+    windows = speech_windows([2, 2, 2])
+    condition = far.first_frame()
+    _, condition = far.render(windows[0], condition)
+    holder = far._tokens[id(condition)][1]  # the process that rendered it, which the next window goes back to
+    started = pool.started
+    os.kill(holder.process.pid, signal.SIGKILL)
+    with pytest.raises(RenderProcessError, match="exited"):
+        far.render(windows[1], condition)
+    rendered, _ = far.render(windows[2], condition)  # another process, the picture sent along
+    assert rendered.n_frames == 2 and rendered.frames_rgb.any()
+    assert pool.started == started + 1, "the dead process was replaced"
+    assert pool.processes <= pool.max_processes
+
+
+def test_a_generator_error_in_the_process_is_reported_and_the_process_lives_on(avatar, pool) -> None:
+    far = remote(avatar, pool)
+    bad = MotionWindow(0, np.zeros((2, N_CONTROLS + 3), np.float32), np.zeros(2000, np.float32))
+    started = pool.started
+    with pytest.raises(RuntimeError, match="in render process"):
+        far.render(bad, far.first_frame())
+    rendered, _ = far.render(speech_windows([2])[0], far.first_frame())
+    assert rendered.n_frames == 2 and pool.started == started
+
+
+def test_sessions_rendering_at_once_share_a_bounded_number_of_processes(avatar, pool) -> None:
+    far = remote(avatar, pool)
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def session() -> None:
+        try:
+            results.extend(r.n_frames for r in render_all(far, speech_windows([2] * 6)))
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=session) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert results == [2] * 24
+    assert pool.processes <= pool.max_processes == 2
+
+
+def test_the_default_config_renders_warp_in_processes(avatar) -> None:
+    assert isinstance(generator_for(EngineConfig(), avatar), ProcessGenerator)
+    assert isinstance(generator_for(EngineConfig(render_processes=False), avatar), WarpGenerator)
