@@ -3,7 +3,7 @@
     python -m benchmarks.live_session [--seconds 12] [--avatar me.jpg]
 
 Starts `python server.py` on a free port, streams espeak-ng speech into it from an aiortc peer,
-samples the server process's CPU with psutil while the session runs, and prints a table.
+samples the server's CPU (its render processes included) while the session runs, and prints a table.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from harness.server import start_server, stop_server
+from harness.server import CpuMeter, start_server, stop_server
 from harness.speech import speech_then_silence, write_wav
 from harness.webrtc_client import stream_session
 
@@ -33,15 +33,15 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-live-"))
     wav = write_wav(tmp / "speech.wav", speech_then_silence(1.0, args.seconds - 3.0, 2.0))
     server = start_server(tmp, *(["--avatar", args.avatar] if args.avatar else []))
-    proc = psutil.Process(server.proc.pid)
+    meter = CpuMeter(server.proc.pid)  # its render processes included
     cpu: list[float] = []
     done = threading.Event()
 
     def sample_cpu() -> None:
         time.sleep(2.0)  # skip connection set-up
-        proc.cpu_percent(None)
+        meter.percent()
         while not done.wait(1.0):
-            cpu.append(proc.cpu_percent(None))
+            cpu.append(meter.percent())
 
     sampler = threading.Thread(target=sample_cpu)
     sampler.start()

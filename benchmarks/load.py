@@ -26,11 +26,10 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import psutil
 from rich.console import Console
 from rich.table import Table
 
-from harness.server import start_server, stop_server
+from harness.server import busy_s, start_server, stop_server
 from harness.speech import speech_then_silence, write_wav
 from streaming.webrtc import NO_ICE_SERVERS
 
@@ -174,11 +173,10 @@ def run(streams: int, seconds: float, wav: Path, tmp: Path) -> Row:
             proc.start()
             pipes.append(parent)
             procs.append(proc)
-        server = psutil.Process(srv.proc.pid)
         time.sleep(max(0.0, start_at + 2.0 - time.monotonic()))  # connected by then
-        before, cpu0, t0 = loop_lag(srv.url), server.cpu_times(), time.monotonic()
+        before, cpu0, t0 = loop_lag(srv.url), busy_s(srv.proc.pid), time.monotonic()
         time.sleep(max(0.5, seconds - 3.0))  # inside every peer's streaming span
-        after, cpu1, t1 = loop_lag(srv.url), server.cpu_times(), time.monotonic()
+        after, cpu1, t1 = loop_lag(srv.url), busy_s(srv.proc.pid), time.monotonic()
         for parent, proc in zip(pipes, procs, strict=True):
             row.peers.append(PeerResult(**parent.recv()) if parent.poll(seconds + 60) else
                              PeerResult(error="the peer process said nothing"))
@@ -186,8 +184,7 @@ def run(streams: int, seconds: float, wav: Path, tmp: Path) -> Row:
         ticks = max(1, after["event_loop_ticks"] - before["event_loop_ticks"])
         row.lag_share_over_20ms = (after["event_loop_lags_over_20ms"] - before["event_loop_lags_over_20ms"]) / ticks
         row.lag_ms_max = after["event_loop_lag_ms_max"]
-        busy = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-        row.server_cpu_pct = 100.0 * busy / (t1 - t0)
+        row.server_cpu_pct = 100.0 * (cpu1 - cpu0) / (t1 - t0)  # its render processes included
     finally:
         stop_server(srv)
     return row

@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.plots import bars
-from harness.server import start_server, stop_server
+from harness.server import CpuMeter, start_server, stop_server
 from harness.speech import speech_then_silence, write_wav
 from harness.webrtc_client import stream_session
 
@@ -44,15 +44,15 @@ def ramp_step(n: int, seconds: float, settle_s: float, wav: Path, tmp: Path, ser
     # All N peers offer at once from 127.0.0.1: one client, as far as the server's admission limits can tell.
     os.environ["AVATAR_ENGINE_OFFER_BURST"] = str(max(5, n))
     server = start_server(tmp, "--max-sessions", str(n), "--max-pending-sessions", str(n), *server_args)
-    proc = psutil.Process(server.proc.pid)
+    meter = CpuMeter(server.proc.pid)  # its render processes included
     cpu: list[float] = []
     counters: list[list[dict]] = []  # after settling, at the end
     done = threading.Event()
 
     def sample() -> None:
-        proc.cpu_percent(None)
+        meter.percent()
         while not done.wait(1.0):
-            cpu.append(proc.cpu_percent(None))
+            cpu.append(meter.percent())
 
     async def look(_: str) -> None:
         loop = asyncio.get_running_loop()

@@ -28,12 +28,11 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-import psutil
 from rich.console import Console
 from rich.table import Table
 
 from harness.nginx_rtmp import NginxRtmp
-from harness.server import ServerProcess, start_server, stop_server
+from harness.server import CpuMeter, ServerProcess, start_server, stop_server
 from harness.speech import speech_then_silence, write_wav
 from harness.whep_client import WhepViewer, WhipPublisher
 
@@ -58,7 +57,7 @@ def create_stream(server: ServerProcess, rtmp: str | None = None) -> str:
 
 
 async def measure(server: ServerProcess, sid: str, n: int, seconds: float, settle_s: float) -> dict:
-    proc = psutil.Process(server.proc.pid)
+    meter = CpuMeter(server.proc.pid)  # its render processes included
     viewers = [WhepViewer() for _ in range(n)]
     await asyncio.gather(*(v.start(f"{server.url}/streams/{sid}/whep") for v in viewers))
     await asyncio.sleep(settle_s)
@@ -68,9 +67,9 @@ async def measure(server: ServerProcess, sid: str, n: int, seconds: float, settl
     done = threading.Event()
 
     def sample() -> None:
-        proc.cpu_percent(None)
+        meter.percent()
         while not done.wait(1.0):
-            cpu.append(proc.cpu_percent(None))
+            cpu.append(meter.percent())
 
     sampler = threading.Thread(target=sample, daemon=True)
     t0 = time.monotonic()

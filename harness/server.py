@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 from aiohttp import web
 
 from harness import REPO
@@ -77,3 +78,29 @@ async def running(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+def busy_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children: the server renders in processes of its own
+    (engine/render_process.py), whose CPU its own counters leave out."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in (root, *root.children(recursive=True)):
+        with contextlib.suppress(psutil.Error):  # a child that ended between the listing and the reading
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+class CpuMeter:
+    """The server's CPU (its render processes included), in percent of one core, between calls to percent()."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._last = (busy_s(pid), time.monotonic())
+
+    def percent(self) -> float:
+        busy, now = busy_s(self.pid), time.monotonic()
+        pct = 100.0 * max(0.0, busy - self._last[0]) / max(1e-6, now - self._last[1])
+        self._last = (busy, now)
+        return pct

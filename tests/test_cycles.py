@@ -30,7 +30,8 @@ CLIENTS = 2  # peers cycling at once (with the vanished viewer: 3 sessions, max_
 # from the first session on. A leak grows with the cycles: one thread in 200 of them would be 200.
 _CPUS = os.cpu_count() or 1
 THREADS_MARGIN = min(32, _CPUS + 4) + max(4, _CPUS) + 1
-FDS_MARGIN = 4 + 2 * max(4, _CPUS)  # ... and each render process (as many as the render pool has threads) two: its socket, its segment
+# Each render process (at most as many as the render pool has threads) holds two: its socket and its segment.
+FDS_MARGIN = 4 + 2 * max(4, _CPUS)
 RSS_MARGIN_MB = 100.0
 SILENT_LOSS_S = 35.0
 
