@@ -9,7 +9,8 @@ what it costs offline.
 `ProcessGenerator` is a Generator (engine/generator/base.py) whose render() sends the window to a process
 of the shared `RenderProcessPool` and waits (the calling thread blocks, the event loop does not). The pool
 starts one process and adds one, up to its limit, whenever every process is busy: a session has one
-render in flight at a time, so it grows to the number of sessions rendering at once. A process that dies
+render in flight at a time, so it grows to the number of sessions rendering at once, and shrinks again (a
+process idle for IDLE_STOP_S is stopped, the last one kept). A process that dies
 or hangs is replaced; the window it had fails (the session holds its last frame, counted), the next one
 renders. Generators opt in by `GeneratorCapabilities.out_of_process` (warp does: its pictures are the
 only heavy state, rebuilt from the avatar in each process).
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 120.0  # a process imports torch and OpenCV first: ~3 s here, much longer on a loaded host
 RENDER_TIMEOUT_S = 30.0  # a render that takes longer is taken for hung: its process is killed and replaced
+IDLE_STOP_S = 60.0  # a process idle this long is stopped (~390 MB each), all but the last one
 HEADROOM = 1.25  # a segment grows to this much more than the window that did not fit
 
 
@@ -111,17 +113,22 @@ class RenderProcess:
 class RenderProcessPool:
     """Up to `max_processes` render processes, started as needed; each serves one render at a time."""
 
-    def __init__(self, max_processes: int) -> None:
+    def __init__(self, max_processes: int, idle_stop_s: float = IDLE_STOP_S) -> None:
         self.max_processes = max(1, max_processes)
+        self.idle_stop_s = idle_stop_s
         self._lock = threading.Condition()
-        self._idle: list[RenderProcess] = []
+        self._idle: list[RenderProcess] = []  # the most recently used last: taken first, so the others age
+        self._idle_since: dict[RenderProcess, float] = {}
         self._all: list[RenderProcess] = []
         self._starting = 0
         self._start_error: str | None = None
         self._closed = False
         self.started = 0  # processes started over the pool's life (replacements included)
+        self.stopped_idle = 0  # ... and stopped for being idle
+        self._closing = threading.Event()
         atexit.register(self.close)
         self._start_one()
+        threading.Thread(target=self._reap, name="render-process-reaper", daemon=True).start()
 
     @property
     def processes(self) -> int:
@@ -138,6 +145,7 @@ class RenderProcessPool:
                 if self._idle:
                     chosen = prefer if prefer in self._idle else self._idle[-1]
                     self._idle.remove(chosen)
+                    self._idle_since.pop(chosen, None)
                     return chosen
                 if self._starting == 0 and len(self._all) < self.max_processes:
                     self._start_one()
@@ -167,15 +175,32 @@ class RenderProcessPool:
                 process.stop()
                 return
             self._idle.append(process)
+            self._idle_since[process] = time.monotonic()
             self._lock.notify_all()
 
     def close(self) -> None:
+        self._closing.set()
         with self._lock:
             self._closed = True
             processes, self._all, self._idle = self._all, [], []
             self._lock.notify_all()
         for process in processes:
             process.stop()
+
+    def _reap(self) -> None:
+        """Stop processes idle for idle_stop_s, all but one, until the pool closes."""
+        while not self._closing.wait(min(10.0, self.idle_stop_s / 2)):  # not the lock's condition: 48 wakes a second
+            with self._lock:
+                now = time.monotonic()
+                stale = [p for p in self._idle[:-1] if now - self._idle_since.get(p, now) >= self.idle_stop_s]
+                for process in stale:
+                    self._idle.remove(process)
+                    self._all.remove(process)
+                    self._idle_since.pop(process, None)
+                self.stopped_idle += len(stale)
+            for process in stale:
+                log.info("render process %d stopped after %.0f s idle", process.process.pid, self.idle_stop_s)
+                process.stop()
 
     def _start_one(self) -> None:
         """Start a process in the background (caller holds the lock); it joins the idle list once ready."""
@@ -208,6 +233,7 @@ class RenderProcessPool:
                 closed = False
                 self._all.append(process)
                 self._idle.append(process)
+                self._idle_since[process] = time.monotonic()
             self._lock.notify_all()
         if closed:
             process.stop()

@@ -3,9 +3,11 @@ render process that dies or fails costs one window, not the session or the serve
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,6 +18,7 @@ from engine.generator import avatar_identity, generator_for, prepare_avatar
 from engine.generator.warp import WarpGenerator
 from engine.render_process import ProcessGenerator, RenderProcessError, RenderProcessPool
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow
+from tests.test_faults import live_stream
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +125,57 @@ def test_sessions_rendering_at_once_share_a_bounded_number_of_processes(avatar, 
 def test_the_default_config_renders_warp_in_processes(avatar) -> None:
     assert isinstance(generator_for(EngineConfig(), avatar), ProcessGenerator)
     assert isinstance(generator_for(EngineConfig(render_processes=False), avatar), WarpGenerator)
+
+
+def test_processes_idle_for_a_while_are_stopped_but_the_last(avatar) -> None:
+    pool = RenderProcessPool(2, idle_stop_s=1.0)
+    try:
+        far = remote(avatar, pool)
+        threads = [threading.Thread(target=render_all, args=(far, speech_windows([2] * 20))) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert pool.started == 2, "two renders at once: a second process"
+        deadline = time.monotonic() + 60.0
+        while pool.processes < 2 and pool.stopped_idle == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the second may still be starting
+        while pool.processes > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pool.processes == 1 and pool.stopped_idle == 1
+        rendered, _ = far.render(speech_windows([2])[0], far.first_frame())  # the one kept still renders
+        assert rendered.n_frames == 2
+    finally:
+        pool.close()
+
+
+async def test_a_live_session_whose_render_process_is_killed_keeps_streaming(avatar) -> None:
+    generator = generator_for(EngineConfig(), avatar)
+    assert isinstance(generator, ProcessGenerator)
+    stream, counter = live_stream("killed", generator)
+    await stream.start()
+    try:
+        await asyncio.sleep(2.0)
+        before = stream.info()
+        started = generator.pool.started
+        with generator.pool._lock:  # every process the session could be rendering on
+            pids = [p.process.pid for p in generator.pool._all]
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        t_kill = time.monotonic()
+        # A new process starts in seconds (longer on a loaded host); the stream holds its frame meanwhile.
+        for _ in range(600):  # up to a minute
+            if stream.info()["windows_rendered"] > before["windows_rendered"] + 10:
+                break
+            await asyncio.sleep(0.1)
+        after = stream.info()
+        t_end = time.monotonic()
+    finally:
+        await stream.close()
+    assert after["generator_failures"] >= 1, after
+    assert after["windows_rendered"] > before["windows_rendered"] + 10, (before, after)  # rendering again
+    assert generator.pool.started >= started + 1
+    after_kill = [t for t in counter.t_s if t_kill <= t <= t_end]
+    span_s = t_end - t_kill
+    gaps = np.diff(after_kill)
+    assert len(after_kill) >= 24 * span_s - 2 and gaps.max() < 0.5, (span_s, len(after_kill), gaps.max())
