@@ -50,6 +50,11 @@ class RenderProcessError(RuntimeError):
     """A render process died, hung or could not start; the window is lost, the session goes on."""
 
 
+class RenderProcessUnavailable(RenderProcessError):
+    """No render process runs and the last one to start failed (no `python -m` here, an embedded interpreter):
+    ProcessGenerator renders in this process instead."""
+
+
 @dataclass(eq=False)
 class RenderProcess:
     process: subprocess.Popen
@@ -122,6 +127,7 @@ class RenderProcessPool:
         self._all: list[RenderProcess] = []
         self._starting = 0
         self._start_error: str | None = None
+        self._failed_starts = 0  # in a row
         self._closed = False
         self.started = 0  # processes started over the pool's life (replacements included)
         self.stopped_idle = 0  # ... and stopped for being idle
@@ -147,10 +153,10 @@ class RenderProcessPool:
                     self._idle.remove(chosen)
                     self._idle_since.pop(chosen, None)
                     return chosen
+                if self._starting == 0 and not self._all and self._failed_starts:
+                    raise RenderProcessUnavailable(f"no render process could start: {self._start_error}")
                 if self._starting == 0 and len(self._all) < self.max_processes:
                     self._start_one()
-                if self._starting == 0 and not self._all:
-                    raise RenderProcessError(f"no render process could start: {self._start_error}")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise RenderProcessError(f"no render process free in {START_TIMEOUT_S:.0f} s "
@@ -223,10 +229,12 @@ class RenderProcessPool:
             with self._lock:
                 self._starting -= 1
                 self._start_error = f"{type(e).__name__}: {e}"
+                self._failed_starts += 1
                 self._lock.notify_all()
             return
         with self._lock:
             self._starting -= 1
+            self._failed_starts = 0
             if self._closed:
                 closed = True
             else:
@@ -263,19 +271,53 @@ class ProcessGenerator:
         self.threads = threads
         self.key = key  # the avatar's identity: a process builds one generator per key
         self.pool = pool
-        self.emit_alpha = False  # as WarpGenerator's: set when a keyed background needs each frame's alpha
         self._first: FirstFrame | None = None
+        self._local: Any = None  # the generator in this process, once render processes cannot start
         self._lock = threading.Lock()
+        self.emit_alpha = False  # as WarpGenerator's: set when a keyed background needs each frame's alpha
         # Last frames handed out -> (the process that holds them, its token): the next window of the session
         # names its condition by token instead of sending the picture (786 kB at 512x512) back.
         self._tokens: OrderedDict[int, tuple[FirstFrame, RenderProcess, int]] = OrderedDict()
 
+    @property
+    def emit_alpha(self) -> bool:
+        return self._emit_alpha
+
+    @emit_alpha.setter
+    def emit_alpha(self, on: bool) -> None:
+        self._emit_alpha = on
+        if self._local is not None and hasattr(self._local, "emit_alpha"):
+            self._local.emit_alpha = on
+
     def first_frame(self) -> FirstFrame:
         if self._first is None:
-            self._first = self._call(lambda process: self._ask(process, ("first", self.key)))[1]
+            try:
+                self._first = self._call(lambda process: self._ask(process, ("first", self.key)))[1]
+            except RenderProcessUnavailable as e:
+                self._first = self._fall_back(e).first_frame()
         return self._first
 
     def render(self, window: MotionWindow, condition: FirstFrame) -> tuple[RenderedWindow, FirstFrame]:
+        if self._local is not None:
+            return self._local.render(window, condition)
+        try:
+            return self._render_in_a_process(window, condition)
+        except RenderProcessUnavailable as e:
+            return self._fall_back(e).render(window, condition)
+
+    def _fall_back(self, e: RenderProcessUnavailable) -> Any:
+        """The generator built in this process, once (the stream renders on, as it did before render processes)."""
+        from engine.generator import make_generator
+
+        with self._lock:
+            if self._local is None:
+                log.error("%s; %s renders in the server's own process", e, self.backend)
+                self._local = make_generator(self.backend, self.avatar, self.threads)
+                if hasattr(self._local, "emit_alpha"):
+                    self._local.emit_alpha = self.emit_alpha
+            return self._local
+
+    def _render_in_a_process(self, window: MotionWindow, condition: FirstFrame) -> tuple[RenderedWindow, FirstFrame]:
         with self._lock:
             known = self._tokens.get(id(condition))
         held = known if known is not None and known[0] is condition else None
@@ -330,4 +372,5 @@ class ProcessGenerator:
         return rendered, last
 
 
-__all__ = ["ArraySpec", "ProcessGenerator", "RenderProcessError", "RenderProcessPool", "render_process_pool"]
+__all__ = ["ArraySpec", "ProcessGenerator", "RenderProcessError", "RenderProcessPool", "RenderProcessUnavailable",
+           "render_process_pool"]

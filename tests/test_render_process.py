@@ -179,3 +179,20 @@ async def test_a_live_session_whose_render_process_is_killed_keeps_streaming(ava
     span_s = t_end - t_kill
     gaps = np.diff(after_kill)
     assert len(after_kill) >= 24 * span_s - 2 and gaps.max() < 0.5, (span_s, len(after_kill), gaps.max())
+
+
+def test_where_no_render_process_can_start_the_generator_renders_in_this_process(avatar, monkeypatch, caplog) -> None:
+    monkeypatch.setattr("sys.executable", "/nonexistent/python")  # an embedded interpreter has no `python -m`
+    pool = RenderProcessPool(2)
+    try:
+        far = remote(avatar, pool)
+        far.emit_alpha = True
+        windows = speech_windows([2, 2])
+        got = render_all(far, windows)
+        want = render_all(WarpGenerator(avatar), windows)
+        assert all(np.array_equal(a.frames_rgb, b.frames_rgb) for a, b in zip(got, want, strict=True))
+        assert got[0].alpha_frames is not None, "emit_alpha reaches the generator rendering in this process"
+        assert isinstance(far._local, WarpGenerator) and pool.processes == 0
+        assert "no render process could start" in caplog.text and "renders in the server's own process" in caplog.text
+    finally:
+        pool.close()
