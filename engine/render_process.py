@@ -134,7 +134,7 @@ class RenderProcessPool:
         self._closing = threading.Event()
         atexit.register(self.close)
         self._start_one()
-        threading.Thread(target=self._reap, name="render-process-reaper", daemon=True).start()
+        threading.Thread(target=self._reap, name="process-pool-reaper", daemon=True).start()
 
     @property
     def processes(self) -> int:
@@ -212,7 +212,7 @@ class RenderProcessPool:
         """Start a process in the background (caller holds the lock); it joins the idle list once ready."""
         self._starting += 1
         self.started += 1
-        threading.Thread(target=self._start, name="render-process-start", daemon=True).start()
+        threading.Thread(target=self._start, name="process-pool-start", daemon=True).start()
 
     def _start(self) -> None:
         process = None
