@@ -48,7 +48,8 @@ class EngineConfig:
     render_threads: int = 1  # torch intra-op threads per render call
     render_pool_size: int = 0  # render threads shared by all sessions of a process; 0: one per core, at least 4
     # Generators that allow it (warp) render in processes of their own, at most render_pool_size of them, started
-    # as sessions need them: a render never waits on the server's GIL (engine/render_process.py). False: threads.
+    # as sessions need them: a render never waits on the server's GIL (engine/render_process.py). False: threads
+    # (as the one-shot `render` command does: it has no live loop, and a process takes ~3 s to start).
     render_processes: bool = True
     seed: int = 0  # blinks and idle motion are random but reproducible
     replan_interval_s: float = 1.0  # director re-plans this often
