@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 import engine
-from engine.render_worker import ArraySpec, WindowReply, view
+from engine.render_worker import KEEP_CONDITIONS, WindowReply, view
+from engine.renderer import pool_size
 from engine.types import FirstFrame, MotionWindow, RenderedWindow
 
 log = logging.getLogger(__name__)
@@ -257,7 +258,7 @@ def render_process_pool(size: int = 0) -> RenderProcessPool:
     global _pool
     with _pool_lock:
         if _pool is None or _pool._closed:
-            _pool = RenderProcessPool(size if size > 0 else max(4, os.cpu_count() or 1))
+            _pool = RenderProcessPool(pool_size(size))
         return _pool
 
 
@@ -367,10 +368,10 @@ class ProcessGenerator:
         last = FirstFrame(reply.last_frame_index, picture, reply.last_controls)
         with self._lock:
             self._tokens[id(last)] = (last, process, reply.token)
-            while len(self._tokens) > 64:
+            while len(self._tokens) > KEEP_CONDITIONS:
                 self._tokens.popitem(last=False)
         return rendered, last
 
 
-__all__ = ["ArraySpec", "ProcessGenerator", "RenderProcessError", "RenderProcessPool", "RenderProcessUnavailable",
+__all__ = ["ProcessGenerator", "RenderProcessError", "RenderProcessPool", "RenderProcessUnavailable",
            "render_process_pool"]

@@ -40,14 +40,18 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
+def pool_size(size: int) -> int:
+    """render_pool_size as set, or for 0 one per CPU core, at least 4 (render threads and render processes alike)."""
+    return size if size > 0 else max(4, os.cpu_count() or 1)
+
+
 def render_pool(size: int = 0) -> ThreadPoolExecutor:
     """The process's render pool, made on first use with `size` workers (0: one per CPU core, at least 4);
     later calls get the same pool whatever they ask for."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            workers = size if size > 0 else max(4, os.cpu_count() or 1)
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="render")
+            _pool = ThreadPoolExecutor(max_workers=pool_size(size), thread_name_prefix="render")
         elif size > 0 and size != _pool._max_workers:
             log.warning("the render pool already has %d threads; %d asked for", _pool._max_workers, size)
         return _pool
