@@ -5,7 +5,8 @@ Controls (engine.types.Control) and the landmarks they move:
   the mouth interior (cavity, upper teeth, tongue) shows between the lips.
 - MOUTH_WIDTH / MOUTH_ROUND: the lips stretch sideways / draw in toward the mouth centre.
 - LIP_PRESS: both lips move toward the lip line and thin.
-- SMILE: the mouth corners (61, 291) move up and out; the cheeks rise and lift the lower lids (engine.generator.cheeks).
+- SMILE: the mouth corners (61, 291) move up and out; the cheeks rise and lift the lower lids (engine.generator.cheeks);
+  the nasolabial folds darken into creases (engine.generator.folds).
 - BROW_RAISE: the brows (105, 334) and the skin between brow and lid move up (or down when < 0).
 - BLINK_LEFT / BLINK_RIGHT: the upper lid's skin comes down over the whole eye opening (the lid contours
   of the mesh, fitted per eye) to a closed line just above the lower lid, which rises to meet it; the
