@@ -46,6 +46,8 @@ T = TypeVar("T", np.ndarray, torch.Tensor)
 # (38 of 895 silent frames over idle seeds 0-4, against 10 bicubic). Larger faces keep bilinear: their features span
 # more pixels, and a bicubic remap costs 1.5-2.5x (the 512x512 astronaut, 92 px, stays under the cost target).
 SHARP_FACE_W = 90.0
+# A fold's shade under this share changes no byte (255 x it < 0.5): the byte path leaves those pixels alone.
+FOLD_NONE = 0.0015
 MOUTH_STEP = 2  # field samples between the points the mouth's offsets are solved on: see WarpRenderer._mouth_offsets
 
 
@@ -182,11 +184,15 @@ class WarpRenderer(nn.Module):
         self.cheek_slices = [tuple(_odd(sl, n) for sl, n in zip(self._slices(cheek_box(g, c, rw, rh, margin)),
                                                                 self.X.shape[1:], strict=True))
                              for c in self.cheeks]
-        # A smile's nasolabial folds: the photo's pixels they darken (`shade_folds` finds where each frame shows them),
-        # and those padded by the head's motion (the float path shades all of that).
+        # A smile's nasolabial folds (`shade_folds`): the pixels that can show them, padded by the head's motion.
         self.folds: tuple[Fold, ...] = folds(avatar.landmarks, self.g.frame, (x0, y0))
-        self.fold_src_px = [fold_box(f, self.g.frame, rw, rh) for f in self.folds]
         self.fold_boxes_px = [fold_box(f, self.g.frame, rw, rh, margin) for f in self.folds]
+        # The byte path solves them every k-th pixel on a large face, at the centres of k x k cells (k odd), and
+        # upsamples: the shading is smooth (its crease 0.08 mouth half-widths wide), and a 400 px face's boxes
+        # solved at every pixel cost ~1 ms a frame.
+        self.fold_step = k = s if s % 2 else s - 1
+        self.fold_samples = [(slice(by0 + k // 2, by1, k), slice(bx0 + k // 2, bx1, k))
+                             for bx0, by0, bx1, by1 in self.fold_boxes_px]
         rest = avatar.rest
         gap = lip_gap(avatar.landmarks)
         if rest is None and gap >= CLOSED_GAP:  # the photo's expression kept: its own teeth, where they are
@@ -230,34 +236,37 @@ class WarpRenderer(nn.Module):
                                         slice(xs.start + cx.start, xs.start + cx.stop)), s, rw, rh)
                              for (ys, xs), (cy, cx) in zip(unpadded, self.lid_cells, strict=True)]
 
-    def shade_folds(self, roi: np.ndarray, xy: np.ndarray, smile: float) -> None:
-        """The smile's folds (`folds`) over roi (rh, rw, 3) uint8 in place, for one frame: xy (rh, rw, 2) is its map
-        as the byte path reads it (in the mirrored layer: `mirror_at`). Shaded only over the pixels that show the
-        folds' photo boxes (`fold_src_px`): each box moved back by the map's offsets at its corners and middle."""
-        mx, my = self.mirror_at
-        rh, rw = roi.shape[:2]
-        for fold, (sx0, sy0, sx1, sy1) in zip(self.folds, self.fold_src_px, strict=True):
-            px = np.array([sx0, sx1 - 1, sx0, sx1 - 1, (sx0 + sx1) // 2])  # (within the ROI: fold_box clips)
-            py = np.array([sy0, sy0, sy1 - 1, sy1 - 1, (sy0 + sy1) // 2])
-            dx, dy = xy[py, px, 0] - mx - px, xy[py, px, 1] - my - py
-            bx0, bx1 = max(0, int(sx0 - dx.max()) - 2), min(rw, int(np.ceil(sx1 - dx.min())) + 2)
-            by0, by1 = max(0, int(sy0 - dy.max()) - 2), min(rh, int(np.ceil(sy1 - dy.min())) + 2)
-            if bx1 <= bx0 or by1 <= by0:
-                continue
-            # Solved every k-th pixel on a large face, at the centres of k x k cells (k odd), and upsampled: the
-            # shading is smooth (its crease 0.08 mouth half-widths wide), and on a 400 px face the full pixels
-            # cost ~1 ms a frame.
-            k = self.stride if self.stride % 2 else self.stride - 1
-            rows = np.minimum(by0 + k // 2 + k * np.arange(-(-(by1 - by0) // k)), rh - 1)
-            cols = np.minimum(bx0 + k // 2 + k * np.arange(-(-(bx1 - bx0) // k)), rw - 1)
-            src = xy[np.ix_(rows, cols)]
-            dark = fold_shade(fold, smile, *self.g.frame.to_face(src[..., 0] - mx, src[..., 1] - my))
-            if k > 1:
-                dark = cv2.resize(dark, (dark.shape[1] * k, dark.shape[0] * k), interpolation=cv2.INTER_LINEAR)
-                dark = dark[: by1 - by0, : bx1 - bx0]
-            part = roi[by0:by1, bx0:bx1]
-            gain = cv2.merge([1.0 - k * dark for k in TINT])
-            cv2.multiply(part, gain, dst=part, dtype=cv2.CV_8U)  # (rounded and saturated, as the float path's bytes)
+    def fold_points(self, xy: np.ndarray) -> list[np.ndarray]:
+        """The photo's points (h, w, 2) one frame shows at each fold's samples (`fold_samples`), from its map xy
+        (rh, rw, 2) as the byte path reads it (in the mirrored layer: `mirror_at`)."""
+        return [xy[rows, cols] for rows, cols in self.fold_samples]
+
+    def shade_folds(self, frames: list[np.ndarray], points: list[list[np.ndarray]], smile: np.ndarray) -> None:
+        """The smile's folds (`folds`) over each of frames (rh, rw, 3 uint8 ROI views, in place), whose `fold_points`
+        points holds (per frame, per fold); smile (n,). Solved for the whole window at once: on a small face the
+        shading's few dozen array operations per fold cost more than its pixels."""
+        k = self.fold_step
+        smiles = smile.astype(np.float32)[:, None, None]
+        for f, (fold, (bx0, by0, bx1, by1)) in enumerate(zip(self.folds, self.fold_boxes_px, strict=True)):
+            src = np.stack([p[f] for p in points])
+            mx, my = self.mirror_at
+            darks = fold_shade(fold, smiles, *self.g.frame.to_face(src[..., 0] - float(mx), src[..., 1] - float(my)))
+            for roi, dark in zip(frames, darks, strict=True):
+                # Only over the samples that change a byte (the box is padded for the head's motion; the crease
+                # and its shade cover a fraction of it), and the one beyond on each side (upsampling reads it).
+                shaded = dark > FOLD_NONE
+                rows, cols = np.flatnonzero(shaded.any(axis=1)), np.flatnonzero(shaded.any(axis=0))
+                if not len(rows):
+                    continue
+                r0, r1 = max(0, int(rows[0]) - 1), int(rows[-1]) + 2
+                c0, c1 = max(0, int(cols[0]) - 1), int(cols[-1]) + 2
+                dark = dark[r0:r1, c0:c1]
+                if k > 1:  # (sample j's centre is the box's pixel k j + k // 2, where cv2.resize puts it)
+                    dark = cv2.resize(dark, (dark.shape[1] * k, dark.shape[0] * k), interpolation=cv2.INTER_LINEAR)
+                part = roi[by0 + r0 * k : by1, bx0 + c0 * k : bx1][: dark.shape[0], : dark.shape[1]]
+                dark = dark[: part.shape[0], : part.shape[1]]
+                gain = cv2.merge([1.0 - tint * dark for tint in TINT])
+                cv2.multiply(part, gain, dst=part, dtype=cv2.CV_8U)  # (rounded and saturated, as the float path's)
 
     def _slices(self, box: tuple[int, int, int, int]) -> tuple[slice, slice]:
         x0, y0, x1, y1 = box
@@ -523,15 +532,19 @@ class WarpGenerator:
         overlay = overlay.transpose(0, 2, 3, 1)
         o = r.pad * r.stride
         interpolation = cv2.INTER_CUBIC if r.bicubic else cv2.INTER_LINEAR  # the module's grid_sample mode
+        fold_points: list[list[np.ndarray]] = []  # of the smiling frames (`WarpRenderer.shade_folds`)
         for i in range(len(controls)):
             xy = upsample(cv2.merge((q[i, 0], q[i, 1])), r.stride, rh, rw, o)  # (rh, rw, 2): remap's map of 2 channels
             remap_composite(r.layer_mirrored, xy, None, overlay[i], alpha[i, 0], box, frames[i, y0:y1, x0:x1],
                             r.plate_u8, interpolation, r.overlay_stride)
             if controls[i, Control.SMILE] > 0.0:
-                r.shade_folds(frames[i, y0:y1, x0:x1], xy, float(controls[i, Control.SMILE]))
+                fold_points.append(r.fold_points(xy))
             if alphas is not None:  # the head's alpha through the same map over the still person: "over"
                 moved = cv2.remap(self._layer_alpha, xy, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
                 alphas[i, y0:y1, x0:x1] = np.clip(moved + (255.0 - moved) * self._still_box + 0.5, 0, 255)
+        smiling = np.flatnonzero(controls[:, Control.SMILE] > 0.0)
+        if len(smiling):
+            r.shade_folds([frames[i, y0:y1, x0:x1] for i in smiling], fold_points, controls[smiling, Control.SMILE])
         for rows, cols in r.frame_line_px:
             frames[:, rows, cols] = rgb[rows, cols]
         # The closed lids, painted over all the window's blinking frames at once.
