@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from kernels.warp_bands import Band
+
 
 def upsample(field: np.ndarray, stride: int, height: int, width: int, offset: int = 0) -> np.ndarray:
     """A field sampled at pixel centres every `stride` pixels -> every pixel (bilinear), cropped to h x w
@@ -28,22 +30,42 @@ def upsample(field: np.ndarray, stride: int, height: int, width: int, offset: in
 def remap_composite(src: np.ndarray, map_x: np.ndarray, map_y: np.ndarray | None, overlay: np.ndarray,
                     alpha: np.ndarray, box: tuple[int, int, int, int], out: np.ndarray,
                     plate: np.ndarray | None = None, interpolation: int = cv2.INTER_LINEAR,
-                    overlay_stride: int = 1) -> None:
+                    overlay_stride: int = 1, bands: list[Band] | None = None) -> None:
     """One frame. src (sh, sw, 3) uint8, or with a plate (sh, sw, 4): a premultiplied layer (colour x alpha,
     alpha) laid over plate (h, w, 3) uint8 after warping; map_x, map_y (h, w) float32 source pixel
     coordinates, or map_x (h, w, 2) of both and map_y None (cv2.remap's two forms); overlay (bh, bw, 3)
     float32 in [0, 1] and alpha (bh, bw) over box = (x0, y0, x1, y1), given every `overlay_stride` pixels
     (`over`); out (h, w, 3) uint8, written in place. interpolation: cv2.INTER_LINEAR, or INTER_CUBIC (the
-    oracle's "bicubic")."""
-    warped = cv2.remap(src, map_x, map_y, interpolation=interpolation, borderMode=cv2.BORDER_REPLICATE)
+    oracle's "bicubic"). bands (with a plate; kernels.warp_bands): remap and composite only where the map can
+    change anything, the same bytes."""
     if plate is None:
-        out[:] = warped
+        out[:] = cv2.remap(src, map_x, map_y, interpolation=interpolation, borderMode=cv2.BORDER_REPLICATE)
+    elif bands is None:
+        _composite(cv2.remap(src, map_x, map_y, interpolation=interpolation, borderMode=cv2.BORDER_REPLICATE), plate,
+                   out)
     else:
-        # layer + (255 - alpha) / 255 x plate, all in saturating byte arithmetic (one pass each).
-        uncovered = cv2.cvtColor(cv2.bitwise_not(cv2.extractChannel(warped, 3)), cv2.COLOR_GRAY2RGB)
-        cv2.add(cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB), cv2.multiply(plate, uncovered, scale=1.0 / 255.0), dst=out)
+        for b in bands:
+            rows = slice(b.y0, b.y1)
+            out[rows, : b.x0] = plate[rows, : b.x0]
+            out[rows, b.x3 :] = plate[rows, b.x3 :]
+            if b.x3 <= b.x0:
+                continue
+            part = map_x[rows, b.x0 : b.x3]
+            warped = cv2.remap(src, part, None if map_y is None else map_y[rows, b.x0 : b.x3],
+                               interpolation=interpolation, borderMode=cv2.BORDER_REPLICATE)
+            if b.x2 > b.x1:  # solid: the layer's own colour
+                cv2.cvtColor(warped[:, b.x1 - b.x0 : b.x2 - b.x0], cv2.COLOR_RGBA2RGB, dst=out[rows, b.x1 : b.x2])
+            for c0, c1 in ((b.x0, b.x1), (b.x2, b.x3)):
+                if c1 > c0:
+                    _composite(warped[:, c0 - b.x0 : c1 - b.x0], plate[rows, c0:c1], out[rows, c0:c1])
     x0, y0, x1, y1 = box
     over(out[y0:y1, x0:x1], overlay, alpha, overlay_stride)
+
+
+def _composite(warped: np.ndarray, plate: np.ndarray, out: np.ndarray) -> None:
+    """out = warped (premultiplied RGBA) + (255 - alpha) / 255 x plate, in saturating byte arithmetic."""
+    uncovered = cv2.cvtColor(cv2.bitwise_not(cv2.extractChannel(warped, 3)), cv2.COLOR_GRAY2RGB)
+    cv2.add(cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB), cv2.multiply(plate, uncovered, scale=1.0 / 255.0), dst=out)
 
 
 def over(region: np.ndarray, overlay: np.ndarray, alpha: np.ndarray, stride: int = 1) -> None:

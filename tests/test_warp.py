@@ -152,3 +152,30 @@ def test_the_mouths_field_solved_on_every_other_sample_draws_the_same_mouth(port
     assert off < 0.2
     assert d.mean() < 1.0
     assert np.abs(frames[0][3] - frames[1][3]).max() <= 1, "the still mouth changed"
+
+
+@pytest.mark.parametrize("name, side, spares", [("hopper_tall_exif6", 1280, 0.1), ("pedersen_tilted", 720, 0.0)])
+def test_the_byte_path_by_bands_draws_the_same_bytes(name: str, side: int, spares: float) -> None:
+    """kernels.warp_bands: a large box is remapped and composited only where its window's map can change anything
+    (the plate beside the head, the solid face without a plate under it); the frames are the bytes of the whole box
+    remapped. Both boxes meet the picture's edges (the layer read mirrored past them); pedersen_tilted's face fills
+    its picture, and its bands spare little of the remap."""
+    gen = WarpGenerator(prepare_avatar(REPO / f"tests/data/portraits/{name}.jpg", max_side_px=side))
+    r = gen.renderer
+    assert r.reach is not None, "a box this large is drawn by bands"
+    assert any(r.at_edge[0] + r.at_edge[1]), "both boxes meet the picture's edges"
+    n = 6
+    c = np.zeros((n, N_CONTROLS), np.float32)
+    c[:, Control.JAW_OPEN] = np.linspace(0, 1, n)
+    c[:, Control.HEAD_YAW] = np.linspace(-6, 6, n)
+    c[:, Control.HEAD_PITCH] = np.linspace(4, -4, n)
+    c[:, Control.HEAD_ROLL] = np.linspace(-5, 5, n)
+    c[:, Control.BLINK_RIGHT] = np.linspace(1, 0, n)
+    c[:, Control.SMILE] = 0.5
+    banded = gen._frames(c)
+    x0, y0, x1, y1 = r.roi
+    bands = r.reach.bands(gen._moved_px(r.maps(torch.from_numpy(c))[0].detach().numpy()))
+    spared = sum((b.y1 - b.y0) * ((x1 - x0) - (b.x3 - b.x0)) for b in bands)
+    assert spared >= spares * (x1 - x0) * (y1 - y0), "the bands spare the plate beside the head"
+    r.reach = None
+    assert np.array_equal(banded, gen._frames(c))

@@ -32,6 +32,7 @@ from engine.generator.rest_pose import CLOSED_GAP, RestPose
 from engine.generator.rig import RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
 from kernels.warp import warp_composite
+from kernels.warp_bands import MIN_BOX_PX, LayerReach
 from kernels.warp_cv2 import remap_composite, upsample
 from kernels.warp_triton import triton_available, warp_composite_triton
 
@@ -138,6 +139,8 @@ class WarpRenderer(nn.Module):
         # half a face (a head turned or nodded reads 0.2 of one past them; the jaw less).
         self.mirror_reach = math.ceil(0.5 * rig.face_w)
         self.layer_mirrored, self.mirror_at = mirrored(self.layer_u8, self.at_edge, self.mirror_reach)
+        # ... and where it is clear or solid (kernels.warp_bands: the byte path remaps a large box by bands).
+        self.reach = LayerReach(self.layer_u8[..., 3]) if rw * rh >= MIN_BOX_PX else None
         self.plate_u8 = np.ascontiguousarray(backdrop)
         # What of the person stays still in the box (shoulders, a second figure): keyed outputs need it under the
         # moved head (WarpGenerator._alpha_frames).
@@ -510,6 +513,15 @@ class WarpGenerator:
             self._still_box /= 255.0
         return np.repeat(self._still_alpha[None], n, axis=0)
 
+    def _moved_px(self, q: np.ndarray) -> np.ndarray:
+        """How far (pixels) the map q (N, 2, fh, fw; ROI pixels) moves any pixel of each of the box's rows in any
+        frame: the most of the field samples a row's pixels are interpolated from (and a sample beyond, each way)."""
+        r = self.renderer
+        moved = np.hypot(q[:, 0] - r.X[0].numpy(), q[:, 1] - r.Y[0].numpy()).max(axis=(0, 2))  # per field row
+        near = np.maximum(moved, np.maximum(np.append(moved[1:], 0.0), np.insert(moved[:-1], 0, 0.0)))
+        rows = (np.arange(r.roi[3] - r.roi[1]) + r.pad * r.stride) // r.stride
+        return near[np.minimum(rows, len(near) - 1)]
+
     def _frames(self, controls: np.ndarray, alphas: np.ndarray | None = None) -> np.ndarray:
         """Fields from the torch module; pixels by OpenCV's byte remap (kernels.warp_cv2), which
         matches the module's own float path within 1/255 at about a third of the cost. alphas: if given,
@@ -518,6 +530,7 @@ class WarpGenerator:
         lid_shade: list[torch.Tensor | None] = []
         with torch.inference_mode():
             q, overlay, alpha = (t.numpy() for t in r.maps(torch.from_numpy(controls), lid_shade))
+        bands = None if r.reach is None else r.reach.bands(self._moved_px(q))
         q[:, 0] += r.mirror_at[0]  # read in the mirrored layer
         q[:, 1] += r.mirror_at[1]
         blinks = controls[:, [Control.BLINK_LEFT, Control.BLINK_RIGHT]]
@@ -536,7 +549,7 @@ class WarpGenerator:
         for i in range(len(controls)):
             xy = upsample(cv2.merge((q[i, 0], q[i, 1])), r.stride, rh, rw, o)  # (rh, rw, 2): remap's map of 2 channels
             remap_composite(r.layer_mirrored, xy, None, overlay[i], alpha[i, 0], box, frames[i, y0:y1, x0:x1],
-                            r.plate_u8, interpolation, r.overlay_stride)
+                            r.plate_u8, interpolation, r.overlay_stride, bands)
             if controls[i, Control.SMILE] > 0.0:
                 fold_points.append(r.fold_points(xy))
             if alphas is not None:  # the head's alpha through the same map over the still person: "over"
