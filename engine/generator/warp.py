@@ -517,7 +517,8 @@ class WarpGenerator:
         """How far (pixels) the map q (N, 2, fh, fw; ROI pixels) moves any pixel of each of the box's rows in any
         frame: the most of the field samples a row's pixels are interpolated from (and a sample beyond, each way)."""
         r = self.renderer
-        moved = np.hypot(q[:, 0] - r.X[0].numpy(), q[:, 1] - r.Y[0].numpy()).max(axis=(0, 2))  # per field row
+        dx, dy = q[:, 0] - r.X[0].numpy(), q[:, 1] - r.Y[0].numpy()
+        moved = np.sqrt((dx * dx + dy * dy).max(axis=(0, 2)))  # per field row (np.hypot: 4x the time)
         near = np.maximum(moved, np.maximum(np.append(moved[1:], 0.0), np.insert(moved[:-1], 0, 0.0)))
         rows = (np.arange(r.roi[3] - r.roi[1]) + r.pad * r.stride) // r.stride
         return near[np.minimum(rows, len(near) - 1)]
