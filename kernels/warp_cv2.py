@@ -40,11 +40,9 @@ def remap_composite(src: np.ndarray, map_x: np.ndarray, map_y: np.ndarray | None
     change anything, the same bytes."""
     if plate is None:
         out[:] = cv2.remap(src, map_x, map_y, interpolation=interpolation, borderMode=cv2.BORDER_REPLICATE)
-    elif bands is None:
-        _composite(cv2.remap(src, map_x, map_y, interpolation=interpolation, borderMode=cv2.BORDER_REPLICATE), plate,
-                   out)
     else:
-        for b in bands:
+        h, w = out.shape[:2]
+        for b in bands or [Band(0, h, 0, 0, 0, w)]:  # (without bands: one, remapped and composited whole)
             rows = slice(b.y0, b.y1)
             out[rows, : b.x0] = plate[rows, : b.x0]
             out[rows, b.x3 :] = plate[rows, b.x3 :]

@@ -250,9 +250,9 @@ class WarpRenderer(nn.Module):
         shading's few dozen array operations per fold cost more than its pixels."""
         k = self.fold_step
         smiles = smile.astype(np.float32)[:, None, None]
+        mx, my = self.mirror_at
         for f, (fold, (bx0, by0, bx1, by1)) in enumerate(zip(self.folds, self.fold_boxes_px, strict=True)):
             src = np.stack([p[f] for p in points])
-            mx, my = self.mirror_at
             darks = fold_shade(fold, smiles, *self.g.frame.to_face(src[..., 0] - float(mx), src[..., 1] - float(my)))
             for roi, dark in zip(frames, darks, strict=True):
                 # Only over the samples that change a byte (the box is padded for the head's motion; the crease
@@ -546,19 +546,20 @@ class WarpGenerator:
         overlay = overlay.transpose(0, 2, 3, 1)
         o = r.pad * r.stride
         interpolation = cv2.INTER_CUBIC if r.bicubic else cv2.INTER_LINEAR  # the module's grid_sample mode
+        smiling = controls[:, Control.SMILE] > 0.0
         fold_points: list[list[np.ndarray]] = []  # of the smiling frames (`WarpRenderer.shade_folds`)
         for i in range(len(controls)):
             xy = upsample(cv2.merge((q[i, 0], q[i, 1])), r.stride, rh, rw, o)  # (rh, rw, 2): remap's map of 2 channels
             remap_composite(r.layer_mirrored, xy, None, overlay[i], alpha[i, 0], box, frames[i, y0:y1, x0:x1],
                             r.plate_u8, interpolation, r.overlay_stride, bands)
-            if controls[i, Control.SMILE] > 0.0:
+            if smiling[i]:
                 fold_points.append(r.fold_points(xy))
             if alphas is not None:  # the head's alpha through the same map over the still person: "over"
                 moved = cv2.remap(self._layer_alpha, xy, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
                 alphas[i, y0:y1, x0:x1] = np.clip(moved + (255.0 - moved) * self._still_box + 0.5, 0, 255)
-        smiling = np.flatnonzero(controls[:, Control.SMILE] > 0.0)
-        if len(smiling):
-            r.shade_folds([frames[i, y0:y1, x0:x1] for i in smiling], fold_points, controls[smiling, Control.SMILE])
+        if fold_points:
+            r.shade_folds([frames[i, y0:y1, x0:x1] for i in np.flatnonzero(smiling)], fold_points,
+                          controls[smiling, Control.SMILE])
         for rows, cols in r.frame_line_px:
             frames[:, rows, cols] = rgb[rows, cols]
         # The closed lids, painted over all the window's blinking frames at once.
