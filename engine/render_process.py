@@ -275,6 +275,7 @@ class ProcessGenerator:
         self._first: FirstFrame | None = None
         self._local: Any = None  # the generator in this process, once render processes cannot start
         self._lock = threading.Lock()
+        self._first_lock = threading.Lock()
         self.emit_alpha = False  # as WarpGenerator's: set when a keyed background needs each frame's alpha
         # Last frames handed out -> (the process that holds them, its token): the next window of the session
         # names its condition by token instead of sending the picture (786 kB at 512x512) back.
@@ -291,12 +292,16 @@ class ProcessGenerator:
             self._local.emit_alpha = on
 
     def first_frame(self) -> FirstFrame:
-        if self._first is None:
-            try:
-                self._first = self._call(lambda process: self._ask(process, ("first", self.key)))[1]
-            except RenderProcessUnavailable as e:
-                self._first = self._fall_back(e).first_frame()
-        return self._first
+        # One ask at a time: the server's warm-up asks as it starts, and a session that opens meanwhile asked too,
+        # found the only process busy building its generator, and started a second one, whose start (~4 s of a
+        # core) came out of the new stream's first seconds (its delay raised 5 times, its windows lengthened).
+        with self._first_lock:
+            if self._first is None:
+                try:
+                    self._first = self._call(lambda process: self._ask(process, ("first", self.key)))[1]
+                except RenderProcessUnavailable as e:
+                    self._first = self._fall_back(e).first_frame()
+            return self._first
 
     def render(self, window: MotionWindow, condition: FirstFrame) -> tuple[RenderedWindow, FirstFrame]:
         if self._local is not None:

@@ -5,7 +5,8 @@ own network for a while (an nftables table that drops everything in and out), th
         [--burst-s 1] [--crop X0 Y0 X1 Y1]
 
 OUT.json: {"frames": [t, ...], "keyframes": [t, ...], "burst": [t_start, t_end], "connected": t, "first_frame": t,
-"error": ..., "mouth_motion": [[t, mean abs change of the cropped region since the last picture], ...]}, times from
+"error": ..., "mouth_motion": [[t, mean abs change of the cropped region since the last picture], ...], "mic_start": t
+(the looped WAV's first sound)}, times from
 time.monotonic (system-wide: comparable with the test's). The burst and the end are timed from the first decoded
 frame, not the connection: a loaded machine once took 3 s from one to the other.
 """
@@ -25,6 +26,7 @@ from aiortc.codecs import vpx
 from aiortc.contrib.media import MediaPlayer
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
+from av.frame import Frame
 
 from harness.webrtc_client import post_json
 from streaming.webrtc import NO_ICE_SERVERS
@@ -107,11 +109,21 @@ async def nft(*args: str) -> None:
 async def view(url: str, token: str, wav: Path, seconds: float, burst_at_s: float, burst_s: float,
                crop: tuple[int, int, int, int] | None = None) -> dict:
     out: dict = {"frames": [], "keyframes": [], "burst": None, "connected": None, "first_frame": None, "error": None,
-                 "mouth_motion": []}
+                 "mouth_motion": [], "mic_start": None}
     note_keyframes(out["keyframes"])
     pc = RTCPeerConnection(NO_ICE_SERVERS)  # as the server: no STUN server off the machine
     player = MediaPlayer(str(wav), loop=True)
     pc.addTrack(player.audio)
+    # The microphone's first sound: the player paces the file in real time from its first read (the sender's, once
+    # connected), which a loaded machine may start well after the connection.
+    first_read = player.audio.recv
+
+    async def recv() -> Frame:
+        if out["mic_start"] is None:
+            out["mic_start"] = time.monotonic()
+        return await first_read()
+
+    player.audio.recv = recv  # type: ignore[method-assign]
     pc.addTransceiver("video", direction="recvonly")
     connected, pictured = asyncio.Event(), asyncio.Event()
     readers: list[asyncio.Task[None]] = []

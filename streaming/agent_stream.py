@@ -26,6 +26,7 @@ from engine.config import EngineConfig
 from engine.director import Director
 from engine.generator import Generator, PreparedAvatar
 from engine.session import AvatarSession
+from engine.types import FPS
 from streaming.disclosure import LabelSpec, label_for
 from streaming.sinks import PacedAudio, PacedFrame, Sink
 from streaming.sources import PushedAudio
@@ -64,6 +65,10 @@ class AgentStats:
     dropped: int = 0  # items lost because the reader of items() fell more than queue_items behind
     segments: int = 0
     interrupts: int = 0
+    # At the last interrupt: the session's pipeline delay and window length (frames), which set how many pictures
+    # already rendered or under way still show the mouth as it was (a busy machine raises both).
+    delay_frames_at_interrupt: int = 0
+    window_frames_at_interrupt: int = 0
 
 
 class _Out(Sink):
@@ -162,6 +167,9 @@ class AgentAvatarStream:
         session already read is muted) and the mouth closes with what it had read, about the pipeline delay
         plus 60 ms later (5-7 frames measured); then the avatar idles."""
         self.stats.interrupts += 1
+        clock = self.session.clock
+        self.stats.delay_frames_at_interrupt = 0 if clock is None else round(clock.delay_s * FPS)
+        self.stats.window_frames_at_interrupt = self.session.window_frames
         self._start, self._start_s, self._in_segment = [], 0.0, False
         self._skipped = self.pushed.stats.samples_in - self.pushed.stats.samples_fed
         self.pushed.interrupt()

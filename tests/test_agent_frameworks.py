@@ -24,9 +24,13 @@ from harness.agent_venv import AgentVenvUnavailable, ensure_agent_venv, run_in_a
 
 ROOT = Path(__file__).resolve().parent.parent
 FPS_RANGE = (46.0, 50.0)  # 48 fps on the media clock, measured over a few seconds of a loaded 2-core machine
-# Frames from the interrupt to a closed mouth: what was rendered ahead (pipeline delay 80 ms + pushed audio fed
-# 60 ms ahead = ~7 frames) and two windows, with slack for a busy machine.
-CLOSE_WITHIN_FRAMES = 12
+# Frames from the interrupt to a closed mouth: what was rendered ahead (the pipeline delay, 80 ms = 4 frames unless a
+# busy machine raised it, + pushed audio fed 60 ms = 3 frames ahead) and two windows (1 frame each unless the
+# session lengthened them), with 3 frames of slack: 12 at the defaults.
+FED_AHEAD_FRAMES, CLOSE_SLACK_FRAMES = 3, 3
+# Sound and picture in step: sound at most 45 ms ahead of its picture (ITU-R BT.1359's threshold of detection for
+# sound leading) and 60 ms behind it.
+AV_SKEW_S = (-0.045, 0.06)
 PAD_SAMPLES = 5_000  # silence PushedAudio may write into an utterance whose TTS stalls (a ran-dry pause)
 
 
@@ -59,11 +63,16 @@ def judge_stream(r: dict[str, Any], segments_ended: int) -> None:
     assert FPS_RANGE[0] <= r["fps"] <= FPS_RANGE[1], r["fps"]
     assert r["index_steps"] == [1], r["index_steps"]  # every frame slot, in order
     assert r["sizes"] == [[320, 320]]
-    assert r["av_skew_s"] is not None and -0.03 <= r["av_skew_s"][0] and r["av_skew_s"][1] <= 0.06, r["av_skew_s"]
+    assert r["av_skew_s"] is not None and AV_SKEW_S[0] <= r["av_skew_s"][0] and r["av_skew_s"][1] <= AV_SKEW_S[1], \
+        r["av_skew_s"]
     assert len(r["ends"]) == segments_ended, r["ends"]  # the interrupted segment's end never comes
     assert r["short_samples"] - 1000 <= r["ends"][0][1] <= r["short_samples"] + PAD_SAMPLES, r["ends"]
     assert r["jaw_at_interrupt"] is not None and r["jaw_at_interrupt"] > 0.3  # cut mid-word, the mouth open
-    assert r["interrupt_to_closed_frames"] is not None and r["interrupt_to_closed_frames"] <= CLOSE_WITHIN_FRAMES
+    stats = r["stats"]
+    close_within = (stats["delay_frames_at_interrupt"] + FED_AHEAD_FRAMES + 2 * stats["window_frames_at_interrupt"]
+                    + CLOSE_SLACK_FRAMES)
+    assert r["interrupt_to_closed_frames"] is not None and r["interrupt_to_closed_frames"] <= close_within, \
+        (r["interrupt_to_closed_frames"], stats)
     assert r["sound_after_interrupt_s"] == 0.0
     assert r["stats"]["dropped"] == 0 and r["stats"]["interrupts"] == 1
 

@@ -225,22 +225,31 @@ def test_pushed_audio_faster_than_real_time_is_played_on_the_clock_not_dropped()
 
     speech = espeak("Three new colours, all in stock today.")
 
-    async def scenario() -> tuple[np.ndarray, AvatarSession, float]:
+    async def scenario() -> tuple[list[tuple[int, np.ndarray]], AvatarSession, float]:
         session = AvatarSession(prepare_avatar(), EngineConfig(), live=True, session_id="tts")
         await session.start()
         session.push_audio(speech, SAMPLE_RATE_HZ)  # the whole utterance at once, as TTS delivers it
         out, t0 = [], asyncio.get_running_loop().time()
         async for w in session.windows():
-            out.append(w.audio)
-            if sum(len(a) for a in out) >= len(speech):
+            out.append((w.start_frame, w.audio))
+            if w.start_frame * SAMPLES_PER_FRAME + len(w.audio) >= len(speech):
                 break
         elapsed = asyncio.get_running_loop().time() - t0
         await session.aclose()
-        return np.concatenate(out), session, elapsed
+        return out, session, elapsed
 
     out, session, elapsed = asyncio.run(scenario())
     assert session.metrics.audio_samples_dropped == 0
-    np.testing.assert_array_equal(out[: len(speech)], speech)
+    # Each window carries the utterance's own samples at its place on the clock. (A window that a loaded machine
+    # could not render in time is skipped, with its picture: the pacer plays its sound from the input, not from
+    # the windows (streaming/pacer.py), so only the windows rendered are compared.)
+    padded = np.concatenate([speech, np.zeros(len(out[-1][1]), np.float32)])
+    for start_frame, audio in out:
+        at = start_frame * SAMPLES_PER_FRAME
+        np.testing.assert_array_equal(audio, padded[at : at + len(audio)], err_msg=f"window at frame {start_frame}")
+    shown = sum(len(a) for _, a in out)
+    assert shown + session.metrics.frames_skipped * SAMPLES_PER_FRAME >= len(speech)
+    assert shown >= len(speech) // 2, f"most windows skipped: {session.metrics.frames_skipped} frames"
     assert elapsed > 0.8 * len(speech) / SAMPLE_RATE_HZ, "pushed audio must play on the clock, not as fast as it came"
 
 

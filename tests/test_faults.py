@@ -60,6 +60,11 @@ async def run_streams(streams: list[AvatarStream], seconds: float) -> list[dict]
 
 
 async def test_a_generator_failing_now_and_then_or_always_keeps_its_stream_and_leaves_the_other_alone() -> None:
+    # The control: three healthy streams on the same loop and cores just before; what a busy machine costs any
+    # stream shows in them too.
+    controls = [live_stream(f"control {i}", FakeGenerator()) for i in range(3)]
+    await run_streams([s for s, _ in controls], RUN_S)
+    control_repeated = max(c.repeated for _, c in controls)
     flaky, broken, healthy = FakeGenerator(fail_every=3), FakeGenerator(fail_every=1), FakeGenerator()
     pairs = [live_stream("flaky", flaky), live_stream("broken", broken), live_stream("healthy", healthy)]
     infos = await run_streams([s for s, _ in pairs], RUN_S)
@@ -79,11 +84,12 @@ async def test_a_generator_failing_now_and_then_or_always_keeps_its_stream_and_l
     assert broken_info["error"] is not None and "scripted generator failure" in broken_info["error"], broken_info
     assert broken.failures >= DEGRADED_AFTER
     assert healthy_info["generator_failures"] == 0 and healthy_info["error"] is None, healthy_info
-    # Repeats a loaded host costs any stream (5 of 168 seen in CI, with a third of the cores taken) stay under 5%;
-    # a neighbour's failures holding the loop or the render pool would cost the healthy stream whole windows.
+    # Repeats stay under 5% beyond what the control streams repeated (a loaded host: 5 of 168 in one CI run, 31 in
+    # another); a neighbour's failures holding the loop or the render pool would cost the healthy stream whole
+    # windows.
     healthy_frames = len(counters[2].t_s)
-    assert counters[2].repeated <= max(4, 0.05 * healthy_frames), \
-        f"the healthy stream repeated {counters[2].repeated} of {healthy_frames} frames"
+    assert counters[2].repeated <= max(4, 0.05 * healthy_frames) + control_repeated, \
+        f"the healthy stream repeated {counters[2].repeated} of {healthy_frames} frames ({control_repeated} control)"
 
 
 async def test_a_director_raising_on_every_call_leaves_the_stream_at_48fps_on_rule_plans() -> None:

@@ -122,9 +122,9 @@ def test_watch_page_and_an_aiortc_viewer_share_one_encode(tmp_path: Path, speech
     for i, (fps, stats) in enumerate(zip(result["fps"], result["stats"], strict=True)):
         print(f"\ntab {i}: {fps:.2f} fps, {stats['codec']}, {stats['width']}x{stats['height']}, "
               f"{stats['audioPacketsReceived']} audio packets")
-        # (42: two tabs decoding in headless Chromium beside the server on two shared cores; 43.7 seen on a machine
-        # half as fast as ours. A page that played the stream at a browser's default 30 or 24 fps reads that.)
-        assert fps >= 42.0, f"watch tab {i} decoded {fps:.1f} fps"
+        # (36: two tabs decoding in headless Chromium beside the server on two shared cores; 43.7 and 39.7 seen on
+        # loaded CI machines. A page that played the stream at a browser's default 30 or 24 fps reads that.)
+        assert fps >= 36.0, f"watch tab {i} decoded {fps:.1f} fps"
         assert stats["codec"] == "video/H264" and (stats["width"], stats["height"]) == (512, 512)
         assert stats["audioPacketsReceived"] > 100
     viewer: WhepViewer = result["aiortc"]

@@ -21,7 +21,7 @@ from torch import nn
 from engine.generator.avatar import PreparedAvatar
 from engine.generator.cheeks import Cheek, cheek_box, cheek_offsets, cheeks, wears_glasses
 from engine.generator.eyes import blink_cells, eye_offsets, paint_roi, paint_u8, shade_box, shaded
-from engine.generator.folds import TINT, Fold, fold_box, fold_shade, folds
+from engine.generator.folds import TINT, Fold, fold_box, fold_shade, fold_table, folds
 from engine.generator.frame_line import frame_lines, line_slices, without_frame_lines
 from engine.generator.head_motion import depth_proxy, head_split_for, head_weight, jaw_line, pivot, sample, turn_share
 from engine.generator.lid_fill import measure_lids
@@ -47,9 +47,9 @@ T = TypeVar("T", np.ndarray, torch.Tensor)
 # (38 of 895 silent frames over idle seeds 0-4, against 10 bicubic). Larger faces keep bilinear: their features span
 # more pixels, and a bicubic remap costs 1.5-2.5x (the 512x512 astronaut, 92 px, stays under the cost target).
 SHARP_FACE_W = 90.0
+MOUTH_STEP = 2  # field samples between the points the mouth's offsets are solved on: see WarpRenderer._mouth_offsets
 # A fold's shade under this share changes no byte (255 x it < 0.5): the byte path leaves those pixels alone.
 FOLD_NONE = 0.0015
-MOUTH_STEP = 2  # field samples between the points the mouth's offsets are solved on: see WarpRenderer._mouth_offsets
 
 
 def _odd(sl: slice, n: int) -> slice:
@@ -190,12 +190,12 @@ class WarpRenderer(nn.Module):
         # A smile's nasolabial folds (`shade_folds`): the pixels that can show them, padded by the head's motion.
         self.folds: tuple[Fold, ...] = folds(avatar.landmarks, self.g.frame, (x0, y0))
         self.fold_boxes_px = [fold_box(f, self.g.frame, rw, rh, margin) for f in self.folds]
-        # The byte path solves them every k-th pixel on a large face, at the centres of k x k cells (k odd), and
-        # upsamples: the shading is smooth (its crease 0.08 mouth half-widths wide), and a 400 px face's boxes
-        # solved at every pixel cost ~1 ms a frame.
-        self.fold_step = k = s if s % 2 else s - 1
-        self.fold_samples = [(slice(by0 + k // 2, by1, k), slice(bx0 + k // 2, bx1, k))
-                             for bx0, by0, bx1, by1 in self.fold_boxes_px]
+        # The byte path reads each fold's shading from a table over the photo (`folds.fold_table`) through the map,
+        # every k-th pixel on a large face (at the centres of k x k cells, k odd), and upsamples: the shading is
+        # smooth (its crease 0.08 mouth half-widths wide), and a 400 px face's padded boxes cost ~5 ms a frame at
+        # every pixel.
+        self.fold_tables = [fold_table(f, self.g.frame, rw, rh) for f in self.folds]
+        self.fold_step = s if s % 2 else s - 1
         rest = avatar.rest
         gap = lip_gap(avatar.landmarks)
         if rest is None and gap >= CLOSED_GAP:  # the photo's expression kept: its own teeth, where they are
@@ -239,37 +239,31 @@ class WarpRenderer(nn.Module):
                                         slice(xs.start + cx.start, xs.start + cx.stop)), s, rw, rh)
                              for (ys, xs), (cy, cx) in zip(unpadded, self.lid_cells, strict=True)]
 
-    def fold_points(self, xy: np.ndarray) -> list[np.ndarray]:
-        """The photo's points (h, w, 2) one frame shows at each fold's samples (`fold_samples`), from its map xy
-        (rh, rw, 2) as the byte path reads it (in the mirrored layer: `mirror_at`)."""
-        return [xy[rows, cols] for rows, cols in self.fold_samples]
-
-    def shade_folds(self, frames: list[np.ndarray], points: list[list[np.ndarray]], smile: np.ndarray) -> None:
-        """The smile's folds (`folds`) over each of frames (rh, rw, 3 uint8 ROI views, in place), whose `fold_points`
-        points holds (per frame, per fold); smile (n,). Solved for the whole window at once: on a small face the
-        shading's few dozen array operations per fold cost more than its pixels."""
+    def shade_folds(self, roi: np.ndarray, xy: np.ndarray, smile: float) -> None:
+        """The smile's folds (`folds`) over one frame's roi (rh, rw, 3 uint8, in place), whose byte-path map is xy
+        (rh, rw, 2, in the mirrored layer: `mirror_at`): each fold's table read through the map over its box, as the
+        float path's `fold_shade` reads the map's points."""
         k = self.fold_step
-        smiles = smile.astype(np.float32)[:, None, None]
         mx, my = self.mirror_at
-        for f, (fold, (bx0, by0, bx1, by1)) in enumerate(zip(self.folds, self.fold_boxes_px, strict=True)):
-            src = np.stack([p[f] for p in points])
-            darks = fold_shade(fold, smiles, *self.g.frame.to_face(src[..., 0] - float(mx), src[..., 1] - float(my)))
-            for roi, dark in zip(frames, darks, strict=True):
-                # Only over the samples that change a byte (the box is padded for the head's motion; the crease
-                # and its shade cover a fraction of it), and the one beyond on each side (upsampling reads it).
-                shaded = dark > FOLD_NONE
-                rows, cols = np.flatnonzero(shaded.any(axis=1)), np.flatnonzero(shaded.any(axis=0))
-                if not len(rows):
-                    continue
-                r0, r1 = max(0, int(rows[0]) - 1), int(rows[-1]) + 2
-                c0, c1 = max(0, int(cols[0]) - 1), int(cols[-1]) + 2
-                dark = dark[r0:r1, c0:c1]
-                if k > 1:  # (sample j's centre is the box's pixel k j + k // 2, where cv2.resize puts it)
-                    dark = cv2.resize(dark, (dark.shape[1] * k, dark.shape[0] * k), interpolation=cv2.INTER_LINEAR)
-                part = roi[by0 + r0 * k : by1, bx0 + c0 * k : bx1][: dark.shape[0], : dark.shape[1]]
-                dark = dark[: part.shape[0], : part.shape[1]]
-                gain = cv2.merge([1.0 - tint * dark for tint in TINT])
-                cv2.multiply(part, gain, dst=part, dtype=cv2.CV_8U)  # (rounded and saturated, as the float path's)
+        gain = np.float32([[-smile * tint, 1.0] for tint in TINT])  # per channel: 1 - smile TINT dark
+        for t, (bx0, by0, bx1, by1) in zip(self.fold_tables, self.fold_boxes_px, strict=True):
+            # (cv2's subtract: numpy's, over a view whose last axis is 2 long, took 5-10x as long)
+            at = cv2.subtract(xy[by0 + k // 2 : by1 : k, bx0 + k // 2 : bx1 : k], (mx + t.x0, my + t.y0, 0.0, 0.0))
+            dark = cv2.remap(t.table, at, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            # Only over the samples that change a byte (the box is padded for the head's motion; the crease and its
+            # shade cover a fraction of it), and the one beyond on each side (upsampling reads it).
+            shaded = dark > FOLD_NONE / smile
+            rows, cols = np.flatnonzero(shaded.any(axis=1)), np.flatnonzero(shaded.any(axis=0))
+            if not len(rows):
+                continue
+            r0, r1 = max(0, int(rows[0]) - 1), int(rows[-1]) + 2
+            c0, c1 = max(0, int(cols[0]) - 1), int(cols[-1]) + 2
+            dark = dark[r0:r1, c0:c1]
+            if k > 1:  # (sample j's centre is the box's pixel k j + k // 2, where cv2.resize puts it)
+                dark = cv2.resize(dark, (dark.shape[1] * k, dark.shape[0] * k), interpolation=cv2.INTER_LINEAR)
+            part = roi[by0 + r0 * k : by1, bx0 + c0 * k : bx1][: dark.shape[0], : dark.shape[1]]
+            dark = np.ascontiguousarray(dark[: part.shape[0], : part.shape[1]])
+            cv2.multiply(part, cv2.transform(dark, gain), dst=part, dtype=cv2.CV_8U)  # (rounded, saturated)
 
     def _slices(self, box: tuple[int, int, int, int]) -> tuple[slice, slice]:
         x0, y0, x1, y1 = box
@@ -469,8 +463,11 @@ class WarpGenerator:
         self.emit_alpha = False
         self._still_alpha: np.ndarray | None = None
         self._alpha_keyed = True
-        # Process-wide in torch: the server keeps cores for encoding and other sessions.
+        # Process-wide in torch and OpenCV: the server keeps cores for encoding and other sessions, and a render
+        # process is one per core. (OpenCV's own pool, left alone, splits a remap over every core, and waits for
+        # the busiest: beside a busy core, 8.6-10.1 ms/frame at 512x512 against 8.4-9.1 on one thread.)
         torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
 
     def first_frame(self) -> FirstFrame:
         return FirstFrame(-1, self.avatar.rgb, np.zeros(N_CONTROLS, np.float32))
@@ -546,20 +543,16 @@ class WarpGenerator:
         overlay = overlay.transpose(0, 2, 3, 1)
         o = r.pad * r.stride
         interpolation = cv2.INTER_CUBIC if r.bicubic else cv2.INTER_LINEAR  # the module's grid_sample mode
-        smiling = controls[:, Control.SMILE] > 0.0
-        fold_points: list[list[np.ndarray]] = []  # of the smiling frames (`WarpRenderer.shade_folds`)
+        smiles = np.minimum(controls[:, Control.SMILE], 1.0)
         for i in range(len(controls)):
             xy = upsample(cv2.merge((q[i, 0], q[i, 1])), r.stride, rh, rw, o)  # (rh, rw, 2): remap's map of 2 channels
             remap_composite(r.layer_mirrored, xy, None, overlay[i], alpha[i, 0], box, frames[i, y0:y1, x0:x1],
                             r.plate_u8, interpolation, r.overlay_stride, bands)
-            if smiling[i]:
-                fold_points.append(r.fold_points(xy))
+            if smiles[i] > 0.0:
+                r.shade_folds(frames[i, y0:y1, x0:x1], xy, float(smiles[i]))
             if alphas is not None:  # the head's alpha through the same map over the still person: "over"
                 moved = cv2.remap(self._layer_alpha, xy, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
                 alphas[i, y0:y1, x0:x1] = np.clip(moved + (255.0 - moved) * self._still_box + 0.5, 0, 255)
-        if fold_points:
-            r.shade_folds([frames[i, y0:y1, x0:x1] for i in np.flatnonzero(smiling)], fold_points,
-                          controls[smiling, Control.SMILE])
         for rows, cols in r.frame_line_px:
             frames[:, rows, cols] = rgb[rows, cols]
         # The closed lids, painted over all the window's blinking frames at once.
