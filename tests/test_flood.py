@@ -200,7 +200,9 @@ def test_a_flooding_client_does_not_reach_a_live_stream(tmp_path: Path, speech_w
     assert set(offers) <= {400, 429} and offers[429] > 0.9 * sum(offers.values()), offers
     assert control["refused"] > 0 and control["close 1008"] > 0, control
     assert "Traceback" not in server.log()
-    assert newcomer_s < 2.0, f"a new client took {newcomer_s:.2f} s to connect during the flood"
+    # (A connect the flood held up would wait for the flood's end, 10 s; 2.85 s measured with a busy loop taking one
+    # of the two cores, 2.08 s without it.)
+    assert newcomer_s < 4.0, f"a new client took {newcomer_s:.2f} s to connect during the flood"
     assert skipped <= MOST_SKIPPED * 48 * (t1 - t0), (f"{skipped} frames skipped (windows never rendered) during "
                                                       f"the flood, {control_skipped} in the {CONTROL_S:g} s before it")
     assert fps >= min(47.5, control_fps - 1.0) and fps >= MIN_RECEIVED_FPS, (
