@@ -294,7 +294,7 @@ class ProcessGenerator:
     def first_frame(self) -> FirstFrame:
         # One ask at a time: the server's warm-up asks as it starts, and a session that opens meanwhile asked too,
         # found the only process busy building its generator, and started a second one, whose start (~4 s of a
-        # core) came out of the new stream's first seconds (its delay raised 5 times, its windows lengthened).
+        # core) came out of the new stream's first seconds.
         with self._first_lock:
             if self._first is None:
                 try:

@@ -127,6 +127,26 @@ def test_the_default_config_renders_warp_in_processes(avatar) -> None:
     assert isinstance(generator_for(EngineConfig(render_processes=False), avatar), WarpGenerator)
 
 
+def test_a_session_opening_during_the_warm_up_waits_for_it_rather_than_start_a_second_process(avatar) -> None:
+    """The server warms its render process with first_frame() as it starts; a session that asked meanwhile found the
+    only process busy building its generator and started a second one (~4 s of a core, out of its stream's start)."""
+    pool = RenderProcessPool(4)
+    try:
+        far = remote(avatar, pool)
+        warm = threading.Thread(target=far.first_frame, name="render-warm")
+        warm.start()
+        deadline = time.monotonic() + 60.0
+        while not (pool.processes == 1 and not pool._idle) and time.monotonic() < deadline:  # the warm-up holds it
+            time.sleep(0.001)
+        assert pool.processes == 1 and not pool._idle, "the warm-up never held the process"
+        rendered = render_all(far, speech_windows([1, 1, 2]))  # the session: its first frame, then windows
+        warm.join(60)
+        assert [r.n_frames for r in rendered] == [1, 1, 2]
+        assert pool.started == 1, f"{pool.started} render processes started for one session"
+    finally:
+        pool.close()
+
+
 def test_processes_idle_for_a_while_are_stopped_but_the_last(avatar) -> None:
     pool = RenderProcessPool(2, idle_stop_s=1.0)
     try:
