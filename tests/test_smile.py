@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 
 from benchmarks.face_frame import ear, rim_motion_px
+from benchmarks.mouth_closeup import mouth_box
 from benchmarks.quality import EMBEDDED, PORTRAIT_DIR, controls, load, render
 from engine.generator import PreparedAvatar
 from engine.generator.cheeks import wears_glasses
 from engine.generator.faces import face_mesh
+from engine.generator.mouth import lip_gap
+from engine.generator.rest_pose import CLOSED_GAP
 from engine.generator.warp import WarpGenerator, WarpRenderer
 
 SMILE = controls(1, SMILE=1.0)
@@ -25,13 +28,14 @@ def portrait(name: str) -> tuple[PreparedAvatar, WarpRenderer]:
     return avatar, WarpRenderer(avatar).eval()
 
 
-@pytest.mark.parametrize("name", ["astronaut", "giunchedi_beard", "darker_skin_frontal"])
+@pytest.mark.parametrize("name", ["hand_chin_darker_skin", "giunchedi_beard", "darker_skin_frontal"])
 def test_a_smile_lifts_the_corners_and_narrows_the_eyes_from_below(name: str) -> None:
     """Read by the face mesh on rest and smile frames: the corners rise by over 2% of the face's height (4-6%
     measured), the eyes narrow (aspect ratio 0.87-0.98 of rest; with the corners alone 0.96-1.03) as the lower lids
     rise (0.7-1.2% of the face's height against 0.1-0.6% for the upper lids)."""
     _, r = portrait(name)
     assert r.cheeks, "no glasses: the cheeks rise"
+    assert not r.smile_jaw, "closed lips in the photo: the rig's own smile"
     rest, smile = (face_mesh(f)[:, :2] for f in render(r, np.concatenate([controls(1), SMILE])))
     face_h = float(np.linalg.norm(rest[10] - rest[152]))
 
@@ -96,3 +100,36 @@ def test_a_smile_shades_its_nasolabial_folds(name: str, monkeypatch: pytest.Monk
     for bx0, by0, bx1, by1 in r.fold_boxes_px:
         outside[y0 + by0 : y0 + by1, x0 + bx0 : x0 + bx1] = False
     assert np.array_equal(folded[1][outside], plain[1][outside])
+
+
+@pytest.mark.parametrize("name", ["astronaut", "maher_teeth", "pedersen_young_teeth"])
+def test_a_photo_that_smiled_with_its_teeth_smiles_as_it_did(name: str) -> None:
+    """Its rest closes the lips (rest_pose), its corners and cheeks still where the photo's smile put them; the rig's
+    own smile on top of that read as a grimace (lips pursed into a wave, gap 0 to the face mesh). Its smile parts
+    the lips over its teeth as the photo did (`WarpRenderer.expressed`): the face mesh reads a gap of 0.15-0.16 of
+    the mouth's width against the photo's 0.16-0.20, and the mouth is nearer the photo's (mean difference 7-15 grey
+    levels against the rest's 14-23)."""
+    avatar, r = portrait(name)
+    assert avatar.rest is not None and r.smile_jaw > 0.0
+    rest, smile = render(r, np.concatenate([controls(1), SMILE]))
+    photo = avatar.rest.photo
+    gap_photo, gap_rest, gap_smile = (lip_gap(face_mesh(f)[:, :2]) for f in (photo, rest, smile))
+    assert gap_rest < CLOSED_GAP and gap_smile > 0.6 * gap_photo, (gap_rest, gap_smile, gap_photo)
+    x0, y0, x1, y1 = mouth_box(avatar.landmarks, *avatar.size)
+
+    def off(frame: np.ndarray) -> float:
+        return float(np.abs(frame[y0:y1, x0:x1].astype(np.float32) - photo[y0:y1, x0:x1]).mean())
+
+    assert off(smile) < 0.75 * off(rest), (off(smile), off(rest))
+
+
+@pytest.mark.parametrize("name, smiled", [
+    ("astronaut", True), ("maher_teeth", True), ("pedersen_young_teeth", True), ("beard_smile_darker_skin", True),
+    ("shenk", True), ("anne_helene_sunglasses_small", True), ("pedersen_open_mouth", False),
+    ("meeting_darker_skin", False), ("henner_glasses", False), ("giunchedi_beard", False)])
+def test_which_photos_smiled_with_their_lips_apart(name: str, smiled: bool) -> None:
+    """Lips apart across a wide mouth (a smile stretches it to 0.93-1.14 of the distance between the irises): the
+    six teeth smiles. Not a mouth merely open (pedersen_open_mouth, 0.71) or parted by a sheen (meeting_darker_skin),
+    nor a closed-lip smile (henner_glasses: its rest is the photo)."""
+    _, r = portrait(name)
+    assert (r.smile_jaw > 0.0) == smiled, r.smile_jaw

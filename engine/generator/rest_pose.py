@@ -30,8 +30,10 @@ from engine.generator.mouth import (
     INNER_CORNERS,
     INNER_LOWER,
     INNER_UPPER,
+    JAW_REACH,
     NOSE_BASE,
     OUTER_CORNERS,
+    SEAL,
     inner_lips,
     lip_gap,
 )
@@ -95,6 +97,34 @@ class RestPose:
         colour = np.median(bright, axis=0)
         saturation = (colour.max() - colour.min()) / max(colour.max(), 1e-3)
         return colour if colour @ (0.299, 0.587, 0.114) > 0.4 and saturation < 0.45 else None
+
+
+# A photo whose lips are apart across a mouth this many times the distance between the irises, or
+# wider, smiles: a smile stretches the lips (0.93-1.14 on the six teeth smiles of tests/data/portraits, 0.70-0.89 on
+# closed or merely parted mouths; henner_glasses' closed-lip smile 0.98).
+SMILE_WIDTH_IOD = 0.92
+# The most such a smile opens the jaw (beard_smile_darker_skin's photo is open wider than a smile needs).
+PHOTO_SMILE_JAW_MAX = 0.6
+# What such a photo keeps of the rig's own smile (corners, cheeks): a little, so that its eyes still smile along.
+PHOTO_SMILE_SHARE = 0.3
+
+
+def photo_smile_jaw(rest: RestPose | None) -> float:
+    """The jaw opening (Control.JAW_OPEN) at which the rig parts the lips as far as the photo's own smile did, where
+    the photo smiled with its lips apart and the rest pose closed them; 0 elsewhere (WarpRenderer.expressed).
+
+    Such a photo's rest is already a closed-lip smile: its corners and cheeks are where the photo's smile put them,
+    so the rig's smile on top of them (corners up and out, cheeks up) read as a grimace, lips pursed into a wave.
+    Its own smile is in the photo: the lips parted over its teeth, which the interior shows where they are (or its
+    own teeth, drawn, where the photo's are too dim or thin a line to take: shenk)."""
+    if rest is None:
+        return 0.0
+    lm = np.asarray(rest.landmarks, np.float64)[:, :2]
+    if len(lm) < 478 or np.linalg.norm(lm[291] - lm[61]) < SMILE_WIDTH_IOD * np.linalg.norm(lm[468] - lm[473]):
+        return 0.0
+    # The rig's gap at the mouth's middle is the jaw's JAW_REACH mouth half-widths, less about SEAL once wide
+    # (mouth.MouthRig.opening); the photo's gap is a share of the whole width.
+    return float(min(PHOTO_SMILE_JAW_MAX, (2.0 * rest.gap + SEAL) / JAW_REACH))
 
 
 def _smoothstep(e0: np.ndarray | float, e1: np.ndarray | float, x: np.ndarray) -> np.ndarray:

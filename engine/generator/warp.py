@@ -28,7 +28,7 @@ from engine.generator.lid_fill import measure_lids
 from engine.generator.matte import person_layer
 from engine.generator.mouth import JAW_REACH, UPPER_SHARE, MouthRig, lip_gap, mouth_palette, own_teeth
 from engine.generator.person_alpha import picture_alpha, still_alpha
-from engine.generator.rest_pose import CLOSED_GAP, RestPose
+from engine.generator.rest_pose import CLOSED_GAP, PHOTO_SMILE_SHARE, RestPose, photo_smile_jaw
 from engine.generator.rig import RigGeometry, build_rig
 from engine.types import N_CONTROLS, Control, FirstFrame, MotionWindow, RenderedWindow
 from kernels.warp import warp_composite
@@ -202,6 +202,9 @@ class WarpRenderer(nn.Module):
             rest = RestPose(avatar.rgb, avatar.landmarks, gap)
         teeth = None if rest is None else own_teeth(rest.teeth_colour(), rest.photo, rest.landmarks)
         self.palette = mouth_palette(avatar.rgb, avatar.landmarks, teeth)
+        # A photo that smiled with its lips apart smiles as it did (`expressed`); not one kept as it was (its rest is
+        # that smile already).
+        self.smile_jaw = photo_smile_jaw(avatar.rest)
         # The mouth is drawn in the face's upright frame (rig.FaceFrame), as the eyes are.
         self.mouth = MouthRig(avatar.landmarks, (x0, y0), self.palette,
                               None if rest is None or teeth is None else (rest.photo, rest.landmarks), frame=rig.frame)
@@ -349,7 +352,24 @@ class WarpRenderer(nn.Module):
             return None, lift
         return frame.vector_to_image(torch.zeros_like(lift), lift)
 
+    def expressed(self, controls: T) -> T:
+        """The controls (N, N_CONTROLS; numpy or torch) as this portrait shows them. On a photo that smiled with its
+        lips apart (`rest_pose.photo_smile_jaw`), a smile parts them as the photo did: the jaw is opened
+        at least smile x `smile_jaw`, and PHOTO_SMILE_SHARE is kept of the rig's own smile. Every renderer path
+        (`forward`, the byte path's `WarpGenerator._frames`) starts from these."""
+        if not self.smile_jaw:
+            return controls
+        jaw, smile = controls[:, Control.JAW_OPEN], controls[:, Control.SMILE]
+        opened = jaw + (smile.clip(0.0, 1.0) * self.smile_jaw - jaw).clip(min=0.0)  # max(jaw, smile x smile_jaw)
+        scale, jaw_column = np.ones(N_CONTROLS, np.float32), np.zeros(N_CONTROLS, np.float32)
+        scale[Control.JAW_OPEN], scale[Control.SMILE], jaw_column[Control.JAW_OPEN] = 0.0, PHOTO_SMILE_SHARE, 1.0
+        if isinstance(controls, torch.Tensor):  # (no writes into the controls: an exported graph keeps this whole)
+            scale, jaw_column = (torch.as_tensor(v, dtype=controls.dtype, device=controls.device)
+                                 for v in (scale, jaw_column))
+        return controls * scale + opened[:, None] * jaw_column
+
     def forward(self, controls: torch.Tensor) -> torch.Tensor:
+        controls = self.expressed(controls)
         lid_shade: list[torch.Tensor | None] = []
         q, overlay, alpha = self.maps(controls, lid_shade)
         n = controls.shape[0]
@@ -525,6 +545,7 @@ class WarpGenerator:
         matches the module's own float path within 1/255 at about a third of the cost. alphas: if given,
         each frame's person alpha is written into it (the layer's alpha through the same map)."""
         r = self.renderer
+        controls = r.expressed(controls)
         lid_shade: list[torch.Tensor | None] = []
         with torch.inference_mode():
             q, overlay, alpha = (t.numpy() for t in r.maps(torch.from_numpy(controls), lid_shade))
