@@ -5,7 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from benchmarks.quality import PORTRAIT_DIR
+from engine.generator.avatar import detect_landmarks, load_portrait
 from engine.generator.exemplar import exemplar_fill
+from engine.generator.matte import person_layer
 
 
 def beach(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,3 +72,15 @@ def test_a_blurred_shelf_is_not_continued_as_stripes() -> None:
     assert filled.sum() > 500
     print(f"column-to-column detail on the shelf: fill {across[filled].mean():.1f}, wall {across[wall].mean():.1f}")
     assert across[filled].mean() <= across[wall].mean() + 1.0, "the shelf is continued as stripes"
+
+
+
+def test_no_colour_is_copied_into_a_grey_wall() -> None:
+    """A grey range alone let a teal from the photo's far edge, as dark as the shadow beside the head, into the white
+    door frame behind pedersen_open_mouth (a staircase of teal dots that a turn uncovered: 509 pixels of the plate under
+    the person at the photo's own size); the colour channels' range keeps all but a few (125)."""
+    rgb = load_portrait(str(PORTRAIT_DIR / "pedersen_open_mouth.jpg"), 1280)[1]
+    matte, plate = person_layer(rgb, detect_landmarks(rgb, "pedersen_open_mouth")[0])
+    p = plate.astype(np.int16)
+    teal = (p[..., 1] - p[..., 0] > 35) & (p[..., 2] - p[..., 0] > 35) & (matte > 0)
+    assert teal.sum() < 250, int(teal.sum())

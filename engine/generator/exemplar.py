@@ -29,8 +29,9 @@ MAX_PATCHES = 3000
 # the cells it would fill: a plain sky takes no figure from the beach beside it.
 CONTRAST_RATIO = 1.5
 CONTRAST_SLACK = 4.0
-# A copied cell's grey level may lie this far outside the range the target patch's known cells span; past it each
-# level counts as a level of mismatch: no dark figure copied into a pale sky, however well its surround matches.
+# A copied cell's grey level, and each of its two colour channels (`_chroma`), may lie this far outside the range the
+# target patch's known cells span; past it each level counts as a level of mismatch: no dark figure copied into a pale
+# sky, however well its surround matches, and no coloured one into a white wall.
 RANGE_SLACK = 10.0
 # The wall "around the target" for those two guards: known cells within this many patch radii.
 CONTEXT_R = 2
@@ -112,8 +113,12 @@ def _fill_cells(img: np.ndarray, unknown: np.ndarray, target: np.ndarray, depth:
         ctx = np.s_[max(0, y - c):y + c + 1, max(0, x - c):x + c + 1]
         seen = gray[ctx][known[ctx]]
         excess = np.maximum(src_std[y0:y1, x0:x1] - _allowed_std(seen), 0.0)
-        ssd = (ssd[: y1 - y0, : x1 - x0] + 3.0 * float(new.sum()) * excess * excess
-               + 3.0 * _out_of_range(gray[y0 - r:y1 + r, x0 - r:x1 + r], seen, new)[: y1 - y0, : x1 - x0])
+        outside = _out_of_range(gray[y0 - r:y1 + r, x0 - r:x1 + r], seen, new)
+        # The same for the colour (two opponent channels): a grey range alone let the teal of a far door, as dark as
+        # the shadow beside it, into pedersen_open_mouth's white frame.
+        for channel, seen_channel in zip(_chroma(win), _chroma(im[ctx][known[ctx]]), strict=True):
+            outside = outside + _out_of_range(channel, seen_channel, new)
+        ssd = ssd[: y1 - y0, : x1 - x0] + 3.0 * float(new.sum()) * excess * excess + 3.0 * outside[: y1 - y0, : x1 - x0]
         cost = np.where(ok, ssd * (1.0 + 1e-3 * np.hypot(gy - y, gx - x)), np.inf)
         qy, qx = np.unravel_index(int(np.argmin(cost)), cost.shape)
         qy, qx = _coherent(cost, float(cost[qy, qx]), off[sl][done[sl]], (y, x), (y0, x0))
@@ -159,9 +164,15 @@ def _allowed_std(seen: np.ndarray) -> float:
     return CONTRAST_RATIO * float(seen.std()) + CONTRAST_SLACK if seen.size else np.inf
 
 
+def _chroma(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two opponent colour channels of (..., 3) float32 RGB: red against green, blue against yellow (0 on grey)."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return np.ascontiguousarray(r - g), np.ascontiguousarray(b - 0.5 * (r + g))
+
+
 def _out_of_range(win: np.ndarray, known: np.ndarray, new: np.ndarray) -> np.ndarray:
     """For each source position in `win`, the summed square of how far the cells it would copy into `new` lie
-    outside the known cells' grey range widened by RANGE_SLACK."""
+    outside the known cells' range (of one channel: grey, or a colour channel) widened by RANGE_SLACK."""
     if not known.size or not new.any():
         return np.zeros((win.shape[0] - new.shape[0] + 1, win.shape[1] - new.shape[1] + 1), np.float32)
     lo, hi = float(known.min()) - RANGE_SLACK, float(known.max()) + RANGE_SLACK
