@@ -14,7 +14,7 @@ from benchmarks.quality import EMBEDDED, PORTRAIT_DIR, controls, load, render
 from engine.generator import PreparedAvatar
 from engine.generator.cheeks import wears_glasses
 from engine.generator.faces import face_mesh
-from engine.generator.mouth import lip_gap
+from engine.generator.mouth import SMILE_UP, lip_gap
 from engine.generator.rest_pose import CLOSED_GAP
 from engine.generator.warp import WarpGenerator, WarpRenderer
 
@@ -134,3 +134,14 @@ def test_which_photos_smiled_with_their_lips_apart(name: str, smiled: bool) -> N
     nor a closed-lip smile (henner_glasses: its rest is the photo)."""
     _, r = portrait(name)
     assert (r.smile_jaw > 0.0) == smiled, r.smile_jaw
+
+
+@pytest.mark.parametrize("name, lifted", [("henner_glasses", True), ("pedersen_tilted", True), ("hopper", False),
+                                          ("giunchedi_beard", False), ("darker_skin_frontal", False)])
+def test_corners_that_already_smile_are_lifted_less(name: str, lifted: bool) -> None:
+    """A photo's closed-lip smile has its corners up already: the full lift on top of it bent henner_glasses' lips into
+    a wave at SMILE 0.8-1 (the mouth sheets). Its corners are lifted 0.62 of the full (pedersen_tilted 0.70); a neutral
+    mouth's by all of it."""
+    _, r = portrait(name)
+    share = r.mouth.smile_up / SMILE_UP
+    assert (share < 0.8) if lifted else share == 1.0, share

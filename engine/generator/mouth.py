@@ -59,6 +59,10 @@ SEAL = 0.06
 # A smile moves the mouth's corners up by this many mouth half-widths and out by this share of their distance from
 # the mouth's middle (the cheeks rise with them: `cheeks`).
 SMILE_UP, SMILE_OUT = 0.26, 0.15
+# Photo corners above the lips' middle by more than SMILE_UP_FULL of the mouth's width (a smile: henner_glasses 0.135,
+# pedersen_tilted 0.113; neutral mouths under 0.05) are lifted less: SMILE_UP x (1 - excess / SMILE_UP_FALL), at
+# least half of it.
+SMILE_UP_FULL, SMILE_UP_FALL = 0.05, 0.2
 # The jaw values over which the soft field under the lips gives way to the jaw's one piece (`MouthRig.offsets`).
 ONE_PIECE = (0.2, 0.4)
 # The inside of an opening this many mouth half-widths high is as lit as a wide one; a slit NARROW_DIM as much.
@@ -309,6 +313,10 @@ class MouthRig:
         self.mw = float(np.linalg.norm(lm[OUTER_CORNERS[1]] - lm[OUTER_CORNERS[0]]) / 2)
         self.corner_y = float((lm[OUTER_CORNERS[0], 1] + lm[OUTER_CORNERS[1], 1]) / 2)
         self.mouth_y = float((lm[13, 1] + lm[14, 1]) / 2)
+        # Corners that already rise above the lips' middle (a smile in the photo) rise less again: SMILE_UP on top of
+        # henner_glasses' closed smile bent his lips into a wave.
+        photo_lift = (self.mouth_y - self.corner_y) / (2.0 * self.mw)
+        self.smile_up = SMILE_UP * float(np.clip(1.0 - (photo_lift - SMILE_UP_FULL) / SMILE_UP_FALL, 0.5, 1.0))
         self.nose_y = float(min(lm[NOSE_BASE, 1], self.mouth_y - 0.3 * self.mw))
         self.chin_y = float(max(lm[CHIN, 1], self.mouth_y + 0.5 * self.mw))
         self.lower_top = float(self.lower.y_np(np.linspace(-1.0, 1.0, 21)).min())  # the lower inner lip's highest
@@ -352,7 +360,7 @@ class MouthRig:
         lift, drop = UPPER_SHARE * gap, (1.0 - UPPER_SHARE) * gap
         upper, lower = self.upper.y(u), self.lower.y(u)
         corner = torch.exp(-torch.square(((qx - self.mouth_x).abs() - self.mw) / (0.6 * self.mw)))
-        smile = c[:, Control.SMILE] * SMILE_UP * self.mw * corner
+        smile = c[:, Control.SMILE] * self.smile_up * self.mw * corner
         return Opening(u, ue, um, side_hw, upper, lower, upper - lift - smile, lower + drop - smile, lift, drop, jaw)
 
     # ---- the fields ---------------------------------------------------------------------------------
@@ -405,7 +413,7 @@ class MouthRig:
         # Smile: corners up and out.
         corner = torch.exp(-(torch.square(dx.abs() - mw) + torch.square(qy - self.corner_y)) / (0.6 * mw) ** 2)
         smile = c[:, Control.SMILE]
-        return ox - smile * SMILE_OUT * dx * corner, oy + smile * SMILE_UP * mw * corner
+        return ox - smile * SMILE_OUT * dx * corner, oy + smile * self.smile_up * mw * corner
 
     def _soft(self, o: Opening, qx: torch.Tensor, qy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
         """Where the output rows under the opening come from, near jaw 0: the lower lip drops with the jaw; the chin
