@@ -56,7 +56,7 @@ def row(portrait: str, height: int, keep_expression: bool,
     gen = WarpGenerator(avatar)
     ctl = np.concatenate([controls(1, **values) for _, values in poses])
     photo = avatar.rest.photo if avatar.rest is not None else avatar.rgb
-    frames = [photo, *gen._frames(ctl)]
+    frames = [photo, *gen._frames(gen.renderer.expressed(ctl))]
     box = mouth_box(avatar.landmarks, *avatar.size)
     tiles = []
     for f in frames:

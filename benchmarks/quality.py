@@ -122,7 +122,9 @@ def blink_curve(open_frames: int = 8, ramp: int = 4, closed: int = 8) -> np.ndar
 
 
 def render(renderer: WarpRenderer, ctl: np.ndarray, chunk: int = 16) -> np.ndarray:
-    """Frames (N, H, W, 3) uint8 for controls (N, N_CONTROLS), rendered `chunk` at a time."""
+    """Frames (N, H, W, 3) uint8 for controls (N, N_CONTROLS), rendered `chunk` at a time: poses, as the portrait
+    shows them with the host silent (`WarpRenderer.expressed`)."""
+    ctl = renderer.expressed(ctl)
     out = []
     with torch.inference_mode():
         for i in range(0, len(ctl), chunk):

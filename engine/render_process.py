@@ -370,7 +370,7 @@ class ProcessGenerator:
         rendered = RenderedWindow(reply.start_frame, frames, reply.audio, reply.render_ms, reply.created_t_s,
                                   arrays.get("frames_i420"), arrays.get("alpha_frames"))
         picture = frames[reply.last_picture] if isinstance(reply.last_picture, int) else arrays["last_rgb"]
-        last = FirstFrame(reply.last_frame_index, picture, reply.last_controls)
+        last = FirstFrame(reply.last_frame_index, picture, reply.last_controls, reply.last_talking)
         with self._lock:
             self._tokens[id(last)] = (last, process, reply.token)
             while len(self._tokens) > KEEP_CONDITIONS:

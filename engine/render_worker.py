@@ -55,6 +55,7 @@ class WindowReply:
     last_controls: np.ndarray
     last_picture: int | ArraySpec  # which frame of frames_rgb the next condition shows, or its own array
     token: int  # names the next condition in this process (a ("token", t) condition reuses it)
+    last_talking: float = 0.0  # FirstFrame.talking of the next condition
 
 
 def layout(arrays: dict[str, np.ndarray]) -> tuple[dict[str, ArraySpec], int]:
@@ -176,7 +177,7 @@ class Worker:
             self.conditions.popitem(last=False)
         return ("ok", WindowReply(rendered.start_frame, rendered.audio, rendered.render_ms, rendered.created_t_s,
                                   specs, n_bytes, last.frame_index, last.controls,
-                                  specs["last_rgb"] if picture is None else picture, token))
+                                  specs["last_rgb"] if picture is None else picture, token, last.talking))
 
 
 def main(conn: Connection) -> None:

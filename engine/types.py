@@ -120,6 +120,9 @@ class FirstFrame:
     frame_index: int
     rgb: np.ndarray  # (H, W, 3) uint8
     controls: np.ndarray  # (N_CONTROLS,) float32
+    # How much the host was talking up to that frame: a decaying hold of the jaw (warp.talking_hold). A generator's
+    # state that outlives a window, carried by the condition: one generator serves every session of its avatar.
+    talking: float = 0.0
 
 
 @dataclass(slots=True)

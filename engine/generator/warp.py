@@ -52,6 +52,25 @@ MOUTH_STEP = 2  # field samples between the points the mouth's offsets are solve
 FOLD_NONE = 0.0015
 
 
+# Talking, for a smile that parts the lips (`WarpRenderer.expressed`): a hold of the jaw that halves every
+# TALK_HALF_LIFE frames outlasts the dips between syllables (2-6 frames) and lets the smile's lips part again about
+# 0.6 s after the voice stops; it counts as talking from TALK_JAW[0] to TALK_JAW[1] (jaw units).
+TALK_HALF_LIFE = 8.0
+TALK_JAW = (0.05, 0.3)
+
+
+def talking_hold(jaw: np.ndarray, start: float) -> tuple[np.ndarray, float]:
+    """(talking (N,) 0..1 per frame, the hold after the last frame) for the jaw (N,), from the previous window's
+    hold `start`."""
+    decay = 0.5 ** (1.0 / TALK_HALF_LIFE)
+    hold, held = np.empty(len(jaw), np.float32), float(start)
+    for i, j in enumerate(jaw):
+        held = max(float(j), held * decay)
+        hold[i] = held
+    t = np.clip((hold - TALK_JAW[0]) / (TALK_JAW[1] - TALK_JAW[0]), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t), held
+
+
 def _odd(sl: slice, n: int) -> slice:
     """sl (a slice of range(n), from 0 up) one longer where it has an even length and range(n) has room."""
     start, stop = sl.start, min(sl.stop, n)
@@ -352,24 +371,23 @@ class WarpRenderer(nn.Module):
             return None, lift
         return frame.vector_to_image(torch.zeros_like(lift), lift)
 
-    def expressed(self, controls: T) -> T:
-        """The controls (N, N_CONTROLS; numpy or torch) as this portrait shows them. On a photo that smiled with its
-        lips apart (`rest_pose.photo_smile_jaw`), a smile parts them as the photo did: the jaw is opened
-        at least smile x `smile_jaw`, and PHOTO_SMILE_SHARE is kept of the rig's own smile. Every renderer path
-        (`forward`, the byte path's `WarpGenerator._frames`) starts from these."""
+    def expressed(self, controls: np.ndarray, talking: np.ndarray | None = None) -> np.ndarray:
+        """The controls (N, N_CONTROLS) as this portrait shows them: what `WarpGenerator.render` hands its paths, and
+        what a caller of `forward` or `WarpGenerator._frames` with a pose of its own passes them. On a photo that
+        smiled with its lips apart (`rest_pose.photo_smile_jaw`), a smile parts them as the photo did, the jaw opened
+        to at least smile x `smile_jaw`, and PHOTO_SMILE_SHARE is kept of the rig's own smile. While the host talks
+        (talking: (N,) 0..1, `talking_hold`) the speech alone moves the jaw: held open by the smile, the lips could no
+        longer close between syllables (the real voice's lip sync under a standing smile fell from r 0.90 to 0.61)."""
         if not self.smile_jaw:
             return controls
-        jaw, smile = controls[:, Control.JAW_OPEN], controls[:, Control.SMILE]
-        opened = jaw + (smile.clip(0.0, 1.0) * self.smile_jaw - jaw).clip(min=0.0)  # max(jaw, smile x smile_jaw)
-        scale, jaw_column = np.ones(N_CONTROLS, np.float32), np.zeros(N_CONTROLS, np.float32)
-        scale[Control.JAW_OPEN], scale[Control.SMILE], jaw_column[Control.JAW_OPEN] = 0.0, PHOTO_SMILE_SHARE, 1.0
-        if isinstance(controls, torch.Tensor):  # (no writes into the controls: an exported graph keeps this whole)
-            scale, jaw_column = (torch.as_tensor(v, dtype=controls.dtype, device=controls.device)
-                                 for v in (scale, jaw_column))
-        return controls * scale + opened[:, None] * jaw_column
+        out = controls.copy()
+        jaw, smile = controls[:, Control.JAW_OPEN], np.clip(controls[:, Control.SMILE], 0.0, 1.0)
+        floor = smile * self.smile_jaw * (1.0 if talking is None else 1.0 - talking)
+        out[:, Control.JAW_OPEN] = np.maximum(jaw, floor)
+        out[:, Control.SMILE] = controls[:, Control.SMILE] * PHOTO_SMILE_SHARE
+        return out
 
     def forward(self, controls: torch.Tensor) -> torch.Tensor:
-        controls = self.expressed(controls)
         lid_shade: list[torch.Tensor | None] = []
         q, overlay, alpha = self.maps(controls, lid_shade)
         n = controls.shape[0]
@@ -503,14 +521,15 @@ class WarpGenerator:
         step = np.clip(controls[0] - condition.controls, -self.max_seam_step, self.max_seam_step)
         controls[0] = condition.controls + step
         alphas = self._alpha_frames(len(controls)) if self.emit_alpha else None
-        frames = self._frames(controls, alphas)
+        talking, hold = talking_hold(controls[:, Control.JAW_OPEN], condition.talking)
+        frames = self._frames(self.renderer.expressed(controls, talking), alphas)
         # Encoders want YUV 4:2:0: converting here, in the render thread, keeps it off the event loop.
         i420 = np.empty((len(frames), frames.shape[1] * 3 // 2, frames.shape[2]), np.uint8)
         for frame, planes in zip(frames, i420, strict=True):  # (in place: a stack of them copied 0.3 ms at 720x1280)
             cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420, dst=planes)
         rendered = RenderedWindow(window.start_frame, frames, window.audio,
                                   (time.perf_counter() - t0) * 1000.0, window.created_t_s, i420, alphas)
-        last = FirstFrame(rendered.end_frame - 1, frames[-1], controls[-1])
+        last = FirstFrame(rendered.end_frame - 1, frames[-1], controls[-1], hold)
         return rendered, last
 
     def _alpha_frames(self, n: int, keyed: bool = True) -> np.ndarray:
@@ -545,7 +564,6 @@ class WarpGenerator:
         matches the module's own float path within 1/255 at about a third of the cost. alphas: if given,
         each frame's person alpha is written into it (the layer's alpha through the same map)."""
         r = self.renderer
-        controls = r.expressed(controls)
         lid_shade: list[torch.Tensor | None] = []
         with torch.inference_mode():
             q, overlay, alpha = (t.numpy() for t in r.maps(torch.from_numpy(controls), lid_shade))
