@@ -23,6 +23,7 @@ from streaming.live_stream import OutputsUnavailable, confined_outputs, parse_ou
 from streaming.loop_monitor import LoopMonitor
 from streaming.offers import OfferError, parse_offer
 from streaming.origin import install_origin_check
+from streaming.patches import log_orphaned_connects
 from streaming.portraits_api import install_portraits
 from streaming.provenance import disclose
 from streaming.ratelimit import RateLimiter
@@ -172,6 +173,7 @@ def build_app(config: ServerConfig, avatar: PreparedAvatar) -> web.Application:
 
     async def on_startup(_: web.Application) -> None:
         loop_monitor.start()
+        log_orphaned_connects(asyncio.get_running_loop())
 
     async def on_shutdown(_: web.Application) -> None:
         # SIGTERM/SIGINT: aiohttp has stopped accepting; every stream closes its sinks (finishing their files)

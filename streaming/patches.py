@@ -15,10 +15,13 @@ and the installed version, when an upgrade moves it.
 |                           | shifted) and RTCRtpSender._run_rtp                        |                |
 | on_keyframe_request       | RTCRtpSender._send_keyframe                               | one sender     |
 | label_h264_keyframes      | aiortc.codecs.h264.H264Encoder._encode_frame              | process        |
+| log_orphaned_connects     | the event loop's exception handler, for aiortc's own      | event loop     |
+|                           | RTCPeerConnection.__connect task                          |                |
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 from collections.abc import Callable
@@ -59,6 +62,31 @@ CONSENT_FAILURES = 5
 def expire_consent_sooner(failures: int = CONSENT_FAILURES) -> None:
     """Drop a peer that stopped answering ICE consent checks after `failures` missed checks in a row."""
     aioice.ice.CONSENT_FAILURES = failures
+
+
+# The coroutine aiortc starts with asyncio.ensure_future when both descriptions are set, and never awaits.
+ORPHANED_CONNECT = "RTCPeerConnection.__connect"
+
+
+def log_orphaned_connects(loop: asyncio.AbstractEventLoop) -> None:
+    """A peer connection closed while aiortc's own connect task was still starting ICE (a fuzzed or abandoned offer,
+    a client gone at once) leaves that task's error unretrieved: asyncio then logs "Task exception was never retrieved"
+    with a traceback, whenever the task is collected. Logged here as the one line it is; every other unretrieved
+    error still goes to the loop's handler as before."""
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        task, error = context.get("future"), context.get("exception")
+        coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+        if error is not None and getattr(coro, "__qualname__", "") == ORPHANED_CONNECT:
+            log.info("a peer connection closed while connecting: %s: %s", type(error).__name__, error)
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 def label_h264_keyframes() -> None:

@@ -160,3 +160,38 @@ def test_label_h264_keyframes_fits_aiortc() -> None:
         "H264Encoder.encode (and pack) calling self._encode_frame":
             looks_up(encoder.encode, "_encode_frame") or looks_up(getattr(encoder, "pack", None), "_encode_frame"),
     })
+
+
+async def test_log_orphaned_connects_fits_aiortc(caplog: pytest.LogCaptureFixture) -> None:
+    """aiortc's connect task, closed under it (a fuzzed offer beside a live stream once left an InvalidStateError
+    traceback in a CI run's server log), is logged as one line; any other task's unretrieved error still reaches the
+    loop's own handler."""
+    import asyncio
+
+    from aiortc.exceptions import InvalidStateError
+
+    pc = RTCPeerConnection()
+    connect = pc._RTCPeerConnection__connect()  # type: ignore[attr-defined]
+    assert connect.__qualname__ == patches.ORPHANED_CONNECT, f"aiortc {version('aiortc')} renamed its connect task"
+    loop = asyncio.get_running_loop()
+    passed: list[dict] = []
+    loop.set_exception_handler(lambda _, context: passed.append(context))
+    patches.log_orphaned_connects(loop)
+
+    async def other() -> None:
+        return None
+
+    try:
+        orphan, unrelated = asyncio.ensure_future(connect), asyncio.ensure_future(other())
+        await asyncio.gather(orphan, unrelated)
+        with caplog.at_level("INFO", logger="streaming.patches"):
+            loop.call_exception_handler({"message": "Task exception was never retrieved", "future": orphan,
+                                         "exception": InvalidStateError("RTCIceTransport is closed")})
+        loop.call_exception_handler({"message": "Task exception was never retrieved", "future": unrelated,
+                                     "exception": RuntimeError("something else")})
+    finally:
+        loop.set_exception_handler(None)
+        await pc.close()
+    assert [r.getMessage() for r in caplog.records if r.name == "streaming.patches"] == [
+        "a peer connection closed while connecting: InvalidStateError: RTCIceTransport is closed"]
+    assert [c["future"] for c in passed] == [unrelated]
