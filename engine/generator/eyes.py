@@ -168,8 +168,8 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     ox = -c[:, Control.GAZE_X] * 0.3 * eye.half_w * inside_opening
     gy = -c[:, Control.GAZE_Y] * 0.2 * (eye.y_bottom - eye.y_top) * inside_opening
     # Most windows hold no blink: skip its two dozen passes (not while tracing an export, which must keep
-    # the blink whatever its example's controls).
-    if not torch.jit.is_tracing() and not bool((blink > 0).any()):
+    # the blink whatever its example's controls, nor under torch.compile, whose graph would break on the test).
+    if not (torch.jit.is_tracing() or torch.compiler.is_compiling()) and not bool((blink > 0).any()):
         return ox, gy, None
     # Blink: a piecewise-linear map per column (output y -> source y), the identity when open.
     margin = torch.clamp(0.3 * h, min=0.75)  # lashes + the lid's margin: translated whole

@@ -57,7 +57,9 @@ class CompiledGenerator(TorchGenerator):
     def _frames(self, controls: np.ndarray, alphas: np.ndarray | None = None) -> np.ndarray:
         if alphas is not None:  # a keyed background wants each frame's person alpha: the byte path makes both
             return super()._frames(controls, alphas)
-        with torch.inference_mode():
+        # The rig's measures are Python floats on the module: dynamic=True would trace them as symbols, then restart
+        # its whole analysis to make them constants again (a third of the compile); they are constants per avatar.
+        with torch.inference_mode(), torch._dynamo.config.patch(specialize_float=True):
             return self._compiled(torch.from_numpy(controls).to(self.device)).cpu().numpy()
 
 
