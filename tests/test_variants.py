@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,7 @@ def test_missing_gpu_pieces_are_named() -> None:
         make_generator("wrap", prepare_avatar())
 
 
-def test_compiled_module_matches_torch() -> None:
+def test_compiled_module_matches_torch(caplog: pytest.LogCaptureFixture) -> None:
     """torch.compile on CPU (inductor, gcc), then exact to a level, as one graph that serves every window length: a
     graph break or a recompile for a new length would stall a live stream whose windows change length (17 s each
     on this machine). The suite's slowest test: 159-183 s alone with inductor's caches empty (was 235-246 s with
@@ -86,11 +87,17 @@ def test_compiled_module_matches_torch() -> None:
     avatar = prepare_avatar()
     compiled, reference = make_generator("compile", avatar), make_generator("torch", avatar)
     counters.clear()
+    caplog.set_level(logging.INFO, logger="engine.generator.variants")
     for n, seed in ((6, 0), (3, 1)):  # a whole window and a short last one (dynamic=True)
         c = varied_controls(n, seed)
         assert np.abs(compiled._frames(c).astype(np.int16) - reference._frames(c).astype(np.int16)).max() <= 1
     assert not counters["graph_break"], dict(counters["graph_break"])
     assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    # The minutes of the first window are announced, and their end, once.
+    said = [r.getMessage() for r in caplog.records if r.name == "engine.generator.variants"]
+    assert len(said) == 2, said
+    assert said[0].startswith("torch.compile: compiling the renderer for this avatar on cpu (once; "), said
+    assert said[1].startswith("torch.compile: compiled and rendered the first window in "), said
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT needs a CUDA GPU")

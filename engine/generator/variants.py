@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,14 +54,23 @@ class CompiledGenerator(TorchGenerator):
         super().__init__(avatar, threads)
         # dynamic=True: the last window of an offline render is shorter; one graph serves all lengths.
         self._compiled = torch.compile(self.renderer, dynamic=True)
+        self._compiled_once = False
 
     def _frames(self, controls: np.ndarray, alphas: np.ndarray | None = None) -> np.ndarray:
         if alphas is not None:  # a keyed background wants each frame's person alpha: the byte path makes both
             return super()._frames(controls, alphas)
+        t0 = time.monotonic()
+        if not self._compiled_once:  # (a silent wait of minutes reads as a hang)
+            log.info("torch.compile: compiling the renderer for this avatar on %s (once; ~3 min on 2 CPU cores)",
+                     self.device)
         # The rig's measures are Python floats on the module: dynamic=True would trace them as symbols, then restart
         # its whole analysis to make them constants again (a third of the compile); they are constants per avatar.
         with torch.inference_mode(), torch._dynamo.config.patch(specialize_float=True):
-            return self._compiled(torch.from_numpy(controls).to(self.device)).cpu().numpy()
+            frames = self._compiled(torch.from_numpy(controls).to(self.device)).cpu().numpy()
+        if not self._compiled_once:
+            log.info("torch.compile: compiled and rendered the first window in %.0f s", time.monotonic() - t0)
+            self._compiled_once = True
+        return frames
 
 
 def export_onnx(generator: WarpGenerator, path: Path) -> Path:
