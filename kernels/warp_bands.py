@@ -39,25 +39,28 @@ class Band(NamedTuple):
 
 
 class LayerReach:
-    """The distances of a layer's pixels (alpha: (h, w) uint8) to its nearest non-clear and non-solid pixels."""
+    """The distances of a layer's pixels (alpha: (h, w) uint8) to its nearest non-clear and non-solid pixels, kept as
+    each band's least per column: a band's test "any of its pixels in this column within reach" is then one row."""
 
     def __init__(self, alpha: np.ndarray) -> None:
-        self.to_layer = cv2.distanceTransform((alpha == 0).astype(np.uint8), cv2.DIST_L2, 3)
-        self.to_edge = cv2.distanceTransform((alpha == 255).astype(np.uint8), cv2.DIST_L2, 3)
+        to_layer = cv2.distanceTransform((alpha == 0).astype(np.uint8), cv2.DIST_L2, 3)
+        to_edge = cv2.distanceTransform((alpha == 255).astype(np.uint8), cv2.DIST_L2, 3)
+        h = alpha.shape[0]
+        self.rows = [(y0, min(h, y0 + BAND_ROWS)) for y0 in range(0, h, BAND_ROWS)]
+        self.to_layer = np.stack([to_layer[y0:y1].min(axis=0) for y0, y1 in self.rows])  # (bands, w)
+        self.to_edge = np.stack([to_edge[y0:y1].min(axis=0) for y0, y1 in self.rows])
 
     def bands(self, moved_px: np.ndarray) -> list[Band]:
         """The bands for a map that moves no pixel of row y further than moved_px[y] (pixels, (h,))."""
-        h = self.to_layer.shape[0]
         out = []
-        for y0 in range(0, h, BAND_ROWS):
-            y1 = min(h, y0 + BAND_ROWS)
+        for k, (y0, y1) in enumerate(self.rows):
             reach = float(moved_px[y0:y1].max()) + FOOTPRINT_PX
-            touched = np.flatnonzero((self.to_layer[y0:y1] <= reach).any(axis=0))
+            touched = np.flatnonzero(self.to_layer[k] <= reach)
             if not len(touched):
                 out.append(Band(y0, y1, 0, 0, 0, 0))
                 continue
             x0, x3 = int(touched[0]), int(touched[-1]) + 1
-            x1, x2 = _longest_run((self.to_edge[y0:y1, x0:x3] > reach).all(axis=0))
+            x1, x2 = _longest_run(self.to_edge[k, x0:x3] > reach)
             out.append(Band(y0, y1, x0, x0 + x1, x0 + x2, x3))
         return out
 
