@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.generator.capture import capturing_graph
 from engine.generator.rig import Eye, FaceFrame, lid_curve
 from engine.types import Control
 
@@ -169,7 +170,7 @@ def _lids(eye: Eye, c: torch.Tensor, blink: torch.Tensor, qx: torch.Tensor,
     gy = -c[:, Control.GAZE_Y] * 0.2 * (eye.y_bottom - eye.y_top) * inside_opening
     # Most windows hold no blink: skip its two dozen passes (not while tracing an export, which must keep
     # the blink whatever its example's controls, nor under torch.compile, whose graph would break on the test).
-    if not (torch.jit.is_tracing() or torch.compiler.is_compiling()) and not bool((blink > 0).any()):
+    if not capturing_graph() and not bool((blink > 0).any()):
         return ox, gy, None
     # Blink: a piecewise-linear map per column (output y -> source y), the identity when open.
     margin = torch.clamp(0.3 * h, min=0.75)  # lashes + the lid's margin: translated whole
@@ -486,8 +487,8 @@ def paint_extent(lid: torch.Tensor, stride: int, width: int, height: int, look: 
     while tracing or compiling (a data-dependent crop would change the graph) or without a filled lid (the
     painted one's crease and grain reach further)."""
     whole = (0, 0, width, height)
-    if (look is None or look.fill is None or CREASE_FILLED != 0.0 or torch.jit.is_tracing()
-            or torch.compiler.is_compiling() or lid.device.type != "cpu" or lid.requires_grad):
+    if (look is None or look.fill is None or CREASE_FILLED != 0.0 or capturing_graph()
+            or lid.device.type != "cpu" or lid.requires_grad):
         return whole
     # (in numpy, on each field's least and most per row and per column: a few dozen small tensor ops took longer
     # than the pixels they spared on a small face)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.generator.capture import capturing_graph
 from engine.generator.rig import FaceFrame, _fit_lid
 from engine.types import Control
 
@@ -378,7 +379,7 @@ class MouthRig:
         # lifts the lower lip by at most SMILE_UP mw), over the columns the jaw's drop reaches (`across` is under 0.002
         # past 3.2 mw, and the lips' drop is nothing past their corners).
         one = smoothstep(ONE_PIECE[0], ONE_PIECE[1], torch.clamp(c[:, Control.JAW_OPEN], 0.0, 1.0))  # (N, 1, 1)
-        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        if capturing_graph():
             # An exported graph (ONNX, TensorRT) keeps only the branches its example took (a still pose, jaw 0), and
             # torch.compile would break its graph and recompile on each new count of frames or rows: both solve the
             # two fields everywhere, for every frame.

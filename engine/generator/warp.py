@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.generator.avatar import PreparedAvatar
+from engine.generator.capture import capturing_graph
 from engine.generator.cheeks import Cheek, cheek_box, cheek_offsets, cheeks, wears_glasses
 from engine.generator.eyes import blink_cells, eye_offsets, paint_roi, paint_u8, shade_box, shaded
 from engine.generator.folds import TINT, Fold, fold_box, fold_shade, fold_table, folds
@@ -328,7 +329,7 @@ class WarpRenderer(nn.Module):
             if lid_shade is not None:
                 lid_shade.append(gain)
         smile = c[:, Control.SMILE]
-        if torch.jit.is_tracing() or torch.compiler.is_compiling() or bool((smile > 0).any()):
+        if capturing_graph() or bool((smile > 0).any()):
             for cheek, (ys, xs) in zip(self.cheeks, self.cheek_slices, strict=True):  # a smile lifts them (`cheeks`)
                 offsets.append(((ys, xs), *self._cheek_lift(cheek, smile, qx[:, ys, xs], qy[:, ys, xs],
                                                             self.head_mask[:, ys, xs])))
@@ -414,7 +415,7 @@ class WarpRenderer(nn.Module):
             roi = warp_composite(self.roi_src, grid, overlay, alpha, box, self.plate,
                                  "bicubic" if self.bicubic else "bilinear")
         smile = controls[:, Control.SMILE].to(roi.dtype)
-        if torch.jit.is_tracing() or torch.compiler.is_compiling() or bool((smile > 0).any()):
+        if capturing_graph() or bool((smile > 0).any()):
             tint = roi.new_tensor(TINT)[None, :, None, None]
             for fold, (bx0, by0, bx1, by1) in zip(self.folds, self.fold_boxes_px, strict=True):
                 g = grid[:, by0:by1, bx0:bx1]  # the photo's points these pixels show, in ROI pixels
