@@ -471,7 +471,9 @@ class MouthRig:
         alpha = torch.clamp(alpha, min=0.0) * torch.clamp(o.jaw / 1.5, 0.0, 1.0)
         # The box is sized for a jaw open to the full: the layers are drawn only over the rows and columns
         # that some frame of the batch opens (speech is mostly small openings; silence none).
-        if torch.compiler.is_compiling():  # (cropping to what opens breaks the graph, and recompiles it per size)
+        # Under torch.compile the crop would break the graph and recompile it per size; an export's trace keeps it
+        # (its ONNX graph has always held the crop), hence is_compiling alone, not capturing_graph().
+        if torch.compiler.is_compiling():
             return self._layers(o, qx, qy, edge), alpha[:, None]
         seen = alpha > 1.0 / 1024
         rows, cols = torch.nonzero(seen.any(dim=2).any(dim=0)), torch.nonzero(seen.any(dim=1).any(dim=0))
